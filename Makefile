@@ -1,0 +1,88 @@
+# graft: a static and a shared library, the `graft` tool, tests, benchmarks.
+# `make` builds, `make test` runs the suite, `make asan` runs it under sanitizers.
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+PKGS      = hdf5-serial libcjson libpng openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT      ?= -O2
+WARN      = -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+CFLAGS   ?= -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp -mavx2 -mfma $(CFLAGS) \
+             -Iinclude -Isrc $(PKG_CFLAGS) $(SAN)
+LIBS      = $(PKG_LIBS) -ljpeg -lcurl -lm -lpthread
+LDFLAGS  += -fopenmp $(SAN)
+
+LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib test asan bench examples install clean lint format
+all: lib $(BUILD)/graft $(BENCH_BIN) $(EXAMPLE_BIN)
+lib: $(BUILD)/libgraft.a $(BUILD)/libgraft.so
+
+$(BUILD)/%.o: %.c include/graft.h src/internal.h $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libgraft.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libgraft.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/graft: $(TOOL_SRC) $(BUILD)/libgraft.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_SRC) $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+examples: $(EXAMPLE_BIN)
+
+test: $(TEST_BIN) $(BUILD)/graft
+	@tests/run.sh $(BUILD) $(TEST_BIN)
+
+# AddressSanitizer + UBSan over the whole suite, in its own build folder.
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+install: lib $(BUILD)/graft
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/graft.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libgraft.a $(BUILD)/libgraft.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/graft $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)|' \
+	    -e 's|@REQUIRES@|$(PKGS)|' graft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/graft.pc
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    --suppress=missingIncludeSystem -Iinclude -Isrc src tools
+	clang-tidy --quiet $(LIB_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS)
+
+format:
+	clang-format -i include/*.h src/*.h src/*.c src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
+
+clean:
+	rm -rf build build-asan

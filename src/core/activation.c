@@ -1,0 +1,116 @@
+/* Activation functions shared by Activation, Dense and the convolutions. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const names[] = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax"};
+
+graft_status graft_activation_parse(const char *name, graft_activation *out)
+{
+    if (!name) return graft_fail(GRAFT_EINVAL, "activation name is missing");
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = (graft_activation)i;
+            return GRAFT_OK;
+        }
+    }
+    return graft_fail(GRAFT_EUNSUPPORTED,
+                      "unknown activation '%s' (known: linear, relu, relu6, sigmoid, tanh, "
+                      "softmax)",
+                      name);
+}
+
+const char *graft_activation_name(graft_activation a)
+{
+    if ((unsigned)a < sizeof names / sizeof *names) return names[a];
+    return "unknown";
+}
+
+static float sigmoidf(float x)
+{
+    /* Split on the sign so that exp never overflows. */
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols)
+{
+    size_t n = rows * cols;
+    switch (a) {
+    case GRAFT_LINEAR: break;
+    case GRAFT_RELU:
+        for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case GRAFT_RELU6:
+        for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? (x[i] < 6 ? x[i] : 6) : 0;
+        break;
+    case GRAFT_SIGMOID:
+        for (size_t i = 0; i < n; i++) x[i] = sigmoidf(x[i]);
+        break;
+    case GRAFT_TANH:
+        for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
+        break;
+    case GRAFT_SOFTMAX:
+        for (size_t r = 0; r < rows; r++) {
+            float *row = x + r * cols;
+            float mx = row[0];
+            for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+            double sum = 0;
+            for (size_t j = 0; j < cols; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
+            }
+            float inv = (float)(1.0 / sum);
+            for (size_t j = 0; j < cols; j++) row[j] *= inv;
+        }
+        break;
+    }
+}
+
+void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
+                               size_t rows, size_t cols, bool accumulate)
+{
+    size_t n = rows * cols;
+    /* Never multiply a buffer that may be uninitialised: 0 * NaN is NaN. */
+#define EMIT(expr)                                                                              \
+    if (accumulate)                                                                             \
+        for (size_t i = 0; i < n; i++) dx[i] += (expr);                                         \
+    else                                                                                        \
+        for (size_t i = 0; i < n; i++) dx[i] = (expr);
+    switch (a) {
+    case GRAFT_LINEAR: EMIT(dy[i]); break;
+    case GRAFT_RELU: EMIT(y[i] > 0 ? dy[i] : 0.0f); break;
+    case GRAFT_RELU6: EMIT(y[i] > 0 && y[i] < 6 ? dy[i] : 0.0f); break;
+    case GRAFT_SIGMOID: EMIT(dy[i] * y[i] * (1.0f - y[i])); break;
+    case GRAFT_TANH: EMIT(dy[i] * (1.0f - y[i] * y[i])); break;
+    case GRAFT_SOFTMAX:
+        for (size_t r = 0; r < rows; r++) {
+            const float *yr = y + r * cols, *dyr = dy + r * cols;
+            float *dxr = dx + r * cols;
+            double dot = 0;
+            for (size_t j = 0; j < cols; j++) dot += (double)dyr[j] * yr[j];
+            for (size_t j = 0; j < cols; j++) {
+                float g = yr[j] * (dyr[j] - (float)dot);
+                dxr[j] = accumulate ? dxr[j] + g : g;
+            }
+        }
+        break;
+    }
+#undef EMIT
+}
+
+int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_before)
+{
+    if (p == GRAFT_VALID) {
+        *pad_before = 0;
+        return in >= k ? (in - k) / stride + 1 : 0;
+    }
+    /* TensorFlow 'same': ceil(in/stride) outputs; the odd pad goes after. */
+    int out = (in + stride - 1) / stride;
+    int total = (out - 1) * stride + k - in;
+    if (total < 0) total = 0;
+    *pad_before = total / 2;
+    return out;
+}

@@ -1,0 +1,37 @@
+/* Status names and the per-thread message behind graft_last_error(). */
+#include "internal.h"
+
+#include <stdio.h>
+
+static _Thread_local char last_error[1024];
+
+const char *graft_status_name(graft_status s)
+{
+    switch (s) {
+    case GRAFT_OK: return "ok";
+    case GRAFT_EINVAL: return "invalid argument";
+    case GRAFT_EIO: return "I/O error";
+    case GRAFT_EFORMAT: return "malformed file";
+    case GRAFT_ESHAPE: return "shape mismatch";
+    case GRAFT_ENOMEM: return "out of memory";
+    case GRAFT_ENOTFOUND: return "not found";
+    case GRAFT_EUNSUPPORTED: return "unsupported";
+    case GRAFT_ESTATE: return "invalid state";
+    case GRAFT_ENAN: return "loss is not finite";
+    case GRAFT_EINTERRUPTED: return "interrupted";
+    }
+    return "unknown status";
+}
+
+const char *graft_last_error(void) { return last_error; }
+
+void graft_clear_error(void) { last_error[0] = '\0'; }
+
+graft_status graft_fail(graft_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}

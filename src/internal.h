@@ -1,0 +1,188 @@
+/*
+ * What the library's modules share and users do not see: the layer struct
+ * and its ops table, the model graph, error reporting helpers.
+ */
+#ifndef GRAFT_INTERNAL_H
+#define GRAFT_INTERNAL_H
+
+#include "graft.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* ------------------------------------------------------------- errors */
+
+/* Records a message for graft_last_error() and returns `s`. */
+graft_status graft_fail(graft_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void graft_clear_error(void);
+
+/* Overflow-checked size arithmetic: false when a*b does not fit. */
+static inline bool graft_mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+/* 64-byte aligned allocation (AVX loads, no false sharing); NULL on failure. */
+void *graft_alloc(size_t bytes);
+void *graft_calloc(size_t bytes);
+void graft_free(void *p);
+
+/* ------------------------------------------------------------- layers */
+
+#define GRAFT_MAX_WEIGHTS 4
+
+typedef struct {
+    char name[32];     /* "kernel", "bias", "gamma", ... */
+    graft_shape shape;
+    bool trainable;    /* false for BatchNormalization's moving statistics */
+    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM } init;
+    size_t offset;     /* into the model's weight array */
+    float *data;       /* view into graft_model.weights */
+    float *grad;       /* view into graft_model.grads (NULL until compiled) */
+} graft_weight;
+
+/* What a layer's forward pass sees. */
+typedef struct {
+    int n;                 /* samples in the batch */
+    bool training;         /* fit (true) or predict/evaluate (false) */
+    const float *const *in; /* one pointer per input, n * input size floats each */
+    float *out;            /* n * output size floats */
+    float *aux;            /* the layer's own buffer kept until backward (aux_floats) */
+    float *scratch;        /* shared scratch, valid during this call only */
+    graft_rng *rng;
+} graft_fwd;
+
+/* What a layer's backward pass sees. */
+typedef struct {
+    int n;
+    bool training;
+    const float *const *in; /* the inputs of the forward pass */
+    const float *out;       /* the forward output */
+    const float *dout;      /* dL/d(out) */
+    float *const *din;      /* dL/d(input i), NULL where not needed */
+    const bool *din_accumulate; /* add into din[i] (a second consumer) instead of writing */
+    bool param_grads;       /* write grads of the trainable weights */
+    float *aux;
+    float *scratch;
+} graft_bwd;
+
+typedef struct graft_layer_ops {
+    const char *class_name; /* Keras class_name */
+    /* Checks the input shapes, sets out_shape and declares the weights
+     * (graft_layer_add_weight). Fails with a message naming the layer. */
+    graft_status (*build)(graft_layer *l, const graft_shape *in_shapes);
+    void (*forward)(graft_layer *l, const graft_fwd *f);
+    void (*backward)(graft_layer *l, const graft_bwd *b);
+    /* Optional sizes, in floats, for a batch of n. */
+    size_t (*aux_floats)(const graft_layer *l, int n);
+    size_t (*scratch_floats)(const graft_layer *l, int n);
+    /* Optional: true when the forward pass differs between training and inference
+     * or uses randomness (so its output can not be cached). */
+    bool (*stochastic)(const graft_layer *l);
+    /* Optional: one JSON-ish line of the layer's config for `summary`/saving. */
+    void (*destroy)(graft_layer *l);
+} graft_layer_ops;
+
+struct graft_layer {
+    const graft_layer_ops *ops;
+    graft_model *model;
+    char name[GRAFT_NAME_MAX];
+    int index;
+    bool trainable;        /* the user's flag (Keras `layer.trainable`) */
+    bool trains;           /* the flag in effect: fixed by compile, as in Keras */
+    int n_inputs;
+    int *inputs;           /* layer indices */
+    graft_shape out_shape;
+    int n_weights;
+    graft_weight weights[GRAFT_MAX_WEIGHTS];
+    void *cfg;             /* the layer kind's own config struct */
+    /* Runtime state owned by the model. */
+    bool requires_grad;    /* its output's gradient is needed in backward */
+    float *out, *dout, *aux;
+};
+
+/* Declares a weight during build. */
+graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shape shape,
+                                    bool trainable, int init);
+
+/* Adds a layer of kind `ops` with config `cfg` (copied, cfg_size bytes) and inputs.
+ * Name NULL: Keras's automatic name from `auto_prefix`. Records errors in the model. */
+graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops,
+                                   const char *name, const char *auto_prefix, const void *cfg,
+                                   size_t cfg_size, int n_inputs, graft_layer *const *inputs);
+
+/* The same for a one-input layer; in NULL means the layer added last. */
+graft_layer *graft_model_add_unary(graft_model *m, const graft_layer_ops *ops, const char *name,
+                                   const char *auto_prefix, const void *cfg, size_t cfg_size,
+                                   graft_layer *in);
+
+/* Sticky model error from a layer constructor. */
+void graft_model_set_error(graft_model *m, graft_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Common helpers for layer kinds. */
+void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);
+/* dx = dy * act'(y) given the activation's output y (in place on dy allowed). */
+void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
+                               size_t rows, size_t cols, bool accumulate);
+/* TensorFlow's output size and leading pad for one spatial dimension. */
+int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_before);
+
+/* ------------------------------------------------------------- model */
+
+struct graft_model {
+    char name[GRAFT_NAME_MAX];
+    graft_status status;
+    char error[512];
+    int n_layers, cap_layers;
+    graft_layer **layers;
+    int output; /* layer index; -1: last */
+
+    /* All weights in one array (kann): saving, loading and optimizing are loops. */
+    size_t n_weight_floats;
+    float *weights, *grads;
+    bool weights_ready;
+
+    /* Compiled state. */
+    bool compiled;
+    graft_compile_cfg compile;
+    float *opt_m, *opt_v; /* optimizer slots, parallel to weights */
+    long opt_iterations;
+    graft_rng rng;
+
+    /* Activation buffers for batches of up to `capacity`. */
+    int capacity;
+    float *arena;
+    size_t arena_floats;
+    float *scratch;
+    size_t scratch_floats;
+    size_t *out_offset;     /* per layer, into arena (SIZE_MAX: no buffer) */
+    bool prepared_training;
+    bool want_input_grad;   /* tests: also compute dL/d(input) */
+    float *input_grad;      /* with want_input_grad: n * input size floats */
+    int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
+    uint64_t init_seed;
+    volatile int stop_requested;
+};
+
+/* Weights come into existence lazily (after all layers are built). */
+graft_status graft_model_ensure_weights(graft_model *m);
+/* Sizes the activation arena for batches of n. */
+graft_status graft_model_prepare(graft_model *m, int n, bool training);
+/* Forward over the whole graph; the output is in the output layer's `out`. */
+graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training);
+/* Backward from dL/d(output) (n * output size floats) into the weight grads. */
+graft_status graft_model_backward(graft_model *m, const float *dout, int n);
+/* One optimizer step on the trainable weights. */
+void graft_optimizer_step(graft_model *m);
+/* dL/d(pred) for the mean loss over n samples; returns the mean loss. */
+double graft_loss_grad(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
+                       int n, int dim, float *dpred);
+
+/* Threads for graft's own loops. */
+int graft_threads(void);
+
+#endif

@@ -1,0 +1,88 @@
+/* Dense: y = act(x W + b), W stored (in, out) as Keras does. */
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+typedef struct {
+    graft_dense_cfg cfg;
+    int in_dim;
+} dense;
+
+static graft_status build(graft_layer *l, const graft_shape *in)
+{
+    dense *d = l->cfg;
+    if (in[0].rank != 1)
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (Dense): expects a flat input (features,), got rank %d; add "
+                          "Flatten or GlobalAveragePooling2D before it",
+                          l->name, in[0].rank);
+    if (d->cfg.units <= 0)
+        return graft_fail(GRAFT_EINVAL, "layer '%s' (Dense): units must be positive (got %d)",
+                          l->name, d->cfg.units);
+    d->in_dim = in[0].dim[0];
+    l->out_shape = graft_shape1(d->cfg.units);
+    graft_shape ks = {2, {d->in_dim, d->cfg.units}};
+    graft_status s = graft_layer_add_weight(l, "kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
+    if (s == GRAFT_OK && !d->cfg.no_bias)
+        s = graft_layer_add_weight(l, "bias", graft_shape1(d->cfg.units), true, GRAFT_INIT_ZEROS);
+    return s;
+}
+
+static size_t scratch_floats(const graft_layer *l, int n)
+{
+    const dense *d = l->cfg;
+    return d->cfg.activation != GRAFT_LINEAR ? (size_t)n * d->cfg.units : 0;
+}
+
+static void forward(graft_layer *l, const graft_fwd *f)
+{
+    dense *d = l->cfg;
+    const int U = d->cfg.units, I = d->in_dim;
+    graft_gemm(false, false, f->n, U, I, 1.0f, f->in[0], I, l->weights[0].data, U, 0.0f, f->out, U);
+    if (!d->cfg.no_bias) {
+        const float *bias = l->weights[1].data;
+        for (int r = 0; r < f->n; r++)
+            for (int j = 0; j < U; j++) f->out[(size_t)r * U + j] += bias[j];
+    }
+    graft_activation_forward(d->cfg.activation, f->out, (size_t)f->n, (size_t)U);
+}
+
+static void backward(graft_layer *l, const graft_bwd *b)
+{
+    dense *d = l->cfg;
+    const int U = d->cfg.units, I = d->in_dim;
+    const float *dz = b->dout;
+    if (d->cfg.activation != GRAFT_LINEAR) {
+        graft_activation_backward(d->cfg.activation, b->out, b->dout, b->scratch, (size_t)b->n,
+                                  (size_t)U, false);
+        dz = b->scratch;
+    }
+    if (b->param_grads) {
+        graft_gemm(true, false, I, U, b->n, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
+        if (!d->cfg.no_bias) {
+            float *db = l->weights[1].grad;
+            memset(db, 0, (size_t)U * sizeof(float));
+            for (int r = 0; r < b->n; r++)
+                for (int j = 0; j < U; j++) db[j] += dz[(size_t)r * U + j];
+        }
+    }
+    if (b->din[0])
+        graft_gemm(false, true, b->n, I, U, 1.0f, dz, U, l->weights[0].data, U,
+                   b->din_accumulate[0] ? 1.0f : 0.0f, b->din[0], I);
+}
+
+static const graft_layer_ops ops = {
+    .class_name = "Dense",
+    .build = build,
+    .forward = forward,
+    .backward = backward,
+    .scratch_floats = scratch_floats,
+};
+
+graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)
+{
+    dense d = {.cfg = cfg};
+    d.cfg.name = NULL;
+    return graft_model_add_unary(m, &ops, cfg.name, "dense", &d, sizeof d, in);
+}

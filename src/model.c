@@ -1,0 +1,712 @@
+/*
+ * The layer graph: building with shape inference, the weight array, the
+ * activation arena, forward and backward over the graph, trainable flags
+ * and the summary table.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+graft_model *graft_model_new(const char *name)
+{
+    graft_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        graft_fail(GRAFT_ENOMEM, "out of memory creating a model");
+        return NULL;
+    }
+    snprintf(m->name, sizeof m->name, "%s", name && *name ? name : "model");
+    m->output = -1;
+    m->init_seed = 42;
+    graft_rng_seed(&m->rng, m->init_seed);
+    return m;
+}
+
+void graft_model_free(graft_model *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        if (l->ops->destroy) l->ops->destroy(l);
+        free(l->inputs);
+        free(l->cfg);
+        free(l);
+    }
+    free(m->layers);
+    graft_free(m->weights);
+    graft_free(m->grads);
+    graft_free(m->opt_m);
+    graft_free(m->opt_v);
+    graft_free(m->arena);
+    graft_free(m->scratch);
+    free(m->out_offset);
+    free(m);
+}
+
+const char *graft_model_name(const graft_model *m) { return m->name; }
+graft_status graft_model_status(const graft_model *m) { return m ? m->status : GRAFT_EINVAL; }
+const char *graft_model_error(const graft_model *m) { return m ? m->error : "no model"; }
+
+void graft_model_set_error(graft_model *m, graft_status s, const char *fmt, ...)
+{
+    if (m->status != GRAFT_OK) return; /* the first error is the useful one */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->error, sizeof m->error, fmt, ap);
+    va_end(ap);
+    m->status = s;
+    graft_fail(s, "%s", m->error);
+}
+
+/* ------------------------------------------------------------ building */
+
+static bool name_taken(const graft_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i]->name, name) == 0) return true;
+    return false;
+}
+
+static void auto_name(const graft_model *m, const char *prefix, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", prefix);
+    for (int k = 1; name_taken(m, out); k++) snprintf(out, cap, "%s_%d", prefix, k);
+}
+
+/* Points every weight view at the current arrays. */
+static void bind_weights(graft_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_weights; k++) {
+            graft_weight *w = &l->weights[k];
+            w->data = m->weights + w->offset;
+            w->grad = m->grads ? m->grads + w->offset : NULL;
+        }
+    }
+}
+
+static void init_weight(graft_weight *w, graft_rng *rng)
+{
+    size_t n = graft_shape_size(&w->shape);
+    switch (w->init) {
+    case GRAFT_INIT_ZEROS: memset(w->data, 0, n * sizeof(float)); break;
+    case GRAFT_INIT_ONES:
+        for (size_t i = 0; i < n; i++) w->data[i] = 1.0f;
+        break;
+    case GRAFT_INIT_GLOROT_UNIFORM: {
+        /* Keras's fans: the last two dims are (in, out), the rest the receptive field. */
+        const graft_shape *s = &w->shape;
+        double receptive = 1, fan_in, fan_out;
+        if (s->rank >= 2) {
+            for (int d = 0; d < s->rank - 2; d++) receptive *= s->dim[d];
+            fan_in = s->dim[s->rank - 2] * receptive;
+            fan_out = s->dim[s->rank - 1] * receptive;
+        } else {
+            fan_in = fan_out = s->rank == 1 ? s->dim[0] : 1;
+        }
+        float limit = (float)sqrt(6.0 / (fan_in + fan_out));
+        for (size_t i = 0; i < n; i++) w->data[i] = (2.0f * graft_rng_uniform(rng) - 1.0f) * limit;
+        break;
+    }
+    }
+}
+
+graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shape shape,
+                                    bool trainable, int init)
+{
+    if (l->n_weights >= GRAFT_MAX_WEIGHTS)
+        return graft_fail(GRAFT_EINVAL, "layer '%s': too many weights", l->name);
+    graft_weight *w = &l->weights[l->n_weights++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->shape = shape;
+    w->trainable = trainable;
+    w->init = init;
+    return GRAFT_OK;
+}
+
+/* Grows the model's weight array for the weights of a newly built layer. */
+static graft_status place_weights(graft_model *m, graft_layer *l)
+{
+    size_t need = m->n_weight_floats;
+    for (int k = 0; k < l->n_weights; k++) {
+        size_t n = graft_shape_size(&l->weights[k].shape);
+        l->weights[k].offset = need;
+        if (need + n < need) return graft_fail(GRAFT_ENOMEM, "layer '%s': too many weights", l->name);
+        need += n;
+    }
+    if (need == m->n_weight_floats) return GRAFT_OK;
+    float *grown = graft_alloc(need * sizeof(float));
+    if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
+    if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
+    graft_free(m->weights);
+    m->weights = grown;
+    graft_free(m->grads); /* re-made at the next training step */
+    m->grads = NULL;
+    m->n_weight_floats = need;
+    bind_weights(m);
+    graft_rng rng;
+    graft_rng_seed(&rng, m->init_seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
+    for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);
+    return GRAFT_OK;
+}
+
+graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, const char *name,
+                                   const char *auto_prefix, const void *cfg, size_t cfg_size,
+                                   int n_inputs, graft_layer *const *inputs)
+{
+    if (!m) {
+        graft_fail(GRAFT_EINVAL, "no model given");
+        return NULL;
+    }
+    if (m->status != GRAFT_OK) return NULL;
+    if (name && strlen(name) >= GRAFT_NAME_MAX) {
+        graft_model_set_error(m, GRAFT_EINVAL, "layer name '%.40s...' is too long", name);
+        return NULL;
+    }
+    if (name && name_taken(m, name)) {
+        graft_model_set_error(m, GRAFT_EINVAL,
+                              "layer name '%s' is used twice in model '%s'; names must be unique",
+                              name, m->name);
+        return NULL;
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        if (!inputs[i] || inputs[i]->model != m) {
+            graft_model_set_error(m, GRAFT_EINVAL,
+                                  "layer %s: input %d is missing or belongs to another model",
+                                  name ? name : auto_prefix, i);
+            return NULL;
+        }
+    }
+    if (m->n_layers == m->cap_layers) {
+        int cap = m->cap_layers ? 2 * m->cap_layers : 16;
+        graft_layer **grown = realloc(m->layers, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            graft_model_set_error(m, GRAFT_ENOMEM, "out of memory adding a layer");
+            return NULL;
+        }
+        m->layers = grown;
+        m->cap_layers = cap;
+    }
+    graft_layer *l = calloc(1, sizeof *l);
+    int *in_idx = n_inputs ? calloc((size_t)n_inputs, sizeof(int)) : NULL;
+    void *cfg_copy = cfg_size ? malloc(cfg_size) : NULL;
+    graft_shape *in_shapes = n_inputs ? calloc((size_t)n_inputs, sizeof *in_shapes) : NULL;
+    if (!l || (n_inputs && (!in_idx || !in_shapes)) || (cfg_size && !cfg_copy)) {
+        free(l);
+        free(in_idx);
+        free(cfg_copy);
+        free(in_shapes);
+        graft_model_set_error(m, GRAFT_ENOMEM, "out of memory adding a layer");
+        return NULL;
+    }
+    if (cfg_size) memcpy(cfg_copy, cfg, cfg_size);
+    l->ops = ops;
+    l->model = m;
+    l->index = m->n_layers;
+    l->trainable = l->trains = true;
+    l->n_inputs = n_inputs;
+    l->inputs = in_idx;
+    l->cfg = cfg_copy;
+    for (int i = 0; i < n_inputs; i++) {
+        in_idx[i] = inputs[i]->index;
+        in_shapes[i] = inputs[i]->out_shape;
+    }
+    if (name) snprintf(l->name, sizeof l->name, "%s", name);
+    else auto_name(m, auto_prefix, l->name, sizeof l->name);
+
+    graft_clear_error();
+    graft_status s = ops->build(l, in_shapes);
+    free(in_shapes);
+    if (s == GRAFT_OK) {
+        for (int d = 0; d < l->out_shape.rank; d++) {
+            if (l->out_shape.dim[d] <= 0) {
+                char buf[96];
+                graft_shape_format(&l->out_shape, buf, sizeof buf);
+                s = graft_fail(GRAFT_ESHAPE,
+                               "layer '%s' (%s): output shape %s has a dimension <= 0; the "
+                               "input is too small for it",
+                               l->name, ops->class_name, buf);
+                break;
+            }
+        }
+    }
+    if (s == GRAFT_OK) {
+        m->layers[m->n_layers++] = l;
+        s = place_weights(m, l);
+        if (s != GRAFT_OK) m->n_layers--;
+    }
+    if (s != GRAFT_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", graft_last_error());
+        if (ops->destroy) ops->destroy(l);
+        free(l->inputs);
+        free(l->cfg);
+        free(l);
+        graft_model_set_error(m, s, "%s", msg);
+        return NULL;
+    }
+    m->capacity = 0; /* the graph changed: re-plan buffers */
+    return l;
+}
+
+graft_layer *graft_model_add_unary(graft_model *m, const graft_layer_ops *ops, const char *name,
+                                   const char *auto_prefix, const void *cfg, size_t cfg_size,
+                                   graft_layer *in)
+{
+    if (!m) {
+        graft_fail(GRAFT_EINVAL, "no model given");
+        return NULL;
+    }
+    if (!in && m->status == GRAFT_OK) {
+        if (m->n_layers == 0) {
+            graft_model_set_error(m, GRAFT_EINVAL,
+                                  "layer '%s' (%s) has no input: add an InputLayer first",
+                                  name ? name : auto_prefix, ops->class_name);
+            return NULL;
+        }
+        in = m->layers[m->n_layers - 1];
+    }
+    return graft_model_add_layer(m, ops, name, auto_prefix, cfg, cfg_size, 1, &in);
+}
+
+graft_status graft_model_set_output(graft_model *m, graft_layer *out)
+{
+    if (!out || out->model != m)
+        return graft_fail(GRAFT_EINVAL, "model '%s': the output layer is not part of it", m->name);
+    m->output = out->index;
+    m->capacity = 0;
+    return GRAFT_OK;
+}
+
+static int output_index(const graft_model *m)
+{
+    return m->output >= 0 ? m->output : m->n_layers - 1;
+}
+
+graft_layer *graft_model_output(const graft_model *m)
+{
+    return m->n_layers ? m->layers[output_index(m)] : NULL;
+}
+
+int graft_model_num_layers(const graft_model *m) { return m->n_layers; }
+
+graft_layer *graft_model_layer(const graft_model *m, int index)
+{
+    if (index < 0) index += m->n_layers;
+    if (index < 0 || index >= m->n_layers) return NULL;
+    return m->layers[index];
+}
+
+graft_layer *graft_model_find(const graft_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i]->name, name) == 0) return m->layers[i];
+    return NULL;
+}
+
+const char *graft_layer_name(const graft_layer *l) { return l->name; }
+const char *graft_layer_class(const graft_layer *l) { return l->ops->class_name; }
+int graft_layer_index(const graft_layer *l) { return l->index; }
+graft_shape graft_layer_output_shape(const graft_layer *l) { return l->out_shape; }
+int graft_layer_trainable(const graft_layer *l) { return l->trainable; }
+void graft_layer_set_trainable(graft_layer *l, int trainable) { l->trainable = trainable != 0; }
+
+graft_status graft_model_set_trainable(graft_model *m, int first, int last, int trainable)
+{
+    if (first < 0) first += m->n_layers;
+    if (last < 0) last += m->n_layers;
+    if (first < 0) first = 0;
+    if (last > m->n_layers) last = m->n_layers;
+    for (int i = first; i < last; i++) m->layers[i]->trainable = trainable != 0;
+    return GRAFT_OK;
+}
+
+int graft_layer_num_weights(const graft_layer *l) { return l->n_weights; }
+
+const char *graft_layer_weight_name(const graft_layer *l, int i)
+{
+    return i >= 0 && i < l->n_weights ? l->weights[i].name : NULL;
+}
+
+graft_shape graft_layer_weight_shape(const graft_layer *l, int i)
+{
+    graft_shape none = {0, {0}};
+    return i >= 0 && i < l->n_weights ? l->weights[i].shape : none;
+}
+
+float *graft_layer_weight_data(graft_layer *l, int i)
+{
+    return i >= 0 && i < l->n_weights ? l->weights[i].data : NULL;
+}
+
+size_t graft_layer_count_params(const graft_layer *l)
+{
+    size_t n = 0;
+    for (int k = 0; k < l->n_weights; k++) n += graft_shape_size(&l->weights[k].shape);
+    return n;
+}
+
+graft_param_counts graft_model_count_params(const graft_model *m)
+{
+    graft_param_counts c = {0, 0, 0};
+    for (int i = 0; i < m->n_layers; i++) {
+        const graft_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_weights; k++) {
+            size_t n = graft_shape_size(&l->weights[k].shape);
+            c.total += n;
+            if (l->trainable && l->weights[k].trainable) c.trainable += n;
+            else c.non_trainable += n;
+        }
+    }
+    return c;
+}
+
+graft_status graft_model_init_weights(graft_model *m, uint64_t seed)
+{
+    m->init_seed = seed;
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        graft_rng rng;
+        graft_rng_seed(&rng, seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
+        for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);
+    }
+    return GRAFT_OK;
+}
+
+/* ------------------------------------------------------------ summary */
+
+static void thousands(size_t v, char *buf, size_t cap)
+{
+    char raw[32];
+    int len = snprintf(raw, sizeof raw, "%zu", v);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < cap; i++) {
+        if (i > 0 && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = '\0';
+}
+
+static bool is_chain(const graft_model *m)
+{
+    for (int i = 1; i < m->n_layers; i++)
+        if (m->layers[i]->n_inputs != 1 || m->layers[i]->inputs[0] != i - 1) return false;
+    return true;
+}
+
+/* One row: each field cut to its column, with Keras's one-space margin. */
+static void print_row(FILE *out, const char **fields, const int *stops, int n)
+{
+    char line[256];
+    int len = 0;
+    for (int i = 0; i < n; i++) {
+        int start = i == 0 ? 0 : stops[i - 1];
+        while (len < start) line[len++] = ' ';
+        len += snprintf(line + len, sizeof line - (size_t)len, " %s", fields[i]);
+        if (len > stops[i] - 1) len = stops[i] - 1;
+        if (len < 0) len = 0;
+    }
+    while (len < stops[n - 1]) line[len++] = ' ';
+    line[len] = '\0';
+    fprintf(out, "%s\n", line);
+}
+
+static void rule(FILE *out, char c, int width)
+{
+    for (int i = 0; i < width; i++) fputc(c, out);
+    fputc('\n', out);
+}
+
+void graft_model_summary(const graft_model *m, FILE *out)
+{
+    bool chain = is_chain(m);
+    static const int seq_stops[] = {29, 55, 65};
+    static const int fun_stops[] = {29, 58, 68, 98};
+    const int *stops = chain ? seq_stops : fun_stops;
+    int ncol = chain ? 3 : 4, width = stops[ncol - 1];
+    fprintf(out, "Model: \"%s\"\n", m->name);
+    rule(out, '_', width);
+    const char *head[] = {"Layer (type)", "Output Shape", "Param #", "Connected to"};
+    print_row(out, head, stops, ncol);
+    rule(out, '=', width);
+    for (int i = 0; i < m->n_layers; i++) {
+        const graft_layer *l = m->layers[i];
+        char name[GRAFT_NAME_MAX + 48], shape[96], params[32], conn[GRAFT_NAME_MAX + 16] = "";
+        snprintf(name, sizeof name, "%s (%s)", l->name, l->ops->class_name);
+        graft_shape_format(&l->out_shape, shape, sizeof shape);
+        snprintf(params, sizeof params, "%zu", graft_layer_count_params(l));
+        if (l->ops->class_name[0] == 'I' && strcmp(l->ops->class_name, "InputLayer") == 0) {
+            char in[96];
+            graft_shape_format(&l->out_shape, in, sizeof in);
+            snprintf(shape, sizeof shape, "[%s]", in);
+        }
+        if (!chain && l->n_inputs > 0)
+            snprintf(conn, sizeof conn, "['%s[0][0]'", m->layers[l->inputs[0]]->name);
+        const char *fields[] = {name, shape, params, conn};
+        if (!chain && l->n_inputs > 0) strncat(conn, l->n_inputs == 1 ? "]" : ",", sizeof conn - strlen(conn) - 1);
+        print_row(out, fields, stops, ncol);
+        for (int k = 1; !chain && k < l->n_inputs; k++) {
+            char more[GRAFT_NAME_MAX + 16];
+            snprintf(more, sizeof more, "'%s[0][0]'%s", m->layers[l->inputs[k]]->name,
+                     k + 1 == l->n_inputs ? "]" : ",");
+            const char *f2[] = {"", "", "", more};
+            print_row(out, f2, stops, ncol);
+        }
+        if (chain || i + 1 == m->n_layers) continue;
+        fputc('\n', out);
+    }
+    rule(out, '=', width);
+    graft_param_counts c = graft_model_count_params(m);
+    char a[32], b[32], d[32];
+    thousands(c.total, a, sizeof a);
+    thousands(c.trainable, b, sizeof b);
+    thousands(c.non_trainable, d, sizeof d);
+    fprintf(out, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n", a, b, d);
+    rule(out, '_', width);
+}
+
+/* ------------------------------------------------------------ buffers */
+
+/* A first-fit allocator over offsets, for planning the activation arena. */
+typedef struct {
+    size_t off, len;
+} block;
+
+typedef struct {
+    block *free_list;
+    int n_free;
+    size_t top;
+} planner;
+
+static size_t plan_alloc(planner *p, size_t len)
+{
+    len = (len + 15) & ~(size_t)15; /* 64-byte alignment for every buffer */
+    for (int i = 0; i < p->n_free; i++) {
+        if (p->free_list[i].len >= len) {
+            size_t off = p->free_list[i].off;
+            p->free_list[i].off += len;
+            p->free_list[i].len -= len;
+            return off;
+        }
+    }
+    size_t off = p->top;
+    p->top += len;
+    return off;
+}
+
+static void plan_release(planner *p, size_t off, size_t len)
+{
+    len = (len + 15) & ~(size_t)15;
+    /* Insert sorted and merge neighbours, so big buffers find room again. */
+    int i = 0;
+    while (i < p->n_free && p->free_list[i].off < off) i++;
+    memmove(&p->free_list[i + 1], &p->free_list[i], (size_t)(p->n_free - i) * sizeof(block));
+    p->free_list[i] = (block){off, len};
+    p->n_free++;
+    if (i + 1 < p->n_free && p->free_list[i].off + p->free_list[i].len == p->free_list[i + 1].off) {
+        p->free_list[i].len += p->free_list[i + 1].len;
+        memmove(&p->free_list[i + 1], &p->free_list[i + 2],
+                (size_t)(p->n_free - i - 2) * sizeof(block));
+        p->n_free--;
+    }
+    if (i > 0 && p->free_list[i - 1].off + p->free_list[i - 1].len == p->free_list[i].off) {
+        p->free_list[i - 1].len += p->free_list[i].len;
+        memmove(&p->free_list[i], &p->free_list[i + 1], (size_t)(p->n_free - i - 1) * sizeof(block));
+        p->n_free--;
+    }
+    if (p->n_free > 0) {
+        block *last = &p->free_list[p->n_free - 1];
+        if (last->off + last->len == p->top) {
+            p->top = last->off;
+            p->n_free--;
+        }
+    }
+}
+
+static bool has_trainable_weights(const graft_layer *l)
+{
+    if (!l->trains) return false;
+    for (int k = 0; k < l->n_weights; k++)
+        if (l->weights[k].trainable) return true;
+    return false;
+}
+
+graft_status graft_model_prepare(graft_model *m, int n, bool training)
+{
+    if (m->status != GRAFT_OK)
+        return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
+    if (m->n_layers == 0 || strcmp(m->layers[0]->ops->class_name, "InputLayer") != 0)
+        return graft_fail(GRAFT_ESTATE, "model '%s' has no InputLayer", m->name);
+    if (n <= 0) return graft_fail(GRAFT_EINVAL, "batch size must be positive (got %d)", n);
+    if (m->capacity >= n && m->prepared_training == training) return GRAFT_OK;
+    int cap = n > m->capacity ? n : m->capacity;
+    int L = m->n_layers, out = output_index(m);
+
+    if (!m->compiled)
+        for (int i = 0; i < L; i++) m->layers[i]->trains = m->layers[i]->trainable;
+
+    /* Which outputs need a gradient, and where backward can stop. */
+    m->lowest_grad_layer = L;
+    for (int i = 0; i < L; i++) {
+        graft_layer *l = m->layers[i];
+        bool rg = false;
+        if (training) {
+            rg = i == 0 ? m->want_input_grad : has_trainable_weights(l);
+            for (int j = 0; j < l->n_inputs && !rg; j++) rg = m->layers[l->inputs[j]]->requires_grad;
+        }
+        l->requires_grad = rg;
+        if (rg && i < m->lowest_grad_layer) m->lowest_grad_layer = i;
+    }
+
+    /* Liveness: an output dies after its last reader, unless backward reads it. */
+    int *last_use = malloc((size_t)L * sizeof(int));
+    block *fl = malloc((size_t)(2 * L + 2) * sizeof(block));
+    size_t *offs = realloc(m->out_offset, (size_t)L * sizeof(size_t));
+    size_t *dout_off = malloc((size_t)L * sizeof(size_t));
+    size_t *aux_off = malloc((size_t)L * sizeof(size_t));
+    if (offs) m->out_offset = offs;
+    if (!last_use || !fl || !offs || !dout_off || !aux_off) {
+        free(last_use);
+        free(fl);
+        free(dout_off);
+        free(aux_off);
+        return graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
+    }
+    for (int i = 0; i < L; i++) last_use[i] = i;
+    for (int i = 0; i < L; i++) {
+        const graft_layer *l = m->layers[i];
+        for (int j = 0; j < l->n_inputs; j++) {
+            int src = l->inputs[j];
+            last_use[src] = l->requires_grad ? L : (i > last_use[src] ? i : last_use[src]);
+        }
+        if (l->requires_grad) last_use[i] = L;
+    }
+    last_use[out] = L;
+
+    planner p = {fl, 0, 0};
+    size_t scratch = 0;
+    for (int i = 0; i < L; i++) {
+        graft_layer *l = m->layers[i];
+        size_t sz = (size_t)cap * graft_shape_size(&l->out_shape);
+        aux_off[i] = SIZE_MAX;
+        dout_off[i] = SIZE_MAX;
+        offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&p, sz); /* the input is the caller's array */
+        if (l->ops->aux_floats) {
+            size_t a = l->ops->aux_floats(l, cap);
+            if (a) aux_off[i] = plan_alloc(&p, a);
+        }
+        if (l->ops->scratch_floats) {
+            size_t s = l->ops->scratch_floats(l, cap);
+            if (s > scratch) scratch = s;
+        }
+        for (int j = 0; j < l->n_inputs; j++) {
+            int src = l->inputs[j];
+            bool seen = false; /* Add(x, x) reads one buffer twice */
+            for (int k = 0; k < j; k++) seen |= l->inputs[k] == src;
+            if (!seen && src > 0 && last_use[src] == i)
+                plan_release(&p, offs[src], (size_t)cap * graft_shape_size(&m->layers[src]->out_shape));
+        }
+        if (last_use[i] == i && i > 0) plan_release(&p, offs[i], sz); /* read by nobody */
+    }
+    for (int i = 0; i < L; i++)
+        if (m->layers[i]->requires_grad)
+            dout_off[i] = plan_alloc(&p, (size_t)cap * graft_shape_size(&m->layers[i]->out_shape));
+
+    size_t total = p.top;
+    graft_status st = GRAFT_OK;
+    if (total > m->arena_floats) {
+        graft_free(m->arena);
+        m->arena = graft_alloc(total * sizeof(float));
+        m->arena_floats = m->arena ? total : 0;
+        if (!m->arena)
+            st = graft_fail(GRAFT_ENOMEM, "out of memory: activations for a batch of %d need %.1f MiB",
+                            cap, (double)total * 4 / 1048576.0);
+    }
+    if (st == GRAFT_OK && scratch > m->scratch_floats) {
+        graft_free(m->scratch);
+        m->scratch = graft_alloc(scratch * sizeof(float));
+        m->scratch_floats = m->scratch ? scratch : 0;
+        if (!m->scratch) st = graft_fail(GRAFT_ENOMEM, "out of memory for %zu scratch floats", scratch);
+    }
+    if (st == GRAFT_OK && training && !m->grads) {
+        m->grads = graft_calloc((m->n_weight_floats ? m->n_weight_floats : 1) * sizeof(float));
+        if (!m->grads) st = graft_fail(GRAFT_ENOMEM, "out of memory for weight gradients");
+        else bind_weights(m);
+    }
+    if (st == GRAFT_OK) {
+        for (int i = 0; i < L; i++) {
+            graft_layer *l = m->layers[i];
+            l->out = offs[i] == SIZE_MAX ? NULL : m->arena + offs[i];
+            l->dout = dout_off[i] == SIZE_MAX ? NULL : m->arena + dout_off[i];
+            l->aux = aux_off[i] == SIZE_MAX ? NULL : m->arena + aux_off[i];
+        }
+        m->capacity = cap;
+        m->prepared_training = training;
+    } else {
+        m->capacity = 0;
+    }
+    free(last_use);
+    free(fl);
+    free(dout_off);
+    free(aux_off);
+    return st;
+}
+
+/* ------------------------------------------------------------ passes */
+
+#define MAX_FANIN 64
+
+graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training)
+{
+    graft_status s = graft_model_prepare(m, n, training);
+    if (s != GRAFT_OK) return s;
+    m->layers[0]->out = (float *)x; /* read only: no layer writes its input */
+    const float *in[MAX_FANIN];
+    for (int i = 1; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        if (l->n_inputs > MAX_FANIN)
+            return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs", l->name,
+                              MAX_FANIN);
+        for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
+        graft_fwd f = {n, training, in, l->out, l->aux, m->scratch, &m->rng};
+        l->ops->forward(l, &f);
+    }
+    return GRAFT_OK;
+}
+
+graft_status graft_model_backward(graft_model *m, const float *dout, int n)
+{
+    if (!m->prepared_training || m->capacity < n)
+        return graft_fail(GRAFT_ESTATE, "backward without a training forward pass");
+    int L = m->n_layers, out = output_index(m);
+    graft_layer *ol = m->layers[out];
+    if (!ol->requires_grad) return GRAFT_OK; /* nothing trains */
+    bool *written = calloc((size_t)L, sizeof(bool));
+    if (!written) return graft_fail(GRAFT_ENOMEM, "out of memory in backward");
+    memcpy(ol->dout, dout, (size_t)n * graft_shape_size(&ol->out_shape) * sizeof(float));
+    written[out] = true;
+    const float *in[MAX_FANIN];
+    float *din[MAX_FANIN];
+    bool acc[MAX_FANIN];
+    for (int i = L - 1; i >= m->lowest_grad_layer && i > 0; i--) {
+        graft_layer *l = m->layers[i];
+        if (!l->requires_grad) continue;
+        if (!written[i]) /* a branch that does not reach the output */
+            memset(l->dout, 0, (size_t)n * graft_shape_size(&l->out_shape) * sizeof(float));
+        for (int j = 0; j < l->n_inputs; j++) {
+            graft_layer *src = m->layers[l->inputs[j]];
+            in[j] = src->out;
+            din[j] = src->requires_grad ? src->dout : NULL;
+            acc[j] = src->requires_grad && written[src->index];
+            if (src->requires_grad) written[src->index] = true;
+        }
+        graft_bwd b = {n, true, in, l->out, l->dout, din, acc, has_trainable_weights(l),
+                       l->aux, m->scratch};
+        l->ops->backward(l, &b);
+    }
+    free(written);
+    return GRAFT_OK;
+}

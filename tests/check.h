@@ -1,0 +1,78 @@
+/* A tiny test harness: CHECK records a failure and goes on; main() ends with
+ * the summary line "N passed, N failed" that tests/run.sh adds up. */
+#ifndef GRAFT_CHECK_H
+#define GRAFT_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int check_failures_in_test;
+static int tests_passed, tests_failed;
+static const char *current_test;
+
+#define CHECK(cond)                                                                              \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            check_failures_in_test++;                                                            \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s\n", __FILE__, __LINE__, current_test, #cond); \
+        }                                                                                        \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                     \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            check_failures_in_test++;                                                            \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s: ", __FILE__, __LINE__, current_test, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                                        \
+            fputc('\n', stderr);                                                                 \
+        }                                                                                        \
+    } while (0)
+
+/* A graft call that must succeed; prints graft_last_error() when it does not. */
+#define CHECK_OK(expr)                                                                           \
+    do {                                                                                         \
+        graft_status s_ = (expr);                                                                \
+        CHECK_MSG(s_ == GRAFT_OK, "%s: %s", graft_status_name(s_), graft_last_error());          \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                    \
+    do {                                                                                         \
+        double a_ = (a), b_ = (b);                                                               \
+        CHECK_MSG(fabs(a_ - b_) <= (tol), "%.9g vs %.9g (tol %g)", a_, b_, (double)(tol));       \
+    } while (0)
+
+#define RUN(fn)                                                                                  \
+    do {                                                                                         \
+        current_test = #fn;                                                                      \
+        check_failures_in_test = 0;                                                              \
+        fn();                                                                                    \
+        if (check_failures_in_test) {                                                            \
+            tests_failed++;                                                                      \
+            fprintf(stderr, "not ok - %s\n", #fn);                                               \
+        } else {                                                                                 \
+            tests_passed++;                                                                      \
+            printf("ok - %s\n", #fn);                                                            \
+        }                                                                                        \
+        fflush(stdout);                                                                          \
+    } while (0)
+
+#define CHECK_SUMMARY()                                                                          \
+    (printf("%d passed, %d failed\n", tests_passed, tests_failed), tests_failed ? 1 : 0)
+
+/* Max |a-b| / (atol + rtol*|b|) over n values: <= 1 means close. */
+static inline double check_close_ratio(const float *a, const float *b, size_t n, double atol,
+                                       double rtol, size_t *worst)
+{
+    double r = 0;
+    for (size_t i = 0; i < n; i++) {
+        double q = fabs((double)a[i] - b[i]) / (atol + rtol * fabs((double)b[i]));
+        if (!(q <= r)) { /* NaN counts as worst */
+            r = isnan(q) ? INFINITY : q;
+            if (worst) *worst = i;
+        }
+    }
+    return r;
+}
+
+#endif
