@@ -248,7 +248,8 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
         graft_model_set_error(m, s, "%s", msg);
         return NULL;
     }
-    m->capacity = 0; /* the graph changed: re-plan buffers */
+    m->capacity = 0;     /* the graph changed: re-plan buffers */
+    m->compiled = false; /* and the optimizer state no longer fits */
     return l;
 }
 

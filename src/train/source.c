@@ -1,0 +1,98 @@
+/* A batch source over in-memory arrays, with Keras-style per-pass shuffling. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    graft_source base; /* first: the source pointer is this struct's */
+    float *x, *y;
+    int n, pos, shuffle;
+    int *order;
+    graft_rng rng;
+} array_source;
+
+static void reshuffle(array_source *a)
+{
+    for (int i = 0; i < a->n; i++) a->order[i] = i;
+    if (!a->shuffle) return;
+    for (int i = a->n - 1; i > 0; i--) { /* Fisher-Yates */
+        int j = (int)graft_rng_below(&a->rng, (uint32_t)(i + 1));
+        int t = a->order[i];
+        a->order[i] = a->order[j];
+        a->order[j] = t;
+    }
+}
+
+static graft_status next(graft_source *self, float *x, float *y, int *n)
+{
+    array_source *a = (array_source *)self;
+    if (a->pos >= a->n) {
+        reshuffle(a);
+        a->pos = 0;
+    }
+    size_t xs = graft_shape_size(&self->x_shape);
+    int count = a->n - a->pos < self->batch_size ? a->n - a->pos : self->batch_size;
+    for (int i = 0; i < count; i++) {
+        int k = a->order[a->pos + i];
+        memcpy(x + (size_t)i * xs, a->x + (size_t)k * xs, xs * sizeof(float));
+        memcpy(y + (size_t)i * self->y_dim, a->y + (size_t)k * self->y_dim,
+               (size_t)self->y_dim * sizeof(float));
+    }
+    a->pos += count;
+    *n = count;
+    return GRAFT_OK;
+}
+
+static void destroy(graft_source *self)
+{
+    array_source *a = (array_source *)self;
+    free(a->x);
+    free(a->y);
+    free(a->order);
+    free(a);
+}
+
+graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_shape x_shape,
+                                  int y_dim, int batch_size, int shuffle, uint64_t seed)
+{
+    if (!x || !y || n <= 0 || y_dim <= 0 || batch_size <= 0) {
+        graft_fail(GRAFT_EINVAL, "source_arrays: need data, n > 0, y_dim > 0 and batch_size > 0");
+        return NULL;
+    }
+    size_t xs = graft_shape_size(&x_shape), xbytes, ybytes;
+    if (!graft_mul_ok(xs * sizeof(float), (size_t)n, &xbytes) ||
+        !graft_mul_ok((size_t)y_dim * sizeof(float), (size_t)n, &ybytes)) {
+        graft_fail(GRAFT_ENOMEM, "source_arrays: %d samples are too many", n);
+        return NULL;
+    }
+    array_source *a = calloc(1, sizeof *a);
+    if (a) {
+        a->x = malloc(xbytes);
+        a->y = malloc(ybytes);
+        a->order = malloc((size_t)n * sizeof(int));
+    }
+    if (!a || !a->x || !a->y || !a->order) {
+        if (a) destroy(&a->base);
+        graft_fail(GRAFT_ENOMEM, "source_arrays: out of memory copying %d samples", n);
+        return NULL;
+    }
+    memcpy(a->x, x, xbytes);
+    memcpy(a->y, y, ybytes);
+    a->n = n;
+    a->shuffle = shuffle;
+    graft_rng_seed(&a->rng, seed);
+    reshuffle(a);
+    a->base.x_shape = x_shape;
+    a->base.y_dim = y_dim;
+    a->base.batch_size = batch_size;
+    a->base.length = (n + batch_size - 1) / batch_size;
+    a->base.next = next;
+    a->base.free = destroy;
+    return &a->base;
+}
+
+void graft_source_free(graft_source *s)
+{
+    if (s && s->free) s->free(s);
+}
