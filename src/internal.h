@@ -61,7 +61,7 @@ typedef struct {
     bool training;
     const float *const *in; /* the inputs of the forward pass */
     const float *out;       /* the forward output */
-    const float *dout;      /* dL/d(out) */
+    float *dout;            /* dL/d(out); the layer may overwrite it (nobody reads it after) */
     float *const *din;      /* dL/d(input i), NULL where not needed */
     const bool *din_accumulate; /* add into din[i] (a second consumer) instead of writing */
     bool param_grads;       /* write grads of the trainable weights */

@@ -398,21 +398,43 @@ static bool is_chain(const graft_model *m)
     return true;
 }
 
-/* One row: each field cut to its column, with Keras's one-space margin. */
+/* One table row as Keras's print_row lays it out: each field is cut to its
+ * column (less a two-space gap), preferably after "),", "},", "]," or "',",
+ * and what does not fit continues on the next lines. */
 static void print_row(FILE *out, const char **fields, const int *stops, int n)
 {
-    char line[256];
-    int len = 0;
-    for (int i = 0; i < n; i++) {
-        int start = i == 0 ? 0 : stops[i - 1];
-        while (len < start) line[len++] = ' ';
-        len += snprintf(line + len, sizeof line - (size_t)len, " %s", fields[i]);
-        if (len > stops[i] - 1) len = stops[i] - 1;
-        if (len < 0) len = 0;
+    const char *left[4];
+    for (int i = 0; i < n; i++) left[i] = fields[i];
+    for (;;) {
+        bool any = false;
+        for (int i = 0; i < n; i++) any |= *left[i] != '\0';
+        if (!any) break;
+        char line[256];
+        int len = 0;
+        for (int col = 0; col < n; col++) {
+            int start = col ? stops[col - 1] : 0, space = col != n - 1 ? 2 : 0;
+            int cut = stops[col] - start - space, avail = (int)strlen(left[col]);
+            if (cut > avail) cut = avail;
+            int best = cut;
+            static const char *const breaks[] = {"),", "},", "],", "',"};
+            for (int b = 0; b < 4; b++) {
+                for (int k = 0; k + 1 < cut; k++) {
+                    if (left[col][k] == breaks[b][0] && left[col][k + 1] == breaks[b][1]) {
+                        if (k + 2 < best) best = k + 2;
+                        break;
+                    }
+                }
+            }
+            if (col == 0) line[len++] = ' ';
+            memcpy(line + len, left[col], (size_t)best);
+            len += best;
+            for (int k = 0; k < space; k++) line[len++] = ' ';
+            left[col] += best;
+            while (len < stops[col]) line[len++] = ' ';
+        }
+        line[len] = '\0';
+        fprintf(out, "%s\n", line);
     }
-    while (len < stops[n - 1]) line[len++] = ' ';
-    line[len] = '\0';
-    fprintf(out, "%s\n", line);
 }
 
 static void rule(FILE *out, char c, int width)
@@ -435,29 +457,31 @@ void graft_model_summary(const graft_model *m, FILE *out)
     rule(out, '=', width);
     for (int i = 0; i < m->n_layers; i++) {
         const graft_layer *l = m->layers[i];
-        char name[GRAFT_NAME_MAX + 48], shape[96], params[32], conn[GRAFT_NAME_MAX + 16] = "";
+        char name[GRAFT_NAME_MAX + 48], shape[112], params[32], conn[GRAFT_NAME_MAX + 16] = "";
         snprintf(name, sizeof name, "%s (%s)", l->name, l->ops->class_name);
-        graft_shape_format(&l->out_shape, shape, sizeof shape);
+        graft_shape_format(&l->out_shape, shape, sizeof shape - 2);
+        if (l->n_inputs == 0) { /* Keras prints an InputLayer's shape as a list */
+            memmove(shape + 1, shape, strlen(shape) + 1);
+            shape[0] = '[';
+            strcat(shape, "]");
+        }
         snprintf(params, sizeof params, "%zu", graft_layer_count_params(l));
-        if (l->ops->class_name[0] == 'I' && strcmp(l->ops->class_name, "InputLayer") == 0) {
-            char in[96];
-            graft_shape_format(&l->out_shape, in, sizeof in);
-            snprintf(shape, sizeof shape, "[%s]", in);
+        /* "Connected to": one input per line, as a Python list over the lines. */
+        for (int k = 0; k < (chain ? 0 : l->n_inputs > 0 ? l->n_inputs : 1); k++) {
+            if (l->n_inputs > 0)
+                snprintf(conn, sizeof conn, "%s'%s[0][0]'%s", k == 0 ? "[" : " ",
+                         m->layers[l->inputs[k]]->name, k + 1 == l->n_inputs ? "]" : ",");
+            else
+                snprintf(conn, sizeof conn, "[]");
+            const char *row[] = {k ? "" : name, k ? "" : shape, k ? "" : params, conn};
+            print_row(out, row, stops, ncol);
         }
-        if (!chain && l->n_inputs > 0)
-            snprintf(conn, sizeof conn, "['%s[0][0]'", m->layers[l->inputs[0]]->name);
-        const char *fields[] = {name, shape, params, conn};
-        if (!chain && l->n_inputs > 0) strncat(conn, l->n_inputs == 1 ? "]" : ",", sizeof conn - strlen(conn) - 1);
-        print_row(out, fields, stops, ncol);
-        for (int k = 1; !chain && k < l->n_inputs; k++) {
-            char more[GRAFT_NAME_MAX + 16];
-            snprintf(more, sizeof more, "'%s[0][0]'%s", m->layers[l->inputs[k]]->name,
-                     k + 1 == l->n_inputs ? "]" : ",");
-            const char *f2[] = {"", "", "", more};
-            print_row(out, f2, stops, ncol);
+        if (chain) {
+            const char *row[] = {name, shape, params};
+            print_row(out, row, stops, ncol);
+        } else if (i + 1 < m->n_layers) {
+            fputc('\n', out);
         }
-        if (chain || i + 1 == m->n_layers) continue;
-        fputc('\n', out);
     }
     rule(out, '=', width);
     graft_param_counts c = graft_model_count_params(m);

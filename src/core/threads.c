@@ -1,7 +1,6 @@
-/* One thread count for graft's OpenMP loops and for OpenBLAS. */
+/* One thread count for graft's OpenMP loops and oneDNN (which runs on OpenMP too). */
 #include "internal.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -15,7 +14,6 @@ void graft_set_num_threads(int n)
     }
     n_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
 int graft_get_num_threads(void) { return n_threads ? n_threads : omp_get_max_threads(); }

@@ -58,9 +58,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
     const graft_conv_geom *g = &c->g;
     int chunk = c->chunk < n ? c->chunk : n;
     size_t col = pointwise(c) ? 0 : (size_t)chunk * g->oh * g->ow * g->kh * g->kw * g->c;
-    /* Backward needs dL/d(pre-activation) beside the patches. */
-    size_t dz = c->cfg.activation != GRAFT_LINEAR ? (size_t)n * graft_shape_size(&l->out_shape) : 0;
-    return col + dz;
+    return col;
 }
 
 static void add_bias(float *out, const float *bias, size_t rows, int cols)
@@ -100,12 +98,9 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const size_t rows = (size_t)b->n * g->oh * g->ow;
     int chunk = c->chunk < b->n ? c->chunk : b->n;
     float *col = b->scratch;
-    const float *dz = b->dout;
-    if (c->cfg.activation != GRAFT_LINEAR) {
-        float *buf = b->scratch + (pointwise(c) ? 0 : (size_t)chunk * g->oh * g->ow * K);
-        graft_activation_backward(c->cfg.activation, b->out, b->dout, buf, rows, (size_t)F, false);
-        dz = buf;
-    }
+    /* dL/d(pre-activation), in place: dout is ours to overwrite. */
+    float *dz = b->dout;
+    graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
     if (b->param_grads) {
         if (!c->cfg.no_bias) {
             float *db = l->weights[1].grad;

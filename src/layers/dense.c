@@ -29,12 +29,6 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     return s;
 }
 
-static size_t scratch_floats(const graft_layer *l, int n)
-{
-    const dense *d = l->cfg;
-    return d->cfg.activation != GRAFT_LINEAR ? (size_t)n * d->cfg.units : 0;
-}
-
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
@@ -52,12 +46,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
 {
     dense *d = l->cfg;
     const int U = d->cfg.units, I = d->in_dim;
-    const float *dz = b->dout;
-    if (d->cfg.activation != GRAFT_LINEAR) {
-        graft_activation_backward(d->cfg.activation, b->out, b->dout, b->scratch, (size_t)b->n,
-                                  (size_t)U, false);
-        dz = b->scratch;
-    }
+    float *dz = b->dout; /* dL/d(pre-activation), in place */
+    graft_activation_backward(d->cfg.activation, b->out, dz, dz, (size_t)b->n, (size_t)U, false);
     if (b->param_grads) {
         graft_gemm(true, false, I, U, b->n, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
         if (!d->cfg.no_bias) {
@@ -77,7 +67,6 @@ static const graft_layer_ops ops = {
     .build = build,
     .forward = forward,
     .backward = backward,
-    .scratch_floats = scratch_floats,
 };
 
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)

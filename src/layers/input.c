@@ -38,5 +38,5 @@ graft_layer *graft_input(graft_model *m, const char *name, graft_shape shape)
                               m->name);
         return NULL;
     }
-    return graft_model_add_layer(m, &ops, name, "input", &shape, sizeof shape, 0, NULL);
+    return graft_model_add_layer(m, &ops, name, "input_1", &shape, sizeof shape, 0, NULL);
 }
