@@ -1,0 +1,51 @@
+/* Activation: one of graft's activation functions as its own layer (softmax over the last axis). */
+#include "internal.h"
+
+#include <string.h>
+
+typedef struct {
+    graft_activation a;
+    size_t cols; /* the last axis, which softmax normalises over */
+} activation;
+
+static graft_status build(graft_layer *l, const graft_shape *in)
+{
+    activation *c = l->cfg;
+    if (strcmp(graft_activation_name(c->a), "unknown") == 0)
+        return graft_fail(GRAFT_EINVAL, "layer '%s' (Activation): unknown activation code %d",
+                          l->name, (int)c->a);
+    l->out_shape = in[0];
+    c->cols = (size_t)in[0].dim[in[0].rank - 1];
+    return GRAFT_OK;
+}
+
+static void forward(graft_layer *l, const graft_fwd *f)
+{
+    const activation *c = l->cfg;
+    size_t total = (size_t)f->n * graft_shape_size(&l->out_shape);
+    memcpy(f->out, f->in[0], total * sizeof(float));
+    graft_activation_forward(c->a, f->out, total / c->cols, c->cols);
+}
+
+static void backward(graft_layer *l, const graft_bwd *b)
+{
+    const activation *c = l->cfg;
+    if (!b->din[0]) return;
+    size_t total = (size_t)b->n * graft_shape_size(&l->out_shape);
+    graft_activation_backward(c->a, b->out, b->dout, b->din[0], total / c->cols, c->cols,
+                              b->din_accumulate[0]);
+}
+
+static const graft_layer_ops ops = {
+    .class_name = "Activation",
+    .build = build,
+    .forward = forward,
+    .backward = backward,
+};
+
+graft_layer *graft_activation_layer(graft_model *m, graft_layer *in, const char *name,
+                                    graft_activation a)
+{
+    activation c = {.a = a};
+    return graft_model_add_unary(m, &ops, name, "activation", &c, sizeof c, in);
+}

@@ -1,0 +1,358 @@
+/*
+ * DepthwiseConv2D as direct kernels over NHWC rows. im2col would copy each
+ * input value kh*kw times only for a GEMM with one column per channel, so a
+ * direct loop is both smaller and faster here. Channels are contiguous, so
+ * every tap is a channel-wise multiply-add the compiler vectorises.
+ *
+ * Output channel c*dm + m comes from input channel c and kernel slice
+ * [:, :, c, m], as in Keras/TensorFlow; the kernel (kh, kw, C, dm) read
+ * flat has one row of C*dm floats per tap, in output channel order.
+ */
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+typedef struct {
+    graft_depthwise_conv2d_cfg cfg;
+    graft_conv_geom g;
+    int dm;
+} dwconv;
+
+/* Backward splits the output rows into at most this many blocks, each with
+ * its own partial kernel gradient, summed in block order: the result does
+ * not depend on the number of threads. */
+#define GRAD_BLOCKS 32
+
+/* Eight floats, any alignment, aliasing the float arrays they view. */
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static graft_status build(graft_layer *l, const graft_shape *in)
+{
+    dwconv *d = l->cfg;
+    const graft_depthwise_conv2d_cfg *k = &d->cfg;
+    if (in[0].rank != 3)
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (DepthwiseConv2D): expects a 3-D input (H, W, C), got rank %d",
+                          l->name, in[0].rank);
+    if (k->kernel_size[0] <= 0 || k->kernel_size[1] <= 0 || k->strides[0] <= 0 ||
+        k->strides[1] <= 0 || k->depth_multiplier <= 0)
+        return graft_fail(GRAFT_EINVAL,
+                          "layer '%s' (DepthwiseConv2D): kernel_size, strides and depth_multiplier "
+                          "must be positive",
+                          l->name);
+    graft_conv_geom *g = &d->g;
+    g->h = in[0].dim[0];
+    g->w = in[0].dim[1];
+    g->c = in[0].dim[2];
+    g->kh = k->kernel_size[0];
+    g->kw = k->kernel_size[1];
+    g->sh = k->strides[0];
+    g->sw = k->strides[1];
+    g->oh = graft_conv_out_size(g->h, g->kh, g->sh, k->padding, &g->pad_top);
+    g->ow = graft_conv_out_size(g->w, g->kw, g->sw, k->padding, &g->pad_left);
+    d->dm = k->depth_multiplier;
+    size_t cd;
+    if (!graft_mul_ok((size_t)g->c, (size_t)d->dm, &cd) || cd > (size_t)INT32_MAX)
+        return graft_fail(GRAFT_EINVAL, "layer '%s' (DepthwiseConv2D): too many output channels",
+                          l->name);
+    l->out_shape = graft_shape3(g->oh, g->ow, (int)cd);
+    graft_shape ks = {4, {g->kh, g->kw, g->c, d->dm}};
+    graft_status s =
+        graft_layer_add_weight(l, "depthwise_kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
+    if (s == GRAFT_OK && !k->no_bias)
+        s = graft_layer_add_weight(l, "bias", graft_shape1((int)cd), true, GRAFT_INIT_ZEROS);
+    return s;
+}
+
+static size_t rows_out(const dwconv *d, int n) { return (size_t)n * d->g.oh; }
+
+static int grad_blocks(const dwconv *d, int n)
+{
+    size_t rows = rows_out(d, n);
+    return rows < GRAD_BLOCKS ? (int)rows : GRAD_BLOCKS;
+}
+
+/* Floats of one block's partial gradients: the kernel, then the bias. */
+static size_t partial_floats(const dwconv *d)
+{
+    size_t cd = (size_t)d->g.c * d->dm;
+    return round16((size_t)d->g.kh * d->g.kw * cd + cd);
+}
+
+static size_t dz_floats(const graft_layer *l, int n)
+{
+    const dwconv *d = l->cfg;
+    if (d->cfg.activation == GRAFT_LINEAR) return 0;
+    return round16((size_t)n * graft_shape_size(&l->out_shape));
+}
+
+static size_t scratch_floats(const graft_layer *l, int n)
+{
+    const dwconv *d = l->cfg;
+    return dz_floats(l, n) + (size_t)grad_blocks(d, n) * partial_floats(d);
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* Row oy of one sample. The taps that fall into the padding are skipped
+ * rather than multiplied by zeros. */
+static void forward_row(const dwconv *d, const float *img, const float *kernel, const float *bias,
+                        int oy, float *orow)
+{
+    const graft_conv_geom *g = &d->g;
+    const int C = g->c, dm = d->dm, cd = C * dm;
+    const int iy0 = oy * g->sh - g->pad_top;
+    const int ky0 = imax(0, -iy0), ky1 = imin(g->kh, g->h - iy0);
+    for (int ox = 0; ox < g->ow; ox++) {
+        float *restrict o = orow + (size_t)ox * cd;
+        const int ix0 = ox * g->sw - g->pad_left;
+        const int kx0 = imax(0, -ix0), kx1 = imin(g->kw, g->w - ix0);
+        int c0 = 0;
+        if (dm == 1) {
+            /* Blocks of 32 channels summed over all taps in four vector
+             * registers, stored once. */
+            for (; c0 + 32 <= C; c0 += 32) {
+                v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                if (bias) {
+                    const v8 *bv = (const v8 *)(bias + c0);
+                    a0 = bv[0], a1 = bv[1], a2 = bv[2], a3 = bv[3];
+                }
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *xrow = img + (size_t)(iy0 + ky) * g->w * C + c0;
+                    const float *krow = kernel + (size_t)ky * g->kw * cd + c0;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const v8 *x = (const v8 *)(xrow + (size_t)(ix0 + kx) * C);
+                        const v8 *k = (const v8 *)(krow + (size_t)kx * cd);
+                        a0 += x[0] * k[0];
+                        a1 += x[1] * k[1];
+                        a2 += x[2] * k[2];
+                        a3 += x[3] * k[3];
+                    }
+                }
+                v8 *ov = (v8 *)(o + c0);
+                ov[0] = a0, ov[1] = a1, ov[2] = a2, ov[3] = a3;
+            }
+            if (c0 == C) continue;
+        }
+        /* The remaining channels (all of them when dm > 1). */
+        const size_t tail = (size_t)(C - c0) * dm;
+        if (bias) memcpy(o + (size_t)c0 * dm, bias + (size_t)c0 * dm, tail * sizeof(float));
+        else memset(o + (size_t)c0 * dm, 0, tail * sizeof(float));
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xrow = img + (size_t)(iy0 + ky) * g->w * C;
+            const float *krow = kernel + (size_t)ky * g->kw * cd;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *restrict x = xrow + (size_t)(ix0 + kx) * C;
+                const float *restrict k = krow + (size_t)kx * cd;
+                if (dm == 1) {
+#pragma omp simd
+                    for (int c = c0; c < C; c++) o[c] += x[c] * k[c];
+                } else {
+                    for (int c = c0; c < C; c++)
+                        for (int m = 0; m < dm; m++) o[c * dm + m] += x[c] * k[c * dm + m];
+                }
+            }
+        }
+    }
+}
+
+static void forward(graft_layer *l, const graft_fwd *f)
+{
+    const dwconv *d = l->cfg;
+    const graft_conv_geom *g = &d->g;
+    const size_t in_sz = (size_t)g->h * g->w * g->c;
+    const size_t row_sz = (size_t)g->ow * g->c * d->dm;
+    const float *kernel = l->weights[0].data;
+    const float *bias = d->cfg.no_bias ? NULL : l->weights[1].data;
+    const long rows = (long)rows_out(d, f->n);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        int b = (int)(r / g->oh), oy = (int)(r % g->oh);
+        float *orow = f->out + (size_t)r * row_sz;
+        forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
+        graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)g->c * d->dm);
+    }
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* Adds output row oy's contribution to the kernel (and bias) gradient. */
+static void kernel_grad_row(const dwconv *d, const float *img, const float *dzrow, int oy,
+                            float *restrict dk, float *restrict db)
+{
+    const graft_conv_geom *g = &d->g;
+    const int C = g->c, dm = d->dm, cd = C * dm;
+    const int iy0 = oy * g->sh - g->pad_top;
+    const int ky0 = imax(0, -iy0), ky1 = imin(g->kh, g->h - iy0);
+    for (int ox = 0; ox < g->ow; ox++) {
+        const float *restrict dz = dzrow + (size_t)ox * cd;
+        if (db) {
+#pragma omp simd
+            for (int j = 0; j < cd; j++) db[j] += dz[j];
+        }
+        const int ix0 = ox * g->sw - g->pad_left;
+        const int kx0 = imax(0, -ix0), kx1 = imin(g->kw, g->w - ix0);
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xrow = img + (size_t)(iy0 + ky) * g->w * C;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *restrict x = xrow + (size_t)(ix0 + kx) * C;
+                float *restrict k = dk + (size_t)(ky * g->kw + kx) * cd;
+                if (dm == 1) {
+#pragma omp simd
+                    for (int c = 0; c < C; c++) k[c] += dz[c] * x[c];
+                } else {
+                    for (int c = 0; c < C; c++)
+                        for (int m = 0; m < dm; m++) k[c * dm + m] += dz[c * dm + m] * x[c];
+                }
+            }
+        }
+    }
+}
+
+/* Input row iy of one sample gathers from the outputs whose windows cover
+ * it: rows are computed in parallel without write conflicts, and each input
+ * pixel sums its taps in registers before one update of dx. */
+static void input_grad_row(const dwconv *d, const float *kernel, const float *dzimg, int iy,
+                           float *dxrow)
+{
+    const graft_conv_geom *g = &d->g;
+    const int C = g->c, dm = d->dm, cd = C * dm;
+    const int top = iy + g->pad_top; /* oy*sh + ky == top */
+    const int ty = top - g->kh + 1;
+    const int oy_lo = ty <= 0 ? 0 : (ty + g->sh - 1) / g->sh;
+    const int oy_hi = imin(top / g->sh, g->oh - 1);
+    for (int ix = 0; ix < g->w; ix++) {
+        float *restrict dx = dxrow + (size_t)ix * C;
+        const int left = ix + g->pad_left; /* ox*sw + kx == left */
+        const int tx = left - g->kw + 1;
+        const int ox_lo = tx <= 0 ? 0 : (tx + g->sw - 1) / g->sw;
+        const int ox_hi = imin(left / g->sw, g->ow - 1);
+        int c0 = 0;
+        if (dm == 1) {
+            for (; c0 + 32 <= C; c0 += 32) {
+                v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int oy = oy_lo; oy <= oy_hi; oy++) {
+                    const float *dzrow = dzimg + (size_t)oy * g->ow * cd + c0;
+                    const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd + c0;
+                    for (int ox = ox_lo; ox <= ox_hi; ox++) {
+                        const v8 *z = (const v8 *)(dzrow + (size_t)ox * cd);
+                        const v8 *k = (const v8 *)(krow + (size_t)(left - ox * g->sw) * cd);
+                        a0 += z[0] * k[0];
+                        a1 += z[1] * k[1];
+                        a2 += z[2] * k[2];
+                        a3 += z[3] * k[3];
+                    }
+                }
+                v8 *dv = (v8 *)(dx + c0);
+                dv[0] += a0, dv[1] += a1, dv[2] += a2, dv[3] += a3;
+            }
+            if (c0 == C) continue;
+        }
+        for (int oy = oy_lo; oy <= oy_hi; oy++) {
+            const float *dzrow = dzimg + (size_t)oy * g->ow * cd;
+            const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd;
+            for (int ox = ox_lo; ox <= ox_hi; ox++) {
+                const float *restrict dz = dzrow + (size_t)ox * cd;
+                const float *restrict k = krow + (size_t)(left - ox * g->sw) * cd;
+                if (dm == 1) {
+#pragma omp simd
+                    for (int c = c0; c < C; c++) dx[c] += dz[c] * k[c];
+                } else {
+                    for (int c = 0; c < C; c++) {
+                        float sum = 0;
+                        for (int m = 0; m < dm; m++) sum += dz[c * dm + m] * k[c * dm + m];
+                        dx[c] += sum;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void backward(graft_layer *l, const graft_bwd *b)
+{
+    const dwconv *d = l->cfg;
+    const graft_conv_geom *g = &d->g;
+    const size_t cd = (size_t)g->c * d->dm;
+    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * cd;
+    const size_t row_sz = (size_t)g->ow * cd;
+    const long rows = (long)rows_out(d, b->n);
+
+    const float *dz = b->dout;
+    if (d->cfg.activation != GRAFT_LINEAR) {
+        float *buf = b->scratch;
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++)
+            graft_activation_backward(d->cfg.activation, b->out + (size_t)r * row_sz,
+                                      b->dout + (size_t)r * row_sz, buf + (size_t)r * row_sz,
+                                      (size_t)g->ow, cd, false);
+        dz = buf;
+    }
+
+    if (b->param_grads) {
+        const int blocks = grad_blocks(d, b->n);
+        const size_t pf = partial_floats(d), ksz = (size_t)g->kh * g->kw * cd;
+        float *partials = b->scratch + dz_floats(l, b->n);
+        const bool has_bias = !d->cfg.no_bias;
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < blocks; p++) {
+            float *dk = partials + (size_t)p * pf;
+            memset(dk, 0, pf * sizeof(float));
+            long r0 = rows * p / blocks, r1 = rows * (p + 1) / blocks;
+            for (long r = r0; r < r1; r++) {
+                int n = (int)(r / g->oh), oy = (int)(r % g->oh);
+                kernel_grad_row(d, b->in[0] + (size_t)n * in_sz, dz + (size_t)r * row_sz, oy, dk,
+                                has_bias ? dk + ksz : NULL);
+            }
+        }
+        float *dkernel = l->weights[0].grad;
+        float *dbias = has_bias ? l->weights[1].grad : NULL;
+        const long total = (long)(ksz + (has_bias ? cd : 0));
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < total; i++) {
+            float s = 0;
+            for (int p = 0; p < blocks; p++) s += partials[(size_t)p * pf + (size_t)i];
+            if ((size_t)i < ksz) dkernel[i] = s;
+            else dbias[(size_t)i - ksz] = s;
+        }
+    }
+
+    float *dx = b->din[0];
+    if (dx) {
+        const bool acc = b->din_accumulate[0];
+        const long in_rows = (long)b->n * g->h;
+        const size_t in_row_sz = (size_t)g->w * g->c;
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < in_rows; r++) {
+            int n = (int)(r / g->h), iy = (int)(r % g->h);
+            float *dxrow = dx + (size_t)r * in_row_sz;
+            if (!acc) memset(dxrow, 0, in_row_sz * sizeof(float));
+            input_grad_row(d, l->weights[0].data, dz + (size_t)n * out_sz, iy, dxrow);
+        }
+    }
+}
+
+static const graft_layer_ops ops = {
+    .class_name = "DepthwiseConv2D",
+    .build = build,
+    .forward = forward,
+    .backward = backward,
+    .scratch_floats = scratch_floats,
+};
+
+graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,
+                                    graft_depthwise_conv2d_cfg cfg)
+{
+    if (!cfg.strides[0]) cfg.strides[0] = 1;
+    if (!cfg.strides[1]) cfg.strides[1] = 1;
+    if (!cfg.depth_multiplier) cfg.depth_multiplier = 1;
+    dwconv d = {.cfg = cfg};
+    d.cfg.name = NULL; /* the layer keeps its own copy of the name */
+    return graft_model_add_unary(m, &ops, cfg.name, "depthwise_conv2d", &d, sizeof d, in);
+}

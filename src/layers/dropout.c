@@ -1,0 +1,80 @@
+/*
+ * Dropout, inverted as in Keras: in training each value is kept with
+ * probability 1 - rate and scaled by 1 / (1 - rate), so inference is the
+ * identity. The per-value factor (0 or the scale) stays in aux for backward.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+typedef struct {
+    float rate;
+} dropout;
+
+static graft_status build(graft_layer *l, const graft_shape *in)
+{
+    const dropout *d = l->cfg;
+    if (!(d->rate >= 0.0f && d->rate < 1.0f))
+        return graft_fail(GRAFT_EINVAL, "layer '%s' (Dropout): rate must be in [0, 1) (got %g)",
+                          l->name, (double)d->rate);
+    l->out_shape = in[0];
+    return GRAFT_OK;
+}
+
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    return (size_t)n * graft_shape_size(&l->out_shape);
+}
+
+static bool stochastic(const graft_layer *l)
+{
+    (void)l;
+    return true;
+}
+
+static void forward(graft_layer *l, const graft_fwd *f)
+{
+    const dropout *d = l->cfg;
+    const size_t n = (size_t)f->n * graft_shape_size(&l->out_shape);
+    const float *x = f->in[0];
+    if (!f->training) {
+        memcpy(f->out, x, n * sizeof(float));
+        return;
+    }
+    /* One sequential stream of draws: the same seed gives the same mask
+     * whatever the number of threads. */
+    const float scale = 1.0f / (1.0f - d->rate);
+    for (size_t i = 0; i < n; i++) f->aux[i] = graft_rng_uniform(f->rng) >= d->rate ? scale : 0.0f;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) f->out[i] = x[i] * f->aux[i];
+}
+
+static void backward(graft_layer *l, const graft_bwd *b)
+{
+    float *dx = b->din[0];
+    if (!dx) return;
+    const size_t n = (size_t)b->n * graft_shape_size(&l->out_shape);
+    const float *mask = b->aux, *dy = b->dout;
+    if (b->din_accumulate[0]) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
+    }
+}
+
+static const graft_layer_ops ops = {
+    .class_name = "Dropout",
+    .build = build,
+    .forward = forward,
+    .backward = backward,
+    .aux_floats = aux_floats,
+    .stochastic = stochastic,
+};
+
+graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate)
+{
+    dropout d = {rate};
+    return graft_model_add_unary(m, &ops, name, "dropout", &d, sizeof d, in);
+}

@@ -1,0 +1,102 @@
+/*
+ * Flatten and Reshape. NHWC is Keras's channels_last order, so both are a
+ * plain copy of the data under a new shape.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static graft_status build_flatten(graft_layer *l, const graft_shape *in)
+{
+    size_t n = graft_shape_size(&in[0]);
+    if (n > INT32_MAX)
+        return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' (Flatten): %zu features are too many",
+                          l->name, n);
+    l->out_shape = graft_shape1((int)n);
+    return GRAFT_OK;
+}
+
+/* Keras's Reshape: one dimension may be -1, inferred from the element count. */
+static graft_status build_reshape(graft_layer *l, const graft_shape *in)
+{
+    const graft_shape *target = l->cfg;
+    char from[96], to[96];
+    graft_shape_format(&in[0], from, sizeof from);
+    graft_shape_format(target, to, sizeof to);
+    if (target->rank < 1 || target->rank > GRAFT_MAX_RANK)
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (Reshape): target shape %s has rank %d; 1 to %d is supported",
+                          l->name, to, target->rank, GRAFT_MAX_RANK);
+    int unknown = -1;
+    size_t known = 1, total = graft_shape_size(&in[0]);
+    for (int d = 0; d < target->rank; d++) {
+        int v = target->dim[d];
+        if (v == -1 && unknown < 0) {
+            unknown = d;
+        } else if (v <= 0) {
+            return graft_fail(GRAFT_ESHAPE,
+                              "layer '%s' (Reshape): target shape %s may hold positive "
+                              "dimensions and at most one -1",
+                              l->name, to);
+        } else {
+            known *= (size_t)v;
+        }
+    }
+    graft_shape out = *target;
+    if (unknown >= 0) {
+        if (total % known != 0 || total / known > INT32_MAX)
+            return graft_fail(GRAFT_ESHAPE,
+                              "layer '%s' (Reshape): cannot reshape an input of shape %s (%zu "
+                              "elements) to %s: %zu is not a multiple of %zu",
+                              l->name, from, total, to, total, known);
+        out.dim[unknown] = (int)(total / known);
+    } else if (known != total) {
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (Reshape): cannot reshape an input of shape %s (%zu "
+                          "elements) to %s (%zu elements); the element count must not change",
+                          l->name, from, total, to, known);
+    }
+    l->out_shape = out;
+    return GRAFT_OK;
+}
+
+static void forward(graft_layer *l, const graft_fwd *f)
+{
+    memcpy(f->out, f->in[0], (size_t)f->n * graft_shape_size(&l->out_shape) * sizeof(float));
+}
+
+static void backward(graft_layer *l, const graft_bwd *b)
+{
+    float *dx = b->din[0];
+    if (!dx) return;
+    size_t n = (size_t)b->n * graft_shape_size(&l->out_shape);
+    if (b->din_accumulate[0])
+        for (size_t i = 0; i < n; i++)
+            dx[i] += b->dout[i];
+    else
+        memcpy(dx, b->dout, n * sizeof(float));
+}
+
+static const graft_layer_ops flatten_ops = {
+    .class_name = "Flatten",
+    .build = build_flatten,
+    .forward = forward,
+    .backward = backward,
+};
+
+static const graft_layer_ops reshape_ops = {
+    .class_name = "Reshape",
+    .build = build_reshape,
+    .forward = forward,
+    .backward = backward,
+};
+
+graft_layer *graft_flatten(graft_model *m, graft_layer *in, const char *name)
+{
+    return graft_model_add_unary(m, &flatten_ops, name, "flatten", NULL, 0, in);
+}
+
+graft_layer *graft_reshape(graft_model *m, graft_layer *in, const char *name, graft_shape target)
+{
+    return graft_model_add_unary(m, &reshape_ops, name, "reshape", &target, sizeof target, in);
+}

@@ -1,0 +1,386 @@
+/*
+ * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D
+ * on NHWC activations. They share TensorFlow's window geometry: 'same' pads
+ * so that ceil(in / stride) windows fit, the odd cell going after; padded
+ * cells never win a max and never count towards an average (TF divides by
+ * the number of real cells in each window).
+ *
+ * Backward gathers, for each input row, from the windows that cover it, so
+ * every input cell is written by one thread even when windows overlap.
+ * Max pooling records the winning cell of each window during training (the
+ * first maximum in window order), so ties route the gradient exactly where
+ * the forward value came from.
+ */
+#include "internal.h"
+
+#include <stdint.h>
+#include <string.h>
+
+_Static_assert(sizeof(int32_t) == sizeof(float), "argmax indices live in a float buffer");
+
+typedef enum { POOL_MAX, POOL_AVG } pool_kind;
+
+typedef struct {
+    pool_kind kind;
+    int kh, kw, sh, sw;
+    graft_padding padding;
+    int h, w, c;
+    int pt, pl, oh, ow;
+} pool2d;
+
+/* Argmax indices are int32 cells of one sample's H x W plane. */
+static graft_status check_plane(const graft_layer *l, const graft_shape *in)
+{
+    if (in[0].rank != 3)
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (%s): expects a 3-D input (H, W, C), got rank %d", l->name,
+                          l->ops->class_name, in[0].rank);
+    if ((long long)in[0].dim[0] * in[0].dim[1] > INT32_MAX)
+        return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' (%s): an input of %d x %d is too large",
+                          l->name, l->ops->class_name, in[0].dim[0], in[0].dim[1]);
+    return GRAFT_OK;
+}
+
+static graft_status build_pool2d(graft_layer *l, const graft_shape *in)
+{
+    pool2d *p = l->cfg;
+    const char *cls = l->ops->class_name;
+    graft_status s = check_plane(l, in);
+    if (s != GRAFT_OK) return s;
+    if (p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0)
+        return graft_fail(
+            GRAFT_EINVAL,
+            "layer '%s' (%s): pool_size (%d, %d) and strides (%d, %d) must be positive", l->name,
+            cls, p->kh, p->kw, p->sh, p->sw);
+    if (p->padding != GRAFT_VALID && p->padding != GRAFT_SAME)
+        return graft_fail(GRAFT_EINVAL, "layer '%s' (%s): padding must be 'valid' or 'same'",
+                          l->name, cls);
+    p->h = in[0].dim[0];
+    p->w = in[0].dim[1];
+    p->c = in[0].dim[2];
+    if (p->padding == GRAFT_VALID && (p->kh > p->h || p->kw > p->w))
+        return graft_fail(GRAFT_ESHAPE,
+                          "layer '%s' (%s): pool_size (%d, %d) is larger than its input (%d, %d) "
+                          "with padding 'valid'",
+                          l->name, cls, p->kh, p->kw, p->h, p->w);
+    p->oh = graft_conv_out_size(p->h, p->kh, p->sh, p->padding, &p->pt);
+    p->ow = graft_conv_out_size(p->w, p->kw, p->sw, p->padding, &p->pl);
+    l->out_shape = graft_shape3(p->oh, p->ow, p->c);
+    return GRAFT_OK;
+}
+
+/* Max pooling only: the argmax of every output. */
+static size_t pool2d_aux_floats(const graft_layer *l, int n)
+{
+    return (size_t)n * graft_shape_size(&l->out_shape);
+}
+
+/* The real cells [lo, hi) of window o along one axis. */
+static void window(int o, int stride, int pad, int k, int size, int *lo, int *hi)
+{
+    int a = o * stride - pad, b = a + k;
+    *lo = a > 0 ? a : 0;
+    *hi = b < size ? b : size;
+}
+
+/* The windows [lo, hi) along one axis that cover cell i. */
+static void covering(int i, int stride, int pad, int k, int n_out, int *lo, int *hi)
+{
+    int first = i + pad - k + 1; /* the lowest window start that still reaches i */
+    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+    int last = (i + pad) / stride + 1;
+    *hi = last < n_out ? last : n_out;
+}
+
+static void max_forward(const pool2d *p, const graft_fwd *f)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    int32_t *arg = f->training ? (int32_t *)f->aux : NULL;
+    const long rows = (long)f->n * OH;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *x = f->in[0] + (size_t)(r / OH) * H * W * C;
+        int y0, y1;
+        window((int)(r % OH), p->sh, p->pt, p->kh, H, &y0, &y1);
+        for (int ox = 0; ox < OW; ox++) {
+            int x0, x1;
+            window(ox, p->sw, p->pl, p->kw, W, &x0, &x1);
+            size_t o_off = ((size_t)r * OW + ox) * C;
+            float *o = f->out + o_off;
+            int32_t *a = arg ? arg + o_off : NULL;
+            memcpy(o, x + ((size_t)y0 * W + x0) * C, (size_t)C * sizeof(float));
+            if (a)
+                for (int c = 0; c < C; c++)
+                    a[c] = y0 * W + x0;
+            for (int y = y0; y < y1; y++) {
+                for (int xx = x0; xx < x1; xx++) {
+                    if (y == y0 && xx == x0) continue;
+                    const float *v = x + ((size_t)y * W + xx) * C;
+                    const int32_t cell = y * W + xx;
+                    if (a) {
+#pragma omp simd
+                        for (int c = 0; c < C; c++) {
+                            bool gt = v[c] > o[c];
+                            o[c] = gt ? v[c] : o[c];
+                            a[c] = gt ? cell : a[c];
+                        }
+                    } else {
+#pragma omp simd
+                        for (int c = 0; c < C; c++)
+                            o[c] = v[c] > o[c] ? v[c] : o[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void avg_forward(const pool2d *p, const graft_fwd *f)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    const long rows = (long)f->n * OH;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *x = f->in[0] + (size_t)(r / OH) * H * W * C;
+        int y0, y1;
+        window((int)(r % OH), p->sh, p->pt, p->kh, H, &y0, &y1);
+        for (int ox = 0; ox < OW; ox++) {
+            int x0, x1;
+            window(ox, p->sw, p->pl, p->kw, W, &x0, &x1);
+            float *o = f->out + ((size_t)r * OW + ox) * C;
+            memset(o, 0, (size_t)C * sizeof(float));
+            for (int y = y0; y < y1; y++) {
+                for (int xx = x0; xx < x1; xx++) {
+                    const float *v = x + ((size_t)y * W + xx) * C;
+#pragma omp simd
+                    for (int c = 0; c < C; c++)
+                        o[c] += v[c];
+                }
+            }
+            const float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                o[c] *= inv;
+        }
+    }
+}
+
+static void pool2d_forward(graft_layer *l, const graft_fwd *f)
+{
+    const pool2d *p = l->cfg;
+    if (p->kind == POOL_MAX)
+        max_forward(p, f);
+    else
+        avg_forward(p, f);
+}
+
+static void pool2d_backward(graft_layer *l, const graft_bwd *b)
+{
+    const pool2d *p = l->cfg;
+    float *dx = b->din[0];
+    if (!dx) return;
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    const int32_t *arg = (const int32_t *)b->aux;
+    const bool acc = b->din_accumulate[0];
+    const long rows = (long)b->n * H;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const size_t s = (size_t)(r / H);
+        const int y = (int)(r % H);
+        int oy0, oy1;
+        covering(y, p->sh, p->pt, p->kh, OH, &oy0, &oy1);
+        for (int xx = 0; xx < W; xx++) {
+            float *d = dx + ((size_t)r * W + xx) * C;
+            if (!acc) memset(d, 0, (size_t)C * sizeof(float));
+            int ox0, ox1;
+            covering(xx, p->sw, p->pl, p->kw, OW, &ox0, &ox1);
+            const int32_t cell = y * W + xx;
+            for (int oy = oy0; oy < oy1; oy++) {
+                int wy0, wy1;
+                window(oy, p->sh, p->pt, p->kh, H, &wy0, &wy1);
+                for (int ox = ox0; ox < ox1; ox++) {
+                    size_t o_off = ((s * OH + oy) * OW + ox) * C;
+                    const float *g = b->dout + o_off;
+                    if (p->kind == POOL_MAX) {
+                        const int32_t *a = arg + o_off;
+#pragma omp simd
+                        for (int c = 0; c < C; c++)
+                            d[c] += a[c] == cell ? g[c] : 0.0f;
+                    } else {
+                        int wx0, wx1;
+                        window(ox, p->sw, p->pl, p->kw, W, &wx0, &wx1);
+                        const float inv = 1.0f / (float)((wy1 - wy0) * (wx1 - wx0));
+#pragma omp simd
+                        for (int c = 0; c < C; c++)
+                            d[c] += g[c] * inv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static const graft_layer_ops max_ops = {
+    .class_name = "MaxPooling2D",
+    .build = build_pool2d,
+    .forward = pool2d_forward,
+    .backward = pool2d_backward,
+    .aux_floats = pool2d_aux_floats,
+};
+
+static const graft_layer_ops avg_ops = {
+    .class_name = "AveragePooling2D",
+    .build = build_pool2d,
+    .forward = pool2d_forward,
+    .backward = pool2d_backward,
+};
+
+static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg,
+                               pool_kind kind, const graft_layer_ops *ops, const char *prefix)
+{
+    pool2d p = {
+        .kind = kind,
+        .kh = cfg.pool_size[0] ? cfg.pool_size[0] : 2,
+        .kw = cfg.pool_size[1] ? cfg.pool_size[1] : 2,
+        .padding = cfg.padding,
+    };
+    p.sh = cfg.strides[0] ? cfg.strides[0] : p.kh;
+    p.sw = cfg.strides[1] ? cfg.strides[1] : p.kw;
+    return graft_model_add_unary(m, ops, cfg.name, prefix, &p, sizeof p, in);
+}
+
+graft_layer *graft_max_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
+{
+    return add_pool2d(m, in, cfg, POOL_MAX, &max_ops, "max_pooling2d");
+}
+
+graft_layer *graft_average_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
+{
+    return add_pool2d(m, in, cfg, POOL_AVG, &avg_ops, "average_pooling2d");
+}
+
+/* ------------------------------------------------------------ global pooling */
+
+typedef struct {
+    pool_kind kind;
+    int hw, c;
+} global_pool;
+
+static graft_status build_global(graft_layer *l, const graft_shape *in)
+{
+    global_pool *g = l->cfg;
+    graft_status s = check_plane(l, in);
+    if (s != GRAFT_OK) return s;
+    g->hw = in[0].dim[0] * in[0].dim[1];
+    g->c = in[0].dim[2];
+    l->out_shape = graft_shape1(g->c);
+    return GRAFT_OK;
+}
+
+static size_t global_aux_floats(const graft_layer *l, int n)
+{
+    const global_pool *g = l->cfg;
+    return (size_t)n * g->c;
+}
+
+static void global_forward(graft_layer *l, const graft_fwd *f)
+{
+    const global_pool *g = l->cfg;
+    const int HW = g->hw, C = g->c;
+    int32_t *arg = f->training ? (int32_t *)f->aux : NULL;
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < f->n; s++) {
+        const float *x = f->in[0] + (size_t)s * HW * C;
+        float *o = f->out + (size_t)s * C;
+        int32_t *a = arg ? arg + (size_t)s * C : NULL;
+        memcpy(o, x, (size_t)C * sizeof(float));
+        if (a) memset(a, 0, (size_t)C * sizeof(int32_t));
+        for (int q = 1; q < HW; q++) {
+            const float *v = x + (size_t)q * C;
+            if (g->kind == POOL_AVG) {
+#pragma omp simd
+                for (int c = 0; c < C; c++)
+                    o[c] += v[c];
+            } else if (a) {
+#pragma omp simd
+                for (int c = 0; c < C; c++) {
+                    bool gt = v[c] > o[c];
+                    o[c] = gt ? v[c] : o[c];
+                    a[c] = gt ? q : a[c];
+                }
+            } else {
+#pragma omp simd
+                for (int c = 0; c < C; c++)
+                    o[c] = v[c] > o[c] ? v[c] : o[c];
+            }
+        }
+        if (g->kind == POOL_AVG) {
+            const float inv = 1.0f / (float)HW;
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                o[c] *= inv;
+        }
+    }
+}
+
+static void global_backward(graft_layer *l, const graft_bwd *b)
+{
+    const global_pool *g = l->cfg;
+    float *dx = b->din[0];
+    if (!dx) return;
+    const int HW = g->hw, C = g->c;
+    const int32_t *arg = (const int32_t *)b->aux;
+    const bool acc = b->din_accumulate[0];
+    const float inv = 1.0f / (float)HW;
+    const long rows = (long)b->n * HW;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const size_t s = (size_t)(r / HW);
+        const int32_t q = (int32_t)(r % HW);
+        const float *dy = b->dout + s * C;
+        float *d = dx + (size_t)r * C;
+        if (g->kind == POOL_AVG) {
+            if (acc)
+                for (int c = 0; c < C; c++)
+                    d[c] += dy[c] * inv;
+            else
+                for (int c = 0; c < C; c++)
+                    d[c] = dy[c] * inv;
+        } else {
+            const int32_t *a = arg + s * C;
+            if (acc)
+                for (int c = 0; c < C; c++)
+                    d[c] += a[c] == q ? dy[c] : 0.0f;
+            else
+                for (int c = 0; c < C; c++)
+                    d[c] = a[c] == q ? dy[c] : 0.0f;
+        }
+    }
+}
+
+static const graft_layer_ops gap_ops = {
+    .class_name = "GlobalAveragePooling2D",
+    .build = build_global,
+    .forward = global_forward,
+    .backward = global_backward,
+};
+
+static const graft_layer_ops gmp_ops = {
+    .class_name = "GlobalMaxPooling2D",
+    .build = build_global,
+    .forward = global_forward,
+    .backward = global_backward,
+    .aux_floats = global_aux_floats,
+};
+
+graft_layer *graft_global_average_pooling2d(graft_model *m, graft_layer *in, const char *name)
+{
+    global_pool g = {.kind = POOL_AVG};
+    return graft_model_add_unary(m, &gap_ops, name, "global_average_pooling2d", &g, sizeof g, in);
+}
+
+graft_layer *graft_global_max_pooling2d(graft_model *m, graft_layer *in, const char *name)
+{
+    global_pool g = {.kind = POOL_MAX};
+    return graft_model_add_unary(m, &gmp_ops, name, "global_max_pooling2d", &g, sizeof g, in);
+}
