@@ -270,6 +270,13 @@ struct graft_source {
     int length;      /* batches in one pass */
     graft_status (*next)(graft_source *self, float *x, float *y, int *n);
     void (*free)(graft_source *self);
+    /* Optional, for feature caching: the number of distinct samples; whether a
+     * sample's x is the same on every pass (no augmentation); and a next()
+     * that also reports each sample's index in [0, n_samples) and skips
+     * producing x when x is NULL. */
+    long n_samples;
+    int deterministic;
+    graft_status (*next_ids)(graft_source *self, float *x, float *y, int *n, long *ids);
 };
 
 /* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
@@ -312,6 +319,12 @@ typedef struct {
     int verbose;          /* 0 silent, 1 progress bar, 2 one line per epoch */
     const graft_callback *callbacks;
     int n_callbacks;
+    /* Feature caching (on by default): when the layers below the lowest
+     * trainable one are frozen and deterministic and the source is too, their
+     * output is computed once per sample and reused. Bounded by
+     * cache_max_bytes (0: 4 GiB) in memory; beyond that it spills to a file. */
+    int no_feature_cache;
+    size_t cache_max_bytes;
 } graft_fit_cfg;
 
 /* Appends to *history (may be NULL). */
@@ -330,6 +343,138 @@ double graft_accuracy_value(graft_loss_kind kind, const float *pred, const float
 
 /* ------------------------------------------------------------ data pipeline (src/data) */
 /* (begin data section) */
+/*
+ * Keras's ImageDataGenerator(...).flow_from_directory(...) and load_img.
+ * Images are decoded with libjpeg-turbo and libpng (BMP and PPM by graft's
+ * own readers; TIFF is reported as unsupported), resized exactly as Pillow
+ * does (which is what Keras's flow_from_directory uses), augmented with
+ * Keras's transform semantics, and prepared by worker threads ahead of the
+ * training loop. A bad file is skipped with one warning naming it (or is an
+ * error with `strict`).
+ */
+typedef enum {
+    GRAFT_INTERP_NEAREST = 0, /* Keras's default */
+    GRAFT_INTERP_BILINEAR,    /* Pillow's: antialiased when shrinking */
+    GRAFT_INTERP_BICUBIC,
+    GRAFT_INTERP_BOX,         /* "area": the average of the covered pixels */
+    GRAFT_INTERP_HAMMING,
+    GRAFT_INTERP_LANCZOS
+} graft_interpolation;
+
+/* "nearest", "bilinear", "bicubic", "box" or "area", "hamming", "lanczos". */
+graft_status graft_interpolation_parse(const char *name, graft_interpolation *out);
+
+typedef enum {
+    GRAFT_FILL_NEAREST = 0, /* Keras's default */
+    GRAFT_FILL_CONSTANT,
+    GRAFT_FILL_REFLECT,
+    GRAFT_FILL_WRAP
+} graft_fill_mode;
+
+/*
+ * ImageDataGenerator's arguments; zero means Keras's default. The order of
+ * operations is Keras's: resize, random affine transform (one resampling
+ * pass), channel shift, flips, brightness, then preprocessing_function,
+ * rescale, samplewise and featurewise normalisation.
+ */
+typedef struct {
+    int featurewise_center, samplewise_center;
+    int featurewise_std_normalization, samplewise_std_normalization;
+    const float *mean, *std; /* per channel: what ImageDataGenerator.fit computes */
+    float rotation_range;      /* degrees */
+    float width_shift_range;   /* < 1: fraction of the width; >= 1: pixels */
+    float height_shift_range;
+    float brightness_range[2]; /* both 0: no brightness change */
+    float shear_range;         /* degrees */
+    /* [lower, upper]; with zoom_range[1] == 0, zoom_range[0] is Keras's
+     * float form: [1 - z, 1 + z]. */
+    float zoom_range[2];
+    float channel_shift_range;
+    graft_fill_mode fill_mode;
+    float cval;
+    int horizontal_flip, vertical_flip;
+    float rescale;             /* 0: none */
+    /* Runs on each augmented image (h x w x c floats in place), from worker
+     * threads concurrently: it must be thread-safe. */
+    graft_status (*preprocessing_function)(void *ctx, float *x, int h, int w, int c);
+    void *preprocessing_ctx;
+    float validation_split;    /* with graft_flow_cfg.subset */
+    int interpolation_order_nearest; /* interpolation_order=0 (Keras's default is 1) */
+} graft_image_data_generator;
+
+typedef enum { GRAFT_COLOR_RGB = 0, GRAFT_COLOR_GRAYSCALE, GRAFT_COLOR_RGBA } graft_color_mode;
+
+typedef enum {
+    GRAFT_CLASS_CATEGORICAL = 0, /* Keras's default: one-hot */
+    GRAFT_CLASS_BINARY,          /* 0/1, two classes */
+    GRAFT_CLASS_SPARSE,          /* the class index */
+    GRAFT_CLASS_INPUT,           /* y is a copy of x (autoencoders) */
+    GRAFT_CLASS_NONE             /* no labels (y_dim 0) */
+} graft_class_mode;
+
+typedef enum { GRAFT_SUBSET_ALL = 0, GRAFT_SUBSET_TRAINING, GRAFT_SUBSET_VALIDATION } graft_subset;
+
+typedef struct {
+    int target_size[2];         /* (height, width); 0 -> (256, 256) */
+    graft_color_mode color_mode;
+    const char *const *classes; /* class subfolders in index order; NULL: all, sorted */
+    int n_classes;
+    graft_class_mode class_mode;
+    int batch_size;             /* 0 -> 32 */
+    int no_shuffle;             /* shuffle=False */
+    uint64_t seed;              /* shuffling and augmentation */
+    graft_interpolation interpolation;
+    graft_subset subset;
+    int follow_links;
+    int workers;                /* decoding threads; 0 -> 2 */
+    int queue_depth;            /* batches kept ready; 0 -> 2 * workers */
+    int strict;                 /* a bad image file is an error instead of skipped */
+    int quiet;                  /* no "Found ..." line and no skip warnings */
+    /* Decode every JPEG at full size, as Pillow (and so Keras) does; by
+     * default a JPEG at least twice the target size is decoded at 1/2, 1/4
+     * or 1/8 of it by libjpeg's DCT scaling, which is much faster. */
+    int jpeg_full_decode;
+    size_t max_pixels;          /* decoded pixels above this refuse a file; 0 -> 89478485 */
+} graft_flow_cfg;
+
+/*
+ * flow_from_directory: one subfolder of `dir` per class (searched
+ * recursively), files ending in png, jpg, jpeg, bmp, ppm, tif or tiff.
+ * Prints Keras's "Found N images belonging to K classes." unless quiet.
+ * The source is endless; `length` batches make one pass and each pass is a
+ * fresh permutation (for the seed). gen may be NULL (no augmentation).
+ */
+graft_status graft_flow_from_directory(const char *dir, const graft_image_data_generator *gen,
+                                       const graft_flow_cfg *cfg, graft_source **out);
+
+/* Accessors on a source from graft_flow_from_directory (Keras's attributes). */
+int graft_flow_samples(const graft_source *s);
+int graft_flow_num_classes(const graft_source *s);
+const char *graft_flow_class_name(const graft_source *s, int class_index);
+/* class_indices[name]; -1 when there is no such class. */
+int graft_flow_class_index(const graft_source *s, const char *name);
+/* filenames[i]: relative to the directory, "cats/cat.0.jpg". */
+const char *graft_flow_filename(const graft_source *s, int i);
+/* classes[i] */
+int graft_flow_class_of(const graft_source *s, int i);
+/* Files skipped so far as unreadable or malformed (each counted once). */
+int graft_flow_skipped(const graft_source *s);
+/* The sample indices (into filenames) of the batch returned last by next();
+ * returns their count. idx has room for batch_size. */
+int graft_flow_last_indices(const graft_source *s, int *idx);
+
+/* load_img + img_to_array: one image at (target_h, target_w) (0, 0: its own
+ * size), full-size decoding as Keras. out: h*w*c floats in 0..255, c = 1 for
+ * grayscale else 3. The image's size is checked before decoding. */
+graft_status graft_image_load(const char *path, int target_h, int target_w,
+                              graft_interpolation interp, int grayscale, float *out);
+/* The size of an image file without decoding it. */
+graft_status graft_image_size(const char *path, int *h, int *w);
+
+/* The image files directly inside `dir` (no class subfolders), sorted, as
+ * full paths; free with graft_image_list_free. */
+graft_status graft_image_list(const char *dir, char ***paths, int *n);
+void graft_image_list_free(char **paths, int n);
 /* (end data section) */
 
 /* ------------------------------------------------------------ model files (src/io) */
@@ -351,7 +496,161 @@ graft_status graft_load_model(const char *path, graft_model **out);
 
 /* ------------------------------------------------------------ pretrained bases (src/zoo) */
 /* (begin zoo section) */
+/*
+ * The Keras Applications bases, built with Keras's layer names, layer order
+ * and weight layouts, so Keras and TF.js weight files load by name:
+ * "mobilenet" (MobileNet v1), "mobilenet_v2", "resnet50", "vgg16".
+ */
+typedef enum { GRAFT_POOL_NONE = 0, GRAFT_POOL_AVG, GRAFT_POOL_MAX } graft_pooling;
+
+typedef struct {
+    float alpha;          /* width multiplier (MobileNet, MobileNetV2); 0 -> 1.0 */
+    int depth_multiplier; /* MobileNet's DepthwiseConv2D depth_multiplier; 0 -> 1 */
+    float dropout;        /* MobileNet's top Dropout rate (Keras default 1e-3) */
+    int include_top;      /* the ImageNet classifier on top */
+    int input_shape[3];   /* (H, W, C); zeros -> (224, 224, 3); H and W at least 32 */
+    graft_pooling pooling; /* without top: none (4-D features), avg or max (2-D) */
+    int classes;          /* with top; 0 -> 1000 */
+} graft_zoo_cfg;
+
+/* Keras's defaults: alpha 1, depth_multiplier 1, dropout 1e-3, include_top,
+ * input (224, 224, 3), no pooling, 1000 classes. */
+graft_zoo_cfg graft_zoo_default_cfg(void);
+
+/* Builds a base with fresh weights (the layer initializers). The caller may
+ * add a head to *out (layers added with input NULL follow the base's output);
+ * graft_model_num_layers(*out) just after building is where the base ends. */
+graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_model **out);
+
+/* The architecture whose layer names a model carries ("mobilenet", ...), or NULL. */
+const char *graft_zoo_detect_arch(const graft_model *m);
+
+/* Keras's preprocess_input for `arch` on n_pixels RGB pixels in 0..255, in
+ * place: "mobilenet"/"mobilenet_v2" (mode "tf") scale to [-1, 1];
+ * "resnet50"/"vgg16" (mode "caffe") swap to BGR and subtract the ImageNet
+ * channel means. The mode names "tf" and "caffe" are accepted too. */
+graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels);
+
+/* ImageNet's 1000 classes in Keras's order, from Debian darknet's label lists
+ * (imagenet.labels.list: WordNet ids, imagenet.shortnames.list: names) in
+ * $GRAFT_DARKNET_DATA, else /usr/share/darknet/data. */
+#define GRAFT_IMAGENET_CLASSES 1000
+typedef struct {
+    int index;     /* class index in Keras's order */
+    char wnid[16]; /* "n02391049" */
+    char name[64]; /* "zebra" */
+    float prob;
+} graft_prediction;
+
+/* The name and WordNet id of class `index` (loads the lists once). */
+graft_status graft_imagenet_class(int index, const char **wnid, const char **name);
+/* Keras's decode_predictions for one sample: the `top` largest of n_classes
+ * (= 1000) probabilities, best first, into out[top]. */
+graft_status graft_decode_predictions(const float *probs, int n_classes, int top,
+                                      graft_prediction *out);
+/* preprocess_input for the model's architecture, predict and decode: n images
+ * of the model's input shape, RGB 0..255 NHWC (not modified); out[n * top]. */
+graft_status graft_zoo_classify(graft_model *m, const float *images, int n, int top,
+                                graft_prediction *out);
+
+/* Pretrained ImageNet weights as Keras Applications publishes them. */
+typedef enum { GRAFT_HASH_NONE = 0, GRAFT_HASH_MD5, GRAFT_HASH_SHA256 } graft_hash_kind;
+typedef struct {
+    char file_name[128]; /* Keras's cache file name, e.g. mobilenet_1_0_224_tf_no_top.h5 */
+    char url[256];
+    graft_hash_kind hash_kind; /* NONE where Keras publishes no checksum */
+    char hash[65];             /* lowercase hex */
+} graft_weights_file;
+
+/* The official file for a base built with cfg (MobileNet: alpha 0.25/0.5/0.75/1.0,
+ * square 128/160/192/224 input, else the 224 file as Keras does; MobileNetV2:
+ * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224). */
+graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
+                                     graft_weights_file *out);
+/* The cache folder: $GRAFT_HOME/models, default ~/.cache/graft/models. */
+graft_status graft_zoo_cache_dir(char *buf, size_t cap);
+/* Downloads url to dest through a temporary file in dest's folder, checks the
+ * hash (kind NONE: only that the transfer completed) and renames into place;
+ * on any failure no file is left at dest or in the temporary. */
+graft_status graft_download(const char *url, const char *dest, graft_hash_kind kind,
+                            const char *hex);
+/* The cached file's path, downloading it first when absent (a file already at
+ * that path is used as is: copy a local file there to work offline). */
+graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
+                                      size_t cap);
+/* Fetches and loads ImageNet weights into a model built with the same cfg. */
+graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg);
+
+/* Hex digest (65 bytes with the NUL) of memory or of a file. */
+graft_status graft_hash_hex(graft_hash_kind kind, const void *data, size_t len, char hex[65]);
+graft_status graft_hash_file(graft_hash_kind kind, const char *path, char hex[65]);
 /* (end zoo section) */
+/* (begin report section) */
+/* ------------------------------------------------------------ reports (src/report) */
+/*
+ * Run folders: history.json, the CSV log and the figures. Every file is
+ * written to a temporary file beside it and renamed into place, so a crash
+ * or a full disk never leaves a truncated file and a failure leaves none.
+ */
+
+/* A named part of a run ("frozen", "fine-tune") and the epoch it starts at. */
+#define GRAFT_STAGE_NAME_MAX 64
+typedef struct {
+    char name[GRAFT_STAGE_NAME_MAX];
+    int first_epoch;
+} graft_history_stage;
+
+/*
+ * history.json in the form of Keras's History object:
+ *   {"history": {"loss": [...], "accuracy": [...], "val_loss": [...],
+ *                "val_accuracy": [...], "lr": [...]},
+ *    "epoch": [0, 1, ...], "seconds": [...],
+ *    "stages": [{"name": "frozen", "first_epoch": 0}, ...]}
+ * A metric whose every entry is NAN is left out (val_* without validation);
+ * a single missing entry is written as null and read back as NAN. "seconds"
+ * and "stages" are graft's own; stages may be NULL when n_stages is 0, and
+ * must start at increasing epochs.
+ */
+graft_status graft_history_save_json(const char *path, const graft_history *h,
+                                     const graft_history_stage *stages, int n_stages);
+/*
+ * Reads history.json (also a bare Keras `history.history` dict's keys inside
+ * "history", with "epoch" optional and "learning_rate" accepted for "lr";
+ * other metrics are ignored). *h is initialized here and freed by the caller
+ * with graft_history_free. *stages (free()) and *n_stages may be NULL when
+ * not wanted. Malformed files are refused with a message naming the file
+ * and the key; on failure *h is empty and *stages NULL.
+ */
+graft_status graft_history_load_json(const char *path, graft_history *h,
+                                     graft_history_stage **stages, int *n_stages);
+
+/*
+ * The CSV log as Keras's CSVLogger writes it: "epoch" then the metrics in
+ * sorted order (accuracy,loss,lr,val_accuracy,val_loss; all-NAN ones left
+ * out), Python's shortest float repr, "NA" for a missing entry, and the
+ * csv module's \r\n line ends.
+ */
+graft_status graft_history_save_csv(const char *path, const graft_history *h);
+
+/*
+ * The lesson's figure (800x800 PNG drawn with cairo): training and validation
+ * accuracy on top, loss below, x axis in epochs. finetune_epoch is the first
+ * epoch of fine-tuning (-1: none); the dashed "Start fine-tuning" line stands
+ * at the epoch before it, where the fine-tuning curves begin, as in
+ * TensorFlow's transfer-learning tutorial. title_suffix (may be NULL) is
+ * appended to both panel titles after a space. NAN entries leave gaps.
+ */
+graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch,
+                               const char *title_suffix, const char *png_path);
+
+/*
+ * Validation accuracy per epoch of several runs (800x600 PNG), one curve per
+ * run against its own epoch numbers. labels and title may be NULL ("run 1",
+ * ... and "Validation accuracy comparison").
+ */
+graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
+                                int n_runs, const char *png_path, const char *title);
+/* (end report section) */
 
 /* ------------------------------------------------------------ threads */
 

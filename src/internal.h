@@ -174,6 +174,10 @@ graft_status graft_model_ensure_weights(graft_model *m);
 graft_status graft_model_prepare(graft_model *m, int n, bool training);
 /* Forward over the whole graph; the output is in the output layer's `out`. */
 graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training);
+/* Forward over layers [first, last) only; the outputs of earlier layers that
+ * these read must already be in place (feature caching). x may be NULL then. */
+graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bool training,
+                                       int first, int last);
 /* Backward from dL/d(output) (n * output size floats) into the weight grads. */
 graft_status graft_model_backward(graft_model *m, const float *dout, int n);
 /* One optimizer step on the trainable weights. */

@@ -503,7 +503,7 @@ typedef struct {
 typedef struct {
     block *free_list;
     int n_free;
-    size_t top;
+    size_t top, peak; /* top falls as buffers are released; peak is the arena's size */
 } planner;
 
 static size_t plan_alloc(planner *p, size_t len)
@@ -519,6 +519,7 @@ static size_t plan_alloc(planner *p, size_t len)
     }
     size_t off = p->top;
     p->top += len;
+    if (p->top > p->peak) p->peak = p->top;
     return off;
 }
 
@@ -611,7 +612,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     }
     last_use[out] = L;
 
-    planner p = {fl, 0, 0};
+    planner p = {fl, 0, 0, 0};
     size_t scratch = 0;
     for (int i = 0; i < L; i++) {
         graft_layer *l = m->layers[i];
@@ -640,7 +641,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         if (m->layers[i]->requires_grad)
             dout_off[i] = plan_alloc(&p, (size_t)cap * graft_shape_size(&m->layers[i]->out_shape));
 
-    size_t total = p.top;
+    size_t total = p.peak;
     graft_status st = GRAFT_OK;
     if (total > m->arena_floats) {
         graft_free(m->arena);
@@ -684,13 +685,16 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
 #define MAX_FANIN 64
 
-graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training)
+graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bool training,
+                                       int first, int last)
 {
     graft_status s = graft_model_prepare(m, n, training);
     if (s != GRAFT_OK) return s;
-    m->layers[0]->out = (float *)x; /* read only: no layer writes its input */
+    if (x) m->layers[0]->out = (float *)x; /* read only: no layer writes its input */
+    if (first < 1) first = 1;
+    if (last > m->n_layers) last = m->n_layers;
     const float *in[MAX_FANIN];
-    for (int i = 1; i < m->n_layers; i++) {
+    for (int i = first; i < last; i++) {
         graft_layer *l = m->layers[i];
         if (l->n_inputs > MAX_FANIN)
             return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs", l->name,
@@ -700,6 +704,11 @@ graft_status graft_model_forward(graft_model *m, const float *x, int n, bool tra
         l->ops->forward(l, &f);
     }
     return GRAFT_OK;
+}
+
+graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training)
+{
+    return graft_model_forward_range(m, x, n, training, 1, m->n_layers);
 }
 
 graft_status graft_model_backward(graft_model *m, const float *dout, int n)

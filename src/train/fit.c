@@ -1,5 +1,5 @@
 /* fit and evaluate with Keras's semantics and console output (verbose 0/1/2). */
-#include "internal.h"
+#include "train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -61,9 +61,12 @@ static graft_status check_source(graft_model *m, graft_source *src, const char *
     return GRAFT_OK;
 }
 
-static graft_status next_batch(graft_model *m, graft_source *src, batch_bufs *b, int *n)
+/* The next batch and the forward pass over it, through the cache when there is one. */
+static graft_status fetch_forward(graft_model *m, graft_source *src, graft_feature_cache *cache,
+                                  batch_bufs *b, int *n, bool training)
 {
-    graft_status s = src->next(src, b->x, b->y, n);
+    graft_status s = cache ? graft_cache_fetch_forward(cache, m, src, b->x, b->y, n, training)
+                           : src->next(src, b->x, b->y, n);
     if (s != GRAFT_OK) return s;
     if (*n <= 0 || *n > src->batch_size)
         return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
@@ -77,7 +80,7 @@ static graft_status next_batch(graft_model *m, graft_source *src, batch_bufs *b,
                                   v, b->out_dim);
         }
     }
-    return GRAFT_OK;
+    return cache ? GRAFT_OK : graft_model_forward(m, b->x, *n, training);
 }
 
 static void format_duration(double s, char *buf, size_t cap)
@@ -147,16 +150,15 @@ static void epoch_line(int steps, double elapsed, const graft_epoch_logs *logs)
     fflush(stdout);
 }
 
-static graft_status evaluate_bufs(graft_model *m, graft_source *data, int steps, batch_bufs *b,
-                                  double *loss, double *acc)
+static graft_status evaluate_bufs(graft_model *m, graft_source *data, graft_feature_cache *cache,
+                                  int steps, batch_bufs *b, double *loss, double *acc)
 {
     double lsum = 0, asum = 0;
     long seen = 0;
     if (steps <= 0) steps = data->length;
     for (int s = 0; s < steps; s++) {
         int n;
-        graft_status st = next_batch(m, data, b, &n);
-        if (st == GRAFT_OK) st = graft_model_forward(m, b->x, n, false);
+        graft_status st = fetch_forward(m, data, cache, b, &n, false);
         if (st != GRAFT_OK) return st;
         const float *pred = graft_model_output(m)->out;
         lsum += graft_loss_value(m->compile.loss, m->compile.from_logits, pred, b->y, n, b->out_dim) * n;
@@ -176,7 +178,7 @@ graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps,
     graft_status s = check_source(m, data, "evaluate", &b);
     if (s != GRAFT_OK) return s;
     double l = NAN, a = NAN;
-    s = evaluate_bufs(m, data, steps, &b, &l, &a);
+    s = evaluate_bufs(m, data, NULL, steps, &b, &l, &a);
     free_bufs(&b);
     if (loss) *loss = l;
     if (accuracy) *accuracy = a;
@@ -200,6 +202,18 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
     m->stop_requested = 0;
+    graft_feature_cache *cache = NULL, *val_cache = NULL;
+    if (!cfg->no_feature_cache) {
+        /* The boundary: the lowest layer whose backward runs. */
+        s = graft_model_prepare(m, train->batch_size, true);
+        int first = m->lowest_grad_layer;
+        if (s == GRAFT_OK)
+            s = graft_cache_open(m, train, first, cfg->cache_max_bytes, "training", cfg->verbose > 0,
+                                 &cache);
+        if (s == GRAFT_OK && cfg->validation_data)
+            s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes,
+                                 "validation", cfg->verbose > 0, &val_cache);
+    }
     bool stop = false;
     for (int epoch = cfg->initial_epoch; epoch < cfg->epochs && !stop && s == GRAFT_OK; epoch++) {
         if (cfg->verbose) printf("Epoch %d/%d\n", epoch + 1, cfg->epochs);
@@ -207,8 +221,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         long seen = 0;
         for (int step = 0; step < steps; step++) {
             int n;
-            s = next_batch(m, train, &b, &n);
-            if (s == GRAFT_OK) s = graft_model_forward(m, b.x, n, true);
+            s = fetch_forward(m, train, cache, &b, &n, true);
             if (s != GRAFT_OK) break;
             const float *pred = graft_model_output(m)->out;
             double l = graft_loss_grad(m->compile.loss, m->compile.from_logits, pred, b.y, n,
@@ -238,8 +251,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
-            s = evaluate_bufs(m, cfg->validation_data, cfg->validation_steps, &vb, &logs.val_loss,
-                              &logs.val_accuracy);
+            s = evaluate_bufs(m, cfg->validation_data, val_cache, cfg->validation_steps, &vb,
+                              &logs.val_loss, &logs.val_accuracy);
             if (s != GRAFT_OK) break;
         }
         double elapsed = now() - t0;
@@ -260,6 +273,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         graft_status cs = cfg->callbacks[c].on_train_end(cfg->callbacks[c].ctx, m);
         if (s == GRAFT_OK) s = cs;
     }
+    graft_cache_close(cache);
+    graft_cache_close(val_cache);
     free_bufs(&b);
     free_bufs(&vb);
     return s;

@@ -24,7 +24,7 @@ static void reshuffle(array_source *a)
     }
 }
 
-static graft_status next(graft_source *self, float *x, float *y, int *n)
+static graft_status next_ids(graft_source *self, float *x, float *y, int *n, long *ids)
 {
     array_source *a = (array_source *)self;
     if (a->pos >= a->n) {
@@ -35,13 +35,19 @@ static graft_status next(graft_source *self, float *x, float *y, int *n)
     int count = a->n - a->pos < self->batch_size ? a->n - a->pos : self->batch_size;
     for (int i = 0; i < count; i++) {
         int k = a->order[a->pos + i];
-        memcpy(x + (size_t)i * xs, a->x + (size_t)k * xs, xs * sizeof(float));
+        if (x) memcpy(x + (size_t)i * xs, a->x + (size_t)k * xs, xs * sizeof(float));
         memcpy(y + (size_t)i * self->y_dim, a->y + (size_t)k * self->y_dim,
                (size_t)self->y_dim * sizeof(float));
+        if (ids) ids[i] = k;
     }
     a->pos += count;
     *n = count;
     return GRAFT_OK;
+}
+
+static graft_status next(graft_source *self, float *x, float *y, int *n)
+{
+    return next_ids(self, x, y, n, NULL);
 }
 
 static void destroy(graft_source *self)
@@ -89,6 +95,9 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
     a->base.length = (n + batch_size - 1) / batch_size;
     a->base.next = next;
     a->base.free = destroy;
+    a->base.n_samples = n;
+    a->base.deterministic = 1;
+    a->base.next_ids = next_ids;
     return &a->base;
 }
 

@@ -1,0 +1,146 @@
+/* Feature caching: layers below the lowest trainable one are frozen and
+ * deterministic during a fit, so their output at that boundary is a pure
+ * function of the sample. It is computed once per sample and kept (in memory,
+ * or in a temporary file past a size bound); later epochs decode nothing and
+ * run only the layers above the boundary. Keras recomputes the frozen base
+ * every epoch. */
+#include "train.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct graft_feature_cache {
+    int first;           /* the first layer run on every step */
+    int n_front;         /* layers below `first` whose outputs are read above it */
+    int *front;
+    size_t *front_floats; /* per sample, for each */
+    size_t sample_floats;
+    long n_samples, count;
+    unsigned char *have;
+    float *mem;          /* n_samples * sample_floats, or NULL when spilled */
+    FILE *spill;
+    long *ids;
+    float *row;          /* one sample's features, for the spill file */
+};
+
+void graft_cache_close(graft_feature_cache *c)
+{
+    if (!c) return;
+    free(c->front);
+    free(c->front_floats);
+    free(c->have);
+    graft_free(c->mem);
+    if (c->spill) fclose(c->spill);
+    free(c->ids);
+    free(c->row);
+    free(c);
+}
+
+graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size_t max_bytes,
+                              const char *what, bool verbose, graft_feature_cache **out)
+{
+    *out = NULL;
+    int L = m->n_layers;
+    if (!src->next_ids || !src->deterministic || src->n_samples <= 0 || first <= 1 || first > L)
+        return GRAFT_OK;
+    for (int i = 1; i < first; i++) {
+        const graft_layer *l = m->layers[i];
+        if (l->ops->stochastic && l->ops->stochastic(l)) return GRAFT_OK;
+    }
+    graft_feature_cache *c = calloc(1, sizeof *c);
+    if (!c) return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
+    c->first = first;
+    c->n_samples = src->n_samples;
+    c->front = malloc((size_t)first * sizeof(int));
+    c->front_floats = malloc((size_t)first * sizeof(size_t));
+    c->ids = malloc((size_t)src->batch_size * sizeof(long));
+    if (!c->front || !c->front_floats || !c->ids) goto nomem;
+    int out_idx = graft_model_output(m)->index;
+    for (int j = 0; j < first; j++) {
+        bool read_above = j == out_idx;
+        for (int i = first; i < L && !read_above; i++)
+            for (int k = 0; k < m->layers[i]->n_inputs; k++) read_above |= m->layers[i]->inputs[k] == j;
+        if (!read_above) continue;
+        if (j == 0) { /* a layer above reads the raw input: nothing to save */
+            graft_cache_close(c);
+            return GRAFT_OK;
+        }
+        c->front[c->n_front] = j;
+        c->front_floats[c->n_front] = graft_shape_size(&m->layers[j]->out_shape);
+        c->sample_floats += c->front_floats[c->n_front++];
+    }
+    size_t bytes;
+    if (!graft_mul_ok(c->sample_floats * sizeof(float), (size_t)c->n_samples, &bytes)) goto nomem;
+    c->have = calloc((size_t)c->n_samples, 1);
+    if (!c->have) goto nomem;
+    if (max_bytes == 0) max_bytes = (size_t)4 << 30;
+    if (bytes <= max_bytes) c->mem = graft_alloc(bytes);
+    if (!c->mem) { /* too big, or no memory for it: spill to a temporary file */
+        c->spill = tmpfile();
+        c->row = malloc(c->sample_floats * sizeof(float));
+        if (!c->spill || !c->row) {
+            graft_cache_close(c);
+            return graft_fail(GRAFT_EIO, "feature cache: cannot create a temporary file for %.0f MiB "
+                              "(set TMPDIR to a folder with room)", (double)bytes / 1048576.0);
+        }
+    }
+    if (verbose)
+        printf("Feature cache (%s): %ld samples x %zu floats below '%s' (%.0f MiB, %s)\n", what,
+               c->n_samples, c->sample_floats, m->layers[first]->name, (double)bytes / 1048576.0,
+               c->mem ? "in memory" : "in a temporary file");
+    *out = c;
+    return GRAFT_OK;
+nomem:
+    graft_cache_close(c);
+    return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
+}
+
+/* Copies sample `s` of the batch between the frontier buffers and the cache. */
+static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long id, bool store)
+{
+    float *row = c->mem ? c->mem + (size_t)id * c->sample_floats : c->row;
+    off_t off = (off_t)id * (off_t)(c->sample_floats * sizeof(float));
+    size_t row_bytes = c->sample_floats * sizeof(float);
+    if (!c->mem && !store && pread(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
+    float *p = row;
+    for (int k = 0; k < c->n_front; k++) {
+        float *buf = m->layers[c->front[k]]->out + (size_t)s * c->front_floats[k];
+        if (store) memcpy(p, buf, c->front_floats[k] * sizeof(float));
+        else memcpy(buf, p, c->front_floats[k] * sizeof(float));
+        p += c->front_floats[k];
+    }
+    if (!c->mem && store && pwrite(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
+    return GRAFT_OK;
+}
+
+graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, graft_source *src,
+                                       float *x, float *y, int *n, bool training)
+{
+    /* Until every sample is cached, decode and run the whole model (a batch
+     * can mix cached and new samples when a fit starts in the middle of a
+     * pass); after that, decode nothing and run only the layers above. */
+    bool full = c->count == c->n_samples;
+    graft_status s = src->next_ids(src, full ? NULL : x, y, n, c->ids);
+    if (s != GRAFT_OK) return s;
+    for (int i = 0; i < *n; i++)
+        if (c->ids[i] < 0 || c->ids[i] >= c->n_samples)
+            return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld",
+                              c->ids[i], c->n_samples);
+    if (!full) {
+        s = graft_model_forward(m, x, *n, training);
+        for (int i = 0; i < *n && s == GRAFT_OK; i++) {
+            if (c->have[c->ids[i]]) continue;
+            s = transfer(c, m, i, c->ids[i], true);
+            c->have[c->ids[i]] = 1;
+            c->count++;
+        }
+        return s;
+    }
+    if ((s = graft_model_prepare(m, *n, training)) != GRAFT_OK) return s;
+    for (int i = 0; i < *n && s == GRAFT_OK; i++) s = transfer(c, m, i, c->ids[i], false);
+    if (s == GRAFT_OK) s = graft_model_forward_range(m, NULL, *n, training, c->first, m->n_layers);
+    return s;
+}

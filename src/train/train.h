@@ -1,0 +1,21 @@
+/* Internal to src/train: the feature cache used by fit. */
+#ifndef GRAFT_TRAIN_H
+#define GRAFT_TRAIN_H
+
+#include "internal.h"
+
+typedef struct graft_feature_cache graft_feature_cache;
+
+/* A cache of the outputs that layers >= `first` read from layers < `first`,
+ * per sample of `src`. *out is NULL (and GRAFT_OK returned) when caching does
+ * not apply: a source without sample ids or with augmentation, a stochastic
+ * layer below `first`, or nothing to skip. */
+graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size_t max_bytes,
+                              const char *what, bool verbose, graft_feature_cache **out);
+/* The next batch of `src` and the forward pass over it, from the cache where
+ * every sample of the batch is cached, else in full (filling the cache). */
+graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, graft_source *src,
+                                       float *x, float *y, int *n, bool training);
+void graft_cache_close(graft_feature_cache *c);
+
+#endif
