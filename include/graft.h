@@ -302,13 +302,63 @@ typedef struct {
     double lr;
 } graft_epoch_logs;
 
-/* Called at the end of each epoch; set *stop to end training. */
+/* Keras callbacks: hooks around epochs; any may be NULL. on_epoch_end may
+ * set *stop to end training after this epoch. `free` releases ctx. */
 typedef struct {
     void *ctx;
+    graft_status (*on_train_begin)(void *ctx, graft_model *m);
+    graft_status (*on_epoch_begin)(void *ctx, graft_model *m, int epoch);
     graft_status (*on_epoch_end)(void *ctx, graft_model *m, const graft_epoch_logs *logs,
                                  int *stop);
     graft_status (*on_train_end)(void *ctx, graft_model *m);
+    void (*free)(void *ctx);
 } graft_callback;
+
+void graft_callback_free(graft_callback *cb);
+
+/* Which way a monitored quantity improves; AUTO: "max" for accuracies, else "min". */
+typedef enum { GRAFT_MODE_AUTO = 0, GRAFT_MODE_MIN, GRAFT_MODE_MAX } graft_monitor_mode;
+
+/* Monitors are "loss", "accuracy", "val_loss", "val_accuracy" ("acc"/"val_acc" too). */
+typedef struct {
+    const char *monitor;  /* NULL: "val_loss" */
+    float min_delta;
+    int patience;
+    graft_monitor_mode mode;
+    int has_baseline;
+    double baseline;
+    int restore_best_weights;
+    int verbose;
+} graft_early_stopping_cfg;
+graft_status graft_early_stopping(graft_early_stopping_cfg cfg, graft_callback *out);
+
+typedef struct {
+    const char *monitor; /* NULL: "val_loss" */
+    float factor;        /* 0: 0.1 */
+    int patience;        /* 0: 10, as Keras */
+    graft_monitor_mode mode;
+    float min_delta;     /* 0: 1e-4 */
+    int cooldown;
+    float min_lr;
+    int verbose;
+} graft_reduce_lr_cfg;
+graft_status graft_reduce_lr_on_plateau(graft_reduce_lr_cfg cfg, graft_callback *out);
+
+/* LearningRateScheduler: lr = schedule(epoch, lr, ctx) before each epoch. */
+graft_status graft_lr_scheduler(float (*schedule)(int epoch, float lr, void *ctx), void *ctx,
+                                int verbose, graft_callback *out);
+
+/* ModelCheckpoint: saves a Keras HDF5 file after each epoch (or only when the
+ * monitored value improves). "{epoch}" / "{epoch:02d}" in path are replaced. */
+typedef struct {
+    const char *path;
+    const char *monitor; /* NULL: "val_loss" */
+    graft_monitor_mode mode;
+    int save_best_only;
+    int save_weights_only;
+    int verbose;
+} graft_checkpoint_cfg;
+graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *out);
 
 typedef struct {
     int epochs;          /* train until this epoch (Keras's `epochs`) */
@@ -531,6 +581,10 @@ const char *graft_zoo_detect_arch(const graft_model *m);
  * channel means. The mode names "tf" and "caffe" are accepted too. */
 graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels);
 
+/* The same as an ImageDataGenerator preprocessing_function: ctx is the
+ * architecture's name (a const char *), x one h*w*3 image; thread-safe. */
+graft_status graft_preprocess_hook(void *ctx, float *x, int h, int w, int c);
+
 /* ImageNet's 1000 classes in Keras's order, from Debian darknet's label lists
  * (imagenet.labels.list: WordNet ids, imagenet.shortnames.list: names) in
  * $GRAFT_DARKNET_DATA, else /usr/share/darknet/data. */
@@ -552,6 +606,13 @@ graft_status graft_decode_predictions(const float *probs, int n_classes, int top
  * of the model's input shape, RGB 0..255 NHWC (not modified); out[n * top]. */
 graft_status graft_zoo_classify(graft_model *m, const float *images, int n, int top,
                                 graft_prediction *out);
+
+/* For `graft predict`: loads an image file at the model's input size with
+ * `interp` (Keras's load_img resamples with nearest by default;
+ * image_dataset_from_directory with bilinear, which classifies better on
+ * downscaled photos) and classifies it as graft_zoo_classify does. */
+graft_status graft_zoo_predict_file(graft_model *m, const char *path, graft_interpolation interp,
+                                    int top, graft_prediction *out);
 
 /* Pretrained ImageNet weights as Keras Applications publishes them. */
 typedef enum { GRAFT_HASH_NONE = 0, GRAFT_HASH_MD5, GRAFT_HASH_SHA256 } graft_hash_kind;

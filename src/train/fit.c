@@ -215,7 +215,14 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                                  "validation", cfg->verbose > 0, &val_cache);
     }
     bool stop = false;
+    for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
+        if (cfg->callbacks[c].on_train_begin)
+            s = cfg->callbacks[c].on_train_begin(cfg->callbacks[c].ctx, m);
     for (int epoch = cfg->initial_epoch; epoch < cfg->epochs && !stop && s == GRAFT_OK; epoch++) {
+        for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
+            if (cfg->callbacks[c].on_epoch_begin)
+                s = cfg->callbacks[c].on_epoch_begin(cfg->callbacks[c].ctx, m, epoch);
+        if (s != GRAFT_OK) break;
         if (cfg->verbose) printf("Epoch %d/%d\n", epoch + 1, cfg->epochs);
         double t0 = now(), lsum = 0, asum = 0;
         long seen = 0;
