@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
+struct cJSON;
+
 /* ------------------------------------------------------------- errors */
 
 /* Records a message for graft_last_error() and returns `s`. */
@@ -82,7 +84,9 @@ typedef struct graft_layer_ops {
     /* Optional: true when the forward pass differs between training and inference
      * or uses randomness (so its output can not be cached). */
     bool (*stochastic)(const graft_layer *l);
-    /* Optional: one JSON-ish line of the layer's config for `summary`/saving. */
+    /* Optional: adds the layer's Keras config options (beyond name, trainable
+     * and dtype) to `config`, a cJSON object, for saving Keras model files. */
+    graft_status (*get_config)(const graft_layer *l, struct cJSON *config);
     void (*destroy)(graft_layer *l);
 } graft_layer_ops;
 

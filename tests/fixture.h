@@ -20,7 +20,7 @@ typedef struct {
     fixture_array *a;
 } fixture;
 
-static void fixture_free(fixture *f)
+static inline void fixture_free(fixture *f)
 {
     for (int i = 0; i < f->n; i++) free(f->a[i].data);
     free(f->a);
@@ -29,7 +29,7 @@ static void fixture_free(fixture *f)
 }
 
 /* 0 on success. */
-static int fixture_load(fixture *f, const char *path)
+static inline int fixture_load(fixture *f, const char *path)
 {
     memset(f, 0, sizeof *f);
     FILE *fp = fopen(path, "rb");
@@ -74,7 +74,7 @@ bad:
     return -1;
 }
 
-static const fixture_array *fixture_get(const fixture *f, const char *name)
+static inline const fixture_array *fixture_get(const fixture *f, const char *name)
 {
     for (int i = 0; i < f->n; i++)
         if (strcmp(f->a[i].name, name) == 0) return &f->a[i];

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-static double gc_loss(graft_model *m, const float *x, const float *r, int n, graft_rng saved)
+static inline double gc_loss(graft_model *m, const float *x, const float *r, int n, graft_rng saved)
 {
     m->rng = saved; /* the same dropout mask every time */
     if (graft_model_forward(m, x, n, true) != GRAFT_OK) return NAN;
@@ -21,7 +21,7 @@ static double gc_loss(graft_model *m, const float *x, const float *r, int n, gra
 
 /* Checks up to `samples` coordinates of the input and of each trainable weight.
  * Returns the number of mismatches (also reported through CHECK). x may be NULL. */
-static int gradcheck_model(graft_model *m, int n, const float *x_in, uint64_t seed, int samples)
+static inline int gradcheck_model(graft_model *m, int n, const float *x_in, uint64_t seed, int samples)
 {
     const double eps = 1e-2, atol = 2e-3, rtol = 2e-2;
     graft_rng rng;

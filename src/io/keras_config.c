@@ -1,0 +1,788 @@
+/*
+ * The Keras model config ({"class_name", "config"}) that full .h5 files and
+ * TF.js model.json carry: built into a graft model (Sequential and
+ * functional, with nested models flattened into the parent graph under
+ * their inner layer names), and written back in the functional form.
+ */
+#include "io/io.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_INBOUND 64
+
+typedef struct {
+    char name[GRAFT_NAME_MAX];
+    graft_layer *l;
+} alias;
+
+typedef struct {
+    graft_model *m;
+    const char *path;
+    alias *aliases; /* nested models and mapped inputs: a name standing for a layer */
+    int n_alias, cap_alias;
+} ctx;
+
+static graft_status refuse(ctx *c, graft_status s, const char *name, const char *cls,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static graft_status refuse(ctx *c, graft_status s, const char *name, const char *cls,
+                           const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return graft_fail(s, "%s: layer '%s' (%s): %s", c->path, name, cls, msg);
+}
+
+static graft_status add_alias(ctx *c, const char *name, graft_layer *l)
+{
+    if (c->n_alias == c->cap_alias) {
+        int cap = c->cap_alias ? 2 * c->cap_alias : 8;
+        alias *grown = realloc(c->aliases, (size_t)cap * sizeof *grown);
+        if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+        c->aliases = grown;
+        c->cap_alias = cap;
+    }
+    snprintf(c->aliases[c->n_alias].name, GRAFT_NAME_MAX, "%s", name);
+    c->aliases[c->n_alias++].l = l;
+    return GRAFT_OK;
+}
+
+static graft_layer *resolve(const ctx *c, const char *name)
+{
+    for (int i = c->n_alias - 1; i >= 0; i--)
+        if (strcmp(c->aliases[i].name, name) == 0) return c->aliases[i].l;
+    return graft_model_find(c->m, name);
+}
+
+/* The model's sticky error, with the file named. */
+static graft_status built(ctx *c, graft_layer *l)
+{
+    if (l) return GRAFT_OK;
+    graft_status s = graft_model_status(c->m);
+    return graft_fail(s ? s : GRAFT_EINVAL, "%s: %s", c->path, graft_model_error(c->m));
+}
+
+/* ------------------------------------------------------------ config values */
+
+static const char *str_of(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool present(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v && !cJSON_IsNull(v);
+}
+
+static graft_status get_bool(ctx *c, const cJSON *cfg, const char *key, bool dflt, bool *out,
+                             const char *name, const char *cls)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!cJSON_IsBool(v)) return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not true/false", key);
+    *out = cJSON_IsTrue(v);
+    return GRAFT_OK;
+}
+
+static graft_status get_num(ctx *c, const cJSON *cfg, const char *key, double dflt, double *out,
+                            const char *name, const char *cls)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not a number", key);
+    *out = v->valuedouble;
+    return GRAFT_OK;
+}
+
+static bool small_int(const cJSON *v, int lo, int *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > 1 << 24)
+        return false;
+    *out = (int)v->valuedouble;
+    return true;
+}
+
+static graft_status get_int(ctx *c, const cJSON *cfg, const char *key, int dflt, int lo, int *out,
+                            const char *name, const char *cls)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!small_int(v, lo, out))
+        return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not an integer >= %d", key, lo);
+    return GRAFT_OK;
+}
+
+/* A Keras 2-tuple: an int or a list of two (kernel_size, strides, pool_size). */
+static graft_status get_pair(ctx *c, const cJSON *cfg, const char *key, int dflt, int out[2],
+                             const char *name, const char *cls)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    out[0] = out[1] = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (small_int(v, 1, &out[0])) {
+        out[1] = out[0];
+        return GRAFT_OK;
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+        small_int(cJSON_GetArrayItem(v, 0), 1, &out[0]) &&
+        small_int(cJSON_GetArrayItem(v, 1), 1, &out[1]))
+        return GRAFT_OK;
+    return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not a positive integer or a pair of them",
+                  key);
+}
+
+static graft_status get_padding(ctx *c, const cJSON *cfg, graft_padding *out, const char *name,
+                                const char *cls)
+{
+    const char *p = str_of(cfg, "padding");
+    *out = GRAFT_VALID;
+    if (!p || strcmp(p, "valid") == 0) return GRAFT_OK;
+    if (strcmp(p, "same") == 0) {
+        *out = GRAFT_SAME;
+        return GRAFT_OK;
+    }
+    return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "padding '%s' is not supported (valid, same)", p);
+}
+
+/* Keras 2 writes "relu"; Keras 3 may write {"class_name": "function", "config": "relu"}. */
+static graft_status get_activation(ctx *c, const cJSON *cfg, const char *key, graft_activation *out,
+                                   const char *name, const char *cls)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = GRAFT_LINEAR;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    const char *a = cJSON_IsString(v) ? v->valuestring : str_of(v, "config");
+    if (!a) return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not an activation name", key);
+    if (graft_activation_parse(a, out) != GRAFT_OK)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "activation '%s' is not supported", a);
+    return GRAFT_OK;
+}
+
+/* Options graft does not implement must not be silently ignored. */
+static graft_status check_common(ctx *c, const cJSON *cfg, const char *name, const char *cls)
+{
+    const char *df = str_of(cfg, "data_format");
+    if (df && strcmp(df, "channels_last") != 0)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                      "data_format '%s' is not supported (graft is channels_last)", df);
+    int d[2];
+    graft_status s = get_pair(c, cfg, "dilation_rate", 1, d, name, cls);
+    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "dilation_rate (%d, %d) is not supported",
+                      d[0], d[1]);
+    int groups;
+    if (s == GRAFT_OK) s = get_int(c, cfg, "groups", 1, 1, &groups, name, cls);
+    if (s == GRAFT_OK && groups != 1)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "groups=%d is not supported", groups);
+    bool keepdims;
+    if (s == GRAFT_OK) s = get_bool(c, cfg, "keepdims", false, &keepdims, name, cls);
+    if (s == GRAFT_OK && keepdims)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "keepdims=True is not supported");
+    if (s == GRAFT_OK && present(cfg, "noise_shape"))
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "noise_shape is not supported");
+    return s;
+}
+
+/* ------------------------------------------------------------ layers */
+
+static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft_layer **out)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cfg, "batch_input_shape");
+    if (!b) b = cJSON_GetObjectItemCaseSensitive(cfg, "batch_shape");
+    int n = cJSON_IsArray(b) ? cJSON_GetArraySize(b) : 0;
+    if (n < 2 || n > GRAFT_MAX_RANK + 1)
+        return refuse(c, GRAFT_EFORMAT, name, "InputLayer",
+                      "batch_input_shape is missing or not a list of 2 to %d entries",
+                      GRAFT_MAX_RANK + 1);
+    graft_shape shape = {n - 1, {0}};
+    for (int d = 1; d < n; d++)
+        if (!small_int(cJSON_GetArrayItem(b, d), 1, &shape.dim[d - 1]))
+            return refuse(c, GRAFT_EUNSUPPORTED, name, "InputLayer",
+                          "input dimension %d is not a fixed positive size; graft needs a fixed "
+                          "input shape",
+                          d);
+    *out = graft_input(c->m, name, shape);
+    return built(c, *out);
+}
+
+static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const char *name,
+                               int n_in, graft_layer **in, graft_layer **out)
+{
+    graft_status s = check_common(c, cfg, name, cls);
+    if (s != GRAFT_OK) return s;
+    if (strcmp(cls, "Add") != 0 && n_in != 1)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "takes one input, got %d", n_in);
+    bool use_bias = true;
+    s = get_bool(c, cfg, "use_bias", true, &use_bias, name, cls);
+    graft_layer *x = in[0];
+    if (s != GRAFT_OK) return s;
+
+    if (strcmp(cls, "Conv2D") == 0) {
+        graft_conv2d_cfg k = {.name = name, .no_bias = !use_bias};
+        s = get_int(c, cfg, "filters", 0, 1, &k.filters, name, cls);
+        if (s == GRAFT_OK && !k.filters) s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'filters'");
+        if (s == GRAFT_OK) s = get_pair(c, cfg, "kernel_size", 0, k.kernel_size, name, cls);
+        if (s == GRAFT_OK && !k.kernel_size[0])
+            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'kernel_size'");
+        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 1, k.strides, name, cls);
+        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
+        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
+        if (s == GRAFT_OK) *out = graft_conv2d(c->m, x, k);
+    } else if (strcmp(cls, "DepthwiseConv2D") == 0) {
+        graft_depthwise_conv2d_cfg k = {.name = name, .no_bias = !use_bias};
+        s = get_pair(c, cfg, "kernel_size", 0, k.kernel_size, name, cls);
+        if (s == GRAFT_OK && !k.kernel_size[0])
+            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'kernel_size'");
+        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 1, k.strides, name, cls);
+        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
+        if (s == GRAFT_OK) s = get_int(c, cfg, "depth_multiplier", 1, 1, &k.depth_multiplier, name, cls);
+        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
+        if (s == GRAFT_OK) *out = graft_depthwise_conv2d(c->m, x, k);
+    } else if (strcmp(cls, "BatchNormalization") == 0) {
+        graft_batch_norm_cfg k = {.name = name};
+        double mom, eps;
+        bool center, scale;
+        int rank = graft_layer_output_shape(x).rank, axis = -1;
+        const cJSON *ax = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
+        if (cJSON_IsArray(ax) && cJSON_GetArraySize(ax) == 1) ax = cJSON_GetArrayItem(ax, 0);
+        if (ax && !cJSON_IsNull(ax) && !(cJSON_IsNumber(ax) && (axis = (int)ax->valuedouble, 1)))
+            s = refuse(c, GRAFT_EFORMAT, name, cls, "'axis' is not an integer");
+        if (s == GRAFT_OK && axis != -1 && axis != rank)
+            s = refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                       "axis=%d is not supported (only the last axis, -1)", axis);
+        if (s == GRAFT_OK) s = get_num(c, cfg, "momentum", 0.99, &mom, name, cls);
+        if (s == GRAFT_OK) s = get_num(c, cfg, "epsilon", 1e-3, &eps, name, cls);
+        if (s == GRAFT_OK) s = get_bool(c, cfg, "center", true, &center, name, cls);
+        if (s == GRAFT_OK) s = get_bool(c, cfg, "scale", true, &scale, name, cls);
+        k.momentum = (float)mom;
+        k.epsilon = (float)eps;
+        k.no_center = !center;
+        k.no_scale = !scale;
+        if (s == GRAFT_OK) *out = graft_batch_norm(c->m, x, k);
+    } else if (strcmp(cls, "Activation") == 0) {
+        graft_activation a;
+        if (!present(cfg, "activation"))
+            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'activation'");
+        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &a, name, cls);
+        if (s == GRAFT_OK) *out = graft_activation_layer(c->m, x, name, a);
+    } else if (strcmp(cls, "ReLU") == 0) {
+        double mv, ns, th;
+        s = get_num(c, cfg, "max_value", 0, &mv, name, cls);
+        if (s == GRAFT_OK) s = get_num(c, cfg, "negative_slope", 0, &ns, name, cls);
+        if (s == GRAFT_OK) s = get_num(c, cfg, "threshold", 0, &th, name, cls);
+        if (s == GRAFT_OK)
+            *out = graft_relu(c->m, x, (graft_relu_cfg){name, (float)mv, (float)ns, (float)th});
+    } else if (strcmp(cls, "ZeroPadding2D") == 0) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "padding");
+        int v[4] = {1, 1, 1, 1}, a, b;
+        bool ok = !p || cJSON_IsNull(p);
+        if (!ok && small_int(p, 0, &a)) {
+            v[0] = v[1] = v[2] = v[3] = a;
+            ok = true;
+        } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
+            const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
+            if (small_int(h, 0, &a) && small_int(w, 0, &b)) {
+                v[0] = v[1] = a;
+                v[2] = v[3] = b;
+                ok = true;
+            } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
+                ok = small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
+                     small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
+                     small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
+                     small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
+            }
+        }
+        if (!ok) return refuse(c, GRAFT_EFORMAT, name, cls, "'padding' is not understood");
+        *out = graft_zero_padding2d(c->m, x, name, v[0], v[1], v[2], v[3]);
+    } else if (strcmp(cls, "MaxPooling2D") == 0 || strcmp(cls, "AveragePooling2D") == 0) {
+        graft_pool2d_cfg k = {.name = name};
+        s = get_pair(c, cfg, "pool_size", 2, k.pool_size, name, cls);
+        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 0, k.strides, name, cls);
+        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
+        if (s == GRAFT_OK)
+            *out = cls[0] == 'M' ? graft_max_pooling2d(c->m, x, k) : graft_average_pooling2d(c->m, x, k);
+    } else if (strcmp(cls, "GlobalAveragePooling2D") == 0) {
+        *out = graft_global_average_pooling2d(c->m, x, name);
+    } else if (strcmp(cls, "GlobalMaxPooling2D") == 0) {
+        *out = graft_global_max_pooling2d(c->m, x, name);
+    } else if (strcmp(cls, "Flatten") == 0) {
+        *out = graft_flatten(c->m, x, name);
+    } else if (strcmp(cls, "Reshape") == 0) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "target_shape");
+        int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0, unknown = -1;
+        graft_shape target = {n, {0}};
+        graft_shape ins = graft_layer_output_shape(x);
+        size_t known = 1;
+        if (n < 1 || n > GRAFT_MAX_RANK)
+            return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' is not a list of 1 to %d sizes",
+                          GRAFT_MAX_RANK);
+        for (int d = 0; d < n; d++) {
+            const cJSON *e = cJSON_GetArrayItem(t, d);
+            if (cJSON_IsNumber(e) && e->valuedouble == -1 && unknown < 0) {
+                unknown = d;
+            } else if (small_int(e, 1, &target.dim[d])) {
+                known *= (size_t)target.dim[d];
+            } else {
+                return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' entry %d is not a size", d);
+            }
+        }
+        /* Keras's -1: whatever makes the sizes agree. */
+        if (unknown >= 0) target.dim[unknown] = (int)(graft_shape_size(&ins) / known);
+        *out = graft_reshape(c->m, x, name, target);
+    } else if (strcmp(cls, "Dense") == 0) {
+        graft_dense_cfg k = {.name = name, .no_bias = !use_bias};
+        s = get_int(c, cfg, "units", 0, 1, &k.units, name, cls);
+        if (s == GRAFT_OK && !k.units) s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'units'");
+        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
+        if (s == GRAFT_OK) *out = graft_dense(c->m, x, k);
+    } else if (strcmp(cls, "Dropout") == 0) {
+        double rate;
+        s = get_num(c, cfg, "rate", 0, &rate, name, cls);
+        if (s == GRAFT_OK) *out = graft_dropout(c->m, x, name, (float)rate);
+    } else if (strcmp(cls, "Add") == 0) {
+        *out = graft_add(c->m, name, n_in, in);
+    } else {
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                      "layer class '%s' is not supported by graft (supported: InputLayer, Conv2D, "
+                      "DepthwiseConv2D, BatchNormalization, Activation, ReLU, ZeroPadding2D, "
+                      "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, "
+                      "Flatten, Reshape, Dense, Dropout, Add, Sequential, Model/Functional)",
+                      cls);
+    }
+    if (s != GRAFT_OK) return s;
+    s = built(c, *out);
+    if (s != GRAFT_OK) return s;
+    bool trainable;
+    s = get_bool(c, cfg, "trainable", true, &trainable, name, cls);
+    if (s == GRAFT_OK) graft_layer_set_trainable(*out, trainable);
+    return s;
+}
+
+/* ------------------------------------------------------------ graphs */
+
+static bool is_model_class(const char *cls)
+{
+    return strcmp(cls, "Sequential") == 0 || strcmp(cls, "Model") == 0 ||
+           strcmp(cls, "Functional") == 0;
+}
+
+static graft_status build_any(ctx *c, const cJSON *layer, graft_layer *in, int n_in,
+                              graft_layer **ins, graft_layer **out);
+
+static const char *layer_name(const cJSON *layer, const cJSON *cfg)
+{
+    const char *n = str_of(layer, "name");
+    return n ? n : str_of(cfg, "name");
+}
+
+static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name, graft_layer *in,
+                                     graft_layer **out)
+{
+    const cJSON *layers = cJSON_IsArray(cfg) ? cfg : cJSON_GetObjectItemCaseSensitive(cfg, "layers");
+    if (!cJSON_IsArray(layers))
+        return graft_fail(GRAFT_EFORMAT, "%s: Sequential model '%s' has no 'layers' list", c->path,
+                          name);
+    graft_layer *cur = in;
+    const cJSON *layer;
+    cJSON_ArrayForEach(layer, layers)
+    {
+        const char *cls = str_of(layer, "class_name");
+        const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
+        const char *lname = layer_name(layer, lc);
+        if (!cls || !cJSON_IsObject(lc) || !lname)
+            return graft_fail(GRAFT_EFORMAT,
+                              "%s: a layer of Sequential model '%s' lacks class_name, config or name",
+                              c->path, name);
+        graft_status s;
+        if (strcmp(cls, "InputLayer") == 0) {
+            s = cur ? add_alias(c, lname, cur) : make_input(c, lc, lname, &cur);
+        } else if (!cur && !is_model_class(cls)) {
+            /* Keras 2 names the implicit input after the first layer. */
+            char iname[GRAFT_NAME_MAX + 8];
+            snprintf(iname, sizeof iname, "%s_input", lname);
+            if (!present(lc, "batch_input_shape") && !present(lc, "batch_shape"))
+                return refuse(c, GRAFT_EFORMAT, lname, cls,
+                              "the first layer of Sequential model '%s' has no batch_input_shape",
+                              name);
+            s = make_input(c, lc, iname, &cur);
+            if (s == GRAFT_OK) s = build_any(c, layer, cur, 1, &cur, &cur);
+        } else {
+            s = build_any(c, layer, cur, cur ? 1 : 0, &cur, &cur);
+        }
+        if (s != GRAFT_OK) return s;
+    }
+    if (!cur)
+        return graft_fail(GRAFT_EFORMAT, "%s: Sequential model '%s' has no layers", c->path, name);
+    *out = cur;
+    return GRAFT_OK;
+}
+
+/* Collects the names in a Keras 3 call-arguments tree ("__keras_tensor__" entries). */
+static void history_names(const cJSON *v, const char **names, int *n)
+{
+    if (cJSON_IsObject(v)) {
+        const char *cls = str_of(v, "class_name");
+        if (cls && strcmp(cls, "__keras_tensor__") == 0) {
+            const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
+            const cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg, "keras_history");
+            const cJSON *first = cJSON_GetArrayItem(h, 0);
+            if (cJSON_IsString(first) && *n < MAX_INBOUND) names[(*n)++] = first->valuestring;
+            else if (*n < MAX_INBOUND) names[(*n)++] = "";
+            return;
+        }
+    }
+    if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) history_names(e, names, n);
+    }
+}
+
+/* The names of a layer's inputs, from the old list form [[["name", 0, 0, {}], ...]]
+ * or the newer {"args": [...], "kwargs": {...}} form. */
+static graft_status inbound(ctx *c, const cJSON *layer, const char *name, const char *cls,
+                            const char **names, int *n)
+{
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes");
+    *n = 0;
+    if (!nodes || (cJSON_IsArray(nodes) && cJSON_GetArraySize(nodes) == 0)) return GRAFT_OK;
+    if (!cJSON_IsArray(nodes))
+        return refuse(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is not a list");
+    if (cJSON_GetArraySize(nodes) > 1)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                      "the layer is called %d times; shared layers are not supported",
+                      cJSON_GetArraySize(nodes));
+    const cJSON *node = cJSON_GetArrayItem(nodes, 0);
+    if (cJSON_IsObject(node)) {
+        history_names(cJSON_GetObjectItemCaseSensitive(node, "args"), names, n);
+    } else if (cJSON_IsArray(node)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, node)
+        {
+            const cJSON *first = cJSON_GetArrayItem(e, 0);
+            int tensor = 0;
+            if (!cJSON_IsString(first) || *n >= MAX_INBOUND)
+                return refuse(c, GRAFT_EFORMAT, name, cls, "an inbound node entry is malformed");
+            const cJSON *ti = cJSON_GetArrayItem(e, 2);
+            if (ti && !small_int(ti, 0, &tensor))
+                return refuse(c, GRAFT_EFORMAT, name, cls, "an inbound tensor index is malformed");
+            if (tensor != 0)
+                return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                              "input '%s' uses output %d of a multi-output layer", first->valuestring,
+                              tensor);
+            names[(*n)++] = first->valuestring;
+        }
+    } else {
+        return refuse(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is malformed");
+    }
+    for (int i = 0; i < *n; i++)
+        if (!names[i][0]) return refuse(c, GRAFT_EFORMAT, name, cls, "an input has no name");
+    return GRAFT_OK;
+}
+
+/* input_layers/output_layers: [["name", 0, 0], ...] or a single ["name", 0, 0]. */
+static graft_status endpoint(ctx *c, const cJSON *cfg, const char *key, const char *model,
+                             const char **name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    const cJSON *first = cJSON_GetArrayItem(v, 0);
+    if (cJSON_IsString(first)) {
+        *name = first->valuestring;
+        return GRAFT_OK;
+    }
+    int n = cJSON_GetArraySize(v);
+    if (n != 1 || !cJSON_IsString(cJSON_GetArrayItem(first, 0)))
+        return graft_fail(n > 1 ? GRAFT_EUNSUPPORTED : GRAFT_EFORMAT,
+                          "%s: model '%s': '%s' must name exactly one layer (got %d)", c->path,
+                          model, key, n);
+    *name = cJSON_GetArrayItem(first, 0)->valuestring;
+    return GRAFT_OK;
+}
+
+static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name, graft_layer *in,
+                                     graft_layer **out)
+{
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cfg, "layers");
+    if (!cJSON_IsArray(layers))
+        return graft_fail(GRAFT_EFORMAT, "%s: model '%s' has no 'layers' list", c->path, name);
+    const char *in_name, *out_name;
+    graft_status s = endpoint(c, cfg, "input_layers", name, &in_name);
+    if (s == GRAFT_OK) s = endpoint(c, cfg, "output_layers", name, &out_name);
+    if (s != GRAFT_OK) return s;
+    int n = cJSON_GetArraySize(layers), left = n;
+    bool *done = calloc(n ? (size_t)n : 1, sizeof *done);
+    if (!done) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+    /* In listed order (Keras's model.layers order); a layer whose inputs come
+     * later waits for the next pass. */
+    while (left > 0 && s == GRAFT_OK) {
+        int progress = 0;
+        const char *missing = NULL, *waiting = NULL;
+        for (int i = 0; i < n && s == GRAFT_OK; i++) {
+            if (done[i]) continue;
+            const cJSON *layer = cJSON_GetArrayItem(layers, i);
+            const char *cls = str_of(layer, "class_name");
+            const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
+            const char *lname = layer_name(layer, lc);
+            if (!cls || !cJSON_IsObject(lc) || !lname) {
+                s = graft_fail(GRAFT_EFORMAT,
+                               "%s: layer %d of model '%s' lacks class_name, config or name",
+                               c->path, i, name);
+                break;
+            }
+            graft_layer *l = NULL;
+            if (strcmp(cls, "InputLayer") == 0) {
+                /* A nested model's input is whatever feeds it in the parent. */
+                s = in ? add_alias(c, lname, in) : make_input(c, lc, lname, &l);
+            } else {
+                const char *names[MAX_INBOUND];
+                graft_layer *ins[MAX_INBOUND];
+                int k;
+                s = inbound(c, layer, lname, cls, names, &k);
+                bool ready = s == GRAFT_OK;
+                for (int j = 0; j < k && ready; j++) {
+                    ins[j] = resolve(c, names[j]);
+                    if (!ins[j]) {
+                        ready = false;
+                        missing = names[j];
+                        waiting = lname;
+                    }
+                }
+                if (!ready) continue;
+                if (k == 0) {
+                    s = refuse(c, GRAFT_EFORMAT, lname, cls, "has no inbound nodes");
+                    break;
+                }
+                s = build_any(c, layer, ins[0], k, ins, &l);
+            }
+            if (s == GRAFT_OK) {
+                done[i] = true;
+                left--;
+                progress++;
+            }
+        }
+        if (s == GRAFT_OK && !progress)
+            s = graft_fail(GRAFT_EFORMAT, "%s: model '%s': layer '%s' takes input from '%s', which "
+                           "is not defined",
+                           c->path, name, waiting ? waiting : "?", missing ? missing : "?");
+    }
+    free(done);
+    if (s != GRAFT_OK) return s;
+    *out = resolve(c, out_name);
+    if (!*out)
+        return graft_fail(GRAFT_EFORMAT, "%s: model '%s': output layer '%s' is not defined", c->path,
+                          name, out_name);
+    return GRAFT_OK;
+}
+
+static graft_status build_any(ctx *c, const cJSON *layer, graft_layer *in, int n_in,
+                              graft_layer **ins, graft_layer **out)
+{
+    const char *cls = str_of(layer, "class_name");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
+    const char *name = layer_name(layer, cfg);
+    if (!cls || !cfg) return graft_fail(GRAFT_EFORMAT, "%s: a layer lacks class_name or config", c->path);
+    if (!name) name = cls;
+    if (!is_model_class(cls)) return make_layer(c, cls, cfg, name, n_in, ins, out);
+    if (n_in > 1)
+        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "nested models take one input, got %d", n_in);
+    int first = graft_model_num_layers(c->m);
+    graft_status s = strcmp(cls, "Sequential") == 0 ? build_sequential(c, cfg, name, in, out)
+                                                     : build_functional(c, cfg, name, in, out);
+    if (s == GRAFT_OK && in) s = add_alias(c, name, *out);
+    bool trainable = true;
+    if (s == GRAFT_OK && cJSON_IsObject(cfg))
+        s = get_bool(c, cfg, "trainable", true, &trainable, name, cls);
+    /* A frozen nested model freezes every layer in it, as in Keras. */
+    if (s == GRAFT_OK && !trainable)
+        graft_model_set_trainable(c->m, first, graft_model_num_layers(c->m), 0);
+    return s;
+}
+
+graft_status io_model_from_config(const cJSON *config, const char *path, graft_model **out)
+{
+    *out = NULL;
+    const char *cls = str_of(config, "class_name");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(config, "config");
+    if (!cls || !cfg)
+        return graft_fail(GRAFT_EFORMAT, "%s: the model config has no class_name/config", path);
+    if (!is_model_class(cls))
+        return graft_fail(GRAFT_EUNSUPPORTED,
+                          "%s: the model config is a '%s'; Sequential, Model or Functional expected",
+                          path, cls);
+    const char *name = cJSON_IsObject(cfg) ? str_of(cfg, "name") : NULL;
+    ctx c = {graft_model_new(name ? name : "model"), path, NULL, 0, 0};
+    if (!c.m) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", path);
+    graft_layer *o;
+    graft_status s = strcmp(cls, "Sequential") == 0 ? build_sequential(&c, cfg, c.m->name, NULL, &o)
+                                                     : build_functional(&c, cfg, c.m->name, NULL, &o);
+    if (s == GRAFT_OK) s = graft_model_set_output(c.m, o);
+    free(c.aliases);
+    if (s != GRAFT_OK) {
+        graft_model_free(c.m);
+        return s;
+    }
+    *out = c.m;
+    return GRAFT_OK;
+}
+
+/* ------------------------------------------------------------ writing */
+
+static cJSON *initializer(const char *cls)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && (!cJSON_AddStringToObject(o, "class_name", cls) ||
+              !cJSON_AddObjectToObject(o, "config"))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static bool add_pair(cJSON *o, const char *key, int a, int b)
+{
+    int v[2] = {a, b};
+    cJSON *arr = cJSON_CreateIntArray(v, 2);
+    return arr && cJSON_AddItemToObject(o, key, arr);
+}
+
+static bool add_dense_like(cJSON *o, graft_activation act, bool use_bias)
+{
+    return cJSON_AddStringToObject(o, "activation", graft_activation_name(act)) &&
+           cJSON_AddBoolToObject(o, "use_bias", use_bias) &&
+           cJSON_AddItemToObject(o, "kernel_initializer", initializer("GlorotUniform")) &&
+           cJSON_AddItemToObject(o, "bias_initializer", initializer("Zeros")) &&
+           cJSON_AddNullToObject(o, "kernel_regularizer") &&
+           cJSON_AddNullToObject(o, "bias_regularizer") &&
+           cJSON_AddNullToObject(o, "activity_regularizer") &&
+           cJSON_AddNullToObject(o, "kernel_constraint") && cJSON_AddNullToObject(o, "bias_constraint");
+}
+
+/*
+ * The class-specific part of a layer's Keras config. Conv2D and Dense keep
+ * the constructor's public cfg as the first member of their own cfg, which
+ * is what is read here; layer kinds whose options are private to their file
+ * are refused until they offer their config (see the io report).
+ */
+static graft_status layer_config(const graft_layer *l, cJSON *o, bool *ok)
+{
+    const char *cls = l->ops->class_name;
+    graft_shape os = l->out_shape;
+    *ok = true;
+    if (strcmp(cls, "InputLayer") == 0) {
+        cJSON *shape = cJSON_CreateArray();
+        *ok = shape && cJSON_AddItemToArray(shape, cJSON_CreateNull());
+        for (int d = 0; d < os.rank && *ok; d++)
+            *ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber(os.dim[d]));
+        *ok = *ok && cJSON_AddItemToObject(o, "batch_input_shape", shape) &&
+              cJSON_AddBoolToObject(o, "sparse", false) && cJSON_AddBoolToObject(o, "ragged", false);
+        if (!*ok && shape && !cJSON_GetObjectItemCaseSensitive(o, "batch_input_shape"))
+            cJSON_Delete(shape);
+    } else if (strcmp(cls, "Conv2D") == 0) {
+        const graft_conv2d_cfg *k = l->cfg;
+        *ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
+              add_pair(o, "kernel_size", k->kernel_size[0], k->kernel_size[1]) &&
+              add_pair(o, "strides", k->strides[0], k->strides[1]) &&
+              cJSON_AddStringToObject(o, "padding", k->padding == GRAFT_SAME ? "same" : "valid") &&
+              cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+              add_pair(o, "dilation_rate", 1, 1) && cJSON_AddNumberToObject(o, "groups", 1) &&
+              add_dense_like(o, k->activation, !k->no_bias);
+    } else if (strcmp(cls, "Dense") == 0) {
+        const graft_dense_cfg *k = l->cfg;
+        *ok = cJSON_AddNumberToObject(o, "units", k->units) &&
+              add_dense_like(o, k->activation, !k->no_bias);
+    } else if (strcmp(cls, "Reshape") == 0) {
+        int dims[GRAFT_MAX_RANK];
+        for (int d = 0; d < os.rank; d++) dims[d] = os.dim[d];
+        cJSON *t = cJSON_CreateIntArray(dims, os.rank);
+        *ok = t && cJSON_AddItemToObject(o, "target_shape", t);
+    } else if (strcmp(cls, "Flatten") == 0) {
+        *ok = cJSON_AddStringToObject(o, "data_format", "channels_last") != NULL;
+    } else if (strcmp(cls, "GlobalAveragePooling2D") == 0 || strcmp(cls, "GlobalMaxPooling2D") == 0) {
+        *ok = cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+              cJSON_AddBoolToObject(o, "keepdims", false);
+    } else if (strcmp(cls, "Add") != 0) {
+        return graft_fail(GRAFT_EUNSUPPORTED,
+                          "layer '%s' (%s): writing its Keras config is not supported yet",
+                          l->name, cls);
+    }
+    return GRAFT_OK;
+}
+
+static cJSON *node_ref(const char *name)
+{
+    cJSON *e = cJSON_CreateArray();
+    if (!e) return NULL;
+    if (!cJSON_AddItemToArray(e, cJSON_CreateString(name)) ||
+        !cJSON_AddItemToArray(e, cJSON_CreateNumber(0)) ||
+        !cJSON_AddItemToArray(e, cJSON_CreateNumber(0))) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+static graft_status layer_entry(const graft_model *m, const graft_layer *l, cJSON *layers)
+{
+    cJSON *e = cJSON_CreateObject(), *cfg = NULL, *nodes = NULL;
+    if (!e || !cJSON_AddItemToArray(layers, e)) {
+        cJSON_Delete(e);
+        return graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");
+    }
+    bool ok = cJSON_AddStringToObject(e, "class_name", l->ops->class_name) &&
+              (cfg = cJSON_AddObjectToObject(e, "config")) &&
+              cJSON_AddStringToObject(cfg, "name", l->name) &&
+              cJSON_AddBoolToObject(cfg, "trainable", l->trainable) &&
+              cJSON_AddStringToObject(cfg, "dtype", "float32");
+    bool cfg_ok = true;
+    graft_status s = ok ? layer_config(l, cfg, &cfg_ok) : GRAFT_OK;
+    if (s != GRAFT_OK) return s;
+    ok = ok && cfg_ok && cJSON_AddStringToObject(e, "name", l->name) &&
+         (nodes = cJSON_AddArrayToObject(e, "inbound_nodes"));
+    if (ok && l->n_inputs > 0) {
+        cJSON *node = cJSON_CreateArray();
+        ok = node && cJSON_AddItemToArray(nodes, node);
+        for (int j = 0; j < l->n_inputs && ok; j++) {
+            cJSON *ref = node_ref(m->layers[l->inputs[j]]->name);
+            ok = ref && cJSON_AddItemToArray(ref, cJSON_CreateObject()) &&
+                 cJSON_AddItemToArray(node, ref);
+        }
+    }
+    return ok ? GRAFT_OK : graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");
+}
+
+graft_status io_model_to_config(const graft_model *m, cJSON **out)
+{
+    *out = NULL;
+    if (m->status != GRAFT_OK)
+        return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
+    if (m->n_layers == 0) return graft_fail(GRAFT_ESTATE, "model '%s' has no layers", m->name);
+    cJSON *root = cJSON_CreateObject(), *cfg = NULL, *layers = NULL, *ins = NULL, *outs = NULL;
+    bool ok = root && cJSON_AddStringToObject(root, "class_name", "Model") &&
+              (cfg = cJSON_AddObjectToObject(root, "config")) &&
+              cJSON_AddStringToObject(cfg, "name", m->name) &&
+              (layers = cJSON_AddArrayToObject(cfg, "layers")) &&
+              (ins = cJSON_AddArrayToObject(cfg, "input_layers")) &&
+              (outs = cJSON_AddArrayToObject(cfg, "output_layers")) &&
+              cJSON_AddItemToArray(ins, node_ref(m->layers[0]->name)) &&
+              cJSON_AddItemToArray(outs, node_ref(graft_model_output(m)->name));
+    graft_status s = ok ? GRAFT_OK : graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");
+    for (int i = 0; i < m->n_layers && s == GRAFT_OK; i++) s = layer_entry(m, m->layers[i], layers);
+    if (s != GRAFT_OK) {
+        cJSON_Delete(root);
+        return s;
+    }
+    *out = root;
+    return GRAFT_OK;
+}
