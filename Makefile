@@ -4,7 +4,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng
+PKGS      = hdf5-serial libcjson libpng cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -16,7 +16,7 @@ endif
 CFLAGS   ?= -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp -mavx2 -mfma $(CFLAGS) \
              -Iinclude -Isrc $(PKG_CFLAGS) $(SAN)
-LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lcurl -lm -lpthread
+LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lcurl -lz -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))

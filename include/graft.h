@@ -277,12 +277,19 @@ struct graft_source {
     long n_samples;
     int deterministic;
     graft_status (*next_ids)(graft_source *self, float *x, float *y, int *n, long *ids);
+    /* Batches given so far (kept by fit, evaluate and graft_source_skip): what a
+     * checkpoint records so that a resumed run sees the same batches. */
+    long drawn;
 };
 
 /* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
 graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_shape x_shape,
                                   int y_dim, int batch_size, int shuffle, uint64_t seed);
 void graft_source_free(graft_source *s);
+/* Draws and discards `batches` batches without producing images where the
+ * source allows (next_ids with x NULL): fast-forwards a fresh source with the
+ * same seed to where a checkpoint stopped. */
+graft_status graft_source_skip(graft_source *s, long batches);
 
 /* Keras History: one entry per epoch; fits that continue a run append. */
 typedef struct {
@@ -376,6 +383,34 @@ typedef struct {
     int no_feature_cache;
     size_t cache_max_bytes;
 } graft_fit_cfg;
+
+/*
+ * Training checkpoints: what a fit needs to continue exactly where it stopped
+ * (weights, BatchNormalization statistics, optimizer slots and step count, the
+ * dropout RNG, the epoch reached, the batches drawn from each source, and the
+ * history), in graft's own checksummed file, written crash-safely (a temporary
+ * file renamed over the old one). The Keras .h5 files are for sharing models;
+ * this is for resuming.
+ */
+typedef struct {
+    int epoch;           /* epochs completed: the next fit's initial_epoch */
+    long train_batches;  /* batches drawn from the training source */
+    long val_batches;    /* and from the validation source */
+} graft_train_state;
+
+graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
+                                   const graft_train_state *st, const char *path);
+/* The model must be built and compiled as when it was saved. h may be NULL. */
+graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_history *h,
+                                   graft_train_state *st);
+/* A callback that saves a checkpoint after every epoch; `history` must be the
+ * one passed to fit. */
+graft_status graft_checkpoint_callback(const char *path, graft_source *train, graft_source *val,
+                                       const graft_history *history, graft_callback *out);
+
+/* Asks a running fit to stop at the end of the current batch (async-signal-safe:
+ * call it from a SIGINT handler); fit then returns GRAFT_EINTERRUPTED. */
+void graft_model_request_stop(graft_model *m);
 
 /* Appends to *history (may be NULL). */
 graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,

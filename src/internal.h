@@ -7,6 +7,7 @@
 
 #include "graft.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -169,7 +170,7 @@ struct graft_model {
     float *input_grad;      /* with want_input_grad: n * input size floats */
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
-    volatile int stop_requested;
+    volatile sig_atomic_t stop_requested;
 };
 
 /* Weights come into existence lazily (after all layers are built). */

@@ -68,6 +68,7 @@ static graft_status fetch_forward(graft_model *m, graft_source *src, graft_featu
     graft_status s = cache ? graft_cache_fetch_forward(cache, m, src, b->x, b->y, n, training)
                            : src->next(src, b->x, b->y, n);
     if (s != GRAFT_OK) return s;
+    src->drawn++;
     if (*n <= 0 || *n > src->batch_size)
         return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
     if (m->compile.loss == GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY) {
@@ -185,6 +186,11 @@ graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps,
     return s;
 }
 
+void graft_model_request_stop(graft_model *m)
+{
+    if (m) m->stop_requested = 1;
+}
+
 graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
                              graft_history *history)
 {
@@ -201,7 +207,6 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         return s;
     }
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
-    m->stop_requested = 0;
     graft_feature_cache *cache = NULL, *val_cache = NULL;
     if (!cfg->no_feature_cache) {
         /* The boundary: the lowest layer whose backward runs. */
@@ -249,6 +254,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             if (cfg->verbose == 1 && step + 1 < steps)
                 progress(step + 1, steps, now() - t0, lsum / seen, asum / seen, false, NULL);
             if (m->stop_requested) {
+                m->stop_requested = 0;
                 s = graft_fail(GRAFT_EINTERRUPTED, "training stopped at epoch %d, batch %d",
                                epoch + 1, step + 1);
                 break;

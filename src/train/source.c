@@ -105,3 +105,25 @@ void graft_source_free(graft_source *s)
 {
     if (s && s->free) s->free(s);
 }
+
+graft_status graft_source_skip(graft_source *s, long batches)
+{
+    if (!s || batches < 0) return graft_fail(GRAFT_EINVAL, "source_skip: bad arguments");
+    float *y = malloc((size_t)s->batch_size * (size_t)s->y_dim * sizeof(float));
+    float *x = NULL;
+    if (!s->next_ids) x = malloc((size_t)s->batch_size * graft_shape_size(&s->x_shape) * sizeof(float));
+    if (!y || (!s->next_ids && !x)) {
+        free(y);
+        free(x);
+        return graft_fail(GRAFT_ENOMEM, "source_skip: out of memory");
+    }
+    graft_status st = GRAFT_OK;
+    for (long b = 0; b < batches && st == GRAFT_OK; b++) {
+        int n;
+        st = s->next_ids ? s->next_ids(s, NULL, y, &n, NULL) : s->next(s, x, y, &n);
+        if (st == GRAFT_OK) s->drawn++;
+    }
+    free(x);
+    free(y);
+    return st;
+}

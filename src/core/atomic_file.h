@@ -1,0 +1,42 @@
+/*
+ * Crash-safe file replacement. Everything graft writes (histories, logs,
+ * figures, models) goes to a fresh file beside the target, is flushed and
+ * fsync'ed, and is then renamed over the target: a reader sees either the
+ * old complete file or the new complete one, and a failed write leaves no
+ * file behind (only a crash in the middle can leave a hidden ".NAME.tmp-*"
+ * file, never a truncated NAME).
+ */
+#ifndef GRAFT_ATOMIC_FILE_H
+#define GRAFT_ATOMIC_FILE_H
+
+#include "graft.h"
+
+#include <stdio.h>
+
+typedef struct {
+    char *path; /* the target */
+    char *tmp;  /* the temporary file in the target's folder */
+    FILE *f;    /* open for writing on tmp */
+} graft_atomic_file;
+
+/* Creates the temporary file. On failure *af is left empty and nothing exists. */
+graft_status graft_atomic_open(graft_atomic_file *af, const char *path);
+
+/*
+ * Flushes, fsyncs and renames tmp over path, then syncs the folder. A writer
+ * that needs a file name rather than a stream (HDF5) may fclose f, set it to
+ * NULL and write af->tmp itself before committing. On failure the temporary
+ * file is removed; the target is untouched. *af is emptied either way.
+ */
+graft_status graft_atomic_commit(graft_atomic_file *af);
+
+/* Removes the temporary file; the target is untouched. Safe on an empty *af. */
+void graft_atomic_abort(graft_atomic_file *af);
+
+/* Writes the whole content of a file; returns GRAFT_OK or a graft_fail status. */
+typedef graft_status (*graft_file_writer)(FILE *f, void *ctx);
+
+/* open, write(f, ctx), commit; abort when the writer fails. */
+graft_status graft_write_file_atomic(const char *path, graft_file_writer write, void *ctx);
+
+#endif
