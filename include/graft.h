@@ -507,7 +507,7 @@ typedef struct {
     graft_class_mode class_mode;
     int batch_size;             /* 0 -> 32 */
     int no_shuffle;             /* shuffle=False */
-    uint64_t seed;              /* shuffling and augmentation */
+    uint64_t seed;              /* shuffling and augmentation (0 is a seed too) */
     graft_interpolation interpolation;
     graft_subset subset;
     int follow_links;
@@ -515,9 +515,10 @@ typedef struct {
     int queue_depth;            /* batches kept ready; 0 -> 2 * workers */
     int strict;                 /* a bad image file is an error instead of skipped */
     int quiet;                  /* no "Found ..." line and no skip warnings */
-    /* Decode every JPEG at full size, as Pillow (and so Keras) does; by
-     * default a JPEG at least twice the target size is decoded at 1/2, 1/4
-     * or 1/8 of it by libjpeg's DCT scaling, which is much faster. */
+    /* Decode every JPEG at full size, as Pillow (and so Keras) does, for
+     * Keras's exact pixels. By default a JPEG is decoded at 1/2, 1/4 or 1/8
+     * by libjpeg's DCT scaling when that still covers target_size (faster;
+     * the pixels then differ slightly from Keras's). */
     int jpeg_full_decode;
     size_t max_pixels;          /* decoded pixels above this refuse a file; 0 -> 89478485 */
 } graft_flow_cfg;
@@ -528,6 +529,11 @@ typedef struct {
  * Prints Keras's "Found N images belonging to K classes." unless quiet.
  * The source is endless; `length` batches make one pass and each pass is a
  * fresh permutation (for the seed). gen may be NULL (no augmentation).
+ * Shuffling and each sample's random transform derive from (seed, pass,
+ * file) only, so the batches are the same for any number of workers (but
+ * not Keras's numpy draws). A file that fails to decode is left out of its
+ * batch (which is then shorter, possibly empty), named once on stderr and
+ * counted (graft_flow_skipped); with `strict`, next() fails instead.
  */
 graft_status graft_flow_from_directory(const char *dir, const graft_image_data_generator *gen,
                                        const graft_flow_cfg *cfg, graft_source **out);
@@ -567,6 +573,7 @@ void graft_image_list_free(char **paths, int n);
 typedef struct {
     int by_name;       /* match layers by name (else by order of weighted layers) */
     int skip_mismatch; /* skip layers absent from the model or of another shape */
+    int *layers_loaded; /* optional out: how many model layers received weights */
 } graft_load_opts;
 
 /* Weights from a Keras HDF5 file (weights-only or full model) or a TF.js model.json. */

@@ -36,7 +36,8 @@ graft_status graft_atomic_open(graft_atomic_file *af, const char *path)
     af->f = NULL;
     if (!path || !*path) return graft_fail(GRAFT_EINVAL, "no file name to write");
     size_t len = strlen(path);
-    if (path[len - 1] == '/') return graft_fail(GRAFT_EINVAL, "'%s' names a folder, not a file", path);
+    if (path[len - 1] == '/')
+        return graft_fail(GRAFT_EINVAL, "'%s' names a folder, not a file", path);
 
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
@@ -58,8 +59,10 @@ graft_status graft_atomic_open(graft_atomic_file *af, const char *path)
         if (fd < 0 && err != EEXIST) break;
     }
     if (fd < 0) {
-        graft_status s = graft_fail(GRAFT_EIO, "cannot write '%s': creating a temporary file "
-                                    "beside it failed: %s", path, strerror(err));
+        graft_status s = graft_fail(GRAFT_EIO,
+                                    "cannot write '%s': creating a temporary file "
+                                    "beside it failed: %s",
+                                    path, strerror(err));
         clear(af);
         return s;
     }
@@ -106,14 +109,17 @@ graft_status graft_atomic_commit(graft_atomic_file *af)
     if (af->f) {
         /* ferror also catches a failed write the writer did not check. */
         errno = 0;
-        if (fflush(af->f) != 0) err = errno ? errno : EIO;
-        else if (ferror(af->f)) err = EIO;
+        if (fflush(af->f) != 0)
+            err = errno ? errno : EIO;
+        else if (ferror(af->f))
+            err = EIO;
         if (!err && fsync(fileno(af->f)) != 0) err = errno;
         if (fclose(af->f) != 0 && !err) err = errno;
         af->f = NULL;
     } else {
         int fd = open(af->tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) err = errno;
+        if (fd < 0)
+            err = errno;
         else {
             if (fsync(fd) != 0) err = errno;
             close(fd);

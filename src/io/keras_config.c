@@ -322,25 +322,20 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
         *out = graft_flatten(c->m, x, name);
     } else if (strcmp(cls, "Reshape") == 0) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "target_shape");
-        int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0, unknown = -1;
+        int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0;
         graft_shape target = {n, {0}};
-        graft_shape ins = graft_layer_output_shape(x);
-        size_t known = 1;
         if (n < 1 || n > GRAFT_MAX_RANK)
             return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' is not a list of 1 to %d sizes",
                           GRAFT_MAX_RANK);
+        /* A -1 stays: Reshape itself infers it (and checks the sizes agree), and
+         * writing the model back keeps the target as Keras had it. */
         for (int d = 0; d < n; d++) {
             const cJSON *e = cJSON_GetArrayItem(t, d);
-            if (cJSON_IsNumber(e) && e->valuedouble == -1 && unknown < 0) {
-                unknown = d;
-            } else if (small_int(e, 1, &target.dim[d])) {
-                known *= (size_t)target.dim[d];
-            } else {
+            if (cJSON_IsNumber(e) && e->valuedouble == -1)
+                target.dim[d] = -1;
+            else if (!small_int(e, 1, &target.dim[d]))
                 return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' entry %d is not a size", d);
-            }
         }
-        /* Keras's -1: whatever makes the sizes agree. */
-        if (unknown >= 0) target.dim[unknown] = (int)(graft_shape_size(&ins) / known);
         *out = graft_reshape(c->m, x, name, target);
     } else if (strcmp(cls, "Dense") == 0) {
         graft_dense_cfg k = {.name = name, .no_bias = !use_bias};
@@ -639,87 +634,6 @@ graft_status io_model_from_config(const cJSON *config, const char *path, graft_m
 
 /* ------------------------------------------------------------ writing */
 
-static cJSON *initializer(const char *cls)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (o && (!cJSON_AddStringToObject(o, "class_name", cls) ||
-              !cJSON_AddObjectToObject(o, "config"))) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static bool add_pair(cJSON *o, const char *key, int a, int b)
-{
-    int v[2] = {a, b};
-    cJSON *arr = cJSON_CreateIntArray(v, 2);
-    return arr && cJSON_AddItemToObject(o, key, arr);
-}
-
-static bool add_dense_like(cJSON *o, graft_activation act, bool use_bias)
-{
-    return cJSON_AddStringToObject(o, "activation", graft_activation_name(act)) &&
-           cJSON_AddBoolToObject(o, "use_bias", use_bias) &&
-           cJSON_AddItemToObject(o, "kernel_initializer", initializer("GlorotUniform")) &&
-           cJSON_AddItemToObject(o, "bias_initializer", initializer("Zeros")) &&
-           cJSON_AddNullToObject(o, "kernel_regularizer") &&
-           cJSON_AddNullToObject(o, "bias_regularizer") &&
-           cJSON_AddNullToObject(o, "activity_regularizer") &&
-           cJSON_AddNullToObject(o, "kernel_constraint") && cJSON_AddNullToObject(o, "bias_constraint");
-}
-
-/*
- * The class-specific part of a layer's Keras config. Conv2D and Dense keep
- * the constructor's public cfg as the first member of their own cfg, which
- * is what is read here; layer kinds whose options are private to their file
- * are refused until they offer their config (see the io report).
- */
-static graft_status layer_config(const graft_layer *l, cJSON *o, bool *ok)
-{
-    const char *cls = l->ops->class_name;
-    graft_shape os = l->out_shape;
-    *ok = true;
-    if (strcmp(cls, "InputLayer") == 0) {
-        cJSON *shape = cJSON_CreateArray();
-        *ok = shape && cJSON_AddItemToArray(shape, cJSON_CreateNull());
-        for (int d = 0; d < os.rank && *ok; d++)
-            *ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber(os.dim[d]));
-        *ok = *ok && cJSON_AddItemToObject(o, "batch_input_shape", shape) &&
-              cJSON_AddBoolToObject(o, "sparse", false) && cJSON_AddBoolToObject(o, "ragged", false);
-        if (!*ok && shape && !cJSON_GetObjectItemCaseSensitive(o, "batch_input_shape"))
-            cJSON_Delete(shape);
-    } else if (strcmp(cls, "Conv2D") == 0) {
-        const graft_conv2d_cfg *k = l->cfg;
-        *ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
-              add_pair(o, "kernel_size", k->kernel_size[0], k->kernel_size[1]) &&
-              add_pair(o, "strides", k->strides[0], k->strides[1]) &&
-              cJSON_AddStringToObject(o, "padding", k->padding == GRAFT_SAME ? "same" : "valid") &&
-              cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-              add_pair(o, "dilation_rate", 1, 1) && cJSON_AddNumberToObject(o, "groups", 1) &&
-              add_dense_like(o, k->activation, !k->no_bias);
-    } else if (strcmp(cls, "Dense") == 0) {
-        const graft_dense_cfg *k = l->cfg;
-        *ok = cJSON_AddNumberToObject(o, "units", k->units) &&
-              add_dense_like(o, k->activation, !k->no_bias);
-    } else if (strcmp(cls, "Reshape") == 0) {
-        int dims[GRAFT_MAX_RANK];
-        for (int d = 0; d < os.rank; d++) dims[d] = os.dim[d];
-        cJSON *t = cJSON_CreateIntArray(dims, os.rank);
-        *ok = t && cJSON_AddItemToObject(o, "target_shape", t);
-    } else if (strcmp(cls, "Flatten") == 0) {
-        *ok = cJSON_AddStringToObject(o, "data_format", "channels_last") != NULL;
-    } else if (strcmp(cls, "GlobalAveragePooling2D") == 0 || strcmp(cls, "GlobalMaxPooling2D") == 0) {
-        *ok = cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-              cJSON_AddBoolToObject(o, "keepdims", false);
-    } else if (strcmp(cls, "Add") != 0) {
-        return graft_fail(GRAFT_EUNSUPPORTED,
-                          "layer '%s' (%s): writing its Keras config is not supported yet",
-                          l->name, cls);
-    }
-    return GRAFT_OK;
-}
-
 static cJSON *node_ref(const char *name)
 {
     cJSON *e = cJSON_CreateArray();
@@ -740,23 +654,30 @@ static graft_status layer_entry(const graft_model *m, const graft_layer *l, cJSO
         cJSON_Delete(e);
         return graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");
     }
+    if (!l->ops->get_config)
+        return graft_fail(GRAFT_EUNSUPPORTED,
+                          "layer '%s' (%s): this layer kind cannot write its Keras config (it "
+                          "has no get_config op), so the model cannot be saved as a Keras file",
+                          l->name, l->ops->class_name);
+    /* Keras's InputLayer takes no `trainable` and refuses keywords it does not know. */
+    bool input = strcmp(l->ops->class_name, "InputLayer") == 0;
     bool ok = cJSON_AddStringToObject(e, "class_name", l->ops->class_name) &&
               (cfg = cJSON_AddObjectToObject(e, "config")) &&
               cJSON_AddStringToObject(cfg, "name", l->name) &&
-              cJSON_AddBoolToObject(cfg, "trainable", l->trainable) &&
+              (input || cJSON_AddBoolToObject(cfg, "trainable", l->trainable)) &&
               cJSON_AddStringToObject(cfg, "dtype", "float32");
-    bool cfg_ok = true;
-    graft_status s = ok ? layer_config(l, cfg, &cfg_ok) : GRAFT_OK;
+    if (!ok) return graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");
+    graft_status s = l->ops->get_config(l, cfg);
     if (s != GRAFT_OK) return s;
-    ok = ok && cfg_ok && cJSON_AddStringToObject(e, "name", l->name) &&
+    ok = cJSON_AddStringToObject(e, "name", l->name) &&
          (nodes = cJSON_AddArrayToObject(e, "inbound_nodes"));
     if (ok && l->n_inputs > 0) {
         cJSON *node = cJSON_CreateArray();
         ok = node && cJSON_AddItemToArray(nodes, node);
         for (int j = 0; j < l->n_inputs && ok; j++) {
             cJSON *ref = node_ref(m->layers[l->inputs[j]]->name);
-            ok = ref && cJSON_AddItemToArray(ref, cJSON_CreateObject()) &&
-                 cJSON_AddItemToArray(node, ref);
+            ok = ref && cJSON_AddItemToArray(node, ref) &&
+                 cJSON_AddItemToArray(ref, cJSON_CreateObject());
         }
     }
     return ok ? GRAFT_OK : graft_fail(GRAFT_ENOMEM, "out of memory writing a model config");

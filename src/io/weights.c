@@ -211,6 +211,7 @@ static graft_status assign_all(graft_model *m, io_file *f, const graft_load_opts
             if (!l) continue; /* Keras's by_name ignores layers the model lacks */
             graft_status s = assign_layer(l, f, &f->layers[i], opts);
             if (s != GRAFT_OK) return s;
+            if (opts->layers_loaded) ++*opts->layers_loaded;
         }
         for (int i = 0; i < m->n_layers && f->by_name_only && !opts->by_name; i++) {
             const graft_layer *l = m->layers[i];
@@ -238,14 +239,16 @@ static graft_status assign_all(graft_model *m, io_file *f, const graft_load_opts
         while (f->layers[k].n == 0) k++;
         graft_status s = assign_layer(l, f, &f->layers[k++], opts);
         if (s != GRAFT_OK) return s;
+        if (opts->layers_loaded) ++*opts->layers_loaded;
     }
     return GRAFT_OK;
 }
 
 graft_status io_assign(graft_model *m, io_file *f, const graft_load_opts *opts)
 {
-    graft_load_opts none = {0, 0};
+    graft_load_opts none = {0, 0, NULL};
     if (!opts) opts = &none;
+    if (opts->layers_loaded) *opts->layers_loaded = 0;
     if (m->status != GRAFT_OK)
         return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
     /* A failure halfway must not leave a half-loaded model behind. */

@@ -1,5 +1,6 @@
 /* Activation: one of graft's activation functions as its own layer (softmax over the last axis). */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -36,11 +37,19 @@ static void backward(graft_layer *l, const graft_bwd *b)
                               b->din_accumulate[0]);
 }
 
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const activation *c = l->cfg;
+    return graft_config_done(
+        l, cJSON_AddStringToObject(o, "activation", graft_activation_name(c->a)) != NULL);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Activation",
     .build = build,
     .forward = forward,
     .backward = backward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_activation_layer(graft_model *m, graft_layer *in, const char *name,

@@ -1,5 +1,6 @@
 /* Add: the elementwise sum of two or more inputs of one shape. */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -59,11 +60,20 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras's Add has no options beyond name, trainable and dtype. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    (void)l;
+    (void)o;
+    return GRAFT_OK;
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Add",
     .build = build,
     .forward = forward,
     .backward = backward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs)

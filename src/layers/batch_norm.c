@@ -20,6 +20,7 @@
  * requirement).
  */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <math.h>
 #include <string.h>
@@ -283,6 +284,28 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's BatchNormalization.get_config(). A built Keras layer holds its
+ * axis as a list of non-negative indices ([3] for NHWC), and so writes it. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const graft_batch_norm_cfg *k = &((const bnorm *)l->cfg)->cfg;
+    const int axis = l->out_shape.rank;
+    cJSON *axes = cJSON_CreateIntArray(&axis, 1);
+    bool ok = axes && cJSON_AddItemToObject(o, "axis", axes);
+    if (!ok) cJSON_Delete(axes);
+    ok = ok && graft_config_add_float(o, "momentum", k->momentum) &&
+         graft_config_add_float(o, "epsilon", k->epsilon) &&
+         cJSON_AddBoolToObject(o, "center", !k->no_center) &&
+         cJSON_AddBoolToObject(o, "scale", !k->no_scale) &&
+         graft_config_add_initializer(o, "beta_initializer", "Zeros") &&
+         graft_config_add_initializer(o, "gamma_initializer", "Ones") &&
+         graft_config_add_initializer(o, "moving_mean_initializer", "Zeros") &&
+         graft_config_add_initializer(o, "moving_variance_initializer", "Ones") &&
+         GRAFT_CONFIG_NULLS(o, "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                            "gamma_constraint");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "BatchNormalization",
     .build = build,
@@ -291,6 +314,7 @@ static const graft_layer_ops ops = {
     .aux_floats = aux_floats,
     .scratch_floats = scratch_floats,
     .stochastic = stochastic,
+    .get_config = get_config,
 };
 
 graft_layer *graft_batch_norm(graft_model *m, graft_layer *in, graft_batch_norm_cfg cfg)

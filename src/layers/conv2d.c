@@ -1,6 +1,7 @@
 /* Conv2D: im2col + GEMM, with a direct GEMM for 1x1 stride-1 kernels. */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -136,12 +137,33 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's Conv2D.get_config(). */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const graft_conv2d_cfg *k = &((const conv2d *)l->cfg)->cfg;
+    bool ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
+              graft_config_add_pair(o, "kernel_size", k->kernel_size[0], k->kernel_size[1]) &&
+              graft_config_add_pair(o, "strides", k->strides[0], k->strides[1]) &&
+              graft_config_add_padding(o, k->padding) &&
+              cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+              graft_config_add_pair(o, "dilation_rate", 1, 1) &&
+              cJSON_AddNumberToObject(o, "groups", 1) &&
+              cJSON_AddStringToObject(o, "activation", graft_activation_name(k->activation)) &&
+              cJSON_AddBoolToObject(o, "use_bias", !k->no_bias) &&
+              graft_config_add_initializer(o, "kernel_initializer", "GlorotUniform") &&
+              graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
+              GRAFT_CONFIG_NULLS(o, "kernel_regularizer", "bias_regularizer",
+                                 "activity_regularizer", "kernel_constraint", "bias_constraint");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Conv2D",
     .build = build,
     .forward = forward,
     .backward = backward,
     .scratch_floats = scratch_floats,
+    .get_config = get_config,
 };
 
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)

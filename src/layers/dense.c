@@ -1,6 +1,7 @@
 /* Dense: y = act(x W + b), W stored (in, out) as Keras does. */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -62,11 +63,26 @@ static void backward(graft_layer *l, const graft_bwd *b)
                    b->din_accumulate[0] ? 1.0f : 0.0f, b->din[0], I);
 }
 
+/* Keras 2's Dense.get_config(). */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const graft_dense_cfg *k = &((const dense *)l->cfg)->cfg;
+    bool ok = cJSON_AddNumberToObject(o, "units", k->units) &&
+              cJSON_AddStringToObject(o, "activation", graft_activation_name(k->activation)) &&
+              cJSON_AddBoolToObject(o, "use_bias", !k->no_bias) &&
+              graft_config_add_initializer(o, "kernel_initializer", "GlorotUniform") &&
+              graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
+              GRAFT_CONFIG_NULLS(o, "kernel_regularizer", "bias_regularizer",
+                                 "activity_regularizer", "kernel_constraint", "bias_constraint");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Dense",
     .build = build,
     .forward = forward,
     .backward = backward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)

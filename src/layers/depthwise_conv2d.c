@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -338,12 +339,35 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's DepthwiseConv2D.get_config(): Conv2D's without filters and the
+ * kernel_* entries, with depth_multiplier and the depthwise_* entries. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const graft_depthwise_conv2d_cfg *k = &((const dwconv *)l->cfg)->cfg;
+    bool ok =
+        graft_config_add_pair(o, "kernel_size", k->kernel_size[0], k->kernel_size[1]) &&
+        graft_config_add_pair(o, "strides", k->strides[0], k->strides[1]) &&
+        graft_config_add_padding(o, k->padding) &&
+        cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+        graft_config_add_pair(o, "dilation_rate", 1, 1) &&
+        cJSON_AddNumberToObject(o, "groups", 1) &&
+        cJSON_AddStringToObject(o, "activation", graft_activation_name(k->activation)) &&
+        cJSON_AddBoolToObject(o, "use_bias", !k->no_bias) &&
+        graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
+        GRAFT_CONFIG_NULLS(o, "bias_regularizer", "activity_regularizer", "bias_constraint") &&
+        cJSON_AddNumberToObject(o, "depth_multiplier", k->depth_multiplier) &&
+        graft_config_add_initializer(o, "depthwise_initializer", "GlorotUniform") &&
+        GRAFT_CONFIG_NULLS(o, "depthwise_regularizer", "depthwise_constraint");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "DepthwiseConv2D",
     .build = build,
     .forward = forward,
     .backward = backward,
     .scratch_floats = scratch_floats,
+    .get_config = get_config,
 };
 
 graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,

@@ -4,6 +4,7 @@
  * identity. The per-value factor (0 or the scale) stays in aux for backward.
  */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -64,6 +65,16 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's Dropout.get_config(); graft's masks come from the model's RNG,
+ * not from a per-layer seed. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const dropout *d = l->cfg;
+    bool ok =
+        graft_config_add_float(o, "rate", d->rate) && GRAFT_CONFIG_NULLS(o, "noise_shape", "seed");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Dropout",
     .build = build,
@@ -71,6 +82,7 @@ static const graft_layer_ops ops = {
     .backward = backward,
     .aux_floats = aux_floats,
     .stochastic = stochastic,
+    .get_config = get_config,
 };
 
 graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate)

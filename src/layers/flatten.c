@@ -3,6 +3,7 @@
  * plain copy of the data under a new shape.
  */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <string.h>
 
@@ -77,11 +78,27 @@ static void backward(graft_layer *l, const graft_bwd *b)
         memcpy(dx, b->dout, n * sizeof(float));
 }
 
+static graft_status flatten_config(const graft_layer *l, cJSON *o)
+{
+    return graft_config_done(l, cJSON_AddStringToObject(o, "data_format", "channels_last") != NULL);
+}
+
+/* target_shape as given, a -1 included, as Keras keeps it. */
+static graft_status reshape_config(const graft_layer *l, cJSON *o)
+{
+    const graft_shape *t = l->cfg;
+    cJSON *dims = cJSON_CreateIntArray(t->dim, t->rank);
+    bool ok = dims && cJSON_AddItemToObject(o, "target_shape", dims);
+    if (!ok) cJSON_Delete(dims);
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops flatten_ops = {
     .class_name = "Flatten",
     .build = build_flatten,
     .forward = forward,
     .backward = backward,
+    .get_config = flatten_config,
 };
 
 static const graft_layer_ops reshape_ops = {
@@ -89,6 +106,7 @@ static const graft_layer_ops reshape_ops = {
     .build = build_reshape,
     .forward = forward,
     .backward = backward,
+    .get_config = reshape_config,
 };
 
 graft_layer *graft_flatten(graft_model *m, graft_layer *in, const char *name)

@@ -1,5 +1,6 @@
 /* InputLayer: holds the model's input shape; the caller's array is its output. */
 #include "internal.h"
+#include "layers/config_json.h"
 
 static graft_status build(graft_layer *l, const graft_shape *in)
 {
@@ -24,10 +25,24 @@ static void forward(graft_layer *l, const graft_fwd *f)
     (void)f;
 }
 
+/* Keras 2's InputLayer.get_config(): the shape with the batch as null. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const graft_shape *s = l->cfg;
+    cJSON *shape = cJSON_AddArrayToObject(o, "batch_input_shape");
+    bool ok = shape && cJSON_AddItemToArray(shape, cJSON_CreateNull());
+    for (int d = 0; d < s->rank && ok; d++)
+        ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber(s->dim[d]));
+    ok = ok && cJSON_AddBoolToObject(o, "sparse", false) &&
+         cJSON_AddBoolToObject(o, "ragged", false);
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "InputLayer",
     .build = build,
     .forward = forward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_input(graft_model *m, const char *name, graft_shape shape)

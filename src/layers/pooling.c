@@ -12,6 +12,7 @@
  * the forward value came from.
  */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -220,12 +221,24 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's Pooling2D.get_config(), strides always explicit as a built layer has them. */
+static graft_status pool2d_config(const graft_layer *l, cJSON *o)
+{
+    const pool2d *p = l->cfg;
+    bool ok = graft_config_add_pair(o, "pool_size", p->kh, p->kw) &&
+              graft_config_add_padding(o, p->padding) &&
+              graft_config_add_pair(o, "strides", p->sh, p->sw) &&
+              cJSON_AddStringToObject(o, "data_format", "channels_last");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops max_ops = {
     .class_name = "MaxPooling2D",
     .build = build_pool2d,
     .forward = pool2d_forward,
     .backward = pool2d_backward,
     .aux_floats = pool2d_aux_floats,
+    .get_config = pool2d_config,
 };
 
 static const graft_layer_ops avg_ops = {
@@ -233,6 +246,7 @@ static const graft_layer_ops avg_ops = {
     .build = build_pool2d,
     .forward = pool2d_forward,
     .backward = pool2d_backward,
+    .get_config = pool2d_config,
 };
 
 static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg,
@@ -358,11 +372,20 @@ static void global_backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's GlobalPooling2D.get_config(); graft's output drops the spatial axes. */
+static graft_status global_config(const graft_layer *l, cJSON *o)
+{
+    bool ok = cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+              cJSON_AddBoolToObject(o, "keepdims", false);
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops gap_ops = {
     .class_name = "GlobalAveragePooling2D",
     .build = build_global,
     .forward = global_forward,
     .backward = global_backward,
+    .get_config = global_config,
 };
 
 static const graft_layer_ops gmp_ops = {
@@ -371,6 +394,7 @@ static const graft_layer_ops gmp_ops = {
     .forward = global_forward,
     .backward = global_backward,
     .aux_floats = global_aux_floats,
+    .get_config = global_config,
 };
 
 graft_layer *graft_global_average_pooling2d(graft_model *m, graft_layer *in, const char *name)

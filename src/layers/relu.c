@@ -10,6 +10,7 @@
  * the loops stay branch-free and vectorisable.
  */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <math.h>
 
@@ -79,11 +80,23 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's ReLU.get_config(); max_value None (no cap) is null. */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const relu *r = l->cfg;
+    bool ok = (isinf(r->max_value) ? cJSON_AddNullToObject(o, "max_value") != NULL
+                                   : graft_config_add_float(o, "max_value", r->max_value)) &&
+              graft_config_add_float(o, "negative_slope", r->slope) &&
+              graft_config_add_float(o, "threshold", r->threshold);
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "ReLU",
     .build = build,
     .forward = forward,
     .backward = backward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_relu(graft_model *m, graft_layer *in, graft_relu_cfg cfg)

@@ -1,5 +1,6 @@
 /* ZeroPadding2D(((top, bottom), (left, right))) on NHWC activations. */
 #include "internal.h"
+#include "layers/config_json.h"
 
 #include <limits.h>
 #include <string.h>
@@ -78,11 +79,24 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+/* Keras 2's ZeroPadding2D.get_config(): padding ((top, bottom), (left, right)). */
+static graft_status get_config(const graft_layer *l, cJSON *o)
+{
+    const zero_padding2d *p = l->cfg;
+    const int rows[2] = {p->top, p->bottom}, cols[2] = {p->left, p->right};
+    cJSON *pad = cJSON_AddArrayToObject(o, "padding");
+    bool ok = pad && cJSON_AddItemToArray(pad, cJSON_CreateIntArray(rows, 2)) &&
+              cJSON_AddItemToArray(pad, cJSON_CreateIntArray(cols, 2)) &&
+              cJSON_AddStringToObject(o, "data_format", "channels_last");
+    return graft_config_done(l, ok);
+}
+
 static const graft_layer_ops ops = {
     .class_name = "ZeroPadding2D",
     .build = build,
     .forward = forward,
     .backward = backward,
+    .get_config = get_config,
 };
 
 graft_layer *graft_zero_padding2d(graft_model *m, graft_layer *in, const char *name, int top,

@@ -1,0 +1,664 @@
+/*
+ * The lesson's figures, drawn with cairo's vector API and written as PNG:
+ * panels with title, axis labels, ticks at "nice" steps, grid, curves with
+ * gaps at missing entries, a legend placed where it hides the fewest data
+ * points, and the dashed line where fine-tuning starts. Colours and sizes
+ * follow matplotlib's defaults at 100 dpi so they look like the lesson's.
+ */
+#include "core/atomic_file.h"
+#include "internal.h"
+
+#include <cairo.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    double r, g, b;
+} color;
+
+/* matplotlib's default colour cycle ("tab10"). */
+static const color TAB10[10] = {
+    {0x1f / 255.0, 0x77 / 255.0, 0xb4 / 255.0}, {0xff / 255.0, 0x7f / 255.0, 0x0e / 255.0},
+    {0x2c / 255.0, 0xa0 / 255.0, 0x2c / 255.0}, {0xd6 / 255.0, 0x27 / 255.0, 0x28 / 255.0},
+    {0x94 / 255.0, 0x67 / 255.0, 0xbd / 255.0}, {0x8c / 255.0, 0x56 / 255.0, 0x4b / 255.0},
+    {0xe3 / 255.0, 0x77 / 255.0, 0xc2 / 255.0}, {0x7f / 255.0, 0x7f / 255.0, 0x7f / 255.0},
+    {0xbc / 255.0, 0xbd / 255.0, 0x22 / 255.0}, {0x17 / 255.0, 0xbe / 255.0, 0xcf / 255.0},
+};
+static const color BLACK = {0, 0, 0};
+static const color GRID = {0.69, 0.69, 0.69};
+static const color VLINE = {0.15, 0.15, 0.15};
+
+/* A generic family: fontconfig resolves it to whatever sans font is installed. */
+#define FONT_FAMILY "sans-serif"
+#define TITLE_PX 16.0
+#define LABEL_PX 14.0
+#define TICK_PX 12.0
+#define LEGEND_PX 12.0
+#define TICK_LEN 5.0
+#define LINE_PX 2.0
+
+typedef struct {
+    const char *label;
+    const int *x;
+    const double *y;
+    int n;
+    color c;
+} series;
+
+/* Legend positions, in matplotlib's order of preference for loc='best'. */
+enum {
+    UPPER_RIGHT,
+    UPPER_LEFT,
+    LOWER_LEFT,
+    LOWER_RIGHT,
+    RIGHT,
+    CENTER_LEFT,
+    LOWER_CENTER,
+    UPPER_CENTER,
+    CENTER,
+    N_LOCS
+};
+
+typedef struct {
+    const char *title, *xlabel, *ylabel;
+    const series *s;
+    int ns;
+    double vline; /* x of the fine-tuning line; NAN: none */
+    const char *vline_label;
+    int legend_loc; /* preferred position */
+
+    /* axes, from the data */
+    double xmin, xmax, xstep, ymin, ymax, ystep;
+    int ydecimals;
+    /* data area in pixels */
+    double px, py, pw, ph;
+} panel;
+
+/* ------------------------------------------------------------ axes */
+
+/* NAN and infinities are gaps; so are values so huge that the axis span
+ * would overflow. */
+static bool plottable(double y)
+{
+    return isfinite(y) && fabs(y) < 1e300;
+}
+
+/* The smallest of 1, 2, 2.5, 5 (x 10^k) at least raw; integer axes skip 2.5. */
+static double nice_step(double raw, bool integer)
+{
+    double mag = pow(10.0, floor(log10(raw)));
+    static const double m[] = {1, 2, 2.5, 5, 10};
+    double step = 10 * mag;
+    for (int i = 0; i < 5; i++) {
+        if (integer && m[i] == 2.5 && mag < 10) continue;
+        if (m[i] * mag >= raw * (1 - 1e-9)) {
+            step = m[i] * mag;
+            break;
+        }
+    }
+    return integer && step < 1 ? 1 : step;
+}
+
+/* Data limits with matplotlib's 5% margins; a flat range is widened so the
+ * axis never has zero length. */
+static void finish_axis(double lo, double hi, bool integer, double *amin, double *amax,
+                        double *step)
+{
+    if (!(hi > lo)) {
+        double pad = integer ? 0.5 : fmax(fabs(lo) * 0.05, 0.05);
+        lo -= pad;
+        hi += pad;
+    } else {
+        double m = 0.05 * (hi - lo);
+        lo -= m;
+        hi += m;
+    }
+    *amin = lo;
+    *amax = hi;
+    /* epochs get a few more ticks: steps of 2 for the lesson's 15 epochs */
+    *step = nice_step((hi - lo) / (integer ? 8 : 6), integer);
+}
+
+static int decimals_for(double step)
+{
+    for (int k = 0; k < 12; k++) {
+        double s = step * pow(10.0, k);
+        if (fabs(s - round(s)) < 1e-6 * s) return k;
+    }
+    return 12;
+}
+
+static void panel_ranges(panel *p)
+{
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int k = 0; k < p->ns; k++)
+        for (int i = 0; i < p->s[k].n; i++) {
+            double y = p->s[k].y[i];
+            if (!plottable(y)) continue;
+            xlo = fmin(xlo, p->s[k].x[i]);
+            xhi = fmax(xhi, p->s[k].x[i]);
+            ylo = fmin(ylo, y);
+            yhi = fmax(yhi, y);
+        }
+    if (!isfinite(ylo)) { /* nothing measured: still show the epochs */
+        ylo = 0;
+        yhi = 1;
+        for (int k = 0; k < p->ns; k++)
+            for (int i = 0; i < p->s[k].n; i++) {
+                xlo = fmin(xlo, p->s[k].x[i]);
+                xhi = fmax(xhi, p->s[k].x[i]);
+            }
+    }
+    if (!isnan(p->vline)) {
+        xlo = fmin(xlo, p->vline);
+        xhi = fmax(xhi, p->vline);
+    }
+    finish_axis(xlo, xhi, true, &p->xmin, &p->xmax, &p->xstep);
+    finish_axis(ylo, yhi, false, &p->ymin, &p->ymax, &p->ystep);
+    p->ydecimals = decimals_for(p->ystep);
+}
+
+static double to_px(const panel *p, double x)
+{
+    return p->px + (x - p->xmin) / (p->xmax - p->xmin) * p->pw;
+}
+static double to_py(const panel *p, double y)
+{
+    return p->py + p->ph - (y - p->ymin) / (p->ymax - p->ymin) * p->ph;
+}
+
+/* Tick values k*step inside [lo, hi]. */
+static int ticks(double lo, double hi, double step, double *out, int cap)
+{
+    int n = 0;
+    for (double k = ceil(lo / step - 1e-9); n < cap; k++) {
+        double v = k * step;
+        if (v > hi + 1e-9 * step) break;
+        out[n++] = fabs(v) < 1e-9 * step ? 0 : v;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------ text */
+
+static void font(cairo_t *cr, double px)
+{
+    cairo_select_font_face(cr, FONT_FAMILY, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, px);
+}
+
+static double text_width(cairo_t *cr, const char *s, double px)
+{
+    font(cr, px);
+    cairo_text_extents_t te;
+    cairo_text_extents(cr, s, &te);
+    return te.x_advance;
+}
+
+static double text_height(cairo_t *cr, double px)
+{
+    font(cr, px);
+    cairo_font_extents_t fe;
+    cairo_font_extents(cr, &fe);
+    return fe.ascent + fe.descent;
+}
+
+/* Draws s with its box anchored at (x, y): ax 0/0.5/1 = left/centre/right,
+ * ay 0/0.5/1 = top/middle/bottom of the line; angle turns it about the anchor. */
+static void text_at(cairo_t *cr, const char *s, double px, double x, double y, double ax, double ay,
+                    double angle, color c)
+{
+    font(cr, px);
+    cairo_text_extents_t te;
+    cairo_font_extents_t fe;
+    cairo_text_extents(cr, s, &te);
+    cairo_font_extents(cr, &fe);
+    cairo_save(cr);
+    cairo_translate(cr, x, y);
+    cairo_rotate(cr, angle);
+    cairo_move_to(cr, -ax * te.x_advance, -ay * (fe.ascent + fe.descent) + fe.ascent);
+    cairo_set_source_rgb(cr, c.r, c.g, c.b);
+    cairo_show_text(cr, s);
+    cairo_restore(cr);
+}
+
+/* Fixed decimals as matplotlib shows them, unless the step is so fine that
+ * they would run long. */
+static void fmt_tick(char *buf, size_t cap, double v, int decimals)
+{
+    if (decimals > 6)
+        snprintf(buf, cap, "%.4g", v);
+    else
+        snprintf(buf, cap, "%.*f", decimals, v);
+}
+
+/* ------------------------------------------------------------ layout */
+
+#define MAX_TICKS 64
+
+/* Pixels left of the data area: y label, tick labels, ticks. */
+static double left_margin(cairo_t *cr, const panel *p)
+{
+    double t[MAX_TICKS], w = 0;
+    int n = ticks(p->ymin, p->ymax, p->ystep, t, MAX_TICKS);
+    for (int i = 0; i < n; i++) {
+        char buf[64];
+        fmt_tick(buf, sizeof buf, t[i], p->ydecimals);
+        w = fmax(w, text_width(cr, buf, TICK_PX));
+    }
+    double label = p->ylabel ? text_height(cr, LABEL_PX) + 8 : 0;
+    return 12 + label + w + 4 + TICK_LEN;
+}
+
+/* Places the data area of p inside the box (x, y, w, h). */
+static void layout(cairo_t *cr, panel *p, double x, double y, double w, double h, double left)
+{
+    double top = 10 + text_height(cr, TITLE_PX) + 8;
+    double bottom = TICK_LEN + 4 + text_height(cr, TICK_PX) + 8;
+    if (p->xlabel) bottom += text_height(cr, LABEL_PX) + 4;
+    p->px = x + left;
+    p->py = y + top;
+    p->pw = w - left - 25;
+    p->ph = h - top - bottom;
+}
+
+/* ------------------------------------------------------------ legend */
+
+typedef struct {
+    double x, y, w, h, row;
+    int n;
+} legend_box;
+
+static int legend_entries(const panel *p)
+{
+    int n = !isnan(p->vline);
+    for (int k = 0; k < p->ns; k++)
+        for (int i = 0; i < p->s[k].n; i++)
+            if (plottable(p->s[k].y[i])) {
+                n++;
+                break;
+            }
+    return n;
+}
+
+static bool shown(const series *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (plottable(s->y[i])) return true;
+    return false;
+}
+
+/* Data points (sampled every 2 px along the curves) inside the box. */
+static int covered(const panel *p, const legend_box *b)
+{
+    double x0 = b->x - 3, y0 = b->y - 3, x1 = b->x + b->w + 3, y1 = b->y + b->h + 3;
+    int count = 0;
+    for (int k = 0; k < p->ns; k++) {
+        const series *s = &p->s[k];
+        for (int i = 0; i < s->n; i++) {
+            if (!plottable(s->y[i])) continue;
+            double ax = to_px(p, s->x[i]), ay = to_py(p, s->y[i]);
+            double bx = ax, by = ay;
+            if (i + 1 < s->n && plottable(s->y[i + 1])) {
+                bx = to_px(p, s->x[i + 1]);
+                by = to_py(p, s->y[i + 1]);
+            }
+            int steps = 1 + (int)(hypot(bx - ax, by - ay) / 2);
+            for (int j = 0; j < steps; j++) {
+                double t = (double)j / steps, x = ax + t * (bx - ax), y = ay + t * (by - ay);
+                count += x >= x0 && x <= x1 && y >= y0 && y <= y1;
+            }
+        }
+    }
+    if (!isnan(p->vline)) {
+        double x = to_px(p, p->vline);
+        if (x >= x0 && x <= x1) count += (int)(fmin(y1, p->py + p->ph) - fmax(y0, p->py)) / 2;
+    }
+    return count;
+}
+
+static void place_legend(const panel *p, int loc, legend_box *b)
+{
+    const double inset = 10;
+    double left = p->px + inset, right = p->px + p->pw - inset - b->w;
+    double top = p->py + inset, bottom = p->py + p->ph - inset - b->h;
+    double cx = p->px + (p->pw - b->w) / 2, cy = p->py + (p->ph - b->h) / 2;
+    switch (loc) {
+    case UPPER_RIGHT: b->x = right, b->y = top; break;
+    case UPPER_LEFT: b->x = left, b->y = top; break;
+    case LOWER_LEFT: b->x = left, b->y = bottom; break;
+    case LOWER_RIGHT: b->x = right, b->y = bottom; break;
+    case RIGHT: b->x = right, b->y = cy; break;
+    case CENTER_LEFT: b->x = left, b->y = cy; break;
+    case LOWER_CENTER: b->x = cx, b->y = bottom; break;
+    case UPPER_CENTER: b->x = cx, b->y = top; break;
+    default: b->x = cx, b->y = cy; break;
+    }
+}
+
+static void swatch(cairo_t *cr, double x, double y, color c, bool dashed)
+{
+    cairo_save(cr);
+    cairo_set_source_rgb(cr, c.r, c.g, c.b);
+    cairo_set_line_width(cr, dashed ? 1.5 : LINE_PX);
+    if (dashed) cairo_set_dash(cr, (double[]){6, 4}, 2, 0);
+    cairo_move_to(cr, x, y);
+    cairo_line_to(cr, x + 28, y);
+    cairo_stroke(cr);
+    cairo_restore(cr);
+}
+
+/* The preferred position unless it hides data another position would not. */
+static void draw_legend(cairo_t *cr, const panel *p)
+{
+    legend_box b = {.n = legend_entries(p)};
+    if (b.n == 0) return;
+    b.row = text_height(cr, LEGEND_PX) * 1.25;
+    double tw = 0;
+    for (int k = 0; k < p->ns; k++)
+        if (shown(&p->s[k])) tw = fmax(tw, text_width(cr, p->s[k].label, LEGEND_PX));
+    if (!isnan(p->vline)) tw = fmax(tw, text_width(cr, p->vline_label, LEGEND_PX));
+    b.w = 8 + 28 + 8 + tw + 10;
+    b.h = 6 + b.n * b.row + 6;
+
+    int best = p->legend_loc, best_cov = -1;
+    for (int i = -1; i < N_LOCS; i++) {
+        int loc = i < 0 ? p->legend_loc : i;
+        place_legend(p, loc, &b);
+        int c = covered(p, &b);
+        if (best_cov < 0 || c < best_cov) {
+            best = loc;
+            best_cov = c;
+        }
+        if (c == 0) break;
+    }
+    place_legend(p, best, &b);
+
+    cairo_save(cr);
+    cairo_rectangle(cr, b.x, b.y, b.w, b.h);
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+    cairo_fill_preserve(cr);
+    cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
+    cairo_set_line_width(cr, 1);
+    cairo_stroke(cr);
+    double y = b.y + 6;
+    for (int k = 0; k < p->ns; k++) {
+        if (!shown(&p->s[k])) continue;
+        swatch(cr, b.x + 8, y + b.row / 2, p->s[k].c, false);
+        text_at(cr, p->s[k].label, LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
+        y += b.row;
+    }
+    if (!isnan(p->vline)) {
+        swatch(cr, b.x + 8, y + b.row / 2, VLINE, true);
+        text_at(cr, p->vline_label, LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
+    }
+    cairo_restore(cr);
+}
+
+/* ------------------------------------------------------------ drawing */
+
+/* Pixel-centred coordinate, so 1 px lines stay sharp. */
+static double crisp(double v)
+{
+    return floor(v) + 0.5;
+}
+
+static void draw_series(cairo_t *cr, const panel *p, const series *s)
+{
+    cairo_set_source_rgb(cr, s->c.r, s->c.g, s->c.b);
+    cairo_set_line_width(cr, LINE_PX);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    for (int i = 0; i < s->n; i++) {
+        if (!plottable(s->y[i])) continue;
+        double x = to_px(p, s->x[i]), y = to_py(p, s->y[i]);
+        bool prev = i > 0 && plottable(s->y[i - 1]);
+        bool next = i + 1 < s->n && plottable(s->y[i + 1]);
+        if (prev)
+            cairo_line_to(cr, x, y);
+        else
+            cairo_move_to(cr, x, y);
+        if (!prev && !next) { /* a lone point between gaps: a dot, or it would not show */
+            cairo_stroke(cr);
+            cairo_arc(cr, x, y, 3, 0, 2 * M_PI);
+            cairo_fill(cr);
+        }
+    }
+    cairo_stroke(cr);
+}
+
+static void draw_panel(cairo_t *cr, const panel *p)
+{
+    double t[MAX_TICKS];
+    char buf[64];
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
+    cairo_set_dash(cr, NULL, 0, 0);
+
+    /* grid under everything */
+    cairo_set_source_rgb(cr, GRID.r, GRID.g, GRID.b);
+    cairo_set_line_width(cr, 1);
+    int nx = ticks(p->xmin, p->xmax, p->xstep, t, MAX_TICKS);
+    for (int i = 0; i < nx; i++) {
+        double x = crisp(to_px(p, t[i]));
+        cairo_move_to(cr, x, p->py);
+        cairo_line_to(cr, x, p->py + p->ph);
+    }
+    double ty[MAX_TICKS];
+    int ny = ticks(p->ymin, p->ymax, p->ystep, ty, MAX_TICKS);
+    for (int i = 0; i < ny; i++) {
+        double y = crisp(to_py(p, ty[i]));
+        cairo_move_to(cr, p->px, y);
+        cairo_line_to(cr, p->px + p->pw, y);
+    }
+    cairo_stroke(cr);
+
+    cairo_save(cr);
+    cairo_rectangle(cr, p->px, p->py, p->pw, p->ph);
+    cairo_clip(cr);
+    for (int k = 0; k < p->ns; k++)
+        draw_series(cr, p, &p->s[k]);
+    if (!isnan(p->vline)) {
+        double x = crisp(to_px(p, p->vline));
+        cairo_set_source_rgb(cr, VLINE.r, VLINE.g, VLINE.b);
+        cairo_set_line_width(cr, 1.5);
+        cairo_set_dash(cr, (double[]){6, 4}, 2, 0);
+        cairo_move_to(cr, x, p->py);
+        cairo_line_to(cr, x, p->py + p->ph);
+        cairo_stroke(cr);
+    }
+    cairo_restore(cr);
+
+    /* frame, ticks and their labels */
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, crisp(p->px), crisp(p->py), floor(p->pw), floor(p->ph));
+    for (int i = 0; i < nx; i++) {
+        double x = crisp(to_px(p, t[i]));
+        cairo_move_to(cr, x, p->py + p->ph);
+        cairo_line_to(cr, x, p->py + p->ph + TICK_LEN);
+    }
+    for (int i = 0; i < ny; i++) {
+        double y = crisp(to_py(p, ty[i]));
+        cairo_move_to(cr, p->px, y);
+        cairo_line_to(cr, p->px - TICK_LEN, y);
+    }
+    cairo_stroke(cr);
+    for (int i = 0; i < nx; i++) {
+        fmt_tick(buf, sizeof buf, t[i], 0);
+        text_at(cr, buf, TICK_PX, to_px(p, t[i]), p->py + p->ph + TICK_LEN + 3, 0.5, 0, 0, BLACK);
+    }
+    for (int i = 0; i < ny; i++) {
+        fmt_tick(buf, sizeof buf, ty[i], p->ydecimals);
+        text_at(cr, buf, TICK_PX, p->px - TICK_LEN - 4, to_py(p, ty[i]), 1, 0.5, 0, BLACK);
+    }
+
+    /* title (shrunk to fit when long), axis labels */
+    double tsize = TITLE_PX, tw = text_width(cr, p->title, TITLE_PX);
+    if (tw > p->pw) tsize *= p->pw / tw;
+    text_at(cr, p->title, tsize, p->px + p->pw / 2, p->py - 8, 0.5, 1, 0, BLACK);
+    if (p->xlabel)
+        text_at(cr, p->xlabel, LABEL_PX, p->px + p->pw / 2,
+                p->py + p->ph + TICK_LEN + 4 + text_height(cr, TICK_PX) + 4, 0.5, 0, 0, BLACK);
+    if (p->ylabel) {
+        double w = 0;
+        for (int i = 0; i < ny; i++) {
+            fmt_tick(buf, sizeof buf, ty[i], p->ydecimals);
+            w = fmax(w, text_width(cr, buf, TICK_PX));
+        }
+        text_at(cr, p->ylabel, LABEL_PX, p->px - TICK_LEN - 4 - w - 8, p->py + p->ph / 2, 0.5, 1,
+                -M_PI / 2, BLACK);
+    }
+    draw_legend(cr, p);
+}
+
+/* ------------------------------------------------------------ PNG output */
+
+typedef struct {
+    const char *path;
+    cairo_surface_t *surface;
+} png_ctx;
+
+static cairo_status_t png_chunk(void *closure, const unsigned char *data, unsigned int len)
+{
+    return fwrite(data, 1, len, closure) == len ? CAIRO_STATUS_SUCCESS : CAIRO_STATUS_WRITE_ERROR;
+}
+
+static graft_status write_png(FILE *f, void *vctx)
+{
+    const png_ctx *c = vctx;
+    errno = 0;
+    cairo_status_t cs = cairo_surface_write_to_png_stream(c->surface, png_chunk, f);
+    if (cs != CAIRO_STATUS_SUCCESS)
+        return graft_fail(GRAFT_EIO, "cannot write '%s': %s%s%s", c->path,
+                          cairo_status_to_string(cs), errno ? ": " : "",
+                          errno ? strerror(errno) : "");
+    return GRAFT_OK;
+}
+
+/* Draws the panels on a white w x h canvas with one shared left margin (so
+ * stacked panels line up) and writes the PNG. */
+static graft_status render(panel *panels, int n, int w, int h, const char *path)
+{
+    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_t *cr = cairo_create(surface);
+    cairo_status_t cs = cairo_status(cr);
+    if (cs == CAIRO_STATUS_SUCCESS) {
+        cairo_set_source_rgb(cr, 1, 1, 1);
+        cairo_paint(cr);
+        double left = 0;
+        for (int i = 0; i < n; i++) {
+            panel_ranges(&panels[i]);
+            left = fmax(left, left_margin(cr, &panels[i]));
+        }
+        for (int i = 0; i < n; i++) {
+            layout(cr, &panels[i], 0, (double)h * i / n, w, (double)h / n, left);
+            draw_panel(cr, &panels[i]);
+        }
+        cs = cairo_status(cr);
+    }
+    cairo_destroy(cr);
+    if (cs == CAIRO_STATUS_SUCCESS) {
+        cairo_surface_flush(surface);
+        cs = cairo_surface_status(surface);
+    }
+    graft_status s;
+    if (cs != CAIRO_STATUS_SUCCESS) {
+        s = graft_fail(cs == CAIRO_STATUS_NO_MEMORY ? GRAFT_ENOMEM : GRAFT_EINVAL,
+                       "cannot draw '%s': cairo: %s", path, cairo_status_to_string(cs));
+    } else {
+        s = graft_write_file_atomic(path, write_png, &(png_ctx){path, surface});
+    }
+    cairo_surface_destroy(surface);
+    return s;
+}
+
+/* ------------------------------------------------------------ figures */
+
+graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch, const char *title_suffix,
+                               const char *png_path)
+{
+    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the lesson figure");
+    if (!h || h->n <= 0)
+        return graft_fail(GRAFT_EINVAL, "'%s': nothing to plot, the history is empty", png_path);
+    if (finetune_epoch < -1 || (finetune_epoch >= 0 && (finetune_epoch < h->epoch[0] ||
+                                                        finetune_epoch > h->epoch[h->n - 1] + 1)))
+        return graft_fail(GRAFT_EINVAL,
+                          "'%s': fine-tuning start %d is outside the history's epochs %d..%d",
+                          png_path, finetune_epoch, h->epoch[0], h->epoch[h->n - 1]);
+    bool ft = finetune_epoch >= 0;
+    const char *sfx = title_suffix && *title_suffix ? title_suffix : NULL;
+    char acc_title[256], loss_title[256];
+    snprintf(acc_title, sizeof acc_title, "%s%s%s",
+             ft ? "Accuracy before and after fine-tuning" : "Training and Validation Accuracy",
+             sfx ? " " : "", sfx ? sfx : "");
+    snprintf(loss_title, sizeof loss_title, "%s%s%s",
+             ft ? "Loss before and after fine-tuning" : "Training and Validation Loss",
+             sfx ? " " : "", sfx ? sfx : "");
+
+    series acc[2] = {{"Training Accuracy", h->epoch, h->accuracy, h->n, TAB10[0]},
+                     {"Validation Accuracy", h->epoch, h->val_accuracy, h->n, TAB10[1]}};
+    series loss[2] = {{"Training Loss", h->epoch, h->loss, h->n, TAB10[0]},
+                      {"Validation Loss", h->epoch, h->val_loss, h->n, TAB10[1]}};
+    double vline = ft ? finetune_epoch - 1 : NAN;
+    panel panels[2] = {
+        {.title = acc_title,
+         .ylabel = "Accuracy",
+         .s = acc,
+         .ns = 2,
+         .vline = vline,
+         .vline_label = "Start fine-tuning",
+         .legend_loc = LOWER_RIGHT},
+        {.title = loss_title,
+         .xlabel = "Epochs",
+         .ylabel = "Loss",
+         .s = loss,
+         .ns = 2,
+         .vline = vline,
+         .vline_label = "Start fine-tuning",
+         .legend_loc = UPPER_RIGHT},
+    };
+    return render(panels, 2, 800, 800, png_path);
+}
+
+graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
+                                int n_runs, const char *png_path, const char *title)
+{
+    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the comparison figure");
+    if (!runs || n_runs <= 0) return graft_fail(GRAFT_EINVAL, "'%s': no runs to compare", png_path);
+    series *s = calloc((size_t)n_runs, sizeof *s);
+    char(*names)[32] = calloc((size_t)n_runs, sizeof *names);
+    graft_status st = GRAFT_OK;
+    if (!s || !names) {
+        st = graft_fail(GRAFT_ENOMEM, "out of memory drawing '%s'", png_path);
+        goto done;
+    }
+    for (int i = 0; i < n_runs; i++) {
+        snprintf(names[i], sizeof names[i], "run %d", i + 1);
+        const char *label = labels && labels[i] ? labels[i] : names[i];
+        const graft_history *h = runs[i];
+        if (!h || h->n <= 0) {
+            st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\" has an empty history", png_path, label);
+            goto done;
+        }
+        s[i] = (series){label, h->epoch, h->val_accuracy, h->n, TAB10[i % 10]};
+        if (!shown(&s[i])) {
+            st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\" has no validation accuracy", png_path,
+                            label);
+            goto done;
+        }
+    }
+    panel p = {.title = title ? title : "Validation accuracy comparison",
+               .xlabel = "Epochs",
+               .ylabel = "Accuracy",
+               .s = s,
+               .ns = n_runs,
+               .vline = NAN,
+               .legend_loc = LOWER_RIGHT};
+    st = render(&p, 1, 800, 600, png_path);
+done:
+    free(s);
+    free(names);
+    return st;
+}

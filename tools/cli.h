@@ -1,0 +1,75 @@
+/* The `graft` command-line tool: what its commands share. */
+#ifndef GRAFT_CLI_H
+#define GRAFT_CLI_H
+
+#include "graft.h"
+
+#include <limits.h>
+#include <stdbool.h>
+
+#define CLI_PATH 4096
+
+/* A run folder's config.json: what a run was made of, so that finetune,
+ * evaluate, predict and a resume can rebuild the same model and data. */
+typedef struct {
+    char base[32];      /* mobilenet, mobilenet_v2, resnet50, vgg16, scratch */
+    float alpha;        /* MobileNet/V2 width; 0 for the others */
+    int input_size;
+    char head[16];      /* dense1024, dropout */
+    char weights[CLI_PATH]; /* what the base was loaded from ("" random) */
+    char train_dir[CLI_PATH], val_dir[CLI_PATH];
+    char preprocess[16]; /* model (preprocess_input) or rescale (1/255) */
+    char interpolation[16];
+    int batch, steps_per_epoch, validation_steps, augment, no_cache;
+    unsigned long long seed;
+    int n_base_layers;  /* layers [0, n) are the base */
+    int n_classes;
+    char **classes;
+    /* The stage in progress or last run, so that a resume can finish it. */
+    char stage[32];     /* "frozen", "fine-tune", "scratch" */
+    int unfreeze;       /* fine-tune: the last N base layers train */
+    float lr;
+    int target_epochs;
+} run_config;
+
+void run_config_free(run_config *c);
+int run_config_save(const char *run_dir, const run_config *c);
+int run_config_load(const char *run_dir, run_config *c);
+
+/* Builds the run's model (base + head, or the scratch CNN), loading the
+ * base's weights from c->weights when set; *n_base gets the base's layers. */
+int run_build_model(const run_config *c, graft_model **out);
+/* Sets `trainable` for the run's stage: frozen base, last N unfrozen, or all. */
+void run_set_trainable(const run_config *c, graft_model *m);
+/* Training and validation sources as the run config says (val may be NULL). */
+int run_open_data(const run_config *c, bool training_shuffle, graft_source **train,
+                  graft_source **val);
+
+/* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_fail_status(graft_status s, const char *what);
+bool cli_is_dir(const char *path);
+bool cli_is_file(const char *path);
+/* repo/../shared beside the running executable's repository ("" if unknown). */
+void cli_shared_dir(char *buf, size_t cap);
+/* Where ImageNet weights for `base` are found, in the documented order; on
+ * failure prints every place looked at. *alpha may be 0 ("any"): then it is
+ * set to the alpha of the file found. */
+int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt,
+                     char *out, size_t cap);
+/* The lesson's dataset folder (holding train/ and validation/), in order. */
+int cli_find_lesson_data(const char *opt, char *out, size_t cap);
+
+/* Ctrl-C: the model being trained is asked to stop after its batch. */
+void cli_watch_sigint(graft_model *m);
+
+int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_lesson(int argc, char **argv);
+
+#endif

@@ -1,0 +1,435 @@
+/* graft predict, evaluate, summary and plot: using a trained model or a run. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE };
+
+/* A model to use: a run folder (with its classes and preprocessing) or a model file. */
+typedef struct {
+    graft_model *m;
+    run_config run; /* from config.json when a run folder */
+    bool is_run;
+    const char *arch; /* a zoo architecture recognised in a plain model file, or NULL */
+    int size;
+} loaded;
+
+static void loaded_free(loaded *l)
+{
+    graft_model_free(l->m);
+    if (l->is_run) run_config_free(&l->run);
+}
+
+static int open_model(const char *path, loaded *l)
+{
+    memset(l, 0, sizeof *l);
+    if (cli_is_dir(path)) {
+        if (run_config_load(path, &l->run)) return 1;
+        l->is_run = true;
+        run_config built = l->run;
+        built.weights[0] = '\0';
+        if (run_build_model(&built, &l->m)) return 1;
+        char p[CLI_PATH + 32];
+        snprintf(p, sizeof p, "%s/model.h5", path);
+        if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
+        graft_status s = graft_load_weights(l->m, p, &(graft_load_opts){.by_name = 1});
+        if (s != GRAFT_OK) return cli_fail_status(s, p);
+        l->size = l->run.input_size;
+        return 0;
+    }
+    if (!cli_is_file(path)) return cli_fail("model %s does not exist", path);
+    graft_status s = graft_load_model(path, &l->m);
+    if (s != GRAFT_OK) return cli_fail_status(s, path);
+    l->arch = graft_zoo_detect_arch(l->m);
+    graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
+    if (in.rank != 3 || in.dim[2] != 3)
+        return cli_fail("%s takes input of rank %d; graft predicts on RGB images (H, W, 3)", path, in.rank);
+    l->size = in.dim[0];
+    return 0;
+}
+
+/* The image as the model wants it: resized, then preprocessed like its training. */
+static int load_image(const loaded *l, const char *path, graft_interpolation interp, float *x)
+{
+    graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
+    graft_status s = graft_image_load(path, in.dim[0], in.dim[1], interp, 0, x);
+    if (s != GRAFT_OK) return cli_fail_status(s, path);
+    size_t n = (size_t)in.dim[0] * in.dim[1];
+    const char *arch = l->is_run ? (strcmp(l->run.preprocess, "model") == 0 ? l->run.base : NULL) : l->arch;
+    if (arch && strcmp(arch, "scratch") != 0) {
+        s = graft_preprocess_input(arch, x, n);
+        if (s != GRAFT_OK) return cli_fail_status(s, path);
+    } else {
+        for (size_t i = 0; i < n * 3; i++) x[i] /= 255.0f;
+    }
+    return 0;
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
+                                         {"top", required_argument, 0, O_TOP},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"interpolation", required_argument, 0, O_INTERP},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+    const char *model = NULL, *interp_name = "bilinear";
+    int top = 5, json = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_MODEL: model = optarg; break;
+        case O_TOP: top = atoi(optarg); break;
+        case O_JSON: json = 1; break;
+        case O_INTERP: interp_name = optarg; break;
+        case O_HELP:
+            printf("usage: graft predict --model FILE|RUN_DIR [--top K] [--json]\n"
+                   "                     [--interpolation nearest|bilinear|area] IMAGE|DIR...\n"
+                   "Prints the top K classes of each image (ImageNet labels for an ImageNet\n"
+                   "classifier, the run's class names for a run folder). Images are resized with\n"
+                   "bilinear interpolation by default: on the sample photos it classifies best\n"
+                   "(nearest, Keras's load_img default, loses detail on large photos).\n");
+            return 0;
+        default: return cli_fail("see graft predict --help");
+        }
+    }
+    if (!model) return cli_fail("--model FILE|RUN_DIR is required (see graft predict --help)");
+    if (optind >= argc) return cli_fail("no image given (see graft predict --help)");
+    if (top < 1) return cli_fail("--top must be at least 1");
+    graft_interpolation interp;
+    if (graft_interpolation_parse(interp_name, &interp) != GRAFT_OK)
+        return cli_fail_status(GRAFT_EINVAL, "--interpolation");
+    loaded l;
+    int rc = open_model(model, &l);
+    if (rc) {
+        loaded_free(&l);
+        return rc;
+    }
+    graft_shape in = graft_layer_output_shape(graft_model_layer(l.m, 0));
+    graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
+    int n_out = (int)graft_shape_size(&os);
+    float *x = malloc(graft_shape_size(&in) * sizeof(float)), *y = malloc((size_t)n_out * sizeof(float));
+    if (!x || !y) rc = cli_fail("out of memory");
+    if (!json && rc == 0) printf("interpolation: %s\n", interp_name);
+    for (int a = optind; a < argc && rc == 0; a++) {
+        char **files = NULL;
+        int nf = 0;
+        char *single[1] = {argv[a]};
+        if (cli_is_dir(argv[a])) {
+            graft_status s = graft_image_list(argv[a], &files, &nf);
+            if (s != GRAFT_OK) {
+                rc = cli_fail_status(s, argv[a]);
+                break;
+            }
+        }
+        char **list = files ? files : single;
+        int count = files ? nf : 1;
+        for (int i = 0; i < count && rc == 0; i++) {
+            if ((rc = load_image(&l, list[i], interp, x)) != 0) break;
+            graft_status s = graft_model_predict(l.m, x, 1, y);
+            if (s != GRAFT_OK) {
+                rc = cli_fail_status(s, list[i]);
+                break;
+            }
+            /* Top-k as (name, probability), from the run's classes or ImageNet. */
+            int k = top;
+            graft_prediction p[1000];
+            if (l.is_run) {
+                int nc = l.run.n_classes;
+                float probs[1024];
+                if (n_out == 1) {
+                    probs[0] = 1 - y[0];
+                    probs[1] = y[0];
+                } else {
+                    for (int c = 0; c < nc && c < 1024; c++) probs[c] = y[c];
+                }
+                if (k > nc) k = nc;
+                for (int j = 0; j < k; j++) {
+                    int best = -1;
+                    for (int c = 0; c < nc; c++) {
+                        bool used = false;
+                        for (int q = 0; q < j; q++) used |= p[q].index == c;
+                        if (!used && (best < 0 || probs[c] > probs[best])) best = c;
+                    }
+                    p[j].index = best;
+                    p[j].prob = probs[best];
+                    snprintf(p[j].name, sizeof p[j].name, "%s", l.run.classes[best]);
+                }
+            } else if (n_out == GRAFT_IMAGENET_CLASSES) {
+                if (k > 1000) k = 1000;
+                graft_status ds = graft_decode_predictions(y, n_out, k, p);
+                if (ds != GRAFT_OK) {
+                    rc = cli_fail_status(ds, "decode_predictions");
+                    break;
+                }
+            } else {
+                if (k > n_out) k = n_out;
+                for (int j = 0; j < k; j++) {
+                    int best = -1;
+                    for (int c = 0; c < n_out; c++) {
+                        bool used = false;
+                        for (int q = 0; q < j; q++) used |= p[q].index == c;
+                        if (!used && (best < 0 || y[c] > y[best])) best = c;
+                    }
+                    p[j].index = best;
+                    p[j].prob = y[best];
+                    snprintf(p[j].name, sizeof p[j].name, "class_%d", best);
+                }
+            }
+            if (json) {
+                printf("{\"image\": ");
+                json_string(list[i]);
+                printf(", \"top\": [");
+                for (int j = 0; j < k; j++) {
+                    printf("%s{\"class\": ", j ? ", " : "");
+                    json_string(p[j].name);
+                    printf(", \"index\": %d, \"probability\": %.6f}", p[j].index, (double)p[j].prob);
+                }
+                printf("]}\n");
+            } else {
+                printf("%s\n", list[i]);
+                for (int j = 0; j < k; j++) printf("  %d. %-28s %.4f\n", j + 1, p[j].name, (double)p[j].prob);
+            }
+        }
+        graft_image_list_free(files, nf);
+    }
+    free(x);
+    free(y);
+    loaded_free(&l);
+    return rc;
+}
+
+int cmd_evaluate(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
+                                         {"data", required_argument, 0, O_DATA},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"preprocess", required_argument, 0, O_PRE},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *pre = NULL;
+    int json = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_MODEL: model = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_PRE: pre = optarg; break;
+        case O_HELP:
+            printf("usage: graft evaluate --model FILE|RUN_DIR --data DIR [--json]\n"
+                   "Loss, accuracy, the confusion matrix and per-class accuracy on DIR (one\n"
+                   "subfolder per class; DIR/validation is used when it exists).\n");
+            return 0;
+        default: return cli_fail("see graft evaluate --help");
+        }
+    }
+    if (!model || !data) return cli_fail("--model and --data are required (see graft evaluate --help)");
+    loaded l;
+    int rc = open_model(model, &l);
+    if (rc) {
+        loaded_free(&l);
+        return rc;
+    }
+    run_config c;
+    if (l.is_run) {
+        c = l.run;
+    } else {
+        memset(&c, 0, sizeof c);
+        snprintf(c.base, sizeof c.base, "%s", l.arch ? l.arch : "scratch");
+        snprintf(c.preprocess, sizeof c.preprocess, "%s", l.arch ? "model" : "rescale");
+        c.input_size = l.size;
+        c.batch = 32;
+    }
+    if (pre) snprintf(c.preprocess, sizeof c.preprocess, "%s", pre);
+    char dir[CLI_PATH + 16];
+    snprintf(dir, sizeof dir, "%s/validation", data);
+    snprintf(c.train_dir, sizeof c.train_dir, "%.*s", (int)sizeof c.train_dir - 1, cli_is_dir(dir) ? dir : data);
+    c.val_dir[0] = '\0';
+    c.augment = 0;
+    graft_source *src = NULL;
+    if (!l.is_run) { /* the class list comes from the folder */
+        c.n_classes = 0;
+        c.classes = NULL;
+    }
+    run_config probe = c;
+    if (!l.is_run) {
+        graft_flow_cfg fc = {.target_size = {32, 32}, .class_mode = GRAFT_CLASS_SPARSE, .quiet = 1};
+        graft_source *p = NULL;
+        if (graft_flow_from_directory(c.train_dir, NULL, &fc, &p) != GRAFT_OK) {
+            loaded_free(&l);
+            return cli_fail_status(GRAFT_EIO, c.train_dir);
+        }
+        probe.n_classes = graft_flow_num_classes(p);
+        probe.classes = calloc((size_t)probe.n_classes, sizeof(char *));
+        for (int i = 0; probe.classes && i < probe.n_classes; i++) probe.classes[i] = strdup(graft_flow_class_name(p, i));
+        graft_source_free(p);
+    }
+    rc = run_open_data(&probe, false, &src, NULL);
+    graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
+    int n_out = (int)graft_shape_size(&os), nc = probe.n_classes;
+    if (rc == 0 && !((n_out == 1 && nc == 2) || n_out == nc))
+        rc = cli_fail("the model has %d outputs but %s has %d classes", n_out, c.train_dir, nc);
+    long *conf = rc == 0 ? calloc((size_t)nc * (size_t)nc, sizeof(long)) : NULL;
+    double loss_sum = 0;
+    long seen = 0;
+    if (rc == 0 && !conf) rc = cli_fail("out of memory");
+    int samples = rc == 0 ? graft_flow_samples(src) : 0;
+    size_t xs = rc == 0 ? graft_shape_size(&src->x_shape) : 0;
+    float *x = rc == 0 ? malloc((size_t)src->batch_size * xs * sizeof(float)) : NULL;
+    float *y = rc == 0 ? malloc((size_t)src->batch_size * sizeof(float)) : NULL;
+    float *pred = rc == 0 ? malloc((size_t)src->batch_size * (size_t)n_out * sizeof(float)) : NULL;
+    if (rc == 0 && (!x || !y || !pred)) rc = cli_fail("out of memory");
+    graft_loss_kind kind = n_out == 1 ? GRAFT_BINARY_CROSSENTROPY : GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY;
+    for (int b = 0; rc == 0 && b < src->length; b++) {
+        int n;
+        graft_status s = src->next(src, x, y, &n);
+        if (s == GRAFT_OK) s = graft_model_predict(l.m, x, n, pred);
+        if (s != GRAFT_OK) {
+            rc = cli_fail_status(s, "evaluate");
+            break;
+        }
+        loss_sum += graft_loss_value(kind, 0, pred, y, n, n_out) * n;
+        seen += n;
+        for (int i = 0; i < n; i++) {
+            int truth = (int)y[i], guess = 0;
+            if (n_out == 1) guess = pred[i] > 0.5f;
+            else
+                for (int k = 1; k < n_out; k++)
+                    if (pred[(size_t)i * n_out + k] > pred[(size_t)i * n_out + guess]) guess = k;
+            conf[truth * nc + guess]++;
+        }
+    }
+    if (rc == 0) {
+        long right = 0;
+        for (int k = 0; k < nc; k++) right += conf[k * nc + k];
+        double acc = seen ? (double)right / seen : 0, loss = seen ? loss_sum / seen : 0;
+        if (!json) {
+            printf("%d images, %d classes\nloss: %.4f - accuracy: %.4f\n\nconfusion matrix (rows: true, columns: predicted)\n",
+                   samples, nc, loss, acc);
+            printf("%-16s", "");
+            for (int k = 0; k < nc; k++) printf(" %10.10s", probe.classes[k]);
+            printf("\n");
+            for (int t = 0; t < nc; t++) {
+                printf("%-16.16s", probe.classes[t]);
+                for (int k = 0; k < nc; k++) printf(" %10ld", conf[t * nc + k]);
+                printf("\n");
+            }
+            printf("\nper-class accuracy\n");
+        }
+        if (json) printf("{\"loss\": %.6g, \"accuracy\": %.6g, \"per_class_accuracy\": {", loss, acc);
+        for (int t = 0; t < nc; t++) {
+            long row = 0;
+            for (int k = 0; k < nc; k++) row += conf[t * nc + k];
+            double pa = row ? (double)conf[t * nc + t] / row : NAN;
+            if (json) {
+                printf("%s", t ? ", " : "");
+                json_string(probe.classes[t]);
+                printf(": %.6g", pa);
+            } else {
+                printf("  %-16s %.4f (%ld images)\n", probe.classes[t], pa, row);
+            }
+        }
+        if (json) printf("}}\n");
+    }
+    free(x);
+    free(y);
+    free(pred);
+    free(conf);
+    graft_source_free(src);
+    if (!l.is_run) run_config_free(&probe);
+    loaded_free(&l);
+    return rc;
+}
+
+int cmd_summary(int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], "--help") == 0) {
+        printf("usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
+               "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
+               "or a run folder).\n");
+        return argc == 2 ? 0 : 1;
+    }
+    loaded l;
+    int rc = open_model(argv[1], &l);
+    if (rc == 0) graft_model_summary(l.m, stdout);
+    loaded_free(&l);
+    return rc;
+}
+
+int cmd_plot(int argc, char **argv)
+{
+    static const struct option opts[] = {{"out", required_argument, 0, O_OUT},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+    const char *out = NULL;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == O_OUT) out = optarg;
+        else if (o == O_HELP) {
+            printf("usage: graft plot RUN_DIR... [--out FILE.png]\n"
+                   "Redraws each run's accuracy_loss.png from its history.json; with several runs\n"
+                   "also a comparison of their validation accuracy (default: comparison.png in the\n"
+                   "first run's folder).\n");
+            return 0;
+        } else
+            return cli_fail("see graft plot --help");
+    }
+    int n = argc - optind;
+    if (n < 1) return cli_fail("no run folder given (see graft plot --help)");
+    graft_history *h = calloc((size_t)n, sizeof *h);
+    const graft_history **hp = calloc((size_t)n, sizeof *hp);
+    const char **labels = calloc((size_t)n, sizeof *labels);
+    int rc = h && hp && labels ? 0 : cli_fail("out of memory"), loaded_n = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *dir = argv[optind + i];
+        char p[CLI_PATH + 32];
+        snprintf(p, sizeof p, "%s/history.json", dir);
+        graft_history_stage *st = NULL;
+        int ns = 0;
+        graft_status s = graft_history_load_json(p, &h[i], &st, &ns);
+        if (s != GRAFT_OK) {
+            rc = cli_fail_status(s, p);
+            break;
+        }
+        loaded_n = i + 1;
+        int ft = -1;
+        for (int k = 0; k < ns; k++)
+            if (strcmp(st[k].name, "fine-tune") == 0) ft = st[k].first_epoch;
+        free(st);
+        snprintf(p, sizeof p, "%s/accuracy_loss.png", dir);
+        if ((s = graft_plot_lesson(&h[i], ft, NULL, p)) != GRAFT_OK) rc = cli_fail_status(s, p);
+        else printf("%s\n", p);
+        hp[i] = &h[i];
+        labels[i] = dir;
+    }
+    if (rc == 0 && n > 1) {
+        char p[CLI_PATH + 32];
+        snprintf(p, sizeof p, "%s/comparison.png", argv[optind]);
+        if (!out) out = p;
+        graft_status s = graft_plot_compare(hp, labels, n, out, NULL);
+        if (s != GRAFT_OK) rc = cli_fail_status(s, out);
+        else printf("%s\n", out);
+    }
+    for (int i = 0; i < loaded_n; i++) graft_history_free(&h[i]);
+    free(h);
+    free(hp);
+    free(labels);
+    return rc;
+}

@@ -1,0 +1,656 @@
+/* graft train, finetune, resume and lesson: stages of a run folder. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_STAGES 16
+
+typedef struct {
+    graft_history h;
+    graft_history_stage stages[MAX_STAGES];
+    int n_stages;
+    double seconds; /* of the stage just run */
+} run_state;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static int load_run_history(const char *run_dir, run_state *rs)
+{
+    char p[CLI_PATH + 32];
+    path_in(p, sizeof p, run_dir, "history.json");
+    graft_history_stage *st = NULL;
+    int n = 0;
+    graft_status s = graft_history_load_json(p, &rs->h, &st, &n);
+    if (s != GRAFT_OK) return cli_fail_status(s, p);
+    rs->n_stages = n < MAX_STAGES ? n : MAX_STAGES;
+    if (n) memcpy(rs->stages, st, (size_t)rs->n_stages * sizeof *st);
+    free(st);
+    return 0;
+}
+
+/* history.json, log.csv, the figure and the model: everything a finished stage leaves. */
+static int save_outputs(const char *run_dir, const run_config *c, graft_model *m, const run_state *rs)
+{
+    char p[CLI_PATH + 32];
+    graft_status s;
+    path_in(p, sizeof p, run_dir, "history.json");
+    if ((s = graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages)) != GRAFT_OK)
+        return cli_fail_status(s, p);
+    path_in(p, sizeof p, run_dir, "log.csv");
+    if ((s = graft_history_save_csv(p, &rs->h)) != GRAFT_OK) return cli_fail_status(s, p);
+    int ft = -1;
+    for (int i = 0; i < rs->n_stages; i++)
+        if (strcmp(rs->stages[i].name, "fine-tune") == 0) ft = rs->stages[i].first_epoch;
+    path_in(p, sizeof p, run_dir, "accuracy_loss.png");
+    if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
+        return cli_fail_status(s, p);
+    path_in(p, sizeof p, run_dir, "model.h5");
+    if ((s = graft_save_model(m, p)) != GRAFT_OK) {
+        /* A layer whose Keras config graft cannot write: keep the weights at least. */
+        fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
+        path_in(p, sizeof p, run_dir, "model.weights.h5");
+        if ((s = graft_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
+    }
+    (void)c;
+    return 0;
+}
+
+static void print_json_metrics(const graft_history *h)
+{
+    if (h->n == 0) {
+        printf("{}\n");
+        return;
+    }
+    int i = h->n - 1;
+    printf("{\"loss\": %.6g, \"accuracy\": %.6g", h->loss[i], h->accuracy[i]);
+    if (!isnan(h->val_loss[i]))
+        printf(", \"val_loss\": %.6g, \"val_accuracy\": %.6g", h->val_loss[i], h->val_accuracy[i]);
+    printf(", \"epochs\": %d}\n", h->n);
+}
+
+/*
+ * Runs (or resumes) the stage named in c->stage up to c->target_epochs on a
+ * built model: trainability, compile, data, fit with a checkpoint after every
+ * epoch, outputs. Returns the exit code (130 when interrupted).
+ */
+static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
+                     int verbose, bool resume)
+{
+    graft_source *train = NULL, *val = NULL;
+    graft_callback ckpt = {0};
+    char ck[CLI_PATH + 32];
+    path_in(ck, sizeof ck, run_dir, "checkpoint.graft");
+    run_set_trainable(c, m);
+    graft_compile_cfg cc = {.optimizer = graft_adam(c->lr), .loss = c->n_classes > 2
+                                                                        ? GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY
+                                                                        : GRAFT_BINARY_CROSSENTROPY,
+                            .seed = c->seed};
+    graft_status s = graft_model_compile(m, &cc);
+    if (s != GRAFT_OK) return cli_fail_status(s, "compile");
+    if (run_config_save(run_dir, c)) return 1;
+    int rc = run_open_data(c, true, &train, &val);
+    if (rc) return rc;
+    int first_epoch = rs->h.n;
+    if (resume) {
+        graft_train_state st;
+        if ((s = graft_checkpoint_load(m, ck, &rs->h, &st)) != GRAFT_OK ||
+            (s = graft_source_skip(train, st.train_batches)) != GRAFT_OK ||
+            (val && (s = graft_source_skip(val, st.val_batches)) != GRAFT_OK)) {
+            rc = cli_fail_status(s, ck);
+            goto done;
+        }
+        first_epoch = st.epoch;
+        printf("Resuming stage '%s' at epoch %d of %d\n", c->stage, first_epoch + 1, c->target_epochs);
+    } else {
+        if (rs->n_stages < MAX_STAGES) {
+            snprintf(rs->stages[rs->n_stages].name, GRAFT_STAGE_NAME_MAX, "%s", c->stage);
+            rs->stages[rs->n_stages++].first_epoch = first_epoch;
+        }
+    }
+    if ((s = graft_checkpoint_callback(ck, train, val, &rs->h, &ckpt)) != GRAFT_OK) {
+        rc = cli_fail_status(s, "checkpoint");
+        goto done;
+    }
+    graft_fit_cfg fc = {.epochs = c->target_epochs,
+                        .initial_epoch = first_epoch,
+                        .steps_per_epoch = c->steps_per_epoch,
+                        .validation_data = val,
+                        .validation_steps = c->validation_steps,
+                        .verbose = verbose,
+                        .callbacks = &ckpt,
+                        .n_callbacks = 1,
+                        .no_feature_cache = c->no_cache};
+    cli_watch_sigint(m);
+    double t0 = now();
+    s = graft_model_fit(m, train, &fc, &rs->h);
+    rs->seconds = now() - t0;
+    cli_watch_sigint(NULL);
+    if (s == GRAFT_EINTERRUPTED) {
+        /* The checkpoint holds the last finished epoch; the partial one is dropped. */
+        fprintf(stderr,
+                "\ngraft: interrupted (%s). The last finished epoch is saved in %s;\n"
+                "continue with:  graft resume %s\n",
+                graft_last_error(), ck, run_dir);
+        char p[CLI_PATH + 32];
+        path_in(p, sizeof p, run_dir, "history.json");
+        graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages);
+        rc = 130;
+        goto done;
+    }
+    if (s != GRAFT_OK) {
+        rc = cli_fail_status(s, "training");
+        goto done;
+    }
+    rc = save_outputs(run_dir, c, m, rs);
+done:
+    graft_callback_free(&ckpt);
+    graft_source_free(train);
+    graft_source_free(val);
+    return rc;
+}
+
+static int make_dir(const char *path)
+{
+    char buf[CLI_PATH];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cli_fail("cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cli_fail("cannot create %s: %s", buf, strerror(errno));
+    if (access(buf, W_OK) != 0) return cli_fail("cannot write into %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+/* Fills the class list from the training folder (sorted subfolders, as Keras). */
+static int discover_classes(run_config *c)
+{
+    graft_source *probe = NULL;
+    graft_flow_cfg fc = {.target_size = {32, 32}, .class_mode = GRAFT_CLASS_SPARSE, .quiet = 1};
+    graft_status s = graft_flow_from_directory(c->train_dir, NULL, &fc, &probe);
+    if (s != GRAFT_OK) return cli_fail_status(s, c->train_dir);
+    int n = graft_flow_num_classes(probe);
+    c->classes = calloc((size_t)n, sizeof(char *));
+    for (int i = 0; c->classes && i < n; i++) {
+        c->classes[i] = strdup(graft_flow_class_name(probe, i));
+        if (!c->classes[i]) break;
+        c->n_classes = i + 1;
+    }
+    graft_source_free(probe);
+    if (c->n_classes != n) return cli_fail("out of memory listing classes");
+    if (n < 2) return cli_fail("%s has %d class folder(s); training needs at least 2", c->train_dir, n);
+    return 0;
+}
+
+static void usage_train(FILE *f)
+{
+    fprintf(f,
+            "usage: graft train --data DIR [--validation DIR] --base BASE --out RUN_DIR [options]\n"
+            "Trains a new head on a frozen pretrained base (or the lesson's CNN from scratch).\n"
+            "  --data DIR            one subfolder per class; DIR/train and DIR/validation are used\n"
+            "                        when they exist\n"
+            "  --validation DIR      validation images (one subfolder per class)\n"
+            "  --base NAME           mobilenet, mobilenet_v2, resnet50, vgg16 or scratch\n"
+            "  --weights FILE|imagenet  base weights (.h5 or TF.js model.json; default imagenet)\n"
+            "  --alpha A             MobileNet/MobileNetV2 width (default: that of the weights found)\n"
+            "  --input-size N        square input size (default 150)\n"
+            "  --head dense1024|dropout  GAP->Dense(1024,relu)->out, or GAP->Dropout(0.5)->out\n"
+            "  --epochs N            (default 5)      --steps-per-epoch N (default: one pass)\n"
+            "  --validation-steps N  (default: one pass)\n"
+            "  --batch N (default 32)  --lr X (default 1e-3, Adam)  --seed S (default 1)\n"
+            "  --augment             rotation 40, shifts 0.2, shear 0.2, zoom 0.2, horizontal flip\n"
+            "  --preprocess model|rescale  the base's preprocess_input (default) or x/255 (the\n"
+            "                        lesson's ImageDataGenerator(rescale=1./255))\n"
+            "  --interpolation nearest|bilinear|area  resizing (default nearest, as Keras)\n"
+            "  --no-cache            recompute the frozen base every epoch (Keras's way)\n"
+            "  --verbose 0|1|2       (default 2: one line per epoch)   --json  final metrics as JSON\n");
+}
+
+enum {
+    OPT_DATA = 256, OPT_VAL, OPT_BASE, OPT_WEIGHTS, OPT_ALPHA, OPT_SIZE, OPT_HEAD, OPT_EPOCHS,
+    OPT_STEPS, OPT_VSTEPS, OPT_BATCH, OPT_LR, OPT_AUG, OPT_SEED, OPT_OUT, OPT_JSON, OPT_PRE,
+    OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP
+};
+
+static const struct option train_opts[] = {
+    {"data", required_argument, 0, OPT_DATA},       {"validation", required_argument, 0, OPT_VAL},
+    {"base", required_argument, 0, OPT_BASE},       {"weights", required_argument, 0, OPT_WEIGHTS},
+    {"alpha", required_argument, 0, OPT_ALPHA},     {"input-size", required_argument, 0, OPT_SIZE},
+    {"head", required_argument, 0, OPT_HEAD},       {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"steps-per-epoch", required_argument, 0, OPT_STEPS},
+    {"validation-steps", required_argument, 0, OPT_VSTEPS},
+    {"batch", required_argument, 0, OPT_BATCH},     {"lr", required_argument, 0, OPT_LR},
+    {"augment", no_argument, 0, OPT_AUG},           {"seed", required_argument, 0, OPT_SEED},
+    {"out", required_argument, 0, OPT_OUT},         {"json", no_argument, 0, OPT_JSON},
+    {"preprocess", required_argument, 0, OPT_PRE},  {"interpolation", required_argument, 0, OPT_INTERP},
+    {"no-cache", no_argument, 0, OPT_NOCACHE},      {"verbose", required_argument, 0, OPT_VERBOSE},
+    {"unfreeze", required_argument, 0, OPT_UNFREEZE}, {"help", no_argument, 0, OPT_HELP},
+    {0, 0, 0, 0}};
+
+/* Strict number parsing: the whole argument must be a number in range. */
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi)
+        return cli_fail("--%s: '%s' is not a whole number in [%d, %d]", opt, v, lo, hi);
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *v, float lo, float hi, float *out)
+{
+    char *end;
+    errno = 0;
+    float x = strtof(v, &end);
+    if (errno || *end || end == v || !(x >= lo && x <= hi))
+        return cli_fail("--%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
+    *out = x;
+    return 0;
+}
+
+typedef struct {
+    const char *data, *val, *weights, *out;
+    int epochs, verbose, json;
+} train_args;
+
+static int parse_train(int argc, char **argv, run_config *c, train_args *a)
+{
+    memset(c, 0, sizeof *c);
+    memset(a, 0, sizeof *a);
+    snprintf(c->head, sizeof c->head, "dense1024");
+    snprintf(c->preprocess, sizeof c->preprocess, "model");
+    snprintf(c->interpolation, sizeof c->interpolation, "nearest");
+    c->input_size = 150;
+    c->batch = 32;
+    c->lr = 1e-3f;
+    c->seed = 1;
+    a->epochs = 5;
+    a->verbose = 2;
+    optind = 1;
+    int o, rc = 0;
+    while (rc == 0 && (o = getopt_long(argc, argv, "", train_opts, NULL)) != -1) {
+        switch (o) {
+        case OPT_DATA: a->data = optarg; break;
+        case OPT_VAL: a->val = optarg; break;
+        case OPT_BASE: snprintf(c->base, sizeof c->base, "%s", optarg); break;
+        case OPT_WEIGHTS: a->weights = optarg; break;
+        case OPT_ALPHA: rc = parse_float("alpha", optarg, 0.1f, 2.0f, &c->alpha); break;
+        case OPT_SIZE: rc = parse_int("input-size", optarg, 32, 4096, &c->input_size); break;
+        case OPT_HEAD: snprintf(c->head, sizeof c->head, "%s", optarg); break;
+        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, 100000, &a->epochs); break;
+        case OPT_STEPS: rc = parse_int("steps-per-epoch", optarg, 1, 100000000, &c->steps_per_epoch); break;
+        case OPT_VSTEPS: rc = parse_int("validation-steps", optarg, 1, 100000000, &c->validation_steps); break;
+        case OPT_BATCH: rc = parse_int("batch", optarg, 1, 65536, &c->batch); break;
+        case OPT_LR: rc = parse_float("lr", optarg, 0, 10, &c->lr); break;
+        case OPT_AUG: c->augment = 1; break;
+        case OPT_SEED: {
+            int s;
+            rc = parse_int("seed", optarg, 0, 2147483647, &s);
+            c->seed = (unsigned long long)s;
+            break;
+        }
+        case OPT_OUT: a->out = optarg; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_PRE:
+            if (strcmp(optarg, "model") && strcmp(optarg, "rescale"))
+                rc = cli_fail("--preprocess: '%s' is not model or rescale", optarg);
+            snprintf(c->preprocess, sizeof c->preprocess, "%s", optarg);
+            break;
+        case OPT_INTERP: snprintf(c->interpolation, sizeof c->interpolation, "%s", optarg); break;
+        case OPT_NOCACHE: c->no_cache = 1; break;
+        case OPT_VERBOSE: rc = parse_int("verbose", optarg, 0, 2, &a->verbose); break;
+        case OPT_HELP: usage_train(stdout); return -1;
+        default: usage_train(stderr); return 1;
+        }
+    }
+    if (rc) return rc;
+    if (optind < argc) return cli_fail("unexpected argument '%s' (see graft train --help)", argv[optind]);
+    return 0;
+}
+
+/* Resolves the data folders and the base's weights into the config. */
+static int resolve_train(run_config *c, const train_args *a)
+{
+    if (!a->data) return cli_fail("--data DIR is required (see graft train --help)");
+    if (!c->base[0]) return cli_fail("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
+    static const char *const bases[] = {"mobilenet", "mobilenet_v2", "resnet50", "vgg16", "scratch"};
+    bool known = false;
+    for (int i = 0; i < 5; i++) known |= strcmp(c->base, bases[i]) == 0;
+    if (!known)
+        return cli_fail("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
+    if (strcmp(c->head, "dense1024") && strcmp(c->head, "dropout"))
+        return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
+    if (!cli_is_dir(a->data)) return cli_fail("data folder %s does not exist", a->data);
+    char t[CLI_PATH + 16];
+    snprintf(t, sizeof t, "%s/train", a->data);
+    snprintf(c->train_dir, sizeof c->train_dir, "%.*s", (int)sizeof c->train_dir - 1, cli_is_dir(t) ? t : a->data);
+    snprintf(t, sizeof t, "%s/validation", a->data);
+    if (a->val) {
+        if (!cli_is_dir(a->val)) return cli_fail("validation folder %s does not exist", a->val);
+        snprintf(c->val_dir, sizeof c->val_dir, "%s", a->val);
+    } else if (cli_is_dir(t)) {
+        snprintf(c->val_dir, sizeof c->val_dir, "%.*s", (int)sizeof c->val_dir - 1, t);
+    }
+    if (strcmp(c->base, "scratch") == 0) {
+        snprintf(c->preprocess, sizeof c->preprocess, "rescale");
+        c->alpha = 0;
+    } else if (!a->weights || strcmp(a->weights, "none") != 0) {
+        if (strcmp(c->base, "mobilenet") != 0 && strcmp(c->base, "mobilenet_v2") != 0) c->alpha = 0;
+        float alpha = c->alpha;
+        if (cli_find_weights(c->base, &alpha, c->input_size, a->weights, c->weights, sizeof c->weights))
+            return 1;
+        if (c->alpha == 0 && (strcmp(c->base, "mobilenet") == 0 || strcmp(c->base, "mobilenet_v2") == 0))
+            c->alpha = alpha > 0 ? alpha : 1.0f;
+    }
+    return discover_classes(c);
+}
+
+/* The base's layer count: the model built without head. */
+static int count_base_layers(run_config *c)
+{
+    if (strcmp(c->base, "scratch") == 0) {
+        c->n_base_layers = 0;
+        return 0;
+    }
+    graft_zoo_cfg z = graft_zoo_default_cfg();
+    z.include_top = 0;
+    z.alpha = c->alpha > 0 ? c->alpha : 1.0f;
+    z.input_shape[0] = z.input_shape[1] = c->input_size;
+    graft_model *b;
+    graft_status s = graft_zoo_build(c->base, &z, &b);
+    if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
+    c->n_base_layers = graft_model_num_layers(b);
+    graft_model_free(b);
+    return 0;
+}
+
+static int train_run(run_config *c, const train_args *a, const char *out, run_state *rs)
+{
+    if (count_base_layers(c)) return 1;
+    if (make_dir(out)) return 1;
+    graft_model *m;
+    int rc = run_build_model(c, &m);
+    if (rc) return rc;
+    snprintf(c->stage, sizeof c->stage, "%s", strcmp(c->base, "scratch") == 0 ? "scratch" : "frozen");
+    c->target_epochs = a->epochs;
+    if (a->verbose) {
+        graft_param_counts pc;
+        run_set_trainable(c, m);
+        pc = graft_model_count_params(m);
+        printf("Model: %s base%s, %d layers, %zu params (%zu trainable)\n", c->base,
+               strcmp(c->base, "scratch") ? " + new head" : "", graft_model_num_layers(m), pc.total,
+               pc.trainable);
+        if (c->weights[0]) printf("Base weights: %s\n", c->weights);
+    }
+    graft_history_init(&rs->h);
+    rc = run_stage(out, c, m, rs, a->verbose, false);
+    graft_model_free(m);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    run_config c;
+    train_args a;
+    int rc = parse_train(argc, argv, &c, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!a.out) return cli_fail("--out RUN_DIR is required (see graft train --help)");
+    if ((rc = resolve_train(&c, &a)) == 0) {
+        run_state rs = {0};
+        rc = train_run(&c, &a, a.out, &rs);
+        if (rc == 0 && a.json) print_json_metrics(&rs.h);
+        graft_history_free(&rs.h);
+    }
+    run_config_free(&c);
+    return rc;
+}
+
+/* Loads a run folder's model (its base and head rebuilt, weights from model.h5). */
+static int open_run_model(const char *run_dir, run_config *c, graft_model **m)
+{
+    if (run_config_load(run_dir, c)) return 1;
+    run_config built = *c;
+    built.weights[0] = '\0';
+    int rc = run_build_model(&built, m);
+    if (rc) return rc;
+    char p[CLI_PATH + 32];
+    path_in(p, sizeof p, run_dir, "model.h5");
+    if (!cli_is_file(p)) path_in(p, sizeof p, run_dir, "model.weights.h5");
+    graft_status s = graft_load_weights(*m, p, &(graft_load_opts){.by_name = 1});
+    if (s != GRAFT_OK) {
+        graft_model_free(*m);
+        *m = NULL;
+        return cli_fail_status(s, p);
+    }
+    return 0;
+}
+
+static int finetune_run(const char *run_dir, int unfreeze, float lr, int epochs, int verbose, run_state *rs)
+{
+    run_config c;
+    graft_model *m = NULL;
+    int rc = open_run_model(run_dir, &c, &m);
+    if (rc == 0) rc = load_run_history(run_dir, rs);
+    if (rc == 0 && strcmp(c.base, "scratch") == 0) rc = cli_fail("%s trained a CNN from scratch: nothing to fine-tune", run_dir);
+    if (rc == 0) {
+        snprintf(c.stage, sizeof c.stage, "fine-tune");
+        c.unfreeze = unfreeze;
+        c.lr = lr;
+        c.target_epochs = rs->h.n + epochs;
+        rc = run_stage(run_dir, &c, m, rs, verbose, false);
+    }
+    graft_model_free(m);
+    run_config_free(&c);
+    return rc;
+}
+
+int cmd_finetune(int argc, char **argv)
+{
+    static const struct option opts[] = {{"unfreeze", required_argument, 0, OPT_UNFREEZE},
+                                         {"lr", required_argument, 0, OPT_LR},
+                                         {"epochs", required_argument, 0, OPT_EPOCHS},
+                                         {"verbose", required_argument, 0, OPT_VERBOSE},
+                                         {"json", no_argument, 0, OPT_JSON},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         {0, 0, 0, 0}};
+    int unfreeze = 20, epochs = 10, verbose = 2, json = 0, o, rc = 0;
+    float lr = 1e-5f;
+    optind = 1;
+    while (rc == 0 && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case OPT_UNFREEZE: rc = parse_int("unfreeze", optarg, 0, 100000, &unfreeze); break;
+        case OPT_LR: rc = parse_float("lr", optarg, 0, 10, &lr); break;
+        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, 100000, &epochs); break;
+        case OPT_VERBOSE: rc = parse_int("verbose", optarg, 0, 2, &verbose); break;
+        case OPT_JSON: json = 1; break;
+        case OPT_HELP:
+            printf("usage: graft finetune RUN_DIR [--unfreeze N] [--lr X] [--epochs N] [--json]\n"
+                   "Unfreezes the last N layers of the run's base (default 20) and continues its\n"
+                   "training with Adam(X) (default 1e-5) for N more epochs (default 10), in place.\n");
+            return 0;
+        default: return cli_fail("see graft finetune --help");
+        }
+    }
+    if (rc) return rc;
+    if (optind != argc - 1) return cli_fail("graft finetune takes one RUN_DIR (see --help)");
+    run_state rs = {0};
+    rc = finetune_run(argv[optind], unfreeze, lr, epochs, verbose, &rs);
+    if (rc == 0 && json) print_json_metrics(&rs.h);
+    graft_history_free(&rs.h);
+    return rc;
+}
+
+int cmd_resume(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        printf("usage: graft resume RUN_DIR\nContinues an interrupted stage from its last "
+               "finished epoch (RUN_DIR/checkpoint.graft).\n");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 1;
+    }
+    run_config c;
+    graft_model *m = NULL;
+    run_state rs = {0};
+    const char *run_dir = argv[1];
+    int rc = run_config_load(run_dir, &c);
+    if (rc == 0) {
+        run_config built = c;
+        char p[CLI_PATH + 32];
+        path_in(p, sizeof p, run_dir, "history.json");
+        /* The stages so far: kept in history.json when an epoch ended. */
+        if (cli_is_file(p)) rc = load_run_history(run_dir, &rs);
+        else graft_history_init(&rs.h);
+        built.weights[0] = '\0'; /* the checkpoint holds every weight */
+        if (rc == 0) rc = run_build_model(&built, &m);
+    }
+    if (rc == 0) rc = run_stage(run_dir, &c, m, &rs, 2, true);
+    graft_model_free(m);
+    graft_history_free(&rs.h);
+    run_config_free(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the lesson */
+
+int cmd_lesson(int argc, char **argv)
+{
+    static const struct option opts[] = {{"data", required_argument, 0, OPT_DATA},
+                                         {"base", required_argument, 0, OPT_BASE},
+                                         {"weights", required_argument, 0, OPT_WEIGHTS},
+                                         {"out", required_argument, 0, OPT_OUT},
+                                         {"input-size", required_argument, 0, OPT_SIZE},
+                                         {"preprocess", required_argument, 0, OPT_PRE},
+                                         {"no-cache", no_argument, 0, OPT_NOCACHE},
+                                         {"whole-epochs", no_argument, 0, OPT_STEPS},
+                                         {"json", no_argument, 0, OPT_JSON},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         {0, 0, 0, 0}};
+    const char *data = NULL, *base = "mobilenet", *weights = NULL, *out = "runs/lesson";
+    const char *preprocess = "model";
+    int size = 150, no_cache = 0, whole = 0, json = 0, o, rc = 0;
+    optind = 1;
+    while (rc == 0 && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case OPT_DATA: data = optarg; break;
+        case OPT_BASE: base = optarg; break;
+        case OPT_WEIGHTS: weights = optarg; break;
+        case OPT_OUT: out = optarg; break;
+        case OPT_SIZE: rc = parse_int("input-size", optarg, 32, 1024, &size); break;
+        case OPT_PRE: preprocess = optarg; break;
+        case OPT_NOCACHE: no_cache = 1; break;
+        case OPT_STEPS: whole = 1; break;
+        case OPT_JSON: json = 1; break;
+        case OPT_HELP:
+            printf("usage: graft lesson [--data DIR] [--base NAME] [--weights FILE] [--out DIR]\n"
+                   "                    [--input-size N] [--preprocess model|rescale] [--no-cache]\n"
+                   "                    [--whole-epochs] [--json]\n"
+                   "The whole lesson: a pretrained base (default mobilenet) frozen under a new head\n"
+                   "(GAP -> Dense(1024, relu) -> Dense(1, sigmoid)) trained 5 epochs with Adam, the\n"
+                   "last 20 base layers fine-tuned 10 more epochs with Adam(1e-5), the lesson's CNN\n"
+                   "trained from scratch 10 epochs, both figures and a summary table, in --out\n"
+                   "(default runs/lesson). Epochs are 100 steps of 32 with 50 validation steps, as in\n"
+                   "the lesson (--whole-epochs: one pass each). Data is looked for in --data,\n"
+                   "$GRAFT_DATA, $GRAFT_HOME/datasets (~/.cache/graft/datasets), ../shared/data\n"
+                   "beside the repository; weights in --weights, $GRAFT_WEIGHTS, the cache, the\n"
+                   "shared folder (MobileNet alpha 0.75), then Keras's download URL.\n");
+            return 0;
+        default: return cli_fail("see graft lesson --help");
+        }
+    }
+    if (rc) return rc;
+    char data_dir[CLI_PATH];
+    if (cli_find_lesson_data(data, data_dir, sizeof data_dir)) return 1;
+    char tdir[CLI_PATH + 16], sdir[CLI_PATH + 16];
+    snprintf(tdir, sizeof tdir, "%s/transfer", out);
+    snprintf(sdir, sizeof sdir, "%s/scratch", out);
+    int steps = whole ? 0 : 100, vsteps = whole ? 0 : 50;
+
+    run_config c;
+    train_args a;
+    char *targv[] = {"train", NULL};
+    parse_train(1, targv, &c, &a);
+    snprintf(c.base, sizeof c.base, "%s", base);
+    snprintf(c.preprocess, sizeof c.preprocess, "%s", preprocess);
+    c.input_size = size;
+    c.steps_per_epoch = steps;
+    c.validation_steps = vsteps;
+    c.no_cache = no_cache;
+    a.data = data_dir;
+    a.weights = weights;
+    a.epochs = 5;
+    double t[3] = {0};
+    run_state rs = {0}, ss = {0};
+    printf("== Stage 1: %s base frozen, new head, 5 epochs, Adam(1e-3)\n", base);
+    if ((rc = resolve_train(&c, &a)) != 0 || (rc = train_run(&c, &a, tdir, &rs)) != 0) goto out;
+    t[0] = rs.seconds;
+    graft_history_free(&rs.h);
+    printf("== Stage 2: last 20 base layers unfrozen, 10 epochs, Adam(1e-5)\n");
+    if ((rc = finetune_run(tdir, 20, 1e-5f, 10, 2, &rs)) != 0) goto out;
+    t[1] = rs.seconds;
+    printf("== Stage 3: the lesson's CNN from scratch, 10 epochs, Adam(1e-3)\n");
+    run_config sc;
+    train_args sa;
+    parse_train(1, targv, &sc, &sa);
+    snprintf(sc.base, sizeof sc.base, "scratch");
+    sc.input_size = size;
+    sc.steps_per_epoch = steps;
+    sc.validation_steps = vsteps;
+    sa.data = data_dir;
+    sa.epochs = 10;
+    if ((rc = resolve_train(&sc, &sa)) == 0) rc = train_run(&sc, &sa, sdir, &ss);
+    t[2] = ss.seconds;
+    run_config_free(&sc);
+    if (rc) goto out;
+
+    const graft_history *runs[2] = {&ss.h, &rs.h};
+    const char *labels[2] = {"From scratch", "Transfer learning + fine-tuning"};
+    char p[CLI_PATH + 32];
+    snprintf(p, sizeof p, "%s/comparison.png", out);
+    graft_status s = graft_plot_compare(runs, labels, 2, p, "Validation accuracy: from scratch vs transfer learning");
+    if (s != GRAFT_OK) {
+        rc = cli_fail_status(s, p);
+        goto out;
+    }
+    double best[3] = {0, 0, 0};
+    for (int i = 0; i < rs.h.n; i++) {
+        int k = i < 5 ? 0 : 1;
+        if (rs.h.val_accuracy[i] > best[k]) best[k] = rs.h.val_accuracy[i];
+    }
+    for (int i = 0; i < ss.h.n; i++)
+        if (ss.h.val_accuracy[i] > best[2]) best[2] = ss.h.val_accuracy[i];
+    printf("\n%-40s %18s %10s\n", "stage", "best val_accuracy", "time");
+    const char *names[3] = {"1. frozen base + new head (5 epochs)", "2. fine-tune last 20 (10 epochs)",
+                            "3. CNN from scratch (10 epochs)"};
+    for (int i = 0; i < 3; i++) printf("%-40s %18.4f %9.1fs\n", names[i], best[i], t[i]);
+    printf("\nFigures: %s/accuracy_loss.png, %s/accuracy_loss.png, %s\n", tdir, sdir, p);
+    if (json)
+        printf("{\"frozen_val_accuracy\": %.6g, \"finetune_val_accuracy\": %.6g, "
+               "\"scratch_val_accuracy\": %.6g, \"seconds\": [%.1f, %.1f, %.1f]}\n",
+               best[0], best[1], best[2], t[0], t[1], t[2]);
+out:
+    graft_history_free(&rs.h);
+    graft_history_free(&ss.h);
+    run_config_free(&c);
+    return rc;
+}

@@ -1,0 +1,493 @@
+/* Run folders (config.json), building a run's model and data, and finding
+ * weights and the lesson's data in their documented places. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("graft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_status(graft_status s, const char *what)
+{
+    const char *msg = graft_last_error();
+    return cli_fail("%s: %s", what, *msg ? msg : graft_status_name(s));
+}
+
+bool cli_is_dir(const char *path)
+{
+    struct stat st;
+    return path && *path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool cli_is_file(const char *path)
+{
+    struct stat st;
+    return path && *path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void cli_shared_dir(char *buf, size_t cap)
+{
+    /* The binary lives in <repo>/build/graft; shared/ sits beside <repo>. */
+    char exe[CLI_PATH];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    buf[0] = '\0';
+    if (n <= 0) return;
+    exe[n] = '\0';
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) return;
+        *slash = '\0';
+    }
+    snprintf(buf, cap, "%.*s/../shared", (int)(cap > 16 ? cap - 16 : 0), exe);
+}
+
+/* ------------------------------------------------------------ config.json */
+
+void run_config_free(run_config *c)
+{
+    for (int i = 0; c->classes && i < c->n_classes; i++) free(c->classes[i]);
+    free(c->classes);
+    c->classes = NULL;
+    c->n_classes = 0;
+}
+
+int run_config_save(const char *run_dir, const run_config *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *cls = cJSON_CreateArray();
+    if (!j || !cls) {
+        cJSON_Delete(j);
+        cJSON_Delete(cls);
+        return cli_fail("out of memory writing the run config");
+    }
+    cJSON_AddStringToObject(j, "base", c->base);
+    cJSON_AddNumberToObject(j, "alpha", c->alpha);
+    cJSON_AddNumberToObject(j, "input_size", c->input_size);
+    cJSON_AddStringToObject(j, "head", c->head);
+    cJSON_AddStringToObject(j, "weights", c->weights);
+    cJSON_AddStringToObject(j, "train_dir", c->train_dir);
+    cJSON_AddStringToObject(j, "validation_dir", c->val_dir);
+    cJSON_AddStringToObject(j, "preprocess", c->preprocess);
+    cJSON_AddStringToObject(j, "interpolation", c->interpolation);
+    cJSON_AddNumberToObject(j, "batch_size", c->batch);
+    cJSON_AddNumberToObject(j, "steps_per_epoch", c->steps_per_epoch);
+    cJSON_AddNumberToObject(j, "validation_steps", c->validation_steps);
+    cJSON_AddBoolToObject(j, "augment", c->augment);
+    cJSON_AddBoolToObject(j, "no_feature_cache", c->no_cache);
+    cJSON_AddNumberToObject(j, "seed", (double)c->seed);
+    cJSON_AddNumberToObject(j, "n_base_layers", c->n_base_layers);
+    for (int i = 0; i < c->n_classes; i++) cJSON_AddItemToArray(cls, cJSON_CreateString(c->classes[i]));
+    cJSON_AddItemToObject(j, "classes", cls);
+    cJSON_AddStringToObject(j, "stage", c->stage);
+    cJSON_AddNumberToObject(j, "unfreeze", c->unfreeze);
+    cJSON_AddNumberToObject(j, "learning_rate", c->lr);
+    cJSON_AddNumberToObject(j, "target_epochs", c->target_epochs);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return cli_fail("out of memory writing the run config");
+    char path[CLI_PATH], tmp[CLI_PATH + 16];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    if (f && fclose(f) != 0) ok = false;
+    ok = ok && rename(tmp, path) == 0;
+    free(text);
+    if (!ok) {
+        unlink(tmp);
+        return cli_fail("cannot write %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static const char *jstr(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool jnum(const cJSON *j, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v)) return false;
+    *out = v->valuedouble;
+    return true;
+}
+
+int run_config_load(const char *run_dir, run_config *c)
+{
+    memset(c, 0, sizeof *c);
+    char path[CLI_PATH];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_fail("%s is not a run folder: cannot open %s", run_dir, path);
+    char *text = NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size > 0 && size < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)size + 1)) &&
+        fread(text, 1, (size_t)size, f) == (size_t)size)
+        text[size] = '\0';
+    else {
+        free(text);
+        text = NULL;
+    }
+    fclose(f);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cli_fail("%s is not a valid run config", path);
+    }
+    const char *strs[][2] = {{"base", c->base},       {"head", c->head},
+                             {"weights", c->weights}, {"train_dir", c->train_dir},
+                             {"validation_dir", c->val_dir}, {"preprocess", c->preprocess},
+                             {"interpolation", c->interpolation}, {"stage", c->stage}};
+    size_t caps[] = {sizeof c->base, sizeof c->head, sizeof c->weights, sizeof c->train_dir,
+                     sizeof c->val_dir, sizeof c->preprocess, sizeof c->interpolation,
+                     sizeof c->stage};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
+        const char *v = jstr(j, strs[i][0]);
+        if (!v || strlen(v) >= caps[i]) {
+            rc = cli_fail("%s: \"%s\" is missing or too long", path, strs[i][0]);
+            break;
+        }
+        memcpy((char *)strs[i][1], v, strlen(v) + 1);
+    }
+    double v[10];
+    const char *nums[] = {"alpha", "input_size", "batch_size", "steps_per_epoch", "validation_steps",
+                          "seed", "n_base_layers", "unfreeze", "learning_rate", "target_epochs"};
+    for (int i = 0; i < 10 && rc == 0; i++)
+        if (!jnum(j, nums[i], &v[i])) rc = cli_fail("%s: \"%s\" is missing or not a number", path, nums[i]);
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes");
+    if (rc == 0 && (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) < 1))
+        rc = cli_fail("%s: \"classes\" must list the class names", path);
+    if (rc == 0) {
+        c->alpha = (float)v[0];
+        c->input_size = (int)v[1];
+        c->batch = (int)v[2];
+        c->steps_per_epoch = (int)v[3];
+        c->validation_steps = (int)v[4];
+        c->seed = (unsigned long long)v[5];
+        c->n_base_layers = (int)v[6];
+        c->unfreeze = (int)v[7];
+        c->lr = (float)v[8];
+        c->target_epochs = (int)v[9];
+        c->augment = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "augment"));
+        c->no_cache = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "no_feature_cache"));
+        int n = cJSON_GetArraySize(cls);
+        c->classes = calloc((size_t)n, sizeof(char *));
+        for (int i = 0; c->classes && i < n; i++) {
+            const cJSON *e = cJSON_GetArrayItem(cls, i);
+            c->classes[i] = strdup(cJSON_IsString(e) ? e->valuestring : "?");
+            if (!c->classes[i]) break;
+            c->n_classes = i + 1;
+        }
+        if (c->n_classes != n) rc = cli_fail("out of memory reading %s", path);
+        if (rc == 0 && (c->input_size < 32 || c->batch < 1 || c->n_base_layers < 0))
+            rc = cli_fail("%s: input_size, batch_size or n_base_layers is out of range", path);
+    }
+    cJSON_Delete(j);
+    if (rc) run_config_free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ model and data */
+
+static graft_model *scratch_cnn(int size, int n_out)
+{
+    graft_model *m = graft_model_new("scratch_cnn");
+    graft_input(m, "input_1", graft_shape3(size, size, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 32, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.pool_size = {2, 2}});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 64, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.pool_size = {2, 2}});
+    graft_flatten(m, NULL, NULL);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 128, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.units = n_out,
+                                           .activation = n_out == 1 ? GRAFT_SIGMOID : GRAFT_SOFTMAX});
+    return m;
+}
+
+int run_build_model(const run_config *c, graft_model **out)
+{
+    *out = NULL;
+    int n_out = c->n_classes == 2 ? 1 : c->n_classes;
+    graft_activation act = n_out == 1 ? GRAFT_SIGMOID : GRAFT_SOFTMAX;
+    graft_model *m;
+    if (strcmp(c->base, "scratch") == 0) {
+        m = scratch_cnn(c->input_size, n_out);
+    } else {
+        graft_zoo_cfg z = graft_zoo_default_cfg();
+        z.include_top = 0;
+        z.alpha = c->alpha > 0 ? c->alpha : 1.0f;
+        z.input_shape[0] = z.input_shape[1] = c->input_size;
+        graft_status s = graft_zoo_build(c->base, &z, &m);
+        if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
+        graft_layer *x = graft_global_average_pooling2d(m, NULL, "global_average_pooling2d");
+        if (strcmp(c->head, "dropout") == 0) x = graft_dropout(m, x, "dropout_head", 0.5f);
+        else if (strcmp(c->head, "dense1024") == 0)
+            x = graft_dense(m, x, (graft_dense_cfg){.name = "dense", .units = 1024, .activation = GRAFT_RELU});
+        else {
+            graft_model_free(m);
+            return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
+        }
+        graft_dense(m, x, (graft_dense_cfg){.name = "predictions_new", .units = n_out, .activation = act});
+    }
+    if (graft_model_status(m) != GRAFT_OK) {
+        int rc = cli_fail("building the model: %s", graft_model_error(m));
+        graft_model_free(m);
+        return rc;
+    }
+    if (c->weights[0]) {
+        int loaded = 0;
+        graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
+        graft_status s = graft_load_weights(m, c->weights, &o);
+        if (s != GRAFT_OK) {
+            int rc = cli_fail("the weights %s do not fit the %s base: %s", c->weights, c->base,
+                              graft_last_error());
+            graft_model_free(m);
+            return rc;
+        }
+        int want = 0;
+        for (int i = 0; i < c->n_base_layers; i++)
+            want += graft_layer_num_weights(graft_model_layer(m, i)) > 0;
+        if (loaded < want) {
+            graft_model_free(m);
+            return cli_fail("the weights %s cover %d of the %d weighted layers of the %s base "
+                            "(wrong architecture or alpha?)",
+                            c->weights, loaded, want, c->base);
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+void run_set_trainable(const run_config *c, graft_model *m)
+{
+    int n = graft_model_num_layers(m), nb = c->n_base_layers;
+    graft_model_set_trainable(m, 0, n, 1);
+    if (strcmp(c->stage, "frozen") == 0) graft_model_set_trainable(m, 0, nb, 0);
+    else if (strcmp(c->stage, "fine-tune") == 0)
+        graft_model_set_trainable(m, 0, nb - (c->unfreeze < nb ? c->unfreeze : nb), 0);
+}
+
+typedef struct {
+    char arch[32];
+} preprocess_ctx;
+
+int run_open_data(const run_config *c, bool training_shuffle, graft_source **train,
+                  graft_source **val)
+{
+    static preprocess_ctx pp; /* the hook's context lives as long as the sources */
+    *train = NULL;
+    if (val) *val = NULL;
+    graft_image_data_generator gen = {0};
+    if (strcmp(c->preprocess, "model") == 0 && strcmp(c->base, "scratch") != 0) {
+        snprintf(pp.arch, sizeof pp.arch, "%s", c->base);
+        gen.preprocessing_function = graft_preprocess_hook;
+        gen.preprocessing_ctx = pp.arch;
+    } else {
+        gen.rescale = 1.0f / 255;
+    }
+    graft_image_data_generator aug = gen;
+    if (c->augment) { /* the homework's augmentation */
+        aug.rotation_range = 40;
+        aug.width_shift_range = aug.height_shift_range = 0.2f;
+        aug.shear_range = 0.2f;
+        aug.zoom_range[0] = 0.2f;
+        aug.horizontal_flip = 1;
+    }
+    graft_flow_cfg fc = {.target_size = {c->input_size, c->input_size},
+                         .class_mode = c->n_classes > 2 ? GRAFT_CLASS_SPARSE : GRAFT_CLASS_BINARY,
+                         .batch_size = c->batch,
+                         .no_shuffle = !training_shuffle,
+                         .seed = c->seed};
+    if (c->interpolation[0] && graft_interpolation_parse(c->interpolation, &fc.interpolation) != GRAFT_OK)
+        return cli_fail_status(GRAFT_EINVAL, "interpolation");
+    const char *names[1024];
+    int n = c->n_classes < 1024 ? c->n_classes : 1024;
+    for (int i = 0; i < n; i++) names[i] = c->classes[i];
+    if (n > 0) {
+        fc.classes = names;
+        fc.n_classes = n;
+    }
+    graft_status s = graft_flow_from_directory(c->train_dir, &aug, &fc, train);
+    if (s != GRAFT_OK) return cli_fail_status(s, c->train_dir);
+    if (val && c->val_dir[0]) {
+        fc.no_shuffle = 1; /* evaluation order does not matter; keep it fixed */
+        s = graft_flow_from_directory(c->val_dir, &gen, &fc, val);
+        if (s != GRAFT_OK) {
+            graft_source_free(*train);
+            *train = NULL;
+            return cli_fail_status(s, c->val_dir);
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ finding things */
+
+typedef struct {
+    char text[8192];
+    size_t len;
+} looked;
+
+static void note(looked *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(looked *l, const char *fmt, ...)
+{
+    if (l->len >= sizeof l->text - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->text + l->len, sizeof l->text - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) l->len += (size_t)n < sizeof l->text - l->len ? (size_t)n : sizeof l->text - l->len - 1;
+}
+
+int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt, char *out,
+                     size_t cap)
+{
+    looked l = {.len = 0};
+    if (opt && *opt && strcmp(opt, "imagenet") != 0) {
+        if (cli_is_file(opt)) {
+            snprintf(out, cap, "%s", opt);
+            return 0;
+        }
+        return cli_fail("weights file %s does not exist", opt);
+    }
+    const char *env = getenv("GRAFT_WEIGHTS");
+    if (env && *env) {
+        if (cli_is_file(env)) {
+            snprintf(out, cap, "%s", env);
+            return 0;
+        }
+        note(&l, "  $GRAFT_WEIGHTS=%s (no such file)\n", env);
+    } else {
+        note(&l, "  $GRAFT_WEIGHTS (not set)\n");
+    }
+    graft_zoo_cfg z = graft_zoo_default_cfg();
+    z.include_top = 0;
+    z.alpha = *alpha > 0 ? *alpha : 1.0f;
+    z.input_shape[0] = z.input_shape[1] = input_size;
+    graft_weights_file wf;
+    char cache[CLI_PATH] = "";
+    bool official = graft_zoo_imagenet_file(base, &z, &wf) == GRAFT_OK;
+    if (official && graft_zoo_cache_dir(cache, sizeof cache) == GRAFT_OK) {
+        char p[CLI_PATH + 256];
+        snprintf(p, sizeof p, "%s/%s", cache, wf.file_name);
+        if (cli_is_file(p)) {
+            snprintf(out, cap, "%s", p);
+            *alpha = z.alpha;
+            return 0;
+        }
+        note(&l, "  the cache: %s\n", p);
+    }
+    /* The shared folder of these machines holds MobileNet alpha 0.75 (TF.js). */
+    if (strcmp(base, "mobilenet") == 0 && (*alpha == 0 || *alpha == 0.75f)) {
+        char shared[CLI_PATH], p[CLI_PATH + 64];
+        const char *roots[2] = {shared, "../shared"};
+        cli_shared_dir(shared, sizeof shared);
+        for (int i = 0; i < 2; i++) {
+            if (!roots[i][0]) continue;
+            snprintf(p, sizeof p, "%s/models/mobilenet_v1_0.75_224/model.json", roots[i]);
+            if (cli_is_file(p)) {
+                snprintf(out, cap, "%s", p);
+                *alpha = 0.75f;
+                return 0;
+            }
+            note(&l, "  %s\n", p);
+        }
+    }
+    if (official) {
+        char p[CLI_PATH];
+        printf("Downloading %s\n", wf.url);
+        fflush(stdout);
+        if (graft_zoo_fetch_imagenet(base, &z, p, sizeof p) == GRAFT_OK) {
+            snprintf(out, cap, "%s", p);
+            *alpha = z.alpha;
+            return 0;
+        }
+        note(&l, "  %s (%s)\n", wf.url, graft_last_error());
+    }
+    return cli_fail("no ImageNet weights for %s%s found; looked at, in order:\n%s"
+                    "Pass --weights FILE (a Keras .h5 or a TF.js model.json) or set GRAFT_WEIGHTS.",
+                    base, *alpha > 0 ? " at this alpha" : "", l.text);
+}
+
+int cli_find_lesson_data(const char *opt, char *out, size_t cap)
+{
+    looked l = {.len = 0};
+    const char *cands[5];
+    char shared[CLI_PATH], s1[CLI_PATH + 64], home[CLI_PATH + 64] = "";
+    int n = 0;
+    if (opt && *opt) cands[n++] = opt;
+    const char *env = getenv("GRAFT_DATA");
+    if (env && *env) cands[n++] = env;
+    else note(&l, "  $GRAFT_DATA (not set)\n");
+    char cache[CLI_PATH];
+    if (graft_zoo_cache_dir(cache, sizeof cache) == GRAFT_OK) {
+        /* The cache's models/ folder has datasets/ beside it. */
+        char *slash = strrchr(cache, '/');
+        if (slash) *slash = '\0';
+        snprintf(home, sizeof home, "%s/datasets/cats_and_dogs_filtered", cache);
+        cands[n++] = home;
+    }
+    cli_shared_dir(shared, sizeof shared);
+    if (shared[0]) {
+        snprintf(s1, sizeof s1, "%s/data/cats_and_dogs_filtered", shared);
+        cands[n++] = s1;
+    }
+    cands[n++] = "../shared/data/cats_and_dogs_filtered";
+    for (int i = 0; i < n; i++) {
+        char t[CLI_PATH + 16];
+        snprintf(t, sizeof t, "%s/train", cands[i]);
+        if (cli_is_dir(t)) {
+            snprintf(out, cap, "%s", cands[i]);
+            return 0;
+        }
+        note(&l, "  %s\n", cands[i]);
+        if (i == 0 && opt && *opt) return cli_fail("%s has no train/ folder", opt);
+    }
+    return cli_fail("the lesson's data (cats_and_dogs_filtered with train/ and validation/) was "
+                    "not found; looked at, in order:\n%s"
+                    "Download https://storage.googleapis.com/mledu-datasets/"
+                    "cats_and_dogs_filtered.zip, unpack it, and pass --data DIR or set GRAFT_DATA.",
+                    l.text);
+}
+
+/* ------------------------------------------------------------ Ctrl-C */
+
+static graft_model *volatile watched;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (watched) graft_model_request_stop(watched);
+}
+
+void cli_watch_sigint(graft_model *m)
+{
+    watched = m;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
