@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Frozen feature extraction (forward only, inference mode, batch 32,
+# 150x150x3, no top): graft against PyTorch from Debian in the same run, for
+# MobileNet 1.0, MobileNetV2 1.0, ResNet50 and VGG16. The peer at its best:
+# two threads, eval + inference_mode, NCHW or channels_last (the faster), and
+# OpenBLAS under each OPENBLAS_CORETYPE that works here (0.3.21 does not
+# recognise this CPU and otherwise falls back to SSE3 kernels).
+# SECONDS_PER_RUN (default 3) is the timed span of each measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${SECONDS_PER_RUN:-3}
+threads=${THREADS:-2}
+make -s build/bench/bench_features
+echo "system BLAS: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
+# This machine's measured AVX2 FMA peak: about 90 GFLOP/s per core.
+peak=${PEAK_GFLOPS:-$((90 * threads))}
+echo "threads $threads: FMA peak about $peak GFLOP/s"
+printf "%-13s %10s %10s %7s %10s %10s %6s\n" model graft_img/s torch_img/s ratio graft_GF/s torch_GF/s %peak
+for arch in mobilenet mobilenet_v2 resnet50 vgg16; do
+    g=$(./build/bench/bench_features "$arch" "$secs" "$threads")
+    gi=$(echo "$g" | awk '{print $3}')
+    fpi=$(echo "$g" | awk '{print $7}')
+    best=0 how=""
+    for core in "" Haswell SkylakeX; do
+        out=$(OPENBLAS_CORETYPE=$core /usr/bin/python3 bench/features_peer.py "$arch" "$secs" "$threads" 2>/dev/null | tail -n 1) || continue
+        ips=$(echo "$out" | awk '{print $3}')
+        if awk -v a="$ips" -v b="$best" 'BEGIN{exit !(a>b)}'; then best=$ips how="${core:-auto}/$(echo "$out" | awk '{print $5}')"; fi
+    done
+    awk -v a="$arch" -v g="$gi" -v t="$best" -v f="$fpi" -v p="$peak" 'BEGIN{
+        printf "%-13s %10.1f %10.1f %6.2fx %10.1f %10.1f %5.0f%%\n", a, g, t, g/t, g*f/1e9, t*f/1e9, 100*g*f/1e9/p }'
+    echo "  (peer best: OPENBLAS_CORETYPE/layout $how)"
+done
+echo "GFLOP/s count graft's per-image multiply-adds x2 for both (torchvision's ResNet50 strides its 3x3, not its 1x1, so it does a little more work than counted)."

@@ -1,0 +1,318 @@
+/*
+ * ImageNet weights by name: the files Keras Applications publishes (the same
+ * URLs and checksums as tf.keras), a cache folder, and a libcurl download
+ * that only ever leaves a complete, verified file in the cache.
+ */
+#include "zoo.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KERAS_APPS "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+static bool alpha_is(double a, double v) { return fabs(a - v) < 1e-6; }
+
+static bool in_list(int v, const int *list, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (list[i] == v) return true;
+    return false;
+}
+
+static graft_status set_file(graft_weights_file *out, const char *dir, const char *file,
+                             graft_hash_kind kind, const char *hash)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->file_name, sizeof out->file_name, "%s", file);
+    const char *base = getenv("GRAFT_WEIGHTS_BASE_URL");
+    if (base && *base) {
+        size_t len = strlen(base);
+        snprintf(out->url, sizeof out->url, "%s%s%s", base, base[len - 1] == '/' ? "" : "/", file);
+    } else {
+        snprintf(out->url, sizeof out->url, KERAS_APPS "%s/%s", dir, file);
+    }
+    out->hash_kind = kind;
+    snprintf(out->hash, sizeof out->hash, "%s", hash ? hash : "");
+    return GRAFT_OK;
+}
+
+graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
+                                     graft_weights_file *out)
+{
+    if (!arch || !out) return graft_fail(GRAFT_EINVAL, "imagenet weights: missing argument");
+    graft_zoo_cfg c = cfg ? *cfg : graft_zoo_default_cfg();
+    double alpha = c.alpha == 0.0f ? 1.0 : nearbyint((double)c.alpha * 1e6) / 1e6;
+    int rows = c.input_shape[0] ? c.input_shape[0] : 224;
+    int cols = c.input_shape[1] ? c.input_shape[1] : 224;
+    int chans = c.input_shape[2] ? c.input_shape[2] : 3;
+    int classes = c.classes ? c.classes : 1000;
+    if (chans != 3)
+        return graft_fail(GRAFT_ESHAPE, "%s: the ImageNet weights need 3 input channels, not %d",
+                          arch, chans);
+    if (c.include_top && classes != 1000)
+        return graft_fail(GRAFT_EINVAL,
+                          "%s: the ImageNet top has 1000 classes; use include_top=0 with a head "
+                          "of your own for %d classes",
+                          arch, classes);
+    char file[128];
+    if (!strcmp(arch, "mobilenet")) {
+        static const int sizes[] = {128, 160, 192, 224};
+        static const struct {
+            double alpha;
+            const char *text;
+        } alphas[] = {{0.25, "2_5"}, {0.5, "5_0"}, {0.75, "7_5"}, {1.0, "1_0"}};
+        const char *text = NULL;
+        for (int i = 0; i < 4; i++)
+            if (alpha_is(alpha, alphas[i].alpha)) text = alphas[i].text;
+        if (!text)
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "MobileNet: ImageNet weights exist for alpha 0.25, 0.5, 0.75 and 1.0, "
+                              "not %g",
+                              alpha);
+        if (c.depth_multiplier > 1)
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "MobileNet: ImageNet weights need depth_multiplier 1");
+        bool exact = rows == cols && in_list(rows, sizes, 4);
+        if (c.include_top && !exact)
+            return graft_fail(GRAFT_ESHAPE,
+                              "MobileNet with its ImageNet top takes 128, 160, 192 or 224 square "
+                              "input, not %dx%d",
+                              rows, cols);
+        /* Keras loads the 224 file for other sizes: convolutions fit any size. */
+        snprintf(file, sizeof file, "mobilenet_%s_%d_tf%s.h5", text, exact ? rows : 224,
+                 c.include_top ? "" : "_no_top");
+        return set_file(out, "mobilenet", file, GRAFT_HASH_NONE, NULL);
+    }
+    if (!strcmp(arch, "mobilenet_v2")) {
+        static const int sizes[] = {96, 128, 160, 192, 224};
+        static const struct {
+            double alpha;
+            const char *text;
+        } alphas[] = {{0.35, "0.35"}, {0.5, "0.5"}, {0.75, "0.75"},
+                      {1.0, "1.0"},   {1.3, "1.3"}, {1.4, "1.4"}};
+        const char *text = NULL;
+        for (int i = 0; i < 6; i++)
+            if (alpha_is(alpha, alphas[i].alpha)) text = alphas[i].text;
+        if (!text)
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "MobileNetV2: ImageNet weights exist for alpha 0.35, 0.5, 0.75, 1.0, "
+                              "1.3 and 1.4, not %g",
+                              alpha);
+        bool exact = rows == cols && in_list(rows, sizes, 5);
+        if (c.include_top && !exact)
+            return graft_fail(GRAFT_ESHAPE,
+                              "MobileNetV2 with its ImageNet top takes 96, 128, 160, 192 or 224 "
+                              "square input, not %dx%d",
+                              rows, cols);
+        snprintf(file, sizeof file, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_%s_%d%s.h5",
+                 text, exact ? rows : 224, c.include_top ? "" : "_no_top");
+        return set_file(out, "mobilenet_v2", file, GRAFT_HASH_NONE, NULL);
+    }
+    bool resnet = !strcmp(arch, "resnet50");
+    if (resnet || !strcmp(arch, "vgg16")) {
+        if (c.include_top && (rows != 224 || cols != 224))
+            return graft_fail(GRAFT_ESHAPE,
+                              "%s with its ImageNet top takes 224x224 input, not %dx%d", arch,
+                              rows, cols);
+        if (!alpha_is(alpha, 1.0)) return graft_fail(GRAFT_EINVAL, "%s has no alpha", arch);
+        snprintf(file, sizeof file, "%s_weights_tf_dim_ordering_tf_kernels%s.h5", arch,
+                 c.include_top ? "" : "_notop");
+        /* keras.applications resnet.WEIGHTS_HASHES and vgg16's get_file calls. */
+        const char *md5 = resnet ? (c.include_top ? "2cb95161c43110f7111970584f804107"
+                                                  : "4d473c1dd8becc155b73f8504c6f6626")
+                                 : (c.include_top ? "64373286793e3c8b2b4e3219cbf3544b"
+                                                  : "6d6bbae143d832006294945121d1f1fc");
+        return set_file(out, resnet ? "resnet" : "vgg16", file, GRAFT_HASH_MD5, md5);
+    }
+    return graft_fail(GRAFT_EINVAL,
+                      "unknown architecture '%s'; ImageNet weights exist for mobilenet, "
+                      "mobilenet_v2, resnet50 and vgg16",
+                      arch);
+}
+
+graft_status graft_zoo_cache_dir(char *buf, size_t cap)
+{
+    const char *home = getenv("GRAFT_HOME");
+    int n;
+    if (home && *home) {
+        n = snprintf(buf, cap, "%s/models", home);
+    } else {
+        const char *user = getenv("HOME");
+        if (!user || !*user)
+            return graft_fail(GRAFT_ENOTFOUND,
+                              "no cache folder: set GRAFT_HOME (or HOME) to say where models go");
+        n = snprintf(buf, cap, "%s/.cache/graft/models", user);
+    }
+    if (n < 0 || (size_t)n >= cap)
+        return graft_fail(GRAFT_EINVAL, "the cache folder's path is too long");
+    return GRAFT_OK;
+}
+
+/* mkdir -p */
+static graft_status make_dirs(const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return graft_fail(GRAFT_EINVAL, "path too long: %s", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char keep = *p;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return graft_fail(GRAFT_EIO, "cannot create folder %s: %s", tmp, strerror(errno));
+        *p = keep;
+        if (keep == '\0') break;
+    }
+    return GRAFT_OK;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_code;
+static void curl_init(void) { curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+typedef struct {
+    FILE *f;
+    zoo_hash hash;
+    bool write_failed;
+} sink;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    sink *s = userdata;
+    size_t n = size * nmemb;
+    if (fwrite(ptr, 1, n, s->f) != n) {
+        s->write_failed = true;
+        return 0; /* tells curl to stop */
+    }
+    graft_zoo_hash_update(&s->hash, ptr, n);
+    return n;
+}
+
+graft_status graft_download(const char *url, const char *dest, graft_hash_kind kind,
+                            const char *hex)
+{
+    if (!url || !dest) return graft_fail(GRAFT_EINVAL, "download: missing url or destination");
+    size_t want = kind == GRAFT_HASH_MD5 ? 32 : kind == GRAFT_HASH_SHA256 ? 64 : 0;
+    if (kind != GRAFT_HASH_NONE && (!hex || strlen(hex) != want))
+        return graft_fail(GRAFT_EINVAL, "download %s: the expected %s checksum must be %zu hex digits",
+                          url, kind == GRAFT_HASH_MD5 ? "MD5" : "SHA-256", want);
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_code != CURLE_OK)
+        return graft_fail(GRAFT_EIO, "libcurl failed to start: %s", curl_easy_strerror(curl_init_code));
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.part.XXXXXX", dest) >= (int)sizeof tmp)
+        return graft_fail(GRAFT_EINVAL, "download: destination path too long");
+    int fd = mkstemp(tmp);
+    if (fd < 0) return graft_fail(GRAFT_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    sink s = {.f = fdopen(fd, "wb")};
+    if (!s.f) {
+        close(fd);
+        unlink(tmp);
+        return graft_fail(GRAFT_EIO, "cannot open %s: %s", tmp, strerror(errno));
+    }
+    graft_zoo_hash_init(&s.hash, kind == GRAFT_HASH_MD5 ? GRAFT_HASH_MD5 : GRAFT_HASH_SHA256);
+    graft_status st = GRAFT_OK;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        st = graft_fail(GRAFT_ENOMEM, "libcurl could not make a handle for %s", url);
+        fclose(s.f);
+        goto fail;
+    }
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    /* A stalled transfer (under 1 byte/s for a minute) fails instead of hanging. */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    bool close_failed = fclose(s.f) != 0;
+    if (rc != CURLE_OK) {
+        st = s.write_failed ? graft_fail(GRAFT_EIO, "writing %s failed while downloading %s", tmp, url)
+                            : graft_fail(GRAFT_EIO, "downloading %s failed: %s", url,
+                                         curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        goto fail;
+    }
+    if (close_failed) {
+        st = graft_fail(GRAFT_EIO, "writing %s failed: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (kind != GRAFT_HASH_NONE) {
+        char got[65];
+        graft_zoo_hash_final(&s.hash, got);
+        if (strcasecmp(got, hex) != 0) {
+            st = graft_fail(GRAFT_EFORMAT,
+                            "%s: %s checksum mismatch (expected %s, got %s); the download was "
+                            "discarded",
+                            url, kind == GRAFT_HASH_MD5 ? "MD5" : "SHA-256", hex, got);
+            goto fail;
+        }
+    }
+    if (rename(tmp, dest) != 0) {
+        st = graft_fail(GRAFT_EIO, "cannot move %s to %s: %s", tmp, dest, strerror(errno));
+        goto fail;
+    }
+    return GRAFT_OK;
+fail:
+    unlink(tmp);
+    return st;
+}
+
+/* Files Keras publishes without a checksum must at least be HDF5. */
+static graft_status check_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return graft_fail(GRAFT_EIO, "cannot open %s: %s", path, strerror(errno));
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (got != sizeof head || memcmp(head, sig, sizeof sig) != 0)
+        return graft_fail(GRAFT_EFORMAT, "%s is not an HDF5 file", path);
+    return GRAFT_OK;
+}
+
+graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
+                                      size_t cap)
+{
+    graft_weights_file wf;
+    graft_status st = graft_zoo_imagenet_file(arch, cfg, &wf);
+    if (st != GRAFT_OK) return st;
+    char dir[4096];
+    if ((st = graft_zoo_cache_dir(dir, sizeof dir)) != GRAFT_OK) return st;
+    if (!path || snprintf(path, cap, "%s/%s", dir, wf.file_name) >= (int)cap)
+        return graft_fail(GRAFT_EINVAL, "fetch: the path buffer is too small");
+    if (access(path, R_OK) == 0) return GRAFT_OK;
+    if ((st = make_dirs(dir)) != GRAFT_OK) return st;
+    st = graft_download(wf.url, path, wf.hash_kind, wf.hash);
+    if (st == GRAFT_OK && wf.hash_kind == GRAFT_HASH_NONE && (st = check_hdf5(path)) != GRAFT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s (downloaded from %s; removed)", graft_last_error(), wf.url);
+        unlink(path);
+        st = graft_fail(st, "%s", msg);
+    }
+    return st;
+}
+
+graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg)
+{
+    if (!m) return graft_fail(GRAFT_EINVAL, "load imagenet weights: no model");
+    char path[4096];
+    graft_status st = graft_zoo_fetch_imagenet(arch, cfg, path, sizeof path);
+    if (st != GRAFT_OK) return st;
+    graft_load_opts opts = {.by_name = 1, .skip_mismatch = 0};
+    return graft_load_weights(m, path, &opts);
+}

@@ -1,0 +1,306 @@
+/* The zoo's architectures against Keras's own figures: layer counts and names
+ * in model.layers order, parameter counts (total and non-trainable, as
+ * model.summary() prints them), output shapes, arguments refused. */
+#include "check.h"
+
+#include <graft.h>
+#include <stdlib.h>
+
+static graft_model *build(const char *arch, graft_zoo_cfg c)
+{
+    graft_model *m = NULL;
+    graft_status s = graft_zoo_build(arch, &c, &m);
+    CHECK_MSG(s == GRAFT_OK && m, "%s: %s", arch, graft_last_error());
+    return m;
+}
+
+static graft_zoo_cfg cfg_of(float alpha, int top, int h, int w)
+{
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.alpha = alpha;
+    c.include_top = top;
+    c.input_shape[0] = h;
+    c.input_shape[1] = w;
+    return c;
+}
+
+static void check_shape(graft_model *m, int rank, int a, int b, int c)
+{
+    graft_shape s = graft_layer_output_shape(graft_model_output(m));
+    CHECK_MSG(s.rank == rank && s.dim[0] == a && (rank < 2 || s.dim[1] == b) &&
+                  (rank < 3 || s.dim[2] == c),
+              "%s: output rank %d (%d, %d, %d)", graft_model_name(m), s.rank, s.dim[0], s.dim[1],
+              s.dim[2]);
+}
+
+static void check_name(graft_model *m, int index, const char *name)
+{
+    graft_layer *l = graft_model_layer(m, index);
+    CHECK_MSG(l && strcmp(graft_layer_name(l), name) == 0, "%s: layer %d is '%s', not '%s'",
+              graft_model_name(m), index, l ? graft_layer_name(l) : "(none)", name);
+}
+
+/* Keras: len(model.layers), model.count_params(), non-trainable params. */
+static void check_counts(graft_model *m, int layers, size_t total, size_t non_trainable)
+{
+    graft_param_counts c = graft_model_count_params(m);
+    CHECK_MSG(graft_model_num_layers(m) == layers, "%s: %d layers, Keras has %d",
+              graft_model_name(m), graft_model_num_layers(m), layers);
+    CHECK_MSG(c.total == total, "%s: %zu params, Keras has %zu", graft_model_name(m), c.total, total);
+    CHECK_MSG(c.non_trainable == non_trainable, "%s: %zu non-trainable, Keras has %zu",
+              graft_model_name(m), c.non_trainable, non_trainable);
+}
+
+static void test_mobilenet(void)
+{
+    graft_model *m = build("mobilenet", cfg_of(1.0f, 1, 224, 224));
+    if (!m) return;
+    check_counts(m, 92, 4253864, 21888);
+    check_name(m, 0, "input_1");
+    check_name(m, 1, "conv1");
+    check_name(m, 4, "conv_dw_1");
+    check_name(m, 10, "conv_pad_2");
+    check_name(m, 11, "conv_dw_2");
+    check_name(m, 85, "conv_pw_13_relu");
+    check_name(m, 86, "global_average_pooling2d");
+    check_name(m, 87, "reshape_1");
+    check_name(m, 88, "dropout");
+    check_name(m, 89, "conv_preds");
+    check_name(m, 90, "reshape_2");
+    check_name(m, 91, "act_softmax");
+    CHECK(strcmp(graft_model_name(m), "mobilenet_1.00_224") == 0);
+    graft_layer *dw = graft_model_find(m, "conv_dw_1");
+    graft_shape k = graft_layer_weight_shape(dw, 0);
+    CHECK(graft_layer_num_weights(dw) == 1 && k.rank == 4 && k.dim[0] == 3 && k.dim[2] == 32 &&
+          k.dim[3] == 1);
+    CHECK(strcmp(graft_layer_class(graft_model_find(m, "conv_pad_2")), "ZeroPadding2D") == 0);
+    CHECK(strcmp(graft_layer_class(graft_model_find(m, "conv1_relu")), "ReLU") == 0);
+    check_shape(m, 1, 1000, 0, 0);
+    CHECK(strcmp(graft_zoo_detect_arch(m), "mobilenet") == 0);
+    graft_model_free(m);
+
+    m = build("mobilenet", cfg_of(1.0f, 0, 224, 224));
+    if (m) check_counts(m, 86, 3228864, 21888);
+    graft_model_free(m);
+    /* The two published files in ../shared. */
+    m = build("mobilenet", cfg_of(0.25f, 0, 224, 224));
+    if (m) check_counts(m, 86, 218544, 5472);
+    graft_model_free(m);
+    m = build("mobilenet", cfg_of(0.75f, 1, 224, 224));
+    if (m) CHECK(graft_model_count_params(m).total == 2601976);
+    graft_model_free(m);
+
+    /* The lesson's base: conv_pad_N + 'valid' gives 4x4 from 150, not 'same''s 5x5. */
+    m = build("mobilenet", cfg_of(1.0f, 0, 150, 150));
+    if (m) check_shape(m, 3, 4, 4, 1024);
+    graft_model_free(m);
+    graft_zoo_cfg c = cfg_of(0.5f, 0, 150, 150);
+    c.pooling = GRAFT_POOL_AVG;
+    m = build("mobilenet", c);
+    if (m) {
+        check_shape(m, 1, 512, 0, 0);
+        check_name(m, -1, "global_average_pooling2d");
+    }
+    graft_model_free(m);
+    c = cfg_of(0.25f, 0, 64, 64);
+    c.depth_multiplier = 2;
+    c.pooling = GRAFT_POOL_MAX;
+    m = build("mobilenet", c);
+    if (m) {
+        check_shape(m, 1, 256, 0, 0);
+        CHECK(graft_layer_output_shape(graft_model_find(m, "conv_dw_1")).dim[2] == 16);
+        CHECK(strcmp(graft_layer_class(graft_model_layer(m, -1)), "GlobalMaxPooling2D") == 0);
+    }
+    graft_model_free(m);
+}
+
+static void test_mobilenet_v2(void)
+{
+    graft_model *m = build("mobilenet_v2", cfg_of(1.0f, 1, 224, 224));
+    if (!m) return;
+    check_counts(m, 156, 3538984, 34112);
+    check_name(m, 1, "Conv1");
+    check_name(m, 2, "bn_Conv1");
+    check_name(m, 3, "Conv1_relu");
+    check_name(m, 4, "expanded_conv_depthwise");
+    check_name(m, 9, "block_1_expand");
+    check_name(m, 12, "block_1_pad");
+    check_name(m, 26, "block_2_add");
+    check_name(m, 151, "Conv_1");
+    check_name(m, 152, "Conv_1_bn");
+    check_name(m, 153, "out_relu");
+    check_name(m, 154, "global_average_pooling2d");
+    check_name(m, 155, "predictions");
+    CHECK(strcmp(graft_model_name(m), "mobilenetv2_1.00_224") == 0);
+    CHECK(strcmp(graft_zoo_detect_arch(m), "mobilenet_v2") == 0);
+    graft_model_free(m);
+    m = build("mobilenet_v2", cfg_of(1.0f, 0, 224, 224));
+    if (m) check_counts(m, 154, 2257984, 34112);
+    graft_model_free(m);
+    /* Odd sizes take correct_pad's ((1,1),(1,1)). */
+    m = build("mobilenet_v2", cfg_of(1.0f, 0, 150, 150));
+    if (m) check_shape(m, 3, 5, 5, 1280);
+    graft_model_free(m);
+    /* Widths through _make_divisible; 1.4 widens the last 1x1 as well. */
+    m = build("mobilenet_v2", cfg_of(0.35f, 0, 96, 96));
+    if (m) {
+        CHECK(graft_layer_output_shape(graft_model_find(m, "Conv1")).dim[2] == 16);
+        CHECK(graft_layer_output_shape(graft_model_find(m, "block_16_project")).dim[2] == 112);
+        check_shape(m, 3, 3, 3, 1280);
+    }
+    graft_model_free(m);
+    m = build("mobilenet_v2", cfg_of(1.4f, 0, 96, 96));
+    if (m) check_shape(m, 3, 3, 3, 1792);
+    graft_model_free(m);
+}
+
+static void test_resnet50(void)
+{
+    graft_model *m = build("resnet50", cfg_of(1.0f, 1, 224, 224));
+    if (!m) return;
+    check_counts(m, 177, 25636712, 53120);
+    static const char *order[] = {"input_1",           "conv1_pad",          "conv1_conv",
+                                  "conv1_bn",          "conv1_relu",         "pool1_pad",
+                                  "pool1_pool",        "conv2_block1_1_conv", "conv2_block1_1_bn",
+                                  "conv2_block1_1_relu", "conv2_block1_2_conv", "conv2_block1_2_bn",
+                                  "conv2_block1_2_relu", "conv2_block1_0_conv", "conv2_block1_3_conv",
+                                  "conv2_block1_0_bn", "conv2_block1_3_bn",  "conv2_block1_add",
+                                  "conv2_block1_out",  "conv2_block2_1_conv"};
+    for (int i = 0; i < (int)(sizeof order / sizeof *order); i++) check_name(m, i, order[i]);
+    check_name(m, -3, "conv5_block3_out");
+    check_name(m, -2, "avg_pool");
+    check_name(m, -1, "predictions");
+    graft_layer *bn = graft_model_find(m, "conv1_bn");
+    CHECK(graft_layer_num_weights(bn) == 4 &&
+          strcmp(graft_layer_weight_name(bn, 3), "moving_variance") == 0);
+    CHECK(strcmp(graft_zoo_detect_arch(m), "resnet50") == 0);
+    graft_model_free(m);
+    graft_zoo_cfg c = cfg_of(1.0f, 0, 150, 150);
+    m = build("resnet50", c);
+    if (m) {
+        check_counts(m, 175, 23587712, 53120);
+        check_shape(m, 3, 5, 5, 2048);
+    }
+    graft_model_free(m);
+    c.pooling = GRAFT_POOL_MAX;
+    m = build("resnet50", c);
+    if (m) check_name(m, -1, "max_pool");
+    graft_model_free(m);
+}
+
+static void test_vgg16(void)
+{
+    graft_model *m = build("vgg16", cfg_of(1.0f, 1, 224, 224));
+    if (!m) return;
+    check_counts(m, 23, 138357544, 0);
+    check_name(m, 1, "block1_conv1");
+    check_name(m, 3, "block1_pool");
+    check_name(m, 18, "block5_pool");
+    check_name(m, 19, "flatten");
+    check_name(m, 20, "fc1");
+    check_name(m, 21, "fc2");
+    check_name(m, 22, "predictions");
+    CHECK(strcmp(graft_zoo_detect_arch(m), "vgg16") == 0);
+    graft_model_free(m);
+    m = build("vgg16", cfg_of(1.0f, 0, 150, 150));
+    if (m) {
+        check_counts(m, 19, 14714688, 0);
+        check_shape(m, 3, 4, 4, 512);
+    }
+    graft_model_free(m);
+}
+
+/* The lesson: a head on the base, the base's extent known, the base frozen. */
+static void test_head_on_base(void)
+{
+    graft_model *m = build("mobilenet", cfg_of(1.0f, 0, 150, 150));
+    if (!m) return;
+    int base = graft_model_num_layers(m);
+    graft_global_average_pooling2d(m, NULL, NULL);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1024, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1, .activation = GRAFT_SIGMOID});
+    CHECK_OK(graft_model_status(m));
+    CHECK(graft_model_num_layers(m) == base + 3);
+    CHECK_OK(graft_model_set_trainable(m, 0, base, 0));
+    graft_param_counts c = graft_model_count_params(m);
+    /* Keras: 3,228,864 base + 1024*1025 + 1025 head; only the head trains. */
+    CHECK(c.total == 3228864u + 1049600u + 1025u);
+    CHECK(c.trainable == 1049600u + 1025u);
+    check_shape(m, 1, 1, 0, 0);
+    graft_model_free(m);
+}
+
+static void test_refused(void)
+{
+    graft_model *m = (graft_model *)&m; /* must be reset to NULL on failure */
+    graft_zoo_cfg c = cfg_of(1.0f, 0, 31, 64);
+    CHECK(graft_zoo_build("mobilenet", &c, &m) == GRAFT_ESHAPE && m == NULL);
+    CHECK(strstr(graft_last_error(), "at least 32") != NULL);
+    c = cfg_of(1.0f, 0, 64, 64);
+    CHECK(graft_zoo_build("inception", &c, &m) == GRAFT_EINVAL);
+    CHECK(strstr(graft_last_error(), "inception") != NULL);
+    c.alpha = -1.0f;
+    CHECK(graft_zoo_build("mobilenet", &c, &m) == GRAFT_EINVAL);
+    c.alpha = 0.5f;
+    CHECK(graft_zoo_build("resnet50", &c, &m) == GRAFT_EINVAL);
+    c = cfg_of(1.0f, 0, 64, 64);
+    c.depth_multiplier = 2;
+    CHECK(graft_zoo_build("vgg16", &c, &m) == GRAFT_EINVAL);
+    c = cfg_of(1.0f, 1, 64, 64);
+    c.classes = -3;
+    CHECK(graft_zoo_build("vgg16", &c, &m) == GRAFT_EINVAL);
+    c = cfg_of(1.0f, 1, 64, 64);
+    c.dropout = 1.0f;
+    CHECK(graft_zoo_build("mobilenet", &c, &m) == GRAFT_EINVAL);
+    CHECK(graft_zoo_build("mobilenet", &c, NULL) == GRAFT_EINVAL);
+    /* A NULL cfg means Keras's defaults. */
+    CHECK_OK(graft_zoo_build("mobilenet", NULL, &m));
+    if (m) check_shape(m, 1, 1000, 0, 0);
+    graft_model_free(m);
+}
+
+static void test_imagenet_files(void)
+{
+    graft_weights_file f;
+    graft_zoo_cfg c = cfg_of(1.0f, 0, 150, 150);
+    CHECK_OK(graft_zoo_imagenet_file("mobilenet", &c, &f));
+    CHECK(strcmp(f.file_name, "mobilenet_1_0_224_tf_no_top.h5") == 0);
+    CHECK(strcmp(f.url, "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+                        "mobilenet_1_0_224_tf_no_top.h5") == 0);
+    CHECK(f.hash_kind == GRAFT_HASH_NONE);
+    c = cfg_of(0.25f, 1, 128, 128);
+    CHECK_OK(graft_zoo_imagenet_file("mobilenet", &c, &f));
+    CHECK(strcmp(f.file_name, "mobilenet_2_5_128_tf.h5") == 0);
+    c = cfg_of(0.35f, 0, 96, 96);
+    CHECK_OK(graft_zoo_imagenet_file("mobilenet_v2", &c, &f));
+    CHECK(strcmp(f.file_name, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5") == 0);
+    c = cfg_of(1.0f, 1, 224, 224);
+    CHECK_OK(graft_zoo_imagenet_file("resnet50", &c, &f));
+    CHECK(strcmp(f.url, "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                        "resnet50_weights_tf_dim_ordering_tf_kernels.h5") == 0);
+    CHECK(f.hash_kind == GRAFT_HASH_MD5 && strcmp(f.hash, "2cb95161c43110f7111970584f804107") == 0);
+    c.include_top = 0;
+    CHECK_OK(graft_zoo_imagenet_file("vgg16", &c, &f));
+    CHECK(strcmp(f.file_name, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") == 0);
+    CHECK(strcmp(f.hash, "6d6bbae143d832006294945121d1f1fc") == 0);
+    c = cfg_of(0.6f, 0, 224, 224);
+    CHECK(graft_zoo_imagenet_file("mobilenet", &c, &f) == GRAFT_EUNSUPPORTED);
+    CHECK(strstr(graft_last_error(), "0.25, 0.5, 0.75 and 1.0") != NULL);
+    c = cfg_of(1.0f, 1, 150, 150);
+    CHECK(graft_zoo_imagenet_file("vgg16", &c, &f) == GRAFT_ESHAPE);
+    c = cfg_of(1.0f, 1, 224, 224);
+    c.classes = 2;
+    CHECK(graft_zoo_imagenet_file("mobilenet", &c, &f) == GRAFT_EINVAL);
+}
+
+int main(void)
+{
+    RUN(test_mobilenet);
+    RUN(test_mobilenet_v2);
+    RUN(test_resnet50);
+    RUN(test_vgg16);
+    RUN(test_head_on_base);
+    RUN(test_refused);
+    RUN(test_imagenet_files);
+    return CHECK_SUMMARY();
+}

@@ -1,0 +1,341 @@
+/*
+ * Checksums against published test vectors, and the download path against a
+ * small HTTP server on 127.0.0.1 run by this test (a thread): a good checksum
+ * is accepted and cached, a bad one or a failed transfer leaves no file.
+ */
+#include "check.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <graft.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GENUINE "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
+/* From ../shared/MANIFEST.sha256 (sha256sum of the release file). */
+#define GENUINE_SHA256 "dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+#define FOX "The quick brown fox jumps over the lazy dog"
+#define FOX_MD5 "9e107d9d372bb6826bd81d3542a419d6"
+
+static void check_hex(graft_hash_kind k, const char *msg, size_t len, const char *want)
+{
+    char hex[65];
+    CHECK_OK(graft_hash_hex(k, msg, len, hex));
+    CHECK_MSG(strcmp(hex, want) == 0, "%.20s...: %s, want %s", msg, hex, want);
+}
+
+static void test_sha256_vectors(void)
+{
+    /* FIPS 180-2 appendix B and the empty message. */
+    check_hex(GRAFT_HASH_SHA256, "", 0,
+              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    check_hex(GRAFT_HASH_SHA256, "abc", 3,
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    check_hex(GRAFT_HASH_SHA256, two, strlen(two),
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char *million = malloc(1000000);
+    if (million) {
+        memset(million, 'a', 1000000);
+        check_hex(GRAFT_HASH_SHA256, million, 1000000,
+                  "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    }
+    free(million);
+    char hex[65];
+    CHECK_OK(graft_hash_file(GRAFT_HASH_SHA256, GENUINE, hex));
+    CHECK(strcmp(hex, GENUINE_SHA256) == 0);
+    CHECK(graft_hash_file(GRAFT_HASH_SHA256, "/nonexistent/file", hex) == GRAFT_EIO);
+}
+
+static void test_md5_vectors(void)
+{
+    /* RFC 1321, appendix A.5. */
+    check_hex(GRAFT_HASH_MD5, "", 0, "d41d8cd98f00b204e9800998ecf8427e");
+    check_hex(GRAFT_HASH_MD5, "abc", 3, "900150983cd24fb0d6963f7d28e17f72");
+    check_hex(GRAFT_HASH_MD5, "message digest", 14, "f96b697d7cb7938d525a2f31aaf161d0");
+    const char *digits = "1234567890123456789012345678901234567890123456789012345678901234567890"
+                         "1234567890";
+    check_hex(GRAFT_HASH_MD5, digits, 80, "57edf4a22be3c955ac49da2e2107b67a");
+    check_hex(GRAFT_HASH_MD5, FOX, strlen(FOX), FOX_MD5);
+    /* 56..64-byte tails pad into a second block (value from Python's hashlib). */
+    check_hex(GRAFT_HASH_MD5, digits, 56, "49f193adce178490e34d1b3a4ec0064c");
+    char hex[65];
+    CHECK(graft_hash_hex(GRAFT_HASH_NONE, "", 0, hex) == GRAFT_EINVAL);
+}
+
+/* ------------------------------------------------------------ a loopback server */
+
+typedef struct {
+    const char *path; /* "/name" */
+    const void *body;
+    size_t len;
+} route;
+
+static struct {
+    int fd, port;
+    const route *routes;
+    int n_routes;
+    volatile int stop;
+    pthread_t thread;
+} srv;
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+static void *serve(void *arg)
+{
+    (void)arg;
+    while (!srv.stop) {
+        int c = accept(srv.fd, NULL, NULL);
+        if (c < 0) continue;
+        char req[2048];
+        size_t got = 0;
+        while (got < sizeof req - 1) { /* up to the end of the headers */
+            ssize_t r = recv(c, req + got, sizeof req - 1 - got, 0);
+            if (r <= 0) break;
+            got += (size_t)r;
+            req[got] = '\0';
+            if (strstr(req, "\r\n\r\n")) break;
+        }
+        req[got] = '\0';
+        char path[512] = "";
+        sscanf(req, "GET %511s", path);
+        const route *hit = NULL;
+        for (int i = 0; i < srv.n_routes; i++)
+            if (strcmp(srv.routes[i].path, path) == 0) hit = &srv.routes[i];
+        char head[256];
+        if (hit) {
+            int n = snprintf(head, sizeof head,
+                             "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                             hit->len);
+            send_all(c, head, (size_t)n);
+            send_all(c, hit->body, hit->len);
+        } else {
+            const char *nf = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            send_all(c, nf, strlen(nf));
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static int server_start(const route *routes, int n)
+{
+    srv.fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (srv.fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    /* accept() wakes every 200 ms to see the stop flag. */
+    struct timeval tv = {0, 200000};
+    setsockopt(srv.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (bind(srv.fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(srv.fd, 8) != 0 ||
+        getsockname(srv.fd, (struct sockaddr *)&a, &al) != 0) {
+        close(srv.fd);
+        return -1;
+    }
+    srv.port = ntohs(a.sin_port);
+    srv.routes = routes;
+    srv.n_routes = n;
+    srv.stop = 0;
+    if (pthread_create(&srv.thread, NULL, serve, NULL) != 0) {
+        close(srv.fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void server_stop(void)
+{
+    srv.stop = 1;
+    pthread_join(srv.thread, NULL);
+    close(srv.fd);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static char tmpdir[256];
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+static int rm_tree(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = b ? (size_t)n : 0;
+    return b;
+}
+
+static unsigned char *genuine;
+static size_t genuine_len;
+static const char not_hdf5[] = "<html>a captive portal page, not weights</html>";
+
+static void test_download(void)
+{
+    char url[256], dest[1024], dldir[512];
+    snprintf(dldir, sizeof dldir, "%s/dl", tmpdir);
+    CHECK(mkdir(dldir, 0755) == 0);
+    snprintf(dest, sizeof dest, "%s/genuine.h5", dldir);
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/genuine.h5", srv.port);
+    CHECK_OK(graft_download(url, dest, GRAFT_HASH_SHA256, GENUINE_SHA256));
+    size_t len = 0;
+    unsigned char *got = slurp(dest, &len);
+    CHECK(got && len == genuine_len && memcmp(got, genuine, len) == 0);
+    free(got);
+    CHECK(count_entries(dldir) == 1);
+
+    /* MD5 as Keras publishes it, upper case accepted. */
+    snprintf(dest, sizeof dest, "%s/fox.txt", dldir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/fox.txt", srv.port);
+    CHECK_OK(graft_download(url, dest, GRAFT_HASH_MD5, "9E107D9D372BB6826BD81D3542A419D6"));
+    CHECK(access(dest, F_OK) == 0);
+    CHECK(count_entries(dldir) == 2);
+
+    /* A wrong checksum: nothing at dest, no temporary left behind. */
+    snprintf(dest, sizeof dest, "%s/bad.h5", dldir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/genuine.h5", srv.port);
+    graft_status s = graft_download(url, dest, GRAFT_HASH_SHA256,
+                                    "0000000000000000000000000000000000000000000000000000000000000000");
+    CHECK(s == GRAFT_EFORMAT);
+    CHECK(strstr(graft_last_error(), "checksum mismatch") && strstr(graft_last_error(), GENUINE_SHA256));
+    CHECK(access(dest, F_OK) != 0);
+    CHECK(count_entries(dldir) == 2);
+
+    /* HTTP 404 and a refused connection. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/missing.h5", srv.port);
+    CHECK(graft_download(url, dest, GRAFT_HASH_NONE, NULL) == GRAFT_EIO);
+    CHECK(strstr(graft_last_error(), "missing.h5") != NULL);
+    CHECK(access(dest, F_OK) != 0);
+    CHECK(graft_download("http://127.0.0.1:1/x.h5", dest, GRAFT_HASH_NONE, NULL) == GRAFT_EIO);
+    CHECK(count_entries(dldir) == 2);
+    CHECK(graft_download(url, dest, GRAFT_HASH_MD5, "abc") == GRAFT_EINVAL);
+}
+
+static void test_cache_dir(void)
+{
+    char dir[512];
+    setenv("GRAFT_HOME", "/somewhere/graft", 1);
+    CHECK_OK(graft_zoo_cache_dir(dir, sizeof dir));
+    CHECK(strcmp(dir, "/somewhere/graft/models") == 0);
+    unsetenv("GRAFT_HOME");
+    const char *home = getenv("HOME");
+    if (home) {
+        char want[512];
+        snprintf(want, sizeof want, "%s/.cache/graft/models", home);
+        CHECK_OK(graft_zoo_cache_dir(dir, sizeof dir));
+        CHECK(strcmp(dir, want) == 0);
+    }
+    CHECK(graft_zoo_cache_dir(dir, 8) == GRAFT_EINVAL);
+}
+
+static void test_fetch_imagenet(void)
+{
+    char home[512], base[128], path[1024], models[600];
+    snprintf(home, sizeof home, "%s/home", tmpdir);
+    snprintf(models, sizeof models, "%s/models", home);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/mirror", srv.port);
+    setenv("GRAFT_HOME", home, 1);
+    setenv("GRAFT_WEIGHTS_BASE_URL", base, 1);
+
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.alpha = 0.25f;
+    c.include_top = 0;
+    c.input_shape[0] = c.input_shape[1] = 150; /* Keras loads the 224 file */
+    CHECK_OK(graft_zoo_fetch_imagenet("mobilenet", &c, path, sizeof path));
+    char want[1024];
+    snprintf(want, sizeof want, "%s/mobilenet_2_5_224_tf_no_top.h5", models);
+    CHECK(strcmp(path, want) == 0);
+    char hex[65];
+    CHECK(graft_hash_file(GRAFT_HASH_SHA256, path, hex) == GRAFT_OK &&
+          strcmp(hex, GENUINE_SHA256) == 0);
+
+    /* The published MD5 of the ResNet50 file does not match what the mirror serves. */
+    c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    CHECK(graft_zoo_fetch_imagenet("resnet50", &c, path, sizeof path) == GRAFT_EFORMAT);
+    CHECK(strstr(graft_last_error(), "4d473c1dd8becc155b73f8504c6f6626") != NULL);
+    /* No checksum published, and not HDF5: refused and removed. */
+    CHECK(graft_zoo_fetch_imagenet("mobilenet_v2", &c, path, sizeof path) == GRAFT_EFORMAT);
+    CHECK(strstr(graft_last_error(), "not an HDF5 file") != NULL);
+    CHECK(count_entries(models) == 1);
+
+    /* Cached: no server needed any more. */
+    unsetenv("GRAFT_WEIGHTS_BASE_URL");
+    server_stop();
+    c.alpha = 0.25f;
+    c.input_shape[0] = c.input_shape[1] = 224;
+    CHECK_OK(graft_zoo_fetch_imagenet("mobilenet", &c, path, sizeof path));
+    CHECK(strcmp(path, want) == 0);
+    unsetenv("GRAFT_HOME");
+}
+
+int main(void)
+{
+    RUN(test_sha256_vectors);
+    RUN(test_md5_vectors);
+    RUN(test_cache_dir);
+    genuine = slurp(GENUINE, &genuine_len);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/graft_zoo_dl_XXXXXX");
+    if (!genuine || !mkdtemp(tmpdir)) {
+        fprintf(stderr, "  cannot read %s or make a temporary folder\n", GENUINE);
+        tests_failed++;
+        return CHECK_SUMMARY();
+    }
+    const route routes[] = {
+        {"/genuine.h5", genuine, genuine_len},
+        {"/fox.txt", FOX, strlen(FOX)},
+        {"/mirror/mobilenet_2_5_224_tf_no_top.h5", genuine, genuine_len},
+        {"/mirror/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", genuine, genuine_len},
+        {"/mirror/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", not_hdf5,
+         sizeof not_hdf5 - 1},
+    };
+    if (server_start(routes, (int)(sizeof routes / sizeof *routes)) != 0) {
+        fprintf(stderr, "  cannot listen on 127.0.0.1\n");
+        tests_failed++;
+    } else {
+        RUN(test_download);
+        RUN(test_fetch_imagenet); /* stops the server */
+    }
+    rm_tree(tmpdir);
+    free(genuine);
+    return CHECK_SUMMARY();
+}
