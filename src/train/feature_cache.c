@@ -124,7 +124,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, g
      * pass); after that, decode nothing and run only the layers above. */
     bool full = c->count == c->n_samples;
     graft_status s = src->next_ids(src, full ? NULL : x, y, n, c->ids);
-    if (s != GRAFT_OK) return s;
+    if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
     for (int i = 0; i < *n; i++)
         if (c->ids[i] < 0 || c->ids[i] >= c->n_samples)
             return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld",

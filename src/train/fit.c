@@ -65,11 +65,17 @@ static graft_status check_source(graft_model *m, graft_source *src, const char *
 static graft_status fetch_forward(graft_model *m, graft_source *src, graft_feature_cache *cache,
                                   batch_bufs *b, int *n, bool training)
 {
-    graft_status s = cache ? graft_cache_fetch_forward(cache, m, src, b->x, b->y, n, training)
-                           : src->next(src, b->x, b->y, n);
+    graft_status s = GRAFT_OK;
+    *n = 0;
+    /* A batch whose every image was unreadable comes back empty: take the next. */
+    for (int tries = 0; s == GRAFT_OK && *n == 0 && tries <= src->length; tries++) {
+        s = cache ? graft_cache_fetch_forward(cache, m, src, b->x, b->y, n, training)
+                  : src->next(src, b->x, b->y, n);
+        if (s == GRAFT_OK) src->drawn++;
+    }
     if (s != GRAFT_OK) return s;
-    src->drawn++;
-    if (*n <= 0 || *n > src->batch_size)
+    if (*n == 0) return graft_fail(GRAFT_EFORMAT, "every image of a whole pass of the data was unreadable");
+    if (*n < 0 || *n > src->batch_size)
         return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
     if (m->compile.loss == GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY) {
         for (int i = 0; i < *n; i++) {
