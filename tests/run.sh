@@ -4,6 +4,7 @@
 set -u
 build=$1
 shift
+export GRAFT_BIN="$build/graft" # for the tests of the command-line tool
 passed=0 failed=0 crashed=0
 for t in "$@"; do
     name=$(basename "$t")

@@ -130,13 +130,16 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, g
             return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld",
                               c->ids[i], c->n_samples);
     if (!full) {
-        s = graft_model_forward(m, x, *n, training);
+        /* Store the boundary's outputs before the layers above run: once read,
+         * their buffers may be reused. */
+        s = graft_model_forward_range(m, x, *n, training, 1, c->first);
         for (int i = 0; i < *n && s == GRAFT_OK; i++) {
             if (c->have[c->ids[i]]) continue;
             s = transfer(c, m, i, c->ids[i], true);
             c->have[c->ids[i]] = 1;
             c->count++;
         }
+        if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
         return s;
     }
     if ((s = graft_model_prepare(m, *n, training)) != GRAFT_OK) return s;

@@ -215,9 +215,17 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
     graft_feature_cache *cache = NULL, *val_cache = NULL;
     if (!cfg->no_feature_cache) {
-        /* The boundary: the lowest layer whose backward runs. */
+        /* The boundary: the lowest layer whose backward runs, or a lower one
+         * that is random in training (a Dropout right under the new head). */
         s = graft_model_prepare(m, train->batch_size, true);
         int first = m->lowest_grad_layer;
+        for (int i = 1; i < first; i++) {
+            const graft_layer *l = m->layers[i];
+            if (l->ops->stochastic && l->ops->stochastic(l)) {
+                first = i;
+                break;
+            }
+        }
         if (s == GRAFT_OK)
             s = graft_cache_open(m, train, first, cfg->cache_max_bytes, "training", cfg->verbose > 0,
                                  &cache);
