@@ -1,0 +1,171 @@
+/* The graft tool as a user drives it: errors are one clear line and a
+ * non-zero exit; train, finetune, evaluate, predict, plot and summary work on
+ * a small folder of real photos. GRAFT_BIN (set by tests/run.sh) names it. */
+#include "check.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DATA "../shared/data/cats_and_dogs_filtered"
+#define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
+
+static char tmp[64], out_path[128], err_path[128];
+static char out[1 << 16], err[1 << 16];
+static const char *bin;
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Runs `graft ARGS`; returns its exit status, output in out[] and err[]. */
+static int graft(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin, args, out_path, err_path);
+    int st = system(cmd);
+    slurp(out_path, out, sizeof out);
+    slurp(err_path, err, sizeof err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *last_line(const char *s)
+{
+    const char *end = s + strlen(s);
+    while (end > s && end[-1] == '\n') end--;
+    const char *p = end;
+    while (p > s && p[-1] != '\n') p--;
+    return p;
+}
+
+/* A small copy of the lesson's layout: train/ and validation/, cats and dogs. */
+static int make_data(void)
+{
+    const char *splits[2] = {"train", "validation"};
+    int first[2] = {0, 2000}, count[2] = {12, 6};
+    for (int s = 0; s < 2; s++) {
+        for (int c = 0; c < 2; c++) {
+            const char *cls = c ? "dogs" : "cats";
+            char dir[256];
+            snprintf(dir, sizeof dir, "%s/data/%s", tmp, splits[s]);
+            mkdir(dir, 0755);
+            snprintf(dir, sizeof dir, "%s/data/%s/%s", tmp, splits[s], cls);
+            if (mkdir(dir, 0755) != 0) return -1;
+            for (int i = 0; i < count[s]; i++) {
+                char src[512], dst[512], cwd[256];
+                if (!getcwd(cwd, sizeof cwd)) return -1;
+                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls, first[s] + i);
+                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
+                if (symlink(src, dst) != 0) return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void test_usage_and_errors(void)
+{
+    CHECK(graft("") == 1 && strstr(out, "usage: graft COMMAND"));
+    CHECK(graft("bogus") == 2 && strstr(err, "unknown command 'bogus'"));
+    CHECK(graft("train --help") == 0 && strstr(out, "--base NAME"));
+    for (const char *c = "lesson\0train\0finetune\0resume\0evaluate\0predict\0summary\0plot\0"; *c; c += strlen(c) + 1) {
+        char a[64];
+        snprintf(a, sizeof a, "%s --help", c);
+        CHECK_MSG(graft(a) == 0 && strstr(out, "usage: graft"), "%s --help", c);
+    }
+    char a[512];
+    snprintf(a, sizeof a, "train --data %s/nope --base mobilenet --out %s/r", tmp, tmp);
+    CHECK(graft(a) == 1 && strstr(err, "does not exist") && strchr(err, '\n') == err + strlen(err) - 1);
+    snprintf(a, sizeof a, "train --data %s/data --base resnet18 --out %s/r", tmp, tmp);
+    CHECK(graft(a) == 1 && strstr(err, "unknown base 'resnet18'"));
+    snprintf(a, sizeof a, "train --data %s/data --base mobilenet --alpha 1.0 --weights %s --out %s/r", tmp,
+             H5_025, tmp);
+    CHECK_MSG(graft(a) == 1 && strstr(err, "do not fit"), "%s", err);
+    snprintf(a, sizeof a, "train --data %s/data --base vgg16 --input-size 16 --out %s/r", tmp, tmp);
+    CHECK(graft(a) == 1 && strstr(err, "--input-size"));
+    snprintf(a, sizeof a, "train --data %s/data --base scratch --epochs zero --out %s/r", tmp, tmp);
+    CHECK(graft(a) == 1 && strstr(err, "--epochs"));
+    snprintf(a, sizeof a, "predict --model %s/none.h5 x.jpg", tmp);
+    CHECK(graft(a) == 1 && strstr(err, "does not exist"));
+    snprintf(a, sizeof a, "lesson --data %s/nothing-here", tmp);
+    CHECK(graft(a) == 1 && strstr(err, "train/"));
+}
+
+static void test_train_scratch_json(void)
+{
+    char a[512];
+    snprintf(a, sizeof a, "train --data %s/data --base scratch --input-size 32 --epochs 2 --batch 8 "
+                          "--out %s/scratch --json --verbose 0", tmp, tmp);
+    CHECK_MSG(graft(a) == 0, "%s", err);
+    const char *j = last_line(out);
+    CHECK_MSG(j[0] == '{' && strstr(j, "\"val_accuracy\"") && strstr(j, "\"loss\""), "%s", j);
+    for (const char *f = "config.json\0history.json\0log.csv\0model.h5\0accuracy_loss.png\0checkpoint.graft\0";
+         *f; f += strlen(f) + 1) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/scratch/%s", tmp, f);
+        CHECK_MSG(access(p, R_OK) == 0, "%s is missing", p);
+    }
+}
+
+static void test_transfer_run(void)
+{
+    char a[768];
+    snprintf(a, sizeof a, "train --data %s/data --base mobilenet --alpha 0.25 --weights %s "
+                          "--input-size 64 --head dropout --epochs 2 --batch 8 --out %s/mn --json",
+             tmp, H5_025, tmp);
+    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK(strstr(out, "Epoch 2/2\n3/3 - ") != NULL); /* Keras's verbose=2 lines */
+    snprintf(a, sizeof a, "finetune %s/mn --unfreeze 6 --lr 1e-5 --epochs 1 --json", tmp);
+    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK(strstr(out, "Epoch 3/3") && strstr(last_line(out), "\"epochs\": 3"));
+    snprintf(a, sizeof a, "evaluate --model %s/mn --data %s/data --json", tmp, tmp);
+    CHECK_MSG(graft(a) == 0 && strstr(last_line(out), "\"per_class_accuracy\""), "%s", err);
+    snprintf(a, sizeof a, "evaluate --model %s/mn --data %s/data", tmp, tmp);
+    CHECK(graft(a) == 0 && strstr(out, "confusion matrix") && strstr(out, "12 images"));
+    snprintf(a, sizeof a, "predict --model %s/mn --json %s/data/validation/cats", tmp, tmp);
+    CHECK_MSG(graft(a) == 0, "%s", err);
+    int lines = 0;
+    for (const char *p = out; (p = strstr(p, "{\"image\": ")); p++) lines++;
+    CHECK_MSG(lines == 6 && strstr(out, "\"class\": \"cats\""), "%d lines: %s", lines, out);
+    snprintf(a, sizeof a, "plot %s/mn %s/scratch", tmp, tmp);
+    CHECK_MSG(graft(a) == 0 && strstr(out, "comparison.png"), "%s", err);
+    snprintf(a, sizeof a, "summary %s/mn", tmp);
+    CHECK(graft(a) == 0 && strstr(out, "conv_pw_13_relu (ReLU)") && strstr(out, "Total params: 218,801"));
+    snprintf(a, sizeof a, "summary %s/mn/model.h5", tmp);
+    CHECK(graft(a) == 0 && strstr(out, "Total params: 218,801"));
+}
+
+int main(void)
+{
+    bin = getenv("GRAFT_BIN");
+    if (!bin) bin = "build/graft";
+    if (access(bin, X_OK) != 0 || access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
+        fprintf(stderr, "test_cli needs %s and ../shared\n", bin);
+        return 1;
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/graft_cli_XXXXXX");
+    if (!mkdtemp(tmp)) return 1;
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    char d[128];
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    if (make_data() != 0) {
+        fprintf(stderr, "cannot lay out test data in %s\n", tmp);
+        return 1;
+    }
+    RUN(test_usage_and_errors);
+    RUN(test_train_scratch_json);
+    RUN(test_transfer_run);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return CHECK_SUMMARY();
+}
