@@ -4,7 +4,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng cairo
+PKGS      = hdf5-serial libcjson libpng cairo libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -29,7 +29,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test asan bench examples install clean lint format
+.PHONY: all lib test asan fuzz fuzz-build fuzz-bins fuzz-corpus bench examples install clean lint format
 all: lib $(BUILD)/graft $(BENCH_BIN) $(EXAMPLE_BIN)
 lib: $(BUILD)/libgraft.a $(BUILD)/libgraft.so
 
@@ -68,6 +68,31 @@ test: $(TEST_BIN) $(BUILD)/graft
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# libFuzzer targets (fuzz/fuzz_*.c) over a clang ASan+UBSan build in build-fuzz/,
+# each run FUZZ_SECONDS from the seeds in fuzz/corpus/; fails on any finding.
+FUZZ_SECONDS ?= 60
+FUZZ_SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+
+fuzz: fuzz-build
+	scripts/run_fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+# The run-folder reader lives in the tool: its target links tools/run.c.
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h tools/cli.h tools/run.c $(BUILD)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itools -o $@ $< $(if $(findstring run_config,$*),tools/run.c) \
+	    $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+# Regenerates the seed corpora (small files, committed) from graft and Pillow.
+fuzz-corpus: lib
+	scripts/make_fuzz_corpus.sh $(BUILD)
+
 install: lib $(BUILD)/graft
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/graft.h $(DESTDIR)$(PREFIX)/include/
@@ -76,13 +101,16 @@ install: lib $(BUILD)/graft
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)|' \
 	    -e 's|@REQUIRES@|$(PKGS)|' graft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/graft.pc
 
+# Static analysis: cppcheck and clang-tidy (checks in .clang-tidy); fails on any finding.
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	    --suppress=missingIncludeSystem -Iinclude -Isrc src tools
-	clang-tidy --quiet $(LIB_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS)
+	    --suppress=missingIncludeSystem '-DcJSON_ArrayForEach(e,a)=for(e=(a)?(a)->child:0;e;e=e->next)' \
+	    -Iinclude -Isrc src tools
+	printf '%s\n' $(LIB_SRC) $(TOOL_SRC) | xargs -P $$(nproc) -n 4 clang-tidy --quiet \
+	    --warnings-as-errors='*' -- -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS)
 
 format:
 	clang-format -i include/*.h src/*.h src/*.c src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

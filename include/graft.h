@@ -566,6 +566,10 @@ graft_status graft_image_size(const char *path, int *h, int *w);
  * full paths; free with graft_image_list_free. */
 graft_status graft_image_list(const char *dir, char ***paths, int *n);
 void graft_image_list_free(char **paths, int n);
+
+/* Unpacks a .zip or .tar(.gz) archive under dest_dir (created if needed);
+ * entries with "..", absolute paths or through symbolic links are refused. */
+graft_status graft_extract_archive(const char *archive_path, const char *dest_dir);
 /* (end data section) */
 
 /* ------------------------------------------------------------ model files (src/io) */
@@ -677,6 +681,10 @@ graft_status graft_zoo_cache_dir(char *buf, size_t cap);
  * on any failure no file is left at dest or in the temporary. */
 graft_status graft_download(const char *url, const char *dest, graft_hash_kind kind,
                             const char *hex);
+/* Keras's get_file(..., extract=True): downloads url (checked against the
+ * hash unless kind is GRAFT_HASH_NONE) and unpacks it under dest_dir. */
+graft_status graft_fetch_dataset(const char *url, const char *dest_dir, graft_hash_kind kind,
+                                 const char *hex);
 /* The cached file's path, downloading it first when absent (a file already at
  * that path is used as is: copy a local file there to work offline). */
 graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,

@@ -182,7 +182,7 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
     }
     if (m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 16;
-        graft_layer **grown = realloc(m->layers, (size_t)cap * sizeof *grown);
+        graft_layer **grown = realloc(m->layers, (size_t)cap * sizeof(graft_layer *));
         if (!grown) {
             graft_model_set_error(m, GRAFT_ENOMEM, "out of memory adding a layer");
             return NULL;

@@ -5,6 +5,9 @@
  */
 #include "check.h"
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <graft.h>
@@ -308,6 +311,69 @@ static void test_fetch_imagenet(void)
     unsetenv("GRAFT_HOME");
 }
 
+/* A zip made here with libarchive: name/content pairs. */
+static unsigned char *make_zip(const char *const *names, const char *const *bodies, int n, size_t *len)
+{
+    static unsigned char buf[1 << 16];
+    struct archive *a = archive_write_new();
+    archive_write_set_format_zip(a);
+    size_t used = 0;
+    if (archive_write_open_memory(a, buf, sizeof buf, &used) != ARCHIVE_OK) return NULL;
+    for (int i = 0; i < n; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, names[i]);
+        archive_entry_set_size(e, (la_int64_t)strlen(bodies[i]));
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0644);
+        archive_write_header(a, e);
+        archive_write_data(a, bodies[i], strlen(bodies[i]));
+        archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+    *len = used;
+    return buf;
+}
+
+/* The lesson's dataset path: get_file(..., extract=True) from a loopback server. */
+static void test_fetch_dataset(void)
+{
+    const char *names[] = {"cats_and_dogs_filtered/train/cats/a.txt", "cats_and_dogs_filtered/validation/dogs/b.txt"};
+    const char *bodies[] = {"meow", "woof"};
+    size_t zlen = 0;
+    unsigned char *zip = make_zip(names, bodies, 2, &zlen);
+    CHECK(zip != NULL && zlen > 0);
+    static unsigned char good[1 << 16], evil[1 << 16];
+    memcpy(good, zip, zlen);
+    size_t glen = zlen;
+    const char *bad_names[] = {"../escaped.txt"};
+    zip = make_zip(bad_names, bodies, 1, &zlen);
+    memcpy(evil, zip, zlen);
+    route routes[] = {{"/cd.zip", good, glen}, {"/evil.zip", evil, zlen}, {"/junk.zip", "not a zip", 9}};
+    if (server_start(routes, 3) != 0) {
+        CHECK_MSG(0, "cannot start a loopback server");
+        return;
+    }
+    char url[128], dest[512], p[600];
+    snprintf(dest, sizeof dest, "%s/datasets", tmpdir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/cd.zip", srv.port);
+    CHECK_OK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL));
+    snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/train/cats/a.txt", dest);
+    size_t n = 0;
+    unsigned char *got = slurp(p, &n);
+    CHECK(got && n == 4 && memcmp(got, "meow", 4) == 0);
+    free(got);
+    CHECK(count_entries(dest) == 1); /* the archive itself is gone */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/evil.zip", srv.port);
+    CHECK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL) == GRAFT_EFORMAT);
+    snprintf(p, sizeof p, "%s/escaped.txt", tmpdir);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/junk.zip", srv.port);
+    CHECK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL) == GRAFT_EFORMAT);
+    CHECK(count_entries(dest) == 1);
+    server_stop();
+}
+
 int main(void)
 {
     RUN(test_sha256_vectors);
@@ -334,6 +400,7 @@ int main(void)
     } else {
         RUN(test_download);
         RUN(test_fetch_imagenet); /* stops the server */
+        RUN(test_fetch_dataset);  /* with a server of its own */
     }
     rm_tree(tmpdir);
     free(genuine);

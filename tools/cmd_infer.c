@@ -166,6 +166,7 @@ int cmd_predict(int argc, char **argv)
                         for (int q = 0; q < j; q++) used |= p[q].index == c;
                         if (!used && (best < 0 || probs[c] > probs[best])) best = c;
                     }
+                    if (best < 0) break; /* fewer classes than asked for */
                     p[j].index = best;
                     p[j].prob = probs[best];
                     snprintf(p[j].name, sizeof p[j].name, "%s", l.run.classes[best]);
@@ -186,6 +187,7 @@ int cmd_predict(int argc, char **argv)
                         for (int q = 0; q < j; q++) used |= p[q].index == c;
                         if (!used && (best < 0 || y[c] > y[best])) best = c;
                     }
+                    if (best < 0) break;
                     p[j].index = best;
                     p[j].prob = y[best];
                     snprintf(p[j].name, sizeof p[j].name, "class_%d", best);

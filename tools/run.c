@@ -465,6 +465,22 @@ int cli_find_lesson_data(const char *opt, char *out, size_t cap)
         note(&l, "  %s\n", cands[i]);
         if (i == 0 && opt && *opt) return cli_fail("%s has no train/ folder", opt);
     }
+    /* Last, what the lesson itself does: download Google's zip into the cache. */
+    const char *url = getenv("GRAFT_DATA_URL");
+    if (!url || !*url) url = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip";
+    if (home[0]) {
+        char datasets[CLI_PATH + 64], t[CLI_PATH + 80];
+        snprintf(datasets, sizeof datasets, "%.*s", (int)(strlen(home) - strlen("/cats_and_dogs_filtered")), home);
+        printf("Downloading %s\n", url);
+        fflush(stdout);
+        graft_status s = graft_fetch_dataset(url, datasets, GRAFT_HASH_NONE, NULL);
+        snprintf(t, sizeof t, "%s/train", home);
+        if (s == GRAFT_OK && cli_is_dir(t)) {
+            snprintf(out, cap, "%s", home);
+            return 0;
+        }
+        note(&l, "  %s (%s)\n", url, s == GRAFT_OK ? "no cats_and_dogs_filtered/train inside" : graft_last_error());
+    }
     return cli_fail("the lesson's data (cats_and_dogs_filtered with train/ and validation/) was "
                     "not found; looked at, in order:\n%s"
                     "Download https://storage.googleapis.com/mledu-datasets/"

@@ -96,6 +96,7 @@ static void covering(int i, int stride, int pad, int k, int n_out, int *lo, int 
 static void max_forward(const pool2d *p, const graft_fwd *f)
 {
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     int32_t *arg = f->training ? (int32_t *)f->aux : NULL;
     const long rows = (long)f->n * OH;
 #pragma omp parallel for schedule(static)
@@ -181,6 +182,7 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
     float *dx = b->din[0];
     if (!dx) return;
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
     const bool acc = b->din_accumulate[0];
     const long rows = (long)b->n * H;
@@ -301,6 +303,7 @@ static void global_forward(graft_layer *l, const graft_fwd *f)
 {
     const global_pool *g = l->cfg;
     const int HW = g->hw, C = g->c;
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     int32_t *arg = f->training ? (int32_t *)f->aux : NULL;
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < f->n; s++) {
@@ -343,6 +346,7 @@ static void global_backward(graft_layer *l, const graft_bwd *b)
     float *dx = b->din[0];
     if (!dx) return;
     const int HW = g->hw, C = g->c;
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
     const bool acc = b->din_accumulate[0];
     const float inv = 1.0f / (float)HW;

@@ -293,6 +293,7 @@ graft_status graft_checkpoint_callback(const char *path, graft_source *train, gr
     c->train = train;
     c->val = val;
     c->history = history;
+    /* cppcheck-suppress memleak ; ownership moves to *out (freed by its free op) */
     *out = (graft_callback){c, NULL, NULL, ckpt_epoch_end, NULL, ckpt_free};
     return GRAFT_OK;
 }

@@ -24,6 +24,7 @@ static void free_bufs(batch_bufs *b)
     free(b->x);
     free(b->y);
     free(b->dpred);
+    b->x = b->y = b->dpred = NULL;
 }
 
 /* Checks that a source fits the model and the loss, and sizes the batch buffers. */

@@ -24,6 +24,7 @@ static int argmax(const float *v, int dim)
 static double loss_impl(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
                         int n, int dim, float *dpred)
 {
+    if (n <= 0 || dim <= 0) return NAN;
     double total = 0;
     const double inv_n = 1.0 / n;
     for (int r = 0; r < n; r++) {
@@ -68,6 +69,7 @@ static double loss_impl(graft_loss_kind kind, int from_logits, const float *pred
                     ty += TARGET(j) * (double)p[j];
                     tsum += TARGET(j);
                 }
+                /* cppcheck-suppress invalidFunctionArg ; se >= 1: the arg max adds exp(0) */
                 double lse = mx + log(se);
                 total += lse * tsum - ty;
                 if (d)

@@ -152,10 +152,10 @@ graft_status graft_decode_predictions(const float *probs, int n_classes, int top
     graft_status s = load_labels();
     if (s != GRAFT_OK) return s;
     /* Selection by insertion into the sorted top list; ties keep the lower index. */
-    int best[GRAFT_IMAGENET_CLASSES], nb = 0;
+    int best[GRAFT_IMAGENET_CLASSES] = {0}, nb = 0;
     for (int i = 0; i < n_classes; i++) {
         float p = probs[i];
-        if (nb == top && !(p > probs[best[nb - 1]])) continue;
+        if (nb == top && nb > 0 && !(p > probs[best[nb - 1]])) continue;
         int j = nb < top ? nb++ : nb - 1;
         while (j > 0 && p > probs[best[j - 1]]) {
             best[j] = best[j - 1];
