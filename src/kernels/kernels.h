@@ -23,4 +23,27 @@ void graft_im2col(const graft_conv_geom *g, const float *x, int n, float *col);
 /* The adjoint: scatter-adds the patch matrix back into dx (which it does not zero). */
 void graft_col2im(const graft_conv_geom *g, const float *col, int n, float *dx);
 
+/* A convolution through oneDNN (conv_onednn.c): NHWC activations, HWIO kernel,
+ * `filters` outputs, optionally a bias and a fused ReLU in the forward pass.
+ * Each call takes a batch size n and lends `scratch` (scratch_floats floats)
+ * as work area. A call returns false when oneDNN can not do it; the caller
+ * then computes the result another way, overwriting whatever was written.
+ * For a fixed n and thread count the results are the same run to run. */
+typedef struct graft_onednn_conv graft_onednn_conv;
+graft_onednn_conv *graft_onednn_conv_new(const graft_conv_geom *g, int filters, bool bias,
+                                         bool relu); /* NULL: no oneDNN, or GRAFT_NO_ONEDNN=1 */
+void graft_onednn_conv_free(graft_onednn_conv *c);
+/* Work area the calls for a batch of n use at most (0 also when oneDNN can not do them). */
+size_t graft_onednn_conv_scratch_floats(graft_onednn_conv *c, int n);
+bool graft_onednn_conv_forward(graft_onednn_conv *c, int n, const float *x, const float *kernel,
+                               const float *bias, float *y, float *scratch, size_t scratch_floats);
+/* dx = dL/dx, overwritten. */
+bool graft_onednn_conv_backward_data(graft_onednn_conv *c, int n, const float *dy,
+                                     const float *kernel, float *dx, float *scratch,
+                                     size_t scratch_floats);
+/* dkernel (HWIO), overwritten; the bias gradient is the caller's. */
+bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float *x,
+                                        const float *dy, float *dkernel, float *scratch,
+                                        size_t scratch_floats);
+
 #endif

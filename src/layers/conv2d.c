@@ -1,14 +1,22 @@
-/* Conv2D: im2col + GEMM, with a direct GEMM for 1x1 stride-1 kernels. */
+/* Conv2D through oneDNN's convolution primitives (kernels/conv_onednn.c),
+ * with im2col + GEMM (a direct GEMM for 1x1 stride-1 kernels) where oneDNN
+ * can not, and for input gradients that add into what another consumer of
+ * the input wrote (oneDNN would need a whole extra input-sized buffer). */
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 
+#include <omp.h>
 #include <string.h>
 
 typedef struct {
     graft_conv2d_cfg cfg;
     graft_conv_geom g;
-    int chunk; /* samples per im2col block, to bound the scratch */
+    int chunk;              /* samples per im2col block, to bound the scratch */
+    graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
+    /* What scratch_floats last returned: the model's scratch holds at least
+     * that much for the batches of the current plan. */
+    size_t scratch_lent;
 } conv2d;
 
 /* Patch matrices stay under this many floats (32 MiB) per block. */
@@ -50,91 +58,193 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     graft_status s = graft_layer_add_weight(l, "kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
     if (s == GRAFT_OK && !k->no_bias)
         s = graft_layer_add_weight(l, "bias", graft_shape1(k->filters), true, GRAFT_INIT_ZEROS);
+    /* NULL when oneDNN can not start: im2col + GEMM then does everything. */
+    if (s == GRAFT_OK)
+        c->dnn = graft_onednn_conv_new(g, k->filters, !k->no_bias, k->activation == GRAFT_RELU);
     return s;
 }
 
-static size_t scratch_floats(const graft_layer *l, int n)
+/* Floats of scratch for the bias gradient's per-thread double sums. */
+static size_t bias_scratch_floats(const conv2d *c)
 {
-    const conv2d *c = l->cfg;
+    return c->cfg.no_bias ? 0 : (size_t)2 * c->cfg.filters * graft_threads();
+}
+
+static size_t gemm_scratch_floats(const conv2d *c, int n)
+{
     const graft_conv_geom *g = &c->g;
     int chunk = c->chunk < n ? c->chunk : n;
-    size_t col = pointwise(c) ? 0 : (size_t)chunk * g->oh * g->ow * g->kh * g->kw * g->c;
-    return col;
+    return pointwise(c) ? 0 : (size_t)chunk * g->oh * g->ow * g->kh * g->kw * g->c;
+}
+
+/* The im2col room stays reserved for the fallbacks; pages nobody touches
+ * cost address space, not memory. */
+static size_t scratch_floats(const graft_layer *l, int n)
+{
+    conv2d *c = l->cfg; /* the layer's own state, not its description */
+    size_t need = gemm_scratch_floats(c, n);
+    if (bias_scratch_floats(c) > need) need = bias_scratch_floats(c);
+    if (c->dnn) {
+        size_t d = graft_onednn_conv_scratch_floats(c->dnn, n);
+        if (d > need) need = d;
+    }
+    c->scratch_lent = need;
+    return need;
 }
 
 static void add_bias(float *out, const float *bias, size_t rows, int cols)
 {
+#pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++) out[r * cols + j] += bias[j];
+}
+
+static void gemm_forward(const conv2d *c, int n, const float *x, const float *W, const float *bias,
+                         float *y, float *col)
+{
+    const graft_conv_geom *g = &c->g;
+    const int F = c->cfg.filters, K = g->kh * g->kw * g->c;
+    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * F;
+    for (int b0 = 0; b0 < n; b0 += c->chunk) {
+        int nb = n - b0 < c->chunk ? n - b0 : c->chunk;
+        const float *A = x + b0 * in_sz;
+        if (!pointwise(c)) {
+            graft_im2col(g, A, nb, col);
+            A = col;
+        }
+        graft_gemm(false, false, nb * g->oh * g->ow, F, K, 1.0f, A, K, W, F, 0.0f, y + b0 * out_sz, F);
+    }
+    if (bias) add_bias(y, bias, (size_t)n * g->oh * g->ow, F);
+}
+
+static void gemm_backward_weights(const conv2d *c, int n, const float *x, const float *dz,
+                                  float *dW, float *col)
+{
+    const graft_conv_geom *g = &c->g;
+    const int F = c->cfg.filters, K = g->kh * g->kw * g->c;
+    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * F;
+    int chunk = c->chunk < n ? c->chunk : n;
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        int nb = n - b0 < chunk ? n - b0 : chunk;
+        const float *X = x + b0 * in_sz;
+        if (!pointwise(c)) {
+            graft_im2col(g, X, nb, col);
+            X = col;
+        }
+        graft_gemm(true, false, K, F, nb * g->oh * g->ow, 1.0f, X, K, dz + b0 * out_sz, F,
+                   b0 == 0 ? 0.0f : 1.0f, dW, F);
+    }
+}
+
+/* Two loops over one row (it stays in L1): a select and a float-to-double
+ * sum do not vectorise as one loop. */
+static void relu_row(float *d, const float *y, double *sum, int F)
+{
+#pragma omp simd
+    for (int j = 0; j < F; j++) d[j] = y[j] > 0 ? d[j] : 0.0f;
+#pragma omp simd
+    for (int j = 0; j < F; j++) sum[j] += d[j];
+}
+
+/* dz = dout * act'(y) in place and db = the column sums of dz, in one pass
+ * over dz for ReLU. Each thread sums a fixed block of rows in double into
+ * `scratch` (room for 2 * F floats per thread: scratch_floats reserves it for
+ * graft_threads() threads, so at least one fits); the blocks add up in thread
+ * order, so the bits depend on the thread count only. */
+static void activation_bias_backward(graft_activation act, const float *y, float *dz, size_t rows,
+                                     int F, float *db, float *scratch, size_t scratch_floats)
+{
+    bool relu = act == GRAFT_RELU;
+    if (!relu) graft_activation_backward(act, y, dz, dz, rows, (size_t)F, false);
+    double *part = (double *)(void *)scratch;
+    size_t fit = scratch_floats / (2 * (size_t)F);
+    int nt = graft_threads(), used = 1;
+    if ((size_t)nt > fit) nt = fit > 1 ? (int)fit : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        if (t == 0) used = nth;
+        double *p = part + (size_t)t * F;
+        for (int j = 0; j < F; j++) p[j] = 0;
+        for (size_t r = rows * t / nth; r < rows * (t + 1) / nth; r++) {
+            if (relu) {
+                relu_row(dz + r * F, y + r * F, p, F);
+            } else {
+                const float *d = dz + r * F;
+#pragma omp simd
+                for (int j = 0; j < F; j++) p[j] += d[j];
+            }
+        }
+    }
+    for (int j = 0; j < F; j++) {
+        double sum = 0;
+        for (int t = 0; t < used; t++) sum += part[(size_t)t * F + j];
+        db[j] = (float)sum;
+    }
+}
+
+static void gemm_backward_data(const conv2d *c, int n, const float *dz, const float *W, float *dx,
+                               bool accumulate, float *col)
+{
+    const graft_conv_geom *g = &c->g;
+    const int F = c->cfg.filters, K = g->kh * g->kw * g->c;
+    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * F;
+    if (!accumulate && !pointwise(c)) memset(dx, 0, (size_t)n * in_sz * sizeof(float));
+    int chunk = c->chunk < n ? c->chunk : n;
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        int nb = n - b0 < chunk ? n - b0 : chunk, M = nb * g->oh * g->ow;
+        if (pointwise(c)) {
+            graft_gemm(false, true, M, K, F, 1.0f, dz + b0 * out_sz, F, W, F,
+                       accumulate ? 1.0f : 0.0f, dx + b0 * in_sz, K);
+        } else {
+            graft_gemm(false, true, M, K, F, 1.0f, dz + b0 * out_sz, F, W, F, 0.0f, col, K);
+            graft_col2im(g, col, nb, dx + b0 * in_sz);
+        }
+    }
 }
 
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
-    const int F = c->cfg.filters, K = g->kh * g->kw * g->c;
-    const float *W = l->weights[0].data;
-    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * F;
-    for (int b0 = 0; b0 < f->n; b0 += c->chunk) {
-        int nb = f->n - b0 < c->chunk ? f->n - b0 : c->chunk;
-        const float *A = f->in[0] + b0 * in_sz;
-        if (!pointwise(c)) {
-            graft_im2col(g, A, nb, f->scratch);
-            A = f->scratch;
-        }
-        graft_gemm(false, false, nb * g->oh * g->ow, F, K, 1.0f, A, K, W, F, 0.0f,
-                   f->out + b0 * out_sz, F);
-    }
+    const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     size_t rows = (size_t)f->n * g->oh * g->ow;
-    if (!c->cfg.no_bias) add_bias(f->out, l->weights[1].data, rows, F);
-    graft_activation_forward(c->cfg.activation, f->out, rows, (size_t)F);
+    graft_activation act = c->cfg.activation;
+    if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,
+                                            c->scratch_lent)) {
+        if (act == GRAFT_RELU) return; /* fused */
+    } else {
+        gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
+    }
+    graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
-    const int F = c->cfg.filters, K = g->kh * g->kw * g->c;
-    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * F;
     const size_t rows = (size_t)b->n * g->oh * g->ow;
-    int chunk = c->chunk < b->n ? c->chunk : b->n;
-    float *col = b->scratch;
     /* dL/d(pre-activation), in place: dout is ours to overwrite. */
     float *dz = b->dout;
-    graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
-    if (b->param_grads) {
-        if (!c->cfg.no_bias) {
-            float *db = l->weights[1].grad;
-            memset(db, 0, (size_t)F * sizeof(float));
-            for (size_t r = 0; r < rows; r++)
-                for (int j = 0; j < F; j++) db[j] += dz[r * F + j];
-        }
-    }
-    float *dW = l->weights[0].grad;
+    const int F = c->cfg.filters;
+    if (b->param_grads && !c->cfg.no_bias)
+        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
+                                 b->scratch, c->scratch_lent);
+    else
+        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
     const float *W = l->weights[0].data;
-    float *dx = b->din[0];
-    if (dx && !b->din_accumulate[0] && !pointwise(c)) memset(dx, 0, (size_t)b->n * in_sz * sizeof(float));
-    for (int b0 = 0; b0 < b->n; b0 += chunk) {
-        int nb = b->n - b0 < chunk ? b->n - b0 : chunk;
-        int M = nb * g->oh * g->ow;
-        const float *X = b->in[0] + b0 * in_sz;
-        const float *dZ = dz + b0 * out_sz;
-        if (!pointwise(c)) {
-            if (b->param_grads) graft_im2col(g, X, nb, col);
-            X = col;
-        }
-        if (b->param_grads)
-            graft_gemm(true, false, K, F, M, 1.0f, X, K, dZ, F, b0 == 0 ? 0.0f : 1.0f, dW, F);
-        if (dx) {
-            if (pointwise(c)) {
-                graft_gemm(false, true, M, K, F, 1.0f, dZ, F, W, F, b->din_accumulate[0] ? 1.0f : 0.0f,
-                           dx + b0 * in_sz, K);
-            } else {
-                graft_gemm(false, true, M, K, F, 1.0f, dZ, F, W, F, 0.0f, col, K);
-                graft_col2im(g, col, nb, dx + b0 * in_sz);
-            }
-        }
+    if (b->param_grads) {
+        float *dW = l->weights[0].grad;
+        if (!c->dnn || !graft_onednn_conv_backward_weights(c->dnn, b->n, b->in[0], dz, dW,
+                                                           b->scratch, c->scratch_lent))
+            gemm_backward_weights(c, b->n, b->in[0], dz, dW, b->scratch);
     }
+    float *dx = b->din[0];
+    if (!dx) return; /* the input needs no gradient (the first layer) */
+    bool acc = b->din_accumulate[0];
+    if (acc || !c->dnn ||
+        !graft_onednn_conv_backward_data(c->dnn, b->n, dz, W, dx, b->scratch, c->scratch_lent))
+        gemm_backward_data(c, b->n, dz, W, dx, acc, b->scratch);
 }
 
 /* Keras 2's Conv2D.get_config(). */
@@ -157,6 +267,13 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
+static void destroy(graft_layer *l)
+{
+    conv2d *c = l->cfg;
+    graft_onednn_conv_free(c->dnn);
+    c->dnn = NULL;
+}
+
 static const graft_layer_ops ops = {
     .class_name = "Conv2D",
     .build = build,
@@ -164,6 +281,7 @@ static const graft_layer_ops ops = {
     .backward = backward,
     .scratch_floats = scratch_floats,
     .get_config = get_config,
+    .destroy = destroy,
 };
 
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)

@@ -98,36 +98,57 @@ graft_status graft_model_set_learning_rate(graft_model *m, float lr)
 
 float graft_model_learning_rate(const graft_model *m) { return m->compile.optimizer.learning_rate; }
 
+/* Below this many weights a loop is not worth waking the OpenMP team. */
+#define PAR_MIN 32768
+
+/* Each weight's update reads only its own gradient and slots, so a static split
+ * over threads gives the same bits as one thread. Loops over i < n. */
+#define EACH_WEIGHT(body)                                                                       \
+    do {                                                                                        \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PAR_MIN)")                     \
+        for (size_t i = 0; i < n; i++) body                                                     \
+    } while (0)
+
 static void step_range(const graft_optimizer *o, float *w, const float *g, float *s1, float *s2,
                        size_t n, float lr_t)
 {
+    const float lr = o->learning_rate, mom = o->momentum, b1 = o->beta_1, b2 = o->beta_2,
+                eps = o->epsilon, rho = o->rho;
     switch (o->kind) {
     case GRAFT_SGD:
-        if (o->momentum == 0) {
-            for (size_t i = 0; i < n; i++) w[i] -= o->learning_rate * g[i];
+        if (mom == 0) {
+            EACH_WEIGHT({ w[i] -= lr * g[i]; });
+        } else if (o->nesterov) {
+            EACH_WEIGHT({
+                s1[i] = mom * s1[i] - lr * g[i];
+                w[i] += mom * s1[i] - lr * g[i];
+            });
         } else {
-            for (size_t i = 0; i < n; i++) {
-                s1[i] = o->momentum * s1[i] - o->learning_rate * g[i];
-                w[i] += o->nesterov ? o->momentum * s1[i] - o->learning_rate * g[i] : s1[i];
-            }
+            EACH_WEIGHT({
+                s1[i] = mom * s1[i] - lr * g[i];
+                w[i] += s1[i];
+            });
         }
         break;
     case GRAFT_ADAM:
-        for (size_t i = 0; i < n; i++) {
-            s1[i] += (g[i] - s1[i]) * (1 - o->beta_1);
-            s2[i] += (g[i] * g[i] - s2[i]) * (1 - o->beta_2);
-            w[i] -= lr_t * s1[i] / (sqrtf(s2[i]) + o->epsilon);
-        }
+        EACH_WEIGHT({
+            s1[i] += (g[i] - s1[i]) * (1 - b1);
+            s2[i] += (g[i] * g[i] - s2[i]) * (1 - b2);
+            w[i] -= lr_t * s1[i] / (sqrtf(s2[i]) + eps);
+        });
         break;
     case GRAFT_RMSPROP:
-        for (size_t i = 0; i < n; i++) {
-            s1[i] = o->rho * s1[i] + (1 - o->rho) * g[i] * g[i];
-            if (o->momentum > 0) {
-                s2[i] = o->momentum * s2[i] + o->learning_rate * g[i] / sqrtf(s1[i] + o->epsilon);
+        if (mom > 0) {
+            EACH_WEIGHT({
+                s1[i] = rho * s1[i] + (1 - rho) * g[i] * g[i];
+                s2[i] = mom * s2[i] + lr * g[i] / sqrtf(s1[i] + eps);
                 w[i] -= s2[i];
-            } else {
-                w[i] -= o->learning_rate * g[i] / (sqrtf(s1[i]) + o->epsilon);
-            }
+            });
+        } else {
+            EACH_WEIGHT({
+                s1[i] = rho * s1[i] + (1 - rho) * g[i] * g[i];
+                w[i] -= lr * g[i] / (sqrtf(s1[i]) + eps);
+            });
         }
         break;
     }
