@@ -91,6 +91,15 @@ typedef struct graft_layer_ops {
     void (*destroy)(graft_layer *l);
 } graft_layer_ops;
 
+/* Inference-time fusion: a BatchNormalization in inference mode and a ReLU
+ * that follow a convolution run in the convolution's output pass instead of
+ * as passes of their own (set by the model's planner). */
+typedef struct {
+    const graft_layer *bn; /* folded BatchNormalization, or NULL */
+    bool clamp;            /* then clamp to [lo, hi] */
+    float lo, hi;
+} graft_epilogue;
+
 struct graft_layer {
     const graft_layer_ops *ops;
     graft_model *model;
@@ -106,6 +115,8 @@ struct graft_layer {
     void *cfg;             /* the layer kind's own config struct */
     /* Runtime state owned by the model. */
     bool requires_grad;    /* its output's gradient is needed in backward */
+    graft_epilogue epi;    /* what this layer's output pass also applies */
+    int fused_into;        /* -1, or the layer whose epilogue computes this one */
     float *out, *dout, *aux;
 };
 
@@ -133,6 +144,21 @@ void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t 
 /* dx = dy * act'(y) given the activation's output y (in place on dy allowed). */
 void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
                                size_t rows, size_t cols, bool accumulate);
+/* The epilogue over n rows of C channels, in place; true when there is one. */
+bool graft_epilogue_apply(const graft_epilogue *e, float *out, size_t rows, int C);
+/* The same in two steps, for kernels that apply it row by row while the
+ * output is in cache: the per-channel transform (true when a BN is folded),
+ * then rows of it (C <= GRAFT_EPILOGUE_MAX_C). */
+bool graft_epilogue_params(const graft_epilogue *e, float *mean, float *scale, float *shift);
+void graft_epilogue_rows(const graft_epilogue *e, bool bn, const float *mean, const float *scale,
+                         const float *shift, float *out, size_t rows, int C);
+/* BatchNormalization's inference transform y = (x - mean) * scale + shift. */
+bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale, float *shift);
+/* A ReLU layer (no slope, no threshold) or Activation relu/relu6 as a clamp. */
+bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
+bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi);
+#define GRAFT_EPILOGUE_MAX_C 4096
+
 /* TensorFlow's output size and leading pad for one spatial dimension. */
 int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_before);
 

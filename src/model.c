@@ -560,6 +560,59 @@ static bool has_trainable_weights(const graft_layer *l)
     return false;
 }
 
+/* The one layer that reads layer i's output, or -1 (none, several, or i is
+ * the model's output). */
+static int sole_reader(const graft_model *m, int i)
+{
+    int reader = -1, count = 0;
+    for (int k = i + 1; k < m->n_layers; k++)
+        for (int j = 0; j < m->layers[k]->n_inputs; j++)
+            if (m->layers[k]->inputs[j] == i) {
+                reader = k;
+                count++;
+            }
+    return count == 1 && i != output_index(m) ? reader : -1;
+}
+
+/*
+ * Where nothing needs a gradient, Conv2D/DepthwiseConv2D -> BatchNormalization
+ * (inference mode) -> ReLU chains run as one pass: the convolution applies
+ * the normalisation and the clamp to its output while it is in cache (the
+ * MobileNets and ResNet50 are made of these chains). The later layers of a
+ * chain share the convolution's buffer and are skipped in forward.
+ */
+static void plan_fusion(graft_model *m, bool training)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i]->fused_into = -1;
+        memset(&m->layers[i]->epi, 0, sizeof m->layers[i]->epi);
+    }
+    for (int i = 1; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        const char *cls = l->ops->class_name;
+        if (l->requires_grad || (strcmp(cls, "Conv2D") != 0 && strcmp(cls, "DepthwiseConv2D") != 0))
+            continue;
+        if (l->out_shape.dim[l->out_shape.rank - 1] > GRAFT_EPILOGUE_MAX_C) continue;
+        int j = sole_reader(m, i);
+        graft_layer *r = j > 0 ? m->layers[j] : NULL;
+        if (r && !r->requires_grad && strcmp(r->ops->class_name, "BatchNormalization") == 0 &&
+            (!training || !r->trains)) {
+            l->epi.bn = r;
+            r->fused_into = i;
+            j = sole_reader(m, j);
+            r = j > 0 ? m->layers[j] : NULL;
+        }
+        float lo, hi;
+        if (r && !r->requires_grad &&
+            (graft_relu_clamp(r, &lo, &hi) || graft_activation_clamp(r, &lo, &hi))) {
+            l->epi.clamp = true;
+            l->epi.lo = lo;
+            l->epi.hi = hi;
+            r->fused_into = i;
+        }
+    }
+}
+
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
     if (m->status != GRAFT_OK)
@@ -587,7 +640,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         if (rg && i < m->lowest_grad_layer) m->lowest_grad_layer = i;
     }
 
-    /* Liveness: an output dies after its last reader, unless backward reads it. */
+    plan_fusion(m, training);
+
+    /* Liveness: an output dies after its last reader, unless backward reads it.
+     * A fused layer has no buffer of its own: it lives in its root's. */
     int *last_use = malloc((size_t)L * sizeof(int));
     block *fl = malloc((size_t)(2 * L + 2) * sizeof(block));
     size_t *offs = realloc(m->out_offset, (size_t)L * sizeof(size_t));
@@ -601,16 +657,17 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         free(aux_off);
         return graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
     }
+#define ROOT(i) (m->layers[i]->fused_into >= 0 ? m->layers[i]->fused_into : (i))
     for (int i = 0; i < L; i++) last_use[i] = i;
     for (int i = 0; i < L; i++) {
         const graft_layer *l = m->layers[i];
         for (int j = 0; j < l->n_inputs; j++) {
-            int src = l->inputs[j];
+            int src = ROOT(l->inputs[j]);
             last_use[src] = l->requires_grad ? L : (i > last_use[src] ? i : last_use[src]);
         }
         if (l->requires_grad) last_use[i] = L;
     }
-    last_use[out] = L;
+    last_use[ROOT(out)] = L;
 
     planner p = {fl, 0, 0, 0};
     size_t scratch = 0;
@@ -619,6 +676,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         size_t sz = (size_t)cap * graft_shape_size(&l->out_shape);
         aux_off[i] = SIZE_MAX;
         dout_off[i] = SIZE_MAX;
+        if (l->fused_into >= 0) {
+            offs[i] = offs[l->fused_into];
+            continue;
+        }
         offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&p, sz); /* the input is the caller's array */
         if (l->ops->aux_floats) {
             size_t a = l->ops->aux_floats(l, cap);
@@ -629,17 +690,32 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
             if (s > scratch) scratch = s;
         }
         for (int j = 0; j < l->n_inputs; j++) {
-            int src = l->inputs[j];
+            int src = ROOT(l->inputs[j]);
             bool seen = false; /* Add(x, x) reads one buffer twice */
-            for (int k = 0; k < j; k++) seen |= l->inputs[k] == src;
+            for (int k = 0; k < j; k++) seen |= ROOT(l->inputs[k]) == src;
             if (!seen && src > 0 && last_use[src] == i)
                 plan_release(&p, offs[src], (size_t)cap * graft_shape_size(&m->layers[src]->out_shape));
         }
         if (last_use[i] == i && i > 0) plan_release(&p, offs[i], sz); /* read by nobody */
     }
-    for (int i = 0; i < L; i++)
-        if (m->layers[i]->requires_grad)
-            dout_off[i] = plan_alloc(&p, (size_t)cap * graft_shape_size(&m->layers[i]->out_shape));
+#undef ROOT
+    /* Gradients, in backward's order: dL/d(out) of a layer lives from the
+     * backward of its last consumer (which writes it first) to its own. */
+#define DOUT_FLOATS(i) ((size_t)cap * graft_shape_size(&m->layers[i]->out_shape))
+    if (m->layers[out]->requires_grad) dout_off[out] = plan_alloc(&p, DOUT_FLOATS(out));
+    for (int i = L - 1; i > 0; i--) {
+        graft_layer *l = m->layers[i];
+        if (!l->requires_grad) continue;
+        if (dout_off[i] == SIZE_MAX) dout_off[i] = plan_alloc(&p, DOUT_FLOATS(i)); /* dead branch */
+        for (int j = 0; j < l->n_inputs; j++) {
+            int src = l->inputs[j];
+            if (m->layers[src]->requires_grad && dout_off[src] == SIZE_MAX)
+                dout_off[src] = plan_alloc(&p, DOUT_FLOATS(src));
+        }
+        plan_release(&p, dout_off[i], DOUT_FLOATS(i));
+    }
+    if (m->layers[0]->requires_grad && dout_off[0] == SIZE_MAX) dout_off[0] = plan_alloc(&p, DOUT_FLOATS(0));
+#undef DOUT_FLOATS
 
     size_t total = p.peak;
     graft_status st = GRAFT_OK;
@@ -699,6 +775,7 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
         if (l->n_inputs > MAX_FANIN)
             return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs", l->name,
                               MAX_FANIN);
+        if (l->fused_into >= 0) continue; /* done by an earlier layer's output pass */
         for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
         graft_fwd f = {n, training, in, l->out, l->aux, m->scratch, &m->rng};
         l->ops->forward(l, &f);

@@ -2,12 +2,23 @@
 #include "internal.h"
 #include "layers/config_json.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct {
     graft_activation a;
     size_t cols; /* the last axis, which softmax normalises over */
 } activation;
+
+bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi)
+{
+    if (strcmp(l->ops->class_name, "Activation") != 0) return false;
+    const activation *c = l->cfg;
+    if (c->a != GRAFT_RELU && c->a != GRAFT_RELU6) return false;
+    *lo = 0;
+    *hi = c->a == GRAFT_RELU6 ? 6.0f : INFINITY;
+    return true;
+}
 
 static graft_status build(graft_layer *l, const graft_shape *in)
 {

@@ -224,6 +224,23 @@ static void forward(graft_layer *l, const graft_fwd *f)
     affine(f->in[0], mean, s.scale, s.shift, rows, C, f->out);
 }
 
+bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale, float *shift)
+{
+    if (strcmp(l->ops->class_name, "BatchNormalization") != 0) return false;
+    const bnorm *bn = l->cfg;
+    const float *gamma = bn->gamma >= 0 ? l->weights[bn->gamma].data : NULL;
+    const float *beta = bn->beta >= 0 ? l->weights[bn->beta].data : NULL;
+    const float *mmean = l->weights[bn->mean].data, *mvar = l->weights[bn->var].data;
+    /* Exactly forward()'s inference arithmetic, so folding changes no bit. */
+    for (int c = 0; c < bn->c; c++) {
+        float inv_std = (float)(1.0 / sqrt((double)mvar[c] + bn->epsilon));
+        mean[c] = mmean[c];
+        scale[c] = gamma ? gamma[c] * inv_std : inv_std;
+        shift[c] = beta ? beta[c] : 0.0f;
+    }
+    return true;
+}
+
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     bnorm *bn = l->cfg;

@@ -212,11 +212,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
     graft_activation act = c->cfg.activation;
     if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,
                                             c->scratch_lent)) {
-        if (act == GRAFT_RELU) return; /* fused */
+        if (act == GRAFT_RELU) act = GRAFT_LINEAR; /* fused */
     } else {
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
     }
     graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
+    graft_epilogue_apply(&l->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)

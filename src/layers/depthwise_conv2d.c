@@ -172,12 +172,18 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const float *kernel = l->weights[0].data;
     const float *bias = d->cfg.no_bias ? NULL : l->weights[1].data;
     const long rows = (long)rows_out(d, f->n);
+    const int cd = g->c * d->dm;
+    /* A folded BatchNormalization and ReLU run on each row while it is in cache. */
+    const bool epi = l->epi.bn || l->epi.clamp;
+    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
+    const bool bn = epi && graft_epilogue_params(&l->epi, mean, scale, shift);
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
         forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
-        graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)g->c * d->dm);
+        graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
+        if (epi) graft_epilogue_rows(&l->epi, bn, mean, scale, shift, orow, (size_t)g->ow, cd);
     }
 }
 

@@ -10,6 +10,8 @@
  * the loops stay branch-free and vectorisable.
  */
 #include "internal.h"
+
+#include <string.h>
 #include "layers/config_json.h"
 
 #include <math.h>
@@ -21,6 +23,16 @@ typedef struct {
 
 /* Elementwise layers only split across threads when the work pays for the wake-up. */
 #define PARALLEL_MIN 32768
+
+bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi)
+{
+    if (strcmp(l->ops->class_name, "ReLU") != 0) return false;
+    const relu *r = l->cfg;
+    if (r->slope != 0 || r->threshold != 0) return false;
+    *lo = 0;
+    *hi = r->max_value;
+    return true;
+}
 
 static graft_status build(graft_layer *l, const graft_shape *in)
 {

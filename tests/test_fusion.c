@@ -1,0 +1,74 @@
+/* Convolution -> BatchNormalization -> ReLU chains fused into one output pass
+ * (inference) give exactly the unfused results, and fuse only where allowed. */
+#include "check.h"
+#include "internal.h"
+
+#include <stdlib.h>
+
+static graft_model *chains(void)
+{
+    graft_model *m = graft_model_new("chains");
+    graft_input(m, NULL, graft_shape3(9, 8, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = 8, .kernel_size = {3, 3},
+                                             .strides = {2, 2}, .padding = GRAFT_SAME, .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "conv_bn"});
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "conv_relu", .max_value = 6});
+    graft_depthwise_conv2d(m, NULL, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                                 .padding = GRAFT_SAME});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "dw_bn", .no_scale = 1});
+    graft_activation_layer(m, NULL, "dw_relu", GRAFT_RELU);
+    /* A BN whose input is also read elsewhere must not be folded. */
+    graft_layer *pw = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "pw", .filters = 4, .kernel_size = {1, 1}});
+    graft_layer *bn = graft_batch_norm(m, pw, (graft_batch_norm_cfg){.name = "pw_bn"});
+    graft_layer *both[2] = {pw, bn};
+    graft_add(m, "add", 2, both);
+    graft_global_average_pooling2d(m, NULL, NULL);
+    CHECK_OK(graft_model_status(m));
+    /* Random BN statistics so that folding matters. */
+    graft_rng r;
+    graft_rng_seed(&r, 8);
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        if (strcmp(graft_layer_class(l), "BatchNormalization") != 0) continue;
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            float *w = graft_layer_weight_data(l, k);
+            bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
+            for (size_t e = 0; e < graft_shape_size(&s); e++)
+                w[e] = var ? 0.2f + graft_rng_uniform(&r) : graft_rng_normal(&r);
+        }
+    }
+    return m;
+}
+
+static void test_fused_equals_unfused(void)
+{
+    graft_model *m = chains();
+    enum { N = 5 };
+    size_t xs = 9 * 8 * 3;
+    float *x = malloc(N * xs * sizeof(float)), fused[N * 4], plain[N * 4];
+    graft_rng r;
+    graft_rng_seed(&r, 1);
+    for (size_t i = 0; i < N * xs; i++) x[i] = graft_rng_normal(&r) * 3;
+    CHECK_OK(graft_model_predict(m, x, N, fused));
+    CHECK(graft_model_find(m, "conv_bn")->fused_into == 1 && graft_model_find(m, "conv_relu")->fused_into == 1);
+    CHECK(graft_model_find(m, "dw_bn")->fused_into == 4 && graft_model_find(m, "dw_relu")->fused_into == 4);
+    CHECK(graft_model_find(m, "pw_bn")->fused_into == -1); /* pw's output is read twice */
+    /* The same model with every layer needing a gradient: nothing fuses; BN
+     * stays in inference mode because no layer trains. */
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    m->want_input_grad = true;
+    m->capacity = 0;
+    CHECK_OK(graft_model_forward(m, x, N, true));
+    CHECK(graft_model_find(m, "conv_bn")->fused_into == -1);
+    memcpy(plain, graft_model_output(m)->out, sizeof plain);
+    CHECK(memcmp(fused, plain, sizeof plain) == 0);
+    free(x);
+    graft_model_free(m);
+}
+
+int main(void)
+{
+    RUN(test_fused_equals_unfused);
+    return CHECK_SUMMARY();
+}
