@@ -1,0 +1,113 @@
+/* The model graph: building errors name the layer, Keras's automatic names,
+ * the summary table, trainable ranges, and the buffer planner's reuse. */
+#include "check.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static void test_invalid_models_refused(void)
+{
+    graft_model *m = graft_model_new("bad");
+    CHECK(graft_input(m, "pixels", graft_shape3(0, 5, 3)) == NULL);
+    CHECK(graft_model_status(m) == GRAFT_ESHAPE && strstr(graft_model_error(m), "'pixels'"));
+    graft_model_free(m);
+
+    m = graft_model_new("bad");
+    CHECK(graft_dense(m, NULL, (graft_dense_cfg){.units = 3}) == NULL); /* no input yet */
+    CHECK(strstr(graft_model_error(m), "add an InputLayer first") != NULL);
+    graft_model_free(m);
+
+    m = graft_model_new("bad");
+    graft_input(m, NULL, graft_shape3(8, 8, 3));
+    CHECK(graft_dense(m, NULL, (graft_dense_cfg){.name = "head", .units = 3}) == NULL);
+    CHECK(graft_model_status(m) == GRAFT_ESHAPE && strstr(graft_model_error(m), "'head'") &&
+          strstr(graft_model_error(m), "Flatten"));
+    /* Sticky: later calls do nothing, the first error stays. */
+    CHECK(graft_flatten(m, NULL, NULL) == NULL && strstr(graft_model_error(m), "'head'"));
+    graft_model_free(m);
+
+    m = graft_model_new("bad");
+    graft_input(m, NULL, graft_shape1(4));
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "d", .units = 2});
+    CHECK(graft_dense(m, NULL, (graft_dense_cfg){.name = "d", .units = 2}) == NULL);
+    CHECK(strstr(graft_model_error(m), "'d' is used twice") != NULL);
+    graft_model_free(m);
+
+    graft_model *a = graft_model_new("a"), *b = graft_model_new("b");
+    graft_layer *ina = graft_input(a, NULL, graft_shape1(4));
+    graft_input(b, NULL, graft_shape1(4));
+    CHECK(graft_dense(b, ina, (graft_dense_cfg){.units = 2}) == NULL);
+    CHECK(strstr(graft_model_error(b), "another model") != NULL);
+    graft_model_free(a);
+    graft_model_free(b);
+
+    graft_activation act;
+    CHECK(graft_activation_parse("gelu", &act) == GRAFT_EUNSUPPORTED && strstr(graft_last_error(), "'gelu'"));
+    graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f)};
+    m = graft_model_new("no_flat");
+    graft_input(m, NULL, graft_shape3(4, 4, 1));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 1, .kernel_size = {1, 1}});
+    CHECK(graft_model_compile(m, &cc) == GRAFT_ESHAPE); /* a loss needs a flat output */
+    graft_model_free(m);
+}
+
+static void test_keras_names_and_summary(void)
+{
+    graft_model *m = graft_model_new("sequential");
+    graft_input(m, NULL, graft_shape3(150, 150, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 32, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){0});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 64, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){0});
+    graft_flatten(m, NULL, NULL);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 128, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1, .activation = GRAFT_SIGMOID});
+    CHECK_OK(graft_model_status(m));
+    CHECK(!strcmp(graft_layer_name(graft_model_layer(m, 3)), "conv2d_1"));
+    CHECK(!strcmp(graft_layer_name(graft_model_layer(m, -1)), "dense_1"));
+    char path[] = "/tmp/graft_summary_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w+");
+    graft_model_summary(m, f);
+    rewind(f);
+    char text[4096] = {0};
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    unlink(path);
+    CHECK(got > 0);
+    /* Keras's own lines for this model (TF 2.x print_summary). */
+    CHECK(strstr(text, " Layer (type)                Output Shape              Param #   \n"));
+    CHECK(strstr(text, " conv2d (Conv2D)             (None, 148, 148, 32)      896       \n"));
+    CHECK(strstr(text, " max_pooling2d (MaxPooling2D  (None, 74, 74, 32)       0         \n )"));
+    CHECK(strstr(text, " dense (Dense)               (None, 128)               10616960  \n"));
+    CHECK(strstr(text, "Total params: 10,636,481\nTrainable params: 10,636,481\nNon-trainable params: 0\n"));
+    /* Freezing by range (base_model.layers[:-3]) shows in the counts. */
+    graft_model_set_trainable(m, 0, -3, 0);
+    graft_param_counts pc = graft_model_count_params(m);
+    CHECK(pc.trainable == 10616960 + 129 && pc.non_trainable == 896 + 18496);
+    CHECK(!graft_layer_trainable(graft_model_layer(m, 3)) && graft_layer_trainable(graft_model_layer(m, -1)));
+    graft_model_free(m);
+}
+
+/* Inference keeps only live activations: a long chain needs a few buffers, not one per layer. */
+static void test_inference_reuses_buffers(void)
+{
+    graft_model *m = graft_model_new("deep");
+    graft_input(m, NULL, graft_shape3(32, 32, 8));
+    for (int i = 0; i < 20; i++)
+        graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 8, .kernel_size = {3, 3}, .padding = GRAFT_SAME});
+    graft_global_average_pooling2d(m, NULL, NULL);
+    CHECK_OK(graft_model_prepare(m, 4, false));
+    size_t one = 4 * 32 * 32 * 8;
+    CHECK_MSG(m->arena_floats <= 3 * one, "arena %zu floats for buffers of %zu", m->arena_floats, one);
+    graft_model_free(m);
+}
+
+int main(void)
+{
+    RUN(test_invalid_models_refused);
+    RUN(test_keras_names_and_summary);
+    RUN(test_inference_reuses_buffers);
+    return CHECK_SUMMARY();
+}
