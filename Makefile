@@ -10,6 +10,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT      ?= -O2
 WARN      = -Wall -Wextra -Wshadow -Wno-unused-parameter
+# Warnings are errors in CI (which sets CI=true) and with WERROR=1.
+ifeq ($(CI),true)
+WERROR   ?= 1
+endif
 ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
@@ -66,7 +70,7 @@ test: $(TEST_BIN) $(BUILD)/graft
 
 # AddressSanitizer + UBSan over the whole suite, in its own build folder.
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # libFuzzer targets (fuzz/fuzz_*.c) over a clang ASan+UBSan build in build-fuzz/,
 # each run FUZZ_SECONDS from the seeds in fuzz/corpus/; fails on any finding.
@@ -103,11 +107,7 @@ install: lib $(BUILD)/graft
 
 # Static analysis: cppcheck and clang-tidy (checks in .clang-tidy); fails on any finding.
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	    --suppress=missingIncludeSystem '-DcJSON_ArrayForEach(e,a)=for(e=(a)?(a)->child:0;e;e=e->next)' \
-	    -Iinclude -Isrc src tools
-	printf '%s\n' $(LIB_SRC) $(TOOL_SRC) | xargs -P $$(nproc) -n 4 clang-tidy --quiet \
-	    --warnings-as-errors='*' -- -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS)
+	scripts/lint.sh
 
 format:
 	clang-format -i include/*.h src/*.h src/*.c src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c

@@ -133,7 +133,7 @@ static void test_broken_files(void)
         "{\"name\": \"d1/kernel\", \"shape\": [3, 2], \"dtype\": \"float32\"},"
         "{\"name\": \"d1/bias\", \"shape\": [2], \"dtype\": \"float32\"},"
         "{\"name\": \"d2/kernel\", \"shape\": [2, 1], \"dtype\": \"float32\"}]}]";
-    float w[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    float w[11] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}; /* w + 6 is read for 20 bytes below */
     const char *p = write_json(manifest);
     io_write_file(io_tmp("s1"), w, 24);
     io_write_file(io_tmp("s2"), w + 6, 16);

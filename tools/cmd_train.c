@@ -124,6 +124,21 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
             snprintf(rs->stages[rs->n_stages].name, GRAFT_STAGE_NAME_MAX, "%s", c->stage);
             rs->stages[rs->n_stages++].first_epoch = first_epoch;
         }
+        /* The stage's starting point, so that a resume before its first epoch
+         * ends starts this stage over (not from the previous stage's
+         * checkpoint, with that stage's learning rate and optimizer state). */
+        graft_train_state st0 = {first_epoch, 0, 0};
+        if ((s = graft_checkpoint_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
+            rc = cli_fail_status(s, ck);
+            goto done;
+        }
+        /* history.json names the stages for a resume after a crash too. */
+        char hp[CLI_PATH + 32];
+        path_in(hp, sizeof hp, run_dir, "history.json");
+        if ((s = graft_history_save_json(hp, &rs->h, rs->stages, rs->n_stages)) != GRAFT_OK) {
+            rc = cli_fail_status(s, hp);
+            goto done;
+        }
     }
     if ((s = graft_checkpoint_callback(ck, train, val, &rs->h, &ckpt)) != GRAFT_OK) {
         rc = cli_fail_status(s, "checkpoint");
@@ -144,15 +159,20 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     rs->seconds = now() - t0;
     cli_watch_sigint(NULL);
     if (s == GRAFT_EINTERRUPTED) {
-        /* The checkpoint holds the last finished epoch; the partial one is dropped. */
+        /* The checkpoint holds the last finished epoch (or the stage's start);
+         * the partial epoch is dropped. */
         fprintf(stderr,
-                "\ngraft: interrupted (%s). The last finished epoch is saved in %s;\n"
-                "continue with:  graft resume %s\n",
+                "\ngraft: interrupted (%s). The run is saved up to its last finished epoch "
+                "in %s;\ncontinue with:  graft resume %s\n",
                 graft_last_error(), ck, run_dir);
         char p[CLI_PATH + 32];
         path_in(p, sizeof p, run_dir, "history.json");
         graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages);
         rc = 130;
+        goto done;
+    }
+    if (s == GRAFT_ENAN) {
+        rc = cli_fail("training: %s.\nThe last good epoch is kept in %s", graft_last_error(), ck);
         goto done;
     }
     if (s != GRAFT_OK) {

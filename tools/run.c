@@ -1,9 +1,9 @@
 /* Run folders (config.json), building a run's model and data, and finding
  * weights and the lesson's data in their documented places. */
 #include "cli.h"
+#include "core/atomic_file.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,6 +67,15 @@ void run_config_free(run_config *c)
     c->n_classes = 0;
 }
 
+/* The same crash-safe replacement as every file the library writes; a
+ * failed write is caught (and named) by the commit, which checks the stream. */
+static graft_status write_text(FILE *f, void *text)
+{
+    fputs(text, f);
+    fputc('\n', f);
+    return GRAFT_OK;
+}
+
 int run_config_save(const char *run_dir, const run_config *c)
 {
     cJSON *j = cJSON_CreateObject();
@@ -101,19 +110,11 @@ int run_config_save(const char *run_dir, const run_config *c)
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return cli_fail("out of memory writing the run config");
-    char path[CLI_PATH], tmp[CLI_PATH + 16];
+    char path[CLI_PATH];
     snprintf(path, sizeof path, "%s/config.json", run_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f && fclose(f) != 0) ok = false;
-    ok = ok && rename(tmp, path) == 0;
+    graft_status s = graft_write_file_atomic(path, write_text, text);
     free(text);
-    if (!ok) {
-        unlink(tmp);
-        return cli_fail("cannot write %s: %s", path, strerror(errno));
-    }
+    if (s != GRAFT_OK) return cli_fail_status(s, path);
     return 0;
 }
 
@@ -174,8 +175,12 @@ int run_config_load(const char *run_dir, run_config *c)
     double v[10];
     const char *nums[] = {"alpha", "input_size", "batch_size", "steps_per_epoch", "validation_steps",
                           "seed", "n_base_layers", "unfreeze", "learning_rate", "target_epochs"};
-    for (int i = 0; i < 10 && rc == 0; i++)
+    for (int i = 0; i < 10 && rc == 0; i++) {
         if (!jnum(j, nums[i], &v[i])) rc = cli_fail("%s: \"%s\" is missing or not a number", path, nums[i]);
+        /* Checked before the conversions below, which are undefined out of range. */
+        else if (!(v[i] >= 0 && v[i] <= (i == 5 ? 1.8e19 : 2147483647.0)))
+            rc = cli_fail("%s: \"%s\" is out of range", path, nums[i]);
+    }
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes");
     if (rc == 0 && (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) < 1))
         rc = cli_fail("%s: \"classes\" must list the class names", path);

@@ -53,8 +53,8 @@ void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t 
     size_t n = rows * cols;
     switch (a) {
     case GRAFT_LINEAR: break;
-    case GRAFT_RELU: ELEMENTWISE(x[i] = x[i] > 0 ? x[i] : 0); break;
-    case GRAFT_RELU6: ELEMENTWISE(x[i] = x[i] > 0 ? (x[i] < 6 ? x[i] : 6) : 0); break;
+    case GRAFT_RELU: ELEMENTWISE(x[i] = x[i] < 0 ? 0 : x[i]); break; /* NaN stays NaN, as in TF */
+    case GRAFT_RELU6: ELEMENTWISE(x[i] = x[i] < 0 ? 0 : (x[i] > 6 ? 6 : x[i])); break;
     case GRAFT_SIGMOID: ELEMENTWISE(x[i] = sigmoidf(x[i])); break;
     case GRAFT_TANH: ELEMENTWISE(x[i] = tanhf(x[i])); break;
     case GRAFT_SOFTMAX:
@@ -140,7 +140,7 @@ void graft_epilogue_rows(const graft_epilogue *e, bool bn, const float *mean, co
         }
         if (e->clamp) {
 #pragma omp simd
-            for (int c = 0; c < C; c++) o[c] = o[c] > lo ? (o[c] < hi ? o[c] : hi) : lo;
+            for (int c = 0; c < C; c++) o[c] = o[c] < lo ? lo : (o[c] > hi ? hi : o[c]); /* NaN passes */
         }
     }
 }

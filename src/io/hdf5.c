@@ -6,13 +6,13 @@
  * at the root; full-model files keep it under `model_weights` and add the
  * `model_config` JSON as a root attribute.
  */
+#include "core/atomic_file.h"
 #include "io/io.h"
 
 #include <errno.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Keras's own string attributes are tiny; this bounds a corrupt header. */
 #define MAX_ATTR_BYTES ((size_t)256 << 20)
@@ -475,18 +475,22 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
     if (!m || !path) return graft_fail(GRAFT_EINVAL, "saving: no model or path");
     if (m->status != GRAFT_OK)
         return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
-    if (!tmp) return graft_fail(GRAFT_ENOMEM, "out of memory saving %s", path);
-    snprintf(tmp, len + 32, "%s.%ld.tmp", path, (long)getpid());
-    graft_status s = GRAFT_OK;
+    /* libhdf5 writes by file name: the temporary file is closed here, written
+     * by HDF5, then fsync'ed and renamed by graft_atomic_commit. */
+    graft_atomic_file af;
+    graft_status s = graft_atomic_open(&af, path);
+    if (s != GRAFT_OK) return s;
+    fclose(af.f);
+    af.f = NULL;
+    const char *tmp = af.tmp;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* v1.8 object headers: attributes over 64 KiB (a big model_config) are allowed. */
     if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0)
         s = graft_fail(GRAFT_EIO, "%s: %s", path, h5_reason(why));
     hid_t file = s == GRAFT_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
     if (s == GRAFT_OK && file < 0)
-        s = graft_fail(GRAFT_EIO, "cannot create %s: %s", tmp, h5_reason(why));
+        s = graft_fail(GRAFT_EIO, "cannot write %s: creating %s failed: %s", path, tmp,
+                       h5_reason(why));
     if (s == GRAFT_OK && config) {
         s = write_version(file, path);
         if (s == GRAFT_OK) s = write_string(file, "model_config", config, path);
@@ -501,14 +505,15 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
         s = write_weights(file, m, path);
     }
     if (file >= 0 && H5Fclose(file) < 0 && s == GRAFT_OK)
-        s = graft_fail(GRAFT_EIO, "cannot finish writing %s: %s", tmp, h5_reason(why));
+        s = graft_fail(GRAFT_EIO, "cannot finish writing %s (disk full?): %s", path,
+                       h5_reason(why));
     close_id(fapl, H5Pclose);
-    if (s == GRAFT_OK && rename(tmp, path) != 0)
-        s = graft_fail(GRAFT_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (s != GRAFT_OK) unlink(tmp);
-    free(tmp);
     H5Eclear2(H5E_DEFAULT);
-    return s;
+    if (s != GRAFT_OK) {
+        graft_atomic_abort(&af);
+        return s;
+    }
+    return graft_atomic_commit(&af);
 }
 
 graft_status graft_save_weights(const graft_model *m, const char *path)

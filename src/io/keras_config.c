@@ -253,8 +253,8 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
         if (s == GRAFT_OK) *out = graft_depthwise_conv2d(c->m, x, k);
     } else if (strcmp(cls, "BatchNormalization") == 0) {
         graft_batch_norm_cfg k = {.name = name};
-        double mom, eps;
-        bool center, scale;
+        double mom = 0.99, eps = 1e-3; /* read below even when a lookup failed */
+        bool center = true, scale = true;
         int rank = graft_layer_output_shape(x).rank, axis = -1;
         const cJSON *ax = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
         if (cJSON_IsArray(ax) && cJSON_GetArraySize(ax) == 1) ax = cJSON_GetArrayItem(ax, 0);

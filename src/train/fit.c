@@ -254,9 +254,10 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             double l = graft_loss_grad(m->compile.loss, m->compile.from_logits, pred, b.y, n,
                                        b.out_dim, b.dpred);
             if (!isfinite(l)) {
+                /* Numbered from 1 like the progress bar and the interrupt message. */
                 s = graft_fail(GRAFT_ENAN,
-                               "epoch %d, batch %d: invalid loss (%g), terminating training",
-                               epoch + 1, step, l);
+                               "epoch %d, batch %d of %d: invalid loss (%g), terminating training",
+                               epoch + 1, step + 1, steps, l);
                 break;
             }
             double a = graft_accuracy_value(m->compile.loss, pred, b.y, n, b.out_dim);
