@@ -617,7 +617,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
     if (m->status != GRAFT_OK)
         return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
-    if (m->n_layers == 0 || strcmp(m->layers[0]->ops->class_name, "InputLayer") != 0)
+    if (m->n_layers < 1 || strcmp(m->layers[0]->ops->class_name, "InputLayer") != 0)
         return graft_fail(GRAFT_ESTATE, "model '%s' has no InputLayer", m->name);
     if (n <= 0) return graft_fail(GRAFT_EINVAL, "batch size must be positive (got %d)", n);
     if (m->capacity >= n && m->prepared_training == training) return GRAFT_OK;

@@ -48,6 +48,13 @@ int run_open_data(const run_config *c, bool training_shuffle, graft_source **tra
 /* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_status(graft_status s, const char *what);
+#ifdef __clang_analyzer__
+/* As for graft_fail in src/internal.h: show the analyzer, which sees one file at
+ * a time, that these return 1, so it does not follow failed paths on as if they
+ * had gone well. */
+#define cli_fail(...) (cli_fail(__VA_ARGS__), 1)
+#define cli_fail_status(s, what) (cli_fail_status((s), (what)), 1)
+#endif
 bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
 /* repo/../shared beside the running executable's repository ("" if unknown). */

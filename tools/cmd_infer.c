@@ -147,16 +147,20 @@ int cmd_predict(int argc, char **argv)
                 break;
             }
             /* Top-k as (name, probability), from the run's classes or ImageNet. */
-            int k = top;
             graft_prediction p[1000];
+            int k = top < 1000 ? top : 1000;
             if (l.is_run) {
-                int nc = l.run.n_classes;
+                /* Only classes that have both a name and a score: a sigmoid
+                 * output scores two classes. */
                 float probs[1024];
+                int nc = n_out == 1 ? 2 : n_out;
+                if (nc > l.run.n_classes) nc = l.run.n_classes;
+                if (nc > 1024) nc = 1024;
                 if (n_out == 1) {
                     probs[0] = 1 - y[0];
                     probs[1] = y[0];
                 } else {
-                    for (int c = 0; c < nc && c < 1024; c++) probs[c] = y[c];
+                    for (int c = 0; c < nc; c++) probs[c] = y[c];
                 }
                 if (k > nc) k = nc;
                 for (int j = 0; j < k; j++) {
@@ -172,7 +176,6 @@ int cmd_predict(int argc, char **argv)
                     snprintf(p[j].name, sizeof p[j].name, "%s", l.run.classes[best]);
                 }
             } else if (n_out == GRAFT_IMAGENET_CLASSES) {
-                if (k > 1000) k = 1000;
                 graft_status ds = graft_decode_predictions(y, n_out, k, p);
                 if (ds != GRAFT_OK) {
                     rc = cli_fail_status(ds, "decode_predictions");
@@ -279,8 +282,15 @@ int cmd_evaluate(int argc, char **argv)
         }
         probe.n_classes = graft_flow_num_classes(p);
         probe.classes = calloc((size_t)probe.n_classes, sizeof(char *));
-        for (int i = 0; probe.classes && i < probe.n_classes; i++) probe.classes[i] = strdup(graft_flow_class_name(p, i));
+        bool listed = probe.n_classes == 0 || probe.classes;
+        for (int i = 0; listed && i < probe.n_classes; i++)
+            listed = (probe.classes[i] = strdup(graft_flow_class_name(p, i))) != NULL;
         graft_source_free(p);
+        if (!listed) {
+            run_config_free(&probe);
+            loaded_free(&l);
+            return cli_fail("out of memory listing the classes of %s", c.train_dir);
+        }
     }
     rc = run_open_data(&probe, false, &src, NULL);
     graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
@@ -396,7 +406,7 @@ int cmd_plot(int argc, char **argv)
     int n = argc - optind;
     if (n < 1) return cli_fail("no run folder given (see graft plot --help)");
     graft_history *h = calloc((size_t)n, sizeof *h);
-    const graft_history **hp = calloc((size_t)n, sizeof *hp);
+    const graft_history **hp = calloc((size_t)n, sizeof(const graft_history *));
     const char **labels = calloc((size_t)n, sizeof *labels);
     int rc = h && hp && labels ? 0 : cli_fail("out of memory"), loaded_n = 0;
     for (int i = 0; i < n && rc == 0; i++) {

@@ -63,7 +63,7 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
     if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "model.h5");
-    if ((s = graft_save_model(m, p)) != GRAFT_OK) {
+    if (graft_save_model(m, p) != GRAFT_OK) {
         /* A layer whose Keras config graft cannot write: keep the weights at least. */
         fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
         path_in(p, sizeof p, run_dir, "model.weights.h5");
@@ -328,13 +328,13 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
         case OPT_SEED: {
             int s;
             rc = parse_int("seed", optarg, 0, 2147483647, &s);
-            c->seed = (unsigned long long)s;
+            if (rc == 0) c->seed = (unsigned long long)s;
             break;
         }
         case OPT_OUT: a->out = optarg; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_PRE:
-            if (strcmp(optarg, "model") && strcmp(optarg, "rescale"))
+            if (strcmp(optarg, "model") != 0 && strcmp(optarg, "rescale") != 0)
                 rc = cli_fail("--preprocess: '%s' is not model or rescale", optarg);
             snprintf(c->preprocess, sizeof c->preprocess, "%s", optarg);
             break;
@@ -360,7 +360,7 @@ static int resolve_train(run_config *c, const train_args *a)
     for (int i = 0; i < 5; i++) known |= strcmp(c->base, bases[i]) == 0;
     if (!known)
         return cli_fail("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
-    if (strcmp(c->head, "dense1024") && strcmp(c->head, "dropout"))
+    if (strcmp(c->head, "dense1024") != 0 && strcmp(c->head, "dropout") != 0)
         return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
     if (!cli_is_dir(a->data)) return cli_fail("data folder %s does not exist", a->data);
     char t[CLI_PATH + 16];

@@ -112,7 +112,9 @@ int graft_jpeg_scale_denom(int w, int h, const graft_decode_opts *o)
                (h + 2 * d - 1) / (2 * d) >= o->target_h)
             d *= 2;
     }
-    while ((double)((w + d - 1) / d) * (double)((h + d - 1) / d) > (double)limit) {
+    for (;;) {
+        int scaled_w = (w + d - 1) / d, scaled_h = (h + d - 1) / d; /* libjpeg rounds up */
+        if ((double)scaled_w * (double)scaled_h <= (double)limit) break;
         if (d == 8) return 0;
         d *= 2;
     }
@@ -332,7 +334,7 @@ static graft_status decode_png(const uint8_t *data, size_t size, const char *nam
     png_read_update_info(png, info);
     int n_in = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    if (n_in < 1 || n_in > 4 || rowbytes != (size_t)w * (size_t)n_in) {
+    if (n_in < 1 || n_in > 4 || rowbytes == 0 || rowbytes != (size_t)w * (size_t)n_in) {
         st = graft_fail(GRAFT_EFORMAT, "%s: unexpected PNG layout", name);
         goto done;
     }

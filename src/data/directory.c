@@ -37,13 +37,10 @@ static int cmp_str(const void *a, const void *b)
 
 static char *join(const char *a, const char *b)
 {
-    size_t na = strlen(a), nb = strlen(b);
-    char *s = malloc(na + nb + 2);
+    size_t na = strlen(a), cap = na + strlen(b) + 2;
+    char *s = malloc(cap);
     if (!s) return NULL;
-    memcpy(s, a, na);
-    size_t k = na;
-    if (na && a[na - 1] != '/') s[k++] = '/';
-    memcpy(s + k, b, nb + 1);
+    snprintf(s, cap, "%s%s%s", a, na && a[na - 1] != '/' ? "/" : "", b);
     return s;
 }
 
@@ -233,7 +230,8 @@ static int flow_fill(void *ctx, long pass, int pos, float *x, float *y, int *ind
         graft_rng_seed(&rng, graft_mix64(graft_mix64(f->cfg.seed, (uint64_t)pass), i));
         graft_transform t;
         graft_transform_random(&f->gen, f->h, f->w, &rng, &t);
-        float *tmp = malloc(n * sizeof(float));
+        /* n > 0: graft_flow_from_directory checked the target size. */
+        float *tmp = malloc(n * sizeof(float)); // NOLINT(clang-analyzer-optin.portability.UnixAPI)
         if (!tmp) return graft_fail(GRAFT_ENOMEM, "%s: no memory to augment", f->paths[i]);
         graft_transform_apply(&t, f->gen.fill_mode, f->gen.cval, f->gen.interpolation_order_nearest ? 0 : 1,
                               x, tmp, f->h, f->w, f->c);
@@ -369,17 +367,20 @@ static graft_status list_class(flow *f, const char *dir, int cls, double lo, dou
             *classes = nc;
             *cap = ncap;
         }
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): start <= k < stop <= all.n
         const char *r = all.v[k] + cut;
         while (*r == '/') r++;
         if (strlist_push(rel, strdup(r))) {
             st = graft_fail(GRAFT_ENOMEM, "no memory");
             break;
         }
-        if (strlist_push(paths, all.v[k])) {
+        /* paths owns the string from here on, or a failed push has freed it. */
+        char *path = all.v[k];
+        all.v[k] = NULL;
+        if (strlist_push(paths, path)) {
             st = graft_fail(GRAFT_ENOMEM, "no memory");
             break;
         }
-        all.v[k] = NULL;
         (*classes)[paths->n - 1] = cls;
     }
     strlist_free(&all);

@@ -555,7 +555,7 @@ static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name,
                     }
                 }
                 if (!ready) continue;
-                if (k == 0) {
+                if (k < 1) {
                     s = refuse(c, GRAFT_EFORMAT, lname, cls, "has no inbound nodes");
                     break;
                 }
@@ -619,7 +619,7 @@ graft_status io_model_from_config(const cJSON *config, const char *path, graft_m
     const char *name = cJSON_IsObject(cfg) ? str_of(cfg, "name") : NULL;
     ctx c = {graft_model_new(name ? name : "model"), path, NULL, 0, 0};
     if (!c.m) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", path);
-    graft_layer *o;
+    graft_layer *o = NULL;
     graft_status s = strcmp(cls, "Sequential") == 0 ? build_sequential(&c, cfg, c.m->name, NULL, &o)
                                                      : build_functional(&c, cfg, c.m->name, NULL, &o);
     if (s == GRAFT_OK) s = graft_model_set_output(c.m, o);

@@ -78,6 +78,8 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     if (bytes <= max_bytes) c->mem = graft_alloc(bytes);
     if (!c->mem) { /* too big, or no memory for it: spill to a temporary file */
         c->spill = tmpfile();
+        /* sample_floats > 0: layer `first` reads at least one frontier output. */
+        // NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
         c->row = malloc(c->sample_floats * sizeof(float));
         if (!c->spill || !c->row) {
             graft_cache_close(c);

@@ -67,6 +67,10 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
         return NULL;
     }
     size_t xs = graft_shape_size(&x_shape), xbytes, ybytes;
+    if (xs == 0) {
+        graft_fail(GRAFT_EINVAL, "source_arrays: x_shape has a dimension that is not positive");
+        return NULL;
+    }
     if (!graft_mul_ok(xs * sizeof(float), (size_t)n, &xbytes) ||
         !graft_mul_ok((size_t)y_dim * sizeof(float), (size_t)n, &ybytes)) {
         graft_fail(GRAFT_ENOMEM, "source_arrays: %d samples are too many", n);
@@ -74,8 +78,9 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
     }
     array_source *a = calloc(1, sizeof *a);
     if (a) {
-        a->x = malloc(xbytes);
-        a->y = malloc(ybytes);
+        /* Neither size is 0: n, y_dim and every dimension of x_shape are positive. */
+        a->x = malloc(xbytes); // NOLINT(clang-analyzer-optin.portability.UnixAPI)
+        a->y = malloc(ybytes); // NOLINT(clang-analyzer-optin.portability.UnixAPI)
         a->order = malloc((size_t)n * sizeof(int));
     }
     if (!a || !a->x || !a->y || !a->order) {
