@@ -225,5 +225,7 @@ double graft_loss_grad(graft_loss_kind kind, int from_logits, const float *pred,
 
 /* Threads for graft's own loops. */
 int graft_threads(void);
+/* Flush-to-zero and denormals-are-zero on the calling thread and the OpenMP team. */
+void graft_flush_denormals(void);
 
 #endif

@@ -214,6 +214,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         return s;
     }
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
+    graft_flush_denormals();
     graft_feature_cache *cache = NULL, *val_cache = NULL;
     if (!cfg->no_feature_cache) {
         /* The boundary: the lowest layer whose backward runs, or a lower one
