@@ -763,6 +763,15 @@ graft_status graft_plot_compare(const graft_history *const *runs, const char *co
                                 int n_runs, const char *png_path, const char *title);
 /* (end report section) */
 
+/* ------------------------------------------------------------ files */
+
+/* Writes the whole content of a file; returns GRAFT_OK or a graft_fail status. */
+typedef graft_status (*graft_file_writer)(FILE *f, void *ctx);
+/* Crash-safe replacement of `path`, as every file graft writes: write(f, ctx)
+ * into a temporary file beside it, fsync, rename over `path`, fsync the
+ * folder. A failure leaves the old file (or none) and no temporary. */
+graft_status graft_write_file_atomic(const char *path, graft_file_writer write, void *ctx);
+
 /* ------------------------------------------------------------ threads */
 
 /* Worker threads for graft's own loops and the BLAS (0: all cores). */

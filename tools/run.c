@@ -1,7 +1,6 @@
 /* Run folders (config.json), building a run's model and data, and finding
  * weights and the lesson's data in their documented places. */
 #include "cli.h"
-#include "core/atomic_file.h"
 
 #include <cjson/cJSON.h>
 #include <signal.h>

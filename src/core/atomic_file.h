@@ -33,10 +33,6 @@ graft_status graft_atomic_commit(graft_atomic_file *af);
 /* Removes the temporary file; the target is untouched. Safe on an empty *af. */
 void graft_atomic_abort(graft_atomic_file *af);
 
-/* Writes the whole content of a file; returns GRAFT_OK or a graft_fail status. */
-typedef graft_status (*graft_file_writer)(FILE *f, void *ctx);
-
-/* open, write(f, ctx), commit; abort when the writer fails. */
-graft_status graft_write_file_atomic(const char *path, graft_file_writer write, void *ctx);
+/* graft_write_file_atomic (open, write, commit) is in graft.h. */
 
 #endif
