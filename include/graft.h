@@ -277,6 +277,9 @@ struct graft_source {
     long n_samples;
     int deterministic;
     graft_status (*next_ids)(graft_source *self, float *x, float *y, int *n, long *ids);
+    /* x is decoded from files: worth caching even where the whole model
+     * trains (then the decoded images themselves are kept). */
+    int decodes;
     /* Batches given so far (kept by fit, evaluate and graft_source_skip): what a
      * checkpoint records so that a resumed run sees the same batches. */
     long drawn;

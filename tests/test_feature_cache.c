@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 enum { N = 72, D = 6 };
 
@@ -131,10 +132,59 @@ static void test_dropout_in_base(void)
     CHECK(memcmp(a, b, sizeof a) == 0);
 }
 
+/* A model that trains whole on decoded images: the images themselves are
+ * cached after the first pass, with the very results of decoding them again. */
+static void run_images(int no_cache, float *w, size_t cap, int *decoded)
+{
+    graft_flow_cfg fc = {.target_size = {20, 20}, .class_mode = GRAFT_CLASS_BINARY,
+                         .batch_size = 100, .seed = 3, .quiet = 1};
+    graft_image_data_generator gen = {.rescale = 1.0f / 255};
+    graft_source *src = NULL;
+    CHECK_OK(graft_flow_from_directory("../shared/data/cats_and_dogs_filtered/validation", &gen, &fc, &src));
+    if (!src) return;
+    counting_source cs = {0};
+    cs.inner = src;
+    cs.base = *src;
+    cs.base.next = counting_next;
+    cs.base.next_ids = counting_next_ids;
+    cs.base.free = NULL;
+    graft_model *m = graft_model_new("small_cnn");
+    graft_input(m, NULL, graft_shape3(20, 20, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 4, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){0});
+    graft_flatten(m, NULL, NULL);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1, .activation = GRAFT_SIGMOID});
+    graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f), .loss = GRAFT_BINARY_CROSSENTROPY, .seed = 2};
+    CHECK_OK(graft_model_compile(m, &cc));
+    graft_fit_cfg fit = {.epochs = 3, .steps_per_epoch = 7, .no_feature_cache = no_cache};
+    CHECK_OK(graft_model_fit(m, &cs.base, &fit, NULL));
+    CHECK(m->n_weight_floats <= cap);
+    memcpy(w, m->weights, m->n_weight_floats * sizeof(float));
+    *decoded = cs.decoded;
+    graft_model_free(m);
+    graft_source_free(src);
+}
+
+static void test_decoded_images_cached(void)
+{
+    if (access("../shared/data/cats_and_dogs_filtered/validation", R_OK) != 0) {
+        printf("  skipped: ../shared is missing\n");
+        return;
+    }
+    static float a[4096], b[4096];
+    int da = 0, db = 0;
+    run_images(1, a, 4096, &da);
+    run_images(0, b, 4096, &db);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    /* 21 steps over passes of 10 batches: cached, only the first pass decodes. */
+    CHECK_MSG(da == 21 && db == 10, "decoded %d (uncached) and %d (cached) batches", da, db);
+}
+
 int main(void)
 {
     RUN(test_cached_equals_uncached);
     RUN(test_cache_is_used);
     RUN(test_dropout_in_base);
+    RUN(test_decoded_images_cached);
     return CHECK_SUMMARY();
 }

@@ -531,6 +531,7 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->base.free = flow_free;
     f->base.n_samples = f->n;
     f->base.next_ids = flow_next_ids;
+    f->base.decodes = 1;
     /* Random transforms change a sample every pass: nothing to cache then. */
     f->base.deterministic = !(f->has_gen && graft_generator_is_random(&f->gen));
     *out = &f->base;

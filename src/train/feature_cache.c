@@ -42,8 +42,11 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
 {
     *out = NULL;
     int L = m->n_layers;
-    if (!src->next_ids || !src->deterministic || src->n_samples <= 0 || first <= 1 || first > L)
+    if (!src->next_ids || !src->deterministic || src->n_samples <= 0 || first < 1 || first > L)
         return GRAFT_OK;
+    /* With everything trainable only the input itself could be kept: worth it
+     * when the source decodes images, not when it copies arrays. */
+    if (first == 1 && !src->decodes) return GRAFT_OK;
     for (int i = 1; i < first; i++) {
         const graft_layer *l = m->layers[i];
         if (l->ops->stochastic && l->ops->stochastic(l)) return GRAFT_OK;
@@ -62,7 +65,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         for (int i = first; i < L && !read_above; i++)
             for (int k = 0; k < m->layers[i]->n_inputs; k++) read_above |= m->layers[i]->inputs[k] == j;
         if (!read_above) continue;
-        if (j == 0) { /* a layer above reads the raw input: nothing to save */
+        if (j == 0 && !src->decodes) { /* only the raw input would be kept */
             graft_cache_close(c);
             return GRAFT_OK;
         }
@@ -145,7 +148,8 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, g
         return s;
     }
     if ((s = graft_model_prepare(m, *n, training)) != GRAFT_OK) return s;
+    m->layers[0]->out = x; /* the batch buffer, in case the input itself is cached */
     for (int i = 0; i < *n && s == GRAFT_OK; i++) s = transfer(c, m, i, c->ids[i], false);
-    if (s == GRAFT_OK) s = graft_model_forward_range(m, NULL, *n, training, c->first, m->n_layers);
+    if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
     return s;
 }
