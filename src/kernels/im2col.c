@@ -1,7 +1,22 @@
 /* Patch extraction for convolution as GEMM (NHWC, kernel order kh, kw, c). */
 #include "kernels.h"
+#include "internal.h"
 
 #include <string.h>
+
+void graft_conv_geom_init(graft_conv_geom *g, const graft_shape *in, const int kernel[2],
+                          const int strides[2], graft_padding padding)
+{
+    g->h = in->dim[0];
+    g->w = in->dim[1];
+    g->c = in->dim[2];
+    g->kh = kernel[0];
+    g->kw = kernel[1];
+    g->sh = strides[0];
+    g->sw = strides[1];
+    g->oh = graft_conv_out_size(g->h, g->kh, g->sh, padding, &g->pad_top);
+    g->ow = graft_conv_out_size(g->w, g->kw, g->sw, padding, &g->pad_left);
+}
 
 void graft_im2col(const graft_conv_geom *g, const float *x, int n, float *col)
 {

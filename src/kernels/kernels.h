@@ -2,6 +2,8 @@
 #ifndef GRAFT_KERNELS_H
 #define GRAFT_KERNELS_H
 
+#include "graft.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -17,6 +19,10 @@ typedef struct {
     int pad_top, pad_left;
     int oh, ow;          /* output */
 } graft_conv_geom;
+
+/* The geometry of a convolution over an (H, W, C) input, TensorFlow padding. */
+void graft_conv_geom_init(graft_conv_geom *g, const graft_shape *in, const int kernel[2],
+                          const int strides[2], graft_padding padding);
 
 /* Rows of the patch matrix for `n` samples: (n*oh*ow) x (kh*kw*c), zeros in the padding. */
 void graft_im2col(const graft_conv_geom *g, const float *x, int n, float *col);

@@ -46,6 +46,18 @@ bool graft_config_add_nulls(cJSON *o, const char *const *keys)
     return true;
 }
 
+bool graft_config_add_conv_common(cJSON *o, const int kernel[2], const int strides[2],
+                                  graft_padding padding, graft_activation activation, int no_bias)
+{
+    return graft_config_add_pair(o, "kernel_size", kernel[0], kernel[1]) &&
+           graft_config_add_pair(o, "strides", strides[0], strides[1]) &&
+           graft_config_add_padding(o, padding) &&
+           cJSON_AddStringToObject(o, "data_format", "channels_last") &&
+           graft_config_add_pair(o, "dilation_rate", 1, 1) && cJSON_AddNumberToObject(o, "groups", 1) &&
+           cJSON_AddStringToObject(o, "activation", graft_activation_name(activation)) &&
+           cJSON_AddBoolToObject(o, "use_bias", !no_bias);
+}
+
 bool graft_config_add_padding(cJSON *o, graft_padding p)
 {
     return cJSON_AddStringToObject(o, "padding", p == GRAFT_SAME ? "same" : "valid") != NULL;

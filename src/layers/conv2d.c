@@ -41,15 +41,7 @@ static graft_status build(graft_layer *l, const graft_shape *in)
                           "layer '%s' (Conv2D): filters, kernel_size and strides must be positive",
                           l->name);
     graft_conv_geom *g = &c->g;
-    g->h = in[0].dim[0];
-    g->w = in[0].dim[1];
-    g->c = in[0].dim[2];
-    g->kh = k->kernel_size[0];
-    g->kw = k->kernel_size[1];
-    g->sh = k->strides[0];
-    g->sw = k->strides[1];
-    g->oh = graft_conv_out_size(g->h, g->kh, g->sh, k->padding, &g->pad_top);
-    g->ow = graft_conv_out_size(g->w, g->kw, g->sw, k->padding, &g->pad_left);
+    graft_conv_geom_init(g, &in[0], k->kernel_size, k->strides, k->padding);
     l->out_shape = graft_shape3(g->oh, g->ow, k->filters);
     size_t row = (size_t)g->oh * g->ow * g->kh * g->kw * g->c;
     c->chunk = row ? (int)(COL_BUDGET / row) : 1;
@@ -255,14 +247,8 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const graft_conv2d_cfg *k = &((const conv2d *)l->cfg)->cfg;
     bool ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
-              graft_config_add_pair(o, "kernel_size", k->kernel_size[0], k->kernel_size[1]) &&
-              graft_config_add_pair(o, "strides", k->strides[0], k->strides[1]) &&
-              graft_config_add_padding(o, k->padding) &&
-              cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-              graft_config_add_pair(o, "dilation_rate", 1, 1) &&
-              cJSON_AddNumberToObject(o, "groups", 1) &&
-              cJSON_AddStringToObject(o, "activation", graft_activation_name(k->activation)) &&
-              cJSON_AddBoolToObject(o, "use_bias", !k->no_bias) &&
+              graft_config_add_conv_common(o, k->kernel_size, k->strides, k->padding,
+                                           k->activation, k->no_bias) &&
               graft_config_add_initializer(o, "kernel_initializer", "GlorotUniform") &&
               graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
               GRAFT_CONFIG_NULLS(o, "kernel_regularizer", "bias_regularizer",
