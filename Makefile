@@ -51,7 +51,7 @@ $(BUILD)/libgraft.so: $(LIB_OBJ)
 $(BUILD)/graft: $(TOOL_SRC) $(BUILD)/libgraft.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_SRC) $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libgraft.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 

@@ -197,6 +197,7 @@ struct graft_model {
     float *scratch;
     size_t scratch_floats;
     size_t *out_offset;     /* per layer, into arena (SIZE_MAX: no buffer) */
+    bool *grad_written;     /* per layer, during backward: its dL/d(out) has a value */
     bool prepared_training;
     bool want_input_grad;   /* tests: also compute dL/d(input) */
     float *input_grad;      /* with want_input_grad: n * input size floats */

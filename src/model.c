@@ -41,6 +41,7 @@ void graft_model_free(graft_model *m)
     graft_free(m->arena);
     graft_free(m->scratch);
     free(m->out_offset);
+    free(m->grad_written);
     free(m);
 }
 
@@ -646,11 +647,13 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
      * A fused layer has no buffer of its own: it lives in its root's. */
     int *last_use = malloc((size_t)L * sizeof(int));
     block *fl = malloc((size_t)(2 * L + 2) * sizeof(block));
+    bool *written = realloc(m->grad_written, (size_t)L * sizeof(bool));
+    if (written) m->grad_written = written;
     size_t *offs = realloc(m->out_offset, (size_t)L * sizeof(size_t));
     size_t *dout_off = malloc((size_t)L * sizeof(size_t));
     size_t *aux_off = malloc((size_t)L * sizeof(size_t));
     if (offs) m->out_offset = offs;
-    if (!last_use || !fl || !offs || !dout_off || !aux_off) {
+    if (!last_use || !fl || !offs || !written || !dout_off || !aux_off) {
         free(last_use);
         free(fl);
         free(dout_off);
@@ -795,8 +798,8 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
     int L = m->n_layers, out = output_index(m);
     graft_layer *ol = m->layers[out];
     if (!ol->requires_grad) return GRAFT_OK; /* nothing trains */
-    bool *written = calloc((size_t)L, sizeof(bool));
-    if (!written) return graft_fail(GRAFT_ENOMEM, "out of memory in backward");
+    bool *written = m->grad_written; /* sized by prepare: no allocation per step */
+    memset(written, 0, (size_t)L * sizeof(bool));
     memcpy(ol->dout, dout, (size_t)n * graft_shape_size(&ol->out_shape) * sizeof(float));
     written[out] = true;
     const float *in[MAX_FANIN];
@@ -818,6 +821,5 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
                        l->aux, m->scratch};
         l->ops->backward(l, &b);
     }
-    free(written);
     return GRAFT_OK;
 }

@@ -2,6 +2,7 @@
  * non-zero exit; train, finetune, evaluate, predict, plot and summary work on
  * a small folder of real photos. GRAFT_BIN (set by tests/run.sh) names it. */
 #include "check.h"
+#include "test_util.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -14,16 +15,6 @@
 static char tmp[64], out_path[128], err_path[128];
 static char out[1 << 16], err[1 << 16];
 static const char *bin;
-
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
 
 /* Runs `graft ARGS`; returns its exit status, output in out[] and err[]. */
 static int graft(const char *args)
@@ -164,8 +155,7 @@ int main(void)
     RUN(test_usage_and_errors);
     RUN(test_train_scratch_json);
     RUN(test_transfer_run);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    remove_tree(tmp);
+    rmdir(tmp);
     return CHECK_SUMMARY();
 }

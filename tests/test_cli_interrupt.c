@@ -5,6 +5,7 @@
  * never interrupted. GRAFT_BIN (set by tests/run.sh) names the tool.
  */
 #include "check.h"
+#include "test_util.h"
 #include "graft.h"
 
 #include <dirent.h>
@@ -21,16 +22,6 @@
 
 static char tmp[] = "/tmp/graft_sigint_XXXXXX";
 static const char *bin;
-
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
 
 /* 16 cats and 16 dogs, linked from the lesson's data. */
 static int make_data(void)
@@ -143,26 +134,6 @@ static void test_sigint_then_resume(void)
     snprintf(p, sizeof p, "%s/whole/model.h5", tmp);
     snprintf(q, sizeof q, "%s/cut/model.h5", tmp);
     CHECK_MSG(same_model(p, q), "the resumed run's weights differ from the uninterrupted run's");
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[768];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            remove_tree(p);
-            rmdir(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
 }
 
 int main(void)

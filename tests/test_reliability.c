@@ -6,6 +6,7 @@
  * clear errors that leave no file behind.
  */
 #include "check.h"
+#include "test_util.h"
 #include "graft.h"
 
 #include <dirent.h>
@@ -28,26 +29,6 @@ const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
 
 static char tmp_root[] = "/tmp/graft_rel_XXXXXX";
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[768];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            remove_tree(p);
-            rmdir(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-}
 
 /* The names in dir other than `except` (may be NULL), as one string. */
 static int list_dir(const char *dir, const char *except, char *names, size_t cap)
