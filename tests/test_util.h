@@ -25,10 +25,10 @@ static inline void remove_tree(const char *dir)
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
-    char p[768];
+    char p[4096];
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (snprintf(p, sizeof p, "%.3800s/%s", dir, e->d_name) >= (int)sizeof p) continue;
         struct stat sb;
         if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
             remove_tree(p);
