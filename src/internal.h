@@ -100,7 +100,7 @@ typedef struct graft_layer_ops {
 /* Inference-time fusion: a BatchNormalization in inference mode and a ReLU
  * that follow a convolution run in the convolution's output pass instead of
  * as passes of their own (set by the model's planner). */
-typedef struct {
+typedef struct graft_epilogue {
     const graft_layer *bn; /* folded BatchNormalization, or NULL */
     bool clamp;            /* then clamp to [lo, hi] */
     float lo, hi;

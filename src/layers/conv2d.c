@@ -7,6 +7,7 @@
 #include "layers/config_json.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -14,6 +15,7 @@ typedef struct {
     graft_conv_geom g;
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
+    bool winograd;          /* inference forward passes by Winograd F(4x4, 3x3) */
     /* What scratch_floats last returned: the model's scratch holds at least
      * that much for the batches of the current plan. */
     size_t scratch_lent;
@@ -53,6 +55,9 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     /* NULL when oneDNN can not start: im2col + GEMM then does everything. */
     if (s == GRAFT_OK)
         c->dnn = graft_onednn_conv_new(g, k->filters, !k->no_bias, k->activation == GRAFT_RELU);
+    /* GRAFT_NO_WINOGRAD=1: direct convolution only (to compare numerics). */
+    const char *off = getenv("GRAFT_NO_WINOGRAD");
+    c->winograd = graft_winograd_fits(g, k->filters) && !(off && strcmp(off, "1") == 0);
     return s;
 }
 
@@ -79,6 +84,10 @@ static size_t scratch_floats(const graft_layer *l, int n)
     if (c->dnn) {
         size_t d = graft_onednn_conv_scratch_floats(c->dnn, n);
         if (d > need) need = d;
+    }
+    if (c->winograd) {
+        size_t w = graft_winograd_scratch_floats(&c->g, c->cfg.filters, n);
+        if (w > need) need = w;
     }
     c->scratch_lent = need;
     return need;
@@ -204,6 +213,15 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     size_t rows = (size_t)f->n * g->oh * g->ow;
     graft_activation act = c->cfg.activation;
+    /* Not for a layer that trains: its gradient checks and backward pass
+     * assume the direct convolution's rounding. A frozen one takes the same
+     * path in fit as in predict, so cached features equal recomputed ones. */
+    if (c->winograd && (!f->training || !l->trains) &&
+        (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+        graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
+                               &l->epi, f->out, f->scratch);
+        return;
+    }
     if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,
                                             c->scratch_lent)) {
         if (act == GRAFT_RELU) act = GRAFT_LINEAR; /* fused */

@@ -1,0 +1,333 @@
+/* 3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3)
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015),
+ * for inference.
+ *
+ * Each 4x4 block of outputs comes from a 6x6 block of inputs with 36
+ * multiplications per input/output channel pair instead of 144: the input
+ * block and the kernel are taken into a 6x6 "transformed" space (V = B'dB,
+ * U = GgG'), multiplied point by point and summed over input channels there,
+ * which for a batch of blocks is 36 independent GEMMs, and taken back
+ * (Y = A'MA). Direct convolution on this machine's JIT kernels already runs
+ * near the FMA peak, so this is the one way to do markedly less work. The
+ * price is rounding: the transforms add a few ulps of error on top of the
+ * GEMM's (measured by the tests against the direct path).
+ *
+ * NHWC suits it: every transform works on whole channel vectors, so the
+ * inner loops run over contiguous channels. The blocks ("tiles") are worked
+ * in chunks small enough for a core's cache, one chunk per thread at a time:
+ * input transform, 36 GEMMs, output transform with the bias, ReLU and the
+ * layer's epilogue (a folded BatchNormalization) applied while the outputs
+ * are in cache. Which thread takes a chunk does not change its result. */
+#include "internal.h"
+#include "kernels.h"
+
+#include <omp.h>
+#include <string.h>
+
+#define T 6     /* input tile side: m + r - 1 */
+#define M_OUT 4 /* output tile side */
+#define NXI (T * T)
+#define CB 16 /* channels transformed at once: two AVX2 vectors */
+
+bool graft_winograd_fits(const graft_conv_geom *g, int filters)
+{
+    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->c >= GRAFT_WINOGRAD_MIN_C &&
+           filters >= GRAFT_WINOGRAD_MIN_C && g->oh > 0 && g->ow > 0;
+}
+
+/* Tiles per chunk: V and M of a chunk (36 * tiles * (C + F) floats) within a
+ * few MiB, but never so few that the GEMMs get short, or that the kernel's
+ * transform U (36 * C * F floats, read whole by every chunk) dominates the
+ * traffic. Measured on VGG16's layers: 64-128 tiles at 256-512 channels. */
+static int chunk_tiles(int c, int filters)
+{
+    const size_t budget = (size_t)4 << 20; /* bytes */
+    size_t per_tile = (size_t)NXI * (size_t)(c + filters) * sizeof(float);
+    size_t t = budget / per_tile;
+    if (t < 64) t = 64;
+    if (t > 256) t = 256;
+    return (int)t;
+}
+
+static size_t tiles_of(const graft_conv_geom *g, int n)
+{
+    return (size_t)n * (size_t)((g->oh + M_OUT - 1) / M_OUT) *
+           (size_t)((g->ow + M_OUT - 1) / M_OUT);
+}
+
+size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n)
+{
+    size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
+    if (chunk > tiles) chunk = tiles;
+    size_t u = (size_t)NXI * g->c * filters;
+    size_t per_thread = (size_t)NXI * chunk * (size_t)(g->c + filters);
+    return u + (size_t)graft_threads() * per_thread + (size_t)filters; /* + a zero bias */
+}
+
+/* U[xi][c][f] = G g G' for the 3x3 kernel of every (c, f), HWIO in. */
+static void transform_kernel(const float *kernel, int C, int F, float *U)
+{
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        for (int f0 = 0; f0 < F; f0 += CB) {
+            const int nf = F - f0 < CB ? F - f0 : CB;
+            float g[3][3][CB], t[T][3][CB];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
+                    for (int j = 0; j < nf; j++)
+                        g[ky][kx][j] = src[j];
+                }
+            /* G along the rows of the kernel, then along its columns. */
+            for (int kx = 0; kx < 3; kx++) {
+#pragma omp simd
+                for (int j = 0; j < nf; j++) {
+                    float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
+                    t[0][kx][j] = g0 / 4;
+                    t[1][kx][j] = -(g0 + g1 + g2) / 6;
+                    t[2][kx][j] = -(g0 - g1 + g2) / 6;
+                    t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                    t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                    t[5][kx][j] = g2;
+                }
+            }
+            for (int i = 0; i < T; i++) {
+                float *u[T];
+                for (int k = 0; k < T; k++)
+                    u[k] = U + ((size_t)(i * T + k) * C + c) * F + f0;
+#pragma omp simd
+                for (int j = 0; j < nf; j++) {
+                    float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
+                    u[0][j] = g0 / 4;
+                    u[1][j] = -(g0 + g1 + g2) / 6;
+                    u[2][j] = -(g0 - g1 + g2) / 6;
+                    u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                    u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                    u[5][j] = g2;
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    const graft_conv_geom *g;
+    int F, tiles_h, tiles_w;
+} tiling;
+
+static void tile_origin(const tiling *tl, size_t tile, int *img, int *y0, int *x0)
+{
+    int per_img = tl->tiles_h * tl->tiles_w;
+    *img = (int)(tile / (size_t)per_img);
+    int r = (int)(tile % (size_t)per_img);
+    *y0 = (r / tl->tiles_w) * M_OUT;
+    *x0 = (r % tl->tiles_w) * M_OUT;
+}
+
+/* B' d B for one block of nc channels: src[i][j] points at the input pixel
+ * (i, j) of the tile (a zero vector outside the image), dst[xi] at where
+ * the transformed value xi goes. Inlined with nc = CB for whole blocks, so
+ * that the channel loops become straight vector code. */
+static inline __attribute__((always_inline)) void input_block(const float *const src[T][T],
+                                                              float *const dst[NXI], int nc)
+{
+    float t[T][T][CB];
+    /* B' along the columns (over i), then B along the rows (over j). */
+    for (int j = 0; j < T; j++) {
+#pragma omp simd
+        for (int q = 0; q < nc; q++) {
+            float d0 = src[0][j][q], d1 = src[1][j][q], d2 = src[2][j][q], d3 = src[3][j][q],
+                  d4 = src[4][j][q], d5 = src[5][j][q];
+            t[0][j][q] = 4 * d0 - 5 * d2 + d4;
+            t[1][j][q] = -4 * d1 - 4 * d2 + d3 + d4;
+            t[2][j][q] = 4 * d1 - 4 * d2 - d3 + d4;
+            t[3][j][q] = -2 * d1 - d2 + 2 * d3 + d4;
+            t[4][j][q] = 2 * d1 - d2 - 2 * d3 + d4;
+            t[5][j][q] = 4 * d1 - 5 * d3 + d5;
+        }
+    }
+    for (int i = 0; i < T; i++) {
+        float *const *v = dst + i * T;
+#pragma omp simd
+        for (int q = 0; q < nc; q++) {
+            float d0 = t[i][0][q], d1 = t[i][1][q], d2 = t[i][2][q], d3 = t[i][3][q],
+                  d4 = t[i][4][q], d5 = t[i][5][q];
+            v[0][q] = 4 * d0 - 5 * d2 + d4;
+            v[1][q] = -4 * d1 - 4 * d2 + d3 + d4;
+            v[2][q] = 4 * d1 - 4 * d2 - d3 + d4;
+            v[3][q] = -2 * d1 - d2 + 2 * d3 + d4;
+            v[4][q] = 2 * d1 - d2 - 2 * d3 + d4;
+            v[5][q] = 4 * d1 - 5 * d3 + d5;
+        }
+    }
+}
+
+static const float zeros[CB];
+
+/* V[xi][k][c] = B' d B for the chunk's tiles k = 0..nk-1 (from tile t0). */
+static void transform_input(const tiling *tl, const float *x, size_t t0, int nk, float *V)
+{
+    const graft_conv_geom *g = tl->g;
+    const int C = g->c;
+    for (int k = 0; k < nk; k++) {
+        int img, y0, x0;
+        tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
+        const int iy0 = y0 - g->pad_top, ix0 = x0 - g->pad_left;
+        const float *base = x + (size_t)img * g->h * g->w * C;
+        const float *pix[T][T]; /* NULL: outside the image */
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) {
+                int iy = iy0 + i, ix = ix0 + j;
+                bool in = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w;
+                pix[i][j] = in ? base + ((size_t)iy * g->w + ix) * C : NULL;
+            }
+        for (int c0 = 0; c0 < C; c0 += CB) {
+            const float *src[T][T];
+            float *dst[NXI];
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++)
+                    src[i][j] = pix[i][j] ? pix[i][j] + c0 : zeros;
+            for (int xi = 0; xi < NXI; xi++)
+                dst[xi] = V + ((size_t)xi * nk + k) * C + c0;
+            if (C - c0 >= CB)
+                input_block(src, dst, CB);
+            else
+                input_block(src, dst, C - c0);
+        }
+    }
+}
+
+typedef struct {
+    const float *bias;
+    bool relu;
+    const graft_epilogue *epi; /* NULL: none */
+    bool bn;
+    const float *mean, *scale, *shift;
+} finish;
+
+/* A' m A for one block of nf filters, plus the bias: src[xi] points at the
+ * GEMM result xi, out[i][j] receives output (i, j) of the tile. Inlined with
+ * nf = CB for whole blocks. */
+static inline __attribute__((always_inline)) void
+output_block(const float *const src[NXI], const float *bias, float out[M_OUT][M_OUT][CB], int nf)
+{
+    float t[M_OUT][T][CB];
+    /* A' along the columns (over i). */
+    for (int j = 0; j < T; j++) {
+#pragma omp simd
+        for (int q = 0; q < nf; q++) {
+            float m0 = src[j][q], m1 = src[T + j][q], m2 = src[2 * T + j][q],
+                  m3 = src[3 * T + j][q], m4 = src[4 * T + j][q], m5 = src[5 * T + j][q];
+            t[0][j][q] = m0 + m1 + m2 + m3 + m4;
+            t[1][j][q] = m1 - m2 + 2 * m3 - 2 * m4;
+            t[2][j][q] = m1 + m2 + 4 * m3 + 4 * m4;
+            t[3][j][q] = m1 - m2 + 8 * m3 - 8 * m4 + m5;
+        }
+    }
+    /* A along the rows (over j), and the bias. */
+    for (int i = 0; i < M_OUT; i++) {
+#pragma omp simd
+        for (int q = 0; q < nf; q++) {
+            float m0 = t[i][0][q], m1 = t[i][1][q], m2 = t[i][2][q], m3 = t[i][3][q],
+                  m4 = t[i][4][q], m5 = t[i][5][q];
+            float b = bias[q];
+            out[i][0][q] = m0 + m1 + m2 + m3 + m4 + b;
+            out[i][1][q] = m1 - m2 + 2 * m3 - 2 * m4 + b;
+            out[i][2][q] = m1 + m2 + 4 * m3 + 4 * m4 + b;
+            out[i][3][q] = m1 - m2 + 8 * m3 - 8 * m4 + m5 + b;
+        }
+    }
+}
+
+/* y = A' M A for the chunk's tiles, then bias, ReLU and the epilogue on the
+ * outputs inside the image. */
+static void transform_output(const tiling *tl, const float *Mx, size_t t0, int nk,
+                             const finish *fin, float *y)
+{
+    const graft_conv_geom *g = tl->g;
+    const int F = tl->F;
+    for (int k = 0; k < nk; k++) {
+        int img, y0, x0;
+        tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
+        const int rows = g->oh - y0 < M_OUT ? g->oh - y0 : M_OUT;
+        const int cols = g->ow - x0 < M_OUT ? g->ow - x0 : M_OUT;
+        float *out = y + (size_t)img * g->oh * g->ow * F;
+        for (int f0 = 0; f0 < F; f0 += CB) {
+            const int nf = F - f0 < CB ? F - f0 : CB;
+            const float *src[NXI];
+            for (int xi = 0; xi < NXI; xi++)
+                src[xi] = Mx + ((size_t)xi * nk + k) * F + f0;
+            float o[M_OUT][M_OUT][CB];
+            if (nf == CB)
+                output_block(src, fin->bias + f0, o, CB);
+            else
+                output_block(src, fin->bias + f0, o, nf);
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++) {
+                    float *dst = out + ((size_t)(y0 + i) * g->ow + x0 + j) * F + f0;
+                    if (fin->relu) {
+#pragma omp simd
+                        for (int q = 0; q < nf; q++)
+                            dst[q] = o[i][j][q] < 0 ? 0.0f : o[i][j][q]; /* NaN stays */
+                    } else {
+#pragma omp simd
+                        for (int q = 0; q < nf; q++)
+                            dst[q] = o[i][j][q];
+                    }
+                }
+        }
+        /* The epilogue runs per output row of the tile while it is in cache. */
+        if (fin->epi)
+            for (int i = 0; i < rows; i++)
+                graft_epilogue_rows(fin->epi, fin->bn, fin->mean, fin->scale, fin->shift,
+                                    out + ((size_t)(y0 + i) * g->ow + x0) * F, (size_t)cols, F);
+    }
+}
+
+void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
+                            const float *kernel, const float *bias, bool relu,
+                            const graft_epilogue *epi, float *y, float *scratch)
+{
+    const int C = g->c;
+    tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
+    const size_t tiles = tiles_of(g, n);
+    size_t chunk = (size_t)chunk_tiles(C, F);
+    if (chunk > tiles) chunk = tiles;
+    float *U = scratch;
+    float *work = scratch + (size_t)NXI * C * F;
+    const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F);
+    transform_kernel(kernel, C, F, U);
+
+    static float none[1];
+    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
+    finish fin = {bias, relu, NULL, false, none, none, none};
+    if (!bias) { /* a zero bias keeps the output loop branch-free */
+        float *zb = work + (size_t)graft_threads() * per_thread;
+        memset(zb, 0, (size_t)F * sizeof(float));
+        fin.bias = zb;
+    }
+    if (epi && (epi->bn || epi->clamp) && F <= GRAFT_EPILOGUE_MAX_C) {
+        fin.epi = epi;
+        fin.bn = graft_epilogue_params(epi, mean, scale, shift);
+        fin.mean = mean;
+        fin.scale = scale;
+        fin.shift = shift;
+    }
+    const long n_chunks = (long)((tiles + chunk - 1) / chunk);
+#pragma omp parallel num_threads(graft_threads())
+    {
+        float *V = work + (size_t)omp_get_thread_num() * per_thread;
+        float *Mx = V + (size_t)NXI * chunk * C;
+#pragma omp for schedule(dynamic, 1)
+        for (long ci = 0; ci < n_chunks; ci++) {
+            size_t t0 = (size_t)ci * chunk;
+            int nk = (int)(tiles - t0 < chunk ? tiles - t0 : chunk);
+            transform_input(&tl, x, t0, nk, V);
+            /* dnnl_sgemm runs on this thread alone inside a parallel region. */
+            for (int xi = 0; xi < NXI; xi++)
+                graft_gemm(false, false, nk, F, C, 1.0f, V + (size_t)xi * nk * C, C,
+                           U + (size_t)xi * C * F, F, 0.0f, Mx + (size_t)xi * nk * F, F);
+            transform_output(&tl, Mx, t0, nk, &fin, y);
+        }
+    }
+}

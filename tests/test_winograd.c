@@ -1,0 +1,196 @@
+/* Winograd F(4x4, 3x3) (src/kernels/winograd.c), the inference path of 3x3
+ * stride-1 convolutions: against a plain double-precision loop and against
+ * the direct convolution (GRAFT_NO_WINOGRAD=1), over partial tiles, both
+ * paddings, channel counts off the vector width, several chunks of tiles, a
+ * fused BatchNormalization + ReLU, NaN inputs; and where it must not run. */
+#include "check.h"
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct {
+    int n, h, w, c, f;
+    graft_padding pad;
+    bool bias, relu, bn; /* bn: BatchNormalization + ReLU(max 6) after, fused */
+} wcase;
+
+static graft_model *build(const wcase *k, unsigned seed)
+{
+    graft_model *m = graft_model_new("wino");
+    graft_input(m, NULL, graft_shape3(k->h, k->w, k->c));
+    graft_conv2d(m, NULL,
+                 (graft_conv2d_cfg){.name = "conv",
+                                    .filters = k->f,
+                                    .kernel_size = {3, 3},
+                                    .padding = k->pad,
+                                    .no_bias = !k->bias,
+                                    .activation = k->relu ? GRAFT_RELU : GRAFT_LINEAR});
+    if (k->bn) {
+        graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "bn"});
+        graft_relu(m, NULL, (graft_relu_cfg){.name = "relu", .max_value = 6});
+    }
+    if (graft_model_status(m) != GRAFT_OK) return m;
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        for (int j = 0; j < graft_layer_num_weights(l); j++) {
+            graft_shape s = graft_layer_weight_shape(l, j);
+            float *w = graft_layer_weight_data(l, j);
+            bool var = strcmp(graft_layer_weight_name(l, j), "moving_variance") == 0;
+            for (size_t e = 0; e < graft_shape_size(&s); e++)
+                w[e] = var ? 0.3f + graft_rng_uniform(&r) : 0.3f * graft_rng_normal(&r);
+        }
+    }
+    return m;
+}
+
+/* The layer stack of `k` in double precision, straight from the definitions. */
+static void reference(const wcase *k, graft_model *m, const float *x, double *y, int oh, int ow,
+                      int pt, int pl)
+{
+    graft_layer *conv = graft_model_find(m, "conv");
+    const float *W = graft_layer_weight_data(conv, 0);
+    const float *b = k->bias ? graft_layer_weight_data(conv, 1) : NULL;
+    const float *g = NULL, *beta = NULL, *mean = NULL, *var = NULL;
+    if (k->bn) {
+        graft_layer *bn = graft_model_find(m, "bn");
+        g = graft_layer_weight_data(bn, 0);
+        beta = graft_layer_weight_data(bn, 1);
+        mean = graft_layer_weight_data(bn, 2);
+        var = graft_layer_weight_data(bn, 3);
+    }
+    for (int s = 0; s < k->n; s++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int f = 0; f < k->f; f++) {
+                    double acc = b ? b[f] : 0;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int iy = oy + ky - pt, ix = ox + kx - pl;
+                            if (iy < 0 || iy >= k->h || ix < 0 || ix >= k->w) continue;
+                            const float *xp = x + (((size_t)s * k->h + iy) * k->w + ix) * k->c;
+                            for (int c = 0; c < k->c; c++)
+                                acc += (double)xp[c] *
+                                       W[((size_t)(ky * 3 + kx) * k->c + c) * k->f + f];
+                        }
+                    if (k->relu && acc < 0) acc = 0;
+                    if (k->bn) {
+                        acc = (acc - mean[f]) / sqrt((double)var[f] + 1e-3) * g[f] + beta[f];
+                        acc = acc < 0 ? 0 : (acc > 6 ? 6 : acc);
+                    }
+                    y[(((size_t)s * oh + oy) * ow + ox) * k->f + f] = acc;
+                }
+}
+
+static float *predict(const wcase *k, const float *x, size_t out_n, bool winograd, unsigned seed)
+{
+    if (!winograd) CHECK(setenv("GRAFT_NO_WINOGRAD", "1", 1) == 0);
+    graft_model *m = build(k, seed);
+    unsetenv("GRAFT_NO_WINOGRAD");
+    float *y = malloc(out_n * sizeof(float));
+    CHECK_OK(graft_model_status(m));
+    if (y) CHECK_OK(graft_model_predict(m, x, k->n, y));
+    graft_model_free(m);
+    return y;
+}
+
+static void check_case(const wcase *k, unsigned seed)
+{
+    graft_model *m = build(k, seed);
+    CHECK_OK(graft_model_status(m));
+    graft_layer *conv = graft_model_find(m, "conv");
+    graft_shape os = graft_layer_output_shape(conv);
+    const int oh = os.dim[0], ow = os.dim[1];
+    const int pt = k->pad == GRAFT_SAME ? 1 : 0;
+    size_t in_n = (size_t)k->n * k->h * k->w * k->c, out_n = (size_t)k->n * oh * ow * k->f;
+    float *x = malloc(in_n * sizeof(float));
+    double *ref = malloc(out_n * sizeof(double));
+    graft_rng r;
+    graft_rng_seed(&r, seed + 100);
+    for (size_t i = 0; i < in_n; i++)
+        x[i] = graft_rng_normal(&r);
+    reference(k, m, x, ref, oh, ow, pt, pt);
+    float *wino = predict(k, x, out_n, true, seed), *direct = predict(k, x, out_n, false, seed);
+    /* Errors are measured against the largest output: the transforms' rounding
+     * is relative to the block's magnitudes, not to each (maybe tiny) output. */
+    double peak = 0, worst_w = 0, worst_d = 0;
+    for (size_t i = 0; i < out_n; i++)
+        if (fabs(ref[i]) > peak) peak = fabs(ref[i]);
+    for (size_t i = 0; wino && direct && i < out_n; i++) {
+        double ew = fabs(wino[i] - ref[i]), ed = fabs(direct[i] - ref[i]);
+        if (ew > worst_w) worst_w = ew;
+        if (ed > worst_d) worst_d = ed;
+    }
+    CHECK(peak > 0.5);
+    /* Different rounding shows the two runs took different paths. */
+    CHECK(wino && direct && memcmp(wino, direct, out_n * sizeof(float)) != 0);
+    /* Direct float convolution is within a few 1e-7 of the peak; Winograd's
+     * transforms multiply by up to 8 and sum 36 terms: allow 2e-5. */
+    CHECK_MSG(worst_w <= 2e-5 * peak, "%dx%dx%d f%d: winograd error %.3g of peak %.3g", k->h, k->w,
+              k->c, k->f, worst_w, peak);
+    CHECK_MSG(worst_d <= 2e-5 * peak, "direct error %.3g", worst_d);
+    printf("  %dx%dx%d -> %d, n %d%s%s%s: max error / peak: winograd %.2g, direct %.2g\n", k->h,
+           k->w, k->c, k->f, k->n, k->pad == GRAFT_SAME ? " same" : " valid",
+           k->relu ? " relu" : "", k->bn ? " +bn+relu6" : "", worst_w / peak, worst_d / peak);
+    free(x);
+    free(ref);
+    free(wino);
+    free(direct);
+    graft_model_free(m);
+}
+
+static void test_matches_reference(void)
+{
+    const wcase cases[] = {
+        {2, 13, 7, 16, 16, GRAFT_SAME, true, false, false},  /* partial tiles both ways */
+        {3, 23, 23, 17, 33, GRAFT_VALID, true, true, false}, /* off the vector width */
+        {2, 9, 9, 64, 40, GRAFT_SAME, false, false, true},   /* fused BN + ReLU6 */
+        {4, 30, 26, 24, 20, GRAFT_SAME, true, true, false},  /* many chunks of tiles */
+        {1, 4, 5, 16, 16, GRAFT_VALID, true, false, false},  /* one partial tile */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_case(&cases[i], 11 + (unsigned)i);
+}
+
+static void test_nan_propagates(void)
+{
+    const wcase k = {1, 16, 16, 16, 16, GRAFT_SAME, true, true, false};
+    size_t in_n = 16 * 16 * 16, out_n = 16 * 16 * 16;
+    float *x = calloc(in_n, sizeof(float));
+    x[(3 * 16 + 3) * 16 + 5] = NAN;
+    float *y = predict(&k, x, out_n, true, 3);
+    /* Outputs whose window holds the NaN are NaN (ReLU keeps it, as in TF);
+     * the transforms spread it over the 4x4 output tiles whose 6x6 input
+     * tiles hold it (rows and columns 0-7 here), never beyond. */
+    CHECK(y && isnan(y[(3 * 16 + 3) * 16]) && isnan(y[(2 * 16 + 4) * 16 + 7]));
+    CHECK(y && !isnan(y[(15 * 16 + 15) * 16]) && !isnan(y[(8 * 16 + 3) * 16]));
+    free(x);
+    free(y);
+}
+
+static void test_where_it_applies(void)
+{
+    graft_shape in = graft_shape3(10, 10, 32);
+    graft_conv_geom g;
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(graft_winograd_fits(&g, 32));
+    CHECK(!graft_winograd_fits(&g, 8)); /* too few filters */
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){2, 2}, GRAFT_SAME);
+    CHECK(!graft_winograd_fits(&g, 32)); /* strided */
+    graft_conv_geom_init(&g, &in, (int[]){1, 1}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(!graft_winograd_fits(&g, 32)); /* not 3x3 */
+    in = graft_shape3(10, 10, 3);
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(!graft_winograd_fits(&g, 32)); /* an RGB input */
+}
+
+int main(void)
+{
+    RUN(test_matches_reference);
+    RUN(test_nan_propagates);
+    RUN(test_where_it_applies);
+    return CHECK_SUMMARY();
+}
