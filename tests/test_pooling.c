@@ -227,6 +227,81 @@ static void test_max_ties_route_to_first(void)
     graft_model_free(m);
 }
 
+/* Naive TF max pooling: the first maximum of each window in row-major order
+ * gets the window's gradient; dx is added to (acc) or written. */
+static void naive_max(const float *x, const float *dy, int n, int H, int W, int C, graft_pool2d_cfg c,
+                      float *y, float *dx, bool acc)
+{
+    int pt, pl, kh = c.pool_size[0], kw = c.pool_size[1];
+    int sh = c.strides[0] ? c.strides[0] : kh, sw = c.strides[1] ? c.strides[1] : kw;
+    int OH = graft_conv_out_size(H, kh, sh, c.padding, &pt), OW = graft_conv_out_size(W, kw, sw, c.padding, &pl);
+    if (!acc) memset(dx, 0, sizeof(float) * n * H * W * C);
+    for (int s = 0; s < n; s++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                for (int ch = 0; ch < C; ch++) {
+                    int best = -1;
+                    for (int i = 0; i < kh; i++)
+                        for (int j = 0; j < kw; j++) {
+                            int yy = oy * sh - pt + i, xx = ox * sw - pl + j;
+                            if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                            int q = ((s * H + yy) * W + xx) * C + ch;
+                            if (best < 0 || x[q] > x[best]) best = q;
+                        }
+                    int o = ((s * OH + oy) * OW + ox) * C + ch;
+                    y[o] = x[best];
+                    dx[best] += dy[o];
+                }
+}
+
+/* Windows that tile the input (the fast path) and ones that overlap, on
+ * values with many ties (ReLU's zeros among them), against naive loops:
+ * the same bits forward and backward, written and accumulated. */
+static void test_max_matches_naive(void)
+{
+    static const struct {
+        int h, w, c;
+        graft_pool2d_cfg cfg;
+    } cases[] = {
+        {9, 7, 32, {.pool_size = {2, 2}}},
+        {8, 8, 5, {.pool_size = {2, 2}}},
+        {7, 9, 8, {.pool_size = {2, 2}, .padding = GRAFT_SAME}},
+        {10, 11, 3, {.pool_size = {3, 3}, .padding = GRAFT_SAME}},
+        {11, 10, 4, {.pool_size = {2, 3}, .strides = {3, 4}}},
+        {7, 7, 6, {.pool_size = {3, 3}, .strides = {2, 2}, .padding = GRAFT_SAME}},
+    };
+    const int n = 3;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int H = cases[k].h, W = cases[k].w, C = cases[k].c;
+        graft_model *m = pool_model(graft_shape3(H, W, C), graft_max_pooling2d, cases[k].cfg);
+        CHECK_OK(graft_model_status(m));
+        m->want_input_grad = true;
+        graft_shape os = graft_layer_output_shape(graft_model_output(m));
+        size_t nin = (size_t)n * H * W * C, nout = (size_t)n * graft_shape_size(&os);
+        float *x = malloc(sizeof(float) * (3 * nin + 2 * nout));
+        float *dx = x + nin, *want_dx = dx + nin, *dy = want_dx + nin, *want_y = dy + nout;
+        graft_rng r;
+        graft_rng_seed(&r, 100 + k);
+        for (size_t i = 0; i < nin; i++) x[i] = (float)((int)(graft_rng_uniform(&r) * 5) - 2) * (i % 3 ? 1.0f : 0.0f);
+        for (size_t i = 0; i < nout; i++) dy[i] = graft_rng_normal(&r);
+        for (int acc = 0; acc < 2; acc++) {
+            CHECK_OK(graft_model_forward(m, x, n, true));
+            graft_layer *l = graft_model_layer(m, 1);
+            for (size_t i = 0; i < nin; i++) dx[i] = want_dx[i] = acc ? (float)(i % 5) : NAN;
+            naive_max(x, dy, n, H, W, C, cases[k].cfg, want_y, want_dx, acc);
+            const float *in[1] = {x};
+            float *din[1] = {dx};
+            bool accumulate = acc;
+            graft_bwd b = {n, true, in, l->out, dy, din, &accumulate, false, l->aux, m->scratch};
+            l->ops->backward(l, &b);
+            CHECK_MSG(memcmp(l->out, want_y, nout * sizeof(float)) == 0, "case %zu: forward", k);
+            CHECK_MSG(memcmp(dx, want_dx, nin * sizeof(float)) == 0, "case %zu (acc %d): backward", k, acc);
+        }
+        free(x);
+        graft_model_free(m);
+    }
+}
+
 static void test_invalid_refused(void)
 {
     graft_model *m = pool_model(graft_shape3(2, 4, 3), graft_max_pooling2d,
@@ -263,6 +338,7 @@ int main(void)
     RUN(test_gradients);
     RUN(test_gradients_accumulate);
     RUN(test_max_ties_route_to_first);
+    RUN(test_max_matches_naive);
     RUN(test_invalid_refused);
     return CHECK_SUMMARY();
 }

@@ -6,7 +6,11 @@
  * the number of real cells in each window).
  *
  * Backward gathers, for each input row, from the windows that cover it, so
- * every input cell is written by one thread even when windows overlap.
+ * every input cell is written by one thread even when windows overlap. Max
+ * pooling whose windows tile the input (pool no larger than stride, the
+ * usual 2x2 stride 2) has a path of its own: each input cell then has at
+ * most one window, found by a division, and full 2x2 windows are compared
+ * in registers.
  * Max pooling records the winning cell of each window during training (the
  * first maximum in window order), so ties route the gradient exactly where
  * the forward value came from.
@@ -93,6 +97,38 @@ static void covering(int i, int stride, int pad, int k, int n_out, int *lo, int 
     *hi = last < n_out ? last : n_out;
 }
 
+/* One full 2x2 window: the same comparisons in the same order as the
+ * general loop below (first maximum in window order, NaN never replaces),
+ * with the running maximum in registers instead of memory. */
+static void max_window_2x2(const float *x, size_t row, int C, int32_t cell, int W, float *o,
+                           int32_t *a)
+{
+    const float *v0 = x, *v1 = x + C, *v2 = x + row, *v3 = x + row + C;
+    if (a) {
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float m = v0[c];
+            int32_t k = cell;
+            k = v1[c] > m ? cell + 1 : k;
+            m = v1[c] > m ? v1[c] : m;
+            k = v2[c] > m ? cell + W : k;
+            m = v2[c] > m ? v2[c] : m;
+            k = v3[c] > m ? cell + W + 1 : k;
+            m = v3[c] > m ? v3[c] : m;
+            o[c] = m;
+            a[c] = k;
+        }
+    } else {
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float m = v0[c];
+            m = v1[c] > m ? v1[c] : m;
+            m = v2[c] > m ? v2[c] : m;
+            o[c] = v3[c] > m ? v3[c] : m;
+        }
+    }
+}
+
 static void max_forward(const pool2d *p, const graft_fwd *f)
 {
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
@@ -110,6 +146,11 @@ static void max_forward(const pool2d *p, const graft_fwd *f)
             size_t o_off = ((size_t)r * OW + ox) * C;
             float *o = f->out + o_off;
             int32_t *a = arg ? arg + o_off : NULL;
+            if (y1 - y0 == 2 && x1 - x0 == 2) {
+                max_window_2x2(x + ((size_t)y0 * W + x0) * C, (size_t)W * C, C, y0 * W + x0, W, o,
+                               a);
+                continue;
+            }
             memcpy(o, x + ((size_t)y0 * W + x0) * C, (size_t)C * sizeof(float));
             if (a)
                 for (int c = 0; c < C; c++)
@@ -176,11 +217,61 @@ static void pool2d_forward(graft_layer *l, const graft_fwd *f)
         avg_forward(p, f);
 }
 
+/* Max pooling's backward when windows tile the input: cell i along an axis
+ * lies in window (i + pad) / stride if it falls within that window's first
+ * k cells, else in none (the rows and columns 'valid' drops, the gaps of a
+ * stride larger than the pool). Every input cell is written once, in order. */
+static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
+    const int32_t *arg = (const int32_t *)b->aux;
+    const bool acc = b->din_accumulate[0];
+    const long rows = (long)b->n * H;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const size_t s = (size_t)(r / H);
+        const int y = (int)(r % H), oy = (y + p->pt) / p->sh;
+        float *d = dx + (size_t)r * W * C;
+        if (oy >= OH || y + p->pt - oy * p->sh >= p->kh) {
+            if (!acc) memset(d, 0, (size_t)W * C * sizeof(float));
+            continue;
+        }
+        const size_t row_off = (s * OH + oy) * OW * C;
+        int ox = p->pl / p->sw, off = p->pl % p->sw; /* cell xx's window and place in it */
+        for (int xx = 0; xx < W; xx++, d += C) {
+            if (ox >= OW || off >= p->kw) {
+                if (!acc) memset(d, 0, (size_t)C * sizeof(float));
+            } else {
+                const float *g = b->dout + row_off + (size_t)ox * C;
+                const int32_t *a = arg + row_off + (size_t)ox * C, cell = y * W + xx;
+                if (acc) {
+#pragma omp simd
+                    for (int c = 0; c < C; c++)
+                        d[c] += a[c] == cell ? g[c] : 0.0f;
+                } else {
+#pragma omp simd
+                    for (int c = 0; c < C; c++)
+                        d[c] = a[c] == cell ? g[c] : 0.0f;
+                }
+            }
+            if (++off == p->sw) {
+                off = 0;
+                ox++;
+            }
+        }
+    }
+}
+
 static void pool2d_backward(graft_layer *l, const graft_bwd *b)
 {
     const pool2d *p = l->cfg;
     float *dx = b->din[0];
     if (!dx) return;
+    if (p->kind == POOL_MAX && p->kh <= p->sh && p->kw <= p->sw) {
+        max_backward_tiled(p, b, dx);
+        return;
+    }
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
     /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
