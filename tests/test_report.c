@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -151,6 +152,30 @@ static void test_atomic_success_leaves_no_temp(void)
     CHECK(s && strcmp(s, "hello\n") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
+    rm_dir(dir);
+}
+
+/* Temporary files of writers killed mid-write go with the next successful
+ * write of the same file; those of a running process, or of other files, stay. */
+static void test_atomic_removes_orphans(void)
+{
+    const char *dir = fresh_dir("atomic_orphans");
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    CHECK(child > 0 && waitpid(child, NULL, 0) == child); /* now a PID that does not run */
+    char dead[64], live[64], other[64], odd[64];
+    snprintf(dead, sizeof dead, ".out.txt.tmp-%ld-3", (long)child);
+    snprintf(live, sizeof live, ".out.txt.tmp-%ld-0", (long)getppid());
+    snprintf(other, sizeof other, ".other.txt.tmp-%ld-0", (long)child);
+    snprintf(odd, sizeof odd, ".out.txt.tmp-notapid");
+    CHECK(write_str(join(dir, dead), "partial") == 0);
+    CHECK(write_str(join(dir, live), "partial") == 0);
+    CHECK(write_str(join(dir, other), "partial") == 0);
+    CHECK(write_str(join(dir, odd), "partial") == 0);
+    CHECK_OK(graft_write_file_atomic(join(dir, "out.txt"), write_hello, NULL));
+    CHECK(!file_exists(join(dir, dead)));
+    CHECK(file_exists(join(dir, live)) && file_exists(join(dir, other)) && file_exists(join(dir, odd)));
+    CHECK(count_entries(dir, NULL) == 4);
     rm_dir(dir);
 }
 
@@ -723,6 +748,7 @@ int main(void)
     }
     RUN(test_atomic_success_leaves_no_temp);
     RUN(test_atomic_failure_leaves_nothing);
+    RUN(test_atomic_removes_orphans);
     RUN(test_atomic_trio_with_named_writer);
     RUN(test_json_round_trip);
     RUN(test_json_without_validation);

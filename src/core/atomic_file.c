@@ -2,8 +2,10 @@
 #include "core/atomic_file.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +104,36 @@ static graft_status sync_folder(const char *path)
     return s;
 }
 
+/* Removes the temporary files that writers of the same file left when they
+ * were killed mid-write (".NAME.tmp-PID-N" whose PID no longer runs). A PID
+ * that runs, ours or another's, may be writing now: its files stay. */
+static void remove_orphans(const char *path)
+{
+    char *dir = folder_of(path);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t cap = strlen(name) + 8;
+    char *prefix = malloc(cap);
+    DIR *d = dir && prefix ? opendir(dir) : NULL;
+    if (d) {
+        snprintf(prefix, cap, ".%s.tmp-", name);
+        size_t plen = strlen(prefix);
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            if (strncmp(e->d_name, prefix, plen) != 0) continue;
+            char *end;
+            long pid = strtol(e->d_name + plen, &end, 10);
+            unsigned counter;
+            if (pid <= 0 || *end != '-' || sscanf(end + 1, "%u", &counter) != 1) continue;
+            if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+            /* Best effort: a file another cleaner took first is gone either way. */
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+        }
+        closedir(d);
+    }
+    free(prefix);
+    free(dir);
+}
+
 graft_status graft_atomic_commit(graft_atomic_file *af)
 {
     if (!af->tmp) return graft_fail(GRAFT_ESTATE, "commit of a file that is not open");
@@ -131,6 +163,7 @@ graft_status graft_atomic_commit(graft_atomic_file *af)
         graft_atomic_abort(af);
         return s;
     }
+    remove_orphans(af->path);
     graft_status s = sync_folder(af->path);
     clear(af);
     return s;
