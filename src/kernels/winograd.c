@@ -1,6 +1,6 @@
 /* 3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3)
- * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015),
- * for inference.
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015):
+ * the forward pass, and the input gradient, which is one such convolution too.
  *
  * Each 4x4 block of outputs comes from a 6x6 block of inputs with 36
  * multiplications per input/output channel pair instead of 144: the input
@@ -55,13 +55,40 @@ static size_t tiles_of(const graft_conv_geom *g, int n)
            (size_t)((g->ow + M_OUT - 1) / M_OUT);
 }
 
-size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n)
+static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
 {
     size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
     if (chunk > tiles) chunk = tiles;
     size_t u = (size_t)NXI * g->c * filters;
     size_t per_thread = (size_t)NXI * chunk * (size_t)(g->c + filters);
     return u + (size_t)graft_threads() * per_thread + (size_t)filters; /* + a zero bias */
+}
+
+/* The input gradient of a 3x3 stride-1 convolution is itself one: dy padded
+ * by 2 - pad on each side, correlated with the kernel turned by 180 degrees
+ * and with its input and output channels swapped. */
+static graft_conv_geom backward_geom(const graft_conv_geom *g, int filters)
+{
+    graft_conv_geom b = *g;
+    b.h = g->oh;
+    b.w = g->ow;
+    b.c = filters;
+    b.oh = g->h;
+    b.ow = g->w;
+    b.pad_top = g->kh - 1 - g->pad_top;
+    b.pad_left = g->kw - 1 - g->pad_left;
+    return b;
+}
+
+size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward)
+{
+    size_t f = run_scratch_floats(g, filters, n);
+    if (backward) {
+        graft_conv_geom b = backward_geom(g, filters);
+        size_t bw = (size_t)9 * g->c * filters + run_scratch_floats(&b, g->c, n);
+        if (bw > f) f = bw;
+    }
+    return f;
 }
 
 /* U[xi][c][f] = G g G' for the 3x3 kernel of every (c, f), HWIO in. */
@@ -284,9 +311,8 @@ static void transform_output(const tiling *tl, const float *Mx, size_t t0, int n
     }
 }
 
-void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
-                            const float *kernel, const float *bias, bool relu,
-                            const graft_epilogue *epi, float *y, float *scratch)
+static void run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
+                const float *bias, bool relu, const graft_epilogue *epi, float *y, float *scratch)
 {
     const int C = g->c;
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
@@ -330,4 +356,29 @@ void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float 
             transform_output(&tl, Mx, t0, nk, &fin, y);
         }
     }
+}
+
+void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
+                            const float *kernel, const float *bias, bool relu,
+                            const graft_epilogue *epi, float *y, float *scratch)
+{
+    run(g, F, n, x, kernel, bias, relu, epi, y, scratch);
+}
+
+void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const float *dy,
+                                  const float *kernel, float *dx, float *scratch)
+{
+    const int C = g->c;
+    graft_conv_geom b = backward_geom(g, F);
+    /* The turned kernel, HWIO with I = F and O = C: W'[ky][kx][f][c] = W[2-ky][2-kx][c][f]. */
+    float *turned = scratch;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int k = 0; k < 9; k++)
+        for (int f = 0; f < F; f++) {
+            const float *src = kernel + (size_t)(8 - k) * C * F + f;
+            float *dst = turned + ((size_t)k * F + f) * C;
+            for (int c = 0; c < C; c++)
+                dst[c] = src[(size_t)c * F];
+        }
+    run(&b, C, n, dy, turned, NULL, false, NULL, dx, scratch + (size_t)9 * C * F);
 }

@@ -15,7 +15,7 @@ typedef struct {
     graft_conv_geom g;
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
-    bool winograd;          /* inference forward passes by Winograd F(4x4, 3x3) */
+    bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
     /* What scratch_floats last returned: the model's scratch holds at least
      * that much for the batches of the current plan. */
     size_t scratch_lent;
@@ -86,7 +86,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
         if (d > need) need = d;
     }
     if (c->winograd) {
-        size_t w = graft_winograd_scratch_floats(&c->g, c->cfg.filters, n);
+        size_t w = graft_winograd_scratch_floats(&c->g, c->cfg.filters, n, true);
         if (w > need) need = w;
     }
     c->scratch_lent = need;
@@ -213,11 +213,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     size_t rows = (size_t)f->n * g->oh * g->ow;
     graft_activation act = c->cfg.activation;
-    /* Not for a layer that trains: its gradient checks and backward pass
-     * assume the direct convolution's rounding. A frozen one takes the same
-     * path in fit as in predict, so cached features equal recomputed ones. */
-    if (c->winograd && (!f->training || !l->trains) &&
-        (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+    /* The same path in fit as in predict, so that cached features equal
+     * recomputed ones. */
+    if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
                                &l->epi, f->out, f->scratch);
         return;
@@ -255,6 +253,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
     float *dx = b->din[0];
     if (!dx) return; /* the input needs no gradient (the first layer) */
     bool acc = b->din_accumulate[0];
+    if (!acc && c->winograd) {
+        graft_winograd_backward_data(g, F, b->n, dz, W, dx, b->scratch);
+        return;
+    }
     if (acc || !c->dnn ||
         !graft_onednn_conv_backward_data(c->dnn, b->n, dz, W, dx, b->scratch, c->scratch_lent))
         gemm_backward_data(c, b->n, dz, W, dx, acc, b->scratch);
