@@ -76,6 +76,36 @@ static void test_gradients(void)
     graft_model_free(m);
 }
 
+/* Large enough for the copies in blocks on all threads, with a partial last
+ * block: forward and backward move every element, and a second consumer's
+ * gradient adds to the first. */
+static void test_large_copies(void)
+{
+    const int n = 2, H = 61, W = 67, C = 17;
+    const size_t size = (size_t)n * H * W * C;
+    graft_model *m = graft_model_new("t");
+    graft_layer *in = graft_input(m, NULL, graft_shape3(H, W, C));
+    graft_layer *pair[2] = {graft_flatten(m, in, NULL), graft_flatten(m, in, NULL)};
+    graft_add(m, NULL, 2, pair);
+    CHECK_OK(graft_model_status(m));
+    m->want_input_grad = true;
+    float *x = malloc(2 * size * sizeof(float)), *dy = x + size;
+    for (size_t i = 0; i < size; i++) {
+        x[i] = (float)i;
+        dy[i] = (float)(i % 1000) - 500.0f;
+    }
+    CHECK_OK(graft_model_forward(m, x, n, true));
+    CHECK(memcmp(pair[0]->out, x, size * sizeof(float)) == 0);
+    CHECK(memcmp(pair[1]->out, x, size * sizeof(float)) == 0);
+    CHECK_OK(graft_model_backward(m, dy, n));
+    const float *dx = in->dout;
+    size_t wrong = 0;
+    for (size_t i = 0; dx && i < size; i++) wrong += dx[i] != 2 * dy[i];
+    CHECK_MSG(dx && wrong == 0, "%zu of %zu input gradients wrong", wrong, size);
+    free(x);
+    graft_model_free(m);
+}
+
 static void test_wrong_element_count_refused(void)
 {
     graft_model *m = graft_model_new("t");
@@ -112,6 +142,7 @@ int main(void)
     RUN(test_forward_matches_reference);
     RUN(test_names);
     RUN(test_gradients);
+    RUN(test_large_copies);
     RUN(test_wrong_element_count_refused);
     return CHECK_SUMMARY();
 }
