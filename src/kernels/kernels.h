@@ -53,7 +53,7 @@ bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float
                                         size_t scratch_floats);
 
 /* 3x3 stride-1 convolution by Winograd's F(4x4, 3x3) (winograd.c), forward
- * and input gradient: about 2.25-4x fewer multiplications than direct convolution,
+ * and both gradients: about 2.25-4x fewer multiplications than direct convolution,
  * with a few ulps more rounding. y = epilogue(relu?(conv(x) + bias)), where
  * `epi` (may be NULL) is the layer's fused epilogue. `scratch` holds
  * graft_winograd_scratch_floats floats. Off with GRAFT_NO_WINOGRAD=1. */
@@ -65,6 +65,9 @@ size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int 
 void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const float *x,
                             const float *kernel, const float *bias, bool relu,
                             const struct graft_epilogue *epi, float *y, float *scratch);
+/* dkernel = dL/dkernel (HWIO, overwritten) from the input x and dy = dL/dy. */
+void graft_winograd_backward_weights(const graft_conv_geom *g, int filters, int n, const float *x,
+                                     const float *dy, float *dkernel, float *scratch);
 /* dx = dL/dx (overwritten) from dy = dL/dy for the same geometry. */
 void graft_winograd_backward_data(const graft_conv_geom *g, int filters, int n, const float *dy,
                                   const float *kernel, float *dx, float *scratch);

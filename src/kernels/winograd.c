@@ -80,12 +80,23 @@ static graft_conv_geom backward_geom(const graft_conv_geom *g, int filters)
     return b;
 }
 
+/* Per thread: a chunk's V and transformed dy, and its own sum of dU. */
+static size_t weights_scratch_floats(const graft_conv_geom *g, int filters, int n)
+{
+    size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
+    if (chunk > tiles) chunk = tiles;
+    size_t du = (size_t)NXI * g->c * filters;
+    return (size_t)graft_threads() * ((size_t)NXI * chunk * (size_t)(g->c + filters) + du);
+}
+
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward)
 {
     size_t f = run_scratch_floats(g, filters, n);
     if (backward) {
         graft_conv_geom b = backward_geom(g, filters);
-        size_t bw = (size_t)9 * g->c * filters + run_scratch_floats(&b, g->c, n);
+        size_t bd = (size_t)9 * g->c * filters + run_scratch_floats(&b, g->c, n);
+        size_t bw = weights_scratch_floats(g, filters, n);
+        if (bd > f) f = bd;
         if (bw > f) f = bw;
     }
     return f;
@@ -381,4 +392,144 @@ void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const 
                 dst[c] = src[(size_t)c * F];
         }
     run(&b, C, n, dy, turned, NULL, false, NULL, dx, scratch + (size_t)9 * C * F);
+}
+
+/* D[xi][k][f] = A dy A' for the chunk's tiles: the gradient reaching the
+ * product in the transformed space (forward: y = A'(U.V)A). Outputs past the
+ * image's edge were never produced: their gradient is zero. */
+static void transform_dy(const tiling *tl, const float *dy, size_t t0, int nk, float *D)
+{
+    const graft_conv_geom *g = tl->g;
+    const int F = tl->F;
+    for (int k = 0; k < nk; k++) {
+        int img, y0, x0;
+        tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
+        const float *base = dy + (size_t)img * g->oh * g->ow * F;
+        const float *pix[M_OUT][M_OUT];
+        for (int i = 0; i < M_OUT; i++)
+            for (int j = 0; j < M_OUT; j++) {
+                bool in = y0 + i < g->oh && x0 + j < g->ow;
+                pix[i][j] = in ? base + ((size_t)(y0 + i) * g->ow + x0 + j) * F : NULL;
+            }
+        for (int f0 = 0; f0 < F; f0 += CB) {
+            const int nf = F - f0 < CB ? F - f0 : CB;
+            float t[T][M_OUT][CB];
+            /* A along the columns (over i), then A' along the rows (over j). */
+            for (int j = 0; j < M_OUT; j++) {
+                const float *m[M_OUT];
+                for (int i = 0; i < M_OUT; i++)
+                    m[i] = pix[i][j] ? pix[i][j] + f0 : zeros;
+#pragma omp simd
+                for (int q = 0; q < nf; q++) {
+                    float m0 = m[0][q], m1 = m[1][q], m2 = m[2][q], m3 = m[3][q];
+                    t[0][j][q] = m0;
+                    t[1][j][q] = m0 + m1 + m2 + m3;
+                    t[2][j][q] = m0 - m1 + m2 - m3;
+                    t[3][j][q] = m0 + 2 * m1 + 4 * m2 + 8 * m3;
+                    t[4][j][q] = m0 - 2 * m1 + 4 * m2 - 8 * m3;
+                    t[5][j][q] = m3;
+                }
+            }
+            for (int i = 0; i < T; i++) {
+                float *d[T];
+                for (int j = 0; j < T; j++)
+                    d[j] = D + ((size_t)(i * T + j) * nk + k) * F + f0;
+#pragma omp simd
+                for (int q = 0; q < nf; q++) {
+                    float m0 = t[i][0][q], m1 = t[i][1][q], m2 = t[i][2][q], m3 = t[i][3][q];
+                    d[0][q] = m0;
+                    d[1][q] = m0 + m1 + m2 + m3;
+                    d[2][q] = m0 - m1 + m2 - m3;
+                    d[3][q] = m0 + 2 * m1 + 4 * m2 + 8 * m3;
+                    d[4][q] = m0 - 2 * m1 + 4 * m2 - 8 * m3;
+                    d[5][q] = m3;
+                }
+            }
+        }
+    }
+}
+
+/* dW = G' dU G for every (c, f): the gradient of U = G g G' taken back to
+ * the 3x3 kernel, HWIO out. */
+static void untransform_kernel(const float *dU, int C, int F, float *dkernel)
+{
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        for (int f0 = 0; f0 < F; f0 += CB) {
+            const int nf = F - f0 < CB ? F - f0 : CB;
+            float t[3][T][CB];
+            for (int j = 0; j < T; j++) {
+                const float *u[T];
+                for (int i = 0; i < T; i++)
+                    u[i] = dU + ((size_t)(i * T + j) * C + c) * F + f0;
+#pragma omp simd
+                for (int q = 0; q < nf; q++) {
+                    float u0 = u[0][q], u1 = u[1][q], u2 = u[2][q], u3 = u[3][q], u4 = u[4][q],
+                          u5 = u[5][q];
+                    t[0][j][q] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24;
+                    t[1][j][q] = (u2 - u1) / 6 + (u3 - u4) / 12;
+                    t[2][j][q] = -(u1 + u2) / 6 + (u3 + u4) / 6 + u5;
+                }
+            }
+            for (int ky = 0; ky < 3; ky++) {
+                float *w[3];
+                for (int kx = 0; kx < 3; kx++)
+                    w[kx] = dkernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
+#pragma omp simd
+                for (int q = 0; q < nf; q++) {
+                    float u0 = t[ky][0][q], u1 = t[ky][1][q], u2 = t[ky][2][q], u3 = t[ky][3][q],
+                          u4 = t[ky][4][q], u5 = t[ky][5][q];
+                    w[0][q] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24;
+                    w[1][q] = (u2 - u1) / 6 + (u3 - u4) / 12;
+                    w[2][q] = -(u1 + u2) / 6 + (u3 + u4) / 6 + u5;
+                }
+            }
+        }
+    }
+}
+
+void graft_winograd_backward_weights(const graft_conv_geom *g, int F, int n, const float *x,
+                                     const float *dy, float *dkernel, float *scratch)
+{
+    const int C = g->c;
+    tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
+    const size_t tiles = tiles_of(g, n);
+    size_t chunk = (size_t)chunk_tiles(C, F);
+    if (chunk > tiles) chunk = tiles;
+    const size_t du = (size_t)NXI * C * F;
+    const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F) + du;
+    const long n_chunks = (long)((tiles + chunk - 1) / chunk);
+    int nth = graft_threads();
+    if (nth > n_chunks) nth = (int)n_chunks;
+        /* Thread t sums chunks t, t + nth, ... into its own dU, and the sums add
+         * up in thread order: the bits depend on the thread count only. */
+#pragma omp parallel num_threads(nth)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        float *dU = scratch + (size_t)t * per_thread;
+        float *V = dU + du, *D = V + (size_t)NXI * chunk * C;
+        bool first = true;
+        for (long ci = t; ci < n_chunks; ci += used) {
+            size_t t0 = (size_t)ci * chunk;
+            int nk = (int)(tiles - t0 < chunk ? tiles - t0 : chunk);
+            transform_input(&tl, x, t0, nk, V);
+            transform_dy(&tl, dy, t0, nk, D);
+            for (int xi = 0; xi < NXI; xi++)
+                graft_gemm(true, false, C, F, nk, 1.0f, V + (size_t)xi * nk * C, C,
+                           D + (size_t)xi * nk * F, F, first ? 0.0f : 1.0f, dU + (size_t)xi * C * F,
+                           F);
+            first = false;
+        }
+        if (first) memset(dU, 0, du * sizeof(float));
+#pragma omp barrier
+        /* Each thread adds the others' sums into thread 0's for its share. */
+        size_t lo = du * (size_t)t / (size_t)used, hi = du * (size_t)(t + 1) / (size_t)used;
+        for (int o = 1; o < used; o++) {
+            const float *src = scratch + (size_t)o * per_thread;
+#pragma omp simd
+            for (size_t e = lo; e < hi; e++)
+                scratch[e] += src[e];
+        }
+    }
+    untransform_kernel(scratch, C, F, dkernel);
 }

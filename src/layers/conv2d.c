@@ -246,8 +246,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const float *W = l->weights[0].data;
     if (b->param_grads) {
         float *dW = l->weights[0].grad;
-        if (!c->dnn || !graft_onednn_conv_backward_weights(c->dnn, b->n, b->in[0], dz, dW,
-                                                           b->scratch, c->scratch_lent))
+        if (c->winograd)
+            graft_winograd_backward_weights(g, F, b->n, b->in[0], dz, dW, b->scratch);
+        else if (!c->dnn || !graft_onednn_conv_backward_weights(c->dnn, b->n, b->in[0], dz, dW,
+                                                                b->scratch, c->scratch_lent))
             gemm_backward_weights(c, b->n, b->in[0], dz, dW, b->scratch);
     }
     float *dx = b->din[0];
