@@ -123,6 +123,14 @@ struct graft_layer {
     bool requires_grad;    /* its output's gradient is needed in backward */
     graft_epilogue epi;    /* what this layer's output pass also applies */
     int fused_into;        /* -1, or the layer whose epilogue computes this one */
+    /* Training: a max pool that is the sole reader of a ReLU convolution
+     * applies the ReLU's derivative in its own backward pass (the pooled
+     * value is the convolution's output at the cell it routes to) and sums
+     * the convolution's bias gradient over its own, 4x smaller, gradient:
+     * the convolution's backward then makes no pass over its whole output. */
+    bool masks_relu_below; /* the pool */
+    bool dout_relu_applied; /* the convolution: dout has the ReLU's derivative, and the
+                               bias gradient is written when the weights train */
     float *out, *dout, *aux;
 };
 
@@ -162,6 +170,10 @@ void graft_epilogue_rows(const graft_epilogue *e, bool bn, const float *mean, co
 bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale, float *shift);
 /* A ReLU layer (no slope, no threshold) or Activation relu/relu6 as a clamp. */
 bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
+/* A Conv2D with activation='relu'. */
+bool graft_conv2d_has_relu(const graft_layer *l);
+/* Whether backward writes gradients of the layer's weights (it trains and has trainable ones). */
+bool graft_layer_trains_weights(const graft_layer *l);
 bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi);
 #define GRAFT_EPILOGUE_MAX_C 4096
 

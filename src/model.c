@@ -553,7 +553,7 @@ static void plan_release(planner *p, size_t off, size_t len)
     }
 }
 
-static bool has_trainable_weights(const graft_layer *l)
+bool graft_layer_trains_weights(const graft_layer *l)
 {
     if (!l->trains) return false;
     for (int k = 0; k < l->n_weights; k++)
@@ -614,6 +614,26 @@ static void plan_fusion(graft_model *m, bool training)
     }
 }
 
+/* Training: ReLU convolutions read only by a max pool leave the ReLU's
+ * derivative to the pool's backward pass (see masks_relu_below). */
+static void plan_backward_fusion(graft_model *m, bool training)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i]->masks_relu_below = m->layers[i]->dout_relu_applied = false;
+    if (!training) return;
+    for (int i = 1; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        int j = sole_reader(m, i);
+        graft_layer *r = j > 0 ? m->layers[j] : NULL;
+        if (!l->requires_grad || !r || !r->requires_grad || !graft_conv2d_has_relu(l) ||
+            strcmp(r->ops->class_name, "MaxPooling2D") != 0 ||
+            l->out_shape.dim[2] > GRAFT_EPILOGUE_MAX_C) /* the pool sums in a stack block */
+            continue;
+        r->masks_relu_below = true;
+        l->dout_relu_applied = true;
+    }
+}
+
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
     if (m->status != GRAFT_OK)
@@ -634,7 +654,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         graft_layer *l = m->layers[i];
         bool rg = false;
         if (training) {
-            rg = i == 0 ? m->want_input_grad : has_trainable_weights(l);
+            rg = i == 0 ? m->want_input_grad : graft_layer_trains_weights(l);
             for (int j = 0; j < l->n_inputs && !rg; j++) rg = m->layers[l->inputs[j]]->requires_grad;
         }
         l->requires_grad = rg;
@@ -642,6 +662,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     }
 
     plan_fusion(m, training);
+    plan_backward_fusion(m, training);
 
     /* Liveness: an output dies after its last reader, unless backward reads it.
      * A fused layer has no buffer of its own: it lives in its root's. */
@@ -817,7 +838,7 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
             acc[j] = src->requires_grad && written[src->index];
             if (src->requires_grad) written[src->index] = true;
         }
-        graft_bwd b = {n, true, in, l->out, l->dout, din, acc, has_trainable_weights(l),
+        graft_bwd b = {n, true, in, l->out, l->dout, din, acc, graft_layer_trains_weights(l),
                        l->aux, m->scratch};
         l->ops->backward(l, &b);
     }

@@ -331,6 +331,71 @@ static void test_invalid_refused(void)
     graft_model_free(m);
 }
 
+/* conv(relu) -> max pool: the pool applies the ReLU's derivative and sums
+ * the convolution's bias gradient (planned by the model). The same network
+ * with the ReLU as a layer of its own (each layer checked by central
+ * differences elsewhere) must give the same gradients. (Central differences over the whole chain are no
+ * test: a step of 1e-2 moves maxima and ReLU kinks, with or without fusion.) */
+static graft_model *conv_pool(bool relu_layer, graft_padding pool_pad, int pool, int stride)
+{
+    graft_model *m = graft_model_new("cp");
+    graft_input(m, NULL, graft_shape3(9, 8, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 4, .kernel_size = {3, 3},
+                                             .activation = relu_layer ? GRAFT_LINEAR : GRAFT_RELU});
+    if (relu_layer) graft_activation_layer(m, NULL, "relu", GRAFT_RELU);
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool", .pool_size = {pool, pool},
+                                                    .strides = {stride, stride}, .padding = pool_pad});
+    graft_flatten(m, NULL, NULL);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 2});
+    return m;
+}
+
+static void test_relu_fused_into_pool_backward(void)
+{
+    const struct {
+        graft_padding pad;
+        int pool, stride;
+    } cases[] = {{GRAFT_VALID, 2, 2}, {GRAFT_SAME, 3, 2}}; /* tiled; overlapping */
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        graft_model *a = conv_pool(false, cases[k].pad, cases[k].pool, cases[k].stride);
+        graft_model *b = conv_pool(true, cases[k].pad, cases[k].pool, cases[k].stride);
+        CHECK_OK(graft_model_status(a));
+        CHECK_OK(graft_model_status(b));
+        CHECK(a->n_weight_floats == b->n_weight_floats);
+        memcpy(b->weights, a->weights, a->n_weight_floats * sizeof(float));
+        enum { N = 3 };
+        float x[N * 9 * 8 * 3], r[N * 2];
+        graft_rng g;
+        graft_rng_seed(&g, 5 + k);
+        for (size_t i = 0; i < sizeof x / sizeof *x; i++) x[i] = graft_rng_normal(&g);
+        for (size_t i = 0; i < sizeof r / sizeof *r; i++) r[i] = graft_rng_normal(&g);
+        graft_model *ms[2] = {a, b};
+        for (int i = 0; i < 2; i++) {
+            ms[i]->want_input_grad = true;
+            CHECK_OK(graft_model_forward(ms[i], x, N, true));
+            CHECK_OK(graft_model_backward(ms[i], r, N));
+        }
+        CHECK(graft_model_find(a, "pool")->masks_relu_below);
+        CHECK(!graft_model_find(b, "pool")->masks_relu_below);
+        /* All the same bits but the convolution's bias gradient, which the
+         * pool sums over its own outputs: the same terms in another order. */
+        const graft_layer *ca = graft_model_find(a, "conv2d");
+        size_t bias_at = ca->weights[1].offset, nb = 4;
+        for (size_t i = 0; i < a->n_weight_floats; i++) {
+            if (i >= bias_at && i < bias_at + nb)
+                CHECK_MSG(fabsf(a->grads[i] - b->grads[i]) <= 1e-5f * (1 + fabsf(b->grads[i])),
+                          "bias gradient %zu: %g vs %g", i - bias_at, a->grads[i], b->grads[i]);
+            else
+                CHECK_MSG(a->grads[i] == b->grads[i], "gradient %zu: %g vs %g", i, a->grads[i],
+                          b->grads[i]);
+        }
+        size_t xs = sizeof x / sizeof *x;
+        CHECK(memcmp(graft_model_layer(a, 0)->dout, graft_model_layer(b, 0)->dout, xs * sizeof(float)) == 0);
+        graft_model_free(a);
+        graft_model_free(b);
+    }
+}
+
 int main(void)
 {
     RUN(test_forward_matches_torch);
@@ -340,5 +405,6 @@ int main(void)
     RUN(test_max_ties_route_to_first);
     RUN(test_max_matches_naive);
     RUN(test_invalid_refused);
+    RUN(test_relu_fused_into_pool_backward);
     return CHECK_SUMMARY();
 }

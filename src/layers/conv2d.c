@@ -238,11 +238,15 @@ static void backward(graft_layer *l, const graft_bwd *b)
     /* dL/d(pre-activation), in place: dout is ours to overwrite. */
     float *dz = b->dout;
     const int F = c->cfg.filters;
-    if (b->param_grads && !c->cfg.no_bias)
+    /* The max pool reading our output may have applied the ReLU and summed
+     * the bias gradient already (masks_relu_below). */
+    if (l->dout_relu_applied) {
+    } else if (b->param_grads && !c->cfg.no_bias) {
         activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
                                  b->scratch, c->scratch_lent);
-    else
+    } else {
         graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+    }
     const float *W = l->weights[0].data;
     if (b->param_grads) {
         float *dW = l->weights[0].grad;
@@ -262,6 +266,12 @@ static void backward(graft_layer *l, const graft_bwd *b)
     if (acc || !c->dnn ||
         !graft_onednn_conv_backward_data(c->dnn, b->n, dz, W, dx, b->scratch, c->scratch_lent))
         gemm_backward_data(c, b->n, dz, W, dx, acc, b->scratch);
+}
+
+bool graft_conv2d_has_relu(const graft_layer *l)
+{
+    return strcmp(l->ops->class_name, "Conv2D") == 0 &&
+           ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
 }
 
 /* Keras 2's Conv2D.get_config(). */

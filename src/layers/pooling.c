@@ -18,6 +18,7 @@
 #include "internal.h"
 #include "layers/config_json.h"
 
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -221,12 +222,12 @@ static void pool2d_forward(graft_layer *l, const graft_fwd *f)
  * lies in window (i + pad) / stride if it falls within that window's first
  * k cells, else in none (the rows and columns 'valid' drops, the gaps of a
  * stride larger than the pool). Every input cell is written once, in order. */
-static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx)
+static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx, bool relu_below)
 {
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
     /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
-    const bool acc = b->din_accumulate[0];
+    const bool acc = b->din_accumulate[0], relu = relu_below;
     const long rows = (long)b->n * H;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -244,15 +245,16 @@ static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx)
                 if (!acc) memset(d, 0, (size_t)C * sizeof(float));
             } else {
                 const float *g = b->dout + row_off + (size_t)ox * C;
+                const float *o = b->out + row_off + (size_t)ox * C;
                 const int32_t *a = arg + row_off + (size_t)ox * C, cell = y * W + xx;
                 if (acc) {
 #pragma omp simd
                     for (int c = 0; c < C; c++)
-                        d[c] += a[c] == cell ? g[c] : 0.0f;
+                        d[c] += a[c] == cell && (!relu || o[c] > 0) ? g[c] : 0.0f;
                 } else {
 #pragma omp simd
                     for (int c = 0; c < C; c++)
-                        d[c] = a[c] == cell ? g[c] : 0.0f;
+                        d[c] = a[c] == cell && (!relu || o[c] > 0) ? g[c] : 0.0f;
                 }
             }
             if (++off == p->sw) {
@@ -263,19 +265,75 @@ static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx)
     }
 }
 
+/* With masks_relu_below: the bias gradient of the ReLU convolution below,
+ * the sum of its dL/d(pre-activation), which is nonzero only at the cells
+ * the pool routes to: the sum over this pool's outputs of g where the pooled
+ * value is positive. Each thread sums a fixed block of rows in double (room
+ * for 2 * C floats per thread in the scratch); the blocks add up in thread
+ * order, so the bits depend on the thread count only. */
+static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bwd *b)
+{
+    const graft_layer *conv = l->model->layers[l->inputs[0]];
+    if (!graft_layer_trains_weights(conv) || conv->n_weights < 2 || p->c > GRAFT_EPILOGUE_MAX_C)
+        return;
+    float *db = conv->weights[1].grad;
+    const int C = p->c;
+    const size_t rows = (size_t)b->n * p->oh * p->ow;
+    double *part = (double *)(void *)b->scratch;
+    int used = 1;
+#pragma omp parallel num_threads(graft_threads())
+    {
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        if (t == 0) used = nth;
+        double *sum = part + (size_t)t * C;
+        float block[GRAFT_EPILOGUE_MAX_C];
+        for (int c = 0; c < C; c++)
+            sum[c] = 0;
+        /* Blocks of 32 rows in float, then into the double sums: a float-to-
+         * double add per element ran at a third of the speed. */
+        const size_t r1 = rows * (t + 1) / nth;
+        for (size_t r0 = rows * t / nth; r0 < r1; r0 += 32) {
+            const size_t r_end = r1 - r0 < 32 ? r1 : r0 + 32;
+            for (int c = 0; c < C; c++)
+                block[c] = 0;
+            for (size_t r = r0; r < r_end; r++) {
+                const float *g = b->dout + r * C, *o = b->out + r * C;
+#pragma omp simd
+                for (int c = 0; c < C; c++)
+                    block[c] += o[c] > 0 ? g[c] : 0.0f;
+            }
+            for (int c = 0; c < C; c++)
+                sum[c] += block[c];
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int t = 0; t < used; t++)
+            s += part[(size_t)t * C + c];
+        db[c] = (float)s;
+    }
+}
+
+static size_t pool2d_scratch_floats(const graft_layer *l, int n)
+{
+    (void)n;
+    return (size_t)2 * ((const pool2d *)l->cfg)->c * graft_threads();
+}
+
 static void pool2d_backward(graft_layer *l, const graft_bwd *b)
 {
     const pool2d *p = l->cfg;
     float *dx = b->din[0];
     if (!dx) return;
+    if (l->masks_relu_below) relu_bias_grad(l, p, b);
     if (p->kind == POOL_MAX && p->kh <= p->sh && p->kw <= p->sw) {
-        max_backward_tiled(p, b, dx);
+        max_backward_tiled(p, b, dx, l->masks_relu_below);
         return;
     }
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
     /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
-    const bool acc = b->din_accumulate[0];
+    const bool acc = b->din_accumulate[0], relu = l->masks_relu_below;
     const long rows = (long)b->n * H;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -297,9 +355,10 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
                     const float *g = b->dout + o_off;
                     if (p->kind == POOL_MAX) {
                         const int32_t *a = arg + o_off;
+                        const float *o = b->out + o_off;
 #pragma omp simd
                         for (int c = 0; c < C; c++)
-                            d[c] += a[c] == cell ? g[c] : 0.0f;
+                            d[c] += a[c] == cell && (!relu || o[c] > 0) ? g[c] : 0.0f;
                     } else {
                         int wx0, wx1;
                         window(ox, p->sw, p->pl, p->kw, W, &wx0, &wx1);
@@ -331,6 +390,7 @@ static const graft_layer_ops max_ops = {
     .forward = pool2d_forward,
     .backward = pool2d_backward,
     .aux_floats = pool2d_aux_floats,
+    .scratch_floats = pool2d_scratch_floats,
     .get_config = pool2d_config,
 };
 
