@@ -26,6 +26,9 @@
 #                    100 and 50; its seconds are then scaled by 100/N and
 #                    marked "extrapolated"
 #   CORETYPES="auto Haswell SkylakeX"   the OpenBLAS core types tried
+#   ISA=avx2         caps graft's and PyTorch's oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA)
+#                    and OpenBLAS at Haswell: the project's reference machine is
+#                    AVX2+FMA only, while some machines this runs on have AVX-512
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=/usr/bin/python3
@@ -36,6 +39,11 @@ peer_steps=${PEER_STEPS:-100}
 peer_vsteps=$(( peer_steps / 2 > 0 ? peer_steps / 2 : 1 ))
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+if [ "${ISA:-native}" = avx2 ]; then
+    export ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2
+    CORETYPES=${CORETYPES:-Haswell}
+    echo "ISA capped at AVX2 for graft and PyTorch"
+fi
 echo "system BLAS: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3); $(nproc) cores"
 echo "load average at start: $(load)"
 
