@@ -206,6 +206,50 @@ static void gemm_backward_data(const conv2d *c, int n, const float *dz, const fl
     }
 }
 
+/* A 1x1 stride-1 convolution is a GEMM of the NHWC rows with the (C, F)
+ * kernel. Blocks of rows are multiplied on one thread each and finished
+ * (bias, ReLU, the layer's epilogue: a folded BatchNormalization and clamp)
+ * while they are in cache, instead of in passes of their own over the whole
+ * output; no kernel reorder either. Faster here than oneDNN's 1x1 primitive
+ * followed by the epilogue pass (MobileNet's features: about 10%). */
+static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W,
+                              const float *bias, bool relu)
+{
+    const conv2d *c = l->cfg;
+    const int C = c->g.c, F = c->cfg.filters;
+    const size_t rows = (size_t)f->n * c->g.oh * c->g.ow;
+    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
+    const graft_epilogue *e = &l->epi;
+    const bool epi = (e->bn || e->clamp) && F <= GRAFT_EPILOGUE_MAX_C;
+    const bool bn = epi && graft_epilogue_params(e, mean, scale, shift);
+    /* About 64 KiB of output per block, at least 4 blocks per thread, but
+     * never so few rows that the GEMM runs short. */
+    size_t block = (size_t)16384 / (size_t)F;
+    size_t per_thread = rows / (4 * (size_t)graft_threads());
+    if (block > per_thread) block = per_thread;
+    if (block < 64) block = 64;
+    const long n_blocks = (long)((rows + block - 1) / block);
+#pragma omp parallel for schedule(static)
+    for (long k = 0; k < n_blocks; k++) {
+        const size_t r0 = (size_t)k * block, nr = rows - r0 < block ? rows - r0 : block;
+        float *y = f->out + r0 * F;
+        /* dnnl_sgemm runs on this thread alone inside a parallel region. */
+        graft_gemm(false, false, (int)nr, F, C, 1.0f, f->in[0] + r0 * C, C, W, F, 0.0f, y, F);
+        for (size_t r = 0; r < nr; r++) {
+            float *o = y + r * F;
+            if (bias) {
+#pragma omp simd
+                for (int j = 0; j < F; j++) o[j] += bias[j];
+            }
+            if (relu) {
+#pragma omp simd
+                for (int j = 0; j < F; j++) o[j] = o[j] < 0 ? 0.0f : o[j]; /* NaN stays */
+            }
+        }
+        if (epi) graft_epilogue_rows(e, bn, mean, scale, shift, y, nr, F);
+    }
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     conv2d *c = l->cfg;
@@ -215,6 +259,10 @@ static void forward(graft_layer *l, const graft_fwd *f)
     graft_activation act = c->cfg.activation;
     /* The same path in fit as in predict, so that cached features equal
      * recomputed ones. */
+    if (pointwise(c) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+        pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
+        return;
+    }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
                                &l->epi, f->out, f->scratch);
