@@ -20,7 +20,8 @@ typedef struct {
     float *x, *y;
     int *idx;
     signed char *kept; /* per position: 1 kept, 0 dropped */
-    graft_status st;   /* the first failure among its samples */
+    graft_status st;   /* the failure of the first failing sample, in batch order */
+    int err_k;         /* that sample's place in the batch (valid while st fails) */
     char err[1024];
 } slot;
 
@@ -99,8 +100,11 @@ static void *worker(void *arg)
         pthread_mutex_lock(&p->mu);
         s->kept[k] = r == GRAFT_OK;
         s->idx[k] = index;
-        if (r > 0 && s->st == GRAFT_OK) {
+        /* The lowest place, not the first to finish: which file a strict
+         * pass names must not depend on how the workers were scheduled. */
+        if (r > 0 && (s->st == GRAFT_OK || k < s->err_k)) {
             s->st = (graft_status)r;
+            s->err_k = k;
             snprintf(s->err, sizeof s->err, "%s", graft_last_error());
         }
         if (++s->done == batch_count(p, batch)) pthread_cond_broadcast(&p->ready);
