@@ -322,8 +322,9 @@ static void transform_output(const tiling *tl, const float *Mx, size_t t0, int n
     }
 }
 
-static void run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
-                const float *bias, bool relu, const graft_epilogue *epi, float *y, float *scratch)
+void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
+                            const float *kernel, const float *bias, bool relu,
+                            const graft_epilogue *epi, float *y, float *scratch)
 {
     const int C = g->c;
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
@@ -369,13 +370,6 @@ static void run(const graft_conv_geom *g, int F, int n, const float *x, const fl
     }
 }
 
-void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
-                            const float *kernel, const float *bias, bool relu,
-                            const graft_epilogue *epi, float *y, float *scratch)
-{
-    run(g, F, n, x, kernel, bias, relu, epi, y, scratch);
-}
-
 void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const float *dy,
                                   const float *kernel, float *dx, float *scratch)
 {
@@ -391,7 +385,8 @@ void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const 
             for (int c = 0; c < C; c++)
                 dst[c] = src[(size_t)c * F];
         }
-    run(&b, C, n, dy, turned, NULL, false, NULL, dx, scratch + (size_t)9 * C * F);
+    graft_winograd_forward(&b, C, n, dy, turned, NULL, false, NULL, dx,
+                           scratch + (size_t)9 * C * F);
 }
 
 /* D[xi][k][f] = A dy A' for the chunk's tiles: the gradient reaching the

@@ -288,12 +288,12 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const int F = c->cfg.filters;
     /* The max pool reading our output may have applied the ReLU and summed
      * the bias gradient already (masks_relu_below). */
-    if (l->dout_relu_applied) {
-    } else if (b->param_grads && !c->cfg.no_bias) {
-        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
-                                 b->scratch, c->scratch_lent);
-    } else {
-        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+    if (!l->dout_relu_applied) {
+        if (b->param_grads && !c->cfg.no_bias)
+            activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
+                                     b->scratch, c->scratch_lent);
+        else
+            graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
     }
     const float *W = l->weights[0].data;
     if (b->param_grads) {
