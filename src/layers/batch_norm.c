@@ -19,6 +19,7 @@
  * raises epsilon to at least 1.001e-5 (nn_impl.fused_batch_norm, a cuDNN
  * requirement).
  */
+#include "core/colsum.h"
 #include "internal.h"
 #include "layers/config_json.h"
 
@@ -48,10 +49,11 @@ static size_t aux_floats(const graft_layer *l, int n)
     return 2 * (size_t)bn->c + 1;
 }
 
-static int blocks_for(size_t rows) { return rows < BLOCKS ? (int)rows : BLOCKS; }
+static int blocks_for(size_t rows) { return rows < 1 ? 1 : rows < BLOCKS ? (int)rows : BLOCKS; }
 
-/* Scratch: per-block partial sums (2 doubles per channel and block), the
- * two per-channel totals (doubles), then three per-channel float vectors. */
+/* Scratch: per-block partial sums (2 doubles per channel and block; the
+ * totals s0, s1 end up in the first block's), then three per-channel float
+ * vectors. */
 typedef struct {
     double *partials, *s0, *s1;
     float *scale, *shift, *slope;
@@ -62,9 +64,9 @@ static bn_scratch carve(const bnorm *bn, float *scratch, size_t rows)
     const size_t C = (size_t)bn->c;
     bn_scratch s;
     s.partials = (double *)(void *)scratch;
-    s.s0 = s.partials + (size_t)blocks_for(rows) * 2 * C;
-    s.s1 = s.s0 + C;
-    s.scale = (float *)(void *)(s.s1 + C);
+    s.s0 = s.partials;
+    s.s1 = s.partials + C;
+    s.scale = (float *)(void *)(s.partials + (size_t)blocks_for(rows) * 2 * C);
     s.shift = s.scale + C;
     s.slope = s.shift + C;
     return s;
@@ -75,7 +77,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
     const bnorm *bn = l->cfg;
     const size_t rows = (size_t)n * bn->positions, C = (size_t)bn->c;
     const size_t per_double = sizeof(double) / sizeof(float);
-    return ((size_t)blocks_for(rows) * 2 * C + 2 * C) * per_double + 3 * C;
+    return (size_t)blocks_for(rows) * 2 * C * per_double + 3 * C;
 }
 
 static graft_status build(graft_layer *l, const graft_shape *in)
@@ -125,45 +127,12 @@ static bool stochastic(const graft_layer *l) { return l->trains; }
 
 /* Per channel c over `rows` rows of C values: s0[c] = sum(y) and
  * s1[c] = sum((x - center) * y); with y NULL, s0 = sum(x - center) and
- * s1 = sum((x - center)^2). Blocks of rows in parallel, added in block order. */
+ * s1 = sum((x - center)^2). */
 static void channel_sums(const float *x, const float *y, const float *center, size_t rows,
                          int C, const bn_scratch *s)
 {
-    const int blocks = blocks_for(rows);
-#pragma omp parallel for schedule(static)
-    for (int p = 0; p < blocks; p++) {
-        double *restrict a0 = s->partials + (size_t)p * 2 * C, *restrict a1 = a0 + C;
-        memset(a0, 0, 2 * (size_t)C * sizeof(double));
-        const size_t r0 = rows * (size_t)p / (size_t)blocks;
-        const size_t r1 = rows * (size_t)(p + 1) / (size_t)blocks;
-        for (size_t r = r0; r < r1; r++) {
-            const float *restrict xr = x + r * C;
-            if (y) {
-                const float *restrict yr = y + r * C;
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    a0[c] += yr[c];
-                    a1[c] += ((double)xr[c] - center[c]) * yr[c];
-                }
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    double a = (double)xr[c] - center[c];
-                    a0[c] += a;
-                    a1[c] += a * a;
-                }
-            }
-        }
-    }
-    for (int c = 0; c < C; c++) {
-        double t0 = 0, t1 = 0;
-        for (int p = 0; p < blocks; p++) {
-            t0 += s->partials[(size_t)p * 2 * C + c];
-            t1 += s->partials[(size_t)p * 2 * C + C + c];
-        }
-        s->s0[c] = t0;
-        s->s1[c] = t1;
-    }
+    graft_colsums(y ? GRAFT_COLSUM_PRODUCT : GRAFT_COLSUM_MOMENTS, x, y, center, NULL, rows, C,
+                  blocks_for(rows), s->partials);
 }
 
 /* y = (x - mean) * scale + shift, per channel. */

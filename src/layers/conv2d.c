@@ -2,11 +2,11 @@
  * with im2col + GEMM (a direct GEMM for 1x1 stride-1 kernels) where oneDNN
  * can not, and for input gradients that add into what another consumer of
  * the input wrote (oneDNN would need a whole extra input-sized buffer). */
+#include "core/colsum.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,21 +137,11 @@ static void gemm_backward_weights(const conv2d *c, int n, const float *x, const 
     }
 }
 
-/* Two loops over one row (it stays in L1): a select and a float-to-double
- * sum do not vectorise as one loop. */
-static void relu_row(float *d, const float *y, double *sum, int F)
-{
-#pragma omp simd
-    for (int j = 0; j < F; j++) d[j] = y[j] > 0 ? d[j] : 0.0f;
-#pragma omp simd
-    for (int j = 0; j < F; j++) sum[j] += d[j];
-}
-
 /* dz = dout * act'(y) in place and db = the column sums of dz, in one pass
- * over dz for ReLU. Each thread sums a fixed block of rows in double into
- * `scratch` (room for 2 * F floats per thread: scratch_floats reserves it for
- * graft_threads() threads, so at least one fits); the blocks add up in thread
- * order, so the bits depend on the thread count only. */
+ * over dz for ReLU. The sums run in one part of the rows per thread, each
+ * with F doubles in `scratch` (2 * F floats: scratch_floats reserves them for
+ * graft_threads() threads, so at least one fits); the parts add up in order,
+ * so the bits depend on the thread count only. */
 static void activation_bias_backward(graft_activation act, const float *y, float *dz, size_t rows,
                                      int F, float *db, float *scratch, size_t scratch_floats)
 {
@@ -159,31 +149,11 @@ static void activation_bias_backward(graft_activation act, const float *y, float
     if (!relu) graft_activation_backward(act, y, dz, dz, rows, (size_t)F, false);
     double *part = (double *)(void *)scratch;
     size_t fit = scratch_floats / (2 * (size_t)F);
-    int nt = graft_threads(), used = 1;
-    /* Read by num_threads below, a clause the analyzer does not look into. */
-    // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores)
-    if ((size_t)nt > fit) nt = fit > 1 ? (int)fit : 1;
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        if (t == 0) used = nth;
-        double *p = part + (size_t)t * F;
-        for (int j = 0; j < F; j++) p[j] = 0;
-        for (size_t r = rows * t / nth; r < rows * (t + 1) / nth; r++) {
-            if (relu) {
-                relu_row(dz + r * F, y + r * F, p, F);
-            } else {
-                const float *d = dz + r * F;
-#pragma omp simd
-                for (int j = 0; j < F; j++) p[j] += d[j];
-            }
-        }
-    }
-    for (int j = 0; j < F; j++) {
-        double sum = 0;
-        for (int t = 0; t < used; t++) sum += part[(size_t)t * F + j];
-        db[j] = (float)sum;
-    }
+    int parts = graft_threads();
+    if ((size_t)parts > fit) parts = fit > 1 ? (int)fit : 1;
+    graft_colsums(relu ? GRAFT_COLSUM_RELU : GRAFT_COLSUM_PLAIN, dz, y, NULL, dz, rows, F, parts,
+                  part);
+    for (int j = 0; j < F; j++) db[j] = (float)part[j];
 }
 
 static void gemm_backward_data(const conv2d *c, int n, const float *dz, const float *W, float *dx,
