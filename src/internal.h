@@ -131,6 +131,12 @@ struct graft_layer {
     bool masks_relu_below; /* the pool */
     bool dout_relu_applied; /* the convolution: dout has the ReLU's derivative, and the
                                bias gradient is written when the weights train */
+    /* A ReLU Conv2D over few channels (the image) read only by a 2x2 max pool,
+     * where nothing needs its input's gradient: the pool computes both in one
+     * pass (kernels/conv_pool.c), forward and backward; the convolution's
+     * output and its gradient have no buffers. */
+    bool computed_by_pool; /* the convolution: skipped by the passes */
+    bool computes_conv;    /* the pool */
     float *out, *dout, *aux;
 };
 
@@ -172,6 +178,13 @@ bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale,
 bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
 /* A Conv2D with activation='relu'. */
 bool graft_conv2d_has_relu(const graft_layer *l);
+/* A Conv2D that kernels/conv_pool.c can compute together with a 2x2 max
+ * pool reading it (ReLU, stride 1, few input channels): its geometry and
+ * filters. Off with GRAFT_NO_CONV_POOL=1. */
+struct graft_conv_geom;
+bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
+/* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
+bool graft_max_pool_2x2(const graft_layer *l);
 /* Whether backward writes gradients of the layer's weights (it trains and has trainable ones). */
 bool graft_layer_trains_weights(const graft_layer *l);
 bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi);

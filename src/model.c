@@ -634,6 +634,22 @@ static void plan_backward_fusion(graft_model *m, bool training)
     }
 }
 
+/* A ReLU convolution of the image read only by the 2x2 max pool right after
+ * it: the pool computes both, and the convolution's output never exists
+ * (see computes_conv). Needs no gradient for the convolution's input. */
+static void plan_conv_pool(graft_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) m->layers[i]->computed_by_pool = m->layers[i]->computes_conv = false;
+    for (int i = 1; i + 1 < m->n_layers; i++) {
+        graft_layer *l = m->layers[i], *r = m->layers[i + 1];
+        if (l->epi.bn || l->epi.clamp || m->layers[l->inputs[0]]->requires_grad ||
+            sole_reader(m, i) != i + 1 || !graft_max_pool_2x2(r) || !graft_conv2d_pool_geom(l, NULL, NULL))
+            continue;
+        l->computed_by_pool = r->computes_conv = true;
+        l->dout_relu_applied = r->masks_relu_below = false;
+    }
+}
+
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
     if (m->status != GRAFT_OK)
@@ -663,6 +679,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
     plan_fusion(m, training);
     plan_backward_fusion(m, training);
+    plan_conv_pool(m);
 
     /* Liveness: an output dies after its last reader, unless backward reads it.
      * A fused layer has no buffer of its own: it lives in its root's. */
@@ -690,6 +707,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
             last_use[src] = l->requires_grad ? L : (i > last_use[src] ? i : last_use[src]);
         }
         if (l->requires_grad) last_use[i] = L;
+        if (l->computes_conv) { /* it reads the convolution's input */
+            int src = ROOT(m->layers[l->inputs[0]]->inputs[0]);
+            if (last_use[src] < i) last_use[src] = i;
+        }
     }
     last_use[ROOT(out)] = L;
 
@@ -704,6 +725,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
             offs[i] = offs[l->fused_into];
             continue;
         }
+        if (l->computed_by_pool) { /* no output; its input lives until the pool */
+            offs[i] = SIZE_MAX;
+            continue;
+        }
         offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&p, sz); /* the input is the caller's array */
         if (l->ops->aux_floats) {
             size_t a = l->ops->aux_floats(l, cap);
@@ -715,6 +740,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         }
         for (int j = 0; j < l->n_inputs; j++) {
             int src = ROOT(l->inputs[j]);
+            if (m->layers[src]->computed_by_pool) src = ROOT(m->layers[src]->inputs[0]);
             bool seen = false; /* Add(x, x) reads one buffer twice */
             for (int k = 0; k < j; k++) seen |= ROOT(l->inputs[k]) == src;
             if (!seen && src > 0 && last_use[src] == i)
@@ -729,11 +755,11 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     if (m->layers[out]->requires_grad) dout_off[out] = plan_alloc(&p, DOUT_FLOATS(out));
     for (int i = L - 1; i > 0; i--) {
         graft_layer *l = m->layers[i];
-        if (!l->requires_grad) continue;
+        if (!l->requires_grad || l->computed_by_pool) continue;
         if (dout_off[i] == SIZE_MAX) dout_off[i] = plan_alloc(&p, DOUT_FLOATS(i)); /* dead branch */
         for (int j = 0; j < l->n_inputs; j++) {
             int src = l->inputs[j];
-            if (m->layers[src]->requires_grad && dout_off[src] == SIZE_MAX)
+            if (m->layers[src]->requires_grad && !m->layers[src]->computed_by_pool && dout_off[src] == SIZE_MAX)
                 dout_off[src] = plan_alloc(&p, DOUT_FLOATS(src));
         }
         plan_release(&p, dout_off[i], DOUT_FLOATS(i));
@@ -799,7 +825,8 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
         if (l->n_inputs > MAX_FANIN)
             return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs", l->name,
                               MAX_FANIN);
-        if (l->fused_into >= 0) continue; /* done by an earlier layer's output pass */
+        /* Done by an earlier layer's output pass, or by the pool above. */
+        if (l->fused_into >= 0 || l->computed_by_pool) continue;
         for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
         graft_fwd f = {n, training, in, l->out, l->aux, m->scratch, &m->rng};
         l->ops->forward(l, &f);
@@ -828,7 +855,7 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
     bool acc[MAX_FANIN];
     for (int i = L - 1; i >= m->lowest_grad_layer && i > 0; i--) {
         graft_layer *l = m->layers[i];
-        if (!l->requires_grad) continue;
+        if (!l->requires_grad || l->computed_by_pool) continue;
         if (!written[i]) /* a branch that does not reach the output */
             memset(l->dout, 0, (size_t)n * graft_shape_size(&l->out_shape) * sizeof(float));
         for (int j = 0; j < l->n_inputs; j++) {

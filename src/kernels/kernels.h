@@ -6,13 +6,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major (a BLAS call). */
 void graft_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* A convolution's geometry, NHWC input, HWIO kernel. */
-typedef struct {
+typedef struct graft_conv_geom {
     int h, w, c;         /* input */
     int kh, kw;          /* kernel */
     int sh, sw;          /* strides */
@@ -71,5 +72,25 @@ void graft_winograd_backward_weights(const graft_conv_geom *g, int filters, int 
 /* dx = dL/dx (overwritten) from dy = dL/dy for the same geometry. */
 void graft_winograd_backward_data(const graft_conv_geom *g, int filters, int n, const float *dy,
                                   const float *kernel, float *dx, float *scratch);
+
+/* Conv2D (stride 1, few input channels) + ReLU + MaxPooling2D(2x2, stride 2,
+ * 'valid') in one pass (conv_pool.c): the convolution's output is never
+ * written. y: n x (oh/2) x (ow/2) x filters pooled outputs. code (NULL in
+ * inference): one byte per output, the cell of its window that won (0..3 in
+ * row order), or 4 where the maximum was not positive (no gradient passes).
+ * `scratch` holds graft_conv_pool_scratch_floats floats, 64-byte aligned. */
+#define GRAFT_CONV_POOL_MAX_C 4
+#define GRAFT_CONV_POOL_MAX_F 256
+#define GRAFT_CONV_POOL_MAX_K (11 * 11 * GRAFT_CONV_POOL_MAX_C)
+bool graft_conv_pool_fits(const graft_conv_geom *g, int filters);
+size_t graft_conv_pool_scratch_floats(const graft_conv_geom *g, int filters);
+void graft_conv_pool_forward(const graft_conv_geom *g, int filters, int n, const float *x,
+                             const float *kernel, const float *bias, float *y, uint8_t *code,
+                             float *scratch);
+/* dkernel (HWIO) and dbias (may be NULL) = their gradients (overwritten),
+ * from the input x, dy = dL/d(pooled output) and the forward pass's codes. */
+void graft_conv_pool_backward_weights(const graft_conv_geom *g, int filters, int n, const float *x,
+                                      const float *dy, const uint8_t *code, float *dkernel,
+                                      float *dbias, float *scratch);
 
 #endif

@@ -14,8 +14,11 @@
  * Max pooling records the winning cell of each window during training (the
  * first maximum in window order), so ties route the gradient exactly where
  * the forward value came from.
+ * A 2x2 max pool over a ReLU convolution of the image can compute that
+ * convolution too (computes_conv, planned by the model): kernels/conv_pool.c.
  */
 #include "internal.h"
+#include "kernels/kernels.h"
 #include "layers/config_json.h"
 
 #include <omp.h>
@@ -75,10 +78,28 @@ static graft_status build_pool2d(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
-/* Max pooling only: the argmax of every output. */
+/* Max pooling only: the argmax of every output (a byte when computes_conv). */
 static size_t pool2d_aux_floats(const graft_layer *l, int n)
 {
-    return (size_t)n * graft_shape_size(&l->out_shape);
+    size_t k = (size_t)n * graft_shape_size(&l->out_shape);
+    return l->computes_conv ? (k + 3) / 4 : k;
+}
+
+bool graft_max_pool_2x2(const graft_layer *l)
+{
+    if (strcmp(l->ops->class_name, "MaxPooling2D") != 0) return false;
+    const pool2d *p = l->cfg;
+    return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
+}
+
+/* The convolution below a computes_conv pool, and what the kernel needs of it. */
+static const graft_layer *conv_below(const graft_layer *l, graft_conv_geom *g, int *F,
+                                     const float **x)
+{
+    const graft_layer *conv = l->model->layers[l->inputs[0]];
+    graft_conv2d_pool_geom(conv, g, F); /* true: the planner asked it */
+    *x = l->model->layers[conv->inputs[0]]->out;
+    return conv;
 }
 
 /* The real cells [lo, hi) of window o along one axis. */
@@ -212,6 +233,16 @@ static void avg_forward(const pool2d *p, const graft_fwd *f)
 static void pool2d_forward(graft_layer *l, const graft_fwd *f)
 {
     const pool2d *p = l->cfg;
+    if (l->computes_conv) {
+        graft_conv_geom g;
+        int F;
+        const float *x;
+        const graft_layer *conv = conv_below(l, &g, &F, &x);
+        graft_conv_pool_forward(&g, F, f->n, x, conv->weights[0].data,
+                                conv->n_weights > 1 ? conv->weights[1].data : NULL, f->out,
+                                f->training ? (uint8_t *)(void *)f->aux : NULL, f->scratch);
+        return;
+    }
     if (p->kind == POOL_MAX)
         max_forward(p, f);
     else
@@ -317,12 +348,31 @@ static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bw
 static size_t pool2d_scratch_floats(const graft_layer *l, int n)
 {
     (void)n;
-    return (size_t)2 * ((const pool2d *)l->cfg)->c * graft_threads();
+    size_t s = (size_t)2 * ((const pool2d *)l->cfg)->c * graft_threads();
+    graft_conv_geom g;
+    int F;
+    if (l->computes_conv && graft_conv2d_pool_geom(l->model->layers[l->inputs[0]], &g, &F)) {
+        size_t k = graft_conv_pool_scratch_floats(&g, F);
+        if (k > s) s = k;
+    }
+    return s;
 }
 
 static void pool2d_backward(graft_layer *l, const graft_bwd *b)
 {
     const pool2d *p = l->cfg;
+    if (l->computes_conv) { /* the convolution's gradients: nothing below needs any */
+        graft_conv_geom g;
+        int F;
+        const float *x;
+        const graft_layer *conv = conv_below(l, &g, &F, &x);
+        if (graft_layer_trains_weights(conv))
+            graft_conv_pool_backward_weights(&g, F, b->n, x, b->dout, (const uint8_t *)(const void *)b->aux,
+                                             conv->weights[0].grad,
+                                             conv->n_weights > 1 ? conv->weights[1].grad : NULL,
+                                             b->scratch);
+        return;
+    }
     float *dx = b->din[0];
     if (!dx) return;
     if (l->masks_relu_below) relu_bias_grad(l, p, b);

@@ -1,0 +1,291 @@
+/* Conv2D + ReLU + MaxPooling2D(2x2) over few channels computed by the pool in
+ * one pass (src/kernels/conv_pool.c): the same outputs and weight gradients
+ * as the two layers run separately (GRAFT_NO_CONV_POOL=1), central
+ * differences, NaN and ties, no buffer for the convolution's output, and the
+ * models where the planner must not use it. */
+#include "check.h"
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct {
+    int n, h, w, c, f, k;
+    graft_padding pad;
+    bool bias;
+} ccase;
+
+static graft_model *build(const ccase *k, unsigned seed)
+{
+    graft_model *m = graft_model_new("convpool");
+    graft_input(m, NULL, graft_shape3(k->h, k->w, k->c));
+    graft_conv2d(m, NULL,
+                 (graft_conv2d_cfg){.name = "conv",
+                                    .filters = k->f,
+                                    .kernel_size = {k->k, k->k},
+                                    .padding = k->pad,
+                                    .no_bias = !k->bias,
+                                    .activation = GRAFT_RELU});
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool"});
+    if (graft_model_status(m) != GRAFT_OK) return m;
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    graft_layer *conv = graft_model_find(m, "conv");
+    for (int j = 0; j < graft_layer_num_weights(conv); j++) {
+        graft_shape s = graft_layer_weight_shape(conv, j);
+        float *w = graft_layer_weight_data(conv, j);
+        for (size_t e = 0; e < graft_shape_size(&s); e++) w[e] = 0.3f * graft_rng_normal(&r);
+    }
+    return m;
+}
+
+/* The planner asks at every plan: the switch stays set for the whole step. */
+static void separate_layers(bool on)
+{
+    if (on) CHECK(setenv("GRAFT_NO_CONV_POOL", "1", 1) == 0);
+    else unsetenv("GRAFT_NO_CONV_POOL");
+}
+
+static size_t out_floats(const graft_model *m, int n)
+{
+    return (size_t)n * graft_shape_size(&graft_model_output(m)->out_shape);
+}
+
+/* Largest |a - b| over the largest |b|, printed and checked. */
+static void compare(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+    double peak = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > peak) peak = fabs(b[i]);
+        if (fabs(a[i] - b[i]) > worst) worst = fabs(a[i] - b[i]);
+    }
+    CHECK(peak > 0.1);
+    CHECK_MSG(worst <= tol * peak, "%s differs by %.3g of peak %.3g", what, worst, peak);
+    printf("  %s: max difference / peak %.2g\n", what, worst / peak);
+}
+
+/* One training step's pooled output and conv gradients (kernel, then bias). */
+static void step(const ccase *k, const float *x, const float *r, bool fused, float *y, float *dw)
+{
+    separate_layers(!fused);
+    graft_model *m = build(k, 7);
+    CHECK_OK(graft_model_status(m));
+    CHECK_OK(graft_model_forward(m, x, k->n, true));
+    graft_layer *conv = graft_model_find(m, "conv"), *pool = graft_model_find(m, "pool");
+    CHECK(pool->computes_conv == fused && conv->computed_by_pool == fused);
+    CHECK(!fused || conv->out == NULL); /* no buffer for the convolution's output */
+    memcpy(y, pool->out, out_floats(m, k->n) * sizeof(float));
+    CHECK_OK(graft_model_backward(m, r, k->n));
+    size_t ws = (size_t)k->k * k->k * k->c * k->f;
+    memcpy(dw, conv->weights[0].grad, ws * sizeof(float));
+    if (k->bias) memcpy(dw + ws, conv->weights[1].grad, (size_t)k->f * sizeof(float));
+    /* Inference runs the same kernel: the same bits as training's forward. */
+    if (fused) {
+        float *yi = malloc(out_floats(m, k->n) * sizeof(float));
+        CHECK_OK(graft_model_predict(m, x, k->n, yi));
+        CHECK(memcmp(yi, y, out_floats(m, k->n) * sizeof(float)) == 0);
+        free(yi);
+    }
+    graft_model_free(m);
+    separate_layers(false);
+}
+
+static void test_matches_separate_layers(void)
+{
+    const ccase cases[] = {
+        {3, 20, 19, 3, 32, 3, GRAFT_VALID, true},  /* the lesson's, odd output width */
+        {2, 13, 16, 1, 8, 5, GRAFT_SAME, true},    /* gray, 8 filters, padding on all sides */
+        {2, 11, 12, 4, 24, 3, GRAFT_SAME, false},  /* a block of 16 then one of 8, no bias */
+        {1, 9, 9, 2, 48, 1, GRAFT_VALID, true},    /* 1x1 */
+        {2, 24, 18, 3, 64, 7, GRAFT_VALID, true},  /* 7x7, 64 filters */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const ccase *k = &cases[c];
+        graft_model *probe = build(k, 7);
+        CHECK_OK(graft_model_status(probe));
+        size_t xs = (size_t)k->n * k->h * k->w * k->c, ys = out_floats(probe, k->n);
+        size_t ws = (size_t)k->k * k->k * k->c * k->f + (k->bias ? (size_t)k->f : 0);
+        graft_model_free(probe);
+        float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
+        float *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
+        float *dw[2] = {malloc(ws * sizeof(float)), malloc(ws * sizeof(float))};
+        graft_rng g;
+        graft_rng_seed(&g, 40 + c);
+        for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&g);
+        for (size_t i = 0; i < ys; i++) r[i] = graft_rng_normal(&g);
+        step(k, x, r, true, y[0], dw[0]);
+        step(k, x, r, false, y[1], dw[1]);
+        printf("  %dx%dx%d, %dx%d -> %d, n %d:\n", k->h, k->w, k->c, k->k, k->k, k->f, k->n);
+        compare("pooled output", y[0], y[1], ys, 2e-6);
+        compare("kernel and bias gradients", dw[0], dw[1], ws, 1e-5);
+        for (int i = 0; i < 2; i++) {
+            free(y[i]);
+            free(dw[i]);
+        }
+        free(x);
+        free(r);
+    }
+}
+
+/* L = sum(pooled * r) in double. */
+static double loss(graft_model *m, const float *x, const float *r, int n)
+{
+    CHECK_OK(graft_model_forward(m, x, n, true));
+    const float *y = graft_model_output(m)->out;
+    double L = 0;
+    for (size_t i = 0; i < out_floats(m, n); i++) L += (double)y[i] * r[i];
+    return L;
+}
+
+/* The fused backward against central differences of the fused forward. A
+ * bias of 3 keeps the ReLUs open and a small step rarely changes which cell
+ * of a window wins: the kinks that would spoil the differences. */
+static void test_central_differences(void)
+{
+    const ccase k = {1, 8, 9, 3, 16, 3, GRAFT_SAME, true};
+    graft_model *m = build(&k, 3);
+    CHECK_OK(graft_model_status(m));
+    float *bias = graft_model_find(m, "conv")->weights[1].data;
+    for (int f = 0; f < k.f; f++) bias[f] = 3;
+    size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
+    float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
+    graft_rng g;
+    graft_rng_seed(&g, 5);
+    for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&g);
+    for (size_t i = 0; i < ys; i++) r[i] = graft_rng_normal(&g);
+    CHECK_OK(graft_model_forward(m, x, k.n, true));
+    CHECK_OK(graft_model_backward(m, r, k.n));
+    graft_layer *conv = graft_model_find(m, "conv");
+    CHECK(graft_model_find(m, "pool")->computes_conv);
+    int bad = 0, checked = 0;
+    for (int wi = 0; wi < 2; wi++) {
+        graft_shape s = graft_layer_weight_shape(conv, wi);
+        size_t nw = graft_shape_size(&s);
+        float *grad = malloc(nw * sizeof(float));
+        memcpy(grad, conv->weights[wi].grad, nw * sizeof(float));
+        for (int t = 0; t < 40; t++) {
+            size_t i = graft_rng_below(&g, (uint32_t)nw);
+            float *w = conv->weights[wi].data, keep = w[i];
+            const double eps = 1e-3;
+            w[i] = keep + (float)eps;
+            double lp = loss(m, x, r, k.n);
+            w[i] = keep - (float)eps;
+            double lm = loss(m, x, r, k.n);
+            w[i] = keep;
+            double num = (lp - lm) / (2 * eps);
+            checked++;
+            if (!(fabs(num - grad[i]) <= 2e-3 + 2e-2 * fabs(num))) {
+                bad++;
+                printf("  weight %d[%zu]: numeric %.6g, analytic %.6g\n", wi, i, num, (double)grad[i]);
+            }
+        }
+        free(grad);
+    }
+    CHECK_MSG(bad == 0, "%d of %d gradients off", bad, checked);
+    free(x);
+    free(r);
+    graft_model_free(m);
+}
+
+/* A NaN pixel: the convolution outputs that read it are NaN (ReLU keeps NaN,
+ * as in TF) and a window's maximum is NaN exactly when its first cell is
+ * (a NaN never replaces a maximum): here the window at (2, 2) only. oneDNN's
+ * ReLU turns some NaNs into 0, so the separate layers are no reference here.
+ * All-zero input and weights: every maximum is 0, a tie of four, and no
+ * gradient passes the ReLU. */
+static void test_nan_and_ties(void)
+{
+    const ccase k = {1, 12, 12, 3, 16, 3, GRAFT_VALID, true};
+    size_t xs = 12 * 12 * 3, ys = 5 * 5 * 16, ws = 27 * 16 + 16;
+    float *x = calloc(xs, sizeof(float)), *r = malloc(ys * sizeof(float));
+    float *y = malloc(ys * sizeof(float)), *dw = malloc(ws * sizeof(float));
+    for (size_t i = 0; i < ys; i++) r[i] = 1;
+    for (size_t i = 0; i < xs; i++) x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
+    x[(5 * 12 + 5) * 3 + 1] = NAN;
+    step(&k, x, r, true, y, dw);
+    for (size_t i = 0; i < ys; i++)
+        CHECK_MSG(!isnan(y[i]) == (i / 16 != 2 * 5 + 2), "output %zu: %g", i, (double)y[i]);
+
+    memset(x, 0, xs * sizeof(float));
+    graft_model *m = build(&k, 1);
+    graft_layer *conv = graft_model_find(m, "conv");
+    for (int j = 0; j < 2; j++) {
+        graft_shape s = graft_layer_weight_shape(conv, j);
+        memset(graft_layer_weight_data(conv, j), 0, graft_shape_size(&s) * sizeof(float));
+    }
+    CHECK_OK(graft_model_forward(m, x, 1, true));
+    CHECK_OK(graft_model_backward(m, r, 1));
+    for (size_t i = 0; i < ys; i++) CHECK(graft_model_output(m)->out[i] == 0);
+    for (size_t i = 0; i < 27 * 16; i++) CHECK(conv->weights[0].grad[i] == 0);
+    for (size_t i = 0; i < 16; i++) CHECK(conv->weights[1].grad[i] == 0);
+    graft_model_free(m);
+    free(y);
+    free(dw);
+    free(x);
+    free(r);
+}
+
+/* Whether the pool of `m` computes its convolution, after a training pass. */
+static bool fused_in(graft_model *m, const char *pool, int h, int w, int c)
+{
+    CHECK_OK(graft_model_status(m));
+    float *x = calloc((size_t)2 * h * w * c, sizeof(float));
+    CHECK_OK(graft_model_forward(m, x, 2, true));
+    free(x);
+    return graft_model_find(m, pool)->computes_conv;
+}
+
+static void test_where_it_applies(void)
+{
+    graft_conv2d_cfg relu16 = {.filters = 16, .kernel_size = {3, 3}, .activation = GRAFT_RELU};
+    /* The lesson's first layer: yes. */
+    graft_model *m = graft_model_new("a");
+    graft_input(m, NULL, graft_shape3(16, 16, 3));
+    graft_conv2d(m, NULL, relu16);
+    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "p"});
+    CHECK(fused_in(m, "p", 16, 16, 3));
+    graft_model_free(m);
+    /* The input needs a gradient (a second convolution of 3 channels over a
+     * trainable first): no. Frozen first convolution: yes. */
+    for (int frozen = 0; frozen < 2; frozen++) {
+        m = graft_model_new("b");
+        graft_input(m, NULL, graft_shape3(16, 16, 3));
+        graft_layer *c1 = graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 3, .kernel_size = {3, 3}});
+        graft_conv2d(m, NULL, relu16);
+        graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "p"});
+        graft_layer_set_trainable(c1, !frozen);
+        CHECK(fused_in(m, "p", 16, 16, 3) == (frozen == 1));
+        graft_model_free(m);
+    }
+    /* Not a 2x2 stride-2 'valid' pool, not ReLU, too many channels, or a
+     * second reader of the convolution: no. */
+    for (int v = 0; v < 5; v++) {
+        m = graft_model_new("c");
+        graft_input(m, NULL, graft_shape3(16, 16, v == 3 ? 8 : 3));
+        graft_conv2d_cfg cc = relu16;
+        if (v == 2) cc.activation = GRAFT_LINEAR;
+        graft_layer *conv = graft_conv2d(m, NULL, cc);
+        graft_pool2d_cfg pc = {.name = "p"};
+        if (v == 0) pc.strides[0] = pc.strides[1] = 1;
+        if (v == 1) pc.padding = GRAFT_SAME;
+        graft_layer *p = graft_max_pooling2d(m, NULL, pc);
+        if (v == 4) {
+            graft_layer *g = graft_global_average_pooling2d(m, conv, NULL);
+            graft_layer *q = graft_global_average_pooling2d(m, p, NULL);
+            graft_layer *both[2] = {g, q};
+            graft_add(m, NULL, 2, both);
+        }
+        CHECK_MSG(!fused_in(m, "p", 16, 16, v == 3 ? 8 : 3), "variant %d", v);
+        graft_model_free(m);
+    }
+}
+
+int main(void)
+{
+    RUN(test_matches_separate_layers);
+    RUN(test_central_differences);
+    RUN(test_nan_and_ties);
+    RUN(test_where_it_applies);
+    return CHECK_SUMMARY();
+}
