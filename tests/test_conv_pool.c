@@ -35,7 +35,8 @@ static graft_model *build(const ccase *k, unsigned seed)
     for (int j = 0; j < graft_layer_num_weights(conv); j++) {
         graft_shape s = graft_layer_weight_shape(conv, j);
         float *w = graft_layer_weight_data(conv, j);
-        for (size_t e = 0; e < graft_shape_size(&s); e++) w[e] = 0.3f * graft_rng_normal(&r);
+        for (size_t e = 0; e < graft_shape_size(&s); e++)
+            w[e] = 0.3f * graft_rng_normal(&r);
     }
     return m;
 }
@@ -43,8 +44,10 @@ static graft_model *build(const ccase *k, unsigned seed)
 /* The planner asks at every plan: the switch stays set for the whole step. */
 static void separate_layers(bool on)
 {
-    if (on) CHECK(setenv("GRAFT_NO_CONV_POOL", "1", 1) == 0);
-    else unsetenv("GRAFT_NO_CONV_POOL");
+    if (on)
+        CHECK(setenv("GRAFT_NO_CONV_POOL", "1", 1) == 0);
+    else
+        unsetenv("GRAFT_NO_CONV_POOL");
 }
 
 static size_t out_floats(const graft_model *m, int n)
@@ -94,38 +97,47 @@ static void step(const ccase *k, const float *x, const float *r, bool fused, flo
 static void test_matches_separate_layers(void)
 {
     const ccase cases[] = {
-        {3, 20, 19, 3, 32, 3, GRAFT_VALID, true},  /* the lesson's, odd output width */
-        {2, 13, 16, 1, 8, 5, GRAFT_SAME, true},    /* gray, 8 filters, padding on all sides */
-        {2, 11, 12, 4, 24, 3, GRAFT_SAME, false},  /* a block of 16 then one of 8, no bias */
-        {1, 9, 9, 2, 48, 1, GRAFT_VALID, true},    /* 1x1 */
-        {2, 24, 18, 3, 64, 7, GRAFT_VALID, true},  /* 7x7, 64 filters */
+        {3, 20, 19, 3, 32, 3, GRAFT_VALID, true}, /* the lesson's, odd output width */
+        {2, 13, 16, 1, 8, 5, GRAFT_SAME, true},   /* gray, 8 filters, padding on all sides */
+        {2, 11, 12, 4, 24, 3, GRAFT_SAME, false}, /* a block of 16 then one of 8, no bias */
+        {1, 9, 9, 2, 48, 1, GRAFT_VALID, true},   /* 1x1 */
+        {2, 24, 18, 3, 64, 7, GRAFT_VALID, true}, /* 7x7, 64 filters */
+        {2, 14, 12, 3, 48, 3, GRAFT_VALID, true}, /* an odd number of windows per row, 32 + 16 */
     };
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        const ccase *k = &cases[c];
-        graft_model *probe = build(k, 7);
-        CHECK_OK(graft_model_status(probe));
-        size_t xs = (size_t)k->n * k->h * k->w * k->c, ys = out_floats(probe, k->n);
-        size_t ws = (size_t)k->k * k->k * k->c * k->f + (k->bias ? (size_t)k->f : 0);
-        graft_model_free(probe);
-        float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
-        float *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
-        float *dw[2] = {malloc(ws * sizeof(float)), malloc(ws * sizeof(float))};
-        graft_rng g;
-        graft_rng_seed(&g, 40 + c);
-        for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&g);
-        for (size_t i = 0; i < ys; i++) r[i] = graft_rng_normal(&g);
-        step(k, x, r, true, y[0], dw[0]);
-        step(k, x, r, false, y[1], dw[1]);
-        printf("  %dx%dx%d, %dx%d -> %d, n %d:\n", k->h, k->w, k->c, k->k, k->k, k->f, k->n);
-        compare("pooled output", y[0], y[1], ys, 2e-6);
-        compare("kernel and bias gradients", dw[0], dw[1], ws, 1e-5);
-        for (int i = 0; i < 2; i++) {
-            free(y[i]);
-            free(dw[i]);
+    /* The AVX-512 loops where the CPU has them, then the AVX2 ones. */
+    for (int isa = graft_conv_pool_avx512() ? 0 : 1; isa < 2; isa++)
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            if (isa == 1) CHECK(setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1) == 0);
+            const ccase *k = &cases[c];
+            graft_model *probe = build(k, 7);
+            CHECK_OK(graft_model_status(probe));
+            size_t xs = (size_t)k->n * k->h * k->w * k->c, ys = out_floats(probe, k->n);
+            size_t ws = (size_t)k->k * k->k * k->c * k->f + (k->bias ? (size_t)k->f : 0);
+            graft_model_free(probe);
+            float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
+            float *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
+            float *dw[2] = {malloc(ws * sizeof(float)), malloc(ws * sizeof(float))};
+            graft_rng g;
+            graft_rng_seed(&g, 40 + c);
+            for (size_t i = 0; i < xs; i++)
+                x[i] = graft_rng_normal(&g);
+            for (size_t i = 0; i < ys; i++)
+                r[i] = graft_rng_normal(&g);
+            const char *path = graft_conv_pool_avx512() && k->f % 16 == 0 ? "AVX-512" : "AVX2";
+            step(k, x, r, true, y[0], dw[0]);
+            unsetenv("ONEDNN_MAX_CPU_ISA");
+            step(k, x, r, false, y[1], dw[1]);
+            printf("  %dx%dx%d, %dx%d -> %d, n %d, %s:\n", k->h, k->w, k->c, k->k, k->k, k->f, k->n,
+                   path);
+            compare("pooled output", y[0], y[1], ys, 2e-6);
+            compare("kernel and bias gradients", dw[0], dw[1], ws, 1e-5);
+            for (int i = 0; i < 2; i++) {
+                free(y[i]);
+                free(dw[i]);
+            }
+            free(x);
+            free(r);
         }
-        free(x);
-        free(r);
-    }
 }
 
 /* L = sum(pooled * r) in double. */
@@ -134,7 +146,8 @@ static double loss(graft_model *m, const float *x, const float *r, int n)
     CHECK_OK(graft_model_forward(m, x, n, true));
     const float *y = graft_model_output(m)->out;
     double L = 0;
-    for (size_t i = 0; i < out_floats(m, n); i++) L += (double)y[i] * r[i];
+    for (size_t i = 0; i < out_floats(m, n); i++)
+        L += (double)y[i] * r[i];
     return L;
 }
 
@@ -147,13 +160,16 @@ static void test_central_differences(void)
     graft_model *m = build(&k, 3);
     CHECK_OK(graft_model_status(m));
     float *bias = graft_model_find(m, "conv")->weights[1].data;
-    for (int f = 0; f < k.f; f++) bias[f] = 3;
+    for (int f = 0; f < k.f; f++)
+        bias[f] = 3;
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
     float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
     graft_rng g;
     graft_rng_seed(&g, 5);
-    for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&g);
-    for (size_t i = 0; i < ys; i++) r[i] = graft_rng_normal(&g);
+    for (size_t i = 0; i < xs; i++)
+        x[i] = graft_rng_normal(&g);
+    for (size_t i = 0; i < ys; i++)
+        r[i] = graft_rng_normal(&g);
     CHECK_OK(graft_model_forward(m, x, k.n, true));
     CHECK_OK(graft_model_backward(m, r, k.n));
     graft_layer *conv = graft_model_find(m, "conv");
@@ -177,7 +193,8 @@ static void test_central_differences(void)
             checked++;
             if (!(fabs(num - grad[i]) <= 2e-3 + 2e-2 * fabs(num))) {
                 bad++;
-                printf("  weight %d[%zu]: numeric %.6g, analytic %.6g\n", wi, i, num, (double)grad[i]);
+                printf("  weight %d[%zu]: numeric %.6g, analytic %.6g\n", wi, i, num,
+                       (double)grad[i]);
             }
         }
         free(grad);
@@ -200,8 +217,10 @@ static void test_nan_and_ties(void)
     size_t xs = 12 * 12 * 3, ys = 5 * 5 * 16, ws = 27 * 16 + 16;
     float *x = calloc(xs, sizeof(float)), *r = malloc(ys * sizeof(float));
     float *y = malloc(ys * sizeof(float)), *dw = malloc(ws * sizeof(float));
-    for (size_t i = 0; i < ys; i++) r[i] = 1;
-    for (size_t i = 0; i < xs; i++) x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
+    for (size_t i = 0; i < ys; i++)
+        r[i] = 1;
+    for (size_t i = 0; i < xs; i++)
+        x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
     x[(5 * 12 + 5) * 3 + 1] = NAN;
     step(&k, x, r, true, y, dw);
     for (size_t i = 0; i < ys; i++)
@@ -216,9 +235,12 @@ static void test_nan_and_ties(void)
     }
     CHECK_OK(graft_model_forward(m, x, 1, true));
     CHECK_OK(graft_model_backward(m, r, 1));
-    for (size_t i = 0; i < ys; i++) CHECK(graft_model_output(m)->out[i] == 0);
-    for (size_t i = 0; i < 27 * 16; i++) CHECK(conv->weights[0].grad[i] == 0);
-    for (size_t i = 0; i < 16; i++) CHECK(conv->weights[1].grad[i] == 0);
+    for (size_t i = 0; i < ys; i++)
+        CHECK(graft_model_output(m)->out[i] == 0);
+    for (size_t i = 0; i < 27 * 16; i++)
+        CHECK(conv->weights[0].grad[i] == 0);
+    for (size_t i = 0; i < 16; i++)
+        CHECK(conv->weights[1].grad[i] == 0);
     graft_model_free(m);
     free(y);
     free(dw);
@@ -251,7 +273,8 @@ static void test_where_it_applies(void)
     for (int frozen = 0; frozen < 2; frozen++) {
         m = graft_model_new("b");
         graft_input(m, NULL, graft_shape3(16, 16, 3));
-        graft_layer *c1 = graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 3, .kernel_size = {3, 3}});
+        graft_layer *c1 =
+            graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 3, .kernel_size = {3, 3}});
         graft_conv2d(m, NULL, relu16);
         graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "p"});
         graft_layer_set_trainable(c1, !frozen);

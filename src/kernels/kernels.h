@@ -83,6 +83,9 @@ void graft_winograd_backward_data(const graft_conv_geom *g, int filters, int n, 
 #define GRAFT_CONV_POOL_MAX_F 256
 #define GRAFT_CONV_POOL_MAX_K (11 * 11 * GRAFT_CONV_POOL_MAX_C)
 bool graft_conv_pool_fits(const graft_conv_geom *g, int filters);
+/* Whether the AVX-512 loops run (the CPU has them and ONEDNN_MAX_CPU_ISA
+ * allows them; filters a multiple of 16), else AVX2. */
+bool graft_conv_pool_avx512(void);
 size_t graft_conv_pool_scratch_floats(const graft_conv_geom *g, int filters);
 void graft_conv_pool_forward(const graft_conv_geom *g, int filters, int n, const float *x,
                              const float *kernel, const float *bias, float *y, uint8_t *code,
