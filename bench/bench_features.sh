@@ -7,7 +7,7 @@
 # recognise this CPU and otherwise falls back to SSE3 kernels).
 # SECONDS_PER_RUN (default 3) is the timed span of each measurement.
 # ARCHS (default all four) picks the models.
-# ISA=avx2 caps both graft's and PyTorch's oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA)
+# ISA=avx2 builds graft for AVX2 (build/avx2) and caps both graft's and PyTorch's oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA)
 # and OpenBLAS at its Haswell kernels: the project's reference machine is
 # AVX2+FMA only, while some machines this runs on have AVX-512.
 # GFLOP/s count direct convolution's multiply-adds; graft's Winograd 3x3
@@ -18,7 +18,9 @@ secs=${SECONDS_PER_RUN:-3}
 threads=${THREADS:-2}
 archs=${ARCHS:-mobilenet mobilenet_v2 resnet50 vgg16}
 coretypes=${CORETYPES:-"auto Haswell SkylakeX"}
-make -s build/bench/bench_features
+build=build arch=()
+if [ "${ISA:-native}" = avx2 ]; then build=build/avx2 arch=(ARCH="-mavx2 -mfma"); fi
+make -s -j2 BUILD=$build "${arch[@]}" $build/bench/bench_features
 echo "system BLAS: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
 # The reference machine's measured AVX2 FMA peak: about 90 GFLOP/s per core;
 # twice that where AVX-512 is used.
@@ -35,7 +37,7 @@ peak=${PEAK_GFLOPS:-$((per_core * threads))}
 echo "threads $threads: FMA peak about $peak GFLOP/s"
 printf "%-13s %10s %10s %7s %10s %10s %6s\n" model graft_img/s torch_img/s ratio graft_GF/s torch_GF/s %peak
 for arch in $archs; do
-    g=$(./build/bench/bench_features "$arch" "$secs" "$threads")
+    g=$(./$build/bench/bench_features "$arch" "$secs" "$threads")
     gi=$(echo "$g" | awk '{print $3}')
     fpi=$(echo "$g" | awk '{print $7}')
     best=0 how=""

@@ -27,12 +27,15 @@
 #                    marked "extrapolated"
 #   CORETYPES="auto Haswell SkylakeX"   the OpenBLAS core types tried
 #   ISA=avx2         caps graft's and PyTorch's oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA)
-#                    and OpenBLAS at Haswell: the project's reference machine is
+#                    and OpenBLAS at Haswell, and builds graft for AVX2 (build/avx2,
+#                    ARCH="-mavx2 -mfma"): the project's reference machine is
 #                    AVX2+FMA only, while some machines this runs on have AVX-512
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=/usr/bin/python3
-make -s -j2 build/graft
+build=build arch=()
+if [ "${ISA:-native}" = avx2 ]; then build=build/avx2 arch=(ARCH="-mavx2 -mfma"); fi
+make -s -j2 BUILD=$build "${arch[@]}" $build/graft
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 peer_steps=${PEER_STEPS:-100}
@@ -60,7 +63,7 @@ graft_run() {
     shift
     local l0
     l0=$(load)
-    if ! timed "$label" build/graft lesson --out "$tmp/$label" --json "$@" > "$tmp/$label.log" 2>&1; then
+    if ! timed "$label" $build/graft lesson --out "$tmp/$label" --json "$@" > "$tmp/$label.log" 2>&1; then
         tail -n 20 "$tmp/$label.log"
         echo "graft lesson $* failed" >&2
         exit 1
@@ -78,9 +81,9 @@ graft_nocache_transfer() {
     shift 2
     local l0 data=../shared/data/cats_and_dogs_filtered
     l0=$(load)
-    if ! { timed "$label.1" build/graft train --data "$data" --base mobilenet --out "$tmp/$label" --epochs 5 \
+    if ! { timed "$label.1" $build/graft train --data "$data" --base mobilenet --out "$tmp/$label" --epochs 5 \
                --steps-per-epoch 100 --validation-steps 50 --no-cache "$@" &&
-           timed "$label.2" build/graft finetune "$tmp/$label" --unfreeze 20 --lr 1e-5 --epochs 10; } \
+           timed "$label.2" $build/graft finetune "$tmp/$label" --unfreeze 20 --lr 1e-5 --epochs 10; } \
              > "$tmp/$label.log" 2>&1; then
         tail -n 20 "$tmp/$label.log"
         echo "graft train/finetune --no-cache $* failed" >&2

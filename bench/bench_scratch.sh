@@ -5,16 +5,26 @@
 # threads, NCHW and channels_last; OpenBLAS 0.3.21 does not recognise this
 # CPU model and falls back to SSE3 kernels, so the peer also runs with
 # OPENBLAS_CORETYPE set to the best kernel that works here, and the faster
-# figure counts. Peak memory: each process's max RSS.
+# figure counts. Peak memory: each process's max RSS. ISA=avx2: both capped at
+# AVX2, graft built for AVX2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${STEPS:-10}
-make -s build/bench/scratch_cnn
+coretypes="auto Haswell SkylakeX"
+build=build arch=()
+if [ "${ISA:-native}" = avx2 ]; then
+    # graft built for AVX2 and both sides' oneDNN capped at AVX2
+    build=build/avx2 arch=(ARCH="-mavx2 -mfma") coretypes="Haswell"
+    export ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2
+    echo "ISA capped at AVX2 for graft and PyTorch"
+fi
+make -s -j2 BUILD=$build "${arch[@]}" $build/bench/scratch_cnn
 echo "system BLAS: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
-g=$(./build/bench/scratch_cnn "$steps" 2)
+g=$(./$build/bench/scratch_cnn "$steps" 2)
 echo "$g"
 best=0 best_mem=0
-for core in "" Haswell SkylakeX; do
+for core in $coretypes; do
+    [ "$core" = auto ] && core=""
     out=$(OPENBLAS_CORETYPE=$core /usr/bin/python3 bench/scratch_cnn_peer.py "$steps" 2 2>/dev/null | tail -n 1) || continue
     echo "OPENBLAS_CORETYPE=${core:-auto}: $out"
     ips=$(echo "$out" | awk '{print $4}')
