@@ -626,8 +626,7 @@ static void plan_backward_fusion(graft_model *m, bool training)
         int j = sole_reader(m, i);
         graft_layer *r = j > 0 ? m->layers[j] : NULL;
         if (!l->requires_grad || !r || !r->requires_grad || !graft_conv2d_has_relu(l) ||
-            strcmp(r->ops->class_name, "MaxPooling2D") != 0 ||
-            l->out_shape.dim[2] > GRAFT_EPILOGUE_MAX_C) /* the pool sums in a stack block */
+            strcmp(r->ops->class_name, "MaxPooling2D") != 0)
             continue;
         r->masks_relu_below = true;
         l->dout_relu_applied = true;

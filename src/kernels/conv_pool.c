@@ -523,12 +523,12 @@ void graft_conv_pool_backward_weights(const graft_conv_geom *g, int filters, int
         float *bandbuf = G + g_floats(g, F);
         float acc[12 * 32], gsum[GRAFT_CONV_POOL_MAX_F];
         memset(sum, 0, (size_t)(K + 1) * F * sizeof(double));
-        int off[GRAFT_CONV_POOL_MAX_K];
+        int off[GRAFT_CONV_POOL_MAX_K] = {0};
         long r0 = rows * t / nth, r1 = rows * (t + 1) / nth;
-        size_t off_rs = 0;
+        size_t off_rs = 0; /* the band stride off[] was made for (0: none yet) */
         for (long r = r0; r < r1; r++) {
             band bd = get_band(g, x, (int)(r / OH), (int)(r % OH), bandbuf);
-            if (bd.rs != off_rs) { /* offsets of the kernel rows within the band */
+            if (off_rs == 0 || bd.rs != off_rs) { /* offsets of the kernel rows within the band */
                 for (int k = 0; k < K; k++)
                     off[k] = (int)((size_t)(k / kwc) * bd.rs) + k % kwc;
                 off_rs = bd.rs;

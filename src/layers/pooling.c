@@ -17,6 +17,7 @@
  * A 2x2 max pool over a ReLU convolution of the image can compute that
  * convolution too (computes_conv, planned by the model): kernels/conv_pool.c.
  */
+#include "core/colsum.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
@@ -299,56 +300,24 @@ static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx, b
 /* With masks_relu_below: the bias gradient of the ReLU convolution below,
  * the sum of its dL/d(pre-activation), which is nonzero only at the cells
  * the pool routes to: the sum over this pool's outputs of g where the pooled
- * value is positive. Each thread sums a fixed block of rows in double (room
- * for 2 * C floats per thread in the scratch); the blocks add up in thread
- * order, so the bits depend on the thread count only. */
+ * value is positive. The masked g is written back in place (the routing
+ * below masks it the same way), one part of the rows per thread. */
 static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bwd *b)
 {
     const graft_layer *conv = l->model->layers[l->inputs[0]];
-    if (!graft_layer_trains_weights(conv) || conv->n_weights < 2 || p->c > GRAFT_EPILOGUE_MAX_C)
-        return;
+    if (!graft_layer_trains_weights(conv) || conv->n_weights < 2) return;
     float *db = conv->weights[1].grad;
     const int C = p->c;
-    const size_t rows = (size_t)b->n * p->oh * p->ow;
     double *part = (double *)(void *)b->scratch;
-    int used = 1;
-#pragma omp parallel num_threads(graft_threads())
-    {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        if (t == 0) used = nth;
-        double *sum = part + (size_t)t * C;
-        float block[GRAFT_EPILOGUE_MAX_C];
-        for (int c = 0; c < C; c++)
-            sum[c] = 0;
-        /* Blocks of 32 rows in float, then into the double sums: a float-to-
-         * double add per element ran at a third of the speed. */
-        const size_t r1 = rows * (t + 1) / nth;
-        for (size_t r0 = rows * t / nth; r0 < r1; r0 += 32) {
-            const size_t r_end = r1 - r0 < 32 ? r1 : r0 + 32;
-            for (int c = 0; c < C; c++)
-                block[c] = 0;
-            for (size_t r = r0; r < r_end; r++) {
-                const float *g = b->dout + r * C, *o = b->out + r * C;
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    block[c] += o[c] > 0 ? g[c] : 0.0f;
-            }
-            for (int c = 0; c < C; c++)
-                sum[c] += block[c];
-        }
-    }
-    for (int c = 0; c < C; c++) {
-        double s = 0;
-        for (int t = 0; t < used; t++)
-            s += part[(size_t)t * C + c];
-        db[c] = (float)s;
-    }
+    graft_colsums(GRAFT_COLSUM_RELU, b->dout, b->out, NULL, b->dout, (size_t)b->n * p->oh * p->ow, C,
+                  graft_threads(), part);
+    for (int c = 0; c < C; c++) db[c] = (float)part[c];
 }
 
 static size_t pool2d_scratch_floats(const graft_layer *l, int n)
 {
     (void)n;
-    size_t s = (size_t)2 * ((const pool2d *)l->cfg)->c * graft_threads();
+    size_t s = 2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), ((const pool2d *)l->cfg)->c);
     graft_conv_geom g;
     int F;
     if (l->computes_conv && graft_conv2d_pool_geom(l->model->layers[l->inputs[0]], &g, &F)) {
