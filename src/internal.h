@@ -224,6 +224,7 @@ struct graft_model {
     size_t *out_offset;     /* per layer, into arena (SIZE_MAX: no buffer) */
     bool *grad_written;     /* per layer, during backward: its dL/d(out) has a value */
     bool prepared_training;
+    int planned_threads;    /* graft_threads() at planning: per-thread scratch is sized by it */
     bool want_input_grad;   /* tests: also compute dL/d(input) */
     float *input_grad;      /* with want_input_grad: n * input size floats */
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */

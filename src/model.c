@@ -656,7 +656,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     if (m->n_layers < 1 || strcmp(m->layers[0]->ops->class_name, "InputLayer") != 0)
         return graft_fail(GRAFT_ESTATE, "model '%s' has no InputLayer", m->name);
     if (n <= 0) return graft_fail(GRAFT_EINVAL, "batch size must be positive (got %d)", n);
-    if (m->capacity >= n && m->prepared_training == training) return GRAFT_OK;
+    if (m->capacity >= n && m->prepared_training == training && m->planned_threads == graft_threads())
+        return GRAFT_OK;
     int cap = n > m->capacity ? n : m->capacity;
     int L = m->n_layers, out = output_index(m);
 
@@ -796,6 +797,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         }
         m->capacity = cap;
         m->prepared_training = training;
+        m->planned_threads = graft_threads();
     } else {
         m->capacity = 0;
     }
