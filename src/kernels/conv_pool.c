@@ -458,20 +458,9 @@ CHUNK_FN(2)
 CHUNK_FN(1)
 #undef CHUNK_FN
 
-/* Kernel rows k0 .. k0 + kc, kc <= 6: as many accumulators as possible, as
- * each pair of them is a chain of dependent FMAs. */
-static void chunk(int kc, const float *G, int cells, int F, int f0, const float *b, size_t rs,
-                  int C, const int *off, float *acc_out)
-{
-    switch (kc) {
-    case 6: chunk6(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    case 5: chunk5(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    case 4: chunk4(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    case 3: chunk3(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    case 2: chunk2(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    default: chunk1(G, cells, F, f0, b, rs, C, off, acc_out); break;
-    }
-}
+/* By number of kernel rows: chunks of as many rows as fit the registers, as
+ * each pair of accumulators is a chain of dependent FMAs. */
+static const chunk_fn chunks256[7] = {NULL, chunk1, chunk2, chunk3, chunk4, chunk5, chunk6};
 
 /* The masked gradients G of one row of windows (FP floats per cell, the
  * padding zero) and their sum per filter, added to gsum. */
@@ -550,10 +539,8 @@ void graft_conv_pool_backward_weights(const graft_conv_geom *g, int filters, int
                 const int n_chunks = (K + max_kc - 1) / max_kc;
                 for (int q = 0, k0 = 0; q < n_chunks; q++) {
                     const int kc = (K - k0) / (n_chunks - q) + ((K - k0) % (n_chunks - q) != 0);
-                    if (wide)
-                        chunks512[kc](G, OW, FP, f0, bd.p, bd.rs, C, off + k0, acc);
-                    else
-                        chunk(kc, G, OW, FP, f0, bd.p, bd.rs, C, off + k0, acc);
+                    (wide ? chunks512 : chunks256)[kc](G, OW, FP, f0, bd.p, bd.rs, C, off + k0,
+                                                       acc);
                     for (int j = 0; j < kc; j++)
                         for (int f = 0; f < fw; f++)
                             sum[(size_t)(k0 + j) * F + f0 + f] += acc[j * BW + f];
