@@ -180,7 +180,7 @@ bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
 bool graft_conv2d_has_relu(const graft_layer *l);
 /* A Conv2D that kernels/conv_pool.c can compute together with a 2x2 max
  * pool reading it (ReLU, stride 1, few input channels): its geometry and
- * filters. Off with GRAFT_NO_CONV_POOL=1. */
+ * filters (either may be NULL). */
 struct graft_conv_geom;
 bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */

@@ -614,6 +614,26 @@ static void plan_fusion(graft_model *m, bool training)
     }
 }
 
+/* A ReLU convolution of the image read only by the 2x2 max pool right after
+ * it: the pool computes both, and the convolution's output never exists
+ * (see computes_conv). Needs no gradient for the convolution's input.
+ * GRAFT_NO_CONV_POOL=1 keeps the two layers apart (to compare numerics). */
+static void plan_conv_pool(graft_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i]->computed_by_pool = m->layers[i]->computes_conv = false;
+    const char *off = getenv("GRAFT_NO_CONV_POOL");
+    if (off && strcmp(off, "1") == 0) return;
+    for (int i = 1; i + 1 < m->n_layers; i++) {
+        graft_layer *l = m->layers[i], *r = m->layers[i + 1];
+        if (l->epi.bn || l->epi.clamp || m->layers[l->inputs[0]]->requires_grad ||
+            sole_reader(m, i) != i + 1 || !graft_max_pool_2x2(r) ||
+            !graft_conv2d_pool_geom(l, NULL, NULL))
+            continue;
+        l->computed_by_pool = r->computes_conv = true;
+    }
+}
+
 /* Training: ReLU convolutions read only by a max pool leave the ReLU's
  * derivative to the pool's backward pass (see masks_relu_below). */
 static void plan_backward_fusion(graft_model *m, bool training)
@@ -625,27 +645,11 @@ static void plan_backward_fusion(graft_model *m, bool training)
         graft_layer *l = m->layers[i];
         int j = sole_reader(m, i);
         graft_layer *r = j > 0 ? m->layers[j] : NULL;
-        if (!l->requires_grad || !r || !r->requires_grad || !graft_conv2d_has_relu(l) ||
-            strcmp(r->ops->class_name, "MaxPooling2D") != 0)
+        if (!l->requires_grad || l->computed_by_pool || !r || !r->requires_grad ||
+            !graft_conv2d_has_relu(l) || strcmp(r->ops->class_name, "MaxPooling2D") != 0)
             continue;
         r->masks_relu_below = true;
         l->dout_relu_applied = true;
-    }
-}
-
-/* A ReLU convolution of the image read only by the 2x2 max pool right after
- * it: the pool computes both, and the convolution's output never exists
- * (see computes_conv). Needs no gradient for the convolution's input. */
-static void plan_conv_pool(graft_model *m)
-{
-    for (int i = 0; i < m->n_layers; i++) m->layers[i]->computed_by_pool = m->layers[i]->computes_conv = false;
-    for (int i = 1; i + 1 < m->n_layers; i++) {
-        graft_layer *l = m->layers[i], *r = m->layers[i + 1];
-        if (l->epi.bn || l->epi.clamp || m->layers[l->inputs[0]]->requires_grad ||
-            sole_reader(m, i) != i + 1 || !graft_max_pool_2x2(r) || !graft_conv2d_pool_geom(l, NULL, NULL))
-            continue;
-        l->computed_by_pool = r->computes_conv = true;
-        l->dout_relu_applied = r->masks_relu_below = false;
     }
 }
 
@@ -678,8 +682,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     }
 
     plan_fusion(m, training);
-    plan_backward_fusion(m, training);
     plan_conv_pool(m);
+    plan_backward_fusion(m, training);
 
     /* Liveness: an output dies after its last reader, unless backward reads it.
      * A fused layer has no buffer of its own: it lives in its root's. */

@@ -296,8 +296,7 @@ bool graft_conv2d_pool_geom(const graft_layer *l, graft_conv_geom *g, int *filte
 {
     if (!graft_conv2d_has_relu(l)) return false;
     const conv2d *c = l->cfg;
-    const char *off = getenv("GRAFT_NO_CONV_POOL"); /* to compare with the separate layers */
-    if ((off && strcmp(off, "1") == 0) || !graft_conv_pool_fits(&c->g, c->cfg.filters)) return false;
+    if (!graft_conv_pool_fits(&c->g, c->cfg.filters)) return false;
     if (g) *g = c->g;
     if (filters) *filters = c->cfg.filters;
     return true;

@@ -93,14 +93,21 @@ bool graft_max_pool_2x2(const graft_layer *l)
     return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
 }
 
-/* The convolution below a computes_conv pool, and what the kernel needs of it. */
-static const graft_layer *conv_below(const graft_layer *l, graft_conv_geom *g, int *F,
-                                     const float **x)
+/* The convolution below a computes_conv pool, as the kernel takes it. */
+typedef struct {
+    graft_conv_geom g;
+    int filters;
+    const float *x;     /* the convolution's input */
+    graft_weight *w[2]; /* kernel, and bias or NULL */
+} conv_below;
+
+static conv_below conv_of(const graft_layer *l)
 {
-    const graft_layer *conv = l->model->layers[l->inputs[0]];
-    graft_conv2d_pool_geom(conv, g, F); /* true: the planner asked it */
-    *x = l->model->layers[conv->inputs[0]]->out;
-    return conv;
+    graft_layer *conv = l->model->layers[l->inputs[0]];
+    conv_below c = {.x = l->model->layers[conv->inputs[0]]->out,
+                    .w = {&conv->weights[0], conv->n_weights > 1 ? &conv->weights[1] : NULL}};
+    graft_conv2d_pool_geom(conv, &c.g, &c.filters); /* true: the planner asked it */
+    return c;
 }
 
 /* The real cells [lo, hi) of window o along one axis. */
@@ -235,12 +242,9 @@ static void pool2d_forward(graft_layer *l, const graft_fwd *f)
 {
     const pool2d *p = l->cfg;
     if (l->computes_conv) {
-        graft_conv_geom g;
-        int F;
-        const float *x;
-        const graft_layer *conv = conv_below(l, &g, &F, &x);
-        graft_conv_pool_forward(&g, F, f->n, x, conv->weights[0].data,
-                                conv->n_weights > 1 ? conv->weights[1].data : NULL, f->out,
+        conv_below c = conv_of(l);
+        graft_conv_pool_forward(&c.g, c.filters, f->n, c.x, c.w[0]->data,
+                                c.w[1] ? c.w[1]->data : NULL, f->out,
                                 f->training ? (uint8_t *)(void *)f->aux : NULL, f->scratch);
         return;
     }
@@ -309,19 +313,20 @@ static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bw
     float *db = conv->weights[1].grad;
     const int C = p->c;
     double *part = (double *)(void *)b->scratch;
-    graft_colsums(GRAFT_COLSUM_RELU, b->dout, b->out, NULL, b->dout, (size_t)b->n * p->oh * p->ow, C,
-                  graft_threads(), part);
-    for (int c = 0; c < C; c++) db[c] = (float)part[c];
+    graft_colsums(GRAFT_COLSUM_RELU, b->dout, b->out, NULL, b->dout, (size_t)b->n * p->oh * p->ow,
+                  C, graft_threads(), part);
+    for (int c = 0; c < C; c++)
+        db[c] = (float)part[c];
 }
 
 static size_t pool2d_scratch_floats(const graft_layer *l, int n)
 {
     (void)n;
-    size_t s = 2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), ((const pool2d *)l->cfg)->c);
-    graft_conv_geom g;
-    int F;
-    if (l->computes_conv && graft_conv2d_pool_geom(l->model->layers[l->inputs[0]], &g, &F)) {
-        size_t k = graft_conv_pool_scratch_floats(&g, F);
+    size_t s =
+        2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), ((const pool2d *)l->cfg)->c);
+    if (l->computes_conv) {
+        conv_below c = conv_of(l);
+        size_t k = graft_conv_pool_scratch_floats(&c.g, c.filters);
         if (k > s) s = k;
     }
     return s;
@@ -331,15 +336,11 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
 {
     const pool2d *p = l->cfg;
     if (l->computes_conv) { /* the convolution's gradients: nothing below needs any */
-        graft_conv_geom g;
-        int F;
-        const float *x;
-        const graft_layer *conv = conv_below(l, &g, &F, &x);
-        if (graft_layer_trains_weights(conv))
-            graft_conv_pool_backward_weights(&g, F, b->n, x, b->dout, (const uint8_t *)(const void *)b->aux,
-                                             conv->weights[0].grad,
-                                             conv->n_weights > 1 ? conv->weights[1].grad : NULL,
-                                             b->scratch);
+        if (!graft_layer_trains_weights(l->model->layers[l->inputs[0]])) return;
+        conv_below c = conv_of(l);
+        graft_conv_pool_backward_weights(&c.g, c.filters, b->n, c.x, b->dout,
+                                         (const uint8_t *)(const void *)b->aux, c.w[0]->grad,
+                                         c.w[1] ? c.w[1]->grad : NULL, b->scratch);
         return;
     }
     float *dx = b->din[0];
