@@ -230,7 +230,18 @@ struct graft_model {
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
     volatile sig_atomic_t stop_requested;
+    /* GRAFT_PROFILE=1: seconds per layer and pass, printed when the model is
+     * freed (layer i's forward at [2i], backward at [2i+1]; the optimizer
+     * last). NULL otherwise. */
+    bool profiling;
+    int profile_slots;
+    double *profile;
 };
+
+/* CLOCK_MONOTONIC seconds. */
+double graft_now(void);
+/* GRAFT_PROFILE: adds seconds to a slot of m->profile. */
+void graft_profile_add(graft_model *m, int slot, double seconds);
 
 /* Weights come into existence lazily (after all layers are built). */
 graft_status graft_model_ensure_weights(graft_model *m);

@@ -6,8 +6,10 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 graft_model *graft_model_new(const char *name)
 {
@@ -20,12 +22,55 @@ graft_model *graft_model_new(const char *name)
     m->output = -1;
     m->init_seed = 42;
     graft_rng_seed(&m->rng, m->init_seed);
+    const char *prof = getenv("GRAFT_PROFILE");
+    m->profiling = prof && strcmp(prof, "1") == 0;
     return m;
+}
+
+double graft_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Adds seconds to slot k of the profile (sized when first needed: layers
+ * are added after the model is made). */
+void graft_profile_add(graft_model *m, int k, double seconds)
+{
+    if (!m->profile) {
+        m->profile_slots = 2 * m->n_layers + 1;
+        m->profile = calloc((size_t)m->profile_slots, sizeof(double));
+        if (!m->profile) {
+            m->profiling = false;
+            return;
+        }
+    }
+    if (k >= 0 && k < m->profile_slots) m->profile[k] += seconds;
+}
+
+static void profile_print(const graft_model *m)
+{
+    double total = 0;
+    for (int k = 0; k < m->profile_slots; k++) total += m->profile[k];
+    if (total <= 0) return;
+    fprintf(stderr, "GRAFT_PROFILE %s: %.3f s in layers and the optimizer\n", m->name, total);
+    fprintf(stderr, "  %-32s %-22s %10s %10s %6s\n", "layer", "class", "forward s", "backward s", "share");
+    for (int i = 0; i < m->n_layers && 2 * i + 1 < m->profile_slots; i++) {
+        double f = m->profile[2 * i], b = m->profile[2 * i + 1];
+        if (f + b <= 0) continue;
+        fprintf(stderr, "  %-32s %-22s %10.3f %10.3f %5.1f%%\n", m->layers[i]->name,
+                m->layers[i]->ops->class_name, f, b, 100.0 * (f + b) / total);
+    }
+    double o = m->profile[m->profile_slots - 1];
+    fprintf(stderr, "  %-32s %-22s %10s %10.3f %5.1f%%\n", "(optimizer step)", "", "", o, 100.0 * o / total);
 }
 
 void graft_model_free(graft_model *m)
 {
     if (!m) return;
+    if (m->profile) profile_print(m);
+    free(m->profile);
     for (int i = 0; i < m->n_layers; i++) {
         graft_layer *l = m->layers[i];
         if (l->ops->destroy) l->ops->destroy(l);
@@ -834,7 +879,9 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
         if (l->fused_into >= 0 || l->computed_by_pool) continue;
         for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
         graft_fwd f = {n, training, in, l->out, l->aux, m->scratch, &m->rng};
+        double t0 = m->profiling ? graft_now() : 0;
         l->ops->forward(l, &f);
+        if (m->profiling) graft_profile_add(m, 2 * i, graft_now() - t0);
     }
     return GRAFT_OK;
 }
@@ -872,7 +919,9 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
         }
         graft_bwd b = {n, true, in, l->out, l->dout, din, acc, graft_layer_trains_weights(l),
                        l->aux, m->scratch};
+        double t0 = m->profiling ? graft_now() : 0;
         l->ops->backward(l, &b);
+        if (m->profiling) graft_profile_add(m, 2 * i + 1, graft_now() - t0);
     }
     return GRAFT_OK;
 }

@@ -104,10 +104,59 @@ static void test_inference_reuses_buffers(void)
     graft_model_free(m);
 }
 
+/* GRAFT_PROFILE=1: per-layer seconds for forward, backward and the optimizer,
+ * printed to stderr when the model is freed. */
+static void test_profile_table(void)
+{
+    setenv("GRAFT_PROFILE", "1", 1);
+    graft_model *m = graft_model_new("profiled");
+    unsetenv("GRAFT_PROFILE");
+    graft_input(m, NULL, graft_shape1(4));
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "hidden", .units = 8, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "out", .units = 1, .activation = GRAFT_SIGMOID});
+    graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f), .loss = GRAFT_BINARY_CROSSENTROPY};
+    CHECK_OK(graft_model_compile(m, &cc));
+    float x[8 * 4], y[8];
+    for (int i = 0; i < 32; i++) x[i] = (float)(i % 5) - 2.0f;
+    for (int i = 0; i < 8; i++) y[i] = (float)(i % 2);
+    graft_source *src = graft_source_arrays(x, y, 8, graft_shape1(4), 1, 4, 0, 1);
+    graft_fit_cfg fc = {.epochs = 1};
+    CHECK_OK(graft_model_fit(m, src, &fc, NULL));
+    CHECK(m->profile != NULL && m->profile[2 * 1] > 0 && m->profile[2 * 1 + 1] > 0 &&
+          m->profile[2 * m->n_layers] > 0);
+    /* The table goes to stderr at free: catch it in a file. */
+    char path[] = "/tmp/graft_profile_XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    CHECK(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    graft_model_free(m);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char buf[2048] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) > 0);
+    close(fd);
+    unlink(path);
+    CHECK_MSG(strstr(buf, "GRAFT_PROFILE profiled") && strstr(buf, "hidden") && strstr(buf, "Dense") &&
+                  strstr(buf, "(optimizer step)"),
+              "%s", buf);
+    graft_source_free(src);
+
+    m = graft_model_new("quiet"); /* without the variable: no table, no clock */
+    graft_input(m, NULL, graft_shape1(4));
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1});
+    CHECK_OK(graft_model_prepare(m, 2, false));
+    CHECK_OK(graft_model_forward(m, x, 2, false));
+    CHECK(!m->profiling && m->profile == NULL);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_invalid_models_refused);
     RUN(test_keras_names_and_summary);
     RUN(test_inference_reuses_buffers);
+    RUN(test_profile_table);
     return CHECK_SUMMARY();
 }

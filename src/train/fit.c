@@ -4,14 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 typedef struct {
     float *x, *y, *dpred;
@@ -245,7 +238,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                 s = cfg->callbacks[c].on_epoch_begin(cfg->callbacks[c].ctx, m, epoch);
         if (s != GRAFT_OK) break;
         if (cfg->verbose) printf("Epoch %d/%d\n", epoch + 1, cfg->epochs);
-        double t0 = now(), lsum = 0, asum = 0;
+        double t0 = graft_now(), lsum = 0, asum = 0;
         long seen = 0;
         for (int step = 0; step < steps; step++) {
             int n;
@@ -264,12 +257,14 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             double a = graft_accuracy_value(m->compile.loss, pred, b.y, n, b.out_dim);
             s = graft_model_backward(m, b.dpred, n);
             if (s != GRAFT_OK) break;
+            double t_opt = m->profiling ? graft_now() : 0;
             graft_optimizer_step(m);
+            if (m->profiling) graft_profile_add(m, 2 * m->n_layers, graft_now() - t_opt);
             lsum += l * n;
             asum += a * n;
             seen += n;
             if (cfg->verbose == 1 && step + 1 < steps)
-                progress(step + 1, steps, now() - t0, lsum / seen, asum / seen, false, NULL);
+                progress(step + 1, steps, graft_now() - t0, lsum / seen, asum / seen, false, NULL);
             if (m->stop_requested) {
                 m->stop_requested = 0;
                 s = graft_fail(GRAFT_EINTERRUPTED, "training stopped at epoch %d, batch %d",
@@ -285,7 +280,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                               &logs.val_loss, &logs.val_accuracy);
             if (s != GRAFT_OK) break;
         }
-        double elapsed = now() - t0;
+        double elapsed = graft_now() - t0;
         if (cfg->verbose == 1) progress(steps, steps, elapsed, logs.loss, logs.accuracy, true, &logs);
         if (cfg->verbose == 2) epoch_line(steps, elapsed, &logs);
         if (history)
