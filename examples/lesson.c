@@ -71,8 +71,13 @@ int main(int argc, char **argv)
     graft_model_summary(model, stdout);
     graft_history history;
     graft_history_init(&history);
+    /* Not in Keras: a feature store keeps this fit's cached base outputs for
+     * the next fit, and the features below the layers that step 4 unfreezes
+     * are filled in the same passes. */
+    graft_feature_store *features = graft_feature_store_new();
     graft_fit_cfg fit = {.epochs = 5, .steps_per_epoch = 100, .validation_data = validation_generator,
-                         .validation_steps = 50, .verbose = 2};
+                         .validation_steps = 50, .verbose = 2, .feature_store = features,
+                         .keep_features_below = graft_layer_name(graft_model_layer(model, n_base - 20))};
     TRY(graft_model_fit(model, train_generator, &fit, &history));
 
     /* Step 4: for layer in base_model.layers[-20:]: layer.trainable = True
@@ -84,7 +89,10 @@ int main(int argc, char **argv)
     TRY(graft_model_compile(model, &compile));
     fit.initial_epoch = 5;
     fit.epochs = 15;
+    fit.keep_features_below = NULL;
     TRY(graft_model_fit(model, train_generator, &fit, &history));
+    graft_feature_store_free(features);
+    fit.feature_store = NULL;
 
     /* plt.subplot(2, 1, 1) ... 'Accuracy до и после fine-tuning' */
     TRY(graft_plot_lesson(&history, 5, NULL, "lesson_accuracy_loss.png"));

@@ -283,7 +283,12 @@ struct graft_source {
     /* Batches given so far (kept by fit, evaluate and graft_source_skip): what a
      * checkpoint records so that a resumed run sees the same batches. */
     long drawn;
+    /* Set by graft's own sources (graft_source_new_uid): the identity under
+     * which a feature store keeps this source's features between fits. 0 (a
+     * source of your own): its features are kept for one fit only. */
+    uint64_t uid;
 };
+uint64_t graft_source_new_uid(void);
 
 /* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
 graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_shape x_shape,
@@ -370,6 +375,13 @@ typedef struct {
 } graft_checkpoint_cfg;
 graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *out);
 
+/* Feature caches that outlive a fit (graft_fit_cfg.feature_store), found again
+ * by the source's uid: they stay, in memory or spilled, until the store is
+ * freed (after the last fit that needs them). */
+typedef struct graft_feature_store graft_feature_store;
+graft_feature_store *graft_feature_store_new(void);
+void graft_feature_store_free(graft_feature_store *store);
+
 typedef struct {
     int epochs;          /* train until this epoch (Keras's `epochs`) */
     int initial_epoch;   /* start from this epoch (continue a run) */
@@ -385,6 +397,16 @@ typedef struct {
      * cache_max_bytes (0: 4 GiB) in memory; beyond that it spills to a file. */
     int no_feature_cache;
     size_t cache_max_bytes;
+    /* Optional: keeps the feature caches after the fit, for later fits on the
+     * same source objects (a fine-tuning after training the head) while the
+     * layers below each boundary keep their weights (checked by a hash). */
+    graft_feature_store *feature_store;
+    /* With a store: the lowest layer a later fit will unfreeze, with all
+     * layers above it (e.g. base.layers[-20]). This fit then also fills the
+     * cache at that fit's boundary (the first layer from there up with
+     * weights) in its own forward passes, and the later fit's first epoch
+     * decodes and recomputes nothing. */
+    const char *keep_features_below;
 } graft_fit_cfg;
 
 /*

@@ -180,11 +180,128 @@ static void test_decoded_images_cached(void)
     CHECK_MSG(da == 21 && db == 10, "decoded %d (uncached) and %d (cached) batches", da, db);
 }
 
+/* The lesson's two transfer fits on the same sources: the head on a frozen
+ * base, then the base's top unfrozen from `keep` (base_relu: no weights, so
+ * the second fit's boundary is base2). With a store the first fit also keeps
+ * the features below that boundary, and the second decodes nothing. */
+typedef struct {
+    float w[512];
+    double val_loss;
+    int decoded; /* batches the second fit decoded, training and validation */
+} two_fits;
+
+static counting_source counted(graft_source *inner)
+{
+    counting_source cs = {0};
+    cs.inner = inner;
+    cs.base = *inner;
+    cs.base.next = counting_next;
+    cs.base.next_ids = counting_next_ids;
+    cs.base.free = NULL;
+    return cs;
+}
+
+static void run_two_fits(bool use_store, bool change_base1, const char *keep, two_fits *r)
+{
+    static float x[N * D], y[N];
+    data(x, y);
+    counting_source tr = counted(graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 1, 5));
+    counting_source va = counted(graft_source_arrays(x, y, N, graft_shape1(D), 1, 16, 0, 0));
+    graft_model *m = graft_model_new("two_fits");
+    graft_input(m, NULL, graft_shape1(D));
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "base1", .units = 16});
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "base_relu"});
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "base2", .units = 12, .activation = GRAFT_TANH});
+    int n_base = graft_model_num_layers(m);
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "head", .units = 8, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "out", .units = 1, .activation = GRAFT_SIGMOID});
+    graft_model_set_trainable(m, 0, n_base, 0);
+    graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY, .seed = 1};
+    CHECK_OK(graft_model_compile(m, &cc));
+    graft_feature_store *store = use_store ? graft_feature_store_new() : NULL;
+    graft_fit_cfg fc = {.epochs = 2, .steps_per_epoch = 11, .validation_data = &va.base,
+                        .validation_steps = 7, .feature_store = store, .keep_features_below = keep};
+    CHECK_OK(graft_model_fit(m, &tr.base, &fc, NULL));
+    if (change_base1) m->layers[1]->weights[0].data[3] += 0.25f; /* as a user might */
+    graft_layer *from = graft_model_find(m, keep);
+    CHECK(from != NULL);
+    if (!from) return;
+    graft_model_set_trainable(m, graft_layer_index(from), n_base, 1);
+    cc.optimizer = graft_adam(1e-3f);
+    CHECK_OK(graft_model_compile(m, &cc));
+    tr.decoded = va.decoded = 0;
+    graft_history h;
+    graft_history_init(&h);
+    graft_fit_cfg fc2 = {.epochs = 5, .initial_epoch = 2, .steps_per_epoch = 11,
+                         .validation_data = &va.base, .validation_steps = 7, .feature_store = store};
+    CHECK_OK(graft_model_fit(m, &tr.base, &fc2, &h));
+    r->decoded = tr.decoded + va.decoded;
+    r->val_loss = h.n ? h.val_loss[h.n - 1] : NAN;
+    CHECK(m->n_weight_floats <= 512);
+    memcpy(r->w, m->weights, m->n_weight_floats * sizeof(float));
+    graft_history_free(&h);
+    graft_model_free(m);
+    graft_feature_store_free(store);
+    graft_source_free(tr.inner);
+    graft_source_free(va.inner);
+}
+
+static void test_store_keeps_features_for_the_next_fit(void)
+{
+    static two_fits plain, stored, plain_changed, stored_changed;
+    run_two_fits(false, false, "base_relu", &plain);
+    run_two_fits(true, false, "base_relu", &stored);
+    CHECK_MSG(plain.decoded > 0 && stored.decoded == 0, "decoded %d batches without a store, %d with",
+              plain.decoded, stored.decoded);
+    CHECK(memcmp(plain.w, stored.w, sizeof plain.w) == 0 && plain.val_loss == stored.val_loss);
+    /* A weight below the boundary changed between the fits: the kept features
+     * are stale, and the second fit computes its own. */
+    run_two_fits(false, true, "base_relu", &plain_changed);
+    run_two_fits(true, true, "base_relu", &stored_changed);
+    CHECK_MSG(stored_changed.decoded == plain_changed.decoded, "decoded %d, expected %d",
+              stored_changed.decoded, plain_changed.decoded);
+    CHECK(memcmp(plain_changed.w, stored_changed.w, sizeof plain.w) == 0);
+    CHECK(memcmp(plain.w, plain_changed.w, sizeof plain.w) != 0);
+}
+
+static void test_store_refusals(void)
+{
+    static float x[N * D], y[N];
+    data(x, y);
+    graft_source *tr = graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 1, 5);
+    graft_model *m = frozen_base_model(false);
+    graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY};
+    CHECK_OK(graft_model_compile(m, &cc));
+    graft_feature_store *store = graft_feature_store_new();
+    graft_fit_cfg fc = {.epochs = 1, .feature_store = store, .keep_features_below = "no_such_layer"};
+    CHECK(graft_model_fit(m, tr, &fc, NULL) == GRAFT_ENOTFOUND &&
+          strstr(graft_last_error(), "'no_such_layer'"));
+    /* A layer this fit trains: nothing to keep below it, and no error. */
+    fc.keep_features_below = "out";
+    CHECK_OK(graft_model_fit(m, tr, &fc, NULL));
+    /* Another source with the same samples is not the same source: its
+     * features are computed again (the store only knows source objects). */
+    graft_source *other = graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 1, 5);
+    counting_source cs = counted(other);
+    fc.keep_features_below = NULL;
+    CHECK_OK(graft_model_fit(m, &cs.base, &fc, NULL));
+    CHECK(cs.decoded > 0);
+    cs.decoded = 0;
+    CHECK_OK(graft_model_fit(m, &cs.base, &fc, NULL)); /* the same one again: kept */
+    CHECK(cs.decoded == 0);
+    graft_feature_store_free(store);
+    graft_model_free(m);
+    graft_source_free(tr);
+    graft_source_free(other);
+}
+
 int main(void)
 {
     RUN(test_cached_equals_uncached);
     RUN(test_cache_is_used);
     RUN(test_dropout_in_base);
     RUN(test_decoded_images_cached);
+    RUN(test_store_keeps_features_for_the_next_fit);
+    RUN(test_store_refusals);
     return CHECK_SUMMARY();
 }

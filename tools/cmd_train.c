@@ -18,6 +18,13 @@ typedef struct {
     graft_history_stage stages[MAX_STAGES];
     int n_stages;
     double seconds; /* of the stage just run */
+    /* graft lesson: the data sources and a feature store kept from one stage
+     * to the next (the fine-tuning's features come from the frozen stage's
+     * passes), and the layer that the next stage unfreezes from. NULL: each
+     * stage opens its own sources and keeps nothing. */
+    graft_source *train, *val;
+    graft_feature_store *store;
+    int next_unfreeze; /* base layers the next stage unfreezes; 0: none */
 } run_state;
 
 static double now(void)
@@ -106,7 +113,10 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     graft_status s = graft_model_compile(m, &cc);
     if (s != GRAFT_OK) return cli_fail_status(s, "compile");
     if (run_config_save(run_dir, c)) return 1;
-    int rc = run_open_data(c, true, &train, &val);
+    int rc = 0;
+    bool own_data = !rs->train;
+    if (own_data) rc = run_open_data(c, true, &train, &val);
+    else train = rs->train, val = rs->val;
     if (rc) return rc;
     int first_epoch = rs->h.n;
     if (resume) {
@@ -127,7 +137,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
         /* The stage's starting point, so that a resume before its first epoch
          * ends starts this stage over (not from the previous stage's
          * checkpoint, with that stage's learning rate and optimizer state). */
-        graft_train_state st0 = {first_epoch, 0, 0};
+        graft_train_state st0 = {first_epoch, train->drawn, val ? val->drawn : 0};
         if ((s = graft_checkpoint_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
             rc = cli_fail_status(s, ck);
             goto done;
@@ -152,7 +162,11 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                         .verbose = verbose,
                         .callbacks = &ckpt,
                         .n_callbacks = 1,
-                        .no_feature_cache = c->no_cache};
+                        .no_feature_cache = c->no_cache,
+                        .feature_store = rs->store};
+    int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
+    if (rs->store && rs->next_unfreeze > 0 && from > 0)
+        fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));
     cli_watch_sigint(m);
     double t0 = now();
     s = graft_model_fit(m, train, &fc, &rs->h);
@@ -182,8 +196,10 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     rc = save_outputs(run_dir, c, m, rs);
 done:
     graft_callback_free(&ckpt);
-    graft_source_free(train);
-    graft_source_free(val);
+    if (own_data) {
+        graft_source_free(train);
+        graft_source_free(val);
+    }
     return rc;
 }
 
@@ -622,12 +638,29 @@ int cmd_lesson(int argc, char **argv)
     double t[3] = {0};
     run_state rs = {0}, ss = {0};
     printf("== Stage 1: %s base frozen, new head, 5 epochs, Adam(1e-3)\n", base);
-    if ((rc = resolve_train(&c, &a)) != 0 || (rc = train_run(&c, &a, tdir, &rs)) != 0) goto out;
+    if ((rc = resolve_train(&c, &a)) != 0) goto out;
+    /* Both transfer stages draw from the same sources, as the lesson's two
+     * fits share its generators; the frozen stage's passes also keep the
+     * features below the layers that the fine-tuning unfreezes. */
+    rs.next_unfreeze = 20;
+    if ((rc = run_open_data(&c, true, &rs.train, &rs.val)) != 0) goto out;
+    if (!(rs.store = graft_feature_store_new())) {
+        rc = cli_fail_status(GRAFT_ENOMEM, "feature store");
+        goto out;
+    }
+    if ((rc = train_run(&c, &a, tdir, &rs)) != 0) goto out;
     t[0] = rs.seconds;
     graft_history_free(&rs.h);
     printf("== Stage 2: last 20 base layers unfrozen, 10 epochs, Adam(1e-5)\n");
+    rs.next_unfreeze = 0;
     if ((rc = finetune_run(tdir, 20, 1e-5f, 10, 2, &rs)) != 0) goto out;
     t[1] = rs.seconds;
+    /* The features and the images are not needed by the CNN from scratch. */
+    graft_feature_store_free(rs.store);
+    graft_source_free(rs.train);
+    graft_source_free(rs.val);
+    rs.store = NULL;
+    rs.train = rs.val = NULL;
     printf("== Stage 3: the lesson's CNN from scratch, 10 epochs, Adam(1e-3)\n");
     run_config sc;
     train_args sa;
@@ -669,6 +702,9 @@ int cmd_lesson(int argc, char **argv)
                "\"scratch_val_accuracy\": %.6g, \"seconds\": [%.1f, %.1f, %.1f]}\n",
                best[0], best[1], best[2], t[0], t[1], t[2]);
 out:
+    graft_feature_store_free(rs.store);
+    graft_source_free(rs.train);
+    graft_source_free(rs.val);
     graft_history_free(&rs.h);
     graft_history_free(&ss.h);
     run_config_free(&c);

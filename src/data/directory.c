@@ -530,6 +530,7 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->base.next = flow_next;
     f->base.free = flow_free;
     f->base.n_samples = f->n;
+    f->base.uid = graft_source_new_uid();
     f->base.next_ids = flow_next_ids;
     f->base.decodes = 1;
     /* Random transforms change a sample every pass: nothing to cache then. */

@@ -3,7 +3,14 @@
  * function of the sample. It is computed once per sample and kept (in memory,
  * or in a temporary file past a size bound); later epochs decode nothing and
  * run only the layers above the boundary. Keras recomputes the frozen base
- * every epoch. */
+ * every epoch.
+ *
+ * A feature store keeps caches after their fit, for a later fit on the same
+ * source (the same object: its uid) whose layers below the boundary are the
+ * same with the same weights (a hash of their names, shapes and weights,
+ * checked at every open). A fit may also fill a second cache below a lower
+ * layer in the same forward passes: the boundary of a later fine-tuning, whose
+ * first epoch then decodes and recomputes nothing. */
 #include "train.h"
 
 #include <stdlib.h>
@@ -12,6 +19,10 @@
 
 struct graft_feature_cache {
     int first;           /* the first layer run on every step */
+    /* In a store: the source, and the hash of what lies below `first`. */
+    uint64_t source_uid, key;
+    bool stored;         /* owned by a store: freed with it */
+    graft_feature_cache *next_stored;
     int n_front;         /* layers below `first` whose outputs are read above it */
     int *front;
     size_t *front_floats; /* per sample, for each */
@@ -24,9 +35,36 @@ struct graft_feature_cache {
     float *row;          /* one sample's features, for the spill file */
 };
 
+struct graft_feature_store {
+    graft_feature_cache *head;
+};
+
+graft_feature_store *graft_feature_store_new(void)
+{
+    graft_feature_store *st = calloc(1, sizeof *st);
+    if (!st) graft_fail(GRAFT_ENOMEM, "out of memory for a feature store");
+    return st;
+}
+
+static void cache_free(graft_feature_cache *c);
+
+void graft_feature_store_free(graft_feature_store *st)
+{
+    if (!st) return;
+    for (graft_feature_cache *c = st->head, *next; c; c = next) {
+        next = c->next_stored;
+        cache_free(c);
+    }
+    free(st);
+}
+
 void graft_cache_close(graft_feature_cache *c)
 {
-    if (!c) return;
+    if (c && !c->stored) cache_free(c);
+}
+
+static void cache_free(graft_feature_cache *c)
+{
     free(c->front);
     free(c->front_floats);
     free(c->have);
@@ -37,8 +75,47 @@ void graft_cache_close(graft_feature_cache *c)
     free(c);
 }
 
+/* FNV-1a over bytes: the identity of what lies below a boundary. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The same, 8 bytes at a time (weights: MobileNet's base is 13 MB). */
+static uint64_t hash_words(uint64_t h, const float *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof w);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    return hash_bytes(h, p + i, (n - i) * sizeof(float));
+}
+
+/* Layers below `first` and the boundary's outputs: names, kinds, shapes and
+ * every weight (moving statistics included). */
+static uint64_t below_key(const graft_model *m, const graft_feature_cache *c)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < c->first; i++) {
+        const graft_layer *l = m->layers[i];
+        h = hash_bytes(h, l->name, strlen(l->name) + 1);
+        h = hash_bytes(h, l->ops->class_name, strlen(l->ops->class_name) + 1);
+        h = hash_bytes(h, &l->out_shape, sizeof l->out_shape);
+        for (int k = 0; k < l->n_weights; k++)
+            h = hash_words(h, l->weights[k].data, graft_shape_size(&l->weights[k].shape));
+    }
+    h = hash_bytes(h, c->front, (size_t)c->n_front * sizeof *c->front);
+    return hash_bytes(h, c->front_floats, (size_t)c->n_front * sizeof *c->front_floats);
+}
+
 graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size_t max_bytes,
-                              const char *what, bool verbose, graft_feature_cache **out)
+                              graft_feature_store *store, const char *what, bool verbose,
+                              graft_feature_cache **out)
 {
     *out = NULL;
     int L = m->n_layers;
@@ -66,7 +143,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
             for (int k = 0; k < m->layers[i]->n_inputs; k++) read_above |= m->layers[i]->inputs[k] == j;
         if (!read_above) continue;
         if (j == 0 && !src->decodes) { /* only the raw input would be kept */
-            graft_cache_close(c);
+            cache_free(c);
             return GRAFT_OK;
         }
         c->front[c->n_front] = j;
@@ -75,6 +152,21 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     }
     size_t bytes;
     if (!graft_mul_ok(c->sample_floats * sizeof(float), (size_t)c->n_samples, &bytes)) goto nomem;
+    if (store && src->uid) {
+        c->source_uid = src->uid;
+        c->key = below_key(m, c);
+        for (graft_feature_cache *k = store->head; k; k = k->next_stored) {
+            if (k->source_uid != c->source_uid || k->first != first || k->key != c->key ||
+                k->n_samples != c->n_samples || k->sample_floats != c->sample_floats)
+                continue;
+            if (verbose)
+                printf("Feature cache (%s): %ld of %ld samples below '%s' kept from an earlier fit\n",
+                       what, k->count, k->n_samples, m->layers[first]->name);
+            cache_free(c);
+            *out = k;
+            return GRAFT_OK;
+        }
+    }
     c->have = calloc((size_t)c->n_samples, 1);
     if (!c->have) goto nomem;
     if (max_bytes == 0) max_bytes = (size_t)4 << 30;
@@ -85,7 +177,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         // NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
         c->row = malloc(c->sample_floats * sizeof(float));
         if (!c->spill || !c->row) {
-            graft_cache_close(c);
+            cache_free(c);
             return graft_fail(GRAFT_EIO, "feature cache: cannot create a temporary file for %.0f MiB "
                               "(set TMPDIR to a folder with room)", (double)bytes / 1048576.0);
         }
@@ -94,10 +186,15 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         printf("Feature cache (%s): %ld samples x %zu floats below '%s' (%.0f MiB, %s)\n", what,
                c->n_samples, c->sample_floats, m->layers[first]->name, (double)bytes / 1048576.0,
                c->mem ? "in memory" : "in a temporary file");
+    if (store && src->uid) {
+        c->stored = true;
+        c->next_stored = store->head;
+        store->head = c;
+    }
     *out = c;
     return GRAFT_OK;
 nomem:
-    graft_cache_close(c);
+    cache_free(c);
     return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
 }
 
@@ -121,8 +218,32 @@ static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long
     return GRAFT_OK;
 }
 
-graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, graft_source *src,
-                                       float *x, float *y, int *n, bool training)
+/* Stores the batch's samples that `c` lacks, from the boundary's buffers. */
+static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
+{
+    graft_status s = GRAFT_OK;
+    for (int i = 0; i < n && s == GRAFT_OK; i++) {
+        if (c->have[c->ids[i]]) continue;
+        s = transfer(c, m, i, c->ids[i], true);
+        c->have[c->ids[i]] = 1;
+        c->count++;
+    }
+    return s;
+}
+
+bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
+{
+    if (k < 1 || k >= first || m->layers[k]->computes_conv) return false;
+    /* No layer at or above k may be computed by a layer below it (a fused
+     * BatchNormalization or ReLU): the buffer below would hold its output. */
+    for (int r = k; r < first; r++)
+        if (m->layers[r]->fused_into >= 0 && m->layers[r]->fused_into < k) return false;
+    return true;
+}
+
+graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
+                                       graft_model *m, graft_source *src, float *x, float *y,
+                                       int *n, bool training)
 {
     /* Until every sample is cached, decode and run the whole model (a batch
      * can mix cached and new samples when a fit starts in the middle of a
@@ -136,14 +257,17 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, g
                               c->ids[i], c->n_samples);
     if (!full) {
         /* Store the boundary's outputs before the layers above run: once read,
-         * their buffers may be reused. */
-        s = graft_model_forward_range(m, x, *n, training, 1, c->first);
-        for (int i = 0; i < *n && s == GRAFT_OK; i++) {
-            if (c->have[c->ids[i]]) continue;
-            s = transfer(c, m, i, c->ids[i], true);
-            c->have[c->ids[i]] = 1;
-            c->count++;
+         * their buffers may be reused. The same for a lower boundary kept for
+         * a later fit, on the same samples. */
+        int lo = 1;
+        if (below && below->count < below->n_samples) {
+            memcpy(below->ids, c->ids, (size_t)*n * sizeof *c->ids);
+            s = graft_model_forward_range(m, x, *n, training, 1, below->first);
+            if (s == GRAFT_OK) s = store_new(below, m, *n);
+            lo = below->first;
         }
+        if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, lo, c->first);
+        if (s == GRAFT_OK) s = store_new(c, m, *n);
         if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
         return s;
     }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 typedef struct {
     float *x, *y, *dpred;
     size_t xs, ys;
@@ -57,13 +56,13 @@ static graft_status check_source(graft_model *m, graft_source *src, const char *
 
 /* The next batch and the forward pass over it, through the cache when there is one. */
 static graft_status fetch_forward(graft_model *m, graft_source *src, graft_feature_cache *cache,
-                                  batch_bufs *b, int *n, bool training)
+                                  graft_feature_cache *below, batch_bufs *b, int *n, bool training)
 {
     graft_status s = GRAFT_OK;
     *n = 0;
     /* A batch whose every image was unreadable comes back empty: take the next. */
     for (int tries = 0; s == GRAFT_OK && *n == 0 && tries <= src->length; tries++) {
-        s = cache ? graft_cache_fetch_forward(cache, m, src, b->x, b->y, n, training)
+        s = cache ? graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training)
                   : src->next(src, b->x, b->y, n);
         if (s == GRAFT_OK) src->drawn++;
     }
@@ -152,14 +151,15 @@ static void epoch_line(int steps, double elapsed, const graft_epoch_logs *logs)
 }
 
 static graft_status evaluate_bufs(graft_model *m, graft_source *data, graft_feature_cache *cache,
-                                  int steps, batch_bufs *b, double *loss, double *acc)
+                                  graft_feature_cache *below, int steps, batch_bufs *b,
+                                  double *loss, double *acc)
 {
     double lsum = 0, asum = 0;
     long seen = 0;
     if (steps <= 0) steps = data->length;
     for (int s = 0; s < steps; s++) {
         int n;
-        graft_status st = fetch_forward(m, data, cache, b, &n, false);
+        graft_status st = fetch_forward(m, data, cache, below, b, &n, false);
         if (st != GRAFT_OK) return st;
         const float *pred = graft_model_output(m)->out;
         lsum += graft_loss_value(m->compile.loss, m->compile.from_logits, pred, b->y, n, b->out_dim) * n;
@@ -179,7 +179,7 @@ graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps,
     graft_status s = check_source(m, data, "evaluate", &b);
     if (s != GRAFT_OK) return s;
     double l = NAN, a = NAN;
-    s = evaluate_bufs(m, data, NULL, steps, &b, &l, &a);
+    s = evaluate_bufs(m, data, NULL, NULL, steps, &b, &l, &a);
     free_bufs(&b);
     if (loss) *loss = l;
     if (accuracy) *accuracy = a;
@@ -189,6 +189,44 @@ graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps,
 void graft_model_request_stop(graft_model *m)
 {
     if (m) m->stop_requested = 1;
+}
+
+/* keep_features_below: caches at that lower boundary, kept in the store and
+ * filled in the passes that fill this fit's own (so only where those exist). */
+static graft_status open_below(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
+                               int first, const graft_feature_cache *cache,
+                               const graft_feature_cache *val_cache, graft_feature_cache **below,
+                               graft_feature_cache **val_below)
+{
+    const char *name = cfg->keep_features_below;
+    int k = -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i]->name, name) == 0) k = i;
+    if (k < 0) return graft_fail(GRAFT_ENOTFOUND, "fit: keep_features_below: no layer '%s'", name);
+    /* The later fit's boundary: the first layer from there up that has weights
+     * to train (a ReLU or a padding there needs no backward pass). */
+    while (k < first && k < m->n_layers) {
+        const graft_layer *l = m->layers[k];
+        bool has = false;
+        for (int w = 0; w < l->n_weights; w++) has |= l->weights[w].trainable;
+        if (has) break;
+        k++;
+    }
+    if (!graft_cache_can_fill_below(m, k, first)) {
+        if (cfg->verbose > 0)
+            printf("Feature cache: nothing kept below '%s' (%s)\n", name,
+                   k >= first ? "this fit trains it, or a layer below it"
+                              : "its input is computed together with it");
+        return GRAFT_OK;
+    }
+    graft_status s = GRAFT_OK;
+    if (cache && train->uid)
+        s = graft_cache_open(m, train, k, cfg->cache_max_bytes, cfg->feature_store,
+                             "training, for a later fit", cfg->verbose > 0, below);
+    if (s == GRAFT_OK && val_cache && cfg->validation_data->uid)
+        s = graft_cache_open(m, cfg->validation_data, k, cfg->cache_max_bytes, cfg->feature_store,
+                             "validation, for a later fit", cfg->verbose > 0, val_below);
+    return s;
 }
 
 graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
@@ -208,7 +246,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
     graft_flush_denormals();
-    graft_feature_cache *cache = NULL, *val_cache = NULL;
+    graft_feature_cache *cache = NULL, *val_cache = NULL, *below = NULL, *val_below = NULL;
     if (!cfg->no_feature_cache) {
         /* The boundary: the lowest layer whose backward runs, or a lower one
          * that is random in training (a Dropout right under the new head). */
@@ -221,12 +259,15 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                 break;
             }
         }
+        graft_feature_store *store = cfg->feature_store;
         if (s == GRAFT_OK)
-            s = graft_cache_open(m, train, first, cfg->cache_max_bytes, "training", cfg->verbose > 0,
-                                 &cache);
+            s = graft_cache_open(m, train, first, cfg->cache_max_bytes, store, "training",
+                                 cfg->verbose > 0, &cache);
         if (s == GRAFT_OK && cfg->validation_data)
-            s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes,
+            s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes, store,
                                  "validation", cfg->verbose > 0, &val_cache);
+        if (s == GRAFT_OK && store && cfg->keep_features_below)
+            s = open_below(m, train, cfg, first, cache, val_cache, &below, &val_below);
     }
     bool stop = false;
     for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
@@ -242,7 +283,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         long seen = 0;
         for (int step = 0; step < steps; step++) {
             int n;
-            s = fetch_forward(m, train, cache, &b, &n, true);
+            s = fetch_forward(m, train, cache, below, &b, &n, true);
             if (s != GRAFT_OK) break;
             const float *pred = graft_model_output(m)->out;
             double l = graft_loss_grad(m->compile.loss, m->compile.from_logits, pred, b.y, n,
@@ -276,8 +317,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
-            s = evaluate_bufs(m, cfg->validation_data, val_cache, cfg->validation_steps, &vb,
-                              &logs.val_loss, &logs.val_accuracy);
+            s = evaluate_bufs(m, cfg->validation_data, val_cache, val_below,
+                              cfg->validation_steps, &vb, &logs.val_loss, &logs.val_accuracy);
             if (s != GRAFT_OK) break;
         }
         double elapsed = graft_now() - t0;
@@ -300,6 +341,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     graft_cache_close(cache);
     graft_cache_close(val_cache);
+    graft_cache_close(below);
+    graft_cache_close(val_below);
     free_bufs(&b);
     free_bufs(&vb);
     return s;

@@ -1,8 +1,15 @@
 /* A batch source over in-memory arrays, with Keras-style per-pass shuffling. */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+uint64_t graft_source_new_uid(void)
+{
+    static atomic_uint_fast64_t last;
+    return (uint64_t)atomic_fetch_add(&last, 1) + 1;
+}
 
 typedef struct {
     graft_source base; /* first: the source pointer is this struct's */
@@ -101,6 +108,7 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
     a->base.next = next;
     a->base.free = destroy;
     a->base.n_samples = n;
+    a->base.uid = graft_source_new_uid();
     a->base.deterministic = 1;
     a->base.next_ids = next_ids;
     return &a->base;

@@ -10,12 +10,21 @@ typedef struct graft_feature_cache graft_feature_cache;
  * per sample of `src`. *out is NULL (and GRAFT_OK returned) when caching does
  * not apply: a source without sample ids or with augmentation, a stochastic
  * layer below `first`, or nothing to skip. */
+/* With a store (and a source with a uid), a matching cache kept there by an
+ * earlier fit is returned instead, and a new one is kept there. */
 graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size_t max_bytes,
-                              const char *what, bool verbose, graft_feature_cache **out);
+                              graft_feature_store *store, const char *what, bool verbose,
+                              graft_feature_cache **out);
+/* Whether the outputs below layer k are in their buffers after a forward
+ * pass over [1, k) planned for a fit whose boundary is `first` (> k). */
+bool graft_cache_can_fill_below(const graft_model *m, int k, int first);
 /* The next batch of `src` and the forward pass over it, from the cache where
- * every sample of the batch is cached, else in full (filling the cache). */
-graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_model *m, graft_source *src,
-                                       float *x, float *y, int *n, bool training);
+ * every sample of the batch is cached, else in full (filling the cache, and
+ * `below`, a cache at a lower boundary, when given). */
+graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
+                                       graft_model *m, graft_source *src, float *x, float *y,
+                                       int *n, bool training);
+/* Frees a cache unless a store owns it. */
 void graft_cache_close(graft_feature_cache *c);
 
 #endif
