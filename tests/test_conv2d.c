@@ -36,7 +36,8 @@ static void test_gradients(void)
         {5, 6, 3, {.filters = 4, .kernel_size = {3, 3}, .activation = GRAFT_RELU}},
         {6, 5, 2, {.filters = 3, .kernel_size = {3, 2}, .strides = {2, 1}, .padding = GRAFT_SAME,
                    .activation = GRAFT_SIGMOID}},
-        {4, 4, 5, {.filters = 3, .kernel_size = {1, 1}, .no_bias = 1}},
+        {4, 4, 5, {.filters = 3, .kernel_size = {1, 1}, .no_bias = 1}}, /* gradients by GEMM */
+        {11, 11, 3, {.filters = 2, .kernel_size = {1, 1}}}, /* by oneDNN */
         {7, 7, 2, {.filters = 2, .kernel_size = {3, 3}, .strides = {2, 2}, .padding = GRAFT_SAME}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

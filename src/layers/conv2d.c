@@ -30,6 +30,15 @@ static bool pointwise(const conv2d *c)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
 }
 
+/* A pointwise convolution over a small image (MobileNet's last blocks: 4x4
+ * at 150x150) has its gradients computed faster as two plain GEMMs over all
+ * rows than by oneDNN's 1x1 backward primitives (measured at AVX2: 20%
+ * faster at 4x4, the same at 9x9). */
+static bool small_pointwise(const conv2d *c)
+{
+    return pointwise(c) && c->g.oh * c->g.ow <= 100;
+}
+
 static graft_status build(graft_layer *l, const graft_shape *in)
 {
     conv2d *c = l->cfg;
@@ -270,6 +279,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
         float *dW = l->weights[0].grad;
         if (c->winograd)
             graft_winograd_backward_weights(g, F, b->n, b->in[0], dz, dW, b->scratch);
+        else if (small_pointwise(c))
+            gemm_backward_weights(c, b->n, b->in[0], dz, dW, b->scratch);
         else if (!c->dnn || !graft_onednn_conv_backward_weights(c->dnn, b->n, b->in[0], dz, dW,
                                                                 b->scratch, c->scratch_lent))
             gemm_backward_weights(c, b->n, b->in[0], dz, dW, b->scratch);
@@ -281,7 +292,7 @@ static void backward(graft_layer *l, const graft_bwd *b)
         graft_winograd_backward_data(g, F, b->n, dz, W, dx, b->scratch);
         return;
     }
-    if (acc || !c->dnn ||
+    if (acc || !c->dnn || small_pointwise(c) ||
         !graft_onednn_conv_backward_data(c->dnn, b->n, dz, W, dx, b->scratch, c->scratch_lent))
         gemm_backward_data(c, b->n, dz, W, dx, acc, b->scratch);
 }
