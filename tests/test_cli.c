@@ -129,8 +129,15 @@ static void test_transfer_run(void)
     CHECK_MSG(graft(a) == 0 && strstr(out, "comparison.png"), "%s", err);
     snprintf(a, sizeof a, "summary %s/mn", tmp);
     CHECK(graft(a) == 0 && strstr(out, "conv_pw_13_relu (ReLU)") && strstr(out, "Total params: 218,801"));
+    /* Trainable as after the fine-tuning (the last 6 base layers and the
+     * head), from the run folder as from its model.h5. */
+    char trainable[64] = "";
+    const char *t = strstr(out, "Trainable params: ");
+    if (t) snprintf(trainable, sizeof trainable, "%.*s", (int)strcspn(t, "\n"), t);
+    CHECK_MSG(t && !strstr(trainable, "218,801"), "%s", trainable);
     snprintf(a, sizeof a, "summary %s/mn/model.h5", tmp);
     CHECK(graft(a) == 0 && strstr(out, "Total params: 218,801"));
+    CHECK_MSG(trainable[0] && strstr(out, trainable), "%s vs %s", trainable, out);
 }
 
 int main(void)

@@ -38,6 +38,8 @@ static int open_model(const char *path, loaded *l)
         if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
         graft_status s = graft_load_weights(l->m, p, &(graft_load_opts){.by_name = 1});
         if (s != GRAFT_OK) return cli_fail_status(s, p);
+        /* Trainable as in the run's last stage (what its model.h5 records). */
+        run_set_trainable(&l->run, l->m);
         l->size = l->run.input_size;
         return 0;
     }

@@ -45,16 +45,21 @@ bool cli_is_file(const char *path)
 
 void cli_shared_dir(char *buf, size_t cap)
 {
-    /* The binary lives in <repo>/build/graft; shared/ sits beside <repo>. */
-    char exe[CLI_PATH];
+    /* The binary lives in <repo>/build/graft (or deeper: build/avx2/graft);
+     * shared/ sits beside <repo>, the first folder up that holds
+     * include/graft.h. */
+    char exe[CLI_PATH], probe[CLI_PATH + 32];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     buf[0] = '\0';
     if (n <= 0) return;
     exe[n] = '\0';
-    for (int up = 0; up < 2; up++) {
+    for (int up = 0; up < 4; up++) {
         char *slash = strrchr(exe, '/');
         if (!slash) return;
         *slash = '\0';
+        snprintf(probe, sizeof probe, "%s/include/graft.h", exe);
+        if (up >= 1 && cli_is_file(probe)) break;
+        if (up == 3) return;
     }
     snprintf(buf, cap, "%.*s/../shared", (int)(cap > 16 ? cap - 16 : 0), exe);
 }
