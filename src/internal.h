@@ -137,6 +137,16 @@ struct graft_layer {
      * output and its gradient have no buffers. */
     bool computed_by_pool; /* the convolution: skipped by the passes */
     bool computes_conv;    /* the pool */
+    /* A ReLU Conv2D on the Winograd path whose sole reader is the 2x2 max
+     * pool right after it (the lesson's second convolution): its output
+     * transform pools each 4x4 tile while it is in cache, writing the pool's
+     * output and one code byte per output into the pool's aux (as
+     * computes_conv does); the pool's forward is skipped and the
+     * convolution's output has no buffer. In backward the pool scatters its
+     * gradient by the codes (the ReLU's derivative included) into the
+     * convolution's dout, whose own Winograd backward then runs as usual. */
+    bool pools_in_winograd; /* the convolution */
+    bool pooled_by_conv;    /* the pool: skipped by the forward pass */
     float *out, *dout, *aux;
 };
 
@@ -183,6 +193,8 @@ bool graft_conv2d_has_relu(const graft_layer *l);
  * filters (either may be NULL). */
 struct graft_conv_geom;
 bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
+/* A Conv2D with activation='relu' that runs forward by Winograd (kernels/winograd.c). */
+bool graft_conv2d_winograd_relu(const graft_layer *l);
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
 bool graft_max_pool_2x2(const graft_layer *l);
 /* Whether backward writes gradients of the layer's weights (it trains and has trainable ones). */

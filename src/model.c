@@ -679,6 +679,27 @@ static void plan_conv_pool(graft_model *m)
     }
 }
 
+/* A ReLU convolution on the Winograd path read only by the 2x2 max pool
+ * right after it (the lesson's second): its output transform pools each
+ * tile, and its output never exists (see pools_in_winograd), in training
+ * and in inference. Its backward needs the pool to apply the ReLU's
+ * derivative: plan_backward_fusion always plans that for such a pair.
+ * GRAFT_NO_WINOGRAD_POOL=1 keeps the two layers apart (to compare). */
+static void plan_winograd_pool(graft_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i]->pools_in_winograd = m->layers[i]->pooled_by_conv = false;
+    const char *off = getenv("GRAFT_NO_WINOGRAD_POOL");
+    if (off && strcmp(off, "1") == 0) return;
+    for (int i = 1; i + 1 < m->n_layers; i++) {
+        graft_layer *l = m->layers[i], *r = m->layers[i + 1];
+        if (l->epi.bn || l->epi.clamp || l->computed_by_pool || sole_reader(m, i) != i + 1 ||
+            !graft_max_pool_2x2(r) || !graft_conv2d_winograd_relu(l))
+            continue;
+        l->pools_in_winograd = r->pooled_by_conv = true;
+    }
+}
+
 /* Training: ReLU convolutions read only by a max pool leave the ReLU's
  * derivative to the pool's backward pass (see masks_relu_below). */
 static void plan_backward_fusion(graft_model *m, bool training)
@@ -728,6 +749,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
     plan_fusion(m, training);
     plan_conv_pool(m);
+    plan_winograd_pool(m);
     plan_backward_fusion(m, training);
 
     /* Liveness: an output dies after its last reader, unless backward reads it.
@@ -756,7 +778,9 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
             last_use[src] = l->requires_grad ? L : (i > last_use[src] ? i : last_use[src]);
         }
         if (l->requires_grad) last_use[i] = L;
-        if (l->computes_conv) { /* it reads the convolution's input */
+        /* It reads the convolution's input, or the convolution's pass writes
+         * its output: that input lives until the pool's buffers exist. */
+        if (l->computes_conv || l->pooled_by_conv) {
             int src = ROOT(m->layers[l->inputs[0]]->inputs[0]);
             if (last_use[src] < i) last_use[src] = i;
         }
@@ -778,7 +802,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
             offs[i] = SIZE_MAX;
             continue;
         }
-        offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&p, sz); /* the input is the caller's array */
+        /* The input is the caller's array; pools_in_winograd writes the pool's. */
+        offs[i] = i == 0 || l->pools_in_winograd ? SIZE_MAX : plan_alloc(&p, sz);
         if (l->ops->aux_floats) {
             size_t a = l->ops->aux_floats(l, cap);
             if (a) aux_off[i] = plan_alloc(&p, a);
@@ -789,7 +814,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         }
         for (int j = 0; j < l->n_inputs; j++) {
             int src = ROOT(l->inputs[j]);
-            if (m->layers[src]->computed_by_pool) src = ROOT(m->layers[src]->inputs[0]);
+            if (m->layers[src]->computed_by_pool || m->layers[src]->pools_in_winograd)
+                src = ROOT(m->layers[src]->inputs[0]);
             bool seen = false; /* Add(x, x) reads one buffer twice */
             for (int k = 0; k < j; k++) seen |= ROOT(l->inputs[k]) == src;
             if (!seen && src > 0 && last_use[src] == i)
@@ -875,8 +901,9 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
         if (l->n_inputs > MAX_FANIN)
             return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs", l->name,
                               MAX_FANIN);
-        /* Done by an earlier layer's output pass, or by the pool above. */
-        if (l->fused_into >= 0 || l->computed_by_pool) continue;
+        /* Done by an earlier layer's output pass (a convolution's for the
+         * pool above it), or by the pool above. */
+        if (l->fused_into >= 0 || l->computed_by_pool || l->pooled_by_conv) continue;
         for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
         graft_fwd f = {n, training, in, l->out, l->aux, m->scratch, &m->rng};
         double t0 = m->profiling ? graft_now() : 0;

@@ -66,6 +66,16 @@ size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int 
 void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const float *x,
                             const float *kernel, const float *bias, bool relu,
                             const struct graft_epilogue *epi, float *y, float *scratch);
+/* The same with relu, no epilogue, and a 2x2 stride-2 'valid' max pool of
+ * the result taken while each tile is in cache: y gets the n x (oh/2) x
+ * (ow/2) x filters pooled outputs, bit for bit those of MaxPooling2D over
+ * graft_winograd_forward's output, and code (NULL in inference) one byte per
+ * pooled output as graft_conv_pool_forward writes them (0..3: the winning
+ * cell in row order; 4: the maximum was not positive, no gradient passes).
+ * The convolution's own output is never written. Same scratch. */
+void graft_winograd_forward_pool(const graft_conv_geom *g, int filters, int n, const float *x,
+                                 const float *kernel, const float *bias, float *y, uint8_t *code,
+                                 float *scratch);
 /* dkernel = dL/dkernel (HWIO, overwritten) from the input x and dy = dL/dy. */
 void graft_winograd_backward_weights(const graft_conv_geom *g, int filters, int n, const float *x,
                                      const float *dy, float *dkernel, float *scratch);

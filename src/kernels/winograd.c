@@ -22,6 +22,7 @@
 #include "kernels.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #define T 6     /* input tile side: m + r - 1 */
@@ -322,9 +323,81 @@ static void transform_output(const tiling *tl, const float *Mx, size_t t0, int n
     }
 }
 
-void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
-                            const float *kernel, const float *bias, bool relu,
-                            const graft_epilogue *epi, float *y, float *scratch)
+/* ReLU (NaN stays) and the maximum of one 2x2 window of a tile, nf
+ * channels: max_window_2x2's comparisons in its order (layers/pooling.c:
+ * the first maximum in window order wins, a NaN never replaces), so the
+ * pooled values are those of the two layers run apart; the code as
+ * kernels/conv_pool.c writes it. Inlined with nf = CB for whole blocks. */
+static inline __attribute__((always_inline)) void
+pool_window(const float *v0, const float *v1, const float *v2, const float *v3, float *dst,
+            uint8_t *code, int nf)
+{
+    uint8_t k8[CB];
+#pragma omp simd
+    for (int q = 0; q < nf; q++) {
+        float a = v0[q] < 0 ? 0.0f : v0[q], b = v1[q] < 0 ? 0.0f : v1[q];
+        float c = v2[q] < 0 ? 0.0f : v2[q], d = v3[q] < 0 ? 0.0f : v3[q];
+        float m = a;
+        int k = 0;
+        k = b > m ? 1 : k;
+        m = b > m ? b : m;
+        k = c > m ? 2 : k;
+        m = c > m ? c : m;
+        k = d > m ? 3 : k;
+        m = d > m ? d : m;
+        dst[q] = m;
+        k8[q] = (uint8_t)(m > 0 ? k : 4); /* not positive, or NaN: the ReLU passes nothing */
+    }
+    if (code) memcpy(code, k8, (size_t)nf);
+}
+
+/* y = A' M A for the chunk's tiles with the bias, then ReLU and the 2x2
+ * max pool of the windows inside the output, into the pool's output and
+ * codes. A tile starts at even coordinates, so its windows are whole
+ * windows of the pool; a partial tile at the edge holds an odd last row or
+ * column only where the output size is odd, which 'valid' drops. */
+static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, int nk,
+                                  const float *bias, float *y, uint8_t *code)
+{
+    const graft_conv_geom *g = tl->g;
+    const int F = tl->F, PH = g->oh / 2, PW = g->ow / 2;
+    for (int k = 0; k < nk; k++) {
+        int img, y0, x0;
+        tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
+        const int wy = (g->oh - y0 < M_OUT ? g->oh - y0 : M_OUT) / 2; /* windows down */
+        const int wx = (g->ow - x0 < M_OUT ? g->ow - x0 : M_OUT) / 2; /* and across */
+        if (wy == 0 || wx == 0) continue;
+        for (int f0 = 0; f0 < F; f0 += CB) {
+            const int nf = F - f0 < CB ? F - f0 : CB;
+            const float *src[NXI];
+            for (int xi = 0; xi < NXI; xi++)
+                src[xi] = Mx + ((size_t)xi * nk + k) * F + f0;
+            float o[M_OUT][M_OUT][CB];
+            if (nf == CB)
+                output_block(src, bias + f0, o, CB);
+            else
+                output_block(src, bias + f0, o, nf);
+            for (int a = 0; a < wy; a++)
+                for (int b = 0; b < wx; b++) {
+                    size_t off = (((size_t)img * PH + y0 / 2 + a) * PW + x0 / 2 + b) * F + f0;
+                    const float *v0 = o[2 * a][2 * b], *v1 = o[2 * a][2 * b + 1];
+                    const float *v2 = o[2 * a + 1][2 * b], *v3 = o[2 * a + 1][2 * b + 1];
+                    uint8_t *c = code ? code + off : NULL;
+                    if (nf == CB)
+                        pool_window(v0, v1, v2, v3, y + off, c, CB);
+                    else
+                        pool_window(v0, v1, v2, v3, y + off, c, nf);
+                }
+        }
+    }
+}
+
+/* The forward pass; with `pooled`, the output transform pools (y and code
+ * are the pool's) instead of writing the convolution's output. */
+static void forward_run(const graft_conv_geom *g, int F, int n, const float *x,
+                        const float *kernel, const float *bias, bool relu,
+                        const graft_epilogue *epi, float *y, bool pooled, uint8_t *code,
+                        float *scratch)
 {
     const int C = g->c;
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
@@ -365,9 +438,26 @@ void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float 
             for (int xi = 0; xi < NXI; xi++)
                 graft_gemm(false, false, nk, F, C, 1.0f, V + (size_t)xi * nk * C, C,
                            U + (size_t)xi * C * F, F, 0.0f, Mx + (size_t)xi * nk * F, F);
-            transform_output(&tl, Mx, t0, nk, &fin, y);
+            if (pooled)
+                transform_output_pool(&tl, Mx, t0, nk, fin.bias, y, code);
+            else
+                transform_output(&tl, Mx, t0, nk, &fin, y);
         }
     }
+}
+
+void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
+                            const float *kernel, const float *bias, bool relu,
+                            const graft_epilogue *epi, float *y, float *scratch)
+{
+    forward_run(g, F, n, x, kernel, bias, relu, epi, y, false, NULL, scratch);
+}
+
+void graft_winograd_forward_pool(const graft_conv_geom *g, int F, int n, const float *x,
+                                 const float *kernel, const float *bias, float *y, uint8_t *code,
+                                 float *scratch)
+{
+    forward_run(g, F, n, x, kernel, bias, true, NULL, y, true, code, scratch);
 }
 
 void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const float *dy,

@@ -242,6 +242,13 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
+    if (l->pools_in_winograd) { /* the max pool above: its output and codes, not ours */
+        const graft_layer *pool = l->model->layers[l->index + 1];
+        graft_winograd_forward_pool(g, c->cfg.filters, f->n, f->in[0], W, bias, pool->out,
+                                    f->training ? (uint8_t *)(void *)pool->aux : NULL,
+                                    f->scratch);
+        return;
+    }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
                                &l->epi, f->out, f->scratch);
@@ -301,6 +308,11 @@ bool graft_conv2d_has_relu(const graft_layer *l)
 {
     return strcmp(l->ops->class_name, "Conv2D") == 0 &&
            ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
+}
+
+bool graft_conv2d_winograd_relu(const graft_layer *l)
+{
+    return graft_conv2d_has_relu(l) && ((const conv2d *)l->cfg)->winograd;
 }
 
 bool graft_conv2d_pool_geom(const graft_layer *l, graft_conv_geom *g, int *filters)

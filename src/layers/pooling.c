@@ -16,6 +16,9 @@
  * the forward value came from.
  * A 2x2 max pool over a ReLU convolution of the image can compute that
  * convolution too (computes_conv, planned by the model): kernels/conv_pool.c.
+ * Over a ReLU convolution on the Winograd path, that convolution's output
+ * pass pools instead (pooled_by_conv): this layer's forward is skipped and
+ * its backward routes by the code bytes the convolution wrote.
  */
 #include "core/colsum.h"
 #include "internal.h"
@@ -79,11 +82,12 @@ static graft_status build_pool2d(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
-/* Max pooling only: the argmax of every output (a byte when computes_conv). */
+/* Max pooling only: the argmax of every output (a code byte when the
+ * convolution below and this pool run as one pass). */
 static size_t pool2d_aux_floats(const graft_layer *l, int n)
 {
     size_t k = (size_t)n * graft_shape_size(&l->out_shape);
-    return l->computes_conv ? (k + 3) / 4 : k;
+    return l->computes_conv || l->pooled_by_conv ? (k + 3) / 4 : k;
 }
 
 bool graft_max_pool_2x2(const graft_layer *l)
@@ -301,6 +305,47 @@ static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx, b
     }
 }
 
+/* pooled_by_conv: dL/d(convolution's output) from the pooled gradient and
+ * the code bytes of the convolution's pass: each window's gradient goes to
+ * the cell its code names, none for code 4 (the ReLU's derivative is 0
+ * there), zeros elsewhere, the row and column 'valid' drops included. The
+ * same values as max_backward_tiled with relu_below (argmax == cell and the
+ * pooled value positive), without reading int32 indices or the pooled
+ * output. A pooled row writes its two rows of dx whole; dx is the sole
+ * reader's gradient, so never accumulated into. */
+static void max_backward_codes(const pool2d *p, const graft_bwd *b, float *dx)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    const uint8_t *code = (const uint8_t *)(const void *)b->aux;
+    const size_t row = (size_t)W * C;
+    const long rows = (long)b->n * OH;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const size_t s = (size_t)(r / OH);
+        const int oy = (int)(r % OH);
+        float *d0 = dx + (s * H + 2 * (size_t)oy) * row, *d1 = d0 + row;
+        const float *g = b->dout + (size_t)r * OW * C;
+        const uint8_t *k = code + (size_t)r * OW * C;
+        for (int ox = 0; ox < OW; ox++, g += C, k += C, d0 += 2 * C, d1 += 2 * C) {
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                const float v = g[c];
+                const int kc = k[c];
+                d0[c] = kc == 0 ? v : 0.0f;
+                d0[C + c] = kc == 1 ? v : 0.0f;
+                d1[c] = kc == 2 ? v : 0.0f;
+                d1[C + c] = kc == 3 ? v : 0.0f;
+            }
+        }
+        if (W % 2) { /* the column 'valid' drops */
+            memset(d0, 0, (size_t)C * sizeof(float));
+            memset(d1, 0, (size_t)C * sizeof(float));
+        }
+        if (H % 2 && oy == OH - 1) /* and the row */
+            memset(dx + (s * H + (size_t)H - 1) * row, 0, row * sizeof(float));
+    }
+}
+
 /* With masks_relu_below: the bias gradient of the ReLU convolution below,
  * the sum of its dL/d(pre-activation), which is nonzero only at the cells
  * the pool routes to: the sum over this pool's outputs of g where the pooled
@@ -346,6 +391,10 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
     float *dx = b->din[0];
     if (!dx) return;
     if (l->masks_relu_below) relu_bias_grad(l, p, b);
+    if (l->pooled_by_conv) { /* masks_relu_below too: the planner sees a ReLU conv below */
+        max_backward_codes(p, b, dx);
+        return;
+    }
     if (p->kind == POOL_MAX && p->kh <= p->sh && p->kw <= p->sw) {
         max_backward_tiled(p, b, dx, l->masks_relu_below);
         return;
