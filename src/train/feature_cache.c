@@ -142,6 +142,12 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         for (int i = first; i < L && !read_above; i++)
             for (int k = 0; k < m->layers[i]->n_inputs; k++) read_above |= m->layers[i]->inputs[k] == j;
         if (!read_above) continue;
+        /* An output that never exists on its own (computed inside the layer
+         * above): no boundary here. */
+        if (m->layers[j]->computed_by_pool || m->layers[j]->pools_in_winograd) {
+            cache_free(c);
+            return GRAFT_OK;
+        }
         if (j == 0 && !src->decodes) { /* only the raw input would be kept */
             cache_free(c);
             return GRAFT_OK;
@@ -233,7 +239,8 @@ static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
 
 bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
 {
-    if (k < 1 || k >= first || m->layers[k]->computes_conv) return false;
+    if (k < 1 || k >= first || m->layers[k]->computes_conv || m->layers[k]->pooled_by_conv)
+        return false;
     /* No layer at or above k may be computed by a layer below it (a fused
      * BatchNormalization or ReLU): the buffer below would hold its output. */
     for (int r = k; r < first; r++)
