@@ -95,9 +95,13 @@ static result step(const pcase *k, const float *x, const float *r, bool fused)
     size_t xs = (size_t)k->n * k->h * k->w * k->c, ys = out_floats(m, k->n);
     graft_layer *conv = graft_model_find(m, "conv"), *pool = graft_model_find(m, "pool");
     size_t zs = (size_t)k->n * graft_shape_size(&conv->out_shape), ws = (size_t)9 * k->c * k->f;
-    result o = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float)), malloc(ws * sizeof(float)),
-                calloc((size_t)k->f, sizeof(float)), malloc(xs * sizeof(float)),
-                malloc(zs * sizeof(float)), 0};
+    result o = {malloc(ys * sizeof(float)),
+                malloc(ys * sizeof(float)),
+                malloc(ws * sizeof(float)),
+                calloc((size_t)k->f, sizeof(float)),
+                malloc(xs * sizeof(float)),
+                malloc(zs * sizeof(float)),
+                0};
     CHECK_OK(graft_model_forward(m, x, k->n, true));
     CHECK(conv->pools_in_winograd == fused && pool->pooled_by_conv == fused);
     CHECK(!fused || conv->out == NULL); /* no buffer for the convolution's output */
@@ -259,7 +263,9 @@ static void test_nan_and_ties(void)
                 /* No gradient reaches any cell of a NaN window. */
                 if (isnan(*c0))
                     for (int cell = 0; cell < 4; cell++)
-                        CHECK(a.dz[((size_t)(2 * py + cell / 2) * 14 + 2 * px + cell % 2) * 16 + f] == 0);
+                        CHECK(
+                            a.dz[((size_t)(2 * py + cell / 2) * 14 + 2 * px + cell % 2) * 16 + f] ==
+                            0);
             }
     CHECK(nans > 0 && nans < ys);
     printf("  %zu NaN outputs; %zu windows with a NaN past their first cell\n", nans,
@@ -286,8 +292,8 @@ static void test_nan_and_ties(void)
         /* The gradient reaches the first cell of each window, or nothing. */
         for (size_t i = 0; i < zs; i++) {
             size_t cell = i / 16, yy = cell / 14, xx = cell % 14;
-            float want = tie && yy % 2 == 0 && xx % 2 == 0 ? r[((yy / 2) * 7 + xx / 2) * 16 + i % 16]
-                                                           : 0.0f;
+            float want =
+                tie && yy % 2 == 0 && xx % 2 == 0 ? r[((yy / 2) * 7 + xx / 2) * 16 + i % 16] : 0.0f;
             bad += conv->dout[i] != want;
         }
         if (!tie) {
@@ -309,9 +315,14 @@ static graft_model *lesson(bool freeze_conv2)
 {
     graft_model *m = graft_model_new("lesson");
     graft_input(m, NULL, graft_shape3(32, 31, 3)); /* conv2's output: 13x12 */
-    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 16, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_conv2d(
+        m, NULL,
+        (graft_conv2d_cfg){.filters = 16, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
     graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){0});
-    graft_layer *c2 = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv2", .filters = 24, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
+    graft_layer *c2 = graft_conv2d(
+        m, NULL,
+        (graft_conv2d_cfg){
+            .name = "conv2", .filters = 24, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
     graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool2"});
     graft_flatten(m, NULL, NULL);
     graft_dense(m, NULL, (graft_dense_cfg){.units = 8, .activation = GRAFT_RELU});
@@ -369,10 +380,11 @@ static void test_lesson_stack_and_threads(void)
                 peak = fmax(peak, fabs(a[i]));
                 worst = fmax(worst, fabs(a[i] - a[nw + i]));
             }
-            CHECK_MSG(peak > 0 && worst <= 1e-5 * peak, "%d threads against %d: %.3g of %.3g",
-                      t1, t0, worst, peak);
+            CHECK_MSG(peak > 0 && worst <= 1e-5 * peak, "%d threads against %d: %.3g of %.3g", t1,
+                      t0, worst, peak);
             printf("  conv2 %s, %d then %d threads: the same bits apart; %.2g of peak between "
-                   "the steps\n", freeze ? "frozen" : "trained", t0, t1, worst / peak);
+                   "the steps\n",
+                   freeze ? "frozen" : "trained", t0, t1, worst / peak);
             free(a);
             free(b);
         }
@@ -397,8 +409,8 @@ static bool pooled(graft_model *m, const char *conv, bool training)
 
 static void test_where_it_applies(void)
 {
-    graft_conv2d_cfg relu32 = {.name = "c", .filters = 32, .kernel_size = {3, 3},
-                               .activation = GRAFT_RELU};
+    graft_conv2d_cfg relu32 = {
+        .name = "c", .filters = 32, .kernel_size = {3, 3}, .activation = GRAFT_RELU};
     for (int training = 0; training < 2; training++) {
         /* Yes: in training and in inference. */
         graft_model *m = graft_model_new("yes");
@@ -454,7 +466,8 @@ static void test_switch_between_plans(void)
     const pcase k = {2, 10, 10, 16, 16, GRAFT_VALID, true};
     graft_model *m = build(&k, 5);
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
-    float *x = malloc(xs * sizeof(float)), *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
+    float *x = malloc(xs * sizeof(float)),
+          *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
     graft_rng g;
     graft_rng_seed(&g, 2);
     fill_normal(x, xs, 1, &g);

@@ -17,7 +17,10 @@
  * in chunks small enough for a core's cache, one chunk per thread at a time:
  * input transform, 36 GEMMs, output transform with the bias, ReLU and the
  * layer's epilogue (a folded BatchNormalization) applied while the outputs
- * are in cache. Which thread takes a chunk does not change its result. */
+ * are in cache; or, for a ReLU convolution read only by a 2x2 max pool,
+ * with that pool taken there instead of writing the output at all
+ * (graft_winograd_forward_pool). Which thread takes a chunk does not change
+ * its result. */
 #include "internal.h"
 #include "kernels.h"
 
@@ -328,27 +331,29 @@ static void transform_output(const tiling *tl, const float *Mx, size_t t0, int n
  * the first maximum in window order wins, a NaN never replaces), so the
  * pooled values are those of the two layers run apart; the code as
  * kernels/conv_pool.c writes it. Inlined with nf = CB for whole blocks. */
-static inline __attribute__((always_inline)) void
-pool_window(const float *v0, const float *v1, const float *v2, const float *v3, float *dst,
-            uint8_t *code, int nf)
+static inline __attribute__((always_inline)) void pool_window(const float *v0, const float *v1,
+                                                              const float *v2, const float *v3,
+                                                              float *dst, uint8_t *code, int nf)
 {
-    uint8_t k8[CB];
+    float kf[CB]; /* the codes as floats: one type keeps the loop in vector registers */
 #pragma omp simd
     for (int q = 0; q < nf; q++) {
         float a = v0[q] < 0 ? 0.0f : v0[q], b = v1[q] < 0 ? 0.0f : v1[q];
         float c = v2[q] < 0 ? 0.0f : v2[q], d = v3[q] < 0 ? 0.0f : v3[q];
-        float m = a;
-        int k = 0;
-        k = b > m ? 1 : k;
+        float m = a, k = 0.0f;
+        k = b > m ? 1.0f : k;
         m = b > m ? b : m;
-        k = c > m ? 2 : k;
+        k = c > m ? 2.0f : k;
         m = c > m ? c : m;
-        k = d > m ? 3 : k;
+        k = d > m ? 3.0f : k;
         m = d > m ? d : m;
         dst[q] = m;
-        k8[q] = (uint8_t)(m > 0 ? k : 4); /* not positive, or NaN: the ReLU passes nothing */
+        kf[q] = m > 0 ? k : 4.0f; /* not positive, or NaN: the ReLU passes nothing */
     }
-    if (code) memcpy(code, k8, (size_t)nf);
+    if (code)
+#pragma omp simd
+        for (int q = 0; q < nf; q++)
+            code[q] = (uint8_t)(int)kf[q];
 }
 
 /* y = A' M A for the chunk's tiles with the bias, then ReLU and the 2x2
@@ -394,10 +399,9 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
 
 /* The forward pass; with `pooled`, the output transform pools (y and code
  * are the pool's) instead of writing the convolution's output. */
-static void forward_run(const graft_conv_geom *g, int F, int n, const float *x,
-                        const float *kernel, const float *bias, bool relu,
-                        const graft_epilogue *epi, float *y, bool pooled, uint8_t *code,
-                        float *scratch)
+static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
+                        const float *bias, bool relu, const graft_epilogue *epi, float *y,
+                        bool pooled, uint8_t *code, float *scratch)
 {
     const int C = g->c;
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};

@@ -29,6 +29,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 _Static_assert(sizeof(int32_t) == sizeof(float), "argmax indices live in a float buffer");
 
 typedef enum { POOL_MAX, POOL_AVG } pool_kind;
@@ -305,45 +309,118 @@ static void max_backward_tiled(const pool2d *p, const graft_bwd *b, float *dx, b
     }
 }
 
+/* One pooled output's C channels routed to its window's four cells (d0:
+ * its top-left cell, d1: the cell below) by the codes, +0 where a cell did
+ * not win; with acc, what passes (code 0..3: the pooled value was positive)
+ * added to it. Intrinsics: GCC's vectorised select here stored the zeros
+ * through masked stores, slower than the separate layers' loops. */
+static void route_codes(const float *g, const uint8_t *k, float *d0, float *d1, int C, float *acc)
+{
+    int c = 0;
+#ifdef __AVX512F__
+    for (; c + 16 <= C; c += 16) {
+        const __m512 v = _mm512_loadu_ps(g + c);
+        const __m512i kc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(k + c)));
+        float *dst[4] = {d0 + c, d0 + C + c, d1 + c, d1 + C + c};
+        for (int i = 0; i < 4; i++) {
+            __mmask16 won = _mm512_cmpeq_epi32_mask(kc, _mm512_set1_epi32(i));
+            _mm512_storeu_ps(dst[i], _mm512_maskz_mov_ps(won, v));
+        }
+        if (acc) { /* + (+0) where nothing passes, as graft_colsums adds */
+            __mmask16 pass = _mm512_cmpneq_epi32_mask(kc, _mm512_set1_epi32(4));
+            __m512 sum = _mm512_add_ps(_mm512_loadu_ps(acc + c), _mm512_maskz_mov_ps(pass, v));
+            _mm512_storeu_ps(acc + c, sum);
+        }
+    }
+#endif
+#ifdef __AVX2__
+    for (; c + 8 <= C; c += 8) {
+        const __m256 v = _mm256_loadu_ps(g + c);
+        const __m256i kc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const void *)(k + c)));
+        float *dst[4] = {d0 + c, d0 + C + c, d1 + c, d1 + C + c};
+        for (int i = 0; i < 4; i++) {
+            __m256 won = _mm256_castsi256_ps(_mm256_cmpeq_epi32(kc, _mm256_set1_epi32(i)));
+            _mm256_storeu_ps(dst[i], _mm256_and_ps(won, v));
+        }
+        if (acc) {
+            __m256 lost = _mm256_castsi256_ps(_mm256_cmpeq_epi32(kc, _mm256_set1_epi32(4)));
+            __m256 sum = _mm256_add_ps(_mm256_loadu_ps(acc + c), _mm256_andnot_ps(lost, v));
+            _mm256_storeu_ps(acc + c, sum);
+        }
+    }
+#endif
+    for (; c < C; c++) {
+        const float v = g[c];
+        const int kc = k[c];
+        d0[c] = kc == 0 ? v : 0.0f;
+        d0[C + c] = kc == 1 ? v : 0.0f;
+        d1[c] = kc == 2 ? v : 0.0f;
+        d1[C + c] = kc == 3 ? v : 0.0f;
+        if (acc) acc[c] += kc != 4 ? v : 0.0f;
+    }
+}
+
 /* pooled_by_conv: dL/d(convolution's output) from the pooled gradient and
  * the code bytes of the convolution's pass: each window's gradient goes to
  * the cell its code names, none for code 4 (the ReLU's derivative is 0
  * there), zeros elsewhere, the row and column 'valid' drops included. The
  * same values as max_backward_tiled with relu_below (argmax == cell and the
  * pooled value positive), without reading int32 indices or the pooled
- * output. A pooled row writes its two rows of dx whole; dx is the sole
- * reader's gradient, so never accumulated into. */
-static void max_backward_codes(const pool2d *p, const graft_bwd *b, float *dx)
+ * output. With db, the convolution's bias gradient in the same pass: the
+ * sums relu_bias_grad takes, in graft_colsums's parts and blocks of rows
+ * and its order, so the same bits. dx is the sole reader's gradient: never
+ * accumulated into. */
+static void max_backward_codes(const pool2d *p, const graft_bwd *b, float *dx, float *db)
 {
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
     const uint8_t *code = (const uint8_t *)(const void *)b->aux;
-    const size_t row = (size_t)W * C;
-    const long rows = (long)b->n * OH;
+    const size_t row = (size_t)W * C, pixels = (size_t)b->n * OH * OW;
+    const int parts = graft_threads();
+    double *part = (double *)(void *)b->scratch;
+    float *block = (float *)(void *)(part + (size_t)parts * C); /* a float row of sums per part */
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const size_t s = (size_t)(r / OH);
-        const int oy = (int)(r % OH);
-        float *d0 = dx + (s * H + 2 * (size_t)oy) * row, *d1 = d0 + row;
-        const float *g = b->dout + (size_t)r * OW * C;
-        const uint8_t *k = code + (size_t)r * OW * C;
-        for (int ox = 0; ox < OW; ox++, g += C, k += C, d0 += 2 * C, d1 += 2 * C) {
-#pragma omp simd
-            for (int c = 0; c < C; c++) {
-                const float v = g[c];
-                const int kc = k[c];
-                d0[c] = kc == 0 ? v : 0.0f;
-                d0[C + c] = kc == 1 ? v : 0.0f;
-                d1[c] = kc == 2 ? v : 0.0f;
-                d1[C + c] = kc == 3 ? v : 0.0f;
+    for (int t = 0; t < parts; t++) {
+        double *s0 = part + (size_t)t * C;
+        float *acc = block + (size_t)t * C;
+        if (db) memset(s0, 0, (size_t)C * sizeof(double));
+        const size_t begin = pixels * (size_t)t / (size_t)parts;
+        const size_t end = pixels * (size_t)(t + 1) / (size_t)parts;
+        /* The first pooled output's place; then counted on, not divided. */
+        size_t s = begin / ((size_t)OH * OW);
+        int oy = (int)(begin / (size_t)OW % (size_t)OH), ox = (int)(begin % (size_t)OW) - 1;
+        for (size_t q0 = begin; q0 < end; q0 += 32) {
+            const size_t q1 = end - q0 < 32 ? end : q0 + 32; /* colsum's BLOCK_ROWS */
+            if (db) memset(acc, 0, (size_t)C * sizeof(float));
+            for (size_t q = q0; q < q1; q++) {
+                if (++ox == OW) {
+                    ox = 0;
+                    if (++oy == OH) {
+                        oy = 0;
+                        s++;
+                    }
+                }
+                float *d0 = dx + ((s * H + 2 * (size_t)oy) * W + 2 * (size_t)ox) * C,
+                      *d1 = d0 + row;
+                route_codes(b->dout + q * C, code + q * C, d0, d1, C, db ? acc : NULL);
+                const bool last_col = W % 2 && ox == OW - 1; /* the column 'valid' drops */
+                if (last_col) {
+                    memset(d0 + 2 * C, 0, (size_t)C * sizeof(float));
+                    memset(d1 + 2 * C, 0, (size_t)C * sizeof(float));
+                }
+                if (H % 2 && oy == OH - 1) /* and the row */
+                    memset(d1 + row, 0, (size_t)(last_col ? 3 : 2) * C * sizeof(float));
             }
+            if (db)
+                for (int c = 0; c < C; c++)
+                    s0[c] += acc[c];
         }
-        if (W % 2) { /* the column 'valid' drops */
-            memset(d0, 0, (size_t)C * sizeof(float));
-            memset(d1, 0, (size_t)C * sizeof(float));
-        }
-        if (H % 2 && oy == OH - 1) /* and the row */
-            memset(dx + (s * H + (size_t)H - 1) * row, 0, row * sizeof(float));
     }
+    if (!db) return;
+    for (int t = 1; t < parts; t++)
+        for (int c = 0; c < C; c++)
+            part[c] += part[(size_t)t * C + c];
+    for (int c = 0; c < C; c++)
+        db[c] = (float)part[c];
 }
 
 /* With masks_relu_below: the bias gradient of the ReLU convolution below,
@@ -367,8 +444,9 @@ static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bw
 static size_t pool2d_scratch_floats(const graft_layer *l, int n)
 {
     (void)n;
-    size_t s =
-        2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), ((const pool2d *)l->cfg)->c);
+    const int C = ((const pool2d *)l->cfg)->c;
+    size_t s = 2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), C);
+    if (l->pooled_by_conv) s += (size_t)graft_threads() * C; /* max_backward_codes's float sums */
     if (l->computes_conv) {
         conv_below c = conv_of(l);
         size_t k = graft_conv_pool_scratch_floats(&c.g, c.filters);
@@ -390,11 +468,13 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
     }
     float *dx = b->din[0];
     if (!dx) return;
-    if (l->masks_relu_below) relu_bias_grad(l, p, b);
     if (l->pooled_by_conv) { /* masks_relu_below too: the planner sees a ReLU conv below */
-        max_backward_codes(p, b, dx);
+        const graft_layer *conv = l->model->layers[l->inputs[0]];
+        bool db = l->masks_relu_below && graft_layer_trains_weights(conv) && conv->n_weights > 1;
+        max_backward_codes(p, b, dx, db ? conv->weights[1].grad : NULL);
         return;
     }
+    if (l->masks_relu_below) relu_bias_grad(l, p, b);
     if (p->kind == POOL_MAX && p->kh <= p->sh && p->kw <= p->sw) {
         max_backward_tiled(p, b, dx, l->masks_relu_below);
         return;
