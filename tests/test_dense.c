@@ -1,0 +1,235 @@
+/* Dense with a kernel far taller than wide, whose forward pass splits the
+ * inputs among the threads: output and gradients against a reference loop in
+ * double (batches 1, 7 and 32, 1 to 3 threads, a second consumer of the input
+ * so that the input gradient adds up, a frozen layer), a gradient check, and
+ * which kernels take the split. */
+#include "gradcheck.h"
+
+#include <stdlib.h>
+
+static float *random_floats(size_t n, float scale, uint64_t seed)
+{
+    float *v = malloc(n * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (size_t i = 0; v && i < n; i++) v[i] = graft_rng_normal(&r) * scale;
+    return v;
+}
+
+/* The largest |got - want| relative to an error scale per element: float
+ * sums of K products stay within 1e-5 of the sum of their magnitudes here. */
+static double worst_ratio(const float *got, const double *want, const double *scale, size_t n,
+                          size_t *at)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)got[i] - want[i]) / (1e-5 * scale[i] + 1e-6);
+        if (!(r <= worst)) { /* NaN counts as worst */
+            worst = r;
+            *at = i;
+        }
+    }
+    return worst;
+}
+
+typedef struct {
+    int in, units;   /* kernel shape */
+    int threads, n;  /* graft threads, batch */
+    bool two;        /* a second Dense reads the input too (their outputs added) */
+    bool frozen;     /* the first Dense does not train */
+} dcase;
+
+/* Sums in double of n rows of K products, and the sums of their magnitudes:
+ * out[r][j] = sum over k of a(r, k) b[k][j], with a(r, k) = a[r * ar + k * ak]
+ * and b row-major, in floats (bf) or doubles (bd). */
+static void ref_matmul(int n, int K, int J, const float *a, size_t ar, size_t ak, const float *bf,
+                       const double *bd, double *out, double *mag)
+{
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < J; j++) {
+            double s = 0, m = 0;
+            for (int k = 0; k < K; k++) {
+                double p = (double)a[(size_t)r * ar + (size_t)k * ak] *
+                           (bd ? bd[(size_t)k * J + j] : (double)bf[(size_t)k * J + j]);
+                s += p;
+                m += fabs(p);
+            }
+            out[(size_t)r * J + j] = s;
+            mag[(size_t)r * J + j] = m;
+        }
+}
+
+static void check_case(const dcase *c)
+{
+    const int I = c->in, U = c->units, n = c->n, nd = c->two ? 2 : 1;
+    graft_set_num_threads(c->threads);
+    graft_model *m = graft_model_new("t");
+    graft_layer *in = graft_input(m, NULL, graft_shape1(I)), *d[2] = {NULL, NULL};
+    for (int k = 0; k < nd; k++)
+        d[k] = graft_dense(m, in, (graft_dense_cfg){.units = U, .activation = GRAFT_RELU});
+    if (c->two) graft_add(m, NULL, 2, d);
+    CHECK_OK(graft_model_status(m));
+    if (graft_model_status(m) != GRAFT_OK) {
+        graft_model_free(m);
+        return;
+    }
+    if (c->frozen) graft_layer_set_trainable(d[0], 0);
+    /* Biases that cut about a third of the units by the ReLU. */
+    for (int k = 0; k < nd; k++)
+        for (int j = 0; j < U; j++) d[k]->weights[1].data[j] = (float)(j % 3) - 1.0f;
+    m->want_input_grad = true;
+    float *x = random_floats((size_t)n * I, 1.0f, 100 + (uint64_t)n);
+    float *dy = random_floats((size_t)n * U, 1.0f, 200 + (uint64_t)n);
+    CHECK_OK(graft_model_forward(m, x, n, true));
+    CHECK_OK(graft_model_backward(m, dy, n));
+
+    const size_t ys = (size_t)n * U, ws = (size_t)I * U, xs = (size_t)n * I;
+    double *y = malloc(ys * sizeof(double)), *ym = malloc(ys * sizeof(double));
+    double *dz = malloc(ys * sizeof(double)), *g = malloc(ws * sizeof(double));
+    double *gm = malloc(ws * sizeof(double)), *dx = calloc(xs, sizeof(double));
+    double *dxm = calloc(xs, sizeof(double));
+    size_t at = 0;
+    char what[160];
+    snprintf(what, sizeof what, "%d x %d, %d threads, n %d%s%s", I, U, c->threads, n,
+             c->two ? ", two consumers" : "", c->frozen ? ", frozen" : "");
+    for (int k = 0; k < nd; k++) {
+        const float *W = d[k]->weights[0].data, *b = d[k]->weights[1].data;
+        ref_matmul(n, I, U, x, I, 1, W, NULL, y, ym);
+        for (size_t i = 0; i < ys; i++) {
+            y[i] += b[i % U];
+            ym[i] += fabs(b[i % U]);
+            if (y[i] < 0) y[i] = 0;
+        }
+        double r = worst_ratio(d[k]->out, y, ym, ys, &at);
+        CHECK_MSG(r <= 1, "%s: dense %d out[%zu] %.9g, reference %.9g", what, k, at,
+                  (double)d[k]->out[at], y[at]);
+        /* Through the ReLU mask of the layer's own output: where the float
+         * and the double sums straddle 0, the mask is the layer's. */
+        for (size_t i = 0; i < ys; i++) dz[i] = d[k]->out[i] > 0 ? dy[i] : 0;
+        /* dx += dz W^T: a(r, j) = dz[r * U + j], b(j, i) = W[i * U + j]. */
+        for (int row = 0; row < n; row++)
+            for (int i = 0; i < I; i++) {
+                double s = 0, mg = 0;
+                for (int j = 0; j < U; j++) {
+                    double p = dz[(size_t)row * U + j] * W[(size_t)i * U + j];
+                    s += p;
+                    mg += fabs(p);
+                }
+                dx[(size_t)row * I + i] += s;
+                dxm[(size_t)row * I + i] += mg;
+            }
+        const float *dW = d[k]->weights[0].grad, *db = d[k]->weights[1].grad;
+        if (c->frozen && k == 0) {
+            size_t written = 0;
+            for (size_t i = 0; i < ws; i++) written += dW[i] != 0 || (i < (size_t)U && db[i] != 0);
+            CHECK_MSG(written == 0, "%s: %zu gradients written for a frozen layer", what, written);
+            continue;
+        }
+        /* dW = x^T dz: a(i, r) = x[r * I + i]. */
+        ref_matmul(I, n, U, x, 1, I, NULL, dz, g, gm);
+        r = worst_ratio(dW, g, gm, ws, &at);
+        CHECK_MSG(r <= 1, "%s: dense %d d(kernel)[%zu] %.9g, reference %.9g", what, k, at,
+                  (double)dW[at], g[at]);
+        for (int j = 0; j < U; j++) {
+            g[j] = gm[j] = 0;
+            for (int row = 0; row < n; row++) {
+                g[j] += dz[(size_t)row * U + j];
+                gm[j] += fabs(dz[(size_t)row * U + j]);
+            }
+        }
+        r = worst_ratio(db, g, gm, (size_t)U, &at);
+        CHECK_MSG(r <= 1, "%s: dense %d d(bias)[%zu] %.9g, reference %.9g", what, k, at,
+                  (double)db[at], g[at]);
+    }
+    double r = worst_ratio(in->dout, dx, dxm, xs, &at);
+    CHECK_MSG(r <= 1, "%s: d(input)[%zu] %.9g, reference %.9g", what, at, (double)in->dout[at],
+              dx[at]);
+    free(y);
+    free(ym);
+    free(dz);
+    free(g);
+    free(gm);
+    free(dx);
+    free(dxm);
+    free(x);
+    free(dy);
+    graft_model_free(m);
+}
+
+/* 30841 x 17 = 524297 weights (the split's threshold is 2^19), 1814 times
+ * more inputs than units; both odd, so that no share comes out even. */
+static void test_split(void)
+{
+    static const int batches[] = {1, 7, 32};
+    for (int b = 0; b < 3; b++) check_case(&(dcase){30841, 17, 2, batches[b], false, false});
+    check_case(&(dcase){30841, 17, 3, 7, false, false}); /* two partial sums */
+    check_case(&(dcase){30841, 17, 1, 7, false, false}); /* one thread: no split */
+    check_case(&(dcase){16411, 64, 2, 32, false, false});
+}
+
+/* The input feeds two Dense layers: the second backward adds into dL/dx. */
+static void test_accumulated_input_gradient(void)
+{
+    check_case(&(dcase){30841, 17, 2, 7, true, false});
+    check_case(&(dcase){16411, 64, 2, 5, true, false});
+}
+
+/* Frozen: no kernel or bias gradient is written, the input gradient is. */
+static void test_frozen(void)
+{
+    check_case(&(dcase){30841, 17, 2, 7, false, true});
+    check_case(&(dcase){16411, 64, 2, 5, true, true});
+}
+
+static void gradcheck_dense(int in, int units, int n, uint64_t seed)
+{
+    graft_model *m = graft_model_new("t");
+    graft_input(m, NULL, graft_shape1(in));
+    graft_dense(m, NULL, (graft_dense_cfg){.units = units, .activation = GRAFT_TANH});
+    CHECK_OK(graft_model_status(m));
+    CHECK_MSG(gradcheck_model(m, n, NULL, seed, 12) == 0, "%d x %d, n %d", in, units, n);
+    graft_model_free(m);
+}
+
+static void test_gradcheck(void)
+{
+    graft_set_num_threads(2);
+    gradcheck_dense(30841, 17, 3, 7);
+    gradcheck_dense(768, 1024, 2, 8); /* the transfer head's: no split */
+}
+
+/* Scratch floats a Dense of in x units asks for at batch n. */
+static size_t scratch_of(int in, int units, int n, int threads)
+{
+    graft_set_num_threads(threads);
+    graft_model *m = graft_model_new("t");
+    graft_input(m, NULL, graft_shape1(in));
+    graft_dense(m, NULL, (graft_dense_cfg){.units = units});
+    float *x = calloc((size_t)n * in, sizeof(float));
+    CHECK_OK(graft_model_forward(m, x, n, true));
+    size_t s = m->scratch_floats;
+    free(x);
+    graft_model_free(m);
+    return s;
+}
+
+/* The split holds a partial sum (n x units) per thread but the first. */
+static void test_which_kernels_split(void)
+{
+    CHECK(scratch_of(30841, 17, 32, 2) == (size_t)32 * 17);
+    CHECK(scratch_of(30841, 17, 8, 3) == (size_t)2 * 8 * 17);
+    CHECK(scratch_of(30841, 17, 8, 1) == 0);
+    CHECK(scratch_of(30841, 16, 8, 2) == 0);  /* 493456 weights */
+    CHECK(scratch_of(768, 1024, 8, 2) == 0);  /* not 32 times taller than wide */
+    CHECK(scratch_of(8192, 512, 8, 2) == 0);
+}
+
+int main(void)
+{
+    RUN(test_split);
+    RUN(test_accumulated_input_gradient);
+    RUN(test_frozen);
+    RUN(test_gradcheck);
+    RUN(test_which_kernels_split);
+    return CHECK_SUMMARY();
+}
