@@ -248,6 +248,192 @@ static void test_nan_and_ties(void)
     free(r);
 }
 
+/* The kernels against a scalar reference of the same arithmetic: each cell
+ * the bias, then one fmaf per kernel row in HWIO order (the padding as
+ * zeros), the ReLU of the first cell, then a later cell wins when it is
+ * larger (so the first of equal ones wins and a NaN never replaces), code 4
+ * when the maximum is not positive. The pooled outputs and codes must be the
+ * same bits. The gradients: in double, each window's four cells times their
+ * masked gradients, x * 0 for the cells that lost (NaN for an input that is
+ * not finite, as the kernels' four-cell sums give). */
+typedef struct {
+    int n, h, w, c, f, k;
+    graft_padding pad;
+} kcase;
+
+static float in_at(const graft_conv_geom *g, const float *x, int s, int y, int xx, int c)
+{
+    if (y < 0 || y >= g->h || xx < 0 || xx >= g->w) return 0.0f;
+    return x[(((size_t)s * g->h + y) * g->w + xx) * g->c + c];
+}
+
+static void ref_forward(const graft_conv_geom *g, int F, int n, const float *x, const float *w,
+                        const float *bias, float *y, uint8_t *code)
+{
+    const int OH = g->oh / 2, OW = g->ow / 2;
+    for (int s = 0; s < n; s++)
+        for (int py = 0; py < OH; py++)
+            for (int px = 0; px < OW; px++)
+                for (int f = 0; f < F; f++) {
+                    float v[4];
+                    for (int p = 0; p < 4; p++) {
+                        const int oy = 2 * py + p / 2, ox = 2 * px + p % 2;
+                        float acc = bias[f];
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++)
+                                for (int c = 0; c < g->c; c++)
+                                    acc = fmaf(in_at(g, x, s, oy + ky - g->pad_top,
+                                                     ox + kx - g->pad_left, c),
+                                               w[((size_t)(ky * g->kw + kx) * g->c + c) * F + f],
+                                               acc);
+                        v[p] = acc;
+                    }
+                    float m = 0.0f > v[0] ? 0.0f : v[0];
+                    int k = 0;
+                    for (int p = 1; p < 4; p++)
+                        if (v[p] > m) {
+                            m = v[p];
+                            k = p;
+                        }
+                    const size_t o = (((size_t)s * OH + py) * OW + px) * F + f;
+                    y[o] = m;
+                    code[o] = (uint8_t)(m > 0 ? k : 4);
+                }
+}
+
+static void ref_backward(const graft_conv_geom *g, int F, int n, const float *x, const float *dy,
+                         const uint8_t *code, double *dw, double *db)
+{
+    const int OH = g->oh / 2, OW = g->ow / 2, K = g->kh * g->kw * g->c;
+    memset(dw, 0, (size_t)K * F * sizeof(double));
+    memset(db, 0, (size_t)F * sizeof(double));
+    for (int s = 0; s < n; s++)
+        for (int py = 0; py < OH; py++)
+            for (int px = 0; px < OW; px++)
+                for (int f = 0; f < F; f++) {
+                    const size_t o = (((size_t)s * OH + py) * OW + px) * F + f;
+                    if (code[o] < 4) db[f] += dy[o];
+                    for (int p = 0; p < 4; p++) {
+                        const double gp = code[o] == p ? dy[o] : 0.0;
+                        const int oy = 2 * py + p / 2, ox = 2 * px + p % 2;
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++)
+                                for (int c = 0; c < g->c; c++)
+                                    dw[((size_t)(ky * g->kw + kx) * g->c + c) * F + f] +=
+                                        (double)in_at(g, x, s, oy + ky - g->pad_top,
+                                                      ox + kx - g->pad_left, c) *
+                                        gp;
+                    }
+                }
+}
+
+/* Same bits, or both NaN. */
+static bool same_float(float a, float b)
+{
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* NaN where the reference is NaN, the same infinity, else within tol of
+ * the largest finite |reference|. */
+static void compare_grad(const char *what, const float *got, const double *ref, size_t n,
+                         double tol)
+{
+    double peak = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(ref[i]) && fabs(ref[i]) > peak) peak = fabs(ref[i]);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok = isnan(ref[i])   ? isnan(got[i])
+                  : isinf(ref[i]) ? got[i] == ref[i]
+                                  : fabs(got[i] - ref[i]) <= tol * peak;
+        if (!ok && bad++ < 3)
+            printf("  %s[%zu]: %.9g, reference %.9g\n", what, i, (double)got[i], ref[i]);
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %zu off", what, bad, n);
+}
+
+static void test_kernels_against_reference(void)
+{
+    /* Windows per row (OW) and filters chosen for every blocking and
+     * remainder of both instruction sets: AVX2 three windows on 16 filters
+     * (OW % 3 = 0, 1, 2 left), six on a last 8 (OW % 6 = 0 .. 5 left);
+     * one to four channels (the backward's tables differ for four). */
+    const kcase cases[] = {
+        {2, 9, 16, 3, 32, 3, GRAFT_VALID}, /* OW 7: 3 3 1 */
+        {2, 9, 12, 3, 24, 3, GRAFT_VALID}, /* OW 5: 3 2; last 8: 3 2 */
+        {1, 8, 18, 1, 24, 3, GRAFT_SAME},  /* OW 9; last 8: 6 3 */
+        {2, 7, 17, 2, 40, 5, GRAFT_SAME},  /* OW 8: 3 3 2; last 8: 6 2 */
+        {1, 10, 14, 4, 8, 3, GRAFT_SAME},  /* OW 7, only 8 filters: 6 1 */
+        {2, 8, 8, 2, 8, 1, GRAFT_VALID},   /* OW 4: 3 1 */
+        {2, 6, 8, 3, 16, 3, GRAFT_VALID},  /* OW 3 */
+        {1, 5, 5, 3, 24, 1, GRAFT_VALID},  /* OW 2 */
+        {2, 4, 4, 3, 16, 3, GRAFT_VALID},  /* OW 1 */
+        {1, 11, 13, 3, 48, 7, GRAFT_SAME}, /* 7x7: 147 kernel rows */
+        {3, 8, 11, 4, 64, 3, GRAFT_VALID}, /* four channels, 64 filters */
+    };
+    for (int isa = graft_conv_pool_avx512() ? 0 : 1; isa < 2; isa++) {
+        if (isa == 1) CHECK(setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1) == 0);
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            const kcase *kc = &cases[ci];
+            graft_conv_geom g;
+            graft_shape in = graft_shape3(kc->h, kc->w, kc->c);
+            graft_conv_geom_init(&g, &in, (const int[2]){kc->k, kc->k}, (const int[2]){1, 1},
+                                 kc->pad);
+            const int F = kc->f, K = kc->k * kc->k * kc->c;
+            const char *path = graft_conv_pool_avx512() && F % 16 == 0 ? "AVX-512" : "AVX2";
+            CHECK(graft_conv_pool_fits(&g, F));
+            const size_t xs = (size_t)kc->n * kc->h * kc->w * kc->c;
+            const size_t ys = (size_t)kc->n * (g.oh / 2) * (g.ow / 2) * F;
+            float *x = malloc(xs * sizeof(float)), *w = malloc((size_t)K * F * sizeof(float));
+            float *bias = malloc((size_t)F * sizeof(float)), *dy = malloc(ys * sizeof(float));
+            float *y = malloc(ys * sizeof(float)), *yr = malloc(ys * sizeof(float));
+            float *dw = malloc((size_t)K * F * sizeof(float)), *db = malloc(F * sizeof(float));
+            double *dwr = malloc((size_t)K * F * sizeof(double)), *dbr = malloc(F * sizeof(double));
+            uint8_t *code = malloc(ys), *coder = malloc(ys);
+            size_t sf = graft_conv_pool_scratch_floats(&g, F);
+            float *scratch = aligned_alloc(64, (sf * sizeof(float) + 63) / 64 * 64);
+            graft_rng r;
+            graft_rng_seed(&r, 100 + ci);
+            /* 0: normal values; 1: multiples of 1/4 and 1/8, exact sums
+             * with many ties and zeros; 2: as 0 with a NaN in the first
+             * sample and an Inf in the last. */
+            for (int data = 0; data < 3; data++) {
+                for (size_t i = 0; i < xs; i++)
+                    x[i] = data == 1 ? (float)((int)graft_rng_below(&r, 5) - 2) / 4
+                                     : graft_rng_normal(&r);
+                for (int i = 0; i < K * F; i++)
+                    w[i] = data == 1 ? (float)((int)graft_rng_below(&r, 3) - 1) / 8
+                                     : 0.4f * graft_rng_normal(&r);
+                for (int i = 0; i < F; i++)
+                    bias[i] = data == 1 ? (float)((int)graft_rng_below(&r, 3) - 1) / 8
+                                        : 0.2f * graft_rng_normal(&r);
+                for (size_t i = 0; i < ys; i++)
+                    dy[i] = graft_rng_normal(&r);
+                if (data == 2) {
+                    x[graft_rng_below(&r, (uint32_t)(xs / kc->n))] = NAN;
+                    x[xs - 1 - graft_rng_below(&r, (uint32_t)(xs / kc->n))] = INFINITY;
+                }
+                graft_conv_pool_forward(&g, F, kc->n, x, w, bias, y, code, scratch);
+                ref_forward(&g, F, kc->n, x, w, bias, yr, coder);
+                int diff = 0;
+                for (size_t i = 0; i < ys; i++)
+                    diff += !same_float(y[i], yr[i]) || code[i] != coder[i];
+                CHECK_MSG(diff == 0, "%s, case %zu, data %d: %d of %zu outputs or codes differ",
+                          path, ci, data, diff, ys);
+                graft_conv_pool_backward_weights(&g, F, kc->n, x, dy, code, dw, db, scratch);
+                ref_backward(&g, F, kc->n, x, dy, code, dwr, dbr);
+                compare_grad("kernel gradient", dw, dwr, (size_t)K * F, 1e-5);
+                compare_grad("bias gradient", db, dbr, (size_t)F, 1e-5);
+            }
+            printf("  %dx%dx%d, %dx%d -> %d, n %d, %s: same outputs and codes\n", kc->h, kc->w,
+                   kc->c, kc->k, kc->k, F, kc->n, path);
+            free(x), free(w), free(bias), free(dy), free(y), free(yr), free(dw), free(db);
+            free(dwr), free(dbr), free(code), free(coder), free(scratch);
+        }
+    }
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+}
+
 /* Whether the pool of `m` computes its convolution, after a training pass. */
 static bool fused_in(graft_model *m, const char *pool, int h, int w, int c)
 {
@@ -339,6 +525,7 @@ int main(void)
     RUN(test_matches_separate_layers);
     RUN(test_central_differences);
     RUN(test_nan_and_ties);
+    RUN(test_kernels_against_reference);
     RUN(test_where_it_applies);
     RUN(test_thread_count_change);
     return CHECK_SUMMARY();
