@@ -72,6 +72,9 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 
+# The same tests at AVX2 (it includes the file).
+$(BUILD)/tests/test_feature_cache_avx2: tests/test_feature_cache.c
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)

@@ -295,6 +295,70 @@ static void test_store_refusals(void)
     graft_source_free(other);
 }
 
+/* A frozen MobileNet-like base (a strided convolution, a depthwise and a
+ * pointwise one with folded BatchNormalization and ReLU6, a Winograd 3x3)
+ * under a trained head: cached and uncached fits give the same bits. The
+ * batches cross pass boundaries and the last one is short, so a sample's
+ * features are computed in batches of other sizes and neighbours than in
+ * the pass that cached them; the kernels must not let that show (see
+ * graft_gemm_rows). test_feature_cache_avx2 runs this at AVX2 too. */
+static void run_conv_base(int no_cache, float *w, size_t cap, double *val_loss)
+{
+    enum { S = 14, NS = 45 };
+    static float x[NS * S * S * 3], y[NS];
+    graft_rng r;
+    graft_rng_seed(&r, 9);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++) x[i] = graft_rng_uniform(&r) * 2 - 1;
+    for (int i = 0; i < NS; i++) y[i] = (float)(x[i * S * S * 3] > 0);
+    graft_source *tr = graft_source_arrays(x, y, NS, graft_shape3(S, S, 3), 1, 8, 1, 5);
+    graft_source *va = graft_source_arrays(x, y, NS, graft_shape3(S, S, 3), 1, 7, 0, 0);
+    graft_model *m = graft_model_new("conv_base");
+    graft_input(m, NULL, graft_shape3(S, S, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 16, .kernel_size = {3, 3}, .strides = {2, 2},
+                                             .padding = GRAFT_SAME, .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){0});
+    graft_relu(m, NULL, (graft_relu_cfg){.max_value = 6});
+    graft_depthwise_conv2d(m, NULL, (graft_depthwise_conv2d_cfg){.kernel_size = {3, 3}, .padding = GRAFT_SAME,
+                                                                 .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){0});
+    graft_relu(m, NULL, (graft_relu_cfg){.max_value = 6});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 24, .kernel_size = {1, 1}, .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){0});
+    graft_relu(m, NULL, (graft_relu_cfg){.max_value = 6});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 16, .kernel_size = {3, 3}, .padding = GRAFT_SAME,
+                                             .activation = GRAFT_RELU});
+    graft_global_average_pooling2d(m, NULL, NULL);
+    int n_base = graft_model_num_layers(m);
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 8, .activation = GRAFT_RELU});
+    graft_dense(m, NULL, (graft_dense_cfg){.units = 1, .activation = GRAFT_SIGMOID});
+    graft_model_set_trainable(m, 0, n_base, 0);
+    graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY, .seed = 3};
+    CHECK_OK(graft_model_compile(m, &cc));
+    graft_history h;
+    graft_history_init(&h);
+    graft_fit_cfg fc = {.epochs = 3, .steps_per_epoch = 7, .validation_data = va,
+                        .validation_steps = 5, .no_feature_cache = no_cache};
+    CHECK_OK(graft_model_fit(m, tr, &fc, &h));
+    CHECK(m->n_weight_floats <= cap);
+    memcpy(w, m->weights, (m->n_weight_floats < cap ? m->n_weight_floats : cap) * sizeof(float));
+    *val_loss = h.n ? h.val_loss[h.n - 1] : NAN;
+    graft_history_free(&h);
+    graft_model_free(m);
+    graft_source_free(tr);
+    graft_source_free(va);
+}
+
+static void test_conv_base_cached_equals_uncached(void)
+{
+    static float a[8192], b[8192];
+    double la = 0, lb = 1;
+    run_conv_base(1, a, 8192, &la);
+    run_conv_base(0, b, 8192, &lb);
+    size_t diff = 0;
+    for (int i = 0; i < 8192; i++) diff += a[i] != b[i];
+    CHECK_MSG(diff == 0 && la == lb, "%zu weights differ; val_loss %.9g vs %.9g", diff, la, lb);
+}
+
 int main(void)
 {
     RUN(test_cached_equals_uncached);
@@ -303,5 +367,6 @@ int main(void)
     RUN(test_decoded_images_cached);
     RUN(test_store_keeps_features_for_the_next_fit);
     RUN(test_store_refusals);
+    RUN(test_conv_base_cached_equals_uncached);
     return CHECK_SUMMARY();
 }

@@ -12,6 +12,18 @@
 void graft_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* C[M,N] = A B with every row's bits independent of the other rows (of M and
+ * of where the row lies): for layers whose outputs are cached per sample.
+ * graft_gemm_rows runs blocks of GRAFT_GEMM_ROWS on the thread team;
+ * graft_gemm_rows_here runs calls of `block` rows (a multiple of
+ * GRAFT_GEMM_ROWS, the same for every call of a layer) on the calling
+ * thread, inside a parallel region (see gemm.c). */
+#define GRAFT_GEMM_ROWS 48
+void graft_gemm_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     float *C, int ldc);
+void graft_gemm_rows_here(int M, int block, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, float *C, int ldc);
+
 /* A convolution's geometry, NHWC input, HWIO kernel. */
 typedef struct graft_conv_geom {
     int h, w, c;         /* input */
@@ -63,9 +75,12 @@ struct graft_epilogue;
 bool graft_winograd_fits(const graft_conv_geom *g, int filters);
 /* backward: room for graft_winograd_backward_data too. */
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward);
+/* rowwise: each image's outputs independent of the rest of the batch (a
+ * frozen layer: GEMMs by graft_gemm_rows_here). */
 void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const float *x,
                             const float *kernel, const float *bias, bool relu,
-                            const struct graft_epilogue *epi, float *y, float *scratch);
+                            const struct graft_epilogue *epi, float *y, bool rowwise,
+                            float *scratch);
 /* The same with relu, no epilogue, and a 2x2 stride-2 'valid' max pool of
  * the result taken while each tile is in cache: y gets the n x (oh/2) x
  * (ow/2) x filters pooled outputs, bit for bit those of MaxPooling2D over
@@ -75,7 +90,7 @@ void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const 
  * The convolution's own output is never written. Same scratch. */
 void graft_winograd_forward_pool(const graft_conv_geom *g, int filters, int n, const float *x,
                                  const float *kernel, const float *bias, float *y, uint8_t *code,
-                                 float *scratch);
+                                 bool rowwise, float *scratch);
 /* dkernel = dL/dkernel (HWIO, overwritten) from the input x and dy = dL/dy. */
 void graft_winograd_backward_weights(const graft_conv_geom *g, int filters, int n, const float *x,
                                      const float *dy, float *dkernel, float *scratch);

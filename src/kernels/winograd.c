@@ -50,7 +50,9 @@ static int chunk_tiles(int c, int filters)
     size_t t = budget / per_tile;
     if (t < 64) t = 64;
     if (t > 256) t = 256;
-    return (int)t;
+    /* A multiple of GRAFT_GEMM_ROWS: a frozen layer's GEMMs run in calls
+     * of exactly this many tiles (graft_gemm_rows_here). */
+    return (int)(t / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS);
 }
 
 static size_t tiles_of(const graft_conv_geom *g, int n)
@@ -401,7 +403,7 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
  * are the pool's) instead of writing the convolution's output. */
 static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
                         const float *bias, bool relu, const graft_epilogue *epi, float *y,
-                        bool pooled, uint8_t *code, float *scratch)
+                        bool pooled, uint8_t *code, bool rowwise, float *scratch)
 {
     const int C = g->c;
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
@@ -439,9 +441,14 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
             int nk = (int)(tiles - t0 < chunk ? tiles - t0 : chunk);
             transform_input(&tl, x, t0, nk, V);
             /* dnnl_sgemm runs on this thread alone inside a parallel region. */
-            for (int xi = 0; xi < NXI; xi++)
-                graft_gemm(false, false, nk, F, C, 1.0f, V + (size_t)xi * nk * C, C,
-                           U + (size_t)xi * C * F, F, 0.0f, Mx + (size_t)xi * nk * F, F);
+            for (int xi = 0; xi < NXI; xi++) {
+                const float *v = V + (size_t)xi * nk * C, *u = U + (size_t)xi * C * F;
+                float *mx = Mx + (size_t)xi * nk * F;
+                if (rowwise) /* a tile's bits independent of the chunk it is in */
+                    graft_gemm_rows_here(nk, chunk_tiles(C, F), F, C, v, C, u, F, mx, F);
+                else
+                    graft_gemm(false, false, nk, F, C, 1.0f, v, C, u, F, 0.0f, mx, F);
+            }
             if (pooled)
                 transform_output_pool(&tl, Mx, t0, nk, fin.bias, y, code);
             else
@@ -452,16 +459,16 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
 
 void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
                             const float *kernel, const float *bias, bool relu,
-                            const graft_epilogue *epi, float *y, float *scratch)
+                            const graft_epilogue *epi, float *y, bool rowwise, float *scratch)
 {
-    forward_run(g, F, n, x, kernel, bias, relu, epi, y, false, NULL, scratch);
+    forward_run(g, F, n, x, kernel, bias, relu, epi, y, false, NULL, rowwise, scratch);
 }
 
 void graft_winograd_forward_pool(const graft_conv_geom *g, int F, int n, const float *x,
                                  const float *kernel, const float *bias, float *y, uint8_t *code,
-                                 float *scratch)
+                                 bool rowwise, float *scratch)
 {
-    forward_run(g, F, n, x, kernel, bias, true, NULL, y, true, code, scratch);
+    forward_run(g, F, n, x, kernel, bias, true, NULL, y, true, code, rowwise, scratch);
 }
 
 void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const float *dy,
@@ -479,7 +486,7 @@ void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const 
             for (int c = 0; c < C; c++)
                 dst[c] = src[(size_t)c * F];
         }
-    graft_winograd_forward(&b, C, n, dy, turned, NULL, false, NULL, dx,
+    graft_winograd_forward(&b, C, n, dy, turned, NULL, false, NULL, dx, false,
                            scratch + (size_t)9 * C * F);
 }
 

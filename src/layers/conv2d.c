@@ -205,15 +205,23 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
      * never so few rows that the GEMM runs short. */
     size_t block = (size_t)16384 / (size_t)F;
     size_t per_thread = rows / (4 * (size_t)graft_threads());
-    if (block > per_thread) block = per_thread;
+    const bool frozen = !l->requires_grad;
+    if (block > per_thread && !frozen) block = per_thread;
     if (block < 64) block = 64;
+    /* Frozen: one block size whatever the batch, a multiple of
+     * GRAFT_GEMM_ROWS, so that a row's bits do not depend on the batch. */
+    if (frozen) block = (block + GRAFT_GEMM_ROWS - 1) / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS;
     const long n_blocks = (long)((rows + block - 1) / block);
 #pragma omp parallel for schedule(static)
     for (long k = 0; k < n_blocks; k++) {
         const size_t r0 = (size_t)k * block, nr = rows - r0 < block ? rows - r0 : block;
         float *y = f->out + r0 * F;
-        /* dnnl_sgemm runs on this thread alone inside a parallel region. */
-        graft_gemm(false, false, (int)nr, F, C, 1.0f, f->in[0] + r0 * C, C, W, F, 0.0f, y, F);
+        /* dnnl_sgemm runs on this thread alone inside a parallel region. A
+         * frozen layer's rows must not depend on the batch (gemm.c). */
+        if (frozen)
+            graft_gemm_rows_here((int)nr, (int)block, F, C, f->in[0] + r0 * C, C, W, F, y, F);
+        else
+            graft_gemm(false, false, (int)nr, F, C, 1.0f, f->in[0] + r0 * C, C, W, F, 0.0f, y, F);
         for (size_t r = 0; r < nr; r++) {
             float *o = y + r * F;
             if (bias) {
@@ -246,12 +254,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
         const graft_layer *pool = l->model->layers[l->index + 1];
         graft_winograd_forward_pool(g, c->cfg.filters, f->n, f->in[0], W, bias, pool->out,
                                     f->training ? (uint8_t *)(void *)pool->aux : NULL,
-                                    f->scratch);
+                                    !l->requires_grad, f->scratch);
         return;
     }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
-                               &l->epi, f->out, f->scratch);
+                               &l->epi, f->out, !l->requires_grad, f->scratch);
         return;
     }
     if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,

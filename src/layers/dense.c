@@ -91,7 +91,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
     const int U = d->cfg.units, I = d->in_dim;
-    if (d->split && f->scratch)
+    if (!l->requires_grad) /* frozen: its outputs may be cached per sample */
+        graft_gemm_rows(f->n, U, I, f->in[0], I, l->weights[0].data, U, f->out, U);
+    else if (d->split && f->scratch)
         forward_split(d->threads, f->n, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
     else
         graft_gemm(false, false, f->n, U, I, 1.0f, f->in[0], I, l->weights[0].data, U, 0.0f,
