@@ -205,7 +205,7 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
      * never so few rows that the GEMM runs short. */
     size_t block = (size_t)16384 / (size_t)F;
     size_t per_thread = rows / (4 * (size_t)graft_threads());
-    const bool frozen = !l->requires_grad;
+    const bool frozen = !l->trains;
     if (block > per_thread && !frozen) block = per_thread;
     if (block < 64) block = 64;
     /* Frozen: one block size whatever the batch, a multiple of
@@ -254,12 +254,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
         const graft_layer *pool = l->model->layers[l->index + 1];
         graft_winograd_forward_pool(g, c->cfg.filters, f->n, f->in[0], W, bias, pool->out,
                                     f->training ? (uint8_t *)(void *)pool->aux : NULL,
-                                    !l->requires_grad, f->scratch);
+                                    !l->trains, f->scratch);
         return;
     }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
-                               &l->epi, f->out, !l->requires_grad, f->scratch);
+                               &l->epi, f->out, !l->trains, f->scratch);
         return;
     }
     if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,

@@ -91,7 +91,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
     const int U = d->cfg.units, I = d->in_dim;
-    if (!l->requires_grad) /* frozen: its outputs may be cached per sample */
+    if (!l->trains) /* frozen: its outputs may be cached per sample */
         graft_gemm_rows(f->n, U, I, f->in[0], I, l->weights[0].data, U, f->out, U);
     else if (d->split && f->scratch)
         forward_split(d->threads, f->n, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
