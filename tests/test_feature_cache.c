@@ -96,16 +96,22 @@ static graft_status counting_next(graft_source *self, float *x, float *y, int *n
     return counting_next_ids(self, x, y, n, NULL);
 }
 
+static counting_source counted(graft_source *inner)
+{
+    counting_source cs = {0};
+    cs.inner = inner;
+    cs.base = *inner;
+    cs.base.next = counting_next;
+    cs.base.next_ids = counting_next_ids;
+    cs.base.free = NULL;
+    return cs;
+}
+
 static void test_cache_is_used(void)
 {
     static float x[N * D], y[N];
     data(x, y);
-    counting_source cs = {0};
-    cs.inner = graft_source_arrays(x, y, N, graft_shape1(D), 1, 8, 1, 5);
-    cs.base = *cs.inner;
-    cs.base.next = counting_next;
-    cs.base.next_ids = counting_next_ids;
-    cs.base.free = NULL;
+    counting_source cs = counted(graft_source_arrays(x, y, N, graft_shape1(D), 1, 8, 1, 5));
     graft_model *m = frozen_base_model(false);
     graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY};
     CHECK_OK(graft_model_compile(m, &cc));
@@ -142,12 +148,7 @@ static void run_images(int no_cache, float *w, size_t cap, int *decoded)
     graft_source *src = NULL;
     CHECK_OK(graft_flow_from_directory("../shared/data/cats_and_dogs_filtered/validation", &gen, &fc, &src));
     if (!src) return;
-    counting_source cs = {0};
-    cs.inner = src;
-    cs.base = *src;
-    cs.base.next = counting_next;
-    cs.base.next_ids = counting_next_ids;
-    cs.base.free = NULL;
+    counting_source cs = counted(src);
     graft_model *m = graft_model_new("small_cnn");
     graft_input(m, NULL, graft_shape3(20, 20, 3));
     graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 4, .kernel_size = {3, 3}, .activation = GRAFT_RELU});
@@ -189,17 +190,6 @@ typedef struct {
     double val_loss;
     int decoded; /* batches the second fit decoded, training and validation */
 } two_fits;
-
-static counting_source counted(graft_source *inner)
-{
-    counting_source cs = {0};
-    cs.inner = inner;
-    cs.base = *inner;
-    cs.base.next = counting_next;
-    cs.base.next_ids = counting_next_ids;
-    cs.base.free = NULL;
-    return cs;
-}
 
 static void run_two_fits(bool use_store, bool change_base1, const char *keep, two_fits *r)
 {
