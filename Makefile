@@ -131,7 +131,7 @@ lint:
 	scripts/lint.sh
 
 format:
-	clang-format -i include/*.h src/*.h src/*.c src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
+	clang-format -i include/*.h src/*.h src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -4,6 +4,7 @@
  * differences, NaN and ties, no buffer for the convolution's output, and the
  * models where the planner must not use it. */
 #include "check.h"
+#include "plan_check.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 
@@ -76,7 +77,7 @@ static void step(const ccase *k, const float *x, const float *r, bool fused, flo
     CHECK_OK(graft_model_status(m));
     CHECK_OK(graft_model_forward(m, x, k->n, true));
     graft_layer *conv = graft_model_find(m, "conv"), *pool = graft_model_find(m, "pool");
-    CHECK(pool->computes_conv == fused && conv->computed_by_pool == fused);
+    CHECK(in_step(m, pool, "conv_pool") == fused && in_step(m, conv, "conv_pool") == fused);
     CHECK(!fused || conv->out == NULL); /* no buffer for the convolution's output */
     memcpy(y, pool->out, out_floats(m, k->n) * sizeof(float));
     CHECK_OK(graft_model_backward(m, r, k->n));
@@ -173,7 +174,7 @@ static void test_central_differences(void)
     CHECK_OK(graft_model_forward(m, x, k.n, true));
     CHECK_OK(graft_model_backward(m, r, k.n));
     graft_layer *conv = graft_model_find(m, "conv");
-    CHECK(graft_model_find(m, "pool")->computes_conv);
+    CHECK(in_step(m, graft_model_find(m, "pool"), "conv_pool"));
     int bad = 0, checked = 0;
     for (int wi = 0; wi < 2; wi++) {
         graft_shape s = graft_layer_weight_shape(conv, wi);
@@ -441,7 +442,7 @@ static bool fused_in(graft_model *m, const char *pool, int h, int w, int c)
     float *x = calloc((size_t)2 * h * w * c, sizeof(float));
     CHECK_OK(graft_model_forward(m, x, 2, true));
     free(x);
-    return graft_model_find(m, pool)->computes_conv;
+    return in_step(m, graft_model_find(m, pool), "conv_pool");
 }
 
 static void test_where_it_applies(void)

@@ -1,6 +1,7 @@
 /* Convolution -> BatchNormalization -> ReLU chains fused into one output pass
  * (inference) give exactly the unfused results, and fuse only where allowed. */
 #include "check.h"
+#include "plan_check.h"
 #include "internal.h"
 
 #include <stdlib.h>
@@ -51,16 +52,16 @@ static void test_fused_equals_unfused(void)
     graft_rng_seed(&r, 1);
     for (size_t i = 0; i < N * xs; i++) x[i] = graft_rng_normal(&r) * 3;
     CHECK_OK(graft_model_predict(m, x, N, fused));
-    CHECK(graft_model_find(m, "conv_bn")->fused_into == 1 && graft_model_find(m, "conv_relu")->fused_into == 1);
-    CHECK(graft_model_find(m, "dw_bn")->fused_into == 4 && graft_model_find(m, "dw_relu")->fused_into == 4);
-    CHECK(graft_model_find(m, "pw_bn")->fused_into == -1); /* pw's output is read twice */
+    CHECK(fused_into(m, graft_model_find(m, "conv_bn")) == 1 && fused_into(m, graft_model_find(m, "conv_relu")) == 1);
+    CHECK(fused_into(m, graft_model_find(m, "dw_bn")) == 4 && fused_into(m, graft_model_find(m, "dw_relu")) == 4);
+    CHECK(fused_into(m, graft_model_find(m, "pw_bn")) == -1); /* pw's output is read twice */
     /* The same model with every layer needing a gradient: nothing fuses; BN
      * stays in inference mode because no layer trains. */
     graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
     m->want_input_grad = true;
     m->capacity = 0;
     CHECK_OK(graft_model_forward(m, x, N, true));
-    CHECK(graft_model_find(m, "conv_bn")->fused_into == -1);
+    CHECK(fused_into(m, graft_model_find(m, "conv_bn")) == -1);
     memcpy(plain, graft_model_output(m)->out, sizeof plain);
     CHECK(memcmp(fused, plain, sizeof plain) == 0);
     free(x);

@@ -1,5 +1,5 @@
 /* A ReLU Conv2D on the Winograd path and the 2x2 max pool reading it, pooled
- * in the convolution's output transform (pools_in_winograd / pooled_by_conv,
+ * in the convolution's output transform (the plan's winograd_pool step,
  * src/kernels/winograd.c and src/layers/pooling.c): the same bits as the two
  * layers run apart (GRAFT_NO_WINOGRAD_POOL=1) for the pooled output, the
  * kernel, bias and input gradients, over odd output sizes, partial tiles,
@@ -8,6 +8,7 @@
  * stack across a change of thread count; and the models the planner must
  * leave alone. */
 #include "check.h"
+#include "plan_check.h"
 #include "gradcheck.h"
 #include "internal.h"
 #include "kernels/kernels.h"
@@ -103,7 +104,7 @@ static result step(const pcase *k, const float *x, const float *r, bool fused)
                 malloc(zs * sizeof(float)),
                 0};
     CHECK_OK(graft_model_forward(m, x, k->n, true));
-    CHECK(conv->pools_in_winograd == fused && pool->pooled_by_conv == fused);
+    CHECK(in_step(m, conv, "winograd_pool") == fused && in_step(m, pool, "winograd_pool") == fused);
     CHECK(!fused || conv->out == NULL); /* no buffer for the convolution's output */
     CHECK(conv->dout != NULL);          /* but one for its gradient */
     memcpy(o.y, pool->out, ys * sizeof(float));
@@ -116,7 +117,7 @@ static result step(const pcase *k, const float *x, const float *r, bool fused)
     /* Inference: the pooled pass too, the same bits as training's forward. */
     m->want_input_grad = false;
     CHECK_OK(graft_model_predict(m, x, k->n, o.yp));
-    CHECK(conv->pools_in_winograd == fused && (!fused || conv->out == NULL));
+    CHECK(in_step(m, conv, "winograd_pool") == fused && (!fused || conv->out == NULL));
     graft_model_free(m);
     separate_layers(false);
     return o;
@@ -216,7 +217,7 @@ static void test_central_differences(void)
                 }
             }
     CHECK_MSG(gradcheck_model(m, k.n, x, 23, 60) == 0, "fused pair");
-    CHECK(conv->pools_in_winograd && graft_model_find(m, "pool")->pooled_by_conv);
+    CHECK(in_step(m, conv, "winograd_pool") && in_step(m, graft_model_find(m, "pool"), "winograd_pool"));
     free(x);
     graft_model_free(m);
 }
@@ -283,7 +284,7 @@ static void test_nan_and_ties(void)
             conv->weights[1].data[f] = tie ? 1.0f : 0.0f;
         m->want_input_grad = true;
         CHECK_OK(graft_model_forward(m, x, 1, true));
-        CHECK(conv->pools_in_winograd);
+        CHECK(in_step(m, conv, "winograd_pool"));
         CHECK_OK(graft_model_backward(m, r, 1));
         const float *y = graft_model_output(m)->out;
         size_t bad = 0;
@@ -344,7 +345,7 @@ static float *lesson_grads(bool freeze, bool fused, int threads, int then, const
     for (int t = 0; t < 2; t++) {
         graft_set_num_threads(t == 0 ? threads : then);
         CHECK_OK(graft_model_forward(m, x, n, true));
-        CHECK(graft_model_find(m, "conv2")->pools_in_winograd == fused);
+        CHECK(in_step(m, graft_model_find(m, "conv2"), "winograd_pool") == fused);
         CHECK(m->planned_threads == graft_threads());
         CHECK_OK(graft_model_backward(m, r, n));
         memcpy(dw + t * nw, m->grads, nw * sizeof(float));
@@ -401,9 +402,9 @@ static bool pooled(graft_model *m, const char *conv, bool training)
     CHECK_OK(graft_model_forward(m, x, 2, training));
     free(x);
     const graft_layer *c = graft_model_find(m, conv);
-    bool on = c->pools_in_winograd;
-    CHECK(on == m->layers[c->index + 1]->pooled_by_conv);
-    CHECK(on == (c->out == NULL) || c->computed_by_pool);
+    bool on = in_step(m, c, "winograd_pool");
+    CHECK(on == in_step(m, m->layers[c->index + 1], "winograd_pool"));
+    CHECK(on == (c->out == NULL) || in_step(m, c, "conv_pool"));
     return on;
 }
 
@@ -453,8 +454,8 @@ static void test_where_it_applies(void)
         }
         bool training = v != 4; /* a BatchNormalization folds in inference */
         CHECK_MSG(!pooled(m, "c", training), "variant %d", v);
-        if (v == 4) CHECK(conv->epi.bn != NULL);
-        if (v == 9) CHECK(conv->computed_by_pool);
+        if (v == 4) CHECK(fused_into(m, m->layers[conv->index + 1]) == conv->index);
+        if (v == 9) CHECK(in_step(m, conv, "conv_pool"));
         graft_model_free(m);
     }
 }
@@ -475,7 +476,7 @@ static void test_switch_between_plans(void)
         separate_layers(t == 0);
         m->capacity = 0; /* plan again */
         CHECK_OK(graft_model_predict(m, x, k.n, y[t]));
-        CHECK(graft_model_find(m, "conv")->pools_in_winograd == (t == 1));
+        CHECK(in_step(m, graft_model_find(m, "conv"), "winograd_pool") == (t == 1));
     }
     separate_layers(false);
     same_bits("pooled output, apart then fused", y[1], y[0], ys);

@@ -1,5 +1,6 @@
-/* Activation functions shared by Activation, Dense and the convolutions. */
-#include "internal.h"
+/* Activation functions shared by Activation, Dense and the convolutions, and
+ * the epilogue a convolution's output pass applies. */
+#include "core/core.h"
 
 #include <math.h>
 #include <string.h>
@@ -123,18 +124,13 @@ int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_bef
     return out;
 }
 
-bool graft_epilogue_params(const graft_epilogue *e, float *mean, float *scale, float *shift)
-{
-    return e->bn && graft_batch_norm_inference(e->bn, mean, scale, shift);
-}
-
-void graft_epilogue_rows(const graft_epilogue *e, bool bn, const float *mean, const float *scale,
-                         const float *shift, float *out, size_t rows, int C)
+void graft_epilogue_rows(const graft_epilogue *e, float *out, size_t rows, int C)
 {
     const float lo = e->lo, hi = e->hi;
+    const float *mean = e->mean, *scale = e->scale, *shift = e->shift;
     for (size_t r = 0; r < rows; r++) {
         float *o = out + r * (size_t)C;
-        if (bn) {
+        if (e->bn) {
 #pragma omp simd
             for (int c = 0; c < C; c++) o[c] = (o[c] - mean[c]) * scale[c] + shift[c];
         }
@@ -147,13 +143,10 @@ void graft_epilogue_rows(const graft_epilogue *e, bool bn, const float *mean, co
 
 bool graft_epilogue_apply(const graft_epilogue *e, float *out, size_t rows, int C)
 {
-    if (!e->bn && !e->clamp) return false;
-    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
-    bool bn = graft_epilogue_params(e, mean, scale, shift);
+    if (!graft_epilogue_active(e)) return false;
     const size_t block = 64;
 #pragma omp parallel for schedule(static) if (rows * (size_t)C > 32768)
     for (size_t r = 0; r < rows; r += block)
-        graft_epilogue_rows(e, bn, mean, scale, shift, out + r * (size_t)C,
-                            rows - r < block ? rows - r : block, C);
+        graft_epilogue_rows(e, out + r * (size_t)C, rows - r < block ? rows - r : block, C);
     return true;
 }

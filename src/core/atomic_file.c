@@ -1,6 +1,6 @@
 /* Write-to-temp, fsync, rename: see atomic_file.h. */
 #include "core/atomic_file.h"
-#include "internal.h"
+#include "core/core.h"
 
 #include <dirent.h>
 #include <errno.h>

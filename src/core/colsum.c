@@ -1,6 +1,6 @@
 /* Per-column sums in float blocks of rows, then double (see colsum.h). */
 #include "core/colsum.h"
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 

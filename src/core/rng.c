@@ -1,5 +1,5 @@
 /* xoshiro256** seeded through splitmix64: small, fast, and reproducible. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 /* Status names and the per-thread message behind graft_last_error(). */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdio.h>
 

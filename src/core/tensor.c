@@ -1,5 +1,5 @@
 /* Shapes and aligned allocation. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>

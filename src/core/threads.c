@@ -1,10 +1,11 @@
 /* One thread count for graft's OpenMP loops and oneDNN (which runs on OpenMP too). */
-#include "internal.h"
+#include "core/core.h"
 
 #include <omp.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif
+#include <time.h>
 #include <unistd.h>
 
 static int n_threads;
@@ -37,4 +38,11 @@ void graft_flush_denormals(void)
 #pragma omp parallel
     _mm_setcsr(_mm_getcsr() | ftz_daz);
 #endif
+}
+
+double graft_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }

@@ -10,7 +10,7 @@
  * scratchpad, the reordered kernel) lives in one work area: the caller's
  * scratch when it is large enough, else memory this object keeps. Nothing is
  * allocated per step. */
-#include "internal.h"
+#include "core/core.h"
 #include "kernels.h"
 
 #include <dnnl.h>

@@ -15,7 +15,7 @@
  * direct loop here keeps the FMA units busy without the output's memory
  * traffic. Needs AVX2 and FMA (graft_conv_pool_fits says no without).
  */
-#include "internal.h"
+#include "core/core.h"
 #include "kernels/kernels.h"
 
 #include <math.h>

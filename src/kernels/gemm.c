@@ -4,7 +4,7 @@
  * which chooses its JIT kernels from the CPUID feature bits. */
 #include "kernels.h"
 
-#include "internal.h"
+#include "core/core.h"
 
 #include <dnnl.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Patch extraction for convolution as GEMM (NHWC, kernel order kh, kw, c). */
 #include "kernels.h"
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 

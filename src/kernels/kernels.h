@@ -2,7 +2,7 @@
 #ifndef GRAFT_KERNELS_H
 #define GRAFT_KERNELS_H
 
-#include "graft.h"
+#include "core/core.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -68,10 +68,9 @@ bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float
 /* 3x3 stride-1 convolution by Winograd's F(4x4, 3x3) (winograd.c), forward
  * and both gradients: about 2.25-4x fewer multiplications than direct convolution,
  * with a few ulps more rounding. y = epilogue(relu?(conv(x) + bias)), where
- * `epi` (may be NULL) is the layer's fused epilogue. `scratch` holds
+ * `epi` (may be NULL) is the step's epilogue. `scratch` holds
  * graft_winograd_scratch_floats floats. Off with GRAFT_NO_WINOGRAD=1. */
 #define GRAFT_WINOGRAD_MIN_C 16 /* fewer channels: the GEMMs are too short to pay */
-struct graft_epilogue;
 bool graft_winograd_fits(const graft_conv_geom *g, int filters);
 /* backward: room for graft_winograd_backward_data too. */
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward);
@@ -79,7 +78,7 @@ size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int 
  * frozen layer: GEMMs by graft_gemm_rows_here). */
 void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const float *x,
                             const float *kernel, const float *bias, bool relu,
-                            const struct graft_epilogue *epi, float *y, bool rowwise,
+                            const graft_epilogue *epi, float *y, bool rowwise,
                             float *scratch);
 /* The same with relu, no epilogue, and a 2x2 stride-2 'valid' max pool of
  * the result taken while each tile is in cache: y gets the n x (oh/2) x

@@ -21,7 +21,7 @@
  * with that pool taken there instead of writing the output at all
  * (graft_winograd_forward_pool). Which thread takes a chunk does not change
  * its result. */
-#include "internal.h"
+#include "core/core.h"
 #include "kernels.h"
 
 #include <omp.h>
@@ -245,8 +245,6 @@ typedef struct {
     const float *bias;
     bool relu;
     const graft_epilogue *epi; /* NULL: none */
-    bool bn;
-    const float *mean, *scale, *shift;
 } finish;
 
 /* A' m A for one block of nf filters, plus the bias: src[xi] points at the
@@ -323,8 +321,8 @@ static void transform_output(const tiling *tl, const float *Mx, size_t t0, int n
         /* The epilogue runs per output row of the tile while it is in cache. */
         if (fin->epi)
             for (int i = 0; i < rows; i++)
-                graft_epilogue_rows(fin->epi, fin->bn, fin->mean, fin->scale, fin->shift,
-                                    out + ((size_t)(y0 + i) * g->ow + x0) * F, (size_t)cols, F);
+                graft_epilogue_rows(fin->epi, out + ((size_t)(y0 + i) * g->ow + x0) * F,
+                                    (size_t)cols, F);
     }
 }
 
@@ -415,21 +413,13 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
     const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F);
     transform_kernel(kernel, C, F, U);
 
-    static float none[1];
-    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
-    finish fin = {bias, relu, NULL, false, none, none, none};
+    finish fin = {bias, relu, NULL};
     if (!bias) { /* a zero bias keeps the output loop branch-free */
         float *zb = work + (size_t)graft_threads() * per_thread;
         memset(zb, 0, (size_t)F * sizeof(float));
         fin.bias = zb;
     }
-    if (epi && (epi->bn || epi->clamp) && F <= GRAFT_EPILOGUE_MAX_C) {
-        fin.epi = epi;
-        fin.bn = graft_epilogue_params(epi, mean, scale, shift);
-        fin.mean = mean;
-        fin.scale = scale;
-        fin.shift = shift;
-    }
+    if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
     const long n_chunks = (long)((tiles + chunk - 1) / chunk);
 #pragma omp parallel num_threads(graft_threads())
     {

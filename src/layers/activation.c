@@ -1,5 +1,5 @@
 /* Activation: one of graft's activation functions as its own layer (softmax over the last axis). */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <math.h>

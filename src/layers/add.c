@@ -1,5 +1,5 @@
 /* Add: the elementwise sum of two or more inputs of one shape. */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <string.h>
@@ -83,7 +83,7 @@ graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *con
         return NULL;
     }
     if (n < 2 || !inputs) {
-        if (m->status == GRAFT_OK)
+        if (graft_model_status(m) == GRAFT_OK)
             graft_model_set_error(m, GRAFT_EINVAL,
                                   "layer '%s' (Add): needs a list of at least 2 inputs (got %d)",
                                   name ? name : "add", inputs ? n : 0);

@@ -20,7 +20,7 @@
  * requirement).
  */
 #include "core/colsum.h"
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <math.h>

@@ -7,7 +7,7 @@
 #ifndef GRAFT_LAYERS_CONFIG_JSON_H
 #define GRAFT_LAYERS_CONFIG_JSON_H
 
-#include "internal.h"
+#include "layers/layer.h"
 
 #include <cjson/cJSON.h>
 

@@ -3,9 +3,9 @@
  * can not, and for input gradients that add into what another consumer of
  * the input wrote (oneDNN would need a whole extra input-sized buffer). */
 #include "core/colsum.h"
-#include "internal.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
+#include "layers/layer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +187,7 @@ static void gemm_backward_data(const conv2d *c, int n, const float *dz, const fl
 
 /* A 1x1 stride-1 convolution is a GEMM of the NHWC rows with the (C, F)
  * kernel. Blocks of rows are multiplied on one thread each and finished
- * (bias, ReLU, the layer's epilogue: a folded BatchNormalization and clamp)
+ * (bias, ReLU, the step's epilogue: a folded BatchNormalization and clamp)
  * while they are in cache, instead of in passes of their own over the whole
  * output; no kernel reorder either. Faster here than oneDNN's 1x1 primitive
  * followed by the epilogue pass (MobileNet's features: about 10%). */
@@ -197,10 +197,8 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
     const conv2d *c = l->cfg;
     const int C = c->g.c, F = c->cfg.filters;
     const size_t rows = (size_t)f->n * c->g.oh * c->g.ow;
-    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
-    const graft_epilogue *e = &l->epi;
-    const bool epi = (e->bn || e->clamp) && F <= GRAFT_EPILOGUE_MAX_C;
-    const bool bn = epi && graft_epilogue_params(e, mean, scale, shift);
+    const graft_epilogue *e = f->epi;
+    const bool epi = graft_epilogue_active(e) && F <= GRAFT_EPILOGUE_MAX_C;
     /* About 64 KiB of output per block, at least 4 blocks per thread, but
      * never so few rows that the GEMM runs short. */
     size_t block = (size_t)16384 / (size_t)F;
@@ -233,7 +231,7 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
                 for (int j = 0; j < F; j++) o[j] = o[j] < 0 ? 0.0f : o[j]; /* NaN stays */
             }
         }
-        if (epi) graft_epilogue_rows(e, bn, mean, scale, shift, y, nr, F);
+        if (epi) graft_epilogue_rows(e, y, nr, F);
     }
 }
 
@@ -250,16 +248,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
-    if (l->pools_in_winograd) { /* the max pool above: its output and codes, not ours */
-        const graft_layer *pool = l->model->layers[l->index + 1];
-        graft_winograd_forward_pool(g, c->cfg.filters, f->n, f->in[0], W, bias, pool->out,
-                                    f->training ? (uint8_t *)(void *)pool->aux : NULL,
-                                    !l->trains, f->scratch);
-        return;
-    }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
-                               &l->epi, f->out, !l->trains, f->scratch);
+                               f->epi, f->out, !l->trains, f->scratch);
         return;
     }
     if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,
@@ -269,26 +260,39 @@ static void forward(graft_layer *l, const graft_fwd *f)
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
     }
     graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
-    graft_epilogue_apply(&l->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
+    graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
+}
+
+void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled, uint8_t *codes)
+{
+    const conv2d *c = l->cfg;
+    const float *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
+    graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], l->weights[0].data, bias,
+                                pooled, codes, !l->trains, f->scratch);
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
 {
-    conv2d *c = l->cfg;
+    const conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
     const size_t rows = (size_t)b->n * g->oh * g->ow;
     /* dL/d(pre-activation), in place: dout is ours to overwrite. */
     float *dz = b->dout;
     const int F = c->cfg.filters;
-    /* The max pool reading our output may have applied the ReLU and summed
-     * the bias gradient already (masks_relu_below). */
-    if (!l->dout_relu_applied) {
-        if (b->param_grads && !c->cfg.no_bias)
-            activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
-                                     b->scratch, c->scratch_lent);
-        else
-            graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
-    }
+    if (b->param_grads && !c->cfg.no_bias)
+        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
+                                 b->scratch, c->scratch_lent);
+    else
+        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+    graft_conv2d_backward_dz(l, b);
+}
+
+void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b)
+{
+    const conv2d *c = l->cfg;
+    const graft_conv_geom *g = &c->g;
+    const float *dz = b->dout;
+    const int F = c->cfg.filters;
     const float *W = l->weights[0].data;
     if (b->param_grads) {
         float *dW = l->weights[0].grad;

@@ -1,5 +1,5 @@
 /* Dense: y = act(x W + b), W stored (in, out) as Keras does. */
-#include "internal.h"
+#include "layers/layer.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 

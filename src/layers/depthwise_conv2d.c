@@ -8,7 +8,7 @@
  * [:, :, c, m], as in Keras/TensorFlow; the kernel (kh, kw, C, dm) read
  * flat has one row of C*dm floats per tap, in output channel order.
  */
-#include "internal.h"
+#include "layers/layer.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 
@@ -166,16 +166,14 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const long rows = (long)rows_out(d, f->n);
     const int cd = g->c * d->dm;
     /* A folded BatchNormalization and ReLU run on each row while it is in cache. */
-    const bool epi = l->epi.bn || l->epi.clamp;
-    float mean[GRAFT_EPILOGUE_MAX_C], scale[GRAFT_EPILOGUE_MAX_C], shift[GRAFT_EPILOGUE_MAX_C];
-    const bool bn = epi && graft_epilogue_params(&l->epi, mean, scale, shift);
+    const bool epi = graft_epilogue_active(f->epi);
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
         forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
         graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
-        if (epi) graft_epilogue_rows(&l->epi, bn, mean, scale, shift, orow, (size_t)g->ow, cd);
+        if (epi) graft_epilogue_rows(f->epi, orow, (size_t)g->ow, cd);
     }
 }
 

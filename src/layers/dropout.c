@@ -3,7 +3,7 @@
  * probability 1 - rate and scaled by 1 / (1 - rate), so inference is the
  * identity. The per-value factor (0 or the scale) stays in aux for backward.
  */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <string.h>

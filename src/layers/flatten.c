@@ -2,7 +2,7 @@
  * Flatten and Reshape. NHWC is Keras's channels_last order, so both are a
  * plain copy of the data under a new shape.
  */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <string.h>

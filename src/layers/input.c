@@ -1,5 +1,5 @@
 /* InputLayer: holds the model's input shape; the caller's array is its output. */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 static graft_status build(graft_layer *l, const graft_shape *in)
@@ -47,10 +47,10 @@ static const graft_layer_ops ops = {
 
 graft_layer *graft_input(graft_model *m, const char *name, graft_shape shape)
 {
-    if (m && m->n_layers > 0 && m->status == GRAFT_OK) {
+    if (m && graft_model_num_layers(m) > 0 && graft_model_status(m) == GRAFT_OK) {
         graft_model_set_error(m, GRAFT_EUNSUPPORTED,
                               "model '%s' already has an input; graft models take one input",
-                              m->name);
+                              graft_model_name(m));
         return NULL;
     }
     return graft_model_add_layer(m, &ops, name, "input_1", &shape, sizeof shape, 0, NULL);

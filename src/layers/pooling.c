@@ -14,16 +14,16 @@
  * Max pooling records the winning cell of each window during training (the
  * first maximum in window order), so ties route the gradient exactly where
  * the forward value came from.
- * A 2x2 max pool over a ReLU convolution of the image can compute that
- * convolution too (computes_conv, planned by the model): kernels/conv_pool.c.
- * Over a ReLU convolution on the Winograd path, that convolution's output
- * pass pools instead (pooled_by_conv): this layer's forward is skipped and
- * its backward routes by the code bytes the convolution wrote.
+ * The plan's fused steps use three more entry points (layers/layer.h): a
+ * backward that also applies the derivative of the ReLU convolution below
+ * (exec/step_relu_pool.c), and one that routes by the code bytes a fused
+ * convolution's pass wrote instead of argmax indices
+ * (exec/step_winograd_pool.c).
  */
 #include "core/colsum.h"
-#include "internal.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
+#include "layers/layer.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -86,12 +86,15 @@ static graft_status build_pool2d(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
-/* Max pooling only: the argmax of every output (a code byte when the
- * convolution below and this pool run as one pass). */
+/* Max pooling only: the argmax of every output. */
 static size_t pool2d_aux_floats(const graft_layer *l, int n)
 {
-    size_t k = (size_t)n * graft_shape_size(&l->out_shape);
-    return l->computes_conv || l->pooled_by_conv ? (k + 3) / 4 : k;
+    return (size_t)n * graft_shape_size(&l->out_shape);
+}
+
+size_t graft_max_pool_code_floats(const graft_layer *l, int n)
+{
+    return ((size_t)n * graft_shape_size(&l->out_shape) + 3) / 4;
 }
 
 bool graft_max_pool_2x2(const graft_layer *l)
@@ -99,23 +102,6 @@ bool graft_max_pool_2x2(const graft_layer *l)
     if (strcmp(l->ops->class_name, "MaxPooling2D") != 0) return false;
     const pool2d *p = l->cfg;
     return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
-}
-
-/* The convolution below a computes_conv pool, as the kernel takes it. */
-typedef struct {
-    graft_conv_geom g;
-    int filters;
-    const float *x;     /* the convolution's input */
-    graft_weight *w[2]; /* kernel, and bias or NULL */
-} conv_below;
-
-static conv_below conv_of(const graft_layer *l)
-{
-    graft_layer *conv = l->model->layers[l->inputs[0]];
-    conv_below c = {.x = l->model->layers[conv->inputs[0]]->out,
-                    .w = {&conv->weights[0], conv->n_weights > 1 ? &conv->weights[1] : NULL}};
-    graft_conv2d_pool_geom(conv, &c.g, &c.filters); /* true: the planner asked it */
-    return c;
 }
 
 /* The real cells [lo, hi) of window o along one axis. */
@@ -249,13 +235,6 @@ static void avg_forward(const pool2d *p, const graft_fwd *f)
 static void pool2d_forward(graft_layer *l, const graft_fwd *f)
 {
     const pool2d *p = l->cfg;
-    if (l->computes_conv) {
-        conv_below c = conv_of(l);
-        graft_conv_pool_forward(&c.g, c.filters, f->n, c.x, c.w[0]->data,
-                                c.w[1] ? c.w[1]->data : NULL, f->out,
-                                f->training ? (uint8_t *)(void *)f->aux : NULL, f->scratch);
-        return;
-    }
     if (p->kind == POOL_MAX)
         max_forward(p, f);
     else
@@ -360,7 +339,7 @@ static void route_codes(const float *g, const uint8_t *k, float *d0, float *d1, 
     }
 }
 
-/* pooled_by_conv: dL/d(convolution's output) from the pooled gradient and
+/* Codes: dL/d(convolution's output) from the pooled gradient and
  * the code bytes of the convolution's pass: each window's gradient goes to
  * the cell its code names, none for code 4 (the ReLU's derivative is 0
  * there), zeros elsewhere, the row and column 'valid' drops included. The
@@ -423,16 +402,13 @@ static void max_backward_codes(const pool2d *p, const graft_bwd *b, float *dx, f
         db[c] = (float)part[c];
 }
 
-/* With masks_relu_below: the bias gradient of the ReLU convolution below,
+/* With the ReLU below: the bias gradient of the ReLU convolution below,
  * the sum of its dL/d(pre-activation), which is nonzero only at the cells
  * the pool routes to: the sum over this pool's outputs of g where the pooled
  * value is positive. The masked g is written back in place (the routing
  * below masks it the same way), one part of the rows per thread. */
-static void relu_bias_grad(const graft_layer *l, const pool2d *p, const graft_bwd *b)
+static void relu_bias_grad(const pool2d *p, const graft_bwd *b, float *db)
 {
-    const graft_layer *conv = l->model->layers[l->inputs[0]];
-    if (!graft_layer_trains_weights(conv) || conv->n_weights < 2) return;
-    float *db = conv->weights[1].grad;
     const int C = p->c;
     double *part = (double *)(void *)b->scratch;
     graft_colsums(GRAFT_COLSUM_RELU, b->dout, b->out, NULL, b->dout, (size_t)b->n * p->oh * p->ow,
@@ -445,44 +421,35 @@ static size_t pool2d_scratch_floats(const graft_layer *l, int n)
 {
     (void)n;
     const int C = ((const pool2d *)l->cfg)->c;
-    size_t s = 2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), C);
-    if (l->pooled_by_conv) s += (size_t)graft_threads() * C; /* max_backward_codes's float sums */
-    if (l->computes_conv) {
-        conv_below c = conv_of(l);
-        size_t k = graft_conv_pool_scratch_floats(&c.g, c.filters);
-        if (k > s) s = k;
-    }
-    return s;
+    return 2 * graft_colsum_doubles(GRAFT_COLSUM_RELU, graft_threads(), C);
 }
 
-static void pool2d_backward(graft_layer *l, const graft_bwd *b)
+size_t graft_max_pool_codes_scratch_floats(const graft_layer *l)
+{
+    const int C = ((const pool2d *)l->cfg)->c;
+    return pool2d_scratch_floats(l, 0) + (size_t)graft_threads() * C; /* and the float sums */
+}
+
+void graft_max_pool_backward_codes(const graft_layer *l, const graft_bwd *b, float *dbias)
+{
+    if (b->din[0]) max_backward_codes(l->cfg, b, b->din[0], dbias);
+}
+
+/* relu: the ReLU convolution below's derivative too, and with dbias its bias gradient. */
+static void backward_impl(const graft_layer *l, const graft_bwd *b, bool relu, float *dbias)
 {
     const pool2d *p = l->cfg;
-    if (l->computes_conv) { /* the convolution's gradients: nothing below needs any */
-        if (!graft_layer_trains_weights(l->model->layers[l->inputs[0]])) return;
-        conv_below c = conv_of(l);
-        graft_conv_pool_backward_weights(&c.g, c.filters, b->n, c.x, b->dout,
-                                         (const uint8_t *)(const void *)b->aux, c.w[0]->grad,
-                                         c.w[1] ? c.w[1]->grad : NULL, b->scratch);
-        return;
-    }
     float *dx = b->din[0];
     if (!dx) return;
-    if (l->pooled_by_conv) { /* masks_relu_below too: the planner sees a ReLU conv below */
-        const graft_layer *conv = l->model->layers[l->inputs[0]];
-        bool db = l->masks_relu_below && graft_layer_trains_weights(conv) && conv->n_weights > 1;
-        max_backward_codes(p, b, dx, db ? conv->weights[1].grad : NULL);
-        return;
-    }
-    if (l->masks_relu_below) relu_bias_grad(l, p, b);
+    if (dbias) relu_bias_grad(p, b, dbias);
     if (p->kind == POOL_MAX && p->kh <= p->sh && p->kw <= p->sw) {
-        max_backward_tiled(p, b, dx, l->masks_relu_below);
+        max_backward_tiled(p, b, dx, relu);
         return;
     }
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
     /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
     const int32_t *arg = (const int32_t *)b->aux;
-    const bool acc = b->din_accumulate[0], relu = l->masks_relu_below;
+    const bool acc = b->din_accumulate[0];
     const long rows = (long)b->n * H;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
@@ -520,6 +487,13 @@ static void pool2d_backward(graft_layer *l, const graft_bwd *b)
             }
         }
     }
+}
+
+static void pool2d_backward(graft_layer *l, const graft_bwd *b) { backward_impl(l, b, false, NULL); }
+
+void graft_max_pool_backward_relu(const graft_layer *l, const graft_bwd *b, float *dbias)
+{
+    backward_impl(l, b, true, dbias);
 }
 
 /* Keras 2's Pooling2D.get_config(), strides always explicit as a built layer has them. */

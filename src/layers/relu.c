@@ -9,7 +9,7 @@
  * Keras's numbers. ReLU(6.) is the activation of every MobileNet block, so
  * the loops stay branch-free and vectorisable.
  */
-#include "internal.h"
+#include "layers/layer.h"
 
 #include <string.h>
 #include "layers/config_json.h"

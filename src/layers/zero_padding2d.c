@@ -1,5 +1,5 @@
 /* ZeroPadding2D(((top, bottom), (left, right))) on NHWC activations. */
-#include "internal.h"
+#include "layers/layer.h"
 #include "layers/config_json.h"
 
 #include <limits.h>

@@ -142,9 +142,9 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         for (int i = first; i < L && !read_above; i++)
             for (int k = 0; k < m->layers[i]->n_inputs; k++) read_above |= m->layers[i]->inputs[k] == j;
         if (!read_above) continue;
-        /* An output that never exists on its own (computed inside the layer
-         * above): no boundary here. */
-        if (m->layers[j]->computed_by_pool || m->layers[j]->pools_in_winograd) {
+        /* An output that never exists on its own (computed inside a fused
+         * step of the plan): no boundary here. */
+        if (!graft_plan_splits_at(m, first)) {
             cache_free(c);
             return GRAFT_OK;
         }
@@ -239,13 +239,10 @@ static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
 
 bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
 {
-    if (k < 1 || k >= first || m->layers[k]->computes_conv || m->layers[k]->pooled_by_conv)
-        return false;
-    /* No layer at or above k may be computed by a layer below it (a fused
-     * BatchNormalization or ReLU): the buffer below would hold its output. */
-    for (int r = k; r < first; r++)
-        if (m->layers[r]->fused_into >= 0 && m->layers[r]->fused_into < k) return false;
-    return true;
+    /* No step of the plan may compute both a layer below k and one at or
+     * above it (a fused pool, BatchNormalization or ReLU): the buffer below
+     * would hold its output, or none would exist. */
+    return k >= 1 && k < first && graft_plan_splits_at(m, k);
 }
 
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
@@ -279,7 +276,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
         return s;
     }
     if ((s = graft_model_prepare(m, *n, training)) != GRAFT_OK) return s;
-    m->layers[0]->out = x; /* the batch buffer, in case the input itself is cached */
+    graft_model_bind_input(m, x); /* the batch buffer, in case the input itself is cached */
     for (int i = 0; i < *n && s == GRAFT_OK; i++) s = transfer(c, m, i, c->ids[i], false);
     if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
     return s;

@@ -1,0 +1,88 @@
+/*
+ * What every part of the library may use: error reporting, checked sizes,
+ * aligned memory, threads and the clock, activation functions and the
+ * epilogue a convolution's output pass can apply. Depends on nothing above
+ * it (no layer, graph or plan).
+ */
+#ifndef GRAFT_CORE_H
+#define GRAFT_CORE_H
+
+#include "graft.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------- errors */
+
+/* Records a message for graft_last_error() and returns `s`. */
+graft_status graft_fail(graft_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#ifdef __clang_analyzer__
+/* The analyzer sees one file at a time and cannot know that graft_fail returns
+ * `s`, so it would follow every `return graft_fail(GRAFT_E..., ...)` error path
+ * on as if it had succeeded. Spelling out the return value prunes those paths. */
+#define graft_fail(s, ...) (graft_fail((s), __VA_ARGS__), (s))
+#endif
+void graft_clear_error(void);
+
+/* Overflow-checked size arithmetic: false when a*b does not fit. */
+static inline bool graft_mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+/* 64-byte aligned allocation (AVX loads, no false sharing); NULL on failure. */
+void *graft_alloc(size_t bytes);
+void *graft_calloc(size_t bytes);
+void graft_free(void *p);
+
+/* ------------------------------------------------------------- threads, clock */
+
+/* Threads for graft's own loops. */
+int graft_threads(void);
+/* Flush-to-zero and denormals-are-zero on the calling thread and the OpenMP team. */
+void graft_flush_denormals(void);
+/* CLOCK_MONOTONIC seconds. */
+double graft_now(void);
+
+/* ------------------------------------------------------------- activations */
+
+void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);
+/* dx = dy * act'(y) given the activation's output y (in place on dy allowed). */
+void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
+                               size_t rows, size_t cols, bool accumulate);
+
+/* TensorFlow's output size and leading pad for one spatial dimension. */
+int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_before);
+
+/* ------------------------------------------------------------- epilogue */
+
+/* What a convolution's output pass also applies, per channel, while the
+ * output is in cache: an inference-mode BatchNormalization
+ * y = (x - mean) * scale + shift, then a clamp to [lo, hi]. The plan fills
+ * it for a fused step (exec/step_conv_epilogue.c); the convolution sees
+ * only these numbers. */
+#define GRAFT_EPILOGUE_MAX_C 4096
+typedef struct graft_epilogue {
+    bool bn;                          /* apply mean, scale, shift */
+    const float *mean, *scale, *shift; /* C floats each, with bn */
+    bool clamp;                       /* then clamp to [lo, hi] */
+    float lo, hi;
+} graft_epilogue;
+
+/* Whether e (may be NULL) does anything. */
+static inline bool graft_epilogue_active(const graft_epilogue *e)
+{
+    return e && (e->bn || e->clamp);
+}
+/* The epilogue over rows of C channels, in place, row by row (for kernels
+ * that apply it while a block of output is in cache). */
+void graft_epilogue_rows(const graft_epilogue *e, float *out, size_t rows, int C);
+/* The same over a whole output, on the thread team; false when e does nothing. */
+bool graft_epilogue_apply(const graft_epilogue *e, float *out, size_t rows, int C);
+
+#endif

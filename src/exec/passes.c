@@ -1,0 +1,127 @@
+/*
+ * The passes: forward runs the plan's steps in order, backward in reverse.
+ * A one-layer step calls the layer's own forward and backward with its
+ * tensors; a fused step calls its step file.
+ */
+#include "exec/plan.h"
+
+#include <string.h>
+
+#define MAX_FANIN 64
+
+void graft_model_bind_input(graft_model *m, const float *x)
+{
+    m->layers[0]->out = (float *)x; /* read only: no layer writes its input */
+}
+
+/* The forward view of layer l: its inputs, its output and aux. */
+static graft_fwd fwd_of(graft_model *m, const graft_layer *l, int n, bool training, const float **in)
+{
+    for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
+    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->rng, NULL};
+}
+
+static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
+{
+    const float *in[MAX_FANIN];
+    graft_fwd f = fwd_of(m, l, n, training, in);
+    l->ops->forward(l, &f);
+}
+
+static void step_forward(graft_model *m, graft_step *s, int n, bool training)
+{
+    graft_layer *first = m->layers[s->layer[0]];
+    const float *in[MAX_FANIN];
+    graft_fwd f = fwd_of(m, first, n, training, in);
+    switch (s->kind) {
+    case GRAFT_STEP_LAYER: first->ops->forward(first, &f); break;
+    case GRAFT_STEP_CONV_EPILOGUE: graft_step_conv_epilogue_forward(m, s, &f); break;
+    case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_forward(m, s, &f); break;
+    case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_forward(m, s, &f); break;
+    case GRAFT_STEP_RELU_POOL:
+        first->ops->forward(first, &f);
+        layer_forward(m, m->layers[s->layer[1]], n, training);
+        break;
+    }
+}
+
+graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bool training,
+                                       int first, int last)
+{
+    graft_status st = graft_model_prepare(m, n, training);
+    if (st != GRAFT_OK) return st;
+    if (x) graft_model_bind_input(m, x);
+    if (first < 1) first = 1;
+    if (last > m->n_layers) last = m->n_layers;
+    struct graft_plan *p = m->plan;
+    for (int k = 0; k < p->n_steps; k++) {
+        graft_step *s = &p->steps[k];
+        const int i = s->layer[0];
+        if (i < first || i >= last) continue;
+        for (int q = 0; q < s->n; q++)
+            if (m->layers[s->layer[q]]->n_inputs > MAX_FANIN)
+                return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs",
+                                  m->layers[s->layer[q]]->name, MAX_FANIN);
+        double t0 = m->profiling ? graft_now() : 0;
+        step_forward(m, s, n, training);
+        if (m->profiling) graft_profile_add(m, 2 * s->layer[s->n - 1], graft_now() - t0);
+    }
+    return GRAFT_OK;
+}
+
+graft_status graft_model_forward(graft_model *m, const float *x, int n, bool training)
+{
+    return graft_model_forward_range(m, x, n, training, 1, m->n_layers);
+}
+
+void graft_plan_layer_backward(graft_model *m, graft_layer *l, int n, graft_backward_fn fn,
+                               void *ctx)
+{
+    bool *written = m->plan->grad_written;
+    const float *in[MAX_FANIN];
+    float *din[MAX_FANIN];
+    bool acc[MAX_FANIN];
+    if (!written[l->index]) /* a branch that does not reach the output */
+        memset(l->dout, 0, (size_t)n * graft_shape_size(&l->out_shape) * sizeof(float));
+    for (int j = 0; j < l->n_inputs; j++) {
+        graft_layer *src = m->layers[l->inputs[j]];
+        in[j] = src->out;
+        din[j] = src->requires_grad ? src->dout : NULL;
+        acc[j] = src->requires_grad && written[src->index];
+        if (src->requires_grad) written[src->index] = true;
+    }
+    graft_bwd b = {n, true, in, l->out, l->dout, din, acc, graft_layer_trains_weights(l),
+                   l->aux, m->scratch};
+    double t0 = m->profiling ? graft_now() : 0;
+    if (fn) fn(l, &b, ctx);
+    else l->ops->backward(l, &b);
+    if (m->profiling) graft_profile_add(m, 2 * l->index + 1, graft_now() - t0);
+}
+
+graft_status graft_model_backward(graft_model *m, const float *dout, int n)
+{
+    if (!m->prepared_training || m->capacity < n)
+        return graft_fail(GRAFT_ESTATE, "backward without a training forward pass");
+    const int L = m->n_layers, out = graft_model_output_index(m);
+    graft_layer *ol = m->layers[out];
+    if (!ol->requires_grad) return GRAFT_OK; /* nothing trains */
+    struct graft_plan *p = m->plan;
+    memset(p->grad_written, 0, (size_t)L * sizeof(bool)); /* sized by prepare: no allocation per step */
+    memcpy(ol->dout, dout, (size_t)n * graft_shape_size(&ol->out_shape) * sizeof(float));
+    p->grad_written[out] = true;
+    for (int k = p->n_steps - 1; k >= 0; k--) {
+        graft_step *s = &p->steps[k];
+        const int i = s->layer[0];
+        if (i < m->lowest_grad_layer || i == 0) continue;
+        switch (s->kind) {
+        case GRAFT_STEP_LAYER:
+            if (m->layers[i]->requires_grad) graft_plan_layer_backward(m, m->layers[i], n, NULL, NULL);
+            break;
+        case GRAFT_STEP_CONV_EPILOGUE: break; /* planned only where nothing needs a gradient */
+        case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_backward(m, s, n); break;
+        case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;
+        case GRAFT_STEP_RELU_POOL: graft_step_relu_pool_backward(m, s, n); break;
+        }
+    }
+    return GRAFT_OK;
+}

@@ -1,0 +1,371 @@
+/*
+ * graft_model_prepare: which outputs need a gradient, the steps (fusions
+ * found by the step files' matches), and the buffers: one arena for every
+ * step's outputs, aux buffers and gradients, laid out by liveness so that
+ * buffers whose lives do not overlap share memory.
+ */
+#include "exec/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ arena layout */
+
+/* A first-fit allocator over offsets, for planning the activation arena. */
+typedef struct {
+    size_t off, len;
+} block;
+
+typedef struct {
+    block *free_list;
+    int n_free;
+    size_t top, peak; /* top falls as buffers are released; peak is the arena's size */
+} planner;
+
+static size_t plan_alloc(planner *p, size_t len)
+{
+    len = (len + 15) & ~(size_t)15; /* 64-byte alignment for every buffer */
+    for (int i = 0; i < p->n_free; i++) {
+        if (p->free_list[i].len >= len) {
+            size_t off = p->free_list[i].off;
+            p->free_list[i].off += len;
+            p->free_list[i].len -= len;
+            return off;
+        }
+    }
+    size_t off = p->top;
+    p->top += len;
+    if (p->top > p->peak) p->peak = p->top;
+    return off;
+}
+
+static void plan_release(planner *p, size_t off, size_t len)
+{
+    len = (len + 15) & ~(size_t)15;
+    /* Insert sorted and merge neighbours, so big buffers find room again. */
+    int i = 0;
+    while (i < p->n_free && p->free_list[i].off < off) i++;
+    memmove(&p->free_list[i + 1], &p->free_list[i], (size_t)(p->n_free - i) * sizeof(block));
+    p->free_list[i] = (block){off, len};
+    p->n_free++;
+    if (i + 1 < p->n_free && p->free_list[i].off + p->free_list[i].len == p->free_list[i + 1].off) {
+        p->free_list[i].len += p->free_list[i + 1].len;
+        memmove(&p->free_list[i + 1], &p->free_list[i + 2],
+                (size_t)(p->n_free - i - 2) * sizeof(block));
+        p->n_free--;
+    }
+    if (i > 0 && p->free_list[i - 1].off + p->free_list[i - 1].len == p->free_list[i].off) {
+        p->free_list[i - 1].len += p->free_list[i].len;
+        memmove(&p->free_list[i], &p->free_list[i + 1], (size_t)(p->n_free - i - 1) * sizeof(block));
+        p->n_free--;
+    }
+    if (p->n_free > 0) {
+        block *last = &p->free_list[p->n_free - 1];
+        if (last->off + last->len == p->top) {
+            p->top = last->off;
+            p->n_free--;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ steps */
+
+int graft_plan_sole_reader(const graft_model *m, int i)
+{
+    int reader = -1, count = 0;
+    for (int k = i + 1; k < m->n_layers; k++)
+        for (int j = 0; j < m->layers[k]->n_inputs; j++)
+            if (m->layers[k]->inputs[j] == i) {
+                reader = k;
+                count++;
+            }
+    return count == 1 && i != graft_model_output_index(m) ? reader : -1;
+}
+
+static void plan_free(struct graft_plan *p)
+{
+    if (!p) return;
+    if (p->steps)
+        for (int k = 0; k < p->n_steps; k++) free(p->steps[k].bn_params);
+    free(p->steps);
+    free(p->step_of);
+    free(p->has_out);
+    free(p->buf_of);
+    free(p->grad_written);
+    free(p);
+}
+
+static bool env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && strcmp(v, "1") == 0;
+}
+
+/* The steps, in graph order of their first layers. Each layer not yet in a
+ * step starts one: the first fusion whose match takes it, else its own. */
+static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training)
+{
+    const int L = m->n_layers;
+    /* GRAFT_NO_CONV_POOL=1, GRAFT_NO_WINOGRAD_POOL=1 keep those pairs apart
+     * (to compare numerics). */
+    const bool conv_pool = !env_on("GRAFT_NO_CONV_POOL"), wino_pool = !env_on("GRAFT_NO_WINOGRAD_POOL");
+    for (int i = 0; i < L; i++) p->step_of[i] = -1;
+    for (int i = 0; i < L; i++) {
+        if (p->step_of[i] >= 0) continue;
+        graft_step s = {.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
+        if (i > 0 && !graft_step_conv_epilogue_match(m, i, training, &s) &&
+            !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
+            !(wino_pool && graft_step_winograd_pool_match(m, i, &s)))
+            graft_step_relu_pool_match(m, i, training, &s);
+        if (s.bn >= 0) {
+            int C = m->layers[i]->out_shape.dim[m->layers[i]->out_shape.rank - 1];
+            s.bn_params = malloc(3 * (size_t)C * sizeof(float));
+            if (!s.bn_params) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
+            s.epi.mean = s.bn_params;
+            s.epi.scale = s.bn_params + C;
+            s.epi.shift = s.bn_params + 2 * C;
+        }
+        for (int k = 0; k < s.n; k++) {
+            int j = s.layer[k];
+            p->step_of[j] = p->n_steps;
+            p->has_out[j] = true;
+            p->buf_of[j] = s.kind == GRAFT_STEP_CONV_EPILOGUE ? i : j;
+        }
+        /* The fused convolution's output never exists: the pool's pass computes it. */
+        if (s.kind == GRAFT_STEP_CONV_POOL || s.kind == GRAFT_STEP_WINOGRAD_POOL)
+            p->has_out[i] = false;
+        p->steps[p->n_steps++] = s;
+    }
+    return GRAFT_OK;
+}
+
+bool graft_plan_splits_at(const graft_model *m, int k)
+{
+    const struct graft_plan *p = m->plan;
+    if (!p || p->n_layers != m->n_layers || m->capacity == 0) return true;
+    for (int s = 0; s < p->n_steps; s++) {
+        const graft_step *st = &p->steps[s];
+        if (st->layer[0] < k && st->layer[st->n - 1] >= k) return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ prepare */
+
+/* A fused pool's aux holds one code byte per output; its scratch is its pass's. */
+static size_t aux_floats(const graft_model *m, const graft_step *s, const graft_layer *l, int cap)
+{
+    if ((s->kind == GRAFT_STEP_CONV_POOL || s->kind == GRAFT_STEP_WINOGRAD_POOL) &&
+        l->index == s->layer[1])
+        return graft_max_pool_code_floats(l, cap);
+    return l->ops->aux_floats ? l->ops->aux_floats(l, cap) : 0;
+}
+
+static size_t scratch_floats(const graft_model *m, const graft_step *s, const graft_layer *l, int cap)
+{
+    if (s->kind == GRAFT_STEP_CONV_POOL && l->index == s->layer[1])
+        return graft_step_conv_pool_scratch_floats(m, s);
+    if (s->kind == GRAFT_STEP_WINOGRAD_POOL && l->index == s->layer[1])
+        return graft_max_pool_codes_scratch_floats(l);
+    return l->ops->scratch_floats ? l->ops->scratch_floats(l, cap) : 0;
+}
+
+graft_status graft_model_prepare(graft_model *m, int n, bool training)
+{
+    if (m->status != GRAFT_OK)
+        return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
+    if (m->n_layers < 1 || strcmp(m->layers[0]->ops->class_name, "InputLayer") != 0)
+        return graft_fail(GRAFT_ESTATE, "model '%s' has no InputLayer", m->name);
+    if (n <= 0) return graft_fail(GRAFT_EINVAL, "batch size must be positive (got %d)", n);
+    if (m->capacity >= n && m->prepared_training == training && m->planned_threads == graft_threads())
+        return GRAFT_OK;
+    int cap = n > m->capacity ? n : m->capacity;
+    const int L = m->n_layers, out = graft_model_output_index(m);
+
+    if (!m->compiled)
+        for (int i = 0; i < L; i++) m->layers[i]->trains = m->layers[i]->trainable;
+
+    /* Which outputs need a gradient, and where backward can stop. */
+    m->lowest_grad_layer = L;
+    for (int i = 0; i < L; i++) {
+        graft_layer *l = m->layers[i];
+        bool rg = false;
+        if (training) {
+            rg = i == 0 ? m->want_input_grad : graft_layer_trains_weights(l);
+            for (int j = 0; j < l->n_inputs && !rg; j++) rg = m->layers[l->inputs[j]]->requires_grad;
+        }
+        l->requires_grad = rg;
+        if (rg && i < m->lowest_grad_layer) m->lowest_grad_layer = i;
+    }
+
+    if (m->plan_free) m->plan_free(m->plan);
+    m->plan = NULL;
+    m->capacity = 0;
+    struct graft_plan *p = calloc(1, sizeof *p);
+    if (p) {
+        p->n_layers = L;
+        p->steps = calloc((size_t)L, sizeof *p->steps);
+        p->step_of = malloc((size_t)L * sizeof(int));
+        p->has_out = calloc((size_t)L, sizeof(bool));
+        p->buf_of = malloc((size_t)L * sizeof(int));
+        p->grad_written = calloc((size_t)L, sizeof(bool));
+    }
+    m->plan = p;
+    m->plan_free = plan_free;
+    int *last_use = malloc((size_t)L * sizeof(int));
+    block *fl = malloc((size_t)(2 * L + 2) * sizeof(block));
+    size_t *offs = malloc((size_t)L * sizeof(size_t));
+    size_t *dout_off = malloc((size_t)L * sizeof(size_t));
+    size_t *aux_off = malloc((size_t)L * sizeof(size_t));
+    graft_status st = GRAFT_OK;
+    if (!p || !p->steps || !p->step_of || !p->has_out || !p->buf_of || !p->grad_written ||
+        !last_use || !fl || !offs || !dout_off || !aux_off) {
+        st = graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
+        goto done;
+    }
+    if ((st = plan_steps(m, p, training)) != GRAFT_OK) goto done;
+    const int S = p->n_steps;
+#define BUF(i) (p->buf_of[i])
+
+    /* Liveness, in steps: an output dies after the step of its last reader,
+     * unless backward reads it. A fused step's inner outputs live in its
+     * root's buffer or in none. */
+    for (int i = 0; i < L; i++) last_use[i] = p->step_of[i];
+    for (int i = 0; i < L; i++) {
+        const graft_layer *l = m->layers[i];
+        for (int j = 0; j < l->n_inputs; j++) {
+            int src = BUF(l->inputs[j]), at = p->step_of[i];
+            last_use[src] = l->requires_grad ? S : (at > last_use[src] ? at : last_use[src]);
+        }
+        if (l->requires_grad) last_use[i] = S;
+    }
+    last_use[BUF(out)] = S;
+
+    planner pl = {fl, 0, 0, 0};
+    size_t scratch = 0;
+    for (int k = 0; k < S; k++) {
+        const graft_step *s = &p->steps[k];
+        for (int q = 0; q < s->n; q++) {
+            const int i = s->layer[q];
+            graft_layer *l = m->layers[i];
+            aux_off[i] = SIZE_MAX;
+            dout_off[i] = SIZE_MAX;
+            if (BUF(i) != i) {
+                offs[i] = offs[BUF(i)];
+                continue;
+            }
+            if (!p->has_out[i]) {
+                offs[i] = SIZE_MAX;
+                if (s->kind == GRAFT_STEP_CONV_POOL) continue; /* the pool's pass is all of it */
+            } else {
+                /* The input is the caller's array. */
+                offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&pl, (size_t)cap * graft_shape_size(&l->out_shape));
+            }
+            size_t a = aux_floats(m, s, l, cap);
+            if (a) aux_off[i] = plan_alloc(&pl, a);
+            size_t sc = scratch_floats(m, s, l, cap);
+            if (sc > scratch) scratch = sc;
+        }
+        /* Release what dies here: the step's inputs from outside it, and its
+         * outputs nobody reads. */
+        for (int q = 0; q < s->n; q++) {
+            const graft_layer *l = m->layers[s->layer[q]];
+            for (int j = 0; j < l->n_inputs; j++) {
+                int src = BUF(l->inputs[j]);
+                if (p->step_of[src] == k) continue; /* inside the step */
+                bool seen = false; /* Add(x, x) reads one buffer twice, as may two layers of a step */
+                for (int r = 0; r <= q && !seen; r++) {
+                    const graft_layer *lr = m->layers[s->layer[r]];
+                    for (int t = 0; t < (r == q ? j : lr->n_inputs) && !seen; t++)
+                        seen = BUF(lr->inputs[t]) == src;
+                }
+                if (!seen && src > 0 && last_use[src] == k)
+                    plan_release(&pl, offs[src], (size_t)cap * graft_shape_size(&m->layers[src]->out_shape));
+            }
+        }
+        for (int q = 0; q < s->n; q++) {
+            const int i = s->layer[q];
+            if (i > 0 && BUF(i) == i && p->has_out[i] && last_use[i] == k) /* read by nobody */
+                plan_release(&pl, offs[i], (size_t)cap * graft_shape_size(&m->layers[i]->out_shape));
+        }
+    }
+#undef BUF
+    /* Gradients, in backward's order: dL/d(out) of a layer lives from the
+     * backward of its last consumer (which writes it first) to its own. A
+     * convolution inside a CONV_POOL step has none: the step's pass takes
+     * the pool's gradient. */
+#define DOUT_FLOATS(i) ((size_t)cap * graft_shape_size(&m->layers[i]->out_shape))
+#define HAS_GRAD(i) (m->layers[i]->requires_grad && \
+                     !(p->steps[p->step_of[i]].kind == GRAFT_STEP_CONV_POOL && !p->has_out[i]))
+    if (HAS_GRAD(out)) dout_off[out] = plan_alloc(&pl, DOUT_FLOATS(out));
+    for (int k = S - 1; k >= 0; k--) {
+        const graft_step *s = &p->steps[k];
+        for (int q = s->n - 1; q >= 0; q--) {
+            const int i = s->layer[q];
+            const graft_layer *l = m->layers[i];
+            if (i == 0 || !HAS_GRAD(i)) continue;
+            if (dout_off[i] == SIZE_MAX) dout_off[i] = plan_alloc(&pl, DOUT_FLOATS(i)); /* dead branch */
+            for (int j = 0; j < l->n_inputs; j++) {
+                int src = l->inputs[j];
+                if (HAS_GRAD(src) && dout_off[src] == SIZE_MAX)
+                    dout_off[src] = plan_alloc(&pl, DOUT_FLOATS(src));
+            }
+            plan_release(&pl, dout_off[i], DOUT_FLOATS(i));
+        }
+    }
+    if (m->layers[0]->requires_grad && dout_off[0] == SIZE_MAX) dout_off[0] = plan_alloc(&pl, DOUT_FLOATS(0));
+#undef HAS_GRAD
+#undef DOUT_FLOATS
+
+    size_t total = pl.peak;
+    if (total > m->arena_floats) {
+        graft_free(m->arena);
+        m->arena = graft_alloc(total * sizeof(float));
+        m->arena_floats = m->arena ? total : 0;
+        if (!m->arena)
+            st = graft_fail(GRAFT_ENOMEM, "out of memory: activations for a batch of %d need %.1f MiB",
+                            cap, (double)total * 4 / 1048576.0);
+    }
+    if (st == GRAFT_OK && scratch > m->scratch_floats) {
+        graft_free(m->scratch);
+        m->scratch = graft_alloc(scratch * sizeof(float));
+        m->scratch_floats = m->scratch ? scratch : 0;
+        if (!m->scratch) st = graft_fail(GRAFT_ENOMEM, "out of memory for %zu scratch floats", scratch);
+    }
+    if (st == GRAFT_OK && training && !m->grads) {
+        m->grads = graft_calloc((m->n_weight_floats ? m->n_weight_floats : 1) * sizeof(float));
+        if (!m->grads) st = graft_fail(GRAFT_ENOMEM, "out of memory for weight gradients");
+        else graft_model_bind_weights(m);
+    }
+    if (st == GRAFT_OK) {
+        for (int i = 0; i < L; i++) {
+            graft_layer *l = m->layers[i];
+            l->out = offs[i] == SIZE_MAX ? NULL : m->arena + offs[i];
+            l->dout = dout_off[i] == SIZE_MAX ? NULL : m->arena + dout_off[i];
+            l->aux = aux_off[i] == SIZE_MAX ? NULL : m->arena + aux_off[i];
+        }
+        m->capacity = cap;
+        m->prepared_training = training;
+        m->planned_threads = graft_threads();
+    }
+done:
+    free(last_use);
+    free(fl);
+    free(offs);
+    free(dout_off);
+    free(aux_off);
+    return st;
+}
+
+const char *graft_plan_step_kind(const graft_model *m, int layer, int *root)
+{
+    static const char *const names[] = {"layer", "conv_epilogue", "conv_pool", "winograd_pool",
+                                        "relu_pool"};
+    const struct graft_plan *p = m->plan;
+    if (root) *root = layer;
+    if (!p || p->n_layers != m->n_layers || layer < 0 || layer >= p->n_layers) return "none";
+    const graft_step *s = &p->steps[p->step_of[layer]];
+    if (root) *root = s->layer[0];
+    return names[s->kind];
+}

@@ -1,0 +1,88 @@
+/*
+ * The execution plan: the graph compiled into steps, each a kernel pass
+ * with its inputs, outputs and epilogue. Most steps are one layer. A fused
+ * step is a group of layers the planner found that runs as one pass, so
+ * that no layer has to know its neighbours:
+ *
+ *   CONV_EPILOGUE  Conv2D/DepthwiseConv2D -> inference BatchNormalization ->
+ *                  ReLU, nothing needing a gradient: the convolution's output
+ *                  pass applies the normalisation and clamp (step_conv_epilogue.c)
+ *   CONV_POOL      a ReLU Conv2D of the image -> 2x2 max pool, nothing below
+ *                  needing a gradient: kernels/conv_pool.c computes both, both
+ *                  ways; the convolution's output never exists (step_conv_pool.c)
+ *   WINOGRAD_POOL  a ReLU Conv2D on the Winograd path -> 2x2 max pool: the
+ *                  output transform pools each tile; backward routes by code
+ *                  bytes into the convolution's gradient (step_winograd_pool.c)
+ *   RELU_POOL      training: a ReLU Conv2D read only by a max pool: the pool's
+ *                  backward applies the ReLU's derivative and writes the
+ *                  convolution's bias gradient (step_relu_pool.c)
+ *
+ * A step runs at the place of its first layer; its later layers read only
+ * what the step computes, so nothing in between needs them earlier.
+ * Adding a fusion: a kind here, a step file with its match, sizes, forward
+ * and backward, and a line in plan.c's planner.
+ */
+#ifndef GRAFT_EXEC_PLAN_H
+#define GRAFT_EXEC_PLAN_H
+
+#include "exec/exec.h"
+
+typedef enum {
+    GRAFT_STEP_LAYER,
+    GRAFT_STEP_CONV_EPILOGUE,
+    GRAFT_STEP_CONV_POOL,
+    GRAFT_STEP_WINOGRAD_POOL,
+    GRAFT_STEP_RELU_POOL,
+} graft_step_kind;
+
+#define GRAFT_STEP_MAX_LAYERS 3
+
+typedef struct graft_step {
+    graft_step_kind kind;
+    int n;                           /* layers in the step */
+    int layer[GRAFT_STEP_MAX_LAYERS]; /* in graph order; the last one's output is the step's */
+    /* CONV_EPILOGUE: what the convolution's output pass applies, and the
+     * BatchNormalization it folds (-1: none) with room for its transform. */
+    graft_epilogue epi;
+    int bn;
+    float *bn_params; /* 3 * channels: mean, scale, shift */
+} graft_step;
+
+struct graft_plan {
+    int n_layers, n_steps;
+    graft_step *steps;
+    int *step_of;    /* per layer: the step that computes it */
+    bool *has_out;   /* per layer: its output has a buffer of its own or its step root's */
+    int *buf_of;     /* per layer: the layer whose buffer holds its output */
+    bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
+};
+
+/* The one layer that reads layer i's output, or -1 (none, several, or i is
+ * the model's output). */
+int graft_plan_sole_reader(const graft_model *m, int i);
+
+/* Each fused step: does it start at layer i (filling s), and its passes. The
+ * step files hold the rest of what their fusion needs. */
+bool graft_step_conv_epilogue_match(const graft_model *m, int i, bool training, graft_step *s);
+void graft_step_conv_epilogue_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+
+bool graft_step_conv_pool_match(const graft_model *m, int i, graft_step *s);
+size_t graft_step_conv_pool_scratch_floats(const graft_model *m, const graft_step *s);
+void graft_step_conv_pool_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
+void graft_step_conv_pool_backward(graft_model *m, const graft_step *s, int n);
+
+bool graft_step_winograd_pool_match(const graft_model *m, int i, graft_step *s);
+void graft_step_winograd_pool_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
+void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int n);
+
+bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graft_step *s);
+void graft_step_relu_pool_backward(graft_model *m, const graft_step *s, int n);
+
+/* The passes' view of one layer (exec/passes.c): runs its backward with the
+ * inputs, gradients and accumulation flags of the plan, by fn(l, b, ctx), or
+ * by its own ops->backward when fn is NULL. */
+typedef void (*graft_backward_fn)(graft_layer *l, const graft_bwd *b, void *ctx);
+void graft_plan_layer_backward(graft_model *m, graft_layer *l, int n, graft_backward_fn fn,
+                               void *ctx);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * The weights: one array for the whole model (kann), each layer's weights
+ * views into it, drawn from the layers' initializers with a seed per layer.
+ */
+#include "graph/graph.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Points every weight view at the current arrays. */
+void graft_model_bind_weights(graft_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_weights; k++) {
+            graft_weight *w = &l->weights[k];
+            w->data = m->weights + w->offset;
+            w->grad = m->grads ? m->grads + w->offset : NULL;
+        }
+    }
+}
+
+static void init_weight(graft_weight *w, graft_rng *rng)
+{
+    size_t n = graft_shape_size(&w->shape);
+    switch (w->init) {
+    case GRAFT_INIT_ZEROS: memset(w->data, 0, n * sizeof(float)); break;
+    case GRAFT_INIT_ONES:
+        for (size_t i = 0; i < n; i++) w->data[i] = 1.0f;
+        break;
+    case GRAFT_INIT_GLOROT_UNIFORM: {
+        /* Keras's fans: the last two dims are (in, out), the rest the receptive field. */
+        const graft_shape *s = &w->shape;
+        double receptive = 1, fan_in, fan_out;
+        if (s->rank >= 2) {
+            for (int d = 0; d < s->rank - 2; d++) receptive *= s->dim[d];
+            fan_in = s->dim[s->rank - 2] * receptive;
+            fan_out = s->dim[s->rank - 1] * receptive;
+        } else {
+            fan_in = fan_out = s->rank == 1 ? s->dim[0] : 1;
+        }
+        float limit = (float)sqrt(6.0 / (fan_in + fan_out));
+        for (size_t i = 0; i < n; i++) w->data[i] = (2.0f * graft_rng_uniform(rng) - 1.0f) * limit;
+        break;
+    }
+    }
+}
+
+graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shape shape,
+                                    bool trainable, int init)
+{
+    if (l->n_weights >= GRAFT_MAX_WEIGHTS)
+        return graft_fail(GRAFT_EINVAL, "layer '%s': too many weights", l->name);
+    graft_weight *w = &l->weights[l->n_weights++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->shape = shape;
+    w->trainable = trainable;
+    w->init = init;
+    return GRAFT_OK;
+}
+
+/* Grows the model's weight array for the weights of a newly built layer. */
+graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
+{
+    size_t need = m->n_weight_floats;
+    for (int k = 0; k < l->n_weights; k++) {
+        size_t n = graft_shape_size(&l->weights[k].shape);
+        l->weights[k].offset = need;
+        if (need + n < need) return graft_fail(GRAFT_ENOMEM, "layer '%s': too many weights", l->name);
+        need += n;
+    }
+    if (need == m->n_weight_floats) return GRAFT_OK;
+    float *grown = graft_alloc(need * sizeof(float));
+    if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
+    if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
+    graft_free(m->weights);
+    m->weights = grown;
+    graft_free(m->grads); /* re-made at the next training step */
+    m->grads = NULL;
+    m->n_weight_floats = need;
+    graft_model_bind_weights(m);
+    graft_rng rng;
+    graft_rng_seed(&rng, m->init_seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
+    for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);
+    return GRAFT_OK;
+}
+
+graft_status graft_model_init_weights(graft_model *m, uint64_t seed)
+{
+    m->init_seed = seed;
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        graft_rng rng;
+        graft_rng_seed(&rng, seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
+        for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);
+    }
+    return GRAFT_OK;
+}
+

@@ -1,0 +1,165 @@
+/*
+ * What a layer kind is: its struct, the tensors its passes see, its ops
+ * table, and the few entry points the plan's fused steps call. A layer file
+ * includes this header (and core/, kernels/), never the graph or the plan:
+ * it sees only its own weights and the tensors a step hands it.
+ */
+#ifndef GRAFT_LAYERS_LAYER_H
+#define GRAFT_LAYERS_LAYER_H
+
+#include "core/core.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cJSON;
+struct graft_conv_geom;
+
+#define GRAFT_MAX_WEIGHTS 4
+
+typedef struct {
+    char name[32];     /* "kernel", "bias", "gamma", ... */
+    graft_shape shape;
+    bool trainable;    /* false for BatchNormalization's moving statistics */
+    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM } init;
+    size_t offset;     /* into the model's weight array */
+    float *data;       /* view into graft_model.weights */
+    float *grad;       /* view into graft_model.grads (NULL until compiled) */
+} graft_weight;
+
+/* What a layer's forward pass sees. */
+typedef struct {
+    int n;                 /* samples in the batch */
+    bool training;         /* fit (true) or predict/evaluate (false) */
+    const float *const *in; /* one pointer per input, n * input size floats each */
+    float *out;            /* n * output size floats */
+    float *aux;            /* the layer's own buffer kept until backward (aux_floats) */
+    float *scratch;        /* shared scratch, valid during this call only */
+    graft_rng *rng;
+    /* Convolutions: what their output pass also applies (a folded
+     * BatchNormalization and clamp, given by a fused step), or NULL. */
+    const graft_epilogue *epi;
+} graft_fwd;
+
+/* What a layer's backward pass sees. */
+typedef struct {
+    int n;
+    bool training;
+    const float *const *in; /* the inputs of the forward pass */
+    const float *out;       /* the forward output */
+    float *dout;            /* dL/d(out); the layer may overwrite it (nobody reads it after) */
+    float *const *din;      /* dL/d(input i), NULL where not needed */
+    const bool *din_accumulate; /* add into din[i] (a second consumer) instead of writing */
+    bool param_grads;       /* write grads of the trainable weights */
+    float *aux;
+    float *scratch;
+} graft_bwd;
+
+typedef struct graft_layer_ops {
+    const char *class_name; /* Keras class_name */
+    /* Checks the input shapes, sets out_shape and declares the weights
+     * (graft_layer_add_weight). Fails with a message naming the layer. */
+    graft_status (*build)(graft_layer *l, const graft_shape *in_shapes);
+    void (*forward)(graft_layer *l, const graft_fwd *f);
+    void (*backward)(graft_layer *l, const graft_bwd *b);
+    /* Optional sizes, in floats, for a batch of n. */
+    size_t (*aux_floats)(const graft_layer *l, int n);
+    size_t (*scratch_floats)(const graft_layer *l, int n);
+    /* Optional: true when the forward pass differs between training and inference
+     * or uses randomness (so its output can not be cached). */
+    bool (*stochastic)(const graft_layer *l);
+    /* Optional: adds the layer's Keras config options (beyond name, trainable
+     * and dtype) to `config`, a cJSON object, for saving Keras model files. */
+    graft_status (*get_config)(const graft_layer *l, struct cJSON *config);
+    void (*destroy)(graft_layer *l);
+} graft_layer_ops;
+
+struct graft_layer {
+    const graft_layer_ops *ops;
+    graft_model *model;    /* the graph that holds it (for the graph's checks; layers never read it) */
+    char name[GRAFT_NAME_MAX];
+    int index;
+    bool trainable;        /* the user's flag (Keras `layer.trainable`) */
+    bool trains;           /* the flag in effect: fixed by compile, as in Keras */
+    int n_inputs;
+    int *inputs;           /* layer indices */
+    graft_shape out_shape;
+    int n_weights;
+    graft_weight weights[GRAFT_MAX_WEIGHTS];
+    void *cfg;             /* the layer kind's own config struct */
+    /* Bound by the plan (exec/plan.c) for the current batch capacity: */
+    bool requires_grad;    /* its output's gradient is needed in backward */
+    float *out, *dout, *aux; /* NULL where the plan gives it none (computed inside a fused step) */
+};
+
+/* Whether backward writes gradients of the layer's weights (it trains and has trainable ones). */
+static inline bool graft_layer_trains_weights(const graft_layer *l)
+{
+    if (!l->trains) return false;
+    for (int k = 0; k < l->n_weights; k++)
+        if (l->weights[k].trainable) return true;
+    return false;
+}
+
+/* ------------------------------------------------------------- registering (graph/build.c) */
+
+/* Declares a weight during build. */
+graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shape shape,
+                                    bool trainable, int init);
+
+/* Adds a layer of kind `ops` with config `cfg` (copied, cfg_size bytes) and inputs.
+ * Name NULL: Keras's automatic name from `auto_prefix`. Records errors in the model. */
+graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops,
+                                   const char *name, const char *auto_prefix, const void *cfg,
+                                   size_t cfg_size, int n_inputs, graft_layer *const *inputs);
+
+/* The same for a one-input layer; in NULL means the layer added last. */
+graft_layer *graft_model_add_unary(graft_model *m, const graft_layer_ops *ops, const char *name,
+                                   const char *auto_prefix, const void *cfg, size_t cfg_size,
+                                   graft_layer *in);
+
+/* Sticky model error from a layer constructor. */
+void graft_model_set_error(graft_model *m, graft_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------- for the planner's fused steps */
+
+/* BatchNormalization's inference transform y = (x - mean) * scale + shift. */
+bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale, float *shift);
+/* A ReLU layer (no slope, no threshold) or Activation relu/relu6 as a clamp. */
+bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
+bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi);
+
+/* A Conv2D with activation='relu'. */
+bool graft_conv2d_has_relu(const graft_layer *l);
+/* A Conv2D that kernels/conv_pool.c can compute together with a 2x2 max
+ * pool reading it (ReLU, stride 1, few input channels): its geometry and
+ * filters (either may be NULL). */
+bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
+/* A Conv2D with activation='relu' that runs forward by Winograd (kernels/winograd.c). */
+bool graft_conv2d_winograd_relu(const graft_layer *l);
+/* Such a convolution's forward pass with the 2x2 max pool above it taken in
+ * its output transform: `pooled` and `codes` (NULL in inference) are the
+ * pool's output and code bytes (graft_winograd_forward_pool); f->out is unused. */
+void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled, uint8_t *codes);
+/* Backward of a ReLU Conv2D whose b->dout already holds dL/d(pre-activation)
+ * and whose bias gradient is already written (by the max pool above it). */
+void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b);
+
+/* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
+bool graft_max_pool_2x2(const graft_layer *l);
+/* Floats for one code byte per output of a batch of n (a fused pool's aux). */
+size_t graft_max_pool_code_floats(const graft_layer *l, int n);
+/* Scratch for graft_max_pool_backward_codes. */
+size_t graft_max_pool_codes_scratch_floats(const graft_layer *l);
+/* A max pool's backward from the code bytes in b->aux (written by a fused
+ * convolution's pass): dL/d(pre-activation) of the ReLU convolution below
+ * into b->din[0], and with dbias that convolution's bias gradient. */
+void graft_max_pool_backward_codes(const graft_layer *l, const graft_bwd *b, float *dbias);
+/* A max pool's backward that also applies the derivative of the ReLU
+ * convolution below it (whose output it pools): b->din[0] gets
+ * dL/d(pre-activation), and with dbias the convolution's bias gradient. */
+void graft_max_pool_backward_relu(const graft_layer *l, const graft_bwd *b, float *dbias);
+
+#endif
