@@ -803,6 +803,31 @@ graft_status graft_write_file_atomic(const char *path, graft_file_writer write, 
 void graft_set_num_threads(int n);
 int graft_get_num_threads(void);
 
+/* ------------------------------------------------------------ environment */
+
+/* The environment variables graft reads, one table (src/core/env.c; the
+ * README's "Environment" section). Each is read when it takes effect. */
+typedef enum {
+    GRAFT_ENV_PROFILE,           /* GRAFT_PROFILE=1: per-layer timings on stderr */
+    GRAFT_ENV_NO_ONEDNN,         /* GRAFT_NO_ONEDNN=1: no oneDNN convolution primitives */
+    GRAFT_ENV_NO_WINOGRAD,       /* GRAFT_NO_WINOGRAD=1: no Winograd convolutions */
+    GRAFT_ENV_NO_CONV_POOL,      /* GRAFT_NO_CONV_POOL=1: no fused image conv + pool step */
+    GRAFT_ENV_NO_WINOGRAD_POOL,  /* GRAFT_NO_WINOGRAD_POOL=1: no fused Winograd conv + pool step */
+    GRAFT_ENV_HOME,              /* GRAFT_HOME: the cache folder */
+    GRAFT_ENV_WEIGHTS_BASE_URL,  /* GRAFT_WEIGHTS_BASE_URL: where pretrained weights come from */
+    GRAFT_ENV_DARKNET_DATA,      /* GRAFT_DARKNET_DATA: ImageNet label lists */
+    GRAFT_ENV_WEIGHTS,           /* GRAFT_WEIGHTS: the tool's pretrained MobileNet */
+    GRAFT_ENV_DATA,              /* GRAFT_DATA: the tool's dataset folder */
+    GRAFT_ENV_DATA_URL,          /* GRAFT_DATA_URL: the tool's dataset download */
+    GRAFT_ENV_ONEDNN_MAX_CPU_ISA, /* ONEDNN_MAX_CPU_ISA: oneDNN's ISA cap, which graft follows */
+    GRAFT_ENV_COUNT
+} graft_env_var;
+
+/* Its value (NULL when unset), its name and a line on what it does. */
+const char *graft_env(graft_env_var v);
+const char *graft_env_name(graft_env_var v);
+const char *graft_env_doc(graft_env_var v);
+
 #ifdef __cplusplus
 }
 #endif

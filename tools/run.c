@@ -384,7 +384,7 @@ int cli_find_weights(const char *base, float *alpha, int input_size, const char 
         }
         return cli_fail("weights file %s does not exist", opt);
     }
-    const char *env = getenv("GRAFT_WEIGHTS");
+    const char *env = graft_env(GRAFT_ENV_WEIGHTS);
     if (env && *env) {
         if (cli_is_file(env)) {
             snprintf(out, cap, "%s", env);
@@ -450,7 +450,7 @@ int cli_find_lesson_data(const char *opt, char *out, size_t cap)
     char shared[CLI_PATH], s1[CLI_PATH + 64], home[CLI_PATH + 64] = "";
     int n = 0;
     if (opt && *opt) cands[n++] = opt;
-    const char *env = getenv("GRAFT_DATA");
+    const char *env = graft_env(GRAFT_ENV_DATA);
     if (env && *env) cands[n++] = env;
     else note(&l, "  $GRAFT_DATA (not set)\n");
     char cache[CLI_PATH];
@@ -478,7 +478,7 @@ int cli_find_lesson_data(const char *opt, char *out, size_t cap)
         if (i == 0 && opt && *opt) return cli_fail("%s has no train/ folder", opt);
     }
     /* Last, what the lesson itself does: download Google's zip into the cache. */
-    const char *url = getenv("GRAFT_DATA_URL");
+    const char *url = graft_env(GRAFT_ENV_DATA_URL);
     if (!url || !*url) url = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip";
     if (home[0]) {
         char datasets[CLI_PATH + 64], t[CLI_PATH + 80];

@@ -49,6 +49,11 @@ void graft_flush_denormals(void);
 /* CLOCK_MONOTONIC seconds. */
 double graft_now(void);
 
+/* ------------------------------------------------------------- environment */
+
+/* A switch set to "1" (src/core/env.c; graft_env in graft.h for the value). */
+bool graft_env_on(graft_env_var v);
+
 /* ------------------------------------------------------------- activations */
 
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);

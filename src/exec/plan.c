@@ -96,12 +96,6 @@ static void plan_free(struct graft_plan *p)
     free(p);
 }
 
-static bool env_on(const char *name)
-{
-    const char *v = getenv(name);
-    return v && strcmp(v, "1") == 0;
-}
-
 /* The steps, in graph order of their first layers. Each layer not yet in a
  * step starts one: the first fusion whose match takes it, else its own. */
 static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training)
@@ -109,7 +103,8 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
     const int L = m->n_layers;
     /* GRAFT_NO_CONV_POOL=1, GRAFT_NO_WINOGRAD_POOL=1 keep those pairs apart
      * (to compare numerics). */
-    const bool conv_pool = !env_on("GRAFT_NO_CONV_POOL"), wino_pool = !env_on("GRAFT_NO_WINOGRAD_POOL");
+    const bool conv_pool = !graft_env_on(GRAFT_ENV_NO_CONV_POOL);
+    const bool wino_pool = !graft_env_on(GRAFT_ENV_NO_WINOGRAD_POOL);
     for (int i = 0; i < L; i++) p->step_of[i] = -1;
     for (int i = 0; i < L; i++) {
         if (p->step_of[i] >= 0) continue;

@@ -20,8 +20,7 @@ graft_model *graft_model_new(const char *name)
     m->output = -1;
     m->init_seed = 42;
     graft_rng_seed(&m->rng, m->init_seed);
-    const char *prof = getenv("GRAFT_PROFILE");
-    m->profiling = prof && strcmp(prof, "1") == 0;
+    m->profiling = graft_env_on(GRAFT_ENV_PROFILE);
     return m;
 }
 

@@ -211,8 +211,7 @@ graft_onednn_conv *graft_onednn_conv_new(const graft_conv_geom *g, int filters, 
                                          bool relu)
 {
     /* GRAFT_NO_ONEDNN=1: im2col + GEMM only (to compare numerics; the tests of that path). */
-    const char *off = getenv("GRAFT_NO_ONEDNN");
-    if (off && strcmp(off, "1") == 0) return NULL;
+    if (graft_env_on(GRAFT_ENV_NO_ONEDNN)) return NULL;
     graft_onednn_conv *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->g = *g;

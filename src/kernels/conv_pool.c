@@ -325,7 +325,7 @@ static int sum_blocks(const graft_conv_geom *g, int filters)
 bool graft_conv_pool_avx512(void)
 {
     if (!__builtin_cpu_supports("avx512f")) return false;
-    const char *cap = getenv("ONEDNN_MAX_CPU_ISA");
+    const char *cap = graft_env(GRAFT_ENV_ONEDNN_MAX_CPU_ISA);
     return !cap || !*cap || strncasecmp(cap, "AVX512", 6) == 0 || strcasecmp(cap, "ALL") == 0;
 }
 

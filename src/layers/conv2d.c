@@ -65,8 +65,7 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     if (s == GRAFT_OK)
         c->dnn = graft_onednn_conv_new(g, k->filters, !k->no_bias, k->activation == GRAFT_RELU);
     /* GRAFT_NO_WINOGRAD=1: direct convolution only (to compare numerics). */
-    const char *off = getenv("GRAFT_NO_WINOGRAD");
-    c->winograd = graft_winograd_fits(g, k->filters) && !(off && strcmp(off, "1") == 0);
+    c->winograd = graft_winograd_fits(g, k->filters) && !graft_env_on(GRAFT_ENV_NO_WINOGRAD);
     return s;
 }
 

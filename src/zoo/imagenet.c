@@ -89,7 +89,7 @@ static graft_status read_lines(const char *path, int n, char *dst, size_t stride
 
 static graft_status load_labels_locked(void)
 {
-    const char *dir = getenv("GRAFT_DARKNET_DATA");
+    const char *dir = graft_env(GRAFT_ENV_DARKNET_DATA);
     if (!dir || !*dir) dir = DEFAULT_DARKNET_DIR;
     if (labels_dir[0] && strcmp(dir, labels_dir) == 0) return GRAFT_OK;
     if (strlen(dir) + 32 > sizeof labels_dir)

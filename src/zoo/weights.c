@@ -31,7 +31,7 @@ static graft_status set_file(graft_weights_file *out, const char *dir, const cha
 {
     memset(out, 0, sizeof *out);
     snprintf(out->file_name, sizeof out->file_name, "%s", file);
-    const char *base = getenv("GRAFT_WEIGHTS_BASE_URL");
+    const char *base = graft_env(GRAFT_ENV_WEIGHTS_BASE_URL);
     if (base && *base) {
         size_t len = strlen(base);
         snprintf(out->url, sizeof out->url, "%s%s%s", base, base[len - 1] == '/' ? "" : "/", file);
@@ -139,7 +139,7 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
 
 graft_status graft_zoo_cache_dir(char *buf, size_t cap)
 {
-    const char *home = getenv("GRAFT_HOME");
+    const char *home = graft_env(GRAFT_ENV_HOME);
     int n;
     if (home && *home) {
         n = snprintf(buf, cap, "%s/models", home);

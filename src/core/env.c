@@ -1,0 +1,68 @@
+/*
+ * The environment switches graft reads, in one table: each name once, what
+ * it does, and where it takes effect. Everything asks graft_env() (or
+ * graft_env_on()), nothing calls getenv for them. Values are read when they
+ * take effect (a model's creation, a plan, a layer's build, a download), not
+ * cached at start-up, so a program or test may change them between models.
+ * The README's "Environment" section lists the same table.
+ */
+#include "core/core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name, *doc;
+} table[GRAFT_ENV_COUNT] = {
+    [GRAFT_ENV_PROFILE] = {"GRAFT_PROFILE",
+                           "1: time every layer's passes and the optimizer; the table goes to "
+                           "stderr when the model is freed"},
+    [GRAFT_ENV_NO_ONEDNN] = {"GRAFT_NO_ONEDNN",
+                             "1: convolutions by im2col + GEMM instead of oneDNN's primitives"},
+    [GRAFT_ENV_NO_WINOGRAD] = {"GRAFT_NO_WINOGRAD", "1: no Winograd F(4x4, 3x3) convolutions"},
+    [GRAFT_ENV_NO_CONV_POOL] = {"GRAFT_NO_CONV_POOL",
+                                "1: the plan keeps a ReLU convolution of the image and its 2x2 "
+                                "max pool as two steps"},
+    [GRAFT_ENV_NO_WINOGRAD_POOL] = {"GRAFT_NO_WINOGRAD_POOL",
+                                    "1: the plan keeps a Winograd ReLU convolution and its 2x2 "
+                                    "max pool as two steps"},
+    [GRAFT_ENV_HOME] = {"GRAFT_HOME",
+                        "graft's cache folder (downloaded weights and datasets); default "
+                        "~/.cache/graft"},
+    [GRAFT_ENV_WEIGHTS_BASE_URL] = {"GRAFT_WEIGHTS_BASE_URL",
+                                    "where pretrained weights are downloaded from, instead of "
+                                    "Keras's release URLs"},
+    [GRAFT_ENV_DARKNET_DATA] = {"GRAFT_DARKNET_DATA",
+                                "the folder of Debian darknet's ImageNet label lists; default "
+                                "/usr/share/darknet/data"},
+    [GRAFT_ENV_WEIGHTS] = {"GRAFT_WEIGHTS",
+                           "graft lesson/train: the pretrained MobileNet file, before the "
+                           "cache and ../shared"},
+    [GRAFT_ENV_DATA] = {"GRAFT_DATA", "graft lesson/train: the dataset folder, before the cache"},
+    [GRAFT_ENV_DATA_URL] = {"GRAFT_DATA_URL",
+                            "graft lesson: where the dataset archive is downloaded from"},
+    [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
+                                      "oneDNN's own cap on the instruction set; graft's fused "
+                                      "conv+pool kernel follows it (AVX2 below AVX512)"},
+};
+
+const char *graft_env_name(graft_env_var v)
+{
+    return (unsigned)v < GRAFT_ENV_COUNT ? table[v].name : NULL;
+}
+
+const char *graft_env_doc(graft_env_var v)
+{
+    return (unsigned)v < GRAFT_ENV_COUNT ? table[v].doc : NULL;
+}
+
+const char *graft_env(graft_env_var v)
+{
+    return (unsigned)v < GRAFT_ENV_COUNT ? getenv(table[v].name) : NULL;
+}
+
+bool graft_env_on(graft_env_var v)
+{
+    const char *s = graft_env(v);
+    return s && strcmp(s, "1") == 0;
+}
