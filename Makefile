@@ -20,7 +20,7 @@ endif
 CFLAGS   ?= -g
 # Code for this machine's instruction set, as ggml and darknet build by
 # default: the compiler's vectorised loops use AVX-512 where the CPU has it
-# (15% more training steps per second on the lesson's CNN here).
+# (docs/PERFORMANCE.md).
 # ARCH="-mavx2 -mfma" builds for any AVX2 machine (the benchmarks' ISA=avx2).
 ARCH     ?= -march=native
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp $(ARCH) $(CFLAGS) \
@@ -126,7 +126,8 @@ install: lib $(BUILD)/graft
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)|' \
 	    -e 's|@REQUIRES@|$(PKGS)|' graft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/graft.pc
 
-# Static analysis: cppcheck and clang-tidy (checks in .clang-tidy); fails on any finding.
+# Static analysis: the import graph (scripts/import_graph.py), cppcheck and
+# clang-tidy (checks in .clang-tidy); fails on any finding.
 lint:
 	scripts/lint.sh
 

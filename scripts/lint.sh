@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# make lint: cppcheck over everything, then clang-tidy (checks in .clang-tidy)
-# over the library and the tool, both cores at once. Fails on any finding.
+# make lint: the import graph (no include cycles, no arrow up the layering:
+# scripts/import_graph.py), cppcheck over everything, then clang-tidy (checks
+# in .clang-tidy) over the library and the tool, both cores at once. Fails on
+# any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+/usr/bin/python3 scripts/import_graph.py
 # -mavx2 -mfma: the SIMD kernels are analysed (the build targets the machine).
 flags=(-std=c11 -D_GNU_SOURCE -mavx2 -mfma -Iinclude -Isrc $(pkg-config --cflags hdf5-serial libcjson libpng cairo libarchive))
 cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \

@@ -33,8 +33,8 @@ int main(int argc, char **argv)
 {
     /* libgomp reads its wait policy once, when it loads. Its default spinning
      * steals the cores from the image-decoding threads (and from anything
-     * else running): training here ran 2.6x slower under load. So unless the
-     * user chose, start again with passive waiting. */
+     * else running; docs/PERFORMANCE.md). So unless the user chose, start
+     * again with passive waiting. */
     if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
         execv("/proc/self/exe", argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

@@ -27,8 +27,8 @@ int graft_threads(void) { return graft_get_num_threads(); }
 void graft_flush_denormals(void)
 {
     /* Gradients of a model that has (over)fit its data shrink into the
-     * denormal range, where x86 arithmetic runs 10-100x slower: epochs of the
-     * lesson's CNN went from 25 s to 58 s. TensorFlow runs its kernels with
+     * denormal range, where x86 arithmetic runs one to two orders of magnitude
+     * slower (docs/PERFORMANCE.md: the lesson's CNN). TensorFlow runs its kernels with
      * flush-to-zero and denormals-are-zero; so does graft, on every thread of
      * the OpenMP team (oneDNN's too) and the caller's. The MXCSR is per thread
      * and the team's threads persist, so setting it at each fit is cheap. */

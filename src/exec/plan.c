@@ -201,9 +201,9 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     if (p) {
         p->n_layers = L;
         p->steps = calloc((size_t)L, sizeof *p->steps);
-        p->step_of = malloc((size_t)L * sizeof(int));
+        p->step_of = calloc((size_t)L, sizeof(int));
         p->has_out = calloc((size_t)L, sizeof(bool));
-        p->buf_of = malloc((size_t)L * sizeof(int));
+        p->buf_of = calloc((size_t)L, sizeof(int));
         p->grad_written = calloc((size_t)L, sizeof(bool));
     }
     m->plan = p;
@@ -219,6 +219,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         st = graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
         goto done;
     }
+    for (int i = 0; i < L; i++) offs[i] = dout_off[i] = aux_off[i] = SIZE_MAX;
     if ((st = plan_steps(m, p, training)) != GRAFT_OK) goto done;
     const int S = p->n_steps;
 #define BUF(i) (p->buf_of[i])

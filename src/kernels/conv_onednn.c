@@ -1,5 +1,5 @@
-/* Convolution through oneDNN's primitives: its JIT kernels are 3-5x faster
- * here than im2col + GEMM and need no patch matrix.
+/* Convolution through oneDNN's primitives: its JIT kernels beat im2col + GEMM
+ * (docs/PERFORMANCE.md) and need no patch matrix.
  *
  * Activations stay NHWC and the user's kernel stays HWIO. The primitives pick
  * their own blocked kernel layout (format "any": with HWIO forced, oneDNN 2.6
@@ -172,7 +172,7 @@ static void make_plan(graft_onednn_conv *c, plan *pl, int n)
         fwd->pd = NULL;
     if (fwd->pd) {
         /* Under one vector of input channels oneDNN 2.6's direct backward-data
-         * kernel is ~50x slower here than its GEMM one, which HWIO selects. */
+         * kernel is far slower than its GEMM one, which HWIO selects. */
         const dnnl_memory_desc_t *bd_k = g->c < 16 ? &hwio : &kany;
         if (dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &src, bd_k, &dst,
                                                      strides, pad_l, pad_r) == dnnl_success &&

@@ -1,7 +1,7 @@
 /* GEMM through oneDNN's dnnl_sgemm. Not OpenBLAS: Debian's OpenBLAS 0.3.21
  * picks its SSE3 "Prescott" kernels on CPUs it does not recognise by model
- * number (this machine's virtual Xeon among them), 5x slower than oneDNN,
- * which chooses its JIT kernels from the CPUID feature bits. */
+ * number (virtual Xeons among them), while oneDNN chooses its JIT kernels from
+ * the CPUID feature bits (docs/PERFORMANCE.md). */
 #include "kernels.h"
 
 #include "core/core.h"

@@ -32,8 +32,8 @@ static bool pointwise(const conv2d *c)
 
 /* A pointwise convolution over a small image (MobileNet's last blocks: 4x4
  * at 150x150) has its gradients computed faster as two plain GEMMs over all
- * rows than by oneDNN's 1x1 backward primitives (measured at AVX2: 20%
- * faster at 4x4, the same at 9x9). */
+ * rows than by oneDNN's 1x1 backward primitives, whose setup per call does
+ * not pay on so few rows (docs/PERFORMANCE.md). */
 static bool small_pointwise(const conv2d *c)
 {
     return pointwise(c) && c->g.oh * c->g.ow <= 100;
@@ -188,8 +188,8 @@ static void gemm_backward_data(const conv2d *c, int n, const float *dz, const fl
  * kernel. Blocks of rows are multiplied on one thread each and finished
  * (bias, ReLU, the step's epilogue: a folded BatchNormalization and clamp)
  * while they are in cache, instead of in passes of their own over the whole
- * output; no kernel reorder either. Faster here than oneDNN's 1x1 primitive
- * followed by the epilogue pass (MobileNet's features: about 10%). */
+ * output; no kernel reorder either: faster than oneDNN's 1x1 primitive
+ * followed by the epilogue pass (docs/PERFORMANCE.md). */
 static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W,
                               const float *bias, bool relu)
 {

@@ -20,14 +20,9 @@ typedef struct {
  * n x units, which dnnl_sgemm shares among the threads less well than an even
  * split of the inputs: each thread multiplies its share of the inputs and
  * kernel rows, and the partial sums add up in thread order (the bits depend on
- * the thread count). The lesson's CNN on 2 threads, batch 32, alternating runs:
- * 6.6 -> 5.9 ms per forward at AVX2, 5.2 -> 4.2 ms with AVX-512. The layer
- * alone, 82944 x 128: batch 7 2.9 -> 2.5 ms at AVX2, batch 1 the same;
- * 25088 x 256, 16384 x 128 and down to 4096 x 128 gain 4-6% at AVX2 and 9-25%
- * with AVX-512; kernels less than 32 times taller than wide do not (4096 x 1024
- * and 8192 x 512 the same, 768 x 1024 slower). The backward GEMMs split the
- * same way (the kernel gradient's rows per thread, or both gradients per block
- * of rows while it is in cache) were no faster.
+ * the thread count). It pays from half a million weights and 32 times taller
+ * than wide; splitting the backward GEMMs the same way does not
+ * (docs/PERFORMANCE.md has the measurements).
  */
 #define SPLIT_MIN_WEIGHTS ((size_t)1 << 19)
 #define SPLIT_MIN_RATIO 32
