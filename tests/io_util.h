@@ -1,8 +1,9 @@
-/* Helpers shared by the model-file tests: a scratch folder made with mkdtemp
- * and removed at exit, file writing, and the optional Python oracle. */
+/* Helpers shared by the model-file tests: a scratch folder removed at exit,
+ * paths in it, and the optional Python oracle (files: test_util.h). */
 #ifndef GRAFT_IO_UTIL_H
 #define GRAFT_IO_UTIL_H
 
+#include "test_util.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -12,27 +13,10 @@
 
 static char io_tmpdir[64];
 
-static inline void io_tmp_cleanup(void)
-{
-    DIR *d = opendir(io_tmpdir);
-    if (!d) return;
-    struct dirent *e;
-    char p[320];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", io_tmpdir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(io_tmpdir);
-}
-
 static inline int io_tmp_init(void)
 {
     snprintf(io_tmpdir, sizeof io_tmpdir, "/tmp/graft_io_XXXXXX");
-    if (!mkdtemp(io_tmpdir)) return -1;
-    atexit(io_tmp_cleanup);
-    return 0;
+    return make_tmpdir(io_tmpdir);
 }
 
 /* A path inside the scratch folder (a few rotating buffers). */
@@ -47,10 +31,7 @@ static inline const char *io_tmp(const char *name)
 
 static inline int io_write_file(const char *path, const void *data, size_t n)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(data, 1, n, f);
-    return fclose(f) == 0 && w == n ? 0 : -1;
+    return write_bytes(path, data, n);
 }
 
 /* Copies the first `n` bytes of src (all when n is 0). */

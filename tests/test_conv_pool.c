@@ -5,56 +5,18 @@
  * models where the planner must not use it. */
 #include "check.h"
 #include "plan_check.h"
+#include "pool_pair.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct {
-    int n, h, w, c, f, k;
-    graft_padding pad;
-    bool bias;
-} ccase;
+typedef pool_case ccase;
 
-static graft_model *build(const ccase *k, unsigned seed)
-{
-    graft_model *m = graft_model_new("convpool");
-    graft_input(m, NULL, graft_shape3(k->h, k->w, k->c));
-    graft_conv2d(m, NULL,
-                 (graft_conv2d_cfg){.name = "conv",
-                                    .filters = k->f,
-                                    .kernel_size = {k->k, k->k},
-                                    .padding = k->pad,
-                                    .no_bias = !k->bias,
-                                    .activation = GRAFT_RELU});
-    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool"});
-    if (graft_model_status(m) != GRAFT_OK) return m;
-    graft_rng r;
-    graft_rng_seed(&r, seed);
-    graft_layer *conv = graft_model_find(m, "conv");
-    for (int j = 0; j < graft_layer_num_weights(conv); j++) {
-        graft_shape s = graft_layer_weight_shape(conv, j);
-        float *w = graft_layer_weight_data(conv, j);
-        for (size_t e = 0; e < graft_shape_size(&s); e++)
-            w[e] = 0.3f * graft_rng_normal(&r);
-    }
-    return m;
-}
+static graft_model *build(const ccase *k, unsigned seed) { return pool_pair_model("convpool", k, seed); }
 
-/* The planner asks at every plan: the switch stays set for the whole step. */
-static void separate_layers(bool on)
-{
-    if (on)
-        CHECK(setenv("GRAFT_NO_CONV_POOL", "1", 1) == 0);
-    else
-        unsetenv("GRAFT_NO_CONV_POOL");
-}
-
-static size_t out_floats(const graft_model *m, int n)
-{
-    return (size_t)n * graft_shape_size(&graft_model_output(m)->out_shape);
-}
+static void separate_layers(bool on) { pool_pair_apart("GRAFT_NO_CONV_POOL", on); }
 
 /* Largest |a - b| over the largest |b|, printed and checked. */
 static void compare(const char *what, const float *a, const float *b, size_t n, double tol)

@@ -16,32 +16,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0, got;
-    do {
-        if (n + 4096 > cap) {
-            cap = 2 * cap + 4096;
-            char *g = realloc(buf, cap + 1);
-            if (!g) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = g;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got > 0);
-    fclose(f);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
 static int file_exists(const char *path)
 {
     struct stat st;
@@ -134,7 +108,7 @@ static void test_atomic_success_leaves_no_temp(void)
     const char *dir = fresh_dir("atomic_ok");
     const char *path = join(dir, "out.txt");
     CHECK_OK(graft_write_file_atomic(path, write_hello, NULL));
-    char *s = slurp(path, NULL);
+    char *s = read_text(path, NULL);
     CHECK(s && strcmp(s, "hello\n") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
@@ -148,7 +122,7 @@ static void test_atomic_success_leaves_no_temp(void)
     /* Replacing an existing file. */
     CHECK(write_str(path, "old content that is longer") == 0);
     CHECK_OK(graft_write_file_atomic(path, write_hello, NULL));
-    s = slurp(path, NULL);
+    s = read_text(path, NULL);
     CHECK(s && strcmp(s, "hello\n") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
@@ -190,7 +164,7 @@ static void test_atomic_failure_leaves_nothing(void)
     /* An existing target survives a failed rewrite untouched. */
     CHECK(write_str(path, "old") == 0);
     CHECK(graft_write_file_atomic(path, write_then_fail, NULL) == GRAFT_EIO);
-    char *s = slurp(path, NULL);
+    char *s = read_text(path, NULL);
     CHECK(s && strcmp(s, "old") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
@@ -220,7 +194,7 @@ static void test_atomic_trio_with_named_writer(void)
     af.f = NULL;
     CHECK(write_str(af.tmp, "by name") == 0);
     CHECK_OK(graft_atomic_commit(&af));
-    char *s = slurp(path, NULL);
+    char *s = read_text(path, NULL);
     CHECK(s && strcmp(s, "by name") == 0);
     free(s);
     CHECK(af.tmp == NULL && af.path == NULL);
@@ -228,7 +202,7 @@ static void test_atomic_trio_with_named_writer(void)
     CHECK_OK(graft_atomic_open(&af, path));
     fputs("discarded", af.f);
     graft_atomic_abort(&af);
-    s = slurp(path, NULL);
+    s = read_text(path, NULL);
     CHECK(s && strcmp(s, "by name") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
@@ -295,7 +269,7 @@ static void test_json_without_validation(void)
     graft_history h, r;
     lesson_history(&h, 0);
     CHECK_OK(graft_history_save_json(path, &h, NULL, 0));
-    char *text = slurp(path, NULL);
+    char *text = read_text(path, NULL);
     CHECK(text && strstr(text, "\"loss\"") && strstr(text, "\"accuracy\""));
     CHECK(text && !strstr(text, "val_") && !strstr(text, "stages") && !strstr(text, "null"));
     free(text);
@@ -408,7 +382,7 @@ static void test_json_fuzz(void)
     CHECK_OK(graft_history_save_json(good, &h, st, 2));
     graft_history_free(&h);
     size_t len = 0;
-    char *text = slurp(good, &len);
+    char *text = read_text(good, &len);
     CHECK(text && len > 100);
     if (!text) return;
     const char *path = io_tmp("fuzz.json");
@@ -478,7 +452,7 @@ static void test_csv_exact(void)
                        "0,0.5,0.6931471805599453,0.001,0.75,0.30000000000000004\r\n"
                        "1,1.0,1e-05,1e-05,NA,100000.0\r\n"
                        "2,0.123456789,1e+16,2.5e-07,0.0001,12345678.9\r\n";
-    char *got = slurp(path, NULL);
+    char *got = read_text(path, NULL);
     CHECK_MSG(got && strcmp(got, want) == 0, "got:\n%s", got ? got : "(nothing)");
     free(got);
     graft_history_free(&h);
@@ -486,7 +460,7 @@ static void test_csv_exact(void)
     graft_history_init(&h);
     CHECK_OK(graft_history_append(&h, 3, 1.0 / 3.0, -0.0, NAN, NAN, 123456789012345678.0, 1));
     CHECK_OK(graft_history_save_csv(path, &h));
-    got = slurp(path, NULL);
+    got = read_text(path, NULL);
     CHECK_MSG(got && strcmp(got, "epoch,accuracy,loss,lr\r\n"
                                  "3,-0.0,0.3333333333333333,1.2345678901234568e+17\r\n") == 0,
               "got:\n%s", got ? got : "(nothing)");

@@ -1,9 +1,11 @@
-/* File helpers shared by the tests that drive the tool and write folders. */
+/* The tests' one helper header for temporary folders and files (the model-file,
+ * data and tool tests build on it: io_util.h, data_util.h). */
 #ifndef GRAFT_TEST_UTIL_H
 #define GRAFT_TEST_UTIL_H
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,25 +21,78 @@ static inline void slurp(const char *path, char *buf, size_t cap)
     fclose(f);
 }
 
-/* Removes everything below dir (not dir itself); links are removed, not followed. */
-static inline void remove_tree(const char *dir)
+/* rm -r, for the temporary trees the tests make: path itself and everything
+ * below it; links are removed, not followed. */
+static inline void remove_tree(const char *path)
 {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[4096];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (snprintf(p, sizeof p, "%.3800s/%s", dir, e->d_name) >= (int)sizeof p) continue;
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            remove_tree(p);
-            rmdir(p);
-        } else {
-            unlink(p);
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[4096];
+            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
+                remove_tree(sub);
         }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
     }
-    closedir(d);
+}
+
+/* Writes n bytes to path (0, or -1 when anything failed). */
+static inline int write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = n ? fwrite(data, 1, n, f) : 0;
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+/* A whole file, malloc'd with a '\0' after it, its size in *n (may be
+ * NULL); NULL when it cannot be read. */
+static inline unsigned char *read_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(len > 0 ? (size_t)len + 1 : 1);
+    if (b && len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[len > 0 ? len : 0] = '\0';
+    if (n) *n = len > 0 ? (size_t)len : 0;
+    return b;
+}
+
+/* The same as text. */
+static inline char *read_text(const char *path, size_t *n) { return (char *)read_bytes(path, n); }
+
+/* A fresh folder from a mkdtemp template ("/tmp/graft_x_XXXXXX", changed in
+ * place), removed with everything in it when the test exits; 0 or -1. */
+#define TEST_MAX_TMPDIRS 8
+static char *test_tmpdirs[TEST_MAX_TMPDIRS];
+static int test_n_tmpdirs;
+
+static inline void test_tmpdirs_remove(void)
+{
+    for (int i = 0; i < test_n_tmpdirs; i++) remove_tree(test_tmpdirs[i]);
+    test_n_tmpdirs = 0;
+}
+
+static inline int make_tmpdir(char *tmpl)
+{
+    if (!mkdtemp(tmpl)) return -1;
+    if (test_n_tmpdirs == 0) atexit(test_tmpdirs_remove);
+    if (test_n_tmpdirs < TEST_MAX_TMPDIRS) test_tmpdirs[test_n_tmpdirs++] = tmpl;
+    return 0;
 }
 
 #endif

@@ -10,61 +10,18 @@
 #include "check.h"
 #include "plan_check.h"
 #include "gradcheck.h"
+#include "pool_pair.h"
 #include "internal.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct {
-    int n, h, w, c, f;
-    graft_padding pad;
-    bool bias;
-} pcase;
+typedef pool_case pcase; /* k = 3 */
 
-static void fill_normal(float *p, size_t n, float scale, graft_rng *r)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * graft_rng_normal(r);
-}
+static graft_model *build(const pcase *k, unsigned seed) { return pool_pair_model("wpool", k, seed); }
 
-/* Input -> Conv2D(f, 3x3, relu) "conv" -> MaxPooling2D(2x2) "pool". */
-static graft_model *build(const pcase *k, unsigned seed)
-{
-    graft_model *m = graft_model_new("wpool");
-    graft_input(m, NULL, graft_shape3(k->h, k->w, k->c));
-    graft_conv2d(m, NULL,
-                 (graft_conv2d_cfg){.name = "conv",
-                                    .filters = k->f,
-                                    .kernel_size = {3, 3},
-                                    .padding = k->pad,
-                                    .no_bias = !k->bias,
-                                    .activation = GRAFT_RELU});
-    graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool"});
-    if (graft_model_status(m) != GRAFT_OK) return m;
-    graft_rng r;
-    graft_rng_seed(&r, seed);
-    graft_layer *conv = graft_model_find(m, "conv");
-    for (int j = 0; j < graft_layer_num_weights(conv); j++) {
-        graft_shape s = graft_layer_weight_shape(conv, j);
-        fill_normal(graft_layer_weight_data(conv, j), graft_shape_size(&s), 0.3f, &r);
-    }
-    return m;
-}
-
-/* The planner reads the switch at every plan: it stays set for the whole step. */
-static void separate_layers(bool on)
-{
-    if (on)
-        CHECK(setenv("GRAFT_NO_WINOGRAD_POOL", "1", 1) == 0);
-    else
-        unsetenv("GRAFT_NO_WINOGRAD_POOL");
-}
-
-static size_t out_floats(const graft_model *m, int n)
-{
-    return (size_t)n * graft_shape_size(&graft_model_output(m)->out_shape);
-}
+static void separate_layers(bool on) { pool_pair_apart("GRAFT_NO_WINOGRAD_POOL", on); }
 
 /* Bit for bit, NaNs included; otherwise the largest difference is printed. */
 static void same_bits(const char *what, const float *a, const float *b, size_t n)
@@ -136,12 +93,12 @@ static void result_free(result *o)
 static void test_matches_separate_layers(void)
 {
     const pcase cases[] = {
-        {5, 18, 17, 16, 24, GRAFT_VALID, true}, /* 16x15: odd width, 16 + 8 filters */
-        {1, 13, 14, 20, 17, GRAFT_SAME, true},  /* 13x14: odd height, 17 filters */
-        {2, 11, 11, 16, 16, GRAFT_SAME, false}, /* 11x11: partial tiles of 3, no bias */
-        {5, 7, 9, 19, 33, GRAFT_SAME, true},    /* 7x9: a last tile one column wide */
-        {1, 4, 6, 16, 16, GRAFT_VALID, true},   /* 2x4: one partial tile row */
-        {2, 26, 26, 32, 64, GRAFT_VALID, true}, /* the lesson's channels, 24x24 */
+        {5, 18, 17, 16, 24, 3, GRAFT_VALID, true}, /* 16x15: odd width, 16 + 8 filters */
+        {1, 13, 14, 20, 17, 3, GRAFT_SAME, true},  /* 13x14: odd height, 17 filters */
+        {2, 11, 11, 16, 16, 3, GRAFT_SAME, false}, /* 11x11: partial tiles of 3, no bias */
+        {5, 7, 9, 19, 33, 3, GRAFT_SAME, true},    /* 7x9: a last tile one column wide */
+        {1, 4, 6, 16, 16, 3, GRAFT_VALID, true},   /* 2x4: one partial tile row */
+        {2, 26, 26, 32, 64, 3, GRAFT_VALID, true}, /* the lesson's channels, 24x24 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const pcase *k = &cases[c];
@@ -187,7 +144,7 @@ static void test_matches_separate_layers(void)
  * winner is positive. Odd width: a dropped column and a one-column tile. */
 static void test_central_differences(void)
 {
-    const pcase k = {2, 10, 9, 16, 20, GRAFT_SAME, true};
+    const pcase k = {2, 10, 9, 16, 20, 3, GRAFT_SAME, true};
     graft_model *m = build(&k, 3);
     CHECK_OK(graft_model_status(m));
     graft_layer *conv = graft_model_find(m, "conv");
@@ -231,7 +188,7 @@ static void test_central_differences(void)
  * the ReLU. Ties above zero (zero weights, bias 1): the first cell wins. */
 static void test_nan_and_ties(void)
 {
-    const pcase k = {1, 14, 14, 16, 16, GRAFT_SAME, true};
+    const pcase k = {1, 14, 14, 16, 16, 3, GRAFT_SAME, true};
     const size_t xs = 14 * 14 * 16, ys = 7 * 7 * 16, zs = 14 * 14 * 16;
     float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
     graft_rng g;
@@ -464,7 +421,7 @@ static void test_where_it_applies(void)
  * again without it pools in the convolution's pass, with the same bits. */
 static void test_switch_between_plans(void)
 {
-    const pcase k = {2, 10, 10, 16, 16, GRAFT_VALID, true};
+    const pcase k = {2, 10, 10, 16, 16, 3, GRAFT_VALID, true};
     graft_model *m = build(&k, 5);
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
     float *x = malloc(xs * sizeof(float)),
