@@ -50,7 +50,7 @@ $(FLAGS_STAMP): FORCE
 .PHONY: FORCE
 FORCE:
 
-$(BUILD)/%.o: %.c include/graft.h src/internal.h $(wildcard src/*/*.h) $(FLAGS_STAMP)
+$(BUILD)/%.o: %.c include/graft.h $(wildcard include/graft/*.h) src/internal.h $(wildcard src/*/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -119,8 +119,9 @@ fuzz-corpus: lib
 	scripts/make_fuzz_corpus.sh $(BUILD)
 
 install: lib $(BUILD)/graft
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/graft $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/graft.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/graft/*.h $(DESTDIR)$(PREFIX)/include/graft/
 	install -m 644 $(BUILD)/libgraft.a $(BUILD)/libgraft.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/graft $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)|' \
@@ -132,7 +133,7 @@ lint:
 	scripts/lint.sh
 
 format:
-	clang-format -i include/*.h src/*.h src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
+	clang-format -i include/*.h include/graft/*.h src/*.h src/*/*.c src/*/*.h tests/*.c tests/*.h tools/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,0 +1,33 @@
+/*
+ * graft/io.h: Model files: Keras HDF5 (weights only or whole models), TF.js models.
+ * Included by graft.h; see there for conventions.
+ */
+#ifndef GRAFT_API_IO_H
+#define GRAFT_API_IO_H
+
+#include "graft/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ model files (src/io) */
+typedef struct {
+    int by_name;       /* match layers by name (else by order of weighted layers) */
+    int skip_mismatch; /* skip layers absent from the model or of another shape */
+    int *layers_loaded; /* optional out: how many model layers received weights */
+} graft_load_opts;
+
+/* Weights from a Keras HDF5 file (weights-only or full model) or a TF.js model.json. */
+graft_status graft_load_weights(graft_model *m, const char *path, const graft_load_opts *opts);
+/* Keras HDF5, weights only (`model.save_weights`). */
+graft_status graft_save_weights(const graft_model *m, const char *path);
+/* Keras HDF5, full model: model_config JSON + model_weights (`model.save`). */
+graft_status graft_save_model(const graft_model *m, const char *path);
+/* A whole model (graph and weights) from a full Keras HDF5 file or a TF.js model.json. */
+graft_status graft_load_model(const char *path, graft_model **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRAFT_API_IO_H */

@@ -1,0 +1,82 @@
+/*
+ * graft/report.h: Run folders: history.json, the CSV log and the figures.
+ * Included by graft.h; see there for conventions.
+ */
+#ifndef GRAFT_API_REPORT_H
+#define GRAFT_API_REPORT_H
+
+#include "graft/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ reports (src/report) */
+/*
+ * Run folders: history.json, the CSV log and the figures. Every file is
+ * written to a temporary file beside it and renamed into place, so a crash
+ * or a full disk never leaves a truncated file and a failure leaves none.
+ */
+
+/* A named part of a run ("frozen", "fine-tune") and the epoch it starts at. */
+#define GRAFT_STAGE_NAME_MAX 64
+typedef struct {
+    char name[GRAFT_STAGE_NAME_MAX];
+    int first_epoch;
+} graft_history_stage;
+
+/*
+ * history.json in the form of Keras's History object:
+ *   {"history": {"loss": [...], "accuracy": [...], "val_loss": [...],
+ *                "val_accuracy": [...], "lr": [...]},
+ *    "epoch": [0, 1, ...], "seconds": [...],
+ *    "stages": [{"name": "frozen", "first_epoch": 0}, ...]}
+ * A metric whose every entry is NAN is left out (val_* without validation);
+ * a single missing entry is written as null and read back as NAN. "seconds"
+ * and "stages" are graft's own; stages may be NULL when n_stages is 0, and
+ * must start at increasing epochs.
+ */
+graft_status graft_history_save_json(const char *path, const graft_history *h,
+                                     const graft_history_stage *stages, int n_stages);
+/*
+ * Reads history.json (also a bare Keras `history.history` dict's keys inside
+ * "history", with "epoch" optional and "learning_rate" accepted for "lr";
+ * other metrics are ignored). *h is initialized here and freed by the caller
+ * with graft_history_free. *stages (free()) and *n_stages may be NULL when
+ * not wanted. Malformed files are refused with a message naming the file
+ * and the key; on failure *h is empty and *stages NULL.
+ */
+graft_status graft_history_load_json(const char *path, graft_history *h,
+                                     graft_history_stage **stages, int *n_stages);
+
+/*
+ * The CSV log as Keras's CSVLogger writes it: "epoch" then the metrics in
+ * sorted order (accuracy,loss,lr,val_accuracy,val_loss; all-NAN ones left
+ * out), Python's shortest float repr, "NA" for a missing entry, and the
+ * csv module's \r\n line ends.
+ */
+graft_status graft_history_save_csv(const char *path, const graft_history *h);
+
+/*
+ * The lesson's figure (800x800 PNG drawn with cairo): training and validation
+ * accuracy on top, loss below, x axis in epochs. finetune_epoch is the first
+ * epoch of fine-tuning (-1: none); the dashed "Start fine-tuning" line stands
+ * at the epoch before it, where the fine-tuning curves begin, as in
+ * TensorFlow's transfer-learning tutorial. title_suffix (may be NULL) is
+ * appended to both panel titles after a space. NAN entries leave gaps.
+ */
+graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch,
+                               const char *title_suffix, const char *png_path);
+
+/*
+ * Validation accuracy per epoch of several runs (800x600 PNG), one curve per
+ * run against its own epoch numbers. labels and title may be NULL ("run 1",
+ * ... and "Validation accuracy comparison").
+ */
+graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
+                                int n_runs, const char *png_path, const char *title);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRAFT_API_REPORT_H */

@@ -1,0 +1,249 @@
+/*
+ * graft/train.h: Training: optimizers and losses, compile, data sources, callbacks and
+ * the history, fit / evaluate / predict, checkpoints, the feature store.
+ * Included by graft.h; see there for conventions.
+ */
+#ifndef GRAFT_API_TRAIN_H
+#define GRAFT_API_TRAIN_H
+
+#include "graft/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ training */
+
+typedef enum { GRAFT_SGD = 0, GRAFT_ADAM, GRAFT_RMSPROP } graft_optimizer_kind;
+
+typedef struct {
+    graft_optimizer_kind kind;
+    float learning_rate;
+    float momentum; /* SGD, RMSprop */
+    int nesterov;   /* SGD */
+    float beta_1, beta_2, epsilon; /* Adam (epsilon also RMSprop) */
+    float rho;      /* RMSprop */
+} graft_optimizer;
+
+/* Keras defaults: Adam(1e-3, 0.9, 0.999, 1e-7), SGD(0.01), RMSprop(1e-3, rho 0.9, 1e-7). */
+graft_optimizer graft_adam(float learning_rate);
+graft_optimizer graft_sgd(float learning_rate, float momentum, int nesterov);
+graft_optimizer graft_rmsprop(float learning_rate);
+
+typedef enum {
+    GRAFT_BINARY_CROSSENTROPY = 0,
+    GRAFT_CATEGORICAL_CROSSENTROPY,
+    GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY
+} graft_loss_kind;
+
+typedef struct {
+    graft_optimizer optimizer;
+    graft_loss_kind loss;
+    int from_logits;
+    uint64_t seed; /* dropout masks and other training randomness */
+} graft_compile_cfg;
+
+/* Fixes which weights train, resets the optimizer state (as Keras's compile). */
+graft_status graft_model_compile(graft_model *m, const graft_compile_cfg *cfg);
+graft_status graft_model_set_learning_rate(graft_model *m, float lr);
+float graft_model_learning_rate(const graft_model *m);
+
+/*
+ * A source of batches. It is an endless stream: after `length` batches
+ * (one pass) it starts the next pass (reshuffled, if it shuffles). Labels
+ * are float: 0/1 for binary, class index for sparse, one-hot for
+ * categorical (y_dim floats per sample).
+ */
+typedef struct graft_source graft_source;
+struct graft_source {
+    graft_shape x_shape;
+    int y_dim;       /* floats of label per sample */
+    int batch_size;
+    int length;      /* batches in one pass */
+    graft_status (*next)(graft_source *self, float *x, float *y, int *n);
+    void (*free)(graft_source *self);
+    /* Optional, for feature caching: the number of distinct samples; whether a
+     * sample's x is the same on every pass (no augmentation); and a next()
+     * that also reports each sample's index in [0, n_samples) and skips
+     * producing x when x is NULL. */
+    long n_samples;
+    int deterministic;
+    graft_status (*next_ids)(graft_source *self, float *x, float *y, int *n, long *ids);
+    /* x is decoded from files: worth caching even where the whole model
+     * trains (then the decoded images themselves are kept). */
+    int decodes;
+    /* Batches given so far (kept by fit, evaluate and graft_source_skip): what a
+     * checkpoint records so that a resumed run sees the same batches. */
+    long drawn;
+    /* Set by graft's own sources (graft_source_new_uid): the identity under
+     * which a feature store keeps this source's features between fits. 0 (a
+     * source of your own): its features are kept for one fit only. */
+    uint64_t uid;
+};
+uint64_t graft_source_new_uid(void);
+
+/* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
+graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_shape x_shape,
+                                  int y_dim, int batch_size, int shuffle, uint64_t seed);
+void graft_source_free(graft_source *s);
+/* Draws and discards `batches` batches without producing images where the
+ * source allows (next_ids with x NULL): fast-forwards a fresh source with the
+ * same seed to where a checkpoint stopped. */
+graft_status graft_source_skip(graft_source *s, long batches);
+
+/* Keras History: one entry per epoch; fits that continue a run append. */
+typedef struct {
+    int n, cap;
+    int *epoch;
+    double *loss, *accuracy, *val_loss, *val_accuracy, *lr, *seconds;
+} graft_history;
+
+void graft_history_init(graft_history *h);
+void graft_history_free(graft_history *h);
+graft_status graft_history_append(graft_history *h, int epoch, double loss, double acc,
+                                  double val_loss, double val_acc, double lr, double seconds);
+
+typedef struct {
+    int epoch;
+    double loss, accuracy, val_loss, val_accuracy; /* val_* NAN when no validation */
+    double lr;
+} graft_epoch_logs;
+
+/* Keras callbacks: hooks around epochs; any may be NULL. on_epoch_end may
+ * set *stop to end training after this epoch. `free` releases ctx. */
+typedef struct {
+    void *ctx;
+    graft_status (*on_train_begin)(void *ctx, graft_model *m);
+    graft_status (*on_epoch_begin)(void *ctx, graft_model *m, int epoch);
+    graft_status (*on_epoch_end)(void *ctx, graft_model *m, const graft_epoch_logs *logs,
+                                 int *stop);
+    graft_status (*on_train_end)(void *ctx, graft_model *m);
+    void (*free)(void *ctx);
+} graft_callback;
+
+void graft_callback_free(graft_callback *cb);
+
+/* Which way a monitored quantity improves; AUTO: "max" for accuracies, else "min". */
+typedef enum { GRAFT_MODE_AUTO = 0, GRAFT_MODE_MIN, GRAFT_MODE_MAX } graft_monitor_mode;
+
+/* Monitors are "loss", "accuracy", "val_loss", "val_accuracy" ("acc"/"val_acc" too). */
+typedef struct {
+    const char *monitor;  /* NULL: "val_loss" */
+    float min_delta;
+    int patience;
+    graft_monitor_mode mode;
+    int has_baseline;
+    double baseline;
+    int restore_best_weights;
+    int verbose;
+} graft_early_stopping_cfg;
+graft_status graft_early_stopping(graft_early_stopping_cfg cfg, graft_callback *out);
+
+typedef struct {
+    const char *monitor; /* NULL: "val_loss" */
+    float factor;        /* 0: 0.1 */
+    int patience;        /* 0: 10, as Keras */
+    graft_monitor_mode mode;
+    float min_delta;     /* 0: 1e-4 */
+    int cooldown;
+    float min_lr;
+    int verbose;
+} graft_reduce_lr_cfg;
+graft_status graft_reduce_lr_on_plateau(graft_reduce_lr_cfg cfg, graft_callback *out);
+
+/* LearningRateScheduler: lr = schedule(epoch, lr, ctx) before each epoch. */
+graft_status graft_lr_scheduler(float (*schedule)(int epoch, float lr, void *ctx), void *ctx,
+                                int verbose, graft_callback *out);
+
+/* ModelCheckpoint: saves a Keras HDF5 file after each epoch (or only when the
+ * monitored value improves). "{epoch}" / "{epoch:02d}" in path are replaced. */
+typedef struct {
+    const char *path;
+    const char *monitor; /* NULL: "val_loss" */
+    graft_monitor_mode mode;
+    int save_best_only;
+    int save_weights_only;
+    int verbose;
+} graft_checkpoint_cfg;
+graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *out);
+
+/* Feature caches that outlive a fit (graft_fit_cfg.feature_store), found again
+ * by the source's uid: they stay, in memory or spilled, until the store is
+ * freed (after the last fit that needs them). */
+typedef struct graft_feature_store graft_feature_store;
+graft_feature_store *graft_feature_store_new(void);
+void graft_feature_store_free(graft_feature_store *store);
+
+typedef struct {
+    int epochs;          /* train until this epoch (Keras's `epochs`) */
+    int initial_epoch;   /* start from this epoch (continue a run) */
+    int steps_per_epoch; /* 0: one pass of the source */
+    graft_source *validation_data;
+    int validation_steps; /* 0: one pass */
+    int verbose;          /* 0 silent, 1 progress bar, 2 one line per epoch */
+    const graft_callback *callbacks;
+    int n_callbacks;
+    /* Feature caching (on by default): when the layers below the lowest
+     * trainable one are frozen and deterministic and the source is too, their
+     * output is computed once per sample and reused. Bounded by
+     * cache_max_bytes (0: 4 GiB) in memory; beyond that it spills to a file. */
+    int no_feature_cache;
+    size_t cache_max_bytes;
+    /* Optional: keeps the feature caches after the fit, for later fits on the
+     * same source objects (a fine-tuning after training the head) while the
+     * layers below each boundary keep their weights (checked by a hash). */
+    graft_feature_store *feature_store;
+    /* With a store: the lowest layer a later fit will unfreeze, with all
+     * layers above it (e.g. base.layers[-20]). This fit then also fills the
+     * cache at that fit's boundary (the first layer from there up with
+     * weights) in its own forward passes, and the later fit's first epoch
+     * decodes and recomputes nothing. */
+    const char *keep_features_below;
+} graft_fit_cfg;
+
+/*
+ * Training checkpoints: what a fit needs to continue exactly where it stopped
+ * (weights, BatchNormalization statistics, optimizer slots and step count, the
+ * dropout RNG, the epoch reached, the batches drawn from each source, and the
+ * history), in graft's own checksummed file, written crash-safely (a temporary
+ * file renamed over the old one). The Keras .h5 files are for sharing models;
+ * this is for resuming.
+ */
+typedef struct {
+    int epoch;           /* epochs completed: the next fit's initial_epoch */
+    long train_batches;  /* batches drawn from the training source */
+    long val_batches;    /* and from the validation source */
+} graft_train_state;
+
+graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
+                                   const graft_train_state *st, const char *path);
+/* The model must be built and compiled as when it was saved. h may be NULL. */
+graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_history *h,
+                                   graft_train_state *st);
+/* A callback that saves a checkpoint after every epoch; `history` must be the
+ * one passed to fit. */
+graft_status graft_checkpoint_callback(const char *path, graft_source *train, graft_source *val,
+                                       const graft_history *history, graft_callback *out);
+
+/* Asks a running fit to stop at the end of the current batch (async-signal-safe:
+ * call it from a SIGINT handler); fit then returns GRAFT_EINTERRUPTED. */
+void graft_model_request_stop(graft_model *m);
+
+/* Appends to *history (may be NULL). */
+graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
+                             graft_history *history);
+graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps, double *loss,
+                                  double *accuracy);
+/* out: n * (output size) floats. */
+graft_status graft_model_predict(graft_model *m, const float *x, int n, float *out);
+
+/* Loss and accuracy of a batch of predictions (no model needed). */
+double graft_loss_value(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
+                        int n, int dim);
+double graft_accuracy_value(graft_loss_kind kind, const float *pred, const float *y, int n,
+                            int dim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRAFT_API_TRAIN_H */

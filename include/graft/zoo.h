@@ -1,0 +1,123 @@
+/*
+ * graft/zoo.h: Pretrained bases (Keras Applications), ImageNet labels and predictions,
+ * downloads and hashing of weight files.
+ * Included by graft.h; see there for conventions.
+ */
+#ifndef GRAFT_API_ZOO_H
+#define GRAFT_API_ZOO_H
+
+#include "graft/data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ pretrained bases (src/zoo) */
+/*
+ * The Keras Applications bases, built with Keras's layer names, layer order
+ * and weight layouts, so Keras and TF.js weight files load by name:
+ * "mobilenet" (MobileNet v1), "mobilenet_v2", "resnet50", "vgg16".
+ */
+typedef enum { GRAFT_POOL_NONE = 0, GRAFT_POOL_AVG, GRAFT_POOL_MAX } graft_pooling;
+
+typedef struct {
+    float alpha;          /* width multiplier (MobileNet, MobileNetV2); 0 -> 1.0 */
+    int depth_multiplier; /* MobileNet's DepthwiseConv2D depth_multiplier; 0 -> 1 */
+    float dropout;        /* MobileNet's top Dropout rate (Keras default 1e-3) */
+    int include_top;      /* the ImageNet classifier on top */
+    int input_shape[3];   /* (H, W, C); zeros -> (224, 224, 3); H and W at least 32 */
+    graft_pooling pooling; /* without top: none (4-D features), avg or max (2-D) */
+    int classes;          /* with top; 0 -> 1000 */
+} graft_zoo_cfg;
+
+/* Keras's defaults: alpha 1, depth_multiplier 1, dropout 1e-3, include_top,
+ * input (224, 224, 3), no pooling, 1000 classes. */
+graft_zoo_cfg graft_zoo_default_cfg(void);
+
+/* Builds a base with fresh weights (the layer initializers). The caller may
+ * add a head to *out (layers added with input NULL follow the base's output);
+ * graft_model_num_layers(*out) just after building is where the base ends. */
+graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_model **out);
+
+/* The architecture whose layer names a model carries ("mobilenet", ...), or NULL. */
+const char *graft_zoo_detect_arch(const graft_model *m);
+
+/* Keras's preprocess_input for `arch` on n_pixels RGB pixels in 0..255, in
+ * place: "mobilenet"/"mobilenet_v2" (mode "tf") scale to [-1, 1];
+ * "resnet50"/"vgg16" (mode "caffe") swap to BGR and subtract the ImageNet
+ * channel means. The mode names "tf" and "caffe" are accepted too. */
+graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels);
+
+/* The same as an ImageDataGenerator preprocessing_function: ctx is the
+ * architecture's name (a const char *), x one h*w*3 image; thread-safe. */
+graft_status graft_preprocess_hook(void *ctx, float *x, int h, int w, int c);
+
+/* ImageNet's 1000 classes in Keras's order, from Debian darknet's label lists
+ * (imagenet.labels.list: WordNet ids, imagenet.shortnames.list: names) in
+ * $GRAFT_DARKNET_DATA, else /usr/share/darknet/data. */
+#define GRAFT_IMAGENET_CLASSES 1000
+typedef struct {
+    int index;     /* class index in Keras's order */
+    char wnid[16]; /* "n02391049" */
+    char name[64]; /* "zebra" */
+    float prob;
+} graft_prediction;
+
+/* The name and WordNet id of class `index` (loads the lists once). */
+graft_status graft_imagenet_class(int index, const char **wnid, const char **name);
+/* Keras's decode_predictions for one sample: the `top` largest of n_classes
+ * (= 1000) probabilities, best first, into out[top]. */
+graft_status graft_decode_predictions(const float *probs, int n_classes, int top,
+                                      graft_prediction *out);
+/* preprocess_input for the model's architecture, predict and decode: n images
+ * of the model's input shape, RGB 0..255 NHWC (not modified); out[n * top]. */
+graft_status graft_zoo_classify(graft_model *m, const float *images, int n, int top,
+                                graft_prediction *out);
+
+/* For `graft predict`: loads an image file at the model's input size with
+ * `interp` (Keras's load_img resamples with nearest by default;
+ * image_dataset_from_directory with bilinear, which classifies better on
+ * downscaled photos) and classifies it as graft_zoo_classify does. */
+graft_status graft_zoo_predict_file(graft_model *m, const char *path, graft_interpolation interp,
+                                    int top, graft_prediction *out);
+
+/* Pretrained ImageNet weights as Keras Applications publishes them. */
+typedef enum { GRAFT_HASH_NONE = 0, GRAFT_HASH_MD5, GRAFT_HASH_SHA256 } graft_hash_kind;
+typedef struct {
+    char file_name[128]; /* Keras's cache file name, e.g. mobilenet_1_0_224_tf_no_top.h5 */
+    char url[256];
+    graft_hash_kind hash_kind; /* NONE where Keras publishes no checksum */
+    char hash[65];             /* lowercase hex */
+} graft_weights_file;
+
+/* The official file for a base built with cfg (MobileNet: alpha 0.25/0.5/0.75/1.0,
+ * square 128/160/192/224 input, else the 224 file as Keras does; MobileNetV2:
+ * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224). */
+graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
+                                     graft_weights_file *out);
+/* The cache folder: $GRAFT_HOME/models, default ~/.cache/graft/models. */
+graft_status graft_zoo_cache_dir(char *buf, size_t cap);
+/* Downloads url to dest through a temporary file in dest's folder, checks the
+ * hash (kind NONE: only that the transfer completed) and renames into place;
+ * on any failure no file is left at dest or in the temporary. */
+graft_status graft_download(const char *url, const char *dest, graft_hash_kind kind,
+                            const char *hex);
+/* Keras's get_file(..., extract=True): downloads url (checked against the
+ * hash unless kind is GRAFT_HASH_NONE) and unpacks it under dest_dir. */
+graft_status graft_fetch_dataset(const char *url, const char *dest_dir, graft_hash_kind kind,
+                                 const char *hex);
+/* The cached file's path, downloading it first when absent (a file already at
+ * that path is used as is: copy a local file there to work offline). */
+graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
+                                      size_t cap);
+/* Fetches and loads ImageNet weights into a model built with the same cfg. */
+graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg);
+
+/* Hex digest (65 bytes with the NUL) of memory or of a file. */
+graft_status graft_hash_hex(graft_hash_kind kind, const void *data, size_t len, char hex[65]);
+graft_status graft_hash_file(graft_hash_kind kind, const char *path, char hex[65]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GRAFT_API_ZOO_H */
