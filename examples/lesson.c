@@ -95,7 +95,10 @@ int main(int argc, char **argv)
     fit.feature_store = NULL;
 
     /* plt.subplot(2, 1, 1) ... 'Accuracy до и после fine-tuning' */
-    TRY(graft_plot_lesson(&history, 5, NULL, "lesson_accuracy_loss.png"));
+    graft_history_stage stages[2] = {{"frozen", 0}, {"fine-tuning", 5}};
+    graft_stages_plot figure = {stages, 2, "Accuracy before and after fine-tuning",
+                                "Loss before and after fine-tuning"};
+    TRY(graft_plot_stages(&history, &figure, "lesson_accuracy_loss.png"));
     TRY(graft_save_model(model, "lesson_model.h5"));
 
     /* From scratch: scratch_model = Sequential([Conv2D(32, (3, 3), activation='relu',

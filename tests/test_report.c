@@ -601,6 +601,59 @@ static void test_plot_lesson(void)
     rm_dir(dir);
 }
 
+/* The general figure: a line per stage after the first; the lesson's figure
+ * is its two-stage case, file for file. */
+static void test_plot_stages(void)
+{
+    const char *dir = fresh_dir("stages");
+    graft_history h;
+    lesson_history(&h, 1);
+    graft_history_stage two[2] = {{"frozen", 0}, {"fine-tuning", 5}};
+    graft_stages_plot cfg2 = {two, 2, "Accuracy before and after fine-tuning",
+                              "Loss before and after fine-tuning"};
+    const char *lesson = join(dir, "lesson.png"), *general = join(dir, "general.png");
+    CHECK_OK(graft_plot_lesson(&h, 5, NULL, lesson));
+    CHECK_OK(graft_plot_stages(&h, &cfg2, general));
+    size_t na = 0, nb = 0;
+    unsigned char *a = read_bytes(lesson, &na), *b = read_bytes(general, &nb);
+    CHECK(a && b && na == nb && na > 0 && memcmp(a, b, na) == 0);
+    free(a);
+    free(b);
+
+    graft_history_stage three[3] = {{"frozen", 0}, {"fine-tune", 5}, {"all layers", 10}};
+    graft_stages_plot cfg3 = {three, 3, NULL, NULL};
+    const char *plain = join(dir, "plain.png"), *both = join(dir, "three.png");
+    CHECK_OK(graft_plot_stages(&h, NULL, plain));
+    CHECK_OK(graft_plot_stages(&h, &cfg3, both));
+    image p = {0}, t = {0};
+    CHECK(load_png(plain, &p) == 0 && load_png(both, &t) == 0);
+    if (p.s && t.s) {
+        /* two dashed columns: the strongest new one, and another well apart */
+        int n1, x1 = new_dark_column(&t, &p, &n1);
+        int n2 = 0, x2 = -1;
+        for (int x = 0; x < t.w; x++) {
+            if (abs(x - x1) < 50) continue;
+            int n = 0;
+            for (int y = 0; y < t.h; y++) n += dark(&t, x, y) && !dark(&p, x, y);
+            if (n > n2) {
+                n2 = n;
+                x2 = x;
+            }
+        }
+        CHECK_MSG(n1 > 250 && n2 > 250 && x2 >= 0, "line pixels %d at %d, %d at %d", n1, x1, n2, x2);
+    }
+    cairo_surface_destroy(p.s);
+    cairo_surface_destroy(t.s);
+
+    graft_history_stage backwards[2] = {{"a", 5}, {"b", 3}}, late[2] = {{"a", 0}, {"b", 40}};
+    graft_stages_plot bad1 = {backwards, 2, NULL, NULL}, bad2 = {late, 2, NULL, NULL};
+    CHECK(graft_plot_stages(&h, &bad1, join(dir, "x.png")) == GRAFT_EINVAL);
+    CHECK(strstr(graft_last_error(), "stage 'b'") != NULL);
+    CHECK(graft_plot_stages(&h, &bad2, join(dir, "y.png")) == GRAFT_EINVAL);
+    CHECK(count_entries(dir, ".png") == 4);
+    graft_history_free(&h);
+}
+
 static void test_plot_edge_cases(void)
 {
     const char *dir = fresh_dir("plot_edges");
@@ -732,6 +785,7 @@ int main(void)
     RUN(test_json_save_errors);
     RUN(test_csv_exact);
     RUN(test_plot_lesson);
+    RUN(test_plot_stages);
     RUN(test_plot_edge_cases);
     RUN(test_plot_compare);
     return CHECK_SUMMARY();

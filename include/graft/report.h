@@ -58,13 +58,25 @@ graft_status graft_history_load_json(const char *path, graft_history *h,
 graft_status graft_history_save_csv(const char *path, const graft_history *h);
 
 /*
- * The lesson's figure (800x800 PNG drawn with cairo): training and validation
- * accuracy on top, loss below, x axis in epochs. finetune_epoch is the first
- * epoch of fine-tuning (-1: none); the dashed "Start fine-tuning" line stands
- * at the epoch before it, where the fine-tuning curves begin, as in
- * TensorFlow's transfer-learning tutorial. title_suffix (may be NULL) is
- * appended to both panel titles after a space. NAN entries leave gaps.
+ * A run's figure by stages (800x800 PNG drawn with cairo): training and
+ * validation accuracy on top, loss below, x axis in epochs, and for each
+ * stage after the first a dashed "Start <name>" line at the epoch before its
+ * first, where its curves begin (as in TensorFlow's transfer-learning
+ * tutorial). Stages must start at increasing epochs within the history's.
+ * NAN entries leave gaps. cfg may be NULL (one stage, the default titles).
  */
+#define GRAFT_PLOT_MAX_STAGES 8 /* lines, so stages after the first */
+typedef struct {
+    const graft_history_stage *stages; /* as graft_history_save_json takes them; may be NULL */
+    int n_stages;
+    const char *accuracy_title, *loss_title; /* NULL: "Training and Validation Accuracy" / "Loss" */
+} graft_stages_plot;
+graft_status graft_plot_stages(const graft_history *h, const graft_stages_plot *cfg,
+                               const char *png_path);
+
+/* Deprecated (kept for this release; use graft_plot_stages): the figure of a
+ * frozen stage and a fine-tuning from finetune_epoch (-1: none), titled "...
+ * before and after fine-tuning" plus title_suffix (may be NULL). */
 graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch,
                                const char *title_suffix, const char *png_path);
 

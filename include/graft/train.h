@@ -164,8 +164,8 @@ typedef struct {
     int save_best_only;
     int save_weights_only;
     int verbose;
-} graft_checkpoint_cfg;
-graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *out);
+} graft_model_checkpoint_cfg;
+graft_status graft_model_checkpoint(graft_model_checkpoint_cfg cfg, graft_callback *out);
 
 /* Feature caches that outlive a fit (graft_fit_cfg.feature_store), found again
  * by the source's uid: they stay, in memory or spilled, until the store is
@@ -202,7 +202,8 @@ typedef struct {
 } graft_fit_cfg;
 
 /*
- * Training checkpoints: what a fit needs to continue exactly where it stopped
+ * Resumable training state (not the ModelCheckpoint callback above, which
+ * writes Keras files): what a fit needs to continue exactly where it stopped
  * (weights, BatchNormalization statistics, optimizer slots and step count, the
  * dropout RNG, the epoch reached, the batches drawn from each source, and the
  * history), in graft's own checksummed file, written crash-safely (a temporary
@@ -215,15 +216,15 @@ typedef struct {
     long val_batches;    /* and from the validation source */
 } graft_train_state;
 
-graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
-                                   const graft_train_state *st, const char *path);
+graft_status graft_train_state_save(const graft_model *m, const graft_history *h,
+                                    const graft_train_state *st, const char *path);
 /* The model must be built and compiled as when it was saved. h may be NULL. */
-graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_history *h,
-                                   graft_train_state *st);
-/* A callback that saves a checkpoint after every epoch; `history` must be the
- * one passed to fit. */
-graft_status graft_checkpoint_callback(const char *path, graft_source *train, graft_source *val,
-                                       const graft_history *history, graft_callback *out);
+graft_status graft_train_state_load(graft_model *m, const char *path, graft_history *h,
+                                    graft_train_state *st);
+/* A callback that saves the training state after every epoch; `history` must
+ * be the one passed to fit. */
+graft_status graft_train_state_callback(const char *path, graft_source *train, graft_source *val,
+                                        const graft_history *history, graft_callback *out);
 
 /* Asks a running fit to stop at the end of the current batch (async-signal-safe:
  * call it from a SIGINT handler); fit then returns GRAFT_EINTERRUPTED. */

@@ -10,6 +10,7 @@
 
 #include <cairo.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,9 @@ typedef struct {
     const char *title, *xlabel, *ylabel;
     const series *s;
     int ns;
-    double vline; /* x of the fine-tuning line; NAN: none */
-    const char *vline_label;
+    int nv; /* dashed lines where stages start */
+    double vline[GRAFT_PLOT_MAX_STAGES];
+    const char *vline_label[GRAFT_PLOT_MAX_STAGES];
     int legend_loc; /* preferred position */
 
     /* axes, from the data */
@@ -151,9 +153,9 @@ static void panel_ranges(panel *p)
                 xhi = fmax(xhi, p->s[k].x[i]);
             }
     }
-    if (!isnan(p->vline)) {
-        xlo = fmin(xlo, p->vline);
-        xhi = fmax(xhi, p->vline);
+    for (int v = 0; v < p->nv; v++) {
+        xlo = fmin(xlo, p->vline[v]);
+        xhi = fmax(xhi, p->vline[v]);
     }
     finish_axis(xlo, xhi, true, &p->xmin, &p->xmax, &p->xstep);
     finish_axis(ylo, yhi, false, &p->ymin, &p->ymax, &p->ystep);
@@ -273,7 +275,7 @@ typedef struct {
 
 static int legend_entries(const panel *p)
 {
-    int n = !isnan(p->vline);
+    int n = p->nv;
     for (int k = 0; k < p->ns; k++)
         for (int i = 0; i < p->s[k].n; i++)
             if (plottable(p->s[k].y[i])) {
@@ -312,8 +314,8 @@ static int covered(const panel *p, const legend_box *b)
             }
         }
     }
-    if (!isnan(p->vline)) {
-        double x = to_px(p, p->vline);
+    for (int v = 0; v < p->nv; v++) {
+        double x = to_px(p, p->vline[v]);
         if (x >= x0 && x <= x1) count += (int)(fmin(y1, p->py + p->ph) - fmax(y0, p->py)) / 2;
     }
     return count;
@@ -359,7 +361,7 @@ static void draw_legend(cairo_t *cr, const panel *p)
     double tw = 0;
     for (int k = 0; k < p->ns; k++)
         if (shown(&p->s[k])) tw = fmax(tw, text_width(cr, p->s[k].label, LEGEND_PX));
-    if (!isnan(p->vline)) tw = fmax(tw, text_width(cr, p->vline_label, LEGEND_PX));
+    for (int v = 0; v < p->nv; v++) tw = fmax(tw, text_width(cr, p->vline_label[v], LEGEND_PX));
     b.w = 8 + 28 + 8 + tw + 10;
     b.h = 6 + b.n * b.row + 6;
 
@@ -390,9 +392,10 @@ static void draw_legend(cairo_t *cr, const panel *p)
         text_at(cr, p->s[k].label, LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
         y += b.row;
     }
-    if (!isnan(p->vline)) {
+    for (int v = 0; v < p->nv; v++) {
         swatch(cr, b.x + 8, y + b.row / 2, VLINE, true);
-        text_at(cr, p->vline_label, LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
+        text_at(cr, p->vline_label[v], LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
+        y += b.row;
     }
     cairo_restore(cr);
 }
@@ -459,8 +462,8 @@ static void draw_panel(cairo_t *cr, const panel *p)
     cairo_clip(cr);
     for (int k = 0; k < p->ns; k++)
         draw_series(cr, p, &p->s[k]);
-    if (!isnan(p->vline)) {
-        double x = crisp(to_px(p, p->vline));
+    for (int v = 0; v < p->nv; v++) {
+        double x = crisp(to_px(p, p->vline[v]));
         cairo_set_source_rgb(cr, VLINE.r, VLINE.g, VLINE.b);
         cairo_set_line_width(cr, 1.5);
         cairo_set_dash(cr, (double[]){6, 4}, 2, 0);
@@ -576,17 +579,56 @@ static graft_status render(panel *panels, int n, int w, int h, const char *path)
 
 /* ------------------------------------------------------------ figures */
 
+graft_status graft_plot_stages(const graft_history *h, const graft_stages_plot *cfg,
+                               const char *png_path)
+{
+    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the figure");
+    if (!h || h->n <= 0)
+        return graft_fail(GRAFT_EINVAL, "'%s': nothing to plot, the history is empty", png_path);
+    const graft_stages_plot none = {0};
+    if (!cfg) cfg = &none;
+    if (cfg->n_stages < 0 || cfg->n_stages > GRAFT_PLOT_MAX_STAGES + 1 || (cfg->n_stages && !cfg->stages))
+        return graft_fail(GRAFT_EINVAL, "'%s': %d stages (at most %d)", png_path, cfg->n_stages,
+                          GRAFT_PLOT_MAX_STAGES + 1);
+    char labels[GRAFT_PLOT_MAX_STAGES][GRAFT_STAGE_NAME_MAX + 8];
+    panel proto = {.nv = 0};
+    for (int k = 1; k < cfg->n_stages; k++) { /* the first stage needs no line */
+        const graft_history_stage *st = &cfg->stages[k];
+        int e = st->first_epoch;
+        if (e < h->epoch[0] || e > h->epoch[h->n - 1] + 1 || e <= cfg->stages[k - 1].first_epoch)
+            return graft_fail(GRAFT_EINVAL,
+                              "'%s': stage '%s' starts at epoch %d, outside the history's epochs "
+                              "%d..%d or not after the stage before it",
+                              png_path, st->name, e, h->epoch[0], h->epoch[h->n - 1]);
+        snprintf(labels[proto.nv], sizeof labels[proto.nv], "Start %s", st->name);
+        proto.vline_label[proto.nv] = labels[proto.nv];
+        proto.vline[proto.nv++] = e - 1; /* where the stage's curves begin */
+    }
+    series acc[2] = {{"Training Accuracy", h->epoch, h->accuracy, h->n, TAB10[0]},
+                     {"Validation Accuracy", h->epoch, h->val_accuracy, h->n, TAB10[1]}};
+    series loss[2] = {{"Training Loss", h->epoch, h->loss, h->n, TAB10[0]},
+                      {"Validation Loss", h->epoch, h->val_loss, h->n, TAB10[1]}};
+    panel panels[2] = {proto, proto};
+    panels[0].title = cfg->accuracy_title ? cfg->accuracy_title : "Training and Validation Accuracy";
+    panels[0].ylabel = "Accuracy";
+    panels[0].s = acc;
+    panels[0].ns = 2;
+    panels[0].legend_loc = LOWER_RIGHT;
+    panels[1].title = cfg->loss_title ? cfg->loss_title : "Training and Validation Loss";
+    panels[1].xlabel = "Epochs";
+    panels[1].ylabel = "Loss";
+    panels[1].s = loss;
+    panels[1].ns = 2;
+    panels[1].legend_loc = UPPER_RIGHT;
+    return render(panels, 2, 800, 800, png_path);
+}
+
 graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch, const char *title_suffix,
                                const char *png_path)
 {
-    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the lesson figure");
-    if (!h || h->n <= 0)
-        return graft_fail(GRAFT_EINVAL, "'%s': nothing to plot, the history is empty", png_path);
-    if (finetune_epoch < -1 || (finetune_epoch >= 0 && (finetune_epoch < h->epoch[0] ||
-                                                        finetune_epoch > h->epoch[h->n - 1] + 1)))
-        return graft_fail(GRAFT_EINVAL,
-                          "'%s': fine-tuning start %d is outside the history's epochs %d..%d",
-                          png_path, finetune_epoch, h->epoch[0], h->epoch[h->n - 1]);
+    if (finetune_epoch < -1)
+        return graft_fail(GRAFT_EINVAL, "'%s': fine-tuning start %d is not an epoch",
+                          png_path ? png_path : "(no file)", finetune_epoch);
     bool ft = finetune_epoch >= 0;
     const char *sfx = title_suffix && *title_suffix ? title_suffix : NULL;
     char acc_title[256], loss_title[256];
@@ -596,30 +638,9 @@ graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch, const
     snprintf(loss_title, sizeof loss_title, "%s%s%s",
              ft ? "Loss before and after fine-tuning" : "Training and Validation Loss",
              sfx ? " " : "", sfx ? sfx : "");
-
-    series acc[2] = {{"Training Accuracy", h->epoch, h->accuracy, h->n, TAB10[0]},
-                     {"Validation Accuracy", h->epoch, h->val_accuracy, h->n, TAB10[1]}};
-    series loss[2] = {{"Training Loss", h->epoch, h->loss, h->n, TAB10[0]},
-                      {"Validation Loss", h->epoch, h->val_loss, h->n, TAB10[1]}};
-    double vline = ft ? finetune_epoch - 1 : NAN;
-    panel panels[2] = {
-        {.title = acc_title,
-         .ylabel = "Accuracy",
-         .s = acc,
-         .ns = 2,
-         .vline = vline,
-         .vline_label = "Start fine-tuning",
-         .legend_loc = LOWER_RIGHT},
-        {.title = loss_title,
-         .xlabel = "Epochs",
-         .ylabel = "Loss",
-         .s = loss,
-         .ns = 2,
-         .vline = vline,
-         .vline_label = "Start fine-tuning",
-         .legend_loc = UPPER_RIGHT},
-    };
-    return render(panels, 2, 800, 800, png_path);
+    graft_history_stage st[2] = {{"", INT_MIN}, {"fine-tuning", finetune_epoch}};
+    graft_stages_plot cfg = {st, ft ? 2 : 0, acc_title, loss_title};
+    return graft_plot_stages(h, &cfg, png_path);
 }
 
 graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
@@ -654,8 +675,7 @@ graft_status graft_plot_compare(const graft_history *const *runs, const char *co
                .ylabel = "Accuracy",
                .s = s,
                .ns = n_runs,
-               .vline = NAN,
-               .legend_loc = LOWER_RIGHT};
+                              .legend_loc = LOWER_RIGHT};
     st = render(&p, 1, 800, 600, png_path);
 done:
     free(s);
