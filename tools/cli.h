@@ -32,6 +32,15 @@ typedef struct {
     int target_epochs;
 } run_config;
 
+/* config.json is UTF-8, but folder names and paths are bytes. A byte that is
+ * not part of valid UTF-8 is stored as "//xHH" (HH: two upper-case hex
+ * digits). A class name holds no '/', and in paths a doubled '/' is stored as
+ * one (the same path), so a stored "//" always starts such an escape and
+ * strings that are valid UTF-8 are stored as they are. encode returns a new
+ * string (NULL: out of memory); decode works in place. */
+char *run_text_encode(const char *bytes);
+void run_text_decode(char *s);
+
 void run_config_free(run_config *c);
 int run_config_save(const char *run_dir, const run_config *c);
 int run_config_load(const char *run_dir, run_config *c);
