@@ -54,6 +54,13 @@ void run_set_trainable(const run_config *c, graft_model *m);
 int run_open_data(const run_config *c, bool training_shuffle, graft_source **train,
                   graft_source **val);
 
+/* Takes RUN_DIR/.lock for a command that writes into the run folder; returns
+ * the lock's descriptor, or -1 after printing "graft CMD: RUN_DIR is in use by
+ * another graft process (pid N)" (or why the lock could not be taken).
+ * *created: the .lock file was made by this call. */
+int run_lock(const char *cmd, const char *run_dir, bool *created);
+void run_unlock(int fd);
+
 /* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_status(graft_status s, const char *what);
