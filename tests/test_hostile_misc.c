@@ -361,6 +361,29 @@ static void test_run_lock(void)
     CHECK_MSG(graft(a) == 0, "%s", err);
 }
 
+/* `graft predict` on a model with a NaN weight: an error, not "nan" and 0. */
+static void test_predict_refuses_nan(void)
+{
+    const char *path = io_tmp("nan_cli.h5");
+    graft_model *m = graft_model_new("img");
+    graft_input(m, "in", graft_shape3(16, 16, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv1", .filters = 2, .kernel_size = {3, 3}});
+    graft_global_average_pooling2d(m, NULL, "gap");
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "out", .units = 2, .activation = GRAFT_SOFTMAX});
+    graft_model_init_weights(m, 3);
+    float *k = graft_layer_weight_data(graft_model_find(m, "conv1"), 0);
+    char a[512];
+    snprintf(a, sizeof a, "predict --model %s " DATA "/cats/cat.0.jpg", path);
+    CHECK_OK(graft_save_model(m, path));
+    CHECK_MSG(graft(a) == 0 && !strstr(out, "nan"), "%s%s", out, err); /* the good file first */
+    k[17] = NAN;
+    CHECK_OK(graft_save_model(m, path));
+    graft_model_free(m);
+    CHECK_MSG(graft(a) == 1 && !strstr(out, "nan") &&
+                  strstr(err, "nan_cli.h5: weight 'conv1/kernel:0' of layer 'conv1' holds NaN at index 17\n"),
+              "%s%s", out, err);
+}
+
 /* A train that fails before its first epoch ends leaves no folder behind;
  * a folder that was there keeps what it held, and nothing more. */
 static void test_failed_train_cleans_up(void)
@@ -423,6 +446,7 @@ int main(void)
     }
     snprintf(tmp, sizeof tmp, "/tmp/graft_hostile_XXXXXX");
     if (!mkdtemp(tmp)) return 1;
+    RUN(test_predict_refuses_nan);
     RUN(test_config_utf8);
     RUN(test_run_lock);
     RUN(test_failed_train_cleans_up);
