@@ -67,7 +67,8 @@ int cli_find_weights(const char *base, float *alpha, int input_size, const char 
 /* The lesson's dataset folder (holding train/ and validation/), in order. */
 int cli_find_lesson_data(const char *opt, char *out, size_t cap);
 
-/* Ctrl-C: the model being trained is asked to stop after its batch. */
+/* Ctrl-C: the model being trained is asked to stop after its batch; a second
+ * Ctrl-C, or one after cli_watch_sigint(NULL), ends the process at once. */
 void cli_watch_sigint(graft_model *m);
 
 int cmd_train(int argc, char **argv);

@@ -154,16 +154,10 @@ int cmd_predict(int argc, char **argv)
             if (l.is_run) {
                 /* Only classes that have both a name and a score: a sigmoid
                  * output scores two classes. */
-                float probs[1024];
+                float sigmoid[2] = {1 - y[0], y[0]};
+                const float *probs = n_out == 1 ? sigmoid : y;
                 int nc = n_out == 1 ? 2 : n_out;
                 if (nc > l.run.n_classes) nc = l.run.n_classes;
-                if (nc > 1024) nc = 1024;
-                if (n_out == 1) {
-                    probs[0] = 1 - y[0];
-                    probs[1] = y[0];
-                } else {
-                    for (int c = 0; c < nc; c++) probs[c] = y[c];
-                }
                 if (k > nc) k = nc;
                 for (int j = 0; j < k; j++) {
                     int best = -1;

@@ -1,6 +1,7 @@
 /* Datasets that come as archives (Keras's get_file(..., extract=True)):
  * downloaded through graft_download, unpacked with libarchive, refusing
  * entries that would land outside the destination. */
+#include "core/file_open.h"
 #include "internal.h"
 
 #include <archive.h>
@@ -45,10 +46,13 @@ graft_status graft_extract_archive(const char *archive_path, const char *dest_di
 {
     graft_status s = make_dirs(dest_dir);
     if (s != GRAFT_OK) return s;
+    int fd;
+    if ((s = graft_open_regular(archive_path, &fd, NULL)) != GRAFT_OK) return s;
     struct archive *in = archive_read_new(), *out = archive_write_disk_new();
     if (!in || !out) {
         archive_read_free(in);
         archive_write_free(out);
+        close(fd);
         return graft_fail(GRAFT_ENOMEM, "out of memory opening %s", archive_path);
     }
     archive_read_support_format_all(in);
@@ -56,7 +60,7 @@ graft_status graft_extract_archive(const char *archive_path, const char *dest_di
     /* Entries land under dest_dir by their relative names (checked below);
      * libarchive refuses to write through symbolic links. */
     archive_write_disk_set_options(out, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-    if (archive_read_open_filename(in, archive_path, 1 << 16) != ARCHIVE_OK) {
+    if (archive_read_open_fd(in, fd, 1 << 16) != ARCHIVE_OK) {
         s = graft_fail(GRAFT_EFORMAT, "%s: %s", archive_path, archive_error_string(in));
         goto done;
     }
@@ -109,6 +113,7 @@ graft_status graft_extract_archive(const char *archive_path, const char *dest_di
 done:
     archive_read_free(in);
     archive_write_free(out);
+    close(fd);
     return s;
 }
 
