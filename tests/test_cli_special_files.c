@@ -150,6 +150,12 @@ static void test_predict_fifo(void)
     const char *dir_args[] = {bin, "predict", "--model", model, at("pics"), NULL};
     rc = run_graft(dir_args);
     CHECK_MSG(rc == 1 && strstr(err, "y.png is not a regular file (a FIFO)"), "status %d: %s", rc, err);
+    /* As the model. */
+    CHECK(mkfifo(at("model_fifo.h5"), 0600) == 0);
+    const char *model_args[] = {bin, "predict", "--model", at("model_fifo.h5"), at("x.jpg"), NULL};
+    rc = run_graft(model_args);
+    CHECK_MSG(rc == 1 && strstr(err, "model_fifo.h5 is neither a file nor a run folder"), "status %d: %s",
+              rc, err);
 }
 
 static void test_train_with_fifo_in_class_folder(void)

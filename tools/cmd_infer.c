@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE };
 
@@ -43,7 +44,10 @@ static int open_model(const char *path, loaded *l)
         l->size = l->run.input_size;
         return 0;
     }
-    if (!cli_is_file(path)) return cli_fail("model %s does not exist", path);
+    if (!cli_is_file(path))
+        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
+                                                : "model %s does not exist",
+                        path);
     graft_status s = graft_load_model(path, &l->m);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     l->arch = graft_zoo_detect_arch(l->m);
