@@ -31,7 +31,8 @@ graft_status graft_open_regular(const char *path, int *fd, struct stat *st)
         struct stat sb;
         /* A socket cannot be opened at all (ENXIO): say what it is. */
         if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-            return graft_fail(GRAFT_EIO, "%s is not a regular file (%s)", path, kind_of(sb.st_mode));
+            return graft_fail(GRAFT_EIO, "%s is not a regular file (%s)", path,
+                              kind_of(sb.st_mode));
         return graft_fail(err == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open %s: %s", path,
                           strerror(err));
     }
@@ -84,7 +85,8 @@ graft_status graft_temp_file(FILE **f)
     if (fd < 0) {
         int err = errno;
         free(name);
-        return graft_fail(GRAFT_EIO, "cannot create a temporary file in %s: %s", dir, strerror(err));
+        return graft_fail(GRAFT_EIO, "cannot create a temporary file in %s: %s", dir,
+                          strerror(err));
     }
     /* Nothing is left behind, whatever way the process ends. */
     unlink(name);
