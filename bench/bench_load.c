@@ -1,8 +1,9 @@
 /* Loading time against the number of layers: for each N given, a functional
- * chain of N Dense(1) layers built from its Keras config (listed in order and
+ * chain of N layers (an input and Dense(1) layers) built from its Keras config (listed in order and
  * in reverse), then saved as a Keras .h5 and loaded back with graft_load_model.
  * Prints seconds per step; linear loading keeps seconds / N flat.
- *   build/bench/bench_load N...   (bench/bench_load.sh runs 1k, 10k and 100k) */
+ *   build/bench/bench_load N...   (bench/bench_load.sh runs 1k, 10k and 100k; 100000
+ * is graft's limit) */
 #include "../tests/config_gen.h"
 #include "io/io.h"
 

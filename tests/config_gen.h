@@ -1,5 +1,5 @@
 /* Keras model configs of any length, for the loading tests and bench/bench_load.c:
- * a functional chain input -> l1 -> ... -> ln of Dense(1) or Activation layers,
+ * a functional chain input -> l1 -> ... of Dense(1) or Activation layers,
  * listed in order or in reverse (each layer before its input). */
 #ifndef GRAFT_CONFIG_GEN_H
 #define GRAFT_CONFIG_GEN_H
@@ -62,16 +62,17 @@ static inline void gen_layer(gen_buf *b, int i, bool dense)
                 i, i, i - 1);
 }
 
-/* The JSON text (malloc'd; NULL when out of memory) of a chain of n layers after the input. */
+/* The JSON text (malloc'd; NULL when out of memory) of a chain of n >= 2
+ * layers in all: the input l0, then l1 ... l(n-1). */
 static inline char *chain_config(int n, bool dense, bool reverse)
 {
     gen_buf b = {0};
     gen_add(&b, "{\"class_name\": \"Functional\", \"config\": {\"name\": \"chain\", \"layers\": [");
-    for (int k = 0; k <= n; k++) {
+    for (int k = 0; k < n; k++) {
         if (k) gen_add(&b, ",\n");
-        gen_layer(&b, reverse ? n - k : k, dense);
+        gen_layer(&b, reverse ? n - 1 - k : k, dense);
     }
-    gen_add(&b, "], \"input_layers\": [[\"l0\", 0, 0]], \"output_layers\": [[\"l%d\", 0, 0]]}}", n);
+    gen_add(&b, "], \"input_layers\": [[\"l0\", 0, 0]], \"output_layers\": [[\"l%d\", 0, 0]]}}", n - 1);
     if (b.failed) {
         free(b.s);
         return NULL;
