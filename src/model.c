@@ -202,6 +202,7 @@ static graft_status place_weights(graft_model *m, graft_layer *l)
     if (need == m->n_weight_floats) return GRAFT_OK;
     if (need > m->cap_weight_floats) {
         size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
+        if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
         if (cap < need) cap = need;
         float *grown = graft_alloc(cap * sizeof(float));
         if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
