@@ -191,6 +191,7 @@ static void test_resume_refuses_hostile_history_and_state(void)
     graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f), .loss = GRAFT_BINARY_CROSSENTROPY, .seed = 1};
     CHECK_OK(graft_model_compile(m, &cc));
     graft_history h;
+    graft_history_init(&h);
     graft_train_state st;
     CHECK_OK(graft_checkpoint_load(m, q, &h, &st));
     graft_train_state bad[2] = {st, st};
