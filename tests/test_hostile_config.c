@@ -278,6 +278,47 @@ static void test_config_loads_in_linear_time(void)
     }
 }
 
+/* Out of order: the same order as passing over the list until every layer is
+ * built (Keras's), whose layer indices weight files and `unfreeze` rely on. */
+static void test_out_of_order_listing_keeps_pass_order(void)
+{
+#define L(name, from)                                                                             \
+    "{\"class_name\": \"Activation\", \"name\": \"" name "\", \"config\": {\"name\": \"" name  \
+    "\", \"activation\": \"relu\"}, \"inbound_nodes\": [[[\"" from "\", 0, 0, {}]]]}"
+    const char *json =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"m\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"in\", \"config\": {\"name\": \"in\", "
+        "\"batch_input_shape\": [null, 2]}, \"inbound_nodes\": []}, " L("b", "c") ", " L("c", "in") ", "
+        L("d", "b") ", " L("e", "in") ", " L("f", "g") ", " L("g", "d") "], "
+        "\"input_layers\": [[\"in\", 0, 0]], \"output_layers\": [[\"f\", 0, 0]]}}";
+#undef L
+    cJSON *j = cJSON_Parse(json);
+    graft_model *m = NULL;
+    CHECK_OK(io_model_from_config(j, "order.json", &m));
+    cJSON_Delete(j);
+    if (!m) return;
+    /* Pass 1: in, c, e (b, d, f wait); pass 2: b, d, g (f waits); pass 3: f. */
+    const char *want[] = {"in", "c", "e", "b", "d", "g", "f"};
+    CHECK(graft_model_num_layers(m) == 7);
+    for (int i = 0; i < 7 && i < graft_model_num_layers(m); i++)
+        CHECK_MSG(strcmp(graft_layer_name(graft_model_layer(m, i)), want[i]) == 0, "layer %d is %s, not %s",
+                  i, graft_layer_name(graft_model_layer(m, i)), want[i]);
+    graft_model_free(m);
+    /* A cycle is named. */
+    j = cJSON_Parse("{\"class_name\": \"Functional\", \"config\": {\"name\": \"m\", \"layers\": ["
+                    "{\"class_name\": \"InputLayer\", \"name\": \"in\", \"config\": {\"name\": \"in\", "
+                    "\"batch_input_shape\": [null, 2]}, \"inbound_nodes\": []}, "
+                    "{\"class_name\": \"Add\", \"name\": \"x\", \"config\": {\"name\": \"x\"}, "
+                    "\"inbound_nodes\": [[[\"in\", 0, 0, {}], [\"y\", 0, 0, {}]]]}, "
+                    "{\"class_name\": \"Activation\", \"name\": \"y\", \"config\": {\"name\": \"y\", "
+                    "\"activation\": \"relu\"}, \"inbound_nodes\": [[[\"x\", 0, 0, {}]]]}], "
+                    "\"input_layers\": [[\"in\", 0, 0]], \"output_layers\": [[\"y\", 0, 0]]}}");
+    m = NULL;
+    CHECK(j && io_model_from_config(j, "cycle.json", &m) == GRAFT_EFORMAT && !m &&
+          strstr(graft_last_error(), "cycle"));
+    cJSON_Delete(j);
+}
+
 /* The .h5 side: listing a file's layers and matching them by name. */
 static uint64_t h5_ops(int n, bool *ok)
 {
@@ -400,6 +441,7 @@ int main(void)
         RUN(make_run_failed);
     }
     RUN(test_config_loads_in_linear_time);
+    RUN(test_out_of_order_listing_keeps_pass_order);
     RUN(test_h5_loads_in_linear_time);
     RUN(test_absurd_sizes_refused_early);
     remove_tree(tmp);
