@@ -500,7 +500,9 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->paths = paths.v;
     f->filenames = rel.v;
     f->classes = classes;
-    paths.v = rel.v = NULL;
+    /* f owns the strings now: the failure path below must not free them again. */
+    memset(&paths, 0, sizeof paths);
+    memset(&rel, 0, sizeof rel);
     classes = NULL;
     if (!cfg.quiet) {
         printf("Found %d images belonging to %d classes.\n", f->n, f->n_classes);
