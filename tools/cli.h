@@ -9,6 +9,22 @@
 
 #define CLI_PATH 4096
 
+/* The ranges of a run's settings: the flags of train, finetune and lesson
+ * take values in them, and a run folder's files read back are held to them. */
+#define CLI_MIN_INPUT 32
+#define CLI_MAX_INPUT 4096
+#define CLI_MAX_BATCH 65536
+#define CLI_MAX_EPOCHS 100000      /* per stage */
+#define CLI_MAX_STAGES 16          /* in a run folder */
+#define CLI_MAX_STEPS 100000000
+#define CLI_MAX_UNFREEZE 100000
+#define CLI_MAX_BASE_LAYERS 100000 /* graft's limit on a model's layers */
+#define CLI_MAX_SEED 2147483647
+#define CLI_MIN_ALPHA 0.1f
+#define CLI_MAX_ALPHA 2.0f
+#define CLI_MAX_LR 10.0f
+#define CLI_MAX_CLASSES 100000 /* as flow_from_directory */
+
 /* A run folder's config.json: what a run was made of, so that finetune,
  * evaluate, predict and a resume can rebuild the same model and data. */
 typedef struct {
@@ -32,9 +48,29 @@ typedef struct {
     int target_epochs;
 } run_config;
 
+/* config.json is UTF-8, but folder names and paths are bytes. A byte that is
+ * not part of valid UTF-8 is stored as "//xHH" (HH: two upper-case hex
+ * digits). A class name holds no '/', and in paths a doubled '/' is stored as
+ * one (the same path), so a stored "//" always starts such an escape and
+ * strings that are valid UTF-8 are stored as they are. encode returns a new
+ * string (NULL: out of memory); decode works in place. */
+char *run_text_encode(const char *bytes);
+void run_text_decode(char *s);
+
 void run_config_free(run_config *c);
 int run_config_save(const char *run_dir, const run_config *c);
+/* Reads config.json back, refusing (with the file and key named) any value
+ * outside what train and finetune can write. */
 int run_config_load(const char *run_dir, run_config *c);
+/* mobilenet, mobilenet_v2, resnet50, vgg16 or scratch. */
+bool run_known_base(const char *base);
+/* history.json of a run folder, held to the run's limits (at most max_stages
+ * stages, each one graft names). */
+int run_history_load(const char *run_dir, graft_history *h, graft_history_stage *stages,
+                     int max_stages, int *n_stages);
+/* A checkpoint's counters against the run's config and data (path names it). */
+int run_check_state(const char *path, const run_config *c, const graft_train_state *st,
+                    const graft_source *train, const graft_source *val);
 
 /* Builds the run's model (base + head, or the scratch CNN), loading the
  * base's weights from c->weights when set; *n_base gets the base's layers. */
@@ -44,6 +80,13 @@ void run_set_trainable(const run_config *c, graft_model *m);
 /* Training and validation sources as the run config says (val may be NULL). */
 int run_open_data(const run_config *c, bool training_shuffle, graft_source **train,
                   graft_source **val);
+
+/* Takes RUN_DIR/.lock for a command that writes into the run folder; returns
+ * the lock's descriptor, or -1 after printing "graft CMD: RUN_DIR is in use by
+ * another graft process (pid N)" (or why the lock could not be taken).
+ * *created: the .lock file was made by this call. */
+int run_lock(const char *cmd, const char *run_dir, bool *created);
+void run_unlock(int fd);
 
 /* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -64,10 +107,13 @@ void cli_shared_dir(char *buf, size_t cap);
  * set to the alpha of the file found. */
 int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt,
                      char *out, size_t cap);
-/* The lesson's dataset folder (holding train/ and validation/), in order. */
-int cli_find_lesson_data(const char *opt, char *out, size_t cap);
+/* The lesson's dataset folder (holding train/ and validation/), in order;
+ * last, downloaded and checked (insecure: a $GRAFT_DATA_URL archive without
+ * $GRAFT_DATA_SHA256 is unpacked unchecked). */
+int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap);
 
-/* Ctrl-C: the model being trained is asked to stop after its batch. */
+/* Ctrl-C: the model being trained is asked to stop after its batch; a second
+ * Ctrl-C, or one after cli_watch_sigint(NULL), ends the process at once. */
 void cli_watch_sigint(graft_model *m);
 
 int cmd_train(int argc, char **argv);

@@ -41,6 +41,9 @@ static const struct {
     [GRAFT_ENV_DATA] = {"GRAFT_DATA", "graft lesson/train: the dataset folder, before the cache"},
     [GRAFT_ENV_DATA_URL] = {"GRAFT_DATA_URL",
                             "graft lesson: where the dataset archive is downloaded from"},
+    [GRAFT_ENV_DATA_SHA256] = {"GRAFT_DATA_SHA256",
+                               "graft lesson: the SHA-256 of the archive at GRAFT_DATA_URL (without "
+                               "it, or --insecure, that download is refused)"},
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
                                       "conv+pool kernel follows it (AVX2 below AVX512)"},

@@ -14,9 +14,8 @@ graft_layer *graft_model_layer(const graft_model *m, int index)
 
 graft_layer *graft_model_find(const graft_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i]->name, name) == 0) return m->layers[i];
-    return NULL;
+    int i = graft_names_find(&m->names, name, graft_model_layer_name_at, m);
+    return i >= 0 ? m->layers[i] : NULL;
 }
 
 const char *graft_layer_name(const graft_layer *l) { return l->name; }

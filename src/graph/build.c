@@ -69,6 +69,7 @@ void graft_model_free(graft_model *m)
         free(l);
     }
     free(m->layers);
+    graft_names_free(&m->names);
     graft_free(m->weights);
     graft_free(m->grads);
     graft_free(m->opt_m);
@@ -94,11 +95,14 @@ void graft_model_set_error(graft_model *m, graft_status s, const char *fmt, ...)
     graft_fail(s, "%s", m->error);
 }
 
+const char *graft_model_layer_name_at(const void *m, int i)
+{
+    return ((const graft_model *)m)->layers[i]->name;
+}
+
 static bool name_taken(const graft_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i]->name, name) == 0) return true;
-    return false;
+    return graft_names_find(&m->names, name, graft_model_layer_name_at, m) >= 0;
 }
 
 static void auto_name(const graft_model *m, const char *prefix, char *out, size_t cap)
@@ -120,6 +124,12 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
         graft_model_set_error(m, GRAFT_EINVAL, "layer name '%.40s...' is too long", name);
         return NULL;
     }
+    if (m->n_layers >= GRAFT_MAX_LAYERS) {
+        graft_model_set_error(m, GRAFT_EUNSUPPORTED,
+                              "model '%s' would have more than %d layers, graft's limit", m->name,
+                              GRAFT_MAX_LAYERS);
+        return NULL;
+    }
     if (name && name_taken(m, name)) {
         graft_model_set_error(m, GRAFT_EINVAL,
                               "layer name '%s' is used twice in model '%s'; names must be unique",
@@ -133,6 +143,10 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
                                   name ? name : auto_prefix, i);
             return NULL;
         }
+    }
+    if (graft_names_reserve(&m->names, (size_t)m->n_layers + 1) != GRAFT_OK) {
+        graft_model_set_error(m, GRAFT_ENOMEM, "out of memory adding a layer");
+        return NULL;
     }
     if (m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 16;
@@ -175,7 +189,14 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
     graft_status s = ops->build(l, in_shapes);
     free(in_shapes);
     if (s == GRAFT_OK) {
-        for (int d = 0; d < l->out_shape.rank; d++) {
+        double size = 1;
+        for (int d = 0; d < l->out_shape.rank; d++) size *= l->out_shape.dim[d];
+        if (size > (double)GRAFT_MAX_LAYER_OUTPUT)
+            s = graft_fail(GRAFT_EUNSUPPORTED,
+                           "layer '%s' (%s): its output of %.0f values per sample is past "
+                           "graft's limit of %zu",
+                           l->name, ops->class_name, size, GRAFT_MAX_LAYER_OUTPUT);
+        for (int d = 0; d < l->out_shape.rank && s == GRAFT_OK; d++) {
             if (l->out_shape.dim[d] <= 0) {
                 char buf[96];
                 graft_shape_format(&l->out_shape, buf, sizeof buf);
@@ -191,6 +212,7 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
         m->layers[m->n_layers++] = l;
         s = graft_model_place_weights(m, l);
         if (s != GRAFT_OK) m->n_layers--;
+        else (void)graft_names_add(&m->names, l->name, l->index); /* reserved above: cannot fail */
     }
     if (s != GRAFT_OK) {
         char msg[512];

@@ -7,9 +7,17 @@
 #ifndef GRAFT_GRAPH_H
 #define GRAFT_GRAPH_H
 
+#include "core/names.h"
 #include "layers/layer.h"
 
 #include <signal.h>
+
+/* Far beyond any real model (Keras Applications' largest have about 1000
+ * layers and 350M parameters), and refused before allocating: a hostile
+ * file must not make graft allocate gigabytes or run for hours. */
+#define GRAFT_MAX_LAYERS 100000
+#define GRAFT_MAX_PARAMS ((size_t)1 << 31)       /* 8 GiB of float32 weights */
+#define GRAFT_MAX_LAYER_OUTPUT ((size_t)1 << 31) /* floats per sample */
 
 struct graft_plan;
 
@@ -19,10 +27,11 @@ struct graft_model {
     char error[512];
     int n_layers, cap_layers;
     graft_layer **layers;
+    graft_names names; /* layer names to indices */
     int output; /* layer index; -1: last */
 
     /* All weights in one array (kann): saving, loading and optimizing are loops. */
-    size_t n_weight_floats;
+    size_t n_weight_floats, cap_weight_floats; /* weights grow geometrically while building */
     float *weights, *grads;
 
     /* Compiled state. */
@@ -56,6 +65,8 @@ struct graft_model {
     double *profile;
 };
 
+/* Layer i's name, for the name index (core/names.h). */
+const char *graft_model_layer_name_at(const void *m, int i);
 /* The layer whose output is the model's. */
 int graft_model_output_index(const graft_model *m);
 /* Points every weight view at the current weight and gradient arrays. */

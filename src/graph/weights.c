@@ -8,17 +8,21 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Points one layer's weight views at the current arrays. */
+static void bind_layer(graft_model *m, graft_layer *l)
+{
+    for (int k = 0; k < l->n_weights; k++) {
+        graft_weight *w = &l->weights[k];
+        w->data = m->weights + w->offset;
+        w->grad = m->grads ? m->grads + w->offset : NULL;
+    }
+    graft_ops_add(1);
+}
+
 /* Points every weight view at the current arrays. */
 void graft_model_bind_weights(graft_model *m)
 {
-    for (int i = 0; i < m->n_layers; i++) {
-        graft_layer *l = m->layers[i];
-        for (int k = 0; k < l->n_weights; k++) {
-            graft_weight *w = &l->weights[k];
-            w->data = m->weights + w->offset;
-            w->grad = m->grads ? m->grads + w->offset : NULL;
-        }
-    }
+    for (int i = 0; i < m->n_layers; i++) bind_layer(m, m->layers[i]);
 }
 
 static void init_weight(graft_weight *w, graft_rng *rng)
@@ -61,26 +65,45 @@ graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shap
     return GRAFT_OK;
 }
 
-/* Grows the model's weight array for the weights of a newly built layer. */
+/* Grows the model's weight array for the weights of a newly built layer
+ * (geometrically, so that building stays linear in the layers). */
 graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
 {
     size_t need = m->n_weight_floats;
     for (int k = 0; k < l->n_weights; k++) {
-        size_t n = graft_shape_size(&l->weights[k].shape);
+        const graft_shape *ws = &l->weights[k].shape;
+        double count = 1; /* in double: a hostile shape overflows size_t */
+        for (int d = 0; d < ws->rank; d++) count *= ws->dim[d] > 0 ? ws->dim[d] : 0;
+        size_t n = count <= (double)GRAFT_MAX_PARAMS ? graft_shape_size(ws) : GRAFT_MAX_PARAMS + 1;
         l->weights[k].offset = need;
-        if (need + n < need) return graft_fail(GRAFT_ENOMEM, "layer '%s': too many weights", l->name);
+        if (n > GRAFT_MAX_PARAMS || need + n > GRAFT_MAX_PARAMS)
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "layer '%s' (%s): its weights would bring the model past %zu "
+                              "parameters, graft's limit (real models have under 400M)",
+                              l->name, l->ops->class_name, GRAFT_MAX_PARAMS);
         need += n;
     }
     if (need == m->n_weight_floats) return GRAFT_OK;
-    float *grown = graft_alloc(need * sizeof(float));
-    if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
-    if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
-    graft_free(m->weights);
-    m->weights = grown;
-    graft_free(m->grads); /* re-made at the next training step */
-    m->grads = NULL;
-    m->n_weight_floats = need;
-    graft_model_bind_weights(m);
+    if (need > m->cap_weight_floats) {
+        size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
+        if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
+        if (cap < need) cap = need;
+        float *grown = graft_alloc(cap * sizeof(float));
+        if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
+        if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
+        graft_free(m->weights);
+        m->weights = grown;
+        m->cap_weight_floats = cap;
+        graft_free(m->grads); /* re-made at the next training step */
+        m->grads = NULL;
+        m->n_weight_floats = need;
+        graft_model_bind_weights(m);
+    } else {
+        graft_free(m->grads);
+        m->grads = NULL;
+        m->n_weight_floats = need;
+        bind_layer(m, l);
+    }
     graft_rng rng;
     graft_rng_seed(&rng, m->init_seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
     for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);

@@ -5,9 +5,11 @@
  * weights in manifest order, little-endian, each as its dtype or, when
  * quantized, as uint8/uint16 codes (value = code * scale + min) or float16.
  */
+#include "core/file_open.h"
 #include "io/io.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,13 +92,11 @@ static graft_status tfjs_read(io_file *f, const io_weight *w, float *dst)
 
 static graft_status read_text(const char *path, char **out, size_t *len)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open %s: %s", path,
-                          strerror(errno));
+    FILE *fp;
+    graft_status s = graft_fopen_regular(path, &fp, NULL);
+    if (s != GRAFT_OK) return s;
     char *buf = NULL;
     size_t n = 0, cap = 0;
-    graft_status s = GRAFT_OK;
     for (;;) {
         if (n + 65536 + 1 > cap) {
             cap = cap ? 2 * cap : 1 << 20;
@@ -166,10 +166,9 @@ static graft_status load_shards(io_file *f, tfjs_ctx *c, const cJSON *paths, con
         if ((size_t)snprintf(full, sizeof full, "%s%s", dir, p->valuestring) >= sizeof full)
             return graft_fail(GRAFT_EFORMAT, "%s: shard path too long", f->path);
         last = p->valuestring;
-        FILE *fp = fopen(full, "rb");
-        if (!fp)
-            return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO,
-                              "%s: cannot open weight shard %s: %s", f->path, full, strerror(errno));
+        FILE *fp;
+        graft_status s = graft_fopen_regular(full, &fp, NULL);
+        if (s != GRAFT_OK) return graft_fail(s, "%s: weight shard: %s", f->path, graft_last_error());
         size_t got = fread(c->data + c->n_data, 1, need - c->n_data, fp);
         c->n_data += got;
         int extra = fgetc(fp);
@@ -231,8 +230,15 @@ static graft_status parse_weight(io_file *f, const cJSON *e, int group, io_weigh
             return graft_fail(GRAFT_EFORMAT, "%s: weight '%s': %s quantization without scale/min",
                               f->path, w->name, st);
         if (codes) {
-            t->scale = (float)sc->valuedouble;
-            t->min = (float)mn->valuedouble;
+            /* Checked as doubles: a value past float's range does not convert. */
+            double sv = sc->valuedouble, mv = mn->valuedouble;
+            if (!(fabs(sv) <= FLT_MAX && fabs(mv) <= FLT_MAX))
+                return graft_fail(GRAFT_EFORMAT,
+                                  "%s: weight '%s': quantization scale %g or min %g is not a "
+                                  "finite float32",
+                                  f->path, w->name, sv, mv);
+            t->scale = (float)sv;
+            t->min = (float)mv;
         }
     }
     if (strcmp(st, "float32") == 0) t->st = ST_F32;
