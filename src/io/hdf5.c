@@ -691,9 +691,15 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
     if (w.gcpl < 0 || w.dcpl < 0 || w.lcpl < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
         H5Pset_obj_track_times(w.dcpl, 0) < 0 || H5Pset_create_intermediate_group(w.lcpl, 1) < 0)
         s = graft_fail(GRAFT_EIO, "cannot write %s: %s", path, h5_reason(why));
-    /* The in-memory file is named after the temporary file: unique, unlike
-     * `path`, which libhdf5 may hold open for reading. */
-    if (s == GRAFT_OK) s = build_image(&w, m, config, af.tmp, &image, &size);
+    /* The in-memory file needs a name libhdf5 holds nowhere else (it may hold
+     * `path` open for reading) and that names no file (it would open it). */
+    char *core_name = malloc(strlen(af.tmp) + 8);
+    if (!core_name && s == GRAFT_OK) s = graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
+    if (s == GRAFT_OK) {
+        sprintf(core_name, "%s.memory", af.tmp);
+        s = build_image(&w, m, config, core_name, &image, &size);
+    }
+    free(core_name);
     s = close_w(&w, w.lcpl, H5Pclose, s);
     s = close_w(&w, w.dcpl, H5Pclose, s);
     s = close_w(&w, w.gcpl, H5Pclose, s);
