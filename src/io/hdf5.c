@@ -693,10 +693,11 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
         s = graft_fail(GRAFT_EIO, "cannot write %s: %s", path, h5_reason(why));
     /* The in-memory file needs a name libhdf5 holds nowhere else (it may hold
      * `path` open for reading) and that names no file (it would open it). */
-    char *core_name = malloc(strlen(af.tmp) + 8);
+    size_t cap = strlen(af.tmp) + sizeof ".memory";
+    char *core_name = malloc(cap);
     if (!core_name && s == GRAFT_OK) s = graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
     if (s == GRAFT_OK) {
-        sprintf(core_name, "%s.memory", af.tmp);
+        snprintf(core_name, cap, "%s.memory", af.tmp);
         s = build_image(&w, m, config, core_name, &image, &size);
     }
     free(core_name);
