@@ -237,6 +237,7 @@ static void library_saves(const char *kind)
     char text[32];
     slurp(count, text, sizeof text);
     long calls = atol(text);
+    printf("  saving the %s makes %ld counted write calls\n", full ? "model" : "weights", calls);
     CHECK_MSG(calls >= 3, "%ld calls counted", calls);
 
     for (int stay = 0; stay < 2; stay++) {
