@@ -72,6 +72,13 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 
+# The LD_PRELOAD shim that fails chosen writes (tests/shim/failwrite.c), for
+# test_write_failures, which finds it beside itself.
+$(BUILD)/tests/shim/failwrite.so: tests/shim/failwrite.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 $(WARN) -fPIC -shared -o $@ $<
+$(BUILD)/tests/test_write_failures: $(BUILD)/tests/shim/failwrite.so
+
 # The same tests at AVX2 (it includes the file).
 $(BUILD)/tests/test_feature_cache_avx2: tests/test_feature_cache.c
 # The tool's Ctrl-C handler, tested in-process (it includes the file).
