@@ -1,6 +1,7 @@
 /*
  * Image decoding: JPEG through libjpeg-turbo (with DCT-domain downscaling),
- * PNG through libpng, BMP and PPM/PGM by small readers of our own. Channel
+ * PNG through libpng, BMP and PPM/PGM by small readers of our own (TIFF,
+ * GIF and WebP in decode_formats.c). Channel
  * conversions follow Pillow's convert() so that pixels match what Keras's
  * load_img sees. Every failure names the file; libjpeg and libpng report
  * through longjmp handlers, never through exit().
@@ -34,6 +35,8 @@ graft_img_format graft_img_sniff(const uint8_t *b, size_t n)
         return GRAFT_FMT_TIFF;
     if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
         return GRAFT_FMT_GIF;
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return GRAFT_FMT_WEBP;
     return GRAFT_FMT_UNKNOWN;
 }
 
@@ -95,6 +98,21 @@ static graft_status check_size(const char *name, long w, long h, const graft_dec
         return graft_fail(GRAFT_ENOMEM, "%s: %ldx%ld image exceeds the limit of %zu pixels", name,
                           w, h, limit_pixels(o));
     return GRAFT_OK;
+}
+
+/* What decode_formats.c shares with the readers here. */
+graft_status graft_img_alloc(graft_img *img, int h, int w, int c, const char *name)
+{
+    return alloc_img(img, h, w, c, name);
+}
+void graft_img_convert_row(const uint8_t *s, int src_c, uint8_t *d, int dst_c, int w)
+{
+    convert_row(s, src_c, d, dst_c, w);
+}
+size_t graft_img_max_pixels(const graft_decode_opts *o) { return limit_pixels(o); }
+graft_status graft_img_check_size(const char *name, long w, long h, const graft_decode_opts *o)
+{
+    return check_size(name, w, h, o);
 }
 
 /* ------------------------------------------------------------------ JPEG */
@@ -602,14 +620,13 @@ graft_status graft_img_decode_mem(const uint8_t *data, size_t size, const char *
     case GRAFT_FMT_PNG: return decode_png(data, size, name, o, out);
     case GRAFT_FMT_BMP: return decode_bmp(data, size, name, o, out);
     case GRAFT_FMT_PPM: return decode_pnm(data, size, name, o, out);
-    case GRAFT_FMT_TIFF:
-        return graft_fail(GRAFT_EUNSUPPORTED, "%s: TIFF images are not supported (no libtiff)",
-                          name);
-    case GRAFT_FMT_GIF:
-        return graft_fail(GRAFT_EUNSUPPORTED, "%s: GIF images are not supported", name);
+    case GRAFT_FMT_TIFF: return graft_decode_tiff(data, size, name, o, out);
+    case GRAFT_FMT_GIF: return graft_decode_gif(data, size, name, o, out);
+    case GRAFT_FMT_WEBP: return graft_decode_webp(data, size, name, o, out);
     case GRAFT_FMT_UNKNOWN: break;
     }
-    return graft_fail(GRAFT_EFORMAT, "%s: not a JPEG, PNG, BMP or PPM image", name);
+    return graft_fail(GRAFT_EFORMAT, "%s: not a JPEG, PNG, BMP, PPM, TIFF, GIF or WebP image",
+                      name);
 }
 
 /* Whole files are read at once: the decoders then never block on I/O and

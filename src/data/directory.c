@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"};
+/* Keras's white-list (image_dataset_from_directory adds gif), and WebP. */
+static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp",  "ppm",
+                                         "tif", "tiff", "gif", "webp"};
 
 static int is_image_name(const char *name)
 {
@@ -500,7 +502,7 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     if (f->n == 0) {
         st = graft_fail(GRAFT_ENOTFOUND,
                         "%s: no images found (expected one subfolder per class holding png, jpg, "
-                        "jpeg, bmp, ppm, tif or tiff files)",
+                        "jpeg, bmp, ppm, tif, tiff, gif or webp files)",
                         dir);
         goto fail;
     }
@@ -633,7 +635,8 @@ graft_status graft_image_list(const char *dir, char ***paths, int *n)
             st = graft_fail(GRAFT_ENOMEM, "no memory while listing %s", dir);
     strlist_free(&files);
     if (st == GRAFT_OK && keep.n == 0)
-        st = graft_fail(GRAFT_ENOTFOUND, "%s: no png, jpg, jpeg, bmp, ppm, tif or tiff files", dir);
+        st = graft_fail(GRAFT_ENOTFOUND,
+                        "%s: no png, jpg, jpeg, bmp, ppm, tif, tiff, gif or webp files", dir);
     if (st != GRAFT_OK) {
         strlist_free(&keep);
         return st;
