@@ -455,8 +455,8 @@ double graft_accuracy_value(graft_loss_kind kind, const float *pred, const float
 /* (begin data section) */
 /*
  * Keras's ImageDataGenerator(...).flow_from_directory(...) and load_img.
- * Images are decoded with libjpeg-turbo and libpng (BMP and PPM by graft's
- * own readers; TIFF is reported as unsupported), resized exactly as Pillow
+ * Images are decoded with libjpeg-turbo, libpng, libtiff, giflib and libwebp
+ * (BMP and PPM by graft's own readers) to Pillow's pixels, resized exactly as Pillow
  * does (which is what Keras's flow_from_directory uses), augmented with
  * Keras's transform semantics, and prepared by worker threads ahead of the
  * training loop. A bad file is skipped with one warning naming it (or is an
@@ -550,7 +550,8 @@ typedef struct {
 
 /*
  * flow_from_directory: one subfolder of `dir` per class (searched
- * recursively), files ending in png, jpg, jpeg, bmp, ppm, tif or tiff.
+ * recursively), files ending in png, jpg, jpeg, bmp, ppm, tif or tiff (Keras's
+ * list), gif (image_dataset_from_directory's) or webp.
  * Prints Keras's "Found N images belonging to K classes." unless quiet.
  * The source is endless; `length` batches make one pass and each pass is a
  * fresh permutation (for the seed). gen may be NULL (no augmentation).

@@ -34,6 +34,7 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     uint64_t pos;
+    const char *name;
     char msg[256];
 } tiff_mem;
 
@@ -94,7 +95,12 @@ static int tiff_on_error(TIFF *tif, void *user, const char *module, const char *
     (void)tif;
     (void)module;
     tiff_mem *m = user;
-    if (!m->msg[0]) vsnprintf(m->msg, sizeof m->msg, fmt, ap);
+    if (m->msg[0]) return 1;
+    vsnprintf(m->msg, sizeof m->msg, fmt, ap);
+    /* Our message names the file already. */
+    size_t n = strlen(m->name);
+    if (strncmp(m->msg, m->name, n) == 0 && m->msg[n] == ':' && m->msg[n + 1] == ' ')
+        memmove(m->msg, m->msg + n + 2, strlen(m->msg + n + 2) + 1);
     return 1;
 }
 
@@ -260,7 +266,7 @@ static int tiff_read_raw(TIFF *tif, const tiff_layout *L, uint8_t *raw, tiff_mem
 graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *name,
                                const graft_decode_opts *o, graft_img *out)
 {
-    tiff_mem m = {data, size, 0, ""};
+    tiff_mem m = {data, size, 0, name, ""};
     graft_status st = GRAFT_OK;
     TIFF *tif = NULL;
     uint8_t *raw = NULL, *row = NULL;
