@@ -229,7 +229,7 @@ def keras_fit(x, rescale, center, std_norm, zca, zca_epsilon):
 def fit_cases(out, rng):
     # Correlated pixels (a smooth field plus noise), so that sigma has a
     # spread of eigenvalues and whitening does something.
-    n, h, w, c = 40, 4, 5, 3
+    n, h, w, c = 100, 3, 4, 3  # more images than values: sigma has full rank
     base = rng.randint(0, 256, (n, 1, 1, c)).astype(np.float64)
     field = np.cumsum(np.cumsum(rng.normal(0, 6, (n, h, w, c)), 1), 2)
     x = np.clip(np.round(base + field), 0, 255).astype(np.float32)

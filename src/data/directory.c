@@ -424,6 +424,13 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
                 (gen->featurewise_std_normalization && !gen->std)))
         return graft_fail(GRAFT_EINVAL,
                           "featurewise centering/normalisation needs the per-channel mean/std");
+    if (gen && gen->zca_whitening &&
+        (!gen->principal_components ||
+         (long)gen->zca_dim != (long)cfg.target_size[0] * cfg.target_size[1] * c))
+        return graft_fail(GRAFT_EINVAL,
+                          "ZCA whitening needs principal components fitted on %dx%dx%d images "
+                          "(graft_generator_fit)",
+                          cfg.target_size[0], cfg.target_size[1], c);
     if (gen && ((gen->zoom_range[1] != 0 && gen->zoom_range[0] > gen->zoom_range[1]) ||
                 gen->zoom_range[0] < 0 || gen->brightness_range[0] > gen->brightness_range[1]))
         return graft_fail(GRAFT_EINVAL, "zoom_range / brightness_range must be [lower, upper]");
