@@ -3,7 +3,9 @@
 generator's fit (tests/test_data_formats.c). Run with Debian's
 /usr/bin/python3 from the repository root:
     /usr/bin/python3 scripts/gen_fixtures_formats.py
-It writes tests/fixtures/formats.bin (see scripts/fixture_io.py).
+It writes tests/fixtures/formats.bin (see scripts/fixture_io.py) and the
+same image files as seeds for fuzz/fuzz_tiff.c, fuzz_gif.c and fuzz_webp.c
+(fuzz/corpus/fuzz_<format>/).
 References:
   - decoding: Pillow's open + convert("RGB" / "L" / "RGBA"), what Keras's
     load_img does, on small files made here (by Pillow where it writes the
@@ -201,6 +203,10 @@ def decode_cases(out, rng):
             for mode in ("RGB", "L", "RGBA"):
                 out["pix_%s_%s" % (name, mode.lower())] = np.asarray(im.convert(mode))
         names.append(name)
+        seeds = os.path.join("fuzz", "corpus", "fuzz_" + name.split("_")[0].replace("tif", "tiff"))
+        os.makedirs(seeds, exist_ok=True)
+        with open(os.path.join(seeds, name), "wb") as f:
+            f.write(data)
     out["names"] = np.frombuffer(" ".join(names).encode(), np.uint8)
 
 
