@@ -5,8 +5,8 @@
 #ifndef GRAFT_FUZZ_DECODER_H
 #define GRAFT_FUZZ_DECODER_H
 
-#include "fuzz_util.h"
 #include "data/data.h"
+#include "fuzz_util.h"
 
 /* Keeps the fuzzer's memory use bounded; the limit check itself is under test. */
 #define FUZZ_MAX_PIXELS (1u << 22)
@@ -29,7 +29,8 @@ static inline void fuzz_decode(fuzz_decoder decode, const uint8_t *data, size_t 
                 abort();
             /* Every byte was written (MSan would say where; here a sum reads them all). */
             volatile unsigned sum = 0;
-            for (size_t k = 0; k < (size_t)img.h * img.w * img.c; k++) sum += img.px[k];
+            for (size_t k = 0; k < (size_t)img.h * img.w * img.c; k++)
+                sum += img.px[k];
             graft_img_free(&img);
         } else if (img.px) {
             abort(); /* a failure leaves nothing allocated */

@@ -128,6 +128,9 @@ def tiff_files(rng):
                            extra=2)
     f["tif_la"] = tiff(np.concatenate([rgb[:, :, :1], alpha], 2), 8, 1, extra=2)
     f["tif_rgbx"] = tiff(rgba, 8, 2, extra=0)
+    premul = rgba.astype(np.int64)
+    premul[:, :, :3] = premul[:, :, :3] * premul[:, :, 3:] // 255
+    f["tif_rgba_assoc"] = tiff(premul, 8, 2, extra=1)
     f["tif_miniswhite"] = tiff(rgb[:, :, :1], 8, 0)
     f["tif_gray4"] = tiff(rgb[:, :, :1] >> 4, 4, 1)
     f["tif_gray2_miniswhite"] = tiff(rgb[:, :, :1] >> 6, 2, 0)
@@ -163,7 +166,32 @@ def gif_files(rng):
         at = b.index(b"\x2c", 13 + 3 * (2 << (b[10] & 7)) if b[10] & 0x80 else 13)
         b[at + 1:at + 5] = struct.pack("<HH", 3, 1)
         f[name] = bytes(b)
+    f["gif_short_table"] = gif_short_table()
     return f
+
+
+def gif_short_table():
+    """A 4 x 3 GIF whose 2-colour table is shorter than its indices (0..3),
+    LZW-coded by hand: a clear code before every pair of pixels keeps the
+    codes 3 bits wide."""
+    px = [0, 1, 2, 3, 3, 2, 1, 0, 1, 3, 0, 2]
+    codes = []
+    for i in range(0, len(px), 2):
+        codes += [4] + px[i:i + 2]
+    codes.append(5)
+    bits, nbits, data = 0, 0, bytearray()
+    for c in codes:
+        bits |= c << nbits
+        nbits += 3
+        while nbits >= 8:
+            data.append(bits & 255)
+            bits >>= 8
+            nbits -= 8
+    if nbits:
+        data.append(bits & 255)
+    head = b"GIF89a" + struct.pack("<HHBBB", 4, 3, 0x80, 0, 0) + bytes([200, 10, 30, 20, 220, 90])
+    desc = b"\x2c" + struct.pack("<HHHHB", 0, 0, 4, 3, 0) + bytes([2])
+    return head + desc + bytes([len(data)]) + bytes(data) + b"\x00\x3b"
 
 
 # ------------------------------------------------------------------- WebP

@@ -18,8 +18,10 @@ static double rel_err(const float *a, const fixture_array *b, size_t n)
 {
     if (!b || b->size != n) return INFINITY;
     double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b->data[i]));
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b->data[i]));
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b->data[i]));
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs(a[i] - b->data[i]));
     return worst / (scale > 0 ? scale : 1);
 }
 
@@ -29,11 +31,14 @@ static void test_fit_matches_keras(void)
     CHECK(x && x->rank == 4);
     if (!x || x->rank != 4) return;
     int n = x->dim[0], h = x->dim[1], w = x->dim[2], c = x->dim[3], d = h * w * c;
-    graft_image_data_generator g = {.rescale = 1 / 255.0f, .featurewise_center = 1,
-                                    .featurewise_std_normalization = 1, .zca_whitening = 1};
+    graft_image_data_generator g = {.rescale = 1 / 255.0f,
+                                    .featurewise_center = 1,
+                                    .featurewise_std_normalization = 1,
+                                    .zca_whitening = 1};
     graft_generator_stats st;
     CHECK_OK(graft_generator_fit(&g, x->data, n, h, w, c, &st));
-    CHECK(g.mean == st.mean && g.std == st.std && g.principal_components == st.principal_components);
+    CHECK(g.mean == st.mean && g.std == st.std &&
+          g.principal_components == st.principal_components);
     CHECK(st.dim == d && g.zca_dim == d);
     double e_mean = rel_err(st.mean, fixture_get(&fx, "fit_mean"), 3);
     double e_std = rel_err(st.std, fixture_get(&fx, "fit_std"), 3);
@@ -95,15 +100,15 @@ static void test_fit_directory(void)
     if (!all) return;
     for (int i = 0; i < N; i++) {
         snprintf(path, sizeof path, "%s/img%d.ppm", cls, i);
-        CHECK_OK(graft_image_load(path, H, W, GRAFT_INTERP_NEAREST, 0, all + (size_t)i * H * W * 3));
+        CHECK_OK(
+            graft_image_load(path, H, W, GRAFT_INTERP_NEAREST, 0, all + (size_t)i * H * W * 3));
     }
-    graft_image_data_generator want = {.featurewise_center = 1,
-                                       .featurewise_std_normalization = 1,
-                                       .zca_whitening = 1};
+    graft_image_data_generator want = {
+        .featurewise_center = 1, .featurewise_std_normalization = 1, .zca_whitening = 1};
     graft_generator_stats a, b;
     CHECK_OK(graft_generator_fit(&want, all, N, H, W, 3, &a));
-    graft_image_data_generator g = {.featurewise_center = 1, .featurewise_std_normalization = 1,
-                                    .zca_whitening = 1};
+    graft_image_data_generator g = {
+        .featurewise_center = 1, .featurewise_std_normalization = 1, .zca_whitening = 1};
     graft_flow_cfg cfg = {.target_size = {H, W}, .batch_size = 3, .seed = 5};
     CHECK_OK(graft_generator_fit_directory(&g, tmpdir, &cfg, 0, &b));
     for (int k = 0; k < 3; k++) {
@@ -128,7 +133,8 @@ static void test_fit_directory(void)
         float y[1];
         CHECK_OK(s->next(s, all, y, &n));
         double sum = 0;
-        for (int i = 0; i < n * H * W * 3; i++) sum += all[i];
+        for (int i = 0; i < n * H * W * 3; i++)
+            sum += all[i];
         CHECK_MSG(n == N && fabs(sum / (n * H * W * 3)) < 1e-4, "mean %g", sum / (n * H * W * 3));
         s->free(s);
     }

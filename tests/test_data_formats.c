@@ -18,7 +18,8 @@ static unsigned char *fx_bytes(const char *name, size_t *n)
     const fixture_array *a = fixture_get(&fx, name);
     if (!a) return NULL;
     unsigned char *b = malloc(a->size + 1);
-    for (size_t i = 0; b && i < a->size; i++) b[i] = (unsigned char)a->data[i];
+    for (size_t i = 0; b && i < a->size; i++)
+        b[i] = (unsigned char)a->data[i];
     *n = a->size;
     return b;
 }
@@ -92,7 +93,7 @@ static void test_match_pillow(void)
  * file or an image, never a crash (the sanitizer builds watch the memory). */
 static void test_truncated_and_damaged(void)
 {
-    const char *files[] = {"tif_rgb_lzw", "tif_tiled", "tif_planar", "tif_palette",
+    const char *files[] = {"tif_rgb_lzw",    "tif_tiled", "tif_planar", "tif_palette",
                            "gif_interlaced", "gif_trans", "webp_lossy", "webp_rgba_lossless"};
     for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
         char key[64];
@@ -127,10 +128,14 @@ static void test_truncated_and_damaged(void)
     }
 }
 
-static void put16(unsigned char *p, unsigned v) { p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8); }
+static void put16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8);
+}
 static void put32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Headers that promise far more pixels than the limit are refused with
@@ -143,9 +148,8 @@ static void test_bombs_refused(void)
     unsigned char tif[8 + 2 + 8 * 12 + 4 + 4] = "II*";
     put32(tif + 4, 8);
     put16(tif + 8, 8);
-    const unsigned tags[8][3] = {{256, 4, 100000}, {257, 4, 100000}, {258, 3, 8}, {259, 3, 1},
-                                 {262, 3, 1},      {273, 4, 110},    {278, 4, 100000},
-                                 {279, 4, 4}};
+    const unsigned tags[8][3] = {{256, 4, 100000}, {257, 4, 100000}, {258, 3, 8},      {259, 3, 1},
+                                 {262, 3, 1},      {273, 4, 110},    {278, 4, 100000}, {279, 4, 4}};
     for (int i = 0; i < 8; i++) {
         unsigned char *e = tif + 10 + 12 * i;
         put16(e, tags[i][0]);
@@ -177,8 +181,8 @@ static void test_bombs_refused(void)
         free(gif);
     }
     /* A lossless WebP (VP8L) header of 16384 x 16384. */
-    unsigned char webp[34] = {'R', 'I', 'F', 'F', 26, 0, 0, 0, 'W', 'E', 'B', 'P',
-                              'V', 'P', '8', 'L', 14, 0,   0,   0,   0x2f, 0xff, 0xff, 0xff, 0x0f};
+    unsigned char webp[34] = {'R', 'I', 'F', 'F', 26, 0, 0, 0,    'W',  'E',  'B',  'P', 'V',
+                              'P', '8', 'L', 14,  0,  0, 0, 0x2f, 0xff, 0xff, 0xff, 0x0f};
     CHECK(graft_img_decode_mem(webp, sizeof webp, "bomb.webp", &o, &img) == GRAFT_ENOMEM);
     CHECK(strstr(graft_last_error(), "16384x16384") != NULL);
 }
@@ -186,8 +190,10 @@ static void test_bombs_refused(void)
 /* The extensions Keras reads (and WebP), listed by the folder walker. */
 static void test_directory_lists_formats(void)
 {
-    const char *kinds[][2] = {{"a.tif", "file_tif_rgb"},  {"b.tiff", "file_tif_gray_deflate"},
-                              {"c.gif", "file_gif_trans"}, {"d.webp", "file_webp_lossless"},
+    const char *kinds[][2] = {{"a.tif", "file_tif_rgb"},
+                              {"b.tiff", "file_tif_gray_deflate"},
+                              {"c.gif", "file_gif_trans"},
+                              {"d.webp", "file_webp_lossless"},
                               {"e.txt", "file_tif_rgb"}};
     for (int i = 0; i < 5; i++) {
         size_t len;
@@ -203,8 +209,8 @@ static void test_directory_lists_formats(void)
     CHECK_MSG(n == 4, "%d images listed", n);
     for (int i = 0; i < n; i++) {
         float px[13 * 11 * 3];
-        CHECK_MSG(graft_image_load(paths[i], 11, 13, GRAFT_INTERP_NEAREST, 0, px) == GRAFT_OK,
-                  "%s", graft_last_error());
+        CHECK_MSG(graft_image_load(paths[i], 11, 13, GRAFT_INTERP_NEAREST, 0, px) == GRAFT_OK, "%s",
+                  graft_last_error());
         int h = 0, w = 0;
         CHECK_OK(graft_image_size(paths[i], &h, &w));
         CHECK(h == 11 && w == 13);

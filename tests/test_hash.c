@@ -27,7 +27,8 @@ static void test_million_a(void)
     /* The same a byte at a time: the streaming state crosses every block edge. */
     zoo_hash h;
     graft_zoo_hash_init(&h, GRAFT_HASH_SHA256);
-    for (int i = 0; i < 1000000; i++) graft_zoo_hash_update(&h, "a", 1);
+    for (int i = 0; i < 1000000; i++)
+        graft_zoo_hash_update(&h, "a", 1);
     graft_zoo_hash_final(&h, hex);
     CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
     free(a);

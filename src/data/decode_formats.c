@@ -72,7 +72,10 @@ static int tm_close(thandle_t h)
     return 0;
 }
 
-static toff_t tm_size(thandle_t h) { return ((tiff_mem *)h)->size; }
+static toff_t tm_size(thandle_t h)
+{
+    return ((tiff_mem *)h)->size;
+}
 
 static int tm_map(thandle_t h, void **base, toff_t *size)
 {
@@ -119,8 +122,9 @@ typedef struct {
     int w, h, spp, bps, planar, photometric;
     int out_c;         /* channels of the 8-bit native row: 1, 2 (LA), 3, 4 */
     int keep;          /* samples of a pixel to keep (3 of RGBX) */
+    int premultiplied; /* RGB with associated alpha (Pillow's RGBa) */
     const uint16_t *cmap[3];
-    size_t row_bytes;  /* one row of one plane (contiguous: of all samples) */
+    size_t row_bytes; /* one row of one plane (contiguous: of all samples) */
 } tiff_layout;
 
 static unsigned sample_at(const uint8_t *row, size_t i, int bps)
@@ -154,12 +158,21 @@ static void tiff_row(const tiff_layout *L, const uint8_t *const *planes, uint8_t
             v[k] = contig ? sample_at(planes[0], (size_t)x * (size_t)L->spp + (size_t)k, L->bps)
                           : sample_at(planes[k], (size_t)x, L->bps);
         if (L->photometric == PHOTOMETRIC_PALETTE) {
-            for (int k = 0; k < 3; k++) d[k] = (uint8_t)(L->cmap[k][v[0]] >> 8);
+            for (int k = 0; k < 3; k++)
+                d[k] = (uint8_t)(L->cmap[k][v[0]] >> 8);
             continue;
         }
-        for (int k = 0; k < L->keep; k++) d[k] = to8(v[k], L->bps);
+        for (int k = 0; k < L->keep; k++)
+            d[k] = to8(v[k], L->bps);
         if (L->photometric == PHOTOMETRIC_MINISWHITE) d[0] = (uint8_t)(255 - d[0]);
         if (L->keep < L->out_c) d[L->keep] = 255;
+        if (L->premultiplied && d[3] != 255) { /* Pillow's unpackRGBa */
+            unsigned a = d[3];
+            for (int k = 0; k < 3; k++) {
+                unsigned u = a ? d[k] * 255u / a : 0;
+                d[k] = (uint8_t)(u > 255 ? 255 : u);
+            }
+        }
     }
 }
 
@@ -189,11 +202,12 @@ static int tiff_native_layout(TIFF *tif, tiff_layout *L)
         /* A fourth sample is alpha unless marked unspecified (Pillow's RGBX). */
         L->keep = s == 4 && !(n_extra >= 1 && extra && extra[0] == EXTRASAMPLE_UNSPECIFIED) ? 4 : 3;
         L->out_c = L->keep;
+        L->premultiplied =
+            L->keep == 4 && n_extra >= 1 && extra && extra[0] == EXTRASAMPLE_ASSOCALPHA;
         return 1;
     case PHOTOMETRIC_PALETTE:
         if (s != 1 || (b != 1 && b != 2 && b != 4 && b != 8)) return 0;
-        if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &L->cmap[0], &L->cmap[1], &L->cmap[2]))
-            return 0;
+        if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &L->cmap[0], &L->cmap[1], &L->cmap[2])) return 0;
         L->out_c = 3;
         L->keep = 1;
         return 1;
@@ -297,7 +311,11 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
     TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
     TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
     if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric)) photometric = UINT16_MAX;
-    L = (tiff_layout){.w = (int)w, .h = (int)h, .spp = spp, .bps = bps, .planar = planar,
+    L = (tiff_layout){.w = (int)w,
+                      .h = (int)h,
+                      .spp = spp,
+                      .bps = bps,
+                      .planar = planar,
                       .photometric = photometric};
     if ((st = graft_img_alloc(&img, (int)h, (int)w, o->channels, name)) != GRAFT_OK) goto done;
 
@@ -316,7 +334,8 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
             goto done;
         }
         if (!tiff_read_raw(tif, &L, raw, &m)) {
-            st = graft_fail(GRAFT_EFORMAT, "%s: bad TIFF: %s", name, m.msg[0] ? m.msg : "read error");
+            st = graft_fail(GRAFT_EFORMAT, "%s: bad TIFF: %s", name,
+                            m.msg[0] ? m.msg : "read error");
             goto done;
         }
         for (uint32_t y = 0; y < h; y++) {
@@ -341,7 +360,8 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
             goto done;
         }
         if (!TIFFReadRGBAImageOriented(tif, w, h, rgba, ORIENTATION_TOPLEFT, 0)) {
-            st = graft_fail(GRAFT_EFORMAT, "%s: bad TIFF: %s", name, m.msg[0] ? m.msg : "read error");
+            st = graft_fail(GRAFT_EFORMAT, "%s: bad TIFF: %s", name,
+                            m.msg[0] ? m.msg : "read error");
             goto done;
         }
         for (uint32_t y = 0; y < h; y++) {
@@ -352,8 +372,8 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
                 row[4 * x + 2] = (uint8_t)TIFFGetB(s[x]);
                 row[4 * x + 3] = (uint8_t)TIFFGetA(s[x]);
             }
-            graft_img_convert_row(row, 4, img.px + (size_t)y * w * (size_t)o->channels,
-                                  o->channels, (int)w);
+            graft_img_convert_row(row, 4, img.px + (size_t)y * w * (size_t)o->channels, o->channels,
+                                  (int)w);
         }
     }
     *out = img;
@@ -453,8 +473,8 @@ graft_status graft_decode_gif(const uint8_t *data, size_t size, const char *name
                 p[0] = cmap->Colors[s[x]].Red;
                 p[1] = cmap->Colors[s[x]].Green;
                 p[2] = cmap->Colors[s[x]].Blue;
-            } else {
-                p[0] = p[1] = p[2] = 0;
+            } else { /* past a short table: Pillow's palette starts as a gray ramp */
+                p[0] = p[1] = p[2] = s[x];
             }
             p[3] = s[x] == trans ? 0 : 255;
         }

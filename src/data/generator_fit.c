@@ -15,8 +15,8 @@
 
 /* Fortran LAPACK and BLAS (the trailing lengths are gfortran's hidden
  * string-length arguments). */
-void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
-             double *w, double *work, const int *lwork, int *iwork, const int *liwork, int *info,
+void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+             double *work, const int *lwork, int *iwork, const int *liwork, int *info,
              size_t jobz_len, size_t uplo_len);
 void dsyrk_(const char *uplo, const char *trans, const int *n, const int *k, const double *alpha,
             const double *a, const int *lda, const double *beta, double *c, const int *ldc,
@@ -69,19 +69,22 @@ static graft_status zca(const double *x, int n, int d, double eps, float *pc)
     }
     dsyevd_("V", "U", &d, sigma, &d, vals, work, &lwork, iwork, &liwork, &info, 1, 1);
     if (info != 0) {
-        s = graft_fail(GRAFT_EINVAL, "ZCA: the eigendecomposition of the %dx%d covariance did "
-                                     "not converge (LAPACK dsyevd info %d)",
+        s = graft_fail(GRAFT_EINVAL,
+                       "ZCA: the eigendecomposition of the %dx%d covariance did "
+                       "not converge (LAPACK dsyevd info %d)",
                        d, d, info);
         goto done;
     }
     /* sigma now holds the eigenvectors, column-major: column k at sigma + k*d. */
     for (int k = 0; k < d; k++) {
         double f = 1.0 / sqrt(fabs(vals[k]) + eps);
-        for (int i = 0; i < d; i++) scaled[(size_t)k * d + i] = sigma[(size_t)k * d + i] * f;
+        for (int i = 0; i < d; i++)
+            scaled[(size_t)k * d + i] = sigma[(size_t)k * d + i] * f;
     }
     /* (U diag(f)) U^T, symmetric, so the layout does not matter. */
     dgemm_("N", "T", &d, &d, &d, &one, scaled, &d, sigma, &d, &zero, prod, &d, 1, 1);
-    for (size_t i = 0; i < dd; i++) pc[i] = (float)prod[i];
+    for (size_t i = 0; i < dd; i++)
+        pc[i] = (float)prod[i];
 done:
     free(sigma);
     free(vals);
@@ -98,8 +101,8 @@ graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x
     if (!gen || !x || !st) return graft_fail(GRAFT_EINVAL, "generator fit: NULL argument");
     memset(st, 0, sizeof *st);
     if (n < 1 || h < 1 || w < 1 || c < 1 || c > 4)
-        return graft_fail(GRAFT_EINVAL, "generator fit: %d images of %dx%dx%d (1 to 4 channels)",
-                          n, h, w, c);
+        return graft_fail(GRAFT_EINVAL, "generator fit: %d images of %dx%dx%d (1 to 4 channels)", n,
+                          h, w, c);
     size_t d = (size_t)h * (size_t)w * (size_t)c, total;
     if (gen->zca_whitening && d > 46340)
         return graft_fail(GRAFT_EINVAL,
@@ -111,13 +114,16 @@ graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x
     double *v = malloc(total * sizeof *v);
     if (!v) return graft_fail(GRAFT_ENOMEM, "generator fit: no memory for %d images", n);
     double scale = gen->rescale ? gen->rescale : 1.0;
-    for (size_t i = 0; i < total; i++) v[i] = (double)x[i] * scale;
+    for (size_t i = 0; i < total; i++)
+        v[i] = (double)x[i] * scale;
     st->c = c;
     /* Two passes per channel (mean, then squared deviations), as np.mean and np.std. */
     double mean[4] = {0}, var[4] = {0};
     size_t per = total / (size_t)c;
-    for (size_t i = 0; i < total; i++) mean[i % (size_t)c] += v[i];
-    for (int k = 0; k < c; k++) mean[k] /= (double)per;
+    for (size_t i = 0; i < total; i++)
+        mean[i % (size_t)c] += v[i];
+    for (int k = 0; k < c; k++)
+        mean[k] /= (double)per;
     for (size_t i = 0; i < total; i++) {
         double e = v[i] - mean[i % (size_t)c];
         var[i % (size_t)c] += e * e;
@@ -127,9 +133,11 @@ graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x
         st->std[k] = (float)sqrt(var[k] / (double)per);
     }
     if (gen->featurewise_center)
-        for (size_t i = 0; i < total; i++) v[i] -= mean[i % (size_t)c];
+        for (size_t i = 0; i < total; i++)
+            v[i] -= mean[i % (size_t)c];
     if (gen->featurewise_std_normalization)
-        for (size_t i = 0; i < total; i++) v[i] /= sqrt(var[i % (size_t)c] / (double)per) + 1e-6;
+        for (size_t i = 0; i < total; i++)
+            v[i] /= sqrt(var[i % (size_t)c] / (double)per) + 1e-6;
     graft_status s = GRAFT_OK;
     if (gen->zca_whitening) {
         st->principal_components = malloc(d * d * sizeof *st->principal_components);

@@ -61,7 +61,8 @@ graft_status graft_hash_file(graft_hash_kind kind, const char *path, char hex[65
     graft_zoo_hash_init(&h, kind);
     static _Thread_local uint8_t buf[1 << 16];
     size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) graft_zoo_hash_update(&h, buf, got);
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        graft_zoo_hash_update(&h, buf, got);
     bool err = ferror(f);
     fclose(f);
     if (err) return graft_fail(GRAFT_EIO, "read error in %s", path);
