@@ -39,13 +39,14 @@ printf '%-26s %9.0f %9s %6s   %11.3f\n' "graft, Keras-exact decode" "$f" - - "$f
 
 # Decoding alone, per format: the same 100 lesson images written by Pillow in
 # each format, decoded to RGB at full size by graft (bench_decode) and by
-# Pillow's open + convert("RGB") (Keras's load_img), one thread each.
+# Pillow's open + convert("RGB") (Keras's load_img), one thread each, in
+# images per CPU second.
 make -s build/bench/bench_decode
 tmp=$(mktemp -d /tmp/graft_bench_formats.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 $py bench/decode_peer.py make "$(ls -d "$dir"/*/ | head -n 1)" "$tmp" 100
 echo
-printf '%-26s %9s %9s %6s\n' "decode to RGB (1 thread)" "graft/s" "Pillow/s" ratio
+printf '%-26s %9s %9s %6s\n' "decode to RGB (1 thread)" "graft" "Pillow" ratio
 for fmt in jpeg png tiff gif webp bmp ppm; do
     g=$(build/bench/bench_decode "$tmp/$fmt")
     p=$($py bench/decode_peer.py pil "$tmp/$fmt")

@@ -4,9 +4,9 @@
         (sorted) written by Pillow as JPEG (the originals, copied), PNG,
         TIFF (LZW), GIF (256-colour adaptive palette), WebP (lossy, quality
         80), BMP and PPM, into OUT_DIR/<format>/;
-    decode_peer.py pil DIR: images per second of Image.open + convert("RGB")
-        (what Keras's load_img does) over DIR's files, one thread, passes
-        repeated until a second has gone by."""
+    decode_peer.py pil DIR: images per CPU second of Image.open +
+        convert("RGB") (what Keras's load_img does) over DIR's files, one
+        thread, passes repeated until a CPU second has gone by."""
 import os
 import shutil
 import sys
@@ -40,13 +40,13 @@ def make(src, out, n):
 
 def pil(d):
     paths = [os.path.join(d, f) for f in sorted(os.listdir(d)) if not f.startswith(".")]
-    images, t0 = 0, time.perf_counter()
+    images, t0 = 0, time.process_time()
     while True:
         for p in paths:
             with Image.open(p) as im:
                 im.convert("RGB")
         images += len(paths)
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         if dt >= 1.0:
             break
     print("%.1f" % (images / dt))

@@ -63,6 +63,10 @@ static graft_status alloc_img(graft_img *img, int h, int w, int c, const char *n
  * `dst_c` channels the way Pillow's convert("L" / "RGB" / "RGBA") does. */
 static void convert_row(const uint8_t *s, int src_c, uint8_t *d, int dst_c, int w)
 {
+    if (src_c == dst_c) {
+        memcpy(d, s, (size_t)w * (size_t)dst_c);
+        return;
+    }
     for (int x = 0; x < w; x++, s += src_c, d += dst_c) {
         uint8_t rgb[3], a = 255;
         if (src_c <= 2) {
@@ -498,6 +502,15 @@ static graft_status decode_bmp(const uint8_t *b, size_t size, const char *name,
     }
     for (long y = 0; y < h; y++) {
         const uint8_t *r = b + off + stride * (size_t)(top_down ? y : h - 1 - y);
+        if (bpp == 24 && o->channels == 3) { /* the common case: BGR straight into the image */
+            uint8_t *d = img.px + (size_t)y * (size_t)w * 3;
+            for (long x = 0; x < w; x++) {
+                d[3 * x] = r[3 * x + 2];
+                d[3 * x + 1] = r[3 * x + 1];
+                d[3 * x + 2] = r[3 * x];
+            }
+            continue;
+        }
         for (long x = 0; x < w; x++) {
             uint8_t *d = rgba + 4 * x;
             d[3] = 255;
@@ -581,6 +594,11 @@ static graft_status decode_pnm(const uint8_t *b, size_t size, const char *name,
         return st;
     }
     for (long y = 0; y < h; y++) {
+        if (!plain && maxval == 255) { /* bytes as they are: no per-sample work */
+            convert_row(b + pos + (size_t)y * (size_t)w * (size_t)in_c, in_c,
+                        img.px + (size_t)y * (size_t)w * (size_t)o->channels, o->channels, (int)w);
+            continue;
+        }
         for (long i = 0; i < w * in_c; i++) {
             long v;
             if (plain) {

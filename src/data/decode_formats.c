@@ -28,6 +28,29 @@ static tmsize_t alloc_cap(const graft_decode_opts *o)
     return (tmsize_t)(n + (1u << 20));
 }
 
+/* A palette of 256 RGBA entries converted once to the output's c channels
+ * (Pillow's convert of each colour), so that indexed rows are lookups. */
+static void palette_lut(const uint8_t rgba[256 * 4], int c, uint8_t lut[256 * 4])
+{
+    graft_img_convert_row(rgba, 4, lut, c, 256);
+}
+
+static void index_row(const uint8_t *s, int w, const uint8_t *lut, int c, uint8_t *d)
+{
+    if (c == 1) {
+        for (int x = 0; x < w; x++)
+            d[x] = lut[s[x]];
+    } else if (c == 3) {
+        for (int x = 0; x < w; x++, d += 3) {
+            const uint8_t *e = lut + 3 * s[x];
+            d[0] = e[0], d[1] = e[1], d[2] = e[2];
+        }
+    } else {
+        for (int x = 0; x < w; x++)
+            memcpy(d + 4 * x, lut + 4 * s[x], 4);
+    }
+}
+
 /* ------------------------------------------------------------------ TIFF */
 
 typedef struct {
@@ -139,11 +162,15 @@ static unsigned sample_at(const uint8_t *row, size_t i, int bps)
 }
 
 /* A sample as Pillow's 8-bit modes hold it: 16 bits keep their high byte,
- * fewer bits stretch to 0..255 (L;2 and L;4 multiply by 85 and 17). */
-static uint8_t to8(unsigned v, int bps)
+ * fewer bits stretch to 0..255 (L;2 and L;4 multiply by 85 and 17): `mul`
+ * is stretch(bps). */
+static unsigned stretch(int bps)
 {
-    if (bps == 16) return (uint8_t)(v >> 8);
-    return (uint8_t)(v * (255u / ((1u << bps) - 1)));
+    return bps == 16 ? 0 : 255u / ((1u << bps) - 1);
+}
+static uint8_t to8(unsigned v, int bps, unsigned mul)
+{
+    return (uint8_t)(bps == 16 ? v >> 8 : v * mul);
 }
 
 /* One row (planes[k] points at plane k's row; contiguous: only planes[0])
@@ -151,6 +178,7 @@ static uint8_t to8(unsigned v, int bps)
 static void tiff_row(const tiff_layout *L, const uint8_t *const *planes, uint8_t *dst)
 {
     int contig = L->planar == PLANARCONFIG_CONTIG;
+    unsigned mul = stretch(L->bps);
     for (int x = 0; x < L->w; x++) {
         uint8_t *d = dst + (size_t)x * (size_t)L->out_c;
         unsigned v[4];
@@ -163,7 +191,7 @@ static void tiff_row(const tiff_layout *L, const uint8_t *const *planes, uint8_t
             continue;
         }
         for (int k = 0; k < L->keep; k++)
-            d[k] = to8(v[k], L->bps);
+            d[k] = to8(v[k], L->bps, mul);
         if (L->photometric == PHOTOMETRIC_MINISWHITE) d[0] = (uint8_t)(255 - d[0]);
         if (L->keep < L->out_c) d[L->keep] = 255;
         if (L->premultiplied && d[3] != 255) { /* Pillow's unpackRGBa */
@@ -338,13 +366,32 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
                             m.msg[0] ? m.msg : "read error");
             goto done;
         }
+        /* 8-bit contiguous samples are rows Pillow's convert reads as they are. */
+        int direct = bps == 8 && planes == 1 && !L.premultiplied && L.keep == spp &&
+                     photometric != PHOTOMETRIC_MINISWHITE;
+        uint8_t pal[256 * 4], lut[256 * 4];
+        if (direct && photometric == PHOTOMETRIC_PALETTE) {
+            for (int i = 0; i < 256; i++) {
+                for (int k = 0; k < 3; k++)
+                    pal[4 * i + k] = (uint8_t)(L.cmap[k][i] >> 8);
+                pal[4 * i + 3] = 255;
+            }
+            palette_lut(pal, o->channels, lut);
+        }
         for (uint32_t y = 0; y < h; y++) {
-            const uint8_t *pl[4];
-            for (int p = 0; p < planes; p++)
-                pl[p] = raw + ((size_t)p * h + y) * L.row_bytes;
-            tiff_row(&L, pl, row);
-            graft_img_convert_row(row, L.out_c, img.px + (size_t)y * w * (size_t)o->channels,
-                                  o->channels, (int)w);
+            uint8_t *dst = img.px + (size_t)y * w * (size_t)o->channels;
+            const uint8_t *src = raw + (size_t)y * L.row_bytes;
+            if (direct && photometric == PHOTOMETRIC_PALETTE) {
+                index_row(src, (int)w, lut, o->channels, dst);
+            } else if (direct) {
+                graft_img_convert_row(src, spp, dst, o->channels, (int)w);
+            } else {
+                const uint8_t *pl[4];
+                for (int p = 0; p < planes; p++)
+                    pl[p] = raw + ((size_t)p * h + y) * L.row_bytes;
+                tiff_row(&L, pl, row);
+                graft_img_convert_row(row, L.out_c, dst, o->channels, (int)w);
+            }
         }
     } else {
         /* YCbCr, CMYK, CIELab, more samples: libtiff's RGBA conversion. */
@@ -415,7 +462,7 @@ graft_status graft_decode_gif(const uint8_t *data, size_t size, const char *name
     GifFileType *g = DGifOpen(&m, gif_read, &err);
     if (!g) return graft_fail(GRAFT_EFORMAT, "%s: bad GIF: %s", name, GifErrorString(err));
     graft_status st = GRAFT_OK;
-    uint8_t *idx = NULL, *rgba = NULL;
+    uint8_t *idx = NULL;
     graft_img img = {0};
     int trans = -1;
     GifRecordType type;
@@ -447,8 +494,7 @@ graft_status graft_decode_gif(const uint8_t *data, size_t size, const char *name
         goto done;
     }
     idx = malloc((size_t)cw * (size_t)ch);
-    rgba = malloc((size_t)cw * 4);
-    if (!idx || !rgba) {
+    if (!idx) {
         st = graft_fail(GRAFT_ENOMEM, "%s: no memory for a %ldx%ld GIF", name, cw, ch);
         goto done;
     }
@@ -462,25 +508,23 @@ graft_status graft_decode_gif(const uint8_t *data, size_t size, const char *name
         }
     }
     const ColorMapObject *cmap = d->ColorMap ? d->ColorMap : g->SColorMap;
-    if ((st = graft_img_alloc(&img, (int)ch, (int)cw, o->channels, name)) != GRAFT_OK) goto done;
-    for (long y = 0; y < ch; y++) {
-        const uint8_t *s = idx + (size_t)y * (size_t)cw;
-        for (long x = 0; x < cw; x++) {
-            uint8_t *p = rgba + 4 * x;
-            if (!cmap) { /* no palette: Pillow reads the indices as gray levels */
-                p[0] = p[1] = p[2] = s[x];
-            } else if (s[x] < cmap->ColorCount) {
-                p[0] = cmap->Colors[s[x]].Red;
-                p[1] = cmap->Colors[s[x]].Green;
-                p[2] = cmap->Colors[s[x]].Blue;
-            } else { /* past a short table: Pillow's palette starts as a gray ramp */
-                p[0] = p[1] = p[2] = s[x];
-            }
-            p[3] = s[x] == trans ? 0 : 255;
+    uint8_t pal[256 * 4], lut[256 * 4];
+    for (int i = 0; i < 256; i++) {
+        uint8_t *p = pal + 4 * i;
+        if (cmap && i < cmap->ColorCount) {
+            p[0] = cmap->Colors[i].Red;
+            p[1] = cmap->Colors[i].Green;
+            p[2] = cmap->Colors[i].Blue;
+        } else { /* no table (or past a short one): Pillow's gray ramp */
+            p[0] = p[1] = p[2] = (uint8_t)i;
         }
-        graft_img_convert_row(rgba, 4, img.px + (size_t)y * (size_t)cw * (size_t)o->channels,
-                              o->channels, (int)cw);
+        p[3] = i == trans ? 0 : 255;
     }
+    palette_lut(pal, o->channels, lut);
+    if ((st = graft_img_alloc(&img, (int)ch, (int)cw, o->channels, name)) != GRAFT_OK) goto done;
+    for (long y = 0; y < ch; y++)
+        index_row(idx + (size_t)y * (size_t)cw, (int)cw, lut, o->channels,
+                  img.px + (size_t)y * (size_t)cw * (size_t)o->channels);
     *out = img;
     img.px = NULL;
     goto done;
@@ -489,7 +533,6 @@ bad:
 done:
     DGifCloseFile(g, &err);
     free(idx);
-    free(rgba);
     graft_img_free(&img);
     return st;
 }
