@@ -343,7 +343,7 @@ graft_status graft_standardize(const graft_image_data_generator *g, float *x, in
                               "ZCA whitening: the principal components were fitted on %d values "
                               "an image, these images have %zu (%dx%dx%d)",
                               g->zca_dim, n, h, w, c);
-        float *flat = malloc(n * sizeof *flat);
+        float *flat = malloc((n ? n : 1) * sizeof *flat);
         if (!flat) return graft_fail(GRAFT_ENOMEM, "no memory for ZCA whitening");
         memcpy(flat, x, n * sizeof *flat);
         /* x = flat . principal_components (a row vector times the matrix). */

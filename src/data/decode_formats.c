@@ -355,8 +355,8 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
             st = graft_fail(GRAFT_ENOMEM, "%s: %ux%u TIFF is too large", name, w, h);
             goto done;
         }
-        raw = malloc(total ? total : 1);
-        row = malloc((size_t)w * 4);
+        raw = calloc(total ? total : 1, 1); /* whole even if libtiff were to write less */
+        row = calloc((size_t)w, 4);
         if (!raw || !row) {
             st = graft_fail(GRAFT_ENOMEM, "%s: no memory for a %ux%u TIFF", name, w, h);
             goto done;
@@ -401,7 +401,7 @@ graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *nam
             goto done;
         }
         rgba = _TIFFmalloc((tmsize_t)((size_t)w * h * sizeof *rgba));
-        row = malloc((size_t)w * 4);
+        row = calloc((size_t)w, 4);
         if (!rgba || !row) {
             st = graft_fail(GRAFT_ENOMEM, "%s: no memory for a %ux%u TIFF", name, w, h);
             goto done;

@@ -111,7 +111,7 @@ graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x
                           h, w, c, d, d);
     if (!graft_mul_ok(d, (size_t)n, &total) || total > (size_t)INT32_MAX)
         return graft_fail(GRAFT_EINVAL, "generator fit: %d images of %zu values is too many", n, d);
-    double *v = malloc(total * sizeof *v);
+    double *v = malloc((total ? total : 1) * sizeof *v);
     if (!v) return graft_fail(GRAFT_ENOMEM, "generator fit: no memory for %d images", n);
     double scale = gen->rescale ? gen->rescale : 1.0;
     for (size_t i = 0; i < total; i++)
