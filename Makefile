@@ -4,7 +4,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp lapack blas
+PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

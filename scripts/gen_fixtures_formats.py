@@ -206,6 +206,12 @@ def webp_files(rng):
         "webp_lossy": encode(Image.fromarray(smooth), "WEBP", quality=80),
         "webp_rgba_lossless": encode(Image.fromarray(rgba, "RGBA"), "WEBP", lossless=True),
         "webp_rgba_lossy": encode(Image.fromarray(rgba, "RGBA"), "WEBP", quality=90),
+        # Animations: the first frame (Pillow's), opaque and with alpha.
+        "webp_anim": encode(Image.fromarray(noisy), "WEBP", lossless=True, save_all=True,
+                            append_images=[Image.fromarray(smooth)], duration=100),
+        "webp_anim_rgba": encode(Image.fromarray(rgba, "RGBA"), "WEBP", quality=90, save_all=True,
+                                 append_images=[Image.fromarray(noisy).convert("RGBA")],
+                                 duration=100),
     }
 
 

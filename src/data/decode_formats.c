@@ -17,6 +17,7 @@
 #include <string.h>
 #include <tiffio.h>
 #include <webp/decode.h>
+#include <webp/demux.h>
 
 /* The largest allocation one image can justify: 8 bytes a pixel (16-bit
  * RGBA) plus room for directories and tables. */
@@ -539,6 +540,53 @@ done:
 
 /* ------------------------------------------------------------------ WebP */
 
+/* An animation's first frame on its canvas (w x h, checked by the caller),
+ * as Pillow's WebPAnimDecoder gives it; without the alpha flag the image is
+ * RGB, so its transparent canvas reads as opaque black. */
+static graft_status webp_first_frame(const uint8_t *data, size_t size, const char *name,
+                                     int has_alpha, const graft_decode_opts *o, graft_img *out)
+{
+    WebPAnimDecoderOptions ao;
+    if (!WebPAnimDecoderOptionsInit(&ao))
+        return graft_fail(GRAFT_EINVAL, "%s: libwebp's animation decoder does not match", name);
+    ao.color_mode = MODE_RGBA;
+    ao.use_threads = 0;
+    WebPData wd = {data, size};
+    WebPAnimDecoder *dec = WebPAnimDecoderNew(&wd, &ao);
+    if (!dec) return graft_fail(GRAFT_EFORMAT, "%s: bad animated WebP", name);
+    graft_status st = GRAFT_OK;
+    graft_img img = {0};
+    uint8_t *row = NULL, *buf = NULL;
+    int ts = 0;
+    WebPAnimInfo info;
+    if (!WebPAnimDecoderGetInfo(dec, &info) || !WebPAnimDecoderGetNext(dec, &buf, &ts) || !buf) {
+        st = graft_fail(GRAFT_EFORMAT, "%s: bad animated WebP: no first frame", name);
+        goto done;
+    }
+    size_t w = info.canvas_width, h = info.canvas_height;
+    if ((st = graft_img_check_size(name, (long)w, (long)h, o)) != GRAFT_OK) goto done;
+    if ((st = graft_img_alloc(&img, (int)h, (int)w, o->channels, name)) != GRAFT_OK) goto done;
+    row = malloc(w * 4);
+    if (!row) {
+        st = graft_fail(GRAFT_ENOMEM, "%s: no memory for a WebP row", name);
+        goto done;
+    }
+    for (size_t y = 0; y < h; y++) {
+        memcpy(row, buf + y * w * 4, w * 4);
+        if (!has_alpha)
+            for (size_t x = 0; x < w; x++)
+                row[4 * x + 3] = 255;
+        graft_img_convert_row(row, 4, img.px + y * w * (size_t)o->channels, o->channels, (int)w);
+    }
+    *out = img;
+    img.px = NULL;
+done:
+    WebPAnimDecoderDelete(dec);
+    free(row);
+    graft_img_free(&img);
+    return st;
+}
+
 graft_status graft_decode_webp(const uint8_t *data, size_t size, const char *name,
                                const graft_decode_opts *o, graft_img *out)
 {
@@ -547,10 +595,9 @@ graft_status graft_decode_webp(const uint8_t *data, size_t size, const char *nam
     if (vs != VP8_STATUS_OK)
         return graft_fail(vs == VP8_STATUS_OUT_OF_MEMORY ? GRAFT_ENOMEM : GRAFT_EFORMAT,
                           "%s: bad WebP header (libwebp status %d)", name, (int)vs);
-    if (f.has_animation)
-        return graft_fail(GRAFT_EUNSUPPORTED, "%s: animated WebP images are not supported", name);
     graft_status st = graft_img_check_size(name, f.width, f.height, o);
     if (st != GRAFT_OK) return st;
+    if (f.has_animation) return webp_first_frame(data, size, name, f.has_alpha, o, out);
     graft_img img = {0};
     uint8_t *tmp = NULL;
     if ((st = graft_img_alloc(&img, f.height, f.width, o->channels, name)) != GRAFT_OK) return st;
