@@ -4,7 +4,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng cairo libarchive
+PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -25,7 +25,7 @@ CFLAGS   ?= -g
 ARCH     ?= -march=native
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp $(ARCH) $(CFLAGS) \
              -Iinclude -Isrc $(PKG_CFLAGS) $(SAN)
-LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lcurl -lz -lm -lpthread
+LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lgif -lcurl -lz -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
