@@ -4,6 +4,7 @@
  * is accepted and cached, a bad one or a failed transfer leaves no file.
  */
 #include "check.h"
+#include "test_util.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -190,23 +191,6 @@ static int rm_tree(const char *dir)
     return system(cmd);
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = b ? (size_t)n : 0;
-    return b;
-}
-
 static unsigned char *genuine;
 static size_t genuine_len;
 static const char not_hdf5[] = "<html>a captive portal page, not weights</html>";
@@ -221,7 +205,7 @@ static void test_download(void)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/genuine.h5", srv.port);
     CHECK_OK(graft_download(url, dest, GRAFT_HASH_SHA256, GENUINE_SHA256));
     size_t len = 0;
-    unsigned char *got = slurp(dest, &len);
+    unsigned char *got = read_bytes(dest, &len);
     CHECK(got && len == genuine_len && memcmp(got, genuine, len) == 0);
     free(got);
     CHECK(count_entries(dldir) == 1);
@@ -378,7 +362,7 @@ static void test_fetch_dataset(void)
     CHECK_OK(graft_fetch_dataset(url, dest, &o));
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/train/cats/a.txt", dest);
     size_t n = 0;
-    unsigned char *got = slurp(p, &n);
+    unsigned char *got = read_bytes(p, &n);
     CHECK(got && n == 4 && memcmp(got, "meow", 4) == 0);
     free(got);
     CHECK(count_entries(dest) == 1); /* the archive and the temporary folder are gone */
@@ -424,7 +408,7 @@ int main(void)
     RUN(test_sha256_vectors);
     RUN(test_md5_vectors);
     RUN(test_cache_dir);
-    genuine = slurp(GENUINE, &genuine_len);
+    genuine = read_bytes(GENUINE, &genuine_len);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/graft_zoo_dl_XXXXXX");
     if (!genuine || !mkdtemp(tmpdir)) {
         fprintf(stderr, "  cannot read %s or make a temporary folder\n", GENUINE);

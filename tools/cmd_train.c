@@ -61,8 +61,10 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
     if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "model.h5");
-    if (graft_save_model(m, p) != GRAFT_OK) {
-        /* A layer whose Keras config graft cannot write: keep the weights at least. */
+    if ((s = graft_save_model(m, p)) != GRAFT_OK) {
+        /* A layer whose Keras config graft cannot write: keep the weights at least.
+         * Any other failure (a full disk) is the run's failure. */
+        if (s != GRAFT_EUNSUPPORTED) return cli_fail_status(s, p);
         fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
         path_in(p, sizeof p, run_dir, "model.weights.h5");
         if ((s = graft_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
