@@ -174,7 +174,8 @@ graft_status graft_generator_fit_augmented(graft_image_data_generator *gen, cons
         return graft_fail(GRAFT_EINVAL, "generator fit: images of %dx%dx%d (1 to 4 channels)", h, w,
                           c);
     size_t per = (size_t)h * (size_t)w * (size_t)c, total;
-    if (!graft_mul_ok(per, (size_t)n * (size_t)rounds, &total) || total > (size_t)INT32_MAX)
+    if (!graft_mul_ok(per, (size_t)n * (size_t)rounds, &total) || total == 0 ||
+        total > (size_t)INT32_MAX)
         return graft_fail(GRAFT_EINVAL, "generator fit: %d rounds of %d images is too many", rounds,
                           n);
     float *ax = malloc(total * sizeof *ax), *tmp = malloc(per * sizeof *tmp);
