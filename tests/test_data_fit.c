@@ -85,6 +85,62 @@ static void write_ppm(const char *path, int h, int w, unsigned seed)
 
 /* The fit over a folder sees the images the flow decodes: the statistics
  * over every image equal those of the same images loaded one by one. */
+/* fit(augment=True, rounds=3) with horizontal flips only: the same
+ * statistics as a plain fit over the three rounds built by hand (each image
+ * flipped by a loop here where the generator's draw says so, in Keras's
+ * order ax[i + r * n]). */
+static void test_fit_augmented(void)
+{
+    const fixture_array *x = fixture_get(&fx, "fit_x");
+    if (!x || x->rank != 4) return;
+    int n = x->dim[0] < 8 ? x->dim[0] : 8, h = x->dim[1], w = x->dim[2], c = x->dim[3], rounds = 3;
+    size_t per = (size_t)h * (size_t)w * (size_t)c;
+    graft_image_data_generator g = {.rescale = 1 / 255.0f,
+                                    .featurewise_center = 1,
+                                    .featurewise_std_normalization = 1,
+                                    .zca_whitening = 1,
+                                    .horizontal_flip = 1};
+    float *by_hand = malloc((size_t)rounds * (size_t)n * per * sizeof *by_hand);
+    CHECK(by_hand != NULL);
+    if (!by_hand) return;
+    int flipped = 0;
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n; i++) {
+            graft_rng rng;
+            graft_rng_seed(&rng, graft_mix64(graft_mix64(42, (uint64_t)r), (uint64_t)i));
+            graft_transform t;
+            graft_transform_random(&g, h, w, &rng, &t);
+            flipped += t.flip_horizontal;
+            const float *src = x->data + (size_t)i * per;
+            float *dst = by_hand + ((size_t)r * (size_t)n + (size_t)i) * per;
+            for (int y = 0; y < h; y++)
+                for (int xx = 0; xx < w; xx++)
+                    for (int k = 0; k < c; k++)
+                        dst[((size_t)y * w + xx) * c + k] =
+                            src[((size_t)y * w + (t.flip_horizontal ? w - 1 - xx : xx)) * c + k];
+        }
+    CHECK(flipped > 0 && flipped < rounds * n); /* both kinds drawn */
+    graft_image_data_generator g1 = g, g2 = g;
+    graft_generator_stats want, got;
+    CHECK_OK(graft_generator_fit(&g1, by_hand, rounds * n, h, w, c, &want));
+    CHECK_OK(graft_generator_fit_augmented(&g2, x->data, n, h, w, c, rounds, 42, &got));
+    for (int k = 0; k < c; k++) CHECK(want.mean[k] == got.mean[k] && want.std[k] == got.std[k]);
+    CHECK(want.dim == got.dim && want.principal_components && got.principal_components &&
+          memcmp(want.principal_components, got.principal_components,
+                 (size_t)want.dim * (size_t)want.dim * sizeof(float)) == 0);
+    /* A plain fit over one round differs (the flips change the ZCA matrix). */
+    graft_generator_stats plain;
+    graft_image_data_generator g3 = g;
+    CHECK_OK(graft_generator_fit(&g3, x->data, n, h, w, c, &plain));
+    CHECK(memcmp(plain.principal_components, got.principal_components,
+                 (size_t)got.dim * (size_t)got.dim * sizeof(float)) != 0);
+    CHECK(graft_generator_fit_augmented(&g2, x->data, n, h, w, c, 0, 42, &plain) == GRAFT_EINVAL);
+    graft_generator_stats_free(&want);
+    graft_generator_stats_free(&got);
+    graft_generator_stats_free(&plain);
+    free(by_hand);
+}
+
 static void test_fit_directory(void)
 {
     char cls[128], path[192];
@@ -153,6 +209,7 @@ int main(void)
     strcpy(tmpdir, "/tmp/graft_fit_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_fit_matches_keras);
+    RUN(test_fit_augmented);
     RUN(test_fit_directory);
     remove_tree(tmpdir);
     fixture_free(&fx);

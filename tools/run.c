@@ -328,7 +328,7 @@ int run_config_load(const char *run_dir, run_config *c)
         memcpy((char *)strs[i][1], v, strlen(v) + 1);
         run_text_decode((char *)strs[i][1]);
     }
-    double v[N_RANGES];
+    double v[N_RANGES] = {0};
     if (rc == 0) rc = check_config(path, j, v);
     if (rc == 0) {
         c->alpha = (float)v[0];

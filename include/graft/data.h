@@ -153,6 +153,12 @@ typedef struct {
  */
 graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x, int n, int h,
                                  int w, int c, graft_generator_stats *st);
+/* ImageDataGenerator.fit(x, augment=True, rounds, seed): each image's
+ * random transform (the generator's augmentation, drawn from seed, round
+ * and index as a flow draws them) `rounds` times, before the statistics. */
+graft_status graft_generator_fit_augmented(graft_image_data_generator *gen, const float *x, int n,
+                                           int h, int w, int c, int rounds, uint64_t seed,
+                                           graft_generator_stats *st);
 /* The same on up to n_sample images (0: all) of the folder as a flow with
  * cfg would list them (its target size, colour mode, subset and seed; a
  * random sample when shuffled), decoded and resized without augmentation. */

@@ -163,6 +163,46 @@ graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x
     return GRAFT_OK;
 }
 
+graft_status graft_generator_fit_augmented(graft_image_data_generator *gen, const float *x, int n,
+                                           int h, int w, int c, int rounds, uint64_t seed,
+                                           graft_generator_stats *st)
+{
+    if (!gen || !x || !st) return graft_fail(GRAFT_EINVAL, "generator fit: NULL argument");
+    if (rounds < 1 || rounds > 1000 || n < 1 || n > INT32_MAX / rounds)
+        return graft_fail(GRAFT_EINVAL, "generator fit: %d rounds of %d images", rounds, n);
+    if (h < 1 || w < 1 || c < 1 || c > 4)
+        return graft_fail(GRAFT_EINVAL, "generator fit: images of %dx%dx%d (1 to 4 channels)", h, w,
+                          c);
+    size_t per = (size_t)h * (size_t)w * (size_t)c, total;
+    if (!graft_mul_ok(per, (size_t)n * (size_t)rounds, &total) || total == 0 ||
+        total > (size_t)INT32_MAX)
+        return graft_fail(GRAFT_EINVAL, "generator fit: %d rounds of %d images is too many", rounds,
+                          n);
+    float *ax = malloc(total * sizeof *ax), *tmp = malloc(per * sizeof *tmp);
+    if (!ax || !tmp) {
+        free(ax);
+        free(tmp);
+        return graft_fail(GRAFT_ENOMEM, "generator fit: no memory for %d rounds of %d images",
+                          rounds, n);
+    }
+    /* Keras: ax[i + r * n] = random_transform(x[i]), before rescaling. */
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n; i++) {
+            float *dst = ax + ((size_t)r * (size_t)n + (size_t)i) * per;
+            memcpy(dst, x + (size_t)i * per, per * sizeof *dst);
+            graft_rng rng;
+            graft_rng_seed(&rng, graft_mix64(graft_mix64(seed, (uint64_t)r), (uint64_t)i));
+            graft_transform t;
+            graft_transform_random(gen, h, w, &rng, &t);
+            graft_transform_apply(&t, gen->fill_mode, gen->cval,
+                                  gen->interpolation_order_nearest ? 0 : 1, dst, tmp, h, w, c);
+        }
+    free(tmp);
+    graft_status s = graft_generator_fit(gen, ax, n * rounds, h, w, c, st);
+    free(ax);
+    return s;
+}
+
 graft_status graft_generator_fit_directory(graft_image_data_generator *gen, const char *dir,
                                            const graft_flow_cfg *cfg_in, int n_sample,
                                            graft_generator_stats *st)

@@ -572,7 +572,7 @@ static graft_status list_layers(ctx *c, const cJSON *layers, const char *model, 
 {
     int n = g->n = cJSON_GetArraySize(layers);
     size_t k = n ? (size_t)n : 1;
-    g->item = calloc(k, sizeof *g->item);
+    g->item = calloc(k, sizeof(const cJSON *));
     g->name = calloc(k, sizeof *g->name);
     g->cls = calloc(k, sizeof *g->cls);
     g->first_in = calloc(k + 1, sizeof *g->first_in);
@@ -722,7 +722,7 @@ static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name,
             s = in ? add_alias(c, g.name[i], in) : make_input(c, cJSON_GetObjectItemCaseSensitive(g.item[i], "config"), g.name[i], &l);
             continue;
         }
-        graft_layer *ins[MAX_INBOUND];
+        graft_layer *ins[MAX_INBOUND] = {0};
         int m = g.first_in[i + 1] - g.first_in[i];
         for (int j = 0; j < m && s == GRAFT_OK; j++) {
             const char *from = g.in_name[g.first_in[i] + j];

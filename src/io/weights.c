@@ -80,6 +80,7 @@ static io_layer *append_layer(io_file *f, const char *name)
         f->layers = grown;
         f->cap = cap;
     }
+    if (!f->layers) return NULL;
     io_layer *l = &f->layers[f->n_layers++];
     memset(l, 0, sizeof *l);
     snprintf(l->name, sizeof l->name, "%s", name);
