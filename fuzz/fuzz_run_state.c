@@ -1,0 +1,169 @@
+/* A run folder's whole state as `graft resume` reads it before training:
+ * config.json, history.json and checkpoint.graft together (tools/run.c and
+ * the library; the steps of cmd_resume and run_stage in tools/cmd_train.c,
+ * which are static there, are followed here one by one).
+ *
+ * The input is the three files joined by SEP below: config.json SEP
+ * history.json SEP checkpoint. A file not given, or given empty, is absent
+ * from the folder.
+ * The checkpoint part is the checkpoint without its weights: the harness
+ * appends the zero weights and optimizer state that the model built from the
+ * config needs (megabytes that mutations gain nothing from), then the CRC-32
+ * (see fuzz_checkpoint.c): Adam's two moments, as resume compiles. Configs asking for models bigger than MAX_SIZE
+ * pixels a side or MAX_CLASSES classes are read but not built: their memory
+ * would only slow the fuzzer down (the zoo's own tests build those).
+ *
+ * What resume writes back (config.json) must read back the same. */
+#include "fuzz_util.h"
+#include "cli.h"
+
+#include <math.h>
+#include <zlib.h>
+
+#define MAX_SIZE 64
+#define MAX_CLASSES 64
+/* graft_source_skip draws batch by batch (see docs/FUZZING.md); a checkpoint
+ * saying more than this many is not skipped here. */
+#define MAX_SKIP 4096
+
+static const char SEP[] = "\n#graft-run-file#\n";
+
+static const uint8_t *find_sep(const uint8_t *p, const uint8_t *end)
+{
+    size_t n = sizeof SEP - 1;
+    for (; p && (size_t)(end - p) >= n; p++)
+        if (*p == (uint8_t)SEP[0] && memcmp(p, SEP, n) == 0) return p;
+    return NULL;
+}
+
+static size_t weight_floats(graft_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            n += graft_shape_size(&s);
+        }
+    }
+    return n;
+}
+
+static void write_checkpoint(const char *path, const uint8_t *head, size_t n, size_t payload)
+{
+    size_t size = n + payload + 4;
+    uint8_t *buf = calloc(size, 1);
+    if (!buf) abort();
+    if (n) memcpy(buf, head, n);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(size - 4));
+    memcpy(buf + size - 4, &crc, 4);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, size, f) != size || fclose(f) != 0) abort();
+    free(buf);
+}
+
+static void same_config(const run_config *a, const run_config *b)
+{
+    if (strcmp(a->base, b->base) || strcmp(a->head, b->head) || strcmp(a->weights, b->weights) ||
+        strcmp(a->train_dir, b->train_dir) || strcmp(a->val_dir, b->val_dir) ||
+        strcmp(a->preprocess, b->preprocess) || strcmp(a->interpolation, b->interpolation) ||
+        strcmp(a->stage, b->stage) || a->input_size != b->input_size || a->batch != b->batch ||
+        a->steps_per_epoch != b->steps_per_epoch || a->validation_steps != b->validation_steps ||
+        a->augment != b->augment || a->no_cache != b->no_cache ||
+        a->n_base_layers != b->n_base_layers || a->unfreeze != b->unfreeze ||
+        a->target_epochs != b->target_epochs || a->n_classes != b->n_classes ||
+        (a->lr != b->lr && !(isnan(a->lr) && isnan(b->lr))) || a->alpha != b->alpha ||
+        (a->seed < (1ull << 53) && a->seed != b->seed)) {
+        fprintf(stderr, "fuzz_run_state: config.json read back differs from what was written\n");
+        abort();
+    }
+    for (int i = 0; i < a->n_classes; i++)
+        if (strcmp(a->classes[i], b->classes[i])) {
+            fprintf(stderr, "fuzz_run_state: class %d read back differs\n", i);
+            abort();
+        }
+}
+
+static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
+{
+    run_config c, back;
+    graft_model *m = NULL;
+    graft_history h;
+    graft_history_init(&h);
+    graft_history_stage *stages = NULL;
+    int n_stages = 0;
+    if (run_config_load(dir, &c) != 0) return;
+    const char *hp = fuzz_path("history.json");
+    int rc = 0;
+    if (cli_is_file(hp) && graft_history_load_json(hp, &h, &stages, &n_stages) != GRAFT_OK) rc = 1;
+    fuzz_check_message();
+    if (rc == 0 && c.input_size <= MAX_SIZE && c.n_classes <= MAX_CLASSES) {
+        run_config built = c;
+        built.weights[0] = '\0'; /* the checkpoint holds every weight */
+        rc = run_build_model(&built, &m);
+    } else {
+        rc = 1;
+    }
+    if (rc == 0) {
+        run_set_trainable(&c, m);
+        graft_compile_cfg cc = {.optimizer = graft_adam(c.lr),
+                                .loss = c.n_classes > 2 ? GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY
+                                                        : GRAFT_BINARY_CROSSENTROPY,
+                                .seed = c.seed};
+        rc = graft_model_compile(m, &cc) != GRAFT_OK;
+        fuzz_check_message();
+    }
+    if (rc == 0) {
+        if (run_config_save(dir, &c) != 0) abort(); /* a tmpfs folder of our own */
+        if (run_config_load(dir, &back) != 0) {
+            fprintf(stderr, "fuzz_run_state: config.json as saved does not load back\n");
+            abort();
+        }
+        same_config(&c, &back);
+        run_config_free(&back);
+    }
+    if (rc == 0) {
+        const char *ck = fuzz_path("checkpoint.graft");
+        if (ck_part) write_checkpoint(ck, ck_part, ck_n, weight_floats(m) * sizeof(float) * 3);
+        graft_train_state st;
+        if (graft_checkpoint_load(m, ck, &h, &st) == GRAFT_OK) {
+            if (st.epoch < 0 || st.train_batches < 0 || st.val_batches < 0) abort();
+            /* A fresh source fast-forwarded to where the checkpoint stopped. */
+            static const float x[8] = {0}, y[8] = {0};
+            int batch = c.batch < 8 ? c.batch : 8;
+            graft_source *s = graft_source_arrays(x, y, 8, graft_shape3(1, 1, 1), 1, batch, 1, c.seed);
+            if (!s) abort();
+            if (st.train_batches <= MAX_SKIP && graft_source_skip(s, st.train_batches) != GRAFT_OK)
+                abort();
+            graft_source_free(s);
+            /* The history resumes from the checkpoint's epoch. */
+            if (h.n < 0) abort();
+        }
+        fuzz_check_message();
+    }
+    graft_model_free(m);
+    free(stages);
+    graft_history_free(&h);
+    run_config_free(&c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static FILE *devnull;
+    if (!devnull) devnull = fopen("/dev/null", "w");
+    const uint8_t *end = data + size, *s1 = find_sep(data, end);
+    const uint8_t *h = s1 ? s1 + sizeof SEP - 1 : NULL, *s2 = find_sep(h, end);
+    const uint8_t *ck = s2 ? s2 + sizeof SEP - 1 : NULL;
+    size_t n_cfg = (size_t)((s1 ? s1 : end) - data), n_h = h ? (size_t)((s2 ? s2 : end) - h) : 0;
+    unlink(fuzz_path("config.json"));
+    unlink(fuzz_path("history.json"));
+    unlink(fuzz_path("checkpoint.graft"));
+    if (n_cfg) fuzz_file("config.json", data, n_cfg);
+    if (n_h) fuzz_file("history.json", h, n_h);
+    if (ck == end) ck = NULL;
+    FILE *err = stderr;
+    stderr = devnull; /* the tool's messages would flood the log */
+    resume(fuzz_dir, ck, ck ? (size_t)(end - ck) : 0);
+    stderr = err;
+    return 0;
+}
