@@ -335,17 +335,24 @@ static unsigned char *make_zip(const char *const *names, const char *const *bodi
     return buf;
 }
 
-/* The lesson's dataset path: get_file(..., extract=True) from a loopback server. */
+/* The lesson's dataset path: get_file(..., extract=True) from a loopback
+ * server. An unchecked archive is refused unless allowed; the archive's own
+ * SHA-256 or the digest of the files it unpacks to must match before
+ * anything moves into place. */
 static void test_fetch_dataset(void)
 {
-    const char *names[] = {"cats_and_dogs_filtered/train/cats/a.txt", "cats_and_dogs_filtered/validation/dogs/b.txt"};
-    const char *bodies[] = {"meow", "woof"};
+    const char *names[] = {"cats_and_dogs_filtered/train/cats/a.txt",
+                           "cats_and_dogs_filtered/validation/dogs/b.txt",
+                           "cats_and_dogs_filtered/vectorize.py"};
+    const char *bodies[] = {"meow", "woof", "print()"};
     size_t zlen = 0;
-    unsigned char *zip = make_zip(names, bodies, 2, &zlen);
+    unsigned char *zip = make_zip(names, bodies, 3, &zlen);
     CHECK(zip != NULL && zlen > 0);
     static unsigned char good[1 << 16], evil[1 << 16];
     memcpy(good, zip, zlen);
     size_t glen = zlen;
+    char good_sha[65];
+    CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, good, glen, good_sha));
     const char *bad_names[] = {"../escaped.txt"};
     zip = make_zip(bad_names, bodies, 1, &zlen);
     memcpy(evil, zip, zlen);
@@ -357,19 +364,57 @@ static void test_fetch_dataset(void)
     char url[128], dest[512], p[600];
     snprintf(dest, sizeof dest, "%s/datasets", tmpdir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/cd.zip", srv.port);
-    CHECK_OK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL));
+    /* Nothing to check it by: refused before anything is downloaded. */
+    CHECK(graft_fetch_dataset(url, dest, NULL) == GRAFT_EINVAL);
+    CHECK(strstr(graft_last_error(), "without a checksum") != NULL);
+    CHECK(count_entries(dest) <= 0);
+    /* A wrong archive checksum: nothing kept. */
+    graft_fetch_opts o = {.hash_kind = GRAFT_HASH_SHA256,
+                          .hash = "0000000000000000000000000000000000000000000000000000000000000000"};
+    CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EFORMAT);
+    CHECK(count_entries(dest) == 0);
+    /* The right one. */
+    o.hash = good_sha;
+    CHECK_OK(graft_fetch_dataset(url, dest, &o));
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/train/cats/a.txt", dest);
     size_t n = 0;
     unsigned char *got = slurp(p, &n);
     CHECK(got && n == 4 && memcmp(got, "meow", 4) == 0);
     free(got);
-    CHECK(count_entries(dest) == 1); /* the archive itself is gone */
+    CHECK(count_entries(dest) == 1); /* the archive and the temporary folder are gone */
+    /* Unpacking again never replaces what is there. */
+    CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EIO);
+    CHECK(strstr(graft_last_error(), "already exists") != NULL);
+    CHECK(count_entries(dest) == 1);
+    rm_tree(dest);
+    /* By the digest of the unpacked files: only the folders it covers are kept. */
+    static const char *const dirs[] = {"cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation"};
+    graft_fetch_opts t = {.tree_sha256 = "1111111111111111111111111111111111111111111111111111111111111111",
+                          .tree_dirs = dirs, .n_tree_dirs = 2};
+    CHECK(graft_fetch_dataset(url, dest, &t) == GRAFT_EFORMAT);
+    CHECK(strstr(graft_last_error(), "not the expected ones") != NULL);
+    CHECK(count_entries(dest) == 0);
+    /* sha256sum's lines for the two files, sorted by path, then their SHA-256. */
+    char a_sha[65], b_sha[65], lines[400], want[65];
+    CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, "meow", 4, a_sha));
+    CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, "woof", 4, b_sha));
+    snprintf(lines, sizeof lines, "%s  %s\n%s  %s\n", a_sha, names[0], b_sha, names[1]);
+    CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, lines, strlen(lines), want));
+    t.tree_sha256 = want;
+    CHECK_OK(graft_fetch_dataset(url, dest, &t));
+    CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/vectorize.py", dest);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/cats_and_dogs_filtered", dest);
+    CHECK(count_entries(p) == 2);
+    /* Explicitly unchecked. */
+    graft_fetch_opts unchecked = {.insecure = 1};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/evil.zip", srv.port);
-    CHECK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL) == GRAFT_EFORMAT);
+    CHECK(graft_fetch_dataset(url, dest, &unchecked) == GRAFT_EFORMAT);
     snprintf(p, sizeof p, "%s/escaped.txt", tmpdir);
     CHECK(access(p, F_OK) != 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/junk.zip", srv.port);
-    CHECK(graft_fetch_dataset(url, dest, GRAFT_HASH_NONE, NULL) == GRAFT_EFORMAT);
+    CHECK(graft_fetch_dataset(url, dest, &unchecked) == GRAFT_EFORMAT);
     CHECK(count_entries(dest) == 1);
     server_stop();
 }

@@ -64,8 +64,10 @@ void cli_shared_dir(char *buf, size_t cap);
  * set to the alpha of the file found. */
 int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt,
                      char *out, size_t cap);
-/* The lesson's dataset folder (holding train/ and validation/), in order. */
-int cli_find_lesson_data(const char *opt, char *out, size_t cap);
+/* The lesson's dataset folder (holding train/ and validation/), in order;
+ * last, downloaded and checked (insecure: a $GRAFT_DATA_URL archive without
+ * $GRAFT_DATA_SHA256 is unpacked unchecked). */
+int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap);
 
 /* Ctrl-C: the model being trained is asked to stop after its batch. */
 void cli_watch_sigint(graft_model *m);

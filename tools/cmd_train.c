@@ -265,7 +265,7 @@ static void usage_train(FILE *f)
 enum {
     OPT_DATA = 256, OPT_VAL, OPT_BASE, OPT_WEIGHTS, OPT_ALPHA, OPT_SIZE, OPT_HEAD, OPT_EPOCHS,
     OPT_STEPS, OPT_VSTEPS, OPT_BATCH, OPT_LR, OPT_AUG, OPT_SEED, OPT_OUT, OPT_JSON, OPT_PRE,
-    OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP
+    OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP, OPT_INSECURE
 };
 
 static const struct option train_opts[] = {
@@ -580,11 +580,12 @@ int cmd_lesson(int argc, char **argv)
                                          {"no-cache", no_argument, 0, OPT_NOCACHE},
                                          {"whole-epochs", no_argument, 0, OPT_STEPS},
                                          {"json", no_argument, 0, OPT_JSON},
+                                         {"insecure", no_argument, 0, OPT_INSECURE},
                                          {"help", no_argument, 0, OPT_HELP},
                                          {0, 0, 0, 0}};
     const char *data = NULL, *base = "mobilenet", *weights = NULL, *out = "runs/lesson";
     const char *preprocess = "model";
-    int size = 150, no_cache = 0, whole = 0, json = 0, o, rc = 0;
+    int size = 150, no_cache = 0, whole = 0, json = 0, insecure = 0, o, rc = 0;
     optind = 1;
     while (rc == 0 && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -597,10 +598,11 @@ int cmd_lesson(int argc, char **argv)
         case OPT_NOCACHE: no_cache = 1; break;
         case OPT_STEPS: whole = 1; break;
         case OPT_JSON: json = 1; break;
+        case OPT_INSECURE: insecure = 1; break;
         case OPT_HELP:
             printf("usage: graft lesson [--data DIR] [--base NAME] [--weights FILE] [--out DIR]\n"
                    "                    [--input-size N] [--preprocess model|rescale] [--no-cache]\n"
-                   "                    [--whole-epochs] [--json]\n"
+                   "                    [--whole-epochs] [--json] [--insecure]\n"
                    "The whole lesson: a pretrained base (default mobilenet) frozen under a new head\n"
                    "(GAP -> Dense(1024, relu) -> Dense(1, sigmoid)) trained 5 epochs with Adam, the\n"
                    "last 20 base layers fine-tuned 10 more epochs with Adam(1e-5), the lesson's CNN\n"
@@ -609,14 +611,17 @@ int cmd_lesson(int argc, char **argv)
                    "the lesson (--whole-epochs: one pass each). Data is looked for in --data,\n"
                    "$GRAFT_DATA, $GRAFT_HOME/datasets (~/.cache/graft/datasets), ../shared/data\n"
                    "beside the repository; weights in --weights, $GRAFT_WEIGHTS, the cache, the\n"
-                   "shared folder (MobileNet alpha 0.75), then Keras's download URL.\n");
+                   "shared folder (MobileNet alpha 0.75), then Keras's download URL.\n"
+                   "When the data is downloaded, Google's archive is checked against the digest of\n"
+                   "its 3000 images; an archive from $GRAFT_DATA_URL needs its SHA-256 in\n"
+                   "$GRAFT_DATA_SHA256, or --insecure to unpack it unchecked.\n");
             return 0;
         default: return cli_fail("see graft lesson --help");
         }
     }
     if (rc) return rc;
     char data_dir[CLI_PATH];
-    if (cli_find_lesson_data(data, data_dir, sizeof data_dir)) return 1;
+    if (cli_find_lesson_data(data, insecure, data_dir, sizeof data_dir)) return 1;
     char tdir[CLI_PATH + 16], sdir[CLI_PATH + 16];
     snprintf(tdir, sizeof tdir, "%s/transfer", out);
     snprintf(sdir, sizeof sdir, "%s/scratch", out);

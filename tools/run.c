@@ -443,7 +443,7 @@ int cli_find_weights(const char *base, float *alpha, int input_size, const char 
                     base, *alpha > 0 ? " at this alpha" : "", l.text);
 }
 
-int cli_find_lesson_data(const char *opt, char *out, size_t cap)
+int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap)
 {
     looked l = {.len = 0};
     const char *cands[5];
@@ -478,14 +478,34 @@ int cli_find_lesson_data(const char *opt, char *out, size_t cap)
         if (i == 0 && opt && *opt) return cli_fail("%s has no train/ folder", opt);
     }
     /* Last, what the lesson itself does: download Google's zip into the cache. */
-    const char *url = getenv("GRAFT_DATA_URL");
-    if (!url || !*url) url = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip";
+    const char *url = getenv("GRAFT_DATA_URL"), *sha = getenv("GRAFT_DATA_SHA256");
+    /* Google publishes no checksum of its zip: the official download is
+     * checked by the digest of the 3000 images it unpacks to (graft_tree_digest,
+     * the same images as ../shared/data, whose MANIFEST.sha256 lists them). */
+    static const char *const lesson_dirs[] = {"cats_and_dogs_filtered/train",
+                                              "cats_and_dogs_filtered/validation"};
+    graft_fetch_opts fo = {.insecure = insecure};
+    if (url && *url) {
+        if (sha && *sha) {
+            fo.hash_kind = GRAFT_HASH_SHA256;
+            fo.hash = sha;
+        } else if (!insecure) {
+            note(&l, "  %s (refused: no checksum; set GRAFT_DATA_SHA256 to the archive's SHA-256, "
+                     "or pass --insecure)\n", url);
+            home[0] = '\0';
+        }
+    } else {
+        url = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip";
+        fo.tree_sha256 = "ad5acefe3c4f000e46fcecabc985f9dd6712e94452d052d3d0e45dd8f4f8027a";
+        fo.tree_dirs = lesson_dirs;
+        fo.n_tree_dirs = 2;
+    }
     if (home[0]) {
         char datasets[CLI_PATH + 64], t[CLI_PATH + 80];
         snprintf(datasets, sizeof datasets, "%.*s", (int)(strlen(home) - strlen("/cats_and_dogs_filtered")), home);
         printf("Downloading %s\n", url);
         fflush(stdout);
-        graft_status s = graft_fetch_dataset(url, datasets, GRAFT_HASH_NONE, NULL);
+        graft_status s = graft_fetch_dataset(url, datasets, &fo);
         snprintf(t, sizeof t, "%s/train", home);
         if (s == GRAFT_OK && cli_is_dir(t)) {
             snprintf(out, cap, "%s", home);

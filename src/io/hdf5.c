@@ -10,9 +10,12 @@
 #include "io/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Keras's own string attributes are tiny; this bounds a corrupt header. */
 #define MAX_ATTR_BYTES ((size_t)256 << 20)
@@ -185,6 +188,7 @@ static graft_status read_strings(hid_t obj, const char *attr, const char *path, 
 
 typedef struct {
     hid_t file, root;
+    hid_t gapl, dapl; /* access lists that refuse to follow external links */
     strlist datasets; /* "layer/weight_name", indexed by io_weight.handle */
 } h5_ctx;
 
@@ -194,9 +198,98 @@ static void h5_close(io_file *f)
     if (!c) return;
     close_id(c->root, H5Gclose);
     close_id(c->file, H5Fclose);
+    close_id(c->gapl, H5Pclose);
+    close_id(c->dapl, H5Pclose);
     strlist_free(&c->datasets);
     free(c);
     f->ctx = NULL;
+}
+
+/* ------------------------------------------------------------ staying inside the file
+ *
+ * A weight must be bytes of the file itself. HDF5 can also name other files:
+ * external links, external raw storage (H5Pset_external) and virtual
+ * datasets read them, and a crafted .h5 would carry a local file's bytes into
+ * a model's weights and from there into the .h5 a user shares. Keras never
+ * writes any of these, nor soft links: every object on a weight's path must
+ * be a hard link, and a dataset must keep its data in the file. The access
+ * lists also refuse external links, should a path reach one regardless. */
+
+static herr_t deny_external_link(const char *parent_file, const char *parent_group,
+                                 const char *child_file, const char *child_object,
+                                 unsigned *acc_flags, hid_t fapl, void *data)
+{
+    (void)parent_file, (void)parent_group, (void)child_file, (void)child_object;
+    (void)acc_flags, (void)fapl, (void)data;
+    return -1;
+}
+
+static graft_status make_access_lists(h5_ctx *c, const char *path)
+{
+    char why[160];
+    c->gapl = H5Pcreate(H5P_GROUP_ACCESS);
+    c->dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (c->gapl < 0 || c->dapl < 0 || H5Pset_elink_cb(c->gapl, deny_external_link, NULL) < 0 ||
+        H5Pset_elink_cb(c->dapl, deny_external_link, NULL) < 0)
+        return graft_fail(GRAFT_EIO, "%s: cannot set up HDF5 access: %s", path, h5_reason(why));
+    return GRAFT_OK;
+}
+
+static const char *link_kind(H5L_type_t t)
+{
+    switch (t) {
+    case H5L_TYPE_SOFT: return "a soft link";
+    case H5L_TYPE_EXTERNAL: return "an external link to another file";
+    default: return "a user-defined link";
+    }
+}
+
+/* Every prefix of `name` below `base` must be a hard link. */
+static graft_status check_hard_path(hid_t base, const char *name, const char *path)
+{
+    char why[160], prefix[GRAFT_NAME_MAX + 260];
+    if (snprintf(prefix, sizeof prefix, "%s", name) >= (int)sizeof prefix)
+        return graft_fail(GRAFT_EFORMAT, "%s: object name '%.60s...' is too long", path, name);
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i <= len; i++) {
+        if (prefix[i] != '/' && prefix[i] != '\0') continue;
+        if (i == 0 || prefix[i - 1] == '/') continue;
+        char keep = prefix[i];
+        prefix[i] = '\0';
+        H5L_info_t info;
+        if (H5Lget_info(base, prefix, &info, H5P_DEFAULT) < 0)
+            return graft_fail(GRAFT_EFORMAT, "%s: '%s' cannot be found: %s", path, prefix,
+                              h5_reason(why));
+        if (info.type != H5L_TYPE_HARD)
+            return graft_fail(GRAFT_EFORMAT,
+                              "%s: '%s' is %s; graft reads weights only from inside the file", path,
+                              prefix, link_kind(info.type));
+        prefix[i] = keep;
+    }
+    return GRAFT_OK;
+}
+
+/* The dataset's data must be stored in the file. */
+static graft_status check_storage(hid_t d, const char *name, const char *path)
+{
+    char why[160];
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0) return graft_fail(GRAFT_EFORMAT, "%s: weight '%s': %s", path, name, h5_reason(why));
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int external = H5Pget_external_count(dcpl);
+    H5Pclose(dcpl);
+    if (layout == H5D_VIRTUAL)
+        return graft_fail(GRAFT_EFORMAT,
+                          "%s: weight '%s' is a virtual dataset (its data is in other files); graft "
+                          "reads weights only from inside the file",
+                          path, name);
+    if (external != 0)
+        return graft_fail(GRAFT_EFORMAT,
+                          "%s: weight '%s' keeps its data in external files; graft reads weights "
+                          "only from inside the file",
+                          path, name);
+    if (layout < 0) return graft_fail(GRAFT_EFORMAT, "%s: weight '%s': %s", path, name, h5_reason(why));
+    return GRAFT_OK;
 }
 
 static graft_status h5_read(io_file *f, const io_weight *w, float *dst)
@@ -204,7 +297,7 @@ static graft_status h5_read(io_file *f, const io_weight *w, float *dst)
     h5_ctx *c = f->ctx;
     char why[160];
     graft_status s = GRAFT_OK;
-    hid_t d = H5Dopen2(c->root, c->datasets.s[w->handle], H5P_DEFAULT);
+    hid_t d = H5Dopen2(c->root, c->datasets.s[w->handle], c->dapl);
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
     hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
     if (np < 0 || (size_t)np != w->count)
@@ -224,15 +317,20 @@ static graft_status list_dataset(io_file *f, h5_ctx *c, hid_t g, const char *lay
 {
     char why[160];
     graft_status s = GRAFT_OK;
-    hid_t d = H5Dopen2(g, wname, H5P_DEFAULT);
-    hid_t t = d >= 0 ? H5Dget_type(d) : -1;
-    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    hid_t d = -1, t = -1, sp = -1;
+    s = check_hard_path(g, wname, f->path);
+    if (s != GRAFT_OK) goto done;
+    d = H5Dopen2(g, wname, c->dapl);
+    t = d >= 0 ? H5Dget_type(d) : -1;
+    sp = d >= 0 ? H5Dget_space(d) : -1;
     int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (d < 0 || t < 0 || sp < 0 || rank < 0) {
         s = graft_fail(GRAFT_EFORMAT, "%s: layer '%s' lists weight '%s', which cannot be opened: %s",
                        f->path, layer, wname, h5_reason(why));
         goto done;
     }
+    s = check_storage(d, wname, f->path);
+    if (s != GRAFT_OK) goto done;
     if (H5Tget_class(t) != H5T_FLOAT) {
         s = graft_fail(GRAFT_EFORMAT,
                        "%s: weight '%s' of layer '%s' is not floating point data (HDF5 type class "
@@ -272,8 +370,9 @@ static graft_status list_layer(io_file *f, h5_ctx *c, const char *layer)
     strlist names = {0};
     io_weight *ws = NULL;
     bool found;
-    graft_status s = GRAFT_OK;
-    hid_t g = H5Gopen2(c->root, layer, H5P_DEFAULT);
+    graft_status s = check_hard_path(c->root, layer, f->path);
+    hid_t g = s == GRAFT_OK ? H5Gopen2(c->root, layer, c->gapl) : -1;
+    if (s != GRAFT_OK) goto done;
     if (g < 0) {
         s = graft_fail(GRAFT_EFORMAT, "%s: layer '%s' is listed in layer_names but has no group: %s",
                        f->path, layer, h5_reason(why));
@@ -303,11 +402,15 @@ static graft_status open_h5(const char *path, hid_t *out)
 {
     char why[160];
     quiet();
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
+    /* Without O_NONBLOCK a FIFO would block the open forever. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open %s: %s", path,
                           strerror(errno));
-    fclose(probe);
+    struct stat sb;
+    bool regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    close(fd);
+    if (!regular) return graft_fail(GRAFT_EFORMAT, "%s is not a regular file", path);
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -333,7 +436,9 @@ graft_status io_h5_list(const char *path, io_file *f, char **model_config)
     f->ctx = c;
     f->close = h5_close;
     f->read = h5_read;
-    graft_status s = open_h5(path, &c->file);
+    c->gapl = c->dapl = -1;
+    graft_status s = make_access_lists(c, path);
+    if (s == GRAFT_OK) s = open_h5(path, &c->file);
     if (s != GRAFT_OK) goto done;
     if (model_config) {
         s = read_strings(c->file, "model_config", path, "the file", &cfg, &found);
@@ -346,10 +451,13 @@ graft_status io_h5_list(const char *path, io_file *f, char **model_config)
     }
     /* Weights-only files keep the layout at the root, full models in model_weights. */
     htri_t at_root = H5Aexists(c->file, "layer_names");
-    if (at_root <= 0 && H5Lexists(c->file, "model_weights", H5P_DEFAULT) > 0)
-        c->root = H5Gopen2(c->file, "model_weights", H5P_DEFAULT);
-    else
-        c->root = H5Gopen2(c->file, "/", H5P_DEFAULT);
+    if (at_root <= 0 && H5Lexists(c->file, "model_weights", H5P_DEFAULT) > 0) {
+        s = check_hard_path(c->file, "model_weights", path);
+        if (s != GRAFT_OK) goto done;
+        c->root = H5Gopen2(c->file, "model_weights", c->gapl);
+    } else {
+        c->root = H5Gopen2(c->file, "/", c->gapl);
+    }
     if (c->root < 0) {
         s = graft_fail(GRAFT_EFORMAT, "%s: cannot open the weights group: %s", path, h5_reason(why));
         goto done;
