@@ -10,7 +10,8 @@
  *     changed or gained a hard link;
  *   - a symbolic link inside the destination resolves outside it;
  *   - a file inside has more hard links than the destination holds (one is
- *     outside), or is a device node.
+ *     outside), or is a device node;
+ *   - a failed extraction left anything in the (fresh) destination.
  * The destination is then removed (links not followed). */
 #include "fuzz_util.h"
 
@@ -170,6 +171,18 @@ static int check_entry(const char *p, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
+/* A failure leaves nothing in the destination. */
+static void check_leftovers(graft_status s)
+{
+    DIR *d = s != GRAFT_OK ? opendir(dest) : NULL;
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            violation("a failed extraction left an entry", e->d_name);
+    closedir(d);
+}
+
 static void check_box(void)
 {
     DIR *d = opendir(box);
@@ -217,10 +230,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fopen(input, "wb");
     if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f) != 0) abort();
     if (chdir(cwd) != 0) abort();
-    graft_extract_archive(input, dest);
+    graft_status s = graft_extract_archive(input, dest);
     fuzz_check_message();
     if (fchdir(home_fd) != 0) abort();
     check_box();
+    check_leftovers(s);
     remove_tree(dest);
     unlink(input);
     return 0;
