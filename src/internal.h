@@ -39,6 +39,11 @@ void *graft_alloc(size_t bytes);
 void *graft_calloc(size_t bytes);
 void graft_free(void *p);
 
+/* The index of the first NaN or Inf among the n floats at p (any alignment),
+ * or n when all are finite; "NaN", "Inf" or "-Inf" for the float at index i. */
+size_t graft_first_nonfinite(const void *p, size_t n);
+const char *graft_nonfinite_name(const void *p, size_t i);
+
 /* ------------------------------------------------------------- layers */
 
 #define GRAFT_MAX_WEIGHTS 4

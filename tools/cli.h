@@ -32,6 +32,15 @@ typedef struct {
     int target_epochs;
 } run_config;
 
+/* config.json is UTF-8, but folder names and paths are bytes. A byte that is
+ * not part of valid UTF-8 is stored as "//xHH" (HH: two upper-case hex
+ * digits). A class name holds no '/', and in paths a doubled '/' is stored as
+ * one (the same path), so a stored "//" always starts such an escape and
+ * strings that are valid UTF-8 are stored as they are. encode returns a new
+ * string (NULL: out of memory); decode works in place. */
+char *run_text_encode(const char *bytes);
+void run_text_decode(char *s);
+
 void run_config_free(run_config *c);
 int run_config_save(const char *run_dir, const run_config *c);
 int run_config_load(const char *run_dir, run_config *c);
@@ -44,6 +53,13 @@ void run_set_trainable(const run_config *c, graft_model *m);
 /* Training and validation sources as the run config says (val may be NULL). */
 int run_open_data(const run_config *c, bool training_shuffle, graft_source **train,
                   graft_source **val);
+
+/* Takes RUN_DIR/.lock for a command that writes into the run folder; returns
+ * the lock's descriptor, or -1 after printing "graft CMD: RUN_DIR is in use by
+ * another graft process (pid N)" (or why the lock could not be taken).
+ * *created: the .lock file was made by this call. */
+int run_lock(const char *cmd, const char *run_dir, bool *created);
+void run_unlock(int fd);
 
 /* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -112,12 +112,17 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                             .seed = c->seed};
     graft_status s = graft_model_compile(m, &cc);
     if (s != GRAFT_OK) return cli_fail_status(s, "compile");
-    if (run_config_save(run_dir, c)) return 1;
     int rc = 0;
     bool own_data = !rs->train;
     if (own_data) rc = run_open_data(c, true, &train, &val);
     else train = rs->train, val = rs->val;
     if (rc) return rc;
+    /* Written once the data opened, so that a bad folder leaves an existing
+     * run's config alone. */
+    if (run_config_save(run_dir, c)) {
+        rc = 1;
+        goto done;
+    }
     int first_epoch = rs->h.n;
     if (resume) {
         graft_train_state st;
@@ -186,7 +191,10 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
         goto done;
     }
     if (s == GRAFT_ENAN) {
-        rc = cli_fail("training: %s.\nThe last good epoch is kept in %s", graft_last_error(), ck);
+        if (rs->h.n > 0)
+            rc = cli_fail("training: %s.\nThe last good epoch is kept in %s", graft_last_error(), ck);
+        else
+            rc = cli_fail("training: %s", graft_last_error());
         goto done;
     }
     if (s != GRAFT_OK) {
@@ -203,19 +211,64 @@ done:
     return rc;
 }
 
-static int make_dir(const char *path)
+/* mkdir -p; *created gets the topmost folder made here ("" when none). */
+static int make_dir(const char *path, char *created, size_t cap)
 {
     char buf[CLI_PATH];
     snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+    created[0] = '\0';
+    for (char *p = buf + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char end = *p;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cli_fail("cannot create %s: %s", buf, strerror(errno));
+        if (mkdir(buf, 0755) == 0) {
+            if (!created[0]) snprintf(created, cap, "%s", buf);
+        } else if (errno != EEXIST) {
+            return cli_fail("cannot create %s: %s", buf, strerror(errno));
+        }
+        if (!end) break;
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cli_fail("cannot create %s: %s", buf, strerror(errno));
     if (access(buf, W_OK) != 0) return cli_fail("cannot write into %s: %s", buf, strerror(errno));
     return 0;
+}
+
+/* The files a run writes (the lock last); bit i of a mask stands for ours[i]. */
+static const char *const ours[] = {"config.json", "history.json", "log.csv", "accuracy_loss.png",
+                                   "model.h5", "model.weights.h5", "checkpoint.graft", ".lock"};
+#define N_OURS (sizeof ours / sizeof *ours)
+
+static unsigned existing_files(const char *dir)
+{
+    unsigned had = 0;
+    char p[CLI_PATH + 32];
+    for (size_t i = 0; i < N_OURS; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, ours[i]);
+        if (access(p, F_OK) == 0) had |= 1u << i;
+    }
+    return had;
+}
+
+/* Undoes a train that failed before its first epoch ended: the files it
+ * wrote (those not in `had`), then the folders make_dir created, up to
+ * `created` (none when ""). A folder holding anything else stays (rmdir
+ * fails on it). */
+static void undo_new_run(const char *out, const char *created, unsigned had)
+{
+    char p[CLI_PATH + 32];
+    for (size_t i = 0; i < N_OURS; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, ours[i]);
+        if (!(had & 1u << i)) unlink(p);
+    }
+    if (!created[0]) return;
+    snprintf(p, sizeof p, "%s", out);
+    for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--) p[n - 1] = '\0';
+    size_t top = strlen(created);
+    while (strlen(p) >= top && rmdir(p) == 0) {
+        char *slash = strrchr(p, '/');
+        if (!slash || strlen(p) == top) break;
+        *slash = '\0';
+    }
 }
 
 /* Fills the class list from the training folder (sorted subfolders, as Keras). */
@@ -422,13 +475,23 @@ static int count_base_layers(run_config *c)
     return 0;
 }
 
-static int train_run(run_config *c, const train_args *a, const char *out, run_state *rs)
+static int train_run(const char *cmd, run_config *c, const train_args *a, const char *out,
+                     run_state *rs)
 {
     if (count_base_layers(c)) return 1;
-    if (make_dir(out)) return 1;
+    char created[CLI_PATH];
+    if (make_dir(out, created, sizeof created)) {
+        if (created[0]) undo_new_run(out, created, 0);
+        return 1;
+    }
+    bool new_lock;
+    int lock = run_lock(cmd, out, &new_lock);
+    if (lock < 0) return 1; /* another graft's folder now, even if made here */
+    unsigned had = existing_files(out) & ~(new_lock ? 1u << (N_OURS - 1) : 0);
+    graft_history_init(&rs->h);
     graft_model *m;
     int rc = run_build_model(c, &m);
-    if (rc) return rc;
+    if (rc) goto done;
     snprintf(c->stage, sizeof c->stage, "%s", strcmp(c->base, "scratch") == 0 ? "scratch" : "frozen");
     c->target_epochs = a->epochs;
     if (a->verbose) {
@@ -440,9 +503,13 @@ static int train_run(run_config *c, const train_args *a, const char *out, run_st
                pc.trainable);
         if (c->weights[0]) printf("Base weights: %s\n", c->weights);
     }
-    graft_history_init(&rs->h);
     rc = run_stage(out, c, m, rs, a->verbose, false);
     graft_model_free(m);
+done:
+    /* Nothing worth keeping before an epoch ended; an interrupted run is kept
+     * for the `graft resume` its message suggests. */
+    if (rc && rc != 130 && rs->h.n == 0) undo_new_run(out, created, had);
+    run_unlock(lock);
     return rc;
 }
 
@@ -455,12 +522,26 @@ int cmd_train(int argc, char **argv)
     if (!a.out) return cli_fail("--out RUN_DIR is required (see graft train --help)");
     if ((rc = resolve_train(&c, &a)) == 0) {
         run_state rs = {0};
-        rc = train_run(&c, &a, a.out, &rs);
+        rc = train_run("train", &c, &a, a.out, &rs);
         if (rc == 0 && a.json) print_json_metrics(&rs.h);
         graft_history_free(&rs.h);
     }
     run_config_free(&c);
     return rc;
+}
+
+/* The lock of an existing run folder (one without config.json is refused
+ * as run_config_load would, before a .lock is left in it). */
+static int lock_run(const char *cmd, const char *run_dir)
+{
+    char p[CLI_PATH + 32];
+    path_in(p, sizeof p, run_dir, "config.json");
+    if (!cli_is_file(p)) {
+        cli_fail("%s is not a run folder: cannot open %s", run_dir, p);
+        return -1;
+    }
+    bool created;
+    return run_lock(cmd, run_dir, &created);
 }
 
 /* Loads a run folder's model (its base and head rebuilt, weights from model.h5). */
@@ -483,8 +564,11 @@ static int open_run_model(const char *run_dir, run_config *c, graft_model **m)
     return 0;
 }
 
-static int finetune_run(const char *run_dir, int unfreeze, float lr, int epochs, int verbose, run_state *rs)
+static int finetune_run(const char *cmd, const char *run_dir, int unfreeze, float lr, int epochs,
+                        int verbose, run_state *rs)
 {
+    int lock = lock_run(cmd, run_dir);
+    if (lock < 0) return 1;
     run_config c;
     graft_model *m = NULL;
     int rc = open_run_model(run_dir, &c, &m);
@@ -499,6 +583,7 @@ static int finetune_run(const char *run_dir, int unfreeze, float lr, int epochs,
     }
     graft_model_free(m);
     run_config_free(&c);
+    run_unlock(lock);
     return rc;
 }
 
@@ -532,7 +617,7 @@ int cmd_finetune(int argc, char **argv)
     if (rc) return rc;
     if (optind != argc - 1) return cli_fail("graft finetune takes one RUN_DIR (see --help)");
     run_state rs = {0};
-    rc = finetune_run(argv[optind], unfreeze, lr, epochs, verbose, &rs);
+    rc = finetune_run("finetune", argv[optind], unfreeze, lr, epochs, verbose, &rs);
     if (rc == 0 && json) print_json_metrics(&rs.h);
     graft_history_free(&rs.h);
     return rc;
@@ -549,6 +634,8 @@ int cmd_resume(int argc, char **argv)
     graft_model *m = NULL;
     run_state rs = {0};
     const char *run_dir = argv[1];
+    int lock = lock_run("resume", run_dir);
+    if (lock < 0) return 1;
     int rc = run_config_load(run_dir, &c);
     if (rc == 0) {
         run_config built = c;
@@ -564,6 +651,7 @@ int cmd_resume(int argc, char **argv)
     graft_model_free(m);
     graft_history_free(&rs.h);
     run_config_free(&c);
+    run_unlock(lock);
     return rc;
 }
 
@@ -653,12 +741,12 @@ int cmd_lesson(int argc, char **argv)
         rc = cli_fail_status(GRAFT_ENOMEM, "feature store");
         goto out;
     }
-    if ((rc = train_run(&c, &a, tdir, &rs)) != 0) goto out;
+    if ((rc = train_run("lesson", &c, &a, tdir, &rs)) != 0) goto out;
     t[0] = rs.seconds;
     graft_history_free(&rs.h);
     printf("== Stage 2: last 20 base layers unfrozen, 10 epochs, Adam(1e-5)\n");
     rs.next_unfreeze = 0;
-    if ((rc = finetune_run(tdir, 20, 1e-5f, 10, 2, &rs)) != 0) goto out;
+    if ((rc = finetune_run("lesson", tdir, 20, 1e-5f, 10, 2, &rs)) != 0) goto out;
     t[1] = rs.seconds;
     /* The features and the images are not needed by the CNN from scratch. */
     graft_feature_store_free(rs.store);
@@ -676,7 +764,7 @@ int cmd_lesson(int argc, char **argv)
     sc.validation_steps = vsteps;
     sa.data = data_dir;
     sa.epochs = 10;
-    if ((rc = resolve_train(&sc, &sa)) == 0) rc = train_run(&sc, &sa, sdir, &ss);
+    if ((rc = resolve_train(&sc, &sa)) == 0) rc = train_run("lesson", &sc, &sa, sdir, &ss);
     t[2] = ss.seconds;
     run_config_free(&sc);
     if (rc) goto out;

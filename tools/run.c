@@ -74,6 +74,60 @@ void run_config_free(run_config *c)
     c->n_classes = 0;
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when s[0] does not
+ * start one (overlong forms, surrogates and code points past U+10FFFF too). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+char *run_text_encode(const char *bytes)
+{
+    const unsigned char *s = (const unsigned char *)bytes;
+    size_t len = strlen(bytes);
+    char *out = malloc(5 * len + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_len(s + i);
+        if (s[i] == '/' && o > out && o[-1] == '/') {
+            i++; /* a//b is a/b: doubled slashes are left for the escapes */
+        } else if (n) {
+            memcpy(o, s + i, n);
+            o += n;
+            i += n;
+        } else {
+            o += snprintf(o, 6, "//x%02X", s[i++]);
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+void run_text_decode(char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *o = s;
+    for (const char *p = s; *p;) {
+        const char *h1 = p[0] == '/' && p[1] == '/' && p[2] == 'x' && p[3] ? strchr(hex, p[3]) : NULL;
+        const char *h2 = h1 && p[4] ? strchr(hex, p[4]) : NULL;
+        if (h1 && h2) {
+            *o++ = (char)((h1 - hex) << 4 | (h2 - hex));
+            p += 5;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+}
+
 /* The same crash-safe replacement as every file the library writes; a
  * failed write is caught (and named) by the commit, which checks the stream. */
 static graft_status write_text(FILE *f, void *text)
@@ -96,9 +150,14 @@ int run_config_save(const char *run_dir, const run_config *c)
     cJSON_AddNumberToObject(j, "alpha", c->alpha);
     cJSON_AddNumberToObject(j, "input_size", c->input_size);
     cJSON_AddStringToObject(j, "head", c->head);
-    cJSON_AddStringToObject(j, "weights", c->weights);
-    cJSON_AddStringToObject(j, "train_dir", c->train_dir);
-    cJSON_AddStringToObject(j, "validation_dir", c->val_dir);
+    const char *paths[3][2] = {{"weights", c->weights}, {"train_dir", c->train_dir},
+                               {"validation_dir", c->val_dir}};
+    bool encoded = true;
+    for (int i = 0; i < 3; i++) {
+        char *e = run_text_encode(paths[i][1]);
+        encoded &= e && cJSON_AddStringToObject(j, paths[i][0], e);
+        free(e);
+    }
     cJSON_AddStringToObject(j, "preprocess", c->preprocess);
     cJSON_AddStringToObject(j, "interpolation", c->interpolation);
     cJSON_AddNumberToObject(j, "batch_size", c->batch);
@@ -108,13 +167,17 @@ int run_config_save(const char *run_dir, const run_config *c)
     cJSON_AddBoolToObject(j, "no_feature_cache", c->no_cache);
     cJSON_AddNumberToObject(j, "seed", (double)c->seed);
     cJSON_AddNumberToObject(j, "n_base_layers", c->n_base_layers);
-    for (int i = 0; i < c->n_classes; i++) cJSON_AddItemToArray(cls, cJSON_CreateString(c->classes[i]));
+    for (int i = 0; i < c->n_classes; i++) {
+        char *e = run_text_encode(c->classes[i]);
+        encoded &= e && cJSON_AddItemToArray(cls, cJSON_CreateString(e));
+        free(e);
+    }
     cJSON_AddItemToObject(j, "classes", cls);
     cJSON_AddStringToObject(j, "stage", c->stage);
     cJSON_AddNumberToObject(j, "unfreeze", c->unfreeze);
     cJSON_AddNumberToObject(j, "learning_rate", c->lr);
     cJSON_AddNumberToObject(j, "target_epochs", c->target_epochs);
-    char *text = cJSON_Print(j);
+    char *text = encoded ? cJSON_Print(j) : NULL;
     cJSON_Delete(j);
     if (!text) return cli_fail("out of memory writing the run config");
     char path[CLI_PATH];
@@ -178,6 +241,7 @@ int run_config_load(const char *run_dir, run_config *c)
             break;
         }
         memcpy((char *)strs[i][1], v, strlen(v) + 1);
+        run_text_decode((char *)strs[i][1]);
     }
     double v[10];
     const char *nums[] = {"alpha", "input_size", "batch_size", "steps_per_epoch", "validation_steps",
@@ -210,6 +274,7 @@ int run_config_load(const char *run_dir, run_config *c)
             const cJSON *e = cJSON_GetArrayItem(cls, i);
             c->classes[i] = strdup(cJSON_IsString(e) ? e->valuestring : "?");
             if (!c->classes[i]) break;
+            run_text_decode(c->classes[i]);
             c->n_classes = i + 1;
         }
         if (c->n_classes != n) rc = cli_fail("out of memory reading %s", path);

@@ -8,6 +8,7 @@
 #include "io/io.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,8 +232,15 @@ static graft_status parse_weight(io_file *f, const cJSON *e, int group, io_weigh
             return graft_fail(GRAFT_EFORMAT, "%s: weight '%s': %s quantization without scale/min",
                               f->path, w->name, st);
         if (codes) {
-            t->scale = (float)sc->valuedouble;
-            t->min = (float)mn->valuedouble;
+            /* Checked as doubles: a value past float's range does not convert. */
+            double sv = sc->valuedouble, mv = mn->valuedouble;
+            if (!(fabs(sv) <= FLT_MAX && fabs(mv) <= FLT_MAX))
+                return graft_fail(GRAFT_EFORMAT,
+                                  "%s: weight '%s': quantization scale %g or min %g is not a "
+                                  "finite float32",
+                                  f->path, w->name, sv, mv);
+            t->scale = (float)sv;
+            t->min = (float)mv;
         }
     }
     if (strcmp(st, "float32") == 0) t->st = ST_F32;

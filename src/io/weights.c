@@ -195,6 +195,12 @@ static graft_status assign_layer(graft_layer *l, io_file *f, const io_layer *fl,
         }
         graft_status s = f->read(f, w, mw->data);
         if (s != GRAFT_OK) return s;
+        /* Every reader's floats land here (dequantized ones too): a NaN or
+         * Inf weight would only surface as "nan" predictions. */
+        size_t bad = graft_first_nonfinite(mw->data, w->count);
+        if (bad < w->count)
+            return graft_fail(GRAFT_EFORMAT, "%s: weight '%s' of layer '%s' holds %s at index %zu",
+                              f->path, w->name, fl->name, graft_nonfinite_name(mw->data, bad), bad);
     }
     return GRAFT_OK;
 }

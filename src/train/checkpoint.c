@@ -140,6 +140,28 @@ graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
     return s;
 }
 
+/* A NaN or Inf in a checkpoint's arrays, named by the weight it falls in. */
+static graft_status nonfinite_fail(const graft_model *m, const char *path, int array,
+                                   const unsigned char *arr, size_t index)
+{
+    static const char *const what[3] = {"weight", "the optimizer's first moment of weight",
+                                        "the optimizer's second moment of weight"};
+    for (int i = 0; i < m->n_layers; i++) {
+        const graft_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_weights; k++) {
+            const graft_weight *w = &l->weights[k];
+            size_t size = graft_shape_size(&w->shape);
+            if (index >= w->offset && index - w->offset < size)
+                return graft_fail(GRAFT_EFORMAT,
+                                  "checkpoint %s: %s '%s/%s' of layer '%s' holds %s at index %zu",
+                                  path, what[array], l->name, w->name, l->name,
+                                  graft_nonfinite_name(arr, index), index - w->offset);
+        }
+    }
+    return graft_fail(GRAFT_EFORMAT, "checkpoint %s: holds %s at index %zu of its %s array", path,
+                      graft_nonfinite_name(arr, index), index, array ? "optimizer" : "weight");
+}
+
 graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_history *h,
                                    graft_train_state *st)
 {
@@ -231,6 +253,11 @@ graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_histo
     size_t need = wbytes * (1 + has_m + has_v);
     if (s == GRAFT_OK && (r.failed || r.len - r.pos != need))
         s = graft_fail(GRAFT_EFORMAT, "checkpoint %s is truncated or has extra bytes", path);
+    for (int a = 0; s == GRAFT_OK && a < 1 + has_m + has_v; a++) {
+        const unsigned char *arr = r.p + r.pos + (size_t)a * wbytes;
+        size_t bad = graft_first_nonfinite(arr, (size_t)nw);
+        if (bad < nw) s = nonfinite_fail(m, path, a, arr, bad);
+    }
     if (s != GRAFT_OK) {
         graft_history_free(&loaded);
         goto done;
