@@ -13,11 +13,11 @@
  * pixels a side or MAX_CLASSES classes are read but not built: their memory
  * would only slow the fuzzer down (the zoo's own tests build those).
  *
- * What resume writes back (config.json) must read back the same. */
+ * What resume writes back (config.json) must read back to what saves the
+ * same text again. */
 #include "fuzz_util.h"
 #include "cli.h"
 
-#include <math.h>
 #include <zlib.h>
 
 #define MAX_SIZE 64
@@ -62,31 +62,46 @@ static void write_checkpoint(const char *path, const uint8_t *head, size_t n, si
     free(buf);
 }
 
-static void same_config(const run_config *a, const run_config *b)
+/* The text of config.json as just saved (NULL if it cannot be read). */
+static char *saved_text(const char *dir)
 {
-    if (strcmp(a->base, b->base) || strcmp(a->head, b->head) || strcmp(a->weights, b->weights) ||
-        strcmp(a->train_dir, b->train_dir) || strcmp(a->val_dir, b->val_dir) ||
-        strcmp(a->preprocess, b->preprocess) || strcmp(a->interpolation, b->interpolation) ||
-        strcmp(a->stage, b->stage) || a->input_size != b->input_size || a->batch != b->batch ||
-        a->steps_per_epoch != b->steps_per_epoch || a->validation_steps != b->validation_steps ||
-        a->augment != b->augment || a->no_cache != b->no_cache ||
-        a->n_base_layers != b->n_base_layers || a->unfreeze != b->unfreeze ||
-        a->target_epochs != b->target_epochs || a->n_classes != b->n_classes ||
-        (a->lr != b->lr && !(isnan(a->lr) && isnan(b->lr))) || a->alpha != b->alpha ||
-        (a->seed < (1ull << 53) && a->seed != b->seed)) {
-        fprintf(stderr, "fuzz_run_state: config.json read back differs from what was written\n");
+    char p[300];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf) buf[n] = '\0';
+    return buf;
+}
+
+/* What resume writes must load back to what writes the same text again
+ * (paths are normalised once: a//b is saved as a/b). */
+static void check_round_trip(const char *dir, const run_config *c)
+{
+    run_config back;
+    if (run_config_save(dir, c) != 0) abort(); /* a tmpfs folder of our own */
+    char *first = saved_text(dir);
+    if (run_config_load(dir, &back) != 0) {
+        fprintf(stderr, "fuzz_run_state: config.json as saved does not load back\n");
         abort();
     }
-    for (int i = 0; i < a->n_classes; i++)
-        if (strcmp(a->classes[i], b->classes[i])) {
-            fprintf(stderr, "fuzz_run_state: class %d read back differs\n", i);
-            abort();
-        }
+    if (run_config_save(dir, &back) != 0) abort();
+    char *second = saved_text(dir);
+    if (!first || !second || strcmp(first, second) != 0) {
+        fprintf(stderr, "fuzz_run_state: config.json read back saves differently:\n%s\n---\n%s\n",
+                first ? first : "?", second ? second : "?");
+        abort();
+    }
+    free(first);
+    free(second);
+    run_config_free(&back);
 }
 
 static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
 {
-    run_config c, back;
+    run_config c;
     graft_model *m = NULL;
     graft_history h;
     graft_history_init(&h);
@@ -113,15 +128,7 @@ static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
         rc = graft_model_compile(m, &cc) != GRAFT_OK;
         fuzz_check_message();
     }
-    if (rc == 0) {
-        if (run_config_save(dir, &c) != 0) abort(); /* a tmpfs folder of our own */
-        if (run_config_load(dir, &back) != 0) {
-            fprintf(stderr, "fuzz_run_state: config.json as saved does not load back\n");
-            abort();
-        }
-        same_config(&c, &back);
-        run_config_free(&back);
-    }
+    if (rc == 0) check_round_trip(dir, &c);
     if (rc == 0) {
         const char *ck = fuzz_path("checkpoint.graft");
         if (ck_part) write_checkpoint(ck, ck_part, ck_n, weight_floats(m) * sizeof(float) * 3);
