@@ -76,6 +76,8 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgraft.a
 
 # The same tests at AVX2 (it includes the file).
 $(BUILD)/tests/test_feature_cache_avx2: tests/test_feature_cache.c
+# The tool's Ctrl-C handler, tested in-process (it includes the file).
+$(BUILD)/tests/test_cli_special_files: tools/run.c tools/cli.h
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)

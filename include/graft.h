@@ -394,7 +394,9 @@ typedef struct {
     /* Feature caching (on by default): when the layers below the lowest
      * trainable one are frozen and deterministic and the source is too, their
      * output is computed once per sample and reused. Bounded by
-     * cache_max_bytes (0: 4 GiB) in memory; beyond that it spills to a file. */
+     * cache_max_bytes (0: 4 GiB) in memory, counting every cache open in the
+     * process (other fits' and a feature store's too); a cache beyond that
+     * spills to a file in $TMPDIR (else /tmp). */
     int no_feature_cache;
     size_t cache_max_bytes;
     /* Optional: keeps the feature caches after the fit, for later fits on the

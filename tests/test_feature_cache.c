@@ -2,7 +2,9 @@
  * to a file, and stays off where it would change results. */
 #include "check.h"
 #include "internal.h"
+#include "train/train.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -285,6 +287,71 @@ static void test_store_refusals(void)
     graft_source_free(other);
 }
 
+/* The memory bound is one budget for the process, not one per cache: a
+ * second cache sees what the first holds, also when opened concurrently. */
+enum { BUDGET_THREADS = 8 };
+
+typedef struct {
+    graft_model *m;
+    graft_source *src;
+    size_t budget;
+    graft_feature_cache *c;
+    graft_status s;
+} cache_job;
+
+static void *open_cache(void *arg)
+{
+    cache_job *j = arg;
+    /* Layer 3 ("head") reads base2's 12 outputs per sample. */
+    j->s = graft_cache_open(j->m, j->src, 3, j->budget, NULL, "budget", false, &j->c);
+    return NULL;
+}
+
+static void test_one_budget_for_all_caches(void)
+{
+    static float x[N * D], y[N];
+    data(x, y);
+    graft_model *m = frozen_base_model(false);
+    graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY};
+    CHECK_OK(graft_model_compile(m, &cc));
+    const size_t one = (size_t)N * 12 * sizeof(float), base = graft_cache_memory_in_use();
+    cache_job j[BUDGET_THREADS];
+    for (int t = 0; t < BUDGET_THREADS; t++)
+        j[t] = (cache_job){m, graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 0, 0),
+                           base + one + one / 2, NULL, GRAFT_OK};
+    open_cache(&j[0]);
+    CHECK_OK(j[0].s);
+    CHECK(j[0].c && graft_cache_in_memory(j[0].c) && graft_cache_memory_in_use() == base + one);
+    open_cache(&j[1]); /* one and a half caches' worth: the second spills */
+    CHECK_OK(j[1].s);
+    CHECK(j[1].c && !graft_cache_in_memory(j[1].c) && graft_cache_memory_in_use() == base + one);
+    graft_cache_close(j[0].c);
+    graft_cache_close(j[1].c);
+    CHECK(graft_cache_memory_in_use() == base);
+
+    /* Eight at once under a budget of four: exactly four in memory. */
+    pthread_t th[BUDGET_THREADS];
+    for (int t = 0; t < BUDGET_THREADS; t++) {
+        j[t].budget = base + 4 * one;
+        j[t].c = NULL;
+        CHECK(pthread_create(&th[t], NULL, open_cache, &j[t]) == 0);
+    }
+    int in_memory = 0;
+    for (int t = 0; t < BUDGET_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        CHECK_OK(j[t].s);
+        in_memory += j[t].c && graft_cache_in_memory(j[t].c);
+    }
+    CHECK_MSG(in_memory == 4, "%d caches in memory", in_memory);
+    CHECK(graft_cache_memory_in_use() == base + 4 * one);
+    for (int t = 0; t < BUDGET_THREADS; t++) {
+        graft_cache_close(j[t].c);
+        graft_source_free(j[t].src);
+    }
+    CHECK(graft_cache_memory_in_use() == base);
+    graft_model_free(m);
+}
+
 /* A frozen MobileNet-like base (a strided convolution, a depthwise and a
  * pointwise one with folded BatchNormalization and ReLU6, a Winograd 3x3)
  * under a trained head: cached and uncached fits give the same bits. The
@@ -357,6 +424,7 @@ int main(void)
     RUN(test_decoded_images_cached);
     RUN(test_store_keeps_features_for_the_next_fit);
     RUN(test_store_refusals);
+    RUN(test_one_budget_for_all_caches);
     RUN(test_conv_base_cached_equals_uncached);
     return CHECK_SUMMARY();
 }

@@ -93,7 +93,7 @@ static void test_fifo(void)
     graft_model *m = dense_model();
     signal(SIGALRM, on_alarm);
     alarm(10);
-    CHECK(graft_load_weights(m, path, NULL) == GRAFT_EFORMAT);
+    CHECK(graft_load_weights(m, path, NULL) != GRAFT_OK);
     alarm(0);
     CHECK(strstr(graft_last_error(), "not a regular file") != NULL);
     graft_model_free(m);

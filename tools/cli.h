@@ -85,7 +85,8 @@ int cli_find_weights(const char *base, float *alpha, int input_size, const char 
  * $GRAFT_DATA_SHA256 is unpacked unchecked). */
 int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap);
 
-/* Ctrl-C: the model being trained is asked to stop after its batch. */
+/* Ctrl-C: the model being trained is asked to stop after its batch; a second
+ * Ctrl-C, or one after cli_watch_sigint(NULL), ends the process at once. */
 void cli_watch_sigint(graft_model *m);
 
 int cmd_train(int argc, char **argv);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE };
 
@@ -43,7 +44,10 @@ static int open_model(const char *path, loaded *l)
         l->size = l->run.input_size;
         return 0;
     }
-    if (!cli_is_file(path)) return cli_fail("model %s does not exist", path);
+    if (!cli_is_file(path))
+        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
+                                                : "model %s does not exist",
+                        path);
     graft_status s = graft_load_model(path, &l->m);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     l->arch = graft_zoo_detect_arch(l->m);
@@ -154,16 +158,10 @@ int cmd_predict(int argc, char **argv)
             if (l.is_run) {
                 /* Only classes that have both a name and a score: a sigmoid
                  * output scores two classes. */
-                float probs[1024];
+                float sigmoid[2] = {1 - y[0], y[0]};
+                const float *probs = n_out == 1 ? sigmoid : y;
                 int nc = n_out == 1 ? 2 : n_out;
                 if (nc > l.run.n_classes) nc = l.run.n_classes;
-                if (nc > 1024) nc = 1024;
-                if (n_out == 1) {
-                    probs[0] = 1 - y[0];
-                    probs[1] = y[0];
-                } else {
-                    for (int c = 0; c < nc; c++) probs[c] = y[c];
-                }
                 if (k > nc) k = nc;
                 for (int j = 0; j < k; j++) {
                     int best = -1;

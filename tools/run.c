@@ -1,6 +1,7 @@
 /* Run folders (config.json), building a run's model and data, and finding
  * weights and the lesson's data in their documented places. */
 #include "cli.h"
+#include "core/file_open.h" /* the library's reader of inputs, FIFO-safe */
 
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -207,8 +208,9 @@ int run_config_load(const char *run_dir, run_config *c)
     memset(c, 0, sizeof *c);
     char path[CLI_PATH];
     snprintf(path, sizeof path, "%s/config.json", run_dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cli_fail("%s is not a run folder: cannot open %s", run_dir, path);
+    FILE *f;
+    if (graft_fopen_regular(path, &f, NULL) != GRAFT_OK)
+        return cli_fail("%s is not a run folder: %s", run_dir, graft_last_error());
     char *text = NULL;
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
@@ -399,12 +401,9 @@ int run_open_data(const run_config *c, bool training_shuffle, graft_source **tra
                          .seed = c->seed};
     if (c->interpolation[0] && graft_interpolation_parse(c->interpolation, &fc.interpolation) != GRAFT_OK)
         return cli_fail_status(GRAFT_EINVAL, "interpolation");
-    const char *names[1024];
-    int n = c->n_classes < 1024 ? c->n_classes : 1024;
-    for (int i = 0; i < n; i++) names[i] = c->classes[i];
-    if (n > 0) {
-        fc.classes = names;
-        fc.n_classes = n;
+    if (c->n_classes > 0) {
+        fc.classes = (const char *const *)c->classes;
+        fc.n_classes = c->n_classes;
     }
     graft_status s = graft_flow_from_directory(c->train_dir, &aug, &fc, train);
     if (s != GRAFT_OK) return cli_fail_status(s, c->train_dir);
@@ -589,18 +588,31 @@ int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap)
 
 static graft_model *volatile watched;
 
+/* The first Ctrl-C during a fit asks it to stop after the batch (SA_RESETHAND
+ * restores the default on entry), so that a second one, or one while the fit
+ * cannot reach the end of its batch, ends the process at once. Without a fit
+ * to stop, Ctrl-C ends the process as it would without a handler. */
 static void on_sigint(int sig)
 {
-    (void)sig;
-    if (watched) graft_model_request_stop(watched);
+    graft_model *m = watched;
+    if (!m) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    graft_model_request_stop(m);
+    static const char msg[] = "\ngraft: stopping after this batch (Ctrl-C again to quit at once)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
 }
 
 void cli_watch_sigint(graft_model *m)
 {
-    watched = m;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = m ? on_sigint : SIG_DFL;
+    sa.sa_flags = SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
+    watched = m;
     sigaction(SIGINT, &sa, NULL);
 }

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #undef graft_fail /* the analyzer's stand-in from internal.h; this is the real one */
 
@@ -31,9 +32,14 @@ void graft_clear_error(void) { last_error[0] = '\0'; }
 
 graft_status graft_fail(graft_status s, const char *fmt, ...)
 {
+    /* Callers add context to the message before them, passing
+     * graft_last_error() as an argument: formatting straight into last_error
+     * would overwrite it while it is read. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return s;
 }

@@ -4,6 +4,7 @@
  * entry landed and the checks passed. An archive is hostile until proven
  * otherwise: no entry, hard link or symbolic link may reach outside the
  * folder, and only files, folders and inside links are created. */
+#include "core/file_open.h"
 #include "internal.h"
 
 #include <archive.h>
@@ -128,15 +129,10 @@ static void *unpack_thread(void *arg)
 {
     unpack_job *j = arg;
     struct archive *in = NULL, *out = NULL;
-    int fd = open(j->archive, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0) {
-        job_fail(j, graft_fail(GRAFT_EIO, "cannot open %s: %s", j->archive, strerror(errno)));
-        return NULL;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        job_fail(j, graft_fail(GRAFT_EFORMAT, "%s is not a regular file", j->archive));
+    int fd = -1;
+    graft_status opened = graft_open_regular(j->archive, &fd, NULL);
+    if (opened != GRAFT_OK) {
+        job_fail(j, opened);
         return NULL;
     }
     if (unshare(CLONE_FS) != 0 || chdir(j->tmp) != 0) {

@@ -5,6 +5,7 @@
  * load_img sees. Every failure names the file; libjpeg and libpng report
  * through longjmp handlers, never through exit().
  */
+#include "core/file_open.h"
 #include "data/data.h"
 
 #include <errno.h>
@@ -618,19 +619,17 @@ graft_status graft_img_decode_mem(const uint8_t *data, size_t size, const char *
  * RGBA stored raw) are refused before they are read. */
 static graft_status read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return graft_fail(GRAFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 65536, n = 0;
+    FILE *f;
     struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
-        if ((uint64_t)sb.st_size > max_bytes) {
-            fclose(f);
-            return graft_fail(GRAFT_ENOMEM, "%s: a file of %lld bytes exceeds the size limit", path,
-                              (long long)sb.st_size);
-        }
-        cap = (size_t)sb.st_size + 1; /* one more byte shows the end without growing */
+    graft_status st = graft_fopen_regular(path, &f, &sb);
+    if (st != GRAFT_OK) return st;
+    if ((uint64_t)sb.st_size > max_bytes) {
+        fclose(f);
+        return graft_fail(GRAFT_ENOMEM, "%s: a file of %lld bytes exceeds the size limit", path,
+                          (long long)sb.st_size);
     }
-    graft_status st = GRAFT_OK;
+    /* One more byte shows the end without growing (the file may grow while read). */
+    size_t cap = (size_t)sb.st_size + 1, n = 0;
     uint8_t *buf = malloc(cap);
     if (!buf) st = graft_fail(GRAFT_ENOMEM, "%s: no memory to read the file", path);
     while (st == GRAFT_OK) {
@@ -677,11 +676,11 @@ graft_status graft_img_decode(const char *path, const graft_decode_opts *o, graf
 
 graft_status graft_image_size(const char *path, int *h, int *w)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return graft_fail(GRAFT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    graft_status st = graft_fopen_regular(path, &f, NULL);
+    if (st != GRAFT_OK) return st;
     uint8_t head[32];
     size_t n = fread(head, 1, sizeof head, f);
-    graft_status st = GRAFT_OK;
     switch (graft_img_sniff(head, n)) {
     case GRAFT_FMT_JPEG: {
         struct jpeg_decompress_struct cinfo;

@@ -18,6 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Any number of classes up to this; more class folders than that is a wrong
+ * folder (a home or a cache folder), not a dataset. */
+enum { MAX_CLASSES = 100000 };
+
 static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"};
 
 static int is_image_name(const char *name)
@@ -455,7 +459,10 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     strlist names = {0}, paths = {0}, rel = {0};
     int *classes = NULL, cap = 0;
 
-    if (cfg.classes) {
+    if (cfg.classes && cfg.n_classes > MAX_CLASSES) {
+        st = graft_fail(GRAFT_EINVAL, "flow_from_directory(%s): %d classes; graft takes at most %d",
+                        dir, cfg.n_classes, MAX_CLASSES);
+    } else if (cfg.classes) {
         for (int k = 0; k < cfg.n_classes && st == GRAFT_OK; k++)
             if (!cfg.classes[k] || strlist_push(&names, strdup(cfg.classes[k])))
                 st = graft_fail(GRAFT_EINVAL, "bad class list");
@@ -468,6 +475,11 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
         }
         if (names.n > 1) qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str);
     }
+    if (st == GRAFT_OK && names.n > MAX_CLASSES)
+        st = graft_fail(GRAFT_EINVAL,
+                        "%s: %d class folders; graft takes at most %d classes (is this the folder "
+                        "of the class folders?)",
+                        dir, names.n, MAX_CLASSES);
     if (st != GRAFT_OK) goto fail;
     f->n_classes = names.n;
     f->class_names = names.v;

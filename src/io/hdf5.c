@@ -7,6 +7,7 @@
  * `model_config` JSON as a root attribute.
  */
 #include "core/atomic_file.h"
+#include "core/file_open.h"
 #include "io/io.h"
 
 #include <errno.h>
@@ -402,15 +403,11 @@ static graft_status open_h5(const char *path, hid_t *out)
 {
     char why[160];
     quiet();
-    /* Without O_NONBLOCK a FIFO would block the open forever. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open %s: %s", path,
-                          strerror(errno));
-    struct stat sb;
-    bool regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    /* libhdf5's own open would block forever on a FIFO. */
+    int fd = -1;
+    graft_status s = graft_open_regular(path, &fd, NULL);
+    if (s != GRAFT_OK) return s;
     close(fd);
-    if (!regular) return graft_fail(GRAFT_EFORMAT, "%s is not a regular file", path);
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
         H5Eclear2(H5E_DEFAULT);

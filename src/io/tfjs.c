@@ -5,6 +5,7 @@
  * weights in manifest order, little-endian, each as its dtype or, when
  * quantized, as uint8/uint16 codes (value = code * scale + min) or float16.
  */
+#include "core/file_open.h"
 #include "io/io.h"
 
 #include <errno.h>
@@ -91,13 +92,11 @@ static graft_status tfjs_read(io_file *f, const io_weight *w, float *dst)
 
 static graft_status read_text(const char *path, char **out, size_t *len)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open %s: %s", path,
-                          strerror(errno));
+    FILE *fp;
+    graft_status s = graft_fopen_regular(path, &fp, NULL);
+    if (s != GRAFT_OK) return s;
     char *buf = NULL;
     size_t n = 0, cap = 0;
-    graft_status s = GRAFT_OK;
     for (;;) {
         if (n + 65536 + 1 > cap) {
             cap = cap ? 2 * cap : 1 << 20;
@@ -167,10 +166,9 @@ static graft_status load_shards(io_file *f, tfjs_ctx *c, const cJSON *paths, con
         if ((size_t)snprintf(full, sizeof full, "%s%s", dir, p->valuestring) >= sizeof full)
             return graft_fail(GRAFT_EFORMAT, "%s: shard path too long", f->path);
         last = p->valuestring;
-        FILE *fp = fopen(full, "rb");
-        if (!fp)
-            return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO,
-                              "%s: cannot open weight shard %s: %s", f->path, full, strerror(errno));
+        FILE *fp;
+        graft_status s = graft_fopen_regular(full, &fp, NULL);
+        if (s != GRAFT_OK) return graft_fail(s, "%s: weight shard: %s", f->path, graft_last_error());
         size_t got = fread(c->data + c->n_data, 1, need - c->n_data, fp);
         c->n_data += got;
         int extra = fgetc(fp);

@@ -1,5 +1,6 @@
 /* history.json (Keras History form) and the CSVLogger log of a run folder. */
 #include "core/atomic_file.h"
+#include "core/file_open.h"
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -183,15 +184,10 @@ graft_status graft_history_save_json(const char *path, const graft_history *h,
 static graft_status read_whole(const char *path, char **out, size_t *len)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return graft_fail(errno == ENOENT ? GRAFT_ENOTFOUND : GRAFT_EIO, "cannot open '%s': %s",
-                          path, strerror(errno));
+    FILE *f;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return graft_fail(GRAFT_EIO, "'%s' is not a readable file", path);
-    }
+    graft_status s = graft_fopen_regular(path, &f, &st);
+    if (s != GRAFT_OK) return s;
     if ((unsigned long long)st.st_size > MAX_JSON_BYTES) {
         fclose(f);
         return graft_fail(GRAFT_ENOMEM, "'%s' is %lld bytes, more than a history can be", path,

@@ -2,6 +2,7 @@
  * the weight and optimizer arrays, and a CRC-32 over all of it, so that a torn
  * or corrupted file is refused rather than half-loaded. */
 #include "core/atomic_file.h"
+#include "core/file_open.h"
 #include "internal.h"
 
 #include <math.h>
@@ -168,14 +169,13 @@ graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_histo
     if (!m || !path || !st) return graft_fail(GRAFT_EINVAL, "checkpoint_load: missing argument");
     if (!m->compiled)
         return graft_fail(GRAFT_ESTATE, "checkpoint_load: compile the model as it was when saved");
-    FILE *f = fopen(path, "rb");
-    if (!f) return graft_fail(GRAFT_EIO, "cannot open checkpoint %s", path);
-    graft_status s = GRAFT_OK;
+    FILE *f;
+    struct stat sb;
+    graft_status s = graft_fopen_regular(path, &f, &sb);
+    if (s != GRAFT_OK) return graft_fail(s, "checkpoint: %s", graft_last_error());
     unsigned char *data = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) s = graft_fail(GRAFT_EIO, "cannot read checkpoint %s", path);
-    else if ((size_t)size > MAX_CHECKPOINT_BYTES || size < 12)
+    long size = (long)sb.st_size;
+    if ((size_t)size > MAX_CHECKPOINT_BYTES || size < 12)
         s = graft_fail(GRAFT_EFORMAT, "checkpoint %s: size %ld is not that of a checkpoint", path, size);
     else if (!(data = malloc((size_t)size)))
         s = graft_fail(GRAFT_ENOMEM, "checkpoint %s: out of memory", path);

@@ -11,8 +11,10 @@
  * checked at every open). A fit may also fill a second cache below a lower
  * layer in the same forward passes: the boundary of a later fine-tuning, whose
  * first epoch then decodes and recomputes nothing. */
+#include "core/file_open.h"
 #include "train.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@ struct graft_feature_cache {
     long n_samples, count;
     unsigned char *have;
     float *mem;          /* n_samples * sample_floats, or NULL when spilled */
+    size_t mem_bytes;    /* counted in mem_in_use */
     FILE *spill;
     long *ids;
     float *row;          /* one sample's features, for the spill file */
@@ -38,6 +41,24 @@ struct graft_feature_cache {
 struct graft_feature_store {
     graft_feature_cache *head;
 };
+
+/* The memory bound is one budget for the process: a fit's training and
+ * validation caches, the ones kept below a later boundary and those of
+ * other fits (other threads) all count against it. */
+static atomic_size_t mem_in_use;
+
+static bool reserve_mem(size_t bytes, size_t budget)
+{
+    size_t used = atomic_load(&mem_in_use);
+    do {
+        if (bytes > budget || used > budget - bytes) return false;
+    } while (!atomic_compare_exchange_weak(&mem_in_use, &used, used + bytes));
+    return true;
+}
+
+size_t graft_cache_memory_in_use(void) { return atomic_load(&mem_in_use); }
+
+bool graft_cache_in_memory(const graft_feature_cache *c) { return c && c->mem; }
 
 graft_feature_store *graft_feature_store_new(void)
 {
@@ -69,6 +90,7 @@ static void cache_free(graft_feature_cache *c)
     free(c->front_floats);
     free(c->have);
     graft_free(c->mem);
+    atomic_fetch_sub(&mem_in_use, c->mem_bytes);
     if (c->spill) fclose(c->spill);
     free(c->ids);
     free(c->row);
@@ -176,16 +198,22 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     c->have = calloc((size_t)c->n_samples, 1);
     if (!c->have) goto nomem;
     if (max_bytes == 0) max_bytes = (size_t)4 << 30;
-    if (bytes <= max_bytes) c->mem = graft_alloc(bytes);
+    if (reserve_mem(bytes, max_bytes)) {
+        c->mem = graft_alloc(bytes);
+        if (c->mem) c->mem_bytes = bytes;
+        else atomic_fetch_sub(&mem_in_use, bytes);
+    }
     if (!c->mem) { /* too big, or no memory for it: spill to a temporary file */
-        c->spill = tmpfile();
+        graft_status s = graft_temp_file(&c->spill);
         /* sample_floats > 0: layer `first` reads at least one frontier output. */
         // NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
-        c->row = malloc(c->sample_floats * sizeof(float));
-        if (!c->spill || !c->row) {
+        if (s == GRAFT_OK && !(c->row = malloc(c->sample_floats * sizeof(float))))
+            s = graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
+        if (s != GRAFT_OK) {
             cache_free(c);
-            return graft_fail(GRAFT_EIO, "feature cache: cannot create a temporary file for %.0f MiB "
-                              "(set TMPDIR to a folder with room)", (double)bytes / 1048576.0);
+            if (s == GRAFT_ENOMEM) return s;
+            return graft_fail(s, "feature cache: %s, for %.0f MiB (set TMPDIR to a folder with room)",
+                              graft_last_error(), (double)bytes / 1048576.0);
         }
     }
     if (verbose)

@@ -26,5 +26,9 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
                                        int *n, bool training);
 /* Frees a cache unless a store owns it. */
 void graft_cache_close(graft_feature_cache *c);
+/* Bytes of memory held by all open caches (max_bytes bounds this sum), and
+ * whether a cache is in memory rather than in a temporary file. */
+size_t graft_cache_memory_in_use(void);
+bool graft_cache_in_memory(const graft_feature_cache *c);
 
 #endif

@@ -3,9 +3,9 @@
  * files against the checksums Keras publishes (MD5 for most files, as
  * keras.utils.get_file accepts both).
  */
+#include "core/file_open.h"
 #include "zoo.h"
 
-#include <errno.h>
 #include <string.h>
 
 static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
@@ -188,8 +188,9 @@ graft_status graft_hash_file(graft_hash_kind kind, const char *path, char hex[65
     if (kind != GRAFT_HASH_MD5 && kind != GRAFT_HASH_SHA256)
         return graft_fail(GRAFT_EINVAL, "hash: the kind must be MD5 or SHA-256");
     if (!path || !hex) return graft_fail(GRAFT_EINVAL, "hash: missing argument");
-    FILE *f = fopen(path, "rb");
-    if (!f) return graft_fail(GRAFT_EIO, "cannot open %s: %s", path, strerror(errno));
+    FILE *f;
+    graft_status s = graft_fopen_regular(path, &f, NULL);
+    if (s != GRAFT_OK) return s;
     zoo_hash h;
     graft_zoo_hash_init(&h, kind);
     static _Thread_local uint8_t buf[1 << 16];

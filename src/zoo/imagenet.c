@@ -5,9 +5,9 @@
  * of imagenet.labels.list) with names on the same lines of
  * imagenet.shortnames.list, so graft reads those instead of shipping a copy.
  */
+#include "core/file_open.h"
 #include "zoo.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +58,13 @@ static int by_wnid(const void *a, const void *b)
 static graft_status read_lines(const char *path, int n, char *dst, size_t stride, size_t cap,
                                const char *why)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
+    FILE *f;
+    if (graft_fopen_regular(path, &f, NULL) != GRAFT_OK)
         return graft_fail(GRAFT_ENOTFOUND,
-                          "cannot open %s (%s): the ImageNet %s come from Debian's darknet "
-                          "package; install it, or set GRAFT_DARKNET_DATA to a folder holding "
-                          "imagenet.labels.list and imagenet.shortnames.list",
-                          path, strerror(errno), why);
+                          "%s: the ImageNet %s come from Debian's darknet package; install it, "
+                          "or set GRAFT_DARKNET_DATA to a folder holding imagenet.labels.list "
+                          "and imagenet.shortnames.list",
+                          graft_last_error(), why);
     char line[512];
     int i = 0;
     while (i < n && fgets(line, sizeof line, f)) {

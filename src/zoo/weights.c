@@ -3,6 +3,7 @@
  * URLs and checksums as tf.keras), a cache folder, and a libcurl download
  * that only ever leaves a complete, verified file in the cache.
  */
+#include "core/file_open.h"
 #include "zoo.h"
 
 #include <curl/curl.h>
@@ -276,8 +277,9 @@ static graft_status check_hdf5(const char *path)
 {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f) return graft_fail(GRAFT_EIO, "cannot open %s: %s", path, strerror(errno));
+    FILE *f;
+    graft_status s = graft_fopen_regular(path, &f, NULL);
+    if (s != GRAFT_OK) return s;
     size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
     if (got != sizeof head || memcmp(head, sig, sizeof sig) != 0)
