@@ -18,9 +18,8 @@
  *   length byte (low 4 bits: 1-16 raw bytes, '/' and NUL replaced; bits 4-6:
  *   an extension, image or not) then the bytes.
  *
- * Must never crash, leak or hang. FIFOs and /dev/zero block or never end a
- * reader that does not refuse what is not a regular file: operations 4 and 5
- * make them only with GRAFT_FUZZ_SPECIAL=1 set (else they make nothing). */
+ * Must never crash, leak or hang: a FIFO blocks, and /dev/zero never ends,
+ * a reader that does not refuse what is not a regular file. */
 #include "fuzz_util.h"
 
 #include <errno.h>
@@ -33,7 +32,6 @@
 #define MAX_OPS 64
 
 static char box[64], root[128], outside[128];
-static int special;
 
 static const uint8_t PNG_RGB[] = {
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
@@ -122,12 +120,8 @@ static void setup(void)
     write_file(p, PNG_RGB, sizeof PNG_RGB);
     snprintf(p, sizeof p, "%s/sub/o.png", outside);
     write_file(p, PNG_GRAY, sizeof PNG_GRAY);
-    const char *sp = getenv("GRAFT_FUZZ_SPECIAL");
-    special = sp && sp[0] == '1';
-    if (special) {
-        snprintf(p, sizeof p, "%s/fifo", outside);
-        if (mkfifo(p, 0644) != 0) abort();
-    }
+    snprintf(p, sizeof p, "%s/fifo", outside);
+    if (mkfifo(p, 0644) != 0) abort();
     make_jpeg();
 }
 
@@ -242,18 +236,17 @@ static void build_tree(reader *r)
             if (n_files && link(files[b % n_files], p) == 0) add(files, &n_files, MAX_FILES, p);
             break;
         case 4:
-            if (special) mkfifo(p, 0644);
+            mkfifo(p, 0644);
             break;
-        case 5:
+        case 5: {
             if (!next_byte(r, &b)) return;
-            if (special) {
-                char t[300];
-                if (b % 3 == 0) snprintf(t, sizeof t, "/dev/zero");
-                else if (b % 3 == 1) snprintf(t, sizeof t, "/dev/null");
-                else snprintf(t, sizeof t, "%s/fifo", outside);
-                symlink(t, p);
-            }
+            char t[300];
+            if (b % 3 == 0) snprintf(t, sizeof t, "/dev/zero");
+            else if (b % 3 == 1) snprintf(t, sizeof t, "/dev/null");
+            else snprintf(t, sizeof t, "%s/fifo", outside);
+            symlink(t, p);
             break;
+        }
         }
     }
 }
