@@ -23,6 +23,7 @@
 #include "fuzz_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <jpeglib.h>
 #include <sys/stat.h>
@@ -99,12 +100,16 @@ static void box_remove(void)
     remove_tree(box);
 }
 
+/* A new file only: a name already taken (by a FIFO, which would block the
+ * harness, or a link) or one the file system refuses leaves nothing made. */
 static void write_file(const char *p, const void *data, size_t n)
 {
-    FILE *f = fopen(p, "wb");
-    if (!f) return; /* a name the file system refuses (too long): nothing made */
-    if (n) fwrite(data, 1, n, f);
-    fclose(f);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+    if (fd < 0) return;
+    if (n && write(fd, data, n) < 0) {
+        /* tmpfs full: the file stays shorter, as a cut file would */
+    }
+    close(fd);
 }
 
 static void setup(void)
