@@ -4,7 +4,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng cairo libarchive
+PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -25,7 +25,7 @@ CFLAGS   ?= -g
 ARCH     ?= -march=native
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp $(ARCH) $(CFLAGS) \
              -Iinclude -Isrc $(PKG_CFLAGS) $(SAN)
-LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lcurl -lz -lm -lpthread
+LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lgif -lcurl -lz -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
@@ -73,6 +73,13 @@ $(BUILD)/graft: $(TOOL_SRC) $(BUILD)/libgraft.a
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+# The LD_PRELOAD shim that fails chosen writes (tests/shim/failwrite.c), for
+# test_write_failures, which finds it beside itself.
+$(BUILD)/tests/shim/failwrite.so: tests/shim/failwrite.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 $(WARN) -fPIC -shared -o $@ $<
+$(BUILD)/tests/test_write_failures: $(BUILD)/tests/shim/failwrite.so
 
 # The same tests at AVX2 (it includes the file).
 $(BUILD)/tests/test_feature_cache_avx2: tests/test_feature_cache.c

@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 packages=(
     build-essential pkg-config
     libjpeg62-turbo-dev libpng-dev libhdf5-dev libcjson-dev libcurl4-openssl-dev
-    libdnnl-dev libcairo2-dev libarchive-dev
+    libdnnl-dev libcairo2-dev libarchive-dev nettle-dev
+    libtiff-dev libgif-dev libwebp-dev liblapack-dev libblas-dev
     # the ImageNet label lists and sample photos used by decode_predictions and tests
     darknet
     # test oracles and benchmark peers only (never needed at run time)

@@ -4,7 +4,8 @@
 # training images each, in the same run. Prints images per second (wall
 # clock) and CPU milliseconds per image (user + system, workers included),
 # which stays meaningful when other jobs share the cores.
-# Run from the repository root; takes well under a minute.
+# Then each format decoded alone (JPEG, PNG, TIFF, GIF, WebP, BMP, PPM), graft
+# against Pillow. Run from the repository root; takes about a minute.
 set -eu
 dir=${1:-../shared/data/cats_and_dogs_filtered/train}
 make -s build/bench/bench_data
@@ -35,3 +36,19 @@ for aug in 0 1; do
 done
 read -r f fc <<< "$(run $bin "$dir" 2 0 1)"
 printf '%-26s %9.0f %9s %6s   %11.3f\n' "graft, Keras-exact decode" "$f" - - "$fc"
+
+# Decoding alone, per format: the same 100 lesson images written by Pillow in
+# each format, decoded to RGB at full size by graft (bench_decode) and by
+# Pillow's open + convert("RGB") (Keras's load_img), one thread each, in
+# images per CPU second.
+make -s build/bench/bench_decode
+tmp=$(mktemp -d /tmp/graft_bench_formats.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+$py bench/decode_peer.py make "$(ls -d "$dir"/*/ | head -n 1)" "$tmp" 100
+echo
+printf '%-26s %9s %9s %6s\n' "decode to RGB (1 thread)" "graft" "Pillow" ratio
+for fmt in jpeg png tiff gif webp bmp ppm; do
+    g=$(build/bench/bench_decode "$tmp/$fmt")
+    p=$($py bench/decode_peer.py pil "$tmp/$fmt")
+    printf '%-26s %9.0f %9.0f %5.2fx\n' "$fmt" "$g" "$p" "$(echo "$g / $p" | bc -l)"
+done

@@ -457,8 +457,8 @@ double graft_accuracy_value(graft_loss_kind kind, const float *pred, const float
 /* (begin data section) */
 /*
  * Keras's ImageDataGenerator(...).flow_from_directory(...) and load_img.
- * Images are decoded with libjpeg-turbo and libpng (BMP and PPM by graft's
- * own readers; TIFF is reported as unsupported), resized exactly as Pillow
+ * Images are decoded with libjpeg-turbo, libpng, libtiff, giflib and libwebp
+ * (BMP and PPM by graft's own readers) to Pillow's pixels, resized exactly as Pillow
  * does (which is what Keras's flow_from_directory uses), augmented with
  * Keras's transform semantics, and prepared by worker threads ahead of the
  * training loop. A bad file is skipped with one warning naming it (or is an
@@ -493,6 +493,13 @@ typedef struct {
     int featurewise_center, samplewise_center;
     int featurewise_std_normalization, samplewise_std_normalization;
     const float *mean, *std; /* per channel: what ImageDataGenerator.fit computes */
+    /* ZCA whitening: each image, flattened to zca_dim = h*w*c values, times
+     * principal_components (zca_dim x zca_dim, row-major), which fit
+     * computes; it must outlive the flows made from this generator. */
+    int zca_whitening;
+    float zca_epsilon;         /* 0 -> Keras's 1e-6 (used by fit) */
+    const float *principal_components;
+    int zca_dim;
     float rotation_range;      /* degrees */
     float width_shift_range;   /* < 1: fraction of the width; >= 1: pixels */
     float height_shift_range;
@@ -552,7 +559,8 @@ typedef struct {
 
 /*
  * flow_from_directory: one subfolder of `dir` per class (searched
- * recursively), files ending in png, jpg, jpeg, bmp, ppm, tif or tiff.
+ * recursively), files ending in png, jpg, jpeg, bmp, ppm, tif or tiff (Keras's
+ * list), gif (image_dataset_from_directory's) or webp.
  * Prints Keras's "Found N images belonging to K classes." unless quiet.
  * The source is endless; `length` batches make one pass and each pass is a
  * fresh permutation (for the seed). gen may be NULL (no augmentation).
@@ -564,6 +572,42 @@ typedef struct {
  */
 graft_status graft_flow_from_directory(const char *dir, const graft_image_data_generator *gen,
                                        const graft_flow_cfg *cfg, graft_source **out);
+
+/* What ImageDataGenerator.fit computes (graft_generator_fit fills it and
+ * points the generator's mean, std and principal_components at it). */
+typedef struct {
+    int c;                       /* channels */
+    float mean[4], std[4];       /* per channel */
+    int dim;                     /* h*w*c with ZCA, else 0 */
+    float *principal_components; /* dim x dim, row-major; NULL without ZCA */
+} graft_generator_stats;
+
+/*
+ * ImageDataGenerator.fit(x) (augment=False): n images of h x w x c floats as
+ * loaded (0..255), rescaled by gen->rescale, then as Keras: the per-channel
+ * mean over images, rows and columns (featurewise_center) subtracted, the
+ * per-channel standard deviation (featurewise_std_normalization, computed
+ * whether or not centred, as np.std) divided out (+1e-6), and for
+ * zca_whitening sigma = X^T X / n over the flattened images, its
+ * eigendecomposition (LAPACK's dsyevd; sigma is symmetric, so this is the
+ * SVD Keras takes), principal_components = U diag(1/sqrt(s + zca_epsilon)) U^T.
+ * Computed in double precision. Free st with graft_generator_stats_free.
+ */
+graft_status graft_generator_fit(graft_image_data_generator *gen, const float *x, int n, int h,
+                                 int w, int c, graft_generator_stats *st);
+/* ImageDataGenerator.fit(x, augment=True, rounds, seed): each image's
+ * random transform (the generator's augmentation, drawn from seed, round
+ * and index as a flow draws them) `rounds` times, before the statistics. */
+graft_status graft_generator_fit_augmented(graft_image_data_generator *gen, const float *x, int n,
+                                           int h, int w, int c, int rounds, uint64_t seed,
+                                           graft_generator_stats *st);
+/* The same on up to n_sample images (0: all) of the folder as a flow with
+ * cfg would list them (its target size, colour mode, subset and seed; a
+ * random sample when shuffled), decoded and resized without augmentation. */
+graft_status graft_generator_fit_directory(graft_image_data_generator *gen, const char *dir,
+                                           const graft_flow_cfg *cfg, int n_sample,
+                                           graft_generator_stats *st);
+void graft_generator_stats_free(graft_generator_stats *st);
 
 /* Accessors on a source from graft_flow_from_directory (Keras's attributes). */
 int graft_flow_samples(const graft_source *s);

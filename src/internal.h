@@ -6,6 +6,7 @@
 #define GRAFT_INTERNAL_H
 
 #include "graft.h"
+#include "core/names.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -47,6 +48,13 @@ const char *graft_nonfinite_name(const void *p, size_t i);
 /* ------------------------------------------------------------- layers */
 
 #define GRAFT_MAX_WEIGHTS 4
+
+/* Far beyond any real model (Keras Applications' largest have about 1000
+ * layers and 350M parameters), and refused before allocating: a hostile
+ * file must not make graft allocate gigabytes or run for hours. */
+#define GRAFT_MAX_LAYERS 100000
+#define GRAFT_MAX_PARAMS ((size_t)1 << 31)       /* 8 GiB of float32 weights */
+#define GRAFT_MAX_LAYER_OUTPUT ((size_t)1 << 31) /* floats per sample */
 
 typedef struct {
     char name[32];     /* "kernel", "bias", "gamma", ... */
@@ -218,10 +226,11 @@ struct graft_model {
     char error[512];
     int n_layers, cap_layers;
     graft_layer **layers;
+    graft_names names; /* layer names to indices */
     int output; /* layer index; -1: last */
 
     /* All weights in one array (kann): saving, loading and optimizing are loops. */
-    size_t n_weight_floats;
+    size_t n_weight_floats, cap_weight_floats; /* weights grow geometrically while building */
     float *weights, *grads;
     bool weights_ready;
 

@@ -79,6 +79,7 @@ void graft_model_free(graft_model *m)
         free(l);
     }
     free(m->layers);
+    graft_names_free(&m->names);
     graft_free(m->weights);
     graft_free(m->grads);
     graft_free(m->opt_m);
@@ -107,11 +108,14 @@ void graft_model_set_error(graft_model *m, graft_status s, const char *fmt, ...)
 
 /* ------------------------------------------------------------ building */
 
+static const char *layer_name_at(const void *m, int i)
+{
+    return ((const graft_model *)m)->layers[i]->name;
+}
+
 static bool name_taken(const graft_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i]->name, name) == 0) return true;
-    return false;
+    return graft_names_find(&m->names, name, layer_name_at, m) >= 0;
 }
 
 static void auto_name(const graft_model *m, const char *prefix, char *out, size_t cap)
@@ -120,17 +124,21 @@ static void auto_name(const graft_model *m, const char *prefix, char *out, size_
     for (int k = 1; name_taken(m, out); k++) snprintf(out, cap, "%s_%d", prefix, k);
 }
 
+/* Points one layer's weight views at the current arrays. */
+static void bind_layer(graft_model *m, graft_layer *l)
+{
+    for (int k = 0; k < l->n_weights; k++) {
+        graft_weight *w = &l->weights[k];
+        w->data = m->weights + w->offset;
+        w->grad = m->grads ? m->grads + w->offset : NULL;
+    }
+    graft_ops_add(1);
+}
+
 /* Points every weight view at the current arrays. */
 static void bind_weights(graft_model *m)
 {
-    for (int i = 0; i < m->n_layers; i++) {
-        graft_layer *l = m->layers[i];
-        for (int k = 0; k < l->n_weights; k++) {
-            graft_weight *w = &l->weights[k];
-            w->data = m->weights + w->offset;
-            w->grad = m->grads ? m->grads + w->offset : NULL;
-        }
-    }
+    for (int i = 0; i < m->n_layers; i++) bind_layer(m, m->layers[i]);
 }
 
 static void init_weight(graft_weight *w, graft_rng *rng)
@@ -173,26 +181,45 @@ graft_status graft_layer_add_weight(graft_layer *l, const char *name, graft_shap
     return GRAFT_OK;
 }
 
-/* Grows the model's weight array for the weights of a newly built layer. */
+/* Grows the model's weight array for the weights of a newly built layer
+ * (geometrically, so that building stays linear in the layers). */
 static graft_status place_weights(graft_model *m, graft_layer *l)
 {
     size_t need = m->n_weight_floats;
     for (int k = 0; k < l->n_weights; k++) {
-        size_t n = graft_shape_size(&l->weights[k].shape);
+        const graft_shape *ws = &l->weights[k].shape;
+        double count = 1; /* in double: a hostile shape overflows size_t */
+        for (int d = 0; d < ws->rank; d++) count *= ws->dim[d] > 0 ? ws->dim[d] : 0;
+        size_t n = count <= (double)GRAFT_MAX_PARAMS ? graft_shape_size(ws) : GRAFT_MAX_PARAMS + 1;
         l->weights[k].offset = need;
-        if (need + n < need) return graft_fail(GRAFT_ENOMEM, "layer '%s': too many weights", l->name);
+        if (n > GRAFT_MAX_PARAMS || need + n > GRAFT_MAX_PARAMS)
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "layer '%s' (%s): its weights would bring the model past %zu "
+                              "parameters, graft's limit (real models have under 400M)",
+                              l->name, l->ops->class_name, GRAFT_MAX_PARAMS);
         need += n;
     }
     if (need == m->n_weight_floats) return GRAFT_OK;
-    float *grown = graft_alloc(need * sizeof(float));
-    if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
-    if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
-    graft_free(m->weights);
-    m->weights = grown;
-    graft_free(m->grads); /* re-made at the next training step */
-    m->grads = NULL;
-    m->n_weight_floats = need;
-    bind_weights(m);
+    if (need > m->cap_weight_floats) {
+        size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
+        if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
+        if (cap < need) cap = need;
+        float *grown = graft_alloc(cap * sizeof(float));
+        if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
+        if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
+        graft_free(m->weights);
+        m->weights = grown;
+        m->cap_weight_floats = cap;
+        graft_free(m->grads); /* re-made at the next training step */
+        m->grads = NULL;
+        m->n_weight_floats = need;
+        bind_weights(m);
+    } else {
+        graft_free(m->grads);
+        m->grads = NULL;
+        m->n_weight_floats = need;
+        bind_layer(m, l);
+    }
     graft_rng rng;
     graft_rng_seed(&rng, m->init_seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
     for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);
@@ -212,6 +239,12 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
         graft_model_set_error(m, GRAFT_EINVAL, "layer name '%.40s...' is too long", name);
         return NULL;
     }
+    if (m->n_layers >= GRAFT_MAX_LAYERS) {
+        graft_model_set_error(m, GRAFT_EUNSUPPORTED,
+                              "model '%s' would have more than %d layers, graft's limit", m->name,
+                              GRAFT_MAX_LAYERS);
+        return NULL;
+    }
     if (name && name_taken(m, name)) {
         graft_model_set_error(m, GRAFT_EINVAL,
                               "layer name '%s' is used twice in model '%s'; names must be unique",
@@ -225,6 +258,10 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
                                   name ? name : auto_prefix, i);
             return NULL;
         }
+    }
+    if (graft_names_reserve(&m->names, (size_t)m->n_layers + 1) != GRAFT_OK) {
+        graft_model_set_error(m, GRAFT_ENOMEM, "out of memory adding a layer");
+        return NULL;
     }
     if (m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 16;
@@ -267,7 +304,14 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
     graft_status s = ops->build(l, in_shapes);
     free(in_shapes);
     if (s == GRAFT_OK) {
-        for (int d = 0; d < l->out_shape.rank; d++) {
+        double size = 1;
+        for (int d = 0; d < l->out_shape.rank; d++) size *= l->out_shape.dim[d];
+        if (size > (double)GRAFT_MAX_LAYER_OUTPUT)
+            s = graft_fail(GRAFT_EUNSUPPORTED,
+                           "layer '%s' (%s): its output of %.0f values per sample is past "
+                           "graft's limit of %zu",
+                           l->name, ops->class_name, size, GRAFT_MAX_LAYER_OUTPUT);
+        for (int d = 0; d < l->out_shape.rank && s == GRAFT_OK; d++) {
             if (l->out_shape.dim[d] <= 0) {
                 char buf[96];
                 graft_shape_format(&l->out_shape, buf, sizeof buf);
@@ -283,6 +327,7 @@ graft_layer *graft_model_add_layer(graft_model *m, const graft_layer_ops *ops, c
         m->layers[m->n_layers++] = l;
         s = place_weights(m, l);
         if (s != GRAFT_OK) m->n_layers--;
+        else (void)graft_names_add(&m->names, l->name, l->index); /* reserved above: cannot fail */
     }
     if (s != GRAFT_OK) {
         char msg[512];
@@ -349,9 +394,8 @@ graft_layer *graft_model_layer(const graft_model *m, int index)
 
 graft_layer *graft_model_find(const graft_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i]->name, name) == 0) return m->layers[i];
-    return NULL;
+    int i = graft_names_find(&m->names, name, layer_name_at, m);
+    return i >= 0 ? m->layers[i] : NULL;
 }
 
 const char *graft_layer_name(const graft_layer *l) { return l->name; }

@@ -319,9 +319,11 @@ static void test_bad_files_fail_cleanly(void)
     CHECK(decode_bytes(big, sizeof big, "huge.png") == GRAFT_ENOMEM);
     CHECK(strstr(graft_last_error(), "limit") != NULL);
 
-    CHECK(decode_bytes("II*\0\x08\0\0\0", 8, "scan.tif") == GRAFT_EUNSUPPORTED);
+    /* A TIFF and a GIF cut off after their headers (tests/test_data_formats.c
+     * has the formats themselves). */
+    CHECK(decode_bytes("II*\0\x08\0\0\0", 8, "scan.tif") == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "TIFF") != NULL);
-    CHECK(decode_bytes("GIF89a\1\0\1\0", 10, "anim.jpg") == GRAFT_EUNSUPPORTED);
+    CHECK(decode_bytes("GIF89a\1\0\1\0", 10, "anim.jpg") == GRAFT_EFORMAT);
 
     unsigned char *bmp = fx_bytes("file_bmp_24", &n);
     CHECK(decode_bytes(bmp, n - 7, "short.bmp") == GRAFT_EFORMAT);

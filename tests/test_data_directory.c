@@ -63,7 +63,7 @@ static void make_small_tree(void)
     ppm("small/a_class/x y/in_xy.PPM", 9, 9, 4);
     ppm("small/a_class/x/deep/d.ppm", 40, 40, 5);
     write_bytes(sub("small/a_class/notes.txt"), "hello", 5);
-    write_bytes(sub("small/a_class/anim.gif"), "GIF89a", 6);
+    write_bytes(sub("small/a_class/anim.svg"), "<svg/>", 6);
     for (int i = 0; i < 7; i++) {
         char rel[64];
         snprintf(rel, sizeof rel, "small/b_class/b%d.ppm", i);
@@ -342,7 +342,7 @@ static void make_bad_tree(void)
     png[23] = 0x20;
     write_bytes(sub("bad/broken/huge.png"), png, sizeof png);
     write_bytes(sub("bad/broken/scan.tiff"), "MM\0*\0\0\0\x08", 8);
-    write_bytes(sub("bad/broken/skip.gif"), "GIF89a", 6);
+    write_bytes(sub("bad/broken/skip.svg"), "<svg/>", 6);
     if (symlink("/nonexistent/graft.jpg", sub("bad/broken/unreadable.jpg")) != 0)
         fprintf(stderr, "  cannot make a dangling link\n");
 }
@@ -375,7 +375,7 @@ static void test_bad_files_skipped_once(void)
         CHECK_MSG(count_substr(err, names[i]) == 1, "%s named %d times in:\n%s", names[i],
                   count_substr(err, names[i]), err);
     CHECK(count_substr(err, "7 image(s) skipped in this pass") == 3); /* each pass */
-    CHECK(count_substr(err, "ignored 1 file") == 1); /* the .gif */
+    CHECK(count_substr(err, "ignored 1 file") == 1); /* the .svg */
     free(err);
     s->free(s);
 

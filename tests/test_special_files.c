@@ -245,11 +245,11 @@ static void test_message_keeps_its_cause(void)
     graft_train_state st = {.epoch = 1};
     const char *path = at("no/such/folder/checkpoint.graft");
     CHECK(graft_checkpoint_save(m, NULL, &st, path) == GRAFT_EIO);
-    char head[320];
-    snprintf(head, sizeof head, "writing checkpoint %s: ", path);
+    /* The file named once, and the cause after it. */
     e = graft_last_error();
-    CHECK_MSG(strncmp(e, head, strlen(head)) == 0 && strlen(e) > strlen(head) &&
-                  !strstr(e + strlen(head), "writing checkpoint"),
+    const char *at_path = strstr(e, path);
+    CHECK_MSG(at_path && !strstr(at_path + strlen(path), path) &&
+                  strstr(at_path, strerror(ENOENT)) != NULL,
               "%s", e);
     graft_model_free(m);
 }

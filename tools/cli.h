@@ -9,6 +9,22 @@
 
 #define CLI_PATH 4096
 
+/* The ranges of a run's settings: the flags of train, finetune and lesson
+ * take values in them, and a run folder's files read back are held to them. */
+#define CLI_MIN_INPUT 32
+#define CLI_MAX_INPUT 4096
+#define CLI_MAX_BATCH 65536
+#define CLI_MAX_EPOCHS 100000      /* per stage */
+#define CLI_MAX_STAGES 16          /* in a run folder */
+#define CLI_MAX_STEPS 100000000
+#define CLI_MAX_UNFREEZE 100000
+#define CLI_MAX_BASE_LAYERS 100000 /* graft's limit on a model's layers */
+#define CLI_MAX_SEED 2147483647
+#define CLI_MIN_ALPHA 0.1f
+#define CLI_MAX_ALPHA 2.0f
+#define CLI_MAX_LR 10.0f
+#define CLI_MAX_CLASSES 100000 /* as flow_from_directory */
+
 /* A run folder's config.json: what a run was made of, so that finetune,
  * evaluate, predict and a resume can rebuild the same model and data. */
 typedef struct {
@@ -43,7 +59,18 @@ void run_text_decode(char *s);
 
 void run_config_free(run_config *c);
 int run_config_save(const char *run_dir, const run_config *c);
+/* Reads config.json back, refusing (with the file and key named) any value
+ * outside what train and finetune can write. */
 int run_config_load(const char *run_dir, run_config *c);
+/* mobilenet, mobilenet_v2, resnet50, vgg16 or scratch. */
+bool run_known_base(const char *base);
+/* history.json of a run folder, held to the run's limits (at most max_stages
+ * stages, each one graft names). */
+int run_history_load(const char *run_dir, graft_history *h, graft_history_stage *stages,
+                     int max_stages, int *n_stages);
+/* A checkpoint's counters against the run's config and data (path names it). */
+int run_check_state(const char *path, const run_config *c, const graft_train_state *st,
+                    const graft_source *train, const graft_source *val);
 
 /* Builds the run's model (base + head, or the scratch CNN), loading the
  * base's weights from c->weights when set; *n_base gets the base's layers. */

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STAGES 16
+#define MAX_STAGES CLI_MAX_STAGES
 
 typedef struct {
     graft_history h;
@@ -41,16 +41,7 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name)
 
 static int load_run_history(const char *run_dir, run_state *rs)
 {
-    char p[CLI_PATH + 32];
-    path_in(p, sizeof p, run_dir, "history.json");
-    graft_history_stage *st = NULL;
-    int n = 0;
-    graft_status s = graft_history_load_json(p, &rs->h, &st, &n);
-    if (s != GRAFT_OK) return cli_fail_status(s, p);
-    rs->n_stages = n < MAX_STAGES ? n : MAX_STAGES;
-    if (n) memcpy(rs->stages, st, (size_t)rs->n_stages * sizeof *st);
-    free(st);
-    return 0;
+    return run_history_load(run_dir, &rs->h, rs->stages, MAX_STAGES, &rs->n_stages);
 }
 
 /* history.json, log.csv, the figure and the model: everything a finished stage leaves. */
@@ -70,8 +61,10 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
     if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "model.h5");
-    if (graft_save_model(m, p) != GRAFT_OK) {
-        /* A layer whose Keras config graft cannot write: keep the weights at least. */
+    if ((s = graft_save_model(m, p)) != GRAFT_OK) {
+        /* A layer whose Keras config graft cannot write: keep the weights at least.
+         * Any other failure (a full disk) is the run's failure. */
+        if (s != GRAFT_EUNSUPPORTED) return cli_fail_status(s, p);
         fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
         path_in(p, sizeof p, run_dir, "model.weights.h5");
         if ((s = graft_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
@@ -126,8 +119,12 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     int first_epoch = rs->h.n;
     if (resume) {
         graft_train_state st;
-        if ((s = graft_checkpoint_load(m, ck, &rs->h, &st)) != GRAFT_OK ||
-            (s = graft_source_skip(train, st.train_batches)) != GRAFT_OK ||
+        if ((s = graft_checkpoint_load(m, ck, &rs->h, &st)) != GRAFT_OK) {
+            rc = cli_fail_status(s, ck);
+            goto done;
+        }
+        if ((rc = run_check_state(ck, c, &st, train, val)) != 0) goto done;
+        if ((s = graft_source_skip(train, st.train_batches)) != GRAFT_OK ||
             (val && (s = graft_source_skip(val, st.val_batches)) != GRAFT_OK)) {
             rc = cli_fail_status(s, ck);
             goto done;
@@ -385,18 +382,18 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
         case OPT_VAL: a->val = optarg; break;
         case OPT_BASE: snprintf(c->base, sizeof c->base, "%s", optarg); break;
         case OPT_WEIGHTS: a->weights = optarg; break;
-        case OPT_ALPHA: rc = parse_float("alpha", optarg, 0.1f, 2.0f, &c->alpha); break;
-        case OPT_SIZE: rc = parse_int("input-size", optarg, 32, 4096, &c->input_size); break;
+        case OPT_ALPHA: rc = parse_float("alpha", optarg, CLI_MIN_ALPHA, CLI_MAX_ALPHA, &c->alpha); break;
+        case OPT_SIZE: rc = parse_int("input-size", optarg, CLI_MIN_INPUT, CLI_MAX_INPUT, &c->input_size); break;
         case OPT_HEAD: snprintf(c->head, sizeof c->head, "%s", optarg); break;
-        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, 100000, &a->epochs); break;
-        case OPT_STEPS: rc = parse_int("steps-per-epoch", optarg, 1, 100000000, &c->steps_per_epoch); break;
-        case OPT_VSTEPS: rc = parse_int("validation-steps", optarg, 1, 100000000, &c->validation_steps); break;
-        case OPT_BATCH: rc = parse_int("batch", optarg, 1, 65536, &c->batch); break;
-        case OPT_LR: rc = parse_float("lr", optarg, 0, 10, &c->lr); break;
+        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, CLI_MAX_EPOCHS, &a->epochs); break;
+        case OPT_STEPS: rc = parse_int("steps-per-epoch", optarg, 1, CLI_MAX_STEPS, &c->steps_per_epoch); break;
+        case OPT_VSTEPS: rc = parse_int("validation-steps", optarg, 1, CLI_MAX_STEPS, &c->validation_steps); break;
+        case OPT_BATCH: rc = parse_int("batch", optarg, 1, CLI_MAX_BATCH, &c->batch); break;
+        case OPT_LR: rc = parse_float("lr", optarg, 0, CLI_MAX_LR, &c->lr); break;
         case OPT_AUG: c->augment = 1; break;
         case OPT_SEED: {
             int s;
-            rc = parse_int("seed", optarg, 0, 2147483647, &s);
+            rc = parse_int("seed", optarg, 0, CLI_MAX_SEED, &s);
             if (rc == 0) c->seed = (unsigned long long)s;
             break;
         }
@@ -424,10 +421,7 @@ static int resolve_train(run_config *c, const train_args *a)
 {
     if (!a->data) return cli_fail("--data DIR is required (see graft train --help)");
     if (!c->base[0]) return cli_fail("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
-    static const char *const bases[] = {"mobilenet", "mobilenet_v2", "resnet50", "vgg16", "scratch"};
-    bool known = false;
-    for (int i = 0; i < 5; i++) known |= strcmp(c->base, bases[i]) == 0;
-    if (!known)
+    if (!run_known_base(c->base))
         return cli_fail("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
     if (strcmp(c->head, "dense1024") != 0 && strcmp(c->head, "dropout") != 0)
         return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
@@ -601,9 +595,9 @@ int cmd_finetune(int argc, char **argv)
     optind = 1;
     while (rc == 0 && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case OPT_UNFREEZE: rc = parse_int("unfreeze", optarg, 0, 100000, &unfreeze); break;
-        case OPT_LR: rc = parse_float("lr", optarg, 0, 10, &lr); break;
-        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, 100000, &epochs); break;
+        case OPT_UNFREEZE: rc = parse_int("unfreeze", optarg, 0, CLI_MAX_UNFREEZE, &unfreeze); break;
+        case OPT_LR: rc = parse_float("lr", optarg, 0, CLI_MAX_LR, &lr); break;
+        case OPT_EPOCHS: rc = parse_int("epochs", optarg, 1, CLI_MAX_EPOCHS, &epochs); break;
         case OPT_VERBOSE: rc = parse_int("verbose", optarg, 0, 2, &verbose); break;
         case OPT_JSON: json = 1; break;
         case OPT_HELP:

@@ -189,18 +189,101 @@ int run_config_save(const char *run_dir, const run_config *c)
     return 0;
 }
 
-static const char *jstr(const cJSON *j, const char *key)
+static const char *const bases[] = {"mobilenet", "mobilenet_v2", "resnet50", "vgg16", "scratch"};
+static const char *const stages[] = {"frozen", "fine-tune", "scratch"};
+
+static bool one_of(const char *v, const char *const *list, size_t n)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v, list[i]) == 0) return true;
+    return false;
 }
 
-static bool jnum(const cJSON *j, const char *key, double *out)
+bool run_known_base(const char *base) { return one_of(base, bases, sizeof bases / sizeof *bases); }
+
+/* A class is a folder below the data folders: one name, not a path, once
+ * its bytes that are not UTF-8 are unescaped (run_text_decode). */
+static bool class_name_ok(const char *v)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v)) return false;
-    *out = v->valuedouble;
-    return true;
+    char name[5 * 256];
+    if (snprintf(name, sizeof name, "%s", v) >= (int)sizeof name) return false;
+    run_text_decode(name);
+    return name[0] && strlen(name) < 256 && !strchr(name, '/') && strcmp(name, ".") != 0 &&
+           strcmp(name, "..") != 0;
+}
+
+/* The numbers of config.json and the ranges their flags take. */
+typedef struct {
+    const char *key;
+    double lo, hi;
+    bool whole;
+} num_range;
+
+static const num_range ranges[] = {
+    {"alpha", 0, CLI_MAX_ALPHA, false}, /* 0: not a MobileNet */
+    {"input_size", CLI_MIN_INPUT, CLI_MAX_INPUT, true},
+    {"batch_size", 1, CLI_MAX_BATCH, true},
+    {"steps_per_epoch", 0, CLI_MAX_STEPS, true}, /* 0: one pass */
+    {"validation_steps", 0, CLI_MAX_STEPS, true},
+    {"seed", 0, CLI_MAX_SEED, true},
+    {"n_base_layers", 0, CLI_MAX_BASE_LAYERS, true},
+    {"unfreeze", 0, CLI_MAX_UNFREEZE, true},
+    {"learning_rate", 0, CLI_MAX_LR, false},
+    {"target_epochs", 1, (double)CLI_MAX_STAGES * CLI_MAX_EPOCHS, true},
+};
+enum { N_RANGES = sizeof ranges / sizeof *ranges };
+
+/* Checks every key of config.json into v[] (the numbers, in ranges' order). */
+static int check_config(const char *path, const cJSON *j, double v[N_RANGES])
+{
+    for (int i = 0; i < N_RANGES; i++) {
+        const num_range *r = &ranges[i];
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, r->key);
+        if (!cJSON_IsNumber(x)) return cli_fail("%s: \"%s\" is missing or not a number", path, r->key);
+        double d = x->valuedouble;
+        /* Checked before the conversions to int, which are undefined out of range. */
+        if (!(d >= r->lo && d <= r->hi) || (r->whole && d != (double)(long long)d))
+            return cli_fail("%s: \"%s\" is %.17g; it must be a %s in [%g, %g]", path, r->key, d,
+                            r->whole ? "whole number" : "number", r->lo, r->hi);
+        v[i] = d;
+    }
+    if (v[0] != 0 && v[0] < CLI_MIN_ALPHA)
+        return cli_fail("%s: \"alpha\" is %g; it must be 0 (not a MobileNet) or in [%g, %g]", path, v[0],
+                        CLI_MIN_ALPHA, CLI_MAX_ALPHA);
+    const char *base = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "base"));
+    const char *stage = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "stage"));
+    const char *head = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "head"));
+    const char *pre = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "preprocess"));
+    const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "interpolation"));
+    graft_interpolation im;
+    if (!run_known_base(base))
+        return cli_fail("%s: \"base\" '%s' is not mobilenet, mobilenet_v2, resnet50, vgg16 or scratch",
+                        path, base);
+    if (!one_of(stage, stages, sizeof stages / sizeof *stages))
+        return cli_fail("%s: \"stage\" '%s' is not frozen, fine-tune or scratch", path, stage);
+    if ((strcmp(base, "scratch") == 0) != (strcmp(stage, "scratch") == 0))
+        return cli_fail("%s: \"stage\" '%s' does not go with \"base\" '%s'", path, stage, base);
+    if (strcmp(head, "dense1024") != 0 && strcmp(head, "dropout") != 0)
+        return cli_fail("%s: \"head\" '%s' is not dense1024 or dropout", path, head);
+    if (strcmp(pre, "model") != 0 && strcmp(pre, "rescale") != 0)
+        return cli_fail("%s: \"preprocess\" '%s' is not model or rescale", path, pre);
+    if (interp[0] && graft_interpolation_parse(interp, &im) != GRAFT_OK)
+        return cli_fail("%s: \"interpolation\" '%s' is not one graft knows (nearest, bilinear, area, ...)",
+                        path, interp);
+    for (const char *k = "augment\0no_feature_cache\0"; *k; k += strlen(k) + 1) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, k);
+        if (b && !cJSON_IsBool(b)) return cli_fail("%s: \"%s\" is not true or false", path, k);
+    }
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes"), *e;
+    int n = cJSON_IsArray(cls) ? cJSON_GetArraySize(cls) : 0;
+    if (n < 2 || n > CLI_MAX_CLASSES)
+        return cli_fail("%s: \"classes\" must list 2 to %d class names", path, CLI_MAX_CLASSES);
+    cJSON_ArrayForEach(e, cls)
+    {
+        if (!cJSON_IsString(e) || !class_name_ok(e->valuestring))
+            return cli_fail("%s: \"classes\" holds an entry that is not a class folder's name", path);
+    }
+    return 0;
 }
 
 int run_config_load(const char *run_dir, run_config *c)
@@ -237,7 +320,7 @@ int run_config_load(const char *run_dir, run_config *c)
                      sizeof c->stage};
     int rc = 0;
     for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
-        const char *v = jstr(j, strs[i][0]);
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, strs[i][0]));
         if (!v || strlen(v) >= caps[i]) {
             rc = cli_fail("%s: \"%s\" is missing or too long", path, strs[i][0]);
             break;
@@ -245,18 +328,8 @@ int run_config_load(const char *run_dir, run_config *c)
         memcpy((char *)strs[i][1], v, strlen(v) + 1);
         run_text_decode((char *)strs[i][1]);
     }
-    double v[10];
-    const char *nums[] = {"alpha", "input_size", "batch_size", "steps_per_epoch", "validation_steps",
-                          "seed", "n_base_layers", "unfreeze", "learning_rate", "target_epochs"};
-    for (int i = 0; i < 10 && rc == 0; i++) {
-        if (!jnum(j, nums[i], &v[i])) rc = cli_fail("%s: \"%s\" is missing or not a number", path, nums[i]);
-        /* Checked before the conversions below, which are undefined out of range. */
-        else if (!(v[i] >= 0 && v[i] <= (i == 5 ? 1.8e19 : 2147483647.0)))
-            rc = cli_fail("%s: \"%s\" is out of range", path, nums[i]);
-    }
-    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes");
-    if (rc == 0 && (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) < 1))
-        rc = cli_fail("%s: \"classes\" must list the class names", path);
+    double v[N_RANGES] = {0};
+    if (rc == 0) rc = check_config(path, j, v);
     if (rc == 0) {
         c->alpha = (float)v[0];
         c->input_size = (int)v[1];
@@ -270,22 +343,72 @@ int run_config_load(const char *run_dir, run_config *c)
         c->target_epochs = (int)v[9];
         c->augment = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "augment"));
         c->no_cache = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "no_feature_cache"));
+        const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes"), *e;
         int n = cJSON_GetArraySize(cls);
         c->classes = calloc((size_t)n, sizeof(char *));
-        for (int i = 0; c->classes && i < n; i++) {
-            const cJSON *e = cJSON_GetArrayItem(cls, i);
-            c->classes[i] = strdup(cJSON_IsString(e) ? e->valuestring : "?");
-            if (!c->classes[i]) break;
-            run_text_decode(c->classes[i]);
-            c->n_classes = i + 1;
+        cJSON_ArrayForEach(e, cls)
+        {
+            if (!c->classes || !(c->classes[c->n_classes] = strdup(e->valuestring))) break;
+            run_text_decode(c->classes[c->n_classes]);
+            c->n_classes++;
         }
         if (c->n_classes != n) rc = cli_fail("out of memory reading %s", path);
-        if (rc == 0 && (c->input_size < 32 || c->batch < 1 || c->n_base_layers < 0))
-            rc = cli_fail("%s: input_size, batch_size or n_base_layers is out of range", path);
     }
     cJSON_Delete(j);
     if (rc) run_config_free(c);
     return rc;
+}
+
+int run_history_load(const char *run_dir, graft_history *h, graft_history_stage *st, int max_stages,
+                     int *n_stages)
+{
+    char p[CLI_PATH + 32];
+    snprintf(p, sizeof p, "%s/history.json", run_dir);
+    graft_history_stage *read = NULL;
+    int n = 0, rc = 0;
+    *n_stages = 0;
+    graft_status s = graft_history_load_json(p, h, &read, &n);
+    if (s != GRAFT_OK) return cli_fail_status(s, p);
+    if (h->n > CLI_MAX_STAGES * CLI_MAX_EPOCHS)
+        rc = cli_fail("%s: %d epochs, more than a run's %d", p, h->n, CLI_MAX_STAGES * CLI_MAX_EPOCHS);
+    else if (n > max_stages)
+        rc = cli_fail("%s: \"stages\" lists %d stages, more than a run's %d", p, n, max_stages);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!one_of(read[i].name, stages, sizeof stages / sizeof *stages))
+            rc = cli_fail("%s: \"stages\"[%d] is '%s', not frozen, fine-tune or scratch", p, i, read[i].name);
+        else if (read[i].first_epoch > h->n)
+            rc = cli_fail("%s: \"stages\"[%d] starts at epoch %d, after the %d epochs recorded", p, i,
+                          read[i].first_epoch, h->n);
+    }
+    if (rc == 0) {
+        if (n) memcpy(st, read, (size_t)n * sizeof *st);
+        *n_stages = n;
+    } else {
+        graft_history_free(h);
+    }
+    free(read);
+    return rc;
+}
+
+int run_check_state(const char *path, const run_config *c, const graft_train_state *st,
+                    const graft_source *train, const graft_source *val)
+{
+    if (st->epoch > c->target_epochs)
+        return cli_fail("%s: epoch %d is past the stage's last (%d in config.json)", path, st->epoch,
+                        c->target_epochs);
+    /* At most every batch of every epoch so far, each retried once per batch
+     * of a pass when a whole batch was unreadable. */
+    const graft_source *src[2] = {train, val};
+    long steps[2] = {c->steps_per_epoch, c->validation_steps};
+    long drawn[2] = {st->train_batches, st->val_batches};
+    for (int k = 0; k < 2; k++) {
+        if (!src[k]) continue;
+        double per_epoch = (double)(steps[k] ? steps[k] : src[k]->length) * (src[k]->length + 1);
+        if (drawn[k] < 0 || (double)drawn[k] > (st->epoch + 1.0) * per_epoch)
+            return cli_fail("%s: %ld %s batches drawn is more than %d epochs of this data can draw",
+                            path, drawn[k], k ? "validation" : "training", st->epoch + 1);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ model and data */
@@ -311,6 +434,7 @@ int run_build_model(const run_config *c, graft_model **out)
     int n_out = c->n_classes == 2 ? 1 : c->n_classes;
     graft_activation act = n_out == 1 ? GRAFT_SIGMOID : GRAFT_SOFTMAX;
     graft_model *m;
+    int base_layers = 0;
     if (strcmp(c->base, "scratch") == 0) {
         m = scratch_cnn(c->input_size, n_out);
     } else {
@@ -320,6 +444,7 @@ int run_build_model(const run_config *c, graft_model **out)
         z.input_shape[0] = z.input_shape[1] = c->input_size;
         graft_status s = graft_zoo_build(c->base, &z, &m);
         if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
+        base_layers = graft_model_num_layers(m);
         graft_layer *x = graft_global_average_pooling2d(m, NULL, "global_average_pooling2d");
         if (strcmp(c->head, "dropout") == 0) x = graft_dropout(m, x, "dropout_head", 0.5f);
         else if (strcmp(c->head, "dense1024") == 0)
@@ -334,6 +459,11 @@ int run_build_model(const run_config *c, graft_model **out)
         int rc = cli_fail("building the model: %s", graft_model_error(m));
         graft_model_free(m);
         return rc;
+    }
+    if (c->n_base_layers != base_layers) {
+        graft_model_free(m);
+        return cli_fail("config.json: \"n_base_layers\" is %d, but the %s base has %d layers",
+                        c->n_base_layers, c->base, base_layers);
     }
     if (c->weights[0]) {
         int loaded = 0;

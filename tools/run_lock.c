@@ -1,7 +1,8 @@
 /* One writer per run folder: an flock on RUN_DIR/.lock, which the kernel
  * releases when its holder exits in any way (a SIGKILL included), so a lock
  * is never left stale. The holder's pid is written into the file for the
- * message of whoever is refused. */
+ * message of whoever is refused, through a descriptor of its own: the one
+ * that holds the lock is read-only, so closing it at the end can fail nothing. */
 #include "cli.h"
 
 #include <errno.h>
@@ -11,17 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int run_lock(const char *cmd, const char *run_dir, bool *created)
 {
     char path[CLI_PATH + 16];
     snprintf(path, sizeof path, "%s/.lock", run_dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* O_NONBLOCK: a FIFO named .lock must not block the open. */
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK, 0644);
     *created = fd >= 0;
-    if (fd < 0 && errno == EEXIST) fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno == EEXIST) fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         fprintf(stderr, "graft %s: cannot create %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "graft %s: %s is not a regular file\n", cmd, path);
+        close(fd);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -50,8 +59,15 @@ int run_lock(const char *cmd, const char *run_dir, bool *created)
     }
     char text[32];
     int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len) {
-        fprintf(stderr, "graft %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+    int wfd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    bool ok = wfd >= 0 && ftruncate(wfd, 0) == 0 && pwrite(wfd, text, (size_t)len, 0) == len;
+    int err = errno;
+    if (wfd >= 0 && close(wfd) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    if (!ok) {
+        fprintf(stderr, "graft %s: cannot write %s: %s\n", cmd, path, strerror(err));
         close(fd);
         return -1;
     }

@@ -146,7 +146,8 @@ graft_status graft_atomic_commit(graft_atomic_file *af)
         else if (ferror(af->f))
             err = EIO;
         if (!err && fsync(fileno(af->f)) != 0) err = errno;
-        if (fclose(af->f) != 0 && !err) err = errno;
+        /* A failed close can report a write the kernel deferred. */
+        if (fclose(af->f) != 0 && !err) err = errno ? errno : EIO;
         af->f = NULL;
     } else {
         int fd = open(af->tmp, O_RDONLY | O_CLOEXEC);
@@ -154,7 +155,7 @@ graft_status graft_atomic_commit(graft_atomic_file *af)
             err = errno;
         else {
             if (fsync(fd) != 0) err = errno;
-            close(fd);
+            if (close(fd) != 0 && !err) err = errno;
         }
     }
     if (!err && rename(af->tmp, af->path) != 0) err = errno;

@@ -23,10 +23,12 @@ typedef struct {
 graft_status graft_atomic_open(graft_atomic_file *af, const char *path);
 
 /*
- * Flushes, fsyncs and renames tmp over path, then syncs the folder. A writer
- * that needs a file name rather than a stream (HDF5) may fclose f, set it to
- * NULL and write af->tmp itself before committing. On failure the temporary
- * file is removed; the target is untouched. *af is emptied either way.
+ * Flushes, fsyncs, closes and renames tmp over path, then syncs the folder. A
+ * writer that needs a file name rather than a stream may fclose f, set it to
+ * NULL and write af->tmp itself before committing. A failure before the
+ * rename removes the temporary file and leaves the target untouched; a
+ * failure to sync the folder after it is reported too (the new file is in
+ * place but might not survive a power cut). *af is emptied either way.
  */
 graft_status graft_atomic_commit(graft_atomic_file *af);
 

@@ -9,6 +9,7 @@
 #include "data/data.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double uniform(graft_rng *rng, double lo, double hi)
@@ -336,5 +337,24 @@ graft_status graft_standardize(const graft_image_data_generator *g, float *x, in
         for (size_t i = 0; i < n; i++) x[i] -= g->mean[i % (size_t)c];
     if (g->featurewise_std_normalization)
         for (size_t i = 0; i < n; i++) x[i] /= g->std[i % (size_t)c] + 1e-6f;
+    if (g->zca_whitening) {
+        if (!g->principal_components || (size_t)g->zca_dim != n)
+            return graft_fail(GRAFT_ESHAPE,
+                              "ZCA whitening: the principal components were fitted on %d values "
+                              "an image, these images have %zu (%dx%dx%d)",
+                              g->zca_dim, n, h, w, c);
+        float *flat = malloc((n ? n : 1) * sizeof *flat);
+        if (!flat) return graft_fail(GRAFT_ENOMEM, "no memory for ZCA whitening");
+        memcpy(flat, x, n * sizeof *flat);
+        /* x = flat . principal_components (a row vector times the matrix). */
+        const float *pc = g->principal_components;
+        for (size_t j = 0; j < n; j++) x[j] = 0;
+        for (size_t i = 0; i < n; i++) {
+            float v = flat[i];
+            const float *row = pc + i * n;
+            for (size_t j = 0; j < n; j++) x[j] += v * row[j];
+        }
+        free(flat);
+    }
     return GRAFT_OK;
 }

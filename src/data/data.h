@@ -23,7 +23,8 @@ typedef enum {
     GRAFT_FMT_BMP,
     GRAFT_FMT_PPM,
     GRAFT_FMT_TIFF,
-    GRAFT_FMT_GIF
+    GRAFT_FMT_GIF,
+    GRAFT_FMT_WEBP
 } graft_img_format;
 
 /* The format from the first bytes of a file (content, not the extension,
@@ -42,6 +43,25 @@ graft_status graft_img_decode(const char *path, const graft_decode_opts *opts, g
 /* The same on bytes in memory (`name` is only for messages). */
 graft_status graft_img_decode_mem(const uint8_t *data, size_t size, const char *name,
                                   const graft_decode_opts *opts, graft_img *out);
+
+/* TIFF (libtiff), GIF (giflib) and WebP (libwebp) on bytes in memory, in
+ * decode_formats.c: the first page or frame, converted as Pillow does. */
+graft_status graft_decode_tiff(const uint8_t *data, size_t size, const char *name,
+                               const graft_decode_opts *opts, graft_img *out);
+graft_status graft_decode_gif(const uint8_t *data, size_t size, const char *name,
+                              const graft_decode_opts *opts, graft_img *out);
+graft_status graft_decode_webp(const uint8_t *data, size_t size, const char *name,
+                               const graft_decode_opts *opts, graft_img *out);
+
+/* The pieces the decoders share (decode.c): an image of h x w x c bytes;
+ * Pillow's convert() of one row of src_c channels (1 gray, 2 gray+alpha,
+ * 3 RGB, 4 RGBA) to dst_c; the pixel limit; the size check (invalid, or
+ * over the limit) every decoder makes before it allocates. */
+graft_status graft_img_alloc(graft_img *img, int h, int w, int c, const char *name);
+void graft_img_convert_row(const uint8_t *s, int src_c, uint8_t *d, int dst_c, int w);
+size_t graft_img_max_pixels(const graft_decode_opts *opts);
+graft_status graft_img_check_size(const char *name, long w, long h,
+                                  const graft_decode_opts *opts);
 
 /* The DCT scale denominator (1, 2, 4 or 8) libjpeg would decode a w x h JPEG
  * at for these options; 0 when even 1/8 exceeds max_pixels. */

@@ -1,6 +1,7 @@
 /*
  * Image decoding: JPEG through libjpeg-turbo (with DCT-domain downscaling),
- * PNG through libpng, BMP and PPM/PGM by small readers of our own. Channel
+ * PNG through libpng, BMP and PPM/PGM by small readers of our own (TIFF,
+ * GIF and WebP in decode_formats.c). Channel
  * conversions follow Pillow's convert() so that pixels match what Keras's
  * load_img sees. Every failure names the file; libjpeg and libpng report
  * through longjmp handlers, never through exit().
@@ -35,6 +36,8 @@ graft_img_format graft_img_sniff(const uint8_t *b, size_t n)
         return GRAFT_FMT_TIFF;
     if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
         return GRAFT_FMT_GIF;
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return GRAFT_FMT_WEBP;
     return GRAFT_FMT_UNKNOWN;
 }
 
@@ -61,6 +64,10 @@ static graft_status alloc_img(graft_img *img, int h, int w, int c, const char *n
  * `dst_c` channels the way Pillow's convert("L" / "RGB" / "RGBA") does. */
 static void convert_row(const uint8_t *s, int src_c, uint8_t *d, int dst_c, int w)
 {
+    if (src_c == dst_c) {
+        memcpy(d, s, (size_t)w * (size_t)dst_c);
+        return;
+    }
     for (int x = 0; x < w; x++, s += src_c, d += dst_c) {
         uint8_t rgb[3], a = 255;
         if (src_c <= 2) {
@@ -96,6 +103,21 @@ static graft_status check_size(const char *name, long w, long h, const graft_dec
         return graft_fail(GRAFT_ENOMEM, "%s: %ldx%ld image exceeds the limit of %zu pixels", name,
                           w, h, limit_pixels(o));
     return GRAFT_OK;
+}
+
+/* What decode_formats.c shares with the readers here. */
+graft_status graft_img_alloc(graft_img *img, int h, int w, int c, const char *name)
+{
+    return alloc_img(img, h, w, c, name);
+}
+void graft_img_convert_row(const uint8_t *s, int src_c, uint8_t *d, int dst_c, int w)
+{
+    convert_row(s, src_c, d, dst_c, w);
+}
+size_t graft_img_max_pixels(const graft_decode_opts *o) { return limit_pixels(o); }
+graft_status graft_img_check_size(const char *name, long w, long h, const graft_decode_opts *o)
+{
+    return check_size(name, w, h, o);
 }
 
 /* ------------------------------------------------------------------ JPEG */
@@ -481,6 +503,15 @@ static graft_status decode_bmp(const uint8_t *b, size_t size, const char *name,
     }
     for (long y = 0; y < h; y++) {
         const uint8_t *r = b + off + stride * (size_t)(top_down ? y : h - 1 - y);
+        if (bpp == 24 && o->channels == 3) { /* the common case: BGR straight into the image */
+            uint8_t *d = img.px + (size_t)y * (size_t)w * 3;
+            for (long x = 0; x < w; x++) {
+                d[3 * x] = r[3 * x + 2];
+                d[3 * x + 1] = r[3 * x + 1];
+                d[3 * x + 2] = r[3 * x];
+            }
+            continue;
+        }
         for (long x = 0; x < w; x++) {
             uint8_t *d = rgba + 4 * x;
             d[3] = 255;
@@ -564,6 +595,11 @@ static graft_status decode_pnm(const uint8_t *b, size_t size, const char *name,
         return st;
     }
     for (long y = 0; y < h; y++) {
+        if (!plain && maxval == 255) { /* bytes as they are: no per-sample work */
+            convert_row(b + pos + (size_t)y * (size_t)w * (size_t)in_c, in_c,
+                        img.px + (size_t)y * (size_t)w * (size_t)o->channels, o->channels, (int)w);
+            continue;
+        }
         for (long i = 0; i < w * in_c; i++) {
             long v;
             if (plain) {
@@ -603,14 +639,13 @@ graft_status graft_img_decode_mem(const uint8_t *data, size_t size, const char *
     case GRAFT_FMT_PNG: return decode_png(data, size, name, o, out);
     case GRAFT_FMT_BMP: return decode_bmp(data, size, name, o, out);
     case GRAFT_FMT_PPM: return decode_pnm(data, size, name, o, out);
-    case GRAFT_FMT_TIFF:
-        return graft_fail(GRAFT_EUNSUPPORTED, "%s: TIFF images are not supported (no libtiff)",
-                          name);
-    case GRAFT_FMT_GIF:
-        return graft_fail(GRAFT_EUNSUPPORTED, "%s: GIF images are not supported", name);
+    case GRAFT_FMT_TIFF: return graft_decode_tiff(data, size, name, o, out);
+    case GRAFT_FMT_GIF: return graft_decode_gif(data, size, name, o, out);
+    case GRAFT_FMT_WEBP: return graft_decode_webp(data, size, name, o, out);
     case GRAFT_FMT_UNKNOWN: break;
     }
-    return graft_fail(GRAFT_EFORMAT, "%s: not a JPEG, PNG, BMP or PPM image", name);
+    return graft_fail(GRAFT_EFORMAT, "%s: not a JPEG, PNG, BMP, PPM, TIFF, GIF or WebP image",
+                      name);
 }
 
 /* Whole files are read at once: the decoders then never block on I/O and

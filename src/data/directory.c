@@ -22,7 +22,9 @@
  * folder (a home or a cache folder), not a dataset. */
 enum { MAX_CLASSES = 100000 };
 
-static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"};
+/* Keras's white-list (image_dataset_from_directory adds gif), and WebP. */
+static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp",  "ppm",
+                                         "tif", "tiff", "gif", "webp"};
 
 static int is_image_name(const char *name)
 {
@@ -426,6 +428,13 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
                 (gen->featurewise_std_normalization && !gen->std)))
         return graft_fail(GRAFT_EINVAL,
                           "featurewise centering/normalisation needs the per-channel mean/std");
+    if (gen && gen->zca_whitening &&
+        (!gen->principal_components ||
+         (long)gen->zca_dim != (long)cfg.target_size[0] * cfg.target_size[1] * c))
+        return graft_fail(GRAFT_EINVAL,
+                          "ZCA whitening needs principal components fitted on %dx%dx%d images "
+                          "(graft_generator_fit)",
+                          cfg.target_size[0], cfg.target_size[1], c);
     if (gen && ((gen->zoom_range[1] != 0 && gen->zoom_range[0] > gen->zoom_range[1]) ||
                 gen->zoom_range[0] < 0 || gen->brightness_range[0] > gen->brightness_range[1]))
         return graft_fail(GRAFT_EINVAL, "zoom_range / brightness_range must be [lower, upper]");
@@ -500,7 +509,9 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->paths = paths.v;
     f->filenames = rel.v;
     f->classes = classes;
-    paths.v = rel.v = NULL;
+    /* f owns the strings now: the failure path below must not free them again. */
+    memset(&paths, 0, sizeof paths);
+    memset(&rel, 0, sizeof rel);
     classes = NULL;
     if (!cfg.quiet) {
         printf("Found %d images belonging to %d classes.\n", f->n, f->n_classes);
@@ -512,7 +523,7 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     if (f->n == 0) {
         st = graft_fail(GRAFT_ENOTFOUND,
                         "%s: no images found (expected one subfolder per class holding png, jpg, "
-                        "jpeg, bmp, ppm, tif or tiff files)",
+                        "jpeg, bmp, ppm, tif, tiff, gif or webp files)",
                         dir);
         goto fail;
     }
@@ -645,7 +656,8 @@ graft_status graft_image_list(const char *dir, char ***paths, int *n)
             st = graft_fail(GRAFT_ENOMEM, "no memory while listing %s", dir);
     strlist_free(&files);
     if (st == GRAFT_OK && keep.n == 0)
-        st = graft_fail(GRAFT_ENOTFOUND, "%s: no png, jpg, jpeg, bmp, ppm, tif or tiff files", dir);
+        st = graft_fail(GRAFT_ENOTFOUND,
+                        "%s: no png, jpg, jpeg, bmp, ppm, tif, tiff, gif or webp files", dir);
     if (st != GRAFT_OK) {
         strlist_free(&keep);
         return st;

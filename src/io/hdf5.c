@@ -475,99 +475,305 @@ done:
 
 /* ------------------------------------------------------------ writing */
 
-static graft_status write_attr(hid_t obj, const char *name, const char *const *str, int n,
-                               bool scalar, const char *path)
+/*
+ * libhdf5 builds the file in memory (the core driver, without a backing
+ * store) and graft writes the finished image through an atomic file. libhdf5
+ * then never writes to disk itself: with its own file I/O, a write that
+ * failed inside H5Dclose or H5Fclose could go unreported (the rename went
+ * ahead with data missing), and a failed H5Fclose left a half-destroyed file
+ * ID that libhdf5 closed again at exit (a crash).
+ */
+
+/* Memory the in-memory file grows by. */
+#define CORE_INCREMENT ((size_t)1 << 20)
+
+typedef struct {
+    const char *path; /* the file being written, for messages */
+    hid_t gcpl, dcpl; /* without modification times, so that equal models give equal bytes */
+    hid_t lcpl;       /* creates the intermediate groups of names with '/' */
+} writer;
+
+/* Closes an ID of the file being written: a failure there is an error too. */
+static graft_status close_w(const writer *w, hid_t id, herr_t (*fn)(hid_t), graft_status s)
+{
+    char why[160];
+    if (id < 0 || fn(id) >= 0) return s;
+    if (s != GRAFT_OK) {
+        H5Eclear2(H5E_DEFAULT);
+        return s;
+    }
+    return graft_fail(GRAFT_EIO, "cannot write %s: %s", w->path, h5_reason(why));
+}
+
+static graft_status write_attr(const writer *w, hid_t obj, const char *name,
+                               const char *const *str, int n, bool scalar)
 {
     char why[160];
     size_t sz = 1;
     for (int i = 0; i < n; i++)
         if (strlen(str[i]) > sz) sz = strlen(str[i]);
     char *buf = calloc(n > 0 ? (size_t)n : 1, sz);
-    if (!buf) return graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
+    if (!buf) return graft_fail(GRAFT_ENOMEM, "out of memory writing %s", w->path);
     for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * sz, str[i], strlen(str[i]));
     hsize_t dims = (hsize_t)n;
     /* numpy byte strings, as h5py stores Keras's attributes: fixed length, null padded */
     hid_t t = H5Tcopy(H5T_C_S1);
     herr_t e = t >= 0 ? H5Tset_size(t, sz) : -1;
     if (e >= 0) e = H5Tset_strpad(t, H5T_STR_NULLPAD);
-    hid_t sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, NULL);
-    hid_t a = e >= 0 && sp >= 0 ? H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    hid_t sp = e < 0 ? -1 : scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, NULL);
+    hid_t a = sp >= 0 ? H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
     if (a >= 0 && n > 0) e = H5Awrite(a, t, buf);
     graft_status s = GRAFT_OK;
     if (a < 0 || e < 0)
-        s = graft_fail(GRAFT_EIO, "%s: cannot write attribute '%s': %s", path, name, h5_reason(why));
-    close_id(a, H5Aclose);
-    close_id(sp, H5Sclose);
-    close_id(t, H5Tclose);
+        s = graft_fail(GRAFT_EIO, "%s: cannot write attribute '%s': %s", w->path, name,
+                       h5_reason(why));
+    s = close_w(w, a, H5Aclose, s);
+    s = close_w(w, sp, H5Sclose, s);
+    s = close_w(w, t, H5Tclose, s);
     free(buf);
     return s;
 }
 
-static graft_status write_string(hid_t obj, const char *name, const char *value, const char *path)
+static graft_status write_string(const writer *w, hid_t obj, const char *name, const char *value)
 {
-    return write_attr(obj, name, &value, 1, true, path);
+    return write_attr(w, obj, name, &value, 1, true);
 }
 
-static graft_status write_layer(hid_t parent, const graft_layer *l, const char *path)
+static graft_status write_dataset(const writer *w, hid_t g, const graft_weight *wt,
+                                  const char *full_name)
+{
+    char why[160], name[sizeof wt->name + 4];
+    snprintf(name, sizeof name, "%s:0", wt->name);
+    hsize_t dims[GRAFT_MAX_RANK];
+    for (int d = 0; d < wt->shape.rank; d++) dims[d] = (hsize_t)wt->shape.dim[d];
+    graft_status s = GRAFT_OK;
+    hid_t sp = H5Screate_simple(wt->shape.rank, dims, NULL);
+    hid_t d = sp >= 0 ? H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, w->lcpl, w->dcpl, H5P_DEFAULT) : -1;
+    if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, wt->data) < 0)
+        s = graft_fail(GRAFT_EIO, "%s: cannot write weight '%s': %s", w->path, full_name,
+                       h5_reason(why));
+    s = close_w(w, d, H5Dclose, s);
+    return close_w(w, sp, H5Sclose, s);
+}
+
+/* Keras's layout: group LAYER holding group LAYER holding the datasets
+ * "kernel:0", ..., and weight_names "LAYER/kernel:0", ... on the outer group. */
+static graft_status write_layer(const writer *w, hid_t parent, const graft_layer *l)
 {
     char why[160];
     char names[GRAFT_MAX_WEIGHTS][GRAFT_NAME_MAX + 40];
     const char *ptrs[GRAFT_MAX_WEIGHTS];
     graft_status s = GRAFT_OK;
-    hid_t g = H5Gcreate2(parent, l->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    if (g < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
-        s = graft_fail(GRAFT_EIO, "%s: cannot create the group of layer '%s': %s", path, l->name,
-                       h5_reason(why));
+    hid_t inner = -1;
+    hid_t g = H5Gcreate2(parent, l->name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    if (g >= 0 && l->n_weights > 0) inner = H5Gcreate2(g, l->name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    if (g < 0 || (l->n_weights > 0 && inner < 0)) {
+        s = graft_fail(GRAFT_EIO, "%s: cannot create the group of layer '%s': %s", w->path,
+                       l->name, h5_reason(why));
         goto done;
     }
     for (int k = 0; k < l->n_weights; k++) {
         snprintf(names[k], sizeof names[k], "%s/%s:0", l->name, l->weights[k].name);
         ptrs[k] = names[k];
     }
-    s = write_attr(g, "weight_names", ptrs, l->n_weights, false, path);
-    for (int k = 0; k < l->n_weights && s == GRAFT_OK; k++) {
-        const graft_weight *w = &l->weights[k];
-        hsize_t dims[GRAFT_MAX_RANK];
-        for (int d = 0; d < w->shape.rank; d++) dims[d] = (hsize_t)w->shape.dim[d];
-        hid_t sp = H5Screate_simple(w->shape.rank, dims, NULL);
-        hid_t d = sp >= 0 ? H5Dcreate2(g, names[k], H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT,
-                                       H5P_DEFAULT)
-                          : -1;
-        if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) < 0)
-            s = graft_fail(GRAFT_EIO, "%s: cannot write weight '%s': %s", path, names[k],
-                           h5_reason(why));
-        close_id(d, H5Dclose);
-        close_id(sp, H5Sclose);
-    }
+    s = write_attr(w, g, "weight_names", ptrs, l->n_weights, false);
+    for (int k = 0; k < l->n_weights && s == GRAFT_OK; k++)
+        s = write_dataset(w, inner, &l->weights[k], names[k]);
 done:
-    close_id(lcpl, H5Pclose);
-    close_id(g, H5Gclose);
-    return s;
+    s = close_w(w, inner, H5Gclose, s);
+    return close_w(w, g, H5Gclose, s);
 }
 
 /* Keras's own attributes; loaders only compare keras_version with "1". */
-static graft_status write_version(hid_t obj, const char *path)
+static graft_status write_version(const writer *w, hid_t obj)
 {
-    graft_status s = write_string(obj, "backend", "tensorflow", path);
-    return s == GRAFT_OK ? write_string(obj, "keras_version", "2.11.0", path) : s;
+    graft_status s = write_string(w, obj, "backend", "tensorflow");
+    return s == GRAFT_OK ? write_string(w, obj, "keras_version", "2.11.0") : s;
 }
 
-static graft_status write_weights(hid_t obj, const graft_model *m, const char *path)
+static graft_status write_weights(const writer *w, hid_t obj, const graft_model *m)
 {
     const char **names = malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *names);
-    if (!names) return graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
+    if (!names) return graft_fail(GRAFT_ENOMEM, "out of memory writing %s", w->path);
     graft_status s = GRAFT_OK;
     for (int i = 0; i < m->n_layers; i++) {
         names[i] = m->layers[i]->name;
         if (strchr(names[i], '/'))
             s = graft_fail(GRAFT_EINVAL, "%s: layer name '%s' contains '/', which Keras files can "
-                           "not hold", path, names[i]);
+                           "not hold", w->path, names[i]);
     }
-    if (s == GRAFT_OK) s = write_attr(obj, "layer_names", names, m->n_layers, false, path);
+    if (s == GRAFT_OK) s = write_attr(w, obj, "layer_names", names, m->n_layers, false);
     free(names);
-    if (s == GRAFT_OK) s = write_version(obj, path);
-    for (int i = 0; i < m->n_layers && s == GRAFT_OK; i++) s = write_layer(obj, m->layers[i], path);
+    if (s == GRAFT_OK) s = write_version(w, obj);
+    for (int i = 0; i < m->n_layers && s == GRAFT_OK; i++) s = write_layer(w, obj, m->layers[i]);
+    return s;
+}
+
+/* Bob Jenkins's lookup3 hash (hashlittle, initial value 0): libhdf5's metadata checksum. */
+#define ROT(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+static uint32_t lookup3(const unsigned char *k, size_t len)
+{
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)len;
+    while (len > 12) {
+        a += k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+        b += k[4] | (uint32_t)k[5] << 8 | (uint32_t)k[6] << 16 | (uint32_t)k[7] << 24;
+        c += k[8] | (uint32_t)k[9] << 8 | (uint32_t)k[10] << 16 | (uint32_t)k[11] << 24;
+        a -= c, a ^= ROT(c, 4), c += b;
+        b -= a, b ^= ROT(a, 6), a += c;
+        c -= b, c ^= ROT(b, 8), b += a;
+        a -= c, a ^= ROT(c, 16), c += b;
+        b -= a, b ^= ROT(a, 19), a += c;
+        c -= b, c ^= ROT(b, 4), b += a;
+        len -= 12;
+        k += 12;
+    }
+    if (len == 0) return c;
+    unsigned char t[12] = {0};
+    memcpy(t, k, len);
+    a += t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+    b += t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 | (uint32_t)t[7] << 24;
+    c += t[8] | (uint32_t)t[9] << 8 | (uint32_t)t[10] << 16 | (uint32_t)t[11] << 24;
+    c ^= b, c -= ROT(b, 14);
+    a ^= c, a -= ROT(c, 11);
+    b ^= a, b -= ROT(a, 25);
+    c ^= b, c -= ROT(b, 16);
+    a ^= c, a -= ROT(c, 4);
+    b ^= a, b -= ROT(a, 14);
+    c ^= b, c -= ROT(b, 24);
+    return c;
+}
+#undef ROT
+
+/* H5Fget_file_image (libhdf5 1.10) clears the superblock's status flags in
+ * the image but keeps the checksum of the flags the open file has, so the
+ * image would not open. Version 2 and 3 superblocks: signature, 4 bytes,
+ * 4 addresses, checksum. Recomputing is harmless where libhdf5 got it right. */
+static void fix_superblock_checksum(unsigned char *image, size_t size)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (size < 12 || memcmp(image, sig, 8) != 0 || image[8] < 2) return;
+    size_t n = 12 + 4 * (size_t)image[9];
+    if (size < n + 4) return;
+    uint32_t c = lookup3(image, n);
+    for (int i = 0; i < 4; i++) image[n + i] = (unsigned char)(c >> (8 * i));
+}
+
+/* The whole file, built in memory: *image (malloc'ed) and its size. */
+static graft_status build_image(const writer *w, const graft_model *m, const char *config,
+                                const char *core_name, void **image, size_t *size)
+{
+    char why[160];
+    graft_status s = GRAFT_OK;
+    hid_t file = -1, g = -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    /* v1.8 object headers: attributes over 64 KiB (a big model_config) are allowed.
+     * SEMI: closing the file fails, rather than waits, if an ID were left open. */
+    if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, CORE_INCREMENT, 0) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) {
+        s = graft_fail(GRAFT_EIO, "cannot write %s: %s", w->path, h5_reason(why));
+        goto done;
+    }
+    file = H5Fcreate(core_name, H5F_ACC_TRUNC, fcpl, fapl);
+    if (file < 0) {
+        s = graft_fail(GRAFT_EIO, "cannot write %s: creating the file failed: %s", w->path,
+                       h5_reason(why));
+        goto done;
+    }
+    if (config) {
+        s = write_version(w, file);
+        if (s == GRAFT_OK) s = write_string(w, file, "model_config", config);
+        if (s == GRAFT_OK) {
+            g = H5Gcreate2(file, "model_weights", H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+            if (g < 0)
+                s = graft_fail(GRAFT_EIO, "%s: cannot create model_weights: %s", w->path,
+                               h5_reason(why));
+        }
+        if (s == GRAFT_OK) s = write_weights(w, g, m);
+        s = close_w(w, g, H5Gclose, s);
+    } else {
+        s = write_weights(w, file, m);
+    }
+    if (s != GRAFT_OK) goto done;
+    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) {
+        s = graft_fail(GRAFT_EIO, "cannot write %s: %s", w->path, h5_reason(why));
+        goto done;
+    }
+    ssize_t n = H5Fget_file_image(file, NULL, 0);
+    if (n <= 0) {
+        s = graft_fail(GRAFT_EIO, "cannot write %s: %s", w->path, h5_reason(why));
+        goto done;
+    }
+    *image = malloc((size_t)n);
+    if (!*image) {
+        s = graft_fail(GRAFT_ENOMEM, "out of memory writing %s (%zd bytes)", w->path, n);
+        goto done;
+    }
+    if (H5Fget_file_image(file, *image, (size_t)n) != n) {
+        s = graft_fail(GRAFT_EIO, "cannot write %s: %s", w->path, h5_reason(why));
+        goto done;
+    }
+    *size = (size_t)n;
+    fix_superblock_checksum(*image, *size);
+done:
+    s = close_w(w, file, H5Fclose, s);
+    s = close_w(w, fcpl, H5Pclose, s);
+    s = close_w(w, fapl, H5Pclose, s);
+    if (s != GRAFT_OK) {
+        free(*image);
+        *image = NULL;
+    }
+    return s;
+}
+
+/* Reads the written file back before it replaces anything: every weight
+ * must hold the model's bytes. */
+static graft_status verify_file(const graft_model *m, const char *tmp, const char *path,
+                                bool full_model)
+{
+    char why[160], name[2 * GRAFT_NAME_MAX + 64];
+    graft_status s = GRAFT_OK;
+    size_t most = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i]->n_weights; k++) {
+            size_t n = graft_shape_size(&m->layers[i]->weights[k].shape);
+            if (n > most) most = n;
+        }
+    float *back = malloc((most ? most : 1) * sizeof *back);
+    if (!back) return graft_fail(GRAFT_ENOMEM, "out of memory checking %s", path);
+    hid_t file = H5Fopen(tmp, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        s = graft_fail(GRAFT_EIO, "cannot write %s: the written file does not open: %s", path,
+                       h5_reason(why));
+    for (int i = 0; i < m->n_layers && s == GRAFT_OK; i++) {
+        const graft_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_weights && s == GRAFT_OK; k++) {
+            const graft_weight *wt = &l->weights[k];
+            size_t n = graft_shape_size(&wt->shape);
+            snprintf(name, sizeof name, "%s%s/%s/%s:0", full_model ? "model_weights/" : "",
+                     l->name, l->name, wt->name);
+            hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+            hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+            hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+            if (np < 0 || (size_t)np != n ||
+                H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) < 0)
+                s = graft_fail(GRAFT_EIO, "cannot write %s: weight '%s' does not read back: %s",
+                               path, name, h5_reason(why));
+            else if (memcmp(back, wt->data, n * sizeof *back) != 0)
+                s = graft_fail(GRAFT_EIO, "cannot write %s: weight '%s' reads back different",
+                               path, name);
+            if (sp >= 0 && H5Sclose(sp) < 0 && s == GRAFT_OK)
+                s = graft_fail(GRAFT_EIO, "checking %s: %s", path, h5_reason(why));
+            if (d >= 0 && H5Dclose(d) < 0 && s == GRAFT_OK)
+                s = graft_fail(GRAFT_EIO, "checking %s: %s", path, h5_reason(why));
+        }
+    }
+    /* Read-only: closing writes nothing. */
+    if (file >= 0 && H5Fclose(file) < 0 && s == GRAFT_OK)
+        s = graft_fail(GRAFT_EIO, "checking %s: %s", path, h5_reason(why));
+    H5Eclear2(H5E_DEFAULT);
+    free(back);
     return s;
 }
 
@@ -580,40 +786,34 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
     if (!m || !path) return graft_fail(GRAFT_EINVAL, "saving: no model or path");
     if (m->status != GRAFT_OK)
         return graft_fail(m->status, "model '%s' was not built: %s", m->name, m->error);
-    /* libhdf5 writes by file name: the temporary file is closed here, written
-     * by HDF5, then fsync'ed and renamed by graft_atomic_commit. */
     graft_atomic_file af;
     graft_status s = graft_atomic_open(&af, path);
     if (s != GRAFT_OK) return s;
-    fclose(af.f);
-    af.f = NULL;
-    const char *tmp = af.tmp;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* v1.8 object headers: attributes over 64 KiB (a big model_config) are allowed. */
-    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0)
-        s = graft_fail(GRAFT_EIO, "%s: %s", path, h5_reason(why));
-    hid_t file = s == GRAFT_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
-    if (s == GRAFT_OK && file < 0)
-        s = graft_fail(GRAFT_EIO, "cannot write %s: creating %s failed: %s", path, tmp,
-                       h5_reason(why));
-    if (s == GRAFT_OK && config) {
-        s = write_version(file, path);
-        if (s == GRAFT_OK) s = write_string(file, "model_config", config, path);
-        hid_t g = s == GRAFT_OK ? H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT,
-                                             H5P_DEFAULT)
-                                : -1;
-        if (s == GRAFT_OK && g < 0)
-            s = graft_fail(GRAFT_EIO, "%s: cannot create model_weights: %s", path, h5_reason(why));
-        if (s == GRAFT_OK) s = write_weights(g, m, path);
-        close_id(g, H5Gclose);
-    } else if (s == GRAFT_OK) {
-        s = write_weights(file, m, path);
+    void *image = NULL;
+    size_t size = 0;
+    writer w = {path, H5Pcreate(H5P_GROUP_CREATE), H5Pcreate(H5P_DATASET_CREATE),
+                H5Pcreate(H5P_LINK_CREATE)};
+    if (w.gcpl < 0 || w.dcpl < 0 || w.lcpl < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
+        H5Pset_obj_track_times(w.dcpl, 0) < 0 || H5Pset_create_intermediate_group(w.lcpl, 1) < 0)
+        s = graft_fail(GRAFT_EIO, "cannot write %s: %s", path, h5_reason(why));
+    /* The in-memory file needs a name libhdf5 holds nowhere else (it may hold
+     * `path` open for reading) and that names no file (it would open it). */
+    size_t cap = strlen(af.tmp) + sizeof ".memory";
+    char *core_name = malloc(cap);
+    if (!core_name && s == GRAFT_OK) s = graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
+    if (s == GRAFT_OK) {
+        snprintf(core_name, cap, "%s.memory", af.tmp);
+        s = build_image(&w, m, config, core_name, &image, &size);
     }
-    if (file >= 0 && H5Fclose(file) < 0 && s == GRAFT_OK)
-        s = graft_fail(GRAFT_EIO, "cannot finish writing %s (disk full?): %s", path,
-                       h5_reason(why));
-    close_id(fapl, H5Pclose);
+    free(core_name);
+    s = close_w(&w, w.lcpl, H5Pclose, s);
+    s = close_w(&w, w.dcpl, H5Pclose, s);
+    s = close_w(&w, w.gcpl, H5Pclose, s);
     H5Eclear2(H5E_DEFAULT);
+    if (s == GRAFT_OK && (fwrite(image, 1, size, af.f) != size || fflush(af.f) != 0))
+        s = graft_fail(GRAFT_EIO, "cannot write '%s': %s", path, strerror(errno));
+    free(image);
+    if (s == GRAFT_OK) s = verify_file(m, af.tmp, path, config != NULL);
     if (s != GRAFT_OK) {
         graft_atomic_abort(&af);
         return s;

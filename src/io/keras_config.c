@@ -23,6 +23,8 @@ typedef struct {
     const char *path;
     alias *aliases; /* nested models and mapped inputs: a name standing for a layer */
     int n_alias, cap_alias;
+    graft_names alias_names; /* their names to indices into aliases */
+    long listed;             /* layers listed so far, nested models included */
 } ctx;
 
 static graft_status refuse(ctx *c, graft_status s, const char *name, const char *cls,
@@ -39,8 +41,18 @@ static graft_status refuse(ctx *c, graft_status s, const char *name, const char 
     return graft_fail(s, "%s: layer '%s' (%s): %s", c->path, name, cls, msg);
 }
 
+static const char *alias_name_at(const void *c, int i) { return ((const ctx *)c)->aliases[i].name; }
+
+/* A name given again stands for the newer layer. */
 static graft_status add_alias(ctx *c, const char *name, graft_layer *l)
 {
+    int old = graft_names_find(&c->alias_names, name, alias_name_at, c);
+    if (old >= 0) {
+        c->aliases[old].l = l;
+        return GRAFT_OK;
+    }
+    if (graft_names_reserve(&c->alias_names, (size_t)c->n_alias + 1) != GRAFT_OK)
+        return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
     if (c->n_alias == c->cap_alias) {
         int cap = c->cap_alias ? 2 * c->cap_alias : 8;
         alias *grown = realloc(c->aliases, (size_t)cap * sizeof *grown);
@@ -49,15 +61,29 @@ static graft_status add_alias(ctx *c, const char *name, graft_layer *l)
         c->cap_alias = cap;
     }
     snprintf(c->aliases[c->n_alias].name, GRAFT_NAME_MAX, "%s", name);
-    c->aliases[c->n_alias++].l = l;
+    c->aliases[c->n_alias].l = l;
+    (void)graft_names_add(&c->alias_names, c->aliases[c->n_alias].name, c->n_alias); /* reserved */
+    c->n_alias++;
     return GRAFT_OK;
 }
 
 static graft_layer *resolve(const ctx *c, const char *name)
 {
-    for (int i = c->n_alias - 1; i >= 0; i--)
-        if (strcmp(c->aliases[i].name, name) == 0) return c->aliases[i].l;
-    return graft_model_find(c->m, name);
+    int i = graft_names_find(&c->alias_names, name, alias_name_at, c);
+    return i >= 0 ? c->aliases[i].l : graft_model_find(c->m, name);
+}
+
+/* Counts a model's listed layers against graft's limit before any is built. */
+static graft_status count_listed(ctx *c, const cJSON *layers, const char *model)
+{
+    int n = cJSON_GetArraySize(layers);
+    c->listed += n;
+    if (c->listed > GRAFT_MAX_LAYERS)
+        return graft_fail(GRAFT_EUNSUPPORTED,
+                          "%s: model '%s' lists %d layers, %ld in all with the models around it; "
+                          "graft reads at most %d",
+                          c->path, model, n, c->listed, GRAFT_MAX_LAYERS);
+    return GRAFT_OK;
 }
 
 /* The model's sticky error, with the file named. */
@@ -208,12 +234,17 @@ static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft
                       "batch_input_shape is missing or not a list of 2 to %d entries",
                       GRAFT_MAX_RANK + 1);
     graft_shape shape = {n - 1, {0}};
-    for (int d = 1; d < n; d++)
-        if (!small_int(cJSON_GetArrayItem(b, d), 1, &shape.dim[d - 1]))
+    int d = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, b)
+    {
+        if (d > 0 && !small_int(e, 1, &shape.dim[d - 1]))
             return refuse(c, GRAFT_EUNSUPPORTED, name, "InputLayer",
                           "input dimension %d is not a fixed positive size; graft needs a fixed "
                           "input shape",
                           d);
+        d++;
+    }
     *out = graft_input(c->m, name, shape);
     return built(c, *out);
 }
@@ -329,12 +360,15 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
                           GRAFT_MAX_RANK);
         /* A -1 stays: Reshape itself infers it (and checks the sizes agree), and
          * writing the model back keeps the target as Keras had it. */
-        for (int d = 0; d < n; d++) {
-            const cJSON *e = cJSON_GetArrayItem(t, d);
+        int d = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, t)
+        {
             if (cJSON_IsNumber(e) && e->valuedouble == -1)
                 target.dim[d] = -1;
             else if (!small_int(e, 1, &target.dim[d]))
                 return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' entry %d is not a size", d);
+            d++;
         }
         *out = graft_reshape(c->m, x, name, target);
     } else if (strcmp(cls, "Dense") == 0) {
@@ -390,6 +424,8 @@ static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name,
     if (!cJSON_IsArray(layers))
         return graft_fail(GRAFT_EFORMAT, "%s: Sequential model '%s' has no 'layers' list", c->path,
                           name);
+    graft_status ls = count_listed(c, layers, name);
+    if (ls != GRAFT_OK) return ls;
     graft_layer *cur = in;
     const cJSON *layer;
     cJSON_ArrayForEach(layer, layers)
@@ -417,6 +453,7 @@ static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name,
         } else {
             s = build_any(c, layer, cur, cur ? 1 : 0, &cur, &cur);
         }
+        graft_ops_add(1);
         if (s != GRAFT_OK) return s;
     }
     if (!cur)
@@ -506,6 +543,160 @@ static graft_status endpoint(ctx *c, const cJSON *cfg, const char *key, const ch
     return GRAFT_OK;
 }
 
+/* A functional model's layer list, with each layer's inputs as indices into it. */
+typedef struct {
+    int n;
+    const cJSON **item;
+    const char **name, **cls;
+    int *first_in;        /* layer i's inputs: in_name/in_dep[first_in[i] .. first_in[i + 1]) */
+    const char **in_name; /* as inbound_nodes spells them */
+    int *in_dep;          /* the listed layer of that name; -1: one built before this model */
+    int n_in, cap_in;
+    graft_names index; /* name -> first listed layer of that name */
+} listing;
+
+static void listing_free(listing *g)
+{
+    free(g->item);
+    free(g->name);
+    free(g->cls);
+    free(g->first_in);
+    free(g->in_name);
+    free(g->in_dep);
+    graft_names_free(&g->index);
+}
+
+static const char *listing_name_at(const void *g, int i) { return ((const listing *)g)->name[i]; }
+
+static graft_status list_layers(ctx *c, const cJSON *layers, const char *model, listing *g)
+{
+    int n = g->n = cJSON_GetArraySize(layers);
+    size_t k = n ? (size_t)n : 1;
+    g->item = calloc(k, sizeof(const cJSON *));
+    g->name = calloc(k, sizeof *g->name);
+    g->cls = calloc(k, sizeof *g->cls);
+    g->first_in = calloc(k + 1, sizeof *g->first_in);
+    if (!g->item || !g->name || !g->cls || !g->first_in ||
+        graft_names_reserve(&g->index, (size_t)n) != GRAFT_OK)
+        return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+    int i = 0;
+    const cJSON *layer;
+    cJSON_ArrayForEach(layer, layers)
+    {
+        const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
+        g->item[i] = layer;
+        g->cls[i] = str_of(layer, "class_name");
+        g->name[i] = layer_name(layer, lc);
+        if (!g->cls[i] || !cJSON_IsObject(lc) || !g->name[i])
+            return graft_fail(GRAFT_EFORMAT, "%s: layer %d of model '%s' lacks class_name, config or name",
+                              c->path, i, model);
+        if (graft_names_find(&g->index, g->name[i], listing_name_at, g) < 0)
+            (void)graft_names_add(&g->index, g->name[i], i); /* reserved */
+        i++;
+    }
+    for (i = 0; i < n; i++) {
+        g->first_in[i] = g->n_in;
+        if (strcmp(g->cls[i], "InputLayer") == 0) continue;
+        const char *names[MAX_INBOUND];
+        int m;
+        graft_status s = inbound(c, g->item[i], g->name[i], g->cls[i], names, &m);
+        if (s != GRAFT_OK) return s;
+        if (m < 1) return refuse(c, GRAFT_EFORMAT, g->name[i], g->cls[i], "has no inbound nodes");
+        if (g->n_in + m > g->cap_in) {
+            int cap = 2 * g->cap_in + m;
+            const char **nm = realloc(g->in_name, (size_t)cap * sizeof *nm);
+            if (nm) g->in_name = nm;
+            int *dep = nm ? realloc(g->in_dep, (size_t)cap * sizeof *dep) : NULL;
+            if (!dep) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+            g->in_dep = dep;
+            g->cap_in = cap;
+        }
+        for (int j = 0; j < m; j++) {
+            g->in_name[g->n_in] = names[j];
+            g->in_dep[g->n_in++] = graft_names_find(&g->index, names[j], listing_name_at, g);
+        }
+    }
+    g->first_in[n] = g->n_in;
+    return GRAFT_OK;
+}
+
+/*
+ * The order to build a listed graph in: Keras's (the listed order), a layer
+ * listed before one of its inputs waiting for the next pass over the list.
+ * Layer i is built in pass p(i) = the largest of 1, p(d) for inputs d listed
+ * before it and p(d) + 1 for inputs listed after it, computed in a
+ * topological order, and the passes are then read out in list order: the
+ * same order as passing over the list until nothing is left, in linear time.
+ * Fails naming a layer whose input is never built (a cycle).
+ */
+static graft_status build_order(ctx *c, const listing *g, const char *model, int *order)
+{
+    int n = g->n;
+    size_t k = n ? (size_t)n : 1;
+    int *waiting = calloc(k, sizeof *waiting); /* inputs not yet placed */
+    int *pass = calloc(k, sizeof *pass);
+    int *first_user = calloc(k + 1, sizeof *first_user), *user = calloc(g->n_in ? (size_t)g->n_in : 1, sizeof *user);
+    int *queue = calloc(k, sizeof *queue), *count = calloc(k + 2, sizeof *count);
+    graft_status s = GRAFT_OK;
+    if (!waiting || !pass || !first_user || !user || !queue || !count) {
+        s = graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+        goto done;
+    }
+    /* Who uses each layer, as lists side by side (counting sort by input). */
+    for (int e = 0; e < g->n_in; e++)
+        if (g->in_dep[e] >= 0) first_user[g->in_dep[e] + 1]++;
+    for (int i = 0; i < n; i++) first_user[i + 1] += first_user[i];
+    for (int i = 0; i < n; i++)
+        for (int e = g->first_in[i]; e < g->first_in[i + 1]; e++) {
+            int d = g->in_dep[e];
+            if (d < 0) continue;
+            user[first_user[d] + waiting[d]++] = i; /* waiting: a fill count here */
+        }
+    memset(waiting, 0, k * sizeof *waiting);
+    for (int i = 0; i < n; i++)
+        for (int e = g->first_in[i]; e < g->first_in[i + 1]; e++) waiting[i] += g->in_dep[e] >= 0;
+    int head = 0, tail = 0;
+    for (int i = 0; i < n; i++)
+        if (!waiting[i]) queue[tail++] = i;
+    while (head < tail) {
+        int i = queue[head++], p = 1;
+        for (int e = g->first_in[i]; e < g->first_in[i + 1]; e++) {
+            int d = g->in_dep[e];
+            if (d >= 0 && pass[d] + (d > i) > p) p = pass[d] + (d > i);
+        }
+        pass[i] = p;
+        for (int u = first_user[i]; u < first_user[i + 1]; u++)
+            if (--waiting[user[u]] == 0) queue[tail++] = user[u];
+    }
+    graft_ops_add((uint64_t)n + (uint64_t)g->n_in);
+    if (tail < n) {
+        for (int i = 0; i < n; i++) {
+            if (pass[i]) continue;
+            for (int e = g->first_in[i]; e < g->first_in[i + 1]; e++) {
+                int d = g->in_dep[e];
+                if (d >= 0 && !pass[d]) {
+                    s = graft_fail(GRAFT_EFORMAT,
+                                   "%s: model '%s': layer '%s' takes input from '%s', which is not "
+                                   "defined before it (a cycle)",
+                                   c->path, model, g->name[i], g->name[d]);
+                    goto done;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) count[pass[i] + 1]++;
+    for (int p = 1; p <= n; p++) count[p + 1] += count[p];
+    for (int i = 0; i < n; i++) order[count[pass[i]]++] = i;
+done:
+    free(waiting);
+    free(pass);
+    free(first_user);
+    free(user);
+    free(queue);
+    free(count);
+    return s;
+}
+
 static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name, graft_layer *in,
                                      graft_layer **out)
 {
@@ -515,64 +706,36 @@ static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name,
     const char *in_name, *out_name;
     graft_status s = endpoint(c, cfg, "input_layers", name, &in_name);
     if (s == GRAFT_OK) s = endpoint(c, cfg, "output_layers", name, &out_name);
+    if (s == GRAFT_OK) s = count_listed(c, layers, name);
     if (s != GRAFT_OK) return s;
-    int n = cJSON_GetArraySize(layers), left = n;
-    bool *done = calloc(n ? (size_t)n : 1, sizeof *done);
-    if (!done) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
-    /* In listed order (Keras's model.layers order); a layer whose inputs come
-     * later waits for the next pass. */
-    while (left > 0 && s == GRAFT_OK) {
-        int progress = 0;
-        const char *missing = NULL, *waiting = NULL;
-        for (int i = 0; i < n && s == GRAFT_OK; i++) {
-            if (done[i]) continue;
-            const cJSON *layer = cJSON_GetArrayItem(layers, i);
-            const char *cls = str_of(layer, "class_name");
-            const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
-            const char *lname = layer_name(layer, lc);
-            if (!cls || !cJSON_IsObject(lc) || !lname) {
-                s = graft_fail(GRAFT_EFORMAT,
-                               "%s: layer %d of model '%s' lacks class_name, config or name",
-                               c->path, i, name);
-                break;
-            }
-            graft_layer *l = NULL;
-            if (strcmp(cls, "InputLayer") == 0) {
-                /* A nested model's input is whatever feeds it in the parent. */
-                s = in ? add_alias(c, lname, in) : make_input(c, lc, lname, &l);
-            } else {
-                const char *names[MAX_INBOUND];
-                graft_layer *ins[MAX_INBOUND];
-                int k;
-                s = inbound(c, layer, lname, cls, names, &k);
-                bool ready = s == GRAFT_OK;
-                for (int j = 0; j < k && ready; j++) {
-                    ins[j] = resolve(c, names[j]);
-                    if (!ins[j]) {
-                        ready = false;
-                        missing = names[j];
-                        waiting = lname;
-                    }
-                }
-                if (!ready) continue;
-                if (k < 1) {
-                    s = refuse(c, GRAFT_EFORMAT, lname, cls, "has no inbound nodes");
-                    break;
-                }
-                s = build_any(c, layer, ins[0], k, ins, &l);
-            }
-            if (s == GRAFT_OK) {
-                done[i] = true;
-                left--;
-                progress++;
-            }
+    listing g = {0};
+    int *order = NULL;
+    s = list_layers(c, layers, name, &g);
+    if (s == GRAFT_OK && !(order = calloc(g.n ? (size_t)g.n : 1, sizeof *order)))
+        s = graft_fail(GRAFT_ENOMEM, "out of memory reading %s", c->path);
+    if (s == GRAFT_OK) s = build_order(c, &g, name, order);
+    for (int k = 0; k < g.n && s == GRAFT_OK; k++) {
+        int i = order[k];
+        graft_layer *l = NULL;
+        if (strcmp(g.cls[i], "InputLayer") == 0) {
+            /* A nested model's input is whatever feeds it in the parent. */
+            s = in ? add_alias(c, g.name[i], in) : make_input(c, cJSON_GetObjectItemCaseSensitive(g.item[i], "config"), g.name[i], &l);
+            continue;
         }
-        if (s == GRAFT_OK && !progress)
-            s = graft_fail(GRAFT_EFORMAT, "%s: model '%s': layer '%s' takes input from '%s', which "
-                           "is not defined",
-                           c->path, name, waiting ? waiting : "?", missing ? missing : "?");
+        graft_layer *ins[MAX_INBOUND] = {0};
+        int m = g.first_in[i + 1] - g.first_in[i];
+        for (int j = 0; j < m && s == GRAFT_OK; j++) {
+            const char *from = g.in_name[g.first_in[i] + j];
+            if (!(ins[j] = resolve(c, from)))
+                s = graft_fail(GRAFT_EFORMAT,
+                               "%s: model '%s': layer '%s' takes input from '%s', which is not defined",
+                               c->path, name, g.name[i], from);
+        }
+        graft_ops_add((uint64_t)m + 1);
+        if (s == GRAFT_OK) s = build_any(c, g.item[i], ins[0], m, ins, &l);
     }
-    free(done);
+    free(order);
+    listing_free(&g);
     if (s != GRAFT_OK) return s;
     *out = resolve(c, out_name);
     if (!*out)
@@ -617,13 +780,14 @@ graft_status io_model_from_config(const cJSON *config, const char *path, graft_m
                           "%s: the model config is a '%s'; Sequential, Model or Functional expected",
                           path, cls);
     const char *name = cJSON_IsObject(cfg) ? str_of(cfg, "name") : NULL;
-    ctx c = {graft_model_new(name ? name : "model"), path, NULL, 0, 0};
+    ctx c = {.m = graft_model_new(name ? name : "model"), .path = path};
     if (!c.m) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", path);
     graft_layer *o = NULL;
     graft_status s = strcmp(cls, "Sequential") == 0 ? build_sequential(&c, cfg, c.m->name, NULL, &o)
                                                      : build_functional(&c, cfg, c.m->name, NULL, &o);
     if (s == GRAFT_OK) s = graft_model_set_output(c.m, o);
     free(c.aliases);
+    graft_names_free(&c.alias_names);
     if (s != GRAFT_OK) {
         graft_model_free(c.m);
         return s;

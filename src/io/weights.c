@@ -80,6 +80,7 @@ static io_layer *append_layer(io_file *f, const char *name)
         f->layers = grown;
         f->cap = cap;
     }
+    if (!f->layers) return NULL;
     io_layer *l = &f->layers[f->n_layers++];
     memset(l, 0, sizeof *l);
     snprintf(l->name, sizeof l->name, "%s", name);
@@ -99,6 +100,8 @@ static graft_status append_weight(io_layer *l, const io_weight *w)
     return GRAFT_OK;
 }
 
+static const char *file_layer_at(const void *f, int i) { return ((const io_file *)f)->layers[i].name; }
+
 graft_status io_file_add_group(io_file *f, const char *group_name, const io_weight *w, int n)
 {
     char first[GRAFT_NAME_MAX] = "", own[GRAFT_NAME_MAX];
@@ -109,6 +112,9 @@ graft_status io_file_add_group(io_file *f, const char *group_name, const io_weig
         else if (strcmp(own, first) != 0) several = true;
     }
     if (n == 0) return GRAFT_OK;
+    if (f->n_layers + (several ? n : 1) > GRAFT_MAX_LAYERS)
+        return graft_fail(GRAFT_EUNSUPPORTED, "%s holds weights for more than %d layers, graft's limit",
+                          f->path, GRAFT_MAX_LAYERS);
     if (group_name[0] && !several) {
         io_layer *l = append_layer(f, group_name);
         if (!l) return graft_fail(GRAFT_ENOMEM, "out of memory listing weights");
@@ -116,25 +122,31 @@ graft_status io_file_add_group(io_file *f, const char *group_name, const io_weig
             if (append_weight(l, &w[i]) != GRAFT_OK) return GRAFT_ENOMEM;
         return GRAFT_OK;
     }
-    int base = f->n_layers; /* owners merge within this group only */
-    for (int i = 0; i < n; i++) {
+    graft_names owners = {0}; /* owners merge within this group only */
+    graft_status s = GRAFT_OK;
+    for (int i = 0; i < n && s == GRAFT_OK; i++) {
         owner_of(w[i].name, own, sizeof own);
         if (!own[0]) {
-            if (!group_name[0])
-                return graft_fail(GRAFT_EFORMAT,
-                                  "%s: weight '%s' does not say which layer it belongs to "
-                                  "(expected 'layer/weight')",
-                                  f->path, w[i].name);
+            if (!group_name[0]) {
+                s = graft_fail(GRAFT_EFORMAT,
+                               "%s: weight '%s' does not say which layer it belongs to "
+                               "(expected 'layer/weight')",
+                               f->path, w[i].name);
+                break;
+            }
             snprintf(own, sizeof own, "%s", group_name);
         }
-        io_layer *l = NULL;
-        for (int k = base; k < f->n_layers && !l; k++)
-            if (strcmp(f->layers[k].name, own) == 0) l = &f->layers[k];
-        if (!l && !(l = append_layer(f, own)))
-            return graft_fail(GRAFT_ENOMEM, "out of memory listing weights");
-        if (append_weight(l, &w[i]) != GRAFT_OK) return GRAFT_ENOMEM;
+        int k = graft_names_find(&owners, own, file_layer_at, f);
+        io_layer *l = k >= 0 ? &f->layers[k] : NULL;
+        if (!l && (graft_names_reserve(&owners, owners.n + 1) != GRAFT_OK || !(l = append_layer(f, own)))) {
+            s = graft_fail(GRAFT_ENOMEM, "out of memory listing weights");
+            break;
+        }
+        if (k < 0) (void)graft_names_add(&owners, l->name, f->n_layers - 1); /* reserved */
+        if (append_weight(l, &w[i]) != GRAFT_OK) s = GRAFT_ENOMEM;
     }
-    return GRAFT_OK;
+    graft_names_free(&owners);
+    return s;
 }
 
 /* ------------------------------------------------------------ matching */
@@ -208,27 +220,30 @@ static graft_status assign_layer(graft_layer *l, io_file *f, const io_layer *fl,
 static graft_status assign_all(graft_model *m, io_file *f, const graft_load_opts *opts)
 {
     if (opts->by_name || f->by_name_only) {
-        for (int i = 0; i < f->n_layers; i++) {
+        /* Every layer of the model must be in the file too: the ones seen. */
+        bool every = f->by_name_only && !opts->by_name;
+        bool *seen = every ? calloc((size_t)m->n_layers + 1, sizeof *seen) : NULL;
+        if (every && !seen) return graft_fail(GRAFT_ENOMEM, "out of memory loading %s", f->path);
+        graft_status s = GRAFT_OK;
+        for (int i = 0; i < f->n_layers && s == GRAFT_OK; i++) {
             graft_layer *l = graft_model_find(m, f->layers[i].name);
-            if (!l && f->by_name_only && !opts->by_name && !opts->skip_mismatch)
-                return graft_fail(GRAFT_ENOTFOUND, "%s holds weights for layer '%s', which model "
-                                  "'%s' does not have",
-                                  f->path, f->layers[i].name, m->name);
+            if (!l && every && !opts->skip_mismatch)
+                s = graft_fail(GRAFT_ENOTFOUND, "%s holds weights for layer '%s', which model "
+                               "'%s' does not have",
+                               f->path, f->layers[i].name, m->name);
             if (!l) continue; /* Keras's by_name ignores layers the model lacks */
-            graft_status s = assign_layer(l, f, &f->layers[i], opts);
-            if (s != GRAFT_OK) return s;
-            if (opts->layers_loaded) ++*opts->layers_loaded;
+            if (seen) seen[l->index] = true;
+            s = assign_layer(l, f, &f->layers[i], opts);
+            if (s == GRAFT_OK && opts->layers_loaded) ++*opts->layers_loaded;
         }
-        for (int i = 0; i < m->n_layers && f->by_name_only && !opts->by_name; i++) {
+        for (int i = 0; i < m->n_layers && every && s == GRAFT_OK; i++) {
             const graft_layer *l = m->layers[i];
-            bool found = l->n_weights == 0;
-            for (int k = 0; k < f->n_layers && !found; k++)
-                found = strcmp(f->layers[k].name, l->name) == 0;
-            if (!found)
-                return graft_fail(GRAFT_ENOTFOUND, "%s has no weights for layer '%s' (%s)", f->path,
-                                  l->name, l->ops->class_name);
+            if (l->n_weights > 0 && !seen[i])
+                s = graft_fail(GRAFT_ENOTFOUND, "%s has no weights for layer '%s' (%s)", f->path,
+                               l->name, l->ops->class_name);
         }
-        return GRAFT_OK;
+        free(seen);
+        return s;
     }
     int n_model = 0, n_file = 0;
     for (int i = 0; i < m->n_layers; i++) n_model += m->layers[i]->n_weights > 0;

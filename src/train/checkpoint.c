@@ -5,6 +5,7 @@
 #include "core/file_open.h"
 #include "internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +89,16 @@ static uint64_t model_signature(const graft_model *m)
     return h;
 }
 
-static graft_status write_buf(FILE *f, void *ctx)
+typedef struct {
+    const buf *b;
+    const char *path;
+} write_ctx;
+
+static graft_status write_buf(FILE *f, void *vctx)
 {
-    const buf *b = ctx;
-    if (fwrite(b->p, 1, b->len, f) != b->len) return graft_fail(GRAFT_EIO, "short write");
+    const write_ctx *c = vctx;
+    if (fwrite(c->b->p, 1, c->b->len, f) != c->b->len)
+        return graft_fail(GRAFT_EIO, "cannot write checkpoint '%s': %s", c->path, strerror(errno));
     return GRAFT_OK;
 }
 
@@ -133,11 +140,10 @@ graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
     if (has_v) put(&b, m->opt_v, nw * sizeof(float));
     uint32_t crc = b.failed ? 0 : crc_of(b.p, b.len);
     PUT(&b, crc);
+    /* The atomic file's messages name the path. */
     graft_status s = b.failed ? graft_fail(GRAFT_ENOMEM, "checkpoint %s: out of memory", path)
-                              : graft_write_file_atomic(path, write_buf, &b);
+                              : graft_write_file_atomic(path, write_buf, &(write_ctx){&b, path});
     free(b.p);
-    if (s != GRAFT_OK && s != GRAFT_ENOMEM)
-        return graft_fail(s, "writing checkpoint %s: %s", path, graft_last_error());
     return s;
 }
 

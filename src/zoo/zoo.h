@@ -5,6 +5,10 @@
 
 #include "internal.h"
 
+#include <nettle/md5.h>
+#include <nettle/nettle-meta.h>
+#include <nettle/sha2.h>
+
 /* A cfg with every default filled in and checked by zoo.c. */
 typedef struct {
     graft_zoo_cfg cfg;
@@ -21,13 +25,15 @@ void graft_zoo_vgg16(graft_model *m, graft_layer *in, const zoo_spec *s);
 graft_layer *graft_zoo_pooling(graft_model *m, graft_layer *x, graft_pooling p,
                                const char *avg_name, const char *max_name);
 
-/* MD5 (RFC 1321) and SHA-256 (FIPS 180-4), streaming. */
+/* MD5 (RFC 1321) and SHA-256 (FIPS 180-4), streaming, by Nettle: its
+ * contexts are plain structs, so a hash lives on the stack, cannot fail to
+ * start and needs no freeing when a caller abandons it on an error path. */
 typedef struct {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t fill;
-    graft_hash_kind kind;
+    const struct nettle_hash *alg;
+    union {
+        struct md5_ctx md5;
+        struct sha256_ctx sha256;
+    } ctx;
 } zoo_hash;
 
 void graft_zoo_hash_init(zoo_hash *h, graft_hash_kind kind);
