@@ -119,14 +119,14 @@ fuzz-build:
 fuzz-bins: $(FUZZ_BIN)
 
 # The run-folder reader lives in the tool: the fuzz_run_* targets link tools/run.c.
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h tools/cli.h tools/run.c $(BUILD)/libgraft.a
+$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) tools/cli.h tools/run.c $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itools -o $@ $< $(if $(filter fuzz_run_%,$*),tools/run.c) \
 	    $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 
 # The same targets built by the normal compiler around fuzz/replay.c (no
 # libFuzzer): `make test` runs every committed corpus file through them.
-$(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c fuzz/fuzz_util.h tools/cli.h tools/run.c $(BUILD)/libgraft.a
+$(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(wildcard fuzz/*.h) tools/cli.h tools/run.c $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itools -o $@ fuzz/replay.c $< $(if $(filter fuzz_run_%,$*),tools/run.c) \
 	    $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
