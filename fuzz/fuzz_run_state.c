@@ -22,8 +22,9 @@
 
 #define MAX_SIZE 64
 #define MAX_CLASSES 64
-/* graft_source_skip draws batch by batch (see docs/FUZZING.md); a checkpoint
- * saying more than this many is not skipped here. */
+/* graft_source_skip draws batch by batch, and run_check_state allows up to
+ * (epoch + 1) x steps x (batches a pass + 1): more than this many are not
+ * skipped here, only for speed. */
 #define MAX_SKIP 4096
 
 static const char SEP[] = "\n#graft-run-file#\n";
@@ -105,12 +106,12 @@ static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
     graft_model *m = NULL;
     graft_history h;
     graft_history_init(&h);
-    graft_history_stage *stages = NULL;
+    graft_history_stage stages[CLI_MAX_STAGES];
     int n_stages = 0;
     if (run_config_load(dir, &c) != 0) return;
     const char *hp = fuzz_path("history.json");
     int rc = 0;
-    if (cli_is_file(hp) && graft_history_load_json(hp, &h, &stages, &n_stages) != GRAFT_OK) rc = 1;
+    if (cli_is_file(hp)) rc = run_history_load(dir, &h, stages, CLI_MAX_STAGES, &n_stages);
     fuzz_check_message();
     if (rc == 0 && c.input_size <= MAX_SIZE && c.n_classes <= MAX_CLASSES) {
         run_config built = c;
@@ -140,7 +141,8 @@ static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
             int batch = c.batch < 8 ? c.batch : 8;
             graft_source *s = graft_source_arrays(x, y, 8, graft_shape3(1, 1, 1), 1, batch, 1, c.seed);
             if (!s) abort();
-            if (st.train_batches <= MAX_SKIP && graft_source_skip(s, st.train_batches) != GRAFT_OK)
+            if (run_check_state(ck, &c, &st, s, NULL) == 0 && st.train_batches <= MAX_SKIP &&
+                graft_source_skip(s, st.train_batches) != GRAFT_OK)
                 abort();
             graft_source_free(s);
             /* The history resumes from the checkpoint's epoch. */
@@ -149,7 +151,6 @@ static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
         fuzz_check_message();
     }
     graft_model_free(m);
-    free(stages);
     graft_history_free(&h);
     run_config_free(&c);
 }
