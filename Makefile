@@ -37,6 +37,8 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
 .PHONY: all lib test asan fuzz fuzz-build fuzz-bins fuzz-corpus bench examples install clean lint format
 all: lib $(BUILD)/graft $(BENCH_BIN) $(EXAMPLE_BIN)
@@ -94,7 +96,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libgraft.a
 
 examples: $(EXAMPLE_BIN)
 
-test: $(TEST_BIN) $(BUILD)/graft
+test: $(TEST_BIN) $(BUILD)/graft $(FUZZ_REPLAY)
 	@tests/run.sh $(BUILD) $(TEST_BIN)
 
 # AddressSanitizer + UBSan over the whole suite, in its own build folder.
@@ -105,7 +107,6 @@ asan:
 # each run FUZZ_SECONDS from the seeds in fuzz/corpus/; fails on any finding.
 FUZZ_SECONDS ?= 60
 FUZZ_SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 fuzz: fuzz-build
@@ -117,10 +118,17 @@ fuzz-build:
 
 fuzz-bins: $(FUZZ_BIN)
 
-# The run-folder reader lives in the tool: its target links tools/run.c.
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h tools/cli.h tools/run.c $(BUILD)/libgraft.a
+# The run-folder reader lives in the tool: the fuzz_run_* targets link tools/run.c.
+$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) tools/cli.h tools/run.c $(BUILD)/libgraft.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itools -o $@ $< $(if $(findstring run_config,$*),tools/run.c) \
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itools -o $@ $< $(if $(filter fuzz_run_%,$*),tools/run.c) \
+	    $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
+
+# The same targets built by the normal compiler around fuzz/replay.c (no
+# libFuzzer): `make test` runs every committed corpus file through them.
+$(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(wildcard fuzz/*.h) tools/cli.h tools/run.c $(BUILD)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itools -o $@ fuzz/replay.c $< $(if $(filter fuzz_run_%,$*),tools/run.c) \
 	    $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
 
 # Regenerates the seed corpora (small files, committed) from graft and Pillow.

@@ -36,14 +36,23 @@ static inline void fuzz_dir_remove(void)
     rmdir(fuzz_dir);
 }
 
+/* Makes a fresh folder named prefix_XXXXXX in memory (/dev/shm) where there
+ * is one, else in /tmp: the targets write files on every run. */
+static inline void fuzz_mkdtemp(char *buf, size_t cap, const char *prefix)
+{
+    snprintf(buf, cap, "/dev/shm/%s_XXXXXX", prefix);
+    if (mkdtemp(buf)) return;
+    snprintf(buf, cap, "/tmp/%s_XXXXXX", prefix);
+    if (!mkdtemp(buf)) abort(); /* the harness, not graft: nothing to fuzz without it */
+}
+
 /* A path in the scratch folder, which is made on first use. */
 static inline const char *fuzz_path(const char *name)
 {
     static char buf[4][320];
     static int k;
     if (!fuzz_dir[0]) {
-        snprintf(fuzz_dir, sizeof fuzz_dir, "/tmp/graft_fuzz_XXXXXX");
-        if (!mkdtemp(fuzz_dir)) abort(); /* the harness, not graft: nothing to fuzz without it */
+        fuzz_mkdtemp(fuzz_dir, sizeof fuzz_dir, "graft_fuzz");
         atexit(fuzz_dir_remove);
     }
     k = (k + 1) % 4;

@@ -3,7 +3,10 @@
 # committed): files written by graft itself (fuzz/make_seeds.c), a Keras
 # 2.0.4-style weights file written with h5py, model configs and model.json
 # files from ../shared/models, three of the lesson's smallest JPEGs, and
-# images in every format and pixel layout graft decodes, made with Pillow.
+# images in every format and pixel layout graft decodes, made with Pillow;
+# archives (fuzz/make_archive_seeds.py), folder trees
+# (fuzz/make_directory_seeds.py) and run folders made by `graft train`
+# (fuzz/make_run_state_seeds.sh).
 # Usage: scripts/make_fuzz_corpus.sh [BUILD]   (BUILD holds libgraft.a; default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +14,11 @@ build=${1:-build}
 py=/usr/bin/python3
 shared=../shared
 out=fuzz/corpus
-targets=(fuzz_keras_h5 fuzz_keras_config fuzz_tfjs fuzz_image fuzz_history fuzz_checkpoint fuzz_run_config)
+targets=(fuzz_keras_h5 fuzz_keras_config fuzz_tfjs fuzz_image fuzz_history fuzz_checkpoint fuzz_run_config
+         fuzz_archive fuzz_directory fuzz_run_state)
 for t in "${targets[@]}"; do mkdir -p "$out/$t"; done
 
-make -s BUILD="$build" "$build/libgraft.a"
+make -s BUILD="$build" "$build/libgraft.a" "$build/graft"
 mkdir -p "$build/fuzz"
 cc -std=c11 -D_GNU_SOURCE -O1 -Iinclude -Isrc $(pkg-config --cflags hdf5-serial libcjson) \
     -o "$build/fuzz/make_seeds" fuzz/make_seeds.c "$build/libgraft.a" -fopenmp \
@@ -95,5 +99,8 @@ cat > "$out/fuzz_run_config/config.json" <<'JSON'
  "classes": ["cats", "dogs"], "stage": "fine-tune", "unfreeze": 20, "learning_rate": 1e-05,
  "target_epochs": 15}
 JSON
+"$py" fuzz/make_archive_seeds.py "$out/fuzz_archive"
+"$py" fuzz/make_directory_seeds.py "$out/fuzz_directory"
+fuzz/make_run_state_seeds.sh "$PWD/$build/graft" "$out/fuzz_run_state"
 du -sh "$out"
 for t in "${targets[@]}"; do echo "$t: $(ls "$out/$t" | wc -l) seeds"; done

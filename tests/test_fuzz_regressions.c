@@ -4,6 +4,12 @@
  * suite also runs under ASan, `make asan`). The file name's prefix says
  * which reader it is for: keras_h5-, keras_config-, image-, history-,
  * run_config- (through `graft resume`; GRAFT_BIN names the tool).
+ *
+ * Then every committed corpus (fuzz/corpus/<target>/) runs through its
+ * target's own entry point, built without libFuzzer beside the tool
+ * (BUILD/fuzz-replay/<target>, see fuzz/replay.c): the checks the targets
+ * make (the archive extractor's sandbox, the run-folder round trip, ...)
+ * hold for every input the fuzzers kept.
  */
 #include "check.h"
 #include "graft.h"
@@ -115,8 +121,70 @@ static void test_replay_findings(void)
     CHECK(replayed > 0);
 }
 
+/* The build folder the suite runs from: that of GRAFT_BIN (tests/run.sh). */
+static void build_dir(char *out, size_t cap)
+{
+    const char *bin = getenv("GRAFT_BIN");
+    snprintf(out, cap, "%s", bin ? bin : "build/graft");
+    char *slash = strrchr(out, '/');
+    if (slash) *slash = '\0';
+    else snprintf(out, cap, ".");
+}
+
+static void test_replay_corpora(void)
+{
+    char build[512];
+    build_dir(build, sizeof build);
+    DIR *d = opendir("fuzz/corpus");
+    CHECK(d != NULL);
+    if (!d) return;
+    struct dirent *e;
+    int targets = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char cmd[2048];
+        /* libhdf5 has no frame pointers: its leak suppression needs the slow
+         * unwinder. The targets' warnings are kept for a failure's report. */
+        snprintf(cmd, sizeof cmd,
+                 "ASAN_OPTIONS=fast_unwind_on_malloc=0:allocator_may_return_null=1:$ASAN_OPTIONS "
+                 "OMP_NUM_THREADS=1 %s/fuzz-replay/%s fuzz/corpus/%s 2>&1",
+                 build, e->d_name, e->d_name);
+        FILE *p = popen(cmd, "r");
+        CHECK(p != NULL);
+        if (!p) continue;
+        static char out[1 << 16];
+        size_t n = 0, got;
+        char chunk[4096];
+        while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
+            if (got > sizeof out - 1) got = sizeof out - 1;
+            if (n + got > sizeof out - 1) { /* keep the end, where the summary is */
+                size_t drop = n + got - (sizeof out - 1);
+                memmove(out, out + drop, n - drop);
+                n -= drop;
+            }
+            memcpy(out + n, chunk, got);
+            n += got;
+        }
+        out[n] = '\0';
+        int st = pclose(p);
+        const char *last = out, *hit;
+        while ((hit = strstr(last + 1, "inputs replayed"))) last = hit;
+        while (last > out && last[-1] != '\n') last--;
+        int ran = 0;
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0 && sscanf(last, "%d inputs replayed", &ran) == 1 &&
+                      ran > 0,
+                  "%s: replaying fuzz/corpus/%s failed (status %d):\n%s", e->d_name, e->d_name, st,
+                  out + (n > 2000 ? n - 2000 : 0));
+        printf("  %s: %d inputs\n", e->d_name, ran);
+        targets++;
+    }
+    closedir(d);
+    CHECK(targets >= 10);
+}
+
 int main(void)
 {
     RUN(test_replay_findings);
+    RUN(test_replay_corpora);
     return CHECK_SUMMARY();
 }

@@ -171,6 +171,11 @@ static void *unpack_thread(void *arg)
             job_fail(j, s);
             goto done;
         }
+        /* A dataset's own modes are not kept: a folder of mode 000 could be
+         * neither moved into place nor cleaned up by a user other than root,
+         * and no set-id or executable bit has a use here. */
+        if (archive_entry_filetype(e) == AE_IFDIR) archive_entry_set_perm(e, 0755);
+        else if (archive_entry_filetype(e) == AE_IFREG) archive_entry_set_perm(e, 0644);
         if (archive_write_header(out, e) != ARCHIVE_OK) {
             job_fail(j, graft_fail(GRAFT_EFORMAT, "%s: refusing entry '%s': %s", j->archive, name,
                                    archive_error_string(out)));
