@@ -57,18 +57,6 @@ static int write_archive(const char *path, const entry *es, int n, int zip)
     return 0;
 }
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 static void reset(void)
 {
     remove_tree(dest);
@@ -94,8 +82,8 @@ static void expect_refused(const entry *es, int n, int zip, const char *why)
               why, graft_last_error());
     slurp(victim, buf, sizeof buf);
     CHECK_MSG(strcmp(buf, "original") == 0, "%s: the file outside became '%s'", why, buf);
-    CHECK_MSG(count_entries(dest) <= 0, "%s: %d entries left in the destination", why,
-              count_entries(dest));
+    CHECK_MSG(dir_entries(dest) <= 0, "%s: %d entries left in the destination", why,
+              dir_entries(dest));
     unlink(path);
 }
 
@@ -192,11 +180,11 @@ static void test_normal_archive(void)
     snprintf(p, sizeof p, "%s/data/train/cats/same.txt", dest);
     slurp(p, buf, sizeof buf);
     CHECK(strcmp(buf, "meow") == 0);
-    CHECK(count_entries(dest) == 1); /* data/, and no temporary folder */
+    CHECK(dir_entries(dest) == 1); /* data/, and no temporary folder */
     /* Unpacking again does not replace what is there. */
     CHECK(graft_extract_archive(path, dest) != GRAFT_OK);
     CHECK(strstr(graft_last_error(), "already exists") != NULL);
-    CHECK(count_entries(dest) == 1);
+    CHECK(dir_entries(dest) == 1);
     unlink(path);
 }
 

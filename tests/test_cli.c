@@ -20,11 +20,8 @@ static const char *bin;
 static int graft(const char *args)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin, args, out_path, err_path);
-    int st = system(cmd);
-    slurp(out_path, out, sizeof out);
-    slurp(err_path, err, sizeof err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
+    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
 }
 
 static const char *last_line(const char *s)

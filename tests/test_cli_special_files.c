@@ -27,14 +27,7 @@ static char tmp[] = "/tmp/graft_cli_special_XXXXXX";
 static const char *bin;
 static char err[1 << 16];
 
-static const char *at(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
+static const char *at(const char *name) { return path_in(tmp, name); }
 
 static int write_ppm(const char *path, int size, unsigned seed)
 {

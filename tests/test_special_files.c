@@ -24,14 +24,7 @@
 static char tmp[] = "/tmp/graft_special_XXXXXX";
 
 /* A path in the scratch folder (a few rotating buffers). */
-static const char *at(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
+static const char *at(const char *name) { return path_in(tmp, name); }
 
 static int write_file(const char *path, const void *data, size_t n)
 {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* The text of a file into buf ("" when it cannot be read). */
@@ -74,6 +75,43 @@ static inline unsigned char *read_bytes(const char *path, size_t *n)
 
 /* The same as text. */
 static inline char *read_text(const char *path, size_t *n) { return (char *)read_bytes(path, n); }
+
+/* How many entries a folder holds (-1: it cannot be read). */
+static inline int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n;
+}
+
+/* dir/name in one of a few rotating buffers (several may be used in one call). */
+static inline const char *path_in(const char *dir, const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* Runs the shell command `cmd` with stdout and stderr sent to out_path and
+ * err_path and read back into out and err; its exit status (-1: killed by a
+ * signal). */
+static inline int run_captured(const char *cmd, const char *out_path, const char *err_path,
+                               char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char line[4096];
+    snprintf(line, sizeof line, "%s >%s 2>%s", cmd, out_path, err_path);
+    int st = system(line);
+    slurp(out_path, out, out_cap);
+    slurp(err_path, err, err_cap);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 /* A fresh folder from a mkdtemp template ("/tmp/graft_x_XXXXXX", changed in
  * place), removed with everything in it when the test exits; 0 or -1. */

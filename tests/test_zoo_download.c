@@ -172,18 +172,6 @@ static void server_stop(void)
 
 static char tmpdir[256];
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 static int rm_tree(const char *dir)
 {
     char cmd[600];
@@ -208,14 +196,14 @@ static void test_download(void)
     unsigned char *got = read_bytes(dest, &len);
     CHECK(got && len == genuine_len && memcmp(got, genuine, len) == 0);
     free(got);
-    CHECK(count_entries(dldir) == 1);
+    CHECK(dir_entries(dldir) == 1);
 
     /* MD5 as Keras publishes it, upper case accepted. */
     snprintf(dest, sizeof dest, "%s/fox.txt", dldir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/fox.txt", srv.port);
     CHECK_OK(graft_download(url, dest, GRAFT_HASH_MD5, "9E107D9D372BB6826BD81D3542A419D6"));
     CHECK(access(dest, F_OK) == 0);
-    CHECK(count_entries(dldir) == 2);
+    CHECK(dir_entries(dldir) == 2);
 
     /* A wrong checksum: nothing at dest, no temporary left behind. */
     snprintf(dest, sizeof dest, "%s/bad.h5", dldir);
@@ -225,7 +213,7 @@ static void test_download(void)
     CHECK(s == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "checksum mismatch") && strstr(graft_last_error(), GENUINE_SHA256));
     CHECK(access(dest, F_OK) != 0);
-    CHECK(count_entries(dldir) == 2);
+    CHECK(dir_entries(dldir) == 2);
 
     /* HTTP 404 and a refused connection. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/missing.h5", srv.port);
@@ -233,7 +221,7 @@ static void test_download(void)
     CHECK(strstr(graft_last_error(), "missing.h5") != NULL);
     CHECK(access(dest, F_OK) != 0);
     CHECK(graft_download("http://127.0.0.1:1/x.h5", dest, GRAFT_HASH_NONE, NULL) == GRAFT_EIO);
-    CHECK(count_entries(dldir) == 2);
+    CHECK(dir_entries(dldir) == 2);
     CHECK(graft_download(url, dest, GRAFT_HASH_MD5, "abc") == GRAFT_EINVAL);
 }
 
@@ -283,7 +271,7 @@ static void test_fetch_imagenet(void)
     /* No checksum published, and not HDF5: refused and removed. */
     CHECK(graft_zoo_fetch_imagenet("mobilenet_v2", &c, path, sizeof path) == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "not an HDF5 file") != NULL);
-    CHECK(count_entries(models) == 1);
+    CHECK(dir_entries(models) == 1);
 
     /* Cached: no server needed any more. */
     unsetenv("GRAFT_WEIGHTS_BASE_URL");
@@ -351,12 +339,12 @@ static void test_fetch_dataset(void)
     /* Nothing to check it by: refused before anything is downloaded. */
     CHECK(graft_fetch_dataset(url, dest, NULL) == GRAFT_EINVAL);
     CHECK(strstr(graft_last_error(), "without a checksum") != NULL);
-    CHECK(count_entries(dest) <= 0);
+    CHECK(dir_entries(dest) <= 0);
     /* A wrong archive checksum: nothing kept. */
     graft_fetch_opts o = {.hash_kind = GRAFT_HASH_SHA256,
                           .hash = "0000000000000000000000000000000000000000000000000000000000000000"};
     CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EFORMAT);
-    CHECK(count_entries(dest) == 0);
+    CHECK(dir_entries(dest) == 0);
     /* The right one. */
     o.hash = good_sha;
     CHECK_OK(graft_fetch_dataset(url, dest, &o));
@@ -365,11 +353,11 @@ static void test_fetch_dataset(void)
     unsigned char *got = read_bytes(p, &n);
     CHECK(got && n == 4 && memcmp(got, "meow", 4) == 0);
     free(got);
-    CHECK(count_entries(dest) == 1); /* the archive and the temporary folder are gone */
+    CHECK(dir_entries(dest) == 1); /* the archive and the temporary folder are gone */
     /* Unpacking again never replaces what is there. */
     CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EIO);
     CHECK(strstr(graft_last_error(), "already exists") != NULL);
-    CHECK(count_entries(dest) == 1);
+    CHECK(dir_entries(dest) == 1);
     rm_tree(dest);
     /* By the digest of the unpacked files: only the folders it covers are kept. */
     static const char *const dirs[] = {"cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation"};
@@ -377,7 +365,7 @@ static void test_fetch_dataset(void)
                           .tree_dirs = dirs, .n_tree_dirs = 2};
     CHECK(graft_fetch_dataset(url, dest, &t) == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "not the expected ones") != NULL);
-    CHECK(count_entries(dest) == 0);
+    CHECK(dir_entries(dest) == 0);
     /* sha256sum's lines for the two files, sorted by path, then their SHA-256. */
     char a_sha[65], b_sha[65], lines[400], want[65];
     CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, "meow", 4, a_sha));
@@ -390,7 +378,7 @@ static void test_fetch_dataset(void)
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/vectorize.py", dest);
     CHECK(access(p, F_OK) != 0);
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered", dest);
-    CHECK(count_entries(p) == 2);
+    CHECK(dir_entries(p) == 2);
     /* Explicitly unchecked. */
     graft_fetch_opts unchecked = {.insecure = 1};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/evil.zip", srv.port);
@@ -399,7 +387,7 @@ static void test_fetch_dataset(void)
     CHECK(access(p, F_OK) != 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/junk.zip", srv.port);
     CHECK(graft_fetch_dataset(url, dest, &unchecked) == GRAFT_EFORMAT);
-    CHECK(count_entries(dest) == 1);
+    CHECK(dir_entries(dest) == 1);
     server_stop();
 }
 
