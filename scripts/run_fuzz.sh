@@ -16,6 +16,16 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 mkdir -p "$build/findings" "$build/logs"
 failed=0
+# True when the log's sanitizer report faults inside libhdf5: the first
+# frame of its stack that is not a sanitizer interceptor is in libhdf5.
+fault_in_libhdf5() {
+    awk '/ERROR: AddressSanitizer/ { on = 1; next }
+         on && /^ *#[0-9]+ / {
+             if ($0 ~ /__interceptor_|__asan_|libclang_rt/) next
+             found = ($0 ~ /libhdf5/); exit
+         }
+         END { exit found ? 0 : 1 }' "$1"
+}
 printf '%-20s %12s %8s %10s %s\n' target executions seconds coverage result
 for t in "${targets[@]}"; do
     mkdir -p "$build/corpus/$t"
@@ -38,7 +48,11 @@ for t in "${targets[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
     result=ok
-    if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -ne 0 ] && fault_in_libhdf5 "$log"; then
+        # Debian 12's libhdf5 1.10.8 reads out of bounds on some corrupt
+        # files (fuzz/libhdf5_findings/README.md): not a finding in graft.
+        result="stopped in libhdf5 (external; input kept in $build/findings/)"
+    elif [ "$rc" -ne 0 ]; then
         result="FAILED (exit $rc; see $log and $build/findings/)"
         failed=1
     fi
