@@ -22,7 +22,8 @@
 #include "graft/train.h"  /* compile, sources, callbacks, fit / evaluate / predict */
 #include "graft/data.h"   /* flow_from_directory, ImageDataGenerator, load_img */
 #include "graft/io.h"     /* Keras HDF5 and TF.js model files */
-#include "graft/zoo.h"    /* pretrained bases, ImageNet labels, downloads */
+#include "graft/fetch.h"  /* downloads, dataset archives, checksums */
+#include "graft/zoo.h"    /* pretrained bases, ImageNet labels */
 #include "graft/report.h" /* history.json, CSV logs, figures */
 
 /* Deprecated names, kept for this release: "checkpoint" meant both the

@@ -196,14 +196,6 @@ graft_status graft_image_size(const char *path, int *h, int *w);
 graft_status graft_image_list(const char *dir, char ***paths, int *n);
 void graft_image_list_free(char **paths, int n);
 
-/* Unpacks a .zip or .tar(.gz) archive under dest_dir (created if needed):
- * into a fresh temporary folder there, whose top-level entries are renamed
- * into place once every entry landed (an existing one is never replaced).
- * Entries with "..", absolute paths or through symbolic links, hard links or
- * symbolic links that leave the folder (a symbolic link must be relative,
- * without ".."), devices, FIFOs and sockets are refused, and on any failure
- * nothing is left behind. */
-graft_status graft_extract_archive(const char *archive_path, const char *dest_dir);
 
 #ifdef __cplusplus
 }

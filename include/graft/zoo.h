@@ -1,12 +1,13 @@
 /*
  * graft/zoo.h: Pretrained bases (Keras Applications), ImageNet labels and predictions,
- * downloads and hashing of weight files.
+ * the official weight files (fetched through graft/fetch.h).
  * Included by graft.h; see there for conventions.
  */
 #ifndef GRAFT_API_ZOO_H
 #define GRAFT_API_ZOO_H
 
 #include "graft/data.h"
+#include "graft/fetch.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,7 +83,6 @@ graft_status graft_zoo_predict_file(graft_model *m, const char *path, graft_inte
                                     int top, graft_prediction *out);
 
 /* Pretrained ImageNet weights as Keras Applications publishes them. */
-typedef enum { GRAFT_HASH_NONE = 0, GRAFT_HASH_MD5, GRAFT_HASH_SHA256 } graft_hash_kind;
 typedef struct {
     char file_name[128]; /* Keras's cache file name, e.g. mobilenet_1_0_224_tf_no_top.h5 */
     char url[256];
@@ -97,34 +97,6 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                                      graft_weights_file *out);
 /* The cache folder: $GRAFT_HOME/models, default ~/.cache/graft/models. */
 graft_status graft_zoo_cache_dir(char *buf, size_t cap);
-/* Downloads url to dest through a temporary file in dest's folder, checks the
- * hash (kind NONE: only that the transfer completed) and renames into place;
- * on any failure no file is left at dest or in the temporary. */
-graft_status graft_download(const char *url, const char *dest, graft_hash_kind kind,
-                            const char *hex);
-/* How a downloaded dataset archive is checked: by the archive's own checksum
- * (Keras's get_file file_hash), or, where none is published, by the digest of
- * the files it unpacks to (graft_tree_digest of tree_dirs; only those folders
- * are kept). Neither is refused unless insecure is set. */
-typedef struct {
-    graft_hash_kind hash_kind; /* the archive's checksum, or GRAFT_HASH_NONE */
-    const char *hash;          /* hex */
-    const char *tree_sha256;   /* or NULL */
-    const char *const *tree_dirs; /* relative to the archive's root */
-    int n_tree_dirs;
-    int insecure; /* allow an archive checked by nothing */
-} graft_fetch_opts;
-/* Keras's get_file(..., extract=True): downloads url, checks it as `opts`
- * says, and unpacks it under dest_dir as graft_extract_archive does; the
- * checks run before anything is moved into place. */
-graft_status graft_fetch_dataset(const char *url, const char *dest_dir, const graft_fetch_opts *opts);
-/* The SHA-256 of the list of the regular files below root/dirs[i], one line
- * per file in byte order of their paths relative to root, as
- * `find DIRS -type f | LC_ALL=C sort | xargs sha256sum | sha256sum` prints
- * it; anything else than a file or folder there is refused. n_files
- * (optional) receives the number of files. */
-graft_status graft_tree_digest(const char *root, const char *const *dirs, int n_dirs, char hex[65],
-                               int *n_files);
 /* The cached file's path, downloading it first when absent (a file already at
  * that path is used as is: copy a local file there to work offline). */
 graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
@@ -132,9 +104,6 @@ graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg
 /* Fetches and loads ImageNet weights into a model built with the same cfg. */
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg);
 
-/* Hex digest (65 bytes with the NUL) of memory or of a file. */
-graft_status graft_hash_hex(graft_hash_kind kind, const void *data, size_t len, char hex[65]);
-graft_status graft_hash_file(graft_hash_kind kind, const char *path, char hex[65]);
 
 #ifdef __cplusplus
 }
