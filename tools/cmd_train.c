@@ -116,6 +116,9 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
         rc = 1;
         goto done;
     }
+    /* From here a Ctrl-C asks the stage to stop after its first batch with
+     * the resume message: the stage's first checkpoint may already be on disk. */
+    cli_watch_sigint(m);
     int first_epoch = rs->h.n;
     if (resume) {
         graft_train_state st;
@@ -169,7 +172,6 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
     if (rs->store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));
-    cli_watch_sigint(m);
     double t0 = now();
     s = graft_model_fit(m, train, &fc, &rs->h);
     rs->seconds = now() - t0;
@@ -200,6 +202,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     }
     rc = save_outputs(run_dir, c, m, rs);
 done:
+    cli_watch_sigint(NULL);
     graft_callback_free(&ckpt);
     if (own_data) {
         graft_source_free(train);
