@@ -82,4 +82,17 @@ static inline const fixture_array *fixture_get(const fixture *f, const char *nam
     return NULL;
 }
 
+/* A fixture array of bytes (stored as floats) back to bytes, NUL-terminated;
+ * free() it. NULL when absent or out of memory. */
+static inline unsigned char *fixture_bytes(fixture *fx, const char *name, size_t *n)
+{
+    const fixture_array *a = fixture_get(fx, name);
+    if (!a) return NULL;
+    unsigned char *b = malloc(a->size + 1);
+    for (size_t i = 0; b && i < a->size; i++) b[i] = (unsigned char)a->data[i];
+    if (b) b[a->size] = 0;
+    *n = a->size;
+    return b;
+}
+
 #endif

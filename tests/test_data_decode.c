@@ -11,15 +11,7 @@ static fixture fx;
 static char tmpdir[64];
 
 /* A fixture array of bytes (stored as floats) back to bytes. */
-static unsigned char *fx_bytes(const char *name, size_t *n)
-{
-    const fixture_array *a = fixture_get(&fx, name);
-    if (!a) return NULL;
-    unsigned char *b = malloc(a->size + 1);
-    for (size_t i = 0; b && i < a->size; i++) b[i] = (unsigned char)a->data[i];
-    *n = a->size;
-    return b;
-}
+static unsigned char *fx_bytes(const char *name, size_t *n) { return fixture_bytes(&fx, name, n); }
 
 /* Number of values of img that differ from the fixture array by more than tol. */
 static long diff_count(const graft_img *img, const fixture_array *a, int tol)

@@ -13,16 +13,7 @@
 static fixture fx;
 static char tmpdir[64];
 
-static unsigned char *fx_bytes(const char *name, size_t *n)
-{
-    const fixture_array *a = fixture_get(&fx, name);
-    if (!a) return NULL;
-    unsigned char *b = malloc(a->size + 1);
-    for (size_t i = 0; b && i < a->size; i++)
-        b[i] = (unsigned char)a->data[i];
-    *n = a->size;
-    return b;
-}
+static unsigned char *fx_bytes(const char *name, size_t *n) { return fixture_bytes(&fx, name, n); }
 
 static long diff_count(const graft_img *img, const fixture_array *a)
 {
