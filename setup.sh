@@ -14,7 +14,13 @@ packages=(
     darknet
     # test oracles and benchmark peers only (never needed at run time)
     python3-numpy python3-torch python3-torchvision python3-h5py python3-pil
-    libopenblas0-pthread
+    libopenblas0-pthread python3-onnx
+    # MPI (graft's optional data-parallel training; built when found)
+    openmpi-bin libopenmpi-dev
+    # ONNX export: the ONNX schema compiled by protoc-c
+    libprotobuf-c-dev protobuf-c-compiler
+    # browser tests of the report and the exported web page
+    chromium
     # make lint, make asan, make fuzz
     cppcheck clang clang-tidy valgrind
 )
@@ -29,5 +35,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# ONNX Runtime and TensorFlow.js from npm: test oracles and benchmark peers
+# for the exports (--ignore-scripts: the CPU runtime ships in the package;
+# its install script only fetches a GPU build).
+if ! command -v npm >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+fi
+[ -d js/node_modules/onnxruntime-node ] && [ -d js/node_modules/@tensorflow/tfjs ] ||
+    npm ci --ignore-scripts --no-audit --no-fund --prefix js
 
 make -j"$(nproc)" WERROR=1 all
