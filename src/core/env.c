@@ -47,6 +47,10 @@ static const struct {
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
                                       "conv+pool kernel follows it (AVX2 below AVX512)"},
+    [GRAFT_ENV_USER_HOME] = {"HOME", "without GRAFT_HOME, the cache folder is $HOME/.cache/graft"},
+    [GRAFT_ENV_TMPDIR] = {"TMPDIR",
+                          "where temporary files go (spilled feature caches, downloads in "
+                          "progress); default /tmp"},
 };
 
 const char *graft_env_name(graft_env_var v)

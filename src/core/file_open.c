@@ -75,7 +75,7 @@ graft_status graft_fopen_regular(const char *path, FILE **f, struct stat *st)
 graft_status graft_temp_file(FILE **f)
 {
     *f = NULL;
-    const char *dir = getenv("TMPDIR");
+    const char *dir = graft_env(GRAFT_ENV_TMPDIR);
     if (!dir || !*dir) dir = "/tmp";
     size_t cap = strlen(dir) + 32;
     char *name = malloc(cap);

@@ -145,7 +145,7 @@ graft_status graft_zoo_cache_dir(char *buf, size_t cap)
     if (home && *home) {
         n = snprintf(buf, cap, "%s/models", home);
     } else {
-        const char *user = getenv("HOME");
+        const char *user = graft_env(GRAFT_ENV_USER_HOME);
         if (!user || !*user)
             return graft_fail(GRAFT_ENOTFOUND,
                               "no cache folder: set GRAFT_HOME (or HOME) to say where models go");
