@@ -357,7 +357,33 @@ static void destroy(graft_layer *l)
     c->dnn = NULL;
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_conv2d_cfg k = {.name = c->name};
+    bool use_bias;
+    int d[2], groups;
+    graft_status s = graft_config_int(c, cfg, "filters", 0, 1, &k.filters);
+    if (s == GRAFT_OK && !k.filters) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'filters'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
+    if (s == GRAFT_OK && !k.kernel_size[0])
+        s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
+    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "dilation_rate (%d, %d) is not supported",
+                                d[0], d[1]);
+    if (s == GRAFT_OK) s = graft_config_int(c, cfg, "groups", 1, 1, &groups);
+    if (s == GRAFT_OK && groups != 1)
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "groups=%d is not supported", groups);
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_conv2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_conv2d_ops = {
     .class_name = "Conv2D",
     .build = build,
     .forward = forward,
@@ -365,6 +391,7 @@ static const graft_layer_ops ops = {
     .scratch_floats = scratch_floats,
     .get_config = get_config,
     .destroy = destroy,
+    .from_config = from_config,
 };
 
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
@@ -373,5 +400,5 @@ graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
     if (!cfg.strides[1]) cfg.strides[1] = 1;
     conv2d c = {.cfg = cfg};
     c.cfg.name = NULL; /* the layer keeps its own copy of the name */
-    return graft_model_add_unary(m, &ops, cfg.name, "conv2d", &c, sizeof c, in);
+    return graft_model_add_unary(m, &graft_conv2d_ops, cfg.name, "conv2d", &c, sizeof c, in);
 }

@@ -135,18 +135,32 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_dense_cfg k = {.name = c->name};
+    bool use_bias;
+    graft_status s = graft_config_int(c, cfg, "units", 0, 1, &k.units);
+    if (s == GRAFT_OK && !k.units) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'units'");
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_dense(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_dense_ops = {
     .class_name = "Dense",
     .build = build,
     .forward = forward,
     .backward = backward,
     .scratch_floats = scratch_floats,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)
 {
     dense d = {.cfg = cfg, .threads = 1};
     d.cfg.name = NULL;
-    return graft_model_add_unary(m, &ops, cfg.name, "dense", &d, sizeof d, in);
+    return graft_model_add_unary(m, &graft_dense_ops, cfg.name, "dense", &d, sizeof d, in);
 }
