@@ -173,6 +173,17 @@ graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg);
 graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate);
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs);
 
+/* Concatenate along Keras's `axis` (the batch is axis 0; -1 is the last, the channels). */
+graft_layer *graft_concatenate(graft_model *m, const char *name, int axis, int n,
+                               graft_layer *const *inputs);
+/* Elementwise merges with Keras's broadcasting: inputs of one rank whose sizes agree
+ * or are 1 on each axis ((1, 1, C) x (H, W, C) for squeeze-and-excitation). */
+graft_layer *graft_multiply(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_average(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_maximum(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_minimum(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_subtract(graft_model *m, const char *name, graft_layer *a, graft_layer *b);
+
 /* The model's output is the last layer added unless set here. */
 graft_status graft_model_set_output(graft_model *m, graft_layer *out);
 graft_layer *graft_model_output(const graft_model *m);

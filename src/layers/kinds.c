@@ -23,7 +23,13 @@
     X(reshape)                                                                                     \
     X(dense)                                                                                       \
     X(dropout)                                                                                     \
-    X(add)
+    X(add)                                                                                         \
+    X(concatenate)                                                                                 \
+    X(multiply)                                                                                    \
+    X(subtract)                                                                                    \
+    X(average)                                                                                     \
+    X(maximum)                                                                                     \
+    X(minimum)
 
 #define DECLARE(kind) extern const graft_layer_ops graft_##kind##_ops;
 KINDS(DECLARE)
