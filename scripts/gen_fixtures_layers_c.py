@@ -68,6 +68,45 @@ arrays["merge/average_gxh"] = ((G + X + H) / 3).numpy()
 arrays["merge/maximum_gxh"] = torch.maximum(torch.maximum(G, X), H).numpy()
 arrays["merge/minimum_gxh"] = torch.minimum(torch.minimum(G, X), H).numpy()
 
+# ------------------------------------------------------------------ activations
+# Keras's definitions: hard_sigmoid and hard_swish as Keras 3 (relu6(x + 3) / 6,
+# which MobileNetV3 in Keras Applications uses); gelu exact and its tanh form;
+# leaky_relu with Keras 3's negative_slope 0.2; selu with Keras's constants.
+x = normal(2, 3, 4, 6, scale=3.0)
+T = t64(x)
+arrays["act/x"] = x
+ACTS = {
+    "linear": T,
+    "relu": F.relu(T),
+    "relu6": F.relu6(T),
+    "sigmoid": torch.sigmoid(T),
+    "tanh": torch.tanh(T),
+    "softmax": F.softmax(T, dim=-1),
+    "swish": F.silu(T),
+    "silu": F.silu(T),
+    "hard_sigmoid": F.relu6(T + 3) / 6,
+    "hard_swish": T * F.relu6(T + 3) / 6,
+    "hard_silu": T * F.relu6(T + 3) / 6,
+    "gelu": 0.5 * T * (1 + torch.erf(T / math.sqrt(2))),
+    "gelu_approximate": 0.5 * T * (1 + torch.tanh(math.sqrt(2 / math.pi) * (T + 0.044715 * T ** 3))),
+    "softplus": torch.log1p(torch.exp(T)),
+    "softsign": T / (1 + T.abs()),
+    "selu": 1.0507009873554804934193349852946 * torch.where(
+        T > 0, T, 1.6732632423543772848170429916717 * torch.expm1(T)),
+    "elu": torch.where(T > 0, T, torch.expm1(T)),
+    "exponential": torch.exp(T),
+    "leaky_relu": torch.where(T >= 0, T, 0.2 * T),
+}
+# Cross-checks against torch's own functions where it has them.
+assert torch.allclose(ACTS["hard_sigmoid"], F.hardsigmoid(T))
+assert torch.allclose(ACTS["hard_swish"], F.hardswish(T))
+assert torch.allclose(ACTS["gelu"], F.gelu(T))
+assert torch.allclose(ACTS["gelu_approximate"], F.gelu(T, approximate="tanh"))
+assert torch.allclose(ACTS["selu"], F.selu(T))
+assert torch.allclose(ACTS["softplus"], F.softplus(T))
+for name, y in ACTS.items():
+    arrays["act/" + name] = y.numpy()
+
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
 write_fixture(OUT, arrays)
 print("wrote %d arrays to %s" % (len(arrays), OUT))

@@ -44,8 +44,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const activation *c = l->cfg;
     if (!b->din[0]) return;
     size_t total = (size_t)b->n * graft_shape_size(&l->out_shape);
-    graft_activation_backward(c->a, b->out, b->dout, b->din[0], total / c->cols, c->cols,
-                              b->din_accumulate[0]);
+    graft_activation_backward_x(c->a, b->in[0], b->out, b->dout, b->din[0], total / c->cols,
+                                c->cols, b->din_accumulate[0]);
 }
 
 static graft_status get_config(const graft_layer *l, cJSON *o)

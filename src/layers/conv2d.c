@@ -150,11 +150,12 @@ static void gemm_backward_weights(const conv2d *c, int n, const float *x, const 
  * with F doubles in `scratch` (2 * F floats: scratch_floats reserves them for
  * graft_threads() threads, so at least one fits); the parts add up in order,
  * so the bits depend on the thread count only. */
-static void activation_bias_backward(graft_activation act, const float *y, float *dz, size_t rows,
-                                     int F, float *db, float *scratch, size_t scratch_floats)
+static void activation_bias_backward(graft_activation act, const float *x, const float *y,
+                                     float *dz, size_t rows, int F, float *db, float *scratch,
+                                     size_t scratch_floats)
 {
     bool relu = act == GRAFT_RELU;
-    if (!relu) graft_activation_backward(act, y, dz, dz, rows, (size_t)F, false);
+    if (!relu) graft_activation_backward_x(act, x, y, dz, dz, rows, (size_t)F, false);
     double *part = (double *)(void *)scratch;
     size_t fit = scratch_floats / (2 * (size_t)F);
     int parts = graft_threads();
@@ -258,6 +259,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     } else {
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
     }
+    /* swish, gelu, ...: backward needs the pre-activation. */
+    if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
     graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
     graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
 }
@@ -279,10 +282,11 @@ static void backward(graft_layer *l, const graft_bwd *b)
     float *dz = b->dout;
     const int F = c->cfg.filters;
     if (b->param_grads && !c->cfg.no_bias)
-        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
-                                 b->scratch, c->scratch_lent);
+        activation_bias_backward(c->cfg.activation, b->aux, b->out, dz, rows, F,
+                                 l->weights[1].grad, b->scratch, c->scratch_lent);
     else
-        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+        graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, rows, (size_t)F,
+                                    false);
     graft_conv2d_backward_dz(l, b);
 }
 
@@ -350,6 +354,13 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const conv2d *c = l->cfg;
+    if (!graft_activation_needs_input(c->cfg.activation)) return 0;
+    return (size_t)n * c->g.oh * c->g.ow * c->cfg.filters;
+}
+
 static void destroy(graft_layer *l)
 {
     conv2d *c = l->cfg;
@@ -384,6 +395,7 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
 }
 
 const graft_layer_ops graft_conv2d_ops = {
+    .aux_floats = aux_floats,
     .class_name = "Conv2D",
     .build = build,
     .forward = forward,

@@ -172,6 +172,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
         forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
+        /* swish, gelu, ...: backward needs the pre-activation. */
+        if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
         graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
         if (epi) graft_epilogue_rows(f->epi, orow, (size_t)g->ow, cd);
     }
@@ -286,9 +288,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
         float *buf = b->scratch;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < rows; r++)
-            graft_activation_backward(d->cfg.activation, b->out + (size_t)r * row_sz,
-                                      b->dout + (size_t)r * row_sz, buf + (size_t)r * row_sz,
-                                      (size_t)g->ow, cd, false);
+            graft_activation_backward_x(d->cfg.activation,
+                                        b->aux ? b->aux + (size_t)r * row_sz : NULL,
+                                        b->out + (size_t)r * row_sz, b->dout + (size_t)r * row_sz,
+                                        buf + (size_t)r * row_sz, (size_t)g->ow, cd, false);
         dz = buf;
     }
 
@@ -351,6 +354,13 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const dwconv *d = l->cfg;
+    if (!graft_activation_needs_input(d->cfg.activation)) return 0;
+    return rows_out(d, n) * (size_t)d->g.ow * d->g.c * d->dm;
+}
+
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
     graft_depthwise_conv2d_cfg k = {.name = c->name};
@@ -374,6 +384,7 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
 }
 
 const graft_layer_ops graft_depthwise_conv2d_ops = {
+    .aux_floats = aux_floats,
     .class_name = "DepthwiseConv2D",
     .build = build,
     .forward = forward,
