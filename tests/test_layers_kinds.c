@@ -44,8 +44,27 @@ static void test_unknown_class_lists_the_table(void)
     CHECK(strlen(tiny) == 7);
 }
 
+/* In a Sequential model the running layer is both the input and the output
+ * of the call that reads a layer: a kind reading its input (BatchNormalization
+ * reads its rank) must still see it. */
+static void test_sequential_input_seen(void)
+{
+    const char *json =
+        "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"config\": {\"name\": \"i\", \"batch_input_shape\": [null, 4, 4, 2]}},"
+        "{\"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn\", \"axis\": 3}},"
+        "{\"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn2\", \"axis\": [-1]}}]}}";
+    cJSON *j = cJSON_Parse(json);
+    graft_model *m = NULL;
+    CHECK_OK(io_model_from_config(j, "cfg.json", &m));
+    cJSON_Delete(j);
+    CHECK(m && graft_model_num_layers(m) == 3);
+    graft_model_free(m);
+}
+
 int main(void)
 {
+    RUN(test_sequential_input_seen);
     RUN(test_every_kind_found);
     RUN(test_unknown_class_lists_the_table);
     return CHECK_SUMMARY();

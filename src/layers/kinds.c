@@ -29,7 +29,12 @@
     X(subtract)                                                                                    \
     X(average)                                                                                     \
     X(maximum)                                                                                     \
-    X(minimum)
+    X(minimum)                                                                                     \
+    X(rescaling)                                                                                   \
+    X(normalization)                                                                               \
+    X(separable_conv2d)                                                                            \
+    X(layer_norm)                                                                                  \
+    X(layer_scale)
 
 #define DECLARE(kind) extern const graft_layer_ops graft_##kind##_ops;
 KINDS(DECLARE)
