@@ -228,6 +228,67 @@ ls = normal(5)
 arrays["norm/ls_gamma"] = ls
 arrays["norm/ls_y"] = X * ls.astype(np.float64)
 
+# ------------------------------------------------------------------ the rest
+x = normal(2, 3, 4, 5, scale=2.0)
+T = t64(x)
+arrays["more/x"] = x
+arrays["more/leaky_0.3"] = F.leaky_relu(T, 0.3).numpy()
+arrays["more/elu_0.5"] = F.elu(T, 0.5).numpy()
+# PReLU with alpha shared along H and W (Keras shared_axes [1, 2]): alpha (1, 1, 5).
+alpha = normal(1, 1, 5, scale=0.5)
+arrays["more/prelu_alpha"] = alpha
+arrays["more/prelu_y"] = torch.where(T > 0, T, t64(alpha) * T).numpy()
+for axis in (1, 2, 3):
+    arrays["more/softmax_%d" % axis] = F.softmax(T, dim=axis).numpy()
+arrays["more/permute_312"] = x.transpose(0, 3, 1, 2)
+arrays["more/cropping_1021"] = x[:, 1:3, 2:3, :]
+# UpSampling2D: nearest, and TensorFlow's half-pixel bilinear (torch's align_corners=False).
+arrays["more/up_nearest_23"] = nhwc(F.interpolate(nchw(x), scale_factor=(2, 3), mode="nearest"))
+arrays["more/up_bilinear_23"] = nhwc(F.interpolate(nchw(x), scale_factor=(2, 3), mode="bilinear",
+                                                   align_corners=False))
+
+
+# Conv2DTranspose as TensorFlow defines it: the input gradient of the convolution
+# from the output back to the input, padded the TF way, by autograd.
+def deconv_length(n, k, s_, d, same, op):
+    ek = (k - 1) * d + 1
+    if op is None:
+        return n * s_ if same else n * s_ + max(ek - s_, 0)
+    return (n - 1) * s_ + ek - 2 * (ek // 2 if same else 0) + op
+
+
+def deconv_ref(x, kernel, bias, s_, d, same, op):
+    kh, kw, f, c = kernel.shape
+    oh = deconv_length(x.shape[1], kh, s_[0], d[0], same, op and op[0])
+    ow = deconv_length(x.shape[2], kw, s_[1], d[1], same, op and op[1])
+    u = torch.zeros(x.shape[0], f, oh, ow, dtype=torch.float64, requires_grad=True)
+    w = torch.from_numpy(np.ascontiguousarray(kernel.astype(np.float64).transpose(3, 2, 0, 1)))
+    z = F.conv2d(tf_pad(u, (kh, kw), s_, d, same), w, stride=s_, dilation=d)
+    assert z.shape[2:] == x.shape[1:3], (z.shape, x.shape)
+    z.backward(nchw(x))
+    return u.grad.numpy().transpose(0, 2, 3, 1) + bias.astype(np.float64)
+
+
+x = normal(2, 3, 4, 3)
+arrays["deconv/x"] = x
+for name, k, s_, d, same, op, f in (("same_s2", (3, 3), (2, 2), (1, 1), True, None, 4),
+                                    ("valid_s2", (3, 2), (2, 2), (1, 1), False, None, 2),
+                                    ("valid_k1_s3", (1, 1), (3, 3), (1, 1), False, None, 2),
+                                    ("same_op", (3, 3), (2, 2), (1, 1), True, (1, 0), 2),
+                                    ("dil", (3, 3), (1, 1), (2, 2), True, None, 2)):
+    kernel = normal(k[0], k[1], f, 3, scale=0.5)
+    bias = normal(f, scale=0.1)
+    arrays["deconv/%s/kernel" % name] = kernel
+    arrays["deconv/%s/bias" % name] = bias
+    arrays["deconv/%s/y" % name] = deconv_ref(x, kernel, bias, s_, d, same, op)
+# A cross-check of the definition against torch's own transposed convolution
+# where the padding is symmetric (valid, no output padding).
+kern = arrays["deconv/valid_s2/kernel"]
+ref = F.conv_transpose2d(nchw(x), torch.from_numpy(kern.astype(np.float64).transpose(3, 2, 0, 1)),
+                         stride=2)
+assert np.allclose(nhwc(ref) + arrays["deconv/valid_s2/bias"].astype(np.float64),
+                   arrays["deconv/valid_s2/y"])
+
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
 write_fixture(OUT, arrays)
 print("wrote %d arrays to %s" % (len(arrays), OUT))

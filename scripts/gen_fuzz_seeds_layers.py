@@ -98,4 +98,26 @@ write("layers_norm.json", model("norm", [6, 6, 3], [
     ("LayerScale", "ls", {"init_values": 1e-6, "projection_dim": 4}, ["ln"]),
     ("LayerNormalization", "ln3", {"axis": [1, 2, 3], "center": False}, ["ls"]),
 ]))
+write("layers_more.json", model("more", [6, 6, 3], [
+    ("LeakyReLU", "lk2", {"alpha": 0.1}, ["x"]),
+    ("LeakyReLU", "lk3", {"negative_slope": 0.2}, ["lk2"]),
+    ("ELU", "el", {"alpha": 0.7}, ["lk3"]),
+    ("PReLU", "pr", {"shared_axes": [1, 2]}, ["el"]),
+    ("Conv2DTranspose", "up", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same",
+                               "output_padding": None}, ["pr"]),
+    ("Conv2DTranspose", "up2", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same",
+                                "output_padding": [1, 1], "dilation_rate": 1}, ["up"]),
+    ("Cropping2D", "cr", {"cropping": [[1, 1], [2, 0]]}, ["up2"]),
+    ("UpSampling2D", "us", {"size": [2, 2], "interpolation": "bilinear"}, ["cr"]),
+    ("SpatialDropout2D", "sd", {"rate": 0.2}, ["us"]),
+    ("GaussianNoise", "gn", {"stddev": 0.1}, ["sd"]),
+    ("GaussianDropout", "gd", {"rate": 0.1}, ["gn"]),
+    ("Permute", "pm", {"dims": [3, 1, 2]}, ["gd"]),
+    ("Softmax", "sm", {"axis": 1}, ["pm"]),
+]))
+# The topology TF.js 4.22 wrote for tests/fixtures/layers/tfjs_leaky (LeakyReLU and friends).
+tfjs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "layers",
+                    "tfjs_leaky", "model.json")
+with open(tfjs) as f:
+    write("layers_tfjs_leaky.json", json.load(f)["modelTopology"])
 print("wrote the layers_*.json seeds to", OUT)

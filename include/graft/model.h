@@ -251,6 +251,48 @@ graft_layer *graft_layer_norm(graft_model *m, graft_layer *in, graft_layer_norm_
 /* ConvNeXt's LayerScale: y = x * gamma, gamma (projection_dim,) starting at init_values. */
 graft_layer *graft_layer_scale(graft_model *m, graft_layer *in, const char *name,
                                float init_values, int projection_dim);
+
+/* Activation layers with options: LeakyReLU (alpha; Keras 2 and 3 default 0.3),
+ * ELU (alpha, Keras's default 1), PReLU (a learned alpha, zeros at first, shared
+ * along Keras's shared_axes, 1-based after the batch), Softmax along Keras's axis (0 -> -1). */
+graft_layer *graft_leaky_relu(graft_model *m, graft_layer *in, const char *name, float alpha);
+graft_layer *graft_elu(graft_model *m, graft_layer *in, const char *name, float alpha);
+graft_layer *graft_prelu(graft_model *m, graft_layer *in, const char *name, int n_shared,
+                         const int *shared_axes);
+graft_layer *graft_softmax(graft_model *m, graft_layer *in, const char *name, int axis);
+
+/* Conv2DTranspose: kernel (kh, kw, filters, in_channels) as Keras holds it. */
+typedef struct {
+    const char *name;
+    int filters;
+    int kernel_size[2];
+    int strides[2]; /* 0 -> 1 */
+    graft_padding padding;
+    int dilation_rate[2]; /* 0 -> 1 */
+    int has_output_padding; /* else Keras's None */
+    int output_padding[2];
+    int no_bias;
+    graft_activation activation;
+} graft_conv2d_transpose_cfg;
+graft_layer *graft_conv2d_transpose(graft_model *m, graft_layer *in,
+                                    graft_conv2d_transpose_cfg cfg);
+
+/* UpSampling2D by (sh, sw) (0 -> 2), nearest or (bilinear != 0) TensorFlow's
+ * half-pixel bilinear resize. Cropping2D(((top, bottom), (left, right))).
+ * Permute(dims): dims a permutation of 1..rank. */
+graft_layer *graft_upsampling2d(graft_model *m, graft_layer *in, const char *name, int sh, int sw,
+                                int bilinear);
+graft_layer *graft_cropping2d(graft_model *m, graft_layer *in, const char *name, int top,
+                              int bottom, int left, int right);
+graft_layer *graft_permute(graft_model *m, graft_layer *in, const char *name, int n,
+                           const int *dims);
+
+/* Noise layers: the identity at inference; in training SpatialDropout2D drops whole
+ * channels (scaling the rest by 1 / (1 - rate)), GaussianNoise adds N(0, stddev),
+ * GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate))), from the model's RNG. */
+graft_layer *graft_spatial_dropout2d(graft_model *m, graft_layer *in, const char *name, float rate);
+graft_layer *graft_gaussian_noise(graft_model *m, graft_layer *in, const char *name, float stddev);
+graft_layer *graft_gaussian_dropout(graft_model *m, graft_layer *in, const char *name, float rate);
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs);
 
 /* Concatenate along Keras's `axis` (the batch is axis 0; -1 is the last, the channels). */

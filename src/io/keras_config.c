@@ -119,7 +119,7 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
     const graft_config_in k = {c->m, c->path, name, cls, n_in, in};
     const graft_layer_ops *ops = graft_layer_kind(cls);
     if (!ops || !ops->from_config) {
-        char kinds[1024];
+        char kinds[1280];
         graft_layer_kind_names(kinds, sizeof kinds);
         return graft_config_refuse(&k, GRAFT_EUNSUPPORTED,
                                    "layer class '%s' is not supported by graft (supported: "

@@ -78,7 +78,7 @@ graft_status graft_config_done(const graft_layer *l, bool ok)
 
 graft_status graft_config_refuse(const graft_config_in *c, graft_status s, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
