@@ -88,14 +88,14 @@ static void expect_refused(const char *layer_cfg, const char *needle)
 static void test_refused_options(void)
 {
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"dil\", \"filters\": 2,"
-                   " \"kernel_size\": 3, \"dilation_rate\": [2, 2]}}",
+                   " \"kernel_size\": 3, \"strides\": 2, \"dilation_rate\": [2, 2]}}",
                    "'dil' (Conv2D): dilation_rate (2, 2)");
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"cf\", \"filters\": 2,"
                    " \"kernel_size\": 3, \"data_format\": \"channels_first\"}}",
                    "channels_first");
     expect_refused("{\"class_name\": \"Dense\", \"config\": {\"name\": \"act\", \"units\": 2,"
-                   " \"activation\": \"swish\"}}",
-                   "'act' (Dense): activation 'swish'");
+                   " \"activation\": \"mish\"}}",
+                   "'act' (Dense): activation 'mish'");
     expect_refused("{\"class_name\": \"Conv3D\", \"config\": {\"name\": \"c3\"}}", "'c3' (Conv3D)");
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"nof\", \"kernel_size\": 3}}",
                    "filters");

@@ -6,6 +6,7 @@
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 #include "layers/layer.h"
+#include "layers/conv_plain.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
+    bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything */
+    graft_plain_conv pc;
     /* What scratch_floats last returned: the model's scratch holds at least
      * that much for the batches of the current plan. */
     size_t scratch_lent;
@@ -51,6 +54,20 @@ static graft_status build(graft_layer *l, const graft_shape *in)
         return graft_fail(GRAFT_EINVAL,
                           "layer '%s' (Conv2D): filters, kernel_size and strides must be positive",
                           l->name);
+    if (k->dilation_rate[0] != 1 || k->dilation_rate[1] != 1 || k->groups != 1) {
+        graft_status s = graft_plain_conv_init(&c->pc, l->name, "Conv2D", &in[0], k->kernel_size,
+                                               k->strides, k->dilation_rate, k->padding, k->groups,
+                                               k->filters);
+        if (s != GRAFT_OK) return s;
+        c->plain = true;
+        l->out_shape = graft_shape3(c->pc.oh, c->pc.ow, k->filters);
+        graft_shape ks = {4, {k->kernel_size[0], k->kernel_size[1], in[0].dim[2] / k->groups,
+                              k->filters}};
+        s = graft_layer_add_weight(l, "kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
+        if (s == GRAFT_OK && !k->no_bias)
+            s = graft_layer_add_weight(l, "bias", graft_shape1(k->filters), true, GRAFT_INIT_ZEROS);
+        return s;
+    }
     graft_conv_geom *g = &c->g;
     graft_conv_geom_init(g, &in[0], k->kernel_size, k->strides, k->padding);
     l->out_shape = graft_shape3(g->oh, g->ow, k->filters);
@@ -87,6 +104,7 @@ static size_t gemm_scratch_floats(const conv2d *c, int n)
 static size_t scratch_floats(const graft_layer *l, int n)
 {
     conv2d *c = l->cfg; /* the layer's own state, not its description */
+    if (c->plain) return 0;
     size_t need = gemm_scratch_floats(c, n);
     if (bias_scratch_floats(c) > need) need = bias_scratch_floats(c);
     if (c->dnn) {
@@ -150,11 +168,12 @@ static void gemm_backward_weights(const conv2d *c, int n, const float *x, const 
  * with F doubles in `scratch` (2 * F floats: scratch_floats reserves them for
  * graft_threads() threads, so at least one fits); the parts add up in order,
  * so the bits depend on the thread count only. */
-static void activation_bias_backward(graft_activation act, const float *y, float *dz, size_t rows,
-                                     int F, float *db, float *scratch, size_t scratch_floats)
+static void activation_bias_backward(graft_activation act, const float *x, const float *y,
+                                     float *dz, size_t rows, int F, float *db, float *scratch,
+                                     size_t scratch_floats)
 {
     bool relu = act == GRAFT_RELU;
-    if (!relu) graft_activation_backward(act, y, dz, dz, rows, (size_t)F, false);
+    if (!relu) graft_activation_backward_x(act, x, y, dz, dz, rows, (size_t)F, false);
     double *part = (double *)(void *)scratch;
     size_t fit = scratch_floats / (2 * (size_t)F);
     int parts = graft_threads();
@@ -241,6 +260,14 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     size_t rows = (size_t)f->n * g->oh * g->ow;
     graft_activation act = c->cfg.activation;
+    if (c->plain) {
+        rows = (size_t)f->n * c->pc.oh * c->pc.ow;
+        graft_plain_conv_forward(&c->pc, f->n, f->in[0], W, bias, f->out);
+        if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
+        graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
+        graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters);
+        return;
+    }
     /* The same path in fit as in predict, so that cached features equal
      * recomputed ones. */
     if (pointwise(c) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
@@ -258,6 +285,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     } else {
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
     }
+    /* swish, gelu, ...: backward needs the pre-activation. */
+    if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
     graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
     graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
 }
@@ -274,15 +303,28 @@ static void backward(graft_layer *l, const graft_bwd *b)
 {
     const conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
-    const size_t rows = (size_t)b->n * g->oh * g->ow;
     /* dL/d(pre-activation), in place: dout is ours to overwrite. */
     float *dz = b->dout;
     const int F = c->cfg.filters;
+    if (c->plain) {
+        const size_t prow = (size_t)b->n * c->pc.oh * c->pc.ow;
+        graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, prow, (size_t)F,
+                                    false);
+        if (b->param_grads)
+            graft_plain_conv_backward_weights(&c->pc, b->n, b->in[0], dz, l->weights[0].grad,
+                                              c->cfg.no_bias ? NULL : l->weights[1].grad);
+        if (b->din[0])
+            graft_plain_conv_backward_data(&c->pc, b->n, dz, l->weights[0].data, b->din[0],
+                                           b->din_accumulate[0]);
+        return;
+    }
+    const size_t rows = (size_t)b->n * g->oh * g->ow;
     if (b->param_grads && !c->cfg.no_bias)
-        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
-                                 b->scratch, c->scratch_lent);
+        activation_bias_backward(c->cfg.activation, b->aux, b->out, dz, rows, F,
+                                 l->weights[1].grad, b->scratch, c->scratch_lent);
     else
-        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+        graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, rows, (size_t)F,
+                                    false);
     graft_conv2d_backward_dz(l, b);
 }
 
@@ -317,7 +359,7 @@ void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b)
 
 bool graft_conv2d_has_relu(const graft_layer *l)
 {
-    return strcmp(l->ops->class_name, "Conv2D") == 0 &&
+    return strcmp(l->ops->class_name, "Conv2D") == 0 && !((const conv2d *)l->cfg)->plain &&
            ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
 }
 
@@ -342,12 +384,20 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     const graft_conv2d_cfg *k = &((const conv2d *)l->cfg)->cfg;
     bool ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
               graft_config_add_conv_common(o, k->kernel_size, k->strides, k->padding,
-                                           k->activation, k->no_bias) &&
+                                           k->dilation_rate, k->groups, k->activation,
+                                           k->no_bias) &&
               graft_config_add_initializer(o, "kernel_initializer", "GlorotUniform") &&
               graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
               GRAFT_CONFIG_NULLS(o, "kernel_regularizer", "bias_regularizer",
                                  "activity_regularizer", "kernel_constraint", "bias_constraint");
     return graft_config_done(l, ok);
+}
+
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const conv2d *c = l->cfg;
+    if (!graft_activation_needs_input(c->cfg.activation)) return 0;
+    return (size_t)n * graft_shape_size(&l->out_shape);
 }
 
 static void destroy(graft_layer *l)
@@ -357,7 +407,37 @@ static void destroy(graft_layer *l)
     c->dnn = NULL;
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_conv2d_cfg k = {.name = c->name};
+    bool use_bias = true;
+    int d[2] = {1, 1}, groups = 1;
+    graft_status s = graft_config_int(c, cfg, "filters", 0, 1, &k.filters);
+    if (s == GRAFT_OK && !k.filters) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'filters'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
+    if (s == GRAFT_OK && !k.kernel_size[0])
+        s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
+    if (s == GRAFT_OK && (d[0] > 1 || d[1] > 1) && (k.strides[0] > 1 || k.strides[1] > 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                "dilation_rate (%d, %d) with strides (%d, %d): Keras allows "
+                                "one of them above 1, not both",
+                                d[0], d[1], k.strides[0], k.strides[1]);
+    if (s == GRAFT_OK) s = graft_config_int(c, cfg, "groups", 1, 1, &groups);
+    k.dilation_rate[0] = d[0];
+    k.dilation_rate[1] = d[1];
+    k.groups = groups;
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_conv2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_conv2d_ops = {
+    .aux_floats = aux_floats,
     .class_name = "Conv2D",
     .build = build,
     .forward = forward,
@@ -365,13 +445,17 @@ static const graft_layer_ops ops = {
     .scratch_floats = scratch_floats,
     .get_config = get_config,
     .destroy = destroy,
+    .from_config = from_config,
 };
 
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
 {
     if (!cfg.strides[0]) cfg.strides[0] = 1;
     if (!cfg.strides[1]) cfg.strides[1] = 1;
+    if (!cfg.dilation_rate[0]) cfg.dilation_rate[0] = 1;
+    if (!cfg.dilation_rate[1]) cfg.dilation_rate[1] = 1;
+    if (!cfg.groups) cfg.groups = 1;
     conv2d c = {.cfg = cfg};
     c.cfg.name = NULL; /* the layer keeps its own copy of the name */
-    return graft_model_add_unary(m, &ops, cfg.name, "conv2d", &c, sizeof c, in);
+    return graft_model_add_unary(m, &graft_conv2d_ops, cfg.name, "conv2d", &c, sizeof c, in);
 }

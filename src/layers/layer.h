@@ -15,6 +15,7 @@
 
 struct cJSON;
 struct graft_conv_geom;
+typedef struct graft_config_in graft_config_in; /* layers/config_json.h */
 
 #define GRAFT_MAX_WEIGHTS 4
 
@@ -22,7 +23,8 @@ typedef struct {
     char name[32];     /* "kernel", "bias", "gamma", ... */
     graft_shape shape;
     bool trainable;    /* false for BatchNormalization's moving statistics */
-    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM } init;
+    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM, GRAFT_INIT_CONSTANT } init;
+    float init_value;  /* GRAFT_INIT_CONSTANT's value */
     size_t offset;     /* into the model's weight array */
     float *data;       /* view into graft_model.weights */
     float *grad;       /* view into graft_model.grads (NULL until compiled) */
@@ -72,8 +74,23 @@ typedef struct graft_layer_ops {
     /* Optional: adds the layer's Keras config options (beyond name, trainable
      * and dtype) to `config`, a cJSON object, for saving Keras model files. */
     graft_status (*get_config)(const graft_layer *l, struct cJSON *config);
+    /* Optional: adds the layer its Keras `config` describes to c->m, fed by
+     * c->in, reading the options with layers/config_json.h's getters (which
+     * name the file, layer and class when one is refused). *out NULL with
+     * GRAFT_OK: the constructor's error is in the model. */
+    graft_status (*from_config)(const graft_config_in *c, const struct cJSON *config,
+                                graft_layer **out);
+    /* A merge: takes two or more inputs (else exactly one). */
+    bool merge;
     void (*destroy)(graft_layer *l);
 } graft_layer_ops;
+
+/* ------------------------------------------------------------- the kinds (layers/kinds.c) */
+
+/* The kind with this Keras class_name, or NULL. */
+const graft_layer_ops *graft_layer_kind(const char *class_name);
+/* The kinds' class names, ", "-separated in the table's order, into buf (cut at cap). */
+void graft_layer_kind_names(char *buf, size_t cap);
 
 struct graft_layer {
     const graft_layer_ops *ops;

@@ -507,7 +507,32 @@ static graft_status pool2d_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops max_ops = {
+static graft_status pool2d_read(const graft_config_in *c, const cJSON *cfg, graft_pool2d_cfg *k)
+{
+    *k = (graft_pool2d_cfg){.name = c->name};
+    graft_status s = graft_config_pair(c, cfg, "pool_size", 2, k->pool_size);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 0, k->strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k->padding);
+    return s;
+}
+
+static graft_status max_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_pool2d_cfg k;
+    graft_status s = pool2d_read(c, cfg, &k);
+    if (s == GRAFT_OK) *out = graft_max_pooling2d(c->m, c->in[0], k);
+    return s;
+}
+
+static graft_status avg_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_pool2d_cfg k;
+    graft_status s = pool2d_read(c, cfg, &k);
+    if (s == GRAFT_OK) *out = graft_average_pooling2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_max_pooling2d_ops = {
     .class_name = "MaxPooling2D",
     .build = build_pool2d,
     .forward = pool2d_forward,
@@ -515,14 +540,18 @@ static const graft_layer_ops max_ops = {
     .aux_floats = pool2d_aux_floats,
     .scratch_floats = pool2d_scratch_floats,
     .get_config = pool2d_config,
+    .from_config = max_from_config,
 };
 
-static const graft_layer_ops avg_ops = {
+
+
+const graft_layer_ops graft_average_pooling2d_ops = {
     .class_name = "AveragePooling2D",
     .build = build_pool2d,
     .forward = pool2d_forward,
     .backward = pool2d_backward,
     .get_config = pool2d_config,
+    .from_config = avg_from_config,
 };
 
 static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg,
@@ -541,18 +570,19 @@ static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg
 
 graft_layer *graft_max_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
 {
-    return add_pool2d(m, in, cfg, POOL_MAX, &max_ops, "max_pooling2d");
+    return add_pool2d(m, in, cfg, POOL_MAX, &graft_max_pooling2d_ops, "max_pooling2d");
 }
 
 graft_layer *graft_average_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
 {
-    return add_pool2d(m, in, cfg, POOL_AVG, &avg_ops, "average_pooling2d");
+    return add_pool2d(m, in, cfg, POOL_AVG, &graft_average_pooling2d_ops, "average_pooling2d");
 }
 
 /* ------------------------------------------------------------ global pooling */
 
 typedef struct {
     pool_kind kind;
+    bool keepdims; /* (1, 1, C) instead of (C,): the same floats */
     int hw, c;
 } global_pool;
 
@@ -563,7 +593,7 @@ static graft_status build_global(graft_layer *l, const graft_shape *in)
     if (s != GRAFT_OK) return s;
     g->hw = in[0].dim[0] * in[0].dim[1];
     g->c = in[0].dim[2];
-    l->out_shape = graft_shape1(g->c);
+    l->out_shape = g->keepdims ? graft_shape3(1, 1, g->c) : graft_shape1(g->c);
     return GRAFT_OK;
 }
 
@@ -650,39 +680,79 @@ static void global_backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
-/* Keras 2's GlobalPooling2D.get_config(); graft's output drops the spatial axes. */
+/* Keras 2's GlobalPooling2D.get_config(). */
 static graft_status global_config(const graft_layer *l, cJSON *o)
 {
+    const global_pool *g = l->cfg;
     bool ok = cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-              cJSON_AddBoolToObject(o, "keepdims", false);
+              cJSON_AddBoolToObject(o, "keepdims", g->keepdims);
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops gap_ops = {
+static graft_status gap_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    bool keepdims;
+    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
+    if (s == GRAFT_OK)
+        *out = keepdims ? graft_global_average_pooling2d_keepdims(c->m, c->in[0], c->name)
+                        : graft_global_average_pooling2d(c->m, c->in[0], c->name);
+    return s;
+}
+
+static graft_status gmp_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    bool keepdims;
+    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
+    if (s == GRAFT_OK)
+        *out = keepdims ? graft_global_max_pooling2d_keepdims(c->m, c->in[0], c->name)
+                        : graft_global_max_pooling2d(c->m, c->in[0], c->name);
+    return s;
+}
+
+const graft_layer_ops graft_global_average_pooling2d_ops = {
     .class_name = "GlobalAveragePooling2D",
     .build = build_global,
     .forward = global_forward,
     .backward = global_backward,
     .get_config = global_config,
+    .from_config = gap_from_config,
 };
 
-static const graft_layer_ops gmp_ops = {
+
+
+const graft_layer_ops graft_global_max_pooling2d_ops = {
     .class_name = "GlobalMaxPooling2D",
     .build = build_global,
     .forward = global_forward,
     .backward = global_backward,
     .aux_floats = global_aux_floats,
     .get_config = global_config,
+    .from_config = gmp_from_config,
 };
 
 graft_layer *graft_global_average_pooling2d(graft_model *m, graft_layer *in, const char *name)
 {
     global_pool g = {.kind = POOL_AVG};
-    return graft_model_add_unary(m, &gap_ops, name, "global_average_pooling2d", &g, sizeof g, in);
+    return graft_model_add_unary(m, &graft_global_average_pooling2d_ops, name, "global_average_pooling2d", &g, sizeof g, in);
 }
 
 graft_layer *graft_global_max_pooling2d(graft_model *m, graft_layer *in, const char *name)
 {
     global_pool g = {.kind = POOL_MAX};
-    return graft_model_add_unary(m, &gmp_ops, name, "global_max_pooling2d", &g, sizeof g, in);
+    return graft_model_add_unary(m, &graft_global_max_pooling2d_ops, name, "global_max_pooling2d", &g, sizeof g, in);
+}
+
+graft_layer *graft_global_average_pooling2d_keepdims(graft_model *m, graft_layer *in,
+                                                     const char *name)
+{
+    global_pool g = {.kind = POOL_AVG, .keepdims = true};
+    return graft_model_add_unary(m, &graft_global_average_pooling2d_ops, name,
+                                 "global_average_pooling2d", &g, sizeof g, in);
+}
+
+graft_layer *graft_global_max_pooling2d_keepdims(graft_model *m, graft_layer *in, const char *name)
+{
+    global_pool g = {.kind = POOL_MAX, .keepdims = true};
+    return graft_model_add_unary(m, &graft_global_max_pooling2d_ops, name, "global_max_pooling2d",
+                                 &g, sizeof g, in);
 }
