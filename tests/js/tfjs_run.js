@@ -9,6 +9,8 @@
 const fs = require('fs');
 const path = require('path');
 const modules = path.join(__dirname, '..', '..', 'js', 'node_modules');
+// tfjs suggests its native backend on the console when it starts: not here.
+console.log = console.warn = () => {};
 const tf = require(path.join(modules, '@tensorflow', 'tfjs'));
 
 function fileHandler(dir) {
@@ -41,7 +43,7 @@ async function main() {
     const y = model.predict(x);
     const data = await y.data();
     fs.writeFileSync(outPath, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    console.log(y.shape.join(','));
+    process.stdout.write(y.shape.join(',') + '\n');
 }
 
 main().catch((e) => {
