@@ -687,10 +687,11 @@ graft_status graft_export_onnx(const graft_model *m, const char *path, const gra
     int n_props = 0;
     props[n_props++] = prop(&x, "classes", classes ? classes : "[]");
     props[n_props++] = prop(&x, "input_layout", o->nchw ? "NCHW" : "NHWC");
-    props[n_props++] = prop(&x, "preprocessing",
-                            o->include_preprocessing ? "included: feed RGB 0..255"
-                            : o->meta.preprocess      ? o->meta.preprocess
-                                                      : "none");
+    /* "mobilenet" (feed preprocessed input) or "mobilenet, in the graph: feed RGB 0..255". */
+    char pre[160];
+    snprintf(pre, sizeof pre, "%s%s", o->meta.preprocess ? o->meta.preprocess : "none",
+             o->include_preprocessing ? ", in the graph: feed RGB 0..255" : "");
+    props[n_props++] = prop(&x, "preprocessing", pre);
     free(classes);
 
     Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
