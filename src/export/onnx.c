@@ -43,6 +43,8 @@ struct onnx_ctx {
     int cur;         /* the layer being converted */
 };
 
+static const graft_layer *layer_at(const onnx_ctx *x, int i);
+
 /* ------------------------------------------------------------ the arena */
 
 static void *ar_alloc(onnx_ctx *x, size_t bytes)
@@ -126,7 +128,13 @@ onnx_node *onnx_add_node(onnx_ctx *x, const char *op, const char *const *in, int
     if (!n || !ins || !outs || !out) return NULL;
     onnx__node_proto__init(n);
     for (int i = 0; i < n_in; i++) {
-        if (!in[i]) return NULL;
+        /* A converter that asked for a tensor nobody made: never write a broken graph. */
+        if (!in[i]) {
+            if (x->status == GRAFT_OK)
+                x->status = graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' (%s): input %d of its %s node is missing",
+                                       layer_at(x, x->cur)->name, layer_at(x, x->cur)->ops->class_name, i, op);
+            return NULL;
+        }
         ins[i] = (char *)in[i];
     }
     outs[0] = (char *)out;
@@ -560,6 +568,7 @@ static void plan_folds(onnx_ctx *x)
 
 static graft_status convert_layer(onnx_ctx *x, const graft_layer *l)
 {
+    x->cur = l->index;
     if (x->skip[l->index]) { /* a folded BatchNormalization: its input already is its output */
         x->t[l->index] = x->t[l->inputs[0]];
         return GRAFT_OK;
