@@ -204,7 +204,7 @@ static const char *add_const(onnx_ctx *x, const char *name, const void *data, si
     void *raw = ar_alloc(x, count * elem_bytes);
     if (!t || !d || !raw || !name) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)rank * sizeof *d);
+    if (rank) memcpy(d, dims, (size_t)rank * sizeof *d);
     memcpy(raw, data, count * elem_bytes);
     t->name = (char *)name;
     t->n_dims = (size_t)rank;
