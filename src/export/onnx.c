@@ -152,11 +152,11 @@ static Onnx__AttributeProto *add_attr(onnx_ctx *x, onnx_node *n, const char *key
 {
     if (!n) return NULL;
     Onnx__AttributeProto *a = ar_alloc(x, sizeof *a);
-    Onnx__AttributeProto **list = ar_alloc(x, (n->n_attribute + 1) * sizeof *list);
+    Onnx__AttributeProto **list = ar_alloc(x, (n->n_attribute + 1) * sizeof(Onnx__AttributeProto *));
     if (!a || !list) return NULL;
     onnx__attribute_proto__init(a);
     a->name = ar_strdup(x, key);
-    if (n->n_attribute) memcpy(list, n->attribute, n->n_attribute * sizeof *list);
+    if (n->n_attribute) memcpy(list, n->attribute, n->n_attribute * sizeof(Onnx__AttributeProto *));
     list[n->n_attribute] = a;
     n->attribute = list;
     n->n_attribute++;
@@ -417,7 +417,7 @@ static Onnx__ValueInfoProto *value_info(onnx_ctx *x, const char *name, const int
     Onnx__TypeProto *t = ar_alloc(x, sizeof *t);
     Onnx__TypeProto__Tensor *tt = ar_alloc(x, sizeof *tt);
     Onnx__TensorShapeProto *sh = ar_alloc(x, sizeof *sh);
-    Onnx__TensorShapeProto__Dimension **d = ar_alloc(x, (size_t)rank * sizeof *d);
+    Onnx__TensorShapeProto__Dimension **d = ar_alloc(x, (size_t)rank * sizeof(Onnx__TensorShapeProto__Dimension *));
     if (!v || !t || !tt || !sh || !d) return NULL;
     onnx__value_info_proto__init(v);
     onnx__type_proto__init(t);
@@ -484,8 +484,8 @@ static graft_status preprocess_affine(onnx_ctx *x, const graft_layer *l, int per
 
 static const char *add_preprocessing(onnx_ctx *x, const graft_layer *l, const char *in, bool nchw)
 {
-    int perm[3];
-    float scale[3], shift[3];
+    int perm[3] = {0, 1, 2};
+    float scale[3] = {1, 1, 1}, shift[3] = {0, 0, 0};
     if (preprocess_affine(x, l, perm, scale, shift) != GRAFT_OK) return NULL;
     const int64_t cdims_nchw[3] = {3, 1, 1}, cdims_nhwc[1] = {3};
     const int64_t *cd = nchw ? cdims_nchw : cdims_nhwc;

@@ -27,13 +27,14 @@ static graft_status conv_common(onnx_ctx *x, const graft_layer *l, const cJSON *
     if (b || folded) {
         bias = malloc((size_t)co * sizeof *bias);
         if (!bias) return onnx_fail(x, l, GRAFT_ENOMEM, "out of memory");
-        for (int o = 0; o < co; o++) bias[o] = b ? b[o] : 0.0f;
-    }
-    if (folded) {
         size_t per = (size_t)cig * kh * kw;
         for (int o = 0; o < co; o++) {
-            for (size_t k = 0; k < per; k++) w[o * per + k] *= scale[o];
-            bias[o] = bias[o] * scale[o] + shift[o];
+            float b0 = b ? b[o] : 0.0f;
+            if (folded) {
+                for (size_t k = 0; k < per; k++) w[o * per + k] *= scale[o];
+                b0 = b0 * scale[o] + shift[o];
+            }
+            bias[o] = b0;
         }
     }
     graft_shape in = onnx_input_shape(x, l, 0);
@@ -68,7 +69,7 @@ graft_status onnx_conv2d(onnx_ctx *x, const graft_layer *l, const cJSON *cfg)
     if (onnx_cfg_num(cfg, "groups", 1) != 1)
         return onnx_fail(x, l, GRAFT_EUNSUPPORTED, "grouped convolution (groups != 1)");
     int kh = ks.dim[0], kw = ks.dim[1], ci = ks.dim[2], co = ks.dim[3];
-    float *w = malloc(graft_shape_size(&ks) * sizeof *w);
+    float *w = calloc(graft_shape_size(&ks), sizeof *w); /* calloc: the analyzer cannot see the loops fill it */
     if (!w) return onnx_fail(x, l, GRAFT_ENOMEM, "out of memory");
     for (int i = 0; i < kh; i++)
         for (int j = 0; j < kw; j++)
@@ -88,7 +89,7 @@ graft_status onnx_depthwise_conv2d(onnx_ctx *x, const graft_layer *l, const cJSO
     const float *k = onnx_weight(l, "depthwise_kernel", &ks);
     if (!k || ks.rank != 4) return onnx_fail(x, l, GRAFT_EFORMAT, "no 4-D depthwise_kernel");
     int kh = ks.dim[0], kw = ks.dim[1], ci = ks.dim[2], dm = ks.dim[3];
-    float *w = malloc(graft_shape_size(&ks) * sizeof *w);
+    float *w = calloc(graft_shape_size(&ks), sizeof *w);
     if (!w) return onnx_fail(x, l, GRAFT_ENOMEM, "out of memory");
     for (int i = 0; i < kh; i++)
         for (int j = 0; j < kw; j++)
