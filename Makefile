@@ -4,7 +4,8 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas
+PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas \
+            libprotobuf-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -29,7 +30,7 @@ LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lgif -lcurl -lz -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/onnx.pb-c.o
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(sort $(wildcard tools/*.c))
@@ -59,6 +60,17 @@ $(BUILD)/%.o: %.c include/graft.h $(wildcard include/graft/*.h) src/internal.h $
 # sqrtf never sees a negative number in the optimizers' updates: without errno
 # to set it vectorises (the same correctly rounded results).
 $(BUILD)/src/train/optimizer.o: ALL_CFLAGS += -fno-math-errno
+
+# ONNX export writes its files through protobuf-c (a maintained C runtime,
+# packaged by Debian): the ONNX schema src/export/onnx.proto is compiled by
+# protoc-c into the build folder, and src/export sees the generated header.
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h &: src/export/onnx.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=src/export --c_out=$(BUILD)/gen src/export/onnx.proto
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c $(FLAGS_STAMP)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/src/export/%.o: ALL_CFLAGS += -I$(BUILD)/gen
+$(BUILD)/src/export/%.o: $(BUILD)/gen/onnx.pb-c.h
 
 $(BUILD)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@

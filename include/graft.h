@@ -2,7 +2,7 @@
  * graft — transfer learning in C.
  *
  * The public header: an umbrella over the topical headers in include/graft/,
- * in the order a user meets them (model, train, data, io, zoo, report); each
+ * in the order a user meets them (model, train, data, io, zoo, report, export); each
  * can be included alone. Keras names and semantics throughout: layers carry
  * Keras names and weight layouts (Conv2D kernel HWIO, DepthwiseConv2D HWC1,
  * Dense IO), activations are NHWC float32, `trainable` works per layer.
@@ -25,6 +25,7 @@
 #include "graft/fetch.h"  /* downloads, dataset archives, checksums */
 #include "graft/zoo.h"    /* pretrained bases, ImageNet labels */
 #include "graft/report.h" /* history.json, CSV logs, figures */
+#include "graft/export.h" /* ONNX, TF.js and web-page exports */
 
 /* Deprecated names, kept for this release: "checkpoint" meant both the
  * ModelCheckpoint callback (graft_model_checkpoint, which writes Keras files)

@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 /usr/bin/python3 scripts/import_graph.py
+# src/export includes the header protoc-c generates from the ONNX schema.
+make -s build/gen/onnx.pb-c.h
 # -mavx2 -mfma: the SIMD kernels are analysed (the build targets the machine).
-flags=(-std=c11 -D_GNU_SOURCE -mavx2 -mfma -Iinclude -Isrc $(pkg-config --cflags hdf5-serial libcjson libpng cairo libarchive))
+flags=(-std=c11 -D_GNU_SOURCE -mavx2 -mfma -Iinclude -Isrc -Ibuild/gen $(pkg-config --cflags hdf5-serial libcjson libpng cairo libarchive))
 cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
     --suppress=missingIncludeSystem '-DcJSON_ArrayForEach(e,a)=for(e=(a)?(a)->child:0;e;e=e->next)' \
     -Iinclude -Isrc src tools

@@ -124,5 +124,6 @@ int cmd_predict(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_lesson(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"predict", cmd_predict, "top classes of images"},
     {"summary", cmd_summary, "a model's layers, as Keras's model.summary()"},
     {"plot", cmd_plot, "redraw a run's figures from its history"},
+    {"export", cmd_export, "a run or model as ONNX, a TF.js model, or a web page"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,221 @@
+/* graft export: a run (or a model file) as ONNX, a TF.js layers model, or a web page. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { O_FORMAT = 400, O_BATCH, O_OPSET, O_LAYOUT, O_PRE, O_QUANT, O_RUNTIME, O_HELP };
+
+static const char usage_text[] =
+    "usage: graft export --format onnx RUN_DIR|MODEL_FILE OUT.onnx [--batch N|dynamic] [--opset K]\n"
+    "                    [--layout nhwc|nchw] [--include-preprocessing]\n"
+    "       graft export --format tfjs RUN_DIR|MODEL_FILE OUT_DIR [--quantize uint8|float16]\n"
+    "       graft export --format web RUN_DIR|MODEL_FILE OUT_DIR [--quantize uint8|float16]\n"
+    "                    [--tfjs-runtime tf.min.js]\n\n"
+    "Writes the model for deployment: an ONNX file for ONNX Runtime (input NHWC\n"
+    "as graft takes it, or NCHW; dynamic batch by default; opset 13 by default),\n"
+    "a TF.js layers model (model.json, weight shards of at most 4 MB,\n"
+    "metadata.json with the class names and preprocessing), or that plus a\n"
+    "static page (index.html) that classifies a chosen or dropped image with\n"
+    "TF.js, opened from disk. The page's tf.min.js is copied from the\n"
+    "@tensorflow/tfjs npm package: --tfjs-runtime, else\n"
+    "js/node_modules/@tensorflow/tfjs/dist/tf.min.js in graft's repository or\n"
+    "the current folder, else /usr/share/nodejs/@tensorflow/tfjs/dist/tf.min.js.\n";
+
+/* The model and what a run folder knows about it. */
+typedef struct {
+    graft_model *m;
+    run_config run;
+    bool is_run;
+    const char *arch;
+    float val_accuracy;
+} source;
+
+static int open_source(const char *path, source *src)
+{
+    memset(src, 0, sizeof *src);
+    if (cli_is_dir(path)) {
+        if (run_config_load(path, &src->run)) return 1;
+        src->is_run = true;
+        run_config built = src->run;
+        built.weights[0] = '\0';
+        if (run_build_model(&built, &src->m)) return 1;
+        char p[CLI_PATH + 32];
+        snprintf(p, sizeof p, "%s/model.h5", path);
+        if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
+        graft_status s = graft_load_weights(src->m, p, &(graft_load_opts){.by_name = 1});
+        if (s != GRAFT_OK) return cli_fail_status(s, p);
+        /* The last epoch's validation accuracy, for the web page. */
+        graft_history h;
+        snprintf(p, sizeof p, "%s/history.json", path);
+        if (graft_history_load_json(p, &h, NULL, NULL) == GRAFT_OK) {
+            if (h.n > 0 && h.val_accuracy && !isnan(h.val_accuracy[h.n - 1]))
+                src->val_accuracy = (float)h.val_accuracy[h.n - 1];
+            graft_history_free(&h);
+        }
+        return 0;
+    }
+    if (!cli_is_file(path))
+        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
+                                                : "model %s does not exist",
+                        path);
+    graft_status s = graft_load_model(path, &src->m);
+    if (s != GRAFT_OK) return cli_fail_status(s, path);
+    src->arch = graft_zoo_detect_arch(src->m);
+    return 0;
+}
+
+static void source_free(source *src)
+{
+    graft_model_free(src->m);
+    if (src->is_run) run_config_free(&src->run);
+}
+
+/* The export metadata of a source: a run's classes and preprocessing, or a zoo model's. */
+static graft_export_meta meta_of(const source *src)
+{
+    graft_export_meta meta = {.val_accuracy = src->val_accuracy};
+    if (src->is_run) {
+        meta.classes = (const char *const *)src->run.classes;
+        meta.n_classes = src->run.n_classes;
+        bool model_pre = !strcmp(src->run.preprocess, "model") && strcmp(src->run.base, "scratch") != 0;
+        meta.preprocess = model_pre ? src->run.base : "rescale";
+    } else {
+        meta.preprocess = src->arch;
+    }
+    return meta;
+}
+
+/* tf.min.js from the @tensorflow/tfjs npm package, in the places --help lists. */
+static int find_runtime(const char *opt, char out[CLI_PATH])
+{
+    if (opt) {
+        if (!cli_is_file(opt)) return cli_fail("export: --tfjs-runtime %s is not a file", opt);
+        snprintf(out, CLI_PATH, "%s", opt);
+        return 0;
+    }
+    static const char rel[] = "js/node_modules/@tensorflow/tfjs/dist/tf.min.js",
+                      system_copy[] = "/usr/share/nodejs/@tensorflow/tfjs/dist/tf.min.js";
+    /* The repository holding the executable (build/graft, build/x/graft). */
+    char exe[CLI_PATH], probe[CLI_PATH];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    for (int up = 0; n > 0 && up < 3; up++) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (!slash) break;
+        *slash = '\0';
+        n = (ssize_t)strlen(exe);
+        if (snprintf(probe, sizeof probe, "%s/%s", exe, rel) < (int)sizeof probe && cli_is_file(probe)) {
+            snprintf(out, CLI_PATH, "%s", probe);
+            return 0;
+        }
+    }
+    const char *rest[2] = {rel, system_copy};
+    for (int i = 0; i < 2; i++)
+        if (cli_is_file(rest[i])) {
+            snprintf(out, CLI_PATH, "%s", rest[i]);
+            return 0;
+        }
+    return cli_fail("export: the TF.js runtime tf.min.js was not found (in graft's repository and "
+                    "the current folder as %s, and %s): run `npm install --ignore-scripts` in js/, "
+                    "or give --tfjs-runtime FILE",
+                    rel, system_copy);
+}
+
+int cmd_export(int argc, char **argv)
+{
+    static const struct option opts[] = {{"format", required_argument, 0, O_FORMAT},
+                                         {"batch", required_argument, 0, O_BATCH},
+                                         {"opset", required_argument, 0, O_OPSET},
+                                         {"layout", required_argument, 0, O_LAYOUT},
+                                         {"include-preprocessing", no_argument, 0, O_PRE},
+                                         {"quantize", required_argument, 0, O_QUANT},
+                                         {"tfjs-runtime", required_argument, 0, O_RUNTIME},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+    const char *format = NULL, *runtime_opt = NULL;
+    graft_onnx_opts onnx = {0};
+    graft_tfjs_opts tfjs = {0};
+    bool onnx_flags = false, tfjs_flags = false;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        switch (o) {
+        case O_FORMAT: format = optarg; break;
+        case O_BATCH:
+            onnx_flags = true;
+            if (!strcmp(optarg, "dynamic")) {
+                onnx.batch = 0;
+                break;
+            }
+            onnx.batch = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || onnx.batch < 1 || onnx.batch > CLI_MAX_BATCH)
+                return cli_fail("export: --batch %s: a size in 1..%d or 'dynamic'", optarg, CLI_MAX_BATCH);
+            break;
+        case O_OPSET:
+            onnx_flags = true;
+            onnx.opset = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || onnx.opset < 11 || onnx.opset > 17)
+                return cli_fail("export: --opset %s: graft writes ONNX opsets 11 to 17", optarg);
+            break;
+        case O_LAYOUT:
+            onnx_flags = true;
+            if (!strcmp(optarg, "nchw")) onnx.nchw = 1;
+            else if (strcmp(optarg, "nhwc") != 0)
+                return cli_fail("export: --layout %s: nhwc or nchw", optarg);
+            break;
+        case O_PRE: onnx_flags = true; onnx.include_preprocessing = 1; break;
+        case O_QUANT:
+            tfjs_flags = true;
+            if (!strcmp(optarg, "uint8")) tfjs.quantize = GRAFT_QUANT_UINT8;
+            else if (!strcmp(optarg, "float16")) tfjs.quantize = GRAFT_QUANT_FLOAT16;
+            else return cli_fail("export: --quantize %s: uint8 or float16", optarg);
+            break;
+        case O_RUNTIME: runtime_opt = optarg; break;
+        case O_HELP: fputs(usage_text, stdout); return 0;
+        default: fputs(usage_text, stderr); return 2;
+        }
+    }
+    if (!format || argc - optind != 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    bool is_onnx = !strcmp(format, "onnx"), is_tfjs = !strcmp(format, "tfjs"), is_web = !strcmp(format, "web");
+    if (!is_onnx && !is_tfjs && !is_web) return cli_fail("export: --format %s: onnx, tfjs or web", format);
+    if (is_onnx && tfjs_flags) return cli_fail("export: --quantize is for --format tfjs or web");
+    if (!is_onnx && onnx_flags)
+        return cli_fail("export: --batch, --opset, --layout and --include-preprocessing are for --format onnx");
+    if (!is_web && runtime_opt) return cli_fail("export: --tfjs-runtime is for --format web");
+
+    const char *in = argv[optind], *out = argv[optind + 1];
+    char runtime[CLI_PATH];
+    if (is_web && find_runtime(runtime_opt, runtime)) return 1;
+    source src;
+    if (open_source(in, &src)) {
+        source_free(&src);
+        return 1;
+    }
+    graft_export_meta meta = meta_of(&src);
+    graft_status s;
+    if (is_onnx) {
+        onnx.meta = meta;
+        if (onnx.include_preprocessing && !meta.preprocess) {
+            source_free(&src);
+            return cli_fail("export: %s names no preprocessing to include (not a run folder or a zoo model)", in);
+        }
+        s = graft_export_onnx(src.m, out, &onnx);
+    } else {
+        tfjs.meta = meta;
+        s = is_web ? graft_export_web(src.m, out, &tfjs, runtime) : graft_export_tfjs(src.m, out, &tfjs);
+    }
+    source_free(&src);
+    if (s != GRAFT_OK) return cli_fail_status(s, "export");
+    printf("%s: %s\n", is_onnx ? "ONNX model" : is_web ? "web page" : "TF.js model", out);
+    if (is_web) printf("open %s/index.html in a browser (no server needed)\n", out);
+    return 0;
+}
