@@ -46,7 +46,10 @@ static const struct {
                                "it, or --insecure, that download is refused)"},
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
-                                      "conv+pool kernel follows it (AVX2 below AVX512)"},
+                                      "kernels follow it (AVX2 below AVX512)"},
+    [GRAFT_ENV_NO_DW_BLOCK] = {"GRAFT_NO_DW_BLOCK",
+                               "1: inference runs MobileNet blocks (expand, depthwise, project, "
+                               "add) as separate steps"},
 };
 
 const char *graft_env_name(graft_env_var v)

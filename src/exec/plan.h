@@ -16,6 +16,11 @@
  *   RELU_POOL      training: a ReLU Conv2D read only by a max pool: the pool's
  *                  backward applies the ReLU's derivative and writes the
  *                  convolution's bias gradient (step_relu_pool.c)
+ *   DW_BLOCK       inference only: a MobileNet block, [1x1 expand -> BN ->
+ *                  clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp ->
+ *                  1x1 project -> BN [-> clamp] [-> Add of the block's
+ *                  input], computed a few rows at a time with the expanded
+ *                  and depthwise tensors in cache (step_dw_block.c)
  *
  * A step runs at the place of its first layer; its later layers read only
  * what the step computes, so nothing in between needs them earlier.
@@ -33,9 +38,18 @@ typedef enum {
     GRAFT_STEP_CONV_POOL,
     GRAFT_STEP_WINOGRAD_POOL,
     GRAFT_STEP_RELU_POOL,
+    GRAFT_STEP_DW_BLOCK,
 } graft_step_kind;
 
-#define GRAFT_STEP_MAX_LAYERS 3
+#define GRAFT_STEP_MAX_LAYERS 12
+
+/* A DW_BLOCK's layers by role (-1: absent). act_*: the clamp each part ends
+ * with (a ReLU/Activation layer, or the convolution's own ReLU). */
+typedef struct graft_dw_block {
+    int expand, expand_bn, pad, dw, dw_bn, project, project_bn, add;
+    bool expand_clamp, dw_clamp, project_clamp;
+    float expand_lo, expand_hi, dw_lo, dw_hi, project_lo, project_hi;
+} graft_dw_block;
 
 typedef struct graft_step {
     graft_step_kind kind;
@@ -45,7 +59,8 @@ typedef struct graft_step {
      * BatchNormalization it folds (-1: none) with room for its transform. */
     graft_epilogue epi;
     int bn;
-    float *bn_params; /* 3 * channels: mean, scale, shift */
+    float *bn_params; /* 3 * channels: mean, scale, shift (DW_BLOCK: for each of its BNs) */
+    graft_dw_block blk; /* DW_BLOCK */
 } graft_step;
 
 struct graft_plan {
@@ -77,6 +92,15 @@ void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int 
 
 bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_relu_pool_backward(graft_model *m, const graft_step *s, int n);
+
+bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s);
+/* Floats of s->bn_params the step needs (0: none). */
+size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s);
+size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n);
+void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+/* One line on what the step computes and how (GRAFT_PROFILE's plan). */
+void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
+                                  size_t size);
 
 /* The passes' view of one layer (exec/passes.c): runs its backward with the
  * inputs, gradients and accumulation flags of the plan, by fn(l, b, ctx), or
