@@ -72,7 +72,7 @@ int main(void)
 {
     /* The depthwise -> pointwise pair would be a DW_BLOCK step, whose own
      * kernels round differently (tests/test_plan_dw_block.c). */
-    setenv("GRAFT_NO_DW_BLOCK", "1", 1);
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
     RUN(test_fused_equals_unfused);
     return CHECK_SUMMARY();
 }

@@ -110,6 +110,15 @@ static void test_pointwise_bits(void)
     CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
     graft_pw_gemm(M, N, K, A, K, B, N, C1, N, &e, NULL, 0, false);
     CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
+    /* The kernel packed in panels, for either ISA. */
+    for (int wide = 0; wide < 2; wide++) {
+        float *P = malloc(graft_pw_pack_floats(K, N, wide) * sizeof(float));
+        graft_pw_pack(K, N, B, N, P, wide);
+        memset(C1, 0, (size_t)M * N * sizeof(float));
+        graft_pw_gemm(M, N, K, A, K, P, 0, C1, N, &e, NULL, 0, wide);
+        CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
+        free(P);
+    }
     /* NaN passes the clamp, as in the unfused ReLU layers. */
     A[0] = NAN;
     graft_pw_gemm(1, N, K, A, K, B, N, C1, N, &e, NULL, 0, true);

@@ -47,9 +47,10 @@ static const struct {
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
                                       "kernels follow it (AVX2 below AVX512)"},
-    [GRAFT_ENV_NO_DW_BLOCK] = {"GRAFT_NO_DW_BLOCK",
-                               "1: inference runs MobileNet blocks (expand, depthwise, project, "
-                               "add) as separate steps"},
+    [GRAFT_ENV_NO_FUSED_INFERENCE] = {"GRAFT_NO_FUSED_INFERENCE",
+                                      "1: inference without the plan's inference-only steps "
+                                      "(MobileNet blocks, 1x1 convolutions with their residual "
+                                      "add): the layers' own passes"},
 };
 
 const char *graft_env_name(graft_env_var v)

@@ -16,7 +16,7 @@
  * (kernels/pointwise.c, depthwise.c), so the result does not depend on the
  * chunking, on the bands a batch of one is split into, nor on the batch or
  * thread count. It differs from the unfused layers' in the last bits (other
- * GEMMs); GRAFT_NO_DW_BLOCK=1 runs those.
+ * GEMMs); GRAFT_NO_FUSED_INFERENCE=1 runs those.
  */
 #include "exec/plan.h"
 #include "kernels/kernels.h"
@@ -31,13 +31,12 @@
 
 static bool is(const graft_layer *l, const char *cls) { return strcmp(l->ops->class_name, cls) == 0; }
 
-static bool act_clamp(const graft_layer *l, float *lo, float *hi)
+bool graft_step_act_clamp(const graft_layer *l, float *lo, float *hi)
 {
     return graft_relu_clamp(l, lo, hi) || graft_activation_clamp(l, lo, hi);
 }
 
-/* A convolution's own activation as a clamp: linear (none) or ReLU. */
-static bool conv_act(graft_activation a, bool *clamp, float *lo, float *hi)
+bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi)
 {
     *clamp = a == GRAFT_RELU;
     *lo = 0;
@@ -45,11 +44,8 @@ static bool conv_act(graft_activation a, bool *clamp, float *lo, float *hi)
     return a == GRAFT_LINEAR || a == GRAFT_RELU;
 }
 
-/* After a convolution at j: an inference BN, then a clamp, each optional
- * (nothing after a convolution's own ReLU: the BN would come after it).
- * Returns the last layer taken. */
-static int take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
-                         bool *clamp, float *lo, float *hi)
+int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
+                             bool *clamp, float *lo, float *hi)
 {
     *bn = -1;
     if (conv_relu) return j;
@@ -60,7 +56,7 @@ static int take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_r
         j = r;
         r = graft_plan_sole_reader(m, j);
     }
-    if (r > 0 && !m->layers[r]->requires_grad && act_clamp(m->layers[r], lo, hi)) {
+    if (r > 0 && !m->layers[r]->requires_grad && graft_step_act_clamp(m->layers[r], lo, hi)) {
         *clamp = true;
         s->layer[s->n++] = r;
         j = r;
@@ -78,22 +74,23 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
     const graft_layer *l = m->layers[j];
     return !l->requires_grad && graft_conv2d_args(l, &g, &f, &k, &b, &a) && g.kh == 1 &&
            g.kw == 1 && g.sh == 1 && g.sw == 1 && f <= GRAFT_EPILOGUE_MAX_C &&
-           conv_act(a, clamp, lo, hi);
+           graft_step_conv_act(a, clamp, lo, hi);
 }
 
 bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s)
 {
-    if (training || graft_env_on(GRAFT_ENV_NO_DW_BLOCK)) return false;
+    if (training || graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
     graft_step f = {.kind = GRAFT_STEP_DW_BLOCK, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project = b->project_bn = b->add = -1;
+    b->residual = -1;
     int j = i;
     const int x_in = m->layers[i]->n_inputs == 1 ? m->layers[i]->inputs[0] : -1;
     if (x_in < 0) return false;
     if (pointwise_at(m, j, &b->expand_clamp, &b->expand_lo, &b->expand_hi)) {
         b->expand = j;
         f.layer[f.n++] = j;
-        j = take_bn_clamp(m, &f, j, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
+        j = graft_step_take_bn_clamp(m, &f, j, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
                           &b->expand_lo, &b->expand_hi);
         j = graft_plan_sole_reader(m, j);
         if (j <= 0) return false;
@@ -112,17 +109,17 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
     if (m->layers[j]->requires_grad ||
         !graft_depthwise_conv2d_args(m->layers[j], &g, &filters, &k, &bias, &a) ||
         filters != g.c || filters > GRAFT_EPILOGUE_MAX_C || g.kh > 16 ||
-        !conv_act(a, &b->dw_clamp, &b->dw_lo, &b->dw_hi))
+        !graft_step_conv_act(a, &b->dw_clamp, &b->dw_lo, &b->dw_hi))
         return false;
     b->dw = j;
     f.layer[f.n++] = j;
-    j = take_bn_clamp(m, &f, j, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
+    j = graft_step_take_bn_clamp(m, &f, j, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
     j = graft_plan_sole_reader(m, j);
     if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
         return false;
     b->project = j;
     f.layer[f.n++] = j;
-    j = take_bn_clamp(m, &f, j, b->project_clamp, &b->project_bn, &b->project_clamp,
+    j = graft_step_take_bn_clamp(m, &f, j, b->project_clamp, &b->project_bn, &b->project_clamp,
                       &b->project_lo, &b->project_hi);
     /* The residual: Add(block input, this), same shapes (stride 1). */
     int r = graft_plan_sole_reader(m, j);
@@ -157,6 +154,7 @@ typedef struct {
     int R;                 /* output rows per chunk */
     int NR;                /* ring rows of the expanded tensor (0: no expansion) */
     size_t ring_floats, dbuf_floats, per_thread;
+    size_t pack_e, pack_p; /* the packed expand and project kernels, ahead of the threads' parts */
 } geom;
 
 static size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -187,6 +185,8 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
     o->ring_floats = r16((size_t)o->NR * o->W * o->Ce);
     o->dbuf_floats = r16((size_t)o->R * o->OW * o->Ce);
     o->per_thread = o->ring_floats + o->dbuf_floats;
+    o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
+    o->pack_p = r16(graft_pw_pack_floats(o->Ce, o->Cout, true));
 }
 
 size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s)
@@ -200,7 +200,7 @@ size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step
 {
     geom g;
     block_geom(m, s, n, &g);
-    return (size_t)graft_threads() * g.per_thread;
+    return g.pack_e + g.pack_p + (size_t)graft_threads() * g.per_thread;
 }
 
 /* Bands per image: one when the batch keeps every thread busy; a batch
@@ -265,7 +265,7 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                 const int slot = lo % g->NR;
                 const int run = hi - lo < g->NR - slot ? hi - lo : g->NR - slot;
                 graft_pw_gemm(run * g->W, g->Ce, g->Cin, x + (size_t)lo * xrow, (size_t)g->Cin,
-                              w->We, (size_t)g->Ce, ring + (size_t)slot * erow, (size_t)g->Ce,
+                              w->We, 0, ring + (size_t)slot * erow, (size_t)g->Ce,
                               &w->ee, NULL, 0, w->wide);
                 lo += run;
             }
@@ -282,7 +282,7 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                          dbuf + (size_t)q * drow, w->wide);
         }
         /* The residual (stride 1, same shape): the block input's same pixels. */
-        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, (size_t)g->Cout,
+        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, 0,
                       out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
                       w->residual ? x + (size_t)oy * orow : NULL, (size_t)g->Cin, w->wide);
     }
@@ -317,6 +317,15 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
     w.residual = b->add >= 0;
 
+    /* The 1x1 kernels in the GEMM's panels, shared by the threads. */
+    float *packed = f->scratch;
+    if (b->expand >= 0) {
+        graft_pw_pack(g.Cin, g.Ce, w.We, (size_t)g.Ce, packed, w.wide);
+        w.We = packed;
+    }
+    graft_pw_pack(g.Ce, g.Cout, w.Wp, (size_t)g.Cout, packed + g.pack_e, w.wide);
+    w.Wp = packed + g.pack_e;
+    float *threads_scratch = f->scratch + g.pack_e + g.pack_p;
     const float *x = f->in[0];
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int nb = bands_per_image(&g), th = graft_threads();
@@ -324,7 +333,7 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     const size_t in_img = (size_t)g.H * g.W * g.Cin, out_img = (size_t)g.OH * g.OW * g.Cout;
 #pragma omp parallel num_threads(th)
     {
-        float *scratch = f->scratch + (size_t)omp_get_thread_num() * g.per_thread;
+        float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
 #pragma omp for schedule(static)
         for (long it = 0; it < items; it++) {
             const int img = (int)(it / nb), band = (int)(it % nb);

@@ -149,6 +149,12 @@ typedef struct graft_kernel_epi {
 void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide);
+/* B (K x N, row stride ldb) in the panels graft_pw_gemm reads fastest (the
+ * columns in blocks of the tile's width, each block's K rows contiguous,
+ * the last one padded with zeros): graft_pw_gemm then takes ldb = 0 and the
+ * same `wide`. Same bits as unpacked; packed holds graft_pw_pack_floats. */
+size_t graft_pw_pack_floats(int K, int N, bool wide);
+void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide);
 
 /* One output row of a depthwise convolution (depth multiplier 1) over C
  * channels (depthwise.c), on the calling thread: in[ky] (ky < kh) is the

@@ -47,13 +47,17 @@ static inline float epi_one(const graft_kernel_epi *e, int n, float v, const flo
 /* Columns [n0, n1) of rows [0, M): the reference path, and the last
  * columns that fill no vector. */
 static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda, const float *B,
-                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                        size_t ldb, int pw, float *C, size_t ldc, const graft_kernel_epi *e,
                         const float *R, size_t ldr)
 {
     for (int m = 0; m < M; m++)
         for (int n = n0; n < n1; n++) {
             float acc = 0;
-            for (int k = 0; k < K; k++) acc = fmaf(A[(size_t)m * lda + k], B[(size_t)k * ldb + n], acc);
+            for (int k = 0; k < K; k++) {
+                const float b = ldb ? B[(size_t)k * ldb + n]
+                                    : B[(size_t)(n / pw) * K * pw + (size_t)k * pw + n % pw];
+                acc = fmaf(A[(size_t)m * lda + k], b, acc);
+            }
             C[(size_t)m * ldc + n] = epi_one(e, n, acc, R ? R + (size_t)m * ldr : NULL);
         }
 }
@@ -92,7 +96,7 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
         #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
     for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb + n0;
+        const float *b = B + (size_t)k * ldb;
         __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
         #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
@@ -112,12 +116,12 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
 
 #define ROWS256(NV)                                                                             \
     switch (mr) {                                                                               \
-    case 6: tile256(6, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                    \
-    case 5: tile256(5, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                    \
-    case 4: tile256(4, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                    \
-    case 3: tile256(3, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                    \
-    case 2: tile256(2, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                    \
-    default: tile256(1, NV, K, a, lda, B, ldb, c, ldc, e, n0, r, ldr); break;                   \
+    case 6: tile256(6, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 5: tile256(5, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 4: tile256(4, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 3: tile256(3, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 2: tile256(2, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    default: tile256(1, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                   \
     }
 
 static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const float *B,
@@ -127,6 +131,9 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
     int n0 = 0;
     for (; n0 + 8 <= N; n0 += 16) {
         const bool two = n0 + 16 <= N;
+        /* ldb 0: B is packed (graft_pw_pack), panels of 16 columns */
+        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 16) * K * 16;
+        const size_t kst = ldb ? ldb : 16;
         for (int m0 = 0; m0 < M; m0 += 6) {
             const int mr = M - m0 < 6 ? M - m0 : 6;
             const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
@@ -172,7 +179,7 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
         #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb + n0;
+        const float *b = B + (size_t)k * ldb;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
         __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(mk, b + 16) : b0;
         #pragma GCC unroll 12
@@ -197,18 +204,18 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
 
 #define ROWS512(NV)                                                                             \
     switch (mr) {                                                                               \
-    case 12: tile512(12, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 11: tile512(11, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 10: tile512(10, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 9: tile512(9, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 8: tile512(8, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 7: tile512(7, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 6: tile512(6, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 5: tile512(5, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 4: tile512(4, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 3: tile512(3, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 2: tile512(2, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;                \
-    default: tile512(1, NV, K, a, lda, B, ldb, c, ldc, mk, e, n0, r, ldr); break;               \
+    case 12: tile512(12, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 11: tile512(11, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 10: tile512(10, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 9: tile512(9, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 8: tile512(8, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 7: tile512(7, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 6: tile512(6, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 5: tile512(5, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 4: tile512(4, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 3: tile512(3, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 2: tile512(2, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    default: tile512(1, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;               \
     }
 
 static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
@@ -220,6 +227,9 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
         const bool two = w > 16;
         const int last = two ? w - 16 : w;
         const __mmask16 mk = (__mmask16)((1u << last) - 1);
+        /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
+        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
+        const size_t kst = ldb ? ldb : 32;
         for (int m0 = 0; m0 < M; m0 += 12) {
             const int mr = M - m0 < 12 ? M - m0 : 12;
             const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
@@ -235,6 +245,37 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
 
 #endif /* __AVX2__ */
 
+/* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the
+ * AVX2 tile's 16 (and the scalar path's, which reads either). */
+static int panel(bool wide)
+{
+#ifdef __AVX2__
+    return wide && __builtin_cpu_supports("avx512f") ? 32 : 16;
+#else
+    (void)wide;
+    return 16;
+#endif
+}
+
+size_t graft_pw_pack_floats(int K, int N, bool wide)
+{
+    const size_t pw = (size_t)panel(wide);
+    return ((size_t)N + pw - 1) / pw * pw * (size_t)K;
+}
+
+void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide)
+{
+    const int pw = panel(wide);
+    for (int n0 = 0; n0 < N; n0 += pw) {
+        const int w = N - n0 < pw ? N - n0 : pw;
+        float *p = packed + (size_t)(n0 / pw) * K * pw;
+        for (int k = 0; k < K; k++) {
+            memcpy(p + (size_t)k * pw, B + (size_t)k * ldb + n0, (size_t)w * sizeof(float));
+            if (w < pw) memset(p + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
+        }
+    }
+}
+
 void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide)
@@ -248,9 +289,9 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
         return;
     }
     int done = gemm256(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
-    if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
+    if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
 #else
     (void)wide;
-    gemm_scalar(M, 0, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
+    gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
 #endif
 }

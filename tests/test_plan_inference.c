@@ -1,9 +1,11 @@
-/* The fused MobileNet block step (exec/step_dw_block.c): which chains the
- * planner takes (inference only), its output against the unfused layers
- * (GRAFT_NO_DW_BLOCK=1) over expansion, ZeroPadding2D + stride 2, 'same'
- * stride 1 with a residual, the MobileNet v1 pair without expansion, the
- * zoo's MobileNetV2 and MobileNet; and its bits: the same for an image alone
- * or in a batch, on one thread or two, with AVX-512 or AVX2. */
+/* The inference-only steps: the fused MobileNet block (exec/step_dw_block.c)
+ * and the 1x1 convolution with its residual add (step_pointwise.c). Which
+ * chains the planner takes (inference only), their output against the
+ * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
+ * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
+ * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet and
+ * ResNet50; and their bits: the same for an image alone or in a batch, on one
+ * thread or two, with AVX-512 or AVX2. */
 #include "check.h"
 #include "internal.h"
 #include "plan_check.h"
@@ -87,7 +89,21 @@ static graft_model *blocks(void)
                                                               .activation = GRAFT_RELU});
     graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "v1_pw", .filters = 20, .kernel_size = {1, 1}});
     bn(m, "v1_pw_bn");
-    graft_activation_layer(m, NULL, "v1_pw_relu", GRAFT_RELU);
+    x = graft_activation_layer(m, NULL, "v1_pw_relu", GRAFT_RELU);
+    /* ResNet's projection block of 1x1 convolutions, strided (13x11 -> 7x6
+     * -> 4x3), the shortcut computed first as in Keras's layer order */
+    graft_layer *sc = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_0_conv", .filters = 36,
+                                                            .kernel_size = {1, 1}, .strides = {2, 2}});
+    graft_layer *y = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_1_conv", .filters = 12,
+                                                           .kernel_size = {1, 1}, .strides = {2, 2}});
+    bn(m, "r_1_bn");
+    graft_activation_layer(m, NULL, "r_1_relu", GRAFT_RELU);
+    y = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "r_3_conv", .filters = 36, .kernel_size = {1, 1}});
+    sc = graft_batch_norm(m, sc, (graft_batch_norm_cfg){.name = "r_0_bn"});
+    y = graft_batch_norm(m, y, (graft_batch_norm_cfg){.name = "r_3_bn", .epsilon = 1e-3f});
+    graft_layer *pair[2] = {sc, y};
+    graft_add(m, "r_add", 2, pair);
+    graft_activation_layer(m, NULL, "r_out", GRAFT_RELU);
     CHECK_OK(graft_model_status(m));
     set_random(m, 3);
     return m;
@@ -110,13 +126,13 @@ static size_t out_size(graft_model *m)
     return graft_shape_size(&s);
 }
 
-/* Predictions with the step off (GRAFT_NO_DW_BLOCK=1) and on. */
+/* Predictions with the step off (GRAFT_NO_FUSED_INFERENCE=1) and on. */
 static void predict_both(graft_model *m, const float *x, int n, float *plain, float *fused)
 {
-    setenv("GRAFT_NO_DW_BLOCK", "1", 1);
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
     m->capacity = 0; /* replan */
     CHECK_OK(graft_model_predict(m, x, n, plain));
-    unsetenv("GRAFT_NO_DW_BLOCK");
+    unsetenv("GRAFT_NO_FUSED_INFERENCE");
     m->capacity = 0;
     CHECK_OK(graft_model_predict(m, x, n, fused));
 }
@@ -130,7 +146,13 @@ static void test_plan_takes_blocks(void)
                               "b2_expand_bn", "b2_project", "v1_dw", "v1_pw_relu"};
     for (size_t i = 0; i < sizeof in_block / sizeof *in_block; i++)
         CHECK_MSG(in_step(m, graft_model_find(m, in_block[i]), "dw_block"), "%s", in_block[i]);
+    const char *pointwise[] = {"r_0_conv", "r_0_bn", "r_1_relu", "r_3_conv", "r_add", "r_out"};
+    for (size_t i = 0; i < sizeof pointwise / sizeof *pointwise; i++)
+        CHECK_MSG(in_step(m, graft_model_find(m, pointwise[i]), "pointwise"), "%s", pointwise[i]);
+    /* The add joins the step of r_3_conv, which runs after r_0_bn's. */
     int root;
+    graft_plan_step_kind(m, graft_model_find(m, "r_out")->index, &root);
+    CHECK(root == graft_model_find(m, "r_3_conv")->index);
     graft_plan_step_kind(m, graft_model_find(m, "b1_project_bn")->index, &root);
     CHECK(root == graft_model_find(m, "b1_expand")->index);
     /* Only the blocks' outputs exist. */
@@ -143,13 +165,14 @@ static void test_plan_takes_blocks(void)
     CHECK_OK(graft_model_forward(m, x, 2, true));
     CHECK(!in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
     CHECK(!in_step(m, graft_model_find(m, "v1_dw"), "dw_block"));
+    CHECK(!in_step(m, graft_model_find(m, "r_3_conv"), "pointwise"));
     /* Nor with the switch. */
-    setenv("GRAFT_NO_DW_BLOCK", "1", 1);
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
     m->want_input_grad = false;
     m->capacity = 0;
     CHECK_OK(graft_model_predict(m, x, 2, y));
     CHECK(!in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
-    unsetenv("GRAFT_NO_DW_BLOCK");
+    unsetenv("GRAFT_NO_FUSED_INFERENCE");
     free(x);
     free(y);
     graft_model_free(m);
@@ -254,7 +277,7 @@ static void test_bits_reproducible(void)
     graft_model_free(m);
 }
 
-static void zoo_case(const char *arch, int side, float alpha)
+static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
 {
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.include_top = 0;
@@ -272,10 +295,10 @@ static void zoo_case(const char *arch, int side, float alpha)
     int blocks = 0;
     for (int i = 0; i < graft_model_num_layers(m); i++) {
         int root;
-        const char *kind = graft_plan_step_kind(m, i, &root);
-        blocks += strcmp(kind, "dw_block") == 0 && root == i;
+        graft_plan_step_kind(m, i, &root);
+        blocks += strcmp(graft_plan_step_kind(m, i, NULL), kind) == 0 && root == i;
     }
-    CHECK_MSG(blocks == (strcmp(arch, "mobilenet") == 0 ? 13 : 17), "%s: %d blocks", arch, blocks);
+    CHECK_MSG(blocks == steps, "%s: %d %s steps", arch, blocks, kind);
     size_t worst = 0;
     double r = check_close_ratio(fused, plain, N * os, 1e-5, 1e-4, &worst);
     CHECK_MSG(r <= 1, "%s: ratio %g at %zu: %g vs %g", arch, r, worst, fused[worst], plain[worst]);
@@ -285,11 +308,14 @@ static void zoo_case(const char *arch, int side, float alpha)
     graft_model_free(m);
 }
 
-static void test_zoo_mobilenets(void)
+static void test_zoo_bases(void)
 {
-    zoo_case("mobilenet_v2", 64, 0.35f);
-    zoo_case("mobilenet_v2", 96, 1.0f);
-    zoo_case("mobilenet", 64, 0.25f);
+    zoo_case("mobilenet_v2", 64, 0.35f, "dw_block", 17);
+    zoo_case("mobilenet_v2", 96, 1.0f, "dw_block", 17);
+    zoo_case("mobilenet", 64, 0.25f, "dw_block", 13);
+    /* 16 blocks of two 1x1 convolutions, and four projection shortcuts;
+     * three stages start strided */
+    zoo_case("resnet50", 64, 1.0f, "pointwise", 36);
 }
 
 int main(void)
@@ -298,6 +324,6 @@ int main(void)
     RUN(test_plan_refuses_shared_outputs);
     RUN(test_fused_matches_unfused);
     RUN(test_bits_reproducible);
-    RUN(test_zoo_mobilenets);
+    RUN(test_zoo_bases);
     return CHECK_SUMMARY();
 }

@@ -1,0 +1,154 @@
+/*
+ * Inference through a 1x1 Conv2D of any stride -> [BatchNormalization] ->
+ * [clamp] -> [Add of a tensor an earlier step computed] -> [clamp] as one
+ * GEMM (kernels/pointwise.c) whose epilogue applies the rest while each
+ * output is in a register: ResNet50's bottlenecks end in 1x1 -> BN -> Add ->
+ * ReLU, which unfused are three more passes over the block's largest
+ * tensor, and its strided 1x1 convolutions (the first of each stage and the
+ * projection shortcuts) become a GEMM over every other input pixel instead
+ * of a oneDNN convolution followed by an epilogue pass.
+ *
+ * Blocks of rows go to the threads; every output's bits are one FMA chain,
+ * whatever the block, batch, thread count or ISA. GRAFT_NO_FUSED_INFERENCE=1
+ * runs the layers apart.
+ */
+#include "exec/plan.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Output pixels per block of a stride-1 GEMM: a multiple of the AVX-512
+ * tile's 12 rows, a few blocks per thread on the smallest images. */
+#define BLOCK_PIXELS 96
+
+static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, bool *clamp,
+                       float *lo, float *hi)
+{
+    const float *k, *b;
+    graft_activation a;
+    const graft_layer *l = m->layers[i];
+    return !l->requires_grad && graft_conv2d_args(l, g, F, &k, &b, &a) && g->kh == 1 &&
+           g->kw == 1 && g->pad_top == 0 && g->pad_left == 0 && *F <= GRAFT_EPILOGUE_MAX_C &&
+           graft_step_conv_act(a, clamp, lo, hi);
+}
+
+bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
+                                graft_step *s)
+{
+    if (training || graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
+    graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 1, .layer = {i}, .bn = -1};
+    graft_dw_block *b = &f.blk;
+    b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
+    b->residual = -1;
+    b->project = i;
+    graft_conv_geom g;
+    int F;
+    if (!one_by_one(m, i, &g, &F, &b->project_clamp, &b->project_lo, &b->project_hi)) return false;
+    int j = graft_step_take_bn_clamp(m, &f, i, b->project_clamp, &b->project_bn, &b->project_clamp,
+                                     &b->project_lo, &b->project_hi);
+    int r = graft_plan_sole_reader(m, j);
+    if (r > 0) {
+        const graft_layer *add = m->layers[r];
+        if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
+            add->inputs[0] != add->inputs[1]) {
+            int other = add->inputs[0] == j ? add->inputs[1] : add->inputs[0];
+            const graft_shape *os = &m->layers[other]->out_shape;
+            if (step_of[other] >= 0 && m->layers[other]->out_shape.rank == 3 &&
+                graft_shape_size(os) == graft_shape_size(&add->out_shape) &&
+                os->dim[2] == add->out_shape.dim[2]) {
+                b->add = r;
+                b->residual = other;
+                f.layer[f.n++] = r;
+                int c = graft_plan_sole_reader(m, r);
+                if (c > 0 && !m->layers[c]->requires_grad &&
+                    graft_step_act_clamp(m->layers[c], &b->add_lo, &b->add_hi)) {
+                    b->add_clamp = true;
+                    f.layer[f.n++] = c;
+                }
+            }
+        }
+    }
+    *s = f;
+    return true;
+}
+
+size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
+{
+    const graft_layer *l = m->layers[s->layer[0]];
+    const int C = m->layers[l->inputs[0]]->out_shape.dim[2], F = l->out_shape.dim[2];
+    return graft_pw_pack_floats(C, F, true);
+}
+
+size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s)
+{
+    return 3 * (size_t)m->layers[s->layer[0]]->out_shape.dim[2];
+}
+
+void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, char *buf, size_t size)
+{
+    const graft_dw_block *b = &s->blk;
+    graft_conv_geom g;
+    int F;
+    const float *k, *bias;
+    graft_activation a;
+    graft_conv2d_args(m->layers[s->layer[0]], &g, &F, &k, &bias, &a);
+    snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
+             b->project_clamp ? " + clamp" : "", b->add >= 0 ? " + residual" : "",
+             b->add_clamp ? " + clamp" : "", graft_kernels_avx512() ? "AVX-512" : "AVX2");
+}
+
+void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
+{
+    const graft_dw_block *b = &s->blk;
+    graft_conv_geom g;
+    int F;
+    const float *W, *bias;
+    graft_activation a;
+    graft_conv2d_args(m->layers[s->layer[0]], &g, &F, &W, &bias, &a);
+    graft_kernel_epi e = {.bias = bias,
+                          .clamp = b->project_clamp,
+                          .lo = b->project_lo,
+                          .hi = b->project_hi,
+                          .res_clamp = b->add_clamp,
+                          .res_lo = b->add_lo,
+                          .res_hi = b->add_hi};
+    if (b->project_bn >= 0 &&
+        graft_batch_norm_inference(m->layers[b->project_bn], s->bn_params, s->bn_params + F,
+                                   s->bn_params + 2 * F)) {
+        e.mean = s->bn_params;
+        e.scale = s->bn_params + F;
+        e.shift = s->bn_params + 2 * F;
+    }
+    const bool wide = graft_kernels_avx512();
+    const int K = g.c;
+    /* The kernel in the GEMM's panels: K * F copies, against n * oh * ow
+     * times as many multiply-adds. */
+    graft_pw_pack(K, F, W, (size_t)F, f->scratch, wide);
+    W = f->scratch;
+    const float *x = f->in[0], *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
+    float *out = m->layers[s->layer[s->n - 1]]->out;
+    const int C = g.c;
+    if (g.sh == 1 && g.sw == 1) { /* the input's pixels are the output's */
+        const size_t P = (size_t)f->n * g.oh * g.ow;
+        const long blocks = (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS);
+#pragma omp parallel for schedule(static) num_threads(graft_threads())
+        for (long k = 0; k < blocks; k++) {
+            const size_t p0 = (size_t)k * BLOCK_PIXELS;
+            const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
+            graft_pw_gemm(rows, F, C, x + p0 * C, (size_t)C, W, 0, out + p0 * F, (size_t)F,
+                          &e, res ? res + p0 * F : NULL, (size_t)F, wide);
+        }
+        return;
+    }
+    /* Strided: one output row reads every sw-th pixel of input row oy * sh. */
+    const long rows = (long)f->n * g.oh;
+#pragma omp parallel for schedule(static) num_threads(graft_threads())
+    for (long r = 0; r < rows; r++) {
+        const int img = (int)(r / g.oh), oy = (int)(r % g.oh);
+        const float *a_row = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
+        const size_t o = (size_t)r * g.ow * F;
+        graft_pw_gemm(g.ow, F, C, a_row, (size_t)g.sw * C, W, 0, out + o, (size_t)F, &e,
+                      res ? res + o : NULL, (size_t)F, wide);
+    }
+}
