@@ -231,6 +231,7 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
 
 typedef struct {
     const float *We, *Wd, *Wp; /* expand (Cin x Ce), depthwise (kh x kw x Ce), project (Ce x Cout) */
+    size_t lde, ldp;           /* their row strides; 0: packed (graft_pw_pack) */
     graft_kernel_epi ee, ed, ep;
     bool residual; /* the project's epilogue adds the block input */
     bool wide;     /* AVX-512 kernels */
@@ -265,7 +266,7 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                 const int slot = lo % g->NR;
                 const int run = hi - lo < g->NR - slot ? hi - lo : g->NR - slot;
                 graft_pw_gemm(run * g->W, g->Ce, g->Cin, x + (size_t)lo * xrow, (size_t)g->Cin,
-                              w->We, 0, ring + (size_t)slot * erow, (size_t)g->Ce,
+                              w->We, w->lde, ring + (size_t)slot * erow, (size_t)g->Ce,
                               &w->ee, NULL, 0, w->wide);
                 lo += run;
             }
@@ -282,7 +283,7 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                          dbuf + (size_t)q * drow, w->wide);
         }
         /* The residual (stride 1, same shape): the block input's same pixels. */
-        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, 0,
+        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, w->ldp,
                       out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
                       w->residual ? x + (size_t)oy * orow : NULL, (size_t)g->Cin, w->wide);
     }
@@ -317,14 +318,21 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
     w.residual = b->add >= 0;
 
-    /* The 1x1 kernels in the GEMM's panels, shared by the threads. */
+    /* The 1x1 kernels in the GEMM's panels, shared by the threads, where the
+     * batch is large enough for it to pay. */
     float *packed = f->scratch;
-    if (b->expand >= 0) {
+    w.lde = (size_t)g.Ce;
+    w.ldp = (size_t)g.Cout;
+    if (b->expand >= 0 && (size_t)f->n * g.H * g.W >= GRAFT_PW_PACK_MIN_ROWS) {
         graft_pw_pack(g.Cin, g.Ce, w.We, (size_t)g.Ce, packed, w.wide);
         w.We = packed;
+        w.lde = 0;
     }
-    graft_pw_pack(g.Ce, g.Cout, w.Wp, (size_t)g.Cout, packed + g.pack_e, w.wide);
-    w.Wp = packed + g.pack_e;
+    if ((size_t)f->n * g.OH * g.OW >= GRAFT_PW_PACK_MIN_ROWS) {
+        graft_pw_pack(g.Ce, g.Cout, w.Wp, (size_t)g.Cout, packed + g.pack_e, w.wide);
+        w.Wp = packed + g.pack_e;
+        w.ldp = 0;
+    }
     float *threads_scratch = f->scratch + g.pack_e + g.pack_p;
     const float *x = f->in[0];
     float *out = m->layers[s->layer[s->n - 1]]->out;

@@ -123,32 +123,53 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const bool wide = graft_kernels_avx512();
     const int K = g.c;
     /* The kernel in the GEMM's panels: K * F copies, against n * oh * ow
-     * times as many multiply-adds. */
-    graft_pw_pack(K, F, W, (size_t)F, f->scratch, wide);
-    W = f->scratch;
+     * times as many multiply-adds. ldb 0 marks it packed. */
+    size_t ldb = (size_t)F;
+    const size_t P = (size_t)f->n * g.oh * g.ow;
+    if (P >= GRAFT_PW_PACK_MIN_ROWS) {
+        graft_pw_pack(K, F, W, (size_t)F, f->scratch, wide);
+        W = f->scratch;
+        ldb = 0;
+    }
     const float *x = f->in[0], *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int C = g.c;
-    if (g.sh == 1 && g.sw == 1) { /* the input's pixels are the output's */
-        const size_t P = (size_t)f->n * g.oh * g.ow;
-        const long blocks = (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS);
-#pragma omp parallel for schedule(static) num_threads(graft_threads())
-        for (long k = 0; k < blocks; k++) {
-            const size_t p0 = (size_t)k * BLOCK_PIXELS;
-            const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
-            graft_pw_gemm(rows, F, C, x + p0 * C, (size_t)C, W, 0, out + p0 * F, (size_t)F,
-                          &e, res ? res + p0 * F : NULL, (size_t)F, wide);
+    /* Work items: blocks of output pixels (stride 1: any run of them, the
+     * input's pixels being the output's; strided: one output row, reading
+     * every sw-th pixel of input row oy * sh) times groups of 32 columns
+     * when there are too few blocks for the threads (a batch of one). */
+    const bool unit = g.sh == 1 && g.sw == 1;
+    const long row_items = unit ? (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS) : (long)f->n * g.oh;
+    const int th = graft_threads(), panels = (F + 31) / 32;
+    int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
+    if (groups > panels) groups = panels;
+    const long items = row_items * groups;
+#pragma omp parallel for schedule(static) num_threads(th)
+    for (long it = 0; it < items; it++) {
+        const long ri = it / groups;
+        const int gi = (int)(it % groups);
+        const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
+        const int nc = (c1 < F ? c1 : F) - c0;
+        size_t p0;
+        int rows;
+        const float *arow;
+        size_t lda;
+        if (unit) {
+            p0 = (size_t)ri * BLOCK_PIXELS;
+            rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
+            arow = x + p0 * C;
+            lda = (size_t)C;
+        } else {
+            const int img = (int)(ri / g.oh), oy = (int)(ri % g.oh);
+            p0 = (size_t)ri * g.ow;
+            rows = g.ow;
+            arow = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
+            lda = (size_t)g.sw * C;
         }
-        return;
-    }
-    /* Strided: one output row reads every sw-th pixel of input row oy * sh. */
-    const long rows = (long)f->n * g.oh;
-#pragma omp parallel for schedule(static) num_threads(graft_threads())
-    for (long r = 0; r < rows; r++) {
-        const int img = (int)(r / g.oh), oy = (int)(r % g.oh);
-        const float *a_row = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
-        const size_t o = (size_t)r * g.ow * F;
-        graft_pw_gemm(g.ow, F, C, a_row, (size_t)g.sw * C, W, 0, out + o, (size_t)F, &e,
-                      res ? res + o : NULL, (size_t)F, wide);
+        graft_kernel_epi ec = e; /* from column c0 on (packed: its panel starts at c0 * K) */
+        if (ec.bias) ec.bias += c0;
+        if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
+        graft_pw_gemm(rows, nc, K, arow, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, out + p0 * F + c0,
+                      (size_t)F, &ec, res ? res + p0 * F + c0 : NULL, (size_t)F, wide);
     }
 }

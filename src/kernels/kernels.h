@@ -154,6 +154,9 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
  * the last one padded with zeros): graft_pw_gemm then takes ldb = 0 and the
  * same `wide`. Same bits as unpacked; packed holds graft_pw_pack_floats. */
 size_t graft_pw_pack_floats(int K, int N, bool wide);
+/* Whether packing pays for a GEMM of M rows in all: below, the copy costs
+ * more than the strided reads of B it saves (a batch of one). */
+#define GRAFT_PW_PACK_MIN_ROWS 512
 void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide);
 
 /* One output row of a depthwise convolution (depth multiplier 1) over C
