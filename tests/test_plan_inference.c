@@ -228,7 +228,7 @@ static void test_plan_refuses_shared_outputs(void)
 static void test_fused_matches_unfused(void)
 {
     graft_model *m = blocks();
-    enum { N = 3 };
+    enum { N = 6 }; /* two threads take images in groups */
     const size_t os = out_size(m);
     float *x = random_input(m, N, 5);
     float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));

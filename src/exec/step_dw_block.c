@@ -28,6 +28,11 @@
 /* Rows of the project GEMM per chunk: enough for its tiles, few enough that
  * the expanded and depthwise rows stay in L2. */
 #define CHUNK_PIXELS 96
+/* Images of at most SMALL_PIXELS outputs go several at a time (about
+ * GROUP_PIXELS rows per GEMM): one image's rows would stream the whole 1x1
+ * kernel (up to 1024 x 1024 floats) from L3 for 25 rows of work. */
+#define SMALL_PIXELS 128
+#define GROUP_PIXELS 384
 
 static bool is(const graft_layer *l, const char *cls) { return strcmp(l->ops->class_name, cls) == 0; }
 
@@ -152,6 +157,8 @@ typedef struct {
     int kh, kw, sh, sw;    /* depthwise */
     int pt, pl;            /* depthwise padding over the unpadded expanded tensor */
     int R;                 /* output rows per chunk */
+    int G;                 /* images per group (1: an image, or a band of one, at a time) */
+    size_t group_e, group_d; /* a group's expanded and depthwise tensors */
     int NR;                /* ring rows of the expanded tensor (0: no expansion) */
     size_t ring_floats, dbuf_floats, per_thread;
     size_t pack_e, pack_p; /* the packed expand and project kernels, ahead of the threads' parts */
@@ -185,6 +192,17 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
     o->ring_floats = r16((size_t)o->NR * o->W * o->Ce);
     o->dbuf_floats = r16((size_t)o->R * o->OW * o->Ce);
     o->per_thread = o->ring_floats + o->dbuf_floats;
+    o->G = 1;
+    o->group_e = o->group_d = 0;
+    const int px = o->OH * o->OW, th = graft_threads();
+    if (px <= SMALL_PIXELS && n >= 2 * th) {
+        int G = (GROUP_PIXELS + px - 1) / px;
+        if (G > n / th) G = n / th; /* every thread keeps work */
+        o->G = G;
+        o->group_e = b->expand >= 0 ? r16((size_t)G * o->H * o->W * o->Ce) : 0;
+        o->group_d = r16((size_t)G * px * o->Ce);
+        if (o->group_e + o->group_d > o->per_thread) o->per_thread = o->group_e + o->group_d;
+    }
     o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
     o->pack_p = r16(graft_pw_pack_floats(o->Ce, o->Cout, true));
 }
@@ -220,11 +238,13 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     block_geom(m, s, n, &g);
     const graft_dw_block *b = &s->blk;
     snprintf(buf, size,
-             "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; chunks of %d output rows (%d px), "
+             "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s%d output rows (%d px) at a time, "
              "%d band(s) per image, %s",
              b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
-             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", g.R, g.R * g.OW,
-             bands_per_image(&g), graft_kernels_avx512() ? "AVX-512" : "AVX2");
+             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "",
+             g.G > 1 ? "groups of images, " : "", g.G > 1 ? g.G * g.OH : g.R,
+             g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g),
+             graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
 
 /* ------------------------------------------------------------ forward */
@@ -289,6 +309,33 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
     }
 }
 
+/* Images [0, count) from x (their block inputs) into out: the whole of each,
+ * with the 1x1 GEMMs over all of the group's rows. */
+static void run_group(const geom *g, const weights *w, const float *x, float *out, int count,
+                      float *scratch)
+{
+    float *E = scratch, *D = scratch + g->group_e;
+    const size_t hw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    const float *src = x; /* the depthwise's input: expanded, or the block's input */
+    if (g->NR) {
+        graft_pw_gemm(count * (int)hw, g->Ce, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
+                      (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+        src = E;
+    }
+    const float *in[16];
+    for (int q = 0; q < count; q++)
+        for (int oy = 0; oy < g->OH; oy++) {
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int row = oy * g->sh - g->pt + ky;
+                in[ky] = row < 0 || row >= g->H ? NULL : src + ((size_t)q * hw + (size_t)row * g->W) * g->Ce;
+            }
+            graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
+                         D + ((size_t)q * ohw + (size_t)oy * g->OW) * g->Ce, w->wide);
+        }
+    graft_pw_gemm(count * (int)ohw, g->Cout, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
+                  (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
+}
+
 void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f)
 {
     const graft_dw_block *b = &s->blk;
@@ -339,6 +386,20 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     const int nb = bands_per_image(&g), th = graft_threads();
     const long items = (long)f->n * nb;
     const size_t in_img = (size_t)g.H * g.W * g.Cin, out_img = (size_t)g.OH * g.OW * g.Cout;
+    if (g.G > 1) {
+        const long groups = (f->n + g.G - 1) / g.G;
+#pragma omp parallel num_threads(th)
+        {
+            float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
+#pragma omp for schedule(static)
+            for (long k = 0; k < groups; k++) {
+                const int img = (int)k * g.G, count = f->n - img < g.G ? f->n - img : g.G;
+                run_group(&g, &w, x + (size_t)img * in_img, out + (size_t)img * out_img, count,
+                          scratch);
+            }
+        }
+        return;
+    }
 #pragma omp parallel num_threads(th)
     {
         float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
