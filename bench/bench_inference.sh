@@ -19,6 +19,8 @@
 # caps its oneDNN there. ONNX Runtime has no such switch: it keeps the
 # CPU's widest kernels (AVX-512 where there is).
 # ONNX_CACHE (default ~/.cache/graft/onnx) holds the exports.
+# cpu_ms: each side's CPU time per call (all its threads, spinning included),
+# which a machine shared with other work inflates less than the wall clock.
 # The last line: min ratio graft/onnxruntime: R (the lowest speed ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +47,17 @@ mkdir -p "$cache"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# One measurement: prints "MS RSS_MIB" (the median call, the peak memory).
+# One measurement: prints "MS RSS_MIB CPU_MS" (the median call, the peak
+# memory, the CPU time per call).
 measure() {
     local out
     out=$(/usr/bin/time -f "%M" -o "$tmp/rss" "$@" 2>"$tmp/err") || {
         echo "bench_inference: failed: $* ($(tail -n 2 "$tmp/err"))" >&2
         return 1
     }
-    echo "$(echo "$out" | tail -n 1 | awk '{print $5}') $(awk '{printf "%.0f", $1 / 1024}' "$tmp/rss")"
+    local last
+    last=$(echo "$out" | tail -n 1)
+    echo "$(echo "$last" | awk '{print $5}') $(awk '{printf "%.0f", $1 / 1024}' "$tmp/rss") $(echo "$last" | awk '{print $9}')"
 }
 
 onnx_file() { # arch size batch
@@ -71,7 +76,7 @@ maxof() { sort -g | tail -n 1; }
 
 node_rss=$(/usr/bin/time -f "%M" node -e "require('./js/node_modules/onnxruntime-node')" 2>&1 | tail -n 1)
 echo "rounds $rounds x ${secs}s, median call; Node with onnxruntime-node loaded and idle: $((node_rss / 1024)) MiB RSS"
-printf "%-13s %4s %5s %3s %10s %10s %10s %10s %6s %8s %8s\n" model size batch thr graft_ms ort_ms graft_img/s ort_img/s speed graft_MiB ort_MiB
+printf "%-13s %4s %5s %3s %10s %10s %10s %10s %6s %8s %8s %9s %9s\n" model size batch thr graft_ms ort_ms graft_img/s ort_img/s speed graft_MiB ort_MiB graft_cpu ort_cpu
 min_ratio=""
 run_case() { # arch size batch threads
     local a=$1 s=$2 b=$3 t=$4 f r g o
@@ -89,12 +94,15 @@ run_case() { # arch size batch threads
     done
     g=$(awk '{print $1}' "$tmp/g" | median)
     o=$(awk '{print $1}' "$tmp/o" | median)
-    local gm om ratio
+    local gm om gc oc ratio
+    gc=$(awk '{print $3}' "$tmp/g" | median)
+    oc=$(awk '{print $3}' "$tmp/o" | median)
     gm=$(awk '{print $2}' "$tmp/g" | maxof)
     om=$(awk '{print $2}' "$tmp/o" | maxof)
     ratio=$(awk -v g="$g" -v o="$o" 'BEGIN{printf "%.3f", o / g}')
-    awk -v a="$a" -v s="$s" -v b="$b" -v t="$t" -v g="$g" -v o="$o" -v gm="$gm" -v om="$om" -v r="$ratio" 'BEGIN{
-        printf "%-13s %4d %5d %3d %10.2f %10.2f %10.1f %10.1f %5.2fx %8d %8d\n", a, s, b, t, g, o, 1e3 * b / g, 1e3 * b / o, r, gm, om }'
+    awk -v a="$a" -v s="$s" -v b="$b" -v t="$t" -v g="$g" -v o="$o" -v gm="$gm" -v om="$om" -v r="$ratio" \
+        -v gc="$gc" -v oc="$oc" 'BEGIN{
+        printf "%-13s %4d %5d %3d %10.2f %10.2f %10.1f %10.1f %5.2fx %8d %8d %9.2f %9.2f\n", a, s, b, t, g, o, 1e3 * b / g, 1e3 * b / o, r, gm, om, gc, oc }'
     if [ -z "$min_ratio" ] || awk -v a="$ratio" -v m="$min_ratio" 'BEGIN{exit !(a < m)}'; then min_ratio=$ratio; fi
 }
 for a in $archs; do
@@ -104,5 +112,5 @@ for a in $archs; do
         run_case "$a" "$lat_size" 1 2
     fi
 done
-echo "speed: ONNX Runtime's median call time / graft's; MiB: peak RSS of the process (ORT's includes Node's)"
+echo "speed: ONNX Runtime's median call time / graft's; MiB: peak RSS of the process (ORT's includes Node's); cpu: CPU ms per call, medians"
 echo "min ratio graft/onnxruntime: $min_ratio"

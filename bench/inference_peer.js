@@ -4,7 +4,8 @@
 // optimisations, sequential execution. Each call is timed on its own and
 // the median call reported, as graft's side does.
 // usage: node inference_peer.js MODEL.onnx ARCH SIZE BATCH [SECONDS] [THREADS]
-// prints: onnxruntime ARCH SIZE BATCH MEDIAN_MS ms IMG_PER_S img/s
+// prints: onnxruntime ARCH SIZE BATCH MEDIAN_MS ms IMG_PER_S img/s CPU_MS cpu_ms
+// (CPU_MS: the process's CPU time per timed call, all threads, as graft's side)
 'use strict';
 const path = require('path');
 const ort = require(path.join(__dirname, '..', 'js', 'node_modules', 'onnxruntime-node'));
@@ -29,6 +30,7 @@ async function main() {
   const feeds = {[session.inputNames[0]]: new ort.Tensor('float32', data, [batch, 3, size, size])};
   for (let w = 0; w < 2; w++) await session.run(feeds);
   const times = [];
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   let t = 0;
   do {
@@ -38,10 +40,12 @@ async function main() {
     times.push(Number(b - a) / 1e9);
     t = Number(b - t0) / 1e9;
   } while (t < seconds || times.length < 3);
+  const cpu = process.cpuUsage(c0);
+  const cpuMs = (cpu.user + cpu.system) / 1e3 / times.length;
   times.sort((x, y) => x - y);
   const n = times.length;
   const med = n % 2 ? times[(n - 1) / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-  console.log(`onnxruntime ${arch} ${size} ${batch} ${(1e3 * med).toFixed(3)} ms ${(batch / med).toFixed(2)} img/s`);
+  console.log(`onnxruntime ${arch} ${size} ${batch} ${(1e3 * med).toFixed(3)} ms ${(batch / med).toFixed(2)} img/s ${cpuMs.toFixed(3)} cpu_ms`);
 }
 
 main().catch((e) => {
