@@ -379,6 +379,7 @@ typedef enum {
     GRAFT_ENV_ONEDNN_MAX_CPU_ISA, /* ONEDNN_MAX_CPU_ISA: oneDNN's ISA cap, which graft follows */
     GRAFT_ENV_USER_HOME,         /* HOME: the default cache folder is under it */
     GRAFT_ENV_TMPDIR,            /* TMPDIR: where temporary files go */
+    GRAFT_ENV_NO_FUSED_INFERENCE, /* GRAFT_NO_FUSED_INFERENCE=1: no inference-only steps */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

@@ -16,7 +16,7 @@ static const struct {
 } table[GRAFT_ENV_COUNT] = {
     [GRAFT_ENV_PROFILE] = {"GRAFT_PROFILE",
                            "1: time every layer's passes and the optimizer; the table goes to "
-                           "stderr when the model is freed"},
+                           "stderr when the model is freed, each plan's fused steps when made"},
     [GRAFT_ENV_NO_ONEDNN] = {"GRAFT_NO_ONEDNN",
                              "1: convolutions by im2col + GEMM instead of oneDNN's primitives"},
     [GRAFT_ENV_NO_WINOGRAD] = {"GRAFT_NO_WINOGRAD", "1: no Winograd F(4x4, 3x3) convolutions"},
@@ -46,7 +46,11 @@ static const struct {
                                "it, or --insecure, that download is refused)"},
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
-                                      "conv+pool kernel follows it (AVX2 below AVX512)"},
+                                      "kernels follow it (AVX2 below AVX512)"},
+    [GRAFT_ENV_NO_FUSED_INFERENCE] = {"GRAFT_NO_FUSED_INFERENCE",
+                                      "1: inference without the plan's inference-only steps "
+                                      "(MobileNet blocks, 1x1 convolutions with their residual "
+                                      "add): the layers' own passes"},
     [GRAFT_ENV_USER_HOME] = {"HOME", "without GRAFT_HOME, the cache folder is $HOME/.cache/graft"},
     [GRAFT_ENV_TMPDIR] = {"TMPDIR",
                           "where temporary files go (spilled feature caches, downloads in "

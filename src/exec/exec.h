@@ -28,7 +28,7 @@ void graft_model_bind_input(graft_model *m, const float *x);
 bool graft_plan_splits_at(const graft_model *m, int k);
 /* What the prepared plan made of layer i, for tests and profiles: the kind
  * of its step ("layer" when it runs alone, "conv_epilogue", "conv_pool",
- * "winograd_pool", "relu_pool"; "none" without a plan) and, in *root (may
+ * "winograd_pool", "relu_pool", "dw_block", "pointwise"; "none" without a plan) and, in *root (may
  * be NULL), the step's first layer. */
 const char *graft_plan_step_kind(const graft_model *m, int i, int *root);
 

@@ -38,6 +38,8 @@ static void step_forward(graft_model *m, graft_step *s, int n, bool training)
     case GRAFT_STEP_CONV_EPILOGUE: graft_step_conv_epilogue_forward(m, s, &f); break;
     case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_forward(m, s, &f); break;
     case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_forward(m, s, &f); break;
+    case GRAFT_STEP_DW_BLOCK: graft_step_dw_block_forward(m, s, &f); break;
+    case GRAFT_STEP_POINTWISE: graft_step_pointwise_forward(m, s, &f); break;
     case GRAFT_STEP_RELU_POOL:
         first->ops->forward(first, &f);
         layer_forward(m, m->layers[s->layer[1]], n, training);
@@ -117,7 +119,9 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
         case GRAFT_STEP_LAYER:
             if (m->layers[i]->requires_grad) graft_plan_layer_backward(m, m->layers[i], n, NULL, NULL);
             break;
-        case GRAFT_STEP_CONV_EPILOGUE: break; /* planned only where nothing needs a gradient */
+        case GRAFT_STEP_CONV_EPILOGUE: /* planned only where nothing needs a gradient */
+        case GRAFT_STEP_DW_BLOCK: /* planned only for inference */
+        case GRAFT_STEP_POINTWISE: break;
         case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_backward(m, s, n); break;
         case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;
         case GRAFT_STEP_RELU_POOL: graft_step_relu_pool_backward(m, s, n); break;

@@ -109,9 +109,13 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
     for (int i = 0; i < L; i++) {
         if (p->step_of[i] >= 0) continue;
         graft_step s = {.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
-        if (i > 0 && !graft_step_conv_epilogue_match(m, i, training, &s) &&
+        /* The pools' fusions before POINTWISE: a 1x1 ReLU convolution read
+         * by a max pool runs the same kernel in training and inference. */
+        if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
             !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
-            !(wino_pool && graft_step_winograd_pool_match(m, i, &s)))
+            !(wino_pool && graft_step_winograd_pool_match(m, i, &s)) &&
+            !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
+            !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
         if (s.bn >= 0) {
             int C = m->layers[i]->out_shape.dim[m->layers[i]->out_shape.rank - 1];
@@ -121,11 +125,21 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             s.epi.scale = s.bn_params + C;
             s.epi.shift = s.bn_params + 2 * C;
         }
+        if (s.kind == GRAFT_STEP_DW_BLOCK || s.kind == GRAFT_STEP_POINTWISE) {
+            size_t pf = s.kind == GRAFT_STEP_DW_BLOCK ? graft_step_dw_block_param_floats(m, &s)
+                                                      : graft_step_pointwise_param_floats(m, &s);
+            s.bn_params = malloc(pf * sizeof(float));
+            if (!s.bn_params) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
+        }
         for (int k = 0; k < s.n; k++) {
             int j = s.layer[k];
             p->step_of[j] = p->n_steps;
             p->has_out[j] = true;
             p->buf_of[j] = s.kind == GRAFT_STEP_CONV_EPILOGUE ? i : j;
+            /* Only the output of a DW_BLOCK or POINTWISE step exists: its inner
+             * tensors live in cache or in registers. */
+            if (s.kind == GRAFT_STEP_DW_BLOCK || s.kind == GRAFT_STEP_POINTWISE)
+                p->has_out[j] = k == s.n - 1;
         }
         /* The fused convolution's output never exists: the pool's pass computes it. */
         if (s.kind == GRAFT_STEP_CONV_POOL || s.kind == GRAFT_STEP_WINOGRAD_POOL)
@@ -148,9 +162,30 @@ bool graft_plan_splits_at(const graft_model *m, int k)
 
 /* ------------------------------------------------------------ prepare */
 
+/* GRAFT_PROFILE=1: what the planner chose, on stderr, once per plan. */
+static void plan_print(const graft_model *m, int cap, bool training)
+{
+    const struct graft_plan *p = m->plan;
+    int fused = 0;
+    for (int k = 0; k < p->n_steps; k++) fused += p->steps[k].kind != GRAFT_STEP_LAYER;
+    fprintf(stderr, "GRAFT_PROFILE %s: plan for batches of %d, %s, %d threads: %d steps, %d fused\n",
+            m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
+    for (int k = 0; k < p->n_steps; k++) {
+        const graft_step *s = &p->steps[k];
+        if (s->kind == GRAFT_STEP_LAYER) continue;
+        char what[256] = "";
+        if (s->kind == GRAFT_STEP_DW_BLOCK) graft_step_dw_block_describe(m, s, cap, what, sizeof what);
+        if (s->kind == GRAFT_STEP_POINTWISE) graft_step_pointwise_describe(m, s, what, sizeof what);
+        fprintf(stderr, "  step %-3d %-13s %s .. %s (%d layers)%s%s\n", k,
+                graft_plan_step_kind(m, s->layer[0], NULL), m->layers[s->layer[0]]->name,
+                m->layers[s->layer[s->n - 1]]->name, s->n, *what ? ": " : "", what);
+    }
+}
+
 /* A fused pool's aux holds one code byte per output; its scratch is its pass's. */
 static size_t aux_floats(const graft_model *m, const graft_step *s, const graft_layer *l, int cap)
 {
+    if (s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE) return 0;
     if ((s->kind == GRAFT_STEP_CONV_POOL || s->kind == GRAFT_STEP_WINOGRAD_POOL) &&
         l->index == s->layer[1])
         return graft_max_pool_code_floats(l, cap);
@@ -159,6 +194,10 @@ static size_t aux_floats(const graft_model *m, const graft_step *s, const graft_
 
 static size_t scratch_floats(const graft_model *m, const graft_step *s, const graft_layer *l, int cap)
 {
+    if (s->kind == GRAFT_STEP_DW_BLOCK)
+        return l->index == s->layer[0] ? graft_step_dw_block_scratch_floats(m, s, cap) : 0;
+    if (s->kind == GRAFT_STEP_POINTWISE)
+        return l->index == s->layer[0] ? graft_step_pointwise_scratch_floats(m, s) : 0;
     if (s->kind == GRAFT_STEP_CONV_POOL && l->index == s->layer[1])
         return graft_step_conv_pool_scratch_floats(m, s);
     if (s->kind == GRAFT_STEP_WINOGRAD_POOL && l->index == s->layer[1])
@@ -344,6 +383,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         m->capacity = cap;
         m->prepared_training = training;
         m->planned_threads = graft_threads();
+        if (m->profiling) plan_print(m, cap, training);
     }
 done:
     free(last_use);
@@ -356,8 +396,9 @@ done:
 
 const char *graft_plan_step_kind(const graft_model *m, int layer, int *root)
 {
-    static const char *const names[] = {"layer", "conv_epilogue", "conv_pool", "winograd_pool",
-                                        "relu_pool"};
+    static const char *const names[] = {"layer",     "conv_epilogue", "conv_pool",
+                                        "winograd_pool", "relu_pool",   "dw_block",
+                                        "pointwise"};
     const struct graft_plan *p = m->plan;
     if (root) *root = layer;
     if (!p || p->n_layers != m->n_layers || layer < 0 || layer >= p->n_layers) return "none";

@@ -16,6 +16,15 @@
  *   RELU_POOL      training: a ReLU Conv2D read only by a max pool: the pool's
  *                  backward applies the ReLU's derivative and writes the
  *                  convolution's bias gradient (step_relu_pool.c)
+ *   DW_BLOCK       inference only: a MobileNet block, [1x1 expand -> BN ->
+ *                  clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp ->
+ *                  1x1 project -> BN [-> clamp] [-> Add of the block's
+ *                  input], computed a few rows at a time with the expanded
+ *                  and depthwise tensors in cache (step_dw_block.c)
+ *   POINTWISE      inference only: a 1x1 Conv2D of any stride -> [BN] ->
+ *                  [clamp] -> [Add of a tensor an earlier step computed] ->
+ *                  [clamp] (ResNet50's 1x1 convolutions and residual adds):
+ *                  one GEMM whose epilogue does the rest (step_pointwise.c)
  *
  * A step runs at the place of its first layer; its later layers read only
  * what the step computes, so nothing in between needs them earlier.
@@ -33,9 +42,21 @@ typedef enum {
     GRAFT_STEP_CONV_POOL,
     GRAFT_STEP_WINOGRAD_POOL,
     GRAFT_STEP_RELU_POOL,
+    GRAFT_STEP_DW_BLOCK,
+    GRAFT_STEP_POINTWISE,
 } graft_step_kind;
 
-#define GRAFT_STEP_MAX_LAYERS 3
+#define GRAFT_STEP_MAX_LAYERS 12
+
+/* A DW_BLOCK's (and a POINTWISE step's: project*, add, add_clamp) layers by
+ * role (-1: absent). act_*: the clamp each part ends
+ * with (a ReLU/Activation layer, or the convolution's own ReLU). */
+typedef struct graft_dw_block {
+    int expand, expand_bn, pad, dw, dw_bn, project, project_bn, add;
+    int residual; /* the layer whose output the Add adds */
+    bool expand_clamp, dw_clamp, project_clamp, add_clamp;
+    float expand_lo, expand_hi, dw_lo, dw_hi, project_lo, project_hi, add_lo, add_hi;
+} graft_dw_block;
 
 typedef struct graft_step {
     graft_step_kind kind;
@@ -45,7 +66,8 @@ typedef struct graft_step {
      * BatchNormalization it folds (-1: none) with room for its transform. */
     graft_epilogue epi;
     int bn;
-    float *bn_params; /* 3 * channels: mean, scale, shift */
+    float *bn_params; /* 3 * channels: mean, scale, shift (DW_BLOCK: for each of its BNs) */
+    graft_dw_block blk; /* DW_BLOCK */
 } graft_step;
 
 struct graft_plan {
@@ -77,6 +99,35 @@ void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int 
 
 bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_relu_pool_backward(graft_model *m, const graft_step *s, int n);
+
+bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s);
+/* Floats of s->bn_params the step needs (0: none). */
+size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s);
+size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n);
+void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+/* One line on what the step computes and how (GRAFT_PROFILE's plan). */
+void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, char *buf, size_t size);
+void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
+                                  size_t size);
+
+/* step_of: per layer, the earlier step that computes it, or -1 (the Add's
+ * other input must exist when the step runs). */
+bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
+                                graft_step *s);
+size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s);
+size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s);
+void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+
+/* Shared by the inference steps' matches (step_dw_block.c): after the
+ * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional
+ * inference BatchNormalization, then an optional clamp, added to s; returns
+ * the last layer taken. */
+int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
+                             bool *clamp, float *lo, float *hi);
+/* A convolution's activation as a clamp: false unless linear or ReLU. */
+bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi);
+/* A ReLU or Activation layer as a clamp. */
+bool graft_step_act_clamp(const graft_layer *l, float *lo, float *hi);
 
 /* The passes' view of one layer (exec/passes.c): runs its backward with the
  * inputs, gradients and accumulation flags of the plan, by fn(l, b, ctx), or

@@ -120,4 +120,53 @@ void graft_conv_pool_backward_weights(const graft_conv_geom *g, int filters, int
                                       const float *dy, const uint8_t *code, float *dkernel,
                                       float *dbias, float *scratch);
 
+/* ------------------------------------------------------------ fused inference steps' kernels */
+
+/* Whether the AVX-512 loops should run: the CPU has them and
+ * ONEDNN_MAX_CPU_ISA (ISA=avx2 in the benchmarks) does not cap below them.
+ * Callers ask once per pass and hand the answer (`wide`) to the kernels
+ * below, which take the AVX2 loops without it. */
+bool graft_kernels_avx512(void);
+
+/* What a fused step's kernel applies to each output n before storing it, in
+ * the order of the layers it replaces: v += bias[n]; a folded inference
+ * BatchNormalization v = (v - mean[n]) * scale[n] + shift[n]; a clamp to
+ * [lo, hi]; a residual add v = res[n] + v; a clamp to [res_lo, res_hi].
+ * NULL pointers and false flags skip their part (NaN passes the clamps). */
+typedef struct graft_kernel_epi {
+    const float *bias;
+    const float *mean, *scale, *shift;
+    bool clamp;
+    float lo, hi;
+    bool res_clamp;
+    float res_lo, res_hi;
+} graft_kernel_epi;
+
+/* C[M,N] = epilogue(A[M,K] B[K,N]) on the calling thread (pointwise.c), row
+ * strides lda, ldb, ldc; R (may be NULL; row stride ldr) is the residual
+ * the epilogue adds. Each output is one FMA chain over k in order, so its
+ * bits do not depend on M, on where the row lies, nor on the ISA. */
+void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
+                   float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
+                   bool wide);
+/* B (K x N, row stride ldb) in the panels graft_pw_gemm reads fastest (the
+ * columns in blocks of the tile's width, each block's K rows contiguous,
+ * the last one padded with zeros): graft_pw_gemm then takes ldb = 0 and the
+ * same `wide`. Same bits as unpacked; packed holds graft_pw_pack_floats. */
+size_t graft_pw_pack_floats(int K, int N, bool wide);
+/* Whether packing pays for a GEMM of M rows in all: below, the copy costs
+ * more than the strided reads of B it saves (a batch of one). */
+#define GRAFT_PW_PACK_MIN_ROWS 512
+void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide);
+
+/* One output row of a depthwise convolution (depth multiplier 1) over C
+ * channels (depthwise.c), on the calling thread: in[ky] (ky < kh) is the
+ * input row tap row ky reads, w pixels of C floats, or NULL where it lies in
+ * the padding; kernel kh x kw x C; ow outputs, output ox reading input
+ * columns ox * sw - pad_left + kx (those outside [0, w) are padding). The
+ * epilogue's residual parts are not used. Each output is one FMA chain over
+ * the taps in (ky, kx) order: the same bits on every ISA. */
+void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
+                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide);
+
 #endif

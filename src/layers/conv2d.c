@@ -378,6 +378,20 @@ bool graft_conv2d_pool_geom(const graft_layer *l, graft_conv_geom *g, int *filte
     return true;
 }
 
+bool graft_conv2d_args(const graft_layer *l, graft_conv_geom *g, int *filters, const float **kernel,
+                       const float **bias, graft_activation *act)
+{
+    if (strcmp(l->ops->class_name, "Conv2D") != 0) return false;
+    const conv2d *c = l->cfg;
+    if (c->plain) return false; /* dilation or groups: not in the geometry the steps compute */
+    *g = c->g;
+    *filters = c->cfg.filters;
+    *kernel = l->weights[0].data;
+    *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
+    *act = c->cfg.activation;
+    return true;
+}
+
 /* Keras 2's Conv2D.get_config(). */
 static graft_status get_config(const graft_layer *l, cJSON *o)
 {

@@ -375,6 +375,20 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
+bool graft_depthwise_conv2d_args(const graft_layer *l, graft_conv_geom *g, int *filters,
+                                 const float **kernel, const float **bias, graft_activation *act)
+{
+    if (strcmp(l->ops->class_name, "DepthwiseConv2D") != 0) return false;
+    const dwconv *d = l->cfg;
+    if (d->plain) return false; /* dilation: not in the geometry the steps compute */
+    *g = d->g;
+    *filters = d->g.c * d->dm;
+    *kernel = l->weights[0].data;
+    *bias = d->cfg.no_bias ? NULL : l->weights[1].data;
+    *act = d->cfg.activation;
+    return true;
+}
+
 /* Keras 2's DepthwiseConv2D.get_config(): Conv2D's without filters and the
  * kernel_* entries, with depth_multiplier and the depthwise_* entries. */
 static graft_status get_config(const graft_layer *l, cJSON *o)

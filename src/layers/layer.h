@@ -164,6 +164,16 @@ void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled
  * and whose bias gradient is already written (by the max pool above it). */
 void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b);
 
+/* A Conv2D's or DepthwiseConv2D's geometry, filters (channels times depth
+ * multiplier), kernel, bias (NULL: none) and activation, for steps that
+ * compute it with kernels of their own; false for other layers. */
+bool graft_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
+                       const float **kernel, const float **bias, graft_activation *act);
+bool graft_depthwise_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
+                                 const float **kernel, const float **bias, graft_activation *act);
+/* A ZeroPadding2D's pads; false for other layers. */
+bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int *left, int *right);
+
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
 bool graft_max_pool_2x2(const graft_layer *l);
 /* Floats for one code byte per output of a batch of n (a fused pool's aux). */

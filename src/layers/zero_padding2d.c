@@ -80,6 +80,17 @@ static void backward(graft_layer *l, const graft_bwd *b)
 }
 
 /* Keras 2's ZeroPadding2D.get_config(): padding ((top, bottom), (left, right)). */
+bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int *left, int *right)
+{
+    if (strcmp(l->ops->class_name, "ZeroPadding2D") != 0) return false;
+    const zero_padding2d *p = l->cfg;
+    *top = p->top;
+    *bottom = p->bottom;
+    *left = p->left;
+    *right = p->right;
+    return true;
+}
+
 static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const zero_padding2d *p = l->cfg;

@@ -1,0 +1,413 @@
+/*
+ * Inference through a MobileNet block as one step: [1x1 expand -> BN ->
+ * clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp -> 1x1 project ->
+ * BN [-> clamp] [-> Add of the block's input] (MobileNetV2's inverted
+ * residual blocks; MobileNet's depthwise + pointwise pairs without the
+ * expansion). Unfused, each layer is a pass over a tensor that does not fit
+ * in cache (the expanded one is six times the block's input); here each
+ * image goes a few output rows at a time: the expanded rows they read are
+ * computed into a ring that keeps the rows the next chunk shares, the
+ * depthwise rows into a small buffer, and the project GEMM writes the
+ * block's output with the normalisation and residual in its epilogue. The
+ * padding is never written: the depthwise kernel skips taps outside the
+ * image.
+ *
+ * Bits: the kernels compute every output as one FMA chain in a fixed order
+ * (kernels/pointwise.c, depthwise.c), so the result does not depend on the
+ * chunking, on the bands a batch of one is split into, nor on the batch or
+ * thread count. It differs from the unfused layers' in the last bits (other
+ * GEMMs); GRAFT_NO_FUSED_INFERENCE=1 runs those.
+ */
+#include "exec/plan.h"
+#include "kernels/kernels.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Rows of the project GEMM per chunk: enough for its tiles, few enough that
+ * the expanded and depthwise rows stay in L2. */
+#define CHUNK_PIXELS 96
+/* Images of at most SMALL_PIXELS outputs go several at a time (about
+ * GROUP_PIXELS rows per GEMM): one image's rows would stream the whole 1x1
+ * kernel (up to 1024 x 1024 floats) from L3 for 25 rows of work. */
+#define SMALL_PIXELS 128
+#define GROUP_PIXELS 384
+
+static bool is(const graft_layer *l, const char *cls) { return strcmp(l->ops->class_name, cls) == 0; }
+
+bool graft_step_act_clamp(const graft_layer *l, float *lo, float *hi)
+{
+    return graft_relu_clamp(l, lo, hi) || graft_activation_clamp(l, lo, hi);
+}
+
+bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi)
+{
+    *clamp = a == GRAFT_RELU;
+    *lo = 0;
+    *hi = __builtin_inff();
+    return a == GRAFT_LINEAR || a == GRAFT_RELU;
+}
+
+int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
+                             bool *clamp, float *lo, float *hi)
+{
+    *bn = -1;
+    if (conv_relu) return j;
+    int r = graft_plan_sole_reader(m, j);
+    if (r > 0 && is(m->layers[r], "BatchNormalization") && !m->layers[r]->requires_grad) {
+        *bn = r;
+        s->layer[s->n++] = r;
+        j = r;
+        r = graft_plan_sole_reader(m, j);
+    }
+    if (r > 0 && !m->layers[r]->requires_grad && graft_step_act_clamp(m->layers[r], lo, hi)) {
+        *clamp = true;
+        s->layer[s->n++] = r;
+        j = r;
+    }
+    return j;
+}
+
+/* A 1x1 stride-1 Conv2D with a linear or ReLU activation. */
+static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, float *hi)
+{
+    graft_conv_geom g;
+    int f;
+    const float *k, *b;
+    graft_activation a;
+    const graft_layer *l = m->layers[j];
+    return !l->requires_grad && graft_conv2d_args(l, &g, &f, &k, &b, &a) && g.kh == 1 &&
+           g.kw == 1 && g.sh == 1 && g.sw == 1 && f <= GRAFT_EPILOGUE_MAX_C &&
+           graft_step_conv_act(a, clamp, lo, hi);
+}
+
+bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s)
+{
+    if (training || graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
+    graft_step f = {.kind = GRAFT_STEP_DW_BLOCK, .n = 0, .bn = -1};
+    graft_dw_block *b = &f.blk;
+    b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project = b->project_bn = b->add = -1;
+    b->residual = -1;
+    int j = i;
+    const int x_in = m->layers[i]->n_inputs == 1 ? m->layers[i]->inputs[0] : -1;
+    if (x_in < 0) return false;
+    if (pointwise_at(m, j, &b->expand_clamp, &b->expand_lo, &b->expand_hi)) {
+        b->expand = j;
+        f.layer[f.n++] = j;
+        j = graft_step_take_bn_clamp(m, &f, j, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
+                          &b->expand_lo, &b->expand_hi);
+        j = graft_plan_sole_reader(m, j);
+        if (j <= 0) return false;
+    }
+    int t, bo, le, ri;
+    if (!m->layers[j]->requires_grad && graft_zero_padding2d_pads(m->layers[j], &t, &bo, &le, &ri)) {
+        b->pad = j;
+        f.layer[f.n++] = j;
+        j = graft_plan_sole_reader(m, j);
+        if (j <= 0) return false;
+    }
+    graft_conv_geom g;
+    int filters;
+    const float *k, *bias;
+    graft_activation a;
+    if (m->layers[j]->requires_grad ||
+        !graft_depthwise_conv2d_args(m->layers[j], &g, &filters, &k, &bias, &a) ||
+        filters != g.c || filters > GRAFT_EPILOGUE_MAX_C || g.kh > 16 ||
+        !graft_step_conv_act(a, &b->dw_clamp, &b->dw_lo, &b->dw_hi))
+        return false;
+    b->dw = j;
+    f.layer[f.n++] = j;
+    j = graft_step_take_bn_clamp(m, &f, j, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
+    j = graft_plan_sole_reader(m, j);
+    if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
+        return false;
+    b->project = j;
+    f.layer[f.n++] = j;
+    j = graft_step_take_bn_clamp(m, &f, j, b->project_clamp, &b->project_bn, &b->project_clamp,
+                      &b->project_lo, &b->project_hi);
+    /* The residual: Add(block input, this), same shapes (stride 1). */
+    int r = graft_plan_sole_reader(m, j);
+    if (r > 0) {
+        const graft_layer *add = m->layers[r];
+        if (is(add, "Add") && !add->requires_grad && add->n_inputs == 2) {
+            int other = add->inputs[0] == j ? add->inputs[1] : add->inputs[0];
+            if (other == x_in && add->inputs[0] != add->inputs[1] &&
+                graft_shape_size(&m->layers[x_in]->out_shape) == graft_shape_size(&add->out_shape) &&
+                m->layers[x_in]->out_shape.dim[2] == add->out_shape.dim[2]) {
+                b->add = r;
+                f.layer[f.n++] = r;
+            }
+        }
+    }
+    /* Only from the block's start: a block without expansion starts at its
+     * pad or depthwise layer. */
+    if (f.layer[0] != i) return false;
+    *s = f;
+    return true;
+}
+
+/* ------------------------------------------------------------ sizes */
+
+typedef struct {
+    int n;                 /* batch */
+    int H, W, Cin;         /* block input */
+    int Ce;                /* expanded (depthwise) channels */
+    int OH, OW, Cout;      /* block output */
+    int kh, kw, sh, sw;    /* depthwise */
+    int pt, pl;            /* depthwise padding over the unpadded expanded tensor */
+    int R;                 /* output rows per chunk */
+    int G;                 /* images per group (1: an image, or a band of one, at a time) */
+    size_t group_e, group_d; /* a group's expanded and depthwise tensors */
+    int NR;                /* ring rows of the expanded tensor (0: no expansion) */
+    size_t ring_floats, dbuf_floats, per_thread;
+    size_t pack_e, pack_p; /* the packed expand and project kernels, ahead of the threads' parts */
+} geom;
+
+static size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o)
+{
+    const graft_dw_block *b = &s->blk;
+    graft_conv_geom g;
+    int filters;
+    const float *k, *bias;
+    graft_activation a;
+    graft_depthwise_conv2d_args(m->layers[b->dw], &g, &filters, &k, &bias, &a);
+    const graft_layer *first = m->layers[s->layer[0]];
+    const graft_shape *in = &m->layers[first->inputs[0]]->out_shape;
+    const graft_shape *out = &m->layers[s->layer[s->n - 1]]->out_shape;
+    o->n = n;
+    o->H = in->dim[0], o->W = in->dim[1], o->Cin = in->dim[2];
+    o->Ce = g.c;
+    o->OH = out->dim[0], o->OW = out->dim[1], o->Cout = out->dim[2];
+    o->kh = g.kh, o->kw = g.kw, o->sh = g.sh, o->sw = g.sw;
+    o->pt = g.pad_top, o->pl = g.pad_left;
+    int t = 0, bo, le = 0, ri;
+    if (b->pad >= 0) graft_zero_padding2d_pads(m->layers[b->pad], &t, &bo, &le, &ri);
+    o->pt += t, o->pl += le;
+    o->R = (CHUNK_PIXELS + o->OW - 1) / o->OW;
+    if (o->R > o->OH) o->R = o->OH;
+    o->NR = b->expand >= 0 ? (o->R - 1) * o->sh + o->kh : 0;
+    o->ring_floats = r16((size_t)o->NR * o->W * o->Ce);
+    o->dbuf_floats = r16((size_t)o->R * o->OW * o->Ce);
+    o->per_thread = o->ring_floats + o->dbuf_floats;
+    o->G = 1;
+    o->group_e = o->group_d = 0;
+    const int px = o->OH * o->OW, th = graft_threads();
+    if (px <= SMALL_PIXELS && n >= 2 * th) {
+        int G = (GROUP_PIXELS + px - 1) / px;
+        if (G > n / th) G = n / th; /* every thread keeps work */
+        o->G = G;
+        o->group_e = b->expand >= 0 ? r16((size_t)G * o->H * o->W * o->Ce) : 0;
+        o->group_d = r16((size_t)G * px * o->Ce);
+        if (o->group_e + o->group_d > o->per_thread) o->per_thread = o->group_e + o->group_d;
+    }
+    o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
+    o->pack_p = r16(graft_pw_pack_floats(o->Ce, o->Cout, true));
+}
+
+size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s)
+{
+    geom g;
+    block_geom(m, s, 1, &g);
+    return 3 * ((size_t)2 * g.Ce + (size_t)g.Cout);
+}
+
+size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n)
+{
+    geom g;
+    block_geom(m, s, n, &g);
+    return g.pack_e + g.pack_p + (size_t)graft_threads() * g.per_thread;
+}
+
+/* Bands per image: one when the batch keeps every thread busy; a batch
+ * smaller than the team splits its images' rows (the expanded rows at a
+ * band's edge are computed by both bands, to the same bits). */
+static int bands_per_image(const geom *g)
+{
+    const int th = graft_threads();
+    int nb = g->n >= th ? 1 : (th + g->n - 1) / g->n;
+    return nb > g->OH ? g->OH : nb;
+}
+
+void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
+                                  size_t size)
+{
+    geom g;
+    block_geom(m, s, n, &g);
+    const graft_dw_block *b = &s->blk;
+    snprintf(buf, size,
+             "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s%d output rows (%d px) at a time, "
+             "%d band(s) per image, %s",
+             b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
+             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "",
+             g.G > 1 ? "groups of images, " : "", g.G > 1 ? g.G * g.OH : g.R,
+             g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g),
+             graft_kernels_avx512() ? "AVX-512" : "AVX2");
+}
+
+/* ------------------------------------------------------------ forward */
+
+typedef struct {
+    const float *We, *Wd, *Wp; /* expand (Cin x Ce), depthwise (kh x kw x Ce), project (Ce x Cout) */
+    size_t lde, ldp;           /* their row strides; 0: packed (graft_pw_pack) */
+    graft_kernel_epi ee, ed, ep;
+    bool residual; /* the project's epilogue adds the block input */
+    bool wide;     /* AVX-512 kernels */
+} weights;
+
+static void bn_epi(graft_model *m, int bn, float *params, int C, graft_kernel_epi *e)
+{
+    if (bn < 0) return;
+    if (!graft_batch_norm_inference(m->layers[bn], params, params + C, params + 2 * C)) return;
+    e->mean = params;
+    e->scale = params + C;
+    e->shift = params + 2 * C;
+}
+
+/* Output rows [y0, y1) of image x (its block input) into out (its output). */
+static void run_band(const geom *g, const weights *w, const float *x, float *out, int y0, int y1,
+                     float *scratch)
+{
+    float *ring = scratch, *dbuf = scratch + g->ring_floats;
+    const size_t erow = (size_t)g->W * g->Ce, xrow = (size_t)g->W * g->Cin;
+    const size_t orow = (size_t)g->OW * g->Cout, drow = (size_t)g->OW * g->Ce;
+    int have = -1; /* expanded rows below this are in the ring (or past) */
+    const float *in[16];
+    for (int oy = y0; oy < y1; oy += g->R) {
+        const int r = y1 - oy < g->R ? y1 - oy : g->R;
+        if (g->NR) {
+            int lo = oy * g->sh - g->pt, hi = (oy + r - 1) * g->sh - g->pt + g->kh;
+            if (lo < 0) lo = 0;
+            if (hi > g->H) hi = g->H;
+            if (have > lo) lo = have;
+            while (lo < hi) { /* runs of rows up to the ring's wrap */
+                const int slot = lo % g->NR;
+                const int run = hi - lo < g->NR - slot ? hi - lo : g->NR - slot;
+                graft_pw_gemm(run * g->W, g->Ce, g->Cin, x + (size_t)lo * xrow, (size_t)g->Cin,
+                              w->We, w->lde, ring + (size_t)slot * erow, (size_t)g->Ce,
+                              &w->ee, NULL, 0, w->wide);
+                lo += run;
+            }
+            if (hi > have) have = hi;
+        }
+        for (int q = 0; q < r; q++) {
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int row = (oy + q) * g->sh - g->pt + ky;
+                in[ky] = row < 0 || row >= g->H ? NULL
+                         : g->NR ? ring + (size_t)(row % g->NR) * erow
+                                 : x + (size_t)row * xrow;
+            }
+            graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
+                         dbuf + (size_t)q * drow, w->wide);
+        }
+        /* The residual (stride 1, same shape): the block input's same pixels. */
+        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, w->ldp,
+                      out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
+                      w->residual ? x + (size_t)oy * orow : NULL, (size_t)g->Cin, w->wide);
+    }
+}
+
+/* Images [0, count) from x (their block inputs) into out: the whole of each,
+ * with the 1x1 GEMMs over all of the group's rows. */
+static void run_group(const geom *g, const weights *w, const float *x, float *out, int count,
+                      float *scratch)
+{
+    float *E = scratch, *D = scratch + g->group_e;
+    const size_t hw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    const float *src = x; /* the depthwise's input: expanded, or the block's input */
+    if (g->NR) {
+        graft_pw_gemm(count * (int)hw, g->Ce, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
+                      (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+        src = E;
+    }
+    const float *in[16];
+    for (int q = 0; q < count; q++)
+        for (int oy = 0; oy < g->OH; oy++) {
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int row = oy * g->sh - g->pt + ky;
+                in[ky] = row < 0 || row >= g->H ? NULL : src + ((size_t)q * hw + (size_t)row * g->W) * g->Ce;
+            }
+            graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
+                         D + ((size_t)q * ohw + (size_t)oy * g->OW) * g->Ce, w->wide);
+        }
+    graft_pw_gemm(count * (int)ohw, g->Cout, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
+                  (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
+}
+
+void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f)
+{
+    const graft_dw_block *b = &s->blk;
+    geom g;
+    block_geom(m, s, f->n, &g);
+    weights w = {.wide = graft_kernels_avx512()};
+    graft_conv_geom cg;
+    int filters;
+    const float *bias;
+    graft_activation a;
+    float *params = s->bn_params;
+    if (b->expand >= 0) {
+        graft_conv2d_args(m->layers[b->expand], &cg, &filters, &w.We, &bias, &a);
+        w.ee.bias = bias;
+        bn_epi(m, b->expand_bn, params, g.Ce, &w.ee);
+        w.ee.clamp = b->expand_clamp, w.ee.lo = b->expand_lo, w.ee.hi = b->expand_hi;
+    }
+    params += 3 * (size_t)g.Ce;
+    graft_depthwise_conv2d_args(m->layers[b->dw], &cg, &filters, &w.Wd, &bias, &a);
+    w.ed.bias = bias;
+    bn_epi(m, b->dw_bn, params, g.Ce, &w.ed);
+    w.ed.clamp = b->dw_clamp, w.ed.lo = b->dw_lo, w.ed.hi = b->dw_hi;
+    params += 3 * (size_t)g.Ce;
+    graft_conv2d_args(m->layers[b->project], &cg, &filters, &w.Wp, &bias, &a);
+    w.ep.bias = bias;
+    bn_epi(m, b->project_bn, params, g.Cout, &w.ep);
+    w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
+    w.residual = b->add >= 0;
+
+    /* The 1x1 kernels in the GEMM's panels, shared by the threads, where the
+     * batch is large enough for it to pay. */
+    float *packed = f->scratch;
+    w.lde = (size_t)g.Ce;
+    w.ldp = (size_t)g.Cout;
+    if (b->expand >= 0 && (size_t)f->n * g.H * g.W >= GRAFT_PW_PACK_MIN_ROWS) {
+        graft_pw_pack(g.Cin, g.Ce, w.We, (size_t)g.Ce, packed, w.wide);
+        w.We = packed;
+        w.lde = 0;
+    }
+    if ((size_t)f->n * g.OH * g.OW >= GRAFT_PW_PACK_MIN_ROWS) {
+        graft_pw_pack(g.Ce, g.Cout, w.Wp, (size_t)g.Cout, packed + g.pack_e, w.wide);
+        w.Wp = packed + g.pack_e;
+        w.ldp = 0;
+    }
+    float *threads_scratch = f->scratch + g.pack_e + g.pack_p;
+    const float *x = f->in[0];
+    float *out = m->layers[s->layer[s->n - 1]]->out;
+    const int nb = bands_per_image(&g), th = graft_threads();
+    const long items = (long)f->n * nb;
+    const size_t in_img = (size_t)g.H * g.W * g.Cin, out_img = (size_t)g.OH * g.OW * g.Cout;
+    if (g.G > 1) {
+        const long groups = (f->n + g.G - 1) / g.G;
+#pragma omp parallel num_threads(th)
+        {
+            float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
+#pragma omp for schedule(static)
+            for (long k = 0; k < groups; k++) {
+                const int img = (int)k * g.G, count = f->n - img < g.G ? f->n - img : g.G;
+                run_group(&g, &w, x + (size_t)img * in_img, out + (size_t)img * out_img, count,
+                          scratch);
+            }
+        }
+        return;
+    }
+#pragma omp parallel num_threads(th)
+    {
+        float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
+#pragma omp for schedule(static)
+        for (long it = 0; it < items; it++) {
+            const int img = (int)(it / nb), band = (int)(it % nb);
+            const int y0 = (int)((long)g.OH * band / nb), y1 = (int)((long)g.OH * (band + 1) / nb);
+            run_band(&g, &w, x + (size_t)img * in_img, out + (size_t)img * out_img, y0, y1, scratch);
+        }
+    }
+}

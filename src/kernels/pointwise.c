@@ -1,0 +1,297 @@
+/*
+ * The pointwise (1x1) convolution of fused inference steps: C = A B over
+ * NHWC rows and an IO kernel, each output finished by the step's epilogue
+ * (bias, folded BatchNormalization, clamp, residual add, clamp) while it is
+ * still in a register, on the calling thread: the steps in exec/ call it on
+ * small blocks of rows that are in cache.
+ *
+ * Every output is one FMA chain over k = 0..K-1 starting from zero, whatever
+ * the tile, ISA or thread computes it, so the bits never depend on how rows
+ * are grouped (batch size, thread count, bands with halos) nor on AVX2 or
+ * AVX-512. The kernel is read in place (rows of N floats): no packing per
+ * call, and the weights may change between calls.
+ */
+#include "core/core.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+bool graft_kernels_avx512(void)
+{
+#ifdef __AVX2__
+    if (!__builtin_cpu_supports("avx512f")) return false;
+    const char *cap = graft_env(GRAFT_ENV_ONEDNN_MAX_CPU_ISA);
+    return !cap || !*cap || strncasecmp(cap, "AVX512", 6) == 0 || strcasecmp(cap, "ALL") == 0;
+#else
+    return false;
+#endif
+}
+
+/* One output through the epilogue, in the order of the unfused layers. */
+static inline float epi_one(const graft_kernel_epi *e, int n, float v, const float *res)
+{
+    if (e->bias) v = v + e->bias[n];
+    if (e->mean) v = (v - e->mean[n]) * e->scale[n] + e->shift[n];
+    if (e->clamp) v = v < e->lo ? e->lo : (v > e->hi ? e->hi : v);
+    if (res) v = res[n] + v;
+    if (e->res_clamp) v = v < e->res_lo ? e->res_lo : (v > e->res_hi ? e->res_hi : v);
+    return v;
+}
+
+/* Columns [n0, n1) of rows [0, M): the reference path, and the last
+ * columns that fill no vector. */
+static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, int pw, float *C, size_t ldc, const graft_kernel_epi *e,
+                        const float *R, size_t ldr)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = n0; n < n1; n++) {
+            float acc = 0;
+            for (int k = 0; k < K; k++) {
+                const float b = ldb ? B[(size_t)k * ldb + n]
+                                    : B[(size_t)(n / pw) * K * pw + (size_t)k * pw + n % pw];
+                acc = fmaf(A[(size_t)m * lda + k], b, acc);
+            }
+            C[(size_t)m * ldc + n] = epi_one(e, n, acc, R ? R + (size_t)m * ldr : NULL);
+        }
+}
+
+#ifdef __AVX2__
+
+#define INLINE static inline __attribute__((always_inline))
+#define T256 __attribute__((target("avx2,fma")))
+#define T512 __attribute__((target("avx512f,avx2,fma")))
+
+/* ------------------------------------------------------------ AVX2: 6 rows x 16 columns */
+
+INLINE T256 __m256 epi256(const graft_kernel_epi *e, int n, __m256 v, const float *res)
+{
+    if (e->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias + n));
+    if (e->mean)
+        v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_loadu_ps(e->mean + n)),
+                                        _mm256_loadu_ps(e->scale + n)),
+                          _mm256_loadu_ps(e->shift + n));
+    /* MAXPS/MINPS return the second operand when one is NaN: NaN passes, as in epi_one. */
+    if (e->clamp)
+        v = _mm256_min_ps(_mm256_set1_ps(e->hi), _mm256_max_ps(_mm256_set1_ps(e->lo), v));
+    if (res) v = _mm256_add_ps(_mm256_loadu_ps(res + n), v);
+    if (e->res_clamp)
+        v = _mm256_min_ps(_mm256_set1_ps(e->res_hi), _mm256_max_ps(_mm256_set1_ps(e->res_lo), v));
+    return v;
+}
+
+INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size_t lda,
+                         const float *B, size_t ldb, float *C, size_t ldc,
+                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr)
+{
+    __m256 acc[6][2];
+    #pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
+        #pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m256 a = _mm256_broadcast_ss(A + (size_t)i * lda + k);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            if (NV > 1) acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    #pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        const float *res = R ? R + (size_t)i * ldr : NULL;
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            _mm256_storeu_ps(C + (size_t)i * ldc + n0 + 8 * v, epi256(e, n0 + 8 * v, acc[i][v], res));
+    }
+}
+
+#define ROWS256(NV)                                                                             \
+    switch (mr) {                                                                               \
+    case 6: tile256(6, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 5: tile256(5, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 4: tile256(4, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 3: tile256(3, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    case 2: tile256(2, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
+    default: tile256(1, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                   \
+    }
+
+static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                        const float *R, size_t ldr)
+{
+    int n0 = 0;
+    for (; n0 + 8 <= N; n0 += 16) {
+        const bool two = n0 + 16 <= N;
+        /* ldb 0: B is packed (graft_pw_pack), panels of 16 columns */
+        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 16) * K * 16;
+        const size_t kst = ldb ? ldb : 16;
+        for (int m0 = 0; m0 < M; m0 += 6) {
+            const int mr = M - m0 < 6 ? M - m0 : 6;
+            const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
+            float *c = C + (size_t)m0 * ldc;
+            if (two) {
+                ROWS256(2)
+            } else {
+                ROWS256(1)
+            }
+        }
+        if (!two) n0 -= 8;
+    }
+    return n0;
+}
+
+/* ------------------------------------------------------------ AVX-512: 12 rows x 32 columns */
+
+INLINE T512 __m512 epi512(const graft_kernel_epi *e, int n, __m512 v, const float *res,
+                          __mmask16 mk)
+{
+    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + n));
+    if (e->mean)
+        v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(mk, e->mean + n)),
+                                        _mm512_maskz_loadu_ps(mk, e->scale + n)),
+                          _mm512_maskz_loadu_ps(mk, e->shift + n));
+    if (e->clamp)
+        v = _mm512_min_ps(_mm512_set1_ps(e->hi), _mm512_max_ps(_mm512_set1_ps(e->lo), v));
+    if (res) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, res + n), v);
+    if (e->res_clamp)
+        v = _mm512_min_ps(_mm512_set1_ps(e->res_hi), _mm512_max_ps(_mm512_set1_ps(e->res_lo), v));
+    return v;
+}
+
+/* NV vectors of 16 columns, the last one masked by mk. */
+INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size_t lda,
+                         const float *B, size_t ldb, float *C, size_t ldc, __mmask16 mk,
+                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr)
+{
+    __m512 acc[12][2];
+    const __mmask16 m0 = NV > 1 ? 0xffff : mk;
+    #pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+        __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(mk, b + 16) : b0;
+        #pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            if (NV > 1) acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    #pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        const float *res = R ? R + (size_t)i * ldr : NULL;
+        float *c = C + (size_t)i * ldc + n0;
+        if (NV > 1) {
+            _mm512_storeu_ps(c, epi512(e, n0, acc[i][0], res, 0xffff));
+            _mm512_mask_storeu_ps(c + 16, mk, epi512(e, n0 + 16, acc[i][1], res, mk));
+        } else {
+            _mm512_mask_storeu_ps(c, mk, epi512(e, n0, acc[i][0], res, mk));
+        }
+    }
+}
+
+#define ROWS512(NV)                                                                             \
+    switch (mr) {                                                                               \
+    case 12: tile512(12, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 11: tile512(11, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 10: tile512(10, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
+    case 9: tile512(9, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 8: tile512(8, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 7: tile512(7, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 6: tile512(6, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 5: tile512(5, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 4: tile512(4, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 3: tile512(3, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    case 2: tile512(2, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
+    default: tile512(1, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;               \
+    }
+
+static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
+                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                         const float *R, size_t ldr)
+{
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        const int w = N - n0 < 32 ? N - n0 : 32;
+        const bool two = w > 16;
+        const int last = two ? w - 16 : w;
+        const __mmask16 mk = (__mmask16)((1u << last) - 1);
+        /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
+        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
+        const size_t kst = ldb ? ldb : 32;
+        for (int m0 = 0; m0 < M; m0 += 12) {
+            const int mr = M - m0 < 12 ? M - m0 : 12;
+            const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
+            float *c = C + (size_t)m0 * ldc;
+            if (two) {
+                ROWS512(2)
+            } else {
+                ROWS512(1)
+            }
+        }
+    }
+}
+
+#endif /* __AVX2__ */
+
+/* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the
+ * AVX2 tile's 16 (and the scalar path's, which reads either). */
+static int panel(bool wide)
+{
+#ifdef __AVX2__
+    return wide && __builtin_cpu_supports("avx512f") ? 32 : 16;
+#else
+    (void)wide;
+    return 16;
+#endif
+}
+
+size_t graft_pw_pack_floats(int K, int N, bool wide)
+{
+    const size_t pw = (size_t)panel(wide);
+    return ((size_t)N + pw - 1) / pw * pw * (size_t)K;
+}
+
+void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide)
+{
+    const int pw = panel(wide);
+    for (int n0 = 0; n0 < N; n0 += pw) {
+        const int w = N - n0 < pw ? N - n0 : pw;
+        float *p = packed + (size_t)(n0 / pw) * K * pw;
+        for (int k = 0; k < K; k++) {
+            memcpy(p + (size_t)k * pw, B + (size_t)k * ldb + n0, (size_t)w * sizeof(float));
+            if (w < pw) memset(p + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
+        }
+    }
+}
+
+void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
+                   float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
+                   bool wide)
+{
+    static const graft_kernel_epi none = {0};
+    if (M <= 0 || N <= 0) return;
+    if (!e) e = &none;
+#ifdef __AVX2__
+    if (wide && __builtin_cpu_supports("avx512f")) {
+        gemm512(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
+        return;
+    }
+    int done = gemm256(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
+    if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
+#else
+    (void)wide;
+    gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
+#endif
+}

@@ -1,0 +1,329 @@
+/* The inference-only steps: the fused MobileNet block (exec/step_dw_block.c)
+ * and the 1x1 convolution with its residual add (step_pointwise.c). Which
+ * chains the planner takes (inference only), their output against the
+ * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
+ * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
+ * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet and
+ * ResNet50; and their bits: the same for an image alone or in a batch, on one
+ * thread or two, with AVX-512 or AVX2. */
+#include "check.h"
+#include "internal.h"
+#include "plan_check.h"
+
+#include <stdlib.h>
+
+static void set_random(graft_model *m, unsigned seed)
+{
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            float *w = graft_layer_weight_data(l, k);
+            bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
+            for (size_t e = 0; e < graft_shape_size(&s); e++)
+                w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
+        }
+    }
+}
+
+static graft_layer *bn(graft_model *m, const char *name)
+{
+    return graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = name, .epsilon = 1e-3f});
+}
+
+/* An inverted residual block as the zoo's MobileNetV2 builds it. */
+static graft_layer *block(graft_model *m, graft_layer *in, const char *p, int expand, int stride,
+                          int out_c)
+{
+    char name[64];
+    int c = graft_layer_output_shape(in).dim[2];
+    graft_layer *x = in;
+    if (expand > 1) {
+        snprintf(name, sizeof name, "%s_expand", p);
+        x = graft_conv2d(m, x, (graft_conv2d_cfg){.name = name, .filters = c * expand,
+                                                  .kernel_size = {1, 1}, .no_bias = 1});
+        snprintf(name, sizeof name, "%s_expand_bn", p);
+        bn(m, name);
+        snprintf(name, sizeof name, "%s_expand_relu", p);
+        x = graft_relu(m, NULL, (graft_relu_cfg){.name = name, .max_value = 6});
+    }
+    if (stride == 2) {
+        snprintf(name, sizeof name, "%s_pad", p);
+        graft_shape s = graft_layer_output_shape(x);
+        x = graft_zero_padding2d(m, x, name, s.dim[0] % 2, 1, s.dim[1] % 2, 1);
+    }
+    snprintf(name, sizeof name, "%s_dw", p);
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){
+                                     .name = name, .kernel_size = {3, 3}, .strides = {stride, stride},
+                                     .padding = stride == 1 ? GRAFT_SAME : GRAFT_VALID, .no_bias = 1});
+    snprintf(name, sizeof name, "%s_dw_bn", p);
+    bn(m, name);
+    snprintf(name, sizeof name, "%s_dw_relu", p);
+    graft_relu(m, NULL, (graft_relu_cfg){.name = name, .max_value = 6});
+    snprintf(name, sizeof name, "%s_project", p);
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = name, .filters = out_c, .kernel_size = {1, 1},
+                                             .no_bias = 1});
+    snprintf(name, sizeof name, "%s_project_bn", p);
+    x = bn(m, name);
+    if (stride == 1 && c == out_c) {
+        snprintf(name, sizeof name, "%s_add", p);
+        graft_layer *pair[2] = {in, x};
+        x = graft_add(m, name, 2, pair);
+    }
+    return x;
+}
+
+/* Blocks over odd sizes and channel counts off the vector widths. */
+static graft_model *blocks(void)
+{
+    graft_model *m = graft_model_new("blocks");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(13, 11, 24));
+    x = block(m, x, "b0", 6, 1, 24);  /* residual, 144 channels */
+    x = block(m, x, "b1", 4, 2, 40);  /* pad + stride 2, 96 channels, 40 out */
+    x = block(m, x, "b2", 3, 1, 40);  /* 120 channels: not a multiple of 16 */
+    /* MobileNet's pair: depthwise 'same' with a bias and a ReLU of its own, then pointwise */
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "v1_dw", .kernel_size = {3, 3},
+                                                              .padding = GRAFT_SAME,
+                                                              .activation = GRAFT_RELU});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "v1_pw", .filters = 20, .kernel_size = {1, 1}});
+    bn(m, "v1_pw_bn");
+    x = graft_activation_layer(m, NULL, "v1_pw_relu", GRAFT_RELU);
+    /* ResNet's projection block of 1x1 convolutions, strided (13x11 -> 7x6
+     * -> 4x3), the shortcut computed first as in Keras's layer order */
+    graft_layer *sc = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_0_conv", .filters = 36,
+                                                            .kernel_size = {1, 1}, .strides = {2, 2}});
+    graft_layer *y = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_1_conv", .filters = 12,
+                                                           .kernel_size = {1, 1}, .strides = {2, 2}});
+    bn(m, "r_1_bn");
+    graft_activation_layer(m, NULL, "r_1_relu", GRAFT_RELU);
+    y = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "r_3_conv", .filters = 36, .kernel_size = {1, 1}});
+    sc = graft_batch_norm(m, sc, (graft_batch_norm_cfg){.name = "r_0_bn"});
+    y = graft_batch_norm(m, y, (graft_batch_norm_cfg){.name = "r_3_bn", .epsilon = 1e-3f});
+    graft_layer *pair[2] = {sc, y};
+    graft_add(m, "r_add", 2, pair);
+    graft_activation_layer(m, NULL, "r_out", GRAFT_RELU);
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 3);
+    return m;
+}
+
+static float *random_input(const graft_model *m, int n, unsigned seed)
+{
+    graft_shape s = graft_layer_output_shape(graft_model_layer((graft_model *)m, 0));
+    size_t sz = (size_t)n * graft_shape_size(&s);
+    float *x = malloc(sz * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (size_t i = 0; i < sz; i++) x[i] = 2 * graft_rng_uniform(&r) - 1;
+    return x;
+}
+
+static size_t out_size(graft_model *m)
+{
+    graft_shape s = graft_layer_output_shape(graft_model_output(m));
+    return graft_shape_size(&s);
+}
+
+/* Predictions with the step off (GRAFT_NO_FUSED_INFERENCE=1) and on. */
+static void predict_both(graft_model *m, const float *x, int n, float *plain, float *fused)
+{
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+    m->capacity = 0; /* replan */
+    CHECK_OK(graft_model_predict(m, x, n, plain));
+    unsetenv("GRAFT_NO_FUSED_INFERENCE");
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, x, n, fused));
+}
+
+static void test_plan_takes_blocks(void)
+{
+    graft_model *m = blocks();
+    float *x = random_input(m, 2, 1), *y = malloc(2 * out_size(m) * sizeof(float));
+    CHECK_OK(graft_model_predict(m, x, 2, y));
+    const char *in_block[] = {"b0_expand", "b0_dw_relu", "b0_add", "b1_pad", "b1_project_bn",
+                              "b2_expand_bn", "b2_project", "v1_dw", "v1_pw_relu"};
+    for (size_t i = 0; i < sizeof in_block / sizeof *in_block; i++)
+        CHECK_MSG(in_step(m, graft_model_find(m, in_block[i]), "dw_block"), "%s", in_block[i]);
+    const char *pointwise[] = {"r_0_conv", "r_0_bn", "r_1_relu", "r_3_conv", "r_add", "r_out"};
+    for (size_t i = 0; i < sizeof pointwise / sizeof *pointwise; i++)
+        CHECK_MSG(in_step(m, graft_model_find(m, pointwise[i]), "pointwise"), "%s", pointwise[i]);
+    /* The add joins the step of r_3_conv, which runs after r_0_bn's. */
+    int root;
+    graft_plan_step_kind(m, graft_model_find(m, "r_out")->index, &root);
+    CHECK(root == graft_model_find(m, "r_3_conv")->index);
+    graft_plan_step_kind(m, graft_model_find(m, "b1_project_bn")->index, &root);
+    CHECK(root == graft_model_find(m, "b1_expand")->index);
+    /* Only the blocks' outputs exist. */
+    CHECK(graft_model_find(m, "b0_expand")->out == NULL);
+    CHECK(graft_model_find(m, "b0_add")->out != NULL);
+    /* A training forward pass (frozen layers too) never takes it. */
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    m->want_input_grad = true;
+    m->capacity = 0;
+    CHECK_OK(graft_model_forward(m, x, 2, true));
+    CHECK(!in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
+    CHECK(!in_step(m, graft_model_find(m, "v1_dw"), "dw_block"));
+    CHECK(!in_step(m, graft_model_find(m, "r_3_conv"), "pointwise"));
+    /* Nor with the switch. */
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+    m->want_input_grad = false;
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, x, 2, y));
+    CHECK(!in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
+    unsetenv("GRAFT_NO_FUSED_INFERENCE");
+    free(x);
+    free(y);
+    graft_model_free(m);
+}
+
+/* BatchNormalization statistics near Keras's trained ones (the convolutions
+ * keep their Glorot initialisation): random weights of unit scale make a
+ * deep network chaotic, where any rounding difference grows. */
+static void set_random_bn(graft_model *m, unsigned seed)
+{
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        if (strcmp(graft_layer_class(l), "BatchNormalization") != 0) continue;
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            float *w = graft_layer_weight_data(l, k);
+            const char *name = graft_layer_weight_name(l, k);
+            for (size_t e = 0; e < graft_shape_size(&s); e++)
+                w[e] = strcmp(name, "moving_variance") == 0 ? 0.5f + graft_rng_uniform(&r)
+                       : (strcmp(name, "gamma") == 0 ? 1.0f : 0.0f) + 0.2f * graft_rng_normal(&r);
+        }
+    }
+}
+
+/* A block whose inner output has a second reader is not fused there. */
+static void test_plan_refuses_shared_outputs(void)
+{
+    graft_model *m = graft_model_new("shared");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(6, 6, 8));
+    graft_layer *e = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "expand", .filters = 16,
+                                                           .kernel_size = {1, 1}});
+    graft_depthwise_conv2d(m, e, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                              .padding = GRAFT_SAME});
+    graft_layer *p = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "project", .filters = 16,
+                                                              .kernel_size = {1, 1}});
+    graft_layer *pair[2] = {e, p};
+    graft_add(m, "add", 2, pair); /* reads the expanded tensor: dw's block input */
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 4);
+    float *in = random_input(m, 1, 2), y[6 * 6 * 16], plain[6 * 6 * 16];
+    predict_both(m, in, 1, plain, y);
+    CHECK(!in_step(m, graft_model_find(m, "expand"), "dw_block"));
+    /* dw -> project + the residual of dw's input is a block of its own. */
+    CHECK(in_step(m, graft_model_find(m, "dw"), "dw_block"));
+    CHECK(in_step(m, graft_model_find(m, "add"), "dw_block"));
+    CHECK(check_close_ratio(y, plain, 6 * 6 * 16, 1e-5, 1e-4, NULL) <= 1);
+    free(in);
+    graft_model_free(m);
+}
+
+static void test_fused_matches_unfused(void)
+{
+    graft_model *m = blocks();
+    enum { N = 6 }; /* two threads take images in groups */
+    const size_t os = out_size(m);
+    float *x = random_input(m, N, 5);
+    float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));
+    predict_both(m, x, N, plain, fused);
+    size_t worst = 0;
+    double r = check_close_ratio(fused, plain, N * os, 1e-4, 1e-4, &worst);
+    CHECK_MSG(r <= 1, "ratio %g at %zu: %g vs %g", r, worst, fused[worst], plain[worst]);
+    free(x);
+    free(plain);
+    free(fused);
+    graft_model_free(m);
+}
+
+/* Bits: an image alone = the same image in a batch; 1 thread = 2 threads;
+ * AVX2 = AVX-512 (the kernels' FMA chains are the same). */
+static void test_bits_reproducible(void)
+{
+    graft_model *m = blocks();
+    enum { N = 5 };
+    const size_t os = out_size(m);
+    float *x = random_input(m, N, 6);
+    float *batch = malloc(N * os * sizeof(float)), *one = malloc(N * os * sizeof(float));
+    float *other = malloc(N * os * sizeof(float));
+    const int threads = graft_get_num_threads();
+    graft_set_num_threads(2);
+    CHECK_OK(graft_model_predict(m, x, N, batch));
+    CHECK(in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
+    graft_shape is = graft_layer_output_shape(graft_model_layer(m, 0));
+    for (int i = 0; i < N; i++) /* alone: two bands per image on two threads */
+        CHECK_OK(graft_model_predict(m, x + i * graft_shape_size(&is), 1, one + i * os));
+    CHECK(memcmp(batch, one, N * os * sizeof(float)) == 0);
+    graft_set_num_threads(1);
+    CHECK_OK(graft_model_predict(m, x, N, other));
+    CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+    graft_set_num_threads(2);
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, x, N, other));
+    CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    graft_set_num_threads(threads);
+    free(x);
+    free(batch);
+    free(one);
+    free(other);
+    graft_model_free(m);
+}
+
+static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
+{
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    c.alpha = alpha;
+    c.input_shape[0] = c.input_shape[1] = side;
+    graft_model *m = NULL;
+    CHECK_OK(graft_zoo_build(arch, &c, &m));
+    if (!m) return;
+    set_random_bn(m, 7);
+    enum { N = 2 };
+    const size_t os = out_size(m);
+    float *x = random_input(m, N, 8);
+    float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));
+    predict_both(m, x, N, plain, fused);
+    int blocks = 0;
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        int root;
+        graft_plan_step_kind(m, i, &root);
+        blocks += strcmp(graft_plan_step_kind(m, i, NULL), kind) == 0 && root == i;
+    }
+    CHECK_MSG(blocks == steps, "%s: %d %s steps", arch, blocks, kind);
+    size_t worst = 0;
+    double r = check_close_ratio(fused, plain, N * os, 1e-5, 1e-4, &worst);
+    CHECK_MSG(r <= 1, "%s: ratio %g at %zu: %g vs %g", arch, r, worst, fused[worst], plain[worst]);
+    free(x);
+    free(plain);
+    free(fused);
+    graft_model_free(m);
+}
+
+static void test_zoo_bases(void)
+{
+    zoo_case("mobilenet_v2", 64, 0.35f, "dw_block", 17);
+    zoo_case("mobilenet_v2", 96, 1.0f, "dw_block", 17);
+    zoo_case("mobilenet", 64, 0.25f, "dw_block", 13);
+    /* 16 blocks of two 1x1 convolutions, and four projection shortcuts;
+     * three stages start strided */
+    zoo_case("resnet50", 64, 1.0f, "pointwise", 36);
+}
+
+int main(void)
+{
+    RUN(test_plan_takes_blocks);
+    RUN(test_plan_refuses_shared_outputs);
+    RUN(test_fused_matches_unfused);
+    RUN(test_bits_reproducible);
+    RUN(test_zoo_bases);
+    return CHECK_SUMMARY();
+}
