@@ -122,6 +122,7 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
         case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;
         case GRAFT_STEP_RELU_POOL: graft_step_relu_pool_backward(m, s, n); break;
         }
+        if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, i);
     }
     return GRAFT_OK;
 }
