@@ -175,7 +175,9 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                         .n_callbacks = 1,
                         .no_feature_cache = c->no_cache,
                         .feature_store = rs->store,
-                        .comm = cli_comm};
+                        .comm = cli_comm,
+                        .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&
+                                           strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0};
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
     if (rs->store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));

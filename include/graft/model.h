@@ -244,6 +244,7 @@ typedef enum {
     GRAFT_ENV_DATA_URL,          /* GRAFT_DATA_URL: the tool's dataset download */
     GRAFT_ENV_DATA_SHA256,       /* GRAFT_DATA_SHA256: that download's checksum */
     GRAFT_ENV_ONEDNN_MAX_CPU_ISA, /* ONEDNN_MAX_CPU_ISA: oneDNN's ISA cap, which graft follows */
+    GRAFT_ENV_SYNC_BN,           /* GRAFT_SYNC_BN=1: mpirun graft: synchronized BatchNormalization */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

@@ -245,8 +245,12 @@ typedef struct {
      * the logs and the history are the whole batch's, and only rank 0
      * prints. Trainable BatchNormalization uses each rank's own batch
      * statistics (Keras's MirroredStrategy), and the moving statistics are
-     * averaged over the ranks at the end of every epoch. */
+     * averaged over the ranks at the end of every epoch. sync_batch_norm:
+     * the statistics of the whole batch instead (sums over the ranks in
+     * every trainable BatchNormalization's forward and backward pass), so
+     * that N ranks compute what one process would, up to summation order. */
     graft_comm *comm;
+    int sync_batch_norm;
 } graft_fit_cfg;
 
 /*

@@ -47,6 +47,9 @@ static const struct {
     [GRAFT_ENV_ONEDNN_MAX_CPU_ISA] = {"ONEDNN_MAX_CPU_ISA",
                                       "oneDNN's own cap on the instruction set; graft's fused "
                                       "conv+pool kernel follows it (AVX2 below AVX512)"},
+    [GRAFT_ENV_SYNC_BN] = {"GRAFT_SYNC_BN",
+                           "1: under mpirun, trainable BatchNormalization normalises with the "
+                           "statistics of the whole batch over all ranks (default: each rank's)"},
 };
 
 const char *graft_env_name(graft_env_var v)

@@ -15,6 +15,7 @@
 
 struct graft_comm {
     MPI_Comm comm;
+    MPI_Comm bn; /* synchronized BatchNormalization's sums, ordered apart from the gradients' */
     int rank, size;
 };
 
@@ -32,6 +33,11 @@ graft_status graft_comm_from_mpi(MPI_Comm comm, graft_comm **out)
         free(c);
         return graft_fail(GRAFT_EIO, "graft_comm_from_mpi: MPI_Comm_dup failed");
     }
+    if (MPI_Comm_dup(comm, &c->bn) != MPI_SUCCESS) {
+        MPI_Comm_free(&c->comm);
+        free(c);
+        return graft_fail(GRAFT_EIO, "graft_comm_from_mpi: MPI_Comm_dup failed");
+    }
     MPI_Comm_rank(c->comm, &c->rank);
     MPI_Comm_size(c->comm, &c->size);
     *out = c;
@@ -43,7 +49,10 @@ void graft_comm_free(graft_comm *c)
     if (!c) return;
     int fin = 0;
     MPI_Finalized(&fin);
-    if (!fin) MPI_Comm_free(&c->comm);
+    if (!fin) {
+        MPI_Comm_free(&c->comm);
+        MPI_Comm_free(&c->bn);
+    }
     free(c);
 }
 
@@ -100,6 +109,13 @@ graft_status dist_sum(graft_comm *c, double *v, int n)
 {
     int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, c->comm);
     return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "MPI_Allreduce");
+}
+
+void dist_bn_sum(void *ctx, double *v, int n)
+{
+    graft_comm *c = ctx;
+    /* A failure here is fatal to the job (MPI_ERRORS_ARE_FATAL). */
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, c->bn);
 }
 
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n)
@@ -305,6 +321,7 @@ static graft_status no_mpi(void)
 }
 
 graft_status dist_sum(graft_comm *c, double *v, int n) { return no_mpi(); }
+void dist_bn_sum(void *ctx, double *v, int n) {}
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n) { return no_mpi(); }
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes) { return no_mpi(); }
 graft_status dist_grads_new(graft_comm *c, graft_model *m, size_t bucket_bytes, dist_grads **out)

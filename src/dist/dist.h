@@ -16,6 +16,8 @@ bool dist_active(const graft_comm *c);
 graft_status dist_sum(graft_comm *c, double *v, int n);
 /* Sums n floats over the ranks, in place (blocking). */
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n);
+/* graft_allsum.sum for synchronized BatchNormalization (ctx: the graft_comm). */
+void dist_bn_sum(void *ctx, double *v, int n);
 /* Rank 0's bytes to every rank. */
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes);
 

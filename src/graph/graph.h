@@ -61,6 +61,8 @@ struct graft_model {
      * weight gradients of every layer >= `layer` are final. NULL: none. */
     void (*grads_ready)(void *ctx, int layer);
     void *grads_ready_ctx;
+    /* Synchronized BatchNormalization's sums over the ranks; NULL: none. */
+    const graft_allsum *allsum;
     /* GRAFT_PROFILE=1: seconds per layer and pass, printed when the model is
      * freed (layer i's forward at [2i], backward at [2i+1]; the optimizer
      * last). NULL otherwise. */

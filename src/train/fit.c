@@ -429,7 +429,7 @@ static graft_status open_below(graft_model *m, graft_source *train, const graft_
  * mean loss, summed over the ranks in buckets while backward runs. */
 static graft_status dist_step(graft_model *m, graft_source *train, graft_feature_cache *cache,
                               graft_feature_cache *below, batch_bufs *b, graft_comm *comm,
-                              dist_grads *g, double sums[3], bool *stop)
+                              dist_grads *g, graft_allsum *sync, double sums[3], bool *stop)
 {
     int n = 0;
     double part[3] = {0, 0, 0}, flags[2] = {0, 0}; /* stop, failed */
@@ -438,6 +438,15 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
     for (int tries = 0; tries <= train->length; tries++) {
         s = fetch_share(m, train, cache, below, b, &n, true);
         if (s != GRAFT_OK) n = 0;
+        if (sync && n == 0) {
+            /* The other ranks' synchronized BatchNormalization sums wait for
+             * this one's: a placeholder sample of zeros runs through both
+             * passes, adding nothing to the statistics and no gradient. */
+            memset(b->x, 0, b->xs * sizeof(float));
+            sync->empty = true;
+            graft_status ps = graft_model_forward(m, b->x, 1, true);
+            if (s == GRAFT_OK) s = ps;
+        }
         const float *pred = graft_model_output(m)->out;
         part[0] = n;
         part[1] = n ? graft_loss_grad_part(m->compile.loss, m->compile.from_logits, pred, b->y, n,
@@ -448,6 +457,7 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         flags[1] = s != GRAFT_OK;
         graft_status rs = dist_sum(comm, part, 3);
         if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 2);
+        if (sync && part[0] == 0) sync->empty = false;
         if (rs != GRAFT_OK) return rs;
         if (s != GRAFT_OK) return s;
         if (flags[1] > 0) return graft_fail(GRAFT_EIO, "another rank failed to read its data");
@@ -465,6 +475,11 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
                              b->out_dim, b->dpred);
         dist_grads_arm(g);
         s = graft_model_backward(m, b->dpred, n);
+    } else if (sync) {
+        memset(b->dpred, 0, (size_t)b->out_dim * sizeof(float));
+        dist_grads_arm(g);
+        s = graft_model_backward(m, b->dpred, 1);
+        sync->empty = false;
     } else {
         dist_grads_arm(g);
         dist_grads_zero(g);
@@ -484,6 +499,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_comm *comm = dist_active(cfg_in->comm) ? cfg_in->comm : NULL;
     const int rank = graft_comm_rank(comm);
     graft_fit_cfg fit_cfg = *cfg_in, *cfg = &fit_cfg;
+    graft_allsum sync = {dist_bn_sum, comm, false};
     if (rank != 0) cfg->verbose = 0; /* rank 0 speaks for all */
     batch_bufs b = {0}, vb = {0};
     dist_grads *grads = NULL;
@@ -503,6 +519,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             free_bufs(&vb);
             return s;
         }
+        if (cfg->sync_batch_norm) m->allsum = &sync;
         shard_source(train, comm, !cfg->no_feature_cache);
         if (cfg->validation_data) shard_source(cfg->validation_data, comm, !cfg->no_feature_cache);
     }
@@ -548,7 +565,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             bool stop_now = false;
             if (comm) {
                 double sums[3] = {0, 0, 0};
-                s = dist_step(m, train, cache, below, &b, comm, grads, sums, &stop_now);
+                s = dist_step(m, train, cache, below, &b, comm, grads, m->allsum ? &sync : NULL,
+                              sums, &stop_now);
                 if (s != GRAFT_OK) break;
                 n = (int)sums[0];
                 l = sums[1] / sums[0];
@@ -589,7 +607,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             }
         }
         if (s != GRAFT_OK) break;
-        if (comm && (s = dist_average_moving_stats(m, comm)) != GRAFT_OK) break;
+        if (comm && !m->allsum && (s = dist_average_moving_stats(m, comm)) != GRAFT_OK) break;
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
@@ -629,6 +647,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_cache_close(below);
     graft_cache_close(val_below);
     dist_grads_free(grads);
+    m->allsum = NULL;
     if (comm) {
         unshard_source(train);
         unshard_source(cfg->validation_data);
