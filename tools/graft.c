@@ -58,6 +58,9 @@ static int run_command(int (*cmd)(int, char **), int argc, char **argv)
 {
     if (!under_mpirun()) return cmd(argc, argv);
 #ifdef GRAFT_MPI
+    /* Ranks share the cores: one waiting in a collective yields its core
+     * instead of spinning on it (unless the user chose). */
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
     if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         fprintf(stderr, "graft: MPI_Init failed\n");
         return 1;

@@ -272,11 +272,12 @@ static graft_status dist_start(graft_model *m, graft_source *train, const graft_
         fs.vn_samples = v->n_samples;
         fs.vdrawn = v->drawn;
     }
-    graft_status s = graft_comm_check_same(comm, &fs, sizeof fs, "fit: the settings (epochs, batch, model, data position)");
     uint64_t h = file_list_fingerprint(train);
-    if (s == GRAFT_OK) s = graft_comm_check_same(comm, &h, sizeof h, "fit: the training data's file list");
+    graft_status s = graft_comm_check_same(comm, &h, sizeof h, "fit: the training data's file list");
     h = file_list_fingerprint(v);
     if (s == GRAFT_OK) s = graft_comm_check_same(comm, &h, sizeof h, "fit: the validation data's file list");
+    if (s == GRAFT_OK)
+        s = graft_comm_check_same(comm, &fs, sizeof fs, "fit: the settings (epochs, batch, model, data position)");
     if (s != GRAFT_OK) return s;
     size_t bytes = m->n_weight_floats * sizeof(float);
     s = dist_bcast(comm, m->weights, bytes);
