@@ -309,21 +309,70 @@ static void test_different_data(void)
     CHECK_MSG(strstr(err, "training data's file list differs between ranks: rank 1's"), "%s", err);
 }
 
+/* Without MPI: the shares of a batch, by position and by id, are disjoint,
+ * cover it in order, and leave the stream (and `drawn`) as one process's. */
+static void test_shares(void)
+{
+    enum { N = 11, BATCH = 4 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = y[i] = (float)i;
+    for (int by_id = 0; by_id < 2; by_id++) {
+        for (int ranks = 1; ranks <= 5; ranks++) {
+            graft_source *whole = graft_source_arrays(x, y, N, graft_shape1(1), 1, BATCH, 1, 7);
+            graft_source *part[5];
+            for (int r = 0; r < ranks; r++) {
+                part[r] = graft_source_arrays(x, y, N, graft_shape1(1), 1, BATCH, 1, 7);
+                part[r]->shard_rank = r;
+                part[r]->shard_count = ranks;
+                part[r]->shard_by_id = by_id;
+            }
+            for (int b = 0; b < 3 * whole->length; b++) {
+                float wx[BATCH], wy[BATCH], px[BATCH], py[BATCH];
+                int wn, got = 0, ok = 1;
+                CHECK_OK(whole->next(whole, wx, wy, &wn));
+                bool seen[BATCH] = {false};
+                for (int r = 0; r < ranks; r++) {
+                    int pn;
+                    CHECK_OK(part[r]->next(part[r], px, py, &pn));
+                    for (int k = 0; k < pn; k++) {
+                        int at = -1;
+                        for (int j = 0; j < wn; j++)
+                            if (wx[j] == px[k]) at = j;
+                        ok &= at >= 0 && !seen[at] && py[k] == px[k];
+                        if (at >= 0) seen[at] = true;
+                        if (by_id) ok &= (int)px[k] % ranks == r;
+                    }
+                    if (!by_id) { /* even shares: sizes differ by at most one */
+                        int lo = wn * r / ranks, hi = wn * (r + 1) / ranks;
+                        ok &= pn == hi - lo && (pn == 0 || px[0] == wx[lo]);
+                    }
+                    got += pn;
+                }
+                CHECK_MSG(ok && got == wn, "by_id %d, %d ranks, batch %d: %d of %d samples", by_id,
+                          ranks, b, got, wn);
+            }
+            graft_source_free(whole);
+            for (int r = 0; r < ranks; r++) graft_source_free(part[r]);
+        }
+    }
+}
+
 int main(void)
 {
+    RUN(test_shares);
     bin = getenv("GRAFT_BIN");
     if (!bin) bin = "build/graft";
     if (!graft_mpi_built()) {
-        printf("skip - graft built without MPI\n0 passed, 0 failed\n");
-        return 0;
+        printf("skip - graft built without MPI\n");
+        return CHECK_SUMMARY();
     }
     if (system("command -v mpirun >/dev/null 2>&1") != 0) {
-        printf("skip - no mpirun\n0 passed, 0 failed\n");
-        return 0;
+        printf("skip - no mpirun\n");
+        return CHECK_SUMMARY();
     }
     if (access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(bin, X_OK) != 0) {
-        printf("skip - no %s or %s\n0 passed, 0 failed\n", DATA, bin);
-        return 0;
+        printf("skip - no %s or %s\n", DATA, bin);
+        return CHECK_SUMMARY();
     }
     snprintf(mpirun, sizeof mpirun, "mpirun --oversubscribe%s", geteuid() == 0 ? " --allow-run-as-root" : "");
     if (make_tmpdir(tmp) != 0 || make_data("data", 0) != 0 || make_data("data_b", 1) != 0) {
