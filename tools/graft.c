@@ -77,7 +77,8 @@ static int run_command(int (*cmd)(int, char **), int argc, char **argv)
     }
     cli_comm = size > 1 ? comm : NULL;
     int rc = cmd(argc, argv);
-    if (rc != 0 && size > 1) {
+    /* 130: every rank agreed to stop after the same batch (Ctrl-C). */
+    if (rc != 0 && rc != 130 && size > 1) {
         fprintf(stderr, "graft %s: rank %d of %d failed (exit status %d); ending the job\n", argv[0],
                 rank, size, rc);
         fflush(stdout);

@@ -538,10 +538,12 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             }
         }
         graft_feature_store *store = cfg->feature_store;
-        if (s == GRAFT_OK)
+        /* A cache reads whole batches from a source: with ranks, only from
+         * one that gives each rank its share. */
+        if (s == GRAFT_OK && (!comm || train->can_shard))
             s = graft_cache_open(m, train, first, cfg->cache_max_bytes, store, "training",
                                  cfg->verbose > 0, &cache);
-        if (s == GRAFT_OK && cfg->validation_data)
+        if (s == GRAFT_OK && cfg->validation_data && (!comm || cfg->validation_data->can_shard))
             s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes, store,
                                  "validation", cfg->verbose > 0, &val_cache);
         if (s == GRAFT_OK && store && cfg->keep_features_below)
