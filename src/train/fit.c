@@ -520,6 +520,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             free_bufs(&vb);
             return s;
         }
+        /* cppcheck-suppress autoVariables ; cleared before fit returns */
         if (cfg->sync_batch_norm) m->allsum = &sync;
         shard_source(train, comm, !cfg->no_feature_cache);
         if (cfg->validation_data) shard_source(cfg->validation_data, comm, !cfg->no_feature_cache);
