@@ -139,12 +139,17 @@ static void check_history(const char *run_a, const char *run_b, double tol)
     graft_history_free(&b);
 }
 
-static void check_same_run(const char *one, const char *many)
+static void check_close_runs(const char *one, const char *many, double weight_tol, double loss_tol)
 {
     bool same;
     double d = weight_diff(one, many, &same);
-    CHECK_MSG(d >= 0 && d <= WEIGHT_TOL, "%s vs %s: max |dw| %g", one, many, d);
-    check_history(one, many, 1e-5);
+    CHECK_MSG(d >= 0 && d <= weight_tol, "%s vs %s: max |dw| %g", one, many, d);
+    check_history(one, many, loss_tol);
+}
+
+static void check_same_run(const char *one, const char *many)
+{
+    check_close_runs(one, many, WEIGHT_TOL, 1e-5);
 }
 
 /* The lesson's CNN from scratch: 1 process, 2 ranks (twice: the same bits)
@@ -293,7 +298,10 @@ static void test_kill_resume(void)
     snprintf(a, sizeof a, "resume %s/k2", tmp);
     CHECK_MSG(graft_np(3, "", a) == 0, "%s", err);
     CHECK_MSG(strstr(out, "Resuming stage 'scratch'"), "%s", out);
-    check_same_run("k1", "k2");
+    /* 18 Adam steps summed in three orders (1, 2 then 3 ranks): the runs
+     * drift further apart than in 8 (1e-4 to 3e-3 seen in weights), still
+     * far less than a batch drawn out of order would move them. */
+    check_close_runs("k1", "k2", 1e-2, 1e-3);
 }
 
 /* A data folder that differs between ranks is refused before training. */
