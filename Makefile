@@ -27,6 +27,13 @@ ARCH     ?= -march=native
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fopenmp $(ARCH) $(CFLAGS) \
              -Iinclude -Isrc $(PKG_CFLAGS) $(SAN)
 LIBS      = $(PKG_LIBS) -ldnnl -ljpeg -lgif -lcurl -lz -lm -lpthread
+# Data-parallel training over MPI (src/dist/, include/graft/mpi.h): built
+# when Open MPI's compiler wrapper is found, or forced with MPI=1 / MPI=0.
+MPI      ?= $(shell mpicc --showme:compile >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(MPI),1)
+ALL_CFLAGS += -DGRAFT_MPI=1 $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c)
+LIBS     += $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c)
+endif
 LDFLAGS  += -fopenmp $(SAN)
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))

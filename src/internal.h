@@ -21,5 +21,10 @@ void graft_optimizer_step(graft_model *m);
 /* dL/d(pred) for the mean loss over n samples; returns the mean loss (train/loss.c). */
 double graft_loss_grad(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
                        int n, int dim, float *dpred);
+/* The same for n samples of a batch of n_total split over ranks: dL/d(pred)
+ * of the whole batch's mean loss (the bits one process would write for these
+ * samples); returns the loss summed over the n samples (0 when n is 0). */
+double graft_loss_grad_part(graft_loss_kind kind, int from_logits, const float *pred,
+                            const float *y, int n, long n_total, int dim, float *dpred);
 
 #endif

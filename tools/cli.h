@@ -116,6 +116,11 @@ int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap);
  * Ctrl-C, or one after cli_watch_sigint(NULL), ends the process at once. */
 void cli_watch_sigint(graft_model *m);
 
+/* The ranks of an `mpirun -np N graft ...` (NULL: one process; tools/graft.c
+ * sets it). Rank 0 alone prints and writes the run folder. */
+extern graft_comm *cli_comm;
+static inline bool cli_writes(void) { return graft_comm_rank(cli_comm) == 0; }
+
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_resume(int argc, char **argv);

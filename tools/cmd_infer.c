@@ -308,6 +308,10 @@ int cmd_evaluate(int argc, char **argv)
     float *pred = rc == 0 ? malloc((size_t)src->batch_size * (size_t)n_out * sizeof(float)) : NULL;
     if (rc == 0 && (!x || !y || !pred)) rc = cli_fail("out of memory");
     graft_loss_kind kind = n_out == 1 ? GRAFT_BINARY_CROSSENTROPY : GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY;
+    if (rc == 0 && cli_comm) { /* mpirun: each rank takes its share of every batch */
+        src->shard_rank = graft_comm_rank(cli_comm);
+        src->shard_count = graft_comm_size(cli_comm);
+    }
     for (int b = 0; rc == 0 && b < src->length; b++) {
         int n;
         graft_status s = src->next(src, x, y, &n);
@@ -326,6 +330,17 @@ int cmd_evaluate(int argc, char **argv)
                     if (pred[(size_t)i * n_out + k] > pred[(size_t)i * n_out + guess]) guess = k;
             conf[truth * nc + guess]++;
         }
+    }
+    if (rc == 0 && cli_comm) {
+        double *sum = malloc(((size_t)nc * (size_t)nc + 2) * sizeof(double));
+        if (!sum) rc = cli_fail("out of memory");
+        for (size_t i = 0; sum && i < (size_t)nc * (size_t)nc; i++) sum[i] = (double)conf[i];
+        if (sum) sum[(size_t)nc * nc] = loss_sum, sum[(size_t)nc * nc + 1] = (double)seen;
+        graft_status s = sum ? graft_comm_sum(cli_comm, sum, nc * nc + 2) : GRAFT_OK;
+        if (sum && s != GRAFT_OK) rc = cli_fail_status(s, "evaluate");
+        for (size_t i = 0; sum && i < (size_t)nc * (size_t)nc; i++) conf[i] = (long)sum[i];
+        if (sum) loss_sum = sum[(size_t)nc * nc], seen = (long)sum[(size_t)nc * nc + 1];
+        free(sum);
     }
     if (rc == 0) {
         long right = 0;

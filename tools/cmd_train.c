@@ -49,6 +49,7 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
 {
     char p[CLI_PATH + 32];
     graft_status s;
+    if (!cli_writes()) return 0;
     path_in(p, sizeof p, run_dir, "history.json");
     if ((s = graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages)) != GRAFT_OK)
         return cli_fail_status(s, p);
@@ -110,6 +111,11 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     if (own_data) rc = run_open_data(c, true, &train, &val);
     else train = rs->train, val = rs->val;
     if (rc) return rc;
+    /* Every rank has read the run folder before rank 0 writes to it. */
+    if ((s = graft_comm_barrier(cli_comm)) != GRAFT_OK) {
+        rc = cli_fail_status(s, "mpi");
+        goto done;
+    }
     /* Written once the data opened, so that a bad folder leaves an existing
      * run's config alone. */
     if (run_config_save(run_dir, c)) {
@@ -143,14 +149,14 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
          * ends starts this stage over (not from the previous stage's
          * checkpoint, with that stage's learning rate and optimizer state). */
         graft_train_state st0 = {first_epoch, train->drawn, val ? val->drawn : 0};
-        if ((s = graft_checkpoint_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
+        if (cli_writes() && (s = graft_checkpoint_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
             rc = cli_fail_status(s, ck);
             goto done;
         }
         /* history.json names the stages for a resume after a crash too. */
         char hp[CLI_PATH + 32];
         path_in(hp, sizeof hp, run_dir, "history.json");
-        if ((s = graft_history_save_json(hp, &rs->h, rs->stages, rs->n_stages)) != GRAFT_OK) {
+        if (cli_writes() && (s = graft_history_save_json(hp, &rs->h, rs->stages, rs->n_stages)) != GRAFT_OK) {
             rc = cli_fail_status(s, hp);
             goto done;
         }
@@ -168,7 +174,10 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                         .callbacks = &ckpt,
                         .n_callbacks = 1,
                         .no_feature_cache = c->no_cache,
-                        .feature_store = rs->store};
+                        .feature_store = rs->store,
+                        .comm = cli_comm,
+                        .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&
+                                           strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0};
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
     if (rs->store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));
@@ -185,7 +194,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                 graft_last_error(), ck, run_dir);
         char p[CLI_PATH + 32];
         path_in(p, sizeof p, run_dir, "history.json");
-        graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages);
+        if (cli_writes()) graft_history_save_json(p, &rs->h, rs->stages, rs->n_stages);
         rc = 130;
         goto done;
     }
@@ -505,7 +514,7 @@ static int train_run(const char *cmd, run_config *c, const train_args *a, const 
 done:
     /* Nothing worth keeping before an epoch ended; an interrupted run is kept
      * for the `graft resume` its message suggests. */
-    if (rc && rc != 130 && rs->h.n == 0) undo_new_run(out, created, had);
+    if (rc && rc != 130 && rs->h.n == 0 && cli_writes()) undo_new_run(out, created, had);
     run_unlock(lock);
     return rc;
 }

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef GRAFT_MPI
+#include "graft/mpi.h"
+#endif
 
 static const struct {
     const char *name;
@@ -30,6 +33,68 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].what);
 }
 
+/* Started by mpirun (Open MPI's or a PMI launcher's environment). */
+static bool under_mpirun(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
+/* Compute threads: OMP_NUM_THREADS when set, else the cores shared by the
+ * ranks on this machine. */
+static int thread_count(void)
+{
+    const char *v = getenv("OMP_NUM_THREADS");
+    int n = v ? atoi(v) : 0;
+    if (n > 0) return n;
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), ranks = local ? atol(local) : 1;
+    if (cores <= 0 || ranks <= 0) return 0;
+    return cores / ranks > 1 ? (int)(cores / ranks) : 1;
+}
+
+/* Under mpirun: every rank runs the same command on its share of each batch
+ * (cli_comm); only rank 0 prints and writes the run folder. A rank that
+ * fails ends the job (MPI_Abort), so the others never wait on it. */
+static int run_command(int (*cmd)(int, char **), int argc, char **argv)
+{
+    if (!under_mpirun()) return cmd(argc, argv);
+#ifdef GRAFT_MPI
+    /* Ranks share the cores: one waiting in a collective yields its core
+     * instead of spinning on it (unless the user chose). */
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
+    if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        fprintf(stderr, "graft: MPI_Init failed\n");
+        return 1;
+    }
+    graft_comm *comm = NULL;
+    if (graft_comm_from_mpi(MPI_COMM_WORLD, &comm) != GRAFT_OK) {
+        fprintf(stderr, "graft: %s\n", graft_last_error());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    int rank = graft_comm_rank(comm), size = graft_comm_size(comm);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "graft: rank %d: cannot silence its output\n", rank);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    cli_comm = size > 1 ? comm : NULL;
+    int rc = cmd(argc, argv);
+    /* 130: every rank agreed to stop after the same batch (Ctrl-C). */
+    if (rc != 0 && rc != 130 && size > 1) {
+        fprintf(stderr, "graft %s: rank %d of %d failed (exit status %d); ending the job\n", argv[0],
+                rank, size, rc);
+        fflush(stdout);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+    cli_comm = NULL;
+    graft_comm_free(comm);
+    MPI_Finalize();
+    return rc;
+#else
+    fprintf(stderr, "graft: started by mpirun, but this graft was built without MPI (make MPI=1)\n");
+    return 1;
+#endif
+}
+
 int main(int argc, char **argv)
 {
     /* libgomp reads its wait policy once, when it loads. Its default spinning
@@ -46,9 +111,9 @@ int main(int argc, char **argv)
         printf("graft %s\n", GRAFT_VERSION);
         return 0;
     }
-    graft_set_num_threads(0);
+    graft_set_num_threads(thread_count());
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return run_command(commands[i].run, argc - 1, argv + 1);
     fprintf(stderr, "graft: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -380,6 +380,7 @@ typedef enum {
     GRAFT_ENV_USER_HOME,         /* HOME: the default cache folder is under it */
     GRAFT_ENV_TMPDIR,            /* TMPDIR: where temporary files go */
     GRAFT_ENV_NO_FUSED_INFERENCE, /* GRAFT_NO_FUSED_INFERENCE=1: no inference-only steps */
+    GRAFT_ENV_SYNC_BN,           /* GRAFT_SYNC_BN=1: mpirun graft: synchronized BatchNormalization */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

@@ -12,6 +12,25 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------ processes */
+
+/*
+ * A group of processes that train one model together, data-parallel (one
+ * MPI communicator: include/graft/mpi.h makes one, in a build with MPI).
+ * Everywhere a graft_comm * is taken, NULL means this process alone.
+ */
+typedef struct graft_comm graft_comm;
+int graft_comm_rank(const graft_comm *c); /* 0 for NULL */
+int graft_comm_size(const graft_comm *c); /* 1 for NULL */
+/* Whether this build of graft has MPI (make MPI=1). */
+int graft_mpi_built(void);
+/* GRAFT_OK when every rank passes the same bytes; else GRAFT_EINVAL with a
+ * message naming `what` and the first rank that differs from rank 0. */
+graft_status graft_comm_check_same(graft_comm *c, const void *data, size_t n, const char *what);
+graft_status graft_comm_barrier(graft_comm *c);
+/* Sums n doubles over the ranks, in place (nothing to do for one process). */
+graft_status graft_comm_sum(graft_comm *c, double *v, int n);
+
 /* ------------------------------------------------------------ training */
 
 typedef enum { GRAFT_SGD = 0, GRAFT_ADAM, GRAFT_RMSPROP } graft_optimizer_kind;
@@ -79,7 +98,19 @@ struct graft_source {
      * which a feature store keeps this source's features between fits. 0 (a
      * source of your own): its features are kept for one fit only. */
     uint64_t uid;
+    /* Data parallelism (set by fit and evaluate with a communicator): next()
+     * and next_ids() give only this rank's share of each batch, which the
+     * sources graft makes honour (can_shard); the stream of batches, and
+     * `drawn`, stay those of one process. By position, a batch of n splits
+     * as [n*r/N, n*(r+1)/N); by id (shard_by_id, where a feature cache keeps
+     * each rank's samples), sample i goes to rank i mod N. */
+    int can_shard;
+    int shard_rank, shard_count, shard_by_id;
 };
+/* For a source's own next(): whether the k-th of the count samples of the
+ * batch being drawn, sample `id`, is this rank's share (always, without a
+ * shard). */
+int graft_source_keeps(const graft_source *s, int k, int count, long id);
 uint64_t graft_source_new_uid(void);
 
 /* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
@@ -119,6 +150,9 @@ typedef struct {
                                  int *stop);
     graft_status (*on_train_end)(void *ctx, graft_model *m);
     void (*free)(void *ctx);
+    /* With a communicator: run on rank 0 only (callbacks that write files).
+     * Others run on every rank, which see the same logs and weights. */
+    int root_only;
 } graft_callback;
 
 void graft_callback_free(graft_callback *cb);
@@ -201,6 +235,22 @@ typedef struct {
      * weights) in its own forward passes, and the later fit's first epoch
      * decodes and recomputes nothing. */
     const char *keep_features_below;
+    /* Data-parallel training over the ranks of comm (NULL: this process
+     * alone). Every rank calls fit with the same model, sources and settings
+     * (checked at the start: the data's file lists too); rank 0's weights and
+     * optimizer state are broadcast; each batch of train->batch_size (the
+     * global batch) is split over the ranks, each decoding only its share;
+     * the gradients are summed with non-blocking allreduces as the backward
+     * pass finishes each bucket of layers; every rank takes the same step;
+     * the logs and the history are the whole batch's, and only rank 0
+     * prints. Trainable BatchNormalization uses each rank's own batch
+     * statistics (Keras's MirroredStrategy), and the moving statistics are
+     * averaged over the ranks at the end of every epoch. sync_batch_norm:
+     * the statistics of the whole batch instead (sums over the ranks in
+     * every trainable BatchNormalization's forward and backward pass), so
+     * that N ranks compute what one process would, up to summation order. */
+    graft_comm *comm;
+    int sync_batch_norm;
 } graft_fit_cfg;
 
 /*
@@ -237,6 +287,9 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                              graft_history *history);
 graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps, double *loss,
                                   double *accuracy);
+/* The same over the ranks of comm, each evaluating its share of each batch. */
+graft_status graft_model_evaluate_comm(graft_model *m, graft_source *data, int steps,
+                                       graft_comm *comm, double *loss, double *accuracy);
 /* out: n * (output size) floats. */
 graft_status graft_model_predict(graft_model *m, const float *x, int n, float *out);
 

@@ -55,6 +55,9 @@ static const struct {
     [GRAFT_ENV_TMPDIR] = {"TMPDIR",
                           "where temporary files go (spilled feature caches, downloads in "
                           "progress); default /tmp"},
+    [GRAFT_ENV_SYNC_BN] = {"GRAFT_SYNC_BN",
+                           "1: under mpirun, trainable BatchNormalization normalises with the "
+                           "statistics of the whole batch over all ranks (default: each rank's)"},
 };
 
 const char *graft_env_name(graft_env_var v)

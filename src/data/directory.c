@@ -209,6 +209,11 @@ static int flow_fill(void *ctx, long pass, int pos, float *x, float *y, int *ind
                      : graft_permute_index((uint32_t)pos, (uint32_t)f->n,
                                            graft_mix64(f->cfg.seed, (uint64_t)pass));
     *index = (int)i;
+    if (f->base.shard_count > 1) {
+        int b = pos / f->base.batch_size, k = pos % f->base.batch_size;
+        int count = b == f->base.length - 1 ? f->n - b * f->base.batch_size : f->base.batch_size;
+        if (!graft_source_keeps(&f->base, k, count, i)) return -1; /* another rank's */
+    }
     if (atomic_load(&f->bad[i])) return -1;
     graft_img img, sized;
     graft_status st = graft_img_decode(f->paths[i], &f->dec, &img);
@@ -264,6 +269,22 @@ static void label(const flow *f, int i, float *y)
     }
 }
 
+/* How many of batch b's `count` samples are this rank's. */
+static int shard_share(const flow *f, int b, int count)
+{
+    if (f->base.shard_count <= 1) return count;
+    long pass = f->served / f->base.length;
+    int m = 0;
+    for (int k = 0; k < count; k++) {
+        int pos = b * f->base.batch_size + k;
+        uint32_t i = f->cfg.no_shuffle ? (uint32_t)pos
+                                       : graft_permute_index((uint32_t)pos, (uint32_t)f->n,
+                                                             graft_mix64(f->cfg.seed, (uint64_t)pass));
+        m += graft_source_keeps(&f->base, k, count, i);
+    }
+    return m;
+}
+
 static graft_status flow_next_ids(graft_source *self, float *x, float *y, int *n, long *ids)
 {
     flow *f = (flow *)self;
@@ -282,7 +303,7 @@ static graft_status flow_next_ids(graft_source *self, float *x, float *y, int *n
             uint32_t i = f->cfg.no_shuffle ? (uint32_t)pos
                                            : graft_permute_index((uint32_t)pos, (uint32_t)f->n,
                                                                  graft_mix64(f->cfg.seed, (uint64_t)pass));
-            if (atomic_load(&f->bad[i])) continue;
+            if (!graft_source_keeps(self, k, expected, i) || atomic_load(&f->bad[i])) continue;
             label(f, (int)i, y + (size_t)m * (size_t)self->y_dim);
             f->last_idx[m] = (int)i;
             if (ids) ids[m] = i;
@@ -293,7 +314,7 @@ static graft_status flow_next_ids(graft_source *self, float *x, float *y, int *n
         st = graft_prefetch_seek(f->pf, f->served); /* after ids-only batches */
         if (st == GRAFT_OK) st = graft_prefetch_next(f->pf, x, y, f->last_idx, n);
         for (int k = 0; ids && st == GRAFT_OK && k < *n; k++) ids[k] = f->last_idx[k];
-        f->pass_dropped += expected - *n;
+        f->pass_dropped += shard_share(f, b, expected) - *n;
     }
     f->last_n = *n;
     f->served++;
@@ -556,6 +577,7 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->base.uid = graft_source_new_uid();
     f->base.next_ids = flow_next_ids;
     f->base.decodes = 1;
+    f->base.can_shard = 1;
     /* Random transforms change a sample every pass: nothing to cache then. */
     f->base.deterministic = !(f->has_gen && graft_generator_is_random(&f->gen));
     *out = &f->base;

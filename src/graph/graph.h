@@ -57,6 +57,12 @@ struct graft_model {
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
     volatile sig_atomic_t stop_requested;
+    /* Data parallelism (dist/): called by backward after each step, when the
+     * weight gradients of every layer >= `layer` are final. NULL: none. */
+    void (*grads_ready)(void *ctx, int layer);
+    void *grads_ready_ctx;
+    /* Synchronized BatchNormalization's sums over the ranks; NULL: none. */
+    const graft_allsum *allsum;
     /* GRAFT_PROFILE=1: seconds per layer and pass, printed when the model is
      * freed (layer i's forward at [2i], backward at [2i+1]; the optimizer
      * last). NULL otherwise. */

@@ -41,21 +41,25 @@ typedef struct {
 #define BLOCKS 64
 
 /* aux layout: mean[c], inv_std[c], then one flag: 1 when forward used the
- * batch statistics (so backward differentiates through them). */
+ * batch statistics (so backward differentiates through them), then the rows
+ * those statistics were taken over (all ranks' with synchronized
+ * statistics). */
 static size_t aux_floats(const graft_layer *l, int n)
 {
     (void)n;
     const bnorm *bn = l->cfg;
-    return 2 * (size_t)bn->c + 1;
+    return 2 * (size_t)bn->c + 2;
 }
+
 
 static int blocks_for(size_t rows) { return rows < 1 ? 1 : rows < BLOCKS ? (int)rows : BLOCKS; }
 
 /* Scratch: per-block partial sums (2 doubles per channel and block; the
- * totals s0, s1 end up in the first block's), then three per-channel float
- * vectors. */
+ * totals s0, s1 end up in the first block's), 2C + 1 doubles for sums over
+ * ranks, then three per-channel float vectors. */
 typedef struct {
     double *partials, *s0, *s1;
+    double *red; /* 2C + 1: synchronized statistics' sums */
     float *scale, *shift, *slope;
 } bn_scratch;
 
@@ -66,10 +70,30 @@ static bn_scratch carve(const bnorm *bn, float *scratch, size_t rows)
     s.partials = (double *)(void *)scratch;
     s.s0 = s.partials;
     s.s1 = s.partials + C;
-    s.scale = (float *)(void *)(s.partials + (size_t)blocks_for(rows) * 2 * C);
+    s.red = s.partials + (size_t)blocks_for(rows) * 2 * C;
+    s.scale = (float *)(void *)(s.red + 2 * C + 1);
     s.shift = s.scale + C;
     s.slope = s.shift + C;
     return s;
+}
+
+/* Synchronized statistics: this rank's sums s0 (and s1) with its row count
+ * become every rank's. A rank without samples adds zeros. */
+static double sum_over_ranks(const graft_allsum *as, const bn_scratch *s, int C, bool both, double rows)
+{
+    double *v = s->red;
+    for (int c = 0; c < C; c++) {
+        v[c] = as->empty ? 0 : s->s0[c];
+        if (both) v[C + c] = as->empty ? 0 : s->s1[c];
+    }
+    int k = both ? 2 * C : C;
+    v[k] = as->empty ? 0 : rows;
+    as->sum(as->ctx, v, k + 1);
+    for (int c = 0; c < C; c++) {
+        s->s0[c] = v[c];
+        if (both) s->s1[c] = v[C + c];
+    }
+    return v[k];
 }
 
 static size_t scratch_floats(const graft_layer *l, int n)
@@ -77,7 +101,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
     const bnorm *bn = l->cfg;
     const size_t rows = (size_t)n * bn->positions, C = (size_t)bn->c;
     const size_t per_double = sizeof(double) / sizeof(float);
-    return (size_t)blocks_for(rows) * 2 * C * per_double + 3 * C;
+    return ((size_t)blocks_for(rows) * 2 * C + 2 * C + 1) * per_double + 3 * C;
 }
 
 static graft_status build(graft_layer *l, const graft_shape *in)
@@ -164,11 +188,14 @@ static void forward(graft_layer *l, const graft_fwd *f)
     if (batch_stats) {
         /* Two passes: the sum, then squares around the (float) mean, with
          * the mean of the residuals corrected for exactly. */
-        const double M = (double)rows;
+        double M = (double)rows;
         for (int c = 0; c < C; c++) mean[c] = 0;
         channel_sums(f->in[0], NULL, mean, rows, C, &s);
+        if (f->allsum) M = sum_over_ranks(f->allsum, &s, C, false, M);
         for (int c = 0; c < C; c++) mean[c] = (float)(s.s0[c] / M);
         channel_sums(f->in[0], NULL, mean, rows, C, &s);
+        if (f->allsum) sum_over_ranks(f->allsum, &s, C, true, (double)rows);
+        f->aux[2 * C + 1] = (float)M;
         const double m = bn->cfg.momentum;
         for (int c = 0; c < C; c++) {
             double d = s.s0[c] / M, var = s.s1[c] / M - d * d;
@@ -176,7 +203,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
             double batch_mean = (double)mean[c] + d;
             mean[c] = (float)batch_mean;
             inv_std[c] = (float)(1.0 / sqrt(var + bn->epsilon));
-            double moving_var = bn->fused && rows > 1 ? var * M / (M - 1) : var;
+            double moving_var = bn->fused && M > 1 ? var * M / (M - 1) : var;
             mmean[c] = (float)(m * mmean[c] + (1 - m) * batch_mean);
             mvar[c] = (float)(m * mvar[c] + (1 - m) * moving_var);
         }
@@ -236,12 +263,20 @@ static void backward(graft_layer *l, const graft_bwd *b)
         }
     }
     if (!dx) return;
+    double M = (double)rows;
+    if (batch_stats && b->allsum) {
+        sum_over_ranks(b->allsum, &s, C, true, M);
+        M = b->aux[2 * C + 1];
+        if (b->allsum->empty) { /* a placeholder: no gradient flows from it */
+            if (!b->din_accumulate[0]) memset(dx, 0, rows * (size_t)C * sizeof(float));
+            return;
+        }
+    }
 
     /* Training: dx = g*inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)),
      * i.e. dx = k * (dy - a - (x - mean) * q) per channel; inference drops
      * the two batch terms. */
     float *k = s.scale, *a = s.shift, *q = s.slope;
-    const double M = (double)rows;
     for (int c = 0; c < C; c++) {
         double is = inv_std[c];
         k[c] = (float)((gamma ? gamma[c] : 1.0f) * is);

@@ -30,6 +30,15 @@ typedef struct {
     float *grad;       /* view into graft_model.grads (NULL until compiled) */
 } graft_weight;
 
+/* Data parallelism with synchronized BatchNormalization (dist/): sums n
+ * doubles over the ranks, in place. `empty`: this rank has no sample in the
+ * batch; a placeholder runs through and must add nothing. */
+typedef struct {
+    void (*sum)(void *ctx, double *v, int n);
+    void *ctx;
+    bool empty;
+} graft_allsum;
+
 /* What a layer's forward pass sees. */
 typedef struct {
     int n;                 /* samples in the batch */
@@ -42,6 +51,7 @@ typedef struct {
     /* Convolutions: what their output pass also applies (a folded
      * BatchNormalization and clamp, given by a fused step), or NULL. */
     const graft_epilogue *epi;
+    const graft_allsum *allsum; /* NULL: the batch is all here */
 } graft_fwd;
 
 /* What a layer's backward pass sees. */
@@ -56,6 +66,7 @@ typedef struct {
     bool param_grads;       /* write grads of the trainable weights */
     float *aux;
     float *scratch;
+    const graft_allsum *allsum; /* as in graft_fwd */
 } graft_bwd;
 
 typedef struct graft_layer_ops {

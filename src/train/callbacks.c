@@ -160,7 +160,7 @@ graft_status graft_early_stopping(graft_early_stopping_cfg cfg, graft_callback *
     e->cfg.monitor = NULL; /* the caller's string need not outlive us */
     e->mon = mon;
     e->max = maximize(cfg.mode, mon);
-    *out = (graft_callback){e, es_begin, NULL, es_epoch_end, es_end, es_free};
+    *out = (graft_callback){e, es_begin, NULL, es_epoch_end, es_end, es_free, 0};
     return GRAFT_OK;
 }
 
@@ -238,7 +238,7 @@ graft_status graft_reduce_lr_on_plateau(graft_reduce_lr_cfg cfg, graft_callback 
     r->cfg.monitor = NULL;
     r->mon = mon;
     r->max = maximize(cfg.mode, mon);
-    *out = (graft_callback){r, rl_begin, NULL, rl_epoch_end, NULL, free};
+    *out = (graft_callback){r, rl_begin, NULL, rl_epoch_end, NULL, free, 0};
     return GRAFT_OK;
 }
 
@@ -269,7 +269,7 @@ graft_status graft_lr_scheduler(float (*schedule)(int epoch, float lr, void *ctx
     scheduler *sc = alloc_ctx(sizeof *sc, "LearningRateScheduler");
     if (!sc) return GRAFT_ENOMEM;
     *sc = (scheduler){schedule, ctx, verbose};
-    *out = (graft_callback){sc, NULL, sched_epoch_begin, NULL, NULL, free};
+    *out = (graft_callback){sc, NULL, sched_epoch_begin, NULL, NULL, free, 0};
     return GRAFT_OK;
 }
 
@@ -374,6 +374,6 @@ graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *ou
     c->cfg.path = c->cfg.monitor = NULL;
     c->mon = mon;
     c->max = maximize(cfg.mode, mon);
-    *out = (graft_callback){c, ck_begin, NULL, ck_epoch_end, NULL, ck_free};
+    *out = (graft_callback){c, ck_begin, NULL, ck_epoch_end, NULL, ck_free, 1};
     return GRAFT_OK;
 }

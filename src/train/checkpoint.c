@@ -327,6 +327,6 @@ graft_status graft_checkpoint_callback(const char *path, graft_source *train, gr
     c->val = val;
     c->history = history;
     /* cppcheck-suppress memleak ; ownership moves to *out (freed by its free op) */
-    *out = (graft_callback){c, NULL, NULL, ckpt_epoch_end, NULL, ckpt_free};
+    *out = (graft_callback){c, NULL, NULL, ckpt_epoch_end, NULL, ckpt_free, 1};
     return GRAFT_OK;
 }

@@ -30,6 +30,7 @@ struct graft_feature_cache {
     size_t *front_floats; /* per sample, for each */
     size_t sample_floats;
     long n_samples, count;
+    long n_mine; /* the samples this rank draws (all but with a shard by id) */
     unsigned char *have;
     float *mem;          /* n_samples * sample_floats, or NULL when spilled */
     size_t mem_bytes;    /* counted in mem_in_use */
@@ -154,6 +155,8 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     if (!c) return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
     c->first = first;
     c->n_samples = src->n_samples;
+    c->n_mine = 0;
+    for (long i = 0; i < c->n_samples; i++) c->n_mine += !src->shard_by_id || graft_source_keeps(src, 0, 1, i);
     c->front = malloc((size_t)first * sizeof(int));
     c->front_floats = malloc((size_t)first * sizeof(size_t));
     c->ids = malloc((size_t)src->batch_size * sizeof(long));
@@ -280,7 +283,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
     /* Until every sample is cached, decode and run the whole model (a batch
      * can mix cached and new samples when a fit starts in the middle of a
      * pass); after that, decode nothing and run only the layers above. */
-    bool full = c->count == c->n_samples;
+    bool full = c->count == c->n_mine;
     graft_status s = src->next_ids(src, full ? NULL : x, y, n, c->ids);
     if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
     for (int i = 0; i < *n; i++)
@@ -292,7 +295,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
          * their buffers may be reused. The same for a lower boundary kept for
          * a later fit, on the same samples. */
         int lo = 1;
-        if (below && below->count < below->n_samples) {
+        if (below && below->count < below->n_mine) {
             memcpy(below->ids, c->ids, (size_t)*n * sizeof *c->ids);
             s = graft_model_forward_range(m, x, *n, training, 1, below->first);
             if (s == GRAFT_OK) s = store_new(below, m, *n);

@@ -1,6 +1,8 @@
 /* fit and evaluate with Keras's semantics and console output (verbose 0/1/2). */
 #include "train.h"
 
+#include "dist/dist.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,24 +152,188 @@ static void epoch_line(int steps, double elapsed, const graft_epoch_logs *logs)
     fflush(stdout);
 }
 
-static graft_status evaluate_bufs(graft_model *m, graft_source *data, graft_feature_cache *cache,
-                                  graft_feature_cache *below, int steps, batch_bufs *b,
-                                  double *loss, double *acc)
+/* ------------------------------------------------------------ data parallelism */
+
+/* Gradients are sent in buckets of about this size as backward finishes them:
+ * small enough that the first leaves while most of backward is still to run,
+ * large enough that a step costs few messages. */
+#define DIST_BUCKET_BYTES ((size_t)2 << 20)
+
+/* This rank's share of the next global batch and the forward pass over it:
+ * *n may be 0 (a share that is empty, or unreadable). A source that cannot
+ * draw a share gives the whole batch, of which the share is kept. */
+static graft_status fetch_share(graft_model *m, graft_source *src, graft_feature_cache *cache,
+                                graft_feature_cache *below, batch_bufs *b, int *n, bool training)
 {
-    double lsum = 0, asum = 0;
-    long seen = 0;
+    graft_status s;
+    *n = 0;
+    if (cache) {
+        s = graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training);
+    } else {
+        s = src->next(src, b->x, b->y, n);
+        if (s == GRAFT_OK && !src->can_shard && *n > 0 && *n <= src->batch_size) {
+            int count = *n, lo = (int)((long)count * src->shard_rank / src->shard_count);
+            int hi = (int)((long)count * (src->shard_rank + 1) / src->shard_count);
+            memmove(b->x, b->x + (size_t)lo * b->xs, (size_t)(hi - lo) * b->xs * sizeof(float));
+            memmove(b->y, b->y + (size_t)lo * b->ys, (size_t)(hi - lo) * b->ys * sizeof(float));
+            *n = hi - lo;
+        }
+    }
+    if (s != GRAFT_OK) return s;
+    src->drawn++;
+    if (*n < 0 || *n > src->batch_size)
+        return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
+    if (m->compile.loss == GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY) {
+        for (int i = 0; i < *n; i++) {
+            float v = b->y[i];
+            if (!(v >= 0 && v < b->out_dim && v == floorf(v)))
+                return graft_fail(GRAFT_EINVAL,
+                                  "label %g is not a class index in [0, %d) for "
+                                  "sparse_categorical_crossentropy",
+                                  v, b->out_dim);
+        }
+    }
+    return cache || *n == 0 ? GRAFT_OK : graft_model_forward(m, b->x, *n, training);
+}
+
+/* Splits a source's batches over the ranks: by sample id where a feature
+ * cache may keep each rank's samples from pass to pass, else by position
+ * (even shares). */
+static void shard_source(graft_source *src, const graft_comm *comm, bool by_id)
+{
+    src->shard_rank = graft_comm_rank(comm);
+    src->shard_count = graft_comm_size(comm);
+    src->shard_by_id = by_id && src->can_shard && src->next_ids && src->deterministic;
+}
+
+static void unshard_source(graft_source *src)
+{
+    if (!src) return;
+    src->shard_rank = 0;
+    src->shard_count = 0;
+    src->shard_by_id = 0;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* A fingerprint of a folder source's file list and labels (0 for others). */
+static uint64_t file_list_fingerprint(const graft_source *src)
+{
+    uint64_t h = 1469598103934665603ULL;
+    int n = src ? graft_flow_samples(src) : -1;
+    for (int i = 0; i < n; i++) {
+        const char *f = graft_flow_filename(src, i);
+        int cls = graft_flow_class_of(src, i);
+        h = fnv(h, f, strlen(f) + 1);
+        h = fnv(h, &cls, sizeof cls);
+    }
+    return n < 0 ? 0 : h;
+}
+
+typedef struct {
+    int epochs, initial_epoch, steps, validation_steps, has_val, loss, from_logits;
+    int batch, length, vbatch, vlength, y_dim, no_feature_cache;
+    long n_samples, drawn, vn_samples, vdrawn;
+    long long weights;
+    float lr;
+} fit_settings;
+
+/* The same fit on every rank, rank 0's weights and optimizer state on all. */
+static graft_status dist_start(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
+                               int steps)
+{
+    graft_comm *comm = cfg->comm;
+    const graft_source *v = cfg->validation_data;
+    fit_settings fs;
+    memset(&fs, 0, sizeof fs);
+    fs.epochs = cfg->epochs;
+    fs.initial_epoch = cfg->initial_epoch;
+    fs.steps = steps;
+    fs.validation_steps = cfg->validation_steps;
+    fs.has_val = v != NULL;
+    fs.loss = (int)m->compile.loss;
+    fs.from_logits = m->compile.from_logits;
+    fs.batch = train->batch_size;
+    fs.length = train->length;
+    fs.y_dim = train->y_dim;
+    fs.no_feature_cache = cfg->no_feature_cache;
+    fs.n_samples = train->n_samples;
+    fs.drawn = train->drawn;
+    fs.weights = (long long)m->n_weight_floats;
+    fs.lr = m->compile.optimizer.learning_rate;
+    if (v) {
+        fs.vbatch = v->batch_size;
+        fs.vlength = v->length;
+        fs.vn_samples = v->n_samples;
+        fs.vdrawn = v->drawn;
+    }
+    uint64_t h = file_list_fingerprint(train);
+    graft_status s = graft_comm_check_same(comm, &h, sizeof h, "fit: the training data's file list");
+    h = file_list_fingerprint(v);
+    if (s == GRAFT_OK) s = graft_comm_check_same(comm, &h, sizeof h, "fit: the validation data's file list");
+    if (s == GRAFT_OK)
+        s = graft_comm_check_same(comm, &fs, sizeof fs, "fit: the settings (epochs, batch, model, data position)");
+    if (s != GRAFT_OK) return s;
+    size_t bytes = m->n_weight_floats * sizeof(float);
+    s = dist_bcast(comm, m->weights, bytes);
+    if (s == GRAFT_OK && m->opt_m) s = dist_bcast(comm, m->opt_m, bytes);
+    if (s == GRAFT_OK && m->opt_v) s = dist_bcast(comm, m->opt_v, bytes);
+    if (s == GRAFT_OK) s = dist_bcast(comm, &m->opt_iterations, sizeof m->opt_iterations);
+    if (s == GRAFT_OK) s = dist_bcast(comm, &m->rng, sizeof m->rng);
+    /* Dropout draws its own masks on each rank's samples. */
+    int r = graft_comm_rank(comm);
+    if (s == GRAFT_OK && r > 0) graft_rng_seed(&m->rng, graft_rng_next(&m->rng) ^ (0x9E3779B97F4A7C15ULL * (uint64_t)r));
+    return s;
+}
+
+/* Each rank's trainable BatchNormalization moved its statistics on its own
+ * samples: all take their mean. */
+static graft_status dist_average_moving_stats(graft_model *m, graft_comm *comm)
+{
+    const float inv = 1.0f / (float)graft_comm_size(comm);
+    for (int i = 0; i < m->n_layers; i++) {
+        graft_layer *l = m->layers[i];
+        if (!l->trains) continue;
+        for (int k = 0; k < l->n_weights; k++) {
+            graft_weight *w = &l->weights[k];
+            if (w->trainable) continue;
+            size_t n = graft_shape_size(&w->shape);
+            graft_status s = dist_sum_floats(comm, w->data, n);
+            if (s != GRAFT_OK) return s;
+            for (size_t j = 0; j < n; j++) w->data[j] *= inv;
+        }
+    }
+    return GRAFT_OK;
+}
+
+static graft_status evaluate_bufs(graft_model *m, graft_source *data, graft_feature_cache *cache,
+                                  graft_feature_cache *below, int steps, graft_comm *comm,
+                                  batch_bufs *b, double *loss, double *acc)
+{
+    double sums[3] = {0, 0, 0}; /* loss, accuracy, samples */
     if (steps <= 0) steps = data->length;
     for (int s = 0; s < steps; s++) {
         int n;
-        graft_status st = fetch_forward(m, data, cache, below, b, &n, false);
+        graft_status st = comm ? fetch_share(m, data, cache, below, b, &n, false)
+                               : fetch_forward(m, data, cache, below, b, &n, false);
         if (st != GRAFT_OK) return st;
+        if (n == 0) continue;
         const float *pred = graft_model_output(m)->out;
-        lsum += graft_loss_value(m->compile.loss, m->compile.from_logits, pred, b->y, n, b->out_dim) * n;
-        asum += graft_accuracy_value(m->compile.loss, pred, b->y, n, b->out_dim) * n;
-        seen += n;
+        sums[0] += graft_loss_value(m->compile.loss, m->compile.from_logits, pred, b->y, n, b->out_dim) * n;
+        sums[1] += graft_accuracy_value(m->compile.loss, pred, b->y, n, b->out_dim) * n;
+        sums[2] += n;
     }
-    *loss = lsum / (double)seen;
-    *acc = asum / (double)seen;
+    if (comm) {
+        graft_status st = dist_sum(comm, sums, 3);
+        if (st != GRAFT_OK) return st;
+    }
+    *loss = sums[0] / sums[2];
+    *acc = sums[1] / sums[2];
     return GRAFT_OK;
 }
 
@@ -179,7 +345,32 @@ graft_status graft_model_evaluate(graft_model *m, graft_source *data, int steps,
     graft_status s = check_source(m, data, "evaluate", &b);
     if (s != GRAFT_OK) return s;
     double l = NAN, a = NAN;
-    s = evaluate_bufs(m, data, NULL, NULL, steps, &b, &l, &a);
+    s = evaluate_bufs(m, data, NULL, NULL, steps, NULL, &b, &l, &a);
+    free_bufs(&b);
+    if (loss) *loss = l;
+    if (accuracy) *accuracy = a;
+    return s;
+}
+
+graft_status graft_model_evaluate_comm(graft_model *m, graft_source *data, int steps,
+                                       graft_comm *comm, double *loss, double *accuracy)
+{
+    if (!dist_active(comm)) return graft_model_evaluate(m, data, steps, loss, accuracy);
+    if (!m || !m->compiled) return graft_fail(GRAFT_ESTATE, "evaluate: compile the model first");
+    batch_bufs b = {0};
+    graft_status s = check_source(m, data, "evaluate", &b);
+    if (s != GRAFT_OK) return s;
+    long where[3] = {data->length, data->batch_size, data->drawn};
+    s = graft_comm_check_same(comm, where, sizeof where, "evaluate: the data (batches, batch size, position)");
+    uint64_t h = file_list_fingerprint(data);
+    if (s == GRAFT_OK) s = graft_comm_check_same(comm, &h, sizeof h, "evaluate: the data's file list");
+    if (s == GRAFT_OK) s = dist_bcast(comm, m->weights, m->n_weight_floats * sizeof(float));
+    double l = NAN, a = NAN;
+    if (s == GRAFT_OK) {
+        shard_source(data, comm, false);
+        s = evaluate_bufs(m, data, NULL, NULL, steps, comm, &b, &l, &a);
+        unshard_source(data);
+    }
     free_bufs(&b);
     if (loss) *loss = l;
     if (accuracy) *accuracy = a;
@@ -229,15 +420,90 @@ static graft_status open_below(graft_model *m, graft_source *train, const graft_
     return s;
 }
 
-graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg,
+/* Runs a callback hook unless it is rank 0's alone and this is another rank. */
+#define CALL(cb, hook, ...) \
+    ((cb).hook && (!(cb).root_only || rank == 0) ? (cb).hook((cb).ctx, __VA_ARGS__) : GRAFT_OK)
+
+/* One data-parallel step: this rank's share forward, the whole batch's
+ * sample count, loss and accuracy summed over the ranks (with whether any
+ * rank asked to stop or failed), the share's gradient of the whole batch's
+ * mean loss, summed over the ranks in buckets while backward runs. */
+static graft_status dist_step(graft_model *m, graft_source *train, graft_feature_cache *cache,
+                              graft_feature_cache *below, batch_bufs *b, graft_comm *comm,
+                              dist_grads *g, graft_allsum *sync, double sums[3], bool *stop)
+{
+    int n = 0;
+    double part[3] = {0, 0, 0}, flags[2] = {0, 0}; /* stop, failed */
+    graft_status s = GRAFT_OK;
+    /* A batch whose every image was unreadable, on every rank: take the next. */
+    for (int tries = 0; tries <= train->length; tries++) {
+        s = fetch_share(m, train, cache, below, b, &n, true);
+        if (s != GRAFT_OK) n = 0;
+        if (sync && n == 0) {
+            /* The other ranks' synchronized BatchNormalization sums wait for
+             * this one's: a placeholder sample of zeros runs through both
+             * passes, adding nothing to the statistics and no gradient. */
+            memset(b->x, 0, b->xs * sizeof(float));
+            sync->empty = true;
+            graft_status ps = graft_model_forward(m, b->x, 1, true);
+            if (s == GRAFT_OK) s = ps;
+        }
+        const float *pred = graft_model_output(m)->out;
+        part[0] = n;
+        part[1] = n ? graft_loss_grad_part(m->compile.loss, m->compile.from_logits, pred, b->y, n,
+                                           n, b->out_dim, NULL)
+                    : 0;
+        part[2] = n ? graft_accuracy_value(m->compile.loss, pred, b->y, n, b->out_dim) * n : 0;
+        flags[0] = m->stop_requested;
+        flags[1] = s != GRAFT_OK;
+        graft_status rs = dist_sum(comm, part, 3);
+        if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 2);
+        if (sync && part[0] == 0) sync->empty = false;
+        if (rs != GRAFT_OK) return rs;
+        if (s != GRAFT_OK) return s;
+        if (flags[1] > 0) return graft_fail(GRAFT_EIO, "another rank failed to read its data");
+        if (part[0] > 0) break;
+    }
+    if (part[0] == 0) return graft_fail(GRAFT_EFORMAT, "every image of a whole pass of the data was unreadable");
+    sums[0] = part[0];
+    sums[1] = part[1];
+    sums[2] = part[2];
+    *stop = flags[0] > 0;
+    if (!isfinite(part[1])) return GRAFT_OK; /* the caller reports it, on every rank */
+    if (n > 0) {
+        const float *pred = graft_model_output(m)->out;
+        graft_loss_grad_part(m->compile.loss, m->compile.from_logits, pred, b->y, n, (long)part[0],
+                             b->out_dim, b->dpred);
+        dist_grads_arm(g);
+        s = graft_model_backward(m, b->dpred, n);
+    } else if (sync) {
+        memset(b->dpred, 0, (size_t)b->out_dim * sizeof(float));
+        dist_grads_arm(g);
+        s = graft_model_backward(m, b->dpred, 1);
+        sync->empty = false;
+    } else {
+        dist_grads_arm(g);
+        dist_grads_zero(g);
+    }
+    graft_status fs = dist_grads_finish(g);
+    return s != GRAFT_OK ? s : fs;
+}
+
+graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fit_cfg *cfg_in,
                              graft_history *history)
 {
-    if (!m || !cfg) return graft_fail(GRAFT_EINVAL, "fit: missing model or config");
+    if (!m || !cfg_in) return graft_fail(GRAFT_EINVAL, "fit: missing model or config");
     if (!m->compiled) return graft_fail(GRAFT_ESTATE, "fit: compile the model first (model.compile)");
-    if (cfg->epochs < cfg->initial_epoch || cfg->initial_epoch < 0)
+    if (cfg_in->epochs < cfg_in->initial_epoch || cfg_in->initial_epoch < 0)
         return graft_fail(GRAFT_EINVAL, "fit: epochs (%d) must be >= initial_epoch (%d) >= 0",
-                          cfg->epochs, cfg->initial_epoch);
+                          cfg_in->epochs, cfg_in->initial_epoch);
+    graft_comm *comm = dist_active(cfg_in->comm) ? cfg_in->comm : NULL;
+    const int rank = graft_comm_rank(comm);
+    graft_fit_cfg fit_cfg = *cfg_in, *cfg = &fit_cfg;
+    graft_allsum sync = {dist_bn_sum, comm, false};
+    if (rank != 0) cfg->verbose = 0; /* rank 0 speaks for all */
     batch_bufs b = {0}, vb = {0};
+    dist_grads *grads = NULL;
     graft_status s = check_source(m, train, "fit", &b);
     if (s != GRAFT_OK) return s;
     if (cfg->validation_data && (s = check_source(m, cfg->validation_data, "fit (validation)", &vb)) != GRAFT_OK) {
@@ -246,6 +512,19 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     const int steps = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : train->length;
     graft_flush_denormals();
+    if (comm) {
+        s = dist_start(m, train, cfg, steps);
+        if (s == GRAFT_OK) s = dist_grads_new(comm, m, DIST_BUCKET_BYTES, &grads);
+        if (s != GRAFT_OK) {
+            free_bufs(&b);
+            free_bufs(&vb);
+            return s;
+        }
+        /* cppcheck-suppress autoVariables ; cleared before fit returns */
+        if (cfg->sync_batch_norm) m->allsum = &sync;
+        shard_source(train, comm, !cfg->no_feature_cache);
+        if (cfg->validation_data) shard_source(cfg->validation_data, comm, !cfg->no_feature_cache);
+    }
     graft_feature_cache *cache = NULL, *val_cache = NULL, *below = NULL, *val_below = NULL;
     if (!cfg->no_feature_cache) {
         /* The boundary: the lowest layer whose backward runs, or a lower one
@@ -260,34 +539,50 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             }
         }
         graft_feature_store *store = cfg->feature_store;
-        if (s == GRAFT_OK)
+        /* A cache reads whole batches from a source: with ranks, only from
+         * one that gives each rank its share. */
+        if (s == GRAFT_OK && (!comm || train->can_shard))
             s = graft_cache_open(m, train, first, cfg->cache_max_bytes, store, "training",
                                  cfg->verbose > 0, &cache);
-        if (s == GRAFT_OK && cfg->validation_data)
+        if (s == GRAFT_OK && cfg->validation_data && (!comm || cfg->validation_data->can_shard))
             s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes, store,
                                  "validation", cfg->verbose > 0, &val_cache);
         if (s == GRAFT_OK && store && cfg->keep_features_below)
             s = open_below(m, train, cfg, first, cache, val_cache, &below, &val_below);
     }
+    /* Without a cache to keep each rank's samples, even shares. */
+    if (comm && !cache) train->shard_by_id = 0;
+    if (comm && cfg->validation_data && !val_cache) cfg->validation_data->shard_by_id = 0;
     bool stop = false;
     for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
-        if (cfg->callbacks[c].on_train_begin)
-            s = cfg->callbacks[c].on_train_begin(cfg->callbacks[c].ctx, m);
+        s = CALL(cfg->callbacks[c], on_train_begin, m);
     for (int epoch = cfg->initial_epoch; epoch < cfg->epochs && !stop && s == GRAFT_OK; epoch++) {
         for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
-            if (cfg->callbacks[c].on_epoch_begin)
-                s = cfg->callbacks[c].on_epoch_begin(cfg->callbacks[c].ctx, m, epoch);
+            s = CALL(cfg->callbacks[c], on_epoch_begin, m, epoch);
         if (s != GRAFT_OK) break;
         if (cfg->verbose) printf("Epoch %d/%d\n", epoch + 1, cfg->epochs);
         double t0 = graft_now(), lsum = 0, asum = 0;
         long seen = 0;
         for (int step = 0; step < steps; step++) {
             int n;
-            s = fetch_forward(m, train, cache, below, &b, &n, true);
-            if (s != GRAFT_OK) break;
-            const float *pred = graft_model_output(m)->out;
-            double l = graft_loss_grad(m->compile.loss, m->compile.from_logits, pred, b.y, n,
-                                       b.out_dim, b.dpred);
+            double l, a;
+            bool stop_now = false;
+            if (comm) {
+                double sums[3] = {0, 0, 0};
+                s = dist_step(m, train, cache, below, &b, comm, grads, m->allsum ? &sync : NULL,
+                              sums, &stop_now);
+                if (s != GRAFT_OK) break;
+                n = (int)sums[0];
+                l = sums[1] / sums[0];
+                a = sums[2] / sums[0];
+            } else {
+                s = fetch_forward(m, train, cache, below, &b, &n, true);
+                if (s != GRAFT_OK) break;
+                const float *pred = graft_model_output(m)->out;
+                l = graft_loss_grad(m->compile.loss, m->compile.from_logits, pred, b.y, n,
+                                    b.out_dim, b.dpred);
+                a = isfinite(l) ? graft_accuracy_value(m->compile.loss, pred, b.y, n, b.out_dim) : 0;
+            }
             if (!isfinite(l)) {
                 /* Numbered from 1 like the progress bar and the interrupt message. */
                 s = graft_fail(GRAFT_ENAN,
@@ -295,9 +590,11 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                                epoch + 1, step + 1, steps, l);
                 break;
             }
-            double a = graft_accuracy_value(m->compile.loss, pred, b.y, n, b.out_dim);
-            s = graft_model_backward(m, b.dpred, n);
-            if (s != GRAFT_OK) break;
+            if (!comm) {
+                s = graft_model_backward(m, b.dpred, n);
+                if (s != GRAFT_OK) break;
+                stop_now = m->stop_requested;
+            }
             double t_opt = m->profiling ? graft_now() : 0;
             graft_optimizer_step(m);
             if (m->profiling) graft_profile_add(m, 2 * m->n_layers, graft_now() - t_opt);
@@ -306,7 +603,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             seen += n;
             if (cfg->verbose == 1 && step + 1 < steps)
                 progress(step + 1, steps, graft_now() - t0, lsum / seen, asum / seen, false, NULL);
-            if (m->stop_requested) {
+            if (stop_now) {
                 m->stop_requested = 0;
                 s = graft_fail(GRAFT_EINTERRUPTED, "training stopped at epoch %d, batch %d",
                                epoch + 1, step + 1);
@@ -314,11 +611,12 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             }
         }
         if (s != GRAFT_OK) break;
+        if (comm && !m->allsum && (s = dist_average_moving_stats(m, comm)) != GRAFT_OK) break;
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
-            s = evaluate_bufs(m, cfg->validation_data, val_cache, val_below,
-                              cfg->validation_steps, &vb, &logs.val_loss, &logs.val_accuracy);
+            s = evaluate_bufs(m, cfg->validation_data, val_cache, val_below, cfg->validation_steps,
+                              comm, &vb, &logs.val_loss, &logs.val_accuracy);
             if (s != GRAFT_OK) break;
         }
         double elapsed = graft_now() - t0;
@@ -327,22 +625,37 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         if (history)
             s = graft_history_append(history, epoch, logs.loss, logs.accuracy, logs.val_loss,
                                      logs.val_accuracy, logs.lr, elapsed);
+        double agree[2] = {0, 0}; /* stop, failed */
         for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++) {
             int want_stop = 0;
-            if (cfg->callbacks[c].on_epoch_end)
-                s = cfg->callbacks[c].on_epoch_end(cfg->callbacks[c].ctx, m, &logs, &want_stop);
+            s = CALL(cfg->callbacks[c], on_epoch_end, m, &logs, &want_stop);
             stop |= want_stop != 0;
+        }
+        if (comm) {
+            /* A checkpoint that rank 0 failed to write ends every rank. */
+            agree[0] = stop;
+            agree[1] = s != GRAFT_OK;
+            graft_status as = dist_sum(comm, agree, 2);
+            if (s == GRAFT_OK && as != GRAFT_OK) s = as;
+            if (s == GRAFT_OK && agree[1] > 0)
+                s = graft_fail(GRAFT_EIO, "fit: a callback failed on another rank");
+            stop = agree[0] > 0;
         }
     }
     for (int c = 0; c < cfg->n_callbacks; c++) {
-        if (!cfg->callbacks[c].on_train_end) continue;
-        graft_status cs = cfg->callbacks[c].on_train_end(cfg->callbacks[c].ctx, m);
+        graft_status cs = CALL(cfg->callbacks[c], on_train_end, m);
         if (s == GRAFT_OK) s = cs;
     }
     graft_cache_close(cache);
     graft_cache_close(val_cache);
     graft_cache_close(below);
     graft_cache_close(val_below);
+    dist_grads_free(grads);
+    m->allsum = NULL;
+    if (comm) {
+        unshard_source(train);
+        unshard_source(cfg->validation_data);
+    }
     free_bufs(&b);
     free_bufs(&vb);
     return s;

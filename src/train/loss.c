@@ -20,13 +20,14 @@ static int argmax(const float *v, int dim)
     return best;
 }
 
-/* Mean loss over the batch; writes dL/d(pred) when dpred is not NULL. */
+/* The loss summed over the n samples; writes dL/d(pred) of the mean over a
+ * batch of 1/inv_n samples (n, or a larger batch split over ranks) when
+ * dpred is not NULL. */
 static double loss_impl(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
-                        int n, int dim, float *dpred)
+                        int n, int dim, double inv_n, float *dpred)
 {
     if (n <= 0 || dim <= 0) return NAN;
     double total = 0;
-    const double inv_n = 1.0 / n;
     for (int r = 0; r < n; r++) {
         const float *p = pred + (size_t)r * dim;
         float *d = dpred ? dpred + (size_t)r * dim : NULL;
@@ -115,19 +116,28 @@ static double loss_impl(graft_loss_kind kind, int from_logits, const float *pred
         }
         }
     }
-    return total * inv_n;
+    return total;
 }
 
 double graft_loss_value(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
                         int n, int dim)
 {
-    return loss_impl(kind, from_logits, pred, y, n, dim, NULL);
+    const double inv_n = 1.0 / n;
+    return loss_impl(kind, from_logits, pred, y, n, dim, inv_n, NULL) * inv_n;
 }
 
 double graft_loss_grad(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
                        int n, int dim, float *dpred)
 {
-    return loss_impl(kind, from_logits, pred, y, n, dim, dpred);
+    const double inv_n = 1.0 / n;
+    return loss_impl(kind, from_logits, pred, y, n, dim, inv_n, dpred) * inv_n;
+}
+
+double graft_loss_grad_part(graft_loss_kind kind, int from_logits, const float *pred,
+                            const float *y, int n, long n_total, int dim, float *dpred)
+{
+    if (n == 0) return 0;
+    return loss_impl(kind, from_logits, pred, y, n, dim, 1.0 / (double)n_total, dpred);
 }
 
 double graft_accuracy_value(graft_loss_kind kind, const float *pred, const float *y, int n, int dim)

@@ -19,6 +19,15 @@ typedef struct {
     graft_rng rng;
 } array_source;
 
+int graft_source_keeps(const graft_source *s, int k, int count, long id)
+{
+    if (s->shard_count <= 1) return 1;
+    if (s->shard_by_id) return id % s->shard_count == s->shard_rank;
+    long lo = (long)count * s->shard_rank / s->shard_count;
+    long hi = (long)count * (s->shard_rank + 1) / s->shard_count;
+    return k >= lo && k < hi;
+}
+
 static void reshuffle(array_source *a)
 {
     for (int i = 0; i < a->n; i++) a->order[i] = i;
@@ -40,15 +49,18 @@ static graft_status next_ids(graft_source *self, float *x, float *y, int *n, lon
     }
     size_t xs = graft_shape_size(&self->x_shape);
     int count = a->n - a->pos < self->batch_size ? a->n - a->pos : self->batch_size;
+    int m = 0;
     for (int i = 0; i < count; i++) {
         int k = a->order[a->pos + i];
-        if (x) memcpy(x + (size_t)i * xs, a->x + (size_t)k * xs, xs * sizeof(float));
-        memcpy(y + (size_t)i * self->y_dim, a->y + (size_t)k * self->y_dim,
+        if (!graft_source_keeps(self, i, count, k)) continue;
+        if (x) memcpy(x + (size_t)m * xs, a->x + (size_t)k * xs, xs * sizeof(float));
+        memcpy(y + (size_t)m * self->y_dim, a->y + (size_t)k * self->y_dim,
                (size_t)self->y_dim * sizeof(float));
-        if (ids) ids[i] = k;
+        if (ids) ids[m] = k;
+        m++;
     }
     a->pos += count;
-    *n = count;
+    *n = m;
     return GRAFT_OK;
 }
 
@@ -111,6 +123,7 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
     a->base.uid = graft_source_new_uid();
     a->base.deterministic = 1;
     a->base.next_ids = next_ids;
+    a->base.can_shard = 1;
     return &a->base;
 }
 

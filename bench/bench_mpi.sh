@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Data parallelism on this machine (issue 18): the lesson's fine-tuning
+# (MobileNet 0.75, the last 20 base layers, batch 32) and its CNN from
+# scratch, each as
+#   1x1  one process, one thread        (OMP_NUM_THREADS=1)
+#   2x1  mpirun -np 2, one thread each
+#   1x2  one process, two threads
+# in turns (1x1, 2x1, 1x2, then again), medians of the repeats, and the
+# ratios 2x1/1x1 (the issue asks >= 1.8) and 2x1/1x2. Throughput is images
+# per second of each epoch from history.json: epoch 1 decodes every image
+# (and, fine-tuning, runs the whole base), epoch 2 reads the feature cache.
+# Then for each zoo model a training step's time per image, and the gradient
+# allreduce per step with 2 and 3 ranks (build/bench/bench_allreduce): the
+# inputs of bench/scaling_model.py. Figures go to docs/SCALING.md.
+#
+#   bench/bench_mpi.sh [BUILD] [REPEATS] [STEPS]     (defaults build 3 63)
+# 63 steps of 32 are one pass over the lesson's 2000 images, so that epoch 2
+# reads every image from the cache; fewer steps make epoch 2 decode too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+reps=${2:-3}
+steps=${3:-63}
+graft=$build/graft
+data=${GRAFT_DATA:-../shared/data/cats_and_dogs_filtered}
+root=""
+[ "$(id -u)" = 0 ] && root="--allow-run-as-root"
+mpirun="mpirun --oversubscribe $root"
+command -v mpirun >/dev/null || { echo "bench_mpi: no mpirun (apt-get install openmpi-bin)"; exit 1; }
+[ -x "$graft" ] || { echo "bench_mpi: build $graft first (make)"; exit 1; }
+tmp=$(mktemp -d /tmp/graft_bench_mpi_XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+common="--steps-per-epoch $steps --validation-steps 1 --verbose 0"
+# One frozen stage for every fine-tuning to start from.
+OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
+    --out "$tmp/frozen" >/dev/null
+
+prefix() {
+    case $1 in
+    1x1) echo "env OMP_NUM_THREADS=1" ;;
+    2x1) echo "env OMP_NUM_THREADS=1 $mpirun -np 2" ;;
+    1x2) echo "env OMP_NUM_THREADS=2" ;;
+    esac
+}
+
+# run CONFIG STAGE: "images/s of epoch 1" "images/s of epoch 2"
+run() {
+    local out=$tmp/run
+    rm -rf "$out"
+    if [ "$2" = finetune ]; then
+        cp -r "$tmp/frozen" "$out"
+        $(prefix "$1") "$graft" finetune "$out" --unfreeze 20 --epochs 2 --verbose 0 >/dev/null
+    else
+        $(prefix "$1") "$graft" train --data "$data" --base scratch --epochs 2 $common \
+            --out "$out" >/dev/null
+    fi
+    python3 - "$out/history.json" "$steps" <<'EOF'
+import json, sys
+h = json.load(open(sys.argv[1]))
+s = h["seconds"][-2:]
+print(" ".join("%.2f" % (int(sys.argv[2]) * 32 / x) for x in s))
+EOF
+}
+
+for stage in finetune scratch; do
+    declare -A e1=() e2=()
+    for r in $(seq "$reps"); do
+        for cfg in 1x1 2x1 1x2; do
+            read -r a b < <(run "$cfg" "$stage")
+            e1[$cfg]+="$a "
+            e2[$cfg]+="$b "
+            echo "$stage $cfg repeat $r: $a / $b images/s (epoch 1 / 2)"
+        done
+    done
+    python3 - "$stage" "${e1[1x1]}" "${e1[2x1]}" "${e1[1x2]}" "${e2[1x1]}" "${e2[2x1]}" "${e2[1x2]}" <<'EOF'
+import statistics, sys
+st = sys.argv[1]
+med = [statistics.median(float(v) for v in a.split()) for a in sys.argv[2:]]
+for k, name in ((0, "epoch 1"), (3, "epoch 2")):
+    one, two, thr = med[k], med[k + 1], med[k + 2]
+    print("%s %s: 1x1 %.1f, 2x1 %.1f, 1x2 %.1f images/s; 2x1/1x1 = %.2fx, 2x1/1x2 = %.2fx"
+          % (st, name, one, two, thr, two / one, two / thr))
+EOF
+    unset e1 e2
+done
+
+echo "a training step of each base (top 20 layers + head train; no feature cache), one thread:"
+OMP_NUM_THREADS=1 $mpirun -np 1 "$build/bench/bench_allreduce" 3 4
+for np in 2 3; do
+    echo "gradient allreduce, $np ranks:"
+    OMP_NUM_THREADS=1 $mpirun -np "$np" "$build/bench/bench_allreduce" 10
+done
