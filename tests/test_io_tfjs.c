@@ -174,6 +174,20 @@ static void test_broken_files(void)
     expect_model_fail(p, GRAFT_EFORMAT, "d1/kernel");
 }
 
+/* model.json is read into a buffer the size of the file; 64 MiB is the limit. */
+static void test_model_json_size_limit(void)
+{
+    const char *p = io_tmp("big.json");
+    static const char head[] = "{\"modelTopology\": {}}";
+    io_write_file(p, head, strlen(head));
+    /* NUL bytes after the JSON: sparse, and cJSON stops at the first */
+    CHECK(truncate(p, (off_t)64 << 20) == 0);
+    expect_model_fail(p, GRAFT_EFORMAT, "weightsManifest"); /* read whole and parsed */
+    CHECK(truncate(p, ((off_t)64 << 20) + 1) == 0);
+    expect_model_fail(p, GRAFT_EFORMAT, "larger than 64 MiB");
+    unlink(p);
+}
+
 int main(void)
 {
     if (io_tmp_init() != 0) return 1;
@@ -181,5 +195,6 @@ int main(void)
     RUN(test_teachable_machine);
     RUN(test_quantized_and_int);
     RUN(test_broken_files);
+    RUN(test_model_json_size_limit);
     return CHECK_SUMMARY();
 }

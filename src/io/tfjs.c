@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* model.json is text; a larger one is not a model description. */
 #define MAX_JSON_BYTES ((size_t)64 << 20)
@@ -96,10 +97,15 @@ static graft_status read_text(const char *path, char **out, size_t *len)
     graft_status s = graft_fopen_regular(path, &fp, NULL);
     if (s != GRAFT_OK) return s;
     char *buf = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, first = 1 << 20;
+    /* A buffer the size of the file (it may still grow while read): most
+     * model.json files are a few KiB. */
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && st.st_size >= 0 && (uint64_t)st.st_size <= MAX_JSON_BYTES)
+        first = (size_t)st.st_size + 65536 + 1;
     for (;;) {
         if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 1 << 20;
+            cap = cap ? 2 * cap : first;
             if (cap > MAX_JSON_BYTES + 65536 + 1) {
                 s = graft_fail(GRAFT_EFORMAT, "%s is larger than %zu MiB; not a model.json", path,
                                MAX_JSON_BYTES >> 20);
