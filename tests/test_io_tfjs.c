@@ -7,6 +7,14 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 #define MOBILENET "../shared/models/mobilenet_v1_0.75_224/model.json"
 #define TM "../shared/models/teachable_machine_mobilenet_v2_0.35/model.json"
 
@@ -188,7 +196,7 @@ static void test_manifest_claims_more_than_shards(void)
     float w[4] = {1, 2, 3, 4};
     io_write_file(io_tmp("s1"), w, sizeof w);
     expect_model_fail(p, GRAFT_EFORMAT, "hold 16 bytes");
-#if !defined(__SANITIZE_ADDRESS__)
+#ifndef UNDER_ASAN
     pid_t pid = fork();
     if (pid == 0) {
         struct rlimit lim = {(rlim_t)2 << 30, (rlim_t)2 << 30};
