@@ -2,7 +2,8 @@
 # Runs every fuzz target in BUILD/fuzz for SECONDS each, starting from its
 # committed seeds (fuzz/corpus/<target>) plus what earlier runs found
 # (BUILD/corpus/<target>). A crash, leak, sanitizer report, timeout or
-# out-of-memory leaves its input in BUILD/findings/ and fails the run.
+# out-of-memory leaves its input in BUILD/findings/ and fails the run, unless
+# it is inside libhdf5 (reported as external).
 # Prints executions and coverage per target.
 # Usage: scripts/run_fuzz.sh BUILD SECONDS [TARGET...]
 set -u
@@ -40,25 +41,23 @@ for t in "${targets[@]}"; do
     mkdir -p "$build/corpus/$t"
     log="$build/logs/$t.log"
     start=$(date +%s)
-    # One thread: the OpenMP pool would only add noise. libhdf5 has no frame
-    # pointers: the fuzzing run unwinds malloc stacks by frame pointers all the
-    # same (the slow unwinder made it eight times slower) and suppresses
-    # libhdf5's own leaks there (fuzz/libhdf5_fast_unwind.supp); LeakSanitizer
-    # checks the whole run at its exit (per input it would rerun every input
-    # that meets libhdf5's H5C_protect leak), and every input the run kept is
-    # then replayed with the slow unwinder, which sees H5C_protect, so that a
-    # leak of libhdf5 memory in graft's hands (a vlen string) still counts.
-    # libhdf5 also allocates buffers sized by header fields before checking
-    # them against the file (virtual memory only: the read then fails); the
-    # RSS limit still catches memory really used.
-    # Slow inputs (a MobileNet config) are picked less often than fast ones
-    # (-entropic_scale_per_exec_time), not left out.
-    # libhdf5 also loses the blocks of corrupt headers (H5C_protect) and the
-    # sanitizer's shadow of the huge ones stays resident: the run's RSS creeps
-    # up from that alone, hence the larger RSS limit there. And libhdf5 1.10.8
-    # loops forever on some corrupt global heaps (fuzz/libhdf5_findings/),
-    # which the corpus keeps meeting: a 5 s limit there (an input takes
-    # milliseconds) stops that run sooner.
+    # One thread: the OpenMP pool would only add noise. Slow inputs (a
+    # MobileNet config) are scheduled less often, not left out.
+    # fuzz_keras_h5 (docs/FUZZING.md): libhdf5 has no frame pointers, and the
+    # slow unwinder that sees its H5C_protect leak cost most of each run. The
+    # run unwinds by frame pointers, suppresses libhdf5's own leaks
+    # (fuzz/libhdf5_fast_unwind.supp; graft's allocations keep whole stacks)
+    # and leaves the leak check to the process's exit (libFuzzer's check per
+    # input reran every input that met the H5C_protect leak); then every
+    # input kept is replayed with the slow unwinder and only H5C_protect
+    # suppressed, so that libhdf5 memory lost in graft's hands still counts.
+    # libhdf5 allocates buffers sized by header fields before checking them
+    # (virtual memory only: the read then fails), hence the malloc limit; it
+    # loses the blocks of corrupt headers and the sanitizer's shadow of the
+    # huge ones stays resident, hence the RSS limit; and it loops forever on
+    # some corrupt global heaps (fuzz/libhdf5_findings/), which the corpus
+    # keeps meeting: 5 s stop that sooner than 20 (an input takes
+    # milliseconds).
     malloc_mb=2048 rss_mb=2560 timeout=20 lsan=${LSAN_OPTIONS:-} leaks=1 h5=0
     case $t in *h5*)
         malloc_mb=16384 rss_mb=6144 timeout=5 leaks=0 h5=1
