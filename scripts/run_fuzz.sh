@@ -21,17 +21,18 @@ failed=0
 # inside libhdf5: the first frame of its stack (for an RSS out-of-memory,
 # of the largest live allocations) that is not the sanitizer's or libFuzzer's
 # (frames of the target without a source line: interceptors such as strdup)
-# or, for a timeout, libc's under the signal, is in libhdf5.
+# or libc's (the memcpy under an interceptor, the signal under a timeout) is
+# in libhdf5.
 fault_in_libhdf5() {
     awk '/ERROR: AddressSanitizer/ { on = 1; next }
-         /ERROR: libFuzzer: timeout/ { on = 1; timeout = 1; next }
+         /ERROR: libFuzzer: timeout/ { on = 1; next }
          /ERROR: libFuzzer: out-of-memory \(malloc/ { on = 1; next }
          /ERROR: libFuzzer: out-of-memory \(used/ { rss = 1; next }
          rss && /byte\(s\) .* in [0-9]+ allocation/ { on = 1; next }
          on && /^ *#[0-9]+ / {
              if ($0 ~ /__interceptor_|__asan|__sanitizer|__lsan|libclang_rt|fuzzer::|operator new/) next
              if ($0 ~ /\(\/[^ ]*\/fuzz\/fuzz_[a-z0-9_]+\+0x/) next
-             if (timeout && $0 ~ /libc\.so|sysdeps\/|csu\//) next
+             if ($0 ~ /libc\.so|sysdeps\/|csu\//) next
              found = ($0 ~ /libhdf5/); exit
          }
          END { exit found ? 0 : 1 }' "$1"
