@@ -45,6 +45,22 @@ with h5py.File(os.path.join(out, "fuzz_keras_h5", "keras2_weights.h5"), "w") as 
         for n, shape in ws:
             g.create_dataset("%s/%s" % (layer, n), data=rng.randn(*shape).astype("float32"))
 
+# The same architectures with a sixteenth of the filters and units ("_narrow"):
+# every layer kind and connection of the real ones, built in a fraction of the
+# time (a MobileNet draws its 1.8M initial weights on every run).
+def narrow(x):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if k in ("filters", "units") and isinstance(v, int):
+                x[k] = max(1, v // 16)
+            elif k == "target_shape" and isinstance(v, list):
+                x[k] = [d // 16 if isinstance(d, int) and d >= 16 else d for d in v]
+            else:
+                narrow(v)
+    elif isinstance(x, list):
+        for v in x:
+            narrow(v)
+
 for name in ("mobilenet_v1_0.75_224", "teachable_machine_mobilenet_v2_0.35"):
     with open(os.path.join(shared, "models", name, "model.json"), "rb") as f:
         raw = f.read()
@@ -53,9 +69,16 @@ for name in ("mobilenet_v1_0.75_224", "teachable_machine_mobilenet_v2_0.35"):
     topo = topo.get("model_config", topo)
     with open(os.path.join(out, "fuzz_keras_config", name + ".json"), "w") as f:
         json.dump(topo, f, separators=(",", ":"))
+    narrow(topo)
+    with open(os.path.join(out, "fuzz_keras_config", name + "_narrow.json"), "w") as f:
+        json.dump(topo, f, separators=(",", ":"))
     if name.startswith("mobilenet"):
         with open(os.path.join(out, "fuzz_tfjs", name + ".json"), "wb") as f:
             f.write(raw)
+        doc = json.loads(raw)
+        narrow(doc["modelTopology"])
+        with open(os.path.join(out, "fuzz_tfjs", name + "_narrow.json"), "w") as f:
+            json.dump(doc, f, separators=(",", ":"))
 
 rng = np.random.RandomState(1)
 rgb = Image.fromarray(rng.randint(0, 256, (12, 10, 3), dtype=np.uint8))

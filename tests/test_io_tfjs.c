@@ -4,6 +4,17 @@
 #include "io/io.h"
 #include "io_util.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 #define MOBILENET "../shared/models/mobilenet_v1_0.75_224/model.json"
 #define TM "../shared/models/teachable_machine_mobilenet_v2_0.35/model.json"
 
@@ -174,6 +185,48 @@ static void test_broken_files(void)
     expect_model_fail(p, GRAFT_EFORMAT, "d1/kernel");
 }
 
+/* A manifest claiming 6.4 GB of weights over a 16-byte shard is refused with
+ * the byte counts, allocating only what the shard holds: checked in a child
+ * whose address space is capped at 2 GiB (not under AddressSanitizer, which
+ * reserves terabytes of shadow). */
+static void test_manifest_claims_more_than_shards(void)
+{
+    const char *p = write_json("[{\"paths\": [\"s1\"], \"weights\": [{\"name\": \"d1/kernel\","
+                               " \"shape\": [40000, 40000], \"dtype\": \"float32\"}]}]");
+    float w[4] = {1, 2, 3, 4};
+    io_write_file(io_tmp("s1"), w, sizeof w);
+    expect_model_fail(p, GRAFT_EFORMAT, "hold 16 bytes");
+#ifndef UNDER_ASAN
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit lim = {(rlim_t)2 << 30, (rlim_t)2 << 30};
+        graft_model *m = NULL;
+        _exit(setrlimit(RLIMIT_AS, &lim) == 0 && graft_load_model(p, &m) == GRAFT_EFORMAT &&
+                      strstr(graft_last_error(), "hold 16 bytes")
+                  ? 0
+                  : 1);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "under a 2 GiB address space: status %d", st);
+#endif
+    unlink(io_tmp("s1"));
+}
+
+/* model.json is read into a buffer the size of the file; 64 MiB is the limit. */
+static void test_model_json_size_limit(void)
+{
+    const char *p = io_tmp("big.json");
+    static const char head[] = "{\"modelTopology\": {}}";
+    io_write_file(p, head, strlen(head));
+    /* NUL bytes after the JSON: sparse, and cJSON stops at the first */
+    CHECK(truncate(p, (off_t)64 << 20) == 0);
+    expect_model_fail(p, GRAFT_EFORMAT, "weightsManifest"); /* read whole and parsed */
+    CHECK(truncate(p, ((off_t)64 << 20) + 1) == 0);
+    expect_model_fail(p, GRAFT_EFORMAT, "larger than 64 MiB");
+    unlink(p);
+}
+
 int main(void)
 {
     if (io_tmp_init() != 0) return 1;
@@ -181,5 +234,7 @@ int main(void)
     RUN(test_teachable_machine);
     RUN(test_quantized_and_int);
     RUN(test_broken_files);
+    RUN(test_model_json_size_limit);
+    RUN(test_manifest_claims_more_than_shards);
     return CHECK_SUMMARY();
 }

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* model.json is text; a larger one is not a model description. */
 #define MAX_JSON_BYTES ((size_t)64 << 20)
@@ -28,7 +29,7 @@ typedef struct {
 typedef struct {
     cJSON *json;
     unsigned char *data;
-    size_t n_data;
+    size_t n_data, cap_data;
     tensor *t;
     int n_t;
 } tfjs_ctx;
@@ -96,10 +97,15 @@ static graft_status read_text(const char *path, char **out, size_t *len)
     graft_status s = graft_fopen_regular(path, &fp, NULL);
     if (s != GRAFT_OK) return s;
     char *buf = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, first = 1 << 20;
+    /* A buffer the size of the file (it may still grow while read): most
+     * model.json files are a few KiB. */
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && st.st_size >= 0 && (uint64_t)st.st_size <= MAX_JSON_BYTES)
+        first = (size_t)st.st_size + 65536 + 1;
     for (;;) {
         if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 1 << 20;
+            cap = cap ? 2 * cap : first;
             if (cap > MAX_JSON_BYTES + 65536 + 1) {
                 s = graft_fail(GRAFT_EFORMAT, "%s is larger than %zu MiB; not a model.json", path,
                                MAX_JSON_BYTES >> 20);
@@ -143,16 +149,21 @@ static bool safe_relative(const char *p)
     return true;
 }
 
-/* Appends the group's shards to c->data; their total must be `expected` bytes. */
+/* Appends the group's shards to c->data; their total must be `expected` bytes.
+ * The buffer grows by what each shard holds, not by what the manifest
+ * claims: a manifest naming gigabytes of weights over a small shard no
+ * longer allocates them. */
 static graft_status load_shards(io_file *f, tfjs_ctx *c, const cJSON *paths, const char *dir,
                                 int group, size_t expected)
 {
     size_t start = c->n_data, need;
     if (expected > SIZE_MAX - start) return graft_fail(GRAFT_EFORMAT, "%s: group %d is too large", f->path, group);
     need = start + expected;
-    unsigned char *grown = realloc(c->data, need ? need : 1);
-    if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for the weights of %s", f->path);
-    c->data = grown;
+    if (!c->data) { /* never NULL: tensors are read at c->data + offset */
+        c->data = malloc(1);
+        if (!c->data) return graft_fail(GRAFT_ENOMEM, "out of memory for the weights of %s", f->path);
+        c->cap_data = 1;
+    }
     const cJSON *p;
     const char *last = "?";
     cJSON_ArrayForEach(p, paths)
@@ -169,7 +180,23 @@ static graft_status load_shards(io_file *f, tfjs_ctx *c, const cJSON *paths, con
         FILE *fp;
         graft_status s = graft_fopen_regular(full, &fp, NULL);
         if (s != GRAFT_OK) return graft_fail(s, "%s: weight shard: %s", f->path, graft_last_error());
-        size_t got = fread(c->data + c->n_data, 1, need - c->n_data, fp);
+        struct stat st;
+        size_t room = need - c->n_data, size = 0;
+        if (fstat(fileno(fp), &st) == 0 && st.st_size > 0)
+            size = (uint64_t)st.st_size < room ? (size_t)st.st_size : room;
+        if (c->n_data + size > c->cap_data) {
+            /* doubling (within the manifest's total): many shards stay linear */
+            size_t cap = c->cap_data < (need - c->cap_data) ? 2 * c->cap_data : need;
+            if (cap < c->n_data + size) cap = c->n_data + size;
+            unsigned char *grown = realloc(c->data, cap);
+            if (!grown) {
+                fclose(fp);
+                return graft_fail(GRAFT_ENOMEM, "out of memory for the weights of %s", f->path);
+            }
+            c->data = grown;
+            c->cap_data = cap;
+        }
+        size_t got = size ? fread(c->data + c->n_data, 1, size, fp) : 0;
         c->n_data += got;
         int extra = fgetc(fp);
         bool err = ferror(fp);
