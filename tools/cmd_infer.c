@@ -111,15 +111,15 @@ int cmd_predict(int argc, char **argv)
                    "bilinear interpolation by default: on the sample photos it classifies best\n"
                    "(nearest, Keras's load_img default, loses detail on large photos).\n");
             return 0;
-        default: return cli_fail("see graft predict --help");
+        default: return cli_usage("see graft predict --help");
         }
     }
-    if (!model) return cli_fail("--model FILE|RUN_DIR is required (see graft predict --help)");
-    if (optind >= argc) return cli_fail("no image given (see graft predict --help)");
-    if (top < 1) return cli_fail("--top must be at least 1");
+    if (!model) return cli_usage("--model FILE|RUN_DIR is required (see graft predict --help)");
+    if (optind >= argc) return cli_usage("no image given (see graft predict --help)");
+    if (top < 1) return cli_usage("--top must be at least 1");
     graft_interpolation interp;
     if (graft_interpolation_parse(interp_name, &interp) != GRAFT_OK)
-        return cli_fail_status(GRAFT_EINVAL, "--interpolation");
+        return cli_usage("--interpolation: '%s' is not nearest, bilinear, area, ...", interp_name);
     loaded l;
     int rc = open_model(model, &l);
     if (rc) {
@@ -241,10 +241,10 @@ int cmd_evaluate(int argc, char **argv)
                    "Loss, accuracy, the confusion matrix and per-class accuracy on DIR (one\n"
                    "subfolder per class; DIR/validation is used when it exists).\n");
             return 0;
-        default: return cli_fail("see graft evaluate --help");
+        default: return cli_usage("see graft evaluate --help");
         }
     }
-    if (!model || !data) return cli_fail("--model and --data are required (see graft evaluate --help)");
+    if (!model || !data) return cli_usage("--model and --data are required (see graft evaluate --help)");
     loaded l;
     int rc = open_model(model, &l);
     if (rc) {
@@ -401,10 +401,10 @@ int cmd_plot(int argc, char **argv)
                    "first run's folder).\n");
             return 0;
         } else
-            return cli_fail("see graft plot --help");
+            return cli_usage("see graft plot --help");
     }
     int n = argc - optind;
-    if (n < 1) return cli_fail("no run folder given (see graft plot --help)");
+    if (n < 1) return cli_usage("no run folder given (see graft plot --help)");
     graft_history *h = calloc((size_t)n, sizeof *h);
     const graft_history **hp = calloc((size_t)n, sizeof(const graft_history *));
     const char **labels = calloc((size_t)n, sizeof *labels);

@@ -19,6 +19,9 @@ static const struct {
     {"predict", cmd_predict, "top classes of images"},
     {"summary", cmd_summary, "a model's layers, as Keras's model.summary()"},
     {"plot", cmd_plot, "redraw a run's figures from its history"},
+    {"grid", cmd_grid, "train every base x head combination, each its own resumable run"},
+    {"report", cmd_report, "one HTML and Markdown report comparing runs"},
+    {"models", cmd_models, "the bases graft builds: input sizes, parameters, weights"},
 };
 
 static void usage(FILE *f)
@@ -37,9 +40,13 @@ int main(int argc, char **argv)
      * again with passive waiting. */
     if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
         execv("/proc/self/exe", argv);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (argc < 2) { /* not what was asked for: a usage error */
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return argc < 2 ? 1 : 0;
+        return 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("graft %s\n", GRAFT_VERSION);
@@ -47,7 +54,14 @@ int main(int argc, char **argv)
     }
     graft_set_num_threads(0);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            cli_cmd = commands[i].name;
+            /* getopt names argv[0] in its messages: "graft CMD: unrecognized option". */
+            static char prog[64];
+            snprintf(prog, sizeof prog, "graft %s", argv[1]);
+            argv[1] = prog;
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "graft: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
