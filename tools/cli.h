@@ -168,6 +168,13 @@ int cli_grid_resume(const char *run_dir, cli_share *sh);
 int cli_grid_homework(const char *data_dir, const char *out, bool whole_epochs, bool json);
 /* graft report's work (cmd_report.c): the report of run folders into out_dir. */
 int cli_report(const char *const *run_dirs, int n, const char *out_dir, const char *title);
+/* The zoo architecture (only_arch, or any when NULL) and alpha whose base
+ * without top loads every weighted layer from the weights file: 0, or -1
+ * when none fits. */
+int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha);
+/* graft summary of a weights-only .h5: its layers, weight shapes, total
+ * parameters and the zoo base they fit; -1 when it is not such a file. */
+int cli_summary_weights(const char *path);
 /* What parse_train sets before any flag: train's defaults. */
 void cli_train_defaults(run_config *c);
 

@@ -453,10 +453,21 @@ int cmd_evaluate(int argc, char **argv)
 int cmd_summary(int argc, char **argv)
 {
     if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        printf("usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
-               "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
-               "or a run folder).\n");
-        return argc == 2 ? 0 : 1;
+        bool help = argc == 2;
+        fprintf(help ? stdout : stderr,
+                "usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
+                "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
+                "or a run folder); of a weights-only .h5 (save_weights, Keras Applications'\n"
+                "*_no_top.h5) its layers, weight shapes, parameters and the zoo base it fits.\n");
+        return help ? 0 : 2;
+    }
+    /* Weights without a model config (save_weights, Keras Applications'
+     * *_no_top.h5): their layers, shapes and the zoo base they fit. */
+    size_t len = strlen(argv[1]);
+    if (len > 3 && strcmp(argv[1] + len - 3, ".h5") == 0 && cli_is_file(argv[1])) {
+        graft_model *m = NULL;
+        if (graft_load_model(argv[1], &m) != GRAFT_OK && cli_summary_weights(argv[1]) == 0) return 0;
+        graft_model_free(m);
     }
     loaded l;
     int rc = open_model(argv[1], &l);

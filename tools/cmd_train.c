@@ -468,7 +468,20 @@ static int resolve_train(run_config *c, const train_args *a)
         snprintf(c->preprocess, sizeof c->preprocess, "rescale");
         c->alpha = 0;
     } else if (!a->weights || strcmp(a->weights, "none") != 0) {
-        if (strcmp(c->base, "mobilenet") != 0 && strcmp(c->base, "mobilenet_v2") != 0) c->alpha = 0;
+        bool mobile = strcmp(c->base, "mobilenet") == 0 || strcmp(c->base, "mobilenet_v2") == 0;
+        if (!mobile) c->alpha = 0;
+        /* A file's width is read from its weights, as the search reads it
+         * from the file name. */
+        char arch[64];
+        float fa;
+        if (mobile && a->weights && strcmp(a->weights, "imagenet") != 0 && cli_is_file(a->weights) &&
+            cli_match_weights(a->weights, c->base, arch, sizeof arch, &fa) == 0) {
+            if (c->alpha == 0) c->alpha = fa;
+            else if (c->alpha != fa)
+                return cli_fail("the weights %s do not fit %s at --alpha %g: they are %s alpha %g; pass "
+                                "--alpha %g (or leave it out)",
+                                a->weights, c->base, c->alpha, c->base, fa, fa);
+        }
         float alpha = c->alpha;
         if (cli_find_weights(c->base, &alpha, c->input_size, a->weights, c->weights, sizeof c->weights))
             return 1;
