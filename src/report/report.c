@@ -376,7 +376,7 @@ graft_status graft_report_write(const graft_report_run *runs, int n, const char 
     html_text(&html, title);
     bprintf(&html, "</title>\n<style>\nbody{font-family:sans-serif;max-width:1100px;margin:2em auto;"
                    "padding:0 1em;color:#222}\ntable{border-collapse:collapse;margin:1em 0}\n"
-                   "th,td{border:1px solid #bbb;padding:4px 8px;text-align:right}\n"
+                   "th,td{border:1px solid #bbb;padding:4px 8px;text-align:right}\ntd{white-space:nowrap}\n"
                    "th:first-child,td:first-child{text-align:left}\nth{background:#eef}\n"
                    "img.figure{max-width:100%%;border:1px solid #ddd}\n"
                    ".gallery{display:flex;flex-wrap:wrap;gap:10px}\n"
