@@ -144,10 +144,14 @@ int cmd_predict(int argc, char **argv)
         case O_HELP:
             printf("usage: graft predict --model FILE|RUN_DIR [--top K] [--json]\n"
                    "                     [--interpolation nearest|bilinear|area] IMAGE|DIR...\n"
-                   "Prints the top K classes of each image (ImageNet labels for an ImageNet\n"
-                   "classifier, the run's class names for a run folder). Images are resized with\n"
+                   "Prints the top K classes of each image (default 5): the class names of a run\n"
+                   "folder or of a model.h5 graft saved, a TF.js model's metadata.json \"labels\"\n"
+                   "(Teachable Machine), ImageNet's for an ImageNet classifier. A run (or graft\n"
+                   "model.h5) resizes and preprocesses as it was trained; other models resize with\n"
                    "bilinear interpolation by default: on the sample photos it classifies best\n"
-                   "(nearest, Keras's load_img default, loses detail on large photos).\n");
+                   "(nearest, Keras's load_img default, loses detail on large photos).\n"
+                   "Unreadable images are skipped, each named on stderr, and the exit status is 1\n"
+                   "at the end if any was. --json: one JSON object per image on stdout.\n");
             return 0;
         default: return cli_usage("see graft predict --help");
         }

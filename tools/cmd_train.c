@@ -145,8 +145,16 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
             goto done;
         }
         first_epoch = st.epoch;
-        printf("Resuming stage '%s' of %s at epoch %d of %d\n", c->stage, run_dir, first_epoch + 1,
-               c->target_epochs);
+        char mp[CLI_PATH + 32], wp[CLI_PATH + 32];
+        path_in(mp, sizeof mp, run_dir, "model.h5");
+        path_in(wp, sizeof wp, run_dir, "model.weights.h5");
+        if (first_epoch >= c->target_epochs && (cli_is_file(mp) || cli_is_file(wp))) {
+            printf("%s: nothing to resume: its stage '%s' finished all %d epochs\n", run_dir, c->stage,
+                   c->target_epochs);
+            goto done;
+        }
+        printf("Resuming stage '%s' at epoch %d of %d in %s\n", c->stage, first_epoch + 1, c->target_epochs,
+               run_dir);
     } else {
         if (rs->n_stages < MAX_STAGES) {
             snprintf(rs->stages[rs->n_stages].name, GRAFT_STAGE_NAME_MAX, "%s", c->stage);
@@ -514,11 +522,6 @@ static int train_run(const char *cmd, run_config *c, const train_args *a, const 
                      run_state *rs)
 {
     if (count_base_layers(c)) return 1;
-    char cj[CLI_PATH + 32];
-    path_in(cj, sizeof cj, out, "config.json");
-    if (!a->force && access(cj, F_OK) == 0)
-        return cli_fail("%s already holds a run (%s); pass --force to train over it, or choose "
-                        "another --out", out, cj);
     char created[CLI_PATH];
     if (make_dir(out, created, sizeof created)) {
         if (created[0]) undo_new_run(out, created, 0);
@@ -527,6 +530,17 @@ static int train_run(const char *cmd, run_config *c, const train_args *a, const 
     bool new_lock;
     int lock = run_lock(cmd, out, &new_lock);
     if (lock < 0) return 1; /* another graft's folder now, even if made here */
+    char cj[CLI_PATH + 32];
+    path_in(cj, sizeof cj, out, "config.json");
+    if (!a->force && access(cj, F_OK) == 0) {
+        if (new_lock) {
+            path_in(cj, sizeof cj, out, ".lock");
+            unlink(cj);
+        }
+        run_unlock(lock);
+        return cli_fail("%s already holds a run (%s/config.json); pass --force to train over it, or "
+                        "choose another --out", out, out);
+    }
     unsigned had = existing_files(out) & ~(new_lock ? 1u << (N_OURS - 1) : 0);
     if (a->force) { /* what the run replaced leaves nothing of its own behind */
         char p[CLI_PATH + 32];
@@ -685,19 +699,10 @@ int cmd_finetune(int argc, char **argv)
 }
 
 /* A stage that ended (its model written, every epoch in history.json). */
-static bool stage_finished(const char *run_dir, const run_config *c, const run_state *rs)
-{
-    char p[CLI_PATH + 32], q[CLI_PATH + 32];
-    path_in(p, sizeof p, run_dir, "model.h5");
-    path_in(q, sizeof q, run_dir, "model.weights.h5");
-    return rs->h.n >= c->target_epochs && (cli_is_file(p) || cli_is_file(q));
-}
-
-static int resume_run(const char *cmd, const char *run_dir, run_state *rs, bool *nothing)
+static int resume_run(const char *cmd, const char *run_dir, run_state *rs)
 {
     run_config c;
     graft_model *m = NULL;
-    *nothing = false;
     int lock = lock_run(cmd, run_dir);
     if (lock < 0) return 1;
     int rc = run_config_load(run_dir, &c);
@@ -708,15 +713,11 @@ static int resume_run(const char *cmd, const char *run_dir, run_state *rs, bool 
         /* The stages so far: kept in history.json when an epoch ended. */
         if (cli_is_file(p)) rc = load_run_history(run_dir, rs);
         else graft_history_init(&rs->h);
-        if (rc == 0 && stage_finished(run_dir, &c, rs)) {
-            *nothing = true;
-            printf("%s: nothing to resume: its stage '%s' finished all %d epochs\n", run_dir, c.stage,
-                   c.target_epochs);
-        } else {
-            built.weights[0] = '\0'; /* the checkpoint holds every weight */
-            if (rc == 0) rc = run_build_model(&built, &m);
-            if (rc == 0) rc = run_stage(run_dir, &c, m, rs, 2, true);
-        }
+        built.weights[0] = '\0'; /* the checkpoint holds every weight */
+        if (rc == 0) rc = run_build_model(&built, &m);
+        /* A finished stage's checkpoint is read and checked too: then it says
+         * there is nothing to resume. */
+        if (rc == 0) rc = run_stage(run_dir, &c, m, rs, 2, true);
     }
     graft_model_free(m);
     run_config_free(&c);
@@ -748,8 +749,7 @@ int cli_grid_finetune(const char *run_dir, int unfreeze, float lr, int epochs, c
 int cli_grid_resume(const char *run_dir, cli_share *sh)
 {
     run_state rs = {.share = sh};
-    bool nothing;
-    int rc = resume_run(cli_cmd, run_dir, &rs, &nothing);
+    int rc = resume_run(cli_cmd, run_dir, &rs);
     graft_history_free(&rs.h);
     return rc;
 }
@@ -763,8 +763,7 @@ int cmd_resume(int argc, char **argv)
         return help ? 0 : 2;
     }
     run_state rs = {0};
-    bool nothing;
-    int rc = resume_run("resume", argv[1], &rs, &nothing);
+    int rc = resume_run("resume", argv[1], &rs);
     graft_history_free(&rs.h);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,36 +17,129 @@
  * a run with more class names than fit keeps them in config.json only. */
 #define META_MAX 60000
 
-typedef struct {
-    FILE *in;
-    const char *from;
-} copy_ctx;
-
-static graft_status copy_out(FILE *f, void *vctx)
-{
-    copy_ctx *c = vctx;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, c->in)) > 0)
-        if (fwrite(buf, 1, n, f) != n) return GRAFT_EIO; /* the commit names the file */
-    return ferror(c->in) ? GRAFT_EIO : GRAFT_OK;
-}
-
 int cli_copy_file(const char *from, const char *to)
 {
+    char tmp[CLI_PATH + 16];
+    snprintf(tmp, sizeof tmp, "%s.partial", to);
     FILE *in = fopen(from, "rb");
     if (!in) return cli_fail("cannot read %s: %s", from, strerror(errno));
-    graft_status s = graft_write_file_atomic(to, copy_out, &(copy_ctx){in, from});
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        int err = errno;
+        fclose(in);
+        return cli_fail("cannot write %s: %s", to, strerror(err));
+    }
+    /* Each step's errno is the message: a full disk says so. */
+    char buf[1 << 16];
+    size_t n;
+    int err = 0;
+    while (!err && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) err = errno ? errno : EIO;
     bool bad_read = ferror(in);
     fclose(in);
-    if (bad_read) return cli_fail("cannot read %s", from);
-    return s == GRAFT_OK ? 0 : cli_fail_status(s, to);
+    if (!err && fflush(out) != 0) err = errno;
+    if (!err && fsync(fileno(out)) != 0) err = errno;
+    if (fclose(out) != 0 && !err) err = errno;
+    if (!err && !bad_read && rename(tmp, to) != 0) err = errno;
+    if (err || bad_read) {
+        unlink(tmp);
+        return bad_read ? cli_fail("cannot read %s", from) : cli_fail("cannot write %s: %s", to, strerror(err));
+    }
+    return 0;
 }
 
-/* Writes text into the root attribute of an .h5; 0 or an HDF5 failure (<0). */
-static int put_attr(const char *path, const char *text)
+/* Writes bytes to path through path.partial (fsync'd, renamed); 0, or errno. */
+static int write_atomic(const char *path, const void *data, size_t n)
 {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    char tmp[CLI_PATH + 16];
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return errno;
+    int err = 0;
+    if (n && fwrite(data, 1, n, f) != n) err = errno ? errno : EIO;
+    if (!err && fflush(f) != 0) err = errno;
+    if (!err && fsync(fileno(f)) != 0) err = errno;
+    if (fclose(f) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) unlink(tmp);
+    return err;
+}
+
+/* libhdf5 1.10's H5Fget_file_image keeps the checksum of the superblock as
+ * the open file has it, with the status flags it clears in the image (as
+ * src/io/hdf5.c's writer finds): the checksum (Bob Jenkins's lookup3,
+ * hashlittle with initial value 0) is recomputed. */
+#define ROT(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+static uint32_t lookup3(const unsigned char *k, size_t len)
+{
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)len;
+    for (; len > 12; len -= 12, k += 12) {
+        a += k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+        b += k[4] | (uint32_t)k[5] << 8 | (uint32_t)k[6] << 16 | (uint32_t)k[7] << 24;
+        c += k[8] | (uint32_t)k[9] << 8 | (uint32_t)k[10] << 16 | (uint32_t)k[11] << 24;
+        a -= c, a ^= ROT(c, 4), c += b;
+        b -= a, b ^= ROT(a, 6), a += c;
+        c -= b, c ^= ROT(b, 8), b += a;
+        a -= c, a ^= ROT(c, 16), c += b;
+        b -= a, b ^= ROT(a, 19), a += c;
+        c -= b, c ^= ROT(b, 4), b += a;
+    }
+    if (len == 0) return c;
+    unsigned char t[12] = {0};
+    memcpy(t, k, len);
+    a += t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+    b += t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 | (uint32_t)t[7] << 24;
+    c += t[8] | (uint32_t)t[9] << 8 | (uint32_t)t[10] << 16 | (uint32_t)t[11] << 24;
+    c ^= b, c -= ROT(b, 14);
+    a ^= c, a -= ROT(c, 11);
+    b ^= a, b -= ROT(a, 25);
+    c ^= b, c -= ROT(b, 16);
+    a ^= c, a -= ROT(c, 4);
+    b ^= a, b -= ROT(a, 14);
+    c ^= b, c -= ROT(b, 24);
+    return c;
+}
+#undef ROT
+
+static void fix_superblock_checksum(unsigned char *image, size_t size)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (size < 12 || memcmp(image, sig, 8) != 0 || image[8] < 2) return;
+    size_t n = 12 + 4 * (size_t)image[9];
+    if (size < n + 4) return;
+    uint32_t c = lookup3(image, n);
+    for (int i = 0; i < 4; i++) image[n + i] = (unsigned char)(c >> (8 * i));
+}
+
+/* The .h5 at `from` with the text as its root attribute, in memory (HDF5's
+ * core driver, writing nothing back): *image (malloc'd) and *n, or -1. */
+static int with_attr(const char *from, const char *text, void **image, size_t *n)
+{
+    *image = NULL;
+    /* Read here and opened from memory: libhdf5 holds no descriptor of the file. */
+    FILE *in = fopen(from, "rb");
+    long size0 = -1;
+    void *bytes = NULL;
+    if (in && fseek(in, 0, SEEK_END) == 0) size0 = ftell(in);
+    if (in && size0 > 0 && fseek(in, 0, SEEK_SET) == 0 && (bytes = malloc((size_t)size0)) &&
+        fread(bytes, 1, (size_t)size0, in) != (size_t)size0) {
+        free(bytes);
+        bytes = NULL;
+    }
+    if (in) fclose(in);
+    if (!bytes) return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 || H5Pset_file_image(fapl, bytes, (size_t)size0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        free(bytes);
+        return -1;
+    }
+    free(bytes); /* H5Pset_file_image copied it */
+    /* A name no file can have: the core driver refuses to open an image
+     * under the name of a file that exists. */
+    hid_t f = H5Fopen("/dev/null/graft-image.h5", H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
     if (f < 0) return -1;
     hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a = -1;
     int rc = -1;
@@ -57,22 +151,25 @@ static int put_attr(const char *path, const char *text)
     if (a >= 0 && H5Aclose(a) < 0) rc = -1;
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = -1;
+    ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    if (size > 0 && (*image = malloc((size_t)size)) && H5Fget_file_image(f, *image, (size_t)size) == size)
+        *n = (size_t)size;
+    else
+        rc = -1;
+    if (rc == 0) fix_superblock_checksum(*image, *n);
     if (H5Fclose(f) < 0) rc = -1;
+    if (rc) {
+        free(*image);
+        *image = NULL;
+    }
     return rc;
-}
-
-static int sync_file(const char *path)
-{
-    FILE *f = fopen(path, "rb+");
-    if (!f) return -1;
-    int rc = fsync(fileno(f));
-    return fclose(f) == 0 ? rc : -1;
 }
 
 int run_save_model(const graft_model *m, const run_config *c, const char *path)
 {
     char tmp[CLI_PATH + 16];
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    snprintf(tmp, sizeof tmp, "%s.model", path);
     graft_status s = graft_save_model(m, tmp);
     if (s != GRAFT_OK) {
         unlink(tmp);
@@ -80,15 +177,17 @@ int run_save_model(const graft_model *m, const run_config *c, const char *path)
     }
     char *text = run_config_text(c);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    int rc = !text ? -1 : strlen(text) > META_MAX ? 0 : put_attr(tmp, text);
+    void *image = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (!text) rc = cli_fail("out of memory writing %s", path);
+    else if (strlen(text) > META_MAX) rc = rename(tmp, path) == 0 ? 0 : cli_fail("cannot write %s: %s", path, strerror(errno));
+    else if (with_attr(tmp, text, &image, &n) != 0) rc = cli_fail("cannot add the run's settings to %s", path);
+    else if ((rc = write_atomic(path, image, n)) != 0) rc = cli_fail("cannot write %s: %s", path, strerror(rc));
     free(text);
-    if (rc == 0) rc = sync_file(tmp);
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1;
-    if (rc != 0) {
-        unlink(tmp);
-        return cli_fail("cannot write %s (the run's settings into the model file)", path);
-    }
-    return 0;
+    free(image);
+    unlink(tmp);
+    return rc;
 }
 
 int run_config_from_h5(const char *path, run_config *c)
