@@ -132,6 +132,7 @@ static int run_grid(const grid_args *g)
     int n_runs = g->n_bases * g->n_heads + (g->scratch ? 1 : 0), k = 0, failed = 0;
     grid_result *res = calloc((size_t)n_runs, sizeof *res);
     if (!res) return cli_fail("out of memory");
+    for (int i = 0; i < n_runs; i++) res[i].status = "failed";
     for (int b = 0; b < g->n_bases; b++) {
         cli_share sh = {.store = graft_feature_store_new()};
         if (!sh.store) {
