@@ -2,7 +2,13 @@
 # `make` builds, `make test` runs the suite, `make asan` runs it under sanitizers.
 
 PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
 BUILD    ?= build
+# The library's version from the header; the SONAME carries the major part
+# (0.x releases: the minor too, as their ABI may change between them).
+VERSION  := $(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)
+SOVER    := $(if $(filter 0.%,$(VERSION)),$(word 1,$(subst ., ,$(VERSION))).$(word 2,$(subst ., ,$(VERSION))),$(word 1,$(subst ., ,$(VERSION))))
+SONAME   := libgraft.so.$(SOVER)
 CC       ?= cc
 PKGS      = hdf5-serial libcjson libpng cairo libarchive nettle libtiff-4 libwebp libwebpdemux lapack blas \
             libprotobuf-c
@@ -48,7 +54,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all lib test asan fuzz fuzz-build fuzz-bins fuzz-corpus bench examples install clean lint format
+.PHONY: all lib test asan fuzz fuzz-build fuzz-bins fuzz-corpus bench examples install uninstall clean lint format
 all: lib $(BUILD)/graft $(BENCH_BIN) $(EXAMPLE_BIN)
 lib: $(BUILD)/libgraft.a $(BUILD)/libgraft.so
 
@@ -83,8 +89,13 @@ $(BUILD)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libgraft.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LIBS)
+# libgraft.so -> libgraft.so.SOVER (the SONAME) -> libgraft.so.VERSION.
+$(BUILD)/libgraft.so: $(BUILD)/libgraft.so.$(VERSION)
+	ln -sf libgraft.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(BUILD)/libgraft.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDFLAGS) $(LIBS)
 
 $(BUILD)/graft: $(TOOL_SRC) $(BUILD)/libgraft.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_SRC) $(BUILD)/libgraft.a $(LDFLAGS) $(LIBS)
@@ -154,14 +165,26 @@ $(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(wildcard fuzz/*.h) tools/cli.h 
 fuzz-corpus: lib
 	scripts/make_fuzz_corpus.sh $(BUILD)
 
+# make install PREFIX=/usr DESTDIR=/tmp/pkg: the headers, both libraries (the
+# shared one with its SONAME links), the tool and graft.pc; make uninstall
+# removes exactly those files.
 install: lib $(BUILD)/graft
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/graft $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include/graft $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/graft.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/graft/*.h $(DESTDIR)$(PREFIX)/include/graft/
-	install -m 644 $(BUILD)/libgraft.a $(BUILD)/libgraft.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libgraft.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libgraft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libgraft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libgraft.so
 	install -m 755 $(BUILD)/graft $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*GRAFT_VERSION "\(.*\)".*/\1/p' include/graft.h)|' \
-	    -e 's|@REQUIRES@|$(PKGS)|' graft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/graft.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES@|$(PKGS)|' graft.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/graft.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/graft.h $(addprefix $(DESTDIR)$(PREFIX)/include/graft/,$(notdir $(wildcard include/graft/*.h)))
+	-rmdir $(DESTDIR)$(PREFIX)/include/graft 2>/dev/null
+	rm -f $(DESTDIR)$(LIBDIR)/libgraft.a $(DESTDIR)$(LIBDIR)/libgraft.so $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libgraft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/graft.pc $(DESTDIR)$(PREFIX)/bin/graft
 
 # Static analysis: the import graph (scripts/import_graph.py), cppcheck and
 # clang-tidy (checks in .clang-tidy); fails on any finding.

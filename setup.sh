@@ -1,9 +1,43 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package graft needs (build, tests, benchmarks'
 # peers) and builds the library, the `graft` tool and the examples.
+#   ./setup.sh            everything for development
+#   ./setup.sh --runtime  only what running a built graft needs (the shared
+#                         libraries it links, the ImageNet labels), no build
 # Run as root (or with sudo) on a fresh machine; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+runtime=(
+    libjpeg62-turbo libpng16-16 libhdf5-103-1 libcjson1 libcurl4 libdnnl2 libcairo2
+    libarchive13 libnettle8 libtiff6 libgif7 libwebp7 libwebpdemux2 liblapack3 libblas3 libgomp1
+    darknet
+)
+
+install_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        local SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+case "${1:-}" in
+--runtime)
+    install_packages "${runtime[@]}"
+    exit 0
+    ;;
+"") ;;
+*)
+    echo "usage: ./setup.sh [--runtime]" >&2
+    exit 2
+    ;;
+esac
 
 packages=(
     build-essential pkg-config
@@ -25,16 +59,7 @@ packages=(
     cppcheck clang clang-tidy valgrind
 )
 
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+install_packages "${packages[@]}"
 
 # ONNX Runtime and TensorFlow.js from npm: test oracles and benchmark peers
 # for the exports (--ignore-scripts: the CPU runtime ships in the package;

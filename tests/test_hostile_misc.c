@@ -312,7 +312,7 @@ static void test_run_lock(void)
     snprintf(data, sizeof data, "%s/lockdata", tmp);
     snprintf(run, sizeof run, "%s/locked", tmp);
     CHECK(link_photos(data, "cats", "cats", 4) == 0 && link_photos(data, "dogs", "dogs", 4) == 0);
-    const char *train = "train --data %s --base scratch --input-size 32 --batch 4 --out %s --verbose 0 --epochs ";
+    const char *train = "train --data %s --base scratch --input-size 32 --batch 4 --out %s --verbose 0 --force --epochs ";
     snprintf(a, sizeof a, train, data, run);
     strcat(a, "1");
     CHECK_MSG(graft(a) == 0, "%s", err);
@@ -343,7 +343,7 @@ static void test_run_lock(void)
         dup2(null, 1);
         dup2(null, 2);
         execl(bin, bin, "train", "--data", data, "--base",
-              "scratch", "--input-size", "32", "--batch", "4", "--out", run, "--verbose", "0",
+              "scratch", "--input-size", "32", "--batch", "4", "--out", run, "--verbose", "0", "--force",
               "--epochs", "100000", (char *)NULL);
         _exit(127);
     }

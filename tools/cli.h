@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #define CLI_PATH 4096
 
@@ -31,7 +32,7 @@ typedef struct {
     char base[32];      /* mobilenet, mobilenet_v2, resnet50, vgg16, scratch */
     float alpha;        /* MobileNet/V2 width; 0 for the others */
     int input_size;
-    char head[16];      /* dense1024, dropout */
+    char head[32];      /* a run_heads name */
     char weights[CLI_PATH]; /* what the base was loaded from ("" random) */
     char train_dir[CLI_PATH], val_dir[CLI_PATH];
     char preprocess[16]; /* model (preprocess_input) or rescale (1/255) */
@@ -62,8 +63,17 @@ int run_config_save(const char *run_dir, const run_config *c);
 /* Reads config.json back, refusing (with the file and key named) any value
  * outside what train and finetune can write. */
 int run_config_load(const char *run_dir, run_config *c);
+/* config.json's text (malloc'd; NULL: out of memory) and the same read back
+ * from text, with path naming it in messages. */
+char *run_config_text(const run_config *c);
+int run_config_parse(const char *text, const char *path, run_config *c);
 /* mobilenet, mobilenet_v2, resnet50, vgg16 or scratch. */
 bool run_known_base(const char *base);
+/* The heads on a base: dense1024 (GAP -> Dense(1024, relu) -> out, the
+ * lesson's), dropout (GAP -> Dropout(0.5) -> out, the homework's) and
+ * dense1024-dropout (GAP -> Dropout(0.5) -> Dense(1024, relu) -> out). */
+#define RUN_HEADS "dense1024, dropout or dense1024-dropout"
+bool run_known_head(const char *head);
 /* history.json of a run folder, held to the run's limits (at most max_stages
  * stages, each one graft names). */
 int run_history_load(const char *run_dir, graft_history *h, graft_history_stage *stages,
@@ -88,15 +98,27 @@ int run_open_data(const run_config *c, bool training_shuffle, graft_source **tra
 int run_lock(const char *cmd, const char *run_dir, bool *created);
 void run_unlock(int fd);
 
-/* "graft: ..." on stderr with graft_last_error(); returns 1 (the exit code). */
+/* The command being run ("train", ...), set by main: every message names it. */
+extern const char *cli_cmd;
+/* "graft CMD: ..." on stderr; returns 1 (the exit code of a failure). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_status(graft_status s, const char *what);
+/* A usage error (a missing or malformed flag or argument): "graft CMD: ..."
+ * on stderr; returns 2, the exit code of usage errors. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --json: from here stdout is stderr (progress, "Found N images", epoch
+ * lines), and cli_json() is the real stdout, where only JSON goes. */
+int cli_json_begin(void);
+FILE *cli_json(void);
+/* s as a JSON string (quoted, escaped) on f. */
+void cli_json_string(FILE *f, const char *s);
 #ifdef __clang_analyzer__
 /* As for graft_fail in src/internal.h: show the analyzer, which sees one file at
  * a time, that these return 1, so it does not follow failed paths on as if they
  * had gone well. */
 #define cli_fail(...) (cli_fail(__VA_ARGS__), 1)
 #define cli_fail_status(s, what) (cli_fail_status((s), (what)), 1)
+#define cli_usage(...) (cli_usage(__VA_ARGS__), 2)
 #endif
 bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
@@ -121,6 +143,46 @@ void cli_watch_sigint(graft_model *m);
 extern graft_comm *cli_comm;
 static inline bool cli_writes(void) { return graft_comm_rank(cli_comm) == 0; }
 
+/* Copies a file (crash-safe: a temporary file renamed into place). */
+int cli_copy_file(const char *from, const char *to);
+/* Saves the run's model as a Keras .h5 holding the run's config.json in its
+ * "graft_config" attribute (so that a bare .h5 knows its classes,
+ * preprocessing, interpolation and input size), through a temporary file.
+ * 0; 1 after a message; 2 when graft cannot write the model's config
+ * (GRAFT_EUNSUPPORTED, the reason in graft_last_error(), nothing printed). */
+int run_save_model(const graft_model *m, const run_config *c, const char *path);
+/* That attribute of a Keras .h5 read back: 0 and *c filled when there, -1
+ * when the file has none (or it is not valid), nothing printed. */
+int run_config_from_h5(const char *path, run_config *c);
+
+/* graft grid's steps (cmd_train.c): a new run trained (its frozen stage), a
+ * fine-tuning, or a resume. Each run opens its own data; share makes the
+ * runs on the same images and base find each other's features in
+ * share->store (train_uid/val_uid are set by the first run). */
+typedef struct {
+    graft_feature_store *store;
+    uint64_t train_uid, val_uid;
+} cli_share;
+int cli_grid_train(run_config *c, const char *data, const char *weights, const char *out,
+                   int epochs, int next_unfreeze, cli_share *sh);
+int cli_grid_finetune(const char *run_dir, int unfreeze, float lr, int epochs, cli_share *sh);
+int cli_grid_resume(const char *run_dir, cli_share *sh);
+/* The lesson's homework as a grid (cmd_grid.c): MobileNet and VGG16 under the
+ * lesson's and the homework's heads, fine-tuned, the CNN from scratch, and
+ * the report, in out. */
+int cli_grid_homework(const char *data_dir, const char *out, bool whole_epochs, bool json);
+/* graft report's work (cmd_report.c): the report of run folders into out_dir. */
+int cli_report(const char *const *run_dirs, int n, const char *out_dir, const char *title);
+/* The zoo architecture (only_arch, or any when NULL) and alpha whose base
+ * without top loads every weighted layer from the weights file: 0, or -1
+ * when none fits. */
+int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha);
+/* graft summary of a weights-only .h5: its layers, weight shapes, total
+ * parameters and the zoo base they fit; -1 when it is not such a file. */
+int cli_summary_weights(const char *path);
+/* What parse_train sets before any flag: train's defaults. */
+void cli_train_defaults(run_config *c);
+
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
@@ -130,5 +192,9 @@ int cmd_summary(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_lesson(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+
+int cmd_grid(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* graft predict, evaluate, summary and plot: using a trained model or a run. */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +23,48 @@ typedef struct {
 static void loaded_free(loaded *l)
 {
     graft_model_free(l->m);
-    if (l->is_run) run_config_free(&l->run);
+    run_config_free(&l->run);
+}
+
+/* Teachable Machine's metadata.json beside a TF.js model.json: its "labels"
+ * name the outputs. */
+static int read_tfjs_labels(const char *model_json, loaded *l)
+{
+    char p[CLI_PATH + 32];
+    snprintf(p, sizeof p, "%s", model_json);
+    char *slash = strrchr(p, '/');
+    snprintf(slash ? slash + 1 : p, sizeof p - (size_t)(slash ? slash + 1 - p : 0), "metadata.json");
+    if (!cli_is_file(p)) return 0;
+    FILE *f = fopen(p, "rb");
+    char *text = NULL;
+    long size = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (f && size > 0 && size < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 && (text = calloc(1, (size_t)size + 1)) &&
+        fread(text, 1, (size_t)size, f) != (size_t)size) {
+        free(text);
+        text = NULL;
+    }
+    if (f) fclose(f);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(j, "labels"), *e;
+    graft_shape os = graft_layer_output_shape(graft_model_output(l->m));
+    int n = cJSON_IsArray(labels) ? cJSON_GetArraySize(labels) : 0, rc = 0;
+    if (n > 0 && n == (int)graft_shape_size(&os)) {
+        l->run.classes = calloc((size_t)n, sizeof(char *));
+        cJSON_ArrayForEach(e, labels)
+        {
+            if (!l->run.classes || !cJSON_IsString(e)) break;
+            if (!(l->run.classes[l->run.n_classes] = strdup(e->valuestring))) break;
+            l->run.n_classes++;
+        }
+        if (l->run.n_classes != n) rc = cli_fail("%s: \"labels\" could not be read", p);
+    } else if (j) {
+        fprintf(stderr, "graft %s: %s: no \"labels\" for the model's %zu outputs; classes are numbered\n",
+                cli_cmd ? cli_cmd : "", p, graft_shape_size(&os));
+    }
+    cJSON_Delete(j);
+    return rc;
 }
 
 static int open_model(const char *path, loaded *l)
@@ -55,6 +97,13 @@ static int open_model(const char *path, loaded *l)
     if (in.rank != 3 || in.dim[2] != 3)
         return cli_fail("%s takes input of rank %d; graft predicts on RGB images (H, W, 3)", path, in.rank);
     l->size = in.dim[0];
+    /* A model graft saved knows its run's classes, preprocessing and resizing. */
+    size_t len = strlen(path);
+    if (len > 3 && strcmp(path + len - 3, ".h5") == 0 && run_config_from_h5(path, &l->run) == 0) {
+        l->is_run = true;
+        return 0;
+    }
+    if (len > 5 && strcmp(path + len - 5, ".json") == 0) return read_tfjs_labels(path, l);
     return 0;
 }
 
@@ -63,7 +112,7 @@ static int load_image(const loaded *l, const char *path, graft_interpolation int
 {
     graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
     graft_status s = graft_image_load(path, in.dim[0], in.dim[1], interp, 0, x);
-    if (s != GRAFT_OK) return cli_fail_status(s, path);
+    if (s != GRAFT_OK) return cli_fail("skipping %s", graft_last_error()); /* it names the file */
     size_t n = (size_t)in.dim[0] * in.dim[1];
     const char *arch = l->is_run ? (strcmp(l->run.preprocess, "model") == 0 ? l->run.base : NULL) : l->arch;
     if (arch && strcmp(arch, "scratch") != 0) {
@@ -75,17 +124,6 @@ static int load_image(const loaded *l, const char *path, graft_interpolation int
     return 0;
 }
 
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 int cmd_predict(int argc, char **argv)
 {
     static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
@@ -94,7 +132,7 @@ int cmd_predict(int argc, char **argv)
                                          {"interpolation", required_argument, 0, O_INTERP},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *model = NULL, *interp_name = "bilinear";
+    const char *model = NULL, *interp_name = NULL;
     int top = 5, json = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -106,26 +144,39 @@ int cmd_predict(int argc, char **argv)
         case O_HELP:
             printf("usage: graft predict --model FILE|RUN_DIR [--top K] [--json]\n"
                    "                     [--interpolation nearest|bilinear|area] IMAGE|DIR...\n"
-                   "Prints the top K classes of each image (ImageNet labels for an ImageNet\n"
-                   "classifier, the run's class names for a run folder). Images are resized with\n"
+                   "Prints the top K classes of each image (default 5): the class names of a run\n"
+                   "folder or of a model.h5 graft saved, a TF.js model's metadata.json \"labels\"\n"
+                   "(Teachable Machine), ImageNet's for an ImageNet classifier. A run (or graft\n"
+                   "model.h5) resizes and preprocesses as it was trained; other models resize with\n"
                    "bilinear interpolation by default: on the sample photos it classifies best\n"
-                   "(nearest, Keras's load_img default, loses detail on large photos).\n");
+                   "(nearest, Keras's load_img default, loses detail on large photos).\n"
+                   "Unreadable images are skipped, each named on stderr, and the exit status is 1\n"
+                   "at the end if any was. --json: one JSON object per image on stdout.\n");
             return 0;
-        default: return cli_fail("see graft predict --help");
+        default: return cli_usage("see graft predict --help");
         }
     }
-    if (!model) return cli_fail("--model FILE|RUN_DIR is required (see graft predict --help)");
-    if (optind >= argc) return cli_fail("no image given (see graft predict --help)");
-    if (top < 1) return cli_fail("--top must be at least 1");
+    if (!model) return cli_usage("--model FILE|RUN_DIR is required (see graft predict --help)");
+    if (optind >= argc) return cli_usage("no image given (see graft predict --help)");
+    if (top < 1) return cli_usage("--top must be at least 1");
     graft_interpolation interp;
-    if (graft_interpolation_parse(interp_name, &interp) != GRAFT_OK)
-        return cli_fail_status(GRAFT_EINVAL, "--interpolation");
+    if (interp_name && graft_interpolation_parse(interp_name, &interp) != GRAFT_OK)
+        return cli_usage("--interpolation: '%s' is not nearest, bilinear, area, ...", interp_name);
+    if (json && cli_json_begin()) return 1;
     loaded l;
     int rc = open_model(model, &l);
     if (rc) {
         loaded_free(&l);
         return rc;
     }
+    /* A run resizes as it was trained, unless told otherwise. */
+    if (!interp_name) interp_name = l.is_run && l.run.interpolation[0] ? l.run.interpolation : "bilinear";
+    if (graft_interpolation_parse(interp_name, &interp) != GRAFT_OK) {
+        loaded_free(&l);
+        return cli_fail("interpolation '%s' of %s is not one graft knows", interp_name, model);
+    }
+    int failed = 0, tried = 0;
+    FILE *jf = cli_json();
     graft_shape in = graft_layer_output_shape(graft_model_layer(l.m, 0));
     graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
     int n_out = (int)graft_shape_size(&os);
@@ -146,7 +197,11 @@ int cmd_predict(int argc, char **argv)
         char **list = files ? files : single;
         int count = files ? nf : 1;
         for (int i = 0; i < count && rc == 0; i++) {
-            if ((rc = load_image(&l, list[i], interp, x)) != 0) break;
+            tried++;
+            if (load_image(&l, list[i], interp, x) != 0) { /* said why; the others go on */
+                failed++;
+                continue;
+            }
             graft_status s = graft_model_predict(l.m, x, 1, y);
             if (s != GRAFT_OK) {
                 rc = cli_fail_status(s, list[i]);
@@ -155,7 +210,7 @@ int cmd_predict(int argc, char **argv)
             /* Top-k as (name, probability), from the run's classes or ImageNet. */
             graft_prediction p[1000];
             int k = top < 1000 ? top : 1000;
-            if (l.is_run) {
+            if (l.run.n_classes > 0) {
                 /* Only classes that have both a name and a score: a sigmoid
                  * output scores two classes. */
                 float sigmoid[2] = {1 - y[0], y[0]};
@@ -197,15 +252,15 @@ int cmd_predict(int argc, char **argv)
                 }
             }
             if (json) {
-                printf("{\"image\": ");
-                json_string(list[i]);
-                printf(", \"top\": [");
+                fprintf(jf, "{\"image\": ");
+                cli_json_string(jf, list[i]);
+                fprintf(jf, ", \"top\": [");
                 for (int j = 0; j < k; j++) {
-                    printf("%s{\"class\": ", j ? ", " : "");
-                    json_string(p[j].name);
-                    printf(", \"index\": %d, \"probability\": %.6f}", p[j].index, (double)p[j].prob);
+                    fprintf(jf, "%s{\"class\": ", j ? ", " : "");
+                    cli_json_string(jf, p[j].name);
+                    fprintf(jf, ", \"index\": %d, \"probability\": %.6f}", p[j].index, (double)p[j].prob);
                 }
-                printf("]}\n");
+                fprintf(jf, "]}\n");
             } else {
                 printf("%s\n", list[i]);
                 for (int j = 0; j < k; j++) printf("  %d. %-28s %.4f\n", j + 1, p[j].name, (double)p[j].prob);
@@ -216,6 +271,8 @@ int cmd_predict(int argc, char **argv)
     free(x);
     free(y);
     loaded_free(&l);
+    if (rc == 0 && failed)
+        rc = cli_fail("%d of %d images could not be read (each named above)", failed, tried);
     return rc;
 }
 
@@ -238,13 +295,16 @@ int cmd_evaluate(int argc, char **argv)
         case O_PRE: pre = optarg; break;
         case O_HELP:
             printf("usage: graft evaluate --model FILE|RUN_DIR --data DIR [--json]\n"
-                   "Loss, accuracy, the confusion matrix and per-class accuracy on DIR (one\n"
-                   "subfolder per class; DIR/validation is used when it exists).\n");
+                   "Loss, accuracy, the confusion matrix and per-class precision, recall and F1 on\n"
+                   "DIR (one subfolder per class; DIR/validation is used when it exists), with the\n"
+                   "run's (or graft .h5's) preprocessing, resizing and input size. --json: one JSON\n"
+                   "object on stdout with \"confusion_matrix\" (rows: true class) and \"per_class\".\n");
             return 0;
-        default: return cli_fail("see graft evaluate --help");
+        default: return cli_usage("see graft evaluate --help");
         }
     }
-    if (!model || !data) return cli_fail("--model and --data are required (see graft evaluate --help)");
+    if (!model || !data) return cli_usage("--model and --data are required (see graft evaluate --help)");
+    if (json && cli_json_begin()) return 1;
     loaded l;
     int rc = open_model(model, &l);
     if (rc) {
@@ -346,7 +406,21 @@ int cmd_evaluate(int argc, char **argv)
         long right = 0;
         for (int k = 0; k < nc; k++) right += conf[k * nc + k];
         double acc = seen ? (double)right / seen : 0, loss = seen ? loss_sum / seen : 0;
-        if (!json) {
+        FILE *f = cli_json();
+        if (json) {
+            fprintf(f, "{\"images\": %ld, \"loss\": %.6g, \"accuracy\": %.6g, \"classes\": [", seen, loss, acc);
+            for (int t = 0; t < nc; t++) {
+                fprintf(f, "%s", t ? ", " : "");
+                cli_json_string(f, probe.classes[t]);
+            }
+            fprintf(f, "], \"confusion_matrix\": [");
+            for (int t = 0; t < nc; t++) {
+                fprintf(f, "%s[", t ? ", " : "");
+                for (int k = 0; k < nc; k++) fprintf(f, "%s%ld", k ? ", " : "", conf[t * nc + k]);
+                fprintf(f, "]");
+            }
+            fprintf(f, "], \"per_class\": {");
+        } else {
             printf("%d images, %d classes\nloss: %.4f - accuracy: %.4f\n\nconfusion matrix (rows: true, columns: predicted)\n",
                    samples, nc, loss, acc);
             printf("%-16s", "");
@@ -357,22 +431,33 @@ int cmd_evaluate(int argc, char **argv)
                 for (int k = 0; k < nc; k++) printf(" %10ld", conf[t * nc + k]);
                 printf("\n");
             }
-            printf("\nper-class accuracy\n");
+            printf("\n%-16s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "images");
         }
-        if (json) printf("{\"loss\": %.6g, \"accuracy\": %.6g, \"per_class_accuracy\": {", loss, acc);
         for (int t = 0; t < nc; t++) {
-            long row = 0;
-            for (int k = 0; k < nc; k++) row += conf[t * nc + k];
-            double pa = row ? (double)conf[t * nc + t] / row : NAN;
+            long row = 0, col = 0, tp = conf[t * nc + t];
+            for (int k = 0; k < nc; k++) {
+                row += conf[t * nc + k];
+                col += conf[k * nc + t];
+            }
+            double prec = col ? (double)tp / col : NAN, rec = row ? (double)tp / row : NAN;
+            double f1 = prec + rec > 0 ? 2 * prec * rec / (prec + rec) : NAN;
             if (json) {
-                printf("%s", t ? ", " : "");
-                json_string(probe.classes[t]);
-                printf(": %.6g", pa);
+                fprintf(f, "%s", t ? ", " : "");
+                cli_json_string(f, probe.classes[t]);
+                /* JSON has no NaN: a class never predicted (or absent) has null there. */
+                fprintf(f, ": {");
+                const char *keys[3] = {"precision", "recall", "f1"};
+                double vals[3] = {prec, rec, f1};
+                for (int q = 0; q < 3; q++) {
+                    if (isfinite(vals[q])) fprintf(f, "\"%s\": %.6g, ", keys[q], vals[q]);
+                    else fprintf(f, "\"%s\": null, ", keys[q]);
+                }
+                fprintf(f, "\"images\": %ld}", row);
             } else {
-                printf("  %-16s %.4f (%ld images)\n", probe.classes[t], pa, row);
+                printf("%-16.16s %9.4f %9.4f %9.4f %9ld\n", probe.classes[t], prec, rec, f1, row);
             }
         }
-        if (json) printf("}}\n");
+        if (json) fprintf(f, "}}\n");
     }
     free(x);
     free(y);
@@ -387,10 +472,21 @@ int cmd_evaluate(int argc, char **argv)
 int cmd_summary(int argc, char **argv)
 {
     if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        printf("usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
-               "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
-               "or a run folder).\n");
-        return argc == 2 ? 0 : 1;
+        bool help = argc == 2;
+        fprintf(help ? stdout : stderr,
+                "usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
+                "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
+                "or a run folder); of a weights-only .h5 (save_weights, Keras Applications'\n"
+                "*_no_top.h5) its layers, weight shapes, parameters and the zoo base it fits.\n");
+        return help ? 0 : 2;
+    }
+    /* Weights without a model config (save_weights, Keras Applications'
+     * *_no_top.h5): their layers, shapes and the zoo base they fit. */
+    size_t len = strlen(argv[1]);
+    if (len > 3 && strcmp(argv[1] + len - 3, ".h5") == 0 && cli_is_file(argv[1])) {
+        graft_model *m = NULL;
+        if (graft_load_model(argv[1], &m) != GRAFT_OK && cli_summary_weights(argv[1]) == 0) return 0;
+        graft_model_free(m);
     }
     loaded l;
     int rc = open_model(argv[1], &l);
@@ -401,62 +497,67 @@ int cmd_summary(int argc, char **argv)
 
 int cmd_plot(int argc, char **argv)
 {
+    enum { O_LABEL = O_PRE + 1 };
     static const struct option opts[] = {{"out", required_argument, 0, O_OUT},
+                                         {"label", required_argument, 0, O_LABEL},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     const char *out = NULL;
-    int o;
+    const char **given = calloc((size_t)argc + 1, sizeof *given);
+    int o, n_given = 0;
+    if (!given) return cli_fail("out of memory");
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == O_OUT) out = optarg;
+        else if (o == O_LABEL) given[n_given++] = optarg;
         else if (o == O_HELP) {
-            printf("usage: graft plot RUN_DIR... [--out FILE.png]\n"
+            printf("usage: graft plot RUN_DIR... [--label NAME]... [--out FILE.png]\n"
                    "Redraws each run's accuracy_loss.png from its history.json; with several runs\n"
-                   "also a comparison of their validation accuracy (default: comparison.png in the\n"
-                   "first run's folder).\n");
+                   "also their learning curves on shared axes (default: comparison.png in the first\n"
+                   "run's folder), each run named by its --label in turn (default: its folder), the\n"
+                   "start of each run's fine-tuning marked.\n");
+            free(given);
             return 0;
-        } else
-            return cli_fail("see graft plot --help");
+        } else {
+            free(given);
+            return cli_usage("see graft plot --help");
+        }
     }
     int n = argc - optind;
-    if (n < 1) return cli_fail("no run folder given (see graft plot --help)");
+    if (n < 1 || (n_given && n_given != n)) {
+        free(given);
+        return n < 1 ? cli_usage("no run folder given (see graft plot --help)")
+                     : cli_usage("%d --label for %d runs: give one per run", n_given, n);
+    }
     graft_history *h = calloc((size_t)n, sizeof *h);
-    const graft_history **hp = calloc((size_t)n, sizeof(const graft_history *));
-    const char **labels = calloc((size_t)n, sizeof *labels);
-    int rc = h && hp && labels ? 0 : cli_fail("out of memory"), loaded_n = 0;
+    graft_history_stage(*st)[CLI_MAX_STAGES] = calloc((size_t)n, sizeof *st);
+    graft_plot_run *pr = calloc((size_t)n, sizeof *pr);
+    int rc = h && st && pr ? 0 : cli_fail("out of memory"), loaded_n = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         const char *dir = argv[optind + i];
-        char p[CLI_PATH + 32];
-        snprintf(p, sizeof p, "%s/history.json", dir);
-        graft_history_stage *st = NULL;
         int ns = 0;
-        graft_status s = graft_history_load_json(p, &h[i], &st, &ns);
-        if (s != GRAFT_OK) {
-            rc = cli_fail_status(s, p);
-            break;
-        }
+        if ((rc = run_history_load(dir, &h[i], st[i], CLI_MAX_STAGES, &ns)) != 0) break;
         loaded_n = i + 1;
-        int ft = -1;
-        for (int k = 0; k < ns; k++)
-            if (strcmp(st[k].name, "fine-tune") == 0) ft = st[k].first_epoch;
-        free(st);
+        char p[CLI_PATH + 32];
         snprintf(p, sizeof p, "%s/accuracy_loss.png", dir);
-        if ((s = graft_plot_lesson(&h[i], ft, NULL, p)) != GRAFT_OK) rc = cli_fail_status(s, p);
-        else printf("%s\n", p);
-        hp[i] = &h[i];
-        labels[i] = dir;
+        graft_stages_plot sp = {st[i], ns, NULL, NULL};
+        graft_status s = h[i].n > 0 ? graft_plot_stages(&h[i], &sp, p) : GRAFT_OK;
+        if (s != GRAFT_OK) rc = cli_fail_status(s, p);
+        else if (h[i].n > 0) printf("%s\n", p);
+        pr[i] = (graft_plot_run){n_given ? given[i] : dir, &h[i], st[i], ns};
     }
     if (rc == 0 && n > 1) {
         char p[CLI_PATH + 32];
         snprintf(p, sizeof p, "%s/comparison.png", argv[optind]);
         if (!out) out = p;
-        graft_status s = graft_plot_compare(hp, labels, n, out, NULL);
+        graft_status s = graft_plot_runs(pr, n, "Accuracy of the runs", out);
         if (s != GRAFT_OK) rc = cli_fail_status(s, out);
         else printf("%s\n", out);
     }
     for (int i = 0; i < loaded_n; i++) graft_history_free(&h[i]);
     free(h);
-    free(hp);
-    free(labels);
+    free(st);
+    free(pr);
+    free(given);
     return rc;
 }

@@ -25,6 +25,10 @@ typedef struct {
     graft_source *train, *val;
     graft_feature_store *store;
     int next_unfreeze; /* base layers the next stage unfreezes; 0: none */
+    /* graft grid: each run opens its own sources (so that it resumes alone),
+     * under the uids of the first run on the same images, preprocessing and
+     * size, so that the store finds their features again. */
+    cli_share *share;
 } run_state;
 
 static double now(void)
@@ -62,29 +66,30 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
     if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "model.h5");
-    if ((s = graft_save_model(m, p)) != GRAFT_OK) {
+    int saved = run_save_model(m, c, p);
+    if (saved) {
         /* A layer whose Keras config graft cannot write: keep the weights at least.
          * Any other failure (a full disk) is the run's failure. */
-        if (s != GRAFT_EUNSUPPORTED) return cli_fail_status(s, p);
+        if (saved != 2) return 1;
         fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
         path_in(p, sizeof p, run_dir, "model.weights.h5");
         if ((s = graft_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
     }
-    (void)c;
     return 0;
 }
 
 static void print_json_metrics(const graft_history *h)
 {
+    FILE *f = cli_json();
     if (h->n == 0) {
-        printf("{}\n");
+        fprintf(f, "{}\n");
         return;
     }
     int i = h->n - 1;
-    printf("{\"loss\": %.6g, \"accuracy\": %.6g", h->loss[i], h->accuracy[i]);
+    fprintf(f, "{\"loss\": %.6g, \"accuracy\": %.6g", h->loss[i], h->accuracy[i]);
     if (!isnan(h->val_loss[i]))
-        printf(", \"val_loss\": %.6g, \"val_accuracy\": %.6g", h->val_loss[i], h->val_accuracy[i]);
-    printf(", \"epochs\": %d}\n", h->n);
+        fprintf(f, ", \"val_loss\": %.6g, \"val_accuracy\": %.6g", h->val_loss[i], h->val_accuracy[i]);
+    fprintf(f, ", \"epochs\": %d}\n", h->n);
 }
 
 /*
@@ -111,6 +116,13 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     if (own_data) rc = run_open_data(c, true, &train, &val);
     else train = rs->train, val = rs->val;
     if (rc) return rc;
+    if (own_data && rs->share) {
+        cli_share *sh = rs->share;
+        if (sh->train_uid) train->uid = sh->train_uid;
+        else sh->train_uid = train->uid;
+        if (val && sh->val_uid) val->uid = sh->val_uid;
+        else if (val) sh->val_uid = val->uid;
+    }
     /* Every rank has read the run folder before rank 0 writes to it. */
     if ((s = graft_comm_barrier(cli_comm)) != GRAFT_OK) {
         rc = cli_fail_status(s, "mpi");
@@ -139,7 +151,16 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
             goto done;
         }
         first_epoch = st.epoch;
-        printf("Resuming stage '%s' at epoch %d of %d\n", c->stage, first_epoch + 1, c->target_epochs);
+        char mp[CLI_PATH + 32], wp[CLI_PATH + 32];
+        path_in(mp, sizeof mp, run_dir, "model.h5");
+        path_in(wp, sizeof wp, run_dir, "model.weights.h5");
+        if (first_epoch >= c->target_epochs && (cli_is_file(mp) || cli_is_file(wp))) {
+            printf("%s: nothing to resume: its stage '%s' finished all %d epochs\n", run_dir, c->stage,
+                   c->target_epochs);
+            goto done;
+        }
+        printf("Resuming stage '%s' at epoch %d of %d in %s\n", c->stage, first_epoch + 1, c->target_epochs,
+               run_dir);
     } else {
         if (rs->n_stages < MAX_STAGES) {
             snprintf(rs->stages[rs->n_stages].name, GRAFT_STAGE_NAME_MAX, "%s", c->stage);
@@ -174,12 +195,12 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
                         .callbacks = &ckpt,
                         .n_callbacks = 1,
                         .no_feature_cache = c->no_cache,
-                        .feature_store = rs->store,
+                        .feature_store = rs->store ? rs->store : rs->share ? rs->share->store : NULL,
                         .comm = cli_comm,
                         .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&
                                            strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0};
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
-    if (rs->store && rs->next_unfreeze > 0 && from > 0)
+    if (fc.feature_store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));
     double t0 = now();
     s = graft_model_fit(m, train, &fc, &rs->h);
@@ -244,7 +265,8 @@ static int make_dir(const char *path, char *created, size_t cap)
 
 /* The files a run writes (the lock last); bit i of a mask stands for ours[i]. */
 static const char *const ours[] = {"config.json", "history.json", "log.csv", "accuracy_loss.png",
-                                   "model.h5", "model.weights.h5", "checkpoint.graft", ".lock"};
+                                   "model.h5", "model.weights.h5", "model_frozen.h5",
+                                   "checkpoint.graft", ".lock"};
 #define N_OURS (sizeof ours / sizeof *ours)
 
 static unsigned existing_files(const char *dir)
@@ -312,7 +334,9 @@ static void usage_train(FILE *f)
             "  --weights FILE|imagenet  base weights (.h5 or TF.js model.json; default imagenet)\n"
             "  --alpha A             MobileNet/MobileNetV2 width (default: that of the weights found)\n"
             "  --input-size N        square input size (default 150)\n"
-            "  --head dense1024|dropout  GAP->Dense(1024,relu)->out, or GAP->Dropout(0.5)->out\n"
+            "  --head NAME           dense1024 (default): GAP->Dense(1024,relu)->out; dropout:\n"
+            "                        GAP->Dropout(0.5)->out; dense1024-dropout:\n"
+            "                        GAP->Dropout(0.5)->Dense(1024,relu)->out\n"
             "  --epochs N            (default 5)      --steps-per-epoch N (default: one pass)\n"
             "  --validation-steps N  (default: one pass)\n"
             "  --batch N (default 32)  --lr X (default 1e-3, Adam)  --seed S (default 1)\n"
@@ -321,13 +345,16 @@ static void usage_train(FILE *f)
             "                        lesson's ImageDataGenerator(rescale=1./255))\n"
             "  --interpolation nearest|bilinear|area  resizing (default nearest, as Keras)\n"
             "  --no-cache            recompute the frozen base every epoch (Keras's way)\n"
-            "  --verbose 0|1|2       (default 2: one line per epoch)   --json  final metrics as JSON\n");
+            "  --verbose 0|1|2       (default 2: one line per epoch)\n"
+            "  --json                the final metrics as JSON on stdout (everything else on stderr)\n"
+            "  --force               train into RUN_DIR even though it holds a run (replacing it)\n");
 }
 
 enum {
     OPT_DATA = 256, OPT_VAL, OPT_BASE, OPT_WEIGHTS, OPT_ALPHA, OPT_SIZE, OPT_HEAD, OPT_EPOCHS,
     OPT_STEPS, OPT_VSTEPS, OPT_BATCH, OPT_LR, OPT_AUG, OPT_SEED, OPT_OUT, OPT_JSON, OPT_PRE,
-    OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP, OPT_INSECURE
+    OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP, OPT_INSECURE, OPT_FORCE,
+    OPT_HOMEWORK
 };
 
 static const struct option train_opts[] = {
@@ -343,6 +370,7 @@ static const struct option train_opts[] = {
     {"preprocess", required_argument, 0, OPT_PRE},  {"interpolation", required_argument, 0, OPT_INTERP},
     {"no-cache", no_argument, 0, OPT_NOCACHE},      {"verbose", required_argument, 0, OPT_VERBOSE},
     {"unfreeze", required_argument, 0, OPT_UNFREEZE}, {"help", no_argument, 0, OPT_HELP},
+    {"force", no_argument, 0, OPT_FORCE},
     {0, 0, 0, 0}};
 
 /* Strict number parsing: the whole argument must be a number in range. */
@@ -352,7 +380,7 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi)
-        return cli_fail("--%s: '%s' is not a whole number in [%d, %d]", opt, v, lo, hi);
+        return cli_usage("--%s: '%s' is not a whole number in [%d, %d]", opt, v, lo, hi);
     *out = (int)x;
     return 0;
 }
@@ -363,20 +391,19 @@ static int parse_float(const char *opt, const char *v, float lo, float hi, float
     errno = 0;
     float x = strtof(v, &end);
     if (errno || *end || end == v || !(x >= lo && x <= hi))
-        return cli_fail("--%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
+        return cli_usage("--%s: '%s' is not a number in [%g, %g]", opt, v, lo, hi);
     *out = x;
     return 0;
 }
 
 typedef struct {
     const char *data, *val, *weights, *out;
-    int epochs, verbose, json;
+    int epochs, verbose, json, force;
 } train_args;
 
-static int parse_train(int argc, char **argv, run_config *c, train_args *a)
+void cli_train_defaults(run_config *c)
 {
     memset(c, 0, sizeof *c);
-    memset(a, 0, sizeof *a);
     snprintf(c->head, sizeof c->head, "dense1024");
     snprintf(c->preprocess, sizeof c->preprocess, "model");
     snprintf(c->interpolation, sizeof c->interpolation, "nearest");
@@ -384,6 +411,12 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
     c->batch = 32;
     c->lr = 1e-3f;
     c->seed = 1;
+}
+
+static int parse_train(int argc, char **argv, run_config *c, train_args *a)
+{
+    cli_train_defaults(c);
+    memset(a, 0, sizeof *a);
     a->epochs = 5;
     a->verbose = 2;
     optind = 1;
@@ -411,32 +444,32 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
         }
         case OPT_OUT: a->out = optarg; break;
         case OPT_JSON: a->json = 1; break;
+        case OPT_FORCE: a->force = 1; break;
         case OPT_PRE:
             if (strcmp(optarg, "model") != 0 && strcmp(optarg, "rescale") != 0)
-                rc = cli_fail("--preprocess: '%s' is not model or rescale", optarg);
+                rc = cli_usage("--preprocess: '%s' is not model or rescale", optarg);
             snprintf(c->preprocess, sizeof c->preprocess, "%s", optarg);
             break;
         case OPT_INTERP: snprintf(c->interpolation, sizeof c->interpolation, "%s", optarg); break;
         case OPT_NOCACHE: c->no_cache = 1; break;
         case OPT_VERBOSE: rc = parse_int("verbose", optarg, 0, 2, &a->verbose); break;
         case OPT_HELP: usage_train(stdout); return -1;
-        default: usage_train(stderr); return 1;
+        default: usage_train(stderr); return 2;
         }
     }
     if (rc) return rc;
-    if (optind < argc) return cli_fail("unexpected argument '%s' (see graft train --help)", argv[optind]);
+    if (optind < argc) return cli_usage("unexpected argument '%s' (see graft train --help)", argv[optind]);
     return 0;
 }
 
 /* Resolves the data folders and the base's weights into the config. */
 static int resolve_train(run_config *c, const train_args *a)
 {
-    if (!a->data) return cli_fail("--data DIR is required (see graft train --help)");
-    if (!c->base[0]) return cli_fail("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
+    if (!a->data) return cli_usage("--data DIR is required (see graft train --help)");
+    if (!c->base[0]) return cli_usage("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
     if (!run_known_base(c->base))
-        return cli_fail("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
-    if (strcmp(c->head, "dense1024") != 0 && strcmp(c->head, "dropout") != 0)
-        return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
+        return cli_usage("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
+    if (!run_known_head(c->head)) return cli_usage("unknown head '%s' (" RUN_HEADS ")", c->head);
     if (!cli_is_dir(a->data)) return cli_fail("data folder %s does not exist", a->data);
     char t[CLI_PATH + 16];
     snprintf(t, sizeof t, "%s/train", a->data);
@@ -452,7 +485,20 @@ static int resolve_train(run_config *c, const train_args *a)
         snprintf(c->preprocess, sizeof c->preprocess, "rescale");
         c->alpha = 0;
     } else if (!a->weights || strcmp(a->weights, "none") != 0) {
-        if (strcmp(c->base, "mobilenet") != 0 && strcmp(c->base, "mobilenet_v2") != 0) c->alpha = 0;
+        bool mobile = strcmp(c->base, "mobilenet") == 0 || strcmp(c->base, "mobilenet_v2") == 0;
+        if (!mobile) c->alpha = 0;
+        /* A file's width is read from its weights, as the search reads it
+         * from the file name. */
+        char arch[64];
+        float fa;
+        if (mobile && a->weights && strcmp(a->weights, "imagenet") != 0 && cli_is_file(a->weights) &&
+            cli_match_weights(a->weights, c->base, arch, sizeof arch, &fa) == 0) {
+            if (c->alpha == 0) c->alpha = fa;
+            else if (c->alpha != fa)
+                return cli_fail("the weights %s do not fit %s at --alpha %g: they are %s alpha %g; pass "
+                                "--alpha %g (or leave it out)",
+                                a->weights, c->base, c->alpha, c->base, fa, fa);
+        }
         float alpha = c->alpha;
         if (cli_find_weights(c->base, &alpha, c->input_size, a->weights, c->weights, sizeof c->weights))
             return 1;
@@ -493,7 +539,25 @@ static int train_run(const char *cmd, run_config *c, const train_args *a, const 
     bool new_lock;
     int lock = run_lock(cmd, out, &new_lock);
     if (lock < 0) return 1; /* another graft's folder now, even if made here */
+    char cj[CLI_PATH + 32];
+    path_in(cj, sizeof cj, out, "config.json");
+    if (!a->force && access(cj, F_OK) == 0) {
+        if (new_lock) {
+            path_in(cj, sizeof cj, out, ".lock");
+            unlink(cj);
+        }
+        run_unlock(lock);
+        return cli_fail("%s already holds a run (%s/config.json); pass --force to train over it, or "
+                        "choose another --out", out, out);
+    }
     unsigned had = existing_files(out) & ~(new_lock ? 1u << (N_OURS - 1) : 0);
+    if (a->force) { /* what the run replaced leaves nothing of its own behind */
+        char p[CLI_PATH + 32];
+        for (const char *f = "model_frozen.h5\0model.weights.h5\0"; *f; f += strlen(f) + 1) {
+            path_in(p, sizeof p, out, f);
+            unlink(p);
+        }
+    }
     graft_history_init(&rs->h);
     graft_model *m;
     int rc = run_build_model(c, &m);
@@ -525,7 +589,8 @@ int cmd_train(int argc, char **argv)
     train_args a;
     int rc = parse_train(argc, argv, &c, &a);
     if (rc) return rc < 0 ? 0 : rc;
-    if (!a.out) return cli_fail("--out RUN_DIR is required (see graft train --help)");
+    if (!a.out) return cli_usage("--out RUN_DIR is required (see graft train --help)");
+    if (a.json && (rc = cli_json_begin()) != 0) return rc;
     if ((rc = resolve_train(&c, &a)) == 0) {
         run_state rs = {0};
         rc = train_run("train", &c, &a, a.out, &rs);
@@ -570,6 +635,16 @@ static int open_run_model(const char *run_dir, run_config *c, graft_model **m)
     return 0;
 }
 
+/* The frozen stage's model stays beside the fine-tuned one, as model_frozen.h5. */
+static int keep_frozen_model(const char *run_dir)
+{
+    char from[CLI_PATH + 32], to[CLI_PATH + 32];
+    path_in(from, sizeof from, run_dir, "model.h5");
+    path_in(to, sizeof to, run_dir, "model_frozen.h5");
+    if (!cli_is_file(from)) return 0; /* weights only: model.weights.h5 */
+    return cli_copy_file(from, to);
+}
+
 static int finetune_run(const char *cmd, const char *run_dir, int unfreeze, float lr, int epochs,
                         int verbose, run_state *rs)
 {
@@ -580,6 +655,7 @@ static int finetune_run(const char *cmd, const char *run_dir, int unfreeze, floa
     int rc = open_run_model(run_dir, &c, &m);
     if (rc == 0) rc = load_run_history(run_dir, rs);
     if (rc == 0 && strcmp(c.base, "scratch") == 0) rc = cli_fail("%s trained a CNN from scratch: nothing to fine-tune", run_dir);
+    if (rc == 0 && strcmp(c.stage, "frozen") == 0) rc = keep_frozen_model(run_dir);
     if (rc == 0) {
         snprintf(c.stage, sizeof c.stage, "fine-tune");
         c.unfreeze = unfreeze;
@@ -615,13 +691,15 @@ int cmd_finetune(int argc, char **argv)
         case OPT_HELP:
             printf("usage: graft finetune RUN_DIR [--unfreeze N] [--lr X] [--epochs N] [--json]\n"
                    "Unfreezes the last N layers of the run's base (default 20) and continues its\n"
-                   "training with Adam(X) (default 1e-5) for N more epochs (default 10), in place.\n");
+                   "training with Adam(X) (default 1e-5) for N more epochs (default 10), in place.\n"
+                   "The frozen stage's model.h5 is kept as model_frozen.h5.\n");
             return 0;
-        default: return cli_fail("see graft finetune --help");
+        default: return cli_usage("see graft finetune --help");
         }
     }
     if (rc) return rc;
-    if (optind != argc - 1) return cli_fail("graft finetune takes one RUN_DIR (see --help)");
+    if (optind != argc - 1) return cli_usage("takes one RUN_DIR (see graft finetune --help)");
+    if (json && (rc = cli_json_begin()) != 0) return rc;
     run_state rs = {0};
     rc = finetune_run("finetune", argv[optind], unfreeze, lr, epochs, verbose, &rs);
     if (rc == 0 && json) print_json_metrics(&rs.h);
@@ -629,18 +707,12 @@ int cmd_finetune(int argc, char **argv)
     return rc;
 }
 
-int cmd_resume(int argc, char **argv)
+/* A stage that ended (its model written, every epoch in history.json). */
+static int resume_run(const char *cmd, const char *run_dir, run_state *rs)
 {
-    if (argc != 2 || argv[1][0] == '-') {
-        printf("usage: graft resume RUN_DIR\nContinues an interrupted stage from its last "
-               "finished epoch (RUN_DIR/checkpoint.graft).\n");
-        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 1;
-    }
     run_config c;
     graft_model *m = NULL;
-    run_state rs = {0};
-    const char *run_dir = argv[1];
-    int lock = lock_run("resume", run_dir);
+    int lock = lock_run(cmd, run_dir);
     if (lock < 0) return 1;
     int rc = run_config_load(run_dir, &c);
     if (rc == 0) {
@@ -648,16 +720,60 @@ int cmd_resume(int argc, char **argv)
         char p[CLI_PATH + 32];
         path_in(p, sizeof p, run_dir, "history.json");
         /* The stages so far: kept in history.json when an epoch ended. */
-        if (cli_is_file(p)) rc = load_run_history(run_dir, &rs);
-        else graft_history_init(&rs.h);
+        if (cli_is_file(p)) rc = load_run_history(run_dir, rs);
+        else graft_history_init(&rs->h);
         built.weights[0] = '\0'; /* the checkpoint holds every weight */
         if (rc == 0) rc = run_build_model(&built, &m);
+        /* A finished stage's checkpoint is read and checked too: then it says
+         * there is nothing to resume. */
+        if (rc == 0) rc = run_stage(run_dir, &c, m, rs, 2, true);
     }
-    if (rc == 0) rc = run_stage(run_dir, &c, m, &rs, 2, true);
     graft_model_free(m);
-    graft_history_free(&rs.h);
     run_config_free(&c);
     run_unlock(lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------ graft grid's steps */
+
+int cli_grid_train(run_config *c, const char *data, const char *weights, const char *out,
+                   int epochs, int next_unfreeze, cli_share *sh)
+{
+    train_args a = {.data = data, .weights = weights, .epochs = epochs, .verbose = 2};
+    run_state rs = {.share = sh, .next_unfreeze = next_unfreeze};
+    int rc = resolve_train(c, &a);
+    if (rc == 0) rc = train_run(cli_cmd, c, &a, out, &rs);
+    graft_history_free(&rs.h);
+    return rc;
+}
+
+int cli_grid_finetune(const char *run_dir, int unfreeze, float lr, int epochs, cli_share *sh)
+{
+    run_state rs = {.share = sh};
+    int rc = finetune_run(cli_cmd, run_dir, unfreeze, lr, epochs, 2, &rs);
+    graft_history_free(&rs.h);
+    return rc;
+}
+
+int cli_grid_resume(const char *run_dir, cli_share *sh)
+{
+    run_state rs = {.share = sh};
+    int rc = resume_run(cli_cmd, run_dir, &rs);
+    graft_history_free(&rs.h);
+    return rc;
+}
+
+int cmd_resume(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        bool help = argc == 2 && strcmp(argv[1], "--help") == 0;
+        fprintf(help ? stdout : stderr, "usage: graft resume RUN_DIR\nContinues an interrupted stage from its last "
+                "finished epoch (RUN_DIR/checkpoint.graft).\n");
+        return help ? 0 : 2;
+    }
+    run_state rs = {0};
+    int rc = resume_run("resume", argv[1], &rs);
+    graft_history_free(&rs.h);
     return rc;
 }
 
@@ -675,11 +791,13 @@ int cmd_lesson(int argc, char **argv)
                                          {"whole-epochs", no_argument, 0, OPT_STEPS},
                                          {"json", no_argument, 0, OPT_JSON},
                                          {"insecure", no_argument, 0, OPT_INSECURE},
+                                         {"homework", no_argument, 0, OPT_HOMEWORK},
+                                         {"force", no_argument, 0, OPT_FORCE},
                                          {"help", no_argument, 0, OPT_HELP},
                                          {0, 0, 0, 0}};
     const char *data = NULL, *base = "mobilenet", *weights = NULL, *out = "runs/lesson";
     const char *preprocess = "model";
-    int size = 150, no_cache = 0, whole = 0, json = 0, insecure = 0, o, rc = 0;
+    int size = 150, no_cache = 0, whole = 0, json = 0, insecure = 0, homework = 0, force = 0, o, rc = 0;
     optind = 1;
     while (rc == 0 && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -693,10 +811,13 @@ int cmd_lesson(int argc, char **argv)
         case OPT_STEPS: whole = 1; break;
         case OPT_JSON: json = 1; break;
         case OPT_INSECURE: insecure = 1; break;
+        case OPT_HOMEWORK: homework = 1; break;
+        case OPT_FORCE: force = 1; break;
         case OPT_HELP:
             printf("usage: graft lesson [--data DIR] [--base NAME] [--weights FILE] [--out DIR]\n"
                    "                    [--input-size N] [--preprocess model|rescale] [--no-cache]\n"
-                   "                    [--whole-epochs] [--json] [--insecure]\n"
+                   "                    [--whole-epochs] [--json] [--insecure] [--force]\n"
+                   "       graft lesson --homework [--data DIR] [--out DIR] [--whole-epochs] [--json]\n"
                    "The whole lesson: a pretrained base (default mobilenet) frozen under a new head\n"
                    "(GAP -> Dense(1024, relu) -> Dense(1, sigmoid)) trained 5 epochs with Adam, the\n"
                    "last 20 base layers fine-tuned 10 more epochs with Adam(1e-5), the lesson's CNN\n"
@@ -708,14 +829,26 @@ int cmd_lesson(int argc, char **argv)
                    "shared folder (MobileNet alpha 0.75), then Keras's download URL.\n"
                    "When the data is downloaded, Google's archive is checked against the digest of\n"
                    "its 3000 images; an archive from $GRAFT_DATA_URL needs its SHA-256 in\n"
-                   "$GRAFT_DATA_SHA256, or --insecure to unpack it unchecked.\n");
+                   "$GRAFT_DATA_SHA256, or --insecure to unpack it unchecked.\n"
+                   "--force trains over the runs of an earlier lesson in --out.\n"
+                   "--homework: the lesson's homework (default --out runs/homework): MobileNet and\n"
+                   "VGG16 each under the lesson's head (dense1024) and the homework's (GAP ->\n"
+                   "Dropout(0.5) -> out), 5 epochs frozen and the last 20 base layers fine-tuned 10\n"
+                   "epochs, the CNN from scratch, then the report comparing them in OUT/report\n"
+                   "(report.html, report.md). The same as\n"
+                   "  graft grid --data DIR --out runs/homework --bases mobilenet,vgg16\n"
+                   "    --heads dense1024,dropout --finetune 20 --scratch --steps-per-epoch 100\n"
+                   "    --validation-steps 50 --report\n"
+                   "Interrupted, the same command continues it.\n");
             return 0;
-        default: return cli_fail("see graft lesson --help");
+        default: return cli_usage("see graft lesson --help");
         }
     }
     if (rc) return rc;
+    if (json && (rc = cli_json_begin()) != 0) return rc;
     char data_dir[CLI_PATH];
     if (cli_find_lesson_data(data, insecure, data_dir, sizeof data_dir)) return 1;
+    if (homework) return cli_grid_homework(data_dir, strcmp(out, "runs/lesson") ? out : "runs/homework", whole, json);
     char tdir[CLI_PATH + 16], sdir[CLI_PATH + 16];
     snprintf(tdir, sizeof tdir, "%s/transfer", out);
     snprintf(sdir, sizeof sdir, "%s/scratch", out);
@@ -734,6 +867,7 @@ int cmd_lesson(int argc, char **argv)
     a.data = data_dir;
     a.weights = weights;
     a.epochs = 5;
+    a.force = force;
     double t[3] = {0};
     run_state rs = {0}, ss = {0};
     printf("== Stage 1: %s base frozen, new head, 5 epochs, Adam(1e-3)\n", base);
@@ -770,6 +904,7 @@ int cmd_lesson(int argc, char **argv)
     sc.validation_steps = vsteps;
     sa.data = data_dir;
     sa.epochs = 10;
+    sa.force = force;
     if ((rc = resolve_train(&sc, &sa)) == 0) rc = train_run("lesson", &sc, &sa, sdir, &ss);
     t[2] = ss.seconds;
     run_config_free(&sc);
@@ -797,7 +932,7 @@ int cmd_lesson(int argc, char **argv)
     for (int i = 0; i < 3; i++) printf("%-40s %18.4f %9.1fs\n", names[i], best[i], t[i]);
     printf("\nFigures: %s/accuracy_loss.png, %s/accuracy_loss.png, %s\n", tdir, sdir, p);
     if (json)
-        printf("{\"frozen_val_accuracy\": %.6g, \"finetune_val_accuracy\": %.6g, "
+        fprintf(cli_json(), "{\"frozen_val_accuracy\": %.6g, \"finetune_val_accuracy\": %.6g, "
                "\"scratch_val_accuracy\": %.6g, \"seconds\": [%.1f, %.1f, %.1f]}\n",
                best[0], best[1], best[2], t[0], t[1], t[2]);
 out:

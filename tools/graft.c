@@ -23,6 +23,9 @@ static const struct {
     {"summary", cmd_summary, "a model's layers, as Keras's model.summary()"},
     {"plot", cmd_plot, "redraw a run's figures from its history"},
     {"export", cmd_export, "a run or model as ONNX, a TF.js model, or a web page"},
+    {"grid", cmd_grid, "train every base x head combination, each its own resumable run"},
+    {"report", cmd_report, "one HTML and Markdown report comparing runs"},
+    {"models", cmd_models, "the bases graft builds: input sizes, parameters, weights"},
 };
 
 static void usage(FILE *f)
@@ -80,7 +83,7 @@ static int run_command(int (*cmd)(int, char **), int argc, char **argv)
     int rc = cmd(argc, argv);
     /* 130: every rank agreed to stop after the same batch (Ctrl-C). */
     if (rc != 0 && rc != 130 && size > 1) {
-        fprintf(stderr, "graft %s: rank %d of %d failed (exit status %d); ending the job\n", argv[0],
+        fprintf(stderr, "graft %s: rank %d of %d failed (exit status %d); ending the job\n", cli_cmd,
                 rank, size, rc);
         fflush(stdout);
         MPI_Abort(MPI_COMM_WORLD, rc);
@@ -103,9 +106,13 @@ int main(int argc, char **argv)
      * again with passive waiting. */
     if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
         execv("/proc/self/exe", argv);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (argc < 2) { /* not what was asked for: a usage error */
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return argc < 2 ? 1 : 0;
+        return 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("graft %s\n", GRAFT_VERSION);
@@ -113,7 +120,14 @@ int main(int argc, char **argv)
     }
     graft_set_num_threads(thread_count());
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return run_command(commands[i].run, argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            cli_cmd = commands[i].name;
+            /* getopt names argv[0] in its messages: "graft CMD: unrecognized option". */
+            static char prog[64];
+            snprintf(prog, sizeof prog, "graft %s", argv[1]);
+            argv[1] = prog;
+            return run_command(commands[i].run, argc - 1, argv + 1);
+        }
     fprintf(stderr, "graft: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -4,6 +4,7 @@
 #include "core/file_open.h" /* the library's reader of inputs, FIFO-safe */
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,17 @@
 
 #undef cli_fail /* the analyzer's stand-ins from cli.h; these are the real ones */
 #undef cli_fail_status
+#undef cli_usage
+
+const char *cli_cmd;
+
+static void say(const char *fmt, va_list ap)
+{
+    if (cli_cmd) fprintf(stderr, "graft %s: ", cli_cmd);
+    else fputs("graft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
 
 graft_comm *cli_comm;
 
@@ -21,11 +33,48 @@ int cli_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("graft: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(fmt, ap);
     va_end(ap);
     return 1;
+}
+
+int cli_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
+    return 2;
+}
+
+static FILE *json_out;
+
+int cli_json_begin(void)
+{
+    if (json_out) return 0;
+    fflush(stdout);
+    int fd = dup(STDOUT_FILENO);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        if (f) fclose(f);
+        else if (fd >= 0) close(fd);
+        return cli_fail("--json: cannot set stdout aside: %s", strerror(errno));
+    }
+    json_out = f;
+    return 0;
+}
+
+FILE *cli_json(void) { return json_out ? json_out : stdout; }
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
 }
 
 int cli_fail_status(graft_status s, const char *what)
@@ -140,7 +189,7 @@ static graft_status write_text(FILE *f, void *text)
     return GRAFT_OK;
 }
 
-int run_config_save(const char *run_dir, const run_config *c)
+char *run_config_text(const run_config *c)
 {
     if (!cli_writes()) return 0;
     cJSON *j = cJSON_CreateObject();
@@ -148,7 +197,7 @@ int run_config_save(const char *run_dir, const run_config *c)
     if (!j || !cls) {
         cJSON_Delete(j);
         cJSON_Delete(cls);
-        return cli_fail("out of memory writing the run config");
+        return NULL;
     }
     cJSON_AddStringToObject(j, "base", c->base);
     cJSON_AddNumberToObject(j, "alpha", c->alpha);
@@ -183,6 +232,12 @@ int run_config_save(const char *run_dir, const run_config *c)
     cJSON_AddNumberToObject(j, "target_epochs", c->target_epochs);
     char *text = encoded ? cJSON_Print(j) : NULL;
     cJSON_Delete(j);
+    return text;
+}
+
+int run_config_save(const char *run_dir, const run_config *c)
+{
+    char *text = run_config_text(c);
     if (!text) return cli_fail("out of memory writing the run config");
     char path[CLI_PATH];
     snprintf(path, sizeof path, "%s/config.json", run_dir);
@@ -203,6 +258,10 @@ static bool one_of(const char *v, const char *const *list, size_t n)
 }
 
 bool run_known_base(const char *base) { return one_of(base, bases, sizeof bases / sizeof *bases); }
+
+static const char *const heads[] = {"dense1024", "dropout", "dense1024-dropout"};
+
+bool run_known_head(const char *head) { return head && one_of(head, heads, sizeof heads / sizeof *heads); }
 
 /* A class is a folder below the data folders: one name, not a path, once
  * its bytes that are not UTF-8 are unescaped (run_text_decode). */
@@ -266,8 +325,8 @@ static int check_config(const char *path, const cJSON *j, double v[N_RANGES])
         return cli_fail("%s: \"stage\" '%s' is not frozen, fine-tune or scratch", path, stage);
     if ((strcmp(base, "scratch") == 0) != (strcmp(stage, "scratch") == 0))
         return cli_fail("%s: \"stage\" '%s' does not go with \"base\" '%s'", path, stage, base);
-    if (strcmp(head, "dense1024") != 0 && strcmp(head, "dropout") != 0)
-        return cli_fail("%s: \"head\" '%s' is not dense1024 or dropout", path, head);
+    if (!run_known_head(head))
+        return cli_fail("%s: \"head\" '%s' is not " RUN_HEADS, path, head);
     if (strcmp(pre, "model") != 0 && strcmp(pre, "rescale") != 0)
         return cli_fail("%s: \"preprocess\" '%s' is not model or rescale", path, pre);
     if (interp[0] && graft_interpolation_parse(interp, &im) != GRAFT_OK)
@@ -308,8 +367,16 @@ int run_config_load(const char *run_dir, run_config *c)
         text = NULL;
     }
     fclose(f);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    if (!text) return cli_fail("%s is not a valid run config", path);
+    int rc = run_config_parse(text, path, c);
     free(text);
+    return rc;
+}
+
+int run_config_parse(const char *text, const char *path, run_config *c)
+{
+    memset(c, 0, sizeof *c);
+    cJSON *j = cJSON_Parse(text);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return cli_fail("%s is not a valid run config", path);
@@ -449,13 +516,13 @@ int run_build_model(const run_config *c, graft_model **out)
         if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
         base_layers = graft_model_num_layers(m);
         graft_layer *x = graft_global_average_pooling2d(m, NULL, "global_average_pooling2d");
-        if (strcmp(c->head, "dropout") == 0) x = graft_dropout(m, x, "dropout_head", 0.5f);
-        else if (strcmp(c->head, "dense1024") == 0)
-            x = graft_dense(m, x, (graft_dense_cfg){.name = "dense", .units = 1024, .activation = GRAFT_RELU});
-        else {
+        if (!run_known_head(c->head)) {
             graft_model_free(m);
-            return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
+            return cli_fail("unknown head '%s' (" RUN_HEADS ")", c->head);
         }
+        if (strstr(c->head, "dropout")) x = graft_dropout(m, x, "dropout_head", 0.5f);
+        if (strstr(c->head, "dense1024"))
+            x = graft_dense(m, x, (graft_dense_cfg){.name = "dense", .units = 1024, .activation = GRAFT_RELU});
         graft_dense(m, x, (graft_dense_cfg){.name = "predictions_new", .units = n_out, .activation = act});
     }
     if (graft_model_status(m) != GRAFT_OK) {

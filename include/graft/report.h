@@ -88,6 +88,67 @@ graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch,
 graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
                                 int n_runs, const char *png_path, const char *title);
 
+/*
+ * Learning curves of several runs on shared axes (900x900 PNG): accuracy
+ * above, loss below, one colour per run, validation solid and training
+ * dashed, labelled by `label` (NULL: "run N"). Where a run's later stage
+ * starts (its fine-tuning), a dashed line in the run's colour and a diamond
+ * on its validation curve mark it.
+ */
+typedef struct {
+    const char *label;
+    const graft_history *h;
+    const graft_history_stage *stages; /* may be NULL when n_stages is 0 */
+    int n_stages;
+} graft_plot_run;
+graft_status graft_plot_runs(const graft_plot_run *runs, int n_runs, const char *title,
+                             const char *png_path);
+
+/* A confusion matrix as a figure (PNG): counts[true * n + predicted], shaded
+ * by count, with the class names on both axes; 2 to 100 classes. */
+#define GRAFT_PLOT_MAX_CLASSES 100
+graft_status graft_plot_confusion(const long *counts, int n_classes, const char *const *classes,
+                                  const char *title, const char *png_path);
+
+/* An image file as a PNG whose longer side is max_side pixels (8 to 1024). */
+graft_status graft_image_thumbnail(const char *image_path, int max_side, const char *png_path);
+
+/*
+ * A report comparing runs: report.md and one self-contained report.html
+ * (figures embedded as data: URIs: nothing is fetched to view it) in
+ * out_dir, with the figures beside them as PNG files (for report.md).
+ * Sections: a table of the runs, their learning curves on shared axes, for
+ * each run evaluated on its validation data a confusion matrix figure and
+ * per-class precision, recall and F1, a gallery of its most confidently wrong
+ * images, and a summary generated from these numbers only.
+ */
+typedef struct {
+    const char *path;      /* the image file */
+    int true_class, predicted_class;
+    float probability;     /* of the predicted class */
+} graft_report_image;
+
+typedef struct {
+    const char *label;     /* the run's name in the report ("mobilenet + dropout") */
+    const char *dir;       /* its folder (shown, not read) */
+    const char *base;      /* "mobilenet", ..., "scratch" */
+    const char *head;      /* "dense1024", ...; NULL or "" for a model without a base */
+    int input_size;
+    const graft_history *h;
+    const graft_history_stage *stages;
+    int n_stages;
+    size_t params_total, params_trainable; /* as in the run's last stage */
+    /* The final model on its validation data (confusion NULL: not evaluated). */
+    int n_classes;
+    const char *const *classes;
+    const long *confusion; /* n_classes x n_classes, rows: true class */
+    const graft_report_image *wrong; /* most confidently wrong first */
+    int n_wrong;
+} graft_report_run;
+
+graft_status graft_report_write(const graft_report_run *runs, int n_runs, const char *title,
+                                const char *out_dir);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,6 +40,11 @@ graft_zoo_cfg graft_zoo_default_cfg(void);
  * graft_model_num_layers(*out) just after building is where the base ends. */
 graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_model **out);
 
+/* The architectures graft_zoo_build knows, in order: the i-th one's name
+ * ("mobilenet") and, when keras_name is not NULL, Keras's ("MobileNet");
+ * NULL past the last. */
+const char *graft_zoo_arch_name(int i, const char **keras_name);
+
 /* The architecture whose layer names a model carries ("mobilenet", ...), or NULL. */
 const char *graft_zoo_detect_arch(const graft_model *m);
 

@@ -39,13 +39,16 @@ static const color VLINE = {0.15, 0.15, 0.15};
 #define LEGEND_PX 12.0
 #define TICK_LEN 5.0
 #define LINE_PX 2.0
+#define PLOT_MAX_VLINES 64
 
 typedef struct {
-    const char *label;
+    const char *label; /* NULL: not in the legend */
     const int *x;
     const double *y;
     int n;
     color c;
+    bool dashed;
+    int mark; /* a diamond on the point at this x (INT_MIN: none) */
 } series;
 
 /* Legend positions, in matplotlib's order of preference for loc='best'. */
@@ -67,8 +70,11 @@ typedef struct {
     const series *s;
     int ns;
     int nv; /* dashed lines where stages start */
-    double vline[GRAFT_PLOT_MAX_STAGES];
-    const char *vline_label[GRAFT_PLOT_MAX_STAGES];
+    double vline[PLOT_MAX_VLINES];
+    const char *vline_label[PLOT_MAX_VLINES]; /* NULL: not in the legend */
+    bool vline_colored;
+    color vline_c[PLOT_MAX_VLINES];
+    const char *note; /* one more legend line, without swatch (may be NULL) */
     int legend_loc; /* preferred position */
 
     /* axes, from the data */
@@ -273,23 +279,20 @@ typedef struct {
     int n;
 } legend_box;
 
-static int legend_entries(const panel *p)
-{
-    int n = p->nv;
-    for (int k = 0; k < p->ns; k++)
-        for (int i = 0; i < p->s[k].n; i++)
-            if (plottable(p->s[k].y[i])) {
-                n++;
-                break;
-            }
-    return n;
-}
-
 static bool shown(const series *s)
 {
+    if (!s->label) return false;
     for (int i = 0; i < s->n; i++)
         if (plottable(s->y[i])) return true;
     return false;
+}
+
+static int legend_entries(const panel *p)
+{
+    int n = p->note ? 1 : 0;
+    for (int v = 0; v < p->nv; v++) n += p->vline_label[v] != NULL;
+    for (int k = 0; k < p->ns; k++) n += shown(&p->s[k]);
+    return n;
 }
 
 /* Data points (sampled every 2 px along the curves) inside the box. */
@@ -361,7 +364,9 @@ static void draw_legend(cairo_t *cr, const panel *p)
     double tw = 0;
     for (int k = 0; k < p->ns; k++)
         if (shown(&p->s[k])) tw = fmax(tw, text_width(cr, p->s[k].label, LEGEND_PX));
-    for (int v = 0; v < p->nv; v++) tw = fmax(tw, text_width(cr, p->vline_label[v], LEGEND_PX));
+    for (int v = 0; v < p->nv; v++)
+        if (p->vline_label[v]) tw = fmax(tw, text_width(cr, p->vline_label[v], LEGEND_PX));
+    if (p->note) tw = fmax(tw, text_width(cr, p->note, LEGEND_PX) - 36);
     b.w = 8 + 28 + 8 + tw + 10;
     b.h = 6 + b.n * b.row + 6;
 
@@ -388,15 +393,17 @@ static void draw_legend(cairo_t *cr, const panel *p)
     double y = b.y + 6;
     for (int k = 0; k < p->ns; k++) {
         if (!shown(&p->s[k])) continue;
-        swatch(cr, b.x + 8, y + b.row / 2, p->s[k].c, false);
+        swatch(cr, b.x + 8, y + b.row / 2, p->s[k].c, p->s[k].dashed);
         text_at(cr, p->s[k].label, LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
         y += b.row;
     }
     for (int v = 0; v < p->nv; v++) {
-        swatch(cr, b.x + 8, y + b.row / 2, VLINE, true);
+        if (!p->vline_label[v]) continue;
+        swatch(cr, b.x + 8, y + b.row / 2, p->vline_colored ? p->vline_c[v] : VLINE, true);
         text_at(cr, p->vline_label[v], LEGEND_PX, b.x + 44, y + b.row / 2, 0, 0.5, 0, BLACK);
         y += b.row;
     }
+    if (p->note) text_at(cr, p->note, LEGEND_PX, b.x + 8, y + b.row / 2, 0, 0.5, 0, BLACK);
     cairo_restore(cr);
 }
 
@@ -412,6 +419,7 @@ static void draw_series(cairo_t *cr, const panel *p, const series *s)
 {
     cairo_set_source_rgb(cr, s->c.r, s->c.g, s->c.b);
     cairo_set_line_width(cr, LINE_PX);
+    cairo_set_dash(cr, (double[]){7, 4}, s->dashed ? 2 : 0, 0);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
     for (int i = 0; i < s->n; i++) {
@@ -430,6 +438,17 @@ static void draw_series(cairo_t *cr, const panel *p, const series *s)
         }
     }
     cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    for (int i = 0; i < s->n; i++) {
+        if (s->x[i] != s->mark || !plottable(s->y[i])) continue;
+        double x = to_px(p, s->x[i]), y = to_py(p, s->y[i]);
+        cairo_move_to(cr, x, y - 7);
+        cairo_line_to(cr, x + 6, y);
+        cairo_line_to(cr, x, y + 7);
+        cairo_line_to(cr, x - 6, y);
+        cairo_close_path(cr);
+        cairo_fill(cr);
+    }
 }
 
 static void draw_panel(cairo_t *cr, const panel *p)
@@ -464,7 +483,8 @@ static void draw_panel(cairo_t *cr, const panel *p)
         draw_series(cr, p, &p->s[k]);
     for (int v = 0; v < p->nv; v++) {
         double x = crisp(to_px(p, p->vline[v]));
-        cairo_set_source_rgb(cr, VLINE.r, VLINE.g, VLINE.b);
+        color vc = p->vline_colored ? p->vline_c[v] : VLINE;
+        cairo_set_source_rgb(cr, vc.r, vc.g, vc.b);
         cairo_set_line_width(cr, 1.5);
         cairo_set_dash(cr, (double[]){6, 4}, 2, 0);
         cairo_move_to(cr, x, p->py);
@@ -604,10 +624,10 @@ graft_status graft_plot_stages(const graft_history *h, const graft_stages_plot *
         proto.vline_label[proto.nv] = labels[proto.nv];
         proto.vline[proto.nv++] = e - 1; /* where the stage's curves begin */
     }
-    series acc[2] = {{"Training Accuracy", h->epoch, h->accuracy, h->n, TAB10[0]},
-                     {"Validation Accuracy", h->epoch, h->val_accuracy, h->n, TAB10[1]}};
-    series loss[2] = {{"Training Loss", h->epoch, h->loss, h->n, TAB10[0]},
-                      {"Validation Loss", h->epoch, h->val_loss, h->n, TAB10[1]}};
+    series acc[2] = {{"Training Accuracy", h->epoch, h->accuracy, h->n, TAB10[0], false, INT_MIN},
+                     {"Validation Accuracy", h->epoch, h->val_accuracy, h->n, TAB10[1], false, INT_MIN}};
+    series loss[2] = {{"Training Loss", h->epoch, h->loss, h->n, TAB10[0], false, INT_MIN},
+                      {"Validation Loss", h->epoch, h->val_loss, h->n, TAB10[1], false, INT_MIN}};
     panel panels[2] = {proto, proto};
     panels[0].title = cfg->accuracy_title ? cfg->accuracy_title : "Training and Validation Accuracy";
     panels[0].ylabel = "Accuracy";
@@ -663,7 +683,7 @@ graft_status graft_plot_compare(const graft_history *const *runs, const char *co
             st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\" has an empty history", png_path, label);
             goto done;
         }
-        s[i] = (series){label, h->epoch, h->val_accuracy, h->n, TAB10[i % 10]};
+        s[i] = (series){label, h->epoch, h->val_accuracy, h->n, TAB10[i % 10], false, INT_MIN};
         if (!shown(&s[i])) {
             st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\" has no validation accuracy", png_path,
                             label);
@@ -680,5 +700,178 @@ graft_status graft_plot_compare(const graft_history *const *runs, const char *co
 done:
     free(s);
     free(names);
+    return st;
+}
+
+graft_status graft_plot_runs(const graft_plot_run *runs, int n_runs, const char *title,
+                             const char *png_path)
+{
+    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the learning curves");
+    if (!runs || n_runs <= 0) return graft_fail(GRAFT_EINVAL, "'%s': no runs to plot", png_path);
+    series *s = calloc((size_t)n_runs * 4, sizeof *s);
+    char(*names)[32] = calloc((size_t)n_runs, sizeof *names);
+    graft_status st = GRAFT_OK;
+    if (!s || !names) {
+        st = graft_fail(GRAFT_ENOMEM, "out of memory drawing '%s'", png_path);
+        goto done;
+    }
+    panel acc = {.title = title ? title : "Accuracy of the runs",
+                 .ylabel = "Accuracy",
+                 .s = s,
+                 .ns = 2 * n_runs,
+                 .legend_loc = LOWER_RIGHT,
+                 .vline_colored = true,
+                 .note = "dashed: training; solid: validation"};
+    panel loss = {.title = "Loss of the runs",
+                  .xlabel = "Epochs",
+                  .ylabel = "Loss",
+                  .s = s + 2 * n_runs,
+                  .ns = 2 * n_runs,
+                  .legend_loc = UPPER_RIGHT,
+                  .vline_colored = true};
+    for (int i = 0; i < n_runs; i++) {
+        const graft_plot_run *r = &runs[i];
+        snprintf(names[i], sizeof names[i], "run %d", i + 1);
+        const char *label = r->label ? r->label : names[i];
+        const graft_history *h = r->h;
+        if (!h || h->n <= 0) {
+            st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\" has an empty history", png_path, label);
+            goto done;
+        }
+        if (r->n_stages < 0 || (r->n_stages && !r->stages)) {
+            st = graft_fail(GRAFT_EINVAL, "'%s': run \"%s\": %d stages", png_path, label, r->n_stages);
+            goto done;
+        }
+        /* Where a later stage starts: its first epoch's point is marked, and
+         * a dashed line drawn in the run's colour. */
+        int mark = INT_MIN;
+        for (int k = 1; k < r->n_stages; k++) {
+            int e = r->stages[k].first_epoch;
+            if (e < h->epoch[0] || e > h->epoch[h->n - 1]) continue;
+            if (mark == INT_MIN) mark = e;
+            for (int pi = 0; pi < 2; pi++) {
+                panel *p = pi ? &loss : &acc;
+                if (p->nv == PLOT_MAX_VLINES) continue;
+                p->vline_c[p->nv] = TAB10[i % 10];
+                p->vline_label[p->nv] = NULL;
+                p->vline[p->nv++] = e - 0.5;
+            }
+        }
+        color c = TAB10[i % 10];
+        s[2 * i] = (series){label, h->epoch, h->val_accuracy, h->n, c, false, mark};
+        s[2 * i + 1] = (series){NULL, h->epoch, h->accuracy, h->n, c, true, INT_MIN};
+        s[2 * n_runs + 2 * i] = (series){label, h->epoch, h->val_loss, h->n, c, false, mark};
+        s[2 * n_runs + 2 * i + 1] = (series){NULL, h->epoch, h->loss, h->n, c, true, INT_MIN};
+    }
+    if (acc.nv) loss.note = "dashed vertical line, diamond: fine-tuning starts";
+    panel panels[2] = {acc, loss};
+    st = render(panels, 2, 900, 900, png_path);
+done:
+    free(s);
+    free(names);
+    return st;
+}
+
+graft_status graft_plot_confusion(const long *counts, int n_classes, const char *const *classes,
+                                  const char *title, const char *png_path)
+{
+    if (!png_path) return graft_fail(GRAFT_EINVAL, "no file name for the confusion matrix");
+    if (!counts || !classes || n_classes < 2 || n_classes > GRAFT_PLOT_MAX_CLASSES)
+        return graft_fail(GRAFT_EINVAL, "'%s': a confusion matrix of 2 to %d classes is drawn, not %d",
+                          png_path, GRAFT_PLOT_MAX_CLASSES, n_classes);
+    int nc = n_classes;
+    double cell = nc <= 4 ? 110 : nc <= 10 ? 60 : 600.0 / nc;
+    cairo_surface_t *measure = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
+    cairo_t *mc = cairo_create(measure);
+    double label_w = 0;
+    for (int i = 0; i < nc; i++) label_w = fmax(label_w, text_width(mc, classes[i] ? classes[i] : "", TICK_PX));
+    cairo_destroy(mc);
+    cairo_surface_destroy(measure);
+    label_w = fmin(label_w, 200);
+    double left = 40 + label_w + 10, top = 50, w = fmax(left + nc * cell + 30, 480),
+           h = top + nc * cell + label_w + 50;
+    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h);
+    cairo_t *cr = cairo_create(surface);
+    long max = 1;
+    for (int i = 0; i < nc * nc; i++)
+        if (counts[i] > max) max = counts[i];
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    text_at(cr, title ? title : "Confusion matrix", TITLE_PX, w / 2, 10, 0.5, 0, 0, BLACK);
+    for (int t = 0; t < nc; t++)
+        for (int k = 0; k < nc; k++) {
+            long v = counts[t * nc + k];
+            double f = (double)v / max; /* white to matplotlib's "Blues" dark end */
+            color c = {1 - f * (1 - 0.03), 1 - f * (1 - 0.19), 1 - f * (1 - 0.42)};
+            cairo_set_source_rgb(cr, c.r, c.g, c.b);
+            cairo_rectangle(cr, left + k * cell, top + t * cell, cell, cell);
+            cairo_fill(cr);
+            char buf[32];
+            snprintf(buf, sizeof buf, "%ld", v);
+            color tc = f > 0.5 ? (color){1, 1, 1} : BLACK;
+            text_at(cr, buf, fmin(LABEL_PX, cell / 3), left + (k + 0.5) * cell, top + (t + 0.5) * cell, 0.5, 0.5, 0, tc);
+        }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, crisp(left), crisp(top), nc * cell, nc * cell);
+    cairo_stroke(cr);
+    for (int i = 0; i < nc; i++) {
+        const char *name = classes[i] ? classes[i] : "";
+        text_at(cr, name, TICK_PX, left - 6, top + (i + 0.5) * cell, 1, 0.5, 0, BLACK);
+        text_at(cr, name, TICK_PX, left + (i + 0.5) * cell, top + nc * cell + 6, 1, 0.5, -M_PI / 2, BLACK);
+    }
+    text_at(cr, "true class", LABEL_PX, 8, top + nc * cell / 2, 0.5, 0, -M_PI / 2, BLACK);
+    text_at(cr, "predicted class", LABEL_PX, left + nc * cell / 2, h - 8, 0.5, 1, 0, BLACK);
+    cairo_status_t cs = cairo_status(cr);
+    cairo_destroy(cr);
+    graft_status st;
+    if (cs != CAIRO_STATUS_SUCCESS) {
+        st = graft_fail(cs == CAIRO_STATUS_NO_MEMORY ? GRAFT_ENOMEM : GRAFT_EINVAL, "cannot draw '%s': cairo: %s",
+                        png_path, cairo_status_to_string(cs));
+    } else {
+        cairo_surface_flush(surface);
+        st = graft_write_file_atomic(png_path, write_png, &(png_ctx){png_path, surface});
+    }
+    cairo_surface_destroy(surface);
+    return st;
+}
+
+graft_status graft_image_thumbnail(const char *image_path, int max_side, const char *png_path)
+{
+    int h, w;
+    if (max_side < 8 || max_side > 1024)
+        return graft_fail(GRAFT_EINVAL, "'%s': thumbnail size %d is not in [8, 1024]", png_path, max_side);
+    graft_status st = graft_image_size(image_path, &h, &w);
+    if (st != GRAFT_OK) return st;
+    double scale = (double)max_side / (h > w ? h : w);
+    int th = (int)fmax(1, round(h * scale)), tw = (int)fmax(1, round(w * scale));
+    float *px = malloc((size_t)th * tw * 3 * sizeof(float));
+    if (!px) return graft_fail(GRAFT_ENOMEM, "out of memory for a thumbnail of '%s'", image_path);
+    st = graft_image_load(image_path, th, tw, GRAFT_INTERP_BILINEAR, 0, px);
+    if (st != GRAFT_OK) {
+        free(px);
+        return st;
+    }
+    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, tw, th);
+    if (cairo_surface_status(surface) == CAIRO_STATUS_SUCCESS) {
+        unsigned char *data = cairo_image_surface_get_data(surface);
+        int stride = cairo_image_surface_get_stride(surface);
+        for (int y = 0; y < th; y++)
+            for (int x = 0; x < tw; x++) {
+                const float *p = px + ((size_t)y * tw + x) * 3;
+                uint32_t v = 0;
+                for (int c = 0; c < 3; c++) {
+                    float f = p[c] < 0 ? 0 : p[c] > 255 ? 255 : p[c];
+                    v = v << 8 | (uint32_t)lrintf(f);
+                }
+                memcpy(data + (size_t)y * stride + (size_t)x * 4, &v, 4);
+            }
+        cairo_surface_mark_dirty(surface);
+        st = graft_write_file_atomic(png_path, write_png, &(png_ctx){png_path, surface});
+    } else {
+        st = graft_fail(GRAFT_ENOMEM, "cannot draw a thumbnail of '%s'", image_path);
+    }
+    cairo_surface_destroy(surface);
+    free(px);
     return st;
 }

@@ -30,6 +30,13 @@ static const arch_entry archs[] = {
     {"vgg16", graft_zoo_vgg16, "VGG16"},
 };
 
+const char *graft_zoo_arch_name(int i, const char **keras_name)
+{
+    if (i < 0 || (size_t)i >= sizeof archs / sizeof *archs) return NULL;
+    if (keras_name) *keras_name = archs[i].keras_name;
+    return archs[i].arch;
+}
+
 static const arch_entry *find_arch(const char *arch)
 {
     for (size_t i = 0; arch && i < sizeof archs / sizeof *archs; i++)

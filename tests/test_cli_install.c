@@ -1,0 +1,85 @@
+/* make install / make uninstall into a DESTDIR: the headers, the libraries
+ * with their SONAME links, the tool and graft.pc land under PREFIX; a program
+ * compiled against the installed header through pkg-config runs against the
+ * installed libgraft.so; uninstall leaves nothing of graft behind. Runs the
+ * Makefile of the build GRAFT_BIN comes from, without rebuilding anything. */
+#include "check.h"
+#include "test_util.h"
+
+#include <libgen.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char tmp[64] = "/tmp/graft_install_XXXXXX", out_path[128], err_path[128];
+static char out[1 << 16], err[1 << 16];
+static char build[200], make_args[1100];
+
+static int sh(const char *fmt, const char *a, const char *b)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
+}
+
+static void test_install_uninstall(void)
+{
+    char cmd[2900];
+    snprintf(cmd, sizeof cmd, "make -s %s PREFIX=/usr DESTDIR=%s/root install", make_args, tmp);
+    CHECK_MSG(sh("%s%s", cmd, "") == 0, "%s", err);
+    const char *root = path_in(tmp, "root");
+    char p[512];
+    const char *files[] = {"usr/include/graft.h", "usr/include/graft/report.h", "usr/lib/libgraft.a",
+                           "usr/lib/libgraft.so", "usr/lib/libgraft.so.0.1", "usr/lib/pkgconfig/graft.pc",
+                           "usr/bin/graft"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, files[i]);
+        CHECK_MSG(access(p, R_OK) == 0, "%s is missing", p);
+    }
+    /* The SONAME the library records, and the link named after it. */
+    snprintf(p, sizeof p, "%s/usr/lib/libgraft.so", root);
+    CHECK_MSG(sh("readelf -d %s%s", p, "") == 0 && strstr(out, "Library soname: [libgraft.so.0.1]"), "%s", out);
+    snprintf(p, sizeof p, "%s/usr/lib/pkgconfig/graft.pc", root);
+    char pc[2048];
+    slurp(p, pc, sizeof pc);
+    CHECK_MSG(strstr(pc, "prefix=/usr") && strstr(pc, "Version: 0.1.0"), "%s", pc);
+
+    /* A program built against what was installed, found through pkg-config. */
+    const char *src = path_in(tmp, "hello.c"), *exe = path_in(tmp, "hello");
+    const char *prog = "#include <graft.h>\n#include <stdio.h>\n#include <string.h>\n"
+                       "int main(void) { graft_model *m = graft_model_new(\"m\");\n"
+                       "  printf(\"%s %d\\n\", GRAFT_VERSION, m != NULL); graft_model_free(m); return 0; }\n";
+    CHECK(write_bytes(src, prog, strlen(prog)) == 0);
+    snprintf(cmd, sizeof cmd,
+             "PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s cc -o %s %s "
+             "$(PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s pkg-config --cflags --libs graft) "
+             "-Wl,-rpath,%s/usr/lib",
+             root, root, exe, src, root, root, root);
+    CHECK_MSG(sh("%s%s", cmd, "") == 0, "%s", err);
+    CHECK_MSG(sh("%s%s", exe, "") == 0 && strcmp(out, "0.1.0 1\n") == 0, "%s%s", out, err);
+    CHECK_MSG(sh("ldd %s | grep libgraft%s", exe, "") == 0 && strstr(out, root), "%s", out);
+
+    snprintf(cmd, sizeof cmd, "make -s %s PREFIX=/usr DESTDIR=%s/root uninstall", make_args, tmp);
+    CHECK_MSG(sh("%s%s", cmd, "") == 0, "%s", err);
+    CHECK_MSG(sh("find %s -type f -o -type l%s", root, "") == 0 && out[0] == '\0', "left behind: %s", out);
+}
+
+int main(void)
+{
+    const char *bin = getenv("GRAFT_BIN");
+    if (!bin) bin = "build/graft";
+    if (access(bin, X_OK) != 0 || access("Makefile", R_OK) != 0 || system("command -v pkg-config readelf >/dev/null") != 0) {
+        printf("test_cli_install: skipped (needs %s, the Makefile, pkg-config and readelf)\n0 passed, 0 failed\n", bin);
+        return 0;
+    }
+    char b[200];
+    snprintf(b, sizeof b, "%s", bin);
+    snprintf(build, sizeof build, "%s", dirname(b));
+    /* -o: what the build already made counts as made (no rebuild with other flags). */
+    snprintf(make_args, sizeof make_args, "BUILD=%s -o %s/libgraft.a -o %s/libgraft.so.0.1.0 -o %s/graft -o lib",
+             build, build, build, build);
+    if (make_tmpdir(tmp) != 0) return 1;
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    RUN(test_install_uninstall);
+    return CHECK_SUMMARY();
+}

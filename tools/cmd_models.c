@@ -1,0 +1,242 @@
+/* graft models (the bases the zoo builds), the zoo architecture and alpha a
+ * weights file fits, and `graft summary` of a weights-only .h5. */
+#include "cli.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The widths Keras Applications publishes weights for (MobileNet, MobileNetV2);
+ * an architecture without a width refuses any but 1. */
+static const float alphas[] = {1.0f, 0.75f, 0.5f, 0.25f, 0.35f, 1.3f, 1.4f};
+
+/* Builds `arch` without top: NULL when it cannot be built so. */
+static graft_model *build_base(const char *arch, float alpha, int size)
+{
+    graft_zoo_cfg z = graft_zoo_default_cfg();
+    z.include_top = 0;
+    z.alpha = alpha;
+    z.input_shape[0] = z.input_shape[1] = size;
+    graft_model *m = NULL;
+    if (graft_zoo_build(arch, &z, &m) != GRAFT_OK) return NULL;
+    return m;
+}
+
+static size_t total_params(const graft_model *m) { return graft_model_count_params(m).total; }
+
+int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha)
+{
+    /* Which layers of the file hold weights, and how many parameters: a
+     * candidate must load every one of them by name and have as many. */
+    graft_model *probe = NULL;
+    for (int i = 0;; i++) {
+        const char *a = graft_zoo_arch_name(i, NULL);
+        if (!a) break;
+        if (only_arch && strcmp(a, only_arch) != 0) continue;
+        for (size_t k = 0; k < sizeof alphas / sizeof *alphas; k++) {
+            probe = build_base(a, alphas[k], 224);
+            if (!probe) break; /* no width argument: only alpha 1 builds */
+            int loaded = 0, want = 0;
+            graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
+            bool fits = graft_load_weights(probe, file, &o) == GRAFT_OK;
+            for (int l = 0; fits && l < graft_model_num_layers(probe); l++)
+                want += graft_layer_num_weights(graft_model_layer(probe, l)) > 0;
+            graft_model_free(probe);
+            probe = NULL;
+            if (fits && loaded == want && loaded > 0) {
+                snprintf(arch, cap, "%s", a);
+                *alpha = alphas[k];
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ weights-only .h5 */
+
+typedef struct {
+    int layers;
+    size_t params;
+} h5_tally;
+
+/* A string attribute's entries (fixed or variable length), as Keras writes
+ * layer_names and weight_names; calls fn for each; the count or -1. */
+static int string_list(hid_t obj, const char *name, void (*fn)(const char *, void *), void *ctx)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), sp = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    int rc = -1;
+    if (n >= 0 && n < 1000000 && H5Tget_class(t) == H5T_STRING) {
+        if (H5Tis_variable_str(t)) {
+            char **v = calloc((size_t)n + 1, sizeof *v);
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            if (v && H5Aread(a, mt, v) >= 0) {
+                for (hssize_t i = 0; i < n; i++) fn(v[i] ? v[i] : "", ctx);
+                H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
+                rc = (int)n;
+            }
+            H5Tclose(mt);
+            free(v);
+        } else {
+            size_t w = H5Tget_size(t);
+            char *v = w > 0 && w < 65536 ? calloc((size_t)n, w + 1) : NULL;
+            hid_t mt = H5Tcopy(t);
+            if (v && H5Aread(a, mt, v) >= 0) {
+                char *one = malloc(w + 1);
+                for (hssize_t i = 0; one && i < n; i++) {
+                    memcpy(one, v + (size_t)i * w, w);
+                    one[w] = '\0';
+                    fn(one, ctx);
+                }
+                free(one);
+                rc = (int)n;
+            }
+            H5Tclose(mt);
+            free(v);
+        }
+    }
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+typedef struct {
+    hid_t group;
+    const char *layer;
+    h5_tally *tally;
+    bool first;
+} weight_ctx;
+
+static void print_weight(const char *wname, void *vctx)
+{
+    weight_ctx *c = vctx;
+    hid_t d = H5Dopen2(c->group, wname, H5P_DEFAULT);
+    char shape[128] = "?";
+    size_t count = 0;
+    if (d >= 0) {
+        hid_t sp = H5Dget_space(d);
+        hsize_t dims[8];
+        int r = H5Sget_simple_extent_ndims(sp);
+        if (r >= 0 && r <= 8 && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0) {
+            size_t o = (size_t)snprintf(shape, sizeof shape, "(");
+            count = 1;
+            for (int i = 0; i < r && o < sizeof shape; i++) {
+                o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+                count *= dims[i];
+            }
+            if (o < sizeof shape) snprintf(shape + o, sizeof shape - o, r == 1 ? ",)" : ")");
+        }
+        H5Sclose(sp);
+        H5Dclose(d);
+    }
+    printf(" %-34.34s %-44.44s %-20s %12zu\n", c->first ? c->layer : "", wname, shape, count);
+    c->first = false;
+    c->tally->params += count;
+}
+
+typedef struct {
+    hid_t root;
+    h5_tally *tally;
+} layer_ctx;
+
+static void print_layer(const char *lname, void *vctx)
+{
+    layer_ctx *c = vctx;
+    hid_t g = H5Gopen2(c->root, lname, H5P_DEFAULT);
+    if (g < 0) return;
+    weight_ctx w = {g, lname, c->tally, true};
+    if (string_list(g, "weight_names", print_weight, &w) > 0) c->tally->layers++;
+    H5Gclose(g);
+}
+
+int cli_summary_weights(const char *path)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return -1;
+    /* save_weights keeps the layers at the root; model.save under model_weights. */
+    hid_t root = H5Lexists(f, "model_weights", H5P_DEFAULT) > 0 ? H5Gopen2(f, "model_weights", H5P_DEFAULT) : H5Gopen2(f, "/", H5P_DEFAULT);
+    h5_tally t = {0, 0};
+    printf("Weights of %s (a weights-only file: no model config)\n", path);
+    printf(" %-34s %-44s %-20s %12s\n", "layer", "weight", "shape", "params");
+    layer_ctx lc = {root, &t};
+    int n = root >= 0 ? string_list(root, "layer_names", print_layer, &lc) : -1;
+    if (root >= 0) H5Gclose(root);
+    H5Fclose(f);
+    if (n < 0) return -1;
+    char total[32];
+    snprintf(total, sizeof total, "%zu", t.params);
+    /* Keras's thousands separators */
+    char sep[48];
+    size_t len = strlen(total), o = 0;
+    for (size_t i = 0; i < len; i++) {
+        sep[o++] = total[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len) sep[o++] = ',';
+    }
+    sep[o] = '\0';
+    printf("%d layers with weights (of %d listed), total params: %s\n", t.layers, n, sep);
+    char arch[64];
+    float alpha;
+    if (cli_match_weights(path, NULL, arch, sizeof arch, &alpha) == 0) {
+        if (strcmp(arch, "mobilenet") == 0 || strcmp(arch, "mobilenet_v2") == 0)
+            printf("These weights fit the zoo's %s base (include_top=False) with alpha %g: --base %s --alpha %g\n",
+                   arch, alpha, arch, alpha);
+        else
+            printf("These weights fit the zoo's %s base (include_top=False): --base %s\n", arch, arch);
+    } else {
+        printf("These weights fit none of the zoo's bases (graft models lists them) without top.\n");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ graft models */
+
+int cmd_models(int argc, char **argv)
+{
+    if (argc > 1) {
+        bool help = argc == 2 && strcmp(argv[1], "--help") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: graft models\nLists the bases graft train --base takes: the smallest input the\n"
+                "base accepts (and graft's largest, %d), its parameters without top at alpha 1, and\n"
+                "where its ImageNet weights come from (the cache, else Keras's download URL).\n",
+                CLI_MAX_INPUT);
+        return help ? 0 : 2;
+    }
+    static const int sizes[] = {32, 48, 64, 71, 75, 96, 128, 160, 224, 299, 331};
+    char cache[CLI_PATH] = "";
+    graft_zoo_cache_dir(cache, sizeof cache);
+    printf("%-14s %-14s %-12s %12s  %s\n", "base", "Keras", "input", "params", "ImageNet weights (include_top=False)");
+    for (int i = 0;; i++) {
+        const char *keras = NULL, *arch = graft_zoo_arch_name(i, &keras);
+        if (!arch) break;
+        graft_model *m = NULL;
+        int min = 0;
+        for (size_t k = 0; !m && k < sizeof sizes / sizeof *sizes; k++)
+            if ((m = build_base(arch, 1.0f, sizes[k]))) min = sizes[k];
+        char input[32] = "?", params[32] = "?", where[CLI_PATH + 300] = "none known (random initialization)";
+        if (m) {
+            snprintf(input, sizeof input, "%d-%d", min, CLI_MAX_INPUT);
+            snprintf(params, sizeof params, "%zu", total_params(m));
+            graft_model_free(m);
+        }
+        graft_zoo_cfg z = graft_zoo_default_cfg();
+        z.include_top = 0;
+        graft_weights_file wf;
+        if (graft_zoo_imagenet_file(arch, &z, &wf) == GRAFT_OK) {
+            char p[CLI_PATH + 200];
+            snprintf(p, sizeof p, "%s/%s", cache, wf.file_name);
+            if (cache[0] && cli_is_file(p)) snprintf(where, sizeof where, "cached: %s", p);
+            else snprintf(where, sizeof where, "download: %s", wf.url);
+        }
+        printf("%-14s %-14s %-12s %12s  %s\n", arch, keras ? keras : "", input, params, where);
+    }
+    printf("%-14s %-14s %-12s %12s  %s\n", "scratch", "(the lesson's CNN)", "32-4096", "-", "none: trained from scratch");
+    printf("MobileNet and MobileNetV2 take --alpha (weights published for MobileNet 0.25, 0.5, 0.75, 1.0;\n"
+           "MobileNetV2 0.35, 0.5, 0.75, 1.0, 1.3, 1.4); parameters above are at alpha 1.\n");
+    return 0;
+}
