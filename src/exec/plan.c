@@ -96,6 +96,9 @@ static void plan_free(struct graft_plan *p)
     free(p);
 }
 
+static bool inference_only(const graft_step *s);
+static bool spans_kept_split(const graft_model *m, const graft_step *s);
+
 /* The steps, in graph order of their first layers. Each layer not yet in a
  * step starts one: the first fusion whose match takes it, else its own. */
 static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training)
@@ -117,6 +120,8 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
+        if (inference_only(&s) && spans_kept_split(m, &s))
+            s = (graft_step){.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
         if (s.bn >= 0) {
             int C = m->layers[i]->out_shape.dim[m->layers[i]->out_shape.rank - 1];
             s.bn_params = malloc(3 * (size_t)C * sizeof(float));
@@ -149,15 +154,48 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
     return GRAFT_OK;
 }
 
+static bool inference_only(const graft_step *s)
+{
+    return s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE;
+}
+
+static bool step_spans(const graft_step *s, int k)
+{
+    int lo = s->layer[0], hi = s->layer[0];
+    for (int q = 1; q < s->n; q++) {
+        if (s->layer[q] < lo) lo = s->layer[q];
+        if (s->layer[q] > hi) hi = s->layer[q];
+    }
+    return lo < k && hi >= k;
+}
+
 bool graft_plan_splits_at(const graft_model *m, int k)
 {
     const struct graft_plan *p = m->plan;
     if (!p || p->n_layers != m->n_layers || m->capacity == 0) return true;
-    for (int s = 0; s < p->n_steps; s++) {
-        const graft_step *st = &p->steps[s];
-        if (st->layer[0] < k && st->layer[st->n - 1] >= k) return false;
-    }
+    for (int s = 0; s < p->n_steps; s++)
+        if (!inference_only(&p->steps[s]) && step_spans(&p->steps[s], k)) return false;
     return true;
+}
+
+bool graft_plan_keep_split(graft_model *m, int k)
+{
+    for (int i = 0; i < m->n_kept_splits; i++)
+        if (m->kept_split[i] == k) return true;
+    if (m->n_kept_splits == GRAFT_MAX_KEPT_SPLITS) return false;
+    m->kept_split[m->n_kept_splits++] = k;
+    const struct graft_plan *p = m->plan;
+    if (p && p->n_layers == m->n_layers && m->capacity > 0)
+        for (int s = 0; s < p->n_steps; s++)
+            if (step_spans(&p->steps[s], k)) m->capacity = 0; /* plan again */
+    return true;
+}
+
+static bool spans_kept_split(const graft_model *m, const graft_step *s)
+{
+    for (int i = 0; i < m->n_kept_splits; i++)
+        if (step_spans(s, m->kept_split[i])) return true;
+    return false;
 }
 
 /* ------------------------------------------------------------ prepare */

@@ -52,6 +52,11 @@ struct graft_model {
     float *scratch;
     size_t scratch_floats;
     bool prepared_training;
+    /* Boundaries a feature cache reads or fills (exec/plan.c keeps them):
+     * no inference-only fused step may span one. */
+#define GRAFT_MAX_KEPT_SPLITS 8
+    int kept_split[GRAFT_MAX_KEPT_SPLITS];
+    int n_kept_splits;
     int planned_threads;    /* graft_threads() at planning: per-thread scratch is sized by it */
     bool want_input_grad;   /* tests: also compute dL/d(input) */
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */

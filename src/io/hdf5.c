@@ -660,8 +660,13 @@ static void fix_superblock_checksum(unsigned char *image, size_t size)
 }
 
 /* The whole file, built in memory: *image (malloc'ed) and its size. */
+typedef struct {
+    const char *name, *text; /* an application's own root attribute, or NULL */
+} h5_meta;
+
 static graft_status build_image(const writer *w, const graft_model *m, const char *config,
-                                const char *core_name, void **image, size_t *size)
+                                const h5_meta *meta, const char *core_name, void **image,
+                                size_t *size)
 {
     char why[160];
     graft_status s = GRAFT_OK;
@@ -684,6 +689,7 @@ static graft_status build_image(const writer *w, const graft_model *m, const cha
     if (config) {
         s = write_version(w, file);
         if (s == GRAFT_OK) s = write_string(w, file, "model_config", config);
+        if (s == GRAFT_OK && meta && meta->name) s = write_string(w, file, meta->name, meta->text);
         if (s == GRAFT_OK) {
             g = H5Gcreate2(file, "model_weights", H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
             if (g < 0)
@@ -779,7 +785,8 @@ static graft_status verify_file(const graft_model *m, const char *tmp, const cha
 
 /* Writes into a temporary file beside `path` and renames it over, so a
  * failure or crash never leaves a half-written file under the real name. */
-static graft_status write_file(const graft_model *m, const char *path, const char *config)
+static graft_status write_file(const graft_model *m, const char *path, const char *config,
+                               const h5_meta *meta)
 {
     char why[160];
     quiet();
@@ -803,7 +810,7 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
     if (!core_name && s == GRAFT_OK) s = graft_fail(GRAFT_ENOMEM, "out of memory writing %s", path);
     if (s == GRAFT_OK) {
         snprintf(core_name, cap, "%s.memory", af.tmp);
-        s = build_image(&w, m, config, core_name, &image, &size);
+        s = build_image(&w, m, config, meta, core_name, &image, &size);
     }
     free(core_name);
     s = close_w(&w, w.lcpl, H5Pclose, s);
@@ -823,10 +830,10 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
 
 graft_status graft_save_weights(const graft_model *m, const char *path)
 {
-    return write_file(m, path, NULL);
+    return write_file(m, path, NULL, NULL);
 }
 
-graft_status graft_save_model(const graft_model *m, const char *path)
+static graft_status save_model(const graft_model *m, const char *path, const h5_meta *meta)
 {
     if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_save_model: no model or path");
     cJSON *cfg = NULL;
@@ -835,7 +842,54 @@ graft_status graft_save_model(const graft_model *m, const char *path)
     char *text = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
     if (!text) return graft_fail(GRAFT_ENOMEM, "out of memory writing the config of %s", path);
-    s = write_file(m, path, text);
+    s = write_file(m, path, text, meta);
     cJSON_free(text);
+    return s;
+}
+
+graft_status graft_save_model(const graft_model *m, const char *path)
+{
+    return save_model(m, path, NULL);
+}
+
+/* Names Keras itself gives root attributes: an application's must differ. */
+static bool keras_root_attr(const char *name)
+{
+    static const char *const keras[] = {"model_config", "training_config", "keras_version",
+                                        "backend", "layer_names"};
+    for (size_t i = 0; i < sizeof keras / sizeof *keras; i++)
+        if (strncmp(name, keras[i], strlen(keras[i])) == 0) return true;
+    return false;
+}
+
+graft_status graft_model_save_with_metadata(const graft_model *m, const char *path,
+                                            const char *name, const char *text)
+{
+    if (!name || !*name || !text || strchr(name, '/') || keras_root_attr(name))
+        return graft_fail(GRAFT_EINVAL,
+                          "saving %s: the metadata attribute needs a name of its own (not "
+                          "Keras's, no '/') and a text",
+                          path ? path : "a model");
+    h5_meta meta = {name, text};
+    return save_model(m, path, &meta);
+}
+
+graft_status graft_h5_metadata_read(const char *path, const char *name, char **text)
+{
+    *text = NULL;
+    hid_t file = -1;
+    strlist l = {0};
+    bool found = false;
+    graft_status s = open_h5(path, &file);
+    if (s == GRAFT_OK) s = read_strings(file, name, path, "the file", &l, &found);
+    if (s == GRAFT_OK && (!found || l.n != 1))
+        s = graft_fail(GRAFT_ENOTFOUND, "%s has no '%s' attribute", path, name);
+    if (s == GRAFT_OK) {
+        *text = l.s[0];
+        l.s[0] = NULL;
+    }
+    strlist_free(&l);
+    close_id(file, H5Fclose);
+    H5Eclear2(H5E_DEFAULT);
     return s;
 }

@@ -169,7 +169,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         if (!read_above) continue;
         /* An output that never exists on its own (computed inside a fused
          * step of the plan): no boundary here. */
-        if (!graft_plan_splits_at(m, first)) {
+        if (!graft_plan_splits_at(m, first) || !graft_plan_keep_split(m, first)) {
             cache_free(c);
             return GRAFT_OK;
         }
@@ -268,12 +268,12 @@ static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
     return s;
 }
 
-bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
+bool graft_cache_can_fill_below(graft_model *m, int k, int first)
 {
     /* No step of the plan may compute both a layer below k and one at or
      * above it (a fused pool, BatchNormalization or ReLU): the buffer below
      * would hold its output, or none would exist. */
-    return k >= 1 && k < first && graft_plan_splits_at(m, k);
+    return k >= 1 && k < first && graft_plan_splits_at(m, k) && graft_plan_keep_split(m, k);
 }
 
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
