@@ -299,7 +299,7 @@ static void usage_train(FILE *f)
             "  --data DIR            one subfolder per class; DIR/train and DIR/validation are used\n"
             "                        when they exist\n"
             "  --validation DIR      validation images (one subfolder per class)\n"
-            "  --base NAME           mobilenet, mobilenet_v2, resnet50, vgg16 or scratch\n"
+            "  --base NAME           a Keras Applications base (MobileNetV2, ResNet50V2, any case) or scratch\n"
             "  --weights FILE|imagenet  base weights (.h5 or TF.js model.json; default imagenet)\n"
             "  --alpha A             MobileNet/MobileNetV2 width (default: that of the weights found)\n"
             "  --input-size N        square input size (default 150)\n"
@@ -423,9 +423,10 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
 static int resolve_train(run_config *c, const train_args *a)
 {
     if (!a->data) return cli_fail("--data DIR is required (see graft train --help)");
-    if (!c->base[0]) return cli_fail("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
+    if (!c->base[0]) return cli_fail("--base is required: a Keras Applications name (MobileNetV2, ResNet50V2, ...) or scratch");
     if (!run_known_base(c->base))
-        return cli_fail("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
+        return cli_fail("unknown base '%s' (a Keras Applications name such as MobileNetV2 or EfficientNetB0, or scratch)", c->base);
+    if (graft_zoo_find(c->base)) snprintf(c->base, sizeof c->base, "%s", graft_zoo_find(c->base)->name);
     if (strcmp(c->head, "dense1024") != 0 && strcmp(c->head, "dropout") != 0)
         return cli_fail("unknown head '%s' (dense1024 or dropout)", c->head);
     if (!cli_is_dir(a->data)) return cli_fail("data folder %s does not exist", a->data);

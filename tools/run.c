@@ -189,7 +189,6 @@ int run_config_save(const char *run_dir, const run_config *c)
     return 0;
 }
 
-static const char *const bases[] = {"mobilenet", "mobilenet_v2", "resnet50", "vgg16", "scratch"};
 static const char *const stages[] = {"frozen", "fine-tune", "scratch"};
 
 static bool one_of(const char *v, const char *const *list, size_t n)
@@ -199,7 +198,11 @@ static bool one_of(const char *v, const char *const *list, size_t n)
     return false;
 }
 
-bool run_known_base(const char *base) { return one_of(base, bases, sizeof bases / sizeof *bases); }
+/* "scratch" or a zoo architecture, in any of its spellings (graft_zoo_find). */
+bool run_known_base(const char *base)
+{
+    return base && (strcmp(base, "scratch") == 0 || graft_zoo_find(base));
+}
 
 /* A class is a folder below the data folders: one name, not a path, once
  * its bytes that are not UTF-8 are unescaped (run_text_decode). */
@@ -257,8 +260,7 @@ static int check_config(const char *path, const cJSON *j, double v[N_RANGES])
     const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "interpolation"));
     graft_interpolation im;
     if (!run_known_base(base))
-        return cli_fail("%s: \"base\" '%s' is not mobilenet, mobilenet_v2, resnet50, vgg16 or scratch",
-                        path, base);
+        return cli_fail("%s: \"base\" '%s' is not a zoo architecture or scratch", path, base);
     if (!one_of(stage, stages, sizeof stages / sizeof *stages))
         return cli_fail("%s: \"stage\" '%s' is not frozen, fine-tune or scratch", path, stage);
     if ((strcmp(base, "scratch") == 0) != (strcmp(stage, "scratch") == 0))

@@ -2,6 +2,7 @@
  * InputLayer, then the architecture's own builder. */
 #include "zoo.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,72 +13,130 @@ graft_zoo_cfg graft_zoo_default_cfg(void)
                            .depth_multiplier = 1,
                            .dropout = 1e-3f,
                            .include_top = 1,
-                           .input_shape = {224, 224, 3},
+                           .input_shape = {0, 0, 3},
                            .pooling = GRAFT_POOL_NONE,
-                           .classes = 1000};
+                           .classes = 1000,
+                           .include_preprocessing = 1};
 }
 
-typedef struct {
-    const char *arch;
-    void (*build)(graft_model *, graft_layer *, const zoo_spec *);
-    const char *keras_name; /* for messages */
-} arch_entry;
+#define MD5 GRAFT_HASH_MD5
+#define KT(f) f "_weights_tf_dim_ordering_tf_kernels.h5", f "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
-static const arch_entry archs[] = {
-    {"mobilenet", graft_zoo_mobilenet, "MobileNet"},
-    {"mobilenet_v2", graft_zoo_mobilenet_v2, "MobileNetV2"},
-    {"resnet50", graft_zoo_resnet50, "ResNet50"},
-    {"vgg16", graft_zoo_vgg16, "VGG16"},
+/* Keras's min_size and default_size (imagenet_utils.obtain_input_shape), its
+ * preprocess_input mode, and the published weight files with their hashes
+ * (keras/applications/<family>.py). */
+static const zoo_entry table[] = {
+    {{"vgg16", "VGG16", 32, 224, "caffe"}, "vgg16", graft_zoo_vgg, 16, 0,
+     "vgg16", KT("vgg16"), MD5, "64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc",
+     "block1_conv1"},
+    {{"vgg19", "VGG19", 32, 224, "caffe"}, "vgg19", graft_zoo_vgg, 19, 0,
+     "vgg19", KT("vgg19"), MD5, "cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6",
+     "block5_conv4"},
+    {{"resnet50", "ResNet50", 32, 224, "caffe"}, "resnet50", graft_zoo_resnet, 50, 0,
+     "resnet", KT("resnet50"), MD5, "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626",
+     "conv2_block1_1_conv"},
+    {{"resnet101", "ResNet101", 32, 224, "caffe"}, "resnet101", graft_zoo_resnet, 101, 0,
+     "resnet", KT("resnet101"), MD5, "f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21",
+     "conv4_block23_1_conv"},
+    {{"resnet152", "ResNet152", 32, 224, "caffe"}, "resnet152", graft_zoo_resnet, 152, 0,
+     "resnet", KT("resnet152"), MD5, "100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c",
+     "conv3_block8_1_conv"},
+    {{"resnet50v2", "ResNet50V2", 32, 224, "tf"}, "resnet50v2", graft_zoo_resnet_v2, 50, 0,
+     "resnet", KT("resnet50v2"), MD5, "3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917",
+     "conv2_block1_preact_bn"},
+    {{"resnet101v2", "ResNet101V2", 32, 224, "tf"}, "resnet101v2", graft_zoo_resnet_v2, 101, 0,
+     "resnet", KT("resnet101v2"), MD5, "6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5",
+     "conv4_block23_preact_bn"},
+    {{"resnet152v2", "ResNet152V2", 32, 224, "tf"}, "resnet152v2", graft_zoo_resnet_v2, 152, 0,
+     "resnet", KT("resnet152v2"), MD5, "a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33",
+     "conv3_block8_preact_bn"},
+    {{"mobilenet", "MobileNet", 32, 224, "tf"}, "", graft_zoo_mobilenet, 1,
+     ZOO_ARG_ALPHA | ZOO_ARG_DEPTH_MULTIPLIER, NULL, NULL, NULL, GRAFT_HASH_NONE, NULL, NULL,
+     "conv_dw_1"},
+    {{"mobilenet_v2", "MobileNetV2", 32, 224, "tf"}, "", graft_zoo_mobilenet_v2, 2, ZOO_ARG_ALPHA,
+     NULL, NULL, NULL, GRAFT_HASH_NONE, NULL, NULL, "block_1_expand"},
 };
 
-static const arch_entry *find_arch(const char *arch)
+#undef KT
+#undef MD5
+
+#define N_ARCHS ((int)(sizeof table / sizeof *table))
+
+const graft_zoo_arch *graft_zoo_arch_at(int i)
 {
-    for (size_t i = 0; arch && i < sizeof archs / sizeof *archs; i++)
-        if (strcmp(archs[i].arch, arch) == 0) return &archs[i];
+    return i >= 0 && i < N_ARCHS ? &table[i].pub : NULL;
+}
+
+/* Lower case without '_' and '-': "MobileNetV2", "mobilenet_v2" and
+ * "mobilenetv2" are one name. */
+static void fold(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 1 < cap; s++)
+        if (*s != '_' && *s != '-') out[o++] = (char)tolower((unsigned char)*s);
+    out[o] = '\0';
+}
+
+const zoo_entry *graft_zoo_entry(const char *name)
+{
+    if (!name || strlen(name) >= 64) return NULL;
+    char want[64], have[64];
+    fold(name, want, sizeof want);
+    for (int i = 0; i < N_ARCHS; i++) {
+        fold(table[i].pub.keras_name, have, sizeof have);
+        if (strcmp(want, have) == 0) return &table[i];
+    }
     return NULL;
 }
 
-/* Fills defaults into *s and checks the arguments as Keras does. */
-static graft_status resolve(const arch_entry *a, const graft_zoo_cfg *cfg, zoo_spec *s)
+const graft_zoo_arch *graft_zoo_find(const char *name)
 {
+    const zoo_entry *e = graft_zoo_entry(name);
+    return e ? &e->pub : NULL;
+}
+
+/* Fills defaults into *s and checks the arguments as Keras does. */
+static graft_status resolve(const zoo_entry *a, const graft_zoo_cfg *cfg, zoo_spec *s)
+{
+    const char *k = a->pub.keras_name;
     graft_zoo_cfg c = cfg ? *cfg : graft_zoo_default_cfg();
     if (c.alpha == 0.0f) c.alpha = 1.0f;
     if (c.depth_multiplier == 0) c.depth_multiplier = 1;
     if (c.classes == 0) c.classes = 1000;
-    if (c.input_shape[0] == 0 && c.input_shape[1] == 0 && c.input_shape[2] == 0) {
-        c.input_shape[0] = c.input_shape[1] = 224;
-        c.input_shape[2] = 3;
+    if (c.input_shape[0] == 0 && c.input_shape[1] == 0) {
+        c.input_shape[0] = c.input_shape[1] = a->pub.default_size;
+        if (c.input_shape[2] == 0) c.input_shape[2] = 3;
     }
-    bool mobile = a->build == graft_zoo_mobilenet || a->build == graft_zoo_mobilenet_v2;
     if (!(c.alpha > 0.0f) || !isfinite(c.alpha))
-        return graft_fail(GRAFT_EINVAL, "%s: alpha must be positive (got %g)", a->keras_name,
-                          (double)c.alpha);
-    if (!mobile && c.alpha != 1.0f)
-        return graft_fail(GRAFT_EINVAL, "%s has no alpha (width) argument; leave it at 1",
-                          a->keras_name);
+        return graft_fail(GRAFT_EINVAL, "%s: alpha must be positive (got %g)", k, (double)c.alpha);
+    if (!(a->args & ZOO_ARG_ALPHA) && c.alpha != 1.0f)
+        return graft_fail(GRAFT_EINVAL, "%s has no alpha (width) argument; leave it at 1", k);
     if (c.depth_multiplier < 1)
-        return graft_fail(GRAFT_EINVAL, "%s: depth_multiplier must be at least 1 (got %d)",
-                          a->keras_name, c.depth_multiplier);
-    if (a->build != graft_zoo_mobilenet && c.depth_multiplier != 1)
+        return graft_fail(GRAFT_EINVAL, "%s: depth_multiplier must be at least 1 (got %d)", k,
+                          c.depth_multiplier);
+    if (!(a->args & ZOO_ARG_DEPTH_MULTIPLIER) && c.depth_multiplier != 1)
         return graft_fail(GRAFT_EINVAL, "%s has no depth_multiplier argument; only MobileNet does",
-                          a->keras_name);
+                          k);
+    if (!(a->args & ZOO_ARG_MINIMALISTIC) && c.minimalistic)
+        return graft_fail(GRAFT_EINVAL, "%s has no minimalistic argument; only MobileNetV3 does", k);
     if (!(c.dropout >= 0.0f && c.dropout < 1.0f))
-        return graft_fail(GRAFT_EINVAL, "%s: dropout must be in [0, 1) (got %g)", a->keras_name,
+        return graft_fail(GRAFT_EINVAL, "%s: dropout must be in [0, 1) (got %g)", k,
                           (double)c.dropout);
-    if (c.input_shape[0] < 32 || c.input_shape[1] < 32)
+    int min = a->pub.min_size;
+    if (c.input_shape[0] < min || c.input_shape[1] < min)
         return graft_fail(GRAFT_ESHAPE,
                           "%s: input_shape (%d, %d, %d) is too small; height and width must be "
-                          "at least 32",
-                          a->keras_name, c.input_shape[0], c.input_shape[1], c.input_shape[2]);
+                          "at least %d",
+                          k, c.input_shape[0], c.input_shape[1], c.input_shape[2], min);
     if (c.input_shape[2] < 1)
         return graft_fail(GRAFT_ESHAPE, "%s: input_shape (%d, %d, %d) needs at least one channel",
-                          a->keras_name, c.input_shape[0], c.input_shape[1], c.input_shape[2]);
+                          k, c.input_shape[0], c.input_shape[1], c.input_shape[2]);
     if (c.include_top && c.classes < 1)
-        return graft_fail(GRAFT_EINVAL, "%s: classes must be positive (got %d)", a->keras_name,
-                          c.classes);
+        return graft_fail(GRAFT_EINVAL, "%s: classes must be positive (got %d)", k, c.classes);
     if (c.pooling != GRAFT_POOL_NONE && c.pooling != GRAFT_POOL_AVG && c.pooling != GRAFT_POOL_MAX)
-        return graft_fail(GRAFT_EINVAL, "%s: pooling must be none, avg or max", a->keras_name);
+        return graft_fail(GRAFT_EINVAL, "%s: pooling must be none, avg or max", k);
     s->cfg = c;
+    s->arch = a;
     /* The float the user passed, back to the decimal they wrote, so widths
      * such as int(320 * 0.35) round as in Keras's double arithmetic. */
     s->alpha = nearbyint((double)c.alpha * 1e6) / 1e6;
@@ -88,12 +147,16 @@ graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_m
 {
     if (!out) return graft_fail(GRAFT_EINVAL, "graft_zoo_build: no output pointer");
     *out = NULL;
-    const arch_entry *a = find_arch(arch);
-    if (!a)
-        return graft_fail(GRAFT_EINVAL,
-                          "unknown architecture '%s'; graft builds mobilenet, mobilenet_v2, "
-                          "resnet50 and vgg16",
-                          arch ? arch : "(null)");
+    const zoo_entry *a = graft_zoo_entry(arch);
+    if (!a) {
+        char names[1024];
+        size_t o = 0;
+        for (int i = 0; i < N_ARCHS && o < sizeof names; i++)
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "",
+                                  table[i].pub.keras_name);
+        return graft_fail(GRAFT_EINVAL, "unknown architecture '%s'; graft builds %s",
+                          arch ? arch : "(null)", names);
+    }
     zoo_spec s;
     graft_status st = resolve(a, cfg, &s);
     if (st != GRAFT_OK) return st;
@@ -103,15 +166,18 @@ graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_m
     else if (a->build == graft_zoo_mobilenet_v2)
         snprintf(name, sizeof name, "mobilenetv2_%0.2f_%d", s.alpha, s.cfg.input_shape[0]);
     else
-        snprintf(name, sizeof name, "%s", a->arch);
+        snprintf(name, sizeof name, "%s", a->model_name);
     graft_model *m = graft_model_new(name);
     if (!m) return GRAFT_ENOMEM;
     graft_layer *in = graft_input(
         m, "input_1", graft_shape3(s.cfg.input_shape[0], s.cfg.input_shape[1], s.cfg.input_shape[2]));
     if (in) a->build(m, in, &s);
     st = graft_model_status(m);
+    if (st == GRAFT_OK) st = graft_zoo_keras_order(m);
     if (st != GRAFT_OK) {
-        graft_status keep = graft_fail(st, "%s: %s", a->keras_name, graft_model_error(m));
+        graft_status keep = graft_fail(st, "%s: %s", a->pub.keras_name,
+                                       graft_model_status(m) != GRAFT_OK ? graft_model_error(m)
+                                                                         : graft_last_error());
         graft_model_free(m);
         return keep;
     }
@@ -129,18 +195,13 @@ graft_layer *graft_zoo_pooling(graft_model *m, graft_layer *x, graft_pooling p,
 
 const char *graft_zoo_detect_arch(const graft_model *m)
 {
-    static const struct {
-        const char *layer, *arch;
-    } marks[] = {
-        {"conv_dw_1", "mobilenet"},
-        {"expanded_conv_depthwise", "mobilenet_v2"},
-        {"block_1_expand", "mobilenet_v2"},
-        {"conv2_block1_1_conv", "resnet50"},
-        {"block1_conv1", "vgg16"},
-    };
     if (!m) return NULL;
-    for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
-        if (graft_model_find(m, marks[i].layer)) return marks[i].arch;
+    /* Later rows of a family carry the earlier rows' marks too (ResNet152
+     * has conv2_block1_1_conv), so the last row whose mark is there wins;
+     * mobilenet_v2's first block has no expand layer of its own mark. */
+    for (int i = N_ARCHS - 1; i >= 0; i--)
+        if (table[i].mark && graft_model_find(m, table[i].mark)) return table[i].pub.name;
+    if (graft_model_find(m, "expanded_conv_depthwise")) return "mobilenet_v2";
     return NULL;
 }
 
