@@ -1,0 +1,310 @@
+#!/usr/bin/python3
+"""Reference outputs for the zoo's newer architectures (tests/test_zoo_keras_ref.c).
+
+For each case this writes, into OUTDIR:
+  ref_<case>.h5   a Keras weights-only HDF5 file (root `layer_names`, per-layer
+                  `weight_names`, datasets <layer>/<layer>/<weight>:0) keyed by
+                  Keras's layer and weight names, with random weights and random
+                  BatchNormalization statistics, top included;
+  ref_<case>.bin  scripts/fixture_io.py's format: `input` (N, H, W, 3), `features`
+                  (the base without top, NHWC) and `top` (class probabilities).
+
+The reference is an independent PyTorch network in float64 holding the same
+weights: torchvision's own model where it is Keras's network, with each
+difference between the two named where the model is built and changed there
+and nowhere else; a module written here from Keras's source where torchvision
+has none (ResNetV2). Weights go from Keras layouts to PyTorch's (HWIO ->
+OIHW, Dense IO -> OI).
+
+usage: gen_zoo_ref.py OUTDIR [CASE ...]
+"""
+import math
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import write_fixture  # noqa: E402
+
+N = 2
+CLASSES = 10
+
+# case: (architecture, input size, seed); sizes are each model's minimum or
+# close to it, so the suite stays quick.
+CASES = {
+    "vgg19_32": ("vgg19", 32, 11),
+    "resnet101_32": ("resnet101", 32, 12),
+    "resnet152_32": ("resnet152", 32, 13),
+    "resnet50v2_32": ("resnet50v2", 32, 14),
+    "resnet101v2_32": ("resnet101v2", 32, 15),
+    "resnet152v2_32": ("resnet152v2", 32, 16),
+}
+
+
+class Keras:
+    """The weights in Keras's names and layouts, drawn as PyTorch modules get them."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.layers = {}  # name -> [(weight name, float32 array)]
+
+    def normal(self, shape, std):
+        return self.rng.normal(0.0, std, shape).astype(np.float32)
+
+    def uniform(self, shape, lo, hi):
+        return self.rng.uniform(lo, hi, shape).astype(np.float32)
+
+    def conv(self, name, conv, bias=None, scale=1.0):
+        """A Conv2D (HWIO kernel) into torch's OIHW conv; returns its bias
+        (Keras has one where torch's conv has none: it folds into a BN below)."""
+        o, i, kh, kw = conv.weight.shape
+        k = self.normal((kh, kw, i, o), scale * math.sqrt(2.0 / (kh * kw * i)))
+        conv.weight.data = torch.from_numpy(k).permute(3, 2, 0, 1).double().contiguous()
+        ws = [("kernel", k)]
+        b = None
+        if bias:
+            b = self.uniform((o,), -0.1, 0.1)
+            ws.append(("bias", b))
+            if conv.bias is not None:
+                conv.bias.data = torch.from_numpy(b).double()
+        self.layers[name] = ws
+        return b
+
+    def bn(self, name, bn, eps, gamma=(0.6, 1.4), fold_bias=None, scale=True):
+        c = bn.num_features
+        g = self.uniform((c,), *gamma)
+        beta = self.uniform((c,), -0.2, 0.2)
+        mean = self.uniform((c,), -0.3, 0.3)
+        var = self.uniform((c,), 0.6, 1.6)
+        bn.eps = eps
+        bn.weight.data = torch.from_numpy(g if scale else np.ones(c, np.float32)).double()
+        bn.bias.data = torch.from_numpy(beta).double()
+        m = mean if fold_bias is None else mean - fold_bias
+        bn.running_mean.data = torch.from_numpy(m).double()
+        bn.running_var.data = torch.from_numpy(var).double()
+        ws = ([("gamma", g)] if scale else []) + [("beta", beta), ("moving_mean", mean),
+                                                  ("moving_variance", var)]
+        self.layers[name] = ws
+
+    def dense(self, name, lin, kernel_perm=None):
+        o, i = lin.weight.shape
+        k = self.normal((i, o), math.sqrt(1.0 / i))
+        b = self.uniform((o,), -0.1, 0.1)
+        w = torch.from_numpy(k).t()
+        if kernel_perm is not None:
+            w = kernel_perm(w)
+        lin.weight.data = w.double().contiguous()
+        lin.bias.data = torch.from_numpy(b).double()
+        self.layers[name] = [("kernel", k), ("bias", b)]
+
+    def write(self, path):
+        with h5py.File(path, "w") as f:
+            names = list(self.layers)
+            f.attrs["layer_names"] = np.array([n.encode() for n in names])
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = b"2.11.0"
+            for name in names:
+                grp = f.create_group(name)
+                ws = self.layers[name]
+                grp.attrs["weight_names"] = np.array([("%s/%s:0" % (name, w)).encode() for w, _ in ws])
+                for w, a in ws:
+                    grp.create_dataset("%s/%s:0" % (name, w), data=a)
+
+
+def nhwc(t):
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+# ------------------------------------------------------------ VGG19
+
+
+def vgg19(kw, size):
+    """torchvision's vgg19. Differences from Keras's VGG19, changed here:
+    torchvision pools the features to 7x7 (AdaptiveAvgPool2d) before its
+    classifier and flattens channels first; Keras flattens the last pool's
+    output (NHWC) directly. The reference drops the adaptive pool and sizes
+    fc1 for the real feature map, with fc1's rows permuted to NCHW order."""
+    m = torchvision.models.vgg19(num_classes=CLASSES).double().eval()
+    convs = [i for i, l in enumerate(m.features) if isinstance(l, nn.Conv2d)]
+    per_block = [2, 2, 4, 4, 4]
+    j = 0
+    for b, n in enumerate(per_block, 1):
+        for k in range(1, n + 1):
+            kw.conv("block%d_conv%d" % (b, k), m.features[convs[j]], bias=True)
+            j += 1
+    s = size // 32
+    m.avgpool = nn.Identity()
+    m.classifier[0] = nn.Linear(512 * s * s, 4096).double()
+
+    def nhwc_rows(w):  # (4096, H*W*C in NHWC order) -> (4096, C*H*W)
+        return w.reshape(4096, s, s, 512).permute(0, 3, 1, 2).reshape(4096, -1)
+
+    kw.dense("fc1", m.classifier[0], nhwc_rows)
+    kw.dense("fc2", m.classifier[3])
+    kw.dense("predictions", m.classifier[6])
+
+    def run(x):
+        feats = m.features(x)
+        return feats, torch.softmax(m(x), dim=1)
+
+    return run
+
+
+# ------------------------------------------------------------ ResNet (v1)
+
+
+def resnet(kw, depth):
+    """torchvision's resnet101/152. Differences from Keras's ResNet, changed
+    here: torchvision is ResNet v1.5 (the stride of a stage's first block on
+    its 3x3 conv2), Keras v1 (on the first 1x1): the strides move to conv1;
+    torchvision's BatchNormalization epsilon is 1e-5, Keras's 1.001e-5; Keras's
+    convolutions have biases, torchvision's none: each bias folds exactly into
+    the moving mean of the BatchNormalization after it (mean - bias)."""
+    m = getattr(torchvision.models, "resnet%d" % depth)(num_classes=CLASSES).double().eval()
+    eps = 1.001e-5
+    b = kw.conv("conv1_conv", m.conv1, bias=True)
+    kw.bn("conv1_bn", m.bn1, eps, fold_bias=b)
+    for st, layer in enumerate([m.layer1, m.layer2, m.layer3, m.layer4]):
+        for i, blk in enumerate(layer):
+            p = "conv%d_block%d" % (st + 2, i + 1)
+            if blk.conv2.stride != (1, 1):
+                blk.conv1.stride, blk.conv2.stride = blk.conv2.stride, (1, 1)
+            if blk.downsample is not None:
+                b = kw.conv(p + "_0_conv", blk.downsample[0], bias=True)
+                kw.bn(p + "_0_bn", blk.downsample[1], eps, gamma=(0.1, 0.3), fold_bias=b)
+            b = kw.conv(p + "_1_conv", blk.conv1, bias=True)
+            kw.bn(p + "_1_bn", blk.bn1, eps, fold_bias=b)
+            b = kw.conv(p + "_2_conv", blk.conv2, bias=True)
+            kw.bn(p + "_2_bn", blk.bn2, eps, fold_bias=b)
+            b = kw.conv(p + "_3_conv", blk.conv3, bias=True)
+            kw.bn(p + "_3_bn", blk.bn3, eps, gamma=(0.1, 0.3), fold_bias=b)
+    kw.dense("predictions", m.fc)
+
+    def run(x):
+        y = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        y = m.layer4(m.layer3(m.layer2(m.layer1(y))))
+        return y, torch.softmax(m(x), dim=1)
+
+    return run
+
+
+# ------------------------------------------------------------ ResNetV2 (written here)
+
+
+class PreactBlock(nn.Module):
+    """Keras's block2: BN-ReLU first; the stride on the padded 3x3 conv; an
+    identity shortcut of a strided block is a 1x1 max pool (a subsampling)."""
+
+    def __init__(self, cin, filters, stride, conv_shortcut):
+        super().__init__()
+        self.stride = stride
+        self.preact_bn = nn.BatchNorm2d(cin)
+        self.conv0 = nn.Conv2d(cin, 4 * filters, 1, stride) if conv_shortcut else None
+        self.conv1 = nn.Conv2d(cin, filters, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters)
+        self.conv2 = nn.Conv2d(filters, filters, 3, stride, bias=False)
+        self.bn2 = nn.BatchNorm2d(filters)
+        self.conv3 = nn.Conv2d(filters, 4 * filters, 1)
+
+    def forward(self, x):
+        pre = F.relu(self.preact_bn(x))
+        if self.conv0 is not None:
+            short = self.conv0(pre)
+        else:
+            short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        y = F.relu(self.bn1(self.conv1(pre)))
+        y = F.relu(self.bn2(self.conv2(F.pad(y, (1, 1, 1, 1)))))
+        return short + self.conv3(y)
+
+
+class ResNetV2(nn.Module):
+    def __init__(self, blocks):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2)
+        stages, cin = [], 64
+        for st, (f, n) in enumerate(zip([64, 128, 256, 512], blocks)):
+            stride = 2 if st < 3 else 1
+            stage = []
+            for b in range(n):
+                stage.append(PreactBlock(cin, f, stride if b == n - 1 else 1, b == 0))
+                cin = 4 * f
+            stages.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*stages)
+        self.post_bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, CLASSES)
+
+    def features(self, x):
+        y = self.conv1(F.pad(x, (3, 3, 3, 3)))
+        # Keras pads pool1 with zeros (there is no ReLU before it in V2).
+        y = F.max_pool2d(F.pad(y, (1, 1, 1, 1)), 3, 2)
+        return F.relu(self.post_bn(self.stages(y)))
+
+
+def resnet_v2(kw, depth):
+    blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}[depth]
+    m = ResNetV2(blocks).double().eval()
+    eps = 1.001e-5
+    kw.conv("conv1_conv", m.conv1, bias=True)
+    for st, stage in enumerate(m.stages):
+        for i, blk in enumerate(stage):
+            p = "conv%d_block%d" % (st + 2, i + 1)
+            kw.bn(p + "_preact_bn", blk.preact_bn, eps)
+            if blk.conv0 is not None:
+                kw.conv(p + "_0_conv", blk.conv0, bias=True)
+            kw.conv(p + "_1_conv", blk.conv1)
+            kw.bn(p + "_1_bn", blk.bn1, eps)
+            kw.conv(p + "_2_conv", blk.conv2)
+            kw.bn(p + "_2_bn", blk.bn2, eps)
+            # Small residual branches keep a 50-block stack out of overflow.
+            kw.conv(p + "_3_conv", blk.conv3, bias=True, scale=0.2)
+    kw.bn("post_bn", m.post_bn, eps)
+    kw.dense("predictions", m.fc)
+
+    def run(x):
+        feats = m.features(x)
+        return feats, torch.softmax(m.fc(feats.mean(dim=(2, 3))), dim=1)
+
+    return run
+
+
+# ------------------------------------------------------------ main
+
+
+def build(arch, kw, size):
+    if arch == "vgg19":
+        return vgg19(kw, size)
+    if arch.startswith("resnet") and arch.endswith("v2"):
+        return resnet_v2(kw, int(arch[6:-2]))
+    if arch.startswith("resnet"):
+        return resnet(kw, int(arch[6:]))
+    raise ValueError(arch)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    cases = sys.argv[2:] or list(CASES)
+    torch.set_num_threads(2)
+    for case in cases:
+        arch, size, seed = CASES[case]
+        torch.manual_seed(seed)
+        rng = np.random.RandomState(seed)
+        kw = Keras(rng)
+        run = build(arch, kw, size)
+        x = rng.uniform(-1.0, 1.0, (N, size, size, 3)).astype(np.float32)
+        with torch.no_grad():
+            feats, top = run(torch.from_numpy(x).double().permute(0, 3, 1, 2))
+        kw.write(os.path.join(out, "ref_%s.h5" % case))
+        write_fixture(os.path.join(out, "ref_%s.bin" % case),
+                      {"input": x, "features": nhwc(feats), "top": top.numpy()})
+
+
+if __name__ == "__main__":
+    main()
