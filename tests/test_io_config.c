@@ -94,8 +94,8 @@ static void test_refused_options(void)
                    " \"kernel_size\": 3, \"data_format\": \"channels_first\"}}",
                    "channels_first");
     expect_refused("{\"class_name\": \"Dense\", \"config\": {\"name\": \"act\", \"units\": 2,"
-                   " \"activation\": \"swish\"}}",
-                   "'act' (Dense): activation 'swish'");
+                   " \"activation\": \"mish\"}}",
+                   "'act' (Dense): activation 'mish'");
     expect_refused("{\"class_name\": \"Conv3D\", \"config\": {\"name\": \"c3\"}}", "'c3' (Conv3D)");
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"nof\", \"kernel_size\": 3}}",
                    "filters");

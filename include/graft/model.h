@@ -67,13 +67,32 @@ void graft_shape_format(const graft_shape *s, char *buf, size_t cap);
 
 /* ------------------------------------------------------------- activations */
 
+/* Keras's activation functions by their names ("swish" and "silu" are one
+ * function under two names, kept so that a model is written back as read).
+ * hard_sigmoid is Keras 3's relu6(x + 3) / 6, which Keras Applications'
+ * MobileNetV3 uses (Keras 2's 0.2 x + 0.5 is not graft's); gelu is exact
+ * (erf), gelu_approximate its tanh form (TF.js: gelu_new); leaky_relu is
+ * Keras 3's with negative_slope 0.2. Softmax is over the last axis. */
 typedef enum {
     GRAFT_LINEAR = 0,
     GRAFT_RELU,
     GRAFT_RELU6,
     GRAFT_SIGMOID,
     GRAFT_TANH,
-    GRAFT_SOFTMAX
+    GRAFT_SOFTMAX,
+    GRAFT_SWISH,
+    GRAFT_SILU,
+    GRAFT_HARD_SIGMOID,
+    GRAFT_HARD_SWISH,
+    GRAFT_HARD_SILU,
+    GRAFT_GELU,
+    GRAFT_GELU_APPROXIMATE,
+    GRAFT_SOFTPLUS,
+    GRAFT_SOFTSIGN,
+    GRAFT_SELU,
+    GRAFT_ELU,
+    GRAFT_EXPONENTIAL,
+    GRAFT_LEAKY_RELU
 } graft_activation;
 
 graft_status graft_activation_parse(const char *name, graft_activation *out);
@@ -172,6 +191,17 @@ graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg);
 
 graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate);
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+
+/* Concatenate along Keras's `axis` (the batch is axis 0; -1 is the last, the channels). */
+graft_layer *graft_concatenate(graft_model *m, const char *name, int axis, int n,
+                               graft_layer *const *inputs);
+/* Elementwise merges with Keras's broadcasting: inputs of one rank whose sizes agree
+ * or are 1 on each axis ((1, 1, C) x (H, W, C) for squeeze-and-excitation). */
+graft_layer *graft_multiply(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_average(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_maximum(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_minimum(graft_model *m, const char *name, int n, graft_layer *const *inputs);
+graft_layer *graft_subtract(graft_model *m, const char *name, graft_layer *a, graft_layer *b);
 
 /* The model's output is the last layer added unless set here. */
 graft_status graft_model_set_output(graft_model *m, graft_layer *out);

@@ -62,7 +62,14 @@ bool graft_env_on(graft_env_var v);
 /* ------------------------------------------------------------- activations */
 
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);
-/* dx = dy * act'(y) given the activation's output y (in place on dy allowed). */
+/* Whether act'(x) needs the input x (swish, gelu, hard_swish), not only the output y. */
+bool graft_activation_needs_input(graft_activation a);
+/* dx = dy * act'(x) given the activation's output y and, where
+ * graft_activation_needs_input, its input x (else x may be NULL); in place on dy allowed. */
+void graft_activation_backward_x(graft_activation a, const float *x, const float *y,
+                                 const float *dy, float *dx, size_t rows, size_t cols,
+                                 bool accumulate);
+/* The same for the activations whose derivative follows from y alone. */
 void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
                                size_t rows, size_t cols, bool accumulate);
 

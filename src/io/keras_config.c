@@ -5,6 +5,7 @@
  * their inner layer names), and written back in the functional form.
  */
 #include "io/io.h"
+#include "layers/config_json.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -27,19 +28,10 @@ typedef struct {
     long listed;             /* layers listed so far, nested models included */
 } ctx;
 
-static graft_status refuse(ctx *c, graft_status s, const char *name, const char *cls,
-                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static graft_status refuse(ctx *c, graft_status s, const char *name, const char *cls,
-                           const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return graft_fail(s, "%s: layer '%s' (%s): %s", c->path, name, cls, msg);
-}
+/* A refusal naming the file, the layer and its class. */
+#define REFUSE(c, s, name, cls, ...)                                                               \
+    graft_config_refuse(&(graft_config_in){(c)->m, (c)->path, (name), (cls), 0, NULL}, (s),      \
+                        __VA_ARGS__)
 
 static const char *alias_name_at(const void *c, int i) { return ((const ctx *)c)->aliases[i].name; }
 
@@ -94,134 +86,6 @@ static graft_status built(ctx *c, graft_layer *l)
     return graft_fail(s ? s : GRAFT_EINVAL, "%s: %s", c->path, graft_model_error(c->m));
 }
 
-/* ------------------------------------------------------------ config values */
-
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static bool present(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return v && !cJSON_IsNull(v);
-}
-
-static graft_status get_bool(ctx *c, const cJSON *cfg, const char *key, bool dflt, bool *out,
-                             const char *name, const char *cls)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    *out = dflt;
-    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
-    if (!cJSON_IsBool(v)) return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not true/false", key);
-    *out = cJSON_IsTrue(v);
-    return GRAFT_OK;
-}
-
-static graft_status get_num(ctx *c, const cJSON *cfg, const char *key, double dflt, double *out,
-                            const char *name, const char *cls)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    *out = dflt;
-    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not a number", key);
-    *out = v->valuedouble;
-    return GRAFT_OK;
-}
-
-static bool small_int(const cJSON *v, int lo, int *out)
-{
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > 1 << 24)
-        return false;
-    *out = (int)v->valuedouble;
-    return true;
-}
-
-static graft_status get_int(ctx *c, const cJSON *cfg, const char *key, int dflt, int lo, int *out,
-                            const char *name, const char *cls)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    *out = dflt;
-    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
-    if (!small_int(v, lo, out))
-        return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not an integer >= %d", key, lo);
-    return GRAFT_OK;
-}
-
-/* A Keras 2-tuple: an int or a list of two (kernel_size, strides, pool_size). */
-static graft_status get_pair(ctx *c, const cJSON *cfg, const char *key, int dflt, int out[2],
-                             const char *name, const char *cls)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    out[0] = out[1] = dflt;
-    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
-    if (small_int(v, 1, &out[0])) {
-        out[1] = out[0];
-        return GRAFT_OK;
-    }
-    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
-        small_int(cJSON_GetArrayItem(v, 0), 1, &out[0]) &&
-        small_int(cJSON_GetArrayItem(v, 1), 1, &out[1]))
-        return GRAFT_OK;
-    return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not a positive integer or a pair of them",
-                  key);
-}
-
-static graft_status get_padding(ctx *c, const cJSON *cfg, graft_padding *out, const char *name,
-                                const char *cls)
-{
-    const char *p = str_of(cfg, "padding");
-    *out = GRAFT_VALID;
-    if (!p || strcmp(p, "valid") == 0) return GRAFT_OK;
-    if (strcmp(p, "same") == 0) {
-        *out = GRAFT_SAME;
-        return GRAFT_OK;
-    }
-    return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "padding '%s' is not supported (valid, same)", p);
-}
-
-/* Keras 2 writes "relu"; Keras 3 may write {"class_name": "function", "config": "relu"}. */
-static graft_status get_activation(ctx *c, const cJSON *cfg, const char *key, graft_activation *out,
-                                   const char *name, const char *cls)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    *out = GRAFT_LINEAR;
-    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
-    const char *a = cJSON_IsString(v) ? v->valuestring : str_of(v, "config");
-    if (!a) return refuse(c, GRAFT_EFORMAT, name, cls, "'%s' is not an activation name", key);
-    if (graft_activation_parse(a, out) != GRAFT_OK)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "activation '%s' is not supported", a);
-    return GRAFT_OK;
-}
-
-/* Options graft does not implement must not be silently ignored. */
-static graft_status check_common(ctx *c, const cJSON *cfg, const char *name, const char *cls)
-{
-    const char *df = str_of(cfg, "data_format");
-    if (df && strcmp(df, "channels_last") != 0)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
-                      "data_format '%s' is not supported (graft is channels_last)", df);
-    int d[2];
-    graft_status s = get_pair(c, cfg, "dilation_rate", 1, d, name, cls);
-    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "dilation_rate (%d, %d) is not supported",
-                      d[0], d[1]);
-    int groups;
-    if (s == GRAFT_OK) s = get_int(c, cfg, "groups", 1, 1, &groups, name, cls);
-    if (s == GRAFT_OK && groups != 1)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "groups=%d is not supported", groups);
-    bool keepdims;
-    if (s == GRAFT_OK) s = get_bool(c, cfg, "keepdims", false, &keepdims, name, cls);
-    if (s == GRAFT_OK && keepdims)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "keepdims=True is not supported");
-    if (s == GRAFT_OK && present(cfg, "noise_shape"))
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "noise_shape is not supported");
-    return s;
-}
-
 /* ------------------------------------------------------------ layers */
 
 static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft_layer **out)
@@ -230,7 +94,7 @@ static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft
     if (!b) b = cJSON_GetObjectItemCaseSensitive(cfg, "batch_shape");
     int n = cJSON_IsArray(b) ? cJSON_GetArraySize(b) : 0;
     if (n < 2 || n > GRAFT_MAX_RANK + 1)
-        return refuse(c, GRAFT_EFORMAT, name, "InputLayer",
+        return REFUSE(c, GRAFT_EFORMAT, name, "InputLayer",
                       "batch_input_shape is missing or not a list of 2 to %d entries",
                       GRAFT_MAX_RANK + 1);
     graft_shape shape = {n - 1, {0}};
@@ -238,8 +102,8 @@ static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft
     const cJSON *e;
     cJSON_ArrayForEach(e, b)
     {
-        if (d > 0 && !small_int(e, 1, &shape.dim[d - 1]))
-            return refuse(c, GRAFT_EUNSUPPORTED, name, "InputLayer",
+        if (d > 0 && !graft_config_small_int(e, 1, &shape.dim[d - 1]))
+            return REFUSE(c, GRAFT_EUNSUPPORTED, name, "InputLayer",
                           "input dimension %d is not a fixed positive size; graft needs a fixed "
                           "input shape",
                           d);
@@ -252,150 +116,29 @@ static graft_status make_input(ctx *c, const cJSON *cfg, const char *name, graft
 static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const char *name,
                                int n_in, graft_layer **in, graft_layer **out)
 {
-    graft_status s = check_common(c, cfg, name, cls);
-    if (s != GRAFT_OK) return s;
-    if (strcmp(cls, "Add") != 0 && n_in != 1)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "takes one input, got %d", n_in);
-    bool use_bias = true;
-    s = get_bool(c, cfg, "use_bias", true, &use_bias, name, cls);
-    graft_layer *x = in[0];
-    if (s != GRAFT_OK) return s;
-
-    if (strcmp(cls, "Conv2D") == 0) {
-        graft_conv2d_cfg k = {.name = name, .no_bias = !use_bias};
-        s = get_int(c, cfg, "filters", 0, 1, &k.filters, name, cls);
-        if (s == GRAFT_OK && !k.filters) s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'filters'");
-        if (s == GRAFT_OK) s = get_pair(c, cfg, "kernel_size", 0, k.kernel_size, name, cls);
-        if (s == GRAFT_OK && !k.kernel_size[0])
-            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'kernel_size'");
-        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 1, k.strides, name, cls);
-        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
-        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
-        if (s == GRAFT_OK) *out = graft_conv2d(c->m, x, k);
-    } else if (strcmp(cls, "DepthwiseConv2D") == 0) {
-        graft_depthwise_conv2d_cfg k = {.name = name, .no_bias = !use_bias};
-        s = get_pair(c, cfg, "kernel_size", 0, k.kernel_size, name, cls);
-        if (s == GRAFT_OK && !k.kernel_size[0])
-            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'kernel_size'");
-        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 1, k.strides, name, cls);
-        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
-        if (s == GRAFT_OK) s = get_int(c, cfg, "depth_multiplier", 1, 1, &k.depth_multiplier, name, cls);
-        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
-        if (s == GRAFT_OK) *out = graft_depthwise_conv2d(c->m, x, k);
-    } else if (strcmp(cls, "BatchNormalization") == 0) {
-        graft_batch_norm_cfg k = {.name = name};
-        double mom = 0.99, eps = 1e-3; /* read below even when a lookup failed */
-        bool center = true, scale = true;
-        int rank = graft_layer_output_shape(x).rank, axis = -1;
-        const cJSON *ax = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
-        if (cJSON_IsArray(ax) && cJSON_GetArraySize(ax) == 1) ax = cJSON_GetArrayItem(ax, 0);
-        if (ax && !cJSON_IsNull(ax) && !(cJSON_IsNumber(ax) && (axis = (int)ax->valuedouble, 1)))
-            s = refuse(c, GRAFT_EFORMAT, name, cls, "'axis' is not an integer");
-        if (s == GRAFT_OK && axis != -1 && axis != rank)
-            s = refuse(c, GRAFT_EUNSUPPORTED, name, cls,
-                       "axis=%d is not supported (only the last axis, -1)", axis);
-        if (s == GRAFT_OK) s = get_num(c, cfg, "momentum", 0.99, &mom, name, cls);
-        if (s == GRAFT_OK) s = get_num(c, cfg, "epsilon", 1e-3, &eps, name, cls);
-        if (s == GRAFT_OK) s = get_bool(c, cfg, "center", true, &center, name, cls);
-        if (s == GRAFT_OK) s = get_bool(c, cfg, "scale", true, &scale, name, cls);
-        k.momentum = (float)mom;
-        k.epsilon = (float)eps;
-        k.no_center = !center;
-        k.no_scale = !scale;
-        if (s == GRAFT_OK) *out = graft_batch_norm(c->m, x, k);
-    } else if (strcmp(cls, "Activation") == 0) {
-        graft_activation a;
-        if (!present(cfg, "activation"))
-            s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'activation'");
-        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &a, name, cls);
-        if (s == GRAFT_OK) *out = graft_activation_layer(c->m, x, name, a);
-    } else if (strcmp(cls, "ReLU") == 0) {
-        double mv, ns, th;
-        s = get_num(c, cfg, "max_value", 0, &mv, name, cls);
-        if (s == GRAFT_OK) s = get_num(c, cfg, "negative_slope", 0, &ns, name, cls);
-        if (s == GRAFT_OK) s = get_num(c, cfg, "threshold", 0, &th, name, cls);
-        if (s == GRAFT_OK)
-            *out = graft_relu(c->m, x, (graft_relu_cfg){name, (float)mv, (float)ns, (float)th});
-    } else if (strcmp(cls, "ZeroPadding2D") == 0) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "padding");
-        int v[4] = {1, 1, 1, 1}, a, b;
-        bool ok = !p || cJSON_IsNull(p);
-        if (!ok && small_int(p, 0, &a)) {
-            v[0] = v[1] = v[2] = v[3] = a;
-            ok = true;
-        } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
-            const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
-            if (small_int(h, 0, &a) && small_int(w, 0, &b)) {
-                v[0] = v[1] = a;
-                v[2] = v[3] = b;
-                ok = true;
-            } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
-                ok = small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
-                     small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
-                     small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
-                     small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
-            }
-        }
-        if (!ok) return refuse(c, GRAFT_EFORMAT, name, cls, "'padding' is not understood");
-        *out = graft_zero_padding2d(c->m, x, name, v[0], v[1], v[2], v[3]);
-    } else if (strcmp(cls, "MaxPooling2D") == 0 || strcmp(cls, "AveragePooling2D") == 0) {
-        graft_pool2d_cfg k = {.name = name};
-        s = get_pair(c, cfg, "pool_size", 2, k.pool_size, name, cls);
-        if (s == GRAFT_OK) s = get_pair(c, cfg, "strides", 0, k.strides, name, cls);
-        if (s == GRAFT_OK) s = get_padding(c, cfg, &k.padding, name, cls);
-        if (s == GRAFT_OK)
-            *out = cls[0] == 'M' ? graft_max_pooling2d(c->m, x, k) : graft_average_pooling2d(c->m, x, k);
-    } else if (strcmp(cls, "GlobalAveragePooling2D") == 0) {
-        *out = graft_global_average_pooling2d(c->m, x, name);
-    } else if (strcmp(cls, "GlobalMaxPooling2D") == 0) {
-        *out = graft_global_max_pooling2d(c->m, x, name);
-    } else if (strcmp(cls, "Flatten") == 0) {
-        *out = graft_flatten(c->m, x, name);
-    } else if (strcmp(cls, "Reshape") == 0) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "target_shape");
-        int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0;
-        graft_shape target = {n, {0}};
-        if (n < 1 || n > GRAFT_MAX_RANK)
-            return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' is not a list of 1 to %d sizes",
-                          GRAFT_MAX_RANK);
-        /* A -1 stays: Reshape itself infers it (and checks the sizes agree), and
-         * writing the model back keeps the target as Keras had it. */
-        int d = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, t)
-        {
-            if (cJSON_IsNumber(e) && e->valuedouble == -1)
-                target.dim[d] = -1;
-            else if (!small_int(e, 1, &target.dim[d]))
-                return refuse(c, GRAFT_EFORMAT, name, cls, "'target_shape' entry %d is not a size", d);
-            d++;
-        }
-        *out = graft_reshape(c->m, x, name, target);
-    } else if (strcmp(cls, "Dense") == 0) {
-        graft_dense_cfg k = {.name = name, .no_bias = !use_bias};
-        s = get_int(c, cfg, "units", 0, 1, &k.units, name, cls);
-        if (s == GRAFT_OK && !k.units) s = refuse(c, GRAFT_EFORMAT, name, cls, "no 'units'");
-        if (s == GRAFT_OK) s = get_activation(c, cfg, "activation", &k.activation, name, cls);
-        if (s == GRAFT_OK) *out = graft_dense(c->m, x, k);
-    } else if (strcmp(cls, "Dropout") == 0) {
-        double rate;
-        s = get_num(c, cfg, "rate", 0, &rate, name, cls);
-        if (s == GRAFT_OK) *out = graft_dropout(c->m, x, name, (float)rate);
-    } else if (strcmp(cls, "Add") == 0) {
-        *out = graft_add(c->m, name, n_in, in);
-    } else {
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
-                      "layer class '%s' is not supported by graft (supported: InputLayer, Conv2D, "
-                      "DepthwiseConv2D, BatchNormalization, Activation, ReLU, ZeroPadding2D, "
-                      "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, "
-                      "Flatten, Reshape, Dense, Dropout, Add, Sequential, Model/Functional)",
-                      cls);
+    const graft_config_in k = {c->m, c->path, name, cls, n_in, in};
+    const graft_layer_ops *ops = graft_layer_kind(cls);
+    if (!ops || !ops->from_config) {
+        char kinds[1024];
+        graft_layer_kind_names(kinds, sizeof kinds);
+        return graft_config_refuse(&k, GRAFT_EUNSUPPORTED,
+                                   "layer class '%s' is not supported by graft (supported: "
+                                   "InputLayer, %s, Sequential, Model/Functional)",
+                                   cls, kinds);
     }
+    if (!ops->merge && n_in != 1)
+        return graft_config_refuse(&k, GRAFT_EUNSUPPORTED, "takes one input, got %d", n_in);
+    const char *df = graft_config_str(cfg, "data_format");
+    if (df && strcmp(df, "channels_last") != 0)
+        return graft_config_refuse(&k, GRAFT_EUNSUPPORTED,
+                                   "data_format '%s' is not supported (graft is channels_last)", df);
+    *out = NULL;
+    graft_status s = ops->from_config(&k, cfg, out);
     if (s != GRAFT_OK) return s;
     s = built(c, *out);
     if (s != GRAFT_OK) return s;
     bool trainable;
-    s = get_bool(c, cfg, "trainable", true, &trainable, name, cls);
+    s = graft_config_bool(&k, cfg, "trainable", true, &trainable);
     if (s == GRAFT_OK) graft_layer_set_trainable(*out, trainable);
     return s;
 }
@@ -413,8 +156,8 @@ static graft_status build_any(ctx *c, const cJSON *layer, graft_layer *in, int n
 
 static const char *layer_name(const cJSON *layer, const cJSON *cfg)
 {
-    const char *n = str_of(layer, "name");
-    return n ? n : str_of(cfg, "name");
+    const char *n = graft_config_str(layer, "name");
+    return n ? n : graft_config_str(cfg, "name");
 }
 
 static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name, graft_layer *in,
@@ -430,7 +173,7 @@ static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name,
     const cJSON *layer;
     cJSON_ArrayForEach(layer, layers)
     {
-        const char *cls = str_of(layer, "class_name");
+        const char *cls = graft_config_str(layer, "class_name");
         const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
         const char *lname = layer_name(layer, lc);
         if (!cls || !cJSON_IsObject(lc) || !lname)
@@ -444,8 +187,8 @@ static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name,
             /* Keras 2 names the implicit input after the first layer. */
             char iname[GRAFT_NAME_MAX + 8];
             snprintf(iname, sizeof iname, "%s_input", lname);
-            if (!present(lc, "batch_input_shape") && !present(lc, "batch_shape"))
-                return refuse(c, GRAFT_EFORMAT, lname, cls,
+            if (!graft_config_present(lc, "batch_input_shape") && !graft_config_present(lc, "batch_shape"))
+                return REFUSE(c, GRAFT_EFORMAT, lname, cls,
                               "the first layer of Sequential model '%s' has no batch_input_shape",
                               name);
             s = make_input(c, lc, iname, &cur);
@@ -466,7 +209,7 @@ static graft_status build_sequential(ctx *c, const cJSON *cfg, const char *name,
 static void history_names(const cJSON *v, const char **names, int *n)
 {
     if (cJSON_IsObject(v)) {
-        const char *cls = str_of(v, "class_name");
+        const char *cls = graft_config_str(v, "class_name");
         if (cls && strcmp(cls, "__keras_tensor__") == 0) {
             const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
             const cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg, "keras_history");
@@ -491,9 +234,9 @@ static graft_status inbound(ctx *c, const cJSON *layer, const char *name, const 
     *n = 0;
     if (!nodes || (cJSON_IsArray(nodes) && cJSON_GetArraySize(nodes) == 0)) return GRAFT_OK;
     if (!cJSON_IsArray(nodes))
-        return refuse(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is not a list");
+        return REFUSE(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is not a list");
     if (cJSON_GetArraySize(nodes) > 1)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+        return REFUSE(c, GRAFT_EUNSUPPORTED, name, cls,
                       "the layer is called %d times; shared layers are not supported",
                       cJSON_GetArraySize(nodes));
     const cJSON *node = cJSON_GetArrayItem(nodes, 0);
@@ -506,21 +249,21 @@ static graft_status inbound(ctx *c, const cJSON *layer, const char *name, const 
             const cJSON *first = cJSON_GetArrayItem(e, 0);
             int tensor = 0;
             if (!cJSON_IsString(first) || *n >= MAX_INBOUND)
-                return refuse(c, GRAFT_EFORMAT, name, cls, "an inbound node entry is malformed");
+                return REFUSE(c, GRAFT_EFORMAT, name, cls, "an inbound node entry is malformed");
             const cJSON *ti = cJSON_GetArrayItem(e, 2);
-            if (ti && !small_int(ti, 0, &tensor))
-                return refuse(c, GRAFT_EFORMAT, name, cls, "an inbound tensor index is malformed");
+            if (ti && !graft_config_small_int(ti, 0, &tensor))
+                return REFUSE(c, GRAFT_EFORMAT, name, cls, "an inbound tensor index is malformed");
             if (tensor != 0)
-                return refuse(c, GRAFT_EUNSUPPORTED, name, cls,
+                return REFUSE(c, GRAFT_EUNSUPPORTED, name, cls,
                               "input '%s' uses output %d of a multi-output layer", first->valuestring,
                               tensor);
             names[(*n)++] = first->valuestring;
         }
     } else {
-        return refuse(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is malformed");
+        return REFUSE(c, GRAFT_EFORMAT, name, cls, "'inbound_nodes' is malformed");
     }
     for (int i = 0; i < *n; i++)
-        if (!names[i][0]) return refuse(c, GRAFT_EFORMAT, name, cls, "an input has no name");
+        if (!names[i][0]) return REFUSE(c, GRAFT_EFORMAT, name, cls, "an input has no name");
     return GRAFT_OK;
 }
 
@@ -585,7 +328,7 @@ static graft_status list_layers(ctx *c, const cJSON *layers, const char *model, 
     {
         const cJSON *lc = cJSON_GetObjectItemCaseSensitive(layer, "config");
         g->item[i] = layer;
-        g->cls[i] = str_of(layer, "class_name");
+        g->cls[i] = graft_config_str(layer, "class_name");
         g->name[i] = layer_name(layer, lc);
         if (!g->cls[i] || !cJSON_IsObject(lc) || !g->name[i])
             return graft_fail(GRAFT_EFORMAT, "%s: layer %d of model '%s' lacks class_name, config or name",
@@ -601,7 +344,7 @@ static graft_status list_layers(ctx *c, const cJSON *layers, const char *model, 
         int m;
         graft_status s = inbound(c, g->item[i], g->name[i], g->cls[i], names, &m);
         if (s != GRAFT_OK) return s;
-        if (m < 1) return refuse(c, GRAFT_EFORMAT, g->name[i], g->cls[i], "has no inbound nodes");
+        if (m < 1) return REFUSE(c, GRAFT_EFORMAT, g->name[i], g->cls[i], "has no inbound nodes");
         if (g->n_in + m > g->cap_in) {
             int cap = 2 * g->cap_in + m;
             const char **nm = realloc(g->in_name, (size_t)cap * sizeof *nm);
@@ -747,21 +490,22 @@ static graft_status build_functional(ctx *c, const cJSON *cfg, const char *name,
 static graft_status build_any(ctx *c, const cJSON *layer, graft_layer *in, int n_in,
                               graft_layer **ins, graft_layer **out)
 {
-    const char *cls = str_of(layer, "class_name");
+    const char *cls = graft_config_str(layer, "class_name");
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
     const char *name = layer_name(layer, cfg);
     if (!cls || !cfg) return graft_fail(GRAFT_EFORMAT, "%s: a layer lacks class_name or config", c->path);
     if (!name) name = cls;
     if (!is_model_class(cls)) return make_layer(c, cls, cfg, name, n_in, ins, out);
     if (n_in > 1)
-        return refuse(c, GRAFT_EUNSUPPORTED, name, cls, "nested models take one input, got %d", n_in);
+        return REFUSE(c, GRAFT_EUNSUPPORTED, name, cls, "nested models take one input, got %d", n_in);
     int first = graft_model_num_layers(c->m);
     graft_status s = strcmp(cls, "Sequential") == 0 ? build_sequential(c, cfg, name, in, out)
                                                      : build_functional(c, cfg, name, in, out);
     if (s == GRAFT_OK && in) s = add_alias(c, name, *out);
     bool trainable = true;
     if (s == GRAFT_OK && cJSON_IsObject(cfg))
-        s = get_bool(c, cfg, "trainable", true, &trainable, name, cls);
+        s = graft_config_bool(&(graft_config_in){c->m, c->path, name, cls, 0, NULL}, cfg,
+                              "trainable", true, &trainable);
     /* A frozen nested model freezes every layer in it, as in Keras. */
     if (s == GRAFT_OK && !trainable)
         graft_model_set_trainable(c->m, first, graft_model_num_layers(c->m), 0);
@@ -771,7 +515,7 @@ static graft_status build_any(ctx *c, const cJSON *layer, graft_layer *in, int n
 graft_status io_model_from_config(const cJSON *config, const char *path, graft_model **out)
 {
     *out = NULL;
-    const char *cls = str_of(config, "class_name");
+    const char *cls = graft_config_str(config, "class_name");
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(config, "config");
     if (!cls || !cfg)
         return graft_fail(GRAFT_EFORMAT, "%s: the model config has no class_name/config", path);
@@ -779,7 +523,7 @@ graft_status io_model_from_config(const cJSON *config, const char *path, graft_m
         return graft_fail(GRAFT_EUNSUPPORTED,
                           "%s: the model config is a '%s'; Sequential, Model or Functional expected",
                           path, cls);
-    const char *name = cJSON_IsObject(cfg) ? str_of(cfg, "name") : NULL;
+    const char *name = cJSON_IsObject(cfg) ? graft_config_str(cfg, "name") : NULL;
     ctx c = {.m = graft_model_new(name ? name : "model"), .path = path};
     if (!c.m) return graft_fail(GRAFT_ENOMEM, "out of memory reading %s", path);
     graft_layer *o = NULL;

@@ -44,8 +44,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const activation *c = l->cfg;
     if (!b->din[0]) return;
     size_t total = (size_t)b->n * graft_shape_size(&l->out_shape);
-    graft_activation_backward(c->a, b->out, b->dout, b->din[0], total / c->cols, c->cols,
-                              b->din_accumulate[0]);
+    graft_activation_backward_x(c->a, b->in[0], b->out, b->dout, b->din[0], total / c->cols,
+                                c->cols, b->din_accumulate[0]);
 }
 
 static graft_status get_config(const graft_layer *l, cJSON *o)
@@ -55,17 +55,28 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
         l, cJSON_AddStringToObject(o, "activation", graft_activation_name(c->a)) != NULL);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_activation a;
+    if (!graft_config_present(cfg, "activation"))
+        return graft_config_refuse(c, GRAFT_EFORMAT, "no 'activation'");
+    graft_status s = graft_config_activation(c, cfg, "activation", &a);
+    if (s == GRAFT_OK) *out = graft_activation_layer(c->m, c->in[0], c->name, a);
+    return s;
+}
+
+const graft_layer_ops graft_activation_ops = {
     .class_name = "Activation",
     .build = build,
     .forward = forward,
     .backward = backward,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_activation_layer(graft_model *m, graft_layer *in, const char *name,
                                     graft_activation a)
 {
     activation c = {.a = a};
-    return graft_model_add_unary(m, &ops, name, "activation", &c, sizeof c, in);
+    return graft_model_add_unary(m, &graft_activation_ops, name, "activation", &c, sizeof c, in);
 }

@@ -68,12 +68,20 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return GRAFT_OK;
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    *out = graft_add(c->m, c->name, c->n_in, c->in);
+    return GRAFT_OK;
+}
+
+const graft_layer_ops graft_add_ops = {
     .class_name = "Add",
     .build = build,
     .forward = forward,
     .backward = backward,
     .get_config = get_config,
+    .from_config = from_config,
+    .merge = true,
 };
 
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs)
@@ -89,5 +97,5 @@ graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *con
                                   name ? name : "add", inputs ? n : 0);
         return NULL;
     }
-    return graft_model_add_layer(m, &ops, name, "add", NULL, 0, n, inputs);
+    return graft_model_add_layer(m, &graft_add_ops, name, "add", NULL, 0, n, inputs);
 }

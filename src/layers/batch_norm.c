@@ -292,7 +292,30 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_batch_norm_cfg k = {.name = c->name};
+    double mom, eps;
+    bool center, scale;
+    int rank = graft_layer_output_shape(c->in[0]).rank, axis;
+    graft_status s = graft_config_axis(c, cfg, "axis", -1, rank, &axis);
+    if (s == GRAFT_OK && axis != rank - 1)
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                "axis=%d is not supported (only the last axis, -1)", axis + 1);
+    if (s == GRAFT_OK) s = graft_config_num(c, cfg, "momentum", 0.99, &mom);
+    if (s == GRAFT_OK) s = graft_config_num(c, cfg, "epsilon", 1e-3, &eps);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "center", true, &center);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "scale", true, &scale);
+    if (s != GRAFT_OK) return s;
+    k.momentum = (float)mom;
+    k.epsilon = (float)eps;
+    k.no_center = !center;
+    k.no_scale = !scale;
+    *out = graft_batch_norm(c->m, c->in[0], k);
+    return GRAFT_OK;
+}
+
+const graft_layer_ops graft_batch_norm_ops = {
     .class_name = "BatchNormalization",
     .build = build,
     .forward = forward,
@@ -301,6 +324,7 @@ static const graft_layer_ops ops = {
     .scratch_floats = scratch_floats,
     .stochastic = stochastic,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_batch_norm(graft_model *m, graft_layer *in, graft_batch_norm_cfg cfg)
@@ -309,5 +333,5 @@ graft_layer *graft_batch_norm(graft_model *m, graft_layer *in, graft_batch_norm_
     if (cfg.epsilon == 0) cfg.epsilon = 1e-3f;
     bnorm bn = {.cfg = cfg};
     bn.cfg.name = NULL; /* the layer keeps its own copy of the name */
-    return graft_model_add_unary(m, &ops, cfg.name, "batch_normalization", &bn, sizeof bn, in);
+    return graft_model_add_unary(m, &graft_batch_norm_ops, cfg.name, "batch_normalization", &bn, sizeof bn, in);
 }

@@ -1,6 +1,8 @@
 /* Keras's value forms for the layer kinds' get_config ops. */
 #include "layers/config_json.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +70,156 @@ graft_status graft_config_done(const graft_layer *l, bool ok)
     if (ok) return GRAFT_OK;
     return graft_fail(GRAFT_ENOMEM, "layer '%s' (%s): out of memory writing its Keras config",
                       l->name, l->ops->class_name);
+}
+
+/* ------------------------------------------------------------- reading */
+
+graft_status graft_config_refuse(const graft_config_in *c, graft_status s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return graft_fail(s, "%s: layer '%s' (%s): %s", c->path, c->name, c->cls, msg);
+}
+
+const char *graft_config_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+bool graft_config_present(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v && !cJSON_IsNull(v);
+}
+
+bool graft_config_small_int(const cJSON *v, int lo, int *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > 1 << 24)
+        return false;
+    *out = (int)v->valuedouble;
+    return true;
+}
+
+graft_status graft_config_bool(const graft_config_in *c, const cJSON *cfg, const char *key,
+                               bool dflt, bool *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!cJSON_IsBool(v)) return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not true/false", key);
+    *out = cJSON_IsTrue(v);
+    return GRAFT_OK;
+}
+
+graft_status graft_config_num(const graft_config_in *c, const cJSON *cfg, const char *key,
+                              double dflt, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not a number", key);
+    *out = v->valuedouble;
+    return GRAFT_OK;
+}
+
+graft_status graft_config_float(const graft_config_in *c, const cJSON *cfg, const char *key,
+                                float dflt, float *out)
+{
+    double d;
+    graft_status s = graft_config_num(c, cfg, key, dflt, &d);
+    if (s != GRAFT_OK) return s;
+    if (!isfinite((float)d))
+        return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' = %g does not fit a float", key, d);
+    *out = (float)d;
+    return GRAFT_OK;
+}
+
+graft_status graft_config_int(const graft_config_in *c, const cJSON *cfg, const char *key,
+                              int dflt, int lo, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (!graft_config_small_int(v, lo, out))
+        return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not an integer >= %d", key, lo);
+    return GRAFT_OK;
+}
+
+graft_status graft_config_pair(const graft_config_in *c, const cJSON *cfg, const char *key,
+                               int dflt, int out[2])
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    out[0] = out[1] = dflt;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    if (graft_config_small_int(v, 1, &out[0])) {
+        out[1] = out[0];
+        return GRAFT_OK;
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+        graft_config_small_int(cJSON_GetArrayItem(v, 0), 1, &out[0]) &&
+        graft_config_small_int(cJSON_GetArrayItem(v, 1), 1, &out[1]))
+        return GRAFT_OK;
+    return graft_config_refuse(c, GRAFT_EFORMAT,
+                               "'%s' is not a positive integer or a pair of them", key);
+}
+
+graft_status graft_config_padding(const graft_config_in *c, const cJSON *cfg, graft_padding *out)
+{
+    const char *p = graft_config_str(cfg, "padding");
+    *out = GRAFT_VALID;
+    if (!p || strcmp(p, "valid") == 0) return GRAFT_OK;
+    if (strcmp(p, "same") == 0) {
+        *out = GRAFT_SAME;
+        return GRAFT_OK;
+    }
+    return graft_config_refuse(c, GRAFT_EUNSUPPORTED, "padding '%s' is not supported (valid, same)",
+                               p);
+}
+
+graft_status graft_config_activation(const graft_config_in *c, const cJSON *cfg,
+                                     const char *key, graft_activation *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = GRAFT_LINEAR;
+    if (!v || cJSON_IsNull(v)) return GRAFT_OK;
+    const char *a = cJSON_IsString(v) ? v->valuestring : graft_config_str(v, "config");
+    if (!a) return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not an activation name", key);
+    if (graft_activation_parse(a, out) != GRAFT_OK)
+        return graft_config_refuse(c, GRAFT_EUNSUPPORTED, "activation '%s' is not supported", a);
+    return GRAFT_OK;
+}
+
+graft_status graft_config_axis(const graft_config_in *c, const cJSON *cfg, const char *key,
+                               int dflt, int rank, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    int a = dflt;
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1) v = cJSON_GetArrayItem(v, 0);
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+            fabs(v->valuedouble) > 64)
+            return graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not an integer", key);
+        a = (int)v->valuedouble;
+    }
+    /* Keras's axis counts the batch: per-sample axis a - 1. */
+    int i = a < 0 ? rank + a : a - 1;
+    if (i < 0 || i >= rank)
+        return graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                   "%s=%d is not an axis of a rank-%d input (batch excluded)", key,
+                                   a, rank);
+    *out = i;
+    return GRAFT_OK;
+}
+
+graft_status graft_config_absent(const graft_config_in *c, const cJSON *cfg, const char *key)
+{
+    if (graft_config_present(cfg, key))
+        return graft_config_refuse(c, GRAFT_EUNSUPPORTED, "%s is not supported", key);
+    return GRAFT_OK;
 }

@@ -150,11 +150,12 @@ static void gemm_backward_weights(const conv2d *c, int n, const float *x, const 
  * with F doubles in `scratch` (2 * F floats: scratch_floats reserves them for
  * graft_threads() threads, so at least one fits); the parts add up in order,
  * so the bits depend on the thread count only. */
-static void activation_bias_backward(graft_activation act, const float *y, float *dz, size_t rows,
-                                     int F, float *db, float *scratch, size_t scratch_floats)
+static void activation_bias_backward(graft_activation act, const float *x, const float *y,
+                                     float *dz, size_t rows, int F, float *db, float *scratch,
+                                     size_t scratch_floats)
 {
     bool relu = act == GRAFT_RELU;
-    if (!relu) graft_activation_backward(act, y, dz, dz, rows, (size_t)F, false);
+    if (!relu) graft_activation_backward_x(act, x, y, dz, dz, rows, (size_t)F, false);
     double *part = (double *)(void *)scratch;
     size_t fit = scratch_floats / (2 * (size_t)F);
     int parts = graft_threads();
@@ -258,6 +259,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     } else {
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
     }
+    /* swish, gelu, ...: backward needs the pre-activation. */
+    if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
     graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
     graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters); /* a folded BN and ReLU */
 }
@@ -279,10 +282,11 @@ static void backward(graft_layer *l, const graft_bwd *b)
     float *dz = b->dout;
     const int F = c->cfg.filters;
     if (b->param_grads && !c->cfg.no_bias)
-        activation_bias_backward(c->cfg.activation, b->out, dz, rows, F, l->weights[1].grad,
-                                 b->scratch, c->scratch_lent);
+        activation_bias_backward(c->cfg.activation, b->aux, b->out, dz, rows, F,
+                                 l->weights[1].grad, b->scratch, c->scratch_lent);
     else
-        graft_activation_backward(c->cfg.activation, b->out, dz, dz, rows, (size_t)F, false);
+        graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, rows, (size_t)F,
+                                    false);
     graft_conv2d_backward_dz(l, b);
 }
 
@@ -350,6 +354,13 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const conv2d *c = l->cfg;
+    if (!graft_activation_needs_input(c->cfg.activation)) return 0;
+    return (size_t)n * c->g.oh * c->g.ow * c->cfg.filters;
+}
+
 static void destroy(graft_layer *l)
 {
     conv2d *c = l->cfg;
@@ -357,7 +368,34 @@ static void destroy(graft_layer *l)
     c->dnn = NULL;
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_conv2d_cfg k = {.name = c->name};
+    bool use_bias;
+    int d[2], groups;
+    graft_status s = graft_config_int(c, cfg, "filters", 0, 1, &k.filters);
+    if (s == GRAFT_OK && !k.filters) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'filters'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
+    if (s == GRAFT_OK && !k.kernel_size[0])
+        s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
+    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "dilation_rate (%d, %d) is not supported",
+                                d[0], d[1]);
+    if (s == GRAFT_OK) s = graft_config_int(c, cfg, "groups", 1, 1, &groups);
+    if (s == GRAFT_OK && groups != 1)
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "groups=%d is not supported", groups);
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_conv2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_conv2d_ops = {
+    .aux_floats = aux_floats,
     .class_name = "Conv2D",
     .build = build,
     .forward = forward,
@@ -365,6 +403,7 @@ static const graft_layer_ops ops = {
     .scratch_floats = scratch_floats,
     .get_config = get_config,
     .destroy = destroy,
+    .from_config = from_config,
 };
 
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
@@ -373,5 +412,5 @@ graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
     if (!cfg.strides[1]) cfg.strides[1] = 1;
     conv2d c = {.cfg = cfg};
     c.cfg.name = NULL; /* the layer keeps its own copy of the name */
-    return graft_model_add_unary(m, &ops, cfg.name, "conv2d", &c, sizeof c, in);
+    return graft_model_add_unary(m, &graft_conv2d_ops, cfg.name, "conv2d", &c, sizeof c, in);
 }

@@ -98,7 +98,15 @@ static void forward(graft_layer *l, const graft_fwd *f)
         for (int r = 0; r < f->n; r++)
             for (int j = 0; j < U; j++) f->out[(size_t)r * U + j] += bias[j];
     }
+    /* swish, gelu, ...: backward needs the pre-activation. */
+    if (f->aux) memcpy(f->aux, f->out, (size_t)f->n * U * sizeof(float));
     graft_activation_forward(d->cfg.activation, f->out, (size_t)f->n, (size_t)U);
+}
+
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const dense *d = l->cfg;
+    return graft_activation_needs_input(d->cfg.activation) ? (size_t)n * d->cfg.units : 0;
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
@@ -106,7 +114,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
     dense *d = l->cfg;
     const int U = d->cfg.units, I = d->in_dim;
     float *dz = b->dout; /* dL/d(pre-activation), in place */
-    graft_activation_backward(d->cfg.activation, b->out, dz, dz, (size_t)b->n, (size_t)U, false);
+    graft_activation_backward_x(d->cfg.activation, b->aux, b->out, dz, dz, (size_t)b->n, (size_t)U,
+                                false);
     if (b->param_grads) {
         graft_gemm(true, false, I, U, b->n, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
         if (!d->cfg.no_bias) {
@@ -135,18 +144,33 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_dense_cfg k = {.name = c->name};
+    bool use_bias;
+    graft_status s = graft_config_int(c, cfg, "units", 0, 1, &k.units);
+    if (s == GRAFT_OK && !k.units) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'units'");
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_dense(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_dense_ops = {
+    .aux_floats = aux_floats,
     .class_name = "Dense",
     .build = build,
     .forward = forward,
     .backward = backward,
     .scratch_floats = scratch_floats,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)
 {
     dense d = {.cfg = cfg, .threads = 1};
     d.cfg.name = NULL;
-    return graft_model_add_unary(m, &ops, cfg.name, "dense", &d, sizeof d, in);
+    return graft_model_add_unary(m, &graft_dense_ops, cfg.name, "dense", &d, sizeof d, in);
 }

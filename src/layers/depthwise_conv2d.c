@@ -172,6 +172,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
         forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
+        /* swish, gelu, ...: backward needs the pre-activation. */
+        if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
         graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
         if (epi) graft_epilogue_rows(f->epi, orow, (size_t)g->ow, cd);
     }
@@ -286,9 +288,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
         float *buf = b->scratch;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < rows; r++)
-            graft_activation_backward(d->cfg.activation, b->out + (size_t)r * row_sz,
-                                      b->dout + (size_t)r * row_sz, buf + (size_t)r * row_sz,
-                                      (size_t)g->ow, cd, false);
+            graft_activation_backward_x(d->cfg.activation,
+                                        b->aux ? b->aux + (size_t)r * row_sz : NULL,
+                                        b->out + (size_t)r * row_sz, b->dout + (size_t)r * row_sz,
+                                        buf + (size_t)r * row_sz, (size_t)g->ow, cd, false);
         dz = buf;
     }
 
@@ -351,13 +354,44 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static size_t aux_floats(const graft_layer *l, int n)
+{
+    const dwconv *d = l->cfg;
+    if (!graft_activation_needs_input(d->cfg.activation)) return 0;
+    return rows_out(d, n) * (size_t)d->g.ow * d->g.c * d->dm;
+}
+
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_depthwise_conv2d_cfg k = {.name = c->name};
+    bool use_bias;
+    int d[2];
+    graft_status s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
+    if (s == GRAFT_OK && !k.kernel_size[0])
+        s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
+    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "dilation_rate (%d, %d) is not supported",
+                                d[0], d[1]);
+    if (s == GRAFT_OK) s = graft_config_int(c, cfg, "depth_multiplier", 1, 1, &k.depth_multiplier);
+    if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
+    if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
+    k.no_bias = !use_bias;
+    if (s == GRAFT_OK) *out = graft_depthwise_conv2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_depthwise_conv2d_ops = {
+    .aux_floats = aux_floats,
     .class_name = "DepthwiseConv2D",
     .build = build,
     .forward = forward,
     .backward = backward,
     .scratch_floats = scratch_floats,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,
@@ -368,5 +402,5 @@ graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,
     if (!cfg.depth_multiplier) cfg.depth_multiplier = 1;
     dwconv d = {.cfg = cfg};
     d.cfg.name = NULL; /* the layer keeps its own copy of the name */
-    return graft_model_add_unary(m, &ops, cfg.name, "depthwise_conv2d", &d, sizeof d, in);
+    return graft_model_add_unary(m, &graft_depthwise_conv2d_ops, cfg.name, "depthwise_conv2d", &d, sizeof d, in);
 }

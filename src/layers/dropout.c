@@ -75,7 +75,16 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    double rate;
+    graft_status s = graft_config_absent(c, cfg, "noise_shape");
+    if (s == GRAFT_OK) s = graft_config_num(c, cfg, "rate", 0, &rate);
+    if (s == GRAFT_OK) *out = graft_dropout(c->m, c->in[0], c->name, (float)rate);
+    return s;
+}
+
+const graft_layer_ops graft_dropout_ops = {
     .class_name = "Dropout",
     .build = build,
     .forward = forward,
@@ -83,10 +92,11 @@ static const graft_layer_ops ops = {
     .aux_floats = aux_floats,
     .stochastic = stochastic,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate)
 {
     dropout d = {rate};
-    return graft_model_add_unary(m, &ops, name, "dropout", &d, sizeof d, in);
+    return graft_model_add_unary(m, &graft_dropout_ops, name, "dropout", &d, sizeof d, in);
 }

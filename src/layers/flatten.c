@@ -110,28 +110,62 @@ static graft_status reshape_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops flatten_ops = {
+static graft_status flatten_from_config(const graft_config_in *c, const cJSON *cfg,
+                                        graft_layer **out)
+{
+    *out = graft_flatten(c->m, c->in[0], c->name);
+    return GRAFT_OK;
+}
+
+const graft_layer_ops graft_flatten_ops = {
     .class_name = "Flatten",
     .build = build_flatten,
     .forward = forward,
     .backward = backward,
     .get_config = flatten_config,
+    .from_config = flatten_from_config,
 };
 
-static const graft_layer_ops reshape_ops = {
+/* A -1 in target_shape stays: build infers it (and checks the sizes agree),
+ * and writing the model back keeps the target as Keras had it. */
+static graft_status reshape_from_config(const graft_config_in *c, const cJSON *cfg,
+                                        graft_layer **out)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "target_shape");
+    int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : 0;
+    graft_shape target = {n, {0}};
+    if (n < 1 || n > GRAFT_MAX_RANK)
+        return graft_config_refuse(c, GRAFT_EFORMAT, "'target_shape' is not a list of 1 to %d sizes",
+                                   GRAFT_MAX_RANK);
+    int d = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, t)
+    {
+        if (cJSON_IsNumber(e) && e->valuedouble == -1)
+            target.dim[d] = -1;
+        else if (!graft_config_small_int(e, 1, &target.dim[d]))
+            return graft_config_refuse(c, GRAFT_EFORMAT, "'target_shape' entry %d is not a size", d);
+        d++;
+    }
+    *out = graft_reshape(c->m, c->in[0], c->name, target);
+    return GRAFT_OK;
+}
+
+const graft_layer_ops graft_reshape_ops = {
     .class_name = "Reshape",
     .build = build_reshape,
     .forward = forward,
     .backward = backward,
     .get_config = reshape_config,
+    .from_config = reshape_from_config,
 };
 
 graft_layer *graft_flatten(graft_model *m, graft_layer *in, const char *name)
 {
-    return graft_model_add_unary(m, &flatten_ops, name, "flatten", NULL, 0, in);
+    return graft_model_add_unary(m, &graft_flatten_ops, name, "flatten", NULL, 0, in);
 }
 
 graft_layer *graft_reshape(graft_model *m, graft_layer *in, const char *name, graft_shape target)
 {
-    return graft_model_add_unary(m, &reshape_ops, name, "reshape", &target, sizeof target, in);
+    return graft_model_add_unary(m, &graft_reshape_ops, name, "reshape", &target, sizeof target, in);
 }

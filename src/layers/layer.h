@@ -15,6 +15,7 @@
 
 struct cJSON;
 struct graft_conv_geom;
+typedef struct graft_config_in graft_config_in; /* layers/config_json.h */
 
 #define GRAFT_MAX_WEIGHTS 4
 
@@ -72,8 +73,23 @@ typedef struct graft_layer_ops {
     /* Optional: adds the layer's Keras config options (beyond name, trainable
      * and dtype) to `config`, a cJSON object, for saving Keras model files. */
     graft_status (*get_config)(const graft_layer *l, struct cJSON *config);
+    /* Optional: adds the layer its Keras `config` describes to c->m, fed by
+     * c->in, reading the options with layers/config_json.h's getters (which
+     * name the file, layer and class when one is refused). *out NULL with
+     * GRAFT_OK: the constructor's error is in the model. */
+    graft_status (*from_config)(const graft_config_in *c, const struct cJSON *config,
+                                graft_layer **out);
+    /* A merge: takes two or more inputs (else exactly one). */
+    bool merge;
     void (*destroy)(graft_layer *l);
 } graft_layer_ops;
+
+/* ------------------------------------------------------------- the kinds (layers/kinds.c) */
+
+/* The kind with this Keras class_name, or NULL. */
+const graft_layer_ops *graft_layer_kind(const char *class_name);
+/* The kinds' class names, ", "-separated in the table's order, into buf (cut at cap). */
+void graft_layer_kind_names(char *buf, size_t cap);
 
 struct graft_layer {
     const graft_layer_ops *ops;

@@ -507,7 +507,32 @@ static graft_status pool2d_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops max_ops = {
+static graft_status pool2d_read(const graft_config_in *c, const cJSON *cfg, graft_pool2d_cfg *k)
+{
+    *k = (graft_pool2d_cfg){.name = c->name};
+    graft_status s = graft_config_pair(c, cfg, "pool_size", 2, k->pool_size);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 0, k->strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k->padding);
+    return s;
+}
+
+static graft_status max_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_pool2d_cfg k;
+    graft_status s = pool2d_read(c, cfg, &k);
+    if (s == GRAFT_OK) *out = graft_max_pooling2d(c->m, c->in[0], k);
+    return s;
+}
+
+static graft_status avg_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_pool2d_cfg k;
+    graft_status s = pool2d_read(c, cfg, &k);
+    if (s == GRAFT_OK) *out = graft_average_pooling2d(c->m, c->in[0], k);
+    return s;
+}
+
+const graft_layer_ops graft_max_pooling2d_ops = {
     .class_name = "MaxPooling2D",
     .build = build_pool2d,
     .forward = pool2d_forward,
@@ -515,14 +540,18 @@ static const graft_layer_ops max_ops = {
     .aux_floats = pool2d_aux_floats,
     .scratch_floats = pool2d_scratch_floats,
     .get_config = pool2d_config,
+    .from_config = max_from_config,
 };
 
-static const graft_layer_ops avg_ops = {
+
+
+const graft_layer_ops graft_average_pooling2d_ops = {
     .class_name = "AveragePooling2D",
     .build = build_pool2d,
     .forward = pool2d_forward,
     .backward = pool2d_backward,
     .get_config = pool2d_config,
+    .from_config = avg_from_config,
 };
 
 static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg,
@@ -541,12 +570,12 @@ static graft_layer *add_pool2d(graft_model *m, graft_layer *in, graft_pool2d_cfg
 
 graft_layer *graft_max_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
 {
-    return add_pool2d(m, in, cfg, POOL_MAX, &max_ops, "max_pooling2d");
+    return add_pool2d(m, in, cfg, POOL_MAX, &graft_max_pooling2d_ops, "max_pooling2d");
 }
 
 graft_layer *graft_average_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg)
 {
-    return add_pool2d(m, in, cfg, POOL_AVG, &avg_ops, "average_pooling2d");
+    return add_pool2d(m, in, cfg, POOL_AVG, &graft_average_pooling2d_ops, "average_pooling2d");
 }
 
 /* ------------------------------------------------------------ global pooling */
@@ -658,31 +687,58 @@ static graft_status global_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops gap_ops = {
+static graft_status global_read(const graft_config_in *c, const cJSON *cfg)
+{
+    bool keepdims;
+    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
+    if (s == GRAFT_OK && keepdims)
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "keepdims=True is not supported");
+    return s;
+}
+
+static graft_status gap_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_status s = global_read(c, cfg);
+    if (s == GRAFT_OK) *out = graft_global_average_pooling2d(c->m, c->in[0], c->name);
+    return s;
+}
+
+static graft_status gmp_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    graft_status s = global_read(c, cfg);
+    if (s == GRAFT_OK) *out = graft_global_max_pooling2d(c->m, c->in[0], c->name);
+    return s;
+}
+
+const graft_layer_ops graft_global_average_pooling2d_ops = {
     .class_name = "GlobalAveragePooling2D",
     .build = build_global,
     .forward = global_forward,
     .backward = global_backward,
     .get_config = global_config,
+    .from_config = gap_from_config,
 };
 
-static const graft_layer_ops gmp_ops = {
+
+
+const graft_layer_ops graft_global_max_pooling2d_ops = {
     .class_name = "GlobalMaxPooling2D",
     .build = build_global,
     .forward = global_forward,
     .backward = global_backward,
     .aux_floats = global_aux_floats,
     .get_config = global_config,
+    .from_config = gmp_from_config,
 };
 
 graft_layer *graft_global_average_pooling2d(graft_model *m, graft_layer *in, const char *name)
 {
     global_pool g = {.kind = POOL_AVG};
-    return graft_model_add_unary(m, &gap_ops, name, "global_average_pooling2d", &g, sizeof g, in);
+    return graft_model_add_unary(m, &graft_global_average_pooling2d_ops, name, "global_average_pooling2d", &g, sizeof g, in);
 }
 
 graft_layer *graft_global_max_pooling2d(graft_model *m, graft_layer *in, const char *name)
 {
     global_pool g = {.kind = POOL_MAX};
-    return graft_model_add_unary(m, &gmp_ops, name, "global_max_pooling2d", &g, sizeof g, in);
+    return graft_model_add_unary(m, &graft_global_max_pooling2d_ops, name, "global_max_pooling2d", &g, sizeof g, in);
 }

@@ -103,12 +103,25 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    double mv, ns, th;
+    graft_status s = graft_config_num(c, cfg, "max_value", 0, &mv);
+    if (s == GRAFT_OK) s = graft_config_num(c, cfg, "negative_slope", 0, &ns);
+    if (s == GRAFT_OK) s = graft_config_num(c, cfg, "threshold", 0, &th);
+    if (s == GRAFT_OK)
+        *out = graft_relu(c->m, c->in[0],
+                          (graft_relu_cfg){c->name, (float)mv, (float)ns, (float)th});
+    return s;
+}
+
+const graft_layer_ops graft_relu_ops = {
     .class_name = "ReLU",
     .build = build,
     .forward = forward,
     .backward = backward,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_relu(graft_model *m, graft_layer *in, graft_relu_cfg cfg)
@@ -118,5 +131,5 @@ graft_layer *graft_relu(graft_model *m, graft_layer *in, graft_relu_cfg cfg)
         .slope = cfg.negative_slope,
         .threshold = cfg.threshold,
     };
-    return graft_model_add_unary(m, &ops, cfg.name, "re_lu", &r, sizeof r, in);
+    return graft_model_add_unary(m, &graft_relu_ops, cfg.name, "re_lu", &r, sizeof r, in);
 }

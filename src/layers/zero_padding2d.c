@@ -91,17 +91,45 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     return graft_config_done(l, ok);
 }
 
-static const graft_layer_ops ops = {
+/* An int, a pair (symmetric per axis) or ((top, bottom), (left, right)). */
+static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "padding");
+    int v[4] = {1, 1, 1, 1}, a, b;
+    bool ok = !p || cJSON_IsNull(p);
+    if (!ok && graft_config_small_int(p, 0, &a)) {
+        v[0] = v[1] = v[2] = v[3] = a;
+        ok = true;
+    } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
+        const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
+        if (graft_config_small_int(h, 0, &a) && graft_config_small_int(w, 0, &b)) {
+            v[0] = v[1] = a;
+            v[2] = v[3] = b;
+            ok = true;
+        } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
+            ok = graft_config_small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
+        }
+    }
+    if (!ok) return graft_config_refuse(c, GRAFT_EFORMAT, "'padding' is not understood");
+    *out = graft_zero_padding2d(c->m, c->in[0], c->name, v[0], v[1], v[2], v[3]);
+    return GRAFT_OK;
+}
+
+const graft_layer_ops graft_zero_padding2d_ops = {
     .class_name = "ZeroPadding2D",
     .build = build,
     .forward = forward,
     .backward = backward,
     .get_config = get_config,
+    .from_config = from_config,
 };
 
 graft_layer *graft_zero_padding2d(graft_model *m, graft_layer *in, const char *name, int top,
                                   int bottom, int left, int right)
 {
     zero_padding2d p = {.top = top, .bottom = bottom, .left = left, .right = right};
-    return graft_model_add_unary(m, &ops, name, "zero_padding2d", &p, sizeof p, in);
+    return graft_model_add_unary(m, &graft_zero_padding2d_ops, name, "zero_padding2d", &p, sizeof p, in);
 }
