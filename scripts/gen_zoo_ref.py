@@ -44,6 +44,9 @@ CASES = {
     "resnet50v2_32": ("resnet50v2", 32, 14),
     "resnet101v2_32": ("resnet101v2", 32, 15),
     "resnet152v2_32": ("resnet152v2", 32, 16),
+    "densenet121_32": ("densenet121", 32, 17),
+    "densenet169_32": ("densenet169", 32, 18),
+    "densenet201_32": ("densenet201", 32, 19),
 }
 
 
@@ -273,12 +276,46 @@ def resnet_v2(kw, depth):
     return run
 
 
+# ------------------------------------------------------------ DenseNet
+
+
+def densenet(kw, depth):
+    """torchvision's densenet121/169/201, the same network as Keras's but for
+    BatchNormalization's epsilon (torchvision 1e-5, Keras 1.001e-5), set here."""
+    m = getattr(torchvision.models, "densenet%d" % depth)(num_classes=CLASSES).double().eval()
+    eps = 1.001e-5
+    f = m.features
+    kw.conv("conv1/conv", f.conv0)
+    kw.bn("conv1/bn", f.norm0, eps)
+    for k in range(1, 5):
+        block = getattr(f, "denseblock%d" % k)
+        for i, layer in enumerate(block.values(), 1):
+            p = "conv%d_block%d" % (k + 1, i)
+            kw.bn(p + "_0_bn", layer.norm1, eps)
+            kw.conv(p + "_1_conv", layer.conv1)
+            kw.bn(p + "_1_bn", layer.norm2, eps)
+            kw.conv(p + "_2_conv", layer.conv2)
+        if k < 4:
+            t = getattr(f, "transition%d" % k)
+            kw.bn("pool%d_bn" % (k + 1), t.norm, eps)
+            kw.conv("pool%d_conv" % (k + 1), t.conv)
+    kw.bn("bn", f.norm5, eps)
+    kw.dense("predictions", m.classifier)
+
+    def run(x):
+        return F.relu(f(x)), torch.softmax(m(x), dim=1)
+
+    return run
+
+
 # ------------------------------------------------------------ main
 
 
 def build(arch, kw, size):
     if arch == "vgg19":
         return vgg19(kw, size)
+    if arch.startswith("densenet"):
+        return densenet(kw, int(arch[8:]))
     if arch.startswith("resnet") and arch.endswith("v2"):
         return resnet_v2(kw, int(arch[6:-2]))
     if arch.startswith("resnet"):

@@ -307,6 +307,8 @@ static void test_keras_counts(void)
         {"ResNet101", 0, 345, 42658176},   {"ResNet152", 0, 515, 58370944},
         {"ResNet50V2", 1, 192, 25613800},  {"ResNet101V2", 1, 379, 44675560},
         {"ResNet152V2", 1, 566, 60380648}, {"ResNet50V2", 0, 190, 23564800},
+        {"DenseNet121", 1, 429, 8062504},  {"DenseNet169", 1, 597, 14307880},
+        {"DenseNet201", 1, 709, 20242984}, {"DenseNet121", 0, 427, 7037504},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         graft_zoo_cfg c = graft_zoo_default_cfg();
@@ -337,6 +339,7 @@ static void test_names(void)
         {"ResNet50", "resnet50"},        {"resnet50v2", "resnet50v2"},
         {"ResNet50V2", "resnet50v2"},    {"resnet_152_v2", "resnet152v2"},
         {"vgg19", "vgg19"},              {"VGG16", "vgg16"},
+        {"DenseNet121", "densenet121"},  {"densenet_201", "densenet201"},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const graft_zoo_arch *a = graft_zoo_find(names[i].spelling);

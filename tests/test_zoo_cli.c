@@ -35,6 +35,7 @@ static const struct {
 } bases[] = {
     {"VGG19", 0},      {"ResNet101", 0},   {"ResNet152", 0},
     {"ResNet50V2", 1}, {"ResNet101V2", 0}, {"ResNet152V2", 0},
+    {"DenseNet121", 1}, {"DenseNet169", 0}, {"DenseNet201", 0},
 };
 
 static int wanted(int i)
@@ -85,6 +86,7 @@ static void test_summary_base(void)
         {"--base vgg19", "Total params: 20,024,384"},
         {"--base resnet_50_v2 --include-top", "Total params: 25,613,800"},
         {"--base ResNet152V2 --include-top --input-size 64", "Total params: 60,380,648"},
+        {"--base DenseNet121 --include-top", "Total params: 8,062,504"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char a[256];

@@ -34,6 +34,9 @@ static const struct {
     {"resnet50v2_32", "ResNet50V2", 32, 1},
     {"resnet101v2_32", "ResNet101V2", 32, 0},
     {"resnet152v2_32", "ResNet152V2", 32, 0},
+    {"densenet121_32", "DenseNet121", 32, 1},
+    {"densenet169_32", "DenseNet169", 32, 0},
+    {"densenet201_32", "DenseNet201", 32, 0},
 };
 
 static char dir[64];
