@@ -111,6 +111,18 @@ static inline void check_array(const float *got, const fixture_array *want, size
               (double)want->data[worst]);
 }
 
+/* Copies a fixture array into weight k of layer l (sizes must agree). */
+static inline void set_weight(graft_layer *l, int k, const fixture_array *a)
+{
+    CHECK_MSG(l && a && k < graft_layer_num_weights(l), "weight %d of %s", k, l ? l->name : "?");
+    if (!l || !a || k >= graft_layer_num_weights(l)) return;
+    graft_shape s = graft_layer_weight_shape(l, k);
+    CHECK_MSG(graft_shape_size(&s) == a->size, "%s: %zu floats for weight %s of %zu", a->name,
+              a->size, graft_layer_weight_name(l, k), graft_shape_size(&s));
+    if (graft_shape_size(&s) == a->size)
+        memcpy(graft_layer_weight_data(l, k), a->data, a->size * sizeof(float));
+}
+
 /* A model from a Keras model config string. */
 static inline graft_status model_from_json(const char *json, graft_model **m)
 {

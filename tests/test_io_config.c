@@ -88,7 +88,7 @@ static void expect_refused(const char *layer_cfg, const char *needle)
 static void test_refused_options(void)
 {
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"dil\", \"filters\": 2,"
-                   " \"kernel_size\": 3, \"dilation_rate\": [2, 2]}}",
+                   " \"kernel_size\": 3, \"strides\": 2, \"dilation_rate\": [2, 2]}}",
                    "'dil' (Conv2D): dilation_rate (2, 2)");
     expect_refused("{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"cf\", \"filters\": 2,"
                    " \"kernel_size\": 3, \"data_format\": \"channels_first\"}}",

@@ -128,6 +128,8 @@ typedef struct {
     graft_padding padding;
     int no_bias;      /* use_bias=False */
     graft_activation activation;
+    int dilation_rate[2]; /* 0 -> 1 (with strides 1) */
+    int groups;           /* 0 -> 1; divides the input channels and filters */
 } graft_conv2d_cfg;
 graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg);
 
@@ -139,9 +141,25 @@ typedef struct {
     int depth_multiplier; /* 0 -> 1 */
     int no_bias;
     graft_activation activation;
+    int dilation_rate[2]; /* 0 -> 1 (with strides 1) */
 } graft_depthwise_conv2d_cfg;
 graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,
                                     graft_depthwise_conv2d_cfg cfg);
+
+/* SeparableConv2D: depthwise (depth_multiplier, no bias), then 1x1 to `filters`. */
+typedef struct {
+    const char *name;
+    int filters;
+    int kernel_size[2];
+    int strides[2];       /* 0 -> 1 */
+    graft_padding padding;
+    int depth_multiplier; /* 0 -> 1 */
+    int no_bias;
+    graft_activation activation;
+    int dilation_rate[2]; /* 0 -> 1 */
+} graft_separable_conv2d_cfg;
+graft_layer *graft_separable_conv2d(graft_model *m, graft_layer *in,
+                                    graft_separable_conv2d_cfg cfg);
 
 typedef struct {
     const char *name;
@@ -177,6 +195,10 @@ graft_layer *graft_max_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_c
 graft_layer *graft_average_pooling2d(graft_model *m, graft_layer *in, graft_pool2d_cfg cfg);
 graft_layer *graft_global_average_pooling2d(graft_model *m, graft_layer *in, const char *name);
 graft_layer *graft_global_max_pooling2d(graft_model *m, graft_layer *in, const char *name);
+/* keepdims=True: output (1, 1, C). */
+graft_layer *graft_global_average_pooling2d_keepdims(graft_model *m, graft_layer *in,
+                                                     const char *name);
+graft_layer *graft_global_max_pooling2d_keepdims(graft_model *m, graft_layer *in, const char *name);
 graft_layer *graft_flatten(graft_model *m, graft_layer *in, const char *name);
 graft_layer *graft_reshape(graft_model *m, graft_layer *in, const char *name,
                            graft_shape target);
@@ -190,6 +212,87 @@ typedef struct {
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg);
 
 graft_layer *graft_dropout(graft_model *m, graft_layer *in, const char *name, float rate);
+
+/* Rescaling: y = x * scale + offset; each one value, or one per channel (the last
+ * axis). n 0: scale 1, offset 0. */
+#define GRAFT_RESCALING_MAX 64
+typedef struct {
+    const char *name;
+    int n_scale, n_offset;
+    float scale[GRAFT_RESCALING_MAX], offset[GRAFT_RESCALING_MAX];
+} graft_rescaling_cfg;
+graft_layer *graft_rescaling(graft_model *m, graft_layer *in, graft_rescaling_cfg cfg);
+
+/* Normalization: y = (x - mean) / max(sqrt(variance), 1e-7) along Keras's `axis`
+ * (0 -> -1); invert: y = x * max(sqrt(variance), 1e-7) + mean. n_values 0: mean,
+ * variance (and count) are weights, as after Keras's adapt(); else constants, one
+ * value or one per entry of the axis. */
+#define GRAFT_NORMALIZATION_MAX 64
+typedef struct {
+    const char *name;
+    int axis;
+    int invert;
+    int n_values;
+    float mean[GRAFT_NORMALIZATION_MAX], variance[GRAFT_NORMALIZATION_MAX];
+} graft_normalization_cfg;
+graft_layer *graft_normalization(graft_model *m, graft_layer *in, graft_normalization_cfg cfg);
+
+/* LayerNormalization over the trailing axes from Keras's axis `first_axis` (0 -> -1,
+ * the channels) on; gamma and beta shaped as those axes. */
+typedef struct {
+    const char *name;
+    int first_axis;
+    float epsilon; /* 0 -> 1e-3 */
+    int no_center; /* center=False: no beta */
+    int no_scale;  /* scale=False: no gamma */
+} graft_layer_norm_cfg;
+graft_layer *graft_layer_norm(graft_model *m, graft_layer *in, graft_layer_norm_cfg cfg);
+
+/* ConvNeXt's LayerScale: y = x * gamma, gamma (projection_dim,) starting at init_values. */
+graft_layer *graft_layer_scale(graft_model *m, graft_layer *in, const char *name,
+                               float init_values, int projection_dim);
+
+/* Activation layers with options: LeakyReLU (alpha; Keras 2 and 3 default 0.3),
+ * ELU (alpha, Keras's default 1), PReLU (a learned alpha, zeros at first, shared
+ * along Keras's shared_axes, 1-based after the batch), Softmax along Keras's axis (0 -> -1). */
+graft_layer *graft_leaky_relu(graft_model *m, graft_layer *in, const char *name, float alpha);
+graft_layer *graft_elu(graft_model *m, graft_layer *in, const char *name, float alpha);
+graft_layer *graft_prelu(graft_model *m, graft_layer *in, const char *name, int n_shared,
+                         const int *shared_axes);
+graft_layer *graft_softmax(graft_model *m, graft_layer *in, const char *name, int axis);
+
+/* Conv2DTranspose: kernel (kh, kw, filters, in_channels) as Keras holds it. */
+typedef struct {
+    const char *name;
+    int filters;
+    int kernel_size[2];
+    int strides[2]; /* 0 -> 1 */
+    graft_padding padding;
+    int dilation_rate[2]; /* 0 -> 1 */
+    int has_output_padding; /* else Keras's None */
+    int output_padding[2];
+    int no_bias;
+    graft_activation activation;
+} graft_conv2d_transpose_cfg;
+graft_layer *graft_conv2d_transpose(graft_model *m, graft_layer *in,
+                                    graft_conv2d_transpose_cfg cfg);
+
+/* UpSampling2D by (sh, sw) (0 -> 2), nearest or (bilinear != 0) TensorFlow's
+ * half-pixel bilinear resize. Cropping2D(((top, bottom), (left, right))).
+ * Permute(dims): dims a permutation of 1..rank. */
+graft_layer *graft_upsampling2d(graft_model *m, graft_layer *in, const char *name, int sh, int sw,
+                                int bilinear);
+graft_layer *graft_cropping2d(graft_model *m, graft_layer *in, const char *name, int top,
+                              int bottom, int left, int right);
+graft_layer *graft_permute(graft_model *m, graft_layer *in, const char *name, int n,
+                           const int *dims);
+
+/* Noise layers: the identity at inference; in training SpatialDropout2D drops whole
+ * channels (scaling the rest by 1 / (1 - rate)), GaussianNoise adds N(0, stddev),
+ * GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate))), from the model's RNG. */
+graft_layer *graft_spatial_dropout2d(graft_model *m, graft_layer *in, const char *name, float rate);
+graft_layer *graft_gaussian_noise(graft_model *m, graft_layer *in, const char *name, float stddev);
+graft_layer *graft_gaussian_dropout(graft_model *m, graft_layer *in, const char *name, float rate);
 graft_layer *graft_add(graft_model *m, const char *name, int n, graft_layer *const *inputs);
 
 /* Concatenate along Keras's `axis` (the batch is axis 0; -1 is the last, the channels). */

@@ -6,7 +6,7 @@
 
 #undef graft_fail /* the analyzer's stand-in from internal.h; this is the real one */
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[2048]; /* room for the list of layer kinds in a refusal */
 
 const char *graft_status_name(graft_status s)
 {

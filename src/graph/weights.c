@@ -33,6 +33,9 @@ static void init_weight(graft_weight *w, graft_rng *rng)
     case GRAFT_INIT_ONES:
         for (size_t i = 0; i < n; i++) w->data[i] = 1.0f;
         break;
+    case GRAFT_INIT_CONSTANT:
+        for (size_t i = 0; i < n; i++) w->data[i] = w->init_value;
+        break;
     case GRAFT_INIT_GLOROT_UNIFORM: {
         /* Keras's fans: the last two dims are (in, out), the rest the receptive field. */
         const graft_shape *s = &w->shape;

@@ -119,7 +119,7 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
     const graft_config_in k = {c->m, c->path, name, cls, n_in, in};
     const graft_layer_ops *ops = graft_layer_kind(cls);
     if (!ops || !ops->from_config) {
-        char kinds[1024];
+        char kinds[1280];
         graft_layer_kind_names(kinds, sizeof kinds);
         return graft_config_refuse(&k, GRAFT_EUNSUPPORTED,
                                    "layer class '%s' is not supported by graft (supported: "
@@ -132,15 +132,18 @@ static graft_status make_layer(ctx *c, const char *cls, const cJSON *cfg, const 
     if (df && strcmp(df, "channels_last") != 0)
         return graft_config_refuse(&k, GRAFT_EUNSUPPORTED,
                                    "data_format '%s' is not supported (graft is channels_last)", df);
-    *out = NULL;
-    graft_status s = ops->from_config(&k, cfg, out);
+    /* `out` may be `in` (a Sequential model's running layer): written last. */
+    graft_layer *made = NULL;
+    graft_status s = ops->from_config(&k, cfg, &made);
     if (s != GRAFT_OK) return s;
-    s = built(c, *out);
+    s = built(c, made);
     if (s != GRAFT_OK) return s;
     bool trainable;
     s = graft_config_bool(&k, cfg, "trainable", true, &trainable);
-    if (s == GRAFT_OK) graft_layer_set_trainable(*out, trainable);
-    return s;
+    if (s != GRAFT_OK) return s;
+    graft_layer_set_trainable(made, trainable);
+    *out = made;
+    return GRAFT_OK;
 }
 
 /* ------------------------------------------------------------ graphs */

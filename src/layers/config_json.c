@@ -49,13 +49,15 @@ bool graft_config_add_nulls(cJSON *o, const char *const *keys)
 }
 
 bool graft_config_add_conv_common(cJSON *o, const int kernel[2], const int strides[2],
-                                  graft_padding padding, graft_activation activation, int no_bias)
+                                  graft_padding padding, const int dilation[2], int groups,
+                                  graft_activation activation, int no_bias)
 {
     return graft_config_add_pair(o, "kernel_size", kernel[0], kernel[1]) &&
            graft_config_add_pair(o, "strides", strides[0], strides[1]) &&
            graft_config_add_padding(o, padding) &&
            cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-           graft_config_add_pair(o, "dilation_rate", 1, 1) && cJSON_AddNumberToObject(o, "groups", 1) &&
+           graft_config_add_pair(o, "dilation_rate", dilation[0], dilation[1]) &&
+           cJSON_AddNumberToObject(o, "groups", groups) &&
            cJSON_AddStringToObject(o, "activation", graft_activation_name(activation)) &&
            cJSON_AddBoolToObject(o, "use_bias", !no_bias);
 }
@@ -76,7 +78,7 @@ graft_status graft_config_done(const graft_layer *l, bool ok)
 
 graft_status graft_config_refuse(const graft_config_in *c, graft_status s, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -37,7 +37,8 @@ bool graft_config_add_padding(cJSON *o, graft_padding p);
 
 /* The fields Conv2D and DepthwiseConv2D share, from kernel_size to use_bias. */
 bool graft_config_add_conv_common(cJSON *o, const int kernel[2], const int strides[2],
-                                  graft_padding padding, graft_activation activation, int no_bias);
+                                  graft_padding padding, const int dilation[2], int groups,
+                                  graft_activation activation, int no_bias);
 
 /* GRAFT_OK, or an out-of-memory failure naming the layer. */
 graft_status graft_config_done(const graft_layer *l, bool ok);

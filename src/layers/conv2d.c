@@ -6,6 +6,7 @@
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 #include "layers/layer.h"
+#include "layers/conv_plain.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
+    bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything */
+    graft_plain_conv pc;
     /* What scratch_floats last returned: the model's scratch holds at least
      * that much for the batches of the current plan. */
     size_t scratch_lent;
@@ -51,6 +54,20 @@ static graft_status build(graft_layer *l, const graft_shape *in)
         return graft_fail(GRAFT_EINVAL,
                           "layer '%s' (Conv2D): filters, kernel_size and strides must be positive",
                           l->name);
+    if (k->dilation_rate[0] != 1 || k->dilation_rate[1] != 1 || k->groups != 1) {
+        graft_status s = graft_plain_conv_init(&c->pc, l->name, "Conv2D", &in[0], k->kernel_size,
+                                               k->strides, k->dilation_rate, k->padding, k->groups,
+                                               k->filters);
+        if (s != GRAFT_OK) return s;
+        c->plain = true;
+        l->out_shape = graft_shape3(c->pc.oh, c->pc.ow, k->filters);
+        graft_shape ks = {4, {k->kernel_size[0], k->kernel_size[1], in[0].dim[2] / k->groups,
+                              k->filters}};
+        s = graft_layer_add_weight(l, "kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
+        if (s == GRAFT_OK && !k->no_bias)
+            s = graft_layer_add_weight(l, "bias", graft_shape1(k->filters), true, GRAFT_INIT_ZEROS);
+        return s;
+    }
     graft_conv_geom *g = &c->g;
     graft_conv_geom_init(g, &in[0], k->kernel_size, k->strides, k->padding);
     l->out_shape = graft_shape3(g->oh, g->ow, k->filters);
@@ -87,6 +104,7 @@ static size_t gemm_scratch_floats(const conv2d *c, int n)
 static size_t scratch_floats(const graft_layer *l, int n)
 {
     conv2d *c = l->cfg; /* the layer's own state, not its description */
+    if (c->plain) return 0;
     size_t need = gemm_scratch_floats(c, n);
     if (bias_scratch_floats(c) > need) need = bias_scratch_floats(c);
     if (c->dnn) {
@@ -242,6 +260,14 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     size_t rows = (size_t)f->n * g->oh * g->ow;
     graft_activation act = c->cfg.activation;
+    if (c->plain) {
+        rows = (size_t)f->n * c->pc.oh * c->pc.ow;
+        graft_plain_conv_forward(&c->pc, f->n, f->in[0], W, bias, f->out);
+        if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
+        graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
+        graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters);
+        return;
+    }
     /* The same path in fit as in predict, so that cached features equal
      * recomputed ones. */
     if (pointwise(c) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
@@ -277,10 +303,22 @@ static void backward(graft_layer *l, const graft_bwd *b)
 {
     const conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
-    const size_t rows = (size_t)b->n * g->oh * g->ow;
     /* dL/d(pre-activation), in place: dout is ours to overwrite. */
     float *dz = b->dout;
     const int F = c->cfg.filters;
+    if (c->plain) {
+        const size_t prow = (size_t)b->n * c->pc.oh * c->pc.ow;
+        graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, prow, (size_t)F,
+                                    false);
+        if (b->param_grads)
+            graft_plain_conv_backward_weights(&c->pc, b->n, b->in[0], dz, l->weights[0].grad,
+                                              c->cfg.no_bias ? NULL : l->weights[1].grad);
+        if (b->din[0])
+            graft_plain_conv_backward_data(&c->pc, b->n, dz, l->weights[0].data, b->din[0],
+                                           b->din_accumulate[0]);
+        return;
+    }
+    const size_t rows = (size_t)b->n * g->oh * g->ow;
     if (b->param_grads && !c->cfg.no_bias)
         activation_bias_backward(c->cfg.activation, b->aux, b->out, dz, rows, F,
                                  l->weights[1].grad, b->scratch, c->scratch_lent);
@@ -321,7 +359,7 @@ void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b)
 
 bool graft_conv2d_has_relu(const graft_layer *l)
 {
-    return strcmp(l->ops->class_name, "Conv2D") == 0 &&
+    return strcmp(l->ops->class_name, "Conv2D") == 0 && !((const conv2d *)l->cfg)->plain &&
            ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
 }
 
@@ -346,7 +384,8 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
     const graft_conv2d_cfg *k = &((const conv2d *)l->cfg)->cfg;
     bool ok = cJSON_AddNumberToObject(o, "filters", k->filters) &&
               graft_config_add_conv_common(o, k->kernel_size, k->strides, k->padding,
-                                           k->activation, k->no_bias) &&
+                                           k->dilation_rate, k->groups, k->activation,
+                                           k->no_bias) &&
               graft_config_add_initializer(o, "kernel_initializer", "GlorotUniform") &&
               graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
               GRAFT_CONFIG_NULLS(o, "kernel_regularizer", "bias_regularizer",
@@ -358,7 +397,7 @@ static size_t aux_floats(const graft_layer *l, int n)
 {
     const conv2d *c = l->cfg;
     if (!graft_activation_needs_input(c->cfg.activation)) return 0;
-    return (size_t)n * c->g.oh * c->g.ow * c->cfg.filters;
+    return (size_t)n * graft_shape_size(&l->out_shape);
 }
 
 static void destroy(graft_layer *l)
@@ -381,12 +420,15 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
     if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
     if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
     if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
-    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
-        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "dilation_rate (%d, %d) is not supported",
-                                d[0], d[1]);
+    if (s == GRAFT_OK && (d[0] > 1 || d[1] > 1) && (k.strides[0] > 1 || k.strides[1] > 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                "dilation_rate (%d, %d) with strides (%d, %d): Keras allows "
+                                "one of them above 1, not both",
+                                d[0], d[1], k.strides[0], k.strides[1]);
     if (s == GRAFT_OK) s = graft_config_int(c, cfg, "groups", 1, 1, &groups);
-    if (s == GRAFT_OK && groups != 1)
-        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "groups=%d is not supported", groups);
+    k.dilation_rate[0] = d[0];
+    k.dilation_rate[1] = d[1];
+    k.groups = groups;
     if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
     if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
     k.no_bias = !use_bias;
@@ -410,6 +452,9 @@ graft_layer *graft_conv2d(graft_model *m, graft_layer *in, graft_conv2d_cfg cfg)
 {
     if (!cfg.strides[0]) cfg.strides[0] = 1;
     if (!cfg.strides[1]) cfg.strides[1] = 1;
+    if (!cfg.dilation_rate[0]) cfg.dilation_rate[0] = 1;
+    if (!cfg.dilation_rate[1]) cfg.dilation_rate[1] = 1;
+    if (!cfg.groups) cfg.groups = 1;
     conv2d c = {.cfg = cfg};
     c.cfg.name = NULL; /* the layer keeps its own copy of the name */
     return graft_model_add_unary(m, &graft_conv2d_ops, cfg.name, "conv2d", &c, sizeof c, in);

@@ -9,6 +9,7 @@
  * flat has one row of C*dm floats per tap, in output channel order.
  */
 #include "layers/layer.h"
+#include "layers/conv_plain.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
 
@@ -18,6 +19,8 @@ typedef struct {
     graft_depthwise_conv2d_cfg cfg;
     graft_conv_geom g;
     int dm;
+    bool plain; /* dilation_rate: layers/conv_plain.c does everything */
+    graft_plain_conv pc;
 } dwconv;
 
 /* Backward splits the output rows into at most this many blocks, each with
@@ -50,6 +53,19 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     graft_conv_geom *g = &d->g;
     graft_conv_geom_init(g, &in[0], k->kernel_size, k->strides, k->padding);
     d->dm = k->depth_multiplier;
+    if (k->dilation_rate[0] != 1 || k->dilation_rate[1] != 1) {
+        long f = (long)in[0].dim[2] * d->dm;
+        if (f > INT32_MAX)
+            return graft_fail(GRAFT_EINVAL, "layer '%s' (DepthwiseConv2D): too many output channels",
+                              l->name);
+        graft_status s = graft_plain_conv_init(&d->pc, l->name, "DepthwiseConv2D", &in[0],
+                                               k->kernel_size, k->strides, k->dilation_rate,
+                                               k->padding, in[0].dim[2], (int)f);
+        if (s != GRAFT_OK) return s;
+        d->plain = true;
+        g->oh = d->pc.oh;
+        g->ow = d->pc.ow;
+    }
     size_t cd;
     if (!graft_mul_ok((size_t)g->c, (size_t)d->dm, &cd) || cd > (size_t)INT32_MAX)
         return graft_fail(GRAFT_EINVAL, "layer '%s' (DepthwiseConv2D): too many output channels",
@@ -88,6 +104,7 @@ static size_t dz_floats(const graft_layer *l, int n)
 static size_t scratch_floats(const graft_layer *l, int n)
 {
     const dwconv *d = l->cfg;
+    if (d->plain) return 0;
     return dz_floats(l, n) + (size_t)grad_blocks(d, n) * partial_floats(d);
 }
 
@@ -167,6 +184,14 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const int cd = g->c * d->dm;
     /* A folded BatchNormalization and ReLU run on each row while it is in cache. */
     const bool epi = graft_epilogue_active(f->epi);
+    if (d->plain) {
+        const size_t all = (size_t)rows * g->ow;
+        graft_plain_conv_forward(&d->pc, f->n, f->in[0], kernel, bias, f->out);
+        if (f->aux) memcpy(f->aux, f->out, all * cd * sizeof(float));
+        graft_activation_forward(d->cfg.activation, f->out, all, (size_t)cd);
+        graft_epilogue_apply(f->epi, f->out, all, cd);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
@@ -282,6 +307,18 @@ static void backward(graft_layer *l, const graft_bwd *b)
     const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * cd;
     const size_t row_sz = (size_t)g->ow * cd;
     const long rows = (long)rows_out(d, b->n);
+    if (d->plain) {
+        float *pz = b->dout; /* ours to overwrite */
+        graft_activation_backward_x(d->cfg.activation, b->aux, b->out, pz, pz,
+                                    (size_t)rows * g->ow, cd, false);
+        if (b->param_grads)
+            graft_plain_conv_backward_weights(&d->pc, b->n, b->in[0], pz, l->weights[0].grad,
+                                              d->cfg.no_bias ? NULL : l->weights[1].grad);
+        if (b->din[0])
+            graft_plain_conv_backward_data(&d->pc, b->n, pz, l->weights[0].data, b->din[0],
+                                           b->din_accumulate[0]);
+        return;
+    }
 
     const float *dz = b->dout;
     if (d->cfg.activation != GRAFT_LINEAR) {
@@ -344,8 +381,8 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const graft_depthwise_conv2d_cfg *k = &((const dwconv *)l->cfg)->cfg;
     bool ok =
-        graft_config_add_conv_common(o, k->kernel_size, k->strides, k->padding, k->activation,
-                                     k->no_bias) &&
+        graft_config_add_conv_common(o, k->kernel_size, k->strides, k->padding, k->dilation_rate, 1,
+                                     k->activation, k->no_bias) &&
         graft_config_add_initializer(o, "bias_initializer", "Zeros") &&
         GRAFT_CONFIG_NULLS(o, "bias_regularizer", "activity_regularizer", "bias_constraint") &&
         cJSON_AddNumberToObject(o, "depth_multiplier", k->depth_multiplier) &&
@@ -372,9 +409,13 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
     if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
     if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
     if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
-    if (s == GRAFT_OK && (d[0] != 1 || d[1] != 1))
-        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "dilation_rate (%d, %d) is not supported",
-                                d[0], d[1]);
+    if (s == GRAFT_OK && (d[0] > 1 || d[1] > 1) && (k.strides[0] > 1 || k.strides[1] > 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                "dilation_rate (%d, %d) with strides (%d, %d): Keras allows "
+                                "one of them above 1, not both",
+                                d[0], d[1], k.strides[0], k.strides[1]);
+    k.dilation_rate[0] = d[0];
+    k.dilation_rate[1] = d[1];
     if (s == GRAFT_OK) s = graft_config_int(c, cfg, "depth_multiplier", 1, 1, &k.depth_multiplier);
     if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
     if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
@@ -400,6 +441,8 @@ graft_layer *graft_depthwise_conv2d(graft_model *m, graft_layer *in,
     if (!cfg.strides[0]) cfg.strides[0] = 1;
     if (!cfg.strides[1]) cfg.strides[1] = 1;
     if (!cfg.depth_multiplier) cfg.depth_multiplier = 1;
+    if (!cfg.dilation_rate[0]) cfg.dilation_rate[0] = 1;
+    if (!cfg.dilation_rate[1]) cfg.dilation_rate[1] = 1;
     dwconv d = {.cfg = cfg};
     d.cfg.name = NULL; /* the layer keeps its own copy of the name */
     return graft_model_add_unary(m, &graft_depthwise_conv2d_ops, cfg.name, "depthwise_conv2d", &d, sizeof d, in);

@@ -29,7 +29,23 @@
     X(subtract)                                                                                    \
     X(average)                                                                                     \
     X(maximum)                                                                                     \
-    X(minimum)
+    X(minimum)                                                                                     \
+    X(rescaling)                                                                                   \
+    X(normalization)                                                                               \
+    X(separable_conv2d)                                                                            \
+    X(layer_norm)                                                                                  \
+    X(layer_scale)                                                                                 \
+    X(leaky_relu)                                                                                  \
+    X(prelu)                                                                                       \
+    X(elu)                                                                                         \
+    X(softmax)                                                                                     \
+    X(conv2d_transpose)                                                                            \
+    X(upsampling2d)                                                                                \
+    X(cropping2d)                                                                                  \
+    X(permute)                                                                                     \
+    X(spatial_dropout2d)                                                                           \
+    X(gaussian_noise)                                                                              \
+    X(gaussian_dropout)
 
 #define DECLARE(kind) extern const graft_layer_ops graft_##kind##_ops;
 KINDS(DECLARE)

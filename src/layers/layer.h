@@ -23,7 +23,8 @@ typedef struct {
     char name[32];     /* "kernel", "bias", "gamma", ... */
     graft_shape shape;
     bool trainable;    /* false for BatchNormalization's moving statistics */
-    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM } init;
+    enum { GRAFT_INIT_ZEROS, GRAFT_INIT_ONES, GRAFT_INIT_GLOROT_UNIFORM, GRAFT_INIT_CONSTANT } init;
+    float init_value;  /* GRAFT_INIT_CONSTANT's value */
     size_t offset;     /* into the model's weight array */
     float *data;       /* view into graft_model.weights */
     float *grad;       /* view into graft_model.grads (NULL until compiled) */

@@ -582,6 +582,7 @@ graft_layer *graft_average_pooling2d(graft_model *m, graft_layer *in, graft_pool
 
 typedef struct {
     pool_kind kind;
+    bool keepdims; /* (1, 1, C) instead of (C,): the same floats */
     int hw, c;
 } global_pool;
 
@@ -592,7 +593,7 @@ static graft_status build_global(graft_layer *l, const graft_shape *in)
     if (s != GRAFT_OK) return s;
     g->hw = in[0].dim[0] * in[0].dim[1];
     g->c = in[0].dim[2];
-    l->out_shape = graft_shape1(g->c);
+    l->out_shape = g->keepdims ? graft_shape3(1, 1, g->c) : graft_shape1(g->c);
     return GRAFT_OK;
 }
 
@@ -679,34 +680,32 @@ static void global_backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
-/* Keras 2's GlobalPooling2D.get_config(); graft's output drops the spatial axes. */
+/* Keras 2's GlobalPooling2D.get_config(). */
 static graft_status global_config(const graft_layer *l, cJSON *o)
 {
+    const global_pool *g = l->cfg;
     bool ok = cJSON_AddStringToObject(o, "data_format", "channels_last") &&
-              cJSON_AddBoolToObject(o, "keepdims", false);
+              cJSON_AddBoolToObject(o, "keepdims", g->keepdims);
     return graft_config_done(l, ok);
-}
-
-static graft_status global_read(const graft_config_in *c, const cJSON *cfg)
-{
-    bool keepdims;
-    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
-    if (s == GRAFT_OK && keepdims)
-        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED, "keepdims=True is not supported");
-    return s;
 }
 
 static graft_status gap_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
-    graft_status s = global_read(c, cfg);
-    if (s == GRAFT_OK) *out = graft_global_average_pooling2d(c->m, c->in[0], c->name);
+    bool keepdims;
+    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
+    if (s == GRAFT_OK)
+        *out = keepdims ? graft_global_average_pooling2d_keepdims(c->m, c->in[0], c->name)
+                        : graft_global_average_pooling2d(c->m, c->in[0], c->name);
     return s;
 }
 
 static graft_status gmp_from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
-    graft_status s = global_read(c, cfg);
-    if (s == GRAFT_OK) *out = graft_global_max_pooling2d(c->m, c->in[0], c->name);
+    bool keepdims;
+    graft_status s = graft_config_bool(c, cfg, "keepdims", false, &keepdims);
+    if (s == GRAFT_OK)
+        *out = keepdims ? graft_global_max_pooling2d_keepdims(c->m, c->in[0], c->name)
+                        : graft_global_max_pooling2d(c->m, c->in[0], c->name);
     return s;
 }
 
@@ -741,4 +740,19 @@ graft_layer *graft_global_max_pooling2d(graft_model *m, graft_layer *in, const c
 {
     global_pool g = {.kind = POOL_MAX};
     return graft_model_add_unary(m, &graft_global_max_pooling2d_ops, name, "global_max_pooling2d", &g, sizeof g, in);
+}
+
+graft_layer *graft_global_average_pooling2d_keepdims(graft_model *m, graft_layer *in,
+                                                     const char *name)
+{
+    global_pool g = {.kind = POOL_AVG, .keepdims = true};
+    return graft_model_add_unary(m, &graft_global_average_pooling2d_ops, name,
+                                 "global_average_pooling2d", &g, sizeof g, in);
+}
+
+graft_layer *graft_global_max_pooling2d_keepdims(graft_model *m, graft_layer *in, const char *name)
+{
+    global_pool g = {.kind = POOL_MAX, .keepdims = true};
+    return graft_model_add_unary(m, &graft_global_max_pooling2d_ops, name, "global_max_pooling2d",
+                                 &g, sizeof g, in);
 }
