@@ -37,7 +37,10 @@ static graft_status set_file(graft_weights_file *out, const char *dir, const cha
         size_t len = strlen(base);
         snprintf(out->url, sizeof out->url, "%s%s%s", base, base[len - 1] == '/' ? "" : "/", file);
     } else {
-        snprintf(out->url, sizeof out->url, KERAS_APPS "%s/%s", dir, file);
+        if (strstr(dir, "://")) /* EfficientNet's files sit elsewhere */
+            snprintf(out->url, sizeof out->url, "%s%s", dir, file);
+        else
+            snprintf(out->url, sizeof out->url, KERAS_APPS "%s/%s", dir, file);
     }
     out->hash_kind = kind;
     snprintf(out->hash, sizeof out->hash, "%s", hash ? hash : "");

@@ -59,6 +59,36 @@ static const zoo_entry table[] = {
     {{"densenet201", "DenseNet201", 32, 224, "torch"}, "densenet201", graft_zoo_densenet, 201, 0,
      "densenet", KT("densenet201"), MD5, "1ceb130c1ea1b78c3bf6114dbdfd8807",
      "c13680b51ded0fb44dff2d8f86ac8bb1", "conv4_block48_concat"},
+    {{"inceptionv3", "InceptionV3", 75, 299, "tf"}, "inception_v3", graft_zoo_inception_v3, 3, 0,
+     "inception_v3", KT("inception_v3"), MD5, "9a0d58056eeedaa3f26cb7ebd46da564",
+     "bcbd6486424b2319ff4ef7d526e38f63", "mixed10"},
+    {{"xception", "Xception", 71, 299, "tf"}, "xception", graft_zoo_xception, 1, 0,
+     "xception", KT("xception"), MD5, "0a58e3b7378bc2990ea3b43d5981f1f6",
+     "b0042744bf5b25fce3cb969f33bebb97", "block14_sepconv2"},
+    {{"efficientnetb0", "EfficientNetB0", 32, 224, "none"}, "efficientnetb0", graft_zoo_efficientnet,
+     0, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb0.h5",
+     "efficientnetb0_notop.h5", MD5, "902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d", "block6d_project_conv"},
+    {{"efficientnetb1", "EfficientNetB1", 32, 240, "none"}, "efficientnetb1", graft_zoo_efficientnet,
+     1, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb1.h5",
+     "efficientnetb1_notop.h5", MD5, "1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432", "block6e_project_conv"},
+    {{"efficientnetb2", "EfficientNetB2", 32, 260, "none"}, "efficientnetb2", graft_zoo_efficientnet,
+     2, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb2.h5",
+     "efficientnetb2_notop.h5", MD5, "b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39", "block6e_project_conv"},
+    {{"efficientnetb3", "EfficientNetB3", 32, 300, "none"}, "efficientnetb3", graft_zoo_efficientnet,
+     3, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb3.h5",
+     "efficientnetb3_notop.h5", MD5, "ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226", "block6f_project_conv"},
+    {{"efficientnetb4", "EfficientNetB4", 32, 380, "none"}, "efficientnetb4", graft_zoo_efficientnet,
+     4, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb4.h5",
+     "efficientnetb4_notop.h5", MD5, "18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba", "block6h_project_conv"},
+    {{"efficientnetb5", "EfficientNetB5", 32, 456, "none"}, "efficientnetb5", graft_zoo_efficientnet,
+     5, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb5.h5",
+     "efficientnetb5_notop.h5", MD5, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f", "block6i_project_conv"},
+    {{"efficientnetb6", "EfficientNetB6", 32, 528, "none"}, "efficientnetb6", graft_zoo_efficientnet,
+     6, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb6.h5",
+     "efficientnetb6_notop.h5", MD5, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743", "block6k_project_conv"},
+    {{"efficientnetb7", "EfficientNetB7", 32, 600, "none"}, "efficientnetb7", graft_zoo_efficientnet,
+     7, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb7.h5",
+     "efficientnetb7_notop.h5", MD5, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a", "block6m_project_conv"},
     {{"mobilenet", "MobileNet", 32, 224, "tf"}, "", graft_zoo_mobilenet, 1,
      ZOO_ARG_ALPHA | ZOO_ARG_DEPTH_MULTIPLIER, NULL, NULL, NULL, GRAFT_HASH_NONE, NULL, NULL,
      "conv_dw_1"},
@@ -205,8 +235,13 @@ graft_layer *graft_zoo_pooling(graft_model *m, graft_layer *x, graft_pooling p,
 const char *graft_zoo_detect_arch(const graft_model *m)
 {
     if (!m) return NULL;
+    /* A base as graft_zoo_build made it keeps Keras's model name. */
+    for (int i = 0; i < N_ARCHS; i++)
+        if (table[i].model_name[0] && strcmp(graft_model_name(m), table[i].model_name) == 0)
+            return table[i].pub.name;
     /* Later rows of a family carry the earlier rows' marks too (ResNet152
-     * has conv2_block1_1_conv), so the last row whose mark is there wins;
+     * has conv2_block1_1_conv), so the last row whose mark is there wins
+     * (EfficientNetB1 and B2 differ only in widths: B2 is named for both);
      * mobilenet_v2's first block has no expand layer of its own mark. */
     for (int i = N_ARCHS - 1; i >= 0; i--)
         if (table[i].mark && graft_model_find(m, table[i].mark)) return table[i].pub.name;
