@@ -36,6 +36,10 @@ static const struct {
     {"VGG19", 0},      {"ResNet101", 0},   {"ResNet152", 0},
     {"ResNet50V2", 1}, {"ResNet101V2", 0}, {"ResNet152V2", 0},
     {"DenseNet121", 1}, {"DenseNet169", 0}, {"DenseNet201", 0},
+    {"InceptionV3", 0}, {"Xception", 0},
+    {"EfficientNetB0", 1}, {"EfficientNetB1", 0}, {"EfficientNetB2", 0}, {"EfficientNetB3", 0},
+    {"EfficientNetB4", 0}, {"EfficientNetB5", 0}, {"EfficientNetB6", 0}, {"EfficientNetB7", 0},
+    {"MobileNetV3Small", 1}, {"MobileNetV3Large", 0},
 };
 
 static int wanted(int i)
@@ -87,6 +91,10 @@ static void test_summary_base(void)
         {"--base resnet_50_v2 --include-top", "Total params: 25,613,800"},
         {"--base ResNet152V2 --include-top --input-size 64", "Total params: 60,380,648"},
         {"--base DenseNet121 --include-top", "Total params: 8,062,504"},
+        {"--base EfficientNetB0 --include-top", "Total params: 5,330,571"},
+        {"--base mobilenetv3small --include-top", "Total params: 2,554,968"},
+        {"--base InceptionV3 --include-top", "Total params: 23,851,784"},
+        {"--base Xception --include-top", "Total params: 22,910,480"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char a[256];

@@ -37,6 +37,13 @@ static const struct {
     {"densenet121_32", "DenseNet121", 32, 1},
     {"densenet169_32", "DenseNet169", 32, 0},
     {"densenet201_32", "DenseNet201", 32, 0},
+    {"inceptionv3_75", "InceptionV3", 75, 1},
+    {"xception_71", "Xception", 71, 1},
+    {"efficientnetb0_32", "EfficientNetB0", 32, 1},
+    {"efficientnetb3_33", "EfficientNetB3", 33, 0},
+    {"efficientnetb7_32", "EfficientNetB7", 32, 0},
+    {"mobilenetv3small_32", "MobileNetV3Small", 32, 1},
+    {"mobilenetv3large_35", "MobileNetV3Large", 35, 1},
 };
 
 static char dir[64];
