@@ -556,6 +556,21 @@ static graft_status write_dataset(const writer *w, hid_t g, const graft_weight *
     return close_w(w, sp, H5Sclose, s);
 }
 
+/* Whether every group along `path` (a/b/c) exists below `parent`. */
+static bool path_exists(hid_t parent, const char *path)
+{
+    char buf[GRAFT_NAME_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
+    for (char *p = buf;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char keep = *p;
+        *p = '\0';
+        if (H5Lexists(parent, buf, H5P_DEFAULT) <= 0) return false;
+        if (keep == '\0') return true;
+        *p = keep;
+    }
+}
+
 /* Keras's layout: group LAYER holding group LAYER holding the datasets
  * "kernel:0", ..., and weight_names "LAYER/kernel:0", ... on the outer group. */
 static graft_status write_layer(const writer *w, hid_t parent, const graft_layer *l)
@@ -568,7 +583,10 @@ static graft_status write_layer(const writer *w, hid_t parent, const graft_layer
     /* A name with '/' ("conv1/conv" in Keras's DenseNet) is a path of groups, as h5py makes it. */
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0) {
-        g = H5Gcreate2(parent, l->name, lcpl, w->gcpl, H5P_DEFAULT);
+        /* ... and one layer's path may already be another's folder
+         * ("expanded_conv_1/depthwise/pad" comes before "expanded_conv_1/depthwise"). */
+        g = path_exists(parent, l->name) ? H5Gopen2(parent, l->name, H5P_DEFAULT)
+                                         : H5Gcreate2(parent, l->name, lcpl, w->gcpl, H5P_DEFAULT);
         if (g >= 0 && l->n_weights > 0) inner = H5Gcreate2(g, l->name, lcpl, w->gcpl, H5P_DEFAULT);
     }
     if (lcpl >= 0) H5Pclose(lcpl);
