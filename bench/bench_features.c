@@ -70,10 +70,13 @@ static int top_block(const graft_model *m, const char *arch)
         {"mobilenet_v2", "block_16_expand"},
         {"inceptionv3", "mixed9"},
         {"xception", "block14_sepconv1"},
+        {"mobilenetv3small", "expanded_conv_10/expand"},
+        {"mobilenetv3large", "expanded_conv_14/expand"},
     };
     const char *first = NULL;
     for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
         if (!strcmp(marks[i].arch, arch)) first = marks[i].first;
+    if (!strncmp(arch, "efficientnet", 12)) first = "block7a_expand_conv";
     for (int i = 0; first && i < graft_model_num_layers(m); i++)
         if (!strcmp(graft_layer_name(graft_model_layer(m, i)), first))
             return !strcmp(arch, "inceptionv3") ? i + 1 : i; /* after the mixed9 concatenation */

@@ -72,6 +72,36 @@ def split(arch):
         keep = list(block.values())[-1]
         del block[list(block.keys())[-1]]
         return f[:-1], nn.Sequential(DenseLayer(keep), f.norm5, nn.ReLU())
+    if arch == "inceptionv3":
+        m = tv.inception_v3(aux_logits=False, init_weights=False)
+        names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                 "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a",
+                 "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b"]
+        return nn.Sequential(*[getattr(m, n) for n in names]), m.Mixed_7c
+    if arch == "xception":
+        x = zoo_ref().Xception()
+
+        def frozen(t):
+            t = F.relu(x.b1(x.c1(t)))
+            t = F.relu(x.b2(x.c2(t)))
+            for i, blk in enumerate(x.entry):
+                t = x.down(blk, t, i == 0)
+            for blk in x.middle:
+                y = t
+                for step in blk:
+                    y = step["b"](step["s"](F.relu(y)))
+                t = t + y
+            return x.down(x.exit, t, False)
+
+        stem = Lambda(frozen)
+        stem.x = x  # registers the parameters
+        return stem, nn.Sequential(x.s14a, x.b14a, nn.ReLU(), x.s14b, x.b14b, nn.ReLU())
+    if arch.startswith("efficientnetb"):
+        f = getattr(tv, "efficientnet_b" + arch[-1])().features
+        return f[:7], f[7:]
+    if arch.startswith("mobilenetv3"):
+        f = getattr(tv, "mobilenet_v3_" + arch[11:])().features
+        return f[:-2], f[-2:]
     raise SystemExit("unknown arch " + arch)
 
 
