@@ -43,7 +43,7 @@ static void test_invalid_models_refused(void)
     graft_model_free(b);
 
     graft_activation act;
-    CHECK(graft_activation_parse("gelu", &act) == GRAFT_EUNSUPPORTED && strstr(graft_last_error(), "'gelu'"));
+    CHECK(graft_activation_parse("mish", &act) == GRAFT_EUNSUPPORTED && strstr(graft_last_error(), "'mish'"));
     graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f)};
     m = graft_model_new("no_flat");
     graft_input(m, NULL, graft_shape3(4, 4, 1));

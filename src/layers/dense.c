@@ -147,7 +147,7 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
     graft_dense_cfg k = {.name = c->name};
-    bool use_bias;
+    bool use_bias = true;
     graft_status s = graft_config_int(c, cfg, "units", 0, 1, &k.units);
     if (s == GRAFT_OK && !k.units) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'units'");
     if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);

@@ -401,8 +401,8 @@ static size_t aux_floats(const graft_layer *l, int n)
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
     graft_depthwise_conv2d_cfg k = {.name = c->name};
-    bool use_bias;
-    int d[2];
+    bool use_bias = true;
+    int d[2] = {1, 1};
     graft_status s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
     if (s == GRAFT_OK && !k.kernel_size[0])
         s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");

@@ -52,14 +52,12 @@ KINDS(DECLARE)
 
 static const graft_layer_ops *const kinds[] = {
 #define ENTRY(kind) &graft_##kind##_ops,
-    KINDS(ENTRY)
+    KINDS(ENTRY) NULL,
 };
-
-#define N_KINDS (sizeof kinds / sizeof *kinds)
 
 const graft_layer_ops *graft_layer_kind(const char *class_name)
 {
-    for (size_t i = 0; i < N_KINDS; i++)
+    for (size_t i = 0; kinds[i]; i++)
         if (strcmp(kinds[i]->class_name, class_name) == 0) return kinds[i];
     return NULL;
 }
@@ -68,7 +66,7 @@ void graft_layer_kind_names(char *buf, size_t cap)
 {
     size_t len = 0;
     if (cap) buf[0] = 0;
-    for (size_t i = 0; i < N_KINDS && len < cap; i++) {
+    for (size_t i = 0; kinds[i] && len < cap; i++) {
         int k = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", kinds[i]->class_name);
         if (k < 0) break;
         len += (size_t)k;

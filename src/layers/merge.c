@@ -67,7 +67,7 @@ static graft_status build(graft_layer *l, const graft_shape *in)
  * sample's output, `p[k]` input k's (within the sample). */
 #define FOR_CELLS(g, nk, BODY)                                                                     \
     do {                                                                                           \
-        size_t o = 0, p[MERGE_MAX];                                                                \
+        size_t o = 0, p[MERGE_MAX] = {0};                                                                \
         for (int a0 = 0; a0 < (g)->od[0]; a0++)                                                    \
             for (int a1 = 0; a1 < (g)->od[1]; a1++)                                                \
                 for (int a2 = 0; a2 < (g)->od[2]; a2++)                                            \
@@ -85,9 +85,10 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const int nk = l->n_inputs;
     const size_t osz = graft_shape_size(&l->out_shape);
     const float inv = 1.0f / (float)nk;
+    if (nk < 2) return; /* build refuses fewer */
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < f->n; s++) {
-        const float *x[MERGE_MAX];
+        const float *x[MERGE_MAX] = {0};
         for (int k = 0; k < nk; k++) x[k] = f->in[k] + (size_t)s * g->in_size[k];
         float *y = f->out + (size_t)s * osz;
         FOR_CELLS(g, nk, {
@@ -121,8 +122,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
      * cells are written by one thread, and the inputs are read from `in`. */
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < b->n; s++) {
-        const float *x[MERGE_MAX];
-        float *dx[MERGE_MAX];
+        const float *x[MERGE_MAX] = {0};
+        float *dx[MERGE_MAX] = {0};
         for (int k = 0; k < nk; k++) {
             x[k] = b->in[k] + (size_t)s * g->in_size[k];
             dx[k] = b->din[k] ? b->din[k] + (size_t)s * g->in_size[k] : NULL;

@@ -149,8 +149,8 @@ static graft_status read_list(const graft_config_in *c, const cJSON *cfg, const 
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
     graft_normalization_cfg k = {.name = c->name};
-    int nm, nv;
-    bool invert;
+    int nm = 0, nv = 0;
+    bool invert = false;
     const cJSON *ax = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
     if (cJSON_IsArray(ax) && cJSON_GetArraySize(ax) == 1) ax = cJSON_GetArrayItem(ax, 0);
     if (!ax || cJSON_IsNull(ax) || cJSON_IsArray(ax))

@@ -131,7 +131,7 @@ static graft_status get_config(const graft_layer *l, cJSON *o)
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
     graft_separable_conv2d_cfg k = {.name = c->name};
-    bool use_bias;
+    bool use_bias = true;
     graft_status s = graft_config_int(c, cfg, "filters", 0, 1, &k.filters);
     if (s == GRAFT_OK && !k.filters) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'filters'");
     if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
