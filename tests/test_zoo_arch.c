@@ -293,8 +293,124 @@ static void test_imagenet_files(void)
     CHECK(graft_zoo_imagenet_file("mobilenet", &c, &f) == GRAFT_EINVAL);
 }
 
+/* Keras's published model.count_params() at the default size with the top
+ * (keras.io/api/applications and each model's summary), and len(model.layers)
+ * (0: not checked; MobileNetV3's Keras 2 hard_swish is several TF-op layers,
+ * one Activation here). */
+static void test_keras_counts(void)
+{
+    static const struct {
+        const char *name;
+        int top, layers;
+        size_t params;
+    } want[] = {
+        {"VGG19", 1, 26, 143667240},       {"VGG19", 0, 22, 20024384},
+        {"ResNet101", 1, 347, 44707176},   {"ResNet152", 1, 517, 60419944},
+        {"ResNet101", 0, 345, 42658176},   {"ResNet152", 0, 515, 58370944},
+        {"ResNet50V2", 1, 192, 25613800},  {"ResNet101V2", 1, 379, 44675560},
+        {"ResNet152V2", 1, 566, 60380648}, {"ResNet50V2", 0, 190, 23564800},
+        {"DenseNet121", 1, 429, 8062504},  {"DenseNet169", 1, 597, 14307880},
+        {"DenseNet201", 1, 709, 20242984}, {"DenseNet121", 0, 427, 7037504},
+        {"InceptionV3", 1, 313, 23851784}, {"Xception", 1, 134, 22910480},
+        {"EfficientNetB0", 1, 240, 5330571}, {"EfficientNetB1", 1, 342, 7856239},
+        {"EfficientNetB2", 1, 342, 9177569}, {"EfficientNetB3", 1, 387, 12320535},
+        {"EfficientNetB4", 1, 477, 19466823}, {"EfficientNetB5", 1, 579, 30562527},
+        {"EfficientNetB6", 1, 669, 43265143}, {"EfficientNetB7", 1, 816, 66658687},
+        {"EfficientNetB0", 0, 237, 4049571},
+        {"MobileNetV3Small", 1, 0, 2554968}, {"MobileNetV3Small", 0, 0, 939120},
+        {"MobileNetV3Large", 1, 0, 5507432}, {"MobileNetV3Large", 0, 0, 2996352},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        graft_zoo_cfg c = graft_zoo_default_cfg();
+        c.include_top = want[i].top;
+        graft_model *m = NULL;
+        CHECK_OK(graft_zoo_build(want[i].name, &c, &m));
+        if (!m) continue;
+        CHECK_MSG(!want[i].layers || graft_model_num_layers(m) == want[i].layers,
+                  "%s top=%d: %d layers, Keras has %d",
+                  want[i].name, want[i].top, graft_model_num_layers(m), want[i].layers);
+        size_t got = graft_model_count_params(m).total;
+        CHECK_MSG(got == want[i].params, "%s top=%d: %zu params, Keras has %zu", want[i].name,
+                  want[i].top, got, want[i].params);
+        const graft_zoo_arch *a = graft_zoo_find(want[i].name);
+        CHECK(a && strcmp(graft_zoo_detect_arch(m), a->name) == 0);
+        graft_model_free(m);
+    }
+}
+
+/* Keras's function names in any case, with or without underscores; the old
+ * spellings keep their names. */
+static void test_names(void)
+{
+    static const struct {
+        const char *spelling, *name;
+    } names[] = {
+        {"MobileNetV2", "mobilenet_v2"}, {"mobilenet_v2", "mobilenet_v2"},
+        {"mobilenetv2", "mobilenet_v2"}, {"MOBILENET", "mobilenet"},
+        {"ResNet50", "resnet50"},        {"resnet50v2", "resnet50v2"},
+        {"ResNet50V2", "resnet50v2"},    {"resnet_152_v2", "resnet152v2"},
+        {"vgg19", "vgg19"},              {"VGG16", "vgg16"},
+        {"DenseNet121", "densenet121"},  {"densenet_201", "densenet201"},
+        {"EfficientNetB0", "efficientnetb0"}, {"efficientnetb7", "efficientnetb7"},
+        {"MobileNetV3Small", "mobilenetv3small"}, {"mobilenet_v3_large", "mobilenetv3large"},
+        {"InceptionV3", "inceptionv3"}, {"inception_v3", "inceptionv3"}, {"XCEPTION", "xception"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const graft_zoo_arch *a = graft_zoo_find(names[i].spelling);
+        CHECK_MSG(a && strcmp(a->name, names[i].name) == 0, "%s: %s", names[i].spelling,
+                  a ? a->name : "not found");
+    }
+    CHECK(graft_zoo_find("resnet") == NULL && graft_zoo_find("") == NULL &&
+          graft_zoo_find(NULL) == NULL);
+    int n = 0;
+    for (const graft_zoo_arch *a; (a = graft_zoo_arch_at(n)) != NULL; n++) {
+        CHECK(graft_zoo_find(a->keras_name) == a && graft_zoo_find(a->name) == a);
+        CHECK(a->min_size >= 32 && a->default_size >= a->min_size);
+        CHECK(!strcmp(a->preprocess, "tf") || !strcmp(a->preprocess, "caffe") ||
+              !strcmp(a->preprocess, "torch") || !strcmp(a->preprocess, "none"));
+    }
+    CHECK(n >= 10 && graft_zoo_arch_at(-1) == NULL);
+    /* The default input is the architecture's default size. */
+    graft_model *m = NULL;
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    CHECK_OK(graft_zoo_build("ResNet50V2", &c, &m));
+    if (m) check_shape(m, 3, 7, 7, 2048);
+    graft_model_free(m);
+}
+
+/* ResNetV2: pre-activation blocks, the stride on each stage's last block,
+ * and Keras's order (the shortcut's 1x1 max pool before 3_conv). */
+static void test_resnet_v2(void)
+{
+    graft_model *m = build("ResNet50V2", cfg_of(1.0f, 1, 224, 224));
+    if (!m) return;
+    static const char *order[] = {
+        "input_1",           "conv1_pad",          "conv1_conv",          "pool1_pad",
+        "pool1_pool",        "conv2_block1_preact_bn", "conv2_block1_preact_relu",
+        "conv2_block1_1_conv", "conv2_block1_1_bn", "conv2_block1_1_relu", "conv2_block1_2_pad",
+        "conv2_block1_2_conv", "conv2_block1_2_bn", "conv2_block1_2_relu", "conv2_block1_0_conv",
+        "conv2_block1_3_conv", "conv2_block1_out"};
+    for (int i = 0; i < (int)(sizeof order / sizeof *order); i++) check_name(m, i, order[i]);
+    graft_layer *pool = graft_model_find(m, "max_pooling2d");
+    CHECK(pool && strcmp(graft_layer_class(pool), "MaxPooling2D") == 0);
+    int p = -1, c3 = -1;
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        if (graft_model_layer(m, i) == pool) p = i;
+        if (!strcmp(graft_layer_name(graft_model_layer(m, i)), "conv2_block3_3_conv")) c3 = i;
+    }
+    CHECK(p >= 0 && p + 1 == c3);
+    CHECK(graft_layer_output_shape(graft_model_find(m, "conv2_block3_out")).dim[0] == 28);
+    check_name(m, -4, "post_bn");
+    check_name(m, -3, "post_relu");
+    graft_model_free(m);
+}
+
 int main(void)
 {
+    RUN(test_names);
+    RUN(test_keras_counts);
+    RUN(test_resnet_v2);
     RUN(test_mobilenet);
     RUN(test_mobilenet_v2);
     RUN(test_resnet50);

@@ -469,27 +469,69 @@ int cmd_evaluate(int argc, char **argv)
     return rc;
 }
 
+/* graft summary --base NAME: a zoo base built without weights. */
+static int summary_base(const char *name, int top, const char *size)
+{
+    graft_zoo_cfg z = graft_zoo_default_cfg();
+    z.include_top = top;
+    if (size) {
+        char *end;
+        long n = strtol(size, &end, 10);
+        if (*end || end == size || n < 1 || n > 4096)
+            return cli_fail("--input-size: '%s' is not a size in pixels", size);
+        z.input_shape[0] = z.input_shape[1] = (int)n;
+    }
+    graft_model *m;
+    graft_status s = graft_zoo_build(name, &z, &m);
+    if (s != GRAFT_OK) return cli_fail_status(s, "--base");
+    graft_model_summary(m, stdout);
+    graft_model_free(m);
+    return 0;
+}
+
 int cmd_summary(int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        bool help = argc == 2;
-        fprintf(help ? stdout : stderr,
-                "usage: graft summary FILE|RUN_DIR\nPrints the model's layers as Keras's "
-                "model.summary() does (a Keras .h5 with its model config, a TF.js model.json,\n"
-                "or a run folder); of a weights-only .h5 (save_weights, Keras Applications'\n"
-                "*_no_top.h5) its layers, weight shapes, parameters and the zoo base it fits.\n");
-        return help ? 0 : 2;
+    enum { S_BASE = 400, S_TOP, S_SIZE, S_HELP };
+    static const struct option opts[] = {{"base", required_argument, 0, S_BASE},
+                                         {"include-top", no_argument, 0, S_TOP},
+                                         {"input-size", required_argument, 0, S_SIZE},
+                                         {"help", no_argument, 0, S_HELP},
+                                         {0, 0, 0, 0}};
+    const char *base = NULL, *size = NULL;
+    int top = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == S_BASE) base = optarg;
+        else if (o == S_TOP) top = 1;
+        else if (o == S_SIZE) size = optarg;
+        else if (o == S_HELP) {
+            printf("usage: graft summary FILE|RUN_DIR\n"
+                   "       graft summary --base NAME [--include-top] [--input-size N]\n"
+                   "Prints the model's layers as Keras's model.summary() does (a Keras .h5 with its\n"
+                   "model config, a TF.js model.json, or a run folder), or those of a zoo base\n"
+                   "(a Keras Applications name: VGG19, ResNet50V2, ...) built without weights; of a\n"
+                   "weights-only .h5 (save_weights, Keras Applications' *_no_top.h5) its layers,\n"
+                   "weight shapes, parameters and the zoo base it fits.\n");
+            return 0;
+        } else
+            return cli_usage("see graft summary --help");
     }
+    if (base) {
+        if (optind < argc) return cli_usage("--base takes no FILE ('%s')", argv[optind]);
+        return summary_base(base, top, size);
+    }
+    if (top || size) return cli_usage("--include-top and --input-size go with --base");
+    if (argc - optind != 1) return cli_usage("give one FILE or RUN_DIR, or --base NAME (see graft summary --help)");
     /* Weights without a model config (save_weights, Keras Applications'
      * *_no_top.h5): their layers, shapes and the zoo base they fit. */
-    size_t len = strlen(argv[1]);
-    if (len > 3 && strcmp(argv[1] + len - 3, ".h5") == 0 && cli_is_file(argv[1])) {
+    size_t len = strlen(argv[optind]);
+    if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind])) {
         graft_model *m = NULL;
-        if (graft_load_model(argv[1], &m) != GRAFT_OK && cli_summary_weights(argv[1]) == 0) return 0;
+        if (graft_load_model(argv[optind], &m) != GRAFT_OK && cli_summary_weights(argv[optind]) == 0) return 0;
         graft_model_free(m);
     }
     loaded l;
-    int rc = open_model(argv[1], &l);
+    int rc = open_model(argv[optind], &l);
     if (rc == 0) graft_model_summary(l.m, stdout);
     loaded_free(&l);
     return rc;

@@ -31,8 +31,9 @@ int cli_match_weights(const char *file, const char *only_arch, char *arch, size_
      * candidate must load every one of them by name and have as many. */
     graft_model *probe = NULL;
     for (int i = 0;; i++) {
-        const char *a = graft_zoo_arch_name(i, NULL);
-        if (!a) break;
+        const graft_zoo_arch *za = graft_zoo_arch_at(i);
+        if (!za) break;
+        const char *a = za->name;
         if (only_arch && strcmp(a, only_arch) != 0) continue;
         for (size_t k = 0; k < sizeof alphas / sizeof *alphas; k++) {
             probe = build_base(a, alphas[k], 224);
@@ -207,17 +208,15 @@ int cmd_models(int argc, char **argv)
                 CLI_MAX_INPUT);
         return help ? 0 : 2;
     }
-    static const int sizes[] = {32, 48, 64, 71, 75, 96, 128, 160, 224, 299, 331};
     char cache[CLI_PATH] = "";
     graft_zoo_cache_dir(cache, sizeof cache);
     printf("%-14s %-14s %-12s %12s  %s\n", "base", "Keras", "input", "params", "ImageNet weights (include_top=False)");
     for (int i = 0;; i++) {
-        const char *keras = NULL, *arch = graft_zoo_arch_name(i, &keras);
-        if (!arch) break;
-        graft_model *m = NULL;
-        int min = 0;
-        for (size_t k = 0; !m && k < sizeof sizes / sizeof *sizes; k++)
-            if ((m = build_base(arch, 1.0f, sizes[k]))) min = sizes[k];
+        const graft_zoo_arch *za = graft_zoo_arch_at(i);
+        if (!za) break;
+        const char *keras = za->keras_name, *arch = za->name;
+        int min = za->min_size;
+        graft_model *m = build_base(arch, 1.0f, min);
         char input[32] = "?", params[32] = "?", where[CLI_PATH + 300] = "none known (random initialization)";
         if (m) {
             snprintf(input, sizeof input, "%d-%d", min, CLI_MAX_INPUT);

@@ -330,7 +330,7 @@ static void usage_train(FILE *f)
             "  --data DIR            one subfolder per class; DIR/train and DIR/validation are used\n"
             "                        when they exist\n"
             "  --validation DIR      validation images (one subfolder per class)\n"
-            "  --base NAME           mobilenet, mobilenet_v2, resnet50, vgg16 or scratch\n"
+            "  --base NAME           a Keras Applications base (MobileNetV2, ResNet50V2, any case) or scratch\n"
             "  --weights FILE|imagenet  base weights (.h5 or TF.js model.json; default imagenet)\n"
             "  --alpha A             MobileNet/MobileNetV2 width (default: that of the weights found)\n"
             "  --input-size N        square input size (default 150)\n"
@@ -466,9 +466,10 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
 static int resolve_train(run_config *c, const train_args *a)
 {
     if (!a->data) return cli_usage("--data DIR is required (see graft train --help)");
-    if (!c->base[0]) return cli_usage("--base is required: mobilenet, mobilenet_v2, resnet50, vgg16 or scratch");
+    if (!c->base[0]) return cli_usage("--base is required: a Keras Applications name (MobileNetV2, ResNet50V2, ...) or scratch");
     if (!run_known_base(c->base))
-        return cli_usage("unknown base '%s' (mobilenet, mobilenet_v2, resnet50, vgg16 or scratch)", c->base);
+        return cli_usage("unknown base '%s' (a Keras Applications name such as MobileNetV2 or EfficientNetB0, or scratch; graft models lists them)", c->base);
+    if (graft_zoo_find(c->base)) snprintf(c->base, sizeof c->base, "%s", graft_zoo_find(c->base)->name);
     if (!run_known_head(c->head)) return cli_usage("unknown head '%s' (" RUN_HEADS ")", c->head);
     if (!cli_is_dir(a->data)) return cli_fail("data folder %s does not exist", a->data);
     char t[CLI_PATH + 16];

@@ -48,6 +48,7 @@ int cli_copy_file(const char *from, const char *to)
 
 int run_save_model(const graft_model *m, const run_config *c, const char *path)
 {
+    if (!cli_writes()) return 0; /* rank 0 alone writes the run folder */
     char *text = run_config_text(c);
     if (!text) return cli_fail("out of memory writing %s", path);
     graft_status s = strlen(text) > META_MAX

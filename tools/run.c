@@ -191,7 +191,6 @@ static graft_status write_text(FILE *f, void *text)
 
 char *run_config_text(const run_config *c)
 {
-    if (!cli_writes()) return 0;
     cJSON *j = cJSON_CreateObject();
     cJSON *cls = cJSON_CreateArray();
     if (!j || !cls) {
@@ -237,6 +236,7 @@ char *run_config_text(const run_config *c)
 
 int run_config_save(const char *run_dir, const run_config *c)
 {
+    if (!cli_writes()) return 0; /* rank 0 alone writes the run folder */
     char *text = run_config_text(c);
     if (!text) return cli_fail("out of memory writing the run config");
     char path[CLI_PATH];
@@ -247,7 +247,6 @@ int run_config_save(const char *run_dir, const run_config *c)
     return 0;
 }
 
-static const char *const bases[] = {"mobilenet", "mobilenet_v2", "resnet50", "vgg16", "scratch"};
 static const char *const stages[] = {"frozen", "fine-tune", "scratch"};
 
 static bool one_of(const char *v, const char *const *list, size_t n)
@@ -257,7 +256,11 @@ static bool one_of(const char *v, const char *const *list, size_t n)
     return false;
 }
 
-bool run_known_base(const char *base) { return one_of(base, bases, sizeof bases / sizeof *bases); }
+/* "scratch" or a zoo architecture, in any of its spellings (graft_zoo_find). */
+bool run_known_base(const char *base)
+{
+    return base && (strcmp(base, "scratch") == 0 || graft_zoo_find(base));
+}
 
 static const char *const heads[] = {"dense1024", "dropout", "dense1024-dropout"};
 
@@ -319,8 +322,7 @@ static int check_config(const char *path, const cJSON *j, double v[N_RANGES])
     const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "interpolation"));
     graft_interpolation im;
     if (!run_known_base(base))
-        return cli_fail("%s: \"base\" '%s' is not mobilenet, mobilenet_v2, resnet50, vgg16 or scratch",
-                        path, base);
+        return cli_fail("%s: \"base\" '%s' is not a zoo architecture or scratch", path, base);
     if (!one_of(stage, stages, sizeof stages / sizeof *stages))
         return cli_fail("%s: \"stage\" '%s' is not frozen, fine-tune or scratch", path, stage);
     if ((strcmp(base, "scratch") == 0) != (strcmp(stage, "scratch") == 0))

@@ -16,23 +16,46 @@ extern "C" {
 /* ------------------------------------------------------------ pretrained bases (src/zoo) */
 /*
  * The Keras Applications bases, built with Keras's layer names, layer order
- * and weight layouts, so Keras and TF.js weight files load by name:
- * "mobilenet" (MobileNet v1), "mobilenet_v2", "resnet50", "vgg16".
+ * and weight layouts, so Keras and TF.js weight files load by name. Names are
+ * Keras's function names, case-insensitively and with or without
+ * underscores ("ResNet50V2", "efficientnetb0", "mobilenet_v2"); graft_zoo_arch_at
+ * lists them.
  */
 typedef enum { GRAFT_POOL_NONE = 0, GRAFT_POOL_AVG, GRAFT_POOL_MAX } graft_pooling;
 
 typedef struct {
-    float alpha;          /* width multiplier (MobileNet, MobileNetV2); 0 -> 1.0 */
+    float alpha;          /* width multiplier (MobileNet, MobileNetV2, MobileNetV3); 0 -> 1.0 */
     int depth_multiplier; /* MobileNet's DepthwiseConv2D depth_multiplier; 0 -> 1 */
     float dropout;        /* MobileNet's top Dropout rate (Keras default 1e-3) */
     int include_top;      /* the ImageNet classifier on top */
-    int input_shape[3];   /* (H, W, C); zeros -> (224, 224, 3); H and W at least 32 */
+    int input_shape[3];   /* (H, W, C); H = W = 0: the architecture's default size (C 0: 3) */
     graft_pooling pooling; /* without top: none (4-D features), avg or max (2-D) */
     int classes;          /* with top; 0 -> 1000 */
+    int minimalistic;     /* MobileNetV3: no squeeze-excite, ReLU, 3x3 kernels */
+    /* MobileNetV3 and ConvNeXt: the Rescaling/Normalization layers Keras puts
+     * in front (its default, on); the others ignore it. */
+    int include_preprocessing;
 } graft_zoo_cfg;
 
+/* One architecture of the zoo. */
+typedef struct {
+    const char *name;       /* graft's name: "mobilenet_v2", "resnet50v2", "efficientnetb0" */
+    const char *keras_name; /* Keras's function: "MobileNetV2", "ResNet50V2", "EfficientNetB0" */
+    int min_size;           /* the smallest input height and width Keras accepts */
+    int default_size;       /* Keras's default input size (its top's weights are for it) */
+    /* preprocess_input's mode: "caffe", "tf", "torch" or "none" (the model
+     * scales its 0..255 input itself) */
+    const char *preprocess;
+} graft_zoo_arch;
+
+/* The architecture called `name` (any of its spellings), or NULL. */
+const graft_zoo_arch *graft_zoo_find(const char *name);
+/* The i-th architecture, in the order Keras documents them; NULL past the last. */
+const graft_zoo_arch *graft_zoo_arch_at(int i);
+
 /* Keras's defaults: alpha 1, depth_multiplier 1, dropout 1e-3, include_top,
- * input (224, 224, 3), no pooling, 1000 classes. */
+ * input of the architecture's default size (zeros here), no pooling, 1000
+ * classes, include_preprocessing. */
 graft_zoo_cfg graft_zoo_default_cfg(void);
 
 /* Builds a base with fresh weights (the layer initializers). The caller may
@@ -40,18 +63,16 @@ graft_zoo_cfg graft_zoo_default_cfg(void);
  * graft_model_num_layers(*out) just after building is where the base ends. */
 graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_model **out);
 
-/* The architectures graft_zoo_build knows, in order: the i-th one's name
- * ("mobilenet") and, when keras_name is not NULL, Keras's ("MobileNet");
- * NULL past the last. */
-const char *graft_zoo_arch_name(int i, const char **keras_name);
-
-/* The architecture whose layer names a model carries ("mobilenet", ...), or NULL. */
+/* The architecture whose layer names a model carries (graft's name:
+ * "mobilenet", "resnet101", ...), or NULL. */
 const char *graft_zoo_detect_arch(const graft_model *m);
 
 /* Keras's preprocess_input for `arch` on n_pixels RGB pixels in 0..255, in
- * place: "mobilenet"/"mobilenet_v2" (mode "tf") scale to [-1, 1];
- * "resnet50"/"vgg16" (mode "caffe") swap to BGR and subtract the ImageNet
- * channel means. The mode names "tf" and "caffe" are accepted too. */
+ * place, by the architecture's mode (graft_zoo_arch.preprocess): "tf" scales
+ * to [-1, 1]; "caffe" swaps to BGR and subtracts the ImageNet channel means;
+ * "torch" scales to [0, 1] and standardises by the ImageNet means and
+ * deviations; "none" leaves the pixels (the model scales them itself). The
+ * mode names are accepted in place of an architecture. */
 graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels);
 
 /* The same as an ImageDataGenerator preprocessing_function: ctx is the

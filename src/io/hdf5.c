@@ -556,6 +556,21 @@ static graft_status write_dataset(const writer *w, hid_t g, const graft_weight *
     return close_w(w, sp, H5Sclose, s);
 }
 
+/* Whether every group along `path` (a/b/c) exists below `parent`. */
+static bool path_exists(hid_t parent, const char *path)
+{
+    char buf[GRAFT_NAME_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
+    for (char *p = buf;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char keep = *p;
+        *p = '\0';
+        if (H5Lexists(parent, buf, H5P_DEFAULT) <= 0) return false;
+        if (keep == '\0') return true;
+        *p = keep;
+    }
+}
+
 /* Keras's layout: group LAYER holding group LAYER holding the datasets
  * "kernel:0", ..., and weight_names "LAYER/kernel:0", ... on the outer group. */
 static graft_status write_layer(const writer *w, hid_t parent, const graft_layer *l)
@@ -564,9 +579,17 @@ static graft_status write_layer(const writer *w, hid_t parent, const graft_layer
     char names[GRAFT_MAX_WEIGHTS][GRAFT_NAME_MAX + 40];
     const char *ptrs[GRAFT_MAX_WEIGHTS];
     graft_status s = GRAFT_OK;
-    hid_t inner = -1;
-    hid_t g = H5Gcreate2(parent, l->name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
-    if (g >= 0 && l->n_weights > 0) inner = H5Gcreate2(g, l->name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    hid_t inner = -1, g = -1;
+    /* A name with '/' ("conv1/conv" in Keras's DenseNet) is a path of groups, as h5py makes it. */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0) {
+        /* ... and one layer's path may already be another's folder
+         * ("expanded_conv_1/depthwise/pad" comes before "expanded_conv_1/depthwise"). */
+        g = path_exists(parent, l->name) ? H5Gopen2(parent, l->name, H5P_DEFAULT)
+                                         : H5Gcreate2(parent, l->name, lcpl, w->gcpl, H5P_DEFAULT);
+        if (g >= 0 && l->n_weights > 0) inner = H5Gcreate2(g, l->name, lcpl, w->gcpl, H5P_DEFAULT);
+    }
+    if (lcpl >= 0) H5Pclose(lcpl);
     if (g < 0 || (l->n_weights > 0 && inner < 0)) {
         s = graft_fail(GRAFT_EIO, "%s: cannot create the group of layer '%s': %s", w->path,
                        l->name, h5_reason(why));
@@ -598,9 +621,10 @@ static graft_status write_weights(const writer *w, hid_t obj, const graft_model 
     graft_status s = GRAFT_OK;
     for (int i = 0; i < m->n_layers; i++) {
         names[i] = m->layers[i]->name;
-        if (strchr(names[i], '/'))
-            s = graft_fail(GRAFT_EINVAL, "%s: layer name '%s' contains '/', which Keras files can "
-                           "not hold", w->path, names[i]);
+        size_t len = strlen(names[i]);
+        if (names[i][0] == '/' || (len && names[i][len - 1] == '/') || strstr(names[i], "//"))
+            s = graft_fail(GRAFT_EINVAL, "%s: layer name '%s' is not a path of HDF5 groups", w->path,
+                           names[i]);
     }
     if (s == GRAFT_OK) s = write_attr(w, obj, "layer_names", names, m->n_layers, false);
     free(names);

@@ -16,12 +16,14 @@ graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels)
 {
     if (!arch || (!x && n_pixels))
         return graft_fail(GRAFT_EINVAL, "preprocess_input: missing architecture or data");
-    if (!strcmp(arch, "mobilenet") || !strcmp(arch, "mobilenet_v2") || !strcmp(arch, "tf")) {
+    const graft_zoo_arch *a = graft_zoo_find(arch);
+    const char *mode = a ? a->preprocess : arch;
+    if (!strcmp(mode, "tf")) {
         for (size_t i = 0; i < 3 * n_pixels; i++) x[i] = x[i] / 127.5f - 1.0f;
         return GRAFT_OK;
     }
-    if (!strcmp(arch, "resnet50") || !strcmp(arch, "vgg16") || !strcmp(arch, "caffe")) {
-        /* Keras's "caffe" mode: RGB -> BGR, then the BGR ImageNet means. */
+    if (!strcmp(mode, "caffe")) {
+        /* RGB -> BGR, then the BGR ImageNet means. */
         for (size_t i = 0; i < n_pixels; i++) {
             float *p = x + 3 * i, r = p[0];
             p[0] = p[2] - 103.939f;
@@ -30,9 +32,16 @@ graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels)
         }
         return GRAFT_OK;
     }
+    if (!strcmp(mode, "torch")) {
+        static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+        for (size_t i = 0; i < 3 * n_pixels; i++)
+            x[i] = (x[i] / 255.0f - mean[i % 3]) / std[i % 3];
+        return GRAFT_OK;
+    }
+    if (!strcmp(mode, "none")) return GRAFT_OK;
     return graft_fail(GRAFT_EINVAL,
-                      "preprocess_input: unknown architecture '%s' (mobilenet, mobilenet_v2, "
-                      "resnet50, vgg16, or the modes tf and caffe)",
+                      "preprocess_input: unknown architecture '%s' (a zoo base such as "
+                      "ResNet50V2, or the modes tf, caffe, torch and none)",
                       arch);
 }
 

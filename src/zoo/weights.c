@@ -37,7 +37,10 @@ static graft_status set_file(graft_weights_file *out, const char *dir, const cha
         size_t len = strlen(base);
         snprintf(out->url, sizeof out->url, "%s%s%s", base, base[len - 1] == '/' ? "" : "/", file);
     } else {
-        snprintf(out->url, sizeof out->url, KERAS_APPS "%s/%s", dir, file);
+        if (strstr(dir, "://")) /* EfficientNet's files sit elsewhere */
+            snprintf(out->url, sizeof out->url, "%s%s", dir, file);
+        else
+            snprintf(out->url, sizeof out->url, KERAS_APPS "%s/%s", dir, file);
     }
     out->hash_kind = kind;
     snprintf(out->hash, sizeof out->hash, "%s", hash ? hash : "");
@@ -50,8 +53,9 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
     if (!arch || !out) return graft_fail(GRAFT_EINVAL, "imagenet weights: missing argument");
     graft_zoo_cfg c = cfg ? *cfg : graft_zoo_default_cfg();
     double alpha = c.alpha == 0.0f ? 1.0 : nearbyint((double)c.alpha * 1e6) / 1e6;
-    int rows = c.input_shape[0] ? c.input_shape[0] : 224;
-    int cols = c.input_shape[1] ? c.input_shape[1] : 224;
+    const zoo_entry *known = graft_zoo_entry(arch);
+    int rows = c.input_shape[0] ? c.input_shape[0] : known ? known->pub.default_size : 224;
+    int cols = c.input_shape[1] ? c.input_shape[1] : known ? known->pub.default_size : 224;
     int chans = c.input_shape[2] ? c.input_shape[2] : 3;
     int classes = c.classes ? c.classes : 1000;
     if (chans != 3)
@@ -63,6 +67,7 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                           "of your own for %d classes",
                           arch, classes);
     char file[128];
+    if (known) arch = known->pub.name;
     if (!strcmp(arch, "mobilenet")) {
         static const int sizes[] = {128, 160, 192, 224};
         static const struct {
@@ -116,26 +121,20 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                  text, exact ? rows : 224, c.include_top ? "" : "_no_top");
         return set_file(out, "mobilenet_v2", file, GRAFT_HASH_NONE, NULL);
     }
-    bool resnet = !strcmp(arch, "resnet50");
-    if (resnet || !strcmp(arch, "vgg16")) {
-        if (c.include_top && (rows != 224 || cols != 224))
-            return graft_fail(GRAFT_ESHAPE,
-                              "%s with its ImageNet top takes 224x224 input, not %dx%d", arch,
-                              rows, cols);
-        if (!alpha_is(alpha, 1.0)) return graft_fail(GRAFT_EINVAL, "%s has no alpha", arch);
-        snprintf(file, sizeof file, "%s_weights_tf_dim_ordering_tf_kernels%s.h5", arch,
-                 c.include_top ? "" : "_notop");
-        /* keras.applications resnet.WEIGHTS_HASHES and vgg16's get_file calls. */
-        const char *md5 = resnet ? (c.include_top ? "2cb95161c43110f7111970584f804107"
-                                                  : "4d473c1dd8becc155b73f8504c6f6626")
-                                 : (c.include_top ? "64373286793e3c8b2b4e3219cbf3544b"
-                                                  : "6d6bbae143d832006294945121d1f1fc");
-        return set_file(out, resnet ? "resnet" : "vgg16", file, GRAFT_HASH_MD5, md5);
-    }
-    return graft_fail(GRAFT_EINVAL,
-                      "unknown architecture '%s'; ImageNet weights exist for mobilenet, "
-                      "mobilenet_v2, resnet50 and vgg16",
-                      arch);
+    const zoo_entry *e = graft_zoo_entry(arch);
+    if (!e)
+        return graft_fail(GRAFT_EINVAL, "unknown architecture '%s'; no ImageNet weights for it",
+                          arch);
+    const char *k = e->pub.keras_name;
+    if (!e->weights_dir)
+        return graft_fail(GRAFT_EUNSUPPORTED, "%s: graft knows no ImageNet weight file for it", k);
+    int size = e->pub.default_size;
+    if (c.include_top && (rows != size || cols != size))
+        return graft_fail(GRAFT_ESHAPE, "%s with its ImageNet top takes %dx%d input, not %dx%d", k,
+                          size, size, rows, cols);
+    if (!alpha_is(alpha, 1.0)) return graft_fail(GRAFT_EINVAL, "%s has no alpha", k);
+    return set_file(out, e->weights_dir, c.include_top ? e->top_file : e->notop_file,
+                    e->hash_kind, c.include_top ? e->top_hash : e->notop_hash);
 }
 
 graft_status graft_zoo_cache_dir(char *buf, size_t cap)

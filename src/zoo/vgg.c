@@ -1,19 +1,21 @@
-/* VGG16 as tf.keras.applications builds it: five blocks of 3x3 'same' ReLU
- * convolutions, each closed by 2x2 max pooling; the top is flatten, fc1, fc2
- * (4096 ReLU units) and the softmax `predictions`. */
+/* VGG16 and VGG19 as tf.keras.applications builds them: five blocks of 3x3
+ * 'same' ReLU convolutions (VGG19 has four, not three, in blocks 3 to 5),
+ * each closed by 2x2 max pooling; the top is flatten, fc1, fc2 (4096 ReLU
+ * units) and the softmax `predictions`. */
 #include "zoo.h"
 
 #include <stdio.h>
 
-void graft_zoo_vgg16(graft_model *m, graft_layer *in, const zoo_spec *s)
+void graft_zoo_vgg(graft_model *m, graft_layer *in, const zoo_spec *s)
 {
+    int deep = s->arch->variant == 19 ? 1 : 0;
     static const struct {
         int filters, convs;
     } blocks[5] = {{64, 2}, {128, 2}, {256, 3}, {512, 3}, {512, 3}};
     graft_layer *x = in;
     for (int b = 0; b < 5; b++) {
         char name[32];
-        for (int k = 1; k <= blocks[b].convs; k++) {
+        for (int k = 1; k <= blocks[b].convs + (b >= 2 ? deep : 0); k++) {
             snprintf(name, sizeof name, "block%d_conv%d", b + 1, k);
             x = graft_conv2d(m, x, (graft_conv2d_cfg){.name = name, .filters = blocks[b].filters,
                                                       .kernel_size = {3, 3},

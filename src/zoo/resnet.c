@@ -1,9 +1,10 @@
 /*
- * ResNet50 as tf.keras.applications builds it (resnet.py, v1): the stride
- * sits on each stage's first 1x1 convolution, convolutions carry biases,
- * BatchNormalization uses epsilon 1.001e-5. Layers are added in the order
- * Keras lists them in `model.layers`, which sorts by depth: in a block with a
- * projection shortcut, 0_conv comes after 2_relu and 0_bn after 3_conv.
+ * ResNet50, ResNet101 and ResNet152 as tf.keras.applications builds them
+ * (resnet.py, v1): the stride sits on each stage's first 1x1 convolution,
+ * convolutions carry biases, BatchNormalization uses epsilon 1.001e-5. Layers
+ * are added in the order Keras lists them in `model.layers`, which sorts by
+ * depth: in a block with a projection shortcut, 0_conv comes after 2_relu and
+ * 0_bn after 3_conv.
  */
 #include "zoo.h"
 
@@ -61,11 +62,14 @@ static graft_layer *block(graft_model *m, graft_layer *in, int filters, int stri
     return graft_activation_layer(m, x, n, GRAFT_RELU);
 }
 
-void graft_zoo_resnet50(graft_model *m, graft_layer *in, const zoo_spec *s)
+void graft_zoo_resnet(graft_model *m, graft_layer *in, const zoo_spec *s)
 {
-    static const struct {
-        int filters, blocks, stride;
-    } stages[4] = {{64, 3, 1}, {128, 4, 2}, {256, 6, 2}, {512, 3, 2}};
+    static const int filters[4] = {64, 128, 256, 512}, strides[4] = {1, 2, 2, 2};
+    /* Blocks per stage of ResNet50, 101 and 152. */
+    int depth = s->arch->variant;
+    const int *blocks = depth == 152   ? (const int[4]){3, 8, 36, 3}
+                        : depth == 101 ? (const int[4]){3, 4, 23, 3}
+                                       : (const int[4]){3, 4, 6, 3};
     graft_layer *x = graft_zero_padding2d(m, in, "conv1_pad", 3, 3, 3, 3);
     x = conv(m, x, "conv1_conv", 64, 7, 2, GRAFT_VALID);
     x = bn(m, x, "conv1_bn");
@@ -74,10 +78,10 @@ void graft_zoo_resnet50(graft_model *m, graft_layer *in, const zoo_spec *s)
     x = graft_max_pooling2d(m, x, (graft_pool2d_cfg){.name = "pool1_pool", .pool_size = {3, 3},
                                                      .strides = {2, 2}});
     for (int st = 0; st < 4; st++) {
-        for (int b = 1; b <= stages[st].blocks && x; b++) {
+        for (int b = 1; b <= blocks[st] && x; b++) {
             char prefix[32];
             snprintf(prefix, sizeof prefix, "conv%d_block%d", st + 2, b);
-            x = block(m, x, stages[st].filters, b == 1 ? stages[st].stride : 1, b == 1, prefix);
+            x = block(m, x, filters[st], b == 1 ? strides[st] : 1, b == 1, prefix);
         }
     }
     const graft_zoo_cfg *c = &s->cfg;

@@ -1,0 +1,162 @@
+/*
+ * The zoo's bases through the graft tool: `graft summary --base` prints
+ * Keras's table with Keras's parameter counts, and `graft train --base NAME`
+ * then `graft finetune` run on a few of the lesson's photos with random
+ * weights (the path, not the accuracy). Every run writes the whole model, so
+ * by default one light member of each family trains;
+ * GRAFT_ZOO_CLI_BASES="NAME ..." trains those, "all" every new base.
+ * GRAFT_BIN (set by tests/run.sh) names the tool; ../shared has the photos.
+ */
+#include "check.h"
+#include "test_util.h"
+
+#include <graft.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DATA "../shared/data/cats_and_dogs_filtered"
+
+static char tmp[64] = "/tmp/graft_zoo_cli_XXXXXX", out_path[128], err_path[128];
+static char out[1 << 20], err[1 << 16];
+static const char *bin;
+
+static int graft(const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
+    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
+}
+
+/* The new bases, with the light ones the suite trains by default. */
+static const struct {
+    const char *name;
+    int quick;
+} bases[] = {
+    {"VGG19", 0},      {"ResNet101", 0},   {"ResNet152", 0},
+    {"ResNet50V2", 1}, {"ResNet101V2", 0}, {"ResNet152V2", 0},
+    {"DenseNet121", 1}, {"DenseNet169", 0}, {"DenseNet201", 0},
+    {"InceptionV3", 0}, {"Xception", 0},
+    {"EfficientNetB0", 1}, {"EfficientNetB1", 0}, {"EfficientNetB2", 0}, {"EfficientNetB3", 0},
+    {"EfficientNetB4", 0}, {"EfficientNetB5", 0}, {"EfficientNetB6", 0}, {"EfficientNetB7", 0},
+    {"MobileNetV3Small", 1}, {"MobileNetV3Large", 0},
+};
+
+static int wanted(int i)
+{
+    const char *only = getenv("GRAFT_ZOO_CLI_BASES");
+    if (!only || !*only) return bases[i].quick;
+    if (strcmp(only, "all") == 0) return 1;
+    size_t n = strlen(bases[i].name);
+    for (const char *p = strstr(only, bases[i].name); p; p = strstr(p + 1, bases[i].name))
+        if ((p == only || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ')) return 1;
+    return 0;
+}
+
+/* Four photos per class to train on, two to validate. */
+static int make_data(void)
+{
+    const char *splits[2] = {"train", "validation"};
+    int first[2] = {0, 2000}, count[2] = {4, 2};
+    char cwd[256];
+    if (!getcwd(cwd, sizeof cwd)) return -1;
+    for (int s = 0; s < 2; s++) {
+        for (int c = 0; c < 2; c++) {
+            const char *cls = c ? "dogs" : "cats";
+            char dir[256];
+            snprintf(dir, sizeof dir, "%s/data/%s", tmp, splits[s]);
+            mkdir(dir, 0755);
+            snprintf(dir, sizeof dir, "%s/data/%s/%s", tmp, splits[s], cls);
+            if (mkdir(dir, 0755) != 0) return -1;
+            for (int i = 0; i < count[s]; i++) {
+                char src[640], dst[512];
+                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls,
+                         first[s] + i);
+                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
+                if (symlink(src, dst) != 0) return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Keras's model.summary() totals, with the top at the default size. */
+static void test_summary_base(void)
+{
+    static const struct {
+        const char *args, *line;
+    } want[] = {
+        {"--base VGG19 --include-top", "Total params: 143,667,240"},
+        {"--base vgg19", "Total params: 20,024,384"},
+        {"--base resnet_50_v2 --include-top", "Total params: 25,613,800"},
+        {"--base ResNet152V2 --include-top --input-size 64", "Total params: 60,380,648"},
+        {"--base DenseNet121 --include-top", "Total params: 8,062,504"},
+        {"--base EfficientNetB0 --include-top", "Total params: 5,330,571"},
+        {"--base mobilenetv3small --include-top", "Total params: 2,554,968"},
+        {"--base InceptionV3 --include-top", "Total params: 23,851,784"},
+        {"--base Xception --include-top", "Total params: 22,910,480"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        char a[256];
+        snprintf(a, sizeof a, "summary %s", want[i].args);
+        CHECK_MSG(graft(a) == 0 && strstr(out, want[i].line), "%s: %s%s", a, err,
+                  strstr(out, "Total params") ? strstr(out, "Total params") : "");
+    }
+    CHECK(graft("summary --base ResNet50V2 --include-top") == 0 &&
+          strstr(out, "Model: \"resnet50v2\"") && strstr(out, "post_relu (Activation)"));
+    CHECK(graft("summary --base ResNet50V2 --input-size 64") == 0 &&
+          strstr(out, "(None, 2, 2, 2048)"));
+    CHECK(graft("summary --base NoSuchNet") == 1 && strstr(err, "unknown architecture 'NoSuchNet'") &&
+          strstr(err, "ResNet50V2"));
+    CHECK(graft("summary --base VGG19 --input-size 16") == 1 && strstr(err, "at least 32"));
+    CHECK(graft("summary --base VGG19 --input-size x") == 1 && strstr(err, "--input-size"));
+    CHECK(graft("summary --include-top") == 1 && strstr(err, "--base"));
+}
+
+static void test_train_finetune(void)
+{
+    int ran = 0;
+    for (int i = 0; i < (int)(sizeof bases / sizeof *bases); i++) {
+        if (!wanted(i)) continue;
+        const graft_zoo_arch *arch = graft_zoo_find(bases[i].name);
+        CHECK(arch != NULL);
+        if (!arch) continue;
+        char a[1024], run[256];
+        snprintf(run, sizeof run, "%s/run_%s", tmp, arch->name);
+        snprintf(a, sizeof a,
+                 "train --data %s/data --base %s --weights none --input-size %d --epochs 1 "
+                 "--batch 4 --out %s --json",
+                 tmp, bases[i].name, arch->min_size, run);
+        CHECK_MSG(graft(a) == 0 && strstr(out, "Epoch 1/1"), "%s: %s", a, err);
+        snprintf(a, sizeof a, "finetune %s --unfreeze 4 --epochs 1 --json", run);
+        CHECK_MSG(graft(a) == 0 && strstr(out, "Epoch 2/2"), "%s: %s", a, err);
+        remove_tree(run);
+        rmdir(run);
+        ran++;
+    }
+    printf("  %d bases trained and fine-tuned\n", ran);
+}
+
+int main(void)
+{
+    bin = getenv("GRAFT_BIN");
+    if (!bin) bin = "build/graft";
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "test_zoo_cli needs %s\n", bin);
+        return 1;
+    }
+    if (make_tmpdir(tmp) != 0) return 1;
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    RUN(test_summary_base);
+    char d[128];
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    if (access(DATA "/train/cats/cat.0.jpg", R_OK) != 0)
+        printf("skip: test_train_finetune needs the lesson's photos in ../shared\n");
+    else if (make_data() != 0)
+        CHECK_MSG(0, "cannot lay out the photos in %s", tmp);
+    else
+        RUN(test_train_finetune);
+    return CHECK_SUMMARY();
+}

@@ -1,0 +1,166 @@
+/*
+ * The zoo's newer architectures against an independent PyTorch network:
+ * scripts/gen_zoo_ref.py writes, one case at a time, a Keras weights-only
+ * HDF5 file (random weights and BatchNormalization statistics, keyed by
+ * Keras's names) and the reference's outputs (torchvision's model with the
+ * differences from Keras named and changed in the script, or a module written
+ * from Keras's source); graft builds the base, loads the file by name and must
+ * match to 1e-4 of the output's largest value, with the top and without it.
+ * The files are too big to commit (ResNet152 230 MB), so this test needs
+ * Debian's /usr/bin/python3 with torch, torchvision and h5py, and skips
+ * without them. GRAFT_ZOO_REF_CASES="case ..." runs those cases, "all" every one.
+ */
+#include "check.h"
+#include "fixture.h"
+
+#include <graft.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define PYTHON "/usr/bin/python3"
+
+/* The script's CASES: case name, architecture, input size, and whether the
+ * suite runs it by default. A family's deeper members run the same builder
+ * with other block counts (which test_zoo_arch checks against Keras's
+ * parameter counts), so by default one member of each family runs;
+ * GRAFT_ZOO_REF_CASES=all runs every case. */
+static const struct {
+    const char *name, *arch;
+    int size, quick;
+} cases[] = {
+    {"vgg19_32", "VGG19", 32, 1},
+    {"resnet101_32", "ResNet101", 32, 1},
+    {"resnet152_32", "ResNet152", 32, 0},
+    {"resnet50v2_32", "ResNet50V2", 32, 1},
+    {"resnet101v2_32", "ResNet101V2", 32, 0},
+    {"resnet152v2_32", "ResNet152V2", 32, 0},
+    {"densenet121_32", "DenseNet121", 32, 1},
+    {"densenet169_32", "DenseNet169", 32, 0},
+    {"densenet201_32", "DenseNet201", 32, 0},
+    {"inceptionv3_75", "InceptionV3", 75, 1},
+    {"xception_71", "Xception", 71, 1},
+    {"efficientnetb0_32", "EfficientNetB0", 32, 1},
+    {"efficientnetb3_33", "EfficientNetB3", 33, 0},
+    {"efficientnetb7_32", "EfficientNetB7", 32, 0},
+    {"mobilenetv3small_32", "MobileNetV3Small", 32, 1},
+    {"mobilenetv3large_35", "MobileNetV3Large", 35, 1},
+};
+
+static char dir[64];
+
+/* The largest |graft - reference| over the reference's largest |value|. */
+static double rel_error(const float *y, const fixture_array *ref, size_t *worst)
+{
+    double peak = 0, err = 0;
+    for (size_t i = 0; i < ref->size; i++)
+        if (fabs(ref->data[i]) > peak) peak = fabs(ref->data[i]);
+    for (size_t i = 0; i < ref->size; i++) {
+        double e = fabs((double)y[i] - ref->data[i]);
+        if (!(e <= err)) {
+            err = isnan(e) ? INFINITY : e;
+            *worst = i;
+        }
+    }
+    return peak > 0 ? err / peak : err;
+}
+
+static void compare(int c, int top, const fixture *fx)
+{
+    graft_zoo_cfg cfg = graft_zoo_default_cfg();
+    cfg.include_top = top;
+    cfg.classes = 10;
+    cfg.input_shape[0] = cfg.input_shape[1] = cases[c].size;
+    graft_model *m = NULL;
+    CHECK_OK(graft_zoo_build(cases[c].arch, &cfg, &m));
+    const fixture_array *x = fixture_get(fx, "input"), *ref = fixture_get(fx, top ? "top" : "features");
+    if (!m || !x || !ref) {
+        graft_model_free(m);
+        CHECK(0);
+        return;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/ref_%s.h5", dir, cases[c].name);
+    graft_load_opts opts = {.by_name = 1, .skip_mismatch = !top};
+    CHECK_OK(graft_load_weights(m, path, &opts));
+    graft_shape os = graft_layer_output_shape(graft_model_output(m));
+    size_t out_n = graft_shape_size(&os) * (size_t)x->dim[0];
+    CHECK_MSG(out_n == ref->size, "%s: %zu outputs, reference has %zu", cases[c].name, out_n,
+              ref->size);
+    float *y = malloc(out_n * sizeof(float) + 1);
+    if (y && out_n == ref->size) {
+        CHECK_OK(graft_model_predict(m, x->data, x->dim[0], y));
+        size_t worst = 0;
+        double r = rel_error(y, ref, &worst);
+        printf("  %-16s %-8s max error %.2e of the largest value\n", cases[c].name,
+               top ? "top" : "features", r);
+        CHECK_MSG(r <= 1e-4, "%s %s: error %.3g at %zu (graft %.7g, torch %.7g)", cases[c].name,
+                  top ? "top" : "features", r, worst, y[worst], ref->data[worst]);
+    }
+    free(y);
+    graft_model_free(m);
+}
+
+static int python_ready(void)
+{
+    if (access(PYTHON, X_OK) != 0) {
+        printf("skip: %s is missing (Debian's python3 with torch makes the references)\n", PYTHON);
+        return 0;
+    }
+    if (system(PYTHON " -c 'import torch, torchvision, h5py, numpy' 2>/dev/null") != 0) {
+        printf("skip: %s lacks torch, torchvision, h5py or numpy (apt install python3-torch "
+               "python3-torchvision python3-h5py)\n",
+               PYTHON);
+        return 0;
+    }
+    return 1;
+}
+
+static int wanted(int c)
+{
+    const char *name = cases[c].name, *only = getenv("GRAFT_ZOO_REF_CASES");
+    if (!only || !*only) return cases[c].quick;
+    if (strcmp(only, "all") == 0) return 1;
+    size_t n = strlen(name);
+    for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))
+        if ((p == only || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ')) return 1;
+    return 0;
+}
+
+/* One case at a time, its files removed after: the largest are hundreds of MB. */
+static void test_against_pytorch(void)
+{
+    for (int c = 0; c < (int)(sizeof cases / sizeof *cases); c++) {
+        if (!wanted(c)) continue;
+        char cmd[256], path[128];
+        snprintf(cmd, sizeof cmd, PYTHON " scripts/gen_zoo_ref.py %s %s", dir, cases[c].name);
+        if (system(cmd) != 0) {
+            CHECK_MSG(0, "%s failed", cmd);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/ref_%s.bin", dir, cases[c].name);
+        fixture fx;
+        if (fixture_load(&fx, path) != 0) {
+            CHECK_MSG(0, "no reference for %s", cases[c].name);
+        } else {
+            compare(c, 1, &fx);
+            compare(c, 0, &fx);
+            fixture_free(&fx);
+        }
+        unlink(path);
+        snprintf(path, sizeof path, "%s/ref_%s.h5", dir, cases[c].name);
+        unlink(path);
+    }
+}
+
+int main(void)
+{
+    if (!python_ready()) return CHECK_SUMMARY();
+    snprintf(dir, sizeof dir, "/tmp/graft_zoo_keras_ref_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_against_pytorch);
+    if (rmdir(dir) != 0) fprintf(stderr, "  could not remove %s\n", dir);
+    return CHECK_SUMMARY();
+}
