@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     double seconds = argc > 3 ? atof(argv[3]) : 3.0;
     int threads = argc > 4 ? atoi(argv[4]) : 2, rounds = argc > 5 ? atoi(argv[5]) : 3;
     if (rounds < 1 || rounds > 99) rounds = 3;
-    graft_set_num_threads(threads);
+    graft_threads_set(threads);
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.input_shape[0] = c.input_shape[1] = SIDE;
     graft_model *m = NULL;

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
         return 2;
     }
     double seconds = argc > 2 ? atof(argv[2]) : 3.0;
-    graft_set_num_threads(argc > 3 ? atoi(argv[3]) : 2);
+    graft_threads_set(argc > 3 ? atoi(argv[3]) : 2);
     int finetune = argc > 4 && !strcmp(argv[4], "finetune");
     const graft_zoo_arch *arch = graft_zoo_find(argv[1]);
     if (!arch) {

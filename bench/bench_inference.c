@@ -42,7 +42,7 @@ int main(int argc, char **argv)
     const char *arch = argv[1];
     int side = atoi(argv[2]), batch = atoi(argv[3]);
     double seconds = argc > 4 ? atof(argv[4]) : 3.0;
-    graft_set_num_threads(argc > 5 ? atoi(argv[5]) : 2);
+    graft_threads_set(argc > 5 ? atoi(argv[5]) : 2);
     if (side < 32 || batch < 1) {
         fprintf(stderr, "bench_inference: SIZE must be at least 32 and BATCH positive\n");
         return 2;

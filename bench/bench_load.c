@@ -1,6 +1,6 @@
 /* Loading time against the number of layers: for each N given, a functional
  * chain of N layers (an input and Dense(1) layers) built from its Keras config (listed in order and
- * in reverse), then saved as a Keras .h5 and loaded back with graft_load_model.
+ * in reverse), then saved as a Keras .h5 and loaded back with graft_model_load.
  * Prints seconds per step; linear loading keeps seconds / N flat.
  *   build/bench/bench_load N...   (bench/bench_load.sh runs 1k, 10k and 100k; 100000
  * is graft's limit) */
@@ -54,10 +54,10 @@ int main(int argc, char **argv)
         double fwd = time_build(n, false, &m), rev = time_build(n, true, NULL);
         if (fwd < 0 || rev < 0) return 1;
         double t0 = now();
-        graft_status s = graft_save_model(m, path);
+        graft_status s = graft_model_save(m, path);
         double save = now() - t0;
         t0 = now();
-        if (s == GRAFT_OK) s = graft_load_model(path, &back);
+        if (s == GRAFT_OK) s = graft_model_load(path, &back);
         double load = now() - t0;
         unlink(path);
         graft_model_free(m);

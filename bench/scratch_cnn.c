@@ -17,7 +17,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     int steps = argc > 1 ? atoi(argv[1]) : 10, batch = 32;
-    graft_set_num_threads(argc > 2 ? atoi(argv[2]) : 0);
+    graft_threads_set(argc > 2 ? atoi(argv[2]) : 0);
     graft_model *m = graft_model_new("scratch");
     graft_input(m, NULL, graft_shape3(150, 150, 3));
     graft_conv2d(m, NULL, (graft_conv2d_cfg){.filters = 32, .kernel_size = {3, 3}, .activation = GRAFT_RELU});

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     snprintf(hp, sizeof hp, "%s/history.json", argv[2]);
     soak_ctx ctx = {.history_path = hp, .h = &h};
     graft_callback cbs[2] = {{0}, {.ctx = &ctx, .on_epoch_end = on_epoch_end}};
-    if (s == GRAFT_OK) s = graft_checkpoint_callback(ck, train, val, &h, &cbs[0]);
+    if (s == GRAFT_OK) s = graft_train_state_callback(ck, train, val, &h, &cbs[0]);
     graft_fit_cfg fit = {.epochs = epochs, .validation_data = val, .callbacks = cbs, .n_callbacks = 2};
     if (s == GRAFT_OK) s = graft_model_fit(m, train, &fit, &h);
     if (s != GRAFT_OK) {

@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     base_cfg.input_shape[0] = base_cfg.input_shape[1] = 150;
     graft_model *model;
     TRY(graft_zoo_build("mobilenet", &base_cfg, &model));
-    TRY(graft_load_weights(model, weights, &(graft_load_opts){.by_name = 1}));
+    TRY(graft_model_load_weights(model, weights, &(graft_load_opts){.by_name = 1}));
     int n_base = graft_model_num_layers(model); /* len(base_model.layers) */
 
     /* x = layers.GlobalAveragePooling2D()(base_model.output)
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
     graft_stages_plot figure = {stages, 2, "Accuracy before and after fine-tuning",
                                 "Loss before and after fine-tuning"};
     TRY(graft_plot_stages(&history, &figure, "lesson_accuracy_loss.png"));
-    TRY(graft_save_model(model, "lesson_model.h5"));
+    TRY(graft_model_save(model, "lesson_model.h5"));
 
     /* From scratch: scratch_model = Sequential([Conv2D(32, (3, 3), activation='relu',
      * input_shape=(150, 150, 3)), MaxPooling2D(2, 2), Conv2D(64, (3, 3), activation='relu'),

@@ -1,5 +1,5 @@
 /* Dataset archives (.zip, .tar, .tar.gz: libarchive tells them apart) as
- * graft_extract_archive unpacks them, and the security property it owes:
+ * graft_archive_extract unpacks them, and the security property it owes:
  * nothing lands outside the destination folder. Each input is extracted
  * into a fresh folder of a sandbox on tmpfs, with the process's working
  * folder moved into the sandbox for the call (libarchive resolves hard link
@@ -235,7 +235,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fopen(input, "wb");
     if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f) != 0) abort();
     if (chdir(cwd) != 0) abort();
-    graft_status s = graft_extract_archive(input, dest);
+    graft_status s = graft_archive_extract(input, dest);
     fuzz_check_message();
     if (fchdir(home_fd) != 0) abort();
     check_box();

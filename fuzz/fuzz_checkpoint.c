@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     graft_history h;
     graft_history_init(&h);
     graft_train_state st;
-    graft_checkpoint_load(m, p, &h, &st);
+    graft_train_state_load(m, p, &h, &st);
     fuzz_check_message();
     graft_history_free(&h);
     return 0;

@@ -19,15 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *p = fuzz_file("in.h5", data, size);
     graft_model *m = NULL;
-    if (graft_load_model(p, &m) == GRAFT_OK) {
+    if (graft_model_load(p, &m) == GRAFT_OK) {
         if (!m) abort();
         graft_model_free(m);
     }
     fuzz_check_message();
     graft_load_opts by_order = {0}, by_name = {.by_name = 1, .skip_mismatch = 1};
-    graft_load_weights(into, p, &by_order);
+    graft_model_load_weights(into, p, &by_order);
     fuzz_check_message();
-    graft_load_weights(into, p, &by_name);
+    graft_model_load_weights(into, p, &by_name);
     fuzz_check_message();
     return 0;
 }

@@ -134,7 +134,7 @@ static void resume(const char *dir, const uint8_t *ck_part, size_t ck_n)
         const char *ck = fuzz_path("checkpoint.graft");
         if (ck_part) write_checkpoint(ck, ck_part, ck_n, weight_floats(m) * sizeof(float) * 3);
         graft_train_state st;
-        if (graft_checkpoint_load(m, ck, &h, &st) == GRAFT_OK) {
+        if (graft_train_state_load(m, ck, &h, &st) == GRAFT_OK) {
             if (st.epoch < 0 || st.train_batches < 0 || st.val_batches < 0) abort();
             /* A fresh source fast-forwarded to where the checkpoint stopped. */
             static const float x[8] = {0}, y[8] = {0};

@@ -13,13 +13,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nul) fuzz_file("weights.bin", nul + 1, size - json_len - 1);
     else unlink(fuzz_path("weights.bin"));
     graft_model *m = NULL;
-    if (graft_load_model(json, &m) == GRAFT_OK) {
+    if (graft_model_load(json, &m) == GRAFT_OK) {
         if (!m) abort();
         graft_model_free(m);
     }
     fuzz_check_message();
     graft_load_opts by_name = {.by_name = 1, .skip_mismatch = 1};
-    graft_load_weights(into, json, &by_name);
+    graft_model_load_weights(into, json, &by_name);
     fuzz_check_message();
     return 0;
 }

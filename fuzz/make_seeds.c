@@ -78,9 +78,9 @@ int main(int argc, char **argv)
     graft_model *m = fuzz_small_model();
     if (graft_model_init_weights(m, 7) != GRAFT_OK) return fail("init");
     snprintf(p, sizeof p, "%s/fuzz_keras_h5/model.h5", dir);
-    if (graft_save_model(m, p) != GRAFT_OK) return fail(p);
+    if (graft_model_save(m, p) != GRAFT_OK) return fail(p);
     snprintf(p, sizeof p, "%s/fuzz_keras_h5/weights.h5", dir);
-    if (graft_save_weights(m, p) != GRAFT_OK) return fail(p);
+    if (graft_model_save_weights(m, p) != GRAFT_OK) return fail(p);
     snprintf(p, sizeof p, "%s/fuzz_tfjs/small", dir);
     if (write_tfjs(m, p)) return 1;
 
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     if (graft_model_compile(m, &cc) != GRAFT_OK) return fail("compile");
     graft_train_state ts = {3, 30, 6};
     snprintf(p, sizeof p, "%s/fuzz_checkpoint/checkpoint.graft", dir);
-    if (graft_checkpoint_save(m, &h, &ts, p) != GRAFT_OK) return fail(p);
+    if (graft_train_state_save(m, &h, &ts, p) != GRAFT_OK) return fail(p);
     graft_history_free(&h);
     graft_model_free(m);
     return 0;

@@ -27,12 +27,4 @@
 #include "graft/report.h" /* history.json, CSV logs, figures */
 #include "graft/export.h" /* ONNX, TF.js and web-page exports */
 
-/* Deprecated names, kept for this release: "checkpoint" meant both the
- * ModelCheckpoint callback (graft_model_checkpoint, which writes Keras files)
- * and the resumable training state (now graft_train_state_*). */
-#define graft_checkpoint_save graft_train_state_save
-#define graft_checkpoint_load graft_train_state_load
-#define graft_checkpoint_callback graft_train_state_callback
-typedef graft_model_checkpoint_cfg graft_checkpoint_cfg;
-
 #endif /* GRAFT_H */

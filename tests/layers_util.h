@@ -185,8 +185,8 @@ static inline void check_h5_round_trip(graft_model *a, int n)
     }
     const char *p = io_tmp("round_trip.h5");
     graft_model *b = NULL;
-    CHECK_OK(graft_save_model(a, p));
-    CHECK_OK(graft_load_model(p, &b));
+    CHECK_OK(graft_model_save(a, p));
+    CHECK_OK(graft_model_load(p, &b));
     if (!b) return;
     CHECK(graft_model_num_layers(a) == graft_model_num_layers(b));
     for (int i = 0; i < graft_model_num_layers(a) && i < graft_model_num_layers(b); i++)

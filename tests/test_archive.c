@@ -1,5 +1,5 @@
 /*
- * Hostile dataset archives: graft_extract_archive must never create, change
+ * Hostile dataset archives: graft_archive_extract must never create, change
  * or link anything outside the destination folder, whatever the archive
  * says (absolute names, "..", hard links out of the folder, hard links to
  * names relative to the process's working folder, symbolic links out and
@@ -76,7 +76,7 @@ static void expect_refused(const entry *es, int n, int zip, const char *why)
     char path[400], buf[64];
     snprintf(path, sizeof path, "%s/hostile.%s", tmpdir, zip ? "zip" : "tar");
     CHECK(write_archive(path, es, n, zip) == 0);
-    graft_status s = graft_extract_archive(path, dest);
+    graft_status s = graft_archive_extract(path, dest);
     CHECK_MSG(s != GRAFT_OK, "%s was unpacked", why);
     CHECK_MSG(strstr(graft_last_error(), "hostile.") != NULL, "%s: message '%s' names no archive",
               why, graft_last_error());
@@ -171,7 +171,7 @@ static void test_normal_archive(void)
     CHECK(write_archive(path, es, 4, 0) == 0);
     char cwd[4096];
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
-    CHECK_OK(graft_extract_archive(path, dest));
+    CHECK_OK(graft_archive_extract(path, dest));
     char after[4096];
     CHECK(getcwd(after, sizeof after) != NULL && strcmp(cwd, after) == 0);
     snprintf(p, sizeof p, "%s/data/latest/a.txt", dest);
@@ -182,7 +182,7 @@ static void test_normal_archive(void)
     CHECK(strcmp(buf, "meow") == 0);
     CHECK(dir_entries(dest) == 1); /* data/, and no temporary folder */
     /* Unpacking again does not replace what is there. */
-    CHECK(graft_extract_archive(path, dest) != GRAFT_OK);
+    CHECK(graft_archive_extract(path, dest) != GRAFT_OK);
     CHECK(strstr(graft_last_error(), "already exists") != NULL);
     CHECK(dir_entries(dest) == 1);
     unlink(path);
@@ -199,7 +199,7 @@ static void test_modes_not_kept(void)
     entry es[] = {{.name = "locked/", .type = AE_IFDIR, .perm = 01000},
                   {.name = "locked/a.txt", .type = AE_IFREG, .body = "a", .perm = 04777}};
     CHECK(write_archive(path, es, 2, 0) == 0);
-    CHECK_OK(graft_extract_archive(path, dest));
+    CHECK_OK(graft_archive_extract(path, dest));
     mode_t mask = umask(0);
     umask(mask);
     struct stat sb;
@@ -224,7 +224,7 @@ static void test_tree_digest(void)
                   {.name = "d/validation/x.txt", .type = AE_IFREG, .body = ""},
                   {.name = "d/other.txt", .type = AE_IFREG, .body = "not covered"}};
     CHECK(write_archive(path, es, 5, 0) == 0);
-    CHECK_OK(graft_extract_archive(path, dest));
+    CHECK_OK(graft_archive_extract(path, dest));
     const char *dirs[] = {"d/train", "d/validation"};
     char hex[65];
     int n = 0;

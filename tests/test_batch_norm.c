@@ -250,9 +250,9 @@ static void test_deterministic_across_threads(void)
     for (size_t i = 0; i < xs; i++) x[i] = 5 + 3 * graft_rng_normal(&rng);
     for (size_t i = 0; i < xs; i++) dy[i] = graft_rng_normal(&rng);
     float *res[2][3];
-    int saved = graft_get_num_threads();
+    int saved = graft_threads_get();
     for (int t = 0; t < 2; t++) {
-        graft_set_num_threads(t == 0 ? 1 : 3);
+        graft_threads_set(t == 0 ? 1 : 3);
         graft_model *m = bn_model(s, (graft_batch_norm_cfg){0});
         m->want_input_grad = true;
         CHECK_OK(graft_model_forward(m, x, n, true));
@@ -267,7 +267,7 @@ static void test_deterministic_across_threads(void)
         memcpy(res[t][2] + m->n_weight_floats, m->grads, m->n_weight_floats * sizeof(float));
         graft_model_free(m);
     }
-    graft_set_num_threads(saved);
+    graft_threads_set(saved);
     CHECK(memcmp(res[0][0], res[1][0], xs * sizeof(float)) == 0);
     CHECK(memcmp(res[0][1], res[1][1], xs * sizeof(float)) == 0);
     CHECK(memcmp(res[0][2], res[1][2], 4 * 24 * 2 * sizeof(float)) == 0);

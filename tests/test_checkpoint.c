@@ -50,12 +50,12 @@ static void train(int to, const char *save, const char *resume, result *out)
     graft_history_init(&out->h);
     graft_train_state st = {0, 0, 0};
     if (resume) {
-        CHECK_OK(graft_checkpoint_load(m, resume, &out->h, &st));
+        CHECK_OK(graft_train_state_load(m, resume, &out->h, &st));
         CHECK_OK(graft_source_skip(tr, st.train_batches));
         CHECK_OK(graft_source_skip(va, st.val_batches));
     }
     graft_callback cb = {0};
-    if (save) CHECK_OK(graft_checkpoint_callback(save, tr, va, &out->h, &cb));
+    if (save) CHECK_OK(graft_train_state_callback(save, tr, va, &out->h, &cb));
     graft_fit_cfg fc = {.epochs = to, .initial_epoch = st.epoch, .steps_per_epoch = STEPS,
                         .validation_data = va, .validation_steps = 3, .callbacks = &cb,
                         .n_callbacks = save ? 1 : 0};
@@ -106,11 +106,11 @@ static void test_damaged_files_refused(void)
     fclose(f);
     graft_model *m = model();
     graft_train_state st;
-    CHECK(graft_checkpoint_load(m, path, NULL, &st) == GRAFT_EFORMAT);
+    CHECK(graft_train_state_load(m, path, NULL, &st) == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "damaged") != NULL);
     CHECK(truncate(path, size / 3) == 0);
-    CHECK(graft_checkpoint_load(m, path, NULL, &st) == GRAFT_EFORMAT);
-    CHECK(graft_checkpoint_load(m, "/nonexistent/ckpt", NULL, &st) == GRAFT_ENOTFOUND);
+    CHECK(graft_train_state_load(m, path, NULL, &st) == GRAFT_EFORMAT);
+    CHECK(graft_train_state_load(m, "/nonexistent/ckpt", NULL, &st) == GRAFT_ENOTFOUND);
     graft_model_free(m);
     /* A checkpoint of another model. */
     train(1, path, NULL, &r);
@@ -120,7 +120,7 @@ static void test_damaged_files_refused(void)
     graft_dense(other, NULL, (graft_dense_cfg){.units = 1, .activation = GRAFT_SIGMOID});
     graft_compile_cfg cc = {.optimizer = graft_adam(0.02f), .loss = GRAFT_BINARY_CROSSENTROPY};
     CHECK_OK(graft_model_compile(other, &cc));
-    CHECK(graft_checkpoint_load(other, path, NULL, &st) == GRAFT_ESHAPE);
+    CHECK(graft_train_state_load(other, path, NULL, &st) == GRAFT_ESHAPE);
     graft_model_free(other);
 }
 

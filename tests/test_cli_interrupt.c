@@ -73,7 +73,7 @@ static int finish(pid_t pid)
 static bool same_model(const char *a, const char *b)
 {
     graft_model *ma = NULL, *mb = NULL;
-    bool same = graft_load_model(a, &ma) == GRAFT_OK && graft_load_model(b, &mb) == GRAFT_OK &&
+    bool same = graft_model_load(a, &ma) == GRAFT_OK && graft_model_load(b, &mb) == GRAFT_OK &&
                 graft_model_num_layers(ma) == graft_model_num_layers(mb);
     for (int i = 0; same && i < graft_model_num_layers(ma); i++) {
         graft_layer *la = graft_model_layer(ma, i), *lb = graft_model_layer(mb, i);

@@ -88,7 +88,7 @@ static const char *small_model(void)
     graft_input(m, NULL, graft_shape3(8, 8, 3));
     graft_global_average_pooling2d(m, NULL, NULL);
     graft_dense(m, NULL, (graft_dense_cfg){.units = 2, .activation = GRAFT_SOFTMAX});
-    CHECK_OK(graft_save_model(m, at("model.h5")));
+    CHECK_OK(graft_model_save(m, at("model.h5")));
     graft_model_free(m);
     return at("model.h5");
 }

@@ -144,16 +144,16 @@ static void test_bits_depend_on_parts_only(void)
     double *a = malloc(nd * sizeof(double)), *b = malloc(nd * sizeof(double));
     CHECK(x && y && m && a && b);
     if (x && y && m && a && b) {
-        const int was = graft_get_num_threads();
+        const int was = graft_threads_get();
         for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
             if (kinds[k] == GRAFT_COLSUM_RELU) continue; /* writes its input */
-            graft_set_num_threads(1);
+            graft_threads_set(1);
             graft_colsums(kinds[k], x, y, m, NULL, rows, C, parts, a);
-            graft_set_num_threads(3);
+            graft_threads_set(3);
             graft_colsums(kinds[k], x, y, m, NULL, rows, C, parts, b);
             CHECK_MSG(memcmp(a, b, 2 * (size_t)C * sizeof(double)) == 0, "kind %d", (int)kinds[k]);
         }
-        graft_set_num_threads(was);
+        graft_threads_set(was);
     }
     free(x), free(y), free(m), free(a), free(b);
 }

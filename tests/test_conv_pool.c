@@ -458,7 +458,7 @@ static void test_where_it_applies(void)
 static void test_thread_count_change(void)
 {
     const ccase k = {2, 20, 20, 3, 32, 3, GRAFT_VALID, true};
-    int before = graft_get_num_threads();
+    int before = graft_threads_get();
     graft_model *m = build(&k, 9);
     CHECK_OK(graft_model_status(m));
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n), ws = 27 * 32;
@@ -469,13 +469,13 @@ static void test_thread_count_change(void)
     for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&g);
     for (size_t i = 0; i < ys; i++) r[i] = graft_rng_normal(&g);
     for (int t = 0; t < 2; t++) {
-        graft_set_num_threads(t == 0 ? 1 : 6);
+        graft_threads_set(t == 0 ? 1 : 6);
         CHECK_OK(graft_model_forward(m, x, k.n, true));
         CHECK(m->planned_threads == (t == 0 ? 1 : 6));
         CHECK_OK(graft_model_backward(m, r, k.n));
         memcpy(dw[t], graft_model_find(m, "conv")->weights[0].grad, ws * sizeof(float));
     }
-    graft_set_num_threads(before);
+    graft_threads_set(before);
     compare("kernel gradient, 6 threads against 1", dw[1], dw[0], ws, 1e-6);
     for (int i = 0; i < 2; i++) free(dw[i]);
     free(x);

@@ -62,7 +62,7 @@ static void ref_matmul(int n, int K, int J, const float *a, size_t ar, size_t ak
 static void check_case(const dcase *c)
 {
     const int I = c->in, U = c->units, n = c->n, nd = c->two ? 2 : 1;
-    graft_set_num_threads(c->threads);
+    graft_threads_set(c->threads);
     graft_model *m = graft_model_new("t");
     graft_layer *in = graft_input(m, NULL, graft_shape1(I)), *d[2] = {NULL, NULL};
     for (int k = 0; k < nd; k++)
@@ -193,7 +193,7 @@ static void gradcheck_dense(int in, int units, int n, uint64_t seed)
 
 static void test_gradcheck(void)
 {
-    graft_set_num_threads(2);
+    graft_threads_set(2);
     gradcheck_dense(30841, 17, 3, 7);
     gradcheck_dense(768, 1024, 2, 8); /* the transfer head's: no split */
 }
@@ -201,7 +201,7 @@ static void test_gradcheck(void)
 /* Scratch floats a Dense of in x units asks for at batch n. */
 static size_t scratch_of(int in, int units, int n, int threads)
 {
-    graft_set_num_threads(threads);
+    graft_threads_set(threads);
     graft_model *m = graft_model_new("t");
     graft_input(m, NULL, graft_shape1(in));
     graft_dense(m, NULL, (graft_dense_cfg){.units = units});

@@ -147,15 +147,15 @@ static void test_backward_deterministic(void)
     for (size_t i = 0; i < xs; i++) x[i] = 3 * graft_rng_normal(&rng);
     for (size_t i = 0; i < ys; i++) dy[i] = graft_rng_normal(&rng);
     float *grads[2] = {NULL, NULL};
-    int saved = graft_get_num_threads();
+    int saved = graft_threads_get();
     for (int t = 0; t < 2; t++) {
-        graft_set_num_threads(t == 0 ? 1 : 3);
+        graft_threads_set(t == 0 ? 1 : 3);
         CHECK_OK(graft_model_forward(m, x, n, true));
         CHECK_OK(graft_model_backward(m, dy, n));
         grads[t] = malloc(m->n_weight_floats * sizeof(float));
         memcpy(grads[t], m->grads, m->n_weight_floats * sizeof(float));
     }
-    graft_set_num_threads(saved);
+    graft_threads_set(saved);
     CHECK(memcmp(grads[0], grads[1], m->n_weight_floats * sizeof(float)) == 0);
     free(grads[0]);
     free(grads[1]);

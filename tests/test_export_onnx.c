@@ -320,7 +320,7 @@ static void test_from_tfjs(void)
             continue;
         }
         graft_model *m = NULL;
-        CHECK_OK(graft_load_model(files[i][0], &m));
+        CHECK_OK(graft_model_load(files[i][0], &m));
         if (m) check_model(m, files[i][1], &(graft_onnx_opts){0}, 2);
         graft_model_free(m);
     }
@@ -369,7 +369,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/graft_onnx_XXXXXX");
     if (make_tmpdir(tmp) != 0) return 1;
     probe_oracles();
-    graft_set_num_threads(2);
+    graft_threads_set(2);
     RUN(test_errors);
     RUN(test_all_kinds);
     RUN(test_scratch_cnn);

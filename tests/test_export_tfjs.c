@@ -126,7 +126,7 @@ static void check_tfjs(graft_model *m, const char *label, graft_quantization q, 
 
     /* graft reads its own export (the dequantized weights). */
     graft_model *again = NULL;
-    CHECK_OK(graft_load_model(path_in(dir, "model.json"), &again));
+    CHECK_OK(graft_model_load(path_in(dir, "model.json"), &again));
     if (again) {
         CHECK_OK(graft_model_predict(again, x, n, back));
         double e;
@@ -192,7 +192,7 @@ static void test_round_trip_file(void)
         return;
     }
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(file, &m));
+    CHECK_OK(graft_model_load(file, &m));
     if (m) check_tfjs(m, "teachable_machine", GRAFT_QUANT_NONE, 0, 1e-4);
     graft_model_free(m);
 }
@@ -217,7 +217,7 @@ int main(void)
     if (make_tmpdir(tmp) != 0) return 1;
     have_tfjs = system("node -e \"require('./js/node_modules/@tensorflow/tfjs')\" >/dev/null 2>&1") == 0;
     if (!have_tfjs) printf("# skip: node or js/node_modules/@tensorflow/tfjs is absent: TF.js is not run\n");
-    graft_set_num_threads(2);
+    graft_threads_set(2);
     RUN(test_errors);
     RUN(test_scratch_cnn);
     RUN(test_mobilenet_v2_head);

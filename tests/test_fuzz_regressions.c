@@ -67,9 +67,9 @@ static void replay(const char *name, const char *path)
     if (!data) return;
     if (!strncmp(name, "keras_h5-", 9)) {
         graft_model *m = NULL, *into = small_model();
-        CHECK_MSG(refused(graft_load_model(path, &m)) && !m, "%s loaded as a model", name);
+        CHECK_MSG(refused(graft_model_load(path, &m)) && !m, "%s loaded as a model", name);
         graft_load_opts o = {.by_name = 1, .skip_mismatch = 1};
-        CHECK_MSG(refused(graft_load_weights(into, path, &o)), "%s loaded as weights", name);
+        CHECK_MSG(refused(graft_model_load_weights(into, path, &o)), "%s loaded as weights", name);
         graft_model_free(into);
     } else if (!strncmp(name, "keras_config-", 13)) {
         cJSON *j = cJSON_ParseWithLength((const char *)data, n);

@@ -183,19 +183,19 @@ static void test_resume_refuses_hostile_history_and_state(void)
     snprintf(q, sizeof q, "%s/checkpoint.graft", dir);
     snprintf(p, sizeof p, "%s/model.h5", run_dir);
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(p, &m));
+    CHECK_OK(graft_model_load(p, &m));
     if (!m) return;
     graft_compile_cfg cc = {.optimizer = graft_adam(1e-3f), .loss = GRAFT_BINARY_CROSSENTROPY, .seed = 1};
     CHECK_OK(graft_model_compile(m, &cc));
     graft_history h;
     graft_history_init(&h);
     graft_train_state st;
-    CHECK_OK(graft_checkpoint_load(m, q, &h, &st));
+    CHECK_OK(graft_train_state_load(m, q, &h, &st));
     graft_train_state bad[2] = {st, st};
     bad[0].train_batches = 1L << 60;
     bad[1].epoch = 1000;
     for (int i = 0; i < 2; i++) {
-        CHECK_OK(graft_checkpoint_save(m, &h, &bad[i], q));
+        CHECK_OK(graft_train_state_save(m, &h, &bad[i], q));
         int rc = graft(a);
         CHECK_MSG(rc == 1 && one_line(err) && strstr(err, "checkpoint.graft") &&
                       strstr(err, i ? "epoch 1000" : "batches drawn"),
@@ -324,10 +324,10 @@ static uint64_t h5_ops(int n, bool *ok)
     free(text);
     graft_model *m = NULL, *back = NULL;
     snprintf(path, sizeof path, "%s/chain.h5", tmp);
-    *ok = j && io_model_from_config(j, "chain.json", &m) == GRAFT_OK && graft_save_model(m, path) == GRAFT_OK;
+    *ok = j && io_model_from_config(j, "chain.json", &m) == GRAFT_OK && graft_model_save(m, path) == GRAFT_OK;
     uint64_t before = graft_ops_count();
     graft_load_opts by_name = {.by_name = 1};
-    *ok = *ok && graft_load_model(path, &back) == GRAFT_OK && graft_load_weights(m, path, &by_name) == GRAFT_OK;
+    *ok = *ok && graft_model_load(path, &back) == GRAFT_OK && graft_model_load_weights(m, path, &by_name) == GRAFT_OK;
     uint64_t ops = graft_ops_count() - before;
     if (!*ok) fprintf(stderr, "  %d layers through .h5: %s\n", n, graft_last_error());
     graft_model_free(m);

@@ -52,19 +52,19 @@ static void test_h5_nonfinite(void)
     graft_model *m = small_model();
     graft_layer *d1 = graft_model_find(m, "d1");
     graft_layer_weight_data(d1, 0)[17] = NAN;
-    CHECK_OK(graft_save_model(m, path));
+    CHECK_OK(graft_model_save(m, path));
     graft_model *back = NULL;
-    expect_refused(graft_load_model(path, &back),
+    expect_refused(graft_model_load(path, &back),
                    "nan.h5: weight 'd1/kernel:0' of layer 'd1' holds NaN at index 17");
     CHECK(back == NULL);
 
     /* load_weights: refused, and the model keeps the weights it had */
     graft_layer_weight_data(d1, 0)[17] = 0.5f;
     graft_layer_weight_data(graft_model_find(m, "d2"), 1)[0] = -INFINITY;
-    CHECK_OK(graft_save_weights(m, path));
+    CHECK_OK(graft_model_save_weights(m, path));
     graft_model *fresh = small_model();
     float before = graft_layer_weight_data(graft_model_find(fresh, "d1"), 0)[17];
-    expect_refused(graft_load_weights(fresh, path, NULL), "weight 'd2/bias:0' of layer 'd2' holds -Inf at index 0");
+    expect_refused(graft_model_load_weights(fresh, path, NULL), "weight 'd2/bias:0' of layer 'd2' holds -Inf at index 0");
     CHECK(graft_layer_weight_data(graft_model_find(fresh, "d1"), 0)[17] == before);
     graft_model_free(fresh);
     graft_model_free(m);
@@ -96,26 +96,26 @@ static void test_tfjs_nonfinite(void)
     graft_model *m = NULL;
     float k[6] = {1, 2, 3, 4, 5, 6};
     const char *p = tfjs_model("\"dtype\": \"float32\"", k, sizeof k);
-    CHECK_OK(graft_load_model(p, &m)); /* the good file first */
+    CHECK_OK(graft_model_load(p, &m)); /* the good file first */
     graft_model_free(m);
     m = NULL;
     k[4] = NAN;
     p = tfjs_model("\"dtype\": \"float32\"", k, sizeof k);
-    expect_refused(graft_load_model(p, &m), "model.json: weight 'd1/kernel' of layer 'd1' holds NaN at index 4");
+    expect_refused(graft_model_load(p, &m), "model.json: weight 'd1/kernel' of layer 'd1' holds NaN at index 4");
 
     /* uint8 codes whose code * scale overflows float32 once dequantized */
     unsigned char codes[6] = {0, 1, 2, 3, 255, 7};
     p = tfjs_model("\"dtype\": \"float32\", \"quantization\": {\"dtype\": \"uint8\", \"scale\": 3e37, \"min\": 0}",
                    codes, sizeof codes);
-    expect_refused(graft_load_model(p, &m), "weight 'd1/kernel' of layer 'd1' holds Inf at index 4");
+    expect_refused(graft_model_load(p, &m), "weight 'd1/kernel' of layer 'd1' holds Inf at index 4");
     /* min past float32's range is refused when the manifest is read */
     p = tfjs_model("\"dtype\": \"float32\", \"quantization\": {\"dtype\": \"uint8\", \"scale\": 1, \"min\": -1e39}",
                    codes, sizeof codes);
-    expect_refused(graft_load_model(p, &m), "not a finite float32");
+    expect_refused(graft_model_load(p, &m), "not a finite float32");
     /* float16 with an Inf code (0x7c00) */
     uint16_t half[6] = {0x3c00, 0x3c00, 0x3c00, 0x3c00, 0x3c00, 0xfc00};
     p = tfjs_model("\"dtype\": \"float32\", \"quantization\": {\"dtype\": \"float16\"}", half, sizeof half);
-    expect_refused(graft_load_model(p, &m), "holds -Inf at index 5");
+    expect_refused(graft_model_load(p, &m), "holds -Inf at index 5");
     CHECK(m == NULL);
 }
 
@@ -160,14 +160,14 @@ static void test_checkpoint_nonfinite(void)
     const char *path = io_tmp("ckpt.graft");
     graft_model *m = compiled_model(), *fresh = compiled_model();
     graft_train_state st = {1, 0, 0}, got;
-    CHECK_OK(graft_checkpoint_save(m, NULL, &st, path));
-    CHECK_OK(graft_checkpoint_load(fresh, path, NULL, &got)); /* the good file first */
+    CHECK_OK(graft_train_state_save(m, NULL, &st, path));
+    CHECK_OK(graft_train_state_load(fresh, path, NULL, &got)); /* the good file first */
 
     graft_layer *d2 = graft_model_find(m, "d2");
     graft_layer_weight_data(d2, 0)[5] = INFINITY;
-    CHECK_OK(graft_checkpoint_save(m, NULL, &st, path));
+    CHECK_OK(graft_train_state_save(m, NULL, &st, path));
     float keep = graft_layer_weight_data(graft_model_find(fresh, "d2"), 0)[5];
-    expect_refused(graft_checkpoint_load(fresh, path, NULL, &got),
+    expect_refused(graft_train_state_load(fresh, path, NULL, &got),
                    "ckpt.graft: weight 'd2/kernel' of layer 'd2' holds Inf at index 5");
     CHECK(graft_layer_weight_data(graft_model_find(fresh, "d2"), 0)[5] == keep);
 
@@ -175,8 +175,8 @@ static void test_checkpoint_nonfinite(void)
     graft_layer *d1 = graft_model_find(m, "d1");
     if (m->opt_v) m->opt_v[d1->weights[1].offset + 3] = NAN;
     CHECK(m->opt_v != NULL);
-    CHECK_OK(graft_checkpoint_save(m, NULL, &st, path));
-    expect_refused(graft_checkpoint_load(fresh, path, NULL, &got),
+    CHECK_OK(graft_train_state_save(m, NULL, &st, path));
+    expect_refused(graft_train_state_load(fresh, path, NULL, &got),
                    "second moment of weight 'd1/bias' of layer 'd1' holds NaN at index 3");
     graft_model_free(fresh);
     graft_model_free(m);
@@ -374,10 +374,10 @@ static void test_predict_refuses_nan(void)
     float *k = graft_layer_weight_data(graft_model_find(m, "conv1"), 0);
     char a[512];
     snprintf(a, sizeof a, "predict --model %s " DATA "/cats/cat.0.jpg", path);
-    CHECK_OK(graft_save_model(m, path));
+    CHECK_OK(graft_model_save(m, path));
     CHECK_MSG(graft(a) == 0 && !strstr(out, "nan"), "%s%s", out, err); /* the good file first */
     k[17] = NAN;
-    CHECK_OK(graft_save_model(m, path));
+    CHECK_OK(graft_model_save(m, path));
     graft_model_free(m);
     CHECK_MSG(graft(a) == 1 && !strstr(out, "nan") &&
                   strstr(err, "nan_cli.h5: weight 'conv1/kernel:0' of layer 'conv1' holds NaN at index 17\n"),

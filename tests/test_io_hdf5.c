@@ -87,10 +87,10 @@ static void test_genuine_loads_into_mobilenet(void)
     graft_param_counts pc = graft_model_count_params(m);
     CHECK(pc.total == 218544);
     graft_load_opts o = {.by_name = 1};
-    CHECK_OK(graft_load_weights(m, GENUINE, &o));
+    CHECK_OK(graft_model_load_weights(m, GENUINE, &o));
     /* and in layer order, as Keras's load_weights without by_name */
     graft_model *m2 = mobilenet_025(96);
-    CHECK_OK(graft_load_weights(m2, GENUINE, NULL));
+    CHECK_OK(graft_model_load_weights(m2, GENUINE, NULL));
     CHECK(sum_weight(m, "conv_pw_13", 0) == sum_weight(m2, "conv_pw_13", 0));
     if (have_oracle()) {
         char out[512];
@@ -159,8 +159,8 @@ static void test_weights_round_trip(void)
     graft_model *a = small_model(1), *b = small_model(2);
     const char *p = io_tmp("w.h5");
     CHECK(!same_weights(a, b));
-    CHECK_OK(graft_save_weights(a, p));
-    CHECK_OK(graft_load_weights(b, p, NULL));
+    CHECK_OK(graft_model_save_weights(a, p));
+    CHECK_OK(graft_model_load_weights(b, p, NULL));
     CHECK(same_weights(a, b));
     float ya[4], yb[4];
     predict2(a, ya);
@@ -197,8 +197,8 @@ static void test_model_round_trip(void)
     graft_model *a = small_model(3), *b = NULL;
     graft_layer_set_trainable(graft_model_find(a, "c1"), 0);
     const char *p = io_tmp("m.h5");
-    CHECK_OK(graft_save_model(a, p));
-    CHECK_OK(graft_load_model(p, &b));
+    CHECK_OK(graft_model_save(a, p));
+    CHECK_OK(graft_model_load(p, &b));
     if (!b) {
         graft_model_free(a);
         return;
@@ -314,7 +314,7 @@ static void test_string_kinds_and_float64(void)
     variant vs[] = {{.vlen = 1}, {.vlen = 0}, {.f64 = 1}};
     for (int i = 0; i < 3; i++) {
         graft_model *m = dense_model(3);
-        CHECK_OK(graft_load_weights(m, dense_file("d.h5", vs[i]), NULL));
+        CHECK_OK(graft_model_load_weights(m, dense_file("d.h5", vs[i]), NULL));
         float *k = graft_layer_weight_data(graft_model_find(m, "d"), 0);
         float *b = graft_layer_weight_data(graft_model_find(m, "d"), 1);
         CHECK_MSG(k[0] == 1 && k[5] == 6 && b[0] == 0.5f && b[1] == -0.5f, "variant %d", i);
@@ -325,7 +325,7 @@ static void test_string_kinds_and_float64(void)
 static void expect_fail(graft_model *m, const char *path, const graft_load_opts *o,
                         graft_status want, const char *needle)
 {
-    graft_status s = graft_load_weights(m, path, o);
+    graft_status s = graft_model_load_weights(m, path, o);
     CHECK_MSG(s == want, "%s: got %s: %s", path, graft_status_name(s), graft_last_error());
     CHECK_MSG(strstr(graft_last_error(), needle) != NULL, "message '%s' lacks '%s'",
               graft_last_error(), needle);
@@ -351,7 +351,7 @@ static void test_malformed_files(void)
     CHECK(graft_layer_weight_data(graft_model_find(m, "d"), 0)[0] == before);
     /* skip_mismatch: the kernel is skipped with a warning, the bias loads */
     graft_load_opts skip = {.by_name = 1, .skip_mismatch = 1};
-    CHECK_OK(graft_load_weights(m, bad, &skip));
+    CHECK_OK(graft_model_load_weights(m, bad, &skip));
     CHECK(graft_layer_weight_data(graft_model_find(m, "d"), 1)[0] == 0.5f);
     CHECK(graft_layer_weight_data(graft_model_find(m, "d"), 0)[0] == before);
     graft_model_free(m);
@@ -362,7 +362,7 @@ static void test_malformed_files(void)
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
         const char *t = io_tmp("trunc.h5");
         CHECK(io_copy_prefix(GENUINE, t, cuts[i]) == 0);
-        graft_status s = graft_load_weights(mb, t, NULL);
+        graft_status s = graft_model_load_weights(mb, t, NULL);
         CHECK_MSG(s == GRAFT_EFORMAT && strstr(graft_last_error(), "trunc.h5"),
                   "cut %zu: %s: %s", cuts[i], graft_status_name(s), graft_last_error());
     }
@@ -370,7 +370,7 @@ static void test_malformed_files(void)
     graft_model *d = dense_model(3);
     expect_fail(d, GENUINE, NULL, GRAFT_ESHAPE, "54 layers");
     graft_load_opts byname = {.by_name = 1};
-    CHECK_OK(graft_load_weights(d, GENUINE, &byname)); /* no common names: nothing to load */
+    CHECK_OK(graft_model_load_weights(d, GENUINE, &byname)); /* no common names: nothing to load */
     graft_model_free(d);
     graft_model_free(mb);
 }
@@ -378,7 +378,7 @@ static void test_malformed_files(void)
 static void test_weights_only_refused_as_model(void)
 {
     graft_model *m = NULL;
-    graft_status s = graft_load_model(GENUINE, &m);
+    graft_status s = graft_model_load(GENUINE, &m);
     CHECK(s == GRAFT_ENOTFOUND && m == NULL && strstr(graft_last_error(), "model_config"));
 }
 

@@ -38,7 +38,7 @@ static void test_plain_file_loads(void)
     graft_model *m = dense_model();
     CHECK(m != NULL);
     if (!m) return;
-    CHECK_OK(graft_load_weights(m, DIR "plain.h5", NULL));
+    CHECK_OK(graft_model_load_weights(m, DIR "plain.h5", NULL));
     float k[4];
     kernel_of(m, k);
     CHECK(k[0] == 1 && k[1] == 2 && k[2] == 3 && k[3] == 4);
@@ -52,7 +52,7 @@ static void expect_refused(const char *file, const char *what)
     if (!m) return;
     float before[4], after[4];
     kernel_of(m, before);
-    graft_status s = graft_load_weights(m, file, NULL);
+    graft_status s = graft_model_load_weights(m, file, NULL);
     CHECK_MSG(s == GRAFT_EFORMAT, "%s: status %s", file, graft_status_name(s));
     const char *msg = graft_last_error();
     CHECK_MSG(strstr(msg, file) && strstr(msg, what), "%s: message '%s' lacks '%s'", file, msg, what);
@@ -93,7 +93,7 @@ static void test_fifo(void)
     graft_model *m = dense_model();
     signal(SIGALRM, on_alarm);
     alarm(10);
-    CHECK(graft_load_weights(m, path, NULL) != GRAFT_OK);
+    CHECK(graft_model_load_weights(m, path, NULL) != GRAFT_OK);
     alarm(0);
     CHECK(strstr(graft_last_error(), "not a regular file") != NULL);
     graft_model_free(m);

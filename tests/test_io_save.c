@@ -1,4 +1,4 @@
-/* Saving whole models as Keras HDF5 (graft_save_model): every layer kind's
+/* Saving whole models as Keras HDF5 (graft_model_save): every layer kind's
  * config written and read back (names, classes, order, shapes, options,
  * trainable flags, predictions bit for bit), a MobileNet block, the Teachable
  * Machine export, and the written model_config checked key by key against
@@ -77,8 +77,8 @@ static graft_model *save_and_compare(graft_model *a, const char *file, int n_pre
 {
     const char *p = io_tmp(file);
     graft_model *b = NULL;
-    CHECK_OK(graft_save_model(a, p));
-    CHECK_OK(graft_load_model(p, &b));
+    CHECK_OK(graft_model_save(a, p));
+    CHECK_OK(graft_model_load(p, &b));
     if (!b) return NULL;
     int n = graft_model_num_layers(a);
     CHECK(graft_model_num_layers(b) == n);
@@ -320,7 +320,7 @@ static void test_teachable_machine(void)
         return;
     }
     graft_model *a = NULL;
-    CHECK_OK(graft_load_model(TEACHABLE, &a));
+    CHECK_OK(graft_model_load(TEACHABLE, &a));
     if (!a) return;
     graft_model *b = save_and_compare(a, "teachable.h5", 1);
     CHECK(b != NULL);
@@ -356,7 +356,7 @@ static void test_kind_without_config_refused(void)
     graft_model_add_unary(m, &mystery, "odd", "mystery", NULL, 0, NULL);
     CHECK_OK(graft_model_status(m));
     const char *p = io_tmp("mystery.h5");
-    CHECK(graft_save_model(m, p) == GRAFT_EUNSUPPORTED);
+    CHECK(graft_model_save(m, p) == GRAFT_EUNSUPPORTED);
     CHECK_MSG(strstr(graft_last_error(), "'odd'") && strstr(graft_last_error(), "Mystery"), "%s",
               graft_last_error());
     CHECK(access(p, F_OK) != 0);
@@ -482,16 +482,16 @@ static void test_keras_keys_python(void)
     graft_model *m = every_kind();
     if (!m) return;
     const char *p = io_tmp("every_keys.h5");
-    CHECK_OK(graft_save_model(m, p));
+    CHECK_OK(graft_model_save(m, p));
     /* All 16 classes graft has, InputLayer included. */
     oracle_check(p, graft_model_num_layers(m), 16);
     graft_model_free(m);
     if (access(TEACHABLE, R_OK) != 0) return;
     graft_model *t = NULL;
-    CHECK_OK(graft_load_model(TEACHABLE, &t));
+    CHECK_OK(graft_model_load(TEACHABLE, &t));
     if (!t) return;
     p = io_tmp("teachable_keys.h5");
-    CHECK_OK(graft_save_model(t, p));
+    CHECK_OK(graft_model_save(t, p));
     /* InputLayer, ZeroPadding2D, Conv2D, BatchNormalization, ReLU,
      * DepthwiseConv2D, Add, GlobalAveragePooling2D, Dense. */
     oracle_check(p, graft_model_num_layers(t), 9);

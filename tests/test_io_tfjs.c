@@ -21,7 +21,7 @@
 static void test_mobilenet_075(void)
 {
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(MOBILENET, &m));
+    CHECK_OK(graft_model_load(MOBILENET, &m));
     if (!m) return;
     graft_param_counts pc = graft_model_count_params(m);
     CHECK_MSG(pc.total == 2601976, "%zu", pc.total); /* the README's count */
@@ -52,7 +52,7 @@ static void test_mobilenet_075(void)
 static void test_teachable_machine(void)
 {
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(TM, &m));
+    CHECK_OK(graft_model_load(TM, &m));
     if (!m) return;
     /* the nested MobileNetV2 is flattened, keeping its inner names */
     CHECK(strcmp(graft_layer_name(graft_model_layer(m, 0)), "input_1") == 0);
@@ -113,7 +113,7 @@ static void test_quantized_and_int(void)
         " \"quantization\": {\"scale\": 0.001, \"min\": 0.5, \"dtype\": \"uint16\", \"original_dtype\": \"float32\"}}]},"
         "{\"paths\": [\"g2\"], \"weights\": [{\"name\": \"s/d2/kernel\", \"shape\": [2, 1], \"dtype\": \"int32\"}]}]");
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(p, &m));
+    CHECK_OK(graft_model_load(p, &m));
     if (!m) return;
     float *k = graft_layer_weight_data(graft_model_find(m, "d1"), 0);
     float *bias = graft_layer_weight_data(graft_model_find(m, "d1"), 1);
@@ -130,7 +130,7 @@ static void test_quantized_and_int(void)
 static void expect_model_fail(const char *p, graft_status want, const char *needle)
 {
     graft_model *m = NULL;
-    graft_status s = graft_load_model(p, &m);
+    graft_status s = graft_model_load(p, &m);
     CHECK_MSG(s == want && m == NULL, "got %s: %s", graft_status_name(s), graft_last_error());
     CHECK_MSG(strstr(graft_last_error(), needle) != NULL, "'%s' lacks '%s'", graft_last_error(),
               needle);
@@ -149,7 +149,7 @@ static void test_broken_files(void)
     io_write_file(io_tmp("s1"), w, 24);
     io_write_file(io_tmp("s2"), w + 6, 16);
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(p, &m)); /* the good case first */
+    CHECK_OK(graft_model_load(p, &m)); /* the good case first */
     if (m) CHECK(graft_layer_weight_data(graft_model_find(m, "d2"), 0)[1] == 10.0f);
     graft_model_free(m);
 
@@ -201,7 +201,7 @@ static void test_manifest_claims_more_than_shards(void)
     if (pid == 0) {
         struct rlimit lim = {(rlim_t)2 << 30, (rlim_t)2 << 30};
         graft_model *m = NULL;
-        _exit(setrlimit(RLIMIT_AS, &lim) == 0 && graft_load_model(p, &m) == GRAFT_EFORMAT &&
+        _exit(setrlimit(RLIMIT_AS, &lim) == 0 && graft_model_load(p, &m) == GRAFT_EFORMAT &&
                       strstr(graft_last_error(), "hold 16 bytes")
                   ? 0
                   : 1);

@@ -71,7 +71,7 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name)
  * dir/final.graft. */
 static int child(const char *dir)
 {
-    graft_set_num_threads(1); /* bitwise-reproducible sums */
+    graft_threads_set(1); /* bitwise-reproducible sums */
     char ck[512], fin[512];
     path_in(ck, sizeof ck, dir, "checkpoint.graft");
     path_in(fin, sizeof fin, dir, "final.graft");
@@ -82,17 +82,17 @@ static int child(const char *dir)
     graft_history_init(&h);
     graft_train_state st = {0, 0, 0};
     struct stat sb;
-    if (stat(ck, &sb) == 0 && (graft_checkpoint_load(m, ck, &h, &st) != GRAFT_OK ||
+    if (stat(ck, &sb) == 0 && (graft_train_state_load(m, ck, &h, &st) != GRAFT_OK ||
                                graft_source_skip(src, st.train_batches) != GRAFT_OK)) {
         fprintf(stderr, "child: %s\n", graft_last_error());
         return 3;
     }
     graft_callback cb;
-    if (graft_checkpoint_callback(ck, src, NULL, &h, &cb) != GRAFT_OK) return 4;
+    if (graft_train_state_callback(ck, src, NULL, &h, &cb) != GRAFT_OK) return 4;
     graft_fit_cfg fc = {.epochs = EPOCHS, .initial_epoch = st.epoch, .callbacks = &cb, .n_callbacks = 1};
     graft_status s = graft_model_fit(m, src, &fc, &h);
     graft_train_state end = {EPOCHS, src->drawn, 0};
-    if (s == GRAFT_OK) s = graft_checkpoint_save(m, &h, &end, fin);
+    if (s == GRAFT_OK) s = graft_train_state_save(m, &h, &end, fin);
     if (s != GRAFT_OK) fprintf(stderr, "child: %s\n", graft_last_error());
     graft_callback_free(&cb);
     graft_source_free(src);
@@ -139,7 +139,7 @@ static void empty_dir(const char *dir, int *leftovers)
 static graft_model *load(const char *path, graft_history *h, graft_train_state *st)
 {
     graft_model *m = build();
-    if (m && graft_checkpoint_load(m, path, h, st) != GRAFT_OK) {
+    if (m && graft_train_state_load(m, path, h, st) != GRAFT_OK) {
         fprintf(stderr, "  %s: %s\n", path, graft_last_error());
         graft_model_free(m);
         return NULL;

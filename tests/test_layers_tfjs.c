@@ -10,7 +10,7 @@
 static void test_loads_and_predicts_as_tfjs(void)
 {
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(DIR "model.json", &m));
+    CHECK_OK(graft_model_load(DIR "model.json", &m));
     if (!m) return;
     CHECK(graft_model_find(m, "leaky") && strcmp(graft_layer_class(graft_model_find(m, "leaky")),
                                                  "LeakyReLU") == 0);

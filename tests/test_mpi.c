@@ -93,7 +93,7 @@ static double weight_diff(const char *run_a, const char *run_b, bool *same)
     graft_model *a = NULL, *b = NULL;
     double worst = -1;
     *same = false;
-    if (graft_load_model(pa, &a) != GRAFT_OK || graft_load_model(pb, &b) != GRAFT_OK ||
+    if (graft_model_load(pa, &a) != GRAFT_OK || graft_model_load(pb, &b) != GRAFT_OK ||
         graft_model_num_layers(a) != graft_model_num_layers(b))
         goto done;
     worst = 0;

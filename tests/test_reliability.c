@@ -91,9 +91,9 @@ static int run_writers(const char *dir, graft_status status[N_WRITERS], int *unn
         snprintf(p, sizeof p, "%s/%s", dir, writer_file[w]);
         graft_status s = GRAFT_EINVAL;
         switch (w) {
-        case W_MODEL: s = graft_save_model(m, p); break;
-        case W_WEIGHTS: s = graft_save_weights(m, p); break;
-        case W_CHECKPOINT: s = graft_checkpoint_save(m, &h, &st, p); break;
+        case W_MODEL: s = graft_model_save(m, p); break;
+        case W_WEIGHTS: s = graft_model_save_weights(m, p); break;
+        case W_CHECKPOINT: s = graft_train_state_save(m, &h, &st, p); break;
         case W_HISTORY: s = graft_history_save_json(p, &h, NULL, 0); break;
         case W_CSV: s = graft_history_save_csv(p, &h); break;
         case W_FIGURE: s = graft_plot_lesson(&h, -1, NULL, p); break;
@@ -174,7 +174,7 @@ static void test_nan_loss_keeps_last_good_checkpoint(void)
     graft_history h;
     graft_history_init(&h);
     graft_callback cb;
-    CHECK_OK(graft_checkpoint_callback(ck, &src.base, NULL, &h, &cb));
+    CHECK_OK(graft_train_state_callback(ck, &src.base, NULL, &h, &cb));
     graft_fit_cfg fc = {.epochs = 5, .callbacks = &cb, .n_callbacks = 1};
     graft_status s = graft_model_fit(m, &src.base, &fc, &h);
     CHECK_MSG(s == GRAFT_ENAN, "fit returned %s", graft_status_name(s));
@@ -186,7 +186,7 @@ static void test_nan_loss_keeps_last_good_checkpoint(void)
     graft_model *loaded = small_model(), *clean = small_model();
     graft_source *clean_src = small_source();
     graft_train_state st;
-    CHECK_OK(graft_checkpoint_load(loaded, ck, NULL, &st));
+    CHECK_OK(graft_train_state_load(loaded, ck, NULL, &st));
     CHECK(st.epoch == 2 && st.train_batches == 8);
     graft_fit_cfg two = {.epochs = 2};
     CHECK_OK(graft_model_fit(clean, clean_src, &two, NULL));

@@ -107,7 +107,7 @@ static void test_atomic_success_leaves_no_temp(void)
 {
     const char *dir = fresh_dir("atomic_ok");
     const char *path = join(dir, "out.txt");
-    CHECK_OK(graft_write_file_atomic(path, write_hello, NULL));
+    CHECK_OK(graft_file_write_atomic(path, write_hello, NULL));
     char *s = read_text(path, NULL);
     CHECK(s && strcmp(s, "hello\n") == 0);
     free(s);
@@ -121,7 +121,7 @@ static void test_atomic_success_leaves_no_temp(void)
 
     /* Replacing an existing file. */
     CHECK(write_str(path, "old content that is longer") == 0);
-    CHECK_OK(graft_write_file_atomic(path, write_hello, NULL));
+    CHECK_OK(graft_file_write_atomic(path, write_hello, NULL));
     s = read_text(path, NULL);
     CHECK(s && strcmp(s, "hello\n") == 0);
     free(s);
@@ -146,7 +146,7 @@ static void test_atomic_removes_orphans(void)
     CHECK(write_str(join(dir, live), "partial") == 0);
     CHECK(write_str(join(dir, other), "partial") == 0);
     CHECK(write_str(join(dir, odd), "partial") == 0);
-    CHECK_OK(graft_write_file_atomic(join(dir, "out.txt"), write_hello, NULL));
+    CHECK_OK(graft_file_write_atomic(join(dir, "out.txt"), write_hello, NULL));
     CHECK(!file_exists(join(dir, dead)));
     CHECK(file_exists(join(dir, live)) && file_exists(join(dir, other)) && file_exists(join(dir, odd)));
     CHECK(count_entries(dir, NULL) == 4);
@@ -157,24 +157,24 @@ static void test_atomic_failure_leaves_nothing(void)
 {
     const char *dir = fresh_dir("atomic_fail");
     const char *path = join(dir, "out.txt");
-    CHECK(graft_write_file_atomic(path, write_then_fail, NULL) == GRAFT_EIO);
+    CHECK(graft_file_write_atomic(path, write_then_fail, NULL) == GRAFT_EIO);
     CHECK(!file_exists(path));
     CHECK(count_entries(dir, NULL) == 0);
 
     /* An existing target survives a failed rewrite untouched. */
     CHECK(write_str(path, "old") == 0);
-    CHECK(graft_write_file_atomic(path, write_then_fail, NULL) == GRAFT_EIO);
+    CHECK(graft_file_write_atomic(path, write_then_fail, NULL) == GRAFT_EIO);
     char *s = read_text(path, NULL);
     CHECK(s && strcmp(s, "old") == 0);
     free(s);
     CHECK(count_entries(dir, NULL) == 1);
 
     /* A missing folder, a folder that is a file, a path that is a folder. */
-    CHECK(graft_write_file_atomic(join(dir, "missing/out.txt"), write_hello, NULL) == GRAFT_EIO);
+    CHECK(graft_file_write_atomic(join(dir, "missing/out.txt"), write_hello, NULL) == GRAFT_EIO);
     CHECK(strstr(graft_last_error(), "missing/out.txt") != NULL);
-    CHECK(graft_write_file_atomic(join(dir, "out.txt/x"), write_hello, NULL) == GRAFT_EIO);
+    CHECK(graft_file_write_atomic(join(dir, "out.txt/x"), write_hello, NULL) == GRAFT_EIO);
     CHECK(mkdir(join(dir, "sub"), 0755) == 0);
-    CHECK(graft_write_file_atomic(join(dir, "sub"), write_hello, NULL) == GRAFT_EIO);
+    CHECK(graft_file_write_atomic(join(dir, "sub"), write_hello, NULL) == GRAFT_EIO);
     CHECK(count_entries(dir, NULL) == 2);
     CHECK(count_entries(join(dir, "sub"), NULL) == 0);
     rmdir(join(dir, "sub"));

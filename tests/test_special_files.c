@@ -175,15 +175,15 @@ static void test_fifo_tfjs(void)
     float w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     CHECK(write_file(at("shard1"), w, sizeof w) == 0);
     graft_model *m = NULL;
-    CHECK_OK(graft_load_model(at("model.json"), &m)); /* the good case first */
+    CHECK_OK(graft_model_load(at("model.json"), &m)); /* the good case first */
     graft_model_free(m);
     m = NULL;
     CHECK(unlink(at("shard1")) == 0 && mkfifo(at("shard1"), 0600) == 0);
-    CHECK(graft_load_model(at("model.json"), &m) == GRAFT_EIO && m == NULL);
+    CHECK(graft_model_load(at("model.json"), &m) == GRAFT_EIO && m == NULL);
     CHECK_MSG(names_fifo("shard1") && strstr(graft_last_error(), "model.json"), "%s",
               graft_last_error());
     CHECK(mkfifo(at("fifo.json"), 0600) == 0);
-    CHECK(graft_load_model(at("fifo.json"), &m) == GRAFT_EIO && m == NULL);
+    CHECK(graft_model_load(at("fifo.json"), &m) == GRAFT_EIO && m == NULL);
     CHECK_MSG(names_fifo("fifo.json"), "%s", graft_last_error());
 }
 
@@ -202,7 +202,7 @@ static void test_fifo_checkpoint_history_archive(void)
     graft_model *m = small_model();
     graft_train_state st;
     CHECK(mkfifo(at("checkpoint.graft"), 0600) == 0);
-    CHECK(graft_checkpoint_load(m, at("checkpoint.graft"), NULL, &st) == GRAFT_EIO);
+    CHECK(graft_train_state_load(m, at("checkpoint.graft"), NULL, &st) == GRAFT_EIO);
     CHECK_MSG(names_fifo("checkpoint.graft"), "%s", graft_last_error());
     graft_model_free(m);
 
@@ -212,7 +212,7 @@ static void test_fifo_checkpoint_history_archive(void)
     CHECK_MSG(names_fifo("history.json"), "%s", graft_last_error());
 
     CHECK(mkfifo(at("data.zip"), 0600) == 0);
-    CHECK(graft_extract_archive(at("data.zip"), at("unpacked")) == GRAFT_EIO);
+    CHECK(graft_archive_extract(at("data.zip"), at("unpacked")) == GRAFT_EIO);
     CHECK_MSG(names_fifo("data.zip"), "%s", graft_last_error());
 }
 
@@ -237,7 +237,7 @@ static void test_message_keeps_its_cause(void)
     graft_model *m = small_model();
     graft_train_state st = {.epoch = 1};
     const char *path = at("no/such/folder/checkpoint.graft");
-    CHECK(graft_checkpoint_save(m, NULL, &st, path) == GRAFT_EIO);
+    CHECK(graft_train_state_save(m, NULL, &st, path) == GRAFT_EIO);
     /* The file named once, and the cause after it. */
     e = graft_last_error();
     const char *at_path = strstr(e, path);

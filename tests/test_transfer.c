@@ -75,7 +75,7 @@ static graft_model *pets_model(int size)
     graft_model *m = NULL;
     CHECK_OK(graft_zoo_build("mobilenet", &z, &m));
     if (!m) return NULL;
-    CHECK_OK(graft_load_weights(m, H5_025, &(graft_load_opts){.by_name = 1}));
+    CHECK_OK(graft_model_load_weights(m, H5_025, &(graft_load_opts){.by_name = 1}));
     int n_base = graft_model_num_layers(m);
     graft_layer *x = graft_global_average_pooling2d(m, NULL, NULL);
     x = graft_dropout(m, x, NULL, 0.5f);
@@ -135,9 +135,9 @@ static void test_frozen_base_and_short_run(void)
     /* Save as a Keras file, load it back: the same predictions, bit for bit. */
     char path[64];
     snprintf(path, sizeof path, "/tmp/graft_transfer_%d.h5", (int)getpid());
-    CHECK_OK(graft_save_model(m, path));
+    CHECK_OK(graft_model_save(m, path));
     graft_model *back = NULL;
-    CHECK_OK(graft_load_model(path, &back));
+    CHECK_OK(graft_model_load(path, &back));
     if (back) {
         float *p1 = malloc(2 * N * sizeof(float)), *p2 = malloc(2 * N * sizeof(float));
         CHECK_OK(graft_model_predict(m, xva, 2 * N, p1));

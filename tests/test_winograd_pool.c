@@ -300,7 +300,7 @@ static float *lesson_grads(bool freeze, bool fused, int threads, int then, const
     size_t nw = m->n_weight_floats;
     float *dw = malloc(2 * nw * sizeof(float));
     for (int t = 0; t < 2; t++) {
-        graft_set_num_threads(t == 0 ? threads : then);
+        graft_threads_set(t == 0 ? threads : then);
         CHECK_OK(graft_model_forward(m, x, n, true));
         CHECK(in_step(m, graft_model_find(m, "conv2"), "winograd_pool") == fused);
         CHECK(m->planned_threads == graft_threads());
@@ -314,7 +314,7 @@ static float *lesson_grads(bool freeze, bool fused, int threads, int then, const
 
 static void test_lesson_stack_and_threads(void)
 {
-    int before = graft_get_num_threads();
+    int before = graft_threads_get();
     const int n = 5;
     const size_t xs = (size_t)n * 32 * 31 * 3;
     float *x = malloc(xs * sizeof(float)), r[5];
@@ -346,7 +346,7 @@ static void test_lesson_stack_and_threads(void)
             free(a);
             free(b);
         }
-    graft_set_num_threads(before);
+    graft_threads_set(before);
     free(x);
 }
 

@@ -184,8 +184,8 @@ static int save_child(const char *kind, const char *path)
 {
     graft_model *m = small_model(2);
     if (!m) return 2;
-    graft_status s = strcmp(kind, "weights") == 0 ? graft_save_weights(m, path)
-                                                  : graft_save_model(m, path);
+    graft_status s = strcmp(kind, "weights") == 0 ? graft_model_save_weights(m, path)
+                                                  : graft_model_save(m, path);
     if (s != GRAFT_OK) fprintf(stderr, "%s\n", graft_last_error());
     graft_model_free(m);
     return s == GRAFT_OK ? 0 : 3;
@@ -198,7 +198,7 @@ static bool write_blob(const char *path, const blob *b)
     return f && fclose(f) == 0 && ok;
 }
 
-/* Every failure while graft_save_model / graft_save_weights write model.h5
+/* Every failure while graft_model_save / graft_model_save_weights write model.h5
  * over an old one: the old file or the new one, a status, never a signal. */
 static void library_saves(const char *kind)
 {
@@ -217,10 +217,10 @@ static void library_saves(const char *kind)
     }
     bool full = strcmp(kind, "model") == 0;
     snprintf(path, sizeof path, "%s/model.h5", dir);
-    CHECK_OK(full ? graft_save_model(old_m, path) : graft_save_weights(old_m, path));
+    CHECK_OK(full ? graft_model_save(old_m, path) : graft_model_save_weights(old_m, path));
     blob old_b = read_blob(dir, "model.h5");
     snprintf(path, sizeof path, "%s/model.h5", ref);
-    CHECK_OK(full ? graft_save_model(new_m, path) : graft_save_weights(new_m, path));
+    CHECK_OK(full ? graft_model_save(new_m, path) : graft_model_save_weights(new_m, path));
     blob new_b = read_blob(ref, "model.h5");
     CHECK(old_b.present && new_b.present && !same(&old_b, &new_b));
     graft_model_free(old_m);

@@ -337,17 +337,17 @@ static void test_fetch_dataset(void)
     snprintf(dest, sizeof dest, "%s/datasets", tmpdir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/cd.zip", srv.port);
     /* Nothing to check it by: refused before anything is downloaded. */
-    CHECK(graft_fetch_dataset(url, dest, NULL) == GRAFT_EINVAL);
+    CHECK(graft_dataset_fetch(url, dest, NULL) == GRAFT_EINVAL);
     CHECK(strstr(graft_last_error(), "without a checksum") != NULL);
     CHECK(dir_entries(dest) <= 0);
     /* A wrong archive checksum: nothing kept. */
     graft_fetch_opts o = {.hash_kind = GRAFT_HASH_SHA256,
                           .hash = "0000000000000000000000000000000000000000000000000000000000000000"};
-    CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EFORMAT);
+    CHECK(graft_dataset_fetch(url, dest, &o) == GRAFT_EFORMAT);
     CHECK(dir_entries(dest) == 0);
     /* The right one. */
     o.hash = good_sha;
-    CHECK_OK(graft_fetch_dataset(url, dest, &o));
+    CHECK_OK(graft_dataset_fetch(url, dest, &o));
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/train/cats/a.txt", dest);
     size_t n = 0;
     unsigned char *got = read_bytes(p, &n);
@@ -355,7 +355,7 @@ static void test_fetch_dataset(void)
     free(got);
     CHECK(dir_entries(dest) == 1); /* the archive and the temporary folder are gone */
     /* Unpacking again never replaces what is there. */
-    CHECK(graft_fetch_dataset(url, dest, &o) == GRAFT_EIO);
+    CHECK(graft_dataset_fetch(url, dest, &o) == GRAFT_EIO);
     CHECK(strstr(graft_last_error(), "already exists") != NULL);
     CHECK(dir_entries(dest) == 1);
     rm_tree(dest);
@@ -363,7 +363,7 @@ static void test_fetch_dataset(void)
     static const char *const dirs[] = {"cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation"};
     graft_fetch_opts t = {.tree_sha256 = "1111111111111111111111111111111111111111111111111111111111111111",
                           .tree_dirs = dirs, .n_tree_dirs = 2};
-    CHECK(graft_fetch_dataset(url, dest, &t) == GRAFT_EFORMAT);
+    CHECK(graft_dataset_fetch(url, dest, &t) == GRAFT_EFORMAT);
     CHECK(strstr(graft_last_error(), "not the expected ones") != NULL);
     CHECK(dir_entries(dest) == 0);
     /* sha256sum's lines for the two files, sorted by path, then their SHA-256. */
@@ -373,7 +373,7 @@ static void test_fetch_dataset(void)
     snprintf(lines, sizeof lines, "%s  %s\n%s  %s\n", a_sha, names[0], b_sha, names[1]);
     CHECK_OK(graft_hash_hex(GRAFT_HASH_SHA256, lines, strlen(lines), want));
     t.tree_sha256 = want;
-    CHECK_OK(graft_fetch_dataset(url, dest, &t));
+    CHECK_OK(graft_dataset_fetch(url, dest, &t));
     CHECK(access(p, F_OK) == 0);
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/vectorize.py", dest);
     CHECK(access(p, F_OK) != 0);
@@ -382,11 +382,11 @@ static void test_fetch_dataset(void)
     /* Explicitly unchecked. */
     graft_fetch_opts unchecked = {.insecure = 1};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/evil.zip", srv.port);
-    CHECK(graft_fetch_dataset(url, dest, &unchecked) == GRAFT_EFORMAT);
+    CHECK(graft_dataset_fetch(url, dest, &unchecked) == GRAFT_EFORMAT);
     snprintf(p, sizeof p, "%s/escaped.txt", tmpdir);
     CHECK(access(p, F_OK) != 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/junk.zip", srv.port);
-    CHECK(graft_fetch_dataset(url, dest, &unchecked) == GRAFT_EFORMAT);
+    CHECK(graft_dataset_fetch(url, dest, &unchecked) == GRAFT_EFORMAT);
     CHECK(dir_entries(dest) == 1);
     server_stop();
 }

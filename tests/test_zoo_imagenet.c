@@ -127,7 +127,7 @@ static void test_mobilenet_tfjs_predictions(void)
     CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
     if (!m) return;
     graft_load_opts opts = {.by_name = 1};
-    graft_status s = graft_load_weights(m, TFJS, &opts);
+    graft_status s = graft_model_load_weights(m, TFJS, &opts);
     CHECK_OK(s);
     if (s != GRAFT_OK) {
         graft_model_free(m);
@@ -165,7 +165,7 @@ static void test_mobilenet_tfjs_predictions(void)
 
     /* The same file loaded as a whole model (its Keras 2.1.4 graph) agrees. */
     graft_model *whole = NULL;
-    CHECK_OK(graft_load_model(TFJS, &whole));
+    CHECK_OK(graft_model_load(TFJS, &whole));
     if (whole) {
         float *img = malloc(224 * 224 * 3 * sizeof(float));
         float a[1000], b[1000];
@@ -194,7 +194,7 @@ static void test_genuine_keras_h5(void)
     CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
     if (!m) return;
     graft_load_opts opts = {.by_name = 1};
-    CHECK_OK(graft_load_weights(m, H5_025, &opts));
+    CHECK_OK(graft_model_load_weights(m, H5_025, &opts));
     /* Loaded, not initial: BN moving variances of ImageNet are not all ones. */
     graft_layer *bn = graft_model_find(m, "conv1_bn");
     const float *var = graft_layer_weight_data(bn, 3);

@@ -55,7 +55,7 @@ static void compare(int c, int top, const fixture *fx)
     char path[128];
     snprintf(path, sizeof path, "%s/zoo_%s.h5", dir, cases[c].name);
     graft_load_opts opts = {.by_name = 1, .skip_mismatch = !top};
-    CHECK_OK(graft_load_weights(m, path, &opts));
+    CHECK_OK(graft_model_load_weights(m, path, &opts));
     graft_shape os = graft_layer_output_shape(graft_model_output(m));
     size_t out_n = graft_shape_size(&os) * (size_t)x->dim[0];
     CHECK_MSG(out_n == ref->size, "%s: %zu outputs, reference has %zu", cases[c].name, out_n,

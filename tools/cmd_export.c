@@ -47,7 +47,7 @@ static int open_source(const char *path, source *src)
         char p[CLI_PATH + 32];
         snprintf(p, sizeof p, "%s/model.h5", path);
         if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
-        graft_status s = graft_load_weights(src->m, p, &(graft_load_opts){.by_name = 1});
+        graft_status s = graft_model_load_weights(src->m, p, &(graft_load_opts){.by_name = 1});
         if (s != GRAFT_OK) return cli_fail_status(s, p);
         /* The last epoch's validation accuracy, for the web page. */
         graft_history h;
@@ -63,7 +63,7 @@ static int open_source(const char *path, source *src)
         return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
                                                 : "model %s does not exist",
                         path);
-    graft_status s = graft_load_model(path, &src->m);
+    graft_status s = graft_model_load(path, &src->m);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     src->arch = graft_zoo_detect_arch(src->m);
     return 0;

@@ -79,7 +79,7 @@ static int open_model(const char *path, loaded *l)
         char p[CLI_PATH + 32];
         snprintf(p, sizeof p, "%s/model.h5", path);
         if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
-        graft_status s = graft_load_weights(l->m, p, &(graft_load_opts){.by_name = 1});
+        graft_status s = graft_model_load_weights(l->m, p, &(graft_load_opts){.by_name = 1});
         if (s != GRAFT_OK) return cli_fail_status(s, p);
         /* Trainable as in the run's last stage (what its model.h5 records). */
         run_set_trainable(&l->run, l->m);
@@ -90,7 +90,7 @@ static int open_model(const char *path, loaded *l)
         return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
                                                 : "model %s does not exist",
                         path);
-    graft_status s = graft_load_model(path, &l->m);
+    graft_status s = graft_model_load(path, &l->m);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     l->arch = graft_zoo_detect_arch(l->m);
     graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
@@ -527,7 +527,7 @@ int cmd_summary(int argc, char **argv)
     size_t len = strlen(argv[optind]);
     if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind])) {
         graft_model *m = NULL;
-        if (graft_load_model(argv[optind], &m) != GRAFT_OK && cli_summary_weights(argv[optind]) == 0) return 0;
+        if (graft_model_load(argv[optind], &m) != GRAFT_OK && cli_summary_weights(argv[optind]) == 0) return 0;
         graft_model_free(m);
     }
     loaded l;

@@ -40,7 +40,7 @@ int cli_match_weights(const char *file, const char *only_arch, char *arch, size_
             if (!probe) break; /* no width argument: only alpha 1 builds */
             int loaded = 0, want = 0;
             graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
-            bool fits = graft_load_weights(probe, file, &o) == GRAFT_OK;
+            bool fits = graft_model_load_weights(probe, file, &o) == GRAFT_OK;
             for (int l = 0; fits && l < graft_model_num_layers(probe); l++)
                 want += graft_layer_num_weights(graft_model_layer(probe, l)) > 0;
             graft_model_free(probe);

@@ -133,7 +133,7 @@ static int load_run(report_run *r, const char *dir, const char *label, int keep)
     char p[CLI_PATH + 32];
     snprintf(p, sizeof p, "%s/model.h5", dir);
     if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", dir);
-    graft_status s = graft_load_weights(m, p, &(graft_load_opts){.by_name = 1});
+    graft_status s = graft_model_load_weights(m, p, &(graft_load_opts){.by_name = 1});
     int rc = s == GRAFT_OK ? 0 : cli_fail_status(s, p);
     if (rc == 0) {
         run_set_trainable(&r->c, m);

@@ -73,7 +73,7 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
         if (saved != 2) return 1;
         fprintf(stderr, "graft: warning: %s: %s; saving the weights only\n", p, graft_last_error());
         path_in(p, sizeof p, run_dir, "model.weights.h5");
-        if ((s = graft_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
+        if ((s = graft_model_save_weights(m, p)) != GRAFT_OK) return cli_fail_status(s, p);
     }
     return 0;
 }
@@ -140,7 +140,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     int first_epoch = rs->h.n;
     if (resume) {
         graft_train_state st;
-        if ((s = graft_checkpoint_load(m, ck, &rs->h, &st)) != GRAFT_OK) {
+        if ((s = graft_train_state_load(m, ck, &rs->h, &st)) != GRAFT_OK) {
             rc = cli_fail_status(s, ck);
             goto done;
         }
@@ -170,7 +170,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
          * ends starts this stage over (not from the previous stage's
          * checkpoint, with that stage's learning rate and optimizer state). */
         graft_train_state st0 = {first_epoch, train->drawn, val ? val->drawn : 0};
-        if (cli_writes() && (s = graft_checkpoint_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
+        if (cli_writes() && (s = graft_train_state_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
             rc = cli_fail_status(s, ck);
             goto done;
         }
@@ -182,7 +182,7 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
             goto done;
         }
     }
-    if ((s = graft_checkpoint_callback(ck, train, val, &rs->h, &ckpt)) != GRAFT_OK) {
+    if ((s = graft_train_state_callback(ck, train, val, &rs->h, &ckpt)) != GRAFT_OK) {
         rc = cli_fail_status(s, "checkpoint");
         goto done;
     }
@@ -627,7 +627,7 @@ static int open_run_model(const char *run_dir, run_config *c, graft_model **m)
     char p[CLI_PATH + 32];
     path_in(p, sizeof p, run_dir, "model.h5");
     if (!cli_is_file(p)) path_in(p, sizeof p, run_dir, "model.weights.h5");
-    graft_status s = graft_load_weights(*m, p, &(graft_load_opts){.by_name = 1});
+    graft_status s = graft_model_load_weights(*m, p, &(graft_load_opts){.by_name = 1});
     if (s != GRAFT_OK) {
         graft_model_free(*m);
         *m = NULL;

@@ -118,7 +118,7 @@ int main(int argc, char **argv)
         printf("graft %s\n", GRAFT_VERSION);
         return 0;
     }
-    graft_set_num_threads(thread_count());
+    graft_threads_set(thread_count());
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             cli_cmd = commands[i].name;

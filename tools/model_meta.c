@@ -52,7 +52,7 @@ int run_save_model(const graft_model *m, const run_config *c, const char *path)
     char *text = run_config_text(c);
     if (!text) return cli_fail("out of memory writing %s", path);
     graft_status s = strlen(text) > META_MAX
-                         ? graft_save_model(m, path)
+                         ? graft_model_save(m, path)
                          : graft_model_save_with_metadata(m, path, META_ATTR, text);
     free(text);
     if (s != GRAFT_OK) return s == GRAFT_EUNSUPPORTED ? 2 : cli_fail_status(s, path);

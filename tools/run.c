@@ -241,7 +241,7 @@ int run_config_save(const char *run_dir, const run_config *c)
     if (!text) return cli_fail("out of memory writing the run config");
     char path[CLI_PATH];
     snprintf(path, sizeof path, "%s/config.json", run_dir);
-    graft_status s = graft_write_file_atomic(path, write_text, text);
+    graft_status s = graft_file_write_atomic(path, write_text, text);
     free(text);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     return 0;
@@ -540,7 +540,7 @@ int run_build_model(const run_config *c, graft_model **out)
     if (c->weights[0]) {
         int loaded = 0;
         graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
-        graft_status s = graft_load_weights(m, c->weights, &o);
+        graft_status s = graft_model_load_weights(m, c->weights, &o);
         if (s != GRAFT_OK) {
             int rc = cli_fail("the weights %s do not fit the %s base: %s", c->weights, c->base,
                               graft_last_error());
@@ -771,7 +771,7 @@ int cli_find_lesson_data(const char *opt, int insecure, char *out, size_t cap)
         snprintf(datasets, sizeof datasets, "%.*s", (int)(strlen(home) - strlen("/cats_and_dogs_filtered")), home);
         printf("Downloading %s\n", url);
         fflush(stdout);
-        graft_status s = graft_fetch_dataset(url, datasets, &fo);
+        graft_status s = graft_dataset_fetch(url, datasets, &fo);
         snprintf(t, sizeof t, "%s/train", home);
         if (s == GRAFT_OK && cli_is_dir(t)) {
             snprintf(out, cap, "%s", home);

@@ -37,9 +37,9 @@ typedef struct {
     int insecure; /* allow an archive checked by nothing */
 } graft_fetch_opts;
 /* Keras's get_file(..., extract=True): downloads url, checks it as `opts`
- * says, and unpacks it under dest_dir as graft_extract_archive does; the
+ * says, and unpacks it under dest_dir as graft_archive_extract does; the
  * checks run before anything is moved into place. */
-graft_status graft_fetch_dataset(const char *url, const char *dest_dir, const graft_fetch_opts *opts);
+graft_status graft_dataset_fetch(const char *url, const char *dest_dir, const graft_fetch_opts *opts);
 /* The SHA-256 of the list of the regular files below root/dirs[i], one line
  * per file in byte order of their paths relative to root, as
  * `find DIRS -type f | LC_ALL=C sort | xargs sha256sum | sha256sum` prints
@@ -55,7 +55,7 @@ graft_status graft_tree_digest(const char *root, const char *const *dirs, int n_
  * symbolic links that leave the folder (a symbolic link must be relative,
  * without ".."), devices, FIFOs and sockets are refused, and on any failure
  * nothing is left behind. */
-graft_status graft_extract_archive(const char *archive_path, const char *dest_dir);
+graft_status graft_archive_extract(const char *archive_path, const char *dest_dir);
 
 #ifdef __cplusplus
 }

@@ -19,11 +19,11 @@ typedef struct {
 } graft_load_opts;
 
 /* Weights from a Keras HDF5 file (weights-only or full model) or a TF.js model.json. */
-graft_status graft_load_weights(graft_model *m, const char *path, const graft_load_opts *opts);
+graft_status graft_model_load_weights(graft_model *m, const char *path, const graft_load_opts *opts);
 /* Keras HDF5, weights only (`model.save_weights`). */
-graft_status graft_save_weights(const graft_model *m, const char *path);
+graft_status graft_model_save_weights(const graft_model *m, const char *path);
 /* Keras HDF5, full model: model_config JSON + model_weights (`model.save`). */
-graft_status graft_save_model(const graft_model *m, const char *path);
+graft_status graft_model_save(const graft_model *m, const char *path);
 /* The same with an application's own text as one more root attribute
  * (`name`: not one of Keras's; graft's tool keeps a run's settings under
  * "graft_config"); Keras and TF.js's converter ignore it. */
@@ -34,7 +34,7 @@ graft_status graft_model_save_with_metadata(const graft_model *m, const char *pa
  * external links followed). */
 graft_status graft_h5_metadata_read(const char *path, const char *name, char **text);
 /* A whole model (graph and weights) from a full Keras HDF5 file or a TF.js model.json. */
-graft_status graft_load_model(const char *path, graft_model **out);
+graft_status graft_model_load(const char *path, graft_model **out);
 
 #ifdef __cplusplus
 }

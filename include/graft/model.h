@@ -351,13 +351,13 @@ typedef graft_status (*graft_file_writer)(FILE *f, void *ctx);
 /* Crash-safe replacement of `path`, as every file graft writes: write(f, ctx)
  * into a temporary file beside it, fsync, rename over `path`, fsync the
  * folder. A failure leaves the old file (or none) and no temporary. */
-graft_status graft_write_file_atomic(const char *path, graft_file_writer write, void *ctx);
+graft_status graft_file_write_atomic(const char *path, graft_file_writer write, void *ctx);
 
 /* ------------------------------------------------------------ threads */
 
 /* Worker threads for graft's own loops and the BLAS (0: all cores). */
-void graft_set_num_threads(int n);
-int graft_get_num_threads(void);
+void graft_threads_set(int n);
+int graft_threads_get(void);
 
 /* ------------------------------------------------------------ environment */
 

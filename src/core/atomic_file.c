@@ -170,7 +170,7 @@ graft_status graft_atomic_commit(graft_atomic_file *af)
     return s;
 }
 
-graft_status graft_write_file_atomic(const char *path, graft_file_writer write, void *ctx)
+graft_status graft_file_write_atomic(const char *path, graft_file_writer write, void *ctx)
 {
     graft_atomic_file af;
     graft_status s = graft_atomic_open(&af, path);

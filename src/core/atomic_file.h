@@ -35,6 +35,6 @@ graft_status graft_atomic_commit(graft_atomic_file *af);
 /* Removes the temporary file; the target is untouched. Safe on an empty *af. */
 void graft_atomic_abort(graft_atomic_file *af);
 
-/* graft_write_file_atomic (open, write, commit) is in graft.h. */
+/* graft_file_write_atomic (open, write, commit) is in graft.h. */
 
 #endif

@@ -10,7 +10,7 @@
 
 static int n_threads;
 
-void graft_set_num_threads(int n)
+void graft_threads_set(int n)
 {
     if (n <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -20,9 +20,9 @@ void graft_set_num_threads(int n)
     omp_set_num_threads(n);
 }
 
-int graft_get_num_threads(void) { return n_threads ? n_threads : omp_get_max_threads(); }
+int graft_threads_get(void) { return n_threads ? n_threads : omp_get_max_threads(); }
 
-int graft_threads(void) { return graft_get_num_threads(); }
+int graft_threads(void) { return graft_threads_get(); }
 
 void graft_flush_denormals(void)
 {

@@ -277,7 +277,7 @@ static graft_status move_all(const char *tmp, const char *dest)
     return s;
 }
 
-graft_status graft_extract_archive(const char *archive_path, const char *dest_dir)
+graft_status graft_archive_extract(const char *archive_path, const char *dest_dir)
 {
     if (!archive_path || !dest_dir) return graft_fail(GRAFT_EINVAL, "extract: missing argument");
     char tmp[4096];
@@ -385,7 +385,7 @@ graft_status graft_tree_digest(const char *root, const char *const *dirs, int n_
 
 /* ------------------------------------------------------------ get_file(extract=True) */
 
-graft_status graft_fetch_dataset(const char *url, const char *dest_dir, const graft_fetch_opts *o)
+graft_status graft_dataset_fetch(const char *url, const char *dest_dir, const graft_fetch_opts *o)
 {
     static const graft_fetch_opts none = {0};
     if (!o) o = &none;

@@ -718,7 +718,7 @@ graft_status graft_export_onnx(const graft_model *m, const char *path, const gra
         goto fail;
     }
     write_job job = {&model, path};
-    s = graft_write_file_atomic(path, write_model, &job);
+    s = graft_file_write_atomic(path, write_model, &job);
 
 fail:
     for (size_t i = 0; i < x.n_blocks; i++) free(x.blocks[i]);

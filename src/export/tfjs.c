@@ -36,7 +36,7 @@ static graft_status write_bytes_fn(FILE *f, void *ctx)
 graft_status export_write_bytes(const char *path, const void *data, size_t n)
 {
     bytes_job j = {data, n, path};
-    return graft_write_file_atomic(path, write_bytes_fn, &j);
+    return graft_file_write_atomic(path, write_bytes_fn, &j);
 }
 
 graft_status export_write_json(const char *path, const cJSON *json)

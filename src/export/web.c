@@ -196,7 +196,7 @@ graft_status graft_export_web(const graft_model *m, const char *dir, const graft
     }
     snprintf(path, sizeof path, "%s/model.js", dir);
     model_js_job job = {json, path};
-    s = graft_write_file_atomic(path, write_model_js, &job);
+    s = graft_file_write_atomic(path, write_model_js, &job);
     if (s == GRAFT_OK) {
         snprintf(path, sizeof path, "%s/tf.min.js", dir);
         s = copy_file(tfjs_runtime, path);

@@ -852,14 +852,14 @@ static graft_status write_file(const graft_model *m, const char *path, const cha
     return graft_atomic_commit(&af);
 }
 
-graft_status graft_save_weights(const graft_model *m, const char *path)
+graft_status graft_model_save_weights(const graft_model *m, const char *path)
 {
     return write_file(m, path, NULL, NULL);
 }
 
 static graft_status save_model(const graft_model *m, const char *path, const h5_meta *meta)
 {
-    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_save_model: no model or path");
+    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_model_save: no model or path");
     cJSON *cfg = NULL;
     graft_status s = io_model_to_config(m, &cfg);
     if (s != GRAFT_OK) return s;
@@ -871,7 +871,7 @@ static graft_status save_model(const graft_model *m, const char *path, const h5_
     return s;
 }
 
-graft_status graft_save_model(const graft_model *m, const char *path)
+graft_status graft_model_save(const graft_model *m, const char *path)
 {
     return save_model(m, path, NULL);
 }

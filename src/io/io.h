@@ -63,7 +63,7 @@ graft_status io_weight_init(io_weight *w, const char *path, const char *full_nam
 /* Copies the file's weights into the model (Keras's load_weights rules). */
 graft_status io_assign(graft_model *m, io_file *f, const graft_load_opts *opts);
 
-/* Readers behind graft_load_weights / graft_load_model. */
+/* Readers behind graft_model_load_weights / graft_model_load. */
 graft_status io_h5_list(const char *path, io_file *f, char **model_config);
 graft_status io_tfjs_open(const char *path, io_file *f, cJSON **topology);
 

@@ -293,9 +293,9 @@ static graft_status open_any(const char *path, io_file *f, cJSON **topology, cha
     return io_h5_list(path, f, config);
 }
 
-graft_status graft_load_weights(graft_model *m, const char *path, const graft_load_opts *opts)
+graft_status graft_model_load_weights(graft_model *m, const char *path, const graft_load_opts *opts)
 {
-    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_load_weights: no model or path");
+    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_model_load_weights: no model or path");
     io_file f;
     graft_status s = open_any(path, &f, NULL, NULL);
     if (s == GRAFT_OK) s = io_assign(m, &f, opts);
@@ -303,9 +303,9 @@ graft_status graft_load_weights(graft_model *m, const char *path, const graft_lo
     return s;
 }
 
-graft_status graft_load_model(const char *path, graft_model **out)
+graft_status graft_model_load(const char *path, graft_model **out)
 {
-    if (!path || !out) return graft_fail(GRAFT_EINVAL, "graft_load_model: no path or output");
+    if (!path || !out) return graft_fail(GRAFT_EINVAL, "graft_model_load: no path or output");
     *out = NULL;
     io_file f;
     cJSON *topology = NULL, *parsed = NULL;
@@ -317,7 +317,7 @@ graft_status graft_load_model(const char *path, graft_model **out)
         if (!config_text) {
             s = graft_fail(GRAFT_ENOTFOUND,
                            "%s holds weights only (no model_config attribute); build the model "
-                           "and load them with graft_load_weights",
+                           "and load them with graft_model_load_weights",
                            path);
             goto done;
         }

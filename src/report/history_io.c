@@ -174,7 +174,7 @@ graft_status graft_history_save_json(const char *path, const graft_history *h,
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) return graft_fail(GRAFT_ENOMEM, "out of memory writing '%s'", path);
-    s = graft_write_file_atomic(path, write_text, &(text_ctx){path, text});
+    s = graft_file_write_atomic(path, write_text, &(text_ctx){path, text});
     cJSON_free(text);
     return s;
 }
@@ -465,5 +465,5 @@ graft_status graft_history_save_csv(const char *path, const graft_history *h)
     const double *all[5] = {h->accuracy, h->loss, h->lr, h->val_accuracy, h->val_loss};
     for (int k = 0; k < 5; k++)
         if (k == 1 || any_finite(all[k], h->n)) c.cols[k] = all[k];
-    return graft_write_file_atomic(path, write_csv, &c);
+    return graft_file_write_atomic(path, write_csv, &c);
 }

@@ -591,7 +591,7 @@ static graft_status render(panel *panels, int n, int w, int h, const char *path)
         s = graft_fail(cs == CAIRO_STATUS_NO_MEMORY ? GRAFT_ENOMEM : GRAFT_EINVAL,
                        "cannot draw '%s': cairo: %s", path, cairo_status_to_string(cs));
     } else {
-        s = graft_write_file_atomic(path, write_png, &(png_ctx){path, surface});
+        s = graft_file_write_atomic(path, write_png, &(png_ctx){path, surface});
     }
     cairo_surface_destroy(surface);
     return s;
@@ -830,7 +830,7 @@ graft_status graft_plot_confusion(const long *counts, int n_classes, const char 
                         png_path, cairo_status_to_string(cs));
     } else {
         cairo_surface_flush(surface);
-        st = graft_write_file_atomic(png_path, write_png, &(png_ctx){png_path, surface});
+        st = graft_file_write_atomic(png_path, write_png, &(png_ctx){png_path, surface});
     }
     cairo_surface_destroy(surface);
     return st;
@@ -867,7 +867,7 @@ graft_status graft_image_thumbnail(const char *image_path, int max_side, const c
                 memcpy(data + (size_t)y * stride + (size_t)x * 4, &v, 4);
             }
         cairo_surface_mark_dirty(surface);
-        st = graft_write_file_atomic(png_path, write_png, &(png_ctx){png_path, surface});
+        st = graft_file_write_atomic(png_path, write_png, &(png_ctx){png_path, surface});
     } else {
         st = graft_fail(GRAFT_ENOMEM, "cannot draw a thumbnail of '%s'", image_path);
     }

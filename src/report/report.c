@@ -563,9 +563,9 @@ graft_status graft_report_write(const graft_report_run *runs, int n, const char 
         goto done;
     }
     snprintf(path, sizeof path, "%s/report.md", out_dir);
-    if ((s = graft_write_file_atomic(path, write_text, md.s)) != GRAFT_OK) goto done;
+    if ((s = graft_file_write_atomic(path, write_text, md.s)) != GRAFT_OK) goto done;
     snprintf(path, sizeof path, "%s/report.html", out_dir);
-    s = graft_write_file_atomic(path, write_text, html.s);
+    s = graft_file_write_atomic(path, write_text, html.s);
 done:
     free(st);
     free(pr);

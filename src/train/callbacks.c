@@ -276,7 +276,7 @@ graft_status graft_lr_scheduler(float (*schedule)(int epoch, float lr, void *ctx
 /* ------------------------------------------------------------ ModelCheckpoint */
 
 typedef struct {
-    graft_checkpoint_cfg cfg;
+    graft_model_checkpoint_cfg cfg;
     char *path;
     monitor mon;
     bool max;
@@ -346,7 +346,7 @@ static graft_status ck_epoch_end(void *ctx, graft_model *m, const graft_epoch_lo
     } else if (c->cfg.verbose) {
         printf("\nEpoch %05d: saving model to %s\n", logs->epoch + 1, path);
     }
-    return c->cfg.save_weights_only ? graft_save_weights(m, path) : graft_save_model(m, path);
+    return c->cfg.save_weights_only ? graft_model_save_weights(m, path) : graft_model_save(m, path);
 }
 
 static void ck_free(void *ctx)
@@ -356,7 +356,7 @@ static void ck_free(void *ctx)
     free(c);
 }
 
-graft_status graft_model_checkpoint(graft_checkpoint_cfg cfg, graft_callback *out)
+graft_status graft_model_checkpoint(graft_model_checkpoint_cfg cfg, graft_callback *out)
 {
     memset(out, 0, sizeof *out);
     if (!cfg.path || !*cfg.path) return graft_fail(GRAFT_EINVAL, "ModelCheckpoint: no file path");

@@ -102,7 +102,7 @@ static graft_status write_buf(FILE *f, void *vctx)
     return GRAFT_OK;
 }
 
-graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
+graft_status graft_train_state_save(const graft_model *m, const graft_history *h,
                                    const graft_train_state *st, const char *path)
 {
     if (!m || !st || !path) return graft_fail(GRAFT_EINVAL, "checkpoint_save: missing argument");
@@ -142,7 +142,7 @@ graft_status graft_checkpoint_save(const graft_model *m, const graft_history *h,
     PUT(&b, crc);
     /* The atomic file's messages name the path. */
     graft_status s = b.failed ? graft_fail(GRAFT_ENOMEM, "checkpoint %s: out of memory", path)
-                              : graft_write_file_atomic(path, write_buf, &(write_ctx){&b, path});
+                              : graft_file_write_atomic(path, write_buf, &(write_ctx){&b, path});
     free(b.p);
     return s;
 }
@@ -169,7 +169,7 @@ static graft_status nonfinite_fail(const graft_model *m, const char *path, int a
                       graft_nonfinite_name(arr, index), index, array ? "optimizer" : "weight");
 }
 
-graft_status graft_checkpoint_load(graft_model *m, const char *path, graft_history *h,
+graft_status graft_train_state_load(graft_model *m, const char *path, graft_history *h,
                                    graft_train_state *st)
 {
     if (!m || !path || !st) return graft_fail(GRAFT_EINVAL, "checkpoint_load: missing argument");
@@ -302,7 +302,7 @@ static graft_status ckpt_epoch_end(void *ctx, graft_model *m, const graft_epoch_
     ckpt_cb *c = ctx;
     graft_train_state st = {logs->epoch + 1, c->train ? c->train->drawn : 0,
                             c->val ? c->val->drawn : 0};
-    return graft_checkpoint_save(m, c->history, &st, c->path);
+    return graft_train_state_save(m, c->history, &st, c->path);
 }
 
 static void ckpt_free(void *ctx)
@@ -312,7 +312,7 @@ static void ckpt_free(void *ctx)
     free(c);
 }
 
-graft_status graft_checkpoint_callback(const char *path, graft_source *train, graft_source *val,
+graft_status graft_train_state_callback(const char *path, graft_source *train, graft_source *val,
                                        const graft_history *history, graft_callback *out)
 {
     memset(out, 0, sizeof *out);

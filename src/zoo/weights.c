@@ -315,5 +315,5 @@ graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const gra
     graft_status st = graft_zoo_fetch_imagenet(arch, cfg, path, sizeof path);
     if (st != GRAFT_OK) return st;
     graft_load_opts opts = {.by_name = 1, .skip_mismatch = 0};
-    return graft_load_weights(m, path, &opts);
+    return graft_model_load_weights(m, path, &opts);
 }
