@@ -514,6 +514,34 @@ static void test_tfjs_kinds(void)
     }
 }
 
+/* The zoo's newer families, without and with top, at their smallest input,
+ * where this build has them (each is skipped, with a note, where
+ * graft_zoo_build does not know it). */
+static void test_zoo_families(void)
+{
+    static const struct { const char *arch; int size; } archs[] = {
+        {"resnet50v2", 32},      {"densenet121", 32},      {"inceptionv3", 75},      {"xception", 71},
+        {"efficientnetb0", 32},  {"mobilenetv3small", 32}, {"mobilenetv3large", 32},
+    };
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        for (int top = 0; top <= 1; top++) {
+            graft_zoo_cfg c = graft_zoo_default_cfg();
+            c.include_top = top;
+            c.classes = 10;
+            c.input_shape[0] = c.input_shape[1] = archs[i].size;
+            graft_model *m = NULL;
+            if (graft_zoo_build(archs[i].arch, &c, &m) != GRAFT_OK) {
+                printf("# skip: no zoo architecture %s in this build\n", archs[i].arch);
+                break;
+            }
+            perturb(m, 13);
+            char label[64];
+            snprintf(label, sizeof label, "%s_%s", archs[i].arch, top ? "top" : "notop");
+            check_model(m, label, &(graft_onnx_opts){0}, 2);
+            graft_model_free(m);
+        }
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/graft_onnxk_XXXXXX");
@@ -525,6 +553,7 @@ int main(void)
     RUN(test_merges);
     RUN(test_convs);
     RUN(test_tfjs_kinds);
+    RUN(test_zoo_families);
     printf("# worst ONNX Runtime difference: %.2e of the output range\n", worst_err);
     printf("# worst TF.js difference: %.2e of the output range\n", worst_tfjs);
     remove_tree(tmp);
