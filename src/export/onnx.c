@@ -182,6 +182,19 @@ void onnx_attr_float(onnx_ctx *x, onnx_node *n, const char *key, float v)
     a->f = v;
 }
 
+void onnx_attr_str(onnx_ctx *x, onnx_node *n, const char *key, const char *v)
+{
+    Onnx__AttributeProto *a = add_attr(x, n, key);
+    size_t len = strlen(v);
+    char *copy = ar_alloc(x, len + 1);
+    if (!a || !copy) return;
+    memcpy(copy, v, len + 1);
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    a->has_s = 1;
+    a->s.len = len;
+    a->s.data = (uint8_t *)copy;
+}
+
 void onnx_attr_ints(onnx_ctx *x, onnx_node *n, const char *key, const int64_t *v, int count)
 {
     Onnx__AttributeProto *a = add_attr(x, n, key);
@@ -365,6 +378,44 @@ static const char *clip(onnx_ctx *x, const graft_layer *l, const char *in, float
     return onnx_add_node(x, "Clip", ins, 3, out) ? out : NULL;
 }
 
+static const char *hard_sigmoid(onnx_ctx *x, const graft_layer *l, const char *in, const char *what)
+{
+    const char *out = onnx_name(x, l, what);
+    onnx_node *n = onnx_add_node(x, "HardSigmoid", &in, 1, out);
+    onnx_attr_float(x, n, "alpha", 1.0f / 6.0f);
+    onnx_attr_float(x, n, "beta", 0.5f);
+    return n ? out : NULL;
+}
+
+/* Gelu is an operator only from opset 20: exact 0.5 x (1 + erf(x / sqrt 2)),
+ * or (approximate) 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). */
+static const char *gelu(onnx_ctx *x, const graft_layer *l, const char *in, bool approximate,
+                        const char *what)
+{
+    const char *inner;
+    if (approximate) {
+        const char *x2 = onnx_name(x, l, "gelu_x2"), *x3 = onnx_name(x, l, "gelu_x3"),
+                   *k3 = onnx_name(x, l, "gelu_kx3"), *sum = onnx_name(x, l, "gelu_sum"),
+                   *arg = onnx_name(x, l, "gelu_arg");
+        onnx_add_node(x, "Mul", (const char *[]){in, in}, 2, x2);
+        onnx_add_node(x, "Mul", (const char *[]){x2, in}, 2, x3);
+        onnx_add_node(x, "Mul", (const char *[]){x3, onnx_scalar(x, onnx_name(x, l, "gelu_k"), 0.044715f)}, 2, k3);
+        onnx_add_node(x, "Add", (const char *[]){in, k3}, 2, sum);
+        onnx_add_node(x, "Mul", (const char *[]){sum, onnx_scalar(x, onnx_name(x, l, "gelu_c"), 0.7978845608028654f)},
+                      2, arg);
+        inner = unary(x, l, "Tanh", arg, "gelu_tanh");
+    } else {
+        const char *arg = onnx_name(x, l, "gelu_arg");
+        onnx_add_node(x, "Mul", (const char *[]){in, onnx_scalar(x, onnx_name(x, l, "gelu_c"), 0.7071067811865476f)},
+                      2, arg);
+        inner = unary(x, l, "Erf", arg, "gelu_erf");
+    }
+    const char *one = onnx_name(x, l, "gelu_1p"), *half = onnx_name(x, l, "gelu_half"), *out = onnx_name(x, l, what);
+    onnx_add_node(x, "Add", (const char *[]){inner, onnx_scalar(x, onnx_name(x, l, "gelu_one"), 1.0f)}, 2, one);
+    onnx_add_node(x, "Mul", (const char *[]){in, onnx_scalar(x, onnx_name(x, l, "gelu_h"), 0.5f)}, 2, half);
+    return onnx_add_node(x, "Mul", (const char *[]){half, one}, 2, out) ? out : NULL;
+}
+
 const char *onnx_activation(onnx_ctx *x, const graft_layer *l, const char *name, const char *in,
                             onnx_layout *layout, int rank)
 {
@@ -384,11 +435,20 @@ const char *onnx_activation(onnx_ctx *x, const graft_layer *l, const char *name,
         const char *out = onnx_name(x, l, what);
         return onnx_add_node(x, "Mul", ins, 2, out) ? out : NULL;
     }
-    if (!strcmp(name, "hard_sigmoid")) { /* Keras 2: clip(0.2 x + 0.5, 0, 1) */
+    if (!strcmp(name, "hard_sigmoid")) /* Keras 3's, as graft computes it: clip(x / 6 + 0.5, 0, 1) */
+        return hard_sigmoid(x, l, in, what);
+    if (!strcmp(name, "hard_swish") || !strcmp(name, "hard_silu")) {
+        if (onnx_opset(x) >= 14) return unary(x, l, "HardSwish", in, what);
+        const char *ins[2] = {in, hard_sigmoid(x, l, in, "hard_sigmoid")};
         const char *out = onnx_name(x, l, what);
-        onnx_node *n = onnx_add_node(x, "HardSigmoid", &in, 1, out);
+        return onnx_add_node(x, "Mul", ins, 2, out) ? out : NULL;
+    }
+    if (!strcmp(name, "gelu") || !strcmp(name, "gelu_approximate") || !strcmp(name, "gelu_new"))
+        return gelu(x, l, in, strcmp(name, "gelu") != 0, what);
+    if (!strcmp(name, "leaky_relu")) { /* Keras 3's activations.leaky_relu: slope 0.2 */
+        const char *out = onnx_name(x, l, what);
+        onnx_node *n = onnx_add_node(x, "LeakyRelu", &in, 1, out);
         onnx_attr_float(x, n, "alpha", 0.2f);
-        onnx_attr_float(x, n, "beta", 0.5f);
         return n ? out : NULL;
     }
     if (!strcmp(name, "softmax")) {

@@ -71,6 +71,7 @@ onnx_node *onnx_add_node(onnx_ctx *x, const char *op, const char *const *in, int
 void onnx_attr_int(onnx_ctx *x, onnx_node *n, const char *key, int64_t v);
 void onnx_attr_ints(onnx_ctx *x, onnx_node *n, const char *key, const int64_t *v, int count);
 void onnx_attr_float(onnx_ctx *x, onnx_node *n, const char *key, float v);
+void onnx_attr_str(onnx_ctx *x, onnx_node *n, const char *key, const char *v);
 /* Initializers (the data is copied): float32 and int64 tensors of the given dims. */
 const char *onnx_const_f32(onnx_ctx *x, const char *name, const float *data, const int64_t *dims,
                            int rank);

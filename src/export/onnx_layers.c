@@ -66,8 +66,7 @@ graft_status onnx_conv2d(onnx_ctx *x, const graft_layer *l, const cJSON *cfg)
     graft_shape ks;
     const float *k = onnx_weight(l, "kernel", &ks);
     if (!k || ks.rank != 4) return onnx_fail(x, l, GRAFT_EFORMAT, "no 4-D kernel");
-    if (onnx_cfg_num(cfg, "groups", 1) != 1)
-        return onnx_fail(x, l, GRAFT_EUNSUPPORTED, "grouped convolution (groups != 1)");
+    int groups = (int)onnx_cfg_num(cfg, "groups", 1);
     int kh = ks.dim[0], kw = ks.dim[1], ci = ks.dim[2], co = ks.dim[3];
     float *w = calloc(graft_shape_size(&ks), sizeof *w); /* calloc: the analyzer cannot see the loops fill it */
     if (!w) return onnx_fail(x, l, GRAFT_ENOMEM, "out of memory");
@@ -76,7 +75,8 @@ graft_status onnx_conv2d(onnx_ctx *x, const graft_layer *l, const cJSON *cfg)
             for (int c = 0; c < ci; c++)
                 for (int o = 0; o < co; o++)
                     w[(((size_t)o * ci + c) * kh + i) * kw + j] = k[(((size_t)i * kw + j) * ci + c) * co + o];
-    graft_status s = conv_common(x, l, cfg, w, co, ci, kh, kw, 1, onnx_weight(l, "bias", NULL));
+    /* A grouped kernel's input axis holds cin / groups channels: ONNX's layout too. */
+    graft_status s = conv_common(x, l, cfg, w, co, ci, kh, kw, groups, onnx_weight(l, "bias", NULL));
     free(w);
     return s;
 }

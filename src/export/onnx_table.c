@@ -27,7 +27,29 @@
     X("Flatten", onnx_flatten, false)                                                              \
     X("Reshape", onnx_reshape, false)                                                              \
     X("Dropout", onnx_dropout, false)                                                              \
-    X("Add", onnx_add, false)
+    X("Add", onnx_add, false)                                                                      \
+    X("Concatenate", onnx_concatenate, false)                                                      \
+    X("Multiply", onnx_multiply, false)                                                            \
+    X("Subtract", onnx_subtract, false)                                                            \
+    X("Average", onnx_average, false)                                                              \
+    X("Maximum", onnx_maximum, false)                                                              \
+    X("Minimum", onnx_minimum, false)                                                              \
+    X("Rescaling", onnx_rescaling, false)                                                          \
+    X("Normalization", onnx_normalization, false)                                                  \
+    X("LayerNormalization", onnx_layer_norm, false)                                                \
+    X("LayerScale", onnx_layer_scale, false)                                                       \
+    X("SeparableConv2D", onnx_separable_conv2d, false)                                             \
+    X("LeakyReLU", onnx_leaky_relu, false)                                                         \
+    X("PReLU", onnx_prelu, false)                                                                  \
+    X("ELU", onnx_elu, false)                                                                      \
+    X("Softmax", onnx_softmax, false)                                                              \
+    X("Conv2DTranspose", onnx_conv2d_transpose, false)                                             \
+    X("UpSampling2D", onnx_upsampling2d, false)                                                    \
+    X("Cropping2D", onnx_cropping2d, false)                                                        \
+    X("Permute", onnx_permute, false)                                                              \
+    X("SpatialDropout2D", onnx_dropout, false)                                                     \
+    X("GaussianNoise", onnx_dropout, false)                                                        \
+    X("GaussianDropout", onnx_dropout, false)
 
 #define DECLARE(cls, fn, folds) graft_status fn(onnx_ctx *x, const graft_layer *l, const cJSON *cfg);
 ONNX_KINDS(DECLARE)
