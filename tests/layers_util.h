@@ -44,7 +44,7 @@ static inline void layer_run(graft_layer *l, int n, const float *const *in, floa
 {
     graft_rng rng;
     graft_rng_seed(&rng, 1);
-    graft_fwd f = {n, false, in, out, NULL, NULL, &rng, NULL};
+    graft_fwd f = {.n = n, .training = false, .in = in, .out = out, .rng = &rng};
     l->ops->forward(l, &f);
 }
 
@@ -70,7 +70,8 @@ static inline int layer_gradcheck(graft_layer *l, int n, float *const *in, uint6
     for (int k = 0; k < K; k++) din[k] = malloc((size_t)n * layer_in_size(l, k) * sizeof(float));
     layer_run(l, n, (const float *const *)in, out);
     memcpy(dout, r, osz * sizeof(float));
-    graft_bwd b = {n, true, (const float *const *)in, out, dout, din, acc, false, NULL, NULL};
+    graft_bwd b = {.n = n, .training = true, .in = (const float *const *)in, .out = out,
+                   .dout = dout, .din = din, .din_accumulate = acc};
     l->ops->backward(l, &b);
     int bad = 0;
     for (int k = 0; k < K; k++) {

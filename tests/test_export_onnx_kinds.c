@@ -547,7 +547,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/graft_onnxk_XXXXXX");
     if (make_tmpdir(tmp) != 0) return 1;
     probe_oracles();
-    graft_set_num_threads(2);
+    graft_threads_set(2);
     RUN(test_activations);
     RUN(test_transpose_sizes);
     RUN(test_merges);

@@ -639,6 +639,7 @@ static int open_run_model(const char *run_dir, run_config *c, graft_model **m)
 /* The frozen stage's model stays beside the fine-tuned one, as model_frozen.h5. */
 static int keep_frozen_model(const char *run_dir)
 {
+    if (!cli_writes()) return 0; /* rank 0 alone writes the run folder */
     char from[CLI_PATH + 32], to[CLI_PATH + 32];
     path_in(from, sizeof from, run_dir, "model.h5");
     path_in(to, sizeof to, run_dir, "model_frozen.h5");

@@ -283,6 +283,11 @@ const char *onnx_input_held(onnx_ctx *x, const graft_layer *l, int i, onnx_layou
     return r->name[*layout];
 }
 
+const char *onnx_input_class(const onnx_ctx *x, const graft_layer *l, int i)
+{
+    return i >= 0 && i < l->n_inputs ? layer_at(x, l->inputs[i])->ops->class_name : NULL;
+}
+
 graft_shape onnx_input_shape(const onnx_ctx *x, const graft_layer *l, int i)
 {
     return layer_at(x, l->inputs[i])->out_shape;

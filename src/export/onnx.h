@@ -83,6 +83,8 @@ int onnx_opset(const onnx_ctx *x);
 
 /* --------------------------------------------------------- helpers for converters */
 
+/* The Keras class of the layer that computes l's input i. */
+const char *onnx_input_class(const onnx_ctx *x, const graft_layer *l, int i);
 /* A weight of l by Keras name ("kernel", ...), its data and shape; NULL if absent. */
 const float *onnx_weight(const graft_layer *l, const char *name, graft_shape *shape);
 /* The per-channel y = x * scale + shift of the BatchNormalization folded into

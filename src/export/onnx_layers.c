@@ -6,6 +6,7 @@
  */
 #include "export/onnx.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,17 @@ static graft_status pool2d(onnx_ctx *x, const graft_layer *l, const cJSON *cfg, 
     onnx_same_pads(padding, in.dim[0], k[0], s[0], &pt, &pb);
     onnx_same_pads(padding, in.dim[1], k[1], s[1], &pl, &pr);
     const char *in_name = onnx_input(x, l, 0, ONNX_NCHW), *out = onnx_name(x, l, "pool");
+    /* ONNX Runtime (1.30, optimisation 'basic' and up) fuses a Pad into the
+     * MaxPool reading it and then pads with -inf, not Keras's zeros: wrong
+     * wherever a window over the padding holds only negative values
+     * (ResNetV2's stem). Max(x, -FLT_MAX), the identity, keeps them apart. */
+    const char *from = onnx_input_class(x, l, 0);
+    if (strcmp(op, "MaxPool") == 0 && from && strcmp(from, "ZeroPadding2D") == 0) {
+        const char *ins[2] = {in_name, onnx_scalar(x, onnx_name(x, l, "lowest"), -FLT_MAX)};
+        const char *kept = onnx_name(x, l, "kept_zeros");
+        onnx_add_node(x, "Max", ins, 2, kept);
+        in_name = kept;
+    }
     onnx_node *n = onnx_add_node(x, op, &in_name, 1, out);
     onnx_attr_ints(x, n, "kernel_shape", (const int64_t[]){k[0], k[1]}, 2);
     onnx_attr_ints(x, n, "strides", (const int64_t[]){s[0], s[1]}, 2);
