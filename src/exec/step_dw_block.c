@@ -383,7 +383,10 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     float *threads_scratch = f->scratch + g.pack_e + g.pack_p;
     const float *x = f->in[0];
     float *out = m->layers[s->layer[s->n - 1]]->out;
-    const int nb = bands_per_image(&g), th = graft_threads();
+    const int nb = bands_per_image(&g);
+    /* read by the omp pragmas, which the analyzer does not see */
+    // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores)
+    const int th = graft_threads();
     const long items = (long)f->n * nb;
     const size_t in_img = (size_t)g.H * g.W * g.Cin, out_img = (size_t)g.OH * g.OW * g.Cout;
     if (g.G > 1) {

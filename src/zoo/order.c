@@ -56,7 +56,7 @@ graft_status graft_zoo_keras_order(graft_model *m)
     int n = m->n_layers, out = graft_model_output_index(m);
     graft_status st = GRAFT_OK;
     int *buf = malloc((size_t)n * 6 * sizeof(int) + 1);
-    graft_layer **layers = malloc((size_t)n * sizeof *layers + 1);
+    graft_layer **layers = malloc((size_t)n * sizeof(graft_layer *) + 1);
     if (!buf || !layers) {
         st = graft_fail(GRAFT_ENOMEM, "model '%s': out of memory ordering %d layers", m->name, n);
         goto done;
@@ -93,7 +93,7 @@ graft_status graft_zoo_keras_order(graft_model *m)
         l->index = i;
         layers[i] = l;
     }
-    memcpy(m->layers, layers, (size_t)n * sizeof *layers);
+    memcpy(m->layers, layers, (size_t)n * sizeof(graft_layer *));
     if (m->output >= 0) m->output = new_index[m->output];
     graft_names_free(&m->names);
     memset(&m->names, 0, sizeof m->names);
