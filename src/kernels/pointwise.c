@@ -64,6 +64,17 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
 
 #ifdef __AVX2__
 
+
+/* GCC keeps the tiles' accumulators in registers only with these loops
+ * unrolled. Clang (the fuzzing build) is left to unroll by itself: with
+ * the pragmas its sanitizer build of this file took over ten minutes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define PW_PRAGMA(x) _Pragma(#x)
+#define PW_UNROLL(n) PW_PRAGMA(GCC unroll n)
+#else
+#define PW_UNROLL(n)
+#endif
+
 #define INLINE static inline __attribute__((always_inline))
 #define T256 __attribute__((target("avx2,fma")))
 #define T512 __attribute__((target("avx512f,avx2,fma")))
@@ -91,24 +102,24 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
                          const graft_kernel_epi *e, int n0, const float *R, size_t ldr)
 {
     __m256 acc[6][2];
-    #pragma GCC unroll 12
+    PW_UNROLL(12)
     for (int i = 0; i < MR; i++)
-        #pragma GCC unroll 2
+        PW_UNROLL(2)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
-        #pragma GCC unroll 12
+        PW_UNROLL(12)
         for (int i = 0; i < MR; i++) {
             __m256 a = _mm256_broadcast_ss(A + (size_t)i * lda + k);
             acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
             if (NV > 1) acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
         }
     }
-    #pragma GCC unroll 12
+    PW_UNROLL(12)
     for (int i = 0; i < MR; i++) {
         const float *res = R ? R + (size_t)i * ldr : NULL;
-        #pragma GCC unroll 2
+        PW_UNROLL(2)
         for (int v = 0; v < NV; v++)
             _mm256_storeu_ps(C + (size_t)i * ldc + n0 + 8 * v, epi256(e, n0 + 8 * v, acc[i][v], res));
     }
@@ -174,22 +185,22 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
 {
     __m512 acc[12][2];
     const __mmask16 m0 = NV > 1 ? 0xffff : mk;
-    #pragma GCC unroll 12
+    PW_UNROLL(12)
     for (int i = 0; i < MR; i++)
-        #pragma GCC unroll 2
+        PW_UNROLL(2)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
         __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(mk, b + 16) : b0;
-        #pragma GCC unroll 12
+        PW_UNROLL(12)
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k]);
             acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
             if (NV > 1) acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
     }
-    #pragma GCC unroll 12
+    PW_UNROLL(12)
     for (int i = 0; i < MR; i++) {
         const float *res = R ? R + (size_t)i * ldr : NULL;
         float *c = C + (size_t)i * ldc + n0;
