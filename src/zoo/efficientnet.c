@@ -136,7 +136,7 @@ void graft_zoo_efficientnet(graft_model *m, graft_layer *in, const zoo_spec *s)
         int fin = round_filters(stages[i].filters_in, width);
         int fout = round_filters(stages[i].filters_out, width);
         for (int j = 0; j < round_repeats(stages[i].repeats, depth) && x; j++, b++) {
-            char p[16];
+            char p[32]; /* "blockNx_": room for any int, which GCC cannot rule out */
             snprintf(p, sizeof p, "block%d%c_", i + 1, 'a' + j);
             x = block(m, x, p, 0.2 * b / total, j ? fout : fin, fout, stages[i].kernel,
                       j ? 1 : stages[i].stride, stages[i].expand);

@@ -46,7 +46,7 @@ static graft_layer *concat(graft_model *m, const char *name, int n, graft_layer 
 
 void graft_zoo_inception_v3(graft_model *m, graft_layer *in, const zoo_spec *s)
 {
-    char name[16];
+    char name[32]; /* "mixedN_M": room for any int, which GCC cannot rule out */
     graft_layer *x = cbr(m, in, 32, 3, 3, 2, GRAFT_VALID);
     x = cbr(m, x, 32, 3, 3, 1, GRAFT_VALID);
     x = cb(m, x, 64, 3, 3);
