@@ -126,7 +126,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libgraft.a
 
 examples: $(EXAMPLE_BIN)
 
-test: $(TEST_BIN) $(BUILD)/graft $(FUZZ_REPLAY)
+test: lib $(TEST_BIN) $(BUILD)/graft $(FUZZ_REPLAY)
 	@tests/run.sh $(BUILD) $(TEST_BIN)
 
 # AddressSanitizer + UBSan over the whole suite, in its own build folder.

@@ -14,6 +14,14 @@ static char tmp[64] = "/tmp/graft_install_XXXXXX", out_path[128], err_path[128];
 static char out[1 << 16], err[1 << 16];
 static char build[200], make_args[1100];
 
+/* Under `make asan` the installed library is instrumented: the program built
+ * against it is too, so that the sanitizer runtime comes first. */
+#ifdef __SANITIZE_ADDRESS__
+#define PROG_CFLAGS "-fsanitize=address,undefined"
+#else
+#define PROG_CFLAGS ""
+#endif
+
 static int sh(const char *fmt, const char *a, const char *b)
 {
     char cmd[3000];
@@ -50,7 +58,7 @@ static void test_install_uninstall(void)
                        "  printf(\"%s %d\\n\", GRAFT_VERSION, m != NULL); graft_model_free(m); return 0; }\n";
     CHECK(write_bytes(src, prog, strlen(prog)) == 0);
     snprintf(cmd, sizeof cmd,
-             "PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s cc -o %s %s "
+             "PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s cc " PROG_CFLAGS " -o %s %s "
              "$(PKG_CONFIG_PATH=%s/usr/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=%s pkg-config --cflags --libs graft) "
              "-Wl,-rpath,%s/usr/lib",
              root, root, exe, src, root, root, root);
