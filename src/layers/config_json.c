@@ -16,6 +16,14 @@ bool graft_config_add_pair(cJSON *o, const char *key, int a, int b)
     return false;
 }
 
+bool graft_config_add_sides(cJSON *o, const char *key, const int v[4])
+{
+    cJSON *p = cJSON_AddArrayToObject(o, key);
+    return p && cJSON_AddItemToArray(p, cJSON_CreateIntArray(v, 2)) &&
+           cJSON_AddItemToArray(p, cJSON_CreateIntArray(v + 2, 2)) &&
+           cJSON_AddStringToObject(o, "data_format", "channels_last");
+}
+
 bool graft_config_add_float(cJSON *o, const char *key, float v)
 {
     /* cJSON prints a double with the fewest of 15 or 17 digits that give it
@@ -169,6 +177,32 @@ graft_status graft_config_pair(const graft_config_in *c, const cJSON *cfg, const
         return GRAFT_OK;
     return graft_config_refuse(c, GRAFT_EFORMAT,
                                "'%s' is not a positive integer or a pair of them", key);
+}
+
+graft_status graft_config_sides(const graft_config_in *c, const cJSON *cfg, const char *key,
+                                int dflt, int v[4])
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    int a, b;
+    v[0] = v[1] = v[2] = v[3] = dflt;
+    bool ok = !p || cJSON_IsNull(p);
+    if (!ok && graft_config_small_int(p, 0, &a)) {
+        v[0] = v[1] = v[2] = v[3] = a;
+        ok = true;
+    } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
+        const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
+        if (graft_config_small_int(h, 0, &a) && graft_config_small_int(w, 0, &b)) {
+            v[0] = v[1] = a;
+            v[2] = v[3] = b;
+            ok = true;
+        } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
+            ok = graft_config_small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
+                 graft_config_small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
+        }
+    }
+    return ok ? GRAFT_OK : graft_config_refuse(c, GRAFT_EFORMAT, "'%s' is not understood", key);
 }
 
 graft_status graft_config_padding(const graft_config_in *c, const cJSON *cfg, graft_padding *out)

@@ -20,6 +20,9 @@ bool graft_config_add_pair(cJSON *o, const char *key, int a, int b);
 /* "key": v as the shortest decimal that reads back as the same float, so
  * 0.99f is written 0.99 as Keras writes the Python float it was given. */
 bool graft_config_add_float(cJSON *o, const char *key, float v);
+/* ((v[0], v[1]), (v[2], v[3])) and data_format channels_last, as
+ * ZeroPadding2D/Cropping2D write their amounts. */
+bool graft_config_add_sides(cJSON *o, const char *key, const int v[4]);
 
 /* "key": {"class_name": cls, "config": {...}}, with GlorotUniform's
  * {"seed": null} (graft draws from its own seeded RNG, not Keras's seed). */
@@ -76,6 +79,11 @@ graft_status graft_config_int(const graft_config_in *c, const cJSON *cfg, const 
 /* A Keras 2-tuple: a positive int or a list of two (kernel_size, strides, pool_size). */
 graft_status graft_config_pair(const graft_config_in *c, const cJSON *cfg, const char *key,
                                int dflt, int out[2]);
+/* Keras's ZeroPadding2D/Cropping2D amounts: an int, a pair (symmetric per
+ * axis) or ((top, bottom), (left, right)), into v = {top, bottom, left,
+ * right}; absent or null: dflt on every side. */
+graft_status graft_config_sides(const graft_config_in *c, const cJSON *cfg, const char *key,
+                                int dflt, int v[4]);
 /* "padding": "valid" (the default) or "same". */
 graft_status graft_config_padding(const graft_config_in *c, const cJSON *cfg,
                                   graft_padding *out);

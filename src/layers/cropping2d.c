@@ -68,38 +68,16 @@ static void backward(graft_layer *l, const graft_bwd *b)
 static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const cropping *z = l->cfg;
-    cJSON *p = cJSON_AddArrayToObject(o, "cropping");
-    bool ok = p && cJSON_AddItemToArray(p, cJSON_CreateIntArray((const int[]){z->top, z->bottom}, 2)) &&
-              cJSON_AddItemToArray(p, cJSON_CreateIntArray((const int[]){z->left, z->right}, 2)) &&
-              cJSON_AddStringToObject(o, "data_format", "channels_last");
-    return graft_config_done(l, ok);
+    const int v[4] = {z->top, z->bottom, z->left, z->right};
+    return graft_config_done(l, graft_config_add_sides(o, "cropping", v));
 }
 
-/* An int, a pair (symmetric per axis) or ((top, bottom), (left, right)); default 0. */
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "cropping");
-    int v[4] = {0, 0, 0, 0}, a, b;
-    bool ok = !p || cJSON_IsNull(p);
-    if (!ok && graft_config_small_int(p, 0, &a)) {
-        v[0] = v[1] = v[2] = v[3] = a;
-        ok = true;
-    } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
-        const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
-        if (graft_config_small_int(h, 0, &a) && graft_config_small_int(w, 0, &b)) {
-            v[0] = v[1] = a;
-            v[2] = v[3] = b;
-            ok = true;
-        } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
-            ok = graft_config_small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
-        }
-    }
-    if (!ok) return graft_config_refuse(c, GRAFT_EFORMAT, "'cropping' is not understood");
-    *out = graft_cropping2d(c->m, c->in[0], c->name, v[0], v[1], v[2], v[3]);
-    return GRAFT_OK;
+    int v[4];
+    graft_status s = graft_config_sides(c, cfg, "cropping", 0, v);
+    if (s == GRAFT_OK) *out = graft_cropping2d(c->m, c->in[0], c->name, v[0], v[1], v[2], v[3]);
+    return s;
 }
 
 const graft_layer_ops graft_cropping2d_ops = {

@@ -94,39 +94,16 @@ bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int 
 static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const zero_padding2d *p = l->cfg;
-    const int rows[2] = {p->top, p->bottom}, cols[2] = {p->left, p->right};
-    cJSON *pad = cJSON_AddArrayToObject(o, "padding");
-    bool ok = pad && cJSON_AddItemToArray(pad, cJSON_CreateIntArray(rows, 2)) &&
-              cJSON_AddItemToArray(pad, cJSON_CreateIntArray(cols, 2)) &&
-              cJSON_AddStringToObject(o, "data_format", "channels_last");
-    return graft_config_done(l, ok);
+    const int v[4] = {p->top, p->bottom, p->left, p->right};
+    return graft_config_done(l, graft_config_add_sides(o, "padding", v));
 }
 
-/* An int, a pair (symmetric per axis) or ((top, bottom), (left, right)). */
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "padding");
-    int v[4] = {1, 1, 1, 1}, a, b;
-    bool ok = !p || cJSON_IsNull(p);
-    if (!ok && graft_config_small_int(p, 0, &a)) {
-        v[0] = v[1] = v[2] = v[3] = a;
-        ok = true;
-    } else if (!ok && cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
-        const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
-        if (graft_config_small_int(h, 0, &a) && graft_config_small_int(w, 0, &b)) {
-            v[0] = v[1] = a;
-            v[2] = v[3] = b;
-            ok = true;
-        } else if (cJSON_GetArraySize(h) == 2 && cJSON_GetArraySize(w) == 2) {
-            ok = graft_config_small_int(cJSON_GetArrayItem(h, 0), 0, &v[0]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(h, 1), 0, &v[1]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(w, 0), 0, &v[2]) &&
-                 graft_config_small_int(cJSON_GetArrayItem(w, 1), 0, &v[3]);
-        }
-    }
-    if (!ok) return graft_config_refuse(c, GRAFT_EFORMAT, "'padding' is not understood");
-    *out = graft_zero_padding2d(c->m, c->in[0], c->name, v[0], v[1], v[2], v[3]);
-    return GRAFT_OK;
+    int v[4];
+    graft_status s = graft_config_sides(c, cfg, "padding", 1, v);
+    if (s == GRAFT_OK) *out = graft_zero_padding2d(c->m, c->in[0], c->name, v[0], v[1], v[2], v[3]);
+    return s;
 }
 
 const graft_layer_ops graft_zero_padding2d_ops = {
