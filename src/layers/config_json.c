@@ -179,6 +179,22 @@ graft_status graft_config_pair(const graft_config_in *c, const cJSON *cfg, const
                                "'%s' is not a positive integer or a pair of them", key);
 }
 
+graft_status graft_config_conv_window(const graft_config_in *c, const cJSON *cfg, int kernel[2],
+                                      int strides[2], graft_padding *padding, int dilation[2])
+{
+    graft_status s = graft_config_pair(c, cfg, "kernel_size", 0, kernel);
+    if (s == GRAFT_OK && !kernel[0]) s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, strides);
+    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, padding);
+    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, dilation);
+    if (s == GRAFT_OK && (dilation[0] > 1 || dilation[1] > 1) && (strides[0] > 1 || strides[1] > 1))
+        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
+                                "dilation_rate (%d, %d) with strides (%d, %d): Keras allows "
+                                "one of them above 1, not both",
+                                dilation[0], dilation[1], strides[0], strides[1]);
+    return s;
+}
+
 graft_status graft_config_sides(const graft_config_in *c, const cJSON *cfg, const char *key,
                                 int dflt, int v[4])
 {

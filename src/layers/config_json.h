@@ -84,6 +84,11 @@ graft_status graft_config_pair(const graft_config_in *c, const cJSON *cfg, const
  * right}; absent or null: dflt on every side. */
 graft_status graft_config_sides(const graft_config_in *c, const cJSON *cfg, const char *key,
                                 int dflt, int v[4]);
+/* A convolution's window: kernel_size (required), strides and
+ * dilation_rate (default 1) and padding, refusing what Keras refuses:
+ * strides and dilation_rate both above 1. */
+graft_status graft_config_conv_window(const graft_config_in *c, const cJSON *cfg, int kernel[2],
+                                      int strides[2], graft_padding *padding, int dilation[2]);
 /* "padding": "valid" (the default) or "same". */
 graft_status graft_config_padding(const graft_config_in *c, const cJSON *cfg,
                                   graft_padding *out);

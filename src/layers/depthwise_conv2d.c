@@ -416,20 +416,8 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
 {
     graft_depthwise_conv2d_cfg k = {.name = c->name};
     bool use_bias = true;
-    int d[2] = {1, 1};
-    graft_status s = graft_config_pair(c, cfg, "kernel_size", 0, k.kernel_size);
-    if (s == GRAFT_OK && !k.kernel_size[0])
-        s = graft_config_refuse(c, GRAFT_EFORMAT, "no 'kernel_size'");
-    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "strides", 1, k.strides);
-    if (s == GRAFT_OK) s = graft_config_padding(c, cfg, &k.padding);
-    if (s == GRAFT_OK) s = graft_config_pair(c, cfg, "dilation_rate", 1, d);
-    if (s == GRAFT_OK && (d[0] > 1 || d[1] > 1) && (k.strides[0] > 1 || k.strides[1] > 1))
-        s = graft_config_refuse(c, GRAFT_EUNSUPPORTED,
-                                "dilation_rate (%d, %d) with strides (%d, %d): Keras allows "
-                                "one of them above 1, not both",
-                                d[0], d[1], k.strides[0], k.strides[1]);
-    k.dilation_rate[0] = d[0];
-    k.dilation_rate[1] = d[1];
+    graft_status s = graft_config_conv_window(c, cfg, k.kernel_size, k.strides, &k.padding,
+                                              k.dilation_rate);
     if (s == GRAFT_OK) s = graft_config_int(c, cfg, "depth_multiplier", 1, 1, &k.depth_multiplier);
     if (s == GRAFT_OK) s = graft_config_activation(c, cfg, "activation", &k.activation);
     if (s == GRAFT_OK) s = graft_config_bool(c, cfg, "use_bias", true, &use_bias);
