@@ -10,14 +10,9 @@
  * Debian's /usr/bin/python3 with torch, torchvision and h5py, and skips
  * without them. GRAFT_ZOO_REF_CASES="case ..." runs those cases, "all" every one.
  */
-#include "check.h"
-#include "fixture.h"
+#include "zoo_ref.h"
 
-#include <graft.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#define PYTHON "/usr/bin/python3"
+#include <math.h>
 
 /* The script's CASES: case name, architecture, input size, and whether the
  * suite runs it by default. A family's deeper members run the same builder
@@ -70,25 +65,12 @@ static void compare(int c, int top, const fixture *fx)
     cfg.include_top = top;
     cfg.classes = 10;
     cfg.input_shape[0] = cfg.input_shape[1] = cases[c].size;
-    graft_model *m = NULL;
-    CHECK_OK(graft_zoo_build(cases[c].arch, &cfg, &m));
-    const fixture_array *x = fixture_get(fx, "input"), *ref = fixture_get(fx, top ? "top" : "features");
-    if (!m || !x || !ref) {
-        graft_model_free(m);
-        CHECK(0);
-        return;
-    }
     char path[128];
     snprintf(path, sizeof path, "%s/ref_%s.h5", dir, cases[c].name);
-    graft_load_opts opts = {.by_name = 1, .skip_mismatch = !top};
-    CHECK_OK(graft_model_load_weights(m, path, &opts));
-    graft_shape os = graft_layer_output_shape(graft_model_output(m));
-    size_t out_n = graft_shape_size(&os) * (size_t)x->dim[0];
-    CHECK_MSG(out_n == ref->size, "%s: %zu outputs, reference has %zu", cases[c].name, out_n,
-              ref->size);
-    float *y = malloc(out_n * sizeof(float) + 1);
-    if (y && out_n == ref->size) {
-        CHECK_OK(graft_model_predict(m, x->data, x->dim[0], y));
+    graft_model *m;
+    const fixture_array *ref;
+    float *y = zoo_ref_predict(cases[c].name, cases[c].arch, &cfg, path, fx, &m, &ref);
+    if (y) {
         size_t worst = 0;
         double r = rel_error(y, ref, &worst);
         printf("  %-16s %-8s max error %.2e of the largest value\n", cases[c].name,
@@ -98,21 +80,6 @@ static void compare(int c, int top, const fixture *fx)
     }
     free(y);
     graft_model_free(m);
-}
-
-static int python_ready(void)
-{
-    if (access(PYTHON, X_OK) != 0) {
-        printf("skip: %s is missing (Debian's python3 with torch makes the references)\n", PYTHON);
-        return 0;
-    }
-    if (system(PYTHON " -c 'import torch, torchvision, h5py, numpy' 2>/dev/null") != 0) {
-        printf("skip: %s lacks torch, torchvision, h5py or numpy (apt install python3-torch "
-               "python3-torchvision python3-h5py)\n",
-               PYTHON);
-        return 0;
-    }
-    return 1;
 }
 
 static int wanted(int c)
@@ -154,7 +121,7 @@ static void test_against_pytorch(void)
 
 int main(void)
 {
-    if (!python_ready()) return CHECK_SUMMARY();
+    if (!zoo_ref_python_ready("torch, torchvision, h5py, numpy")) return CHECK_SUMMARY();
     snprintf(dir, sizeof dir, "/tmp/graft_zoo_keras_ref_XXXXXX");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");

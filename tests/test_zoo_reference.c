@@ -9,14 +9,9 @@
  * this test needs Debian's /usr/bin/python3 with torch and h5py, and says so
  * when they are missing.
  */
-#include "check.h"
-#include "fixture.h"
+#include "zoo_ref.h"
 
-#include <graft.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#define PYTHON "/usr/bin/python3"
+#include <math.h>
 
 static const struct {
     const char *name, *arch;
@@ -44,25 +39,12 @@ static void compare(int c, int top, const fixture *fx)
     cfg.classes = 10;
     cfg.input_shape[0] = cases[c].h;
     cfg.input_shape[1] = cases[c].w;
-    graft_model *m = NULL;
-    CHECK_OK(graft_zoo_build(cases[c].arch, &cfg, &m));
-    const fixture_array *x = fixture_get(fx, "input"), *ref = fixture_get(fx, top ? "top" : "features");
-    if (!m || !x || !ref) {
-        graft_model_free(m);
-        CHECK(0);
-        return;
-    }
     char path[128];
     snprintf(path, sizeof path, "%s/zoo_%s.h5", dir, cases[c].name);
-    graft_load_opts opts = {.by_name = 1, .skip_mismatch = !top};
-    CHECK_OK(graft_model_load_weights(m, path, &opts));
-    graft_shape os = graft_layer_output_shape(graft_model_output(m));
-    size_t out_n = graft_shape_size(&os) * (size_t)x->dim[0];
-    CHECK_MSG(out_n == ref->size, "%s: %zu outputs, reference has %zu", cases[c].name, out_n,
-              ref->size);
-    float *y = malloc(out_n * sizeof(float) + 1);
-    if (y && out_n == ref->size) {
-        CHECK_OK(graft_model_predict(m, x->data, x->dim[0], y));
+    graft_model *m;
+    const fixture_array *ref;
+    float *y = zoo_ref_predict(cases[c].name, cases[c].arch, &cfg, path, fx, &m, &ref);
+    if (y) {
         double peak = 0;
         for (size_t i = 0; i < ref->size; i++)
             if (fabs(ref->data[i]) > peak) peak = fabs(ref->data[i]);
@@ -73,21 +55,6 @@ static void compare(int c, int top, const fixture *fx)
     }
     free(y);
     graft_model_free(m);
-}
-
-static int python_ready(void)
-{
-    if (access(PYTHON, X_OK) != 0) {
-        printf("skip: %s is missing (Debian's python3 with torch and h5py makes the fixtures)\n",
-               PYTHON);
-        return 0;
-    }
-    if (system(PYTHON " -c 'import torch, h5py, numpy' 2>/dev/null") != 0) {
-        printf("skip: %s lacks torch, h5py or numpy (apt install python3-torch python3-h5py)\n",
-               PYTHON);
-        return 0;
-    }
-    return 1;
 }
 
 static void test_against_pytorch(void)
@@ -108,7 +75,7 @@ static void test_against_pytorch(void)
 
 int main(void)
 {
-    if (!python_ready()) return CHECK_SUMMARY();
+    if (!zoo_ref_python_ready("torch, h5py, numpy")) return CHECK_SUMMARY();
     snprintf(dir, sizeof dir, "/tmp/graft_zoo_ref_XXXXXX");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
