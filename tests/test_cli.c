@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DATA "../shared/data/cats_and_dogs_filtered"
 #define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
 
 static char tmp[64], out_path[128], err_path[128];
@@ -36,26 +35,7 @@ static const char *last_line(const char *s)
 /* A small copy of the lesson's layout: train/ and validation/, cats and dogs. */
 static int make_data(void)
 {
-    const char *splits[2] = {"train", "validation"};
-    int first[2] = {0, 2000}, count[2] = {12, 6};
-    for (int s = 0; s < 2; s++) {
-        for (int c = 0; c < 2; c++) {
-            const char *cls = c ? "dogs" : "cats";
-            char dir[256];
-            snprintf(dir, sizeof dir, "%s/data/%s", tmp, splits[s]);
-            mkdir(dir, 0755);
-            snprintf(dir, sizeof dir, "%s/data/%s/%s", tmp, splits[s], cls);
-            if (mkdir(dir, 0755) != 0) return -1;
-            for (int i = 0; i < count[s]; i++) {
-                char src[512], dst[512], cwd[256];
-                if (!getcwd(cwd, sizeof cwd)) return -1;
-                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls, first[s] + i);
-                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
-                if (symlink(src, dst) != 0) return -1;
-            }
-        }
-    }
-    return 0;
+    return lesson_subset(path_in(tmp, "data"), 12, 6, 0);
 }
 
 static void test_usage_and_errors(void)
@@ -143,7 +123,7 @@ int main(void)
 {
     bin = getenv("GRAFT_BIN");
     if (!bin) bin = "build/graft";
-    if (access(bin, X_OK) != 0 || access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
+    if (access(bin, X_OK) != 0 || access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
         fprintf(stderr, "test_cli needs %s and ../shared\n", bin);
         return 1;
     }

@@ -14,7 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DATA "../shared/data/cats_and_dogs_filtered"
 #define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
 #define TM "../shared/models/teachable_machine_mobilenet_v2_0.35/model.json"
 
@@ -36,26 +35,7 @@ static int graft(const char *fmt, ...)
 
 static int make_data(void)
 {
-    const char *splits[2] = {"train", "validation"};
-    int first[2] = {0, 2000}, count[2] = {8, 4};
-    char cwd[256];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    for (int s = 0; s < 2; s++)
-        for (int c = 0; c < 2; c++) {
-            const char *cls = c ? "dogs" : "cats";
-            char dir[256];
-            snprintf(dir, sizeof dir, "%s/data/%s", tmp, splits[s]);
-            mkdir(dir, 0755);
-            snprintf(dir, sizeof dir, "%s/data/%s/%s", tmp, splits[s], cls);
-            if (mkdir(dir, 0755) != 0) return -1;
-            for (int i = 0; i < count[s]; i++) {
-                char src[512], dst[512];
-                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls, first[s] + i);
-                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
-                if (symlink(src, dst) != 0) return -1;
-            }
-        }
-    return 0;
+    return lesson_subset(path_in(tmp, "data"), 8, 4, 0);
 }
 
 static int count_of(const char *hay, const char *needle)
@@ -238,7 +218,7 @@ int main(void)
 {
     bin = getenv("GRAFT_BIN");
     if (!bin) bin = "build/graft";
-    if (access(bin, X_OK) != 0 || access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
+    if (access(bin, X_OK) != 0 || access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
         printf("test_cli_report: skipped (needs %s and ../shared)\n0 passed, 0 failed\n", bin);
         return 0;
     }

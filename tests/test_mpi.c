@@ -24,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DATA "../shared/data/cats_and_dogs_filtered"
 #define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
 /* Weights of N ranks against one process (see above). */
 #define WEIGHT_TOL 1e-4
@@ -57,30 +56,7 @@ static int graft_np(int np, const char *env, const char *args)
  * (a folder that differs between ranks). */
 static int make_data(const char *name, int skip)
 {
-    const char *splits[2] = {"train", "validation"};
-    int first[2] = {0, 2000}, count[2] = {13, 7};
-    char cwd[256];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    for (int s = 0; s < 2; s++) {
-        for (int c = 0; c < 2; c++) {
-            const char *cls = c ? "dogs" : "cats";
-            char dir[512];
-            snprintf(dir, sizeof dir, "%s/%s", tmp, name);
-            mkdir(dir, 0755);
-            snprintf(dir, sizeof dir, "%s/%s/%s", tmp, name, splits[s]);
-            mkdir(dir, 0755);
-            snprintf(dir, sizeof dir, "%s/%s/%s/%s", tmp, name, splits[s], cls);
-            if (mkdir(dir, 0755) != 0) return -1;
-            for (int i = 0; i < count[s] - (skip && s == 0 && c == 1); i++) {
-                char src[1024], dst[1024];
-                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls,
-                         first[s] + i);
-                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
-                if (symlink(src, dst) != 0) return -1;
-            }
-        }
-    }
-    return 0;
+    return lesson_subset(path_in(tmp, name), 13, 7, skip);
 }
 
 /* Largest |a - b| over every weight of two run folders' model.h5; *same:
@@ -384,8 +360,8 @@ int main(void)
         printf("skip - no mpirun\n");
         return CHECK_SUMMARY();
     }
-    if (access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(bin, X_OK) != 0) {
-        printf("skip - no %s or %s\n", DATA, bin);
+    if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(bin, X_OK) != 0) {
+        printf("skip - no %s or %s\n", LESSON_DATA, bin);
         return CHECK_SUMMARY();
     }
     snprintf(mpirun, sizeof mpirun, "mpirun --oversubscribe%s", geteuid() == 0 ? " --allow-run-as-root" : "");

@@ -133,4 +133,36 @@ static inline int make_tmpdir(char *tmpl)
     return 0;
 }
 
+/* The lesson's dataset, from the repository root (tests run there). */
+#define LESSON_DATA "../shared/data/cats_and_dogs_filtered"
+
+/* A small copy of the lesson's layout in dir (made if missing): train/ and
+ * validation/, each with cats/ and dogs/ holding the first n_train (n_val)
+ * photos of LESSON_DATA as symbolic links; drop_dog leaves out the last
+ * training dog (a folder whose file list differs). 0, or -1. */
+static inline int lesson_subset(const char *dir, int n_train, int n_val, int drop_dog)
+{
+    const char *splits[2] = {"train", "validation"};
+    const int first[2] = {0, 2000}, count[2] = {n_train, n_val};
+    char cwd[256], d[512], src[1024], dst[1024];
+    if (!getcwd(cwd, sizeof cwd)) return -1;
+    mkdir(dir, 0755);
+    for (int s = 0; s < 2; s++) {
+        snprintf(d, sizeof d, "%s/%s", dir, splits[s]);
+        mkdir(d, 0755);
+        for (int c = 0; c < 2; c++) {
+            const char *cls = c ? "dogs" : "cats";
+            snprintf(d, sizeof d, "%s/%s/%s", dir, splits[s], cls);
+            if (mkdir(d, 0755) != 0) return -1;
+            for (int i = 0; i < count[s] - (drop_dog && s == 0 && c == 1); i++) {
+                snprintf(src, sizeof src, "%s/" LESSON_DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s],
+                         cls, cls, first[s] + i);
+                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", d, cls, first[s] + i);
+                if (symlink(src, dst) != 0) return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 #endif

@@ -25,7 +25,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define DATA "../shared/data/cats_and_dogs_filtered"
 #define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
 
 static char root[64], shim[1024], bin[1024], self_exe[1024];
@@ -278,30 +277,7 @@ static void test_save_weights_fails_cleanly(void) { library_saves("weights"); }
 /* Eight training and four validation photos, as links. */
 static int make_data(void)
 {
-    char cwd[512];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    const char *splits[2] = {"train", "validation"};
-    int first[2] = {0, 2000}, count[2] = {4, 2};
-    char dir[256];
-    snprintf(dir, sizeof dir, "%s/data", root);
-    if (mkdir(dir, 0755) != 0) return -1;
-    for (int s = 0; s < 2; s++) {
-        snprintf(dir, sizeof dir, "%s/data/%s", root, splits[s]);
-        if (mkdir(dir, 0755) != 0) return -1;
-        for (int c = 0; c < 2; c++) {
-            const char *cls = c ? "dogs" : "cats";
-            snprintf(dir, sizeof dir, "%s/data/%s/%s", root, splits[s], cls);
-            if (mkdir(dir, 0755) != 0) return -1;
-            for (int i = 0; i < count[s]; i++) {
-                char src[1024], dst[512];
-                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls,
-                         cls, first[s] + i);
-                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
-                if (symlink(src, dst) != 0) return -1;
-            }
-        }
-    }
-    return 0;
+    return lesson_subset(path_in(root, "data"), 4, 2, 0);
 }
 
 /* A checkpoint is complete when its CRC-32 (the last 4 bytes) covers the rest. */
@@ -500,8 +476,8 @@ int main(int argc, char **argv)
     if (!mkdtemp(root)) return 1;
     RUN(test_save_model_fails_cleanly);
     RUN(test_save_weights_fails_cleanly);
-    if (access(DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
-        printf("  skipped the tool's tests: %s or %s is missing\n", DATA, H5_025);
+    if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
+        printf("  skipped the tool's tests: %s or %s is missing\n", LESSON_DATA, H5_025);
     } else if (access(bin, X_OK) != 0) {
         fprintf(stderr, "test_write_failures needs %s\n", bin);
         tests_failed++;

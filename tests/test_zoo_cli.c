@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DATA "../shared/data/cats_and_dogs_filtered"
 
 static char tmp[64] = "/tmp/graft_zoo_cli_XXXXXX", out_path[128], err_path[128];
 static char out[1 << 20], err[1 << 16];
@@ -56,28 +55,7 @@ static int wanted(int i)
 /* Four photos per class to train on, two to validate. */
 static int make_data(void)
 {
-    const char *splits[2] = {"train", "validation"};
-    int first[2] = {0, 2000}, count[2] = {4, 2};
-    char cwd[256];
-    if (!getcwd(cwd, sizeof cwd)) return -1;
-    for (int s = 0; s < 2; s++) {
-        for (int c = 0; c < 2; c++) {
-            const char *cls = c ? "dogs" : "cats";
-            char dir[256];
-            snprintf(dir, sizeof dir, "%s/data/%s", tmp, splits[s]);
-            mkdir(dir, 0755);
-            snprintf(dir, sizeof dir, "%s/data/%s/%s", tmp, splits[s], cls);
-            if (mkdir(dir, 0755) != 0) return -1;
-            for (int i = 0; i < count[s]; i++) {
-                char src[640], dst[512];
-                snprintf(src, sizeof src, "%s/" DATA "/%s/%s/%.3s.%d.jpg", cwd, splits[s], cls, cls,
-                         first[s] + i);
-                snprintf(dst, sizeof dst, "%s/%.3s.%d.jpg", dir, cls, first[s] + i);
-                if (symlink(src, dst) != 0) return -1;
-            }
-        }
-    }
-    return 0;
+    return lesson_subset(path_in(tmp, "data"), 4, 2, 0);
 }
 
 /* Keras's model.summary() totals, with the top at the default size. */
@@ -153,7 +131,7 @@ int main(void)
     char d[128];
     snprintf(d, sizeof d, "%s/data", tmp);
     mkdir(d, 0755);
-    if (access(DATA "/train/cats/cat.0.jpg", R_OK) != 0)
+    if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0)
         printf("skip: test_train_finetune needs the lesson's photos in ../shared\n");
     else if (make_data() != 0)
         CHECK_MSG(0, "cannot lay out the photos in %s", tmp);
