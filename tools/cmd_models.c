@@ -2,7 +2,6 @@
  * weights file fits, and `graft summary` of a weights-only .h5. */
 #include "cli.h"
 
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,118 +57,48 @@ int cli_match_weights(const char *file, const char *only_arch, char *arch, size_
 /* ------------------------------------------------------------ weights-only .h5 */
 
 typedef struct {
+    const char *path;
     int layers;
     size_t params;
+    char last[GRAFT_NAME_MAX];
 } h5_tally;
 
-/* A string attribute's entries (fixed or variable length), as Keras writes
- * layer_names and weight_names; calls fn for each; the count or -1. */
-static int string_list(hid_t obj, const char *name, void (*fn)(const char *, void *), void *ctx)
+/* Printed with the first weight, so that a file that cannot be listed
+ * prints nothing here. */
+static void print_header(h5_tally *t)
 {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a), sp = H5Aget_space(a);
-    hssize_t n = H5Sget_simple_extent_npoints(sp);
-    int rc = -1;
-    if (n >= 0 && n < 1000000 && H5Tget_class(t) == H5T_STRING) {
-        if (H5Tis_variable_str(t)) {
-            char **v = calloc((size_t)n + 1, sizeof *v);
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            if (v && H5Aread(a, mt, v) >= 0) {
-                for (hssize_t i = 0; i < n; i++) fn(v[i] ? v[i] : "", ctx);
-                H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
-                rc = (int)n;
-            }
-            H5Tclose(mt);
-            free(v);
-        } else {
-            size_t w = H5Tget_size(t);
-            char *v = w > 0 && w < 65536 ? calloc((size_t)n, w + 1) : NULL;
-            hid_t mt = H5Tcopy(t);
-            if (v && H5Aread(a, mt, v) >= 0) {
-                char *one = malloc(w + 1);
-                for (hssize_t i = 0; one && i < n; i++) {
-                    memcpy(one, v + (size_t)i * w, w);
-                    one[w] = '\0';
-                    fn(one, ctx);
-                }
-                free(one);
-                rc = (int)n;
-            }
-            H5Tclose(mt);
-            free(v);
-        }
-    }
-    H5Sclose(sp);
-    H5Tclose(t);
-    H5Aclose(a);
-    return rc;
+    if (t->layers > 0 || t->last[0]) return;
+    printf("Weights of %s (a weights-only file: no model config)\n", t->path);
+    printf(" %-34s %-44s %-20s %12s\n", "layer", "weight", "shape", "params");
 }
 
-typedef struct {
-    hid_t group;
-    const char *layer;
-    h5_tally *tally;
-    bool first;
-} weight_ctx;
-
-static void print_weight(const char *wname, void *vctx)
+static void print_weight(const char *layer, const char *weight, int rank, const long long *dims,
+                         void *ctx)
 {
-    weight_ctx *c = vctx;
-    hid_t d = H5Dopen2(c->group, wname, H5P_DEFAULT);
-    char shape[128] = "?";
-    size_t count = 0;
-    if (d >= 0) {
-        hid_t sp = H5Dget_space(d);
-        hsize_t dims[8];
-        int r = H5Sget_simple_extent_ndims(sp);
-        if (r >= 0 && r <= 8 && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0) {
-            size_t o = (size_t)snprintf(shape, sizeof shape, "(");
-            count = 1;
-            for (int i = 0; i < r && o < sizeof shape; i++) {
-                o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
-                count *= dims[i];
-            }
-            if (o < sizeof shape) snprintf(shape + o, sizeof shape - o, r == 1 ? ",)" : ")");
-        }
-        H5Sclose(sp);
-        H5Dclose(d);
+    h5_tally *t = ctx;
+    print_header(t);
+    bool first = strcmp(layer, t->last) != 0;
+    if (first) {
+        snprintf(t->last, sizeof t->last, "%s", layer);
+        t->layers++;
     }
-    printf(" %-34.34s %-44.44s %-20s %12zu\n", c->first ? c->layer : "", wname, shape, count);
-    c->first = false;
-    c->tally->params += count;
-}
-
-typedef struct {
-    hid_t root;
-    h5_tally *tally;
-} layer_ctx;
-
-static void print_layer(const char *lname, void *vctx)
-{
-    layer_ctx *c = vctx;
-    hid_t g = H5Gopen2(c->root, lname, H5P_DEFAULT);
-    if (g < 0) return;
-    weight_ctx w = {g, lname, c->tally, true};
-    if (string_list(g, "weight_names", print_weight, &w) > 0) c->tally->layers++;
-    H5Gclose(g);
+    char shape[128];
+    size_t o = (size_t)snprintf(shape, sizeof shape, "("), count = 1;
+    for (int i = 0; i < rank && o < sizeof shape; i++) {
+        o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%lld", i ? ", " : "", dims[i]);
+        count *= (size_t)dims[i];
+    }
+    if (o < sizeof shape) snprintf(shape + o, sizeof shape - o, rank == 1 ? ",)" : ")");
+    printf(" %-34.34s %-44.44s %-20s %12zu\n", first ? layer : "", weight, shape, count);
+    t->params += count;
 }
 
 int cli_summary_weights(const char *path)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return -1;
-    /* save_weights keeps the layers at the root; model.save under model_weights. */
-    hid_t root = H5Lexists(f, "model_weights", H5P_DEFAULT) > 0 ? H5Gopen2(f, "model_weights", H5P_DEFAULT) : H5Gopen2(f, "/", H5P_DEFAULT);
-    h5_tally t = {0, 0};
-    printf("Weights of %s (a weights-only file: no model config)\n", path);
-    printf(" %-34s %-44s %-20s %12s\n", "layer", "weight", "shape", "params");
-    layer_ctx lc = {root, &t};
-    int n = root >= 0 ? string_list(root, "layer_names", print_layer, &lc) : -1;
-    if (root >= 0) H5Gclose(root);
-    H5Fclose(f);
-    if (n < 0) return -1;
+    h5_tally t = {path, 0, 0, ""};
+    int n = 0;
+    if (graft_weights_file_list(path, print_weight, &t, &n) != GRAFT_OK) return -1;
+    print_header(&t);
     char total[32];
     snprintf(total, sizeof total, "%zu", t.params);
     /* Keras's thousands separators */

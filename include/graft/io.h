@@ -33,6 +33,14 @@ graft_status graft_model_save_with_metadata(const graft_model *m, const char *pa
  * when the file has none. Opened as every model file is (no FIFO waits, no
  * external links followed). */
 graft_status graft_h5_metadata_read(const char *path, const char *name, char **text);
+/* The weights a model file holds (a Keras .h5, full or weights-only, or a
+ * TF.js model.json), read with graft_model_load_weights's checks but without
+ * their data: fn(layer, weight as the file names it, rank, dims, ctx) for
+ * each, in file order; *n_listed (may be NULL): the layers the file names,
+ * with weights or without. */
+typedef void (*graft_weight_fn)(const char *layer, const char *weight, int rank,
+                                const long long *dims, void *ctx);
+graft_status graft_weights_file_list(const char *path, graft_weight_fn fn, void *ctx, int *n_listed);
 /* A whole model (graph and weights) from a full Keras HDF5 file or a TF.js model.json. */
 graft_status graft_model_load(const char *path, graft_model **out);
 

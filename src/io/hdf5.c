@@ -466,6 +466,7 @@ graft_status io_h5_list(const char *path, io_file *f, char **model_config)
                        "save_weights or model.save .h5 layout expected)",
                        path);
     for (int i = 0; i < layers.n && s == GRAFT_OK; i++) s = list_layer(f, c, layers.s[i]);
+    f->n_listed = layers.n;
 done:
     H5Eclear2(H5E_DEFAULT);
     strlist_free(&layers);

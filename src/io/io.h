@@ -39,6 +39,7 @@ struct io_file {
     bool by_name_only;
     int n_layers, cap;
     io_layer *layers;
+    int n_listed; /* the layers the file names, with weights or without */
     void *ctx;
     /* Reads w->count float32 values of `w` into dst. */
     graft_status (*read)(io_file *f, const io_weight *w, float *dst);

@@ -303,6 +303,21 @@ graft_status graft_model_load_weights(graft_model *m, const char *path, const gr
     return s;
 }
 
+graft_status graft_weights_file_list(const char *path, graft_weight_fn fn, void *ctx, int *n_listed)
+{
+    if (!path || !fn) return graft_fail(GRAFT_EINVAL, "graft_weights_file_list: no path or function");
+    io_file f;
+    graft_status s = open_any(path, &f, NULL, NULL);
+    for (int i = 0; s == GRAFT_OK && i < f.n_layers; i++)
+        for (int k = 0; k < f.layers[i].n; k++) {
+            const io_weight *w = &f.layers[i].w[k];
+            fn(f.layers[i].name, w->name, w->rank, w->dim, ctx);
+        }
+    if (s == GRAFT_OK && n_listed) *n_listed = f.n_listed > f.n_layers ? f.n_listed : f.n_layers;
+    io_file_free(&f);
+    return s;
+}
+
 graft_status graft_model_load(const char *path, graft_model **out)
 {
     if (!path || !out) return graft_fail(GRAFT_EINVAL, "graft_model_load: no path or output");
