@@ -268,12 +268,12 @@ static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
     return s;
 }
 
-bool graft_cache_can_fill_below(graft_model *m, int k, int first)
+bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
 {
     /* No step of the plan may compute both a layer below k and one at or
      * above it (a fused pool, BatchNormalization or ReLU): the buffer below
      * would hold its output, or none would exist. */
-    return k >= 1 && k < first && graft_plan_splits_at(m, k) && graft_plan_keep_split(m, k);
+    return k >= 1 && k < first && graft_plan_splits_at(m, k);
 }
 
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,

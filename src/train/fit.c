@@ -403,7 +403,8 @@ static graft_status open_below(graft_model *m, graft_source *train, const graft_
         if (has) break;
         k++;
     }
-    if (!graft_cache_can_fill_below(m, k, first)) {
+    /* k then stays a boundary of every later plan, inference's too. */
+    if (!graft_cache_can_fill_below(m, k, first) || !graft_plan_keep_split(m, k)) {
         if (cfg->verbose > 0)
             printf("Feature cache: nothing kept below '%s' (%s)\n", name,
                    k >= first ? "this fit trains it, or a layer below it"

@@ -16,9 +16,8 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
                               graft_feature_store *store, const char *what, bool verbose,
                               graft_feature_cache **out);
 /* Whether the outputs below layer k are in their buffers after a forward
- * pass over [1, k) planned for a fit whose boundary is `first` (> k); if so,
- * k stays a boundary of every later plan (graft_plan_keep_split). */
-bool graft_cache_can_fill_below(graft_model *m, int k, int first);
+ * pass over [1, k) planned for a fit whose boundary is `first` (> k). */
+bool graft_cache_can_fill_below(const graft_model *m, int k, int first);
 /* The next batch of `src` and the forward pass over it, from the cache where
  * every sample of the batch is cached, else in full (filling the cache, and
  * `below`, a cache at a lower boundary, when given). */
