@@ -96,7 +96,7 @@ static int run_writers(const char *dir, graft_status status[N_WRITERS], int *unn
         case W_CHECKPOINT: s = graft_train_state_save(m, &h, &st, p); break;
         case W_HISTORY: s = graft_history_save_json(p, &h, NULL, 0); break;
         case W_CSV: s = graft_history_save_csv(p, &h); break;
-        case W_FIGURE: s = graft_plot_lesson(&h, -1, NULL, p); break;
+        case W_FIGURE: s = graft_plot_stages(&h, NULL, p); break;
         }
         status[w] = s;
         if (s != GRAFT_OK) {

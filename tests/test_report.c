@@ -8,6 +8,7 @@
 #include <cairo.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,16 +544,30 @@ static int new_dark_column(const image *a, const image *b, int *count)
 #define ORANGE 0xff, 0x7f, 0x0e
 #define GREEN 0x2c, 0xa0, 0x2c
 
-static void test_plot_lesson(void)
+/* The figure graft train draws for a run fine-tuned from epoch ft: the
+ * lesson's titles (with a suffix, or "") and a line where the fine-tuning
+ * starts. */
+static graft_status plot_finetuned(const graft_history *h, int ft, const char *suffix,
+                                   const char *png_path)
+{
+    char acc[128], loss[128];
+    snprintf(acc, sizeof acc, "Accuracy before and after fine-tuning%s", suffix);
+    snprintf(loss, sizeof loss, "Loss before and after fine-tuning%s", suffix);
+    const graft_history_stage st[2] = {{"frozen", INT_MIN}, {"fine-tuning", ft}};
+    const graft_stages_plot cfg = {st, 2, acc, loss};
+    return graft_plot_stages(h, &cfg, png_path);
+}
+
+static void test_plot_finetuned(void)
 {
     const char *dir = fresh_dir("plots");
     graft_history h;
     lesson_history(&h, 1);
     const char *with = join(dir, "lesson.png"), *without = join(dir, "plain.png");
     const char *late = join(dir, "late.png");
-    CHECK_OK(graft_plot_lesson(&h, 5, NULL, with));
-    CHECK_OK(graft_plot_lesson(&h, -1, NULL, without));
-    CHECK_OK(graft_plot_lesson(&h, 10, "(MobileNet 0.75)", late));
+    CHECK_OK(plot_finetuned(&h, 5, "", with));
+    CHECK_OK(graft_plot_stages(&h, NULL, without));
+    CHECK_OK(plot_finetuned(&h, 10, " (MobileNet 0.75)", late));
     CHECK(count_entries(dir, ".tmp") == 0);
 
     image a = {0}, b = {0}, c = {0};
@@ -589,7 +604,7 @@ static void test_plot_lesson(void)
     /* Without validation: no orange anywhere (not even in the legend). */
     lesson_history(&h, 0);
     const char *noval = join(dir, "noval.png");
-    CHECK_OK(graft_plot_lesson(&h, 5, NULL, noval));
+    CHECK_OK(plot_finetuned(&h, 5, "", noval));
     image d = {0};
     CHECK(load_png(noval, &d) == 0);
     if (d.s) {
@@ -601,8 +616,9 @@ static void test_plot_lesson(void)
     rm_dir(dir);
 }
 
-/* The general figure: a line per stage after the first; the lesson's figure
- * is its two-stage case, file for file. */
+/* The general figure: a line per stage after the first, whose name and
+ * start change nothing (the first line is the second stage's), file for
+ * file. */
 static void test_plot_stages(void)
 {
     const char *dir = fresh_dir("stages");
@@ -612,7 +628,7 @@ static void test_plot_stages(void)
     graft_stages_plot cfg2 = {two, 2, "Accuracy before and after fine-tuning",
                               "Loss before and after fine-tuning"};
     const char *lesson = join(dir, "lesson.png"), *general = join(dir, "general.png");
-    CHECK_OK(graft_plot_lesson(&h, 5, NULL, lesson));
+    CHECK_OK(plot_finetuned(&h, 5, "", lesson));
     CHECK_OK(graft_plot_stages(&h, &cfg2, general));
     size_t na = 0, nb = 0;
     unsigned char *a = read_bytes(lesson, &na), *b = read_bytes(general, &nb);
@@ -663,7 +679,7 @@ static void test_plot_edge_cases(void)
     /* one epoch: a dot per curve */
     graft_history_init(&h);
     CHECK_OK(graft_history_append(&h, 0, 0.5, 0.7, 0.6, 0.65, 1e-3, 1));
-    CHECK_OK(graft_plot_lesson(&h, -1, NULL, join(dir, "one.png")));
+    CHECK_OK(graft_plot_stages(&h, NULL, join(dir, "one.png")));
     CHECK(load_png(join(dir, "one.png"), &im) == 0);
     if (im.s) CHECK(count_colour(&im, 0, 400, BLUE) > 20 && count_colour(&im, 0, 400, ORANGE) > 20);
     cairo_surface_destroy(im.s);
@@ -675,7 +691,7 @@ static void test_plot_edge_cases(void)
     for (int e = 0; e < 8; e++)
         CHECK_OK(graft_history_append(&h, e, 0.5, 0.75, e % 3 == 1 ? NAN : 0.4,
                                       e % 3 == 1 ? NAN : 0.8, 1e-3, 1));
-    CHECK_OK(graft_plot_lesson(&h, 3, NULL, join(dir, "flat.png")));
+    CHECK_OK(plot_finetuned(&h, 3, "", join(dir, "flat.png")));
     CHECK(load_png(join(dir, "flat.png"), &im) == 0);
     if (im.s)
         CHECK(count_colour(&im, 0, 400, BLUE) > 400 && count_colour(&im, 0, 400, ORANGE) > 150);
@@ -689,7 +705,7 @@ static void test_plot_edge_cases(void)
     CHECK_OK(graft_history_append(&x, 0, INFINITY, 1e-20, 1e308, 3e-20, 1e-3, 1));
     CHECK_OK(graft_history_append(&x, 1, 2.0, 2e-20, -1e308, 2e-20, 1e-3, 1));
     CHECK_OK(graft_history_append(&x, 2, 1.0, 3e-20, 0.5, 1e-20, 1e-3, 1));
-    CHECK_OK(graft_plot_lesson(&x, 1, NULL, join(dir, "extreme.png")));
+    CHECK_OK(plot_finetuned(&x, 1, "", join(dir, "extreme.png")));
     CHECK(load_png(join(dir, "extreme.png"), &im) == 0);
     cairo_surface_destroy(im.s);
     im.s = NULL;
@@ -699,14 +715,14 @@ static void test_plot_edge_cases(void)
     graft_history empty;
     graft_history_init(&empty);
     const char *p = join(dir, "empty.png");
-    CHECK(graft_plot_lesson(&empty, -1, NULL, p) == GRAFT_EINVAL);
+    CHECK(graft_plot_stages(&empty, NULL, p) == GRAFT_EINVAL);
     CHECK(strstr(graft_last_error(), "empty") && strstr(graft_last_error(), p));
-    CHECK(graft_plot_lesson(&h, 20, NULL, p) == GRAFT_EINVAL);
-    CHECK(graft_plot_lesson(&h, 3, "\xff\xfe", p) != GRAFT_OK);
+    CHECK(plot_finetuned(&h, 20, "", p) == GRAFT_EINVAL);
+    CHECK(plot_finetuned(&h, 3, " \xff\xfe", p) != GRAFT_OK);
     CHECK(strstr(graft_last_error(), p) != NULL);
     CHECK(!file_exists(p));
     const char *nodir = join(dir, "missing/fig.png");
-    CHECK(graft_plot_lesson(&h, 3, NULL, nodir) == GRAFT_EIO);
+    CHECK(plot_finetuned(&h, 3, "", nodir) == GRAFT_EIO);
     CHECK(strstr(graft_last_error(), nodir) != NULL);
     CHECK(!file_exists(nodir));
     CHECK(count_entries(dir, NULL) == 3);
@@ -784,7 +800,7 @@ int main(void)
     RUN(test_json_fuzz);
     RUN(test_json_save_errors);
     RUN(test_csv_exact);
-    RUN(test_plot_lesson);
+    RUN(test_plot_finetuned);
     RUN(test_plot_stages);
     RUN(test_plot_edge_cases);
     RUN(test_plot_compare);

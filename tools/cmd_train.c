@@ -48,6 +48,22 @@ static int load_run_history(const char *run_dir, run_state *rs)
     return run_history_load(run_dir, &rs->h, rs->stages, MAX_STAGES, &rs->n_stages);
 }
 
+/* accuracy_loss.png: accuracy and loss by epoch; a fine-tuned run's has the
+ * lesson's titles and a line where its fine-tuning starts. */
+static graft_status plot_run(const run_state *rs, const char *png_path)
+{
+    int ft = -1;
+    for (int i = 0; i < rs->n_stages; i++)
+        if (strcmp(rs->stages[i].name, "fine-tune") == 0) ft = rs->stages[i].first_epoch;
+    if (ft < 0) return graft_plot_stages(&rs->h, NULL, png_path);
+    /* The first stage draws no line: INT_MIN lets the fine-tuning start at
+     * any epoch of the history, its first included. */
+    const graft_history_stage st[2] = {{"frozen", INT_MIN}, {"fine-tuning", ft}};
+    const graft_stages_plot cfg = {st, 2, "Accuracy before and after fine-tuning",
+                                   "Loss before and after fine-tuning"};
+    return graft_plot_stages(&rs->h, &cfg, png_path);
+}
+
 /* history.json, log.csv, the figure and the model: everything a finished stage leaves. */
 static int save_outputs(const char *run_dir, const run_config *c, graft_model *m, const run_state *rs)
 {
@@ -59,11 +75,8 @@ static int save_outputs(const char *run_dir, const run_config *c, graft_model *m
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "log.csv");
     if ((s = graft_history_save_csv(p, &rs->h)) != GRAFT_OK) return cli_fail_status(s, p);
-    int ft = -1;
-    for (int i = 0; i < rs->n_stages; i++)
-        if (strcmp(rs->stages[i].name, "fine-tune") == 0) ft = rs->stages[i].first_epoch;
     path_in(p, sizeof p, run_dir, "accuracy_loss.png");
-    if (rs->h.n > 0 && (s = graft_plot_lesson(&rs->h, ft, NULL, p)) != GRAFT_OK)
+    if (rs->h.n > 0 && (s = plot_run(rs, p)) != GRAFT_OK)
         return cli_fail_status(s, p);
     path_in(p, sizeof p, run_dir, "model.h5");
     int saved = run_save_model(m, c, p);

@@ -74,12 +74,6 @@ typedef struct {
 graft_status graft_plot_stages(const graft_history *h, const graft_stages_plot *cfg,
                                const char *png_path);
 
-/* Deprecated (kept for this release; use graft_plot_stages): the figure of a
- * frozen stage and a fine-tuning from finetune_epoch (-1: none), titled "...
- * before and after fine-tuning" plus title_suffix (may be NULL). */
-graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch,
-                               const char *title_suffix, const char *png_path);
-
 /*
  * Validation accuracy per epoch of several runs (800x600 PNG), one curve per
  * run against its own epoch numbers. labels and title may be NULL ("run 1",

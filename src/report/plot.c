@@ -643,26 +643,6 @@ graft_status graft_plot_stages(const graft_history *h, const graft_stages_plot *
     return render(panels, 2, 800, 800, png_path);
 }
 
-graft_status graft_plot_lesson(const graft_history *h, int finetune_epoch, const char *title_suffix,
-                               const char *png_path)
-{
-    if (finetune_epoch < -1)
-        return graft_fail(GRAFT_EINVAL, "'%s': fine-tuning start %d is not an epoch",
-                          png_path ? png_path : "(no file)", finetune_epoch);
-    bool ft = finetune_epoch >= 0;
-    const char *sfx = title_suffix && *title_suffix ? title_suffix : NULL;
-    char acc_title[256], loss_title[256];
-    snprintf(acc_title, sizeof acc_title, "%s%s%s",
-             ft ? "Accuracy before and after fine-tuning" : "Training and Validation Accuracy",
-             sfx ? " " : "", sfx ? sfx : "");
-    snprintf(loss_title, sizeof loss_title, "%s%s%s",
-             ft ? "Loss before and after fine-tuning" : "Training and Validation Loss",
-             sfx ? " " : "", sfx ? sfx : "");
-    graft_history_stage st[2] = {{"", INT_MIN}, {"fine-tuning", finetune_epoch}};
-    graft_stages_plot cfg = {st, ft ? 2 : 0, acc_title, loss_title};
-    return graft_plot_stages(h, &cfg, png_path);
-}
-
 graft_status graft_plot_compare(const graft_history *const *runs, const char *const *labels,
                                 int n_runs, const char *png_path, const char *title)
 {
