@@ -91,7 +91,7 @@ static int child(const char *dir)
     if (graft_train_state_callback(ck, src, NULL, &h, &cb) != GRAFT_OK) return 4;
     graft_fit_cfg fc = {.epochs = EPOCHS, .initial_epoch = st.epoch, .callbacks = &cb, .n_callbacks = 1};
     graft_status s = graft_model_fit(m, src, &fc, &h);
-    graft_train_state end = {EPOCHS, src->drawn, 0};
+    graft_train_state end = {EPOCHS, graft_source_drawn(src), 0};
     if (s == GRAFT_OK) s = graft_train_state_save(m, &h, &end, fin);
     if (s != GRAFT_OK) fprintf(stderr, "child: %s\n", graft_last_error());
     graft_callback_free(&cb);

@@ -14,6 +14,7 @@
 #include "check.h"
 #include "graft.h"
 #include "test_util.h"
+#include "train/source.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -306,9 +307,10 @@ static void test_shares(void)
             graft_source *part[5];
             for (int r = 0; r < ranks; r++) {
                 part[r] = graft_source_arrays(x, y, N, graft_shape1(1), 1, BATCH, 1, 7);
-                part[r]->shard_rank = r;
-                part[r]->shard_count = ranks;
-                part[r]->shard_by_id = by_id;
+                graft_source_book *sb = graft_source_book_of(part[r]);
+                sb->shard_rank = r;
+                sb->shard_count = ranks;
+                sb->shard_by_id = by_id;
             }
             for (int b = 0; b < 3 * whole->length; b++) {
                 float wx[BATCH], wy[BATCH], px[BATCH], py[BATCH];

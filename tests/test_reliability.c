@@ -170,7 +170,7 @@ static void test_nan_loss_keeps_last_good_checkpoint(void)
     src.base.next = nan_next;
     src.base.next_ids = NULL; /* no feature cache around the wrapper */
     src.base.free = NULL;
-    src.base.drawn = 0;
+    CHECK(graft_source_drawn(&src.base) == 0);
     graft_history h;
     graft_history_init(&h);
     graft_callback cb;

@@ -1,5 +1,6 @@
 /* graft predict, evaluate, summary and plot: using a trained model or a run. */
 #include "cli.h"
+#include "train/source.h" /* each rank's share of the batches */
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -369,8 +370,9 @@ int cmd_evaluate(int argc, char **argv)
     if (rc == 0 && (!x || !y || !pred)) rc = cli_fail("out of memory");
     graft_loss_kind kind = n_out == 1 ? GRAFT_BINARY_CROSSENTROPY : GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY;
     if (rc == 0 && cli_comm) { /* mpirun: each rank takes its share of every batch */
-        src->shard_rank = graft_comm_rank(cli_comm);
-        src->shard_count = graft_comm_size(cli_comm);
+        graft_source_book *sb = graft_source_book_of(src);
+        sb->shard_rank = graft_comm_rank(cli_comm);
+        sb->shard_count = graft_comm_size(cli_comm);
     }
     for (int b = 0; rc == 0 && b < src->length; b++) {
         int n;

@@ -1,5 +1,6 @@
 /* graft train, finetune, resume and lesson: stages of a run folder. */
 #include "cli.h"
+#include "train/source.h" /* the sources' uids, shared by the runs of a grid */
 
 #include <errno.h>
 #include <getopt.h>
@@ -131,10 +132,12 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
     if (rc) return rc;
     if (own_data && rs->share) {
         cli_share *sh = rs->share;
-        if (sh->train_uid) train->uid = sh->train_uid;
-        else sh->train_uid = train->uid;
-        if (val && sh->val_uid) val->uid = sh->val_uid;
-        else if (val) sh->val_uid = val->uid;
+        graft_source_book *tb = graft_source_book_of(train);
+        graft_source_book *vb = val ? graft_source_book_of(val) : NULL;
+        if (sh->train_uid) tb->uid = sh->train_uid;
+        else sh->train_uid = tb->uid;
+        if (vb && sh->val_uid) vb->uid = sh->val_uid;
+        else if (vb) sh->val_uid = vb->uid;
     }
     /* Every rank has read the run folder before rank 0 writes to it. */
     if ((s = graft_comm_barrier(cli_comm)) != GRAFT_OK) {
@@ -182,7 +185,8 @@ static int run_stage(const char *run_dir, run_config *c, graft_model *m, run_sta
         /* The stage's starting point, so that a resume before its first epoch
          * ends starts this stage over (not from the previous stage's
          * checkpoint, with that stage's learning rate and optimizer state). */
-        graft_train_state st0 = {first_epoch, train->drawn, val ? val->drawn : 0};
+        graft_train_state st0 = {first_epoch, graft_source_drawn(train),
+                                 val ? graft_source_drawn(val) : 0};
         if (cli_writes() && (s = graft_train_state_save(m, &rs->h, &st0, ck)) != GRAFT_OK) {
             rc = cli_fail_status(s, ck);
             goto done;

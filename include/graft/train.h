@@ -91,27 +91,19 @@ struct graft_source {
     /* x is decoded from files: worth caching even where the whole model
      * trains (then the decoded images themselves are kept). */
     int decodes;
-    /* Batches given so far (kept by fit, evaluate and graft_source_skip): what a
-     * checkpoint records so that a resumed run sees the same batches. */
-    long drawn;
-    /* Set by graft's own sources (graft_source_new_uid): the identity under
-     * which a feature store keeps this source's features between fits. 0 (a
-     * source of your own): its features are kept for one fit only. */
-    uint64_t uid;
-    /* Data parallelism (set by fit and evaluate with a communicator): next()
-     * and next_ids() give only this rank's share of each batch, which the
-     * sources graft makes honour (can_shard); the stream of batches, and
-     * `drawn`, stay those of one process. By position, a batch of n splits
-     * as [n*r/N, n*(r+1)/N); by id (shard_by_id, where a feature cache keeps
-     * each rank's samples), sample i goes to rank i mod N. */
-    int can_shard;
-    int shard_rank, shard_count, shard_by_id;
+    /* graft's own bookkeeping (batches drawn, the identity a feature store
+     * keeps the source's features under, the share of each batch that this
+     * process takes): not yours to set. Zero it with the rest of the struct
+     * (an initializer, calloc or memset do); copying a source copies it. */
+    union {
+        unsigned char bytes[64];
+        uint64_t align;
+    } graft_internal;
 };
-/* For a source's own next(): whether the k-th of the count samples of the
- * batch being drawn, sample `id`, is this rank's share (always, without a
- * shard). */
-int graft_source_keeps(const graft_source *s, int k, int count, long id);
-uint64_t graft_source_new_uid(void);
+/* Batches the source has given so far (counted by fit, evaluate and
+ * graft_source_skip): what a checkpoint records (graft_train_state) so that a
+ * resumed run skips them on a fresh source. */
+long graft_source_drawn(const graft_source *s);
 
 /* In-memory arrays (copied). shuffle with seed: a fresh permutation each pass. */
 graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_shape x_shape,

@@ -10,6 +10,7 @@
  * decode is dropped from its batch, warned about once and counted.
  */
 #include "data/data.h"
+#include "train/source.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -209,7 +210,7 @@ static int flow_fill(void *ctx, long pass, int pos, float *x, float *y, int *ind
                      : graft_permute_index((uint32_t)pos, (uint32_t)f->n,
                                            graft_mix64(f->cfg.seed, (uint64_t)pass));
     *index = (int)i;
-    if (f->base.shard_count > 1) {
+    if (graft_source_book_get(&f->base)->shard_count > 1) {
         int b = pos / f->base.batch_size, k = pos % f->base.batch_size;
         int count = b == f->base.length - 1 ? f->n - b * f->base.batch_size : f->base.batch_size;
         if (!graft_source_keeps(&f->base, k, count, i)) return -1; /* another rank's */
@@ -272,7 +273,7 @@ static void label(const flow *f, int i, float *y)
 /* How many of batch b's `count` samples are this rank's. */
 static int shard_share(const flow *f, int b, int count)
 {
-    if (f->base.shard_count <= 1) return count;
+    if (graft_source_book_get(&f->base)->shard_count <= 1) return count;
     long pass = f->served / f->base.length;
     int m = 0;
     for (int k = 0; k < count; k++) {
@@ -574,10 +575,9 @@ graft_status graft_flow_from_directory(const char *dir, const graft_image_data_g
     f->base.next = flow_next;
     f->base.free = flow_free;
     f->base.n_samples = f->n;
-    f->base.uid = graft_source_new_uid();
     f->base.next_ids = flow_next_ids;
     f->base.decodes = 1;
-    f->base.can_shard = 1;
+    graft_source_mark_own(&f->base);
     /* Random transforms change a sample every pass: nothing to cache then. */
     f->base.deterministic = !(f->has_gen && graft_generator_is_random(&f->gen));
     *out = &f->base;

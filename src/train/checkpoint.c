@@ -300,8 +300,8 @@ static graft_status ckpt_epoch_end(void *ctx, graft_model *m, const graft_epoch_
 {
     (void)stop;
     ckpt_cb *c = ctx;
-    graft_train_state st = {logs->epoch + 1, c->train ? c->train->drawn : 0,
-                            c->val ? c->val->drawn : 0};
+    graft_train_state st = {logs->epoch + 1, c->train ? graft_source_drawn(c->train) : 0,
+                            c->val ? graft_source_drawn(c->val) : 0};
     return graft_train_state_save(m, c->history, &st, c->path);
 }
 

@@ -12,6 +12,7 @@
  * layer in the same forward passes: the boundary of a later fine-tuning, whose
  * first epoch then decodes and recomputes nothing. */
 #include "core/file_open.h"
+#include "source.h"
 #include "train.h"
 
 #include <stdatomic.h>
@@ -156,7 +157,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     c->first = first;
     c->n_samples = src->n_samples;
     c->n_mine = 0;
-    for (long i = 0; i < c->n_samples; i++) c->n_mine += !src->shard_by_id || graft_source_keeps(src, 0, 1, i);
+    for (long i = 0; i < c->n_samples; i++) c->n_mine += !graft_source_book_get(src)->shard_by_id || graft_source_keeps(src, 0, 1, i);
     c->front = malloc((size_t)first * sizeof(int));
     c->front_floats = malloc((size_t)first * sizeof(size_t));
     c->ids = malloc((size_t)src->batch_size * sizeof(long));
@@ -183,8 +184,8 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     }
     size_t bytes;
     if (!graft_mul_ok(c->sample_floats * sizeof(float), (size_t)c->n_samples, &bytes)) goto nomem;
-    if (store && src->uid) {
-        c->source_uid = src->uid;
+    if (store && graft_source_book_get(src)->uid) {
+        c->source_uid = graft_source_book_get(src)->uid;
         c->key = below_key(m, c);
         for (graft_feature_cache *k = store->head; k; k = k->next_stored) {
             if (k->source_uid != c->source_uid || k->first != first || k->key != c->key ||
@@ -223,7 +224,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         printf("Feature cache (%s): %ld samples x %zu floats below '%s' (%.0f MiB, %s)\n", what,
                c->n_samples, c->sample_floats, m->layers[first]->name, (double)bytes / 1048576.0,
                c->mem ? "in memory" : "in a temporary file");
-    if (store && src->uid) {
+    if (store && graft_source_book_get(src)->uid) {
         c->stored = true;
         c->next_stored = store->head;
         store->head = c;

@@ -2,6 +2,7 @@
 #include "train.h"
 
 #include "dist/dist.h"
+#include "source.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static graft_status fetch_forward(graft_model *m, graft_source *src, graft_featu
     for (int tries = 0; s == GRAFT_OK && *n == 0 && tries <= src->length; tries++) {
         s = cache ? graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training)
                   : src->next(src, b->x, b->y, n);
-        if (s == GRAFT_OK) src->drawn++;
+        if (s == GRAFT_OK) graft_source_book_of(src)->drawn++;
     }
     if (s != GRAFT_OK) return s;
     if (*n == 0) return graft_fail(GRAFT_EFORMAT, "every image of a whole pass of the data was unreadable");
@@ -171,16 +172,17 @@ static graft_status fetch_share(graft_model *m, graft_source *src, graft_feature
         s = graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training);
     } else {
         s = src->next(src, b->x, b->y, n);
-        if (s == GRAFT_OK && !src->can_shard && *n > 0 && *n <= src->batch_size) {
-            int count = *n, lo = (int)((long)count * src->shard_rank / src->shard_count);
-            int hi = (int)((long)count * (src->shard_rank + 1) / src->shard_count);
+        const graft_source_book *sb = graft_source_book_get(src);
+        if (s == GRAFT_OK && !sb->can_shard && *n > 0 && *n <= src->batch_size) {
+            int count = *n, lo = (int)((long)count * sb->shard_rank / sb->shard_count);
+            int hi = (int)((long)count * (sb->shard_rank + 1) / sb->shard_count);
             memmove(b->x, b->x + (size_t)lo * b->xs, (size_t)(hi - lo) * b->xs * sizeof(float));
             memmove(b->y, b->y + (size_t)lo * b->ys, (size_t)(hi - lo) * b->ys * sizeof(float));
             *n = hi - lo;
         }
     }
     if (s != GRAFT_OK) return s;
-    src->drawn++;
+    graft_source_book_of(src)->drawn++;
     if (*n < 0 || *n > src->batch_size)
         return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
     if (m->compile.loss == GRAFT_SPARSE_CATEGORICAL_CROSSENTROPY) {
@@ -201,17 +203,19 @@ static graft_status fetch_share(graft_model *m, graft_source *src, graft_feature
  * (even shares). */
 static void shard_source(graft_source *src, const graft_comm *comm, bool by_id)
 {
-    src->shard_rank = graft_comm_rank(comm);
-    src->shard_count = graft_comm_size(comm);
-    src->shard_by_id = by_id && src->can_shard && src->next_ids && src->deterministic;
+    graft_source_book *sb = graft_source_book_of(src);
+    sb->shard_rank = graft_comm_rank(comm);
+    sb->shard_count = graft_comm_size(comm);
+    sb->shard_by_id = by_id && sb->can_shard && src->next_ids && src->deterministic;
 }
 
 static void unshard_source(graft_source *src)
 {
     if (!src) return;
-    src->shard_rank = 0;
-    src->shard_count = 0;
-    src->shard_by_id = 0;
+    graft_source_book *sb = graft_source_book_of(src);
+    sb->shard_rank = 0;
+    sb->shard_count = 0;
+    sb->shard_by_id = 0;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -263,14 +267,14 @@ static graft_status dist_start(graft_model *m, graft_source *train, const graft_
     fs.y_dim = train->y_dim;
     fs.no_feature_cache = cfg->no_feature_cache;
     fs.n_samples = train->n_samples;
-    fs.drawn = train->drawn;
+    fs.drawn = graft_source_drawn(train);
     fs.weights = (long long)m->n_weight_floats;
     fs.lr = m->compile.optimizer.learning_rate;
     if (v) {
         fs.vbatch = v->batch_size;
         fs.vlength = v->length;
         fs.vn_samples = v->n_samples;
-        fs.vdrawn = v->drawn;
+        fs.vdrawn = graft_source_drawn(v);
     }
     uint64_t h = file_list_fingerprint(train);
     graft_status s = graft_comm_check_same(comm, &h, sizeof h, "fit: the training data's file list");
@@ -360,7 +364,7 @@ graft_status graft_model_evaluate_comm(graft_model *m, graft_source *data, int s
     batch_bufs b = {0};
     graft_status s = check_source(m, data, "evaluate", &b);
     if (s != GRAFT_OK) return s;
-    long where[3] = {data->length, data->batch_size, data->drawn};
+    long where[3] = {data->length, data->batch_size, graft_source_drawn(data)};
     s = graft_comm_check_same(comm, where, sizeof where, "evaluate: the data (batches, batch size, position)");
     uint64_t h = file_list_fingerprint(data);
     if (s == GRAFT_OK) s = graft_comm_check_same(comm, &h, sizeof h, "evaluate: the data's file list");
@@ -412,10 +416,10 @@ static graft_status open_below(graft_model *m, graft_source *train, const graft_
         return GRAFT_OK;
     }
     graft_status s = GRAFT_OK;
-    if (cache && train->uid)
+    if (cache && graft_source_book_get(train)->uid)
         s = graft_cache_open(m, train, k, cfg->cache_max_bytes, cfg->feature_store,
                              "training, for a later fit", cfg->verbose > 0, below);
-    if (s == GRAFT_OK && val_cache && cfg->validation_data->uid)
+    if (s == GRAFT_OK && val_cache && graft_source_book_get(cfg->validation_data)->uid)
         s = graft_cache_open(m, cfg->validation_data, k, cfg->cache_max_bytes, cfg->feature_store,
                              "validation, for a later fit", cfg->verbose > 0, val_below);
     return s;
@@ -542,18 +546,20 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         graft_feature_store *store = cfg->feature_store;
         /* A cache reads whole batches from a source: with ranks, only from
          * one that gives each rank its share. */
-        if (s == GRAFT_OK && (!comm || train->can_shard))
+        if (s == GRAFT_OK && (!comm || graft_source_book_get(train)->can_shard))
             s = graft_cache_open(m, train, first, cfg->cache_max_bytes, store, "training",
                                  cfg->verbose > 0, &cache);
-        if (s == GRAFT_OK && cfg->validation_data && (!comm || cfg->validation_data->can_shard))
+        if (s == GRAFT_OK && cfg->validation_data &&
+            (!comm || graft_source_book_get(cfg->validation_data)->can_shard))
             s = graft_cache_open(m, cfg->validation_data, first, cfg->cache_max_bytes, store,
                                  "validation", cfg->verbose > 0, &val_cache);
         if (s == GRAFT_OK && store && cfg->keep_features_below)
             s = open_below(m, train, cfg, first, cache, val_cache, &below, &val_below);
     }
     /* Without a cache to keep each rank's samples, even shares. */
-    if (comm && !cache) train->shard_by_id = 0;
-    if (comm && cfg->validation_data && !val_cache) cfg->validation_data->shard_by_id = 0;
+    if (comm && !cache) graft_source_book_of(train)->shard_by_id = 0;
+    if (comm && cfg->validation_data && !val_cache)
+        graft_source_book_of(cfg->validation_data)->shard_by_id = 0;
     bool stop = false;
     for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
         s = CALL(cfg->callbacks[c], on_train_begin, m);

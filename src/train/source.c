@@ -1,14 +1,22 @@
 /* A batch source over in-memory arrays, with Keras-style per-pass shuffling. */
 #include "internal.h"
+#include "source.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t graft_source_new_uid(void)
+void graft_source_mark_own(graft_source *s)
 {
     static atomic_uint_fast64_t last;
-    return (uint64_t)atomic_fetch_add(&last, 1) + 1;
+    graft_source_book *b = graft_source_book_of(s);
+    b->uid = (uint64_t)atomic_fetch_add(&last, 1) + 1;
+    b->can_shard = 1;
+}
+
+long graft_source_drawn(const graft_source *s)
+{
+    return graft_source_book_get(s)->drawn;
 }
 
 typedef struct {
@@ -21,10 +29,11 @@ typedef struct {
 
 int graft_source_keeps(const graft_source *s, int k, int count, long id)
 {
-    if (s->shard_count <= 1) return 1;
-    if (s->shard_by_id) return id % s->shard_count == s->shard_rank;
-    long lo = (long)count * s->shard_rank / s->shard_count;
-    long hi = (long)count * (s->shard_rank + 1) / s->shard_count;
+    const graft_source_book *b = graft_source_book_get(s);
+    if (b->shard_count <= 1) return 1;
+    if (b->shard_by_id) return id % b->shard_count == b->shard_rank;
+    long lo = (long)count * b->shard_rank / b->shard_count;
+    long hi = (long)count * (b->shard_rank + 1) / b->shard_count;
     return k >= lo && k < hi;
 }
 
@@ -120,10 +129,9 @@ graft_source *graft_source_arrays(const float *x, const float *y, int n, graft_s
     a->base.next = next;
     a->base.free = destroy;
     a->base.n_samples = n;
-    a->base.uid = graft_source_new_uid();
     a->base.deterministic = 1;
     a->base.next_ids = next_ids;
-    a->base.can_shard = 1;
+    graft_source_mark_own(&a->base);
     return &a->base;
 }
 
@@ -147,7 +155,7 @@ graft_status graft_source_skip(graft_source *s, long batches)
     for (long b = 0; b < batches && st == GRAFT_OK; b++) {
         int n;
         st = s->next_ids ? s->next_ids(s, NULL, y, &n, NULL) : s->next(s, x, y, &n);
-        if (st == GRAFT_OK) s->drawn++;
+        if (st == GRAFT_OK) graft_source_book_of(s)->drawn++;
     }
     free(x);
     free(y);
