@@ -476,7 +476,10 @@ graft_status h5_list_here(const char *path, io_file *f, char **model_config)
                        "%s: no 'layer_names' attribute; not a Keras weights file (Keras's "
                        "save_weights or model.save .h5 layout expected)",
                        path);
-    for (int i = 0; i < layers.n && s == GRAFT_OK; i++) s = list_layer(f, c, layers.s[i]);
+    for (int i = 0; i < layers.n && s == GRAFT_OK; i++) {
+        s = list_layer(f, c, layers.s[i]);
+        if (f->progress) f->progress(f);
+    }
     f->n_listed = layers.n;
 done:
     H5Eclear2(H5E_DEFAULT);
