@@ -43,6 +43,10 @@ typedef void (*graft_weight_fn)(const char *layer, const char *weight, int rank,
 graft_status graft_weights_file_list(const char *path, graft_weight_fn fn, void *ctx, int *n_listed);
 /* A whole model (graph and weights) from a full Keras HDF5 file or a TF.js model.json. */
 graft_status graft_model_load(const char *path, graft_model **out);
+/* Every reader of .h5 files here runs libhdf5 in a child process (fork()ed, and
+ * killed and reaped before the call returns): a file libhdf5 loops on fails
+ * after GRAFT_H5_TIMEOUT seconds without progress (default 60), a crash in
+ * libhdf5 is an error naming the file. GRAFT_H5_CHILD=0 reads in-process. */
 
 #ifdef __cplusplus
 }

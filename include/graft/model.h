@@ -381,6 +381,8 @@ typedef enum {
     GRAFT_ENV_TMPDIR,            /* TMPDIR: where temporary files go */
     GRAFT_ENV_NO_FUSED_INFERENCE, /* GRAFT_NO_FUSED_INFERENCE=1: no inference-only steps */
     GRAFT_ENV_SYNC_BN,           /* GRAFT_SYNC_BN=1: mpirun graft: synchronized BatchNormalization */
+    GRAFT_ENV_H5_TIMEOUT,        /* GRAFT_H5_TIMEOUT: seconds libhdf5 may go without answering */
+    GRAFT_ENV_H5_CHILD,          /* GRAFT_H5_CHILD=0: read .h5 files in-process, not in a child */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

@@ -58,6 +58,14 @@ static const struct {
     [GRAFT_ENV_SYNC_BN] = {"GRAFT_SYNC_BN",
                            "1: under mpirun, trainable BatchNormalization normalises with the "
                            "statistics of the whole batch over all ranks (default: each rank's)"},
+    [GRAFT_ENV_H5_TIMEOUT] = {"GRAFT_H5_TIMEOUT",
+                              "seconds the process reading a .h5 file may go without answering "
+                              "before graft gives up on it (a corrupt file libhdf5 loops on); "
+                              "default 60"},
+    [GRAFT_ENV_H5_CHILD] = {"GRAFT_H5_CHILD",
+                            "0: read .h5 files in graft's own process instead of a watchdogged "
+                            "child (for the fuzzer and debuggers; no time bound, a crash in "
+                            "libhdf5 is graft's)"},
 };
 
 const char *graft_env_name(graft_env_var v)

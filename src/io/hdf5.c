@@ -5,9 +5,14 @@
  * group/weight_name ("conv1/conv1/kernel:0"). Weights-only files keep that
  * at the root; full-model files keep it under `model_weights` and add the
  * `model_config` JSON as a root attribute.
+ *
+ * The readers here run in a child process (src/io/h5_child.c) unless
+ * GRAFT_H5_CHILD=0: libhdf5 loops forever or crashes on some corrupt files
+ * (fuzz/libhdf5_findings/), and only a process of its own bounds that.
  */
 #include "core/atomic_file.h"
 #include "core/file_open.h"
+#include "io/h5_child.h"
 #include "io/io.h"
 
 #include <errno.h>
@@ -424,6 +429,12 @@ static graft_status open_h5(const char *path, hid_t *out)
 
 graft_status io_h5_list(const char *path, io_file *f, char **model_config)
 {
+    return h5_child_wanted() ? h5_child_list(path, f, model_config)
+                             : h5_list_here(path, f, model_config);
+}
+
+graft_status h5_list_here(const char *path, io_file *f, char **model_config)
+{
     char why[160];
     strlist layers = {0}, cfg = {0};
     bool found = false;
@@ -465,7 +476,10 @@ graft_status io_h5_list(const char *path, io_file *f, char **model_config)
                        "%s: no 'layer_names' attribute; not a Keras weights file (Keras's "
                        "save_weights or model.save .h5 layout expected)",
                        path);
-    for (int i = 0; i < layers.n && s == GRAFT_OK; i++) s = list_layer(f, c, layers.s[i]);
+    for (int i = 0; i < layers.n && s == GRAFT_OK; i++) {
+        s = list_layer(f, c, layers.s[i]);
+        if (f->progress) f->progress(f);
+    }
     f->n_listed = layers.n;
 done:
     H5Eclear2(H5E_DEFAULT);
@@ -483,6 +497,9 @@ done:
  * failed inside H5Dclose or H5Fclose could go unreported (the rename went
  * ahead with data missing), and a failed H5Fclose left a half-destroyed file
  * ID that libhdf5 closed again at exit (a crash).
+ *
+ * Writing stays in graft's process, verify_file's read-back included: libhdf5
+ * sees only the bytes it has just built itself, never a file from outside.
  */
 
 /* Memory the in-memory file grows by. */
@@ -900,6 +917,12 @@ graft_status graft_model_save_with_metadata(const graft_model *m, const char *pa
 }
 
 graft_status graft_h5_metadata_read(const char *path, const char *name, char **text)
+{
+    return h5_child_wanted() ? h5_child_metadata(path, name, text)
+                             : h5_metadata_here(path, name, text);
+}
+
+graft_status h5_metadata_here(const char *path, const char *name, char **text)
 {
     *text = NULL;
     hid_t file = -1;

@@ -44,6 +44,8 @@ struct io_file {
     /* Reads w->count float32 values of `w` into dst. */
     graft_status (*read)(io_file *f, const io_weight *w, float *dst);
     void (*close)(io_file *f); /* releases ctx */
+    /* Called (when set) as the reader gets on with a long listing. */
+    void (*progress)(io_file *f);
 };
 
 void io_file_free(io_file *f);
