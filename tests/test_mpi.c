@@ -185,6 +185,35 @@ static void test_transfer(void)
     CHECK_MSG(strstr(out, "14 images") && strcmp(one, out) == 0, "one process:\n%s\n3 ranks:\n%s", one, out);
 }
 
+/* A head with Dropout(0.5) on the frozen base: each sample's mask depends
+ * on the batch and the sample, not on the rank that runs it, so 2 and 3
+ * ranks train what one process trains (to summation order), through the
+ * feature cache (shares by id) and without it (shares by position). */
+static void test_dropout_head(void)
+{
+    if (access(H5_025, R_OK) != 0) {
+        printf("skip - no %s\n", H5_025);
+        return;
+    }
+    char a[1024];
+    const char *args = "--base mobilenet --alpha 0.25 --weights " H5_025
+                       " --input-size 64 --epochs 2 --batch 8 --head dense1024-dropout";
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/d1", tmp, args, tmp);
+    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    for (int np = 2; np <= 3; np++) {
+        snprintf(a, sizeof a, "train --data %s/data %s --out %s/d%d", tmp, args, tmp, np);
+        CHECK_MSG(graft_np(np, "", a) == 0, "np %d: %s", np, err);
+        char name[8];
+        snprintf(name, sizeof name, "d%d", np);
+        check_same_run("d1", name);
+    }
+    /* Rank 0's cache holds its shard: 9 of the 26 training images. */
+    CHECK_MSG(strstr(out, "Feature cache (training): 9 of 26 samples (rank 0's shard of 3)"), "%s", out);
+    snprintf(a, sizeof a, "train --data %s/data %s --no-cache --out %s/dn", tmp, args, tmp);
+    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    check_same_run("d1", "dn");
+}
+
 /* The pid of rank `rank` of the job tagged `tag` (0: not found). */
 static pid_t find_rank(const char *tag, int rank)
 {
@@ -371,6 +400,7 @@ int main(void)
     }
     RUN(test_scratch);
     RUN(test_transfer);
+    RUN(test_dropout_head);
     RUN(test_kill_resume);
     RUN(test_different_data);
     test_tmpdirs_remove();
