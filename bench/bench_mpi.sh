@@ -11,16 +11,23 @@
 # (and, fine-tuning, runs the whole base), epoch 2 reads the feature cache.
 # Then for each zoo model a training step's time per image, and the gradient
 # allreduce per step with 2 and 3 ranks (build/bench/bench_allreduce): the
-# inputs of bench/scaling_model.py. Figures go to docs/SCALING.md.
+# inputs of bench/scaling_model.py. Last, graft grid on two ranks: a grid of
+# two runs (MobileNet 0.75 under two heads, frozen stage) and one of a single
+# run, as one process x 2 threads, 2 ranks x 1 thread running whole runs
+# (--mpi-mode runs) and 2 ranks x 1 thread running each run data-parallel
+# (--mpi-mode data): wall-clock seconds, medians, and the ratios that choose
+# the default. Figures go to docs/SCALING.md.
 #
-#   bench/bench_mpi.sh [BUILD] [REPEATS] [STEPS]     (defaults build 3 63)
-# 63 steps of 32 are one pass over the lesson's 2000 images, so that epoch 2
-# reads every image from the cache; fewer steps make epoch 2 decode too.
+#   bench/bench_mpi.sh [BUILD] [REPEATS] [STEPS] [PARTS]
+# (defaults build 3 63 "stages allreduce grid"). 63 steps of 32 are one pass
+# over the lesson's 2000 images, so that epoch 2 reads every image from the
+# cache; fewer steps make epoch 2 decode too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 reps=${2:-3}
 steps=${3:-63}
+parts=${4:-stages allreduce grid}
 graft=$build/graft
 data=${GRAFT_DATA:-../shared/data/cats_and_dogs_filtered}
 root=""
@@ -33,9 +40,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 common="--steps-per-epoch $steps --validation-steps 1 --verbose 0"
-# One frozen stage for every fine-tuning to start from.
-OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
-    --out "$tmp/frozen" >/dev/null
+has() { [[ " $parts " == *" $1 "* ]]; }
 
 prefix() {
     case $1 in
@@ -64,6 +69,10 @@ print(" ".join("%.2f" % (int(sys.argv[2]) * 32 / x) for x in s))
 EOF
 }
 
+if has stages; then
+# One frozen stage for every fine-tuning to start from.
+OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
+    --out "$tmp/frozen" >/dev/null
 for stage in finetune scratch; do
     declare -A e1=() e2=()
     for r in $(seq "$reps"); do
@@ -85,10 +94,49 @@ for k, name in ((0, "epoch 1"), (3, "epoch 2")):
 EOF
     unset e1 e2
 done
+fi
 
+if has allreduce; then
 echo "a training step of each base (top 20 layers + head train; no feature cache), one thread:"
 OMP_NUM_THREADS=1 $mpirun -np 1 "$build/bench/bench_allreduce" 3 4
 for np in 2 3; do
     echo "gradient allreduce, $np ranks:"
     OMP_NUM_THREADS=1 $mpirun -np "$np" "$build/bench/bench_allreduce" 10
 done
+fi
+
+# grid CONFIG HEADS: wall-clock seconds of a frozen-stage grid on MobileNet 0.75
+grid() {
+    local out=$tmp/grid pre="env OMP_NUM_THREADS=1 $mpirun -np 2" mode="" t0
+    rm -rf "$out"
+    case $1 in
+    1x2) pre="env OMP_NUM_THREADS=2" ;;
+    runs) mode="--mpi-mode runs" ;;
+    data) mode="--mpi-mode data" ;;
+    esac
+    t0=$(date +%s.%N)
+    $pre "$graft" grid --data "$data" --out "$out" --bases mobilenet --heads "$2" --epochs 2 \
+        --steps-per-epoch "$steps" --validation-steps 1 $mode >/dev/null 2>&1
+    python3 -c "import sys; print('%.1f' % ($(date +%s.%N) - $t0))"
+}
+
+if has grid; then
+for heads in dense1024,dropout dropout; do
+    declare -A g=()
+    for r in $(seq "$reps"); do
+        for cfg in 1x2 runs data; do
+            t=$(grid "$cfg" "$heads")
+            g[$cfg]+="$t "
+            echo "grid ($heads) $cfg repeat $r: $t s"
+        done
+    done
+    python3 - "$heads" "${g[1x2]}" "${g[runs]}" "${g[data]}" <<'EOF'
+import statistics, sys
+med = [statistics.median(float(v) for v in a.split()) for a in sys.argv[2:]]
+print("grid of %d run(s) (%s): 1x2 %.1f s, 2 ranks runs %.1f s, 2 ranks data %.1f s; "
+      "1x2/runs = %.2fx, data/runs = %.2fx (above 1: runs faster)"
+      % (len(sys.argv[1].split(",")), sys.argv[1], med[0], med[1], med[2], med[0] / med[1], med[2] / med[1]))
+EOF
+    unset g
+done
+fi

@@ -416,6 +416,58 @@ static void test_conv_base_cached_equals_uncached(void)
     CHECK_MSG(diff == 0 && la == lb, "%zu weights differ; val_loss %.9g vs %.9g", diff, la, lb);
 }
 
+/* Data parallelism: a rank whose source is sharded by id caches only its
+ * own samples (ids r, r + N, ...): room for about n / N of them, counted so
+ * in the process's budget, in memory or spilled, and what it gives back is
+ * what the whole source's forward pass gives for those samples. */
+static void test_rank_caches_its_shard(void)
+{
+    static float x[N * D], y[N], ref[N];
+    data(x, y);
+    graft_model *m = frozen_base_model(false);
+    graft_compile_cfg cc = {.optimizer = graft_adam(0.01f), .loss = GRAFT_BINARY_CROSSENTROPY};
+    CHECK_OK(graft_model_compile(m, &cc));
+    CHECK_OK(graft_model_predict(m, x, N, ref));
+    const size_t row = 12 * sizeof(float), base = graft_cache_memory_in_use();
+    for (int ranks = 2; ranks <= 3; ranks++) {
+        for (int r = 0; r < ranks; r++) {
+            for (int spill = 0; spill < 2; spill++) {
+                graft_source *src = graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 1, 3);
+                src->shard_rank = r;
+                src->shard_count = ranks;
+                src->shard_by_id = 1;
+                const long mine = (N - r + ranks - 1) / ranks;
+                graft_feature_cache *c = NULL;
+                CHECK_OK(graft_cache_open(m, src, 3, spill ? base + 1 : 0, NULL, "shard", false, &c));
+                CHECK(c && graft_cache_capacity(c) == mine && graft_cache_in_memory(c) == !spill);
+                CHECK_MSG(graft_cache_memory_in_use() == base + (spill ? 0 : (size_t)mine * row),
+                          "%d ranks, rank %d: %zu bytes held for %ld samples", ranks, r,
+                          graft_cache_memory_in_use() - base, mine);
+                float bx[10 * D], by[10];
+                long ids[10];
+                int bad = 0, seen = 0;
+                /* Two passes: the first fills the cache, the second reads it. */
+                for (int b = 0; c && b < 2 * src->length; b++) {
+                    int n = 0;
+                    CHECK_OK(graft_cache_fetch_forward(c, NULL, m, src, bx, by, ids, &n, false));
+                    const float *out = graft_model_output(m)->out;
+                    for (int i = 0; i < n; i++) {
+                        bad += ids[i] % ranks != r || fabsf(out[i] - ref[ids[i]]) > 1e-6f;
+                        seen++;
+                    }
+                }
+                CHECK_MSG(bad == 0 && seen == 2 * mine && graft_cache_count(c) == mine,
+                          "%d ranks, rank %d, spill %d: %d of %d samples wrong, %ld cached of %ld",
+                          ranks, r, spill, bad, seen, graft_cache_count(c), mine);
+                graft_cache_close(c);
+                graft_source_free(src);
+            }
+        }
+    }
+    CHECK(graft_cache_memory_in_use() == base);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_cached_equals_uncached);
@@ -426,5 +478,6 @@ int main(void)
     RUN(test_store_refusals);
     RUN(test_one_budget_for_all_caches);
     RUN(test_conv_base_cached_equals_uncached);
+    RUN(test_rank_caches_its_shard);
     return CHECK_SUMMARY();
 }

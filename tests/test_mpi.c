@@ -186,6 +186,107 @@ static void test_transfer(void)
     CHECK_MSG(strstr(out, "14 images") && strcmp(one, out) == 0, "one process:\n%s\n3 ranks:\n%s", one, out);
 }
 
+/* A head with Dropout(0.5) on the frozen base: each sample's mask depends
+ * on the batch and the sample, not on the rank that runs it, so 2 and 3
+ * ranks train what one process trains (to summation order), through the
+ * feature cache (shares by id) and without it (shares by position). */
+static void test_dropout_head(void)
+{
+    if (access(H5_025, R_OK) != 0) {
+        printf("skip - no %s\n", H5_025);
+        return;
+    }
+    char a[1024];
+    const char *args = "--base mobilenet --alpha 0.25 --weights " H5_025
+                       " --input-size 64 --epochs 2 --batch 8 --head dense1024-dropout";
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/d1", tmp, args, tmp);
+    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    for (int np = 2; np <= 3; np++) {
+        snprintf(a, sizeof a, "train --data %s/data %s --out %s/d%d", tmp, args, tmp, np);
+        CHECK_MSG(graft_np(np, "", a) == 0, "np %d: %s", np, err);
+        char name[8];
+        snprintf(name, sizeof name, "d%d", np);
+        check_same_run("d1", name);
+    }
+    /* Rank 0's cache holds its shard: 9 of the 26 training images. */
+    CHECK_MSG(strstr(out, "Feature cache (training): 9 of 26 samples (rank 0's shard of 3)"), "%s", out);
+    snprintf(a, sizeof a, "train --data %s/data %s --no-cache --out %s/dn", tmp, args, tmp);
+    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    check_same_run("d1", "dn");
+}
+
+/* The JSON of a grid's runs with the grid folder's name `from` made `to`. */
+static void json_as(const char *json, const char *from, const char *to, char *buf, size_t cap)
+{
+    size_t k = 0, nf = strlen(from), nt = strlen(to);
+    for (const char *p = json; *p && k + nt + 1 < cap;) {
+        if (strncmp(p, from, nf) == 0) {
+            memcpy(buf + k, to, nt);
+            k += nt;
+            p += nf;
+        } else {
+            buf[k++] = *p++;
+        }
+    }
+    buf[k] = '\0';
+}
+
+/* mpirun -np 2 graft grid: each rank trains whole runs (0 and 2 on rank 0,
+ * 1 on rank 1), each in one process, so every run is one process's to the
+ * bit; rank 0 writes the report and prints the JSON one process prints. A
+ * run that fails on rank 1 is reported failed and the grid goes on. */
+static void test_grid_runs(void)
+{
+    if (access(H5_025, R_OK) != 0) {
+        printf("skip - no %s\n", H5_025);
+        return;
+    }
+    char a[1024];
+    static char one[sizeof out], want[sizeof out];
+    const char *args = "grid --data %s/data --out %s/%s --bases mobilenet --heads dense1024,dropout "
+                       "--weights mobilenet=" H5_025 " --input-size 32 --batch 8 --epochs 2 --scratch "
+                       "--scratch-epochs 1 --report --json%s";
+    snprintf(a, sizeof a, args, tmp, tmp, "g1", "");
+    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    memcpy(one, out, sizeof out);
+    snprintf(a, sizeof a, args, tmp, tmp, "g2", "");
+    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    json_as(one, "/g1/", "/g2/", want, sizeof want);
+    CHECK_MSG(strstr(want, "\"trained\"") && strcmp(want, out) == 0, "one process:\n%s\n2 ranks:\n%s", want, out);
+    const char *runs[] = {"mobilenet-dense1024", "mobilenet-dropout", "scratch"};
+    for (int i = 0; i < 3; i++) {
+        char ra[64], rb[64];
+        snprintf(ra, sizeof ra, "g1/%s", runs[i]);
+        snprintf(rb, sizeof rb, "g2/%s", runs[i]);
+        bool same;
+        CHECK_MSG(weight_diff(ra, rb, &same) >= 0 && same, "%s", rb);
+        check_history(ra, rb, 0);
+    }
+    CHECK(access(path_in(tmp, "g2/report/report.md"), R_OK) == 0 &&
+          access(path_in(tmp, "g2/report/report.html"), R_OK) == 0);
+    /* --mpi-mode data: each run data-parallel, to summation order. */
+    snprintf(a, sizeof a, args, tmp, tmp, "g3", " --mpi-mode data");
+    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) {
+        char ra[64], rb[64];
+        snprintf(ra, sizeof ra, "g1/%s", runs[i]);
+        snprintf(rb, sizeof rb, "g3/%s", runs[i]);
+        check_same_run(ra, rb);
+    }
+    /* Rank 1's run (a VGG16 given MobileNet's weights) fails; rank 0's
+     * trains; the job ends as one process's grid would, without MPI_Abort. */
+    const char *bad = "grid --data %s/data --out %s/g4 --bases mobilenet,vgg16 --heads dropout "
+                      "--weights mobilenet=" H5_025 " --weights vgg16=" H5_025
+                      " --input-size 32 --batch 8 --epochs 1 --report --json";
+    snprintf(a, sizeof a, bad, tmp, tmp);
+    CHECK(graft_np(2, "", a) == 1);
+    CHECK_MSG(strstr(out, "mobilenet-dropout\", \"status\": \"trained\"") &&
+              strstr(out, "vgg16-dropout\", \"status\": \"failed\""), "%s", out);
+    CHECK_MSG(strstr(err, "graft grid: 1 of 2 runs failed") && !strstr(err, "MPI_ABORT") &&
+              !strstr(err, "ending the job"), "%s", err);
+    CHECK(access(path_in(tmp, "g4/report/report.md"), R_OK) == 0);
+}
+
 /* The pid of rank `rank` of the job tagged `tag` (0: not found). */
 static pid_t find_rank(const char *tag, int rank)
 {
@@ -373,6 +474,8 @@ int main(void)
     }
     RUN(test_scratch);
     RUN(test_transfer);
+    RUN(test_dropout_head);
+    RUN(test_grid_runs);
     RUN(test_kill_resume);
     RUN(test_different_data);
     test_tmpdirs_remove();

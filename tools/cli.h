@@ -142,6 +142,10 @@ void cli_watch_sigint(graft_model *m);
  * sets it). Rank 0 alone prints and writes the run folder. */
 extern graft_comm *cli_comm;
 static inline bool cli_writes(void) { return graft_comm_rank(cli_comm) == 0; }
+/* Set by a command whose ranks agreed on its outcome (graft grid running
+ * whole runs per rank): a failure then ends every rank alike, without
+ * MPI_Abort ending the job for it. */
+extern bool cli_rc_agreed;
 
 /* Copies a file (crash-safe: a temporary file renamed into place). */
 int cli_copy_file(const char *from, const char *to);

@@ -22,6 +22,7 @@ typedef struct {
     int epochs, finetune, finetune_epochs, scratch, scratch_epochs, json, report;
     float finetune_lr;
     char title[256];
+    enum { GRID_AUTO, GRID_RUNS, GRID_DATA } mpi_mode; /* under mpirun */
 } grid_args;
 
 typedef struct {
@@ -57,6 +58,10 @@ static int bring_run(const grid_args *g, const char *base, const char *head, con
     bool scratch = strcmp(base, "scratch") == 0;
     *did = false;
     for (int step = 0; step < 8; step++) {
+        /* Each run data-parallel: every rank reads the run folder only once
+         * rank 0 has written it, so that all take the same next step. */
+        graft_status bs = graft_comm_barrier(cli_comm);
+        if (bs != GRAFT_OK) return cli_fail_status(bs, "mpi");
         char p[CLI_PATH + 32];
         snprintf(p, sizeof p, "%s/config.json", dir);
         if (access(p, F_OK) != 0) {
@@ -127,52 +132,93 @@ static void json_result(FILE *f, const grid_result *r, bool first)
     fputc('}', f);
 }
 
+/* Under mpirun, whether each rank runs whole runs of the grid (rank r runs
+ * r, r + N, ...) rather than every run data-parallel over all ranks. */
+static bool runs_per_rank(const grid_args *g, int n_runs)
+{
+    int ranks = graft_comm_size(cli_comm);
+    if (ranks < 2 || g->mpi_mode == GRID_DATA) return false;
+    return g->mpi_mode == GRID_RUNS || n_runs >= ranks;
+}
+
+/* Runs per rank: every rank learns every run's status from its owner, and
+ * whether any rank was interrupted (codes: 1 trained, 2 skipped, 3 failed). */
+static int gather_statuses(graft_comm *job, grid_result *res, int n_runs, bool *interrupted)
+{
+    static const char *const names[] = {"failed", "trained", "skipped", "failed"};
+    double *v = calloc((size_t)n_runs + 1, sizeof *v);
+    if (!v) return cli_fail("out of memory");
+    for (int i = 0; i < n_runs; i++)
+        if (res[i].status) v[i] = !strcmp(res[i].status, "trained") ? 1 : !strcmp(res[i].status, "skipped") ? 2 : 3;
+    v[n_runs] = *interrupted;
+    graft_status s = graft_comm_sum(job, v, n_runs + 1);
+    for (int i = 0; s == GRAFT_OK && i < n_runs; i++) {
+        int code = (int)v[i];
+        res[i].status = names[code >= 1 && code <= 3 ? code : 0];
+    }
+    *interrupted = v[n_runs] > 0;
+    free(v);
+    return s == GRAFT_OK ? 0 : cli_fail_status(s, "gathering the runs' results");
+}
+
 static int run_grid(const grid_args *g)
 {
-    int n_runs = g->n_bases * g->n_heads + (g->scratch ? 1 : 0), k = 0, failed = 0;
+    int n_pairs = g->n_bases * g->n_heads, n_runs = n_pairs + (g->scratch ? 1 : 0), failed = 0;
     grid_result *res = calloc((size_t)n_runs, sizeof *res);
     if (!res) return cli_fail("out of memory");
-    for (int i = 0; i < n_runs; i++) res[i].status = "failed";
-    for (int b = 0; b < g->n_bases; b++) {
-        cli_share sh = {.store = graft_feature_store_new()};
-        if (!sh.store) {
-            free(res);
-            return cli_fail_status(GRAFT_ENOMEM, "feature store");
-        }
-        for (int h = 0; h < g->n_heads; h++, k++) {
-            grid_result *r = &res[k];
-            snprintf(r->dir, sizeof r->dir, "%s/%s-%s", g->out, g->bases[b], g->heads[h]);
-            printf("== %s (%d of %d): base %s, head %s\n", r->dir, k + 1, n_runs, g->bases[b], g->heads[h]);
-            fflush(stdout);
-            bool did;
-            int rc = bring_run(g, g->bases[b], g->heads[h], r->dir, &sh, &did);
-            if (rc == 130) { /* Ctrl-C: the whole grid stops; it resumes from here */
-                graft_feature_store_free(sh.store);
-                free(res);
-                fprintf(stderr, "graft grid: continue the grid with the same command\n");
-                return rc;
+    /* Runs per rank: each run in this process alone, writing its own folder. */
+    const bool per_rank = runs_per_rank(g, n_runs);
+    graft_comm *job = cli_comm;
+    const int ranks = graft_comm_size(job), rank = graft_comm_rank(job);
+    if (per_rank) cli_comm = NULL;
+    cli_share sh = {0};
+    int sh_base = -1, rc = 0;
+    bool interrupted = false;
+    for (int k = 0; k < n_runs && !interrupted; k++) {
+        grid_result *r = &res[k];
+        bool scratch = k == n_pairs;
+        const char *base = scratch ? "scratch" : g->bases[k / g->n_heads];
+        const char *head = scratch ? "dense1024" : g->heads[k % g->n_heads];
+        if (scratch) snprintf(r->dir, sizeof r->dir, "%s/scratch", g->out);
+        else snprintf(r->dir, sizeof r->dir, "%s/%s-%s", g->out, base, head);
+        if (per_rank && k % ranks != rank) continue; /* another rank's */
+        r->status = "failed";
+        /* The runs on one base share its frozen features. */
+        if (!scratch && sh_base != k / g->n_heads) {
+            graft_feature_store_free(sh.store);
+            sh = (cli_share){.store = graft_feature_store_new()};
+            sh_base = k / g->n_heads;
+            if (!sh.store) {
+                rc = cli_fail_status(GRAFT_ENOMEM, "feature store");
+                break;
             }
-            r->status = rc ? "failed" : did ? "trained" : "skipped";
-            failed += rc != 0;
         }
-        graft_feature_store_free(sh.store);
-    }
-    if (g->scratch) {
-        grid_result *r = &res[k++];
-        snprintf(r->dir, sizeof r->dir, "%s/scratch", g->out);
-        printf("== %s (%d of %d): the lesson's CNN from scratch\n", r->dir, k, n_runs);
+        if (scratch)
+            printf("== %s (%d of %d): the lesson's CNN from scratch\n", r->dir, k + 1, n_runs);
+        else
+            printf("== %s (%d of %d): base %s, head %s\n", r->dir, k + 1, n_runs, base, head);
         fflush(stdout);
         bool did;
-        int rc = bring_run(g, "scratch", "dense1024", r->dir, NULL, &did);
-        if (rc == 130) {
-            free(res);
-            return rc;
-        }
-        r->status = rc ? "failed" : did ? "trained" : "skipped";
-        failed += rc != 0;
+        int brc = bring_run(g, base, head, r->dir, scratch ? NULL : &sh, &did);
+        /* Ctrl-C: the whole grid stops; it resumes from here. */
+        interrupted = brc == 130;
+        r->status = brc ? "failed" : did ? "trained" : "skipped";
     }
-    int rc = 0;
-    if (g->report) {
+    graft_feature_store_free(sh.store);
+    if (per_rank) {
+        cli_comm = job;
+        if (rc == 0) rc = gather_statuses(job, res, n_runs, &interrupted);
+        /* Every rank now knows every run's outcome: they end alike, with
+         * no rank failing the job. */
+        cli_rc_agreed = rc == 0;
+    }
+    if (rc || interrupted) {
+        free(res);
+        if (interrupted) fprintf(stderr, "graft grid: continue the grid with the same command\n");
+        return interrupted ? 130 : rc;
+    }
+    for (int i = 0; i < n_runs; i++) failed += strcmp(res[i].status, "failed") == 0;
+    if (g->report && cli_writes()) {
         const char **dirs = calloc((size_t)n_runs, sizeof *dirs);
         int nd = 0;
         for (int i = 0; dirs && i < n_runs; i++)
@@ -182,6 +228,10 @@ static int run_grid(const grid_args *g)
         if (!dirs) rc = cli_fail("out of memory");
         else if (nd > 0) rc = cli_report(dirs, nd, rdir, g->title);
         free(dirs);
+    }
+    if (!cli_writes()) { /* rank 0 reports for the job */
+        free(res);
+        return failed ? 1 : rc;
     }
     printf("\n%-48s %s\n", "run", "status");
     for (int i = 0; i < n_runs; i++) printf("%-48s %s\n", res[i].dir, res[i].status);
@@ -220,12 +270,16 @@ static void usage(FILE *f)
             "  --report              then write OUT/report/report.html and report.md (graft report)\n"
             "  --title T             the report's title\n"
             "  --json                each run's folder, status and validation accuracy as JSON\n"
+            "  --mpi-mode MODE       under mpirun -np N: runs (rank r trains runs r, r+N, ... each\n"
+            "                        in one process; OUT must be a folder every rank sees) or data\n"
+            "                        (every run data-parallel over the N ranks); default runs when\n"
+            "                        the grid has at least N runs, else data\n"
             "The lesson's homework is `graft lesson --homework` (see graft lesson --help).\n");
 }
 
 enum { G_DATA = 400, G_OUT, G_BASES, G_HEADS, G_EPOCHS, G_FT, G_FTE, G_FTLR, G_SCRATCH, G_SE,
        G_WEIGHTS, G_ALPHA, G_SIZE, G_BATCH, G_LR, G_SEED, G_STEPS, G_VSTEPS, G_PRE, G_INTERP,
-       G_NOCACHE, G_REPORT, G_TITLE, G_JSON, G_HELP };
+       G_NOCACHE, G_REPORT, G_TITLE, G_JSON, G_MPI_MODE, G_HELP };
 
 static int parse_num(const char *opt, const char *v, double lo, double hi, bool whole, double *out)
 {
@@ -263,6 +317,7 @@ int cmd_grid(int argc, char **argv)
         {"preprocess", required_argument, 0, G_PRE}, {"interpolation", required_argument, 0, G_INTERP},
         {"no-cache", no_argument, 0, G_NOCACHE}, {"report", no_argument, 0, G_REPORT},
         {"title", required_argument, 0, G_TITLE}, {"json", no_argument, 0, G_JSON},
+        {"mpi-mode", required_argument, 0, G_MPI_MODE},
         {"help", no_argument, 0, G_HELP}, {0, 0, 0, 0}};
     grid_args g;
     grid_defaults(&g);
@@ -317,6 +372,11 @@ int cmd_grid(int argc, char **argv)
         case G_REPORT: g.report = 1; break;
         case G_TITLE: snprintf(g.title, sizeof g.title, "%s", optarg); break;
         case G_JSON: g.json = 1; break;
+        case G_MPI_MODE:
+            if (!strcmp(optarg, "runs")) g.mpi_mode = GRID_RUNS;
+            else if (!strcmp(optarg, "data")) g.mpi_mode = GRID_DATA;
+            else rc = cli_usage("--mpi-mode: '%s' is not runs or data", optarg);
+            break;
         case G_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -82,7 +82,7 @@ static int run_command(int (*cmd)(int, char **), int argc, char **argv)
     cli_comm = size > 1 ? comm : NULL;
     int rc = cmd(argc, argv);
     /* 130: every rank agreed to stop after the same batch (Ctrl-C). */
-    if (rc != 0 && rc != 130 && size > 1) {
+    if (rc != 0 && rc != 130 && size > 1 && !cli_rc_agreed) {
         fprintf(stderr, "graft %s: rank %d of %d failed (exit status %d); ending the job\n", cli_cmd,
                 rank, size, rc);
         fflush(stdout);

@@ -28,6 +28,7 @@ static void say(const char *fmt, va_list ap)
 }
 
 graft_comm *cli_comm;
+bool cli_rc_agreed;
 
 int cli_fail(const char *fmt, ...)
 {

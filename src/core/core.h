@@ -45,6 +45,28 @@ void graft_free(void *p);
 size_t graft_first_nonfinite(const void *p, size_t n);
 const char *graft_nonfinite_name(const void *p, size_t i);
 
+/* ------------------------------------------------------------- counter-based draws */
+
+/* Draw `i` of the stream `key`: SplitMix64's output for its i-th state, a
+ * pure function of (key, i). Training noise draws from these, so that a
+ * sample's noise depends only on its key (the batch's, mixed with the
+ * sample's id and the layer), not on which rank, thread or position in a
+ * share computes it. */
+static inline uint64_t graft_rng_at(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + (i + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+/* [0, 1) from draw i (24 bits, as graft_rng_uniform). */
+static inline float graft_rng_uniform_at(uint64_t key, uint64_t i)
+{
+    return (float)(graft_rng_at(key, i) >> 40) * (1.0f / 16777216.0f);
+}
+/* N(0, 1) from draws 2i and 2i + 1 (Box-Muller, as graft_rng_normal). */
+float graft_rng_normal_at(uint64_t key, uint64_t i);
+
 /* ------------------------------------------------------------- threads, clock */
 
 /* Threads for graft's own loops. */

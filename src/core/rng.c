@@ -45,6 +45,13 @@ float graft_rng_normal(graft_rng *rng)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
+float graft_rng_normal_at(uint64_t key, uint64_t i)
+{
+    double u1 = 1.0 - (double)(graft_rng_at(key, 2 * i) >> 11) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(graft_rng_at(key, 2 * i + 1) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
 uint32_t graft_rng_below(graft_rng *rng, uint32_t n)
 {
     /* Lemire's multiply-shift with rejection: unbiased. */

@@ -18,7 +18,7 @@ void graft_model_bind_input(graft_model *m, const float *x)
 static graft_fwd fwd_of(graft_model *m, const graft_layer *l, int n, bool training, const float **in)
 {
     for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
-    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->rng, NULL, m->allsum};
+    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->noise, NULL, m->allsum};
 }
 
 static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
@@ -53,6 +53,7 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
     graft_status st = graft_model_prepare(m, n, training);
     if (st != GRAFT_OK) return st;
     if (x) graft_model_bind_input(m, x);
+    if (training && !m->noise_set) m->noise = (graft_noise){graft_rng_next(&m->rng), NULL, 0};
     if (first < 1) first = 1;
     if (last > m->n_layers) last = m->n_layers;
     struct graft_plan *p = m->plan;

@@ -40,6 +40,11 @@ struct graft_model {
     float *opt_m, *opt_v; /* optimizer slots, parallel to weights */
     long opt_iterations;
     graft_rng rng;
+    /* Training noise's key and sample ids for the current batch; set by fit
+     * for each global batch (noise_set), else drawn from rng by each
+     * training forward. */
+    graft_noise noise;
+    bool noise_set;
 
     /* The execution plan for batches of up to `capacity` (0: none; the
      * graph changed). The plan (exec/plan.c) owns its steps and frees them

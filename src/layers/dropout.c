@@ -42,12 +42,20 @@ static void forward(graft_layer *l, const graft_fwd *f)
         memcpy(f->out, x, n * sizeof(float));
         return;
     }
-    /* One sequential stream of draws: the same seed gives the same mask
-     * whatever the number of threads. */
+    /* Each sample's mask from its own stream: the same whatever the number
+     * of threads or ranks. */
     const float scale = 1.0f / (1.0f - d->rate);
-    for (size_t i = 0; i < n; i++) f->aux[i] = graft_rng_uniform(f->rng) >= d->rate ? scale : 0.0f;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) f->out[i] = x[i] * f->aux[i];
+    const size_t per = graft_shape_size(&l->out_shape);
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < f->n; s++) {
+        const uint64_t key = graft_noise_key(f->noise, l->index, s);
+        float *a = f->aux + (size_t)s * per, *o = f->out + (size_t)s * per;
+        const float *xs = x + (size_t)s * per;
+        for (size_t j = 0; j < per; j++) {
+            a[j] = graft_rng_uniform_at(key, j) >= d->rate ? scale : 0.0f;
+            o[j] = xs[j] * a[j];
+        }
+    }
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
@@ -65,8 +73,8 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
 }
 
-/* Keras 2's Dropout.get_config(); graft's masks come from the model's RNG,
- * not from a per-layer seed. */
+/* Keras 2's Dropout.get_config(); graft's masks come from the model's
+ * noise (layer.h's graft_noise), not from a per-layer seed. */
 static graft_status get_config(const graft_layer *l, cJSON *o)
 {
     const dropout *d = l->cfg;

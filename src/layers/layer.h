@@ -39,6 +39,27 @@ typedef struct {
     bool empty;
 } graft_allsum;
 
+/* Training noise (Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout).
+ * Each sample draws from its own counter-based stream (graft_noise_key: the
+ * batch's key, the sample's id and the layer), so that its noise is the same
+ * whichever rank or thread computes it and wherever it sits in a rank's
+ * share of the batch: N ranks draw what one process draws. fit takes one key
+ * per global batch from the model's RNG and gives each sample's id in the
+ * source (or its position in the global batch); any other training forward
+ * takes a key of its own and numbers its samples from 0. */
+typedef struct {
+    uint64_t key;
+    const long *ids; /* one per sample; NULL: base + i */
+    long base;
+} graft_noise;
+
+/* The stream of sample i of the batch in layer `layer`. */
+static inline uint64_t graft_noise_key(const graft_noise *z, int layer, int i)
+{
+    uint64_t id = z->ids ? (uint64_t)z->ids[i] : (uint64_t)(z->base + i);
+    return graft_rng_at(graft_rng_at(z->key, (uint64_t)layer), id);
+}
+
 /* What a layer's forward pass sees. */
 typedef struct {
     int n;                 /* samples in the batch */
@@ -47,7 +68,7 @@ typedef struct {
     float *out;            /* n * output size floats */
     float *aux;            /* the layer's own buffer kept until backward (aux_floats) */
     float *scratch;        /* shared scratch, valid during this call only */
-    graft_rng *rng;
+    const graft_noise *noise; /* training only */
     /* Convolutions: what their output pass also applies (a folded
      * BatchNormalization and clamp, given by a fused step), or NULL. */
     const graft_epilogue *epi;

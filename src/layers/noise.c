@@ -1,8 +1,8 @@
 /*
  * SpatialDropout2D, GaussianNoise, GaussianDropout: the identity at
- * inference; in training, Keras's noise drawn from the model's seeded RNG
- * (one sequential stream, so the same seed gives the same noise whatever
- * the thread count):
+ * inference; in training, Keras's noise, each sample's from its own stream
+ * (layer.h's graft_noise: the same seed gives the same noise whatever the
+ * number of threads or ranks):
  *   SpatialDropout2D(rate): whole channels of each sample dropped, the
  *     others scaled by 1 / (1 - rate);
  *   GaussianNoise(stddev): x + N(0, stddev);
@@ -66,26 +66,33 @@ static void forward(graft_layer *l, const graft_fwd *f)
             for (size_t i = 0; i < aux_floats(l, f->n); i++) f->aux[i] = 1.0f;
         return;
     }
-    switch (z->kind) {
-    case SPATIAL: {
-        const float scale = 1.0f / (1.0f - z->value);
-        const size_t C = z->channels;
-        for (size_t i = 0; i < (size_t)f->n * C; i++)
-            f->aux[i] = graft_rng_uniform(f->rng) >= z->value ? scale : 0.0f;
-        for (size_t i = 0; i < n; i++) f->out[i] = x[i] * f->aux[(i / per) * C + i % C];
-        break;
-    }
-    case GNOISE:
-        for (size_t i = 0; i < n; i++) f->out[i] = x[i] + z->value * graft_rng_normal(f->rng);
-        break;
-    case GDROPOUT: {
-        const float sd = sqrtf(z->value / (1.0f - z->value));
-        for (size_t i = 0; i < n; i++) {
-            f->aux[i] = 1.0f + sd * graft_rng_normal(f->rng);
-            f->out[i] = x[i] * f->aux[i];
+    const float keep = z->kind == GNOISE ? 1.0f : 1.0f - z->value; /* rate < 1 */
+    const float scale = 1.0f / keep, sd = sqrtf(z->value / keep);
+    const size_t C = z->channels;
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < f->n; s++) {
+        const uint64_t key = graft_noise_key(f->noise, l->index, s);
+        const float *xs = x + (size_t)s * per;
+        float *o = f->out + (size_t)s * per;
+        switch (z->kind) {
+        case SPATIAL: {
+            float *a = f->aux + (size_t)s * C;
+            for (size_t c = 0; c < C; c++) a[c] = graft_rng_uniform_at(key, c) >= z->value ? scale : 0.0f;
+            for (size_t j = 0; j < per; j++) o[j] = xs[j] * a[j % C];
+            break;
         }
-        break;
-    }
+        case GNOISE:
+            for (size_t j = 0; j < per; j++) o[j] = xs[j] + z->value * graft_rng_normal_at(key, j);
+            break;
+        case GDROPOUT: {
+            float *a = f->aux + (size_t)s * per;
+            for (size_t j = 0; j < per; j++) {
+                a[j] = 1.0f + sd * graft_rng_normal_at(key, j);
+                o[j] = xs[j] * a[j];
+            }
+            break;
+        }
+        }
     }
 }
 

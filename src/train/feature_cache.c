@@ -31,12 +31,14 @@ struct graft_feature_cache {
     size_t *front_floats; /* per sample, for each */
     size_t sample_floats;
     long n_samples, count;
-    long n_mine; /* the samples this rank draws (all but with a shard by id) */
-    unsigned char *have;
-    float *mem;          /* n_samples * sample_floats, or NULL when spilled */
+    /* Sharded by id (data parallelism), this rank draws only the ids
+     * i = rank (mod ranks), kept in slot i / ranks; else ranks = 1. */
+    int rank, ranks;
+    long n_mine;         /* the samples this rank draws: the slots */
+    unsigned char *have; /* per slot */
+    float *mem;          /* n_mine * sample_floats, or NULL when spilled */
     size_t mem_bytes;    /* counted in mem_in_use */
     FILE *spill;
-    long *ids;
     float *row;          /* one sample's features, for the spill file */
 };
 
@@ -61,6 +63,10 @@ static bool reserve_mem(size_t bytes, size_t budget)
 size_t graft_cache_memory_in_use(void) { return atomic_load(&mem_in_use); }
 
 bool graft_cache_in_memory(const graft_feature_cache *c) { return c && c->mem; }
+
+long graft_cache_capacity(const graft_feature_cache *c) { return c ? c->n_mine : 0; }
+
+long graft_cache_count(const graft_feature_cache *c) { return c ? c->count : 0; }
 
 graft_feature_store *graft_feature_store_new(void)
 {
@@ -94,7 +100,6 @@ static void cache_free(graft_feature_cache *c)
     graft_free(c->mem);
     atomic_fetch_sub(&mem_in_use, c->mem_bytes);
     if (c->spill) fclose(c->spill);
-    free(c->ids);
     free(c->row);
     free(c);
 }
@@ -156,12 +161,15 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     if (!c) return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
     c->first = first;
     c->n_samples = src->n_samples;
-    c->n_mine = 0;
-    for (long i = 0; i < c->n_samples; i++) c->n_mine += !graft_source_book_get(src)->shard_by_id || graft_source_keeps(src, 0, 1, i);
+    c->ranks = 1;
+    if (graft_source_book_get(src)->shard_by_id && graft_source_book_get(src)->shard_count > 1) {
+        c->rank = graft_source_book_get(src)->shard_rank;
+        c->ranks = graft_source_book_get(src)->shard_count;
+    }
+    c->n_mine = c->n_samples > c->rank ? (c->n_samples - c->rank + c->ranks - 1) / c->ranks : 0;
     c->front = malloc((size_t)first * sizeof(int));
     c->front_floats = malloc((size_t)first * sizeof(size_t));
-    c->ids = malloc((size_t)src->batch_size * sizeof(long));
-    if (!c->front || !c->front_floats || !c->ids) goto nomem;
+    if (!c->front || !c->front_floats) goto nomem;
     int out_idx = graft_model_output(m)->index;
     for (int j = 0; j < first; j++) {
         bool read_above = j == out_idx;
@@ -182,24 +190,27 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
         c->front_floats[c->n_front] = graft_shape_size(&m->layers[j]->out_shape);
         c->sample_floats += c->front_floats[c->n_front++];
     }
-    size_t bytes;
-    if (!graft_mul_ok(c->sample_floats * sizeof(float), (size_t)c->n_samples, &bytes)) goto nomem;
+    size_t bytes; /* at least one row: a rank may have no sample at all */
+    if (!graft_mul_ok(c->sample_floats * sizeof(float), (size_t)(c->n_mine ? c->n_mine : 1), &bytes))
+        goto nomem;
     if (store && graft_source_book_get(src)->uid) {
         c->source_uid = graft_source_book_get(src)->uid;
         c->key = below_key(m, c);
         for (graft_feature_cache *k = store->head; k; k = k->next_stored) {
             if (k->source_uid != c->source_uid || k->first != first || k->key != c->key ||
-                k->n_samples != c->n_samples || k->sample_floats != c->sample_floats)
+                k->n_samples != c->n_samples || k->sample_floats != c->sample_floats ||
+                k->rank != c->rank || k->ranks != c->ranks)
                 continue;
             if (verbose)
-                printf("Feature cache (%s): %ld of %ld samples below '%s' kept from an earlier fit\n",
-                       what, k->count, k->n_samples, m->layers[first]->name);
+                printf("Feature cache (%s): %ld of %ld samples%s below '%s' kept from an earlier fit\n",
+                       what, k->count, k->n_mine, k->ranks > 1 ? " (this rank's shard)" : "",
+                       m->layers[first]->name);
             cache_free(c);
             *out = k;
             return GRAFT_OK;
         }
     }
-    c->have = calloc((size_t)c->n_samples, 1);
+    c->have = calloc((size_t)(c->n_mine ? c->n_mine : 1), 1);
     if (!c->have) goto nomem;
     if (max_bytes == 0) max_bytes = (size_t)4 << 30;
     if (reserve_mem(bytes, max_bytes)) {
@@ -220,7 +231,13 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
                               graft_last_error(), (double)bytes / 1048576.0);
         }
     }
-    if (verbose)
+    if (verbose && c->ranks > 1)
+        printf("Feature cache (%s): %ld of %ld samples (rank %d's shard of %d) x %zu floats below "
+               "'%s' (%.0f MiB, %s)\n",
+               what, c->n_mine, c->n_samples, c->rank, c->ranks, c->sample_floats,
+               m->layers[first]->name, (double)bytes / 1048576.0,
+               c->mem ? "in memory" : "in a temporary file");
+    else if (verbose)
         printf("Feature cache (%s): %ld samples x %zu floats below '%s' (%.0f MiB, %s)\n", what,
                c->n_samples, c->sample_floats, m->layers[first]->name, (double)bytes / 1048576.0,
                c->mem ? "in memory" : "in a temporary file");
@@ -236,11 +253,12 @@ nomem:
     return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
 }
 
-/* Copies sample `s` of the batch between the frontier buffers and the cache. */
-static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long id, bool store)
+/* Copies sample `s` of the batch between the frontier buffers and the cache's
+ * slot for it. */
+static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long slot, bool store)
 {
-    float *row = c->mem ? c->mem + (size_t)id * c->sample_floats : c->row;
-    off_t off = (off_t)id * (off_t)(c->sample_floats * sizeof(float));
+    float *row = c->mem ? c->mem + (size_t)slot * c->sample_floats : c->row;
+    off_t off = (off_t)slot * (off_t)(c->sample_floats * sizeof(float));
     size_t row_bytes = c->sample_floats * sizeof(float);
     if (!c->mem && !store && pread(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
         return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
@@ -257,13 +275,14 @@ static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long
 }
 
 /* Stores the batch's samples that `c` lacks, from the boundary's buffers. */
-static graft_status store_new(graft_feature_cache *c, graft_model *m, int n)
+static graft_status store_new(graft_feature_cache *c, graft_model *m, const long *ids, int n)
 {
     graft_status s = GRAFT_OK;
     for (int i = 0; i < n && s == GRAFT_OK; i++) {
-        if (c->have[c->ids[i]]) continue;
-        s = transfer(c, m, i, c->ids[i], true);
-        c->have[c->ids[i]] = 1;
+        long slot = ids[i] / c->ranks;
+        if (c->have[slot]) continue;
+        s = transfer(c, m, i, slot, true);
+        c->have[slot] = 1;
         c->count++;
     }
     return s;
@@ -279,37 +298,41 @@ bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
 
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
                                        graft_model *m, graft_source *src, float *x, float *y,
-                                       int *n, bool training)
+                                       long *ids, int *n, bool training)
 {
     /* Until every sample is cached, decode and run the whole model (a batch
      * can mix cached and new samples when a fit starts in the middle of a
      * pass); after that, decode nothing and run only the layers above. */
     bool full = c->count == c->n_mine;
-    graft_status s = src->next_ids(src, full ? NULL : x, y, n, c->ids);
+    graft_status s = src->next_ids(src, full ? NULL : x, y, n, ids);
     if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
-    for (int i = 0; i < *n; i++)
-        if (c->ids[i] < 0 || c->ids[i] >= c->n_samples)
+    for (int i = 0; i < *n; i++) {
+        if (ids[i] < 0 || ids[i] >= c->n_samples)
             return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld",
-                              c->ids[i], c->n_samples);
+                              ids[i], c->n_samples);
+        if (ids[i] % c->ranks != c->rank)
+            return graft_fail(GRAFT_EINVAL,
+                              "the data source gave sample id %ld to rank %d of %d (not its shard)",
+                              ids[i], c->rank, c->ranks);
+    }
     if (!full) {
         /* Store the boundary's outputs before the layers above run: once read,
          * their buffers may be reused. The same for a lower boundary kept for
          * a later fit, on the same samples. */
         int lo = 1;
         if (below && below->count < below->n_mine) {
-            memcpy(below->ids, c->ids, (size_t)*n * sizeof *c->ids);
             s = graft_model_forward_range(m, x, *n, training, 1, below->first);
-            if (s == GRAFT_OK) s = store_new(below, m, *n);
+            if (s == GRAFT_OK) s = store_new(below, m, ids, *n);
             lo = below->first;
         }
         if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, lo, c->first);
-        if (s == GRAFT_OK) s = store_new(c, m, *n);
+        if (s == GRAFT_OK) s = store_new(c, m, ids, *n);
         if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
         return s;
     }
     if ((s = graft_model_prepare(m, *n, training)) != GRAFT_OK) return s;
     graft_model_bind_input(m, x); /* the batch buffer, in case the input itself is cached */
-    for (int i = 0; i < *n && s == GRAFT_OK; i++) s = transfer(c, m, i, c->ids[i], false);
+    for (int i = 0; i < *n && s == GRAFT_OK; i++) s = transfer(c, m, i, ids[i] / c->ranks, false);
     if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
     return s;
 }

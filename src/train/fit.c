@@ -10,6 +10,7 @@
 
 typedef struct {
     float *x, *y, *dpred;
+    long *ids; /* each sample's id in the source, or position in the global batch: its noise */
     size_t xs, ys;
     int out_dim;
 } batch_bufs;
@@ -19,7 +20,9 @@ static void free_bufs(batch_bufs *b)
     free(b->x);
     free(b->y);
     free(b->dpred);
+    free(b->ids);
     b->x = b->y = b->dpred = NULL;
+    b->ids = NULL;
 }
 
 /* Checks that a source fits the model and the loss, and sizes the batch buffers. */
@@ -50,11 +53,22 @@ static graft_status check_source(graft_model *m, graft_source *src, const char *
     b->x = malloc(bs * b->xs * sizeof(float));
     b->y = malloc(bs * b->ys * sizeof(float));
     b->dpred = malloc(bs * (size_t)out_dim * sizeof(float));
-    if (!b->x || !b->y || !b->dpred) {
+    b->ids = malloc(bs * sizeof(long));
+    if (!b->x || !b->y || !b->dpred || !b->ids) {
         free_bufs(b);
         return graft_fail(GRAFT_ENOMEM, "%s: out of memory for a batch of %d", what, src->batch_size);
     }
     return GRAFT_OK;
+}
+
+/* The next batch from the source and its samples' ids: the source's, or
+ * their positions from `base` when it gives none. */
+static graft_status draw(graft_source *src, batch_bufs *b, long base, int *n)
+{
+    if (src->next_ids) return src->next_ids(src, b->x, b->y, n, b->ids);
+    graft_status s = src->next(src, b->x, b->y, n);
+    for (int i = 0; s == GRAFT_OK && i < *n && i < src->batch_size; i++) b->ids[i] = base + i;
+    return s;
 }
 
 /* The next batch and the forward pass over it, through the cache when there is one. */
@@ -65,8 +79,8 @@ static graft_status fetch_forward(graft_model *m, graft_source *src, graft_featu
     *n = 0;
     /* A batch whose every image was unreadable comes back empty: take the next. */
     for (int tries = 0; s == GRAFT_OK && *n == 0 && tries <= src->length; tries++) {
-        s = cache ? graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training)
-                  : src->next(src, b->x, b->y, n);
+        s = cache ? graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, b->ids, n, training)
+                  : draw(src, b, 0, n);
         if (s == GRAFT_OK) graft_source_book_of(src)->drawn++;
     }
     if (s != GRAFT_OK) return s;
@@ -169,15 +183,18 @@ static graft_status fetch_share(graft_model *m, graft_source *src, graft_feature
     graft_status s;
     *n = 0;
     if (cache) {
-        s = graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, n, training);
+        s = graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, b->ids, n, training);
     } else {
-        s = src->next(src, b->x, b->y, n);
+        /* A source that shards itself without ids: its positions are not the
+         * global batch's, and each rank numbers its own apart. */
         const graft_source_book *sb = graft_source_book_get(src);
+        s = draw(src, b, sb->can_shard ? (long)sb->shard_rank * src->batch_size : 0, n);
         if (s == GRAFT_OK && !sb->can_shard && *n > 0 && *n <= src->batch_size) {
             int count = *n, lo = (int)((long)count * sb->shard_rank / sb->shard_count);
             int hi = (int)((long)count * (sb->shard_rank + 1) / sb->shard_count);
             memmove(b->x, b->x + (size_t)lo * b->xs, (size_t)(hi - lo) * b->xs * sizeof(float));
             memmove(b->y, b->y + (size_t)lo * b->ys, (size_t)(hi - lo) * b->ys * sizeof(float));
+            memmove(b->ids, b->ids + lo, (size_t)(hi - lo) * sizeof(long));
             *n = hi - lo;
         }
     }
@@ -288,10 +305,9 @@ static graft_status dist_start(graft_model *m, graft_source *train, const graft_
     if (s == GRAFT_OK && m->opt_m) s = dist_bcast(comm, m->opt_m, bytes);
     if (s == GRAFT_OK && m->opt_v) s = dist_bcast(comm, m->opt_v, bytes);
     if (s == GRAFT_OK) s = dist_bcast(comm, &m->opt_iterations, sizeof m->opt_iterations);
+    /* The same noise keys on every rank: each sample's noise is then one
+     * process's (layer.h's graft_noise). */
     if (s == GRAFT_OK) s = dist_bcast(comm, &m->rng, sizeof m->rng);
-    /* Dropout draws its own masks on each rank's samples. */
-    int r = graft_comm_rank(comm);
-    if (s == GRAFT_OK && r > 0) graft_rng_seed(&m->rng, graft_rng_next(&m->rng) ^ (0x9E3779B97F4A7C15ULL * (uint64_t)r));
     return s;
 }
 
@@ -561,6 +577,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     if (comm && cfg->validation_data && !val_cache)
         graft_source_book_of(cfg->validation_data)->shard_by_id = 0;
     bool stop = false;
+    m->noise_set = true;
     for (int c = 0; c < cfg->n_callbacks && s == GRAFT_OK; c++)
         s = CALL(cfg->callbacks[c], on_train_begin, m);
     for (int epoch = cfg->initial_epoch; epoch < cfg->epochs && !stop && s == GRAFT_OK; epoch++) {
@@ -574,6 +591,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             int n;
             double l, a;
             bool stop_now = false;
+            /* One key per global batch, on every rank (noise_set). */
+            m->noise = (graft_noise){graft_rng_next(&m->rng), b.ids, 0};
             if (comm) {
                 double sums[3] = {0, 0, 0};
                 s = dist_step(m, train, cache, below, &b, comm, grads, m->allsum ? &sync : NULL,
@@ -659,6 +678,8 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_cache_close(val_below);
     dist_grads_free(grads);
     m->allsum = NULL;
+    m->noise_set = false;
+    m->noise.ids = NULL;
     if (comm) {
         unshard_source(train);
         unshard_source(cfg->validation_data);

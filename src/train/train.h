@@ -11,24 +11,29 @@ typedef struct graft_feature_cache graft_feature_cache;
  * not apply: a source without sample ids or with augmentation, a stochastic
  * layer below `first`, or nothing to skip. */
 /* With a store (and a source with a uid), a matching cache kept there by an
- * earlier fit is returned instead, and a new one is kept there. */
+ * earlier fit is returned instead, and a new one is kept there. A source
+ * sharded by id (data parallelism) keeps only this rank's samples: the
+ * cache holds room for those alone. */
 graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size_t max_bytes,
                               graft_feature_store *store, const char *what, bool verbose,
                               graft_feature_cache **out);
 /* Whether the outputs below layer k are in their buffers after a forward
  * pass over [1, k) planned for a fit whose boundary is `first` (> k). */
 bool graft_cache_can_fill_below(const graft_model *m, int k, int first);
-/* The next batch of `src` and the forward pass over it, from the cache where
- * every sample of the batch is cached, else in full (filling the cache, and
- * `below`, a cache at a lower boundary, when given). */
+/* The next batch of `src` (ids: its samples' ids) and the forward pass over
+ * it, from the cache where every sample of the batch is cached, else in full
+ * (filling the cache, and `below`, a cache at a lower boundary, when given). */
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
                                        graft_model *m, graft_source *src, float *x, float *y,
-                                       int *n, bool training);
+                                       long *ids, int *n, bool training);
 /* Frees a cache unless a store owns it. */
 void graft_cache_close(graft_feature_cache *c);
 /* Bytes of memory held by all open caches (max_bytes bounds this sum), and
  * whether a cache is in memory rather than in a temporary file. */
 size_t graft_cache_memory_in_use(void);
 bool graft_cache_in_memory(const graft_feature_cache *c);
+/* The samples a cache has room for (this rank's shard) and holds so far. */
+long graft_cache_capacity(const graft_feature_cache *c);
+long graft_cache_count(const graft_feature_cache *c);
 
 #endif
