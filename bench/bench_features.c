@@ -42,8 +42,8 @@ static double flops_per_image(const graft_model *m, int first)
             graft_shape p = graft_layer_weight_shape(l, 1);
             f += 2.0 * o.dim[0] * o.dim[1] * (k.dim[0] * k.dim[1] * k.dim[2] * k.dim[3] + p.dim[2] * p.dim[3]);
         }
-        else if (!strcmp(cls, "Dense"))
-            f += 2.0 * k.dim[0] * k.dim[1];
+        else if (!strcmp(cls, "Dense")) /* on every position of the last axis */
+            f += 2.0 * k.dim[0] * k.dim[1] * (double)graft_shape_size(&o) / o.dim[o.rank - 1];
     }
     return f;
 }
@@ -72,6 +72,9 @@ static int top_block(const graft_model *m, const char *arch)
         {"xception", "block14_sepconv1"},
         {"mobilenetv3small", "expanded_conv_10/expand"},
         {"mobilenetv3large", "expanded_conv_14/expand"},
+        {"convnexttiny", "convnext_tiny_stage_3_block_2_depthwise_conv"},
+        {"convnextsmall", "convnext_small_stage_3_block_2_depthwise_conv"},
+        {"convnextbase", "convnext_base_stage_3_block_2_depthwise_conv"},
     };
     const char *first = NULL;
     for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)

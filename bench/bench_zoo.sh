@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs=${SECONDS_PER_RUN:-3}
 threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
-archs=${ARCHS:-VGG19 ResNet101 ResNet152 ResNet50V2 ResNet101V2 ResNet152V2 DenseNet121 DenseNet169 DenseNet201 InceptionV3 Xception EfficientNetB0 EfficientNetB3 EfficientNetB7 MobileNetV3Small MobileNetV3Large}
+archs=${ARCHS:-VGG19 ResNet101 ResNet152 ResNet50V2 ResNet101V2 ResNet152V2 DenseNet121 DenseNet169 DenseNet201 InceptionV3 Xception EfficientNetB0 EfficientNetB3 EfficientNetB7 MobileNetV3Small MobileNetV3Large ConvNeXtTiny}
 modes=${MODES:-features finetune}
 make -s -j2 build/bench/bench_features
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

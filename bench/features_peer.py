@@ -102,6 +102,13 @@ def split(arch):
     if arch.startswith("mobilenetv3"):
         f = getattr(tv, "mobilenet_v3_" + arch[11:])().features
         return f[:-2], f[-2:]
+    if arch.startswith("convnext"):
+        # Keras's drop_path_rate is 0; Keras's base without top ends with a
+        # LayerNormalization over the channels.
+        from torchvision.models.convnext import LayerNorm2d
+        f = getattr(tv, "convnext_" + arch[8:])(stochastic_depth_prob=0.0).features
+        c = f[7][-1].block[0].out_channels
+        return nn.Sequential(*f[:7], f[7][:-1]), nn.Sequential(f[7][-1], LayerNorm2d(c, eps=1e-6))
     raise SystemExit("unknown arch " + arch)
 
 

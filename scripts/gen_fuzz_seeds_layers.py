@@ -115,6 +115,35 @@ write("layers_more.json", model("more", [6, 6, 3], [
     ("Permute", "pm", {"dims": [3, 1, 2]}, ["gd"]),
     ("Softmax", "sm", {"axis": 1}, ["pm"]),
 ]))
+# ConvNeXt as Keras 2 saves it: a nested Sequential stem without an
+# InputLayer, Dense on (H, W, C), and the block sum as a TFOpLambda whose node
+# is one entry with the second operand among its keyword arguments.
+cnx = model("convnext", [8, 8, 3], [
+    ("Normalization", "prestem", {"axis": -1, "mean": [123.675, 116.28, 103.53],
+                                  "variance": [3409.976, 3262.6944, 3291.890625]}, ["x"]),
+    ("Conv2D", "dw", {"filters": 4, "kernel_size": [7, 7], "padding": "same", "groups": 4},
+     ["stem"]),
+    ("LayerNormalization", "ln", {"axis": -1, "epsilon": 1e-6}, ["dw"]),
+    ("Dense", "pw1", {"units": 16}, ["ln"]),
+    ("Activation", "gelu", {"activation": "gelu"}, ["pw1"]),
+    ("Dense", "pw2", {"units": 4}, ["gelu"]),
+    ("LayerScale", "ls", {"init_values": 1e-6, "projection_dim": 4}, ["pw2"]),
+    ("Activation", "identity", {"activation": "linear"}, ["ls"]),
+])
+stem = {"class_name": "Sequential", "name": "stem", "inbound_nodes": [[["prestem", 0, 0, {}]]],
+        "config": {"name": "stem", "layers": [
+            {"class_name": "Conv2D", "config": {"name": "stem_conv", "filters": 4,
+                                                "kernel_size": [4, 4], "strides": [4, 4]}},
+            {"class_name": "LayerNormalization", "config": {"name": "stem_ln", "axis": -1,
+                                                            "epsilon": 1e-6}}]}}
+add = {"class_name": "TFOpLambda", "name": "tf.__operators__.add",
+       "config": {"name": "tf.__operators__.add", "trainable": True, "dtype": "float32",
+                  "function": "__operators__.add"},
+       "inbound_nodes": [["stem", 1, 0, {"y": ["identity", 0, 0], "name": None}]]}
+cnx["config"]["layers"].insert(2, stem)
+cnx["config"]["layers"].append(add)
+cnx["config"]["output_layers"] = [["tf.__operators__.add", 0, 0]]
+write("layers_convnext.json", cnx)
 # The topology TF.js 4.22 wrote for tests/fixtures/layers/tfjs_leaky (LeakyReLU and friends).
 tfjs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "layers",
                     "tfjs_leaky", "model.json")

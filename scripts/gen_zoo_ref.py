@@ -54,6 +54,9 @@ CASES = {
     "efficientnetb7_32": ("efficientnetb7", 32, 24),
     "mobilenetv3small_32": ("mobilenetv3small", 32, 25),
     "mobilenetv3large_35": ("mobilenetv3large", 35, 26),
+    "convnexttiny_32": ("convnexttiny", 32, 27),
+    "convnextsmall_32": ("convnextsmall", 32, 28),
+    "convnextbase_32": ("convnextbase", 32, 29),
 }
 
 
@@ -63,6 +66,7 @@ class Keras:
     def __init__(self, rng):
         self.rng = rng
         self.layers = {}  # name -> [(weight name, float32 array)]
+        self.outer = {}  # inner layer name -> the nested model's name holding it
 
     def normal(self, shape, std):
         return self.rng.normal(0.0, std, shape).astype(np.float32)
@@ -146,18 +150,36 @@ class Keras:
         lin.bias.data = torch.from_numpy(b).double()
         self.layers[name] = [("kernel", k), ("bias", b)]
 
+    def layer_norm(self, name, ln):
+        """A LayerNormalization (gamma, beta) into torch's LayerNorm or LayerNorm2d."""
+        c = ln.weight.shape[0]
+        g = self.uniform((c,), 0.6, 1.4)
+        b = self.uniform((c,), -0.2, 0.2)
+        ln.weight.data = torch.from_numpy(g).double()
+        ln.bias.data = torch.from_numpy(b).double()
+        self.layers[name] = [("gamma", g), ("beta", b)]
+
+    def nest(self, outer, inner):
+        """Keras saves a nested model's layers in one group named after the
+        model, each weight named outer/inner/weight:0."""
+        for n in inner:
+            self.outer[n] = outer
+
     def write(self, path):
+        groups = {}  # group name -> [(weight path, array)], in the layers' order
+        for name, ws in self.layers.items():
+            g = self.outer.get(name)
+            prefix = "%s/%s" % (g, name) if g else name
+            groups.setdefault(g or name, []).extend(("%s/%s:0" % (prefix, w), a) for w, a in ws)
         with h5py.File(path, "w") as f:
-            names = list(self.layers)
-            f.attrs["layer_names"] = np.array([n.encode() for n in names])
+            f.attrs["layer_names"] = np.array([n.encode() for n in groups])
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = b"2.11.0"
-            for name in names:
+            for name, ws in groups.items():
                 grp = f.create_group(name)
-                ws = self.layers[name]
-                grp.attrs["weight_names"] = np.array([("%s/%s:0" % (name, w)).encode() for w, _ in ws])
+                grp.attrs["weight_names"] = np.array([w.encode() for w, _ in ws])
                 for w, a in ws:
-                    grp.create_dataset("%s/%s:0" % (name, w), data=a)
+                    grp.create_dataset(w, data=a)
 
 
 def nhwc(t):
@@ -603,6 +625,61 @@ def mobilenet_v3(kw, large):
     return run
 
 
+# ------------------------------------------------------------ ConvNeXt
+
+
+def convnext(kw, variant):
+    """torchvision's convnext_tiny/small/base, Keras's network but for three
+    things, applied here: Keras's model starts with a Normalization by
+    ImageNet's mean and variance in pixels (PreStem; the reference applies
+    it), and without top ends with an unnamed LayerNormalization (epsilon
+    1e-6) over the channels of the features, which torchvision's `features`
+    lacks (applied too, with its own weights); torchvision's classifier
+    normalises the pooled 1x1 map (LayerNorm2d) where Keras pools, then
+    normalises: the same function. Keras's stem and downsamplers are nested
+    Sequential models, whose weights the file holds in nested groups as Keras
+    writes them. The layer scales are drawn far from Keras's 1e-6 start, so
+    every block's branch shows in the output."""
+    m = getattr(torchvision.models, "convnext_%s" % variant)(num_classes=CLASSES).double().eval()
+    name = "convnext_" + variant
+    f = m.features
+    kw.conv(name + "_stem_conv", f[0][0], bias=True)
+    kw.layer_norm(name + "_stem_layernorm", f[0][1])
+    kw.nest(name + "_stem", [name + "_stem_conv", name + "_stem_layernorm"])
+    for st in range(4):
+        if st > 0:
+            d = f[2 * st]
+            ln, conv = "%s_downsampling_layernorm_%d" % (name, st - 1), "%s_downsampling_conv_%d" % (name, st - 1)
+            kw.layer_norm(ln, d[0])
+            kw.conv(conv, d[1], bias=True)
+            kw.nest("%s_downsampling_block_%d" % (name, st - 1), [ln, conv])
+        for j, blk in enumerate(f[2 * st + 1]):
+            p = "%s_stage_%d_block_%d" % (name, st, j)
+            b = blk.block
+            kw.conv(p + "_depthwise_conv", b[0], bias=True)
+            kw.layer_norm(p + "_layernorm", b[2])
+            kw.dense(p + "_pointwise_conv_1", b[3])
+            kw.dense(p + "_pointwise_conv_2", b[5])
+            g = kw.uniform((blk.layer_scale.shape[0],), 0.1, 0.5)
+            blk.layer_scale.data = torch.from_numpy(g).double().reshape(-1, 1, 1)
+            kw.layers[p + "_layer_scale"] = [("gamma", g)]
+    kw.layer_norm(name + "_head_layernorm", m.classifier[0])
+    kw.dense(name + "_head_dense", m.classifier[2])
+    c = f[-1][-1].block[0].out_channels
+    last = nn.LayerNorm(c, eps=1e-6).double()
+    kw.layer_norm("layer_normalization", last)
+    mean = torch.tensor([0.485 * 255, 0.456 * 255, 0.406 * 255], dtype=torch.float32).double()
+    var = torch.tensor([(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2],
+                       dtype=torch.float32).double()
+
+    def run(x):
+        x = (x - mean[None, :, None, None]) / torch.sqrt(var)[None, :, None, None]
+        feats = last(f(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return feats, torch.softmax(m(x), dim=1)
+
+    return run
+
+
 # ------------------------------------------------------------ main
 
 
@@ -617,6 +694,8 @@ def build(arch, kw, size):
         return xception(kw)
     if arch.startswith("efficientnetb"):
         return efficientnet(kw, int(arch[-1]))
+    if arch.startswith("convnext"):
+        return convnext(kw, arch[8:])
     if arch.startswith("mobilenetv3"):
         return mobilenet_v3(kw, arch.endswith("large"))
     if arch.startswith("resnet") and arch.endswith("v2"):
@@ -638,7 +717,9 @@ def main():
         rng = np.random.RandomState(seed)
         kw = Keras(rng)
         run = build(arch, kw, size)
-        x = rng.uniform(-1.0, 1.0, (N, size, size, 3)).astype(np.float32)
+        # ConvNeXt normalises pixels itself: give it pixels.
+        hi = 255.0 if arch.startswith("convnext") else 1.0
+        x = rng.uniform(-1.0 if hi == 1.0 else 0.0, hi, (N, size, size, 3)).astype(np.float32)
         with torch.no_grad():
             feats, top = run(torch.from_numpy(x).double().permute(0, 3, 1, 2))
         kw.write(os.path.join(out, "ref_%s.h5" % case))

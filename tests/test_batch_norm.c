@@ -294,7 +294,7 @@ static void test_invalid_configs_refused(void)
     m = bn_model(graft_shape3(2, 3, 5), (graft_batch_norm_cfg){0});
     graft_layer *l = graft_model_output(m);
     CHECK(graft_layer_weight_shape(l, 0).dim[0] == 5);
-    CHECK(graft_dense(m, NULL, (graft_dense_cfg){.units = 2}) == NULL);
+    CHECK(graft_layer_scale(m, NULL, "ls", 1e-6f, 4) == NULL); /* 5 channels, not 4 */
     CHECK(graft_model_status(m) == GRAFT_ESHAPE);
     graft_model_free(m);
 }

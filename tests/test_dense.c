@@ -2,8 +2,10 @@
  * inputs among the threads: output and gradients against a reference loop in
  * double (batches 1, 7 and 32, 1 to 3 threads, a second consumer of the input
  * so that the input gradient adds up, a frozen layer), a gradient check, and
- * which kernels take the split. */
-#include "gradcheck.h"
+ * which kernels take the split. Dense on the last axis of a rank-2 or rank-3
+ * input (Keras's rule, ConvNeXt's pointwise convolutions): output against the
+ * reference loop, gradients, Keras config and .h5 round trip. */
+#include "layers_util.h"
 
 #include <stdlib.h>
 
@@ -224,6 +226,80 @@ static void test_which_kernels_split(void)
     CHECK(scratch_of(8192, 512, 8, 2) == 0);
 }
 
+/* (3, 4, 5) -> (3, 4, 6) with exact gelu, as ConvNeXt's pointwise_conv_1 is
+ * followed by; and a frozen one, which runs the per-sample kernel. */
+static void test_last_axis(void)
+{
+    graft_threads_set(2);
+    for (int frozen = 0; frozen < 2; frozen++) {
+        const int n = 2, P = 3 * 4, K = 5, U = 6;
+        graft_model *m = graft_model_new("t");
+        graft_input(m, NULL, graft_shape3(3, 4, K));
+        graft_layer *d = graft_dense(m, NULL, (graft_dense_cfg){.units = U, .activation = GRAFT_GELU});
+        CHECK_OK(graft_model_status(m));
+        if (!d) {
+            graft_model_free(m);
+            return;
+        }
+        graft_shape os = graft_layer_output_shape(d);
+        CHECK(os.rank == 3 && os.dim[0] == 3 && os.dim[1] == 4 && os.dim[2] == U);
+        graft_shape ks = graft_layer_weight_shape(d, 0);
+        CHECK(ks.rank == 2 && ks.dim[0] == K && ks.dim[1] == U);
+        fill_random_weights(m, 21);
+        graft_layer_set_trainable(d, !frozen);
+        float *x = random_floats((size_t)n * P * K, 1.0f, 22);
+        double *want = malloc((size_t)n * P * U * sizeof(double));
+        double *mag = malloc((size_t)n * P * U * sizeof(double));
+        const float *w = graft_layer_weight_data(d, 0), *b = graft_layer_weight_data(d, 1);
+        ref_matmul(n * P, K, U, x, K, 1, w, NULL, want, mag);
+        for (int r = 0; r < n * P; r++)
+            for (int j = 0; j < U; j++) {
+                double z = want[r * U + j] + b[j];
+                want[r * U + j] = 0.5 * z * (1.0 + erf(z / sqrt(2.0)));
+                mag[r * U + j] += fabs(b[j]) + 1.0;
+            }
+        CHECK_OK(graft_model_forward(m, x, n, !frozen));
+        size_t at = 0;
+        double r = worst_ratio(graft_model_output(m)->out, want, mag, (size_t)n * P * U, &at);
+        CHECK_MSG(r <= 1, "frozen %d: out[%zu] %.9g, reference %.9g", frozen, at,
+                  graft_model_output(m)->out[at], want[at]);
+        if (!frozen) CHECK(gradcheck_model(m, n, NULL, 23, 40) == 0);
+        free(x);
+        free(want);
+        free(mag);
+        graft_model_free(m);
+    }
+    /* Rank 2, no bias, and a layer that takes a scalar per sample is refused. */
+    graft_model *m = graft_model_new("t");
+    graft_input(m, NULL, (graft_shape){2, {7, 3}});
+    graft_layer *d = graft_dense(m, NULL, (graft_dense_cfg){.units = 4, .no_bias = 1,
+                                                         .activation = GRAFT_TANH});
+    CHECK_OK(graft_model_status(m));
+    CHECK(d && graft_layer_output_shape(d).rank == 2 && graft_layer_output_shape(d).dim[0] == 7 &&
+          graft_layer_output_shape(d).dim[1] == 4);
+    if (d) CHECK(gradcheck_model(m, 3, NULL, 24, 40) == 0);
+    graft_model_free(m);
+}
+
+/* Keras's config of a Dense on (H, W, C) in, written back and round-tripped. */
+static void test_last_axis_config(void)
+{
+    graft_model *m = NULL;
+    CHECK_OK(sequential_from_json(
+        "3, 4, 5",
+        "{\"class_name\": \"Dense\", \"config\": {\"name\": \"pw1\", \"units\": 8,"
+        " \"activation\": \"gelu\"}},"
+        "{\"class_name\": \"Dense\", \"config\": {\"name\": \"pw2\", \"units\": 5}}",
+        &m));
+    if (!m) return;
+    graft_shape os = graft_layer_output_shape(graft_model_find(m, "pw1"));
+    CHECK(os.rank == 3 && os.dim[2] == 8);
+    CHECK(graft_model_count_params(m).total == 5 * 8 + 8 + 8 * 5 + 5);
+    fill_random_weights(m, 25);
+    check_h5_round_trip(m, 2);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_split);
@@ -231,5 +307,7 @@ int main(void)
     RUN(test_frozen);
     RUN(test_gradcheck);
     RUN(test_which_kernels_split);
+    RUN(test_last_axis);
+    RUN(test_last_axis_config);
     return CHECK_SUMMARY();
 }

@@ -387,6 +387,7 @@ static void test_zoo_families(void)
     static const struct { const char *arch; int size; } archs[] = {
         {"resnet50v2", 32},      {"densenet121", 32},      {"inceptionv3", 75},      {"xception", 71},
         {"efficientnetb0", 32},  {"mobilenetv3small", 32}, {"mobilenetv3large", 32},
+        {"convnexttiny", 32},
     };
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
         for (int top = 0; top <= 1; top++) {

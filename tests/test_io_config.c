@@ -69,6 +69,97 @@ static void test_nested_model_in_functional(void)
     graft_model_free(m);
 }
 
+/* ConvNeXt's shape in Keras 2's config: Sequential models called inside a
+ * functional one, the first without an InputLayer (built on its call), the
+ * second listing one; a Dense on (H, W, C) and an Add that takes a nested
+ * model's output. Flattened under the inner names. */
+static void test_nested_sequential_in_functional(void)
+{
+    const char *json =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"convnext\", \"layers\": ["
+        INPUT("img", "8, 8, 3") ","
+        "{\"class_name\": \"Sequential\", \"name\": \"stem\", \"config\": {\"name\": \"stem\","
+        " \"layers\": [{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"stem_conv\","
+        " \"filters\": 4, \"kernel_size\": [2, 2], \"strides\": [2, 2]}},"
+        "{\"class_name\": \"LayerNormalization\", \"config\": {\"name\": \"stem_ln\","
+        " \"axis\": -1, \"epsilon\": 1e-06}}]},"
+        " \"inbound_nodes\": [[[\"img\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Dense\", \"name\": \"pw\", \"config\": {\"name\": \"pw\", \"units\": 4,"
+        " \"activation\": \"gelu\"}, \"inbound_nodes\": [[[\"stem\", 1, 0, {}]]]},"
+        "{\"class_name\": \"Add\", \"name\": \"sum\", \"config\": {\"name\": \"sum\"},"
+        " \"inbound_nodes\": [[[\"stem\", 1, 0, {}], [\"pw\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Sequential\", \"name\": \"down\", \"config\": {\"name\": \"down\","
+        " \"layers\": [" INPUT("down_input", "4, 4, 4") ","
+        "{\"class_name\": \"LayerNormalization\", \"config\": {\"name\": \"down_ln\","
+        " \"axis\": -1, \"epsilon\": 1e-06}},"
+        "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"down_conv\", \"filters\": 8,"
+        " \"kernel_size\": [2, 2], \"strides\": [2, 2]}}]},"
+        " \"inbound_nodes\": [[[\"sum\", 0, 0, {}]]]},"
+        "{\"class_name\": \"GlobalAveragePooling2D\", \"name\": \"gap\", \"config\": {\"name\": \"gap\"},"
+        " \"inbound_nodes\": [[[\"down\", 1, 0, {}]]]}],"
+        " \"input_layers\": [[\"img\", 0, 0]], \"output_layers\": [[\"gap\", 0, 0]]}}";
+    graft_model *m;
+    CHECK_OK(build(json, &m));
+    if (!m) return;
+    static const char *names[] = {"img", "stem_conv", "stem_ln", "pw", "sum", "down_ln", "down_conv", "gap"};
+    CHECK(graft_model_num_layers(m) == 8);
+    for (int i = 0; i < 8 && i < graft_model_num_layers(m); i++)
+        CHECK_MSG(strcmp(graft_layer_name(graft_model_layer(m, i)), names[i]) == 0, "layer %d is %s", i,
+                  graft_layer_name(graft_model_layer(m, i)));
+    graft_layer *sum = graft_model_find(m, "sum");
+    CHECK(sum && sum->n_inputs == 2 && m->layers[sum->inputs[0]] == graft_model_find(m, "stem_ln"));
+    CHECK(graft_model_find(m, "stem") == NULL && graft_model_find(m, "down_input") == NULL);
+    graft_shape os = graft_layer_output_shape(graft_model_find(m, "down_conv"));
+    CHECK(os.rank == 3 && os.dim[0] == 2 && os.dim[2] == 8);
+    graft_model_free(m);
+}
+
+/* Keras 2's ConvNeXt block sum, `inputs + x`: a TFOpLambda whose node is
+ * one entry and whose second operand is its keyword argument y. */
+#define TF_OP(name, fn, kwargs)                                                                    \
+    "{\"class_name\": \"TFOpLambda\", \"config\": {\"name\": \"" name "\", \"trainable\": true,"       \
+    " \"dtype\": \"float32\", \"function\": \"" fn "\"}, \"name\": \"" name "\","                    \
+    " \"inbound_nodes\": [[\"img\", 0, 0, " kwargs "]]}"
+
+static graft_status tf_op_model(const char *op, graft_model **m)
+{
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+             INPUT("img", "4, 4, 3") ","
+             "{\"class_name\": \"Activation\", \"name\": \"x\", \"config\": {\"name\": \"x\","
+             " \"activation\": \"linear\"}, \"inbound_nodes\": [[[\"img\", 0, 0, {}]]]}, %s],"
+             " \"input_layers\": [[\"img\", 0, 0]], \"output_layers\": [[\"tf.op\", 0, 0]]}}",
+             op);
+    return build(json, m);
+}
+
+static void test_tf_op_lambda(void)
+{
+    graft_model *m;
+    CHECK_OK(tf_op_model(TF_OP("tf.op", "__operators__.add", "{\"y\": [\"x\", 0, 0], \"name\": null}"), &m));
+    if (m) {
+        graft_layer *l = graft_model_output(m);
+        CHECK(strcmp(graft_layer_class(l), "Add") == 0 && strcmp(graft_layer_name(l), "tf.op") == 0);
+        CHECK(l->n_inputs == 2 && m->layers[l->inputs[0]] == graft_model_find(m, "img") &&
+              m->layers[l->inputs[1]] == graft_model_find(m, "x"));
+        float x[48], y[48];
+        for (int i = 0; i < 48; i++) x[i] = (float)i - 20.0f;
+        CHECK_OK(graft_model_predict(m, x, 1, y));
+        CHECK(y[5] == 2 * x[5] && y[47] == 2 * x[47]);
+        graft_model_free(m);
+    }
+    CHECK_OK(tf_op_model(TF_OP("tf.op", "math.subtract", "{\"y\": [\"x\", 0, 0], \"name\": null}"), &m));
+    CHECK(m && strcmp(graft_layer_class(graft_model_output(m)), "Subtract") == 0);
+    graft_model_free(m);
+    CHECK(tf_op_model(TF_OP("tf.op", "math.multiply", "{\"y\": 0.5, \"name\": null}"), &m) ==
+          GRAFT_EUNSUPPORTED);
+    CHECK(strstr(graft_last_error(), "'tf.op' (TFOpLambda)") && strstr(graft_last_error(), "constant"));
+    CHECK(tf_op_model(TF_OP("tf.op", "math.reduce_sum", "{}"), &m) == GRAFT_EUNSUPPORTED);
+    CHECK(strstr(graft_last_error(), "'math.reduce_sum' is not supported"));
+    CHECK(tf_op_model(TF_OP("tf.op", "__operators__.add", "7"), &m) == GRAFT_EFORMAT);
+}
+
 static void expect_refused(const char *layer_cfg, const char *needle)
 {
     char json[2048];
@@ -162,6 +253,8 @@ int main(void)
 {
     RUN(test_functional_forms);
     RUN(test_nested_model_in_functional);
+    RUN(test_nested_sequential_in_functional);
+    RUN(test_tf_op_lambda);
     RUN(test_refused_options);
     RUN(test_malformed_graphs);
     RUN(test_writer_round_trip);

@@ -20,9 +20,9 @@ static void test_invalid_models_refused(void)
 
     m = graft_model_new("bad");
     graft_input(m, NULL, graft_shape3(8, 8, 3));
-    CHECK(graft_dense(m, NULL, (graft_dense_cfg){.name = "head", .units = 3}) == NULL);
+    CHECK(graft_layer_scale(m, NULL, "head", 1e-6f, 4) == NULL); /* 3 channels */
     CHECK(graft_model_status(m) == GRAFT_ESHAPE && strstr(graft_model_error(m), "'head'") &&
-          strstr(graft_model_error(m), "Flatten"));
+          strstr(graft_model_error(m), "projection_dim"));
     /* Sticky: later calls do nothing, the first error stays. */
     CHECK(graft_flatten(m, NULL, NULL) == NULL && strstr(graft_model_error(m), "'head'"));
     graft_model_free(m);

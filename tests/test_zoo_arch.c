@@ -319,6 +319,10 @@ static void test_keras_counts(void)
         {"EfficientNetB0", 0, 237, 4049571},
         {"MobileNetV3Small", 1, 0, 2554968}, {"MobileNetV3Small", 0, 0, 939120},
         {"MobileNetV3Large", 1, 0, 5507432}, {"MobileNetV3Large", 0, 0, 2996352},
+        /* Keras 2 saves ConvNeXt's stem and downsamplers as nested models
+         * (one layer each) and its residual sums as TFOpLambda layers. */
+        {"ConvNeXtTiny", 1, 0, 28589128}, {"ConvNeXtSmall", 1, 0, 50223688},
+        {"ConvNeXtBase", 1, 0, 88591464}, {"ConvNeXtTiny", 0, 0, 27820128},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         graft_zoo_cfg c = graft_zoo_default_cfg();
@@ -354,6 +358,8 @@ static void test_names(void)
         {"EfficientNetB0", "efficientnetb0"}, {"efficientnetb7", "efficientnetb7"},
         {"MobileNetV3Small", "mobilenetv3small"}, {"mobilenet_v3_large", "mobilenetv3large"},
         {"InceptionV3", "inceptionv3"}, {"inception_v3", "inceptionv3"}, {"XCEPTION", "xception"},
+        {"ConvNeXtTiny", "convnexttiny"}, {"convnext_base", "convnextbase"},
+        {"ConvNeXtXLarge", "convnextxlarge"},
     };
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const graft_zoo_arch *a = graft_zoo_find(names[i].spelling);
@@ -406,9 +412,49 @@ static void test_resnet_v2(void)
     graft_model_free(m);
 }
 
+/* ConvNeXt: the 4x4 stride-4 stem, LayerNormalization everywhere, the
+ * PreStem only with 3 channels, and the unnamed LayerNormalization Keras
+ * puts after the pooling without top; its SHA-256-checked weight files. */
+static void test_convnext(void)
+{
+    graft_zoo_cfg c = cfg_of(1.0f, 0, 64, 64);
+    c.pooling = GRAFT_POOL_AVG;
+    graft_model *m = build("ConvNeXtTiny", c);
+    if (!m) return;
+    check_name(m, 0, "input_1");
+    check_name(m, 1, "convnext_tiny_prestem_normalization");
+    check_name(m, 2, "convnext_tiny_stem_conv");
+    check_name(m, -2, "global_average_pooling2d");
+    check_name(m, -1, "layer_normalization");
+    graft_layer *l = graft_model_find(m, "convnext_tiny_stage_2_block_8_pointwise_conv_1");
+    graft_shape s = l ? graft_layer_output_shape(l) : (graft_shape){0};
+    CHECK(s.rank == 3 && s.dim[0] == 4 && s.dim[2] == 4 * 384);
+    l = graft_model_find(m, "convnext_tiny_stage_0_block_0_depthwise_conv");
+    CHECK(l && graft_layer_weight_shape(l, 0).dim[2] == 1 && graft_layer_weight_shape(l, 0).dim[3] == 96);
+    CHECK(graft_model_find(m, "convnext_tiny_downsampling_conv_2") != NULL);
+    graft_model_free(m);
+    c = cfg_of(1.0f, 0, 32, 32);
+    c.input_shape[2] = 1;
+    m = build("ConvNeXtTiny", c);
+    CHECK(m && !graft_model_find(m, "convnext_tiny_prestem_normalization"));
+    graft_model_free(m);
+    graft_weights_file f;
+    c = graft_zoo_default_cfg();
+    CHECK_OK(graft_zoo_imagenet_file("ConvNeXtSmall", &c, &f));
+    CHECK(strcmp(f.url, "https://storage.googleapis.com/tensorflow/keras-applications/convnext/"
+                        "convnext_small.h5") == 0);
+    CHECK(f.hash_kind == GRAFT_HASH_SHA256 &&
+          strcmp(f.hash, "ce1277d8f1ee5a0ef0e171469089c18f5233860ceaf9b168049cb9263fd7483c") == 0);
+    c.include_top = 0;
+    CHECK_OK(graft_zoo_imagenet_file("convnext_tiny", &c, &f));
+    CHECK(strcmp(f.file_name, "convnext_tiny_notop.h5") == 0);
+    CHECK(strcmp(f.hash, "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1") == 0);
+}
+
 int main(void)
 {
     RUN(test_names);
+    RUN(test_convnext);
     RUN(test_keras_counts);
     RUN(test_resnet_v2);
     RUN(test_mobilenet);

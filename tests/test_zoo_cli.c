@@ -39,6 +39,7 @@ static const struct {
     {"EfficientNetB0", 1}, {"EfficientNetB1", 0}, {"EfficientNetB2", 0}, {"EfficientNetB3", 0},
     {"EfficientNetB4", 0}, {"EfficientNetB5", 0}, {"EfficientNetB6", 0}, {"EfficientNetB7", 0},
     {"MobileNetV3Small", 1}, {"MobileNetV3Large", 0},
+    {"ConvNeXtTiny", 1}, {"ConvNeXtSmall", 0}, {"ConvNeXtBase", 0},
 };
 
 static int wanted(int i)
@@ -73,6 +74,8 @@ static void test_summary_base(void)
         {"--base mobilenetv3small --include-top", "Total params: 2,554,968"},
         {"--base InceptionV3 --include-top", "Total params: 23,851,784"},
         {"--base Xception --include-top", "Total params: 22,910,480"},
+        {"--base ConvNeXtTiny --include-top", "Total params: 28,589,128"},
+        {"--base convnext_base --include-top", "Total params: 88,591,464"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char a[256];

@@ -39,6 +39,9 @@ static const struct {
     {"efficientnetb7_32", "EfficientNetB7", 32, 0},
     {"mobilenetv3small_32", "MobileNetV3Small", 32, 1},
     {"mobilenetv3large_35", "MobileNetV3Large", 35, 1},
+    {"convnexttiny_32", "ConvNeXtTiny", 32, 1},
+    {"convnextsmall_32", "ConvNeXtSmall", 32, 0},
+    {"convnextbase_32", "ConvNeXtBase", 32, 0},
 };
 
 static char dir[64];

@@ -245,6 +245,21 @@ static graft_status inbound(ctx *c, const cJSON *layer, const char *name, const 
     const cJSON *node = cJSON_GetArrayItem(nodes, 0);
     if (cJSON_IsObject(node)) {
         history_names(cJSON_GetObjectItemCaseSensitive(node, "args"), names, n);
+    } else if (cJSON_IsString(cJSON_GetArrayItem(node, 0))) {
+        /* Keras 2's TFOpLambda: the node is one entry ["x", 0, 0, {kwargs}],
+         * and tensors among the kwargs (["y", 0, 0]) are inputs too. */
+        names[(*n)++] = cJSON_GetArrayItem(node, 0)->valuestring;
+        const cJSON *kw = cJSON_GetArrayItem(node, 3), *e;
+        if (kw && !cJSON_IsObject(kw))
+            return REFUSE(c, GRAFT_EFORMAT, name, cls, "an inbound node's arguments are malformed");
+        cJSON_ArrayForEach(e, kw)
+        {
+            const cJSON *ref = cJSON_GetArrayItem(e, 0);
+            if (!cJSON_IsArray(e) || !cJSON_IsString(ref)) continue; /* a constant */
+            if (*n >= MAX_INBOUND)
+                return REFUSE(c, GRAFT_EUNSUPPORTED, name, cls, "more than %d inputs", MAX_INBOUND);
+            names[(*n)++] = ref->valuestring;
+        }
     } else if (cJSON_IsArray(node)) {
         const cJSON *e;
         cJSON_ArrayForEach(e, node)

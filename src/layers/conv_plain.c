@@ -67,6 +67,11 @@ void graft_plain_conv_forward(const graft_plain_conv *p, int n, const float *x, 
                     if (ix < 0 || ix >= p->w) continue;
                     const float *xi = img + ((size_t)iy * p->w + ix) * p->c;
                     const float *wk = W + ((size_t)ky * p->kw + kx) * cg * F;
+                    if (cg == 1 && fg == 1) { /* groups = channels = filters (ConvNeXt's) */
+#pragma omp simd
+                        for (int f = 0; f < F; f++) o[f] += xi[f] * wk[f];
+                        continue;
+                    }
                     for (int f = 0; f < F; f++) {
                         const float *xg = xi + (f / fg) * cg;
                         float a = 0;
@@ -137,6 +142,11 @@ void graft_plain_conv_backward_data(const graft_plain_conv *p, int n, const floa
                         if (ix < 0 || ix >= p->w) continue;
                         float *xi = img + ((size_t)iy * p->w + ix) * p->c;
                         const float *wk = W + ((size_t)ky * p->kw + kx) * cg * F;
+                        if (cg == 1 && fg == 1) {
+#pragma omp simd
+                            for (int f = 0; f < F; f++) xi[f] += d[f] * wk[f];
+                            continue;
+                        }
                         for (int f = 0; f < F; f++) {
                             float *xg = xi + (f / fg) * cg;
                             for (int ci = 0; ci < cg; ci++) xg[ci] += d[f] * wk[(size_t)ci * F + f];

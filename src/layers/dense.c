@@ -1,4 +1,6 @@
-/* Dense: y = act(x W + b), W stored (in, out) as Keras does. */
+/* Dense: y = act(x W + b), W stored (in, out) as Keras does. On input of
+ * rank above 1 it applies to the last axis, every position alike, as Keras
+ * does (ConvNeXt's pointwise convolutions on (H, W, C)). */
 #include "layers/layer.h"
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
@@ -9,6 +11,7 @@
 typedef struct {
     graft_dense_cfg cfg;
     int in_dim;
+    int rows; /* positions per sample: the input's size over its last axis */
     /* Chosen by scratch_floats at each plan (the scratch is sized for them): */
     int threads; /* graft_threads() then */
     bool split;  /* the inputs shared among the threads in forward */
@@ -30,16 +33,22 @@ typedef struct {
 static graft_status build(graft_layer *l, const graft_shape *in)
 {
     dense *d = l->cfg;
-    if (in[0].rank != 1)
+    if (in[0].rank < 1)
         return graft_fail(GRAFT_ESHAPE,
-                          "layer '%s' (Dense): expects a flat input (features,), got rank %d; add "
-                          "Flatten or GlobalAveragePooling2D before it",
-                          l->name, in[0].rank);
+                          "layer '%s' (Dense): expects an input with a features axis, got a "
+                          "scalar per sample",
+                          l->name);
     if (d->cfg.units <= 0)
         return graft_fail(GRAFT_EINVAL, "layer '%s' (Dense): units must be positive (got %d)",
                           l->name, d->cfg.units);
-    d->in_dim = in[0].dim[0];
-    l->out_shape = graft_shape1(d->cfg.units);
+    const int r = in[0].rank;
+    d->in_dim = in[0].dim[r - 1];
+    size_t rows = graft_shape_size(&in[0]) / (size_t)(d->in_dim ? d->in_dim : 1);
+    if (rows > INT32_MAX / (size_t)d->cfg.units)
+        return graft_fail(GRAFT_ESHAPE, "layer '%s' (Dense): its output is too large", l->name);
+    d->rows = (int)rows;
+    l->out_shape = in[0];
+    l->out_shape.dim[r - 1] = d->cfg.units;
     graft_shape ks = {2, {d->in_dim, d->cfg.units}};
     graft_status s = graft_layer_add_weight(l, "kernel", ks, true, GRAFT_INIT_GLOROT_UNIFORM);
     if (s == GRAFT_OK && !d->cfg.no_bias)
@@ -54,7 +63,8 @@ static size_t scratch_floats(const graft_layer *l, int n)
     d->threads = graft_threads();
     d->split = d->threads > 1 && weights >= SPLIT_MIN_WEIGHTS &&
                d->in_dim >= SPLIT_MIN_RATIO * d->cfg.units;
-    return d->split ? (size_t)(d->threads - 1) * (size_t)n * (size_t)d->cfg.units : 0;
+    return d->split ? (size_t)(d->threads - 1) * (size_t)n * (size_t)d->rows * (size_t)d->cfg.units
+                    : 0;
 }
 
 /* y = x W with the inputs split among nth threads; part holds the partial
@@ -85,48 +95,50 @@ static void forward_split(int nth, int n, int U, int I, const float *x, const fl
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
-    const int U = d->cfg.units, I = d->in_dim;
+    const int U = d->cfg.units, I = d->in_dim, M = f->n * d->rows;
     if (!l->trains) /* frozen: its outputs may be cached per sample */
-        graft_gemm_rows(f->n, U, I, f->in[0], I, l->weights[0].data, U, f->out, U);
+        graft_gemm_rows(M, U, I, f->in[0], I, l->weights[0].data, U, f->out, U);
     else if (d->split && f->scratch)
-        forward_split(d->threads, f->n, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
+        forward_split(d->threads, M, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
     else
-        graft_gemm(false, false, f->n, U, I, 1.0f, f->in[0], I, l->weights[0].data, U, 0.0f,
+        graft_gemm(false, false, M, U, I, 1.0f, f->in[0], I, l->weights[0].data, U, 0.0f,
                    f->out, U);
     if (!d->cfg.no_bias) {
         const float *bias = l->weights[1].data;
-        for (int r = 0; r < f->n; r++)
+        for (int r = 0; r < M; r++)
             for (int j = 0; j < U; j++) f->out[(size_t)r * U + j] += bias[j];
     }
     /* swish, gelu, ...: backward needs the pre-activation. */
-    if (f->aux) memcpy(f->aux, f->out, (size_t)f->n * U * sizeof(float));
-    graft_activation_forward(d->cfg.activation, f->out, (size_t)f->n, (size_t)U);
+    if (f->aux) memcpy(f->aux, f->out, (size_t)M * U * sizeof(float));
+    graft_activation_forward(d->cfg.activation, f->out, (size_t)M, (size_t)U);
 }
 
 static size_t aux_floats(const graft_layer *l, int n)
 {
     const dense *d = l->cfg;
-    return graft_activation_needs_input(d->cfg.activation) ? (size_t)n * d->cfg.units : 0;
+    return graft_activation_needs_input(d->cfg.activation)
+               ? (size_t)n * (size_t)d->rows * (size_t)d->cfg.units
+               : 0;
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     dense *d = l->cfg;
-    const int U = d->cfg.units, I = d->in_dim;
+    const int U = d->cfg.units, I = d->in_dim, M = b->n * d->rows;
     float *dz = b->dout; /* dL/d(pre-activation), in place */
-    graft_activation_backward_x(d->cfg.activation, b->aux, b->out, dz, dz, (size_t)b->n, (size_t)U,
+    graft_activation_backward_x(d->cfg.activation, b->aux, b->out, dz, dz, (size_t)M, (size_t)U,
                                 false);
     if (b->param_grads) {
-        graft_gemm(true, false, I, U, b->n, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
+        graft_gemm(true, false, I, U, M, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
         if (!d->cfg.no_bias) {
             float *db = l->weights[1].grad;
             memset(db, 0, (size_t)U * sizeof(float));
-            for (int r = 0; r < b->n; r++)
+            for (int r = 0; r < M; r++)
                 for (int j = 0; j < U; j++) db[j] += dz[(size_t)r * U + j];
         }
     }
     if (b->din[0])
-        graft_gemm(false, true, b->n, I, U, 1.0f, dz, U, l->weights[0].data, U,
+        graft_gemm(false, true, M, I, U, 1.0f, dz, U, l->weights[0].data, U,
                    b->din_accumulate[0] ? 1.0f : 0.0f, b->din[0], I);
 }
 
@@ -170,7 +182,7 @@ const graft_layer_ops graft_dense_ops = {
 
 graft_layer *graft_dense(graft_model *m, graft_layer *in, graft_dense_cfg cfg)
 {
-    dense d = {.cfg = cfg, .threads = 1};
+    dense d = {.cfg = cfg, .threads = 1, .rows = 1};
     d.cfg.name = NULL;
     return graft_model_add_unary(m, &graft_dense_ops, cfg.name, "dense", &d, sizeof d, in);
 }

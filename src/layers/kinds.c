@@ -45,7 +45,8 @@
     X(permute)                                                                                     \
     X(spatial_dropout2d)                                                                           \
     X(gaussian_noise)                                                                              \
-    X(gaussian_dropout)
+    X(gaussian_dropout)                                                                            \
+    X(tf_op_lambda)
 
 #define DECLARE(kind) extern const graft_layer_ops graft_##kind##_ops;
 KINDS(DECLARE)

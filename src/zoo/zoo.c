@@ -95,6 +95,26 @@ static const zoo_entry table[] = {
     {{"mobilenetv3large", "MobileNetV3Large", 32, 224, "none"}, "MobilenetV3large",
      graft_zoo_mobilenet_v3, 1, ZOO_ARG_ALPHA | ZOO_ARG_MINIMALISTIC, NULL, NULL, NULL,
      GRAFT_HASH_NONE, NULL, NULL, "expanded_conv_14/project"},
+#define CONVNEXT(lower, keras, v, top_hash, notop_hash)                                            \
+    {{"convnext" #lower, keras, 32, 224, "none"}, "convnext_" #lower, graft_zoo_convnext, v, 0,      \
+     "convnext", "convnext_" #lower ".h5", "convnext_" #lower "_notop.h5", GRAFT_HASH_SHA256,      \
+     top_hash, notop_hash, "convnext_" #lower "_stem_conv"}
+    CONVNEXT(tiny, "ConvNeXtTiny", 0,
+             "8ae6e78ce2933352b1ef4008e6dd2f17bc40771563877d156bc6426c7cf503ff",
+             "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
+    CONVNEXT(small, "ConvNeXtSmall", 1,
+             "ce1277d8f1ee5a0ef0e171469089c18f5233860ceaf9b168049cb9263fd7483c",
+             "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab"),
+    CONVNEXT(base, "ConvNeXtBase", 2,
+             "52cbb006d3dadd03f6e095a8ca1aca47aecdd75acb4bc74bce1f5c695d0086e6",
+             "40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45"),
+    CONVNEXT(large, "ConvNeXtLarge", 3,
+             "070c5ed9ed289581e477741d3b34beffa920db8cf590899d6d2c67fba2a198a6",
+             "96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd"),
+    CONVNEXT(xlarge, "ConvNeXtXLarge", 4,
+             "c1f5ccab661354fc3a79a10fa99af82f0fbf10ec65cb894a3ae0815f17a889ee",
+             "de3f8a54174130e0cecdc71583354753d557fcf1f4487331558e2a16ba0cfe05"),
+#undef CONVNEXT
     {{"mobilenet", "MobileNet", 32, 224, "tf"}, "", graft_zoo_mobilenet, 1,
      ZOO_ARG_ALPHA | ZOO_ARG_DEPTH_MULTIPLIER, NULL, NULL, NULL, GRAFT_HASH_NONE, NULL, NULL,
      "conv_dw_1"},

@@ -54,6 +54,7 @@ void graft_zoo_inception_v3(graft_model *m, graft_layer *in, const zoo_spec *s);
 void graft_zoo_xception(graft_model *m, graft_layer *in, const zoo_spec *s);
 void graft_zoo_efficientnet(graft_model *m, graft_layer *in, const zoo_spec *s);
 void graft_zoo_mobilenet_v3(graft_model *m, graft_layer *in, const zoo_spec *s);
+void graft_zoo_convnext(graft_model *m, graft_layer *in, const zoo_spec *s);
 
 /* Reorders m's layers as Keras's Functional model lists them (model.layers):
  * by decreasing depth below the output, ties in the order a depth-first walk
