@@ -283,6 +283,29 @@ static void test_imagenet_files(void)
     CHECK_OK(graft_zoo_imagenet_file("vgg16", &c, &f));
     CHECK(strcmp(f.file_name, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") == 0);
     CHECK(strcmp(f.hash, "6d6bbae143d832006294945121d1f1fc") == 0);
+    /* mobilenet_v3.py's WEIGHTS_HASHES, any input size as Keras loads them. */
+    c = cfg_of(1.0f, 0, 160, 160);
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(strcmp(f.url, "https://storage.googleapis.com/tensorflow/keras-applications/"
+                        "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(f.hash_kind == GRAFT_HASH_MD5 && strcmp(f.hash, "07fb09a5933dd0c8eaafa16978110389") == 0);
+    c = cfg_of(0.75f, 1, 224, 224);
+    CHECK_OK(graft_zoo_imagenet_file("mobilenetv3small", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_small_224_0.75_float.h5") == 0);
+    CHECK(strcmp(f.hash, "cb65d4e5be93758266aa0a7f2c6708b7") == 0);
+    c = cfg_of(1.0f, 0, 224, 224);
+    c.minimalistic = 1;
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Small", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(strcmp(f.hash, "cde8136e733e811080d9fcd8a252f7e4") == 0);
+    c.include_top = 1;
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f));
+    CHECK(strcmp(f.hash, "675e7b876c45c57e9e63e6d90a36599c") == 0);
+    c.alpha = 0.75f; /* no minimalistic file at 0.75 */
+    CHECK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f) == GRAFT_EUNSUPPORTED);
+    c = cfg_of(0.5f, 0, 224, 224);
+    CHECK(graft_zoo_imagenet_file("MobileNetV3Small", &c, &f) == GRAFT_EUNSUPPORTED);
     c = cfg_of(0.6f, 0, 224, 224);
     CHECK(graft_zoo_imagenet_file("mobilenet", &c, &f) == GRAFT_EUNSUPPORTED);
     CHECK(strstr(graft_last_error(), "0.25, 0.5, 0.75 and 1.0") != NULL);

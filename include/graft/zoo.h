@@ -118,7 +118,8 @@ typedef struct {
 
 /* The official file for a base built with cfg (MobileNet: alpha 0.25/0.5/0.75/1.0,
  * square 128/160/192/224 input, else the 224 file as Keras does; MobileNetV2:
- * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224). */
+ * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224; MobileNetV3: alpha
+ * 0.75/1.0, minimalistic 1.0, the 224 files at any size). */
 graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                                      graft_weights_file *out);
 /* The cache folder: $GRAFT_HOME/models, default ~/.cache/graft/models. */

@@ -121,6 +121,47 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                  text, exact ? rows : 224, c.include_top ? "" : "_no_top");
         return set_file(out, "mobilenet_v2", file, GRAFT_HASH_NONE, NULL);
     }
+    if (known && known->build == graft_zoo_mobilenet_v3) {
+        /* mobilenet_v3.py's WEIGHTS_HASHES: (with top, without top) per model. */
+        static const struct {
+            const char *model, *top, *notop;
+        } v3[] = {
+            {"large_224_0.75_float", "765b44a33ad4005b3ac83185abf1d0eb",
+             "40af19a13ebea4e2ee0c676887f69a2e"},
+            {"large_224_1.0_float", "59e551e166be033d707958cf9e29a6a7",
+             "07fb09a5933dd0c8eaafa16978110389"},
+            {"large_minimalistic_224_1.0_float", "675e7b876c45c57e9e63e6d90a36599c",
+             "ec5221f64a2f6d1ef965a614bdae7973"},
+            {"small_224_0.75_float", "cb65d4e5be93758266aa0a7f2c6708b7",
+             "ebdb5cc8e0b497cd13a7c275d475c819"},
+            {"small_224_1.0_float", "8768d4c2e7dee89b9d02b2d03d65d862",
+             "d3e8ec802a04aa4fc771ee12a9a9b836"},
+            {"small_minimalistic_224_1.0_float", "99cd97fb2fcdad2bf028eb838de69e37",
+             "cde8136e733e811080d9fcd8a252f7e4"},
+        };
+        const char *k = known->pub.keras_name;
+        bool full = alpha_is(alpha, 1.0);
+        if (!full && !(alpha_is(alpha, 0.75) && !c.minimalistic))
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "%s: ImageNet weights exist for alpha 0.75 and 1.0 (minimalistic: "
+                              "1.0 only), not %g%s",
+                              k, alpha, c.minimalistic ? " with minimalistic" : "");
+        /* Keras loads the 224 files at any input size, with the top too: its
+         * layers after the global pooling do not depend on the size. */
+        char model[64];
+        snprintf(model, sizeof model, "%s%s_224_%s_float", known->variant ? "large" : "small",
+                 c.minimalistic ? "_minimalistic" : "", full ? "1.0" : "0.75");
+        for (size_t i = 0; i < sizeof v3 / sizeof *v3; i++) {
+            if (strcmp(v3[i].model, model) != 0) continue;
+            /* The _v2 files without top end at Conv_1, as the TF 2.9 model
+             * does (the earlier ones held Conv_2 too). */
+            snprintf(file, sizeof file, "weights_mobilenet_v3_%s%s.h5", model,
+                     c.include_top ? "" : "_no_top_v2");
+            return set_file(out, known->weights_dir, file, GRAFT_HASH_MD5,
+                            c.include_top ? v3[i].top : v3[i].notop);
+        }
+        return graft_fail(GRAFT_EUNSUPPORTED, "%s: no ImageNet weight file for %s", k, model);
+    }
     const zoo_entry *e = graft_zoo_entry(arch);
     if (!e)
         return graft_fail(GRAFT_EINVAL, "unknown architecture '%s'; no ImageNet weights for it",

@@ -90,11 +90,13 @@ static const zoo_entry table[] = {
      7, 0, "https://storage.googleapis.com/keras-applications/", "efficientnetb7.h5",
      "efficientnetb7_notop.h5", MD5, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a", "block6m_project_conv"},
     {{"mobilenetv3small", "MobileNetV3Small", 32, 224, "none"}, "MobilenetV3small",
-     graft_zoo_mobilenet_v3, 0, ZOO_ARG_ALPHA | ZOO_ARG_MINIMALISTIC, NULL, NULL, NULL,
-     GRAFT_HASH_NONE, NULL, NULL, "expanded_conv_10/project"},
+     graft_zoo_mobilenet_v3, 0, ZOO_ARG_ALPHA | ZOO_ARG_MINIMALISTIC,
+     /* files and MD5s by alpha and minimalistic: zoo/weights.c */
+     "mobilenet_v3", NULL, NULL, MD5, NULL, NULL, "expanded_conv_10/project"},
     {{"mobilenetv3large", "MobileNetV3Large", 32, 224, "none"}, "MobilenetV3large",
-     graft_zoo_mobilenet_v3, 1, ZOO_ARG_ALPHA | ZOO_ARG_MINIMALISTIC, NULL, NULL, NULL,
-     GRAFT_HASH_NONE, NULL, NULL, "expanded_conv_14/project"},
+     graft_zoo_mobilenet_v3, 1, ZOO_ARG_ALPHA | ZOO_ARG_MINIMALISTIC,
+     /* files and MD5s by alpha and minimalistic: zoo/weights.c */
+     "mobilenet_v3", NULL, NULL, MD5, NULL, NULL, "expanded_conv_14/project"},
     {{"mobilenet", "MobileNet", 32, 224, "tf"}, "", graft_zoo_mobilenet, 1,
      ZOO_ARG_ALPHA | ZOO_ARG_DEPTH_MULTIPLIER, NULL, NULL, NULL, GRAFT_HASH_NONE, NULL, NULL,
      "conv_dw_1"},
