@@ -35,6 +35,11 @@ typedef struct {
     /* MobileNetV3 and ConvNeXt: the Rescaling/Normalization layers Keras puts
      * in front (its default, on); the others ignore it. */
     int include_preprocessing;
+    /* Built to hold Keras's ImageNet weights, as Keras builds for
+     * weights="imagenet": EfficientNet then has one more layer, a Rescaling
+     * after its Normalization (graft_zoo_load_imagenet refuses an
+     * EfficientNet built without it); the others are the same either way. */
+    int imagenet_weights;
 } graft_zoo_cfg;
 
 /* One architecture of the zoo. */

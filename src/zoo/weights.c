@@ -352,6 +352,17 @@ graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg)
 {
     if (!m) return graft_fail(GRAFT_EINVAL, "load imagenet weights: no model");
+    const zoo_entry *e = graft_zoo_entry(arch);
+    if (e && e->build == graft_zoo_efficientnet) {
+        graft_layer *norm = graft_model_find(m, "normalization");
+        graft_layer *next = norm ? graft_model_layer(m, graft_layer_index(norm) + 1) : NULL;
+        if (!next || strcmp(graft_layer_class(next), "Rescaling") != 0)
+            return graft_fail(GRAFT_EINVAL,
+                              "%s: model '%s' has no Rescaling after its Normalization; build it "
+                              "with imagenet_weights set (as Keras does for weights=\"imagenet\") "
+                              "for the ImageNet weights to give their outputs",
+                              e->pub.keras_name, graft_model_name(m));
+    }
     char path[4096];
     graft_status st = graft_zoo_fetch_imagenet(arch, cfg, path, sizeof path);
     if (st != GRAFT_OK) return st;
