@@ -537,8 +537,9 @@ int run_build_model(const run_config *c, graft_model **out)
     }
     if (c->weights[0]) {
         int loaded = 0;
-        graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
-        graft_status s = graft_model_load_weights(m, c->weights, &o);
+        graft_zoo_cfg z;
+        run_base_cfg(c, &z);
+        graft_status s = graft_zoo_load_weights(m, c->base, &z, c->weights, &loaded);
         if (s != GRAFT_OK) {
             int rc = cli_fail("the weights %s do not fit the %s base: %s", c->weights, c->base,
                               graft_last_error());

@@ -133,6 +133,14 @@ graft_status graft_zoo_cache_dir(char *buf, size_t cap);
  * that path is used as is: copy a local file there to work offline). */
 graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
                                       size_t cap);
+/* Loads a Keras weights file into m, a zoo base `arch` built with cfg (and
+ * perhaps a head on it), as Keras's load_weights would into the base: by
+ * layer name where the file's names are the base's, else in the order of the
+ * layers with weights (Keras 2.0's files of InceptionV3 and Xception carry
+ * its 1-based automatic names: conv2d_1 for graft's conv2d). layers_loaded
+ * (may be NULL): m's layers that received weights. All or nothing. */
+graft_status graft_zoo_load_weights(graft_model *m, const char *arch, const graft_zoo_cfg *cfg,
+                                    const char *path, int *layers_loaded);
 /* Fetches and loads ImageNet weights into a model built with the same cfg. */
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg);
 

@@ -349,6 +349,99 @@ graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg
     return st;
 }
 
+/* graft_weights_file_list's callback: the number of layers with weights. */
+static void count_layer(const char *layer, const char *weight, int rank, const long long *dims,
+                        void *ctx)
+{
+    (void)weight, (void)rank, (void)dims;
+    struct {
+        int n;
+        char last[GRAFT_NAME_MAX];
+    } *c = ctx;
+    if (strcmp(layer, c->last) == 0) return;
+    snprintf(c->last, sizeof c->last, "%s", layer);
+    c->n++;
+}
+
+/* Each weighted layer of `base` into m's layer of the same name: all of
+ * them checked first, so that m is left as it was on an error. */
+static graft_status copy_by_name(graft_model *m, graft_model *base, const char *path, int *loaded)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < graft_model_num_layers(base); i++) {
+            graft_layer *from = graft_model_layer(base, i);
+            int nw = graft_layer_num_weights(from);
+            if (nw == 0) continue;
+            graft_layer *to = graft_model_find(m, graft_layer_name(from));
+            if (!to || graft_layer_num_weights(to) != nw)
+                return graft_fail(GRAFT_ESHAPE, "%s: model '%s' has no layer '%s' as the base has it",
+                                  path, graft_model_name(m), graft_layer_name(from));
+            for (int k = 0; k < nw; k++) {
+                graft_shape a = graft_layer_weight_shape(from, k);
+                graft_shape b = graft_layer_weight_shape(to, k);
+                size_t n = graft_shape_size(&a);
+                if (n != graft_shape_size(&b))
+                    return graft_fail(GRAFT_ESHAPE,
+                                      "%s: layer '%s' of model '%s' differs from the base's", path,
+                                      graft_layer_name(to), graft_model_name(m));
+                if (pass)
+                    memcpy(graft_layer_weight_data(to, k), graft_layer_weight_data(from, k),
+                           n * sizeof(float));
+            }
+            *loaded += pass;
+        }
+    return GRAFT_OK;
+}
+
+graft_status graft_zoo_load_weights(graft_model *m, const char *arch, const graft_zoo_cfg *cfg,
+                                    const char *path, int *layers_loaded)
+{
+    int loaded = 0;
+    if (layers_loaded) *layers_loaded = 0;
+    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_zoo_load_weights: no model or path");
+    struct {
+        int n;
+        char last[GRAFT_NAME_MAX];
+    } in_file = {0, ""};
+    graft_status st = graft_weights_file_list(path, count_layer, &in_file, NULL);
+    if (st != GRAFT_OK) return st;
+    graft_load_opts by_name = {.by_name = 1, .layers_loaded = &loaded};
+    st = graft_model_load_weights(m, path, &by_name);
+    if (st == GRAFT_OK && loaded == in_file.n) goto done;
+    /* By name with layers of the file left over (a top the base lacks):
+     * kept unless the order fits every layer. */
+    int named = st == GRAFT_OK ? loaded : -1;
+    char first[1024];
+    snprintf(first, sizeof first, "%s", st == GRAFT_OK ? "" : graft_last_error());
+    /* Keras's own load_weights on an HDF5 file goes by the order of the
+     * layers with weights, not their names: Keras 2.0 saved InceptionV3's
+     * and Xception's files with its 1-based automatic names (conv2d_1 is
+     * graft's conv2d). Loaded so into the bare base, then by name into m. */
+    graft_zoo_cfg c = cfg ? *cfg : graft_zoo_default_cfg();
+    graft_model *base = NULL;
+    loaded = 0;
+    st = graft_zoo_build(arch, &c, &base);
+    if (st == GRAFT_OK) {
+        graft_load_opts in_order = {.by_name = 0};
+        st = graft_model_load_weights(base, path, &in_order);
+        if (st != GRAFT_OK && first[0]) {
+            char second[1024];
+            snprintf(second, sizeof second, "%s", graft_last_error());
+            st = graft_fail(st, "%s; in Keras's layer order instead: %s", first, second);
+        }
+    }
+    if (st == GRAFT_OK) st = copy_by_name(m, base, path, &loaded);
+    graft_model_free(base);
+    if (st != GRAFT_OK && named >= 0) {
+        loaded = named;
+        st = GRAFT_OK;
+    }
+    if (st != GRAFT_OK) return st;
+done:
+    if (layers_loaded) *layers_loaded = loaded;
+    return GRAFT_OK;
+}
+
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg)
 {
     if (!m) return graft_fail(GRAFT_EINVAL, "load imagenet weights: no model");
@@ -366,6 +459,5 @@ graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const gra
     char path[4096];
     graft_status st = graft_zoo_fetch_imagenet(arch, cfg, path, sizeof path);
     if (st != GRAFT_OK) return st;
-    graft_load_opts opts = {.by_name = 1, .skip_mismatch = 0};
-    return graft_model_load_weights(m, path, &opts);
+    return graft_zoo_load_weights(m, arch, cfg, path, NULL);
 }
