@@ -51,6 +51,10 @@ typedef struct {
     /* preprocess_input's mode: "caffe", "tf", "torch" or "none" (the model
      * scales its 0..255 input itself) */
     const char *preprocess;
+    /* A layer with weights that every file of this base's weights (without
+     * top) holds, and the smaller members of its family lack; NULL: none
+     * known. A quick test before building the base to try a file on it. */
+    const char *weighted_mark;
 } graft_zoo_arch;
 
 /* The architecture called `name` (any of its spellings), or NULL. */
