@@ -6,8 +6,9 @@
  * conv2d, and Keras's load_weights matches them by the order of the layers
  * with weights. scripts/keras20_names.py rewrites graft's own save of the base
  * in those names, each value saying which file layer it came from; the test
- * checks every weighted layer received its own. Needs Debian's python3 with
- * h5py and numpy; skips without them.
+ * checks every weighted layer received its own (this part needs Debian's
+ * python3 with h5py and numpy, and skips without them). And a TF.js weights
+ * manifest without a topology, loaded by the weights' names.
  */
 #include "test_util.h"
 #include "zoo_ref.h"
@@ -128,8 +129,87 @@ static void test_inception_v3_keras20(void)
     unlink(path);
 }
 
+/* A TF.js weights manifest without a topology ("modelTopology": null, as a
+ * converter writes for weights alone) loads into a zoo-built base by the
+ * weights' names, whatever order the manifest lists them in. */
+static void test_tfjs_without_topology(void)
+{
+    char dir[] = "/tmp/graft_zoo_tfjs_XXXXXX", json[128], bin[128];
+    if (make_tmpdir(dir) != 0) {
+        CHECK(0);
+        return;
+    }
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.alpha = 0.25f;
+    c.include_top = 0;
+    c.input_shape[0] = c.input_shape[1] = 32;
+    graft_model *m = NULL, *again = NULL;
+    CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
+    if (!m) return;
+    snprintf(json, sizeof json, "%s/model.json", dir);
+    snprintf(bin, sizeof bin, "%s/group1-shard1of1.bin", dir);
+    FILE *jf = fopen(json, "w"), *bf = fopen(bin, "wb");
+    CHECK(jf && bf);
+    if (!jf || !bf) {
+        if (jf) fclose(jf);
+        if (bf) fclose(bf);
+        graft_model_free(m);
+        return;
+    }
+    fprintf(jf, "{\"format\": \"layers-model\", \"modelTopology\": null, \"weightsManifest\": "
+                "[{\"paths\": [\"group1-shard1of1.bin\"], \"weights\": [");
+    /* The layers last to first: the names, not the order, place them. */
+    int n_weighted = 0, first = 1;
+    for (int i = graft_model_num_layers(m) - 1; i >= 0; i--) {
+        graft_layer *l = graft_model_layer(m, i);
+        n_weighted += graft_layer_num_weights(l) > 0;
+        for (int w = 0; w < graft_layer_num_weights(l); w++) {
+            graft_shape s = graft_layer_weight_shape(l, w);
+            fprintf(jf, "%s{\"name\": \"%s/%s\", \"dtype\": \"float32\", \"shape\": [",
+                    first ? "" : ", ", graft_layer_name(l), graft_layer_weight_name(l, w));
+            first = 0;
+            for (int d = 0; d < s.rank; d++) fprintf(jf, "%s%d", d ? ", " : "", s.dim[d]);
+            fprintf(jf, "]}");
+            size_t n = graft_shape_size(&s);
+            for (size_t k = 0; k < n; k++) {
+                float v = 0.5f + (float)i + (float)w / 8 + (float)(k % 7) / 64;
+                fwrite(&v, sizeof v, 1, bf);
+            }
+        }
+    }
+    fprintf(jf, "]}]}\n");
+    CHECK(fclose(jf) == 0 && fclose(bf) == 0);
+    CHECK_OK(graft_zoo_build("mobilenet", &c, &again));
+    int loaded = 0;
+    graft_load_opts by_name = {.by_name = 1, .layers_loaded = &loaded};
+    if (again) {
+        CHECK_OK(graft_model_load_weights(again, json, &by_name));
+        CHECK_MSG(loaded == n_weighted, "%d of %d layers loaded", loaded, n_weighted);
+        int bad = 0;
+        for (int i = 0; i < graft_model_num_layers(again); i++) {
+            graft_layer *l = graft_model_layer(again, i);
+            for (int w = 0; w < graft_layer_num_weights(l); w++) {
+                graft_shape s = graft_layer_weight_shape(l, w);
+                const float *v = graft_layer_weight_data(l, w);
+                for (size_t k = 0; k < graft_shape_size(&s); k++)
+                    bad += v[k] != 0.5f + (float)i + (float)w / 8 + (float)(k % 7) / 64;
+            }
+        }
+        CHECK_MSG(bad == 0, "%d values landed in the wrong place", bad);
+        /* The zoo's loader takes it too; a whole model needs the topology. */
+        CHECK_OK(graft_zoo_load_weights(again, "mobilenet", &c, json, &loaded));
+        CHECK(loaded == n_weighted);
+    }
+    graft_model *whole = NULL;
+    CHECK(graft_model_load(json, &whole) == GRAFT_EFORMAT && !whole);
+    CHECK(strstr(graft_last_error(), "modelTopology") != NULL);
+    graft_model_free(again);
+    graft_model_free(m);
+}
+
 int main(void)
 {
+    RUN(test_tfjs_without_topology);
     if (!zoo_ref_python_ready("h5py, numpy")) return CHECK_SUMMARY();
     RUN(test_inception_v3_keras20);
     return CHECK_SUMMARY();
