@@ -2,8 +2,10 @@
  * in model.layers order, parameter counts (total and non-trainable, as
  * model.summary() prints them), output shapes, arguments refused. */
 #include "check.h"
+#include "test_util.h"
 
 #include <graft.h>
+#include <math.h>
 #include <stdlib.h>
 
 static graft_model *build(const char *arch, graft_zoo_cfg c)
@@ -283,6 +285,29 @@ static void test_imagenet_files(void)
     CHECK_OK(graft_zoo_imagenet_file("vgg16", &c, &f));
     CHECK(strcmp(f.file_name, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") == 0);
     CHECK(strcmp(f.hash, "6d6bbae143d832006294945121d1f1fc") == 0);
+    /* mobilenet_v3.py's WEIGHTS_HASHES, any input size as Keras loads them. */
+    c = cfg_of(1.0f, 0, 160, 160);
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(strcmp(f.url, "https://storage.googleapis.com/tensorflow/keras-applications/"
+                        "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(f.hash_kind == GRAFT_HASH_MD5 && strcmp(f.hash, "07fb09a5933dd0c8eaafa16978110389") == 0);
+    c = cfg_of(0.75f, 1, 224, 224);
+    CHECK_OK(graft_zoo_imagenet_file("mobilenetv3small", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_small_224_0.75_float.h5") == 0);
+    CHECK(strcmp(f.hash, "cb65d4e5be93758266aa0a7f2c6708b7") == 0);
+    c = cfg_of(1.0f, 0, 224, 224);
+    c.minimalistic = 1;
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Small", &c, &f));
+    CHECK(strcmp(f.file_name, "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5") == 0);
+    CHECK(strcmp(f.hash, "cde8136e733e811080d9fcd8a252f7e4") == 0);
+    c.include_top = 1;
+    CHECK_OK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f));
+    CHECK(strcmp(f.hash, "675e7b876c45c57e9e63e6d90a36599c") == 0);
+    c.alpha = 0.75f; /* no minimalistic file at 0.75 */
+    CHECK(graft_zoo_imagenet_file("MobileNetV3Large", &c, &f) == GRAFT_EUNSUPPORTED);
+    c = cfg_of(0.5f, 0, 224, 224);
+    CHECK(graft_zoo_imagenet_file("MobileNetV3Small", &c, &f) == GRAFT_EUNSUPPORTED);
     c = cfg_of(0.6f, 0, 224, 224);
     CHECK(graft_zoo_imagenet_file("mobilenet", &c, &f) == GRAFT_EUNSUPPORTED);
     CHECK(strstr(graft_last_error(), "0.25, 0.5, 0.75 and 1.0") != NULL);
@@ -451,6 +476,55 @@ static void test_convnext(void)
     CHECK(strcmp(f.hash, "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1") == 0);
 }
 
+/* Keras's EfficientNet for weights="imagenet": rescaling_1 after the
+ * Normalization, scaling by 1 / sqrt(IMAGENET_STDDEV_RGB), no weights of its
+ * own; without ImageNet weights no such layer. */
+static void test_efficientnet_imagenet(void)
+{
+    graft_model *plain = build("EfficientNetB0", cfg_of(1.0f, 1, 224, 224));
+    graft_zoo_cfg c = cfg_of(1.0f, 1, 224, 224);
+    c.imagenet_weights = 1;
+    graft_model *m = build("EfficientNetB0", c);
+    if (!plain || !m) goto done;
+    check_counts(plain, 240, 5330571, 42023);
+    check_counts(m, 241, 5330571, 42023);
+    check_name(plain, 3, "stem_conv_pad");
+    CHECK(graft_model_find(plain, "rescaling_1") == NULL);
+    check_name(m, 1, "rescaling");
+    check_name(m, 2, "normalization");
+    check_name(m, 3, "rescaling_1");
+    check_name(m, 4, "stem_conv_pad");
+    graft_layer *r = graft_model_find(m, "rescaling_1");
+    CHECK(r && strcmp(graft_layer_class(r), "Rescaling") == 0 && graft_layer_num_weights(r) == 0);
+    /* Its values as the model's Keras config says them. */
+    char dir[] = "/tmp/graft_zoo_en_XXXXXX", *config = NULL;
+    if (make_tmpdir(dir) != 0) {
+        CHECK(0);
+        goto done;
+    }
+    CHECK_OK(graft_model_save(m, path_in(dir, "b0.h5")));
+    CHECK_OK(graft_h5_metadata_read(path_in(dir, "b0.h5"), "model_config", &config));
+    const char *at = config ? strstr(config, "\"name\":\"rescaling_1\"") : NULL;
+    const char *scale = at ? strstr(at, "\"scale\"") : NULL;
+    const char *open = scale ? strchr(scale, '[') : NULL;
+    CHECK_MSG(open != NULL, "no rescaling_1 with a list of scales in the model's config");
+    static const double stddev[3] = {0.229, 0.224, 0.225};
+    for (int i = 0; open && i < 3; i++) {
+        char *end;
+        double v = strtod(open + 1, &end);
+        CHECK_MSG(fabs(v - 1.0 / sqrt(stddev[i])) < 1e-6, "scale %d is %.9g, Keras's %.9g", i, v,
+                  1.0 / sqrt(stddev[i]));
+        open = strchr(end, i < 2 ? ',' : ']');
+    }
+    free(config);
+    /* The official weights refuse a model built without the layer. */
+    CHECK(graft_zoo_load_imagenet(plain, "EfficientNetB0", NULL) == GRAFT_EINVAL);
+    CHECK(strstr(graft_last_error(), "imagenet_weights") != NULL);
+done:
+    graft_model_free(plain);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_names);
@@ -464,5 +538,6 @@ int main(void)
     RUN(test_head_on_base);
     RUN(test_refused);
     RUN(test_imagenet_files);
+    RUN(test_efficientnet_imagenet);
     return CHECK_SUMMARY();
 }

@@ -94,6 +94,49 @@ static void test_summary_base(void)
     CHECK(graft("summary --include-top") == 2 && strstr(err, "--base")); /* a usage error */
 }
 
+/* graft summary of a weights-only file names the base it fits, reading the
+ * file's names before building any base (weighted_mark). */
+static void test_summary_weights(void)
+{
+    const char *shared = "../shared/models/mobilenet_2_5_224_tf_no_top.h5";
+    if (access(shared, R_OK) != 0) {
+        printf("  skip: %s is missing\n", shared);
+    } else {
+        CHECK_MSG(graft("summary ../shared/models/mobilenet_2_5_224_tf_no_top.h5") == 0 &&
+                      strstr(out, "fit the zoo's mobilenet base (include_top=False) with alpha "
+                                  "0.25: --base mobilenet --alpha 0.25"),
+                  "%s%s", out, err);
+    }
+    /* EfficientNetB1's weights hold all of B0's layers, and more: B1, the
+     * base that takes them all, is named, not B0 (which the table lists first). */
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    c.input_shape[0] = c.input_shape[1] = 32;
+    graft_model *m = NULL;
+    char path[128], a[256];
+    snprintf(path, sizeof path, "%s/b1.h5", tmp);
+    CHECK_OK(graft_zoo_build("EfficientNetB1", &c, &m));
+    if (m) CHECK_OK(graft_model_save_weights(m, path));
+    graft_model_free(m);
+    snprintf(a, sizeof a, "summary %s", path);
+    CHECK_MSG(graft(a) == 0 && strstr(out, "fit the zoo's efficientnetb1 base (include_top=False): "
+                                            "--base efficientnetb1"),
+              "%s%s", out, err);
+    unlink(path);
+    /* Every base's weighted_mark is a layer of it with weights. */
+    for (int i = 0; graft_zoo_arch_at(i); i++) {
+        const graft_zoo_arch *z = graft_zoo_arch_at(i);
+        if (!z->weighted_mark) continue;
+        c.input_shape[0] = c.input_shape[1] = z->min_size;
+        m = NULL;
+        CHECK_OK(graft_zoo_build(z->name, &c, &m));
+        graft_layer *l = m ? graft_model_find(m, z->weighted_mark) : NULL;
+        CHECK_MSG(l && graft_layer_num_weights(l) > 0, "%s: no weighted layer %s", z->name,
+                  z->weighted_mark);
+        graft_model_free(m);
+    }
+}
+
 static void test_train_finetune(void)
 {
     int ran = 0;
@@ -131,6 +174,7 @@ int main(void)
     snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
     snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
     RUN(test_summary_base);
+    RUN(test_summary_weights);
     char d[128];
     snprintf(d, sizeof d, "%s/data", tmp);
     mkdir(d, 0755);

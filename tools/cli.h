@@ -58,6 +58,9 @@ typedef struct {
 char *run_text_encode(const char *bytes);
 void run_text_decode(char *s);
 
+/* The zoo cfg of the run's base (no top, its alpha and input size, built
+ * for Keras's ImageNet file where that is its weights). */
+void run_base_cfg(const run_config *c, graft_zoo_cfg *z);
 void run_config_free(run_config *c);
 int run_config_save(const char *run_dir, const run_config *c);
 /* Reads config.json back, refusing (with the file and key named) any value

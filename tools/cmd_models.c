@@ -24,34 +24,90 @@ static graft_model *build_base(const char *arch, float alpha, int size)
 
 static size_t total_params(const graft_model *m) { return graft_model_count_params(m).total; }
 
+/* The layers of a weights file that hold weights, by name. */
+typedef struct {
+    char (*names)[GRAFT_NAME_MAX];
+    int n, cap;
+    bool oom;
+} name_list;
+
+static void add_name(const char *layer, const char *weight, int rank, const long long *dims,
+                     void *ctx)
+{
+    (void)weight, (void)rank, (void)dims;
+    name_list *l = ctx;
+    if (l->oom || (l->n > 0 && strcmp(l->names[l->n - 1], layer) == 0)) return;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 256;
+        void *grown = realloc(l->names, (size_t)cap * sizeof *l->names);
+        if (!grown) {
+            l->oom = true;
+            return;
+        }
+        l->names = grown;
+        l->cap = cap;
+    }
+    snprintf(l->names[l->n++], GRAFT_NAME_MAX, "%s", layer);
+}
+
+static bool has_name(const name_list *l, const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0) return true;
+    return false;
+}
+
 int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha)
 {
-    /* Which layers of the file hold weights, and how many parameters: a
-     * candidate must load every one of them by name and have as many. */
-    graft_model *probe = NULL;
-    for (int i = 0;; i++) {
+    /* A candidate must find all its layers in the file; one that takes
+     * every layer of the file wins over one that leaves some (a top, or the
+     * deeper blocks of a VGG19 file that fits VGG16 too). Building a base
+     * costs far more than reading the file's names, so a base whose
+     * weighted_mark the file lacks is not built at all. */
+    name_list in_file = {0};
+    if (graft_weights_file_list(file, add_name, &in_file, NULL) != GRAFT_OK || in_file.oom ||
+        in_file.n == 0) {
+        free(in_file.names);
+        return -1;
+    }
+    int found = -1;
+    char partial[64] = "";
+    float partial_alpha = 0;
+    for (int i = 0; found < 0; i++) {
         const graft_zoo_arch *za = graft_zoo_arch_at(i);
         if (!za) break;
         const char *a = za->name;
         if (only_arch && strcmp(a, only_arch) != 0) continue;
-        for (size_t k = 0; k < sizeof alphas / sizeof *alphas; k++) {
-            probe = build_base(a, alphas[k], 224);
+        if (za->weighted_mark && !has_name(&in_file, za->weighted_mark)) continue;
+        for (size_t k = 0; found < 0 && k < sizeof alphas / sizeof *alphas; k++) {
+            graft_model *probe = build_base(a, alphas[k], 224);
             if (!probe) break; /* no width argument: only alpha 1 builds */
+            graft_zoo_cfg z = graft_zoo_default_cfg();
+            z.include_top = 0;
+            z.alpha = alphas[k];
+            z.input_shape[0] = z.input_shape[1] = 224;
             int loaded = 0, want = 0;
-            graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
-            bool fits = graft_model_load_weights(probe, file, &o) == GRAFT_OK;
+            bool fits = graft_zoo_load_weights(probe, a, &z, file, &loaded) == GRAFT_OK;
             for (int l = 0; fits && l < graft_model_num_layers(probe); l++)
                 want += graft_layer_num_weights(graft_model_layer(probe, l)) > 0;
             graft_model_free(probe);
-            probe = NULL;
-            if (fits && loaded == want && loaded > 0) {
+            if (fits && loaded == want && want == in_file.n) {
                 snprintf(arch, cap, "%s", a);
                 *alpha = alphas[k];
-                return 0;
+                found = 0;
+            } else if (fits && loaded == want && want > 0 && !partial[0]) {
+                snprintf(partial, sizeof partial, "%s", a);
+                partial_alpha = alphas[k];
             }
         }
     }
-    return -1;
+    if (found < 0 && partial[0]) {
+        snprintf(arch, cap, "%s", partial);
+        *alpha = partial_alpha;
+        found = 0;
+    }
+    free(in_file.names);
+    return found;
 }
 
 /* ------------------------------------------------------------ weights-only .h5 */

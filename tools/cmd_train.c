@@ -533,10 +533,8 @@ static int count_base_layers(run_config *c)
         c->n_base_layers = 0;
         return 0;
     }
-    graft_zoo_cfg z = graft_zoo_default_cfg();
-    z.include_top = 0;
-    z.alpha = c->alpha > 0 ? c->alpha : 1.0f;
-    z.input_shape[0] = z.input_shape[1] = c->input_size;
+    graft_zoo_cfg z;
+    run_base_cfg(c, &z);
     graft_model *b;
     graft_status s = graft_zoo_build(c->base, &z, &b);
     if (s != GRAFT_OK) return cli_fail_status(s, "building the base");

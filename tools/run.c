@@ -511,10 +511,8 @@ int run_build_model(const run_config *c, graft_model **out)
     if (strcmp(c->base, "scratch") == 0) {
         m = scratch_cnn(c->input_size, n_out);
     } else {
-        graft_zoo_cfg z = graft_zoo_default_cfg();
-        z.include_top = 0;
-        z.alpha = c->alpha > 0 ? c->alpha : 1.0f;
-        z.input_shape[0] = z.input_shape[1] = c->input_size;
+        graft_zoo_cfg z;
+        run_base_cfg(c, &z);
         graft_status s = graft_zoo_build(c->base, &z, &m);
         if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
         base_layers = graft_model_num_layers(m);
@@ -540,8 +538,9 @@ int run_build_model(const run_config *c, graft_model **out)
     }
     if (c->weights[0]) {
         int loaded = 0;
-        graft_load_opts o = {.by_name = 1, .layers_loaded = &loaded};
-        graft_status s = graft_model_load_weights(m, c->weights, &o);
+        graft_zoo_cfg z;
+        run_base_cfg(c, &z);
+        graft_status s = graft_zoo_load_weights(m, c->base, &z, c->weights, &loaded);
         if (s != GRAFT_OK) {
             int rc = cli_fail("the weights %s do not fit the %s base: %s", c->weights, c->base,
                               graft_last_error());
@@ -620,6 +619,20 @@ int run_open_data(const run_config *c, bool training_shuffle, graft_source **tra
         }
     }
     return 0;
+}
+
+void run_base_cfg(const run_config *c, graft_zoo_cfg *z)
+{
+    *z = graft_zoo_default_cfg();
+    z->include_top = 0;
+    z->alpha = c->alpha > 0 ? c->alpha : 1.0f;
+    z->input_shape[0] = z->input_shape[1] = c->input_size;
+    /* Keras builds for its ImageNet file (EfficientNet: one more Rescaling):
+     * the file graft_zoo_imagenet_file names, from the cache or a copy. */
+    graft_weights_file wf;
+    const char *slash = strrchr(c->weights, '/');
+    z->imagenet_weights = c->weights[0] && graft_zoo_imagenet_file(c->base, z, &wf) == GRAFT_OK &&
+                          strcmp(slash ? slash + 1 : c->weights, wf.file_name) == 0;
 }
 
 /* ------------------------------------------------------------ finding things */

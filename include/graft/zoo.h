@@ -35,6 +35,11 @@ typedef struct {
     /* MobileNetV3 and ConvNeXt: the Rescaling/Normalization layers Keras puts
      * in front (its default, on); the others ignore it. */
     int include_preprocessing;
+    /* Built to hold Keras's ImageNet weights, as Keras builds for
+     * weights="imagenet": EfficientNet then has one more layer, a Rescaling
+     * after its Normalization (graft_zoo_load_imagenet refuses an
+     * EfficientNet built without it); the others are the same either way. */
+    int imagenet_weights;
 } graft_zoo_cfg;
 
 /* One architecture of the zoo. */
@@ -46,6 +51,10 @@ typedef struct {
     /* preprocess_input's mode: "caffe", "tf", "torch" or "none" (the model
      * scales its 0..255 input itself) */
     const char *preprocess;
+    /* A layer with weights that every file of this base's weights (without
+     * top) holds, and the smaller members of its family lack; NULL: none
+     * known. A quick test before building the base to try a file on it. */
+    const char *weighted_mark;
 } graft_zoo_arch;
 
 /* The architecture called `name` (any of its spellings), or NULL. */
@@ -118,7 +127,8 @@ typedef struct {
 
 /* The official file for a base built with cfg (MobileNet: alpha 0.25/0.5/0.75/1.0,
  * square 128/160/192/224 input, else the 224 file as Keras does; MobileNetV2:
- * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224). */
+ * alpha 0.35/0.5/0.75/1.0/1.3/1.4, 96/128/160/192/224; MobileNetV3: alpha
+ * 0.75/1.0, minimalistic 1.0, the 224 files at any size). */
 graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                                      graft_weights_file *out);
 /* The cache folder: $GRAFT_HOME/models, default ~/.cache/graft/models. */
@@ -127,6 +137,14 @@ graft_status graft_zoo_cache_dir(char *buf, size_t cap);
  * that path is used as is: copy a local file there to work offline). */
 graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg, char *path,
                                       size_t cap);
+/* Loads a Keras weights file into m, a zoo base `arch` built with cfg (and
+ * perhaps a head on it), as Keras's load_weights would into the base: by
+ * layer name where the file's names are the base's, else in the order of the
+ * layers with weights (Keras 2.0's files of InceptionV3 and Xception carry
+ * its 1-based automatic names: conv2d_1 for graft's conv2d). layers_loaded
+ * (may be NULL): m's layers that received weights. All or nothing. */
+graft_status graft_zoo_load_weights(graft_model *m, const char *arch, const graft_zoo_cfg *cfg,
+                                    const char *path, int *layers_loaded);
 /* Fetches and loads ImageNet weights into a model built with the same cfg. */
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg);
 

@@ -1,7 +1,7 @@
 /*
- * EfficientNetB0 ... B7 as tf.keras.applications builds them (efficientnet.py,
- * built without weights): Rescaling(1/255) and an adapted Normalization in
- * front, a stem, seven stages of MBConv blocks (expand 1x1, depthwise k x k
+ * EfficientNetB0 ... B7 as tf.keras.applications builds them (efficientnet.py):
+ * Rescaling(1/255) and an adapted Normalization in front (and for ImageNet
+ * weights one more Rescaling), a stem, seven stages of MBConv blocks (expand 1x1, depthwise k x k
  * behind correct_pad's ZeroPadding2D when strided, squeeze-and-excitation,
  * project 1x1, Dropout and Add where the shape is kept), and the top conv.
  * Widths round as Keras's round_filters, repeats as ceil(depth * repeats).
@@ -124,6 +124,16 @@ void graft_zoo_efficientnet(graft_model *m, graft_layer *in, const zoo_spec *s)
     graft_layer *x = graft_rescaling(m, in, (graft_rescaling_cfg){.n_scale = 1,
                                                                   .scale = {1.0f / 255.0f}});
     x = graft_normalization(m, x, (graft_normalization_cfg){.axis = -1});
+    if (s->cfg.imagenet_weights) {
+        /* Keras adds this layer (rescaling_1) only for weights="imagenet":
+         * the published files' Normalization holds the ImageNet standard
+         * deviations as its variance, so it divides by their square roots
+         * and this by the square roots again (tensorflow/tensorflow#49930). */
+        static const double stddev[3] = {0.229, 0.224, 0.225};
+        graft_rescaling_cfg r = {.n_scale = 3};
+        for (int i = 0; i < 3; i++) r.scale[i] = (float)(1.0 / sqrt(stddev[i]));
+        x = graft_rescaling(m, x, r);
+    }
     x = correct_pad(m, x, "stem_conv_pad", 3);
     x = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "stem_conv", .filters = round_filters(32, width),
                                               .kernel_size = {3, 3}, .strides = {2, 2},

@@ -121,6 +121,47 @@ graft_status graft_zoo_imagenet_file(const char *arch, const graft_zoo_cfg *cfg,
                  text, exact ? rows : 224, c.include_top ? "" : "_no_top");
         return set_file(out, "mobilenet_v2", file, GRAFT_HASH_NONE, NULL);
     }
+    if (known && known->build == graft_zoo_mobilenet_v3) {
+        /* mobilenet_v3.py's WEIGHTS_HASHES: (with top, without top) per model. */
+        static const struct {
+            const char *model, *top, *notop;
+        } v3[] = {
+            {"large_224_0.75_float", "765b44a33ad4005b3ac83185abf1d0eb",
+             "40af19a13ebea4e2ee0c676887f69a2e"},
+            {"large_224_1.0_float", "59e551e166be033d707958cf9e29a6a7",
+             "07fb09a5933dd0c8eaafa16978110389"},
+            {"large_minimalistic_224_1.0_float", "675e7b876c45c57e9e63e6d90a36599c",
+             "ec5221f64a2f6d1ef965a614bdae7973"},
+            {"small_224_0.75_float", "cb65d4e5be93758266aa0a7f2c6708b7",
+             "ebdb5cc8e0b497cd13a7c275d475c819"},
+            {"small_224_1.0_float", "8768d4c2e7dee89b9d02b2d03d65d862",
+             "d3e8ec802a04aa4fc771ee12a9a9b836"},
+            {"small_minimalistic_224_1.0_float", "99cd97fb2fcdad2bf028eb838de69e37",
+             "cde8136e733e811080d9fcd8a252f7e4"},
+        };
+        const char *k = known->pub.keras_name;
+        bool full = alpha_is(alpha, 1.0);
+        if (!full && !(alpha_is(alpha, 0.75) && !c.minimalistic))
+            return graft_fail(GRAFT_EUNSUPPORTED,
+                              "%s: ImageNet weights exist for alpha 0.75 and 1.0 (minimalistic: "
+                              "1.0 only), not %g%s",
+                              k, alpha, c.minimalistic ? " with minimalistic" : "");
+        /* Keras loads the 224 files at any input size, with the top too: its
+         * layers after the global pooling do not depend on the size. */
+        char model[64];
+        snprintf(model, sizeof model, "%s%s_224_%s_float", known->variant ? "large" : "small",
+                 c.minimalistic ? "_minimalistic" : "", full ? "1.0" : "0.75");
+        for (size_t i = 0; i < sizeof v3 / sizeof *v3; i++) {
+            if (strcmp(v3[i].model, model) != 0) continue;
+            /* The _v2 files without top end at Conv_1, as the TF 2.9 model
+             * does (the earlier ones held Conv_2 too). */
+            snprintf(file, sizeof file, "weights_mobilenet_v3_%s%s.h5", model,
+                     c.include_top ? "" : "_no_top_v2");
+            return set_file(out, known->weights_dir, file, GRAFT_HASH_MD5,
+                            c.include_top ? v3[i].top : v3[i].notop);
+        }
+        return graft_fail(GRAFT_EUNSUPPORTED, "%s: no ImageNet weight file for %s", k, model);
+    }
     const zoo_entry *e = graft_zoo_entry(arch);
     if (!e)
         return graft_fail(GRAFT_EINVAL, "unknown architecture '%s'; no ImageNet weights for it",
@@ -308,12 +349,115 @@ graft_status graft_zoo_fetch_imagenet(const char *arch, const graft_zoo_cfg *cfg
     return st;
 }
 
+/* graft_weights_file_list's callback: the number of layers with weights. */
+static void count_layer(const char *layer, const char *weight, int rank, const long long *dims,
+                        void *ctx)
+{
+    (void)weight, (void)rank, (void)dims;
+    struct {
+        int n;
+        char last[GRAFT_NAME_MAX];
+    } *c = ctx;
+    if (strcmp(layer, c->last) == 0) return;
+    snprintf(c->last, sizeof c->last, "%s", layer);
+    c->n++;
+}
+
+/* Each weighted layer of `base` into m's layer of the same name: all of
+ * them checked first, so that m is left as it was on an error. */
+static graft_status copy_by_name(graft_model *m, graft_model *base, const char *path, int *loaded)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < graft_model_num_layers(base); i++) {
+            graft_layer *from = graft_model_layer(base, i);
+            int nw = graft_layer_num_weights(from);
+            if (nw == 0) continue;
+            graft_layer *to = graft_model_find(m, graft_layer_name(from));
+            if (!to || graft_layer_num_weights(to) != nw)
+                return graft_fail(GRAFT_ESHAPE, "%s: model '%s' has no layer '%s' as the base has it",
+                                  path, graft_model_name(m), graft_layer_name(from));
+            for (int k = 0; k < nw; k++) {
+                graft_shape a = graft_layer_weight_shape(from, k);
+                graft_shape b = graft_layer_weight_shape(to, k);
+                size_t n = graft_shape_size(&a);
+                if (n != graft_shape_size(&b))
+                    return graft_fail(GRAFT_ESHAPE,
+                                      "%s: layer '%s' of model '%s' differs from the base's", path,
+                                      graft_layer_name(to), graft_model_name(m));
+                if (pass)
+                    memcpy(graft_layer_weight_data(to, k), graft_layer_weight_data(from, k),
+                           n * sizeof(float));
+            }
+            *loaded += pass;
+        }
+    return GRAFT_OK;
+}
+
+graft_status graft_zoo_load_weights(graft_model *m, const char *arch, const graft_zoo_cfg *cfg,
+                                    const char *path, int *layers_loaded)
+{
+    int loaded = 0;
+    if (layers_loaded) *layers_loaded = 0;
+    if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_zoo_load_weights: no model or path");
+    struct {
+        int n;
+        char last[GRAFT_NAME_MAX];
+    } in_file = {0, ""};
+    graft_status st = graft_weights_file_list(path, count_layer, &in_file, NULL);
+    if (st != GRAFT_OK) return st;
+    graft_load_opts by_name = {.by_name = 1, .layers_loaded = &loaded};
+    st = graft_model_load_weights(m, path, &by_name);
+    if (st == GRAFT_OK && loaded == in_file.n) goto done;
+    /* By name with layers of the file left over (a top the base lacks):
+     * kept unless the order fits every layer. */
+    int named = st == GRAFT_OK ? loaded : -1;
+    char first[1024];
+    snprintf(first, sizeof first, "%s", st == GRAFT_OK ? "" : graft_last_error());
+    /* Keras's own load_weights on an HDF5 file goes by the order of the
+     * layers with weights, not their names: Keras 2.0 saved InceptionV3's
+     * and Xception's files with its 1-based automatic names (conv2d_1 is
+     * graft's conv2d). Loaded so into the bare base, then by name into m. */
+    graft_zoo_cfg c = cfg ? *cfg : graft_zoo_default_cfg();
+    graft_model *base = NULL;
+    loaded = 0;
+    st = graft_zoo_build(arch, &c, &base);
+    if (st == GRAFT_OK) {
+        graft_load_opts in_order = {.by_name = 0};
+        st = graft_model_load_weights(base, path, &in_order);
+        if (st != GRAFT_OK && first[0]) {
+            char second[1024];
+            snprintf(second, sizeof second, "%s", graft_last_error());
+            st = graft_fail(st, "%s; in Keras's layer order instead: %s", first, second);
+        }
+    }
+    if (st == GRAFT_OK) st = copy_by_name(m, base, path, &loaded);
+    graft_model_free(base);
+    if (st != GRAFT_OK && named >= 0) {
+        loaded = named;
+        st = GRAFT_OK;
+    }
+    if (st != GRAFT_OK) return st;
+done:
+    if (layers_loaded) *layers_loaded = loaded;
+    return GRAFT_OK;
+}
+
 graft_status graft_zoo_load_imagenet(graft_model *m, const char *arch, const graft_zoo_cfg *cfg)
 {
     if (!m) return graft_fail(GRAFT_EINVAL, "load imagenet weights: no model");
+    const zoo_entry *e = graft_zoo_entry(arch);
+    if (e && e->build == graft_zoo_efficientnet) {
+        graft_layer *norm = graft_model_find(m, "normalization");
+        graft_layer *next = norm ? graft_model_layer(m, graft_layer_index(norm) + 1) : NULL;
+        if (!next || strcmp(graft_layer_class(next), "Rescaling") != 0)
+            return graft_fail(GRAFT_EINVAL,
+                              "%s: model '%s' has no Rescaling after its Normalization; build it "
+                              "with imagenet_weights set (as Keras does for weights=\"imagenet\") "
+                              "for the ImageNet weights to give their outputs",
+                              e->pub.keras_name, graft_model_name(m));
+    }
     char path[4096];
     graft_status st = graft_zoo_fetch_imagenet(arch, cfg, path, sizeof path);
     if (st != GRAFT_OK) return st;
-    graft_load_opts opts = {.by_name = 1, .skip_mismatch = 0};
-    return graft_model_load_weights(m, path, &opts);
+    return graft_zoo_load_weights(m, arch, cfg, path, NULL);
 }
