@@ -2,6 +2,7 @@
  * to a file, and stays off where it would change results. */
 #include "check.h"
 #include "internal.h"
+#include "train/source.h"
 #include "train/train.h"
 
 #include <pthread.h>
@@ -433,9 +434,10 @@ static void test_rank_caches_its_shard(void)
         for (int r = 0; r < ranks; r++) {
             for (int spill = 0; spill < 2; spill++) {
                 graft_source *src = graft_source_arrays(x, y, N, graft_shape1(D), 1, 10, 1, 3);
-                src->shard_rank = r;
-                src->shard_count = ranks;
-                src->shard_by_id = 1;
+                graft_source_book *sb = graft_source_book_of(src);
+                sb->shard_rank = r;
+                sb->shard_count = ranks;
+                sb->shard_by_id = 1;
                 const long mine = (N - r + ranks - 1) / ranks;
                 graft_feature_cache *c = NULL;
                 CHECK_OK(graft_cache_open(m, src, 3, spill ? base + 1 : 0, NULL, "shard", false, &c));
