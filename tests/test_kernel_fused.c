@@ -141,6 +141,45 @@ static void test_pointwise_bits(void)
     pointwise_bits(5);
 }
 
+/* Rows of A 4 KiB apart (lda a multiple of 1024 floats, as 1x1 convolutions
+ * over 1024 or 2048 channels read them): the AVX-512 kernel goes 8 rows per
+ * tile there; the values and bits are those of the same rows packed
+ * densely, and of AVX2. */
+static void test_pointwise_rows_4k_apart(void)
+{
+    graft_rng r;
+    graft_rng_seed(&r, 14);
+    const int M = 21, N = 40, K = 256;
+    const size_t lda = 1024;
+    float *A = rnd((size_t)M * lda, &r, 1), *B = rnd((size_t)K * N, &r, 1);
+    float *D = malloc((size_t)M * K * sizeof(float));
+    float *C0 = malloc((size_t)M * N * sizeof(float)), *C1 = malloc((size_t)M * N * sizeof(float));
+    for (int m = 0; m < M; m++) memcpy(D + (size_t)m * K, A + (size_t)m * lda, (size_t)K * sizeof(float));
+    epi_arrays a;
+    graft_kernel_epi e = make_epi(N, 7, &r, &a);
+    graft_pw_gemm(M, N, K, A, lda, B, N, C0, N, &e, NULL, 0, true);
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) acc += (double)A[(size_t)m * lda + k] * B[(size_t)k * N + n];
+            double want = epi_ref(&e, n, acc, NULL);
+            double err = fabs(C0[(size_t)m * N + n] - want) / (1e-5 + 1e-5 * fabs(want) + 1e-6 * K);
+            if (err > worst) worst = err;
+        }
+    CHECK_MSG(worst <= 1, "lda %zu: %g", lda, worst);
+    graft_pw_gemm(M, N, K, D, (size_t)K, B, N, C1, N, &e, NULL, 0, true);
+    CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
+    graft_pw_gemm(M, N, K, A, lda, B, N, C1, N, &e, NULL, 0, false);
+    CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
+    free_epi(&a);
+    free(A);
+    free(B);
+    free(D);
+    free(C0);
+    free(C1);
+}
+
 /* A depthwise output row against the direct definition. */
 static void dw_case(int h, int w, int C, int kh, int kw, int sh, int sw, int pt, int pl, int variant,
                     graft_rng *r)
@@ -204,6 +243,7 @@ int main(void)
 {
     RUN(test_pointwise_against_reference);
     RUN(test_pointwise_bits);
+    RUN(test_pointwise_rows_4k_apart);
     RUN(test_depthwise_against_reference);
     return CHECK_SUMMARY();
 }

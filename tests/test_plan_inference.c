@@ -91,14 +91,15 @@ static graft_model *blocks(void)
     bn(m, "v1_pw_bn");
     x = graft_activation_layer(m, NULL, "v1_pw_relu", GRAFT_RELU);
     /* ResNet's projection block of 1x1 convolutions, strided (13x11 -> 7x6
-     * -> 4x3), the shortcut computed first as in Keras's layer order */
-    graft_layer *sc = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_0_conv", .filters = 36,
+     * -> 4x3), the shortcut computed first as in Keras's layer order; 100
+     * filters: a strided band goes through its columns in two passes */
+    graft_layer *sc = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_0_conv", .filters = 100,
                                                             .kernel_size = {1, 1}, .strides = {2, 2}});
     graft_layer *y = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "r_1_conv", .filters = 12,
                                                            .kernel_size = {1, 1}, .strides = {2, 2}});
     bn(m, "r_1_bn");
     graft_activation_layer(m, NULL, "r_1_relu", GRAFT_RELU);
-    y = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "r_3_conv", .filters = 36, .kernel_size = {1, 1}});
+    y = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "r_3_conv", .filters = 100, .kernel_size = {1, 1}});
     sc = graft_batch_norm(m, sc, (graft_batch_norm_cfg){.name = "r_0_bn"});
     y = graft_batch_norm(m, y, (graft_batch_norm_cfg){.name = "r_3_bn", .epsilon = 1e-3f});
     graft_layer *pair[2] = {sc, y};

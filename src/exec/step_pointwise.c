@@ -21,6 +21,8 @@
 /* Output pixels per block of a stride-1 GEMM: a multiple of the AVX-512
  * tile's 12 rows, a few blocks per thread on the smallest images. */
 #define BLOCK_PIXELS 96
+/* Columns per pass of a strided band (a multiple of both tiles' widths). */
+#define STRIDED_COLS 64
 
 static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, bool *clamp,
                        float *lo, float *hi)
@@ -93,9 +95,26 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     const float *k, *bias;
     graft_activation a;
     graft_conv2d_args(m->layers[s->layer[0]], &g, &F, &k, &bias, &a);
-    snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
+    char bands[64] = "";
+    if (g.sh != 1 || g.sw != 1)
+        snprintf(bands, sizeof bands, ", bands of %d output rows, %d columns a pass",
+                 g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow, STRIDED_COLS);
+    snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
              b->project_clamp ? " + clamp" : "", b->add >= 0 ? " + residual" : "",
-             b->add_clamp ? " + clamp" : "", graft_kernels_avx512() ? "AVX-512" : "AVX2");
+             b->add_clamp ? " + clamp" : "", bands, graft_kernels_avx512() ? "AVX-512" : "AVX2");
+}
+
+/* Columns [c0, c0 + nc) of rows C[0, M) (ldc and ldr F): the kernel's and
+ * the epilogue's parameters from column c0 on (packed: its panel starts at
+ * c0 * K, c0 a multiple of the panel width). */
+static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *W,
+                      size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide)
+{
+    graft_kernel_epi ec = *e;
+    if (ec.bias) ec.bias += c0;
+    if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
+    graft_pw_gemm(M, nc, K, A, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, C + c0, (size_t)F, &ec,
+                  R ? R + c0 : NULL, (size_t)F, wide);
 }
 
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
@@ -135,11 +154,17 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int C = g.c;
     /* Work items: blocks of output pixels (stride 1: any run of them, the
-     * input's pixels being the output's; strided: one output row, reading
-     * every sw-th pixel of input row oy * sh) times groups of 32 columns
-     * when there are too few blocks for the threads (a batch of one). */
+     * input's pixels being the output's; strided: a band of output rows,
+     * each reading every sw-th pixel of input row oy * sh) times groups of
+     * 32 columns when there are too few blocks for the threads (a batch of
+     * one). A band goes STRIDED_COLS columns at a time through its rows, so
+     * that this part of the kernel serves the band's pixels from L2, as a
+     * stride-1 block's does, instead of the whole kernel being read again
+     * from memory for each output row (7 pixels in ResNet50's last stage). */
     const bool unit = g.sh == 1 && g.sw == 1;
-    const long row_items = unit ? (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS) : (long)f->n * g.oh;
+    const int band = unit || g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow;
+    const long bands = (g.oh + band - 1) / band;
+    const long row_items = unit ? (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS) : (long)f->n * bands;
     const int th = graft_threads(), panels = (F + 31) / 32;
     int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
     if (groups > panels) groups = panels;
@@ -150,26 +175,23 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         const int gi = (int)(it % groups);
         const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
         const int nc = (c1 < F ? c1 : F) - c0;
-        size_t p0;
-        int rows;
-        const float *arow;
-        size_t lda;
         if (unit) {
-            p0 = (size_t)ri * BLOCK_PIXELS;
-            rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
-            arow = x + p0 * C;
-            lda = (size_t)C;
-        } else {
-            const int img = (int)(ri / g.oh), oy = (int)(ri % g.oh);
-            p0 = (size_t)ri * g.ow;
-            rows = g.ow;
-            arow = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
-            lda = (size_t)g.sw * C;
+            const size_t p0 = (size_t)ri * BLOCK_PIXELS;
+            const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
+            gemm_cols(rows, c0, nc, K, x + p0 * C, (size_t)C, W, ldb, F, out + p0 * F, &e,
+                      res ? res + p0 * F : NULL, wide);
+            continue;
         }
-        graft_kernel_epi ec = e; /* from column c0 on (packed: its panel starts at c0 * K) */
-        if (ec.bias) ec.bias += c0;
-        if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
-        graft_pw_gemm(rows, nc, K, arow, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, out + p0 * F + c0,
-                      (size_t)F, &ec, res ? res + p0 * F + c0 : NULL, (size_t)F, wide);
+        const int img = (int)(ri / bands), oy0 = (int)(ri % bands) * band;
+        const int oy1 = oy0 + band < g.oh ? oy0 + band : g.oh;
+        for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
+            const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;
+            for (int oy = oy0; oy < oy1; oy++) {
+                const size_t p0 = ((size_t)img * g.oh + oy) * g.ow;
+                const float *arow = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
+                gemm_cols(g.ow, cc, w, K, arow, (size_t)g.sw * C, W, ldb, F, out + p0 * F, &e,
+                          res ? res + p0 * F : NULL, wide);
+            }
+        }
     }
 }

@@ -233,6 +233,9 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                          const float *R, size_t ldr)
 {
+    /* Rows of A 4 KiB apart share their L1 set: a tile's 12 rows then
+     * evict each other (8 ways) at every k; 8 rows fit. */
+    const int MR = lda % 1024 == 0 && K >= 256 ? 8 : 12;
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
         const bool two = w > 16;
@@ -241,8 +244,8 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
         /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
         const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
         const size_t kst = ldb ? ldb : 32;
-        for (int m0 = 0; m0 < M; m0 += 12) {
-            const int mr = M - m0 < 12 ? M - m0 : 12;
+        for (int m0 = 0; m0 < M; m0 += MR) {
+            const int mr = M - m0 < MR ? M - m0 : MR;
             const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
             float *c = C + (size_t)m0 * ldc;
             if (two) {
