@@ -235,14 +235,13 @@ static void run_list(int fd, const void *arg)
     while (child_recv(fd, &n, sizeof n) && n >= 1 && n <= AHEAD_MAX &&
            child_recv(fd, w, n * sizeof *w)) {
         for (uint32_t i = 0; i < n; i++) {
-            if (w[i].count > cap) {
+            if (w[i].count > cap || !buf) {
                 free(buf);
                 cap = 0;
-                buf = malloc(w[i].count * sizeof *buf);
+                buf = malloc((w[i].count ? w[i].count : 1) * sizeof *buf);
                 if (buf) cap = w[i].count;
             }
-            s = buf || w[i].count == 0
-                    ? f.read(&f, &w[i], buf)
+            s = buf ? f.read(&f, &w[i], buf)
                     : graft_fail(GRAFT_ENOMEM, "%s: out of memory reading weight '%s'", f.path,
                                  w[i].name);
             if (!send_reply(fd, s, buf, w[i].count * sizeof *buf)) return;
