@@ -160,6 +160,28 @@ static void test_train_finetune(void)
         ran++;
     }
     printf("  %d bases trained and fine-tuned\n", ran);
+    /* With Keras's own EfficientNet file (by its name) the base is the one
+     * Keras builds for weights="imagenet": rescaling_1 after the Normalization. */
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    c.input_shape[0] = c.input_shape[1] = 32;
+    graft_model *m = NULL;
+    char w[256], run[256], a[1024];
+    snprintf(w, sizeof w, "%s/efficientnetb0_notop.h5", tmp);
+    snprintf(run, sizeof run, "%s/run_imagenet", tmp);
+    CHECK_OK(graft_zoo_build("EfficientNetB0", &c, &m));
+    if (m) CHECK_OK(graft_model_save_weights(m, w));
+    graft_model_free(m);
+    snprintf(a, sizeof a,
+             "train --data %s/data --base EfficientNetB0 --weights %s --input-size 32 --epochs 1 "
+             "--batch 4 --out %s --json",
+             tmp, w, run);
+    CHECK_MSG(graft(a) == 0, "%s: %s", a, err);
+    snprintf(a, sizeof a, "summary %s", run);
+    CHECK_MSG(graft(a) == 0 && strstr(out, "rescaling_1 (Rescaling)"), "%s: %s%s", a, out, err);
+    remove_tree(run);
+    rmdir(run);
+    unlink(w);
 }
 
 int main(void)

@@ -516,6 +516,15 @@ int run_build_model(const run_config *c, graft_model **out)
         graft_status s = graft_zoo_build(c->base, &z, &m);
         if (s != GRAFT_OK) return cli_fail_status(s, "building the base");
         base_layers = graft_model_num_layers(m);
+        if (!z.imagenet_weights && c->n_base_layers == base_layers + 1) {
+            /* A run trained from Keras's ImageNet file, rebuilt without its
+             * weights (from its own files): the base it was built as. */
+            graft_model_free(m);
+            z.imagenet_weights = 1;
+            if ((s = graft_zoo_build(c->base, &z, &m)) != GRAFT_OK)
+                return cli_fail_status(s, "building the base");
+            base_layers = graft_model_num_layers(m);
+        }
         graft_layer *x = graft_global_average_pooling2d(m, NULL, "global_average_pooling2d");
         if (!run_known_head(c->head)) {
             graft_model_free(m);

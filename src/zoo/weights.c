@@ -380,7 +380,9 @@ static graft_status copy_by_name(graft_model *m, graft_model *base, const char *
                 graft_shape a = graft_layer_weight_shape(from, k);
                 graft_shape b = graft_layer_weight_shape(to, k);
                 size_t n = graft_shape_size(&a);
-                if (n != graft_shape_size(&b))
+                bool same = a.rank == b.rank;
+                for (int d = 0; same && d < a.rank; d++) same = a.dim[d] == b.dim[d];
+                if (!same)
                     return graft_fail(GRAFT_ESHAPE,
                                       "%s: layer '%s' of model '%s' differs from the base's", path,
                                       graft_layer_name(to), graft_model_name(m));
