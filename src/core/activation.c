@@ -237,6 +237,12 @@ static void act_span(graft_activation a, float *x, size_t n)
         for (size_t i = 0; i < n; i++) stmt;                                                    \
     } while (0)
 
+void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld)
+{
+    if (a == GRAFT_SOFTMAX) return;
+    for (size_t r = 0; r < rows; r++) act_span(a, x + r * ld, cols);
+}
+
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols)
 {
     size_t n = rows * cols;

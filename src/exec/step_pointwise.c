@@ -48,6 +48,11 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     int j = graft_step_take_bn_clamp(m, &f, i, b->project_clamp, &b->project_bn, &b->project_clamp,
                                      &b->project_lo, &b->project_hi);
     int r = graft_plan_sole_reader(m, j);
+    /* An activation runs on each block after the GEMM's epilogue: no residual then. */
+    if (r > 0 && !m->layers[r]->requires_grad && graft_activation_elementwise(m->layers[r], &f.epi.act)) {
+        f.layer[f.n++] = r;
+        r = -1;
+    }
     if (r > 0) {
         const graft_layer *add = m->layers[r];
         if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
@@ -96,6 +101,8 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
              b->project_clamp ? " + clamp" : "", b->add >= 0 ? " + residual" : "",
              b->add_clamp ? " + clamp" : "", graft_kernels_avx512() ? "AVX-512" : "AVX2");
+    if (s->epi.act != GRAFT_LINEAR)
+        snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
 }
 
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
@@ -171,5 +178,6 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
         graft_pw_gemm(rows, nc, K, arow, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, out + p0 * F + c0,
                       (size_t)F, &ec, res ? res + p0 * F + c0 : NULL, (size_t)F, wide);
+        graft_activation_rows(s->epi.act, out + p0 * F + c0, (size_t)rows, (size_t)nc, (size_t)F);
     }
 }
