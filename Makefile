@@ -73,6 +73,9 @@ $(BUILD)/%.o: %.c include/graft.h $(wildcard include/graft/*.h) src/internal.h $
 # sqrtf never sees a negative number in the optimizers' updates: without errno
 # to set it vectorises (the same correctly rounded results).
 $(BUILD)/src/train/optimizer.o: ALL_CFLAGS += -fno-math-errno
+# FP exceptions never trap here; without this GCC will not if-convert the
+# clamps of the exp family (activation.c) on AVX2, and the loops stay scalar.
+$(BUILD)/src/core/activation.o: ALL_CFLAGS += -fno-trapping-math
 
 # ONNX export writes its files through protobuf-c (a maintained C runtime,
 # packaged by Debian): the ONNX schema src/export/onnx.proto is compiled by

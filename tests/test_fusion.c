@@ -1,4 +1,4 @@
-/* Convolution -> BatchNormalization -> ReLU chains fused into one output pass
+/* Convolution -> BatchNormalization -> ReLU (or swish, ...) chains fused into one output pass
  * (inference) give exactly the unfused results, and fuse only where allowed. */
 #include "check.h"
 #include "plan_check.h"
@@ -68,11 +68,73 @@ static void test_fused_equals_unfused(void)
     graft_model_free(m);
 }
 
+/* Conv -> BN -> swish, depthwise -> BN -> hard_swish, conv -> sigmoid (no BN)
+ * and conv -> BN -> gelu: the activation runs in the convolution's epilogue,
+ * with the same bits as the layers one by one. */
+static void test_activation_epilogue_equals_unfused(void)
+{
+    graft_model *m = graft_model_new("acts");
+    graft_input(m, NULL, graft_shape3(9, 8, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = 24, .kernel_size = {3, 3},
+                                             .padding = GRAFT_SAME, .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "conv_bn"});
+    graft_activation_layer(m, NULL, "conv_swish", GRAFT_SWISH);
+    graft_depthwise_conv2d(m, NULL, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                                 .padding = GRAFT_SAME});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "dw_bn"});
+    graft_activation_layer(m, NULL, "dw_hswish", GRAFT_HARD_SWISH);
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "c2", .filters = 20, .kernel_size = {3, 3},
+                                             .padding = GRAFT_SAME});
+    graft_activation_layer(m, NULL, "c2_sigmoid", GRAFT_SIGMOID);
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "c3", .filters = 16, .kernel_size = {3, 3},
+                                             .strides = {2, 2}, .padding = GRAFT_SAME});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "c3_bn"});
+    graft_activation_layer(m, NULL, "c3_gelu", GRAFT_GELU_APPROXIMATE);
+    graft_activation_layer(m, NULL, "c3_softmax", GRAFT_SOFTMAX); /* never fused */
+    CHECK_OK(graft_model_status(m));
+    graft_rng r;
+    graft_rng_seed(&r, 9);
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        graft_layer *l = graft_model_layer(m, i);
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            float *w = graft_layer_weight_data(l, k);
+            bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
+            for (size_t e = 0; e < graft_shape_size(&s); e++)
+                w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
+        }
+    }
+    enum { N = 3, OUT = 5 * 4 * 16 };
+    size_t xs = 9 * 8 * 3;
+    float *x = malloc(N * xs * sizeof(float)), fused[N * OUT], plain[N * OUT];
+    CHECK(x != NULL);
+    if (!x) goto done;
+    for (size_t i = 0; i < N * xs; i++) x[i] = graft_rng_normal(&r) * 3;
+    CHECK_OK(graft_model_predict(m, x, N, fused));
+    int conv = graft_model_find(m, "conv")->index, dw = graft_model_find(m, "dw")->index;
+    CHECK(fused_into(m, graft_model_find(m, "conv_swish")) == conv);
+    CHECK(fused_into(m, graft_model_find(m, "dw_hswish")) == dw);
+    CHECK(fused_into(m, graft_model_find(m, "c2_sigmoid")) == graft_model_find(m, "c2")->index);
+    CHECK(fused_into(m, graft_model_find(m, "c3_gelu")) == graft_model_find(m, "c3")->index);
+    CHECK(fused_into(m, graft_model_find(m, "c3_softmax")) == -1);
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    m->want_input_grad = true;
+    m->capacity = 0;
+    CHECK_OK(graft_model_forward(m, x, N, true));
+    CHECK(fused_into(m, graft_model_find(m, "conv_swish")) == -1);
+    memcpy(plain, graft_model_output(m)->out, sizeof plain);
+    CHECK(memcmp(fused, plain, sizeof plain) == 0);
+done:
+    free(x);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     /* The depthwise -> pointwise pair would be a DW_BLOCK step, whose own
      * kernels round differently (tests/test_plan_dw_block.c). */
     setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
     RUN(test_fused_equals_unfused);
+    RUN(test_activation_epilogue_equals_unfused);
     return CHECK_SUMMARY();
 }

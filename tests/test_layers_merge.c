@@ -245,9 +245,42 @@ static void test_config_in_and_out(void)
     CHECK(strstr(graft_last_error(), "'c' (Concatenate)") != NULL);
 }
 
+/* The squeeze-and-excitation scaling (a row-by-row loop), gate on either side:
+ * each output the one product x * g, as the general broadcast computes it. */
+static void test_multiply_gate_fast_path(void)
+{
+    for (int gate_first = 0; gate_first <= 1; gate_first++) {
+        graft_shape s[2] = {graft_shape3(5, 3, 19), graft_shape3(1, 1, 19)};
+        if (gate_first) s[0] = graft_shape3(1, 1, 19), s[1] = graft_shape3(5, 3, 19);
+        graft_layer *ins[2];
+        graft_model *m = inputs_model(2, s, ins);
+        graft_layer *l = graft_multiply(m, NULL, 2, ins);
+        CHECK_OK(graft_model_status(m));
+        if (!l) {
+            graft_model_free(m);
+            continue;
+        }
+        enum { N = 2, X = 5 * 3 * 19, G = 19 };
+        float x[N * X], g[N * G], out[N * X];
+        for (int i = 0; i < N * X; i++) x[i] = 0.37f * (float)(i % 23) - 3.1f;
+        for (int i = 0; i < N * G; i++) g[i] = 1.0f / (1.0f + (float)i);
+        const float *in[2] = {gate_first ? g : x, gate_first ? x : g};
+        layer_run(l, N, in, out);
+        int wrong = 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < X; i++) {
+                float want = gate_first ? g[n * G + i % G] * x[n * X + i] : x[n * X + i] * g[n * G + i % G];
+                wrong += memcmp(&out[n * X + i], &want, sizeof want) != 0;
+            }
+        CHECK_MSG(wrong == 0, "gate %s: %d outputs differ", gate_first ? "first" : "second", wrong);
+        graft_model_free(m);
+    }
+}
+
 int main(void)
 {
     RUN(test_concatenate_forward);
+    RUN(test_multiply_gate_fast_path);
     RUN(test_concatenate_gradients);
     RUN(test_concatenate_refusals);
     RUN(test_merges_forward_and_gradients);

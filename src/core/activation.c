@@ -4,7 +4,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+
+/* The exp family below must inline into each `omp simd` loop to vectorise. */
+#define ALWAYS_INLINE __attribute__((always_inline))
 
 /* Indexed by graft_activation. */
 static const char *const names[] = {
@@ -52,13 +56,84 @@ bool graft_activation_needs_input(graft_activation a)
            a == GRAFT_GELU || a == GRAFT_GELU_APPROXIMATE;
 }
 
-static float sigmoidf(float x)
+/* exp and expm1 of our own, in plain C so that GCC vectorises them inside
+ * `omp simd` loops (glibc's vector expf is only used under -ffast-math):
+ * no calls and no branches, and no selects that depend on each other (GCC
+ * would thread them into branches), so the vector body and the scalar
+ * remainder compute each element with the same operations (-std=c11 keeps
+ * FMA contraction off). x = k ln2 + r with |r| <= ln2/2, ln2 split in two
+ * constants so that k ln2 is exact; 2^k is built in the exponent bits. */
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f     /* 8 significant bits: k * LN2_HI is exact */
+#define LN2_LO -2.12194440e-4f  /* ln2 - LN2_HI */
+#define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
+
+static inline ALWAYS_INLINE uint32_t bits_of(float f)
 {
-    /* Split on the sign so that exp never overflows. */
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+    union { float f; uint32_t u; } v = {.f = f};
+    return v.u;
 }
+
+/* 2^k for k in [-126, 127]. */
+static inline ALWAYS_INLINE float pow2i(int32_t k)
+{
+    union { uint32_t u; float f; } v = {.u = (uint32_t)(k + 127) << 23};
+    return v.f;
+}
+
+/* k = round(x log2e) and r = x - k ln2, for |x| < 2^21; the integer k comes
+ * from the rounded sum's bits, as a float-to-int conversion of a NaN would be
+ * undefined (a NaN x gives a NaN r, whatever k). */
+static inline ALWAYS_INLINE float reduce(float x, int32_t *k)
+{
+    float t = x * LOG2E + ROUND_MAGIC;
+    float kf = t - ROUND_MAGIC;
+    *k = (int32_t)(bits_of(t) - bits_of(ROUND_MAGIC));
+    return (x - kf * LN2_HI) - kf * LN2_LO;
+}
+
+/* e^x within 2 ulp; inf above 88.72, 0 below -103.9, NaN for NaN. */
+static inline ALWAYS_INLINE float exp_f(float x)
+{
+    x = x > 89.0f ? 89.0f : x; /* NaN passes both clamps */
+    x = x < -104.0f ? -104.0f : x;
+    int32_t k;
+    float r = reduce(x, &k);
+    /* Minimax polynomial for (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2] (Cephes). */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * (r * r) + r + 1.0f;
+    /* k in [-150, 129]: two halves keep each power of two a normal float. */
+    int32_t k1 = k >> 1;
+    return y * pow2i(k1) * pow2i(k - k1);
+}
+
+/* e^x - 1 without cancellation near 0, for x <= 88 (larger x gives e^88 - 1). */
+static inline ALWAYS_INLINE float expm1_f(float x)
+{
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -87.0f ? -87.0f : x; /* e^-87 - 1 is -1 in float */
+    int32_t k;
+    float r = reduce(x, &k);
+    /* Taylor series of e^r - 1 to r^9: its tail is below 1e-9 relative. */
+    float p = 1.0f / 362880.0f;
+    p = p * r + 1.0f / 40320.0f;
+    p = p * r + 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    float m = p * (r * r) + r; /* e^r - 1 */
+    float s = pow2i(k);        /* e^x - 1 = 2^k (e^r - 1) + (2^k - 1) */
+    return s * m + (s - 1.0f);
+}
+
+static inline ALWAYS_INLINE float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 
 #define SELU_ALPHA 1.67326324235437728481704299167f
 #define SELU_SCALE 1.05070098735548049341933498529f
@@ -66,101 +141,127 @@ static float sigmoidf(float x)
 #define GELU_C 0.797884560802865355879892119869f /* sqrt(2 / pi) */
 #define GELU_K 0.044715f
 
-static float hard_sigmoidf(float x)
+static inline ALWAYS_INLINE float hard_sigmoidf(float x)
 {
     float v = x / 6.0f + 0.5f;
     return v < 0 ? 0 : (v > 1 ? 1 : v);
 }
 
-static float softplusf(float x)
+static inline ALWAYS_INLINE float softplusf(float x)
 {
-    /* log(1 + e^x) without overflow: x + log1p(e^-x) for positive x. */
-    return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
+    /* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). */
+    return (x > 0 ? x : 0.0f) + log1pf(exp_f(-fabsf(x)));
 }
 
-static float gelu_approxf(float x)
-{
-    return 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_K * x * x * x)));
-}
+/* 2u for gelu's tanh form: 0.5 x (1 + tanh(u)) = x sigmoid(2u). */
+static inline ALWAYS_INLINE float gelu_2u(float x) { return 2.0f * GELU_C * (x + GELU_K * x * x * x); }
 
-static float swish_grad(float x)
+static inline ALWAYS_INLINE float swish_grad(float x)
 {
-    float s = sigmoidf(x);
+    float s = sigmoid_f(x);
     return s * (1.0f + x * (1.0f - s));
 }
 
-static float hard_swish_grad(float x)
+static inline ALWAYS_INLINE float hard_swish_grad(float x)
 {
     return x < -3 ? 0.0f : (x > 3 ? 1.0f : (2.0f * x + 3.0f) / 6.0f);
 }
 
-static float gelu_grad(float x)
+static inline ALWAYS_INLINE float gelu_grad(float x)
 {
     const float inv_sqrt2 = 0.707106781186547524400844362105f;
     const float inv_sqrt2pi = 0.398942280401432677939946059934f;
-    return 0.5f * (1.0f + erff(x * inv_sqrt2)) + x * inv_sqrt2pi * expf(-0.5f * x * x);
+    return 0.5f * (1.0f + erff(x * inv_sqrt2)) + x * inv_sqrt2pi * exp_f(-0.5f * x * x);
 }
 
-static float gelu_approx_grad(float x)
+static inline ALWAYS_INLINE float gelu_approx_grad(float x)
 {
-    float t = tanhf(GELU_C * (x + GELU_K * x * x * x));
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_K * x * x);
+    /* With s = sigmoid(2u): (1 + tanh u) / 2 = s and 1 - tanh^2 u = 4 s (1 - s). */
+    float s = sigmoid_f(gelu_2u(x));
+    return s + 2.0f * x * s * (1.0f - s) * GELU_C * (1.0f + 3.0f * GELU_K * x * x);
 }
+
+float graft_expf(float x) { return exp_f(x); }
+float graft_expm1f(float x) { return expm1_f(x); }
 
 /* Below this many elements a loop is not worth waking the OpenMP team. */
 #define PAR_MIN 32768
+/* Elements per task of the parallel loops. */
+#define SPAN 4096
+
+/* An element-wise activation over x[0..n) in place: the one place each
+ * formula is written, for the Activation layers and for the epilogue, so
+ * fused and unfused plans compute the same bits. `omp simd` vectorises the
+ * selects (a branch on the sign of a ReLU input is mispredicted half the time). */
+#define EACH(stmt)                                                                              \
+    do {                                                                                        \
+        _Pragma("omp simd")                                                                     \
+        for (size_t i = 0; i < n; i++) stmt;                                                    \
+    } while (0)
+
+static void act_span(graft_activation a, float *x, size_t n)
+{
+    switch (a) {
+    case GRAFT_LINEAR:
+    case GRAFT_SOFTMAX: break;
+    case GRAFT_RELU: EACH(x[i] = x[i] < 0 ? 0 : x[i]); break; /* NaN stays NaN, as in TF */
+    case GRAFT_RELU6: EACH(x[i] = x[i] < 0 ? 0 : (x[i] > 6 ? 6 : x[i])); break;
+    case GRAFT_SIGMOID: EACH(x[i] = sigmoid_f(x[i])); break;
+    case GRAFT_TANH: EACH(x[i] = tanhf(x[i])); break;
+    case GRAFT_SWISH:
+    case GRAFT_SILU: EACH(x[i] = x[i] / (1.0f + exp_f(-x[i]))); break;
+    case GRAFT_HARD_SIGMOID: EACH(x[i] = hard_sigmoidf(x[i])); break;
+    case GRAFT_HARD_SWISH:
+    case GRAFT_HARD_SILU: EACH(x[i] = x[i] * hard_sigmoidf(x[i])); break;
+    case GRAFT_GELU:
+        EACH(x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.707106781186547524400844362105f)));
+        break;
+    case GRAFT_GELU_APPROXIMATE: EACH(x[i] = x[i] / (1.0f + exp_f(-gelu_2u(x[i])))); break;
+    case GRAFT_SOFTPLUS: EACH(x[i] = softplusf(x[i])); break;
+    case GRAFT_SOFTSIGN: EACH(x[i] = x[i] / (1.0f + fabsf(x[i]))); break;
+    case GRAFT_SELU:
+        EACH(x[i] = x[i] > 0 ? SELU_SCALE * x[i] : SELU_SCALE * SELU_ALPHA * expm1_f(x[i]));
+        break;
+    case GRAFT_ELU: EACH(x[i] = x[i] > 0 ? x[i] : expm1_f(x[i])); break;
+    case GRAFT_EXPONENTIAL: EACH(x[i] = exp_f(x[i])); break;
+    case GRAFT_LEAKY_RELU: EACH(x[i] = x[i] >= 0 ? x[i] : LEAKY_SLOPE * x[i]); break;
+    }
+}
 
 /* Element-wise loops over i < n (a local `n`) on all threads with a static
  * split: each element is computed the same way whatever the split, so results
- * do not depend on the thread count. `omp simd` vectorises the selects (a
- * branch on the sign of a ReLU input is mispredicted half the time). */
+ * do not depend on the thread count. */
 #define ELEMENTWISE(stmt)                                                                       \
     do {                                                                                        \
         _Pragma("omp parallel for simd schedule(static) if (n >= PAR_MIN)")                     \
         for (size_t i = 0; i < n; i++) stmt;                                                    \
     } while (0)
 
+void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld)
+{
+    if (a == GRAFT_SOFTMAX) return;
+    for (size_t r = 0; r < rows; r++) act_span(a, x + r * ld, cols);
+}
+
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols)
 {
     size_t n = rows * cols;
-    switch (a) {
-    case GRAFT_LINEAR: break;
-    case GRAFT_RELU: ELEMENTWISE(x[i] = x[i] < 0 ? 0 : x[i]); break; /* NaN stays NaN, as in TF */
-    case GRAFT_RELU6: ELEMENTWISE(x[i] = x[i] < 0 ? 0 : (x[i] > 6 ? 6 : x[i])); break;
-    case GRAFT_SIGMOID: ELEMENTWISE(x[i] = sigmoidf(x[i])); break;
-    case GRAFT_TANH: ELEMENTWISE(x[i] = tanhf(x[i])); break;
-    case GRAFT_SWISH:
-    case GRAFT_SILU: ELEMENTWISE(x[i] = x[i] * sigmoidf(x[i])); break;
-    case GRAFT_HARD_SIGMOID: ELEMENTWISE(x[i] = hard_sigmoidf(x[i])); break;
-    case GRAFT_HARD_SWISH:
-    case GRAFT_HARD_SILU: ELEMENTWISE(x[i] = x[i] * hard_sigmoidf(x[i])); break;
-    case GRAFT_GELU:
-        ELEMENTWISE(x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.707106781186547524400844362105f)));
-        break;
-    case GRAFT_GELU_APPROXIMATE: ELEMENTWISE(x[i] = gelu_approxf(x[i])); break;
-    case GRAFT_SOFTPLUS: ELEMENTWISE(x[i] = softplusf(x[i])); break;
-    case GRAFT_SOFTSIGN: ELEMENTWISE(x[i] = x[i] / (1.0f + fabsf(x[i]))); break;
-    case GRAFT_SELU:
-        ELEMENTWISE(x[i] = x[i] > 0 ? SELU_SCALE * x[i] : SELU_SCALE * SELU_ALPHA * expm1f(x[i]));
-        break;
-    case GRAFT_ELU: ELEMENTWISE(x[i] = x[i] > 0 ? x[i] : expm1f(x[i])); break;
-    case GRAFT_EXPONENTIAL: ELEMENTWISE(x[i] = expf(x[i])); break;
-    case GRAFT_LEAKY_RELU: ELEMENTWISE(x[i] = x[i] >= 0 ? x[i] : LEAKY_SLOPE * x[i]); break;
-    case GRAFT_SOFTMAX:
+    if (a != GRAFT_SOFTMAX) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (size_t r = 0; r < rows; r++) {
-            float *row = x + r * cols;
-            float mx = row[0];
-            for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-            double sum = 0;
-            for (size_t j = 0; j < cols; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = (float)(1.0 / sum);
-            for (size_t j = 0; j < cols; j++) row[j] *= inv;
-        }
-        break;
+        for (size_t b = 0; b < n; b += SPAN) act_span(a, x + b, n - b < SPAN ? n - b : SPAN);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        float mx = row[0];
+        for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd
+        for (size_t j = 0; j < cols; j++) row[j] = exp_f(row[j] - mx);
+        double sum = 0;
+        for (size_t j = 0; j < cols; j++) sum += row[j];
+        float inv = (float)(1.0 / sum);
+        for (size_t j = 0; j < cols; j++) row[j] *= inv;
     }
 }
 
@@ -196,7 +297,7 @@ void graft_activation_backward_x(graft_activation a, const float *x, const float
     case GRAFT_GELU: EMIT(dy[i] * gelu_grad(x[i])); break;
     case GRAFT_GELU_APPROXIMATE: EMIT(dy[i] * gelu_approx_grad(x[i])); break;
     /* softplus' = sigmoid(x) = 1 - e^-y */
-    case GRAFT_SOFTPLUS: EMIT(dy[i] * -expm1f(-y[i])); break;
+    case GRAFT_SOFTPLUS: EMIT(dy[i] * -expm1_f(-y[i])); break;
     /* softsign' = 1 / (1 + |x|)^2 = (1 - |y|)^2 */
     case GRAFT_SOFTSIGN: EMIT(dy[i] * (1.0f - fabsf(y[i])) * (1.0f - fabsf(y[i]))); break;
     case GRAFT_SELU: EMIT(dy[i] * (y[i] > 0 ? SELU_SCALE : y[i] + SELU_SCALE * SELU_ALPHA)); break;
@@ -248,6 +349,7 @@ void graft_epilogue_rows(const graft_epilogue *e, float *out, size_t rows, int C
 #pragma omp simd
             for (int c = 0; c < C; c++) o[c] = o[c] < lo ? lo : (o[c] > hi ? hi : o[c]); /* NaN passes */
         }
+        if (e->act != GRAFT_LINEAR) act_span(e->act, o, (size_t)C);
     }
 }
 

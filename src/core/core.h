@@ -84,6 +84,9 @@ bool graft_env_on(graft_env_var v);
 /* ------------------------------------------------------------- activations */
 
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);
+/* An element-wise activation (not softmax) over rows of cols floats ld apart,
+ * in place: the same bits per element as graft_activation_forward. */
+void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld);
 /* Whether act'(x) needs the input x (swish, gelu, hard_swish), not only the output y. */
 bool graft_activation_needs_input(graft_activation a);
 /* dx = dy * act'(x) given the activation's output y and, where
@@ -95,6 +98,11 @@ void graft_activation_backward_x(graft_activation a, const float *x, const float
 void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,
                                size_t rows, size_t cols, bool accumulate);
 
+/* e^x and e^x - 1 as the activations compute them (vectorisable, within
+ * 2 ulp; expm1 for x <= 88): for tests. */
+float graft_expf(float x);
+float graft_expm1f(float x);
+
 /* TensorFlow's output size and leading pad for one spatial dimension. */
 int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_before);
 
@@ -102,7 +110,9 @@ int graft_conv_out_size(int in, int k, int stride, graft_padding p, int *pad_bef
 
 /* What a convolution's output pass also applies, per channel, while the
  * output is in cache: an inference-mode BatchNormalization
- * y = (x - mean) * scale + shift, then a clamp to [lo, hi]. The plan fills
+ * y = (x - mean) * scale + shift, then a clamp to [lo, hi], then an
+ * element-wise activation (not softmax), the same code as the Activation
+ * layer's so fused and unfused plans agree bit for bit. The plan fills
  * it for a fused step (exec/step_conv_epilogue.c); the convolution sees
  * only these numbers. */
 #define GRAFT_EPILOGUE_MAX_C 4096
@@ -111,12 +121,13 @@ typedef struct graft_epilogue {
     const float *mean, *scale, *shift; /* C floats each, with bn */
     bool clamp;                       /* then clamp to [lo, hi] */
     float lo, hi;
+    graft_activation act;             /* then this; GRAFT_LINEAR: none */
 } graft_epilogue;
 
 /* Whether e (may be NULL) does anything. */
 static inline bool graft_epilogue_active(const graft_epilogue *e)
 {
-    return e && (e->bn || e->clamp);
+    return e && (e->bn || e->clamp || e->act != GRAFT_LINEAR);
 }
 /* The epilogue over rows of C channels, in place, row by row (for kernels
  * that apply it while a block of output is in cache). */

@@ -1,9 +1,10 @@
 /*
  * Where nothing needs a gradient, Conv2D/DepthwiseConv2D -> BatchNormalization
- * (inference mode) -> ReLU chains run as one pass: the convolution applies
- * the normalisation and the clamp to its output while it is in cache (the
- * MobileNets and ResNet50 are made of these chains). The later layers of the
- * chain share the convolution's buffer.
+ * (inference mode) -> ReLU (or any element-wise Activation: swish,
+ * hard_swish, ...) chains run as one pass: the convolution applies the
+ * normalisation and the activation to its output while it is in cache (the
+ * MobileNets, EfficientNets and ResNet50 are made of these chains). The later
+ * layers of the chain share the convolution's buffer.
  */
 #include "exec/plan.h"
 
@@ -32,6 +33,8 @@ bool graft_step_conv_epilogue_match(const graft_model *m, int i, bool training, 
         f.epi.clamp = true;
         f.epi.lo = lo;
         f.epi.hi = hi;
+        f.layer[f.n++] = j;
+    } else if (r && !r->requires_grad && graft_activation_elementwise(r, &f.epi.act)) {
         f.layer[f.n++] = j;
     }
     if (f.n == 1) return false;

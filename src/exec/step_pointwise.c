@@ -50,6 +50,11 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     int j = graft_step_take_bn_clamp(m, &f, i, b->project_clamp, &b->project_bn, &b->project_clamp,
                                      &b->project_lo, &b->project_hi);
     int r = graft_plan_sole_reader(m, j);
+    /* An activation runs on each block after the GEMM's epilogue: no residual then. */
+    if (r > 0 && !m->layers[r]->requires_grad && graft_activation_elementwise(m->layers[r], &f.epi.act)) {
+        f.layer[f.n++] = r;
+        r = -1;
+    }
     if (r > 0) {
         const graft_layer *add = m->layers[r];
         if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
@@ -102,19 +107,24 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
              b->project_clamp ? " + clamp" : "", b->add >= 0 ? " + residual" : "",
              b->add_clamp ? " + clamp" : "", bands, graft_kernels_avx512() ? "AVX-512" : "AVX2");
+    if (s->epi.act != GRAFT_LINEAR)
+        snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
 }
 
 /* Columns [c0, c0 + nc) of rows C[0, M) (ldc and ldr F): the kernel's and
  * the epilogue's parameters from column c0 on (packed: its panel starts at
- * c0 * K, c0 a multiple of the panel width). */
+ * c0 * K, c0 a multiple of the panel width); then the step's activation over
+ * the block while it is in cache. */
 static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *W,
-                      size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide)
+                      size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide,
+                      graft_activation act)
 {
     graft_kernel_epi ec = *e;
     if (ec.bias) ec.bias += c0;
     if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
     graft_pw_gemm(M, nc, K, A, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, C + c0, (size_t)F, &ec,
                   R ? R + c0 : NULL, (size_t)F, wide);
+    graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
 
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
@@ -179,7 +189,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             const size_t p0 = (size_t)ri * BLOCK_PIXELS;
             const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
             gemm_cols(rows, c0, nc, K, x + p0 * C, (size_t)C, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide);
+                      res ? res + p0 * F : NULL, wide, s->epi.act);
             continue;
         }
         const int img = (int)(ri / bands), oy0 = (int)(ri % bands) * band;
@@ -190,7 +200,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
                 const size_t p0 = ((size_t)img * g.oh + oy) * g.ow;
                 const float *arow = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
                 gemm_cols(g.ow, cc, w, K, arow, (size_t)g.sw * C, W, ldb, F, out + p0 * F, &e,
-                          res ? res + p0 * F : NULL, wide);
+                          res ? res + p0 * F : NULL, wide, s->epi.act);
             }
         }
     }

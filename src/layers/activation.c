@@ -20,6 +20,15 @@ bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi)
     return true;
 }
 
+bool graft_activation_elementwise(const graft_layer *l, graft_activation *a)
+{
+    if (strcmp(l->ops->class_name, "Activation") != 0) return false;
+    const activation *c = l->cfg;
+    if (c->a == GRAFT_SOFTMAX || c->a == GRAFT_LINEAR) return false;
+    *a = c->a;
+    return true;
+}
+
 static graft_status build(graft_layer *l, const graft_shape *in)
 {
     activation *c = l->cfg;

@@ -179,6 +179,8 @@ bool graft_batch_norm_inference(const graft_layer *l, float *mean, float *scale,
 /* A ReLU layer (no slope, no threshold) or Activation relu/relu6 as a clamp. */
 bool graft_relu_clamp(const graft_layer *l, float *lo, float *hi);
 bool graft_activation_clamp(const graft_layer *l, float *lo, float *hi);
+/* An Activation layer's function when it is element-wise (not linear or softmax). */
+bool graft_activation_elementwise(const graft_layer *l, graft_activation *a);
 
 /* A Conv2D with activation='relu'. */
 bool graft_conv2d_has_relu(const graft_layer *l);

@@ -21,6 +21,7 @@ typedef struct {
     int od[4];                   /* the output's per-sample shape, padded in front with 1s */
     size_t st[MERGE_MAX][4];     /* input k's stride on each axis, 0 where broadcast */
     size_t in_size[MERGE_MAX];   /* input k's per-sample size */
+    int gate;                    /* Multiply of a map by a (1, .., 1, C) gate: the gate's input; else -1 */
 } merge;
 
 static graft_status build(graft_layer *l, const graft_shape *in)
@@ -59,6 +60,12 @@ static graft_status build(graft_layer *l, const graft_shape *in)
         }
         g->in_size[k] = graft_shape_size(&in[k]);
     }
+    /* A squeeze-and-excitation scaling: x (.., C) times g (1, .., 1, C). */
+    g->gate = -1;
+    for (int k = 0; k < 2 && g->op == MUL && l->n_inputs == 2; k++)
+        if (g->in_size[k] == (size_t)g->od[3] && g->st[k][3] == 1 &&
+            g->in_size[1 - k] == graft_shape_size(&out))
+            g->gate = k;
     l->out_shape = out;
     return GRAFT_OK;
 }
@@ -91,6 +98,15 @@ static void forward(graft_layer *l, const graft_fwd *f)
         const float *x[MERGE_MAX] = {0};
         for (int k = 0; k < nk; k++) x[k] = f->in[k] + (size_t)s * g->in_size[k];
         float *y = f->out + (size_t)s * osz;
+        if (g->gate >= 0) { /* row by row instead of an index per cell: the same products */
+            const float *gate = x[g->gate], *map = x[1 - g->gate];
+            const size_t C = (size_t)g->od[3];
+            for (size_t r = 0; r < osz / C; r++) {
+#pragma omp simd
+                for (size_t c = 0; c < C; c++) y[r * C + c] = map[r * C + c] * gate[c];
+            }
+            continue;
+        }
         FOR_CELLS(g, nk, {
             float v = x[0][p[0]];
             for (int k = 1; k < nk; k++) {
