@@ -231,7 +231,7 @@ static void run_list(int fd, const void *arg)
     float *buf = NULL;
     size_t cap = 0;
     uint32_t n;
-    io_weight w[AHEAD_MAX];
+    io_weight w[AHEAD_MAX] = {0};
     while (child_recv(fd, &n, sizeof n) && n >= 1 && n <= AHEAD_MAX &&
            child_recv(fd, w, n * sizeof *w)) {
         for (uint32_t i = 0; i < n; i++) {
@@ -501,7 +501,7 @@ static graft_status unpack_listing(child *c, io_file *f, const char *buf, size_t
         take(buf, len, &at, l->w, (size_t)wl.n * sizeof *l->w);
     }
     for (int i = 0; i < f->n_layers; i++) c->n_weights += (size_t)f->layers[i].n;
-    c->by_handle = calloc(c->n_weights + 1, sizeof *c->by_handle);
+    c->by_handle = calloc(c->n_weights + 1, sizeof(const io_weight *));
     if (!c->by_handle) return graft_fail(GRAFT_ENOMEM, "out of memory listing %s", f->path);
     for (int i = 0; i < f->n_layers; i++)
         for (int k = 0; k < f->layers[i].n; k++) {

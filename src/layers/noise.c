@@ -76,6 +76,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
         float *o = f->out + (size_t)s * per;
         switch (z->kind) {
         case SPATIAL: {
+            if (C == 0) break; /* no channels, no elements */
             float *a = f->aux + (size_t)s * C;
             for (size_t c = 0; c < C; c++) a[c] = graft_rng_uniform_at(key, c) >= z->value ? scale : 0.0f;
             for (size_t j = 0; j < per; j++) o[j] = xs[j] * a[j % C];
