@@ -12,22 +12,6 @@
 
 #include <stdlib.h>
 
-static void set_random(graft_model *m, unsigned seed)
-{
-    graft_rng r;
-    graft_rng_seed(&r, seed);
-    for (int i = 0; i < graft_model_num_layers(m); i++) {
-        graft_layer *l = graft_model_layer(m, i);
-        for (int k = 0; k < graft_layer_num_weights(l); k++) {
-            graft_shape s = graft_layer_weight_shape(l, k);
-            float *w = graft_layer_weight_data(l, k);
-            bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
-            for (size_t e = 0; e < graft_shape_size(&s); e++)
-                w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
-        }
-    }
-}
-
 static graft_layer *bn(graft_model *m, const char *name)
 {
     return graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = name, .epsilon = 1e-3f});

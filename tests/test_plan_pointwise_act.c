@@ -15,18 +15,7 @@ static graft_model *expand(graft_activation a, int stride)
                                              .strides = {stride, stride}, .no_bias = 1});
     graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "pw_bn"});
     if (a != GRAFT_LINEAR) graft_activation_layer(m, NULL, "pw_act", a);
-    graft_rng r;
-    graft_rng_seed(&r, 4);
-    for (int i = 0; i < graft_model_num_layers(m); i++) {
-        graft_layer *l = graft_model_layer(m, i);
-        for (int k = 0; k < graft_layer_num_weights(l); k++) {
-            graft_shape s = graft_layer_weight_shape(l, k);
-            float *w = graft_layer_weight_data(l, k);
-            bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
-            for (size_t e = 0; e < graft_shape_size(&s); e++)
-                w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
-        }
-    }
+    set_random(m, 4);
     return m;
 }
 
