@@ -18,6 +18,11 @@
 # (--mpi-mode data): wall-clock seconds, medians, and the ratios that choose
 # the default. Figures go to docs/SCALING.md.
 #
+# PIN=1 models "one core per machine": 1x1 runs confined to core 0 (taskset),
+# its decoding threads included, and each rank of 2x1 is bound to a core of
+# its own with its decoders (mpirun --bind-to core); 1x2 is left free. Without
+# it, a "1x1" process's decoding threads use the second core as well.
+#
 #   bench/bench_mpi.sh [BUILD] [REPEATS] [STEPS] [PARTS]
 # (defaults build 3 63 "stages allreduce grid"). 63 steps of 32 are one pass
 # over the lesson's 2000 images, so that epoch 2 reads every image from the
@@ -42,23 +47,32 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 common="--steps-per-epoch $steps --validation-steps 1 --verbose 0"
 has() { [[ " $parts " == *" $1 "* ]]; }
 
+pin1="" pin2="" configs="1x1 2x1 1x2"
+if [ "${PIN:-0}" = 1 ]; then
+    command -v taskset >/dev/null || { echo "bench_mpi: PIN=1 needs taskset (util-linux)"; exit 1; }
+    pin1="taskset -c 0"
+    pin2="--bind-to core --map-by core"
+    configs="1x1 2x1 1x2 pair"
+    echo "pinned: 1x1 on core 0, 2x1 one rank per core"
+fi
+
 prefix() {
     case $1 in
-    1x1) echo "env OMP_NUM_THREADS=1" ;;
-    2x1) echo "env OMP_NUM_THREADS=1 $mpirun -np 2" ;;
+    1x1) echo "$pin1 env OMP_NUM_THREADS=1" ;;
+    2x1) echo "env OMP_NUM_THREADS=1 $mpirun $pin2 -np 2" ;;
     1x2) echo "env OMP_NUM_THREADS=2" ;;
     esac
 }
 
-# run CONFIG STAGE: "images/s of epoch 1" "images/s of epoch 2"
-run() {
-    local out=$tmp/run
+# once PREFIX STAGE OUT: "images/s of epoch 1" "images/s of epoch 2"
+once() {
+    local out=$3
     rm -rf "$out"
     if [ "$2" = finetune ]; then
         cp -r "$tmp/frozen" "$out"
-        $(prefix "$1") "$graft" finetune "$out" --unfreeze 20 --epochs 2 --verbose 0 >/dev/null
+        $1 "$graft" finetune "$out" --unfreeze 20 --epochs 2 --verbose 0 >/dev/null
     else
-        $(prefix "$1") "$graft" train --data "$data" --base scratch --epochs 2 $common \
+        $1 "$graft" train --data "$data" --base scratch --epochs 2 $common \
             --out "$out" >/dev/null
     fi
     python3 - "$out/history.json" "$steps" <<'EOF'
@@ -69,6 +83,22 @@ print(" ".join("%.2f" % (int(sys.argv[2]) * 32 / x) for x in s))
 EOF
 }
 
+# run CONFIG STAGE: the same for a configuration; "pair" (PIN=1) is two
+# independent one-thread processes at once, one per core, summed: what this
+# machine's two cores give when nothing is shared but the memory system.
+run() {
+    if [ "$1" = pair ]; then
+        once "taskset -c 1 env OMP_NUM_THREADS=1" "$2" "$tmp/run_b" >"$tmp/pair_b" &
+        local pid=$! a b c d
+        read -r a b < <(once "taskset -c 0 env OMP_NUM_THREADS=1" "$2" "$tmp/run")
+        wait "$pid"
+        read -r c d <"$tmp/pair_b"
+        python3 -c "print('%.2f %.2f' % ($a + $c, $b + $d))"
+    else
+        once "$(prefix "$1")" "$2" "$tmp/run"
+    fi
+}
+
 if has stages; then
 # One frozen stage for every fine-tuning to start from.
 OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
@@ -76,21 +106,26 @@ OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $com
 for stage in finetune scratch; do
     declare -A e1=() e2=()
     for r in $(seq "$reps"); do
-        for cfg in 1x1 2x1 1x2; do
+        for cfg in $configs; do
             read -r a b < <(run "$cfg" "$stage")
             e1[$cfg]+="$a "
             e2[$cfg]+="$b "
             echo "$stage $cfg repeat $r: $a / $b images/s (epoch 1 / 2)"
         done
     done
-    python3 - "$stage" "${e1[1x1]}" "${e1[2x1]}" "${e1[1x2]}" "${e2[1x1]}" "${e2[2x1]}" "${e2[1x2]}" <<'EOF'
+    python3 - "$stage" "${e1[1x1]}" "${e1[2x1]}" "${e1[1x2]}" "${e1[pair]:-}" \
+        "${e2[1x1]}" "${e2[2x1]}" "${e2[1x2]}" "${e2[pair]:-}" <<'EOF'
 import statistics, sys
 st = sys.argv[1]
-med = [statistics.median(float(v) for v in a.split()) for a in sys.argv[2:]]
-for k, name in ((0, "epoch 1"), (3, "epoch 2")):
-    one, two, thr = med[k], med[k + 1], med[k + 2]
-    print("%s %s: 1x1 %.1f, 2x1 %.1f, 1x2 %.1f images/s; 2x1/1x1 = %.2fx, 2x1/1x2 = %.2fx"
-          % (st, name, one, two, thr, two / one, two / thr))
+med = [statistics.median(float(v) for v in a.split()) if a.strip() else 0 for a in sys.argv[2:]]
+for k, name in ((0, "epoch 1"), (4, "epoch 2")):
+    one, two, thr, pair = med[k:k + 4]
+    line = ("%s %s: 1x1 %.1f, 2x1 %.1f, 1x2 %.1f images/s; 2x1/1x1 = %.2fx, 2x1/1x2 = %.2fx"
+            % (st, name, one, two, thr, two / one, two / thr))
+    if pair:
+        line += ("; two independent 1x1 at once %.1f (the cores' ceiling %.2fx), 2x1/ceiling = %.2f"
+                 % (pair, pair / one, two / pair))
+    print(line)
 EOF
     unset e1 e2
 done

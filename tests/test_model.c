@@ -123,7 +123,10 @@ static void test_profile_table(void)
     graft_fit_cfg fc = {.epochs = 1};
     CHECK_OK(graft_model_fit(m, src, &fc, NULL));
     CHECK(m->profile != NULL && m->profile[2 * 1] > 0 && m->profile[2 * 1 + 1] > 0 &&
-          m->profile[2 * m->n_layers] > 0);
+          m->profile[2 * m->n_layers + GRAFT_PROFILE_OPTIMIZER] > 0 &&
+          m->profile[2 * m->n_layers + GRAFT_PROFILE_DATA] > 0);
+    /* One process: no rank waits. */
+    CHECK(m->profile[2 * m->n_layers + GRAFT_PROFILE_ALLREDUCE] == 0);
     /* The table goes to stderr at free: catch it in a file. */
     char path[] = "/tmp/graft_profile_XXXXXX";
     int fd = mkstemp(path), saved = dup(2);
@@ -139,7 +142,8 @@ static void test_profile_table(void)
     close(fd);
     unlink(path);
     CHECK_MSG(strstr(buf, "GRAFT_PROFILE profiled") && strstr(buf, "hidden") && strstr(buf, "Dense") &&
-                  strstr(buf, "(optimizer step)"),
+                  strstr(buf, "(optimizer step)") && strstr(buf, "(waiting for data)") &&
+                  !strstr(buf, "(gradient allreduce)"),
               "%s", buf);
     graft_source_free(src);
 

@@ -29,7 +29,7 @@ graft_model *graft_model_new(const char *name)
 void graft_profile_add(graft_model *m, int k, double seconds)
 {
     if (!m->profile) {
-        m->profile_slots = 2 * m->n_layers + 1;
+        m->profile_slots = 2 * m->n_layers + GRAFT_PROFILE_N_EXTRA;
         m->profile = calloc((size_t)m->profile_slots, sizeof(double));
         if (!m->profile) {
             m->profiling = false;
@@ -39,12 +39,17 @@ void graft_profile_add(graft_model *m, int k, double seconds)
     if (k >= 0 && k < m->profile_slots) m->profile[k] += seconds;
 }
 
+void graft_profile_add_extra(graft_model *m, graft_profile_extra what, double seconds)
+{
+    graft_profile_add(m, 2 * m->n_layers + (int)what, seconds);
+}
+
 static void profile_print(const graft_model *m)
 {
     double total = 0;
     for (int k = 0; k < m->profile_slots; k++) total += m->profile[k];
     if (total <= 0) return;
-    fprintf(stderr, "GRAFT_PROFILE %s: %.3f s in layers and the optimizer\n", m->name, total);
+    fprintf(stderr, "GRAFT_PROFILE %s: %.3f s in layers, the optimizer and waits\n", m->name, total);
     fprintf(stderr, "  %-32s %-22s %10s %10s %6s\n", "layer", "class", "forward s", "backward s", "share");
     for (int i = 0; i < m->n_layers && 2 * i + 1 < m->profile_slots; i++) {
         double f = m->profile[2 * i], b = m->profile[2 * i + 1];
@@ -52,8 +57,13 @@ static void profile_print(const graft_model *m)
         fprintf(stderr, "  %-32s %-22s %10.3f %10.3f %5.1f%%\n", m->layers[i]->name,
                 m->layers[i]->ops->class_name, f, b, 100.0 * (f + b) / total);
     }
-    double o = m->profile[m->profile_slots - 1];
-    fprintf(stderr, "  %-32s %-22s %10s %10.3f %5.1f%%\n", "(optimizer step)", "", "", o, 100.0 * o / total);
+    static const char *const extra[GRAFT_PROFILE_N_EXTRA] = {
+        "(optimizer step)", "(waiting for data)", "(ranks' sums)", "(gradient allreduce)"};
+    for (int k = 0; k < GRAFT_PROFILE_N_EXTRA; k++) {
+        double o = m->profile[2 * m->n_layers + k];
+        if (k == GRAFT_PROFILE_OPTIMIZER || o > 0)
+            fprintf(stderr, "  %-32s %-22s %10s %10.3f %5.1f%%\n", extra[k], "", "", o, 100.0 * o / total);
+    }
 }
 
 void graft_model_free(graft_model *m)

@@ -89,7 +89,16 @@ int graft_model_output_index(const graft_model *m);
 void graft_model_bind_weights(graft_model *m);
 /* Grows the weight array for a newly built layer's weights and draws them (graph/weights.c). */
 graft_status graft_model_place_weights(graft_model *m, graft_layer *l);
-/* GRAFT_PROFILE: adds seconds to a slot of m->profile. */
+/* GRAFT_PROFILE: adds seconds to a slot of m->profile: 2i and 2i+1 are layer
+ * i's forward and backward, then these, after the layers. */
+typedef enum {
+    GRAFT_PROFILE_OPTIMIZER,
+    GRAFT_PROFILE_DATA,      /* waiting for a decoded batch */
+    GRAFT_PROFILE_RANK_SUMS, /* ranks' per-step sums: waiting for the slowest rank */
+    GRAFT_PROFILE_ALLREDUCE, /* gradient allreduce left after backward */
+    GRAFT_PROFILE_N_EXTRA
+} graft_profile_extra;
 void graft_profile_add(graft_model *m, int slot, double seconds);
+void graft_profile_add_extra(graft_model *m, graft_profile_extra what, double seconds);
 
 #endif

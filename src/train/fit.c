@@ -63,11 +63,17 @@ static graft_status check_source(graft_model *m, graft_source *src, const char *
 
 /* The next batch from the source and its samples' ids: the source's, or
  * their positions from `base` when it gives none. */
-static graft_status draw(graft_source *src, batch_bufs *b, long base, int *n)
+static graft_status draw(graft_model *m, graft_source *src, batch_bufs *b, long base, int *n)
 {
-    if (src->next_ids) return src->next_ids(src, b->x, b->y, n, b->ids);
-    graft_status s = src->next(src, b->x, b->y, n);
-    for (int i = 0; s == GRAFT_OK && i < *n && i < src->batch_size; i++) b->ids[i] = base + i;
+    double t0 = m->profiling ? graft_now() : 0;
+    graft_status s;
+    if (src->next_ids) {
+        s = src->next_ids(src, b->x, b->y, n, b->ids);
+    } else {
+        s = src->next(src, b->x, b->y, n);
+        for (int i = 0; s == GRAFT_OK && i < *n && i < src->batch_size; i++) b->ids[i] = base + i;
+    }
+    if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_DATA, graft_now() - t0);
     return s;
 }
 
@@ -80,7 +86,7 @@ static graft_status fetch_forward(graft_model *m, graft_source *src, graft_featu
     /* A batch whose every image was unreadable comes back empty: take the next. */
     for (int tries = 0; s == GRAFT_OK && *n == 0 && tries <= src->length; tries++) {
         s = cache ? graft_cache_fetch_forward(cache, below, m, src, b->x, b->y, b->ids, n, training)
-                  : draw(src, b, 0, n);
+                  : draw(m, src, b, 0, n);
         if (s == GRAFT_OK) graft_source_book_of(src)->drawn++;
     }
     if (s != GRAFT_OK) return s;
@@ -188,7 +194,7 @@ static graft_status fetch_share(graft_model *m, graft_source *src, graft_feature
         /* A source that shards itself without ids: its positions are not the
          * global batch's, and each rank numbers its own apart. */
         const graft_source_book *sb = graft_source_book_get(src);
-        s = draw(src, b, sb->can_shard ? (long)sb->shard_rank * src->batch_size : 0, n);
+        s = draw(m, src, b, sb->can_shard ? (long)sb->shard_rank * src->batch_size : 0, n);
         if (s == GRAFT_OK && !sb->can_shard && *n > 0 && *n <= src->batch_size) {
             int count = *n, lo = (int)((long)count * sb->shard_rank / sb->shard_count);
             int hi = (int)((long)count * (sb->shard_rank + 1) / sb->shard_count);
@@ -477,8 +483,10 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         part[2] = n ? graft_accuracy_value(m->compile.loss, pred, b->y, n, b->out_dim) * n : 0;
         flags[0] = m->stop_requested;
         flags[1] = s != GRAFT_OK;
+        double t_sum = m->profiling ? graft_now() : 0;
         graft_status rs = dist_sum(comm, part, 3);
         if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 2);
+        if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_RANK_SUMS, graft_now() - t_sum);
         if (sync && part[0] == 0) sync->empty = false;
         if (rs != GRAFT_OK) return rs;
         if (s != GRAFT_OK) return s;
@@ -506,7 +514,9 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         dist_grads_arm(g);
         dist_grads_zero(g);
     }
+    double t_ar = m->profiling ? graft_now() : 0;
     graft_status fs = dist_grads_finish(g);
+    if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_ALLREDUCE, graft_now() - t_ar);
     return s != GRAFT_OK ? s : fs;
 }
 
@@ -623,7 +633,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             }
             double t_opt = m->profiling ? graft_now() : 0;
             graft_optimizer_step(m);
-            if (m->profiling) graft_profile_add(m, 2 * m->n_layers, graft_now() - t_opt);
+            if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_OPTIMIZER, graft_now() - t_opt);
             lsum += l * n;
             asum += a * n;
             seen += n;
