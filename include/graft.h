@@ -16,7 +16,7 @@
 #ifndef GRAFT_H
 #define GRAFT_H
 
-#define GRAFT_VERSION "0.1.0"
+#define GRAFT_VERSION "0.2.0"
 
 #include "graft/model.h"  /* status, shapes, building a model, its layers and weights */
 #include "graft/train.h"  /* compile, sources, callbacks, fit / evaluate / predict */
