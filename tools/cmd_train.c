@@ -349,7 +349,10 @@ static void usage_train(FILE *f)
             "  --validation DIR      validation images (one subfolder per class)\n"
             "  --base NAME           a Keras Applications base (MobileNetV2, ResNet50V2, any case) or scratch\n"
             "  --weights FILE|imagenet  base weights (.h5 or TF.js model.json; default imagenet)\n"
-            "  --alpha A             MobileNet/MobileNetV2 width (default: that of the weights found)\n"
+            "  --alpha A             MobileNet, MobileNetV2 or MobileNetV3 width (default: that of\n"
+            "                        the weights found; MobileNetV3's ImageNet files: 0.75 and 1)\n"
+            "  --minimalistic        MobileNetV3 without squeeze-excite, hard-swish and 5x5\n"
+            "                        kernels (ImageNet file: alpha 1 only)\n"
             "  --input-size N        square input size (default 150)\n"
             "  --head NAME           dense1024 (default): GAP->Dense(1024,relu)->out; dropout:\n"
             "                        GAP->Dropout(0.5)->out; dense1024-dropout:\n"
@@ -371,7 +374,7 @@ enum {
     OPT_DATA = 256, OPT_VAL, OPT_BASE, OPT_WEIGHTS, OPT_ALPHA, OPT_SIZE, OPT_HEAD, OPT_EPOCHS,
     OPT_STEPS, OPT_VSTEPS, OPT_BATCH, OPT_LR, OPT_AUG, OPT_SEED, OPT_OUT, OPT_JSON, OPT_PRE,
     OPT_INTERP, OPT_NOCACHE, OPT_VERBOSE, OPT_UNFREEZE, OPT_HELP, OPT_INSECURE, OPT_FORCE,
-    OPT_HOMEWORK
+    OPT_HOMEWORK, OPT_MINIMAL
 };
 
 static const struct option train_opts[] = {
@@ -387,7 +390,7 @@ static const struct option train_opts[] = {
     {"preprocess", required_argument, 0, OPT_PRE},  {"interpolation", required_argument, 0, OPT_INTERP},
     {"no-cache", no_argument, 0, OPT_NOCACHE},      {"verbose", required_argument, 0, OPT_VERBOSE},
     {"unfreeze", required_argument, 0, OPT_UNFREEZE}, {"help", no_argument, 0, OPT_HELP},
-    {"force", no_argument, 0, OPT_FORCE},
+    {"force", no_argument, 0, OPT_FORCE},           {"minimalistic", no_argument, 0, OPT_MINIMAL},
     {0, 0, 0, 0}};
 
 /* Strict number parsing: the whole argument must be a number in range. */
@@ -453,6 +456,7 @@ static int parse_train(int argc, char **argv, run_config *c, train_args *a)
         case OPT_BATCH: rc = parse_int("batch", optarg, 1, CLI_MAX_BATCH, &c->batch); break;
         case OPT_LR: rc = parse_float("lr", optarg, 0, CLI_MAX_LR, &c->lr); break;
         case OPT_AUG: c->augment = 1; break;
+        case OPT_MINIMAL: c->minimalistic = 1; break;
         case OPT_SEED: {
             int s;
             rc = parse_int("seed", optarg, 0, CLI_MAX_SEED, &s);
@@ -499,29 +503,53 @@ static int resolve_train(run_config *c, const train_args *a)
     } else if (cli_is_dir(t)) {
         snprintf(c->val_dir, sizeof c->val_dir, "%.*s", (int)sizeof c->val_dir - 1, t);
     }
+    const graft_zoo_arch *za = graft_zoo_find(c->base);
+    if (c->alpha > 0 && za && !run_base_has_alpha(c->base))
+        return cli_usage("--alpha: %s has no width; only MobileNet, MobileNetV2 and MobileNetV3 take one",
+                         za->keras_name);
+    if (c->minimalistic && !run_base_has_minimalistic(c->base))
+        return cli_usage("--minimalistic: only MobileNetV3Small and MobileNetV3Large have that variant, "
+                         "not %s", za ? za->keras_name : c->base);
     if (strcmp(c->base, "scratch") == 0) {
         snprintf(c->preprocess, sizeof c->preprocess, "rescale");
         c->alpha = 0;
     } else if (!a->weights || strcmp(a->weights, "none") != 0) {
-        bool mobile = strcmp(c->base, "mobilenet") == 0 || strcmp(c->base, "mobilenet_v2") == 0;
-        if (!mobile) c->alpha = 0;
-        /* A file's width is read from its weights, as the search reads it
-         * from the file name. */
+        bool width = run_base_has_alpha(c->base), v3 = run_base_has_minimalistic(c->base);
+        /* A file's width (and MobileNetV3's variant) is read from its
+         * weights, as the search reads it from the file name. */
         char arch[64];
         float fa;
-        if (mobile && a->weights && strcmp(a->weights, "imagenet") != 0 && cli_is_file(a->weights) &&
-            cli_match_weights(a->weights, c->base, arch, sizeof arch, &fa) == 0) {
-            if (c->alpha == 0) c->alpha = fa;
-            else if (c->alpha != fa)
-                return cli_fail("the weights %s do not fit %s at --alpha %g: they are %s alpha %g; pass "
-                                "--alpha %g (or leave it out)",
-                                a->weights, c->base, c->alpha, c->base, fa, fa);
+        int fm;
+        if (width && a->weights && strcmp(a->weights, "imagenet") != 0 && cli_is_file(a->weights) &&
+            cli_match_weights(a->weights, c->base, arch, sizeof arch, &fa, &fm) == 0) {
+            char ga[32] = "", given[64], fits[64];
+            if (c->alpha > 0) snprintf(ga, sizeof ga, " --alpha %g", c->alpha);
+            snprintf(given, sizeof given, "%s%s", ga, c->minimalistic ? " --minimalistic" : "");
+            run_width_flags(c->base, fa, fm, fits, sizeof fits);
+            if ((c->alpha != 0 && c->alpha != fa) || (c->minimalistic && !fm))
+                return cli_fail("the weights %s do not fit %s%s: they fit %s%s; pass%s%s (or leave "
+                                "these flags out)",
+                                a->weights, c->base, given, c->base, fits, fits,
+                                c->minimalistic && !fm ? " without --minimalistic" : "");
+            c->alpha = fa;
+            c->minimalistic = fm;
         }
+        /* Keras's refusal for weights="imagenet": its MobileNetV3 files are
+         * alpha 0.75 and 1, minimalistic at 1 only. */
+        const char *env = graft_env(GRAFT_ENV_WEIGHTS);
+        bool official = (!a->weights || strcmp(a->weights, "imagenet") == 0) && !(env && *env);
+        float want = c->alpha > 0 ? c->alpha : 1.0f;
+        if (v3 && official && !(want == 1.0f || (want == 0.75f && !c->minimalistic)))
+            return cli_usage("%s has ImageNet weights for --alpha 0.75 and 1 (with --minimalistic: 1 "
+                            "only), not --alpha %g%s; pass --weights none (random) or --weights FILE",
+                            za->keras_name, want, c->minimalistic ? " --minimalistic" : "");
         float alpha = c->alpha;
-        if (cli_find_weights(c->base, &alpha, c->input_size, a->weights, c->weights, sizeof c->weights))
+        if (cli_find_weights(c->base, &alpha, c->minimalistic, c->input_size, a->weights, c->weights,
+                             sizeof c->weights))
             return 1;
-        if (c->alpha == 0 && (strcmp(c->base, "mobilenet") == 0 || strcmp(c->base, "mobilenet_v2") == 0))
-            c->alpha = alpha > 0 ? alpha : 1.0f;
+        if (c->alpha == 0 && width) c->alpha = alpha > 0 ? alpha : 1.0f;
+    } else if (run_base_has_alpha(c->base) && c->alpha == 0) {
+        c->alpha = 1.0f; /* random weights at Keras's default width, recorded */
     }
     return discover_classes(c);
 }
