@@ -493,6 +493,22 @@ static int summary_base(const char *name, int top, const char *size, float alpha
     return 0;
 }
 
+/* graft summary FILE.h5: the model, or, of weights without a model config
+ * (save_weights, Keras Applications' *_no_top.h5), their layers, shapes and
+ * the zoo base they fit. The file is read once more only when it holds
+ * weights alone: a file the reader gave up on (GRAFT_H5_TIMEOUT) or crashed
+ * on is not tried again. */
+static int summary_h5(const char *path)
+{
+    graft_model *m = NULL;
+    graft_status s = graft_model_load(path, &m);
+    if (s == GRAFT_OK) graft_model_summary(m, stdout);
+    graft_model_free(m);
+    if (s == GRAFT_OK) return 0;
+    if (s == GRAFT_ENOTFOUND && cli_summary_weights(path) == 0) return 0;
+    return cli_fail_status(s, path);
+}
+
 int cmd_summary(int argc, char **argv)
 {
     enum { S_BASE = 400, S_TOP, S_SIZE, S_ALPHA, S_MINIMAL, S_HELP };
@@ -539,14 +555,9 @@ int cmd_summary(int argc, char **argv)
     if (top || size || alpha > 0 || minimalistic)
         return cli_usage("--include-top, --input-size, --alpha and --minimalistic go with --base");
     if (argc - optind != 1) return cli_usage("give one FILE or RUN_DIR, or --base NAME (see graft summary --help)");
-    /* Weights without a model config (save_weights, Keras Applications'
-     * *_no_top.h5): their layers, shapes and the zoo base they fit. */
     size_t len = strlen(argv[optind]);
-    if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind])) {
-        graft_model *m = NULL;
-        if (graft_model_load(argv[optind], &m) != GRAFT_OK && cli_summary_weights(argv[optind]) == 0) return 0;
-        graft_model_free(m);
-    }
+    if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind]))
+        return summary_h5(argv[optind]);
     loaded l;
     int rc = open_model(argv[optind], &l);
     if (rc == 0) graft_model_summary(l.m, stdout);

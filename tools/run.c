@@ -81,6 +81,9 @@ void cli_json_string(FILE *f, const char *s)
 int cli_fail_status(graft_status s, const char *what)
 {
     const char *msg = graft_last_error();
+    /* The library's messages name their file first: said once. */
+    size_t n = strlen(what);
+    if (n && strncmp(msg, what, n) == 0 && (msg[n] == ':' || msg[n] == ' ')) return cli_fail("%s", msg);
     return cli_fail("%s: %s", what, *msg ? msg : graft_status_name(s));
 }
 
