@@ -539,7 +539,7 @@ static int resolve_train(run_config *c, const train_args *a)
         const char *env = graft_env(GRAFT_ENV_WEIGHTS);
         bool official = (!a->weights || strcmp(a->weights, "imagenet") == 0) && !(env && *env);
         float want = c->alpha > 0 ? c->alpha : 1.0f;
-        if (v3 && official && !(want == 1.0f || (want == 0.75f && !c->minimalistic)))
+        if (v3 && za && official && !(want == 1.0f || (want == 0.75f && !c->minimalistic)))
             return cli_usage("%s has ImageNet weights for --alpha 0.75 and 1 (with --minimalistic: 1 "
                             "only), not --alpha %g%s; pass --weights none (random) or --weights FILE",
                             za->keras_name, want, c->minimalistic ? " --minimalistic" : "");
