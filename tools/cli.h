@@ -170,8 +170,8 @@ int run_save_model(const graft_model *m, const run_config *c, const char *path);
  * when the file has none (or it is not valid), nothing printed. */
 int run_config_from_h5(const char *path, run_config *c);
 
-/* graft grid's steps (cmd_train.c): a new run trained (its frozen stage), a
- * fine-tuning, or a resume. Each run opens its own data; share makes the
+/* graft grid's steps (cmd_train.c, cmd_finetune.c, cmd_resume.c): a new run
+ * trained (its frozen stage), a fine-tuning, or a resume. Each run opens its own data; share makes the
  * runs on the same images and base find each other's features in
  * share->store (train_uid/val_uid are set by the first run). */
 typedef struct {
@@ -196,7 +196,7 @@ int cli_match_weights(const char *file, const char *only_arch, char *arch, size_
 /* graft summary of a weights-only .h5: its layers, weight shapes, total
  * parameters and the zoo base they fit; -1 when it is not such a file. */
 int cli_summary_weights(const char *path);
-/* What parse_train sets before any flag: train's defaults. */
+/* What train_parse sets before any flag: train's defaults. */
 void cli_train_defaults(run_config *c);
 
 int cmd_train(int argc, char **argv);
