@@ -29,8 +29,9 @@
 /* A run folder's config.json: what a run was made of, so that finetune,
  * evaluate, predict and a resume can rebuild the same model and data. */
 typedef struct {
-    char base[32];      /* mobilenet, mobilenet_v2, resnet50, vgg16, scratch */
-    float alpha;        /* MobileNet/V2 width; 0 for the others */
+    char base[32];      /* a zoo architecture's graft name (mobilenet_v2, ...) or scratch */
+    float alpha;        /* MobileNet/V2/V3 width; 0 for the others */
+    int minimalistic;   /* MobileNetV3's variant without squeeze-excite and hard-swish */
     int input_size;
     char head[32];      /* a run_heads name */
     char weights[CLI_PATH]; /* what the base was loaded from ("" random) */
@@ -70,8 +71,15 @@ int run_config_load(const char *run_dir, run_config *c);
  * from text, with path naming it in messages. */
 char *run_config_text(const run_config *c);
 int run_config_parse(const char *text, const char *path, run_config *c);
-/* mobilenet, mobilenet_v2, resnet50, vgg16 or scratch. */
+/* "scratch" or a zoo architecture, in any of its spellings. */
 bool run_known_base(const char *base);
+/* Whether the base takes Keras's alpha (MobileNet, MobileNetV2, MobileNetV3)
+ * and minimalistic (MobileNetV3) arguments; any spelling of the name. */
+bool run_base_has_alpha(const char *base);
+bool run_base_has_minimalistic(const char *base);
+/* The "--alpha A [--minimalistic]" that rebuilds such a base (nothing for the
+ * others), for messages. */
+void run_width_flags(const char *base, float alpha, int minimalistic, char *buf, size_t cap);
 /* The heads on a base: dense1024 (GAP -> Dense(1024, relu) -> out, the
  * lesson's), dropout (GAP -> Dropout(0.5) -> out, the homework's) and
  * dense1024-dropout (GAP -> Dropout(0.5) -> Dense(1024, relu) -> out). */
@@ -127,11 +135,11 @@ bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
 /* repo/../shared beside the running executable's repository ("" if unknown). */
 void cli_shared_dir(char *buf, size_t cap);
-/* Where ImageNet weights for `base` are found, in the documented order; on
- * failure prints every place looked at. *alpha may be 0 ("any"): then it is
- * set to the alpha of the file found. */
-int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt,
-                     char *out, size_t cap);
+/* Where ImageNet weights for `base` (MobileNetV3: minimalistic or not) are
+ * found, in the documented order; on failure prints every place looked at.
+ * *alpha may be 0 ("any"): then it is set to the alpha of the file found. */
+int cli_find_weights(const char *base, float *alpha, int minimalistic, int input_size,
+                     const char *opt, char *out, size_t cap);
 /* The lesson's dataset folder (holding train/ and validation/), in order;
  * last, downloaded and checked (insecure: a $GRAFT_DATA_URL archive without
  * $GRAFT_DATA_SHA256 is unpacked unchecked). */
@@ -162,8 +170,8 @@ int run_save_model(const graft_model *m, const run_config *c, const char *path);
  * when the file has none (or it is not valid), nothing printed. */
 int run_config_from_h5(const char *path, run_config *c);
 
-/* graft grid's steps (cmd_train.c): a new run trained (its frozen stage), a
- * fine-tuning, or a resume. Each run opens its own data; share makes the
+/* graft grid's steps (cmd_train.c, cmd_finetune.c, cmd_resume.c): a new run
+ * trained (its frozen stage), a fine-tuning, or a resume. Each run opens its own data; share makes the
  * runs on the same images and base find each other's features in
  * share->store (train_uid/val_uid are set by the first run). */
 typedef struct {
@@ -180,14 +188,15 @@ int cli_grid_resume(const char *run_dir, cli_share *sh);
 int cli_grid_homework(const char *data_dir, const char *out, bool whole_epochs, bool json);
 /* graft report's work (cmd_report.c): the report of run folders into out_dir. */
 int cli_report(const char *const *run_dirs, int n, const char *out_dir, const char *title);
-/* The zoo architecture (only_arch, or any when NULL) and alpha whose base
- * without top loads every weighted layer from the weights file: 0, or -1
- * when none fits. */
-int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha);
+/* The zoo architecture (only_arch, or any when NULL), alpha and (MobileNetV3)
+ * minimalistic whose base without top loads every weighted layer from the
+ * weights file: 0, or -1 when none fits. */
+int cli_match_weights(const char *file, const char *only_arch, char *arch, size_t cap, float *alpha,
+                      int *minimalistic);
 /* graft summary of a weights-only .h5: its layers, weight shapes, total
  * parameters and the zoo base they fit; -1 when it is not such a file. */
 int cli_summary_weights(const char *path);
-/* What parse_train sets before any flag: train's defaults. */
+/* What train_parse sets before any flag: train's defaults. */
 void cli_train_defaults(run_config *c);
 
 int cmd_train(int argc, char **argv);

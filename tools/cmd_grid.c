@@ -69,7 +69,9 @@ static int bring_run(const grid_args *g, const char *base, const char *head, con
             c.classes = NULL;
             snprintf(c.base, sizeof c.base, "%s", base);
             snprintf(c.head, sizeof c.head, "%s", head);
-            if (scratch) c.alpha = 0;
+            /* The grid's width and variant go to the bases that take them. */
+            if (!run_base_has_alpha(base)) c.alpha = 0;
+            if (!run_base_has_minimalistic(base)) c.minimalistic = 0;
             int rc = cli_grid_train(&c, g->data, weights_for(g, base), dir,
                                     scratch ? g->scratch_epochs : g->epochs, scratch ? 0 : g->finetune,
                                     scratch ? NULL : sh);
@@ -91,7 +93,9 @@ static int bring_run(const grid_args *g, const char *base, const char *head, con
             return rc;
         }
         enum { DONE, RESUME, FINETUNE } next = DONE;
-        if (strcmp(c.base, base) != 0 || (!scratch && strcmp(c.head, head) != 0))
+        /* config.json names the base as graft does; --bases, in any spelling. */
+        const graft_zoo_arch *za = graft_zoo_find(base);
+        if (strcmp(c.base, za ? za->name : base) != 0 || (!scratch && strcmp(c.head, head) != 0))
             rc = cli_fail("%s holds a run of %s with head %s, not %s with %s; give another --out", dir,
                           c.base, c.head, base, head);
         else if (h.n < c.target_epochs)
@@ -264,9 +268,11 @@ static void usage(FILE *f)
             "  --scratch             also the lesson's CNN from scratch (OUT/scratch)\n"
             "  --scratch-epochs N    (default 10)\n"
             "  --weights BASE=FILE   weights for one base (repeatable; default: found as train does)\n"
-            "  --alpha A  --input-size N  --batch N  --lr X  --seed S  --steps-per-epoch N\n"
-            "  --validation-steps N  --preprocess model|rescale  --interpolation NAME  --no-cache\n"
-            "                        as graft train\n"
+            "  --alpha A  --minimalistic  --input-size N  --batch N  --lr X  --seed S\n"
+            "  --steps-per-epoch N  --validation-steps N  --preprocess model|rescale\n"
+            "  --interpolation NAME  --no-cache\n"
+            "                        as graft train (--alpha and --minimalistic for the bases\n"
+            "                        that take them)\n"
             "  --report              then write OUT/report/report.html and report.md (graft report)\n"
             "  --title T             the report's title\n"
             "  --json                each run's folder, status and validation accuracy as JSON\n"
@@ -279,7 +285,7 @@ static void usage(FILE *f)
 
 enum { G_DATA = 400, G_OUT, G_BASES, G_HEADS, G_EPOCHS, G_FT, G_FTE, G_FTLR, G_SCRATCH, G_SE,
        G_WEIGHTS, G_ALPHA, G_SIZE, G_BATCH, G_LR, G_SEED, G_STEPS, G_VSTEPS, G_PRE, G_INTERP,
-       G_NOCACHE, G_REPORT, G_TITLE, G_JSON, G_MPI_MODE, G_HELP };
+       G_NOCACHE, G_REPORT, G_TITLE, G_JSON, G_MPI_MODE, G_MINIMAL, G_HELP };
 
 static int parse_num(const char *opt, const char *v, double lo, double hi, bool whole, double *out)
 {
@@ -317,7 +323,7 @@ int cmd_grid(int argc, char **argv)
         {"preprocess", required_argument, 0, G_PRE}, {"interpolation", required_argument, 0, G_INTERP},
         {"no-cache", no_argument, 0, G_NOCACHE}, {"report", no_argument, 0, G_REPORT},
         {"title", required_argument, 0, G_TITLE}, {"json", no_argument, 0, G_JSON},
-        {"mpi-mode", required_argument, 0, G_MPI_MODE},
+        {"mpi-mode", required_argument, 0, G_MPI_MODE}, {"minimalistic", no_argument, 0, G_MINIMAL},
         {"help", no_argument, 0, G_HELP}, {0, 0, 0, 0}};
     grid_args g;
     grid_defaults(&g);
@@ -369,6 +375,7 @@ int cmd_grid(int argc, char **argv)
             break;
         }
         case G_NOCACHE: c->no_cache = 1; break;
+        case G_MINIMAL: c->minimalistic = 1; break;
         case G_REPORT: g.report = 1; break;
         case G_TITLE: snprintf(g.title, sizeof g.title, "%s", optarg); break;
         case G_JSON: g.json = 1; break;
@@ -393,6 +400,15 @@ int cmd_grid(int argc, char **argv)
                              g.bases[i]);
     for (int i = 0; i < g.n_heads; i++)
         if (!run_known_head(g.heads[i])) return cli_usage("--heads: unknown head '%s' (" RUN_HEADS ")", g.heads[i]);
+    bool takes_alpha = false, takes_minimal = false;
+    for (int i = 0; i < g.n_bases; i++) {
+        takes_alpha |= run_base_has_alpha(g.bases[i]);
+        takes_minimal |= run_base_has_minimalistic(g.bases[i]);
+    }
+    if (c->alpha > 0 && !takes_alpha)
+        return cli_usage("--alpha: none of --bases has a width (MobileNet, MobileNetV2 and MobileNetV3 do)");
+    if (c->minimalistic && !takes_minimal)
+        return cli_usage("--minimalistic: none of --bases is a MobileNetV3 (MobileNetV3Small, MobileNetV3Large)");
     if (g.json && (rc = cli_json_begin()) != 0) return rc;
     return run_grid(&g);
 }

@@ -472,10 +472,12 @@ int cmd_evaluate(int argc, char **argv)
 }
 
 /* graft summary --base NAME: a zoo base built without weights. */
-static int summary_base(const char *name, int top, const char *size)
+static int summary_base(const char *name, int top, const char *size, float alpha, int minimalistic)
 {
     graft_zoo_cfg z = graft_zoo_default_cfg();
     z.include_top = top;
+    z.alpha = alpha;
+    z.minimalistic = minimalistic;
     if (size) {
         char *end;
         long n = strtol(size, &end, 10);
@@ -491,47 +493,71 @@ static int summary_base(const char *name, int top, const char *size)
     return 0;
 }
 
+/* graft summary FILE.h5: the model, or, of weights without a model config
+ * (save_weights, Keras Applications' *_no_top.h5), their layers, shapes and
+ * the zoo base they fit. The file is read once more only when it holds
+ * weights alone: a file the reader gave up on (GRAFT_H5_TIMEOUT) or crashed
+ * on is not tried again. */
+static int summary_h5(const char *path)
+{
+    graft_model *m = NULL;
+    graft_status s = graft_model_load(path, &m);
+    if (s == GRAFT_OK) graft_model_summary(m, stdout);
+    graft_model_free(m);
+    if (s == GRAFT_OK) return 0;
+    if (s == GRAFT_ENOTFOUND && cli_summary_weights(path) == 0) return 0;
+    return cli_fail_status(s, path);
+}
+
 int cmd_summary(int argc, char **argv)
 {
-    enum { S_BASE = 400, S_TOP, S_SIZE, S_HELP };
+    enum { S_BASE = 400, S_TOP, S_SIZE, S_ALPHA, S_MINIMAL, S_HELP };
     static const struct option opts[] = {{"base", required_argument, 0, S_BASE},
                                          {"include-top", no_argument, 0, S_TOP},
                                          {"input-size", required_argument, 0, S_SIZE},
+                                         {"alpha", required_argument, 0, S_ALPHA},
+                                         {"minimalistic", no_argument, 0, S_MINIMAL},
                                          {"help", no_argument, 0, S_HELP},
                                          {0, 0, 0, 0}};
     const char *base = NULL, *size = NULL;
-    int top = 0, o;
+    int top = 0, minimalistic = 0, o;
+    float alpha = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == S_BASE) base = optarg;
         else if (o == S_TOP) top = 1;
         else if (o == S_SIZE) size = optarg;
-        else if (o == S_HELP) {
+        else if (o == S_MINIMAL) minimalistic = 1;
+        else if (o == S_ALPHA) {
+            char *end;
+            alpha = strtof(optarg, &end);
+            if (*end || end == optarg || !(alpha >= CLI_MIN_ALPHA && alpha <= CLI_MAX_ALPHA))
+                return cli_usage("--alpha: '%s' is not a number in [%g, %g]", optarg, CLI_MIN_ALPHA,
+                                 CLI_MAX_ALPHA);
+        } else if (o == S_HELP) {
             printf("usage: graft summary FILE|RUN_DIR\n"
-                   "       graft summary --base NAME [--include-top] [--input-size N]\n"
+                   "       graft summary --base NAME [--include-top] [--input-size N] [--alpha A]\n"
+                   "                     [--minimalistic]\n"
                    "Prints the model's layers as Keras's model.summary() does (a Keras .h5 with its\n"
                    "model config, a TF.js model.json, or a run folder), or those of a zoo base\n"
-                   "(a Keras Applications name: VGG19, ResNet50V2, ...) built without weights; of a\n"
-                   "weights-only .h5 (save_weights, Keras Applications' *_no_top.h5) its layers,\n"
-                   "weight shapes, parameters and the zoo base it fits.\n");
+                   "(a Keras Applications name: VGG19, ResNet50V2, ...) built without weights, with\n"
+                   "MobileNet's, MobileNetV2's or MobileNetV3's width --alpha and MobileNetV3's\n"
+                   "--minimalistic variant; of a weights-only .h5 (save_weights, Keras Applications'\n"
+                   "*_no_top.h5) its layers, weight shapes, parameters and the zoo base it fits.\n");
             return 0;
         } else
             return cli_usage("see graft summary --help");
     }
     if (base) {
         if (optind < argc) return cli_usage("--base takes no FILE ('%s')", argv[optind]);
-        return summary_base(base, top, size);
+        return summary_base(base, top, size, alpha, minimalistic);
     }
-    if (top || size) return cli_usage("--include-top and --input-size go with --base");
+    if (top || size || alpha > 0 || minimalistic)
+        return cli_usage("--include-top, --input-size, --alpha and --minimalistic go with --base");
     if (argc - optind != 1) return cli_usage("give one FILE or RUN_DIR, or --base NAME (see graft summary --help)");
-    /* Weights without a model config (save_weights, Keras Applications'
-     * *_no_top.h5): their layers, shapes and the zoo base they fit. */
     size_t len = strlen(argv[optind]);
-    if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind])) {
-        graft_model *m = NULL;
-        if (graft_model_load(argv[optind], &m) != GRAFT_OK && cli_summary_weights(argv[optind]) == 0) return 0;
-        graft_model_free(m);
-    }
+    if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind]))
+        return summary_h5(argv[optind]);
     loaded l;
     int rc = open_model(argv[optind], &l);
     if (rc == 0) graft_model_summary(l.m, stdout);

@@ -81,6 +81,9 @@ void cli_json_string(FILE *f, const char *s)
 int cli_fail_status(graft_status s, const char *what)
 {
     const char *msg = graft_last_error();
+    /* The library's messages name their file first: said once. */
+    size_t n = strlen(what);
+    if (n && strncmp(msg, what, n) == 0 && (msg[n] == ':' || msg[n] == ' ')) return cli_fail("%s", msg);
     return cli_fail("%s: %s", what, *msg ? msg : graft_status_name(s));
 }
 
@@ -201,6 +204,7 @@ char *run_config_text(const run_config *c)
     }
     cJSON_AddStringToObject(j, "base", c->base);
     cJSON_AddNumberToObject(j, "alpha", c->alpha);
+    cJSON_AddBoolToObject(j, "minimalistic", c->minimalistic);
     cJSON_AddNumberToObject(j, "input_size", c->input_size);
     cJSON_AddStringToObject(j, "head", c->head);
     const char *paths[3][2] = {{"weights", c->weights}, {"train_dir", c->train_dir},
@@ -261,6 +265,33 @@ static bool one_of(const char *v, const char *const *list, size_t n)
 bool run_known_base(const char *base)
 {
     return base && (strcmp(base, "scratch") == 0 || graft_zoo_find(base));
+}
+
+static bool base_is(const char *base, const char *const *names, size_t n)
+{
+    const graft_zoo_arch *a = base ? graft_zoo_find(base) : NULL;
+    return a && one_of(a->name, names, n);
+}
+
+bool run_base_has_alpha(const char *base)
+{
+    static const char *const width[] = {"mobilenet", "mobilenet_v2", "mobilenetv3small",
+                                        "mobilenetv3large"};
+    return base_is(base, width, sizeof width / sizeof *width);
+}
+
+bool run_base_has_minimalistic(const char *base)
+{
+    static const char *const v3[] = {"mobilenetv3small", "mobilenetv3large"};
+    return base_is(base, v3, sizeof v3 / sizeof *v3);
+}
+
+void run_width_flags(const char *base, float alpha, int minimalistic, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (run_base_has_alpha(base))
+        snprintf(buf, cap, " --alpha %g%s", alpha > 0 ? alpha : 1.0f,
+                 minimalistic && run_base_has_minimalistic(base) ? " --minimalistic" : "");
 }
 
 static const char *const heads[] = {"dense1024", "dropout", "dense1024-dropout"};
@@ -335,10 +366,16 @@ static int check_config(const char *path, const cJSON *j, double v[N_RANGES])
     if (interp[0] && graft_interpolation_parse(interp, &im) != GRAFT_OK)
         return cli_fail("%s: \"interpolation\" '%s' is not one graft knows (nearest, bilinear, area, ...)",
                         path, interp);
-    for (const char *k = "augment\0no_feature_cache\0"; *k; k += strlen(k) + 1) {
+    for (const char *k = "augment\0no_feature_cache\0minimalistic\0"; *k; k += strlen(k) + 1) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, k);
         if (b && !cJSON_IsBool(b)) return cli_fail("%s: \"%s\" is not true or false", path, k);
     }
+    /* Absent in the runs of earlier versions: false. */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "minimalistic")) &&
+        !run_base_has_minimalistic(base))
+        return cli_fail("%s: \"minimalistic\" is true, but only a MobileNetV3 base has that variant, "
+                        "not '%s'",
+                        path, base);
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes"), *e;
     int n = cJSON_IsArray(cls) ? cJSON_GetArraySize(cls) : 0;
     if (n < 2 || n > CLI_MAX_CLASSES)
@@ -416,6 +453,7 @@ int run_config_parse(const char *text, const char *path, run_config *c)
         c->target_epochs = (int)v[9];
         c->augment = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "augment"));
         c->no_cache = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "no_feature_cache"));
+        c->minimalistic = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "minimalistic"));
         const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "classes"), *e;
         int n = cJSON_GetArraySize(cls);
         c->classes = calloc((size_t)n, sizeof(char *));
@@ -635,6 +673,7 @@ void run_base_cfg(const run_config *c, graft_zoo_cfg *z)
     *z = graft_zoo_default_cfg();
     z->include_top = 0;
     z->alpha = c->alpha > 0 ? c->alpha : 1.0f;
+    z->minimalistic = c->minimalistic;
     z->input_shape[0] = z->input_shape[1] = c->input_size;
     /* Keras builds for its ImageNet file (EfficientNet: one more Rescaling):
      * the file graft_zoo_imagenet_file names, from the cache or a copy. */
@@ -662,8 +701,8 @@ static void note(looked *l, const char *fmt, ...)
     if (n > 0) l->len += (size_t)n < sizeof l->text - l->len ? (size_t)n : sizeof l->text - l->len - 1;
 }
 
-int cli_find_weights(const char *base, float *alpha, int input_size, const char *opt, char *out,
-                     size_t cap)
+int cli_find_weights(const char *base, float *alpha, int minimalistic, int input_size,
+                     const char *opt, char *out, size_t cap)
 {
     looked l = {.len = 0};
     if (opt && *opt && strcmp(opt, "imagenet") != 0) {
@@ -686,6 +725,7 @@ int cli_find_weights(const char *base, float *alpha, int input_size, const char 
     graft_zoo_cfg z = graft_zoo_default_cfg();
     z.include_top = 0;
     z.alpha = *alpha > 0 ? *alpha : 1.0f;
+    z.minimalistic = minimalistic;
     z.input_shape[0] = z.input_shape[1] = input_size;
     graft_weights_file wf;
     char cache[CLI_PATH] = "";
