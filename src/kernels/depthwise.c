@@ -259,24 +259,28 @@ void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, 
 
 /* ------------------------------------------------------------ whole tensors */
 
+void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
+                          const float *bias, int oy, float *out, bool wide)
+{
+    const graft_kernel_epi e = {.bias = bias};
+    const float *in[GRAFT_DW_MAX_KH];
+    for (int ky = 0; ky < g->kh; ky++) {
+        const int iy = oy * g->sh - g->pad_top + ky;
+        in[ky] = iy < 0 || iy >= g->h ? NULL : img + (size_t)iy * g->w * g->c;
+    }
+    graft_dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide);
+}
+
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
                       const float *bias, float *y)
 {
     const bool wide = graft_kernels_avx512();
-    const graft_kernel_epi e = {.bias = bias};
     const size_t in_sz = (size_t)g->h * g->w * g->c, row_sz = (size_t)g->ow * g->c;
     const long rows = (long)n * g->oh;
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const int b = (int)(r / g->oh), oy = (int)(r % g->oh);
-        const float *in[GRAFT_DW_MAX_KH];
-        for (int ky = 0; ky < g->kh; ky++) {
-            const int iy = oy * g->sh - g->pad_top + ky;
-            in[ky] = iy < 0 || iy >= g->h ? NULL : x + (size_t)b * in_sz + (size_t)iy * g->w * g->c;
-        }
-        graft_dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e,
-                     y + (size_t)r * row_sz, wide);
-    }
+    for (long r = 0; r < rows; r++)
+        graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, (int)(r % g->oh),
+                             y + (size_t)r * row_sz, wide);
 }
 
 /* Backward splits the output rows into at most this many blocks, each with

@@ -177,6 +177,9 @@ void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, 
  * threads: each output's bits depend on neither the batch nor the threads. */
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
                       const float *bias, float *y);
+/* Its output row oy of one sample (img: that sample's input), on the calling thread. */
+void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
+                          const float *bias, int oy, float *out, bool wide);
 /* Its gradients for depth multiplier dm (kernel (kh, kw, C, dm)) from dz:
  * the kernel's and bias' written where dkernel / dbias are not NULL, summed
  * in blocks of rows whose order does not depend on the threads; dx written,

@@ -178,19 +178,13 @@ static void forward(graft_layer *l, const graft_fwd *f)
         graft_epilogue_apply(f->epi, f->out, all, cd);
         return;
     }
-    if (d->dm == 1 && g->kh <= GRAFT_DW_MAX_KH) {
-        graft_dw_forward(g, f->n, f->in[0], kernel, bias, f->out);
-        const size_t all = (size_t)rows * g->ow;
-        if (f->aux) memcpy(f->aux, f->out, all * cd * sizeof(float));
-        graft_activation_forward(d->cfg.activation, f->out, all, (size_t)cd);
-        graft_epilogue_apply(f->epi, f->out, all, cd);
-        return;
-    }
+    const bool dw = d->dm == 1 && g->kh <= GRAFT_DW_MAX_KH, wide = graft_kernels_avx512();
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
-        forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
+        if (dw) graft_dw_forward_row(g, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow, wide);
+        else forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
         /* swish, gelu, ...: backward needs the pre-activation. */
         if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
         graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
