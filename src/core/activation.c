@@ -167,11 +167,36 @@ static inline ALWAYS_INLINE float hard_swish_grad(float x)
     return x < -3 ? 0.0f : (x > 3 ? 1.0f : (2.0f * x + 3.0f) / 6.0f);
 }
 
+/* 1 + erf(x / sqrt 2) = erfc(-x / sqrt 2), gelu's exact form without erff
+ * (a libm call per element): erfc(a) = t e^(P(t) - a^2) for a = |z| >= 0,
+ * t = 1 / (1 + a/2), P a degree-9 fit of log(erfc(a) / t) + a^2 on
+ * t in [1/6, 1] (error 5e-8; scripts/fit_gelu_erfc.py), in t - 0.6 to keep
+ * the coefficients small. For z < 0 this is erfc itself, so the small
+ * values of gelu at large -x keep their relative accuracy (1 + erff cancels
+ * there); within 1e-6 relative of double once the rounding of x / sqrt 2
+ * and of a^2 is allowed for. */
+static inline ALWAYS_INLINE float gelu_cdf2(float x)
+{
+    const float z = x * 0.707106781186547524400844362105f, a = fabsf(z);
+    const float t = 1.0f / (1.0f + 0.5f * a), u = t - 0.6f;
+    float p = 0.14219459891319275f;
+    p = p * u + 0.10178589075803757f;
+    p = p * u - 0.23186449706554413f;
+    p = p * u - 0.07110783457756042f;
+    p = p * u + 0.28934550285339355f;
+    p = p * u - 0.010896138846874237f;
+    p = p * u - 0.4089277982711792f;
+    p = p * u + 0.07028921693563461f;
+    p = p * u + 1.3714203834533691f;
+    p = p * u - 0.5357598066329956f;
+    const float e = t * exp_f(p - a * a); /* erfc(a) */
+    return z >= 0 ? 2.0f - e : e;         /* NaN stays NaN */
+}
+
 static inline ALWAYS_INLINE float gelu_grad(float x)
 {
-    const float inv_sqrt2 = 0.707106781186547524400844362105f;
     const float inv_sqrt2pi = 0.398942280401432677939946059934f;
-    return 0.5f * (1.0f + erff(x * inv_sqrt2)) + x * inv_sqrt2pi * exp_f(-0.5f * x * x);
+    return 0.5f * gelu_cdf2(x) + x * inv_sqrt2pi * exp_f(-0.5f * x * x);
 }
 
 static inline ALWAYS_INLINE float gelu_approx_grad(float x)
@@ -214,7 +239,7 @@ static void act_span(graft_activation a, float *x, size_t n)
     case GRAFT_HARD_SWISH:
     case GRAFT_HARD_SILU: EACH(x[i] = x[i] * hard_sigmoidf(x[i])); break;
     case GRAFT_GELU:
-        EACH(x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.707106781186547524400844362105f)));
+        EACH(x[i] = 0.5f * x[i] * gelu_cdf2(x[i]));
         break;
     case GRAFT_GELU_APPROXIMATE: EACH(x[i] = x[i] / (1.0f + exp_f(-gelu_2u(x[i])))); break;
     case GRAFT_SOFTPLUS: EACH(x[i] = softplusf(x[i])); break;

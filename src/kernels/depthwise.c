@@ -2,7 +2,11 @@
  * The depthwise convolution (depth multiplier 1) of fused inference steps,
  * one output row at a time over rows the caller holds in cache, each output
  * finished by the step's epilogue in its register. Channels are the vector
- * lanes: one channel block's kernel taps stay in registers along the row.
+ * lanes; eight outputs' sums stay in registers while each tap's kernel
+ * vector is loaded once for all eight (3x3, 5x5, ConvNeXt's 7x7 alike).
+ *
+ * The whole-tensor passes below (graft_dw_forward, graft_dw_backward) are
+ * what DepthwiseConv2D and a Conv2D with groups = channels = filters run.
  *
  * Every output is one FMA chain over the taps in (ky, kx) order starting
  * from zero, padding taps skipped, the same for AVX2, AVX-512 and the
@@ -12,6 +16,8 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <string.h>
 
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -52,108 +58,107 @@ static void row_scalar(const float *const *in, int w, int C, int c0, int kh, int
 #define T256 __attribute__((target("avx2,fma")))
 #define T512 __attribute__((target("avx512f,avx2,fma")))
 
+/* Outputs [*ox0, *ox1) of a row: those whose kw taps all lie inside [0, w). */
+static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *ox1)
+{
+    int a = (pad_left + sw - 1) / sw;
+    int b = w - kw + pad_left >= 0 ? (w - kw + pad_left) / sw + 1 : 0;
+    if (b > ow) b = ow;
+    if (a > b) a = b;
+    *ox0 = a, *ox1 = b;
+}
+
+/* Outputs summed together: OB independent FMA chains hide the FMA's
+ * latency, and each tap's kernel vector is loaded once for all of them. */
+#define OB 8
+
+/* One channel block of the row: the outputs whose windows lie inside the
+ * row OB at a time without checks, the others (the edges, all of a small
+ * image) one at a time over the taps inside the row. */
+#define ROW_BLOCKS(VEC, ZERO, LOAD, FMA, FINISH)                                                 \
+    for (int ox = 0; ox < ow;) {                                                                \
+        const int ix0 = ox * sw - pad_left;                                                     \
+        if (ox >= ox_in0 && ox + OB <= ox_in1) {                                                \
+            VEC a[OB];                                                                          \
+            for (int o = 0; o < OB; o++) a[o] = ZERO;                                           \
+            for (int ky = 0; ky < kh; ky++) {                                                   \
+                if (!in[ky]) continue;                                                          \
+                const float *x = in[ky] + (size_t)ix0 * C + c;                                  \
+                const float *k = kernel + (size_t)ky * kw * C + c;                              \
+                for (int kx = 0; kx < kw; kx++) {                                               \
+                    const VEC kv = LOAD(k + (size_t)kx * C);                                    \
+                    const float *xk = x + (size_t)kx * C;                                       \
+                    _Pragma("GCC unroll 8") for (int o = 0; o < OB; o++)                        \
+                        a[o] = FMA(LOAD(xk + (size_t)o * sw * C), kv, a[o]);                    \
+                }                                                                               \
+            }                                                                                   \
+            for (int o = 0; o < OB; o++) FINISH(a[o], out + (size_t)(ox + o) * C + c);         \
+            ox += OB;                                                                           \
+            continue;                                                                           \
+        }                                                                                       \
+        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < kw ? w - ix0 : kw;                  \
+        VEC acc = ZERO;                                                                         \
+        for (int ky = 0; ky < kh; ky++) {                                                       \
+            if (!in[ky]) continue;                                                              \
+            const float *x = in[ky] + (ptrdiff_t)ix0 * C + c;                                   \
+            const float *k = kernel + (size_t)ky * kw * C + c;                                  \
+            for (int kx = kx0; kx < kx1; kx++)                                                  \
+                acc = FMA(LOAD(x + (size_t)kx * C), LOAD(k + (size_t)kx * C), acc);             \
+        }                                                                                       \
+        FINISH(acc, out + (size_t)ox * C + c);                                                  \
+        ox++;                                                                                   \
+    }
+
 static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
                        int ow, const float *kernel, const graft_kernel_epi *e, float *out)
 {
-    int c = 0;
+    int c = 0, ox_in0, ox_in1;
+    inside(w, kw, sw, pad_left, ow, &ox_in0, &ox_in1);
     for (; c + 8 <= C; c += 8) {
-        __m256 bias = e->bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
-        __m256 mean = e->mean ? _mm256_loadu_ps(e->mean + c) : bias;
-        __m256 scale = e->mean ? _mm256_loadu_ps(e->scale + c) : bias;
-        __m256 shift = e->mean ? _mm256_loadu_ps(e->shift + c) : bias;
+        const __m256 bias = e->bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
+        const __m256 mean = e->mean ? _mm256_loadu_ps(e->mean + c) : bias;
+        const __m256 scale = e->mean ? _mm256_loadu_ps(e->scale + c) : bias;
+        const __m256 shift = e->mean ? _mm256_loadu_ps(e->shift + c) : bias;
         const __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * sw - pad_left;
-            __m256 acc = _mm256_setzero_ps();
-            for (int ky = 0; ky < kh; ky++) {
-                if (!in[ky]) continue;
-                const float *x = in[ky] + c;
-                const float *k = kernel + (size_t)ky * kw * C + c;
-                for (int kx = 0; kx < kw; kx++) {
-                    const int ix = ix0 + kx;
-                    if (ix < 0 || ix >= w) continue;
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)ix * C),
-                                          _mm256_loadu_ps(k + (size_t)kx * C), acc);
-                }
-            }
-            if (e->bias) acc = _mm256_add_ps(acc, bias);
-            if (e->mean) acc = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(acc, mean), scale), shift);
-            if (e->clamp) acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
-            _mm256_storeu_ps(out + (size_t)ox * C + c, acc);
-        }
+#define FINISH256(acc, dst)                                                                     \
+    do {                                                                                        \
+        __m256 v = acc;                                                                         \
+        if (e->bias) v = _mm256_add_ps(v, bias);                                                \
+        if (e->mean) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean), scale), shift);    \
+        if (e->clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));                              \
+        _mm256_storeu_ps(dst, v);                                                               \
+    } while (0)
+        ROW_BLOCKS(__m256, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, FINISH256)
+#undef FINISH256
     }
     return c;
 }
-
-/* 3x3 with all taps inside: the nine kernel vectors in registers. */
-#define TAPS9(X0, X1, X2, OFF)                                                               \
-    do {                                                                                     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF)), k0, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + C), k1, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + 2 * C), k2, acc);     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF)), k3, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + C), k4, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + 2 * C), k5, acc);     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF)), k6, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + C), k7, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + 2 * C), k8, acc);     \
-    } while (0)
 
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
                         float *out)
 {
-    const bool full3 = kh == 3 && kw == 3 && in[0] && in[1] && in[2];
+    int ox_in0, ox_in1;
+    inside(w, kw, sw, pad_left, ow, &ox_in0, &ox_in1);
     for (int c = 0; c < C; c += 16) {
         const __mmask16 mk = C - c >= 16 ? 0xffff : (__mmask16)((1u << (C - c)) - 1);
-        __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
-        __m512 mean = e->mean ? _mm512_maskz_loadu_ps(mk, e->mean + c) : bias;
-        __m512 scale = e->mean ? _mm512_maskz_loadu_ps(mk, e->scale + c) : bias;
-        __m512 shift = e->mean ? _mm512_maskz_loadu_ps(mk, e->shift + c) : bias;
+        const __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
+        const __m512 mean = e->mean ? _mm512_maskz_loadu_ps(mk, e->mean + c) : bias;
+        const __m512 scale = e->mean ? _mm512_maskz_loadu_ps(mk, e->scale + c) : bias;
+        const __m512 shift = e->mean ? _mm512_maskz_loadu_ps(mk, e->shift + c) : bias;
         const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
-        /* Outputs whose window lies inside the row: [ox_in0, ox_in1). */
-        int ox_in0 = 0, ox_in1 = 0;
-        __m512 k0, k1, k2, k3, k4, k5, k6, k7, k8;
-        k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = _mm512_setzero_ps();
-        if (full3) {
-            ox_in0 = (pad_left + sw - 1) / sw;
-            ox_in1 = w - 3 + pad_left >= 0 ? (w - 3 + pad_left) / sw + 1 : 0;
-            if (ox_in1 > ow) ox_in1 = ow;
-            if (ox_in0 > ox_in1) ox_in0 = ox_in1;
-            const float *k = kernel + c;
-            k0 = _mm512_maskz_loadu_ps(mk, k), k1 = _mm512_maskz_loadu_ps(mk, k + C);
-            k2 = _mm512_maskz_loadu_ps(mk, k + 2 * (size_t)C);
-            k3 = _mm512_maskz_loadu_ps(mk, k + 3 * (size_t)C);
-            k4 = _mm512_maskz_loadu_ps(mk, k + 4 * (size_t)C);
-            k5 = _mm512_maskz_loadu_ps(mk, k + 5 * (size_t)C);
-            k6 = _mm512_maskz_loadu_ps(mk, k + 6 * (size_t)C);
-            k7 = _mm512_maskz_loadu_ps(mk, k + 7 * (size_t)C);
-            k8 = _mm512_maskz_loadu_ps(mk, k + 8 * (size_t)C);
-        }
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * sw - pad_left;
-            __m512 acc = _mm512_setzero_ps();
-            if (ox >= ox_in0 && ox < ox_in1) {
-                const size_t off = (size_t)ix0 * C + c;
-                TAPS9(in[0], in[1], in[2], off);
-            } else {
-                for (int ky = 0; ky < kh; ky++) {
-                    if (!in[ky]) continue;
-                    const float *x = in[ky] + c;
-                    const float *k = kernel + (size_t)ky * kw * C + c;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx;
-                        if (ix < 0 || ix >= w) continue;
-                        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + (size_t)ix * C),
-                                              _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C), acc);
-                    }
-                }
-            }
-            if (e->bias) acc = _mm512_add_ps(acc, bias);
-            if (e->mean) acc = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(acc, mean), scale), shift);
-            if (e->clamp) acc = _mm512_min_ps(hi, _mm512_max_ps(lo, acc));
-            _mm512_mask_storeu_ps(out + (size_t)ox * C + c, mk, acc);
-        }
+#define LOAD512(p) _mm512_maskz_loadu_ps(mk, p)
+#define FINISH512(acc, dst)                                                                     \
+    do {                                                                                        \
+        __m512 v = acc;                                                                         \
+        if (e->bias) v = _mm512_add_ps(v, bias);                                                \
+        if (e->mean) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), scale), shift);    \
+        if (e->clamp) v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));                              \
+        _mm512_mask_storeu_ps(dst, mk, v);                                                      \
+    } while (0)
+        ROW_BLOCKS(__m512, _mm512_setzero_ps(), LOAD512, _mm512_fmadd_ps, FINISH512)
+#undef LOAD512
+#undef FINISH512
     }
 }
 
@@ -175,4 +180,196 @@ void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, 
     (void)wide;
     row_scalar(in, w, C, 0, kh, kw, sw, pad_left, ow, kernel, e, out);
 #endif
+}
+
+/* ------------------------------------------------------------ whole tensors */
+
+void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
+                          const float *bias, int oy, float *out, bool wide)
+{
+    const graft_kernel_epi e = {.bias = bias};
+    const float *in[GRAFT_DW_MAX_KH];
+    for (int ky = 0; ky < g->kh; ky++) {
+        const int iy = oy * g->sh - g->pad_top + ky;
+        in[ky] = iy < 0 || iy >= g->h ? NULL : img + (size_t)iy * g->w * g->c;
+    }
+    graft_dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide);
+}
+
+void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
+                      const float *bias, float *y)
+{
+    const bool wide = graft_kernels_avx512();
+    const size_t in_sz = (size_t)g->h * g->w * g->c, row_sz = (size_t)g->ow * g->c;
+    const long rows = (long)n * g->oh;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++)
+        graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, (int)(r % g->oh),
+                             y + (size_t)r * row_sz, wide);
+}
+
+/* Backward splits the output rows into at most this many blocks, each with
+ * its own partial kernel gradient, summed in block order: the result does
+ * not depend on the number of threads. */
+#define GRAD_BLOCKS 32
+
+/* Eight floats, any alignment, aliasing the float arrays they view. */
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static int grad_blocks(const graft_conv_geom *g, int n)
+{
+    size_t rows = (size_t)n * g->oh;
+    return rows < GRAD_BLOCKS ? (int)rows : GRAD_BLOCKS;
+}
+
+/* Floats of one block's partial gradients: the kernel, then the bias. */
+static size_t partial_floats(const graft_conv_geom *g, int dm)
+{
+    size_t cd = (size_t)g->c * dm;
+    return round16((size_t)g->kh * g->kw * cd + cd);
+}
+
+size_t graft_dw_backward_scratch_floats(const graft_conv_geom *g, int dm, int n)
+{
+    return (size_t)grad_blocks(g, n) * partial_floats(g, dm);
+}
+
+/* Adds output row oy's contribution to the kernel (and bias) gradient. */
+static void kernel_grad_row(const graft_conv_geom *g, int dm, const float *img, const float *dzrow,
+                            int oy, float *restrict dk, float *restrict db)
+{
+    const int C = g->c, cd = C * dm;
+    const int iy0 = oy * g->sh - g->pad_top;
+    const int ky0 = imax(0, -iy0), ky1 = imin(g->kh, g->h - iy0);
+    for (int ox = 0; ox < g->ow; ox++) {
+        const float *restrict dz = dzrow + (size_t)ox * cd;
+        if (db) {
+#pragma omp simd
+            for (int j = 0; j < cd; j++) db[j] += dz[j];
+        }
+        const int ix0 = ox * g->sw - g->pad_left;
+        const int kx0 = imax(0, -ix0), kx1 = imin(g->kw, g->w - ix0);
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xrow = img + (size_t)(iy0 + ky) * g->w * C;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *restrict xp = xrow + (size_t)(ix0 + kx) * C;
+                float *restrict k = dk + (size_t)(ky * g->kw + kx) * cd;
+                if (dm == 1) {
+#pragma omp simd
+                    for (int c = 0; c < C; c++) k[c] += dz[c] * xp[c];
+                } else {
+                    for (int c = 0; c < C; c++)
+                        for (int m = 0; m < dm; m++) k[c * dm + m] += dz[c * dm + m] * xp[c];
+                }
+            }
+        }
+    }
+}
+
+/* Input row iy of one sample gathers from the outputs whose windows cover
+ * it: rows are computed in parallel without write conflicts, and each input
+ * pixel sums its taps in registers before one update of dx. */
+static void input_grad_row(const graft_conv_geom *g, int dm, const float *kernel,
+                           const float *dzimg, int iy, float *dxrow)
+{
+    const int C = g->c, cd = C * dm;
+    const int top = iy + g->pad_top; /* oy*sh + ky == top */
+    const int ty = top - g->kh + 1;
+    const int oy_lo = ty <= 0 ? 0 : (ty + g->sh - 1) / g->sh;
+    const int oy_hi = imin(top / g->sh, g->oh - 1);
+    for (int ix = 0; ix < g->w; ix++) {
+        float *restrict dx = dxrow + (size_t)ix * C;
+        const int left = ix + g->pad_left; /* ox*sw + kx == left */
+        const int tx = left - g->kw + 1;
+        const int ox_lo = tx <= 0 ? 0 : (tx + g->sw - 1) / g->sw;
+        const int ox_hi = imin(left / g->sw, g->ow - 1);
+        int c0 = 0;
+        if (dm == 1) {
+            for (; c0 + 32 <= C; c0 += 32) {
+                v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int oy = oy_lo; oy <= oy_hi; oy++) {
+                    const float *dzrow = dzimg + (size_t)oy * g->ow * cd + c0;
+                    const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd + c0;
+                    for (int ox = ox_lo; ox <= ox_hi; ox++) {
+                        const v8 *z = (const v8 *)(dzrow + (size_t)ox * cd);
+                        const v8 *k = (const v8 *)(krow + (size_t)(left - ox * g->sw) * cd);
+                        a0 += z[0] * k[0];
+                        a1 += z[1] * k[1];
+                        a2 += z[2] * k[2];
+                        a3 += z[3] * k[3];
+                    }
+                }
+                v8 *dv = (v8 *)(dx + c0);
+                dv[0] += a0, dv[1] += a1, dv[2] += a2, dv[3] += a3;
+            }
+            if (c0 == C) continue;
+        }
+        for (int oy = oy_lo; oy <= oy_hi; oy++) {
+            const float *dzrow = dzimg + (size_t)oy * g->ow * cd;
+            const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd;
+            for (int ox = ox_lo; ox <= ox_hi; ox++) {
+                const float *restrict dz = dzrow + (size_t)ox * cd;
+                const float *restrict k = krow + (size_t)(left - ox * g->sw) * cd;
+                if (dm == 1) {
+#pragma omp simd
+                    for (int c = c0; c < C; c++) dx[c] += dz[c] * k[c];
+                } else {
+                    for (int c = 0; c < C; c++) {
+                        float sum = 0;
+                        for (int m = 0; m < dm; m++) sum += dz[c * dm + m] * k[c * dm + m];
+                        dx[c] += sum;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void graft_dw_backward(const graft_conv_geom *g, int dm, int n, const float *x, const float *dz,
+                       const float *kernel, float *dkernel, float *dbias, float *dx,
+                       bool accumulate, float *scratch)
+{
+    const size_t cd = (size_t)g->c * dm;
+    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * cd;
+    const size_t row_sz = (size_t)g->ow * cd;
+    const long rows = (long)n * g->oh;
+    if (dkernel) {
+        const int blocks = grad_blocks(g, n);
+        const size_t pf = partial_floats(g, dm), ksz = (size_t)g->kh * g->kw * cd;
+        float *partials = scratch;
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < blocks; p++) {
+            float *dk = partials + (size_t)p * pf;
+            memset(dk, 0, pf * sizeof(float));
+            long r0 = rows * p / blocks, r1 = rows * (p + 1) / blocks;
+            for (long r = r0; r < r1; r++) {
+                int b = (int)(r / g->oh), oy = (int)(r % g->oh);
+                kernel_grad_row(g, dm, x + (size_t)b * in_sz, dz + (size_t)r * row_sz, oy, dk,
+                                dbias ? dk + ksz : NULL);
+            }
+        }
+        const long total = (long)(ksz + (dbias ? cd : 0));
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < total; i++) {
+            float s = 0;
+            for (int p = 0; p < blocks; p++) s += partials[(size_t)p * pf + (size_t)i];
+            if ((size_t)i < ksz) dkernel[i] = s;
+            else dbias[(size_t)i - ksz] = s;
+        }
+    }
+    if (dx) {
+        const long in_rows = (long)n * g->h;
+        const size_t in_row_sz = (size_t)g->w * g->c;
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < in_rows; r++) {
+            int b = (int)(r / g->h), iy = (int)(r % g->h);
+            float *dxrow = dx + (size_t)r * in_row_sz;
+            if (!accumulate) memset(dxrow, 0, in_row_sz * sizeof(float));
+            input_grad_row(g, dm, kernel, dz + (size_t)b * out_sz, iy, dxrow);
+        }
+    }
 }

@@ -169,4 +169,25 @@ void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool
 void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
                   int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide);
 
+/* Kernel heights graft_dw_forward takes (its rows' pointers live on the stack). */
+#define GRAFT_DW_MAX_KH 16
+
+/* A whole depthwise convolution (depth multiplier 1, kernel (kh, kw, C)) of
+ * n samples, y = conv(x) + bias (bias may be NULL), by graft_dw_row on all
+ * threads: each output's bits depend on neither the batch nor the threads. */
+void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
+                      const float *bias, float *y);
+/* Its output row oy of one sample (img: that sample's input), on the calling thread. */
+void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
+                          const float *bias, int oy, float *out, bool wide);
+/* Its gradients for depth multiplier dm (kernel (kh, kw, C, dm)) from dz:
+ * the kernel's and bias' written where dkernel / dbias are not NULL, summed
+ * in blocks of rows whose order does not depend on the threads; dx written,
+ * or added (accumulate), where not NULL. scratch holds
+ * graft_dw_backward_scratch_floats when dkernel is not NULL. */
+size_t graft_dw_backward_scratch_floats(const graft_conv_geom *g, int dm, int n);
+void graft_dw_backward(const graft_conv_geom *g, int dm, int n, const float *x, const float *dz,
+                       const float *kernel, float *dkernel, float *dbias, float *dx,
+                       bool accumulate, float *scratch);
+
 #endif

@@ -40,12 +40,26 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
+/* Floats copied and activated at a time, while in L1. */
+#define SPAN 4096
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const activation *c = l->cfg;
     size_t total = (size_t)f->n * graft_shape_size(&l->out_shape);
-    memcpy(f->out, f->in[0], total * sizeof(float));
-    graft_activation_forward(c->a, f->out, total / c->cols, c->cols);
+    if (c->a == GRAFT_SOFTMAX) {
+        memcpy(f->out, f->in[0], total * sizeof(float));
+        graft_activation_forward(c->a, f->out, total / c->cols, c->cols);
+        return;
+    }
+    /* One pass: each span copied then activated in place (element-wise, so
+     * the same bits as over the whole tensor). */
+#pragma omp parallel for schedule(static) if (total >= 8 * SPAN)
+    for (size_t b = 0; b < total; b += SPAN) {
+        const size_t m = total - b < SPAN ? total - b : SPAN;
+        memcpy(f->out + b, f->in[0] + b, m * sizeof(float));
+        graft_activation_rows(c->a, f->out + b, 1, m, m);
+    }
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)

@@ -17,7 +17,8 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
-    bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything */
+    bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything, */
+    bool dw;                /* but kernels/depthwise.c for groups = channels = filters */
     graft_plain_conv pc;
     /* What scratch_floats last returned: the model's scratch holds at least
      * that much for the batches of the current plan. */
@@ -60,6 +61,12 @@ static graft_status build(graft_layer *l, const graft_shape *in)
                                                k->filters);
         if (s != GRAFT_OK) return s;
         c->plain = true;
+        /* ConvNeXt's 7x7: a depthwise convolution, whose kernel (kh, kw, 1, C)
+         * is a DepthwiseConv2D's (kh, kw, C, 1) in the same memory order. */
+        c->dw = k->groups == in[0].dim[2] && k->filters == k->groups &&
+                k->dilation_rate[0] == 1 && k->dilation_rate[1] == 1 &&
+                k->kernel_size[0] <= GRAFT_DW_MAX_KH;
+        if (c->dw) graft_conv_geom_init(&c->g, &in[0], k->kernel_size, k->strides, k->padding);
         l->out_shape = graft_shape3(c->pc.oh, c->pc.ow, k->filters);
         graft_shape ks = {4, {k->kernel_size[0], k->kernel_size[1], in[0].dim[2] / k->groups,
                               k->filters}};
@@ -104,6 +111,7 @@ static size_t gemm_scratch_floats(const conv2d *c, int n)
 static size_t scratch_floats(const graft_layer *l, int n)
 {
     conv2d *c = l->cfg; /* the layer's own state, not its description */
+    if (c->dw) return graft_dw_backward_scratch_floats(&c->g, 1, n);
     if (c->plain) return 0;
     size_t need = gemm_scratch_floats(c, n);
     if (bias_scratch_floats(c) > need) need = bias_scratch_floats(c);
@@ -262,7 +270,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     graft_activation act = c->cfg.activation;
     if (c->plain) {
         rows = (size_t)f->n * c->pc.oh * c->pc.ow;
-        graft_plain_conv_forward(&c->pc, f->n, f->in[0], W, bias, f->out);
+        if (c->dw) graft_dw_forward(g, f->n, f->in[0], W, bias, f->out);
+        else graft_plain_conv_forward(&c->pc, f->n, f->in[0], W, bias, f->out);
         if (f->aux) memcpy(f->aux, f->out, rows * (size_t)c->cfg.filters * sizeof(float));
         graft_activation_forward(act, f->out, rows, (size_t)c->cfg.filters);
         graft_epilogue_apply(f->epi, f->out, rows, c->cfg.filters);
@@ -310,6 +319,13 @@ static void backward(graft_layer *l, const graft_bwd *b)
         const size_t prow = (size_t)b->n * c->pc.oh * c->pc.ow;
         graft_activation_backward_x(c->cfg.activation, b->aux, b->out, dz, dz, prow, (size_t)F,
                                     false);
+        if (c->dw) {
+            graft_dw_backward(g, 1, b->n, b->in[0], dz, l->weights[0].data,
+                              b->param_grads ? l->weights[0].grad : NULL,
+                              b->param_grads && !c->cfg.no_bias ? l->weights[1].grad : NULL,
+                              b->din[0], b->din_accumulate[0], b->scratch);
+            return;
+        }
         if (b->param_grads)
             graft_plain_conv_backward_weights(&c->pc, b->n, b->in[0], dz, l->weights[0].grad,
                                               c->cfg.no_bias ? NULL : l->weights[1].grad);

@@ -4,6 +4,10 @@
  * direct loop is both smaller and faster here. Channels are contiguous, so
  * every tap is a channel-wise multiply-add the compiler vectorises.
  *
+ * Depth multiplier 1 runs kernels/depthwise.c's passes (as a Conv2D with
+ * groups = channels = filters does); the loops here take the others.
+ * Backward is kernels/depthwise.c's for every depth multiplier.
+ *
  * Output channel c*dm + m comes from input channel c and kernel slice
  * [:, :, c, m], as in Keras/TensorFlow; the kernel (kh, kw, C, dm) read
  * flat has one row of C*dm floats per tap, in output channel order.
@@ -22,11 +26,6 @@ typedef struct {
     bool plain; /* dilation_rate: layers/conv_plain.c does everything */
     graft_plain_conv pc;
 } dwconv;
-
-/* Backward splits the output rows into at most this many blocks, each with
- * its own partial kernel gradient, summed in block order: the result does
- * not depend on the number of threads. */
-#define GRAD_BLOCKS 32
 
 /* Eight floats, any alignment, aliasing the float arrays they view. */
 typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
@@ -81,19 +80,6 @@ static graft_status build(graft_layer *l, const graft_shape *in)
 
 static size_t rows_out(const dwconv *d, int n) { return (size_t)n * d->g.oh; }
 
-static int grad_blocks(const dwconv *d, int n)
-{
-    size_t rows = rows_out(d, n);
-    return rows < GRAD_BLOCKS ? (int)rows : GRAD_BLOCKS;
-}
-
-/* Floats of one block's partial gradients: the kernel, then the bias. */
-static size_t partial_floats(const dwconv *d)
-{
-    size_t cd = (size_t)d->g.c * d->dm;
-    return round16((size_t)d->g.kh * d->g.kw * cd + cd);
-}
-
 static size_t dz_floats(const graft_layer *l, int n)
 {
     const dwconv *d = l->cfg;
@@ -105,7 +91,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
 {
     const dwconv *d = l->cfg;
     if (d->plain) return 0;
-    return dz_floats(l, n) + (size_t)grad_blocks(d, n) * partial_floats(d);
+    return dz_floats(l, n) + graft_dw_backward_scratch_floats(&d->g, d->dm, n);
 }
 
 /* ------------------------------------------------------------ forward */
@@ -192,11 +178,13 @@ static void forward(graft_layer *l, const graft_fwd *f)
         graft_epilogue_apply(f->epi, f->out, all, cd);
         return;
     }
+    const bool dw = d->dm == 1 && g->kh <= GRAFT_DW_MAX_KH, wide = graft_kernels_avx512();
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
-        forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
+        if (dw) graft_dw_forward_row(g, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow, wide);
+        else forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
         /* swish, gelu, ...: backward needs the pre-activation. */
         if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
         graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
@@ -206,105 +194,11 @@ static void forward(graft_layer *l, const graft_fwd *f)
 
 /* ------------------------------------------------------------ backward */
 
-/* Adds output row oy's contribution to the kernel (and bias) gradient. */
-static void kernel_grad_row(const dwconv *d, const float *img, const float *dzrow, int oy,
-                            float *restrict dk, float *restrict db)
-{
-    const graft_conv_geom *g = &d->g;
-    const int C = g->c, dm = d->dm, cd = C * dm;
-    const int iy0 = oy * g->sh - g->pad_top;
-    const int ky0 = imax(0, -iy0), ky1 = imin(g->kh, g->h - iy0);
-    for (int ox = 0; ox < g->ow; ox++) {
-        const float *restrict dz = dzrow + (size_t)ox * cd;
-        if (db) {
-#pragma omp simd
-            for (int j = 0; j < cd; j++) db[j] += dz[j];
-        }
-        const int ix0 = ox * g->sw - g->pad_left;
-        const int kx0 = imax(0, -ix0), kx1 = imin(g->kw, g->w - ix0);
-        for (int ky = ky0; ky < ky1; ky++) {
-            const float *xrow = img + (size_t)(iy0 + ky) * g->w * C;
-            for (int kx = kx0; kx < kx1; kx++) {
-                const float *restrict x = xrow + (size_t)(ix0 + kx) * C;
-                float *restrict k = dk + (size_t)(ky * g->kw + kx) * cd;
-                if (dm == 1) {
-#pragma omp simd
-                    for (int c = 0; c < C; c++) k[c] += dz[c] * x[c];
-                } else {
-                    for (int c = 0; c < C; c++)
-                        for (int m = 0; m < dm; m++) k[c * dm + m] += dz[c * dm + m] * x[c];
-                }
-            }
-        }
-    }
-}
-
-/* Input row iy of one sample gathers from the outputs whose windows cover
- * it: rows are computed in parallel without write conflicts, and each input
- * pixel sums its taps in registers before one update of dx. */
-static void input_grad_row(const dwconv *d, const float *kernel, const float *dzimg, int iy,
-                           float *dxrow)
-{
-    const graft_conv_geom *g = &d->g;
-    const int C = g->c, dm = d->dm, cd = C * dm;
-    const int top = iy + g->pad_top; /* oy*sh + ky == top */
-    const int ty = top - g->kh + 1;
-    const int oy_lo = ty <= 0 ? 0 : (ty + g->sh - 1) / g->sh;
-    const int oy_hi = imin(top / g->sh, g->oh - 1);
-    for (int ix = 0; ix < g->w; ix++) {
-        float *restrict dx = dxrow + (size_t)ix * C;
-        const int left = ix + g->pad_left; /* ox*sw + kx == left */
-        const int tx = left - g->kw + 1;
-        const int ox_lo = tx <= 0 ? 0 : (tx + g->sw - 1) / g->sw;
-        const int ox_hi = imin(left / g->sw, g->ow - 1);
-        int c0 = 0;
-        if (dm == 1) {
-            for (; c0 + 32 <= C; c0 += 32) {
-                v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-                for (int oy = oy_lo; oy <= oy_hi; oy++) {
-                    const float *dzrow = dzimg + (size_t)oy * g->ow * cd + c0;
-                    const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd + c0;
-                    for (int ox = ox_lo; ox <= ox_hi; ox++) {
-                        const v8 *z = (const v8 *)(dzrow + (size_t)ox * cd);
-                        const v8 *k = (const v8 *)(krow + (size_t)(left - ox * g->sw) * cd);
-                        a0 += z[0] * k[0];
-                        a1 += z[1] * k[1];
-                        a2 += z[2] * k[2];
-                        a3 += z[3] * k[3];
-                    }
-                }
-                v8 *dv = (v8 *)(dx + c0);
-                dv[0] += a0, dv[1] += a1, dv[2] += a2, dv[3] += a3;
-            }
-            if (c0 == C) continue;
-        }
-        for (int oy = oy_lo; oy <= oy_hi; oy++) {
-            const float *dzrow = dzimg + (size_t)oy * g->ow * cd;
-            const float *krow = kernel + (size_t)(top - oy * g->sh) * g->kw * cd;
-            for (int ox = ox_lo; ox <= ox_hi; ox++) {
-                const float *restrict dz = dzrow + (size_t)ox * cd;
-                const float *restrict k = krow + (size_t)(left - ox * g->sw) * cd;
-                if (dm == 1) {
-#pragma omp simd
-                    for (int c = c0; c < C; c++) dx[c] += dz[c] * k[c];
-                } else {
-                    for (int c = 0; c < C; c++) {
-                        float sum = 0;
-                        for (int m = 0; m < dm; m++) sum += dz[c * dm + m] * k[c * dm + m];
-                        dx[c] += sum;
-                    }
-                }
-            }
-        }
-    }
-}
-
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     const dwconv *d = l->cfg;
     const graft_conv_geom *g = &d->g;
     const size_t cd = (size_t)g->c * d->dm;
-    const size_t in_sz = (size_t)g->h * g->w * g->c, out_sz = (size_t)g->oh * g->ow * cd;
     const size_t row_sz = (size_t)g->ow * cd;
     const long rows = (long)rows_out(d, b->n);
     if (d->plain) {
@@ -332,47 +226,11 @@ static void backward(graft_layer *l, const graft_bwd *b)
         dz = buf;
     }
 
-    if (b->param_grads) {
-        const int blocks = grad_blocks(d, b->n);
-        const size_t pf = partial_floats(d), ksz = (size_t)g->kh * g->kw * cd;
-        float *partials = b->scratch + dz_floats(l, b->n);
-        const bool has_bias = !d->cfg.no_bias;
-#pragma omp parallel for schedule(static)
-        for (int p = 0; p < blocks; p++) {
-            float *dk = partials + (size_t)p * pf;
-            memset(dk, 0, pf * sizeof(float));
-            long r0 = rows * p / blocks, r1 = rows * (p + 1) / blocks;
-            for (long r = r0; r < r1; r++) {
-                int n = (int)(r / g->oh), oy = (int)(r % g->oh);
-                kernel_grad_row(d, b->in[0] + (size_t)n * in_sz, dz + (size_t)r * row_sz, oy, dk,
-                                has_bias ? dk + ksz : NULL);
-            }
-        }
-        float *dkernel = l->weights[0].grad;
-        float *dbias = has_bias ? l->weights[1].grad : NULL;
-        const long total = (long)(ksz + (has_bias ? cd : 0));
-#pragma omp parallel for schedule(static)
-        for (long i = 0; i < total; i++) {
-            float s = 0;
-            for (int p = 0; p < blocks; p++) s += partials[(size_t)p * pf + (size_t)i];
-            if ((size_t)i < ksz) dkernel[i] = s;
-            else dbias[(size_t)i - ksz] = s;
-        }
-    }
-
-    float *dx = b->din[0];
-    if (dx) {
-        const bool acc = b->din_accumulate[0];
-        const long in_rows = (long)b->n * g->h;
-        const size_t in_row_sz = (size_t)g->w * g->c;
-#pragma omp parallel for schedule(static)
-        for (long r = 0; r < in_rows; r++) {
-            int n = (int)(r / g->h), iy = (int)(r % g->h);
-            float *dxrow = dx + (size_t)r * in_row_sz;
-            if (!acc) memset(dxrow, 0, in_row_sz * sizeof(float));
-            input_grad_row(d, l->weights[0].data, dz + (size_t)n * out_sz, iy, dxrow);
-        }
-    }
+    const bool has_bias = !d->cfg.no_bias;
+    graft_dw_backward(g, d->dm, b->n, b->in[0], dz, l->weights[0].data,
+                      b->param_grads ? l->weights[0].grad : NULL,
+                      b->param_grads && has_bias ? l->weights[1].grad : NULL, b->din[0],
+                      b->din_accumulate[0], b->scratch + dz_floats(l, b->n));
 }
 
 bool graft_depthwise_conv2d_args(const graft_layer *l, graft_conv_geom *g, int *filters,

@@ -57,14 +57,35 @@ static const float *beta_of(const graft_layer *l)
     return z->cfg.no_center ? NULL : l->weights[z->cfg.no_scale ? 0 : 1].data;
 }
 
+/* Sums in double, in LANES partial sums (element i in lane i % LANES) added
+ * in lane order at the end: vectorised, and the same bits whatever the
+ * thread that runs the row. */
+#define LANES 8
+
+static double sum_lanes(const double *a)
+{
+    double s = 0;
+    for (int j = 0; j < LANES; j++) s += a[j];
+    return s;
+}
+
 static void row_stats(const float *x, size_t d, float eps, float *mean, float *rstd)
 {
-    double s = 0, q = 0;
-    for (size_t i = 0; i < d; i++) s += x[i];
-    double mu = s / (double)d;
-    for (size_t i = 0; i < d; i++) q += (x[i] - mu) * (x[i] - mu);
+    double s[LANES] = {0}, q[LANES] = {0};
+    const size_t body = d - d % LANES;
+    for (size_t i = 0; i < body; i += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; j++) s[j] += x[i + j];
+    }
+    for (size_t i = body; i < d; i++) s[i - body] += x[i];
+    const double mu = sum_lanes(s) / (double)d;
+    for (size_t i = 0; i < body; i += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; j++) q[j] += (x[i + j] - mu) * (x[i + j] - mu);
+    }
+    for (size_t i = body; i < d; i++) q[i - body] += (x[i] - mu) * (x[i] - mu);
     *mean = (float)mu;
-    *rstd = (float)(1.0 / sqrt(q / (double)d + eps));
+    *rstd = (float)(1.0 / sqrt(sum_lanes(q) / (double)d + eps));
 }
 
 static void forward(graft_layer *l, const graft_fwd *f)
@@ -77,6 +98,11 @@ static void forward(graft_layer *l, const graft_fwd *f)
         const float *x = f->in[0] + r * d;
         float *y = f->out + r * d, mean, rstd;
         row_stats(x, d, z->cfg.epsilon, &mean, &rstd);
+        if (g && be) { /* as below, without the selects per element */
+#pragma omp simd
+            for (size_t i = 0; i < d; i++) y[i] = (x[i] - mean) * rstd * g[i] + be[i];
+            continue;
+        }
         for (size_t i = 0; i < d; i++) {
             float v = (x[i] - mean) * rstd;
             y[i] = v * (g ? g[i] : 1.0f) + (be ? be[i] : 0.0f);
