@@ -273,6 +273,25 @@ static void test_multiply_gate_fast_path(void)
                 wrong += memcmp(&out[n * X + i], &want, sizeof want) != 0;
             }
         CHECK_MSG(wrong == 0, "gate %s: %d outputs differ", gate_first ? "first" : "second", wrong);
+        /* Backward: the map's gradient dy * g, the gate's the sum over the
+         * cells in order; accumulating onto what the buffers held. */
+        float dy[N * X], dx[N * X], dg[N * G], want_dx[N * X], want_dg[N * G];
+        for (int i = 0; i < N * X; i++) dy[i] = 0.11f * (float)(i % 17) - 0.8f;
+        for (int i = 0; i < N * X; i++) dx[i] = want_dx[i] = 0.5f;
+        for (int i = 0; i < N * G; i++) dg[i] = want_dg[i] = -0.25f;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < X; i++) {
+                want_dx[n * X + i] += dy[n * X + i] * g[n * G + i % G];
+                want_dg[n * G + i % G] += dy[n * X + i] * x[n * X + i];
+            }
+        float *din[2] = {gate_first ? dg : dx, gate_first ? dx : dg};
+        bool acc[2] = {true, true};
+        graft_bwd bw = {.n = N, .training = true, .in = in, .out = out, .dout = dy, .din = din,
+                        .din_accumulate = acc};
+        l->ops->backward(l, &bw);
+        CHECK(memcmp(dx, want_dx, sizeof dx) == 0 && memcmp(dg, want_dg, sizeof dg) == 0);
+        float *xs[2] = {gate_first ? g : x, gate_first ? x : g};
+        CHECK(layer_gradcheck(l, N, xs, 5) == 0);
         graft_model_free(m);
     }
 }

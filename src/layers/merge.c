@@ -145,6 +145,24 @@ static void backward(graft_layer *l, const graft_bwd *b)
             dx[k] = b->din[k] ? b->din[k] + (size_t)s * g->in_size[k] : NULL;
         }
         const float *dy = b->dout + (size_t)s * osz, *y = b->out + (size_t)s * osz;
+        if (g->gate >= 0) { /* row by row, the cells in the same order: the same sums */
+            const int k = g->gate;
+            const float *gate = x[k], *map = x[1 - k];
+            float *dgate = dx[k], *dmap = dx[1 - k];
+            const size_t C = (size_t)g->od[3];
+            for (size_t r = 0; r < osz / C; r++) {
+                const float *d = dy + r * C, *mr = map + r * C;
+                if (dmap) {
+#pragma omp simd
+                    for (size_t c = 0; c < C; c++) dmap[r * C + c] += d[c] * gate[c];
+                }
+                if (dgate) {
+#pragma omp simd
+                    for (size_t c = 0; c < C; c++) dgate[c] += d[c] * mr[c];
+                }
+            }
+            continue;
+        }
         FOR_CELLS(g, nk, {
             const float d = dy[o];
             int win = -1;
