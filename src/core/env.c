@@ -48,9 +48,9 @@ static const struct {
                                       "oneDNN's own cap on the instruction set; graft's fused "
                                       "kernels follow it (AVX2 below AVX512)"},
     [GRAFT_ENV_NO_FUSED_INFERENCE] = {"GRAFT_NO_FUSED_INFERENCE",
-                                      "1: inference without the plan's inference-only steps "
-                                      "(MobileNet blocks, 1x1 convolutions with their residual "
-                                      "add): the layers' own passes"},
+                                      "1: inference and frozen layers without the plan's "
+                                      "gradient-free steps (MobileNet blocks, 1x1 convolutions "
+                                      "with their residual add): the layers' own passes"},
     [GRAFT_ENV_USER_HOME] = {"HOME", "without GRAFT_HOME, the cache folder is $HOME/.cache/graft"},
     [GRAFT_ENV_TMPDIR] = {"TMPDIR",
                           "where temporary files go (spilled feature caches, downloads in "

@@ -121,7 +121,7 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
             if (m->layers[i]->requires_grad) graft_plan_layer_backward(m, m->layers[i], n, NULL, NULL);
             break;
         case GRAFT_STEP_CONV_EPILOGUE: /* planned only where nothing needs a gradient */
-        case GRAFT_STEP_DW_BLOCK: /* planned only for inference */
+        case GRAFT_STEP_DW_BLOCK: /* planned only where nothing needs a gradient */
         case GRAFT_STEP_POINTWISE: break;
         case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_backward(m, s, n); break;
         case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;

@@ -96,7 +96,7 @@ static void plan_free(struct graft_plan *p)
     free(p);
 }
 
-static bool inference_only(const graft_step *s);
+static bool splittable(const graft_step *s);
 static bool spans_kept_split(const graft_model *m, const graft_step *s);
 
 /* The steps, in graph order of their first layers. Each layer not yet in a
@@ -114,13 +114,13 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
         graft_step s = {.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
         /* The pools' fusions before POINTWISE: a 1x1 ReLU convolution read
          * by a max pool runs the same kernel in training and inference. */
-        if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
+        if (i > 0 && !graft_step_dw_block_match(m, i, &s) &&
             !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
             !(wino_pool && graft_step_winograd_pool_match(m, i, &s)) &&
-            !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
+            !graft_step_pointwise_match(m, i, p->step_of, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
-        if (inference_only(&s) && spans_kept_split(m, &s))
+        if (splittable(&s) && spans_kept_split(m, &s))
             s = (graft_step){.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
         if (s.bn >= 0) {
             int C = m->layers[i]->out_shape.dim[m->layers[i]->out_shape.rank - 1];
@@ -154,7 +154,9 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
     return GRAFT_OK;
 }
 
-static bool inference_only(const graft_step *s)
+/* DW_BLOCK and POINTWISE steps keep no inner tensors, so a feature cache's
+ * boundary (a kept split) inside one breaks the step there instead. */
+static bool splittable(const graft_step *s)
 {
     return s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE;
 }
@@ -174,7 +176,7 @@ bool graft_plan_splits_at(const graft_model *m, int k)
     const struct graft_plan *p = m->plan;
     if (!p || p->n_layers != m->n_layers || m->capacity == 0) return true;
     for (int s = 0; s < p->n_steps; s++)
-        if (!inference_only(&p->steps[s]) && step_spans(&p->steps[s], k)) return false;
+        if (!splittable(&p->steps[s]) && step_spans(&p->steps[s], k)) return false;
     return true;
 }
 

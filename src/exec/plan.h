@@ -16,12 +16,13 @@
  *   RELU_POOL      training: a ReLU Conv2D read only by a max pool: the pool's
  *                  backward applies the ReLU's derivative and writes the
  *                  convolution's bias gradient (step_relu_pool.c)
- *   DW_BLOCK       inference only: a MobileNet block, [1x1 expand -> BN ->
+ *   DW_BLOCK       nothing needing a gradient (inference, or the frozen
+ *                  layers below a training pass's first trained one): a MobileNet block, [1x1 expand -> BN ->
  *                  clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp ->
  *                  1x1 project -> BN [-> clamp] [-> Add of the block's
  *                  input], computed a few rows at a time with the expanded
  *                  and depthwise tensors in cache (step_dw_block.c)
- *   POINTWISE      inference only: a 1x1 Conv2D of any stride -> [BN] ->
+ *   POINTWISE      nothing needing a gradient: a 1x1 Conv2D of any stride -> [BN] ->
  *                  [clamp] -> [Add of a tensor an earlier step computed] ->
  *                  [clamp] (ResNet50's 1x1 convolutions and residual adds):
  *                  one GEMM whose epilogue does the rest (step_pointwise.c)
@@ -100,7 +101,7 @@ void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int 
 bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_relu_pool_backward(graft_model *m, const graft_step *s, int n);
 
-bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s);
+bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s);
 /* Floats of s->bn_params the step needs (0: none). */
 size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s);
 size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n);
@@ -112,8 +113,7 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
 
 /* step_of: per layer, the earlier step that computes it, or -1 (the Add's
  * other input must exist when the step runs). */
-bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
-                                graft_step *s);
+bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of, graft_step *s);
 size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s);
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s);
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f);

@@ -82,9 +82,9 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
-bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s)
+bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s)
 {
-    if (training || graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
+    if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
     graft_step f = {.kind = GRAFT_STEP_DW_BLOCK, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project = b->project_bn = b->add = -1;

@@ -35,10 +35,10 @@ static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, 
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
-bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
+bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of,
                                 graft_step *s)
 {
-    if (training || graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
+    if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
     graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 1, .layer = {i}, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
