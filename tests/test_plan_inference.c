@@ -3,8 +3,8 @@
  * chains the planner takes (inference only), their output against the
  * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
  * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
- * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet and
- * ResNet50; and their bits: the same for an image alone or in a batch, on one
+ * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
+ * ResNet50 and DenseNet121; and their bits: the same for an image alone or in a batch, on one
  * thread or two, with AVX-512 or AVX2. */
 #include "check.h"
 #include "internal.h"
@@ -301,6 +301,9 @@ static void test_zoo_bases(void)
     /* 16 blocks of two 1x1 convolutions, and four projection shortcuts;
      * three stages start strided */
     zoo_case("resnet50", 64, 1.0f, "pointwise", 36);
+    /* 58 conv blocks and 3 transitions: BN -> ReLU -> 1x1 [-> BN -> ReLU],
+     * the pre-activation as the GEMM's prologue */
+    zoo_case("densenet121", 32, 1.0f, "pointwise", 61);
 }
 
 int main(void)

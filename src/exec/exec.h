@@ -25,12 +25,12 @@ void graft_model_bind_input(graft_model *m, const float *x);
 /* Whether the plans can run from layer k up on the stored outputs of the
  * layers below it: no step of the prepared plan computes both a layer below
  * k and one at or above it (a fused step's inner outputs never exist on
- * their own), leaving out the inference-only steps, which stop short of a
- * kept boundary (graft_plan_keep_split). */
+ * their own), leaving out the steps of layers without gradients (DW_BLOCK,
+ * POINTWISE), which stop short of a kept boundary (graft_plan_keep_split). */
 bool graft_plan_splits_at(const graft_model *m, int k);
 /* Makes k a boundary every later plan keeps, training or inference (a
- * feature cache stores or reads the outputs below it): the inference-only
- * steps (DW_BLOCK, POINTWISE) then stop short of it. Plans again if the
+ * feature cache stores or reads the outputs below it): the steps of layers
+ * without gradients (DW_BLOCK, POINTWISE) then stop short of it. Plans again if the
  * prepared plan spans it. False when too many boundaries are kept already. */
 bool graft_plan_keep_split(graft_model *m, int k);
 /* What the prepared plan made of layer i, for tests and profiles: the kind

@@ -22,10 +22,13 @@
  *                  1x1 project -> BN [-> clamp] [-> Add of the block's
  *                  input], computed a few rows at a time with the expanded
  *                  and depthwise tensors in cache (step_dw_block.c)
- *   POINTWISE      nothing needing a gradient: a 1x1 Conv2D of any stride -> [BN] ->
- *                  [clamp] -> [Add of a tensor an earlier step computed] ->
- *                  [clamp] (ResNet50's 1x1 convolutions and residual adds):
- *                  one GEMM whose epilogue does the rest (step_pointwise.c)
+ *   POINTWISE      nothing needing a gradient: [BN ->] [clamp ->] a 1x1
+ *                  Conv2D of any stride -> [BN] -> [clamp] -> [Add of a
+ *                  tensor an earlier step computed] -> [clamp] (ResNet50's
+ *                  1x1 convolutions and residual adds; DenseNet's BN -> ReLU
+ *                  -> 1x1): one GEMM whose input rows go through the first BN
+ *                  and clamp as they are copied to cache, and whose epilogue
+ *                  does the rest (step_pointwise.c)
  *
  * A step runs at the place of its first layer; its later layers read only
  * what the step computes, so nothing in between needs them earlier.
@@ -57,6 +60,11 @@ typedef struct graft_dw_block {
     int residual; /* the layer whose output the Add adds */
     bool expand_clamp, dw_clamp, project_clamp, add_clamp;
     float expand_lo, expand_hi, dw_lo, dw_hi, project_lo, project_hi, add_lo, add_hi;
+    /* POINTWISE: the inference BatchNormalization (-1: none) and clamp
+     * applied to the 1x1's input rows (pre-activation, as DenseNet's). */
+    int pre_bn;
+    bool pre_clamp;
+    float pre_lo, pre_hi;
 } graft_dw_block;
 
 typedef struct graft_step {

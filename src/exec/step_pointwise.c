@@ -1,20 +1,32 @@
 /*
- * Inference through a 1x1 Conv2D of any stride -> [BatchNormalization] ->
- * [clamp] -> [Add of a tensor an earlier step computed] -> [clamp] as one
- * GEMM (kernels/pointwise.c) whose epilogue applies the rest while each
- * output is in a register: ResNet50's bottlenecks end in 1x1 -> BN -> Add ->
- * ReLU, which unfused are three more passes over the block's largest
- * tensor, and its strided 1x1 convolutions (the first of each stage and the
- * projection shortcuts) become a GEMM over every other input pixel instead
- * of a oneDNN convolution followed by an epilogue pass.
+ * Through a 1x1 Conv2D of any stride -> [BatchNormalization] -> [clamp] ->
+ * [Add of a tensor an earlier step computed] -> [clamp] as one GEMM
+ * (kernels/pointwise.c) whose epilogue applies the rest while each output
+ * is in a register: ResNet50's bottlenecks end in 1x1 -> BN -> Add -> ReLU,
+ * which unfused are three more passes over the block's largest tensor, and
+ * its strided 1x1 convolutions (the first of each stage and the projection
+ * shortcuts) become a GEMM over every other input pixel instead of a oneDNN
+ * convolution followed by an epilogue pass.
+ *
+ * A pre-activation in front, [BatchNormalization ->] [clamp ->] read only by
+ * the 1x1 (DenseNet's BN -> ReLU -> 1x1 over the growing concatenation,
+ * ResNetV2's preact), becomes the GEMM's prologue: each block of input rows
+ * is normalised and clamped into a per-thread buffer in cache, which the
+ * GEMM then reads once per panel of columns; unfused these are two passes
+ * that each read and write the whole input.
+ *
+ * The step runs wherever none of its layers needs a gradient: inference,
+ * and the frozen layers below a training pass's first trained one (where a
+ * BatchNormalization normalises with its moving statistics too).
  *
  * Blocks of rows go to the threads; every output's bits are one FMA chain,
- * whatever the block, batch, thread count or ISA. GRAFT_NO_FUSED_INFERENCE=1
- * runs the layers apart.
+ * whatever the block, batch, thread count or ISA, and the prologue's are the
+ * unfused layers'. GRAFT_NO_FUSED_INFERENCE=1 runs the layers apart.
  */
 #include "exec/plan.h"
 #include "kernels/kernels.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,20 +47,54 @@ static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, 
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
-bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of,
-                                graft_step *s)
+static bool is_bn(const graft_layer *l) { return !strcmp(l->ops->class_name, "BatchNormalization"); }
+
+/* A BatchNormalization over NHWC rows whose output needs no gradient: below
+ * a training pass's first trained layer too, it normalises with its moving
+ * statistics. */
+static bool frozen_bn(const graft_layer *l)
+{
+    return is_bn(l) && !l->requires_grad && l->out_shape.rank == 3;
+}
+
+/* The prologue starting at layer i: [BN ->] [clamp ->], each read only by
+ * the next; returns the layer that reads it (-1: none, or i when there is
+ * no prologue). */
+static int take_prologue(const graft_model *m, int i, graft_step *f)
+{
+    graft_dw_block *b = &f->blk;
+    int j = i;
+    if (is_bn(m->layers[i])) {
+        if (!frozen_bn(m->layers[i])) return -1;
+        b->pre_bn = i;
+        f->layer[f->n++] = i;
+        if ((j = graft_plan_sole_reader(m, i)) <= 0) return -1;
+    }
+    const graft_layer *a = m->layers[j];
+    if (!a->requires_grad && a->out_shape.rank == 3 && graft_step_act_clamp(a, &b->pre_lo, &b->pre_hi)) {
+        b->pre_clamp = true;
+        f->layer[f->n++] = j;
+        if ((j = graft_plan_sole_reader(m, j)) <= 0) return -1;
+    }
+    return j;
+}
+
+bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of, graft_step *s)
 {
     if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
-    graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 1, .layer = {i}, .bn = -1};
+    graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
-    b->residual = -1;
-    b->project = i;
+    b->residual = b->pre_bn = -1;
+    const int conv = take_prologue(m, i, &f);
+    if (conv <= 0) return false;
+    b->project = conv;
+    f.layer[f.n++] = conv;
     graft_conv_geom g;
     int F;
-    if (!one_by_one(m, i, &g, &F, &b->project_clamp, &b->project_lo, &b->project_hi)) return false;
-    int j = graft_step_take_bn_clamp(m, &f, i, b->project_clamp, &b->project_bn, &b->project_clamp,
-                                     &b->project_lo, &b->project_hi);
+    if (!one_by_one(m, conv, &g, &F, &b->project_clamp, &b->project_lo, &b->project_hi)) return false;
+    int j = graft_step_take_bn_clamp(m, &f, conv, b->project_clamp, &b->project_bn,
+                                     &b->project_clamp, &b->project_lo, &b->project_hi);
     int r = graft_plan_sole_reader(m, j);
     /* An activation runs on each block after the GEMM's epilogue: no residual then. */
     if (r > 0 && !m->layers[r]->requires_grad && graft_activation_elementwise(m->layers[r], &f.epi.act)) {
@@ -80,16 +126,38 @@ bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of,
     return true;
 }
 
+/* Output rows a thread's prologue buffer holds: a stride-1 block, or a
+ * strided band's rows. */
+static size_t prologue_rows(const graft_conv_geom *g)
+{
+    if (g->sh == 1 && g->sw == 1) return BLOCK_PIXELS;
+    return (size_t)(g->ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g->ow) * g->ow;
+}
+
+/* Floats of one thread's prologue buffer, a multiple of 16 (64-byte aligned). */
+static size_t prologue_floats(const graft_conv_geom *g)
+{
+    return (prologue_rows(g) * g->c + 15) & ~(size_t)15;
+}
+
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
 {
-    const graft_layer *l = m->layers[s->layer[0]];
-    const int C = m->layers[l->inputs[0]]->out_shape.dim[2], F = l->out_shape.dim[2];
-    return graft_pw_pack_floats(C, F, true);
+    const graft_dw_block *b = &s->blk;
+    graft_conv_geom g;
+    int F;
+    const float *k, *bias;
+    graft_activation a;
+    graft_conv2d_args(m->layers[b->project], &g, &F, &k, &bias, &a);
+    size_t n = graft_pw_pack_floats(g.c, F, true);
+    if (b->pre_bn >= 0 || b->pre_clamp) n += (size_t)graft_threads() * prologue_floats(&g);
+    return n;
 }
 
 size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s)
 {
-    return 3 * (size_t)m->layers[s->layer[0]]->out_shape.dim[2];
+    const graft_layer *l = m->layers[s->blk.project];
+    const int K = m->layers[l->inputs[0]]->out_shape.dim[2];
+    return 3 * (size_t)l->out_shape.dim[2] + (s->blk.pre_bn >= 0 ? 3 * (size_t)K : 0);
 }
 
 void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, char *buf, size_t size)
@@ -99,14 +167,18 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     int F;
     const float *k, *bias;
     graft_activation a;
-    graft_conv2d_args(m->layers[s->layer[0]], &g, &F, &k, &bias, &a);
-    char bands[64] = "";
+    graft_conv2d_args(m->layers[b->project], &g, &F, &k, &bias, &a);
+    char bands[64] = "", pre[32] = "";
     if (g.sh != 1 || g.sw != 1)
         snprintf(bands, sizeof bands, ", bands of %d output rows, %d columns a pass",
                  g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow, STRIDED_COLS);
-    snprintf(buf, size, "1x1/%d %d -> %d%s%s%s%s%s, %s", g.sh, g.c, F, b->project_bn >= 0 ? " + BN" : "",
-             b->project_clamp ? " + clamp" : "", b->add >= 0 ? " + residual" : "",
-             b->add_clamp ? " + clamp" : "", bands, graft_kernels_avx512() ? "AVX-512" : "AVX2");
+    if (b->pre_bn >= 0 || b->pre_clamp)
+        snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
+                 b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
+    snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, %s", pre, g.sh, g.c, F,
+             b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
+             b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
+             graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
 }
@@ -134,7 +206,8 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     int F;
     const float *W, *bias;
     graft_activation a;
-    graft_conv2d_args(m->layers[s->layer[0]], &g, &F, &W, &bias, &a);
+    graft_conv2d_args(m->layers[b->project], &g, &F, &W, &bias, &a);
+    const int K = g.c;
     graft_kernel_epi e = {.bias = bias,
                           .clamp = b->project_clamp,
                           .lo = b->project_lo,
@@ -149,8 +222,15 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         e.scale = s->bn_params + F;
         e.shift = s->bn_params + 2 * F;
     }
+    graft_kernel_epi pre = {.clamp = b->pre_clamp, .lo = b->pre_lo, .hi = b->pre_hi};
+    float *pp = s->bn_params + 3 * (size_t)F;
+    if (b->pre_bn >= 0 && graft_batch_norm_inference(m->layers[b->pre_bn], pp, pp + K, pp + 2 * K)) {
+        pre.mean = pp;
+        pre.scale = pp + K;
+        pre.shift = pp + 2 * K;
+    }
+    const bool prologue = b->pre_bn >= 0 || b->pre_clamp;
     const bool wide = graft_kernels_avx512();
-    const int K = g.c;
     /* The kernel in the GEMM's panels: K * F copies, against n * oh * ow
      * times as many multiply-adds. ldb 0 marks it packed. */
     size_t ldb = (size_t)F;
@@ -160,6 +240,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         W = f->scratch;
         ldb = 0;
     }
+    /* Each thread's prologue buffer, after the packed kernel. */
+    float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
+    const size_t buf_floats = prologue_floats(&g);
     const float *x = f->in[0], *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int C = g.c;
@@ -185,21 +268,31 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         const int gi = (int)(it % groups);
         const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
         const int nc = (c1 < F ? c1 : F) - c0;
+        float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
             const size_t p0 = (size_t)ri * BLOCK_PIXELS;
             const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
-            gemm_cols(rows, c0, nc, K, x + p0 * C, (size_t)C, W, ldb, F, out + p0 * F, &e,
+            const float *A = x + p0 * C;
+            if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
+            gemm_cols(rows, c0, nc, K, prologue ? buf : A, (size_t)C, W, ldb, F, out + p0 * F, &e,
                       res ? res + p0 * F : NULL, wide, s->epi.act);
             continue;
         }
         const int img = (int)(ri / bands), oy0 = (int)(ri % bands) * band;
         const int oy1 = oy0 + band < g.oh ? oy0 + band : g.oh;
+        /* A strided row's input pixels, sw apart; through the prologue, packed. */
+        const size_t lda = prologue ? (size_t)K : (size_t)g.sw * C;
+        if (prologue)
+            for (int oy = oy0; oy < oy1; oy++)
+                graft_pw_prologue(g.ow, K, x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C,
+                                  (size_t)g.sw * C, &pre, buf + (size_t)(oy - oy0) * g.ow * K);
         for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
             const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;
             for (int oy = oy0; oy < oy1; oy++) {
                 const size_t p0 = ((size_t)img * g.oh + oy) * g.ow;
-                const float *arow = x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
-                gemm_cols(g.ow, cc, w, K, arow, (size_t)g.sw * C, W, ldb, F, out + p0 * F, &e,
+                const float *arow = prologue ? buf + (size_t)(oy - oy0) * g.ow * K
+                                             : x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
+                gemm_cols(g.ow, cc, w, K, arow, lda, W, ldb, F, out + p0 * F, &e,
                           res ? res + p0 * F : NULL, wide, s->epi.act);
             }
         }

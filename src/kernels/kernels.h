@@ -158,6 +158,13 @@ size_t graft_pw_pack_floats(int K, int N, bool wide);
  * more than the strided reads of B it saves (a batch of one). */
 #define GRAFT_PW_PACK_MIN_ROWS 512
 void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide);
+/* The prologue of a pointwise GEMM over pre-activated inputs (DenseNet's
+ * BN -> ReLU -> 1x1): out[m][k] = clamp((A[m][k] - mean[k]) * scale[k] +
+ * shift[k]) for rows [0, M) of A (row stride lda) into out (row stride K),
+ * p's mean/scale/shift and clamp as in graft_kernel_epi (bias and residual
+ * parts unused), in the unfused layers' order: their bits. */
+void graft_pw_prologue(int M, int K, const float *A, size_t lda, const graft_kernel_epi *p,
+                       float *out);
 
 /* One output row of a depthwise convolution (depth multiplier 1) over C
  * channels (depthwise.c), on the calling thread: in[ky] (ky < kh) is the

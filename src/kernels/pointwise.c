@@ -290,6 +290,32 @@ void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool
     }
 }
 
+void graft_pw_prologue(int M, int K, const float *A, size_t lda, const graft_kernel_epi *p,
+                       float *out)
+{
+    const float *restrict mean = p->mean, *restrict scale = p->scale, *restrict shift = p->shift;
+    const float lo = p->lo, hi = p->hi;
+    for (int m = 0; m < M; m++) {
+        const float *restrict a = A + (size_t)m * lda;
+        float *restrict o = out + (size_t)m * K;
+        if (mean && p->clamp) {
+#pragma omp simd
+            for (int k = 0; k < K; k++) {
+                float v = (a[k] - mean[k]) * scale[k] + shift[k];
+                o[k] = v < lo ? lo : (v > hi ? hi : v);
+            }
+        } else if (mean) {
+#pragma omp simd
+            for (int k = 0; k < K; k++) o[k] = (a[k] - mean[k]) * scale[k] + shift[k];
+        } else if (p->clamp) {
+#pragma omp simd
+            for (int k = 0; k < K; k++) o[k] = a[k] < lo ? lo : (a[k] > hi ? hi : a[k]);
+        } else {
+            memcpy(o, a, (size_t)K * sizeof(float));
+        }
+    }
+}
+
 void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide)

@@ -1,0 +1,206 @@
+/* A pre-activation in front of a 1x1 convolution ([BN ->] [clamp ->] 1x1,
+ * DenseNet's conv blocks and transitions) as the POINTWISE step's prologue
+ * (exec/step_pointwise.c): which chains the planner takes, in inference and
+ * for the frozen layers of a training pass, and their bits: those of the
+ * BatchNormalization and ReLU layers run apart followed by the step without
+ * a prologue, the same for an image alone or in a batch, on one thread or
+ * two, with AVX-512 or AVX2. */
+#include "check.h"
+#include "internal.h"
+#include "plan_check.h"
+
+#include <stdlib.h>
+
+enum { H = 13, W = 11, C = 40, F = 24, N = 5 };
+
+/* What stands before the 1x1 convolution. */
+typedef enum { PRE_BN_RELU, PRE_BN, PRE_RELU6 } pre_kind;
+
+static void pre_layers(graft_model *m, pre_kind k)
+{
+    if (k != PRE_RELU6) graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "pre_bn"});
+    if (k == PRE_BN_RELU) graft_activation_layer(m, NULL, "pre_relu", GRAFT_RELU);
+    if (k == PRE_RELU6) graft_relu(m, NULL, (graft_relu_cfg){.name = "pre_relu", .max_value = 6});
+}
+
+static void conv_layers(graft_model *m, int stride)
+{
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = F, .kernel_size = {1, 1},
+                                             .strides = {stride, stride}, .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "conv_bn", .epsilon = 1e-3f});
+    graft_activation_layer(m, NULL, "conv_relu", GRAFT_RELU);
+}
+
+/* input -> pre -> 1x1 -> BN -> ReLU (pre and conv true), or either part. */
+static graft_model *chain(pre_kind k, int stride, bool pre, bool conv)
+{
+    graft_model *m = graft_model_new("prologue");
+    graft_input(m, NULL, graft_shape3(H, W, C));
+    if (pre) pre_layers(m, k);
+    if (conv) conv_layers(m, stride);
+    CHECK_OK(graft_model_status(m));
+    return m;
+}
+
+/* dst's weights from the layers of src with the same names. */
+static void copy_weights(graft_model *dst, graft_model *src)
+{
+    for (int i = 0; i < graft_model_num_layers(dst); i++) {
+        graft_layer *d = graft_model_layer(dst, i);
+        graft_layer *s = graft_model_find(src, graft_layer_name(d));
+        for (int k = 0; s && k < graft_layer_num_weights(d); k++) {
+            graft_shape sh = graft_layer_weight_shape(d, k);
+            memcpy(graft_layer_weight_data(d, k), graft_layer_weight_data(s, k),
+                   graft_shape_size(&sh) * sizeof(float));
+        }
+    }
+}
+
+static float *random_input(int n, unsigned seed)
+{
+    float *x = malloc((size_t)n * H * W * C * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    for (size_t i = 0; x && i < (size_t)n * H * W * C; i++) x[i] = 2 * graft_rng_normal(&r);
+    return x;
+}
+
+static size_t out_size(graft_model *m)
+{
+    graft_shape s = graft_layer_output_shape(graft_model_output(m));
+    return graft_shape_size(&s);
+}
+
+/* The fused chain = its pre-activation's layers run apart, then the 1x1
+ * step without a prologue, bit for bit; only the step's output exists. */
+static void test_prologue_equals_layers(void)
+{
+    static const pre_kind kinds[] = {PRE_BN_RELU, PRE_BN, PRE_RELU6};
+    float *x = random_input(N, 1);
+    float *mid = malloc((size_t)N * H * W * C * sizeof(float));
+    float *fused = malloc((size_t)N * H * W * F * sizeof(float));
+    float *plain = malloc((size_t)N * H * W * F * sizeof(float));
+    CHECK(x && mid && fused && plain);
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds && x && mid && fused && plain; k++)
+        for (int stride = 1; stride <= 2; stride++) {
+            graft_model *all = chain(kinds[k], stride, true, true);
+            graft_model *pre = chain(kinds[k], stride, true, false);
+            graft_model *conv = chain(kinds[k], stride, false, true);
+            set_random(all, 3 + (unsigned)k);
+            copy_weights(pre, all);
+            copy_weights(conv, all);
+            CHECK_OK(graft_model_predict(all, x, N, fused));
+            CHECK_OK(graft_model_predict(pre, x, N, mid));
+            CHECK_OK(graft_model_predict(conv, mid, N, plain));
+            int root = -1;
+            const graft_layer *first = graft_model_layer(all, 1);
+            CHECK_MSG(!strcmp(graft_plan_step_kind(all, first->index, &root), "pointwise") &&
+                          root == first->index,
+                      "kind %d stride %d", (int)kinds[k], stride);
+            CHECK(in_step(all, graft_model_find(all, "conv_relu"), "pointwise"));
+            CHECK(first->out == NULL);
+            CHECK(in_step(conv, graft_model_find(conv, "conv"), "pointwise"));
+            CHECK_MSG(memcmp(fused, plain, N * out_size(all) * sizeof(float)) == 0,
+                      "kind %d stride %d", (int)kinds[k], stride);
+            graft_model_free(all);
+            graft_model_free(pre);
+            graft_model_free(conv);
+        }
+    free(x);
+    free(mid);
+    free(fused);
+    free(plain);
+}
+
+/* Bits: an image alone = the same image in a batch; 1 thread = 2 threads;
+ * AVX2 = AVX-512. */
+static void test_bits_reproducible(void)
+{
+    for (int stride = 1; stride <= 2; stride++) {
+        graft_model *m = chain(PRE_BN_RELU, stride, true, true);
+        set_random(m, 5);
+        const size_t os = out_size(m);
+        float *x = random_input(N, 6), *batch = malloc(N * os * sizeof(float));
+        float *one = malloc(N * os * sizeof(float)), *other = malloc(N * os * sizeof(float));
+        CHECK(x && batch && one && other);
+        if (!x || !batch || !one || !other) goto next;
+        const int threads = graft_threads_get();
+        graft_threads_set(2);
+        CHECK_OK(graft_model_predict(m, x, N, batch));
+        CHECK(in_step(m, graft_model_find(m, "pre_bn"), "pointwise"));
+        for (int i = 0; i < N; i++) /* alone: the columns split between the threads */
+            CHECK_OK(graft_model_predict(m, x + (size_t)i * H * W * C, 1, one + i * os));
+        CHECK(memcmp(batch, one, N * os * sizeof(float)) == 0);
+        graft_threads_set(1);
+        CHECK_OK(graft_model_predict(m, x, N, other));
+        CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+        graft_threads_set(2);
+        setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+        m->capacity = 0;
+        CHECK_OK(graft_model_predict(m, x, N, other));
+        CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+        unsetenv("ONEDNN_MAX_CPU_ISA");
+        graft_threads_set(threads);
+    next:
+        free(x);
+        free(batch);
+        free(one);
+        free(other);
+        graft_model_free(m);
+    }
+}
+
+/* Not taken: a BatchNormalization or ReLU output with another reader, a
+ * trained BatchNormalization, or the switch; a frozen chain in a training
+ * pass is. */
+static void test_plan_takes_only_gradient_free_chains(void)
+{
+    graft_model *m = graft_model_new("shared");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(H, W, C));
+    graft_layer *b = graft_batch_norm(m, x, (graft_batch_norm_cfg){.name = "pre_bn"});
+    graft_layer *r = graft_activation_layer(m, b, "pre_relu", GRAFT_RELU);
+    graft_layer *c = graft_conv2d(m, r, (graft_conv2d_cfg){.name = "conv", .filters = C,
+                                                           .kernel_size = {1, 1}});
+    graft_layer *pair[2] = {b, c};
+    graft_add(m, "add", 2, pair); /* a second reader of pre_bn */
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 7);
+    float *in = random_input(1, 8), *y = malloc((size_t)H * W * C * sizeof(float));
+    CHECK(in && y);
+    CHECK_OK(graft_model_predict(m, in, 1, y));
+    CHECK(in_step(m, b, "layer"));
+    int root = -1;
+    CHECK(!strcmp(graft_plan_step_kind(m, c->index, &root), "pointwise") && root == r->index);
+    graft_model_free(m);
+
+    m = chain(PRE_BN_RELU, 1, true, true);
+    set_random(m, 9);
+    b = graft_model_find(m, "pre_bn");
+    /* A training pass over frozen layers takes it... */
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    CHECK_OK(graft_model_forward(m, in, 1, true));
+    CHECK(in_step(m, b, "pointwise"));
+    /* ...not when the BatchNormalization trains, */
+    graft_model_set_trainable(m, b->index, b->index + 1, 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_forward(m, in, 1, true));
+    CHECK(in_step(m, b, "layer"));
+    CHECK(!in_step(m, graft_model_find(m, "conv"), "pointwise"));
+    /* nor with the switch. */
+    setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, in, 1, y));
+    CHECK(in_step(m, b, "layer"));
+    unsetenv("GRAFT_NO_FUSED_INFERENCE");
+    graft_model_free(m);
+    free(in);
+    free(y);
+}
+
+int main(void)
+{
+    RUN(test_prologue_equals_layers);
+    RUN(test_bits_reproducible);
+    RUN(test_plan_takes_only_gradient_free_chains);
+    return CHECK_SUMMARY();
+}
