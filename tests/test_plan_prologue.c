@@ -197,9 +197,53 @@ static void test_plan_takes_only_gradient_free_chains(void)
     free(y);
 }
 
+/* A trainable BatchNormalization without gamma and beta has no gradient, yet
+ * in a training pass it normalises with the batch's statistics: no
+ * gradient-free step may fold it, in front of a 1x1 or behind one. */
+static void test_weightless_trainable_bn_not_folded(void)
+{
+    for (int behind = 0; behind <= 1; behind++) {
+        graft_model *m = graft_model_new("weightless");
+        graft_layer *x = graft_input(m, NULL, graft_shape3(H, W, C));
+        graft_batch_norm_cfg bc = {.name = "bn", .no_center = 1, .no_scale = 1};
+        graft_conv2d_cfg cc = {.name = "conv", .filters = C, .kernel_size = {1, 1}};
+        graft_layer *bn, *conv;
+        if (behind) {
+            conv = graft_conv2d(m, x, cc);
+            bn = graft_batch_norm(m, conv, bc);
+        } else {
+            bn = graft_batch_norm(m, x, bc);
+            conv = graft_conv2d(m, bn, cc);
+        }
+        CHECK_OK(graft_model_status(m));
+        set_random(m, 11);
+        graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+        graft_model_set_trainable(m, bn->index, bn->index + 1, 1);
+        float *in = random_input(4, 12);
+        CHECK(in != NULL);
+        CHECK_OK(graft_model_forward(m, in, 4, true));
+        CHECK_MSG(in_step(m, bn, "layer"), "BatchNormalization %s the 1x1 was folded",
+                  behind ? "behind" : "in front of");
+        /* The batch's statistics: each channel of the output has mean 0. */
+        const graft_layer *o = graft_model_layer(m, graft_model_num_layers(m) - 1);
+        const float *y = o->out;
+        double worst = 0;
+        for (int c = 0; behind && c < C; c++) {
+            double sum = 0;
+            for (int r = 0; r < 4 * H * W; r++) sum += y[(size_t)r * C + c];
+            worst = fmax(worst, fabs(sum / (4.0 * H * W)));
+        }
+        CHECK_MSG(worst < 1e-4, "channel mean %g: not the batch's statistics", worst);
+        (void)conv;
+        free(in);
+        graft_model_free(m);
+    }
+}
+
 int main(void)
 {
     RUN(test_prologue_equals_layers);
+    RUN(test_weightless_trainable_bn_not_folded);
     RUN(test_bits_reproducible);
     RUN(test_plan_takes_only_gradient_free_chains);
     return CHECK_SUMMARY();

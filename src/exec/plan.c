@@ -114,10 +114,10 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
         graft_step s = {.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
         /* The pools' fusions before POINTWISE: a 1x1 ReLU convolution read
          * by a max pool runs the same kernel in training and inference. */
-        if (i > 0 && !graft_step_dw_block_match(m, i, &s) &&
+        if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
             !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
             !(wino_pool && graft_step_winograd_pool_match(m, i, &s)) &&
-            !graft_step_pointwise_match(m, i, p->step_of, &s) &&
+            !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
         if (splittable(&s) && spans_kept_split(m, &s))

@@ -109,7 +109,7 @@ void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int 
 bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_relu_pool_backward(graft_model *m, const graft_step *s, int n);
 
-bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s);
+bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s);
 /* Floats of s->bn_params the step needs (0: none). */
 size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s);
 size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n);
@@ -121,7 +121,8 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
 
 /* step_of: per layer, the earlier step that computes it, or -1 (the Add's
  * other input must exist when the step runs). */
-bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of, graft_step *s);
+bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
+                                graft_step *s);
 size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s);
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s);
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f);
@@ -130,8 +131,13 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional
  * inference BatchNormalization, then an optional clamp, added to s; returns
  * the last layer taken. */
-int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
-                             bool *clamp, float *lo, float *hi);
+int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool training,
+                             bool conv_relu, int *bn, bool *clamp, float *lo, float *hi);
+/* A BatchNormalization a gradient-free step may fold: nothing needs its
+ * gradient and it normalises with its moving statistics (in a training pass
+ * only if it does not train: a trainable one without gamma or beta has no
+ * gradient but normalises with the batch's). */
+bool graft_step_bn_frozen(const graft_layer *l, bool training);
 /* A convolution's activation as a clamp: false unless linear or ReLU. */
 bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi);
 /* A ReLU or Activation layer as a clamp. */

@@ -49,13 +49,18 @@ bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi)
     return a == GRAFT_LINEAR || a == GRAFT_RELU;
 }
 
-int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool conv_relu, int *bn,
-                             bool *clamp, float *lo, float *hi)
+bool graft_step_bn_frozen(const graft_layer *l, bool training)
+{
+    return is(l, "BatchNormalization") && !l->requires_grad && (!training || !l->trains);
+}
+
+int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool training,
+                             bool conv_relu, int *bn, bool *clamp, float *lo, float *hi)
 {
     *bn = -1;
     if (conv_relu) return j;
     int r = graft_plan_sole_reader(m, j);
-    if (r > 0 && is(m->layers[r], "BatchNormalization") && !m->layers[r]->requires_grad) {
+    if (r > 0 && graft_step_bn_frozen(m->layers[r], training)) {
         *bn = r;
         s->layer[s->n++] = r;
         j = r;
@@ -82,7 +87,7 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
-bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s)
+bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s)
 {
     if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
     graft_step f = {.kind = GRAFT_STEP_DW_BLOCK, .n = 0, .bn = -1};
@@ -95,7 +100,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s)
     if (pointwise_at(m, j, &b->expand_clamp, &b->expand_lo, &b->expand_hi)) {
         b->expand = j;
         f.layer[f.n++] = j;
-        j = graft_step_take_bn_clamp(m, &f, j, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
+        j = graft_step_take_bn_clamp(m, &f, j, training, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
                           &b->expand_lo, &b->expand_hi);
         j = graft_plan_sole_reader(m, j);
         if (j <= 0) return false;
@@ -118,13 +123,13 @@ bool graft_step_dw_block_match(const graft_model *m, int i, graft_step *s)
         return false;
     b->dw = j;
     f.layer[f.n++] = j;
-    j = graft_step_take_bn_clamp(m, &f, j, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
+    j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
     j = graft_plan_sole_reader(m, j);
     if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
         return false;
     b->project = j;
     f.layer[f.n++] = j;
-    j = graft_step_take_bn_clamp(m, &f, j, b->project_clamp, &b->project_bn, &b->project_clamp,
+    j = graft_step_take_bn_clamp(m, &f, j, training, b->project_clamp, &b->project_bn, &b->project_clamp,
                       &b->project_lo, &b->project_hi);
     /* The residual: Add(block input, this), same shapes (stride 1). */
     int r = graft_plan_sole_reader(m, j);

@@ -49,23 +49,21 @@ static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, 
 
 static bool is_bn(const graft_layer *l) { return !strcmp(l->ops->class_name, "BatchNormalization"); }
 
-/* A BatchNormalization over NHWC rows whose output needs no gradient: below
- * a training pass's first trained layer too, it normalises with its moving
- * statistics. */
-static bool frozen_bn(const graft_layer *l)
+/* A frozen BatchNormalization over NHWC rows (graft_step_bn_frozen). */
+static bool frozen_bn(const graft_layer *l, bool training)
 {
-    return is_bn(l) && !l->requires_grad && l->out_shape.rank == 3;
+    return graft_step_bn_frozen(l, training) && l->out_shape.rank == 3;
 }
 
 /* The prologue starting at layer i: [BN ->] [clamp ->], each read only by
  * the next; returns the layer that reads it (-1: none, or i when there is
  * no prologue). */
-static int take_prologue(const graft_model *m, int i, graft_step *f)
+static int take_prologue(const graft_model *m, int i, bool training, graft_step *f)
 {
     graft_dw_block *b = &f->blk;
     int j = i;
     if (is_bn(m->layers[i])) {
-        if (!frozen_bn(m->layers[i])) return -1;
+        if (!frozen_bn(m->layers[i], training)) return -1;
         b->pre_bn = i;
         f->layer[f->n++] = i;
         if ((j = graft_plan_sole_reader(m, i)) <= 0) return -1;
@@ -79,21 +77,22 @@ static int take_prologue(const graft_model *m, int i, graft_step *f)
     return j;
 }
 
-bool graft_step_pointwise_match(const graft_model *m, int i, const int *step_of, graft_step *s)
+bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
+                                graft_step *s)
 {
     if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
     graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
     b->residual = b->pre_bn = -1;
-    const int conv = take_prologue(m, i, &f);
+    const int conv = take_prologue(m, i, training, &f);
     if (conv <= 0) return false;
     b->project = conv;
     f.layer[f.n++] = conv;
     graft_conv_geom g;
     int F;
     if (!one_by_one(m, conv, &g, &F, &b->project_clamp, &b->project_lo, &b->project_hi)) return false;
-    int j = graft_step_take_bn_clamp(m, &f, conv, b->project_clamp, &b->project_bn,
+    int j = graft_step_take_bn_clamp(m, &f, conv, training, b->project_clamp, &b->project_bn,
                                      &b->project_clamp, &b->project_lo, &b->project_hi);
     int r = graft_plan_sole_reader(m, j);
     /* An activation runs on each block after the GEMM's epilogue: no residual then. */
