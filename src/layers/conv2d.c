@@ -17,6 +17,10 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
+    /* A frozen layer's Winograd kernel transform, kept between calls, and
+     * the kernel it was made from: remade when the weights change. */
+    float *wino_u, *wino_k;
+    bool wino_valid;
     bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything */
     graft_plain_conv pc;
     /* What scratch_floats last returned: the model's scratch holds at least
@@ -253,6 +257,30 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
     }
 }
 
+/* The transformed kernel of a frozen Winograd layer (NULL: no room; the
+ * forward pass then transforms into its scratch, with the same bits). */
+static const float *winograd_u(conv2d *c, const float *W)
+{
+    const size_t kn = (size_t)9 * c->g.c * c->cfg.filters;
+    if (!c->wino_u) {
+        c->wino_u = malloc(graft_winograd_u_floats(&c->g, c->cfg.filters) * sizeof(float));
+        c->wino_k = malloc(kn * sizeof(float));
+        c->wino_valid = false;
+        if (!c->wino_u || !c->wino_k) {
+            free(c->wino_u);
+            free(c->wino_k);
+            c->wino_u = c->wino_k = NULL;
+            return NULL;
+        }
+    }
+    if (!c->wino_valid || memcmp(c->wino_k, W, kn * sizeof(float)) != 0) {
+        graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino_u);
+        memcpy(c->wino_k, W, kn * sizeof(float));
+        c->wino_valid = true;
+    }
+    return c->wino_u;
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     conv2d *c = l->cfg;
@@ -275,7 +303,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
         return;
     }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
+        const float *u = l->trains ? NULL : winograd_u(c, W);
+        graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, !l->trains, f->scratch);
         return;
     }
@@ -293,10 +322,11 @@ static void forward(graft_layer *l, const graft_fwd *f)
 
 void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled, uint8_t *codes)
 {
-    const conv2d *c = l->cfg;
-    const float *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
-    graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], l->weights[0].data, bias,
-                                pooled, codes, !l->trains, f->scratch);
+    conv2d *c = l->cfg;
+    const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
+    const float *u = l->trains ? NULL : winograd_u(c, W);
+    graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
+                                !l->trains, f->scratch);
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
@@ -419,6 +449,9 @@ static void destroy(graft_layer *l)
     conv2d *c = l->cfg;
     graft_onednn_conv_free(c->dnn);
     c->dnn = NULL;
+    free(c->wino_u);
+    free(c->wino_k);
+    c->wino_u = c->wino_k = NULL;
 }
 
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
