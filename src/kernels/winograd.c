@@ -133,44 +133,42 @@ static void transform_kernel(const float *kernel, int C, int F, float *U, int pw
      * panels, channels within a panel's block. */
 #pragma omp parallel for schedule(static)
     for (long it = 0; it < items; it++) {
-        {
-            const int c = pw ? (int)(it % C) : (int)(it / nfb);
-            const int f0 = CB * (pw ? (int)(it / C) : (int)(it % nfb));
-            const int nf = F - f0 < CB ? F - f0 : CB;
-            float g[3][3][CB], t[T][3][CB];
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
-                    for (int j = 0; j < nf; j++)
-                        g[ky][kx][j] = src[j];
-                }
-            /* G along the rows of the kernel, then along its columns. */
+        const int c = pw ? (int)(it % C) : (int)(it / nfb);
+        const int f0 = CB * (pw ? (int)(it / C) : (int)(it % nfb));
+        const int nf = F - f0 < CB ? F - f0 : CB;
+        float g[3][3][CB], t[T][3][CB];
+        for (int ky = 0; ky < 3; ky++)
             for (int kx = 0; kx < 3; kx++) {
-#pragma omp simd
-                for (int j = 0; j < nf; j++) {
-                    float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
-                    t[0][kx][j] = g0 / 4;
-                    t[1][kx][j] = -(g0 + g1 + g2) / 6;
-                    t[2][kx][j] = -(g0 - g1 + g2) / 6;
-                    t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                    t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                    t[5][kx][j] = g2;
-                }
+                const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
+                for (int j = 0; j < nf; j++)
+                    g[ky][kx][j] = src[j];
             }
-            for (int i = 0; i < T; i++) {
-                float *u[T];
-                for (int k = 0; k < T; k++)
-                    u[k] = U + u_at(i * T + k, c, f0, C, F, pw);
+        /* G along the rows of the kernel, then along its columns. */
+        for (int kx = 0; kx < 3; kx++) {
 #pragma omp simd
-                for (int j = 0; j < nf; j++) {
-                    float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
-                    u[0][j] = g0 / 4;
-                    u[1][j] = -(g0 + g1 + g2) / 6;
-                    u[2][j] = -(g0 - g1 + g2) / 6;
-                    u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                    u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                    u[5][j] = g2;
-                }
+            for (int j = 0; j < nf; j++) {
+                float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
+                t[0][kx][j] = g0 / 4;
+                t[1][kx][j] = -(g0 + g1 + g2) / 6;
+                t[2][kx][j] = -(g0 - g1 + g2) / 6;
+                t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                t[5][kx][j] = g2;
+            }
+        }
+        for (int i = 0; i < T; i++) {
+            float *u[T];
+            for (int k = 0; k < T; k++)
+                u[k] = U + u_at(i * T + k, c, f0, C, F, pw);
+#pragma omp simd
+            for (int j = 0; j < nf; j++) {
+                float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
+                u[0][j] = g0 / 4;
+                u[1][j] = -(g0 + g1 + g2) / 6;
+                u[2][j] = -(g0 - g1 + g2) / 6;
+                u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                u[5][j] = g2;
             }
         }
     }
