@@ -50,8 +50,8 @@ static int chunk_tiles(int c, int filters)
     size_t t = budget / per_tile;
     if (t < 64) t = 64;
     if (t > 256) t = 256;
-    /* A multiple of GRAFT_GEMM_ROWS: a frozen layer's GEMMs run in calls
-     * of exactly this many tiles (graft_gemm_rows_here). */
+    /* Rounded down to a multiple of GRAFT_GEMM_ROWS, as when it was
+     * measured (frozen layers' products then ran in blocks of this many). */
     return (int)(t / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS);
 }
 
