@@ -273,6 +273,57 @@ static void test_where_it_applies(void)
     CHECK(!graft_winograd_fits(&g, 32)); /* an RGB input */
 }
 
+/* A frozen layer's products go through graft_pw_gemm: an image's outputs
+ * have the same bits alone (one chunk, shared by the threads in phases) as
+ * in a batch of 40 (several chunks, one thread each), on one thread or two.
+ * Its transformed kernel is kept between calls and remade when the kernel
+ * changes: then it gives a new model's bits. */
+static void test_frozen_batch_independent(void)
+{
+    const wcase k = {40, 9, 9, 64, 48, GRAFT_SAME, true, true, false};
+    const size_t in1 = 9 * 9 * 64, out1 = 9 * 9 * 48;
+    float *x = malloc(k.n * in1 * sizeof(float)), *big[2], *one = malloc(out1 * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, 5);
+    for (size_t i = 0; i < k.n * in1; i++)
+        x[i] = graft_rng_normal(&r);
+    const int before = graft_threads_get();
+    graft_model *m = build(&k, 9);
+    CHECK_OK(graft_model_status(m));
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    for (int t = 0; t < 2; t++) {
+        graft_threads_set(t + 1);
+        big[t] = malloc(k.n * out1 * sizeof(float));
+        CHECK_OK(graft_model_predict(m, x, k.n, big[t]));
+    }
+    CHECK(memcmp(big[0], big[1], k.n * out1 * sizeof(float)) == 0);
+    for (int t = 1; t <= 2; t++)
+        for (int s = 0; s < 3; s++) {
+            graft_threads_set(t);
+            CHECK_OK(graft_model_predict(m, x + s * in1, 1, one));
+            CHECK_MSG(memcmp(one, big[0] + s * out1, out1 * sizeof(float)) == 0,
+                      "image %d alone on %d threads", s, t);
+        }
+    /* A new kernel: the kept transform must follow it. */
+    float *W = graft_layer_weight_data(graft_model_find(m, "conv"), 0);
+    W[7] += 0.5f;
+    CHECK_OK(graft_model_predict(m, x, 1, one));
+    CHECK(memcmp(one, big[0], out1 * sizeof(float)) != 0);
+    graft_model *m2 = build(&k, 9);
+    CHECK_OK(graft_model_status(m2));
+    graft_layer_weight_data(graft_model_find(m2, "conv"), 0)[7] += 0.5f;
+    graft_model_set_trainable(m2, 0, graft_model_num_layers(m2), 0);
+    CHECK_OK(graft_model_predict(m2, x, 1, big[1]));
+    CHECK(memcmp(one, big[1], out1 * sizeof(float)) == 0);
+    graft_threads_set(before);
+    graft_model_free(m);
+    graft_model_free(m2);
+    free(x);
+    free(one);
+    free(big[0]);
+    free(big[1]);
+}
+
 int main(void)
 {
     RUN(test_matches_reference);
@@ -280,5 +331,6 @@ int main(void)
     RUN(test_gradients_match_direct);
     RUN(test_nan_propagates);
     RUN(test_where_it_applies);
+    RUN(test_frozen_batch_independent);
     return CHECK_SUMMARY();
 }

@@ -216,8 +216,10 @@ static void plan_print(const graft_model *m, int cap, bool training)
         char what[256] = "";
         if (s->kind == GRAFT_STEP_DW_BLOCK) graft_step_dw_block_describe(m, s, cap, what, sizeof what);
         if (s->kind == GRAFT_STEP_POINTWISE) graft_step_pointwise_describe(m, s, what, sizeof what);
+        const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]]);
         if (s->kind == GRAFT_STEP_CONV_EPILOGUE)
-            snprintf(what, sizeof what, "%s%s%s%s", s->epi.bn ? "+ BN" : "",
+            snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",
+                     s->epi.bn ? "+ BN" : "",
                      s->epi.clamp ? " + clamp" : "", s->epi.act != GRAFT_LINEAR ? " + " : "",
                      s->epi.act != GRAFT_LINEAR ? graft_activation_name(s->epi.act) : "");
         fprintf(stderr, "  step %-3d %-13s %s .. %s (%d layers)%s%s\n", k,

@@ -74,10 +74,16 @@ bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float
 bool graft_winograd_fits(const graft_conv_geom *g, int filters);
 /* backward: room for graft_winograd_backward_data too. */
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward);
-/* rowwise: each image's outputs independent of the rest of the batch (a
- * frozen layer: GEMMs by graft_gemm_rows_here). */
+/* rowwise: each image's outputs independent of the rest of the batch, the
+ * thread count and the ISA (a frozen layer: the products by graft_pw_gemm).
+ * u (rowwise only; NULL: transformed here, into scratch): the kernel as
+ * graft_winograd_transform left it, for a frozen layer to keep between
+ * calls; graft_winograd_u_floats floats. */
+size_t graft_winograd_u_floats(const graft_conv_geom *g, int filters);
+void graft_winograd_transform(const graft_conv_geom *g, int filters, const float *kernel,
+                              float *u);
 void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const float *x,
-                            const float *kernel, const float *bias, bool relu,
+                            const float *kernel, const float *u, const float *bias, bool relu,
                             const graft_epilogue *epi, float *y, bool rowwise,
                             float *scratch);
 /* The same with relu, no epilogue, and a 2x2 stride-2 'valid' max pool of
@@ -88,8 +94,8 @@ void graft_winograd_forward(const graft_conv_geom *g, int filters, int n, const 
  * cell in row order; 4: the maximum was not positive, no gradient passes).
  * The convolution's own output is never written. Same scratch. */
 void graft_winograd_forward_pool(const graft_conv_geom *g, int filters, int n, const float *x,
-                                 const float *kernel, const float *bias, float *y, uint8_t *code,
-                                 bool rowwise, float *scratch);
+                                 const float *kernel, const float *u, const float *bias, float *y,
+                                 uint8_t *code, bool rowwise, float *scratch);
 /* dkernel = dL/dkernel (HWIO, overwritten) from the input x and dy = dL/dy. */
 void graft_winograd_backward_weights(const graft_conv_geom *g, int filters, int n, const float *x,
                                      const float *dy, float *dkernel, float *scratch);

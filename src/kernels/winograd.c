@@ -50,8 +50,8 @@ static int chunk_tiles(int c, int filters)
     size_t t = budget / per_tile;
     if (t < 64) t = 64;
     if (t > 256) t = 256;
-    /* A multiple of GRAFT_GEMM_ROWS: a frozen layer's GEMMs run in calls
-     * of exactly this many tiles (graft_gemm_rows_here). */
+    /* Rounded down to a multiple of GRAFT_GEMM_ROWS, as when it was
+     * measured (frozen layers' products then ran in blocks of this many). */
     return (int)(t / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS);
 }
 
@@ -61,11 +61,15 @@ static size_t tiles_of(const graft_conv_geom *g, int n)
            (size_t)((g->ow + M_OUT - 1) / M_OUT);
 }
 
+/* Columns of U's rows as stored: packed into panels of up to 32 columns
+ * for graft_pw_gemm (the last panel padded with zeros). */
+static size_t u_cols(int filters) { return ((size_t)filters + 31) / 32 * 32; }
+
 static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
 {
     size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
     if (chunk > tiles) chunk = tiles;
-    size_t u = (size_t)NXI * g->c * filters;
+    size_t u = (size_t)NXI * g->c * u_cols(filters);
     size_t per_thread = (size_t)NXI * chunk * (size_t)(g->c + filters);
     return u + (size_t)graft_threads() * per_thread + (size_t)filters; /* + a zero bias */
 }
@@ -108,47 +112,63 @@ size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int 
     return f;
 }
 
-/* U[xi][c][f] = G g G' for the 3x3 kernel of every (c, f), HWIO in. */
-static void transform_kernel(const float *kernel, int C, int F, float *U)
+/* U[xi][c][f] = G g G' for the 3x3 kernel of every (c, f), HWIO in. pw 0:
+ * each U[xi] a C x F matrix; pw 16 or 32: in graft_pw_pack's panels of pw
+ * columns (pw_slab(C, F, pw) floats per xi). */
+static size_t pw_slab(int C, int F, int pw) { return ((size_t)F + pw - 1) / pw * pw * C; }
+
+static inline size_t u_at(int xi, int c, int f, int C, int F, int pw)
 {
+    if (!pw) return ((size_t)xi * C + c) * F + f;
+    return xi * pw_slab(C, F, pw) + ((size_t)(f / pw) * C + c) * pw + f % pw;
+}
+
+static void transform_kernel(const float *kernel, int C, int F, float *U, int pw)
+{
+    if (pw && F % pw) memset(U, 0, NXI * pw_slab(C, F, pw) * sizeof(float));
+    const int nfb = (F + CB - 1) / CB;
+    const long items = (long)C * nfb;
+    /* In the order of U's rows, so that each of the 36 outputs is written
+     * as one sequential stream: filter blocks within a channel, or in
+     * panels, channels within a panel's block. */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        for (int f0 = 0; f0 < F; f0 += CB) {
-            const int nf = F - f0 < CB ? F - f0 : CB;
-            float g[3][3][CB], t[T][3][CB];
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
-                    for (int j = 0; j < nf; j++)
-                        g[ky][kx][j] = src[j];
-                }
-            /* G along the rows of the kernel, then along its columns. */
+    for (long it = 0; it < items; it++) {
+        const int c = pw ? (int)(it % C) : (int)(it / nfb);
+        const int f0 = CB * (pw ? (int)(it / C) : (int)(it % nfb));
+        const int nf = F - f0 < CB ? F - f0 : CB;
+        float g[3][3][CB], t[T][3][CB];
+        for (int ky = 0; ky < 3; ky++)
             for (int kx = 0; kx < 3; kx++) {
-#pragma omp simd
-                for (int j = 0; j < nf; j++) {
-                    float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
-                    t[0][kx][j] = g0 / 4;
-                    t[1][kx][j] = -(g0 + g1 + g2) / 6;
-                    t[2][kx][j] = -(g0 - g1 + g2) / 6;
-                    t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                    t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                    t[5][kx][j] = g2;
-                }
+                const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
+                for (int j = 0; j < nf; j++)
+                    g[ky][kx][j] = src[j];
             }
-            for (int i = 0; i < T; i++) {
-                float *u[T];
-                for (int k = 0; k < T; k++)
-                    u[k] = U + ((size_t)(i * T + k) * C + c) * F + f0;
+        /* G along the rows of the kernel, then along its columns. */
+        for (int kx = 0; kx < 3; kx++) {
 #pragma omp simd
-                for (int j = 0; j < nf; j++) {
-                    float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
-                    u[0][j] = g0 / 4;
-                    u[1][j] = -(g0 + g1 + g2) / 6;
-                    u[2][j] = -(g0 - g1 + g2) / 6;
-                    u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                    u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                    u[5][j] = g2;
-                }
+            for (int j = 0; j < nf; j++) {
+                float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
+                t[0][kx][j] = g0 / 4;
+                t[1][kx][j] = -(g0 + g1 + g2) / 6;
+                t[2][kx][j] = -(g0 - g1 + g2) / 6;
+                t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                t[5][kx][j] = g2;
+            }
+        }
+        for (int i = 0; i < T; i++) {
+            float *u[T];
+            for (int k = 0; k < T; k++)
+                u[k] = U + u_at(i * T + k, c, f0, C, F, pw);
+#pragma omp simd
+            for (int j = 0; j < nf; j++) {
+                float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
+                u[0][j] = g0 / 4;
+                u[1][j] = -(g0 + g1 + g2) / 6;
+                u[2][j] = -(g0 - g1 + g2) / 6;
+                u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
+                u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
+                u[5][j] = g2;
             }
         }
     }
@@ -208,12 +228,14 @@ static inline __attribute__((always_inline)) void input_block(const float *const
 
 static const float zeros[CB];
 
-/* V[xi][k][c] = B' d B for the chunk's tiles k = 0..nk-1 (from tile t0). */
-static void transform_input(const tiling *tl, const float *x, size_t t0, int nk, float *V)
+/* V[xi][k][c] = B' d B for the tiles k = k0..k1-1 of a chunk of nk tiles
+ * from tile t0. */
+static void transform_input(const tiling *tl, const float *x, size_t t0, int k0, int k1, int nk,
+                            float *V)
 {
     const graft_conv_geom *g = tl->g;
     const int C = g->c;
-    for (int k = 0; k < nk; k++) {
+    for (int k = k0; k < k1; k++) {
         int img, y0, x0;
         tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
         const int iy0 = y0 - g->pad_top, ix0 = x0 - g->pad_left;
@@ -281,14 +303,14 @@ output_block(const float *const src[NXI], const float *bias, float out[M_OUT][M_
     }
 }
 
-/* y = A' M A for the chunk's tiles, then bias, ReLU and the epilogue on the
- * outputs inside the image. */
-static void transform_output(const tiling *tl, const float *Mx, size_t t0, int nk,
+/* y = A' M A for the tiles k0..k1-1 of the chunk, then bias, ReLU and the
+ * epilogue on the outputs inside the image. */
+static void transform_output(const tiling *tl, const float *Mx, size_t t0, int k0, int k1, int nk,
                              const finish *fin, float *y)
 {
     const graft_conv_geom *g = tl->g;
     const int F = tl->F;
-    for (int k = 0; k < nk; k++) {
+    for (int k = k0; k < k1; k++) {
         int img, y0, x0;
         tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
         const int rows = g->oh - y0 < M_OUT ? g->oh - y0 : M_OUT;
@@ -361,12 +383,12 @@ static inline __attribute__((always_inline)) void pool_window(const float *v0, c
  * codes. A tile starts at even coordinates, so its windows are whole
  * windows of the pool; a partial tile at the edge holds an odd last row or
  * column only where the output size is odd, which 'valid' drops. */
-static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, int nk,
-                                  const float *bias, float *y, uint8_t *code)
+static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, int k0, int k1,
+                                  int nk, const float *bias, float *y, uint8_t *code)
 {
     const graft_conv_geom *g = tl->g;
     const int F = tl->F, PH = g->oh / 2, PW = g->ow / 2;
-    for (int k = 0; k < nk; k++) {
+    for (int k = k0; k < k1; k++) {
         int img, y0, x0;
         tile_origin(tl, t0 + (size_t)k, &img, &y0, &x0);
         const int wy = (g->oh - y0 < M_OUT ? g->oh - y0 : M_OUT) / 2; /* windows down */
@@ -398,30 +420,73 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
 }
 
 /* The forward pass; with `pooled`, the output transform pools (y and code
- * are the pool's) instead of writing the convolution's output. */
+ * are the pool's) instead of writing the convolution's output.
+ *
+ * rowwise (a frozen layer): the transform-domain products go through
+ * graft_pw_gemm, whose every output is one FMA chain over the channels, so
+ * a tile's bits depend neither on the chunk it lies in, nor on the batch,
+ * the thread count or the ISA; U is stored in its panels. That frees the
+ * chunks to be cut evenly among the threads, and where there are fewer
+ * chunks than threads (batch 1: ResNet50's 7x7 layers have 4 tiles) the
+ * one chunk runs in three phases, the 36 products shared among the threads
+ * instead of one thread doing them all. Otherwise (training) dnnl_sgemm. */
 static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
-                        const float *bias, bool relu, const graft_epilogue *epi, float *y,
-                        bool pooled, uint8_t *code, bool rowwise, float *scratch)
+                        const float *u, const float *bias, bool relu, const graft_epilogue *epi,
+                        float *y, bool pooled, uint8_t *code, bool rowwise, float *scratch)
 {
-    const int C = g->c;
+    const int C = g->c, nth = graft_threads();
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
     const size_t tiles = tiles_of(g, n);
     size_t chunk = (size_t)chunk_tiles(C, F);
     if (chunk > tiles) chunk = tiles;
-    float *U = scratch;
-    float *work = scratch + (size_t)NXI * C * F;
+    long n_chunks = (long)((tiles + chunk - 1) / chunk);
+    const bool wide = graft_kernels_avx512();
+    const int pw = rowwise ? (wide ? 32 : 16) : 0;
+    const size_t slab = pw ? pw_slab(C, F, pw) : (size_t)C * F;
+    if (rowwise && n_chunks >= nth) { /* whole rounds of even chunks */
+        n_chunks = (n_chunks + nth - 1) / nth * nth;
+        chunk = (tiles + (size_t)n_chunks - 1) / (size_t)n_chunks;
+        n_chunks = (long)((tiles + chunk - 1) / chunk);
+    }
+    const bool phased = rowwise && n_chunks == 1 && nth > 1;
+    const float *U = u;
+    float *work = scratch + (size_t)NXI * C * u_cols(F);
     const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F);
-    transform_kernel(kernel, C, F, U);
+    if (!u || !rowwise) {
+        transform_kernel(kernel, C, F, scratch, pw);
+        U = scratch;
+    }
 
     finish fin = {bias, relu, NULL};
     if (!bias) { /* a zero bias keeps the output loop branch-free */
-        float *zb = work + (size_t)graft_threads() * per_thread;
+        float *zb = work + (size_t)nth * per_thread;
         memset(zb, 0, (size_t)F * sizeof(float));
         fin.bias = zb;
     }
     if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
-    const long n_chunks = (long)((tiles + chunk - 1) / chunk);
-#pragma omp parallel num_threads(graft_threads())
+    if (phased) {
+        const int nk = (int)tiles;
+        float *V = work, *Mx = V + (size_t)NXI * chunk * C;
+#pragma omp parallel num_threads(nth)
+        {
+#pragma omp for schedule(static)
+            for (int k = 0; k < nk; k++)
+                transform_input(&tl, x, 0, k, k + 1, nk, V);
+#pragma omp for schedule(static)
+            for (int xi = 0; xi < NXI; xi++)
+                graft_pw_gemm(nk, F, C, V + (size_t)xi * nk * C, (size_t)C, U + xi * slab, 0,
+                              Mx + (size_t)xi * nk * F, (size_t)F, NULL, NULL, 0, wide);
+#pragma omp for schedule(static)
+            for (int k = 0; k < nk; k++) {
+                if (pooled)
+                    transform_output_pool(&tl, Mx, 0, k, k + 1, nk, fin.bias, y, code);
+                else
+                    transform_output(&tl, Mx, 0, k, k + 1, nk, &fin, y);
+            }
+        }
+        return;
+    }
+#pragma omp parallel num_threads(nth)
     {
         float *V = work + (size_t)omp_get_thread_num() * per_thread;
         float *Mx = V + (size_t)NXI * chunk * C;
@@ -429,36 +494,46 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
         for (long ci = 0; ci < n_chunks; ci++) {
             size_t t0 = (size_t)ci * chunk;
             int nk = (int)(tiles - t0 < chunk ? tiles - t0 : chunk);
-            transform_input(&tl, x, t0, nk, V);
-            /* dnnl_sgemm runs on this thread alone inside a parallel region. */
+            transform_input(&tl, x, t0, 0, nk, nk, V);
+            /* Both GEMMs run on this thread alone inside a parallel region. */
             for (int xi = 0; xi < NXI; xi++) {
-                const float *v = V + (size_t)xi * nk * C, *u = U + (size_t)xi * C * F;
+                const float *v = V + (size_t)xi * nk * C, *ux = U + xi * slab;
                 float *mx = Mx + (size_t)xi * nk * F;
-                if (rowwise) /* a tile's bits independent of the chunk it is in */
-                    graft_gemm_rows_here(nk, chunk_tiles(C, F), F, C, v, C, u, F, mx, F);
+                if (rowwise)
+                    graft_pw_gemm(nk, F, C, v, (size_t)C, ux, 0, mx, (size_t)F, NULL, NULL, 0, wide);
                 else
-                    graft_gemm(false, false, nk, F, C, 1.0f, v, C, u, F, 0.0f, mx, F);
+                    graft_gemm(false, false, nk, F, C, 1.0f, v, C, ux, F, 0.0f, mx, F);
             }
             if (pooled)
-                transform_output_pool(&tl, Mx, t0, nk, fin.bias, y, code);
+                transform_output_pool(&tl, Mx, t0, 0, nk, nk, fin.bias, y, code);
             else
-                transform_output(&tl, Mx, t0, nk, &fin, y);
+                transform_output(&tl, Mx, t0, 0, nk, nk, &fin, y);
         }
     }
 }
 
+size_t graft_winograd_u_floats(const graft_conv_geom *g, int filters)
+{
+    return (size_t)NXI * g->c * u_cols(filters);
+}
+
+void graft_winograd_transform(const graft_conv_geom *g, int filters, const float *kernel, float *u)
+{
+    transform_kernel(kernel, g->c, filters, u, graft_kernels_avx512() ? 32 : 16);
+}
+
 void graft_winograd_forward(const graft_conv_geom *g, int F, int n, const float *x,
-                            const float *kernel, const float *bias, bool relu,
+                            const float *kernel, const float *u, const float *bias, bool relu,
                             const graft_epilogue *epi, float *y, bool rowwise, float *scratch)
 {
-    forward_run(g, F, n, x, kernel, bias, relu, epi, y, false, NULL, rowwise, scratch);
+    forward_run(g, F, n, x, kernel, u, bias, relu, epi, y, false, NULL, rowwise, scratch);
 }
 
 void graft_winograd_forward_pool(const graft_conv_geom *g, int F, int n, const float *x,
-                                 const float *kernel, const float *bias, float *y, uint8_t *code,
-                                 bool rowwise, float *scratch)
+                                 const float *kernel, const float *u, const float *bias, float *y,
+                                 uint8_t *code, bool rowwise, float *scratch)
 {
-    forward_run(g, F, n, x, kernel, bias, true, NULL, y, true, code, rowwise, scratch);
+    forward_run(g, F, n, x, kernel, u, bias, true, NULL, y, true, code, rowwise, scratch);
 }
 
 void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const float *dy,
@@ -476,7 +551,7 @@ void graft_winograd_backward_data(const graft_conv_geom *g, int F, int n, const 
             for (int c = 0; c < C; c++)
                 dst[c] = src[(size_t)c * F];
         }
-    graft_winograd_forward(&b, C, n, dy, turned, NULL, false, NULL, dx, false,
+    graft_winograd_forward(&b, C, n, dy, turned, NULL, NULL, false, NULL, dx, false,
                            scratch + (size_t)9 * C * F);
 }
 
@@ -600,7 +675,7 @@ void graft_winograd_backward_weights(const graft_conv_geom *g, int F, int n, con
         for (long ci = t; ci < n_chunks; ci += used) {
             size_t t0 = (size_t)ci * chunk;
             int nk = (int)(tiles - t0 < chunk ? tiles - t0 : chunk);
-            transform_input(&tl, x, t0, nk, V);
+            transform_input(&tl, x, t0, 0, nk, nk, V);
             transform_dy(&tl, dy, t0, nk, D);
             for (int xi = 0; xi < NXI; xi++)
                 graft_gemm(true, false, C, F, nk, 1.0f, V + (size_t)xi * nk * C, C,

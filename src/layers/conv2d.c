@@ -17,6 +17,12 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
+    /* A frozen layer's Winograd kernel transform, kept between calls, and
+     * the fingerprint of the kernel it was made from: remade when the
+     * weights change. */
+    float *wino_u;
+    uint32_t wino_print[16];
+    bool wino_valid;
     bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything, */
     bool dw;                /* but kernels/depthwise.c for groups = channels = filters */
     graft_plain_conv pc;
@@ -261,6 +267,49 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
     }
 }
 
+/* A fingerprint of the kernel's bytes: 16 lanes, each folding every 16th
+ * 32-bit word in as h = (h ^ w) * odd. Each fold is one-to-one in h and in
+ * w, so changing any one word always changes its lane's result (a changed
+ * kernel slipping through needs several changed words in one lane that
+ * cancel, about one chance in 2^32); a copy of the kernel would be exact
+ * but costs its size again. One read of the kernel, no copy. */
+static void kernel_print(const float *W, size_t n, uint32_t h[16])
+{
+    for (int j = 0; j < 16; j++)
+        h[j] = 2u * (uint32_t)j + 1u;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t w[16];
+        memcpy(w, W + i, sizeof w);
+        for (int j = 0; j < 16; j++)
+            h[j] = (h[j] ^ w[j]) * 0x9E3779B1u;
+    }
+    for (; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, W + i, sizeof w);
+        h[i % 16] = (h[i % 16] ^ w) * 0x9E3779B1u;
+    }
+}
+
+/* The transformed kernel of a frozen Winograd layer (NULL: no room; the
+ * forward pass then transforms into its scratch, with the same bits). */
+static const float *winograd_u(conv2d *c, const float *W)
+{
+    if (!c->wino_u) {
+        c->wino_u = malloc(graft_winograd_u_floats(&c->g, c->cfg.filters) * sizeof(float));
+        c->wino_valid = false;
+        if (!c->wino_u) return NULL;
+    }
+    uint32_t print[16];
+    kernel_print(W, (size_t)9 * c->g.c * c->cfg.filters, print);
+    if (!c->wino_valid || memcmp(print, c->wino_print, sizeof print) != 0) {
+        graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino_u);
+        memcpy(c->wino_print, print, sizeof print);
+        c->wino_valid = true;
+    }
+    return c->wino_u;
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     conv2d *c = l->cfg;
@@ -284,7 +333,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
         return;
     }
     if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, bias, act == GRAFT_RELU,
+        const float *u = l->trains ? NULL : winograd_u(c, W);
+        graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, !l->trains, f->scratch);
         return;
     }
@@ -302,10 +352,11 @@ static void forward(graft_layer *l, const graft_fwd *f)
 
 void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled, uint8_t *codes)
 {
-    const conv2d *c = l->cfg;
-    const float *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
-    graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], l->weights[0].data, bias,
-                                pooled, codes, !l->trains, f->scratch);
+    conv2d *c = l->cfg;
+    const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
+    const float *u = l->trains ? NULL : winograd_u(c, W);
+    graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
+                                !l->trains, f->scratch);
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
@@ -379,6 +430,17 @@ bool graft_conv2d_has_relu(const graft_layer *l)
            ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
 }
 
+const char *graft_conv2d_algorithm(const graft_layer *l)
+{
+    if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
+    const conv2d *c = l->cfg;
+    if (c->plain) return "direct (dilation or groups)";
+    if (pointwise(c)) return "1x1 GEMM";
+    if (c->winograd)
+        return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
+    return c->dnn ? "oneDNN direct" : "im2col + GEMM";
+}
+
 bool graft_conv2d_winograd_relu(const graft_layer *l)
 {
     return graft_conv2d_has_relu(l) && ((const conv2d *)l->cfg)->winograd;
@@ -435,6 +497,8 @@ static void destroy(graft_layer *l)
     conv2d *c = l->cfg;
     graft_onednn_conv_free(c->dnn);
     c->dnn = NULL;
+    free(c->wino_u);
+    c->wino_u = NULL;
 }
 
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)

@@ -190,6 +190,10 @@ bool graft_conv2d_has_relu(const graft_layer *l);
 bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
 /* A Conv2D with activation='relu' that runs forward by Winograd (kernels/winograd.c). */
 bool graft_conv2d_winograd_relu(const graft_layer *l);
+/* How a Conv2D's forward pass runs, for GRAFT_PROFILE (NULL: not a Conv2D).
+ * Per layer geometry only, never per batch: a frozen layer's bits do not
+ * depend on the batch it comes in. */
+const char *graft_conv2d_algorithm(const graft_layer *l);
 /* Such a convolution's forward pass with the 2x2 max pool above it taken in
  * its output transform: `pooled` and `codes` (NULL in inference) are the
  * pool's output and code bytes (graft_winograd_forward_pool); f->out is unused. */
