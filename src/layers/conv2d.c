@@ -434,7 +434,7 @@ const char *graft_conv2d_algorithm(const graft_layer *l)
 {
     if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
     const conv2d *c = l->cfg;
-    if (c->plain) return "direct (dilation or groups)";
+    if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
     if (c->winograd)
         return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
