@@ -2,8 +2,9 @@
  * The depthwise convolution (depth multiplier 1) of fused inference steps,
  * one output row at a time over rows the caller holds in cache, each output
  * finished by the step's epilogue in its register. Channels are the vector
- * lanes; eight outputs' sums stay in registers while each tap's kernel
- * vector is loaded once for all eight (3x3, 5x5, ConvNeXt's 7x7 alike).
+ * lanes: one channel block's kernel taps stay in registers along the row
+ * (3x3), or eight outputs' sums do while each tap's kernel vector is loaded
+ * once for all eight (any other size: ConvNeXt's 7x7, 5x5).
  *
  * The whole-tensor passes below (graft_dw_forward, graft_dw_backward) are
  * what DepthwiseConv2D and a Conv2D with groups = channels = filters run.
@@ -16,7 +17,6 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
-#include <stddef.h>
 #include <string.h>
 
 #ifdef __AVX2__
@@ -68,46 +68,8 @@ static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *o
     *ox0 = a, *ox1 = b;
 }
 
-/* Outputs summed together: OB independent FMA chains hide the FMA's
- * latency, and each tap's kernel vector is loaded once for all of them. */
+/* Outputs finished together by the blocked loops. */
 #define OB 8
-
-/* One channel block of the row: the outputs whose windows lie inside the
- * row OB at a time without checks, the others (the edges, all of a small
- * image) one at a time over the taps inside the row. */
-#define ROW_BLOCKS(VEC, ZERO, LOAD, FMA, FINISH)                                                 \
-    for (int ox = 0; ox < ow;) {                                                                \
-        const int ix0 = ox * sw - pad_left;                                                     \
-        if (ox >= ox_in0 && ox + OB <= ox_in1) {                                                \
-            VEC a[OB];                                                                          \
-            for (int o = 0; o < OB; o++) a[o] = ZERO;                                           \
-            for (int ky = 0; ky < kh; ky++) {                                                   \
-                if (!in[ky]) continue;                                                          \
-                const float *x = in[ky] + (size_t)ix0 * C + c;                                  \
-                const float *k = kernel + (size_t)ky * kw * C + c;                              \
-                for (int kx = 0; kx < kw; kx++) {                                               \
-                    const VEC kv = LOAD(k + (size_t)kx * C);                                    \
-                    const float *xk = x + (size_t)kx * C;                                       \
-                    _Pragma("GCC unroll 8") for (int o = 0; o < OB; o++)                        \
-                        a[o] = FMA(LOAD(xk + (size_t)o * sw * C), kv, a[o]);                    \
-                }                                                                               \
-            }                                                                                   \
-            for (int o = 0; o < OB; o++) FINISH(a[o], out + (size_t)(ox + o) * C + c);         \
-            ox += OB;                                                                           \
-            continue;                                                                           \
-        }                                                                                       \
-        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < kw ? w - ix0 : kw;                  \
-        VEC acc = ZERO;                                                                         \
-        for (int ky = 0; ky < kh; ky++) {                                                       \
-            if (!in[ky]) continue;                                                              \
-            const float *x = in[ky] + (ptrdiff_t)ix0 * C + c;                                   \
-            const float *k = kernel + (size_t)ky * kw * C + c;                                  \
-            for (int kx = kx0; kx < kx1; kx++)                                                  \
-                acc = FMA(LOAD(x + (size_t)kx * C), LOAD(k + (size_t)kx * C), acc);             \
-        }                                                                                       \
-        FINISH(acc, out + (size_t)ox * C + c);                                                  \
-        ox++;                                                                                   \
-    }
 
 static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
                        int ow, const float *kernel, const graft_kernel_epi *e, float *out)
@@ -115,50 +77,163 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
     int c = 0, ox_in0, ox_in1;
     inside(w, kw, sw, pad_left, ow, &ox_in0, &ox_in1);
     for (; c + 8 <= C; c += 8) {
-        const __m256 bias = e->bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
-        const __m256 mean = e->mean ? _mm256_loadu_ps(e->mean + c) : bias;
-        const __m256 scale = e->mean ? _mm256_loadu_ps(e->scale + c) : bias;
-        const __m256 shift = e->mean ? _mm256_loadu_ps(e->shift + c) : bias;
+        __m256 bias = e->bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
+        __m256 mean = e->mean ? _mm256_loadu_ps(e->mean + c) : bias;
+        __m256 scale = e->mean ? _mm256_loadu_ps(e->scale + c) : bias;
+        __m256 shift = e->mean ? _mm256_loadu_ps(e->shift + c) : bias;
         const __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);
-#define FINISH256(acc, dst)                                                                     \
-    do {                                                                                        \
-        __m256 v = acc;                                                                         \
-        if (e->bias) v = _mm256_add_ps(v, bias);                                                \
-        if (e->mean) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean), scale), shift);    \
-        if (e->clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));                              \
-        _mm256_storeu_ps(dst, v);                                                               \
-    } while (0)
-        ROW_BLOCKS(__m256, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_fmadd_ps, FINISH256)
-#undef FINISH256
+        for (int ox = 0; ox < ow;) {
+            if (ox >= ox_in0 && ox + OB <= ox_in1) {
+                /* OB outputs, every tap's kernel vector loaded once for all. */
+                __m256 a[OB];
+                for (int o = 0; o < OB; o++) a[o] = _mm256_setzero_ps();
+                const size_t step = (size_t)sw * C;
+                for (int ky = 0; ky < kh; ky++) {
+                    if (!in[ky]) continue;
+                    const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+                    const float *k = kernel + (size_t)ky * kw * C + c;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const __m256 kv = _mm256_loadu_ps(k + (size_t)kx * C);
+                        const float *xk = x + (size_t)kx * C;
+#pragma GCC unroll 8
+                        for (int o = 0; o < OB; o++)
+                            a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int o = 0; o < OB; o++) {
+                    __m256 v = a[o];
+                    if (e->bias) v = _mm256_add_ps(v, bias);
+                    if (e->mean) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean), scale), shift);
+                    if (e->clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+                    _mm256_storeu_ps(out + (size_t)(ox + o) * C + c, v);
+                }
+                ox += OB;
+                continue;
+            }
+            const int ix0 = ox * sw - pad_left;
+            __m256 acc = _mm256_setzero_ps();
+            for (int ky = 0; ky < kh; ky++) {
+                if (!in[ky]) continue;
+                const float *x = in[ky] + c;
+                const float *k = kernel + (size_t)ky * kw * C + c;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int ix = ix0 + kx;
+                    if (ix < 0 || ix >= w) continue;
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)ix * C),
+                                          _mm256_loadu_ps(k + (size_t)kx * C), acc);
+                }
+            }
+            if (e->bias) acc = _mm256_add_ps(acc, bias);
+            if (e->mean) acc = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(acc, mean), scale), shift);
+            if (e->clamp) acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
+            _mm256_storeu_ps(out + (size_t)ox * C + c, acc);
+            ox++;
+        }
     }
     return c;
 }
+
+/* 3x3 with all taps inside: the nine kernel vectors in registers. */
+#define TAPS9(X0, X1, X2, OFF)                                                               \
+    do {                                                                                     \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF)), k0, acc);             \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + C), k1, acc);         \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + 2 * C), k2, acc);     \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF)), k3, acc);             \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + C), k4, acc);         \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + 2 * C), k5, acc);     \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF)), k6, acc);             \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + C), k7, acc);         \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + 2 * C), k8, acc);     \
+    } while (0)
 
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
                         float *out)
 {
-    int ox_in0, ox_in1;
-    inside(w, kw, sw, pad_left, ow, &ox_in0, &ox_in1);
+    const bool full3 = kh == 3 && kw == 3 && in[0] && in[1] && in[2];
+    int bx0, bx1;
+    inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
     for (int c = 0; c < C; c += 16) {
         const __mmask16 mk = C - c >= 16 ? 0xffff : (__mmask16)((1u << (C - c)) - 1);
-        const __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
-        const __m512 mean = e->mean ? _mm512_maskz_loadu_ps(mk, e->mean + c) : bias;
-        const __m512 scale = e->mean ? _mm512_maskz_loadu_ps(mk, e->scale + c) : bias;
-        const __m512 shift = e->mean ? _mm512_maskz_loadu_ps(mk, e->shift + c) : bias;
+        __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
+        __m512 mean = e->mean ? _mm512_maskz_loadu_ps(mk, e->mean + c) : bias;
+        __m512 scale = e->mean ? _mm512_maskz_loadu_ps(mk, e->scale + c) : bias;
+        __m512 shift = e->mean ? _mm512_maskz_loadu_ps(mk, e->shift + c) : bias;
         const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
-#define LOAD512(p) _mm512_maskz_loadu_ps(mk, p)
-#define FINISH512(acc, dst)                                                                     \
-    do {                                                                                        \
-        __m512 v = acc;                                                                         \
-        if (e->bias) v = _mm512_add_ps(v, bias);                                                \
-        if (e->mean) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), scale), shift);    \
-        if (e->clamp) v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));                              \
-        _mm512_mask_storeu_ps(dst, mk, v);                                                      \
-    } while (0)
-        ROW_BLOCKS(__m512, _mm512_setzero_ps(), LOAD512, _mm512_fmadd_ps, FINISH512)
-#undef LOAD512
-#undef FINISH512
+        /* Outputs whose window lies inside the row: [ox_in0, ox_in1). */
+        int ox_in0 = 0, ox_in1 = 0;
+        __m512 k0, k1, k2, k3, k4, k5, k6, k7, k8;
+        k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = _mm512_setzero_ps();
+        if (full3) {
+            ox_in0 = (pad_left + sw - 1) / sw;
+            ox_in1 = w - 3 + pad_left >= 0 ? (w - 3 + pad_left) / sw + 1 : 0;
+            if (ox_in1 > ow) ox_in1 = ow;
+            if (ox_in0 > ox_in1) ox_in0 = ox_in1;
+            const float *k = kernel + c;
+            k0 = _mm512_maskz_loadu_ps(mk, k), k1 = _mm512_maskz_loadu_ps(mk, k + C);
+            k2 = _mm512_maskz_loadu_ps(mk, k + 2 * (size_t)C);
+            k3 = _mm512_maskz_loadu_ps(mk, k + 3 * (size_t)C);
+            k4 = _mm512_maskz_loadu_ps(mk, k + 4 * (size_t)C);
+            k5 = _mm512_maskz_loadu_ps(mk, k + 5 * (size_t)C);
+            k6 = _mm512_maskz_loadu_ps(mk, k + 6 * (size_t)C);
+            k7 = _mm512_maskz_loadu_ps(mk, k + 7 * (size_t)C);
+            k8 = _mm512_maskz_loadu_ps(mk, k + 8 * (size_t)C);
+        }
+        for (int ox = 0; ox < ow;) {
+            if (!full3 && ox >= bx0 && ox + OB <= bx1) {
+                /* OB outputs, every tap's kernel vector loaded once for all. */
+                __m512 a[OB];
+                for (int o = 0; o < OB; o++) a[o] = _mm512_setzero_ps();
+                const size_t step = (size_t)sw * C;
+                for (int ky = 0; ky < kh; ky++) {
+                    if (!in[ky]) continue;
+                    const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+                    const float *k = kernel + (size_t)ky * kw * C + c;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const __m512 kv = _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C);
+                        const float *xk = x + (size_t)kx * C;
+#pragma GCC unroll 8
+                        for (int o = 0; o < OB; o++)
+                            a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int o = 0; o < OB; o++) {
+                    __m512 v = a[o];
+                    if (e->bias) v = _mm512_add_ps(v, bias);
+                    if (e->mean) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), scale), shift);
+                    if (e->clamp) v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+                    _mm512_mask_storeu_ps(out + (size_t)(ox + o) * C + c, mk, v);
+                }
+                ox += OB;
+                continue;
+            }
+            const int ix0 = ox * sw - pad_left;
+            __m512 acc = _mm512_setzero_ps();
+            if (ox >= ox_in0 && ox < ox_in1) {
+                const size_t off = (size_t)ix0 * C + c;
+                TAPS9(in[0], in[1], in[2], off);
+            } else {
+                for (int ky = 0; ky < kh; ky++) {
+                    if (!in[ky]) continue;
+                    const float *x = in[ky] + c;
+                    const float *k = kernel + (size_t)ky * kw * C + c;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const int ix = ix0 + kx;
+                        if (ix < 0 || ix >= w) continue;
+                        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + (size_t)ix * C),
+                                              _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C), acc);
+                    }
+                }
+            }
+            if (e->bias) acc = _mm512_add_ps(acc, bias);
+            if (e->mean) acc = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(acc, mean), scale), shift);
+            if (e->clamp) acc = _mm512_min_ps(hi, _mm512_max_ps(lo, acc));
+            _mm512_mask_storeu_ps(out + (size_t)ox * C + c, mk, acc);
+            ox++;
+        }
     }
 }
 
