@@ -180,6 +180,57 @@ static void test_pointwise_rows_4k_apart(void)
     free(C1);
 }
 
+/* Rows of B 4 KiB apart (ldb a multiple of 1024 floats: a 1x1 kernel of
+ * 1024 or 2048 filters read in place at batch 1, or a share of its columns):
+ * the kernels copy B a block of k at a time and carry the partial sums in C
+ * between blocks. K = 600 spans three blocks, the last one short; the
+ * values are the reference's, and the bits those of the kernel packed (no
+ * copying), of AVX2, and of the rows one at a time (no copying either),
+ * with the epilogue's every part and the residual. */
+static void test_pointwise_b_rows_4k_apart(void)
+{
+    graft_rng r;
+    graft_rng_seed(&r, 15);
+    const int M = 30, N = 45, K = 600;
+    const size_t ldb = 1024;
+    float *A = rnd((size_t)M * K, &r, 1), *B = rnd((size_t)K * ldb, &r, 1);
+    float *R = rnd((size_t)M * N, &r, 1);
+    float *C0 = malloc((size_t)M * N * sizeof(float)), *C1 = malloc((size_t)M * N * sizeof(float));
+    epi_arrays a;
+    graft_kernel_epi e = make_epi(N, 15, &r, &a);
+    graft_pw_gemm(M, N, K, A, K, B, ldb, C0, N, &e, R, N, true);
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) acc += (double)A[(size_t)m * K + k] * B[(size_t)k * ldb + n];
+            double want = epi_ref(&e, n, acc, R + (size_t)m * N);
+            double err = fabs(C0[(size_t)m * N + n] - want) / (1e-5 + 1e-5 * fabs(want) + 1e-6 * K);
+            if (err > worst) worst = err;
+        }
+    CHECK_MSG(worst <= 1, "ldb %zu: %g", ldb, worst);
+    graft_pw_gemm(M, N, K, A, K, B, ldb, C1, N, &e, R, N, false);
+    CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
+    for (int m = 0; m < M; m++)
+        graft_pw_gemm(1, N, K, A + (size_t)m * K, K, B, ldb, C1 + (size_t)m * N, N, &e,
+                      R + (size_t)m * N, N, true);
+    CHECK(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0);
+    for (int wide = 0; wide < 2; wide++) {
+        float *P = malloc(graft_pw_pack_floats(K, N, wide) * sizeof(float));
+        graft_pw_pack(K, N, B, ldb, P, wide);
+        memset(C1, 0, (size_t)M * N * sizeof(float));
+        graft_pw_gemm(M, N, K, A, K, P, 0, C1, N, &e, R, N, wide);
+        CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
+        free(P);
+    }
+    free_epi(&a);
+    free(A);
+    free(B);
+    free(R);
+    free(C0);
+    free(C1);
+}
+
 /* A depthwise output row against the direct definition. */
 static void dw_case(int h, int w, int C, int kh, int kw, int sh, int sw, int pt, int pl, int variant,
                     graft_rng *r)
@@ -244,6 +295,7 @@ int main(void)
     RUN(test_pointwise_against_reference);
     RUN(test_pointwise_bits);
     RUN(test_pointwise_rows_4k_apart);
+    RUN(test_pointwise_b_rows_4k_apart);
     RUN(test_depthwise_against_reference);
     return CHECK_SUMMARY();
 }

@@ -60,10 +60,10 @@ static graft_layer *block(graft_model *m, graft_layer *in, const char *p, int ex
 }
 
 /* Blocks over odd sizes and channel counts off the vector widths. */
-static graft_model *blocks(void)
+static graft_model *blocks_sized(int h, int w)
 {
     graft_model *m = graft_model_new("blocks");
-    graft_layer *x = graft_input(m, NULL, graft_shape3(13, 11, 24));
+    graft_layer *x = graft_input(m, NULL, graft_shape3(h, w, 24));
     x = block(m, x, "b0", 6, 1, 24);  /* residual, 144 channels */
     x = block(m, x, "b1", 4, 2, 40);  /* pad + stride 2, 96 channels, 40 out */
     x = block(m, x, "b2", 3, 1, 40);  /* 120 channels: not a multiple of 16 */
@@ -93,6 +93,8 @@ static graft_model *blocks(void)
     set_random(m, 3);
     return m;
 }
+
+static graft_model *blocks(void) { return blocks_sized(13, 11); }
 
 static float *random_input(const graft_model *m, int n, unsigned seed)
 {
@@ -228,10 +230,13 @@ static void test_fused_matches_unfused(void)
 }
 
 /* Bits: an image alone = the same image in a batch; 1 thread = 2 threads;
- * AVX2 = AVX-512 (the kernels' FMA chains are the same). */
-static void test_bits_reproducible(void)
+ * AVX2 = AVX-512 (the kernels' FMA chains are the same). An image alone on
+ * two threads is shared by them where it is small (13 x 11, and the 21 x 19
+ * model's strided blocks), and split in two bands of rows where it is not
+ * (the 21 x 19 model's first block). */
+static void bits_reproducible(int h, int w)
 {
-    graft_model *m = blocks();
+    graft_model *m = blocks_sized(h, w);
     enum { N = 5 };
     const size_t os = out_size(m);
     float *x = random_input(m, N, 6);
@@ -242,17 +247,17 @@ static void test_bits_reproducible(void)
     CHECK_OK(graft_model_predict(m, x, N, batch));
     CHECK(in_step(m, graft_model_find(m, "b0_dw"), "dw_block"));
     graft_shape is = graft_layer_output_shape(graft_model_layer(m, 0));
-    for (int i = 0; i < N; i++) /* alone: two bands per image on two threads */
+    for (int i = 0; i < N; i++)
         CHECK_OK(graft_model_predict(m, x + i * graft_shape_size(&is), 1, one + i * os));
-    CHECK(memcmp(batch, one, N * os * sizeof(float)) == 0);
+    CHECK_MSG(memcmp(batch, one, N * os * sizeof(float)) == 0, "%dx%d alone", h, w);
     graft_threads_set(1);
     CHECK_OK(graft_model_predict(m, x, N, other));
-    CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+    CHECK_MSG(memcmp(batch, other, N * os * sizeof(float)) == 0, "%dx%d one thread", h, w);
     graft_threads_set(2);
     setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
     m->capacity = 0;
     CHECK_OK(graft_model_predict(m, x, N, other));
-    CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
+    CHECK_MSG(memcmp(batch, other, N * os * sizeof(float)) == 0, "%dx%d AVX2", h, w);
     unsetenv("ONEDNN_MAX_CPU_ISA");
     graft_threads_set(threads);
     free(x);
@@ -260,6 +265,12 @@ static void test_bits_reproducible(void)
     free(one);
     free(other);
     graft_model_free(m);
+}
+
+static void test_bits_reproducible(void)
+{
+    bits_reproducible(13, 11);
+    bits_reproducible(21, 19);
 }
 
 static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)

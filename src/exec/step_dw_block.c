@@ -33,6 +33,13 @@
  * kernel (up to 1024 x 1024 floats) from L3 for 25 rows of work. */
 #define SMALL_PIXELS 128
 #define GROUP_PIXELS 384
+/* A batch smaller than the thread team, over images of at most
+ * SHARED_PIXELS outputs: the threads share each image, splitting the 1x1
+ * GEMMs by columns and the depthwise by rows, so that each thread reads only
+ * its part of the 1x1 kernels (up to 1024 x 1024 floats, from L3) instead
+ * of all of them for a band of a few rows, and the work splits evenly
+ * (7 rows in two bands do not). */
+#define SHARED_PIXELS 256
 
 static bool is(const graft_layer *l, const char *cls) { return strcmp(l->ops->class_name, cls) == 0; }
 
@@ -163,6 +170,8 @@ typedef struct {
     int pt, pl;            /* depthwise padding over the unpadded expanded tensor */
     int R;                 /* output rows per chunk */
     int G;                 /* images per group (1: an image, or a band of one, at a time) */
+    bool shared;           /* the threads share each image (SHARED_PIXELS) */
+    size_t shared_e, shared_d; /* then its expanded and depthwise tensors */
     size_t group_e, group_d; /* a group's expanded and depthwise tensors */
     int NR;                /* ring rows of the expanded tensor (0: no expansion) */
     size_t ring_floats, dbuf_floats, per_thread;
@@ -208,6 +217,10 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
         o->group_d = r16((size_t)G * px * o->Ce);
         if (o->group_e + o->group_d > o->per_thread) o->per_thread = o->group_e + o->group_d;
     }
+    o->shared = n < th && px <= SHARED_PIXELS;
+    o->shared_e = o->shared && b->expand >= 0 ? r16((size_t)o->H * o->W * o->Ce) : 0;
+    o->shared_d = o->shared ? r16((size_t)px * o->Ce) : 0;
+    if (o->shared) o->per_thread = 0;
     o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
     o->pack_p = r16(graft_pw_pack_floats(o->Ce, o->Cout, true));
 }
@@ -223,7 +236,7 @@ size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step
 {
     geom g;
     block_geom(m, s, n, &g);
-    return g.pack_e + g.pack_p + (size_t)graft_threads() * g.per_thread;
+    return g.pack_e + g.pack_p + g.shared_e + g.shared_d + (size_t)graft_threads() * g.per_thread;
 }
 
 /* Bands per image: one when the batch keeps every thread busy; a batch
@@ -242,13 +255,17 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     geom g;
     block_geom(m, s, n, &g);
     const graft_dw_block *b = &s->blk;
-    snprintf(buf, size,
-             "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s%d output rows (%d px) at a time, "
-             "%d band(s) per image, %s",
+    char how[96];
+    if (g.shared)
+        snprintf(how, sizeof how, "each image (%d px) shared by the threads: 1x1 by columns, "
+                 "depthwise by rows", g.OH * g.OW);
+    else
+        snprintf(how, sizeof how, "%s%d output rows (%d px) at a time, %d band(s) per image",
+                 g.G > 1 ? "groups of images, " : "", g.G > 1 ? g.G * g.OH : g.R,
+                 g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g));
+    snprintf(buf, size, "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s",
              b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
-             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "",
-             g.G > 1 ? "groups of images, " : "", g.G > 1 ? g.G * g.OH : g.R,
-             g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g),
+             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how,
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
 
@@ -341,6 +358,63 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
                   (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
 }
 
+/* The epilogue's parameters from column c0 on. */
+static graft_kernel_epi epi_from(const graft_kernel_epi *e, int c0)
+{
+    graft_kernel_epi o = *e;
+    if (o.bias) o.bias += c0;
+    if (o.mean) o.mean += c0, o.scale += c0, o.shift += c0;
+    return o;
+}
+
+/* Columns [c0, c1) of thread t's share among nt: whole panels of 32. */
+static void share(int N, int t, int nt, int *c0, int *c1)
+{
+    const int panels = (N + 31) / 32;
+    *c0 = panels * t / nt * 32;
+    *c1 = panels * (t + 1) / nt * 32;
+    if (*c1 > N) *c1 = N;
+}
+
+/* One image x into out by thread t of the nt in the calling parallel
+ * region (all of them call it): the expand GEMM's columns, the depthwise's
+ * rows and the project GEMM's columns split among them, E and D (the
+ * expanded and depthwise tensors) shared. */
+static void run_shared(const geom *g, const weights *w, const float *x, float *out, float *E,
+                       float *D, int t, int nt)
+{
+    const float *src = x;
+    int c0, c1;
+    if (g->NR) {
+        share(g->Ce, t, nt, &c0, &c1);
+        graft_kernel_epi e = epi_from(&w->ee, c0);
+        if (c1 > c0)
+            graft_pw_gemm(g->H * g->W, c1 - c0, g->Cin, x, (size_t)g->Cin,
+                          w->lde ? w->We + c0 : w->We + (size_t)c0 * g->Cin, w->lde, E + c0,
+                          (size_t)g->Ce, &e, NULL, 0, w->wide);
+        src = E;
+#pragma omp barrier
+    }
+    const float *in[16];
+    for (int oy = g->OH * t / nt; oy < g->OH * (t + 1) / nt; oy++) {
+        for (int ky = 0; ky < g->kh; ky++) {
+            const int row = oy * g->sh - g->pt + ky;
+            in[ky] = row < 0 || row >= g->H ? NULL : src + (size_t)row * g->W * g->Ce;
+        }
+        graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
+                     D + (size_t)oy * g->OW * g->Ce, w->wide);
+    }
+#pragma omp barrier
+    share(g->Cout, t, nt, &c0, &c1);
+    graft_kernel_epi e = epi_from(&w->ep, c0);
+    if (c1 > c0)
+        graft_pw_gemm(g->OH * g->OW, c1 - c0, g->Ce, D, (size_t)g->Ce,
+                      w->ldp ? w->Wp + c0 : w->Wp + (size_t)c0 * g->Ce, w->ldp, out + c0,
+                      (size_t)g->Cout, &e, w->residual ? x + c0 : NULL, (size_t)g->Cin, w->wide);
+    /* E and D are the next image's: everyone done with them first */
+#pragma omp barrier
+}
+
 void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f)
 {
     const graft_dw_block *b = &s->blk;
@@ -385,7 +459,8 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
         w.Wp = packed + g.pack_e;
         w.ldp = 0;
     }
-    float *threads_scratch = f->scratch + g.pack_e + g.pack_p;
+    float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
+    float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int nb = bands_per_image(&g);
@@ -394,6 +469,15 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     const int th = graft_threads();
     const long items = (long)f->n * nb;
     const size_t in_img = (size_t)g.H * g.W * g.Cin, out_img = (size_t)g.OH * g.OW * g.Cout;
+    if (g.shared) {
+#pragma omp parallel num_threads(th)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            for (int img = 0; img < f->n; img++)
+                run_shared(&g, &w, x + (size_t)img * in_img, out + (size_t)img * out_img, E, D, t, nt);
+        }
+        return;
+    }
     if (g.G > 1) {
         const long groups = (f->n + g.G - 1) / g.G;
 #pragma omp parallel num_threads(th)

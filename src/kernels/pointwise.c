@@ -64,6 +64,26 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
 
 #ifdef __AVX2__
 
+/* Rows of B a multiple of 1024 floats apart map to few cache sets (a 4 KiB
+ * stride puts them all in one L1 set), so that a row tile reading a column
+ * panel down them finds little of it left from the tile before: such a B is
+ * copied PW_KC rows at a time into a panel on the stack, which every row
+ * tile then reads from L1. The chains go on from the partial sums in C
+ * between these blocks of k: the same FMAs in the same order, the same bits. */
+#define PW_KC 256
+
+static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 1024 == 0 && M > MR; }
+
+/* Columns [n0, n0 + w) of B's rows [k0, k0 + kc) into buf as one panel of
+ * pw columns, zeros past w. */
+static void copy_block(const float *B, size_t ldb, int k0, int kc, int n0, int w, int pw,
+                       float *buf)
+{
+    for (int k = 0; k < kc; k++) {
+        memcpy(buf + (size_t)k * pw, B + (size_t)(k0 + k) * ldb + n0, (size_t)w * sizeof(float));
+        if (w < pw) memset(buf + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
+    }
+}
 
 /* GCC keeps the tiles' accumulators in registers only with these loops
  * unrolled. Clang (the fuzzing build) is left to unroll by itself: with
@@ -99,13 +119,14 @@ INLINE T256 __m256 epi256(const graft_kernel_epi *e, int n, __m256 v, const floa
 
 INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size_t lda,
                          const float *B, size_t ldb, float *C, size_t ldc,
-                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr)
+                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr, bool load)
 {
     __m256 acc[6][2];
     PW_UNROLL(12)
     for (int i = 0; i < MR; i++)
         PW_UNROLL(2)
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = load ? _mm256_loadu_ps(C + (size_t)i * ldc + n0 + 8 * v) : _mm256_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
@@ -127,32 +148,46 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
 
 #define ROWS256(NV)                                                                             \
     switch (mr) {                                                                               \
-    case 6: tile256(6, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
-    case 5: tile256(5, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
-    case 4: tile256(4, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
-    case 3: tile256(3, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
-    case 2: tile256(2, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                    \
-    default: tile256(1, NV, K, a, lda, bp, kst, c, ldc, e, n0, r, ldr); break;                   \
+    case 6: tile256(6, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
+    case 5: tile256(5, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
+    case 4: tile256(4, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
+    case 3: tile256(3, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
+    case 2: tile256(2, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
+    default: tile256(1, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                   \
     }
 
 static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                         const float *R, size_t ldr)
 {
+    static const graft_kernel_epi none = {0};
+    const bool copy = copy_b(ldb, M, 6);
+    float buf[PW_KC * 16] __attribute__((aligned(32)));
     int n0 = 0;
     for (; n0 + 8 <= N; n0 += 16) {
         const bool two = n0 + 16 <= N;
-        /* ldb 0: B is packed (graft_pw_pack), panels of 16 columns */
-        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 16) * K * 16;
-        const size_t kst = ldb ? ldb : 16;
-        for (int m0 = 0; m0 < M; m0 += 6) {
-            const int mr = M - m0 < 6 ? M - m0 : 6;
-            const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
-            float *c = C + (size_t)m0 * ldc;
-            if (two) {
-                ROWS256(2)
-            } else {
-                ROWS256(1)
+        const int kb = copy ? PW_KC : K;
+        for (int k0 = 0; k0 < K; k0 += kb) {
+            const int kc = K - k0 < kb ? K - k0 : kb;
+            const bool load = k0 > 0, fin = k0 + kc == K;
+            /* ldb 0: B is packed (graft_pw_pack), panels of 16 columns */
+            const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 16) * K * 16;
+            size_t kst = ldb ? ldb : 16;
+            if (copy) {
+                copy_block(B, ldb, k0, kc, n0, two ? 16 : 8, 16, buf);
+                bp = buf, kst = 16;
+            }
+            const graft_kernel_epi *ek = fin ? e : &none;
+            for (int m0 = 0; m0 < M; m0 += 6) {
+                const int mr = M - m0 < 6 ? M - m0 : 6;
+                const float *a = A + (size_t)m0 * lda + k0;
+                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
+                float *c = C + (size_t)m0 * ldc;
+                if (two) {
+                    ROWS256(2)
+                } else {
+                    ROWS256(1)
+                }
             }
         }
         if (!two) n0 -= 8;
@@ -178,17 +213,27 @@ INLINE T512 __m512 epi512(const graft_kernel_epi *e, int n, __m512 v, const floa
     return v;
 }
 
-/* NV vectors of 16 columns, the last one masked by mk. */
+/* NV vectors of 16 columns, the last one masked by mk. load: the chains
+ * go on from the partial sums in C (a later block of k) instead of zero. */
 INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size_t lda,
                          const float *B, size_t ldb, float *C, size_t ldc, __mmask16 mk,
-                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr)
+                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr,
+                         bool load)
 {
     __m512 acc[12][2];
     const __mmask16 m0 = NV > 1 ? 0xffff : mk;
-    PW_UNROLL(12)
-    for (int i = 0; i < MR; i++)
-        PW_UNROLL(2)
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    if (load) {
+        PW_UNROLL(12)
+        for (int i = 0; i < MR; i++) {
+            acc[i][0] = _mm512_maskz_loadu_ps(m0, C + (size_t)i * ldc + n0);
+            if (NV > 1) acc[i][1] = _mm512_maskz_loadu_ps(mk, C + (size_t)i * ldc + n0 + 16);
+        }
+    } else {
+        PW_UNROLL(12)
+        for (int i = 0; i < MR; i++)
+            PW_UNROLL(2)
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    }
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
@@ -215,43 +260,57 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
 
 #define ROWS512(NV)                                                                             \
     switch (mr) {                                                                               \
-    case 12: tile512(12, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 11: tile512(11, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 10: tile512(10, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;              \
-    case 9: tile512(9, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 8: tile512(8, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 7: tile512(7, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 6: tile512(6, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 5: tile512(5, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 4: tile512(4, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 3: tile512(3, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    case 2: tile512(2, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;                \
-    default: tile512(1, NV, K, a, lda, bp, kst, c, ldc, mk, e, n0, r, ldr); break;               \
+    case 12: tile512(12, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
+    case 11: tile512(11, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
+    case 10: tile512(10, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
+    case 9: tile512(9, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 8: tile512(8, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 7: tile512(7, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 6: tile512(6, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 5: tile512(5, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 4: tile512(4, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 3: tile512(3, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    case 2: tile512(2, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
+    default: tile512(1, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;               \
     }
 
 static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                          const float *R, size_t ldr)
 {
+    static const graft_kernel_epi none = {0};
     /* Rows of A 4 KiB apart share their L1 set: a tile's 12 rows then
      * evict each other (8 ways) at every k; 8 rows fit. */
     const int MR = lda % 1024 == 0 && K >= 256 ? 8 : 12;
+    const bool copy = copy_b(ldb, M, MR);
+    float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
         const bool two = w > 16;
         const int last = two ? w - 16 : w;
         const __mmask16 mk = (__mmask16)((1u << last) - 1);
-        /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
-        const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
-        const size_t kst = ldb ? ldb : 32;
-        for (int m0 = 0; m0 < M; m0 += MR) {
-            const int mr = M - m0 < MR ? M - m0 : MR;
-            const float *a = A + (size_t)m0 * lda, *r = R ? R + (size_t)m0 * ldr : NULL;
-            float *c = C + (size_t)m0 * ldc;
-            if (two) {
-                ROWS512(2)
-            } else {
-                ROWS512(1)
+        const int kb = copy ? PW_KC : K;
+        for (int k0 = 0; k0 < K; k0 += kb) {
+            const int kc = K - k0 < kb ? K - k0 : kb;
+            const bool load = k0 > 0, fin = k0 + kc == K;
+            /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
+            const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
+            size_t kst = ldb ? ldb : 32;
+            if (copy) {
+                copy_block(B, ldb, k0, kc, n0, w, 32, buf);
+                bp = buf, kst = 32;
+            }
+            const graft_kernel_epi *ek = fin ? e : &none;
+            for (int m0 = 0; m0 < M; m0 += MR) {
+                const int mr = M - m0 < MR ? M - m0 : MR;
+                const float *a = A + (size_t)m0 * lda + k0;
+                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
+                float *c = C + (size_t)m0 * ldc;
+                if (two) {
+                    ROWS512(2)
+                } else {
+                    ROWS512(1)
+                }
             }
         }
     }
