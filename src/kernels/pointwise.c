@@ -101,13 +101,30 @@ static void copy_block(const float *B, size_t ldb, int k0, int kc, int n0, int w
 
 /* ------------------------------------------------------------ AVX2: 6 rows x 16 columns */
 
-INLINE T256 __m256 epi256(const graft_kernel_epi *e, int n, __m256 v, const float *res)
+/* The epilogue's parameters for one vector of columns, loaded once per
+ * tile: the C stores between rows could alias them, so the compiler would
+ * load them again for every row. */
+typedef struct {
+    __m256 bias, mean, scale, shift;
+} epi_v256;
+
+INLINE T256 epi_v256 epi_load256(const graft_kernel_epi *e, int n)
 {
-    if (e->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias + n));
-    if (e->mean)
-        v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_loadu_ps(e->mean + n)),
-                                        _mm256_loadu_ps(e->scale + n)),
-                          _mm256_loadu_ps(e->shift + n));
+    epi_v256 p = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (e->bias) p.bias = _mm256_loadu_ps(e->bias + n);
+    if (e->mean) {
+        p.mean = _mm256_loadu_ps(e->mean + n);
+        p.scale = _mm256_loadu_ps(e->scale + n);
+        p.shift = _mm256_loadu_ps(e->shift + n);
+    }
+    return p;
+}
+
+INLINE T256 __m256 epi256(const graft_kernel_epi *e, const epi_v256 *p, int n, __m256 v,
+                          const float *res)
+{
+    if (e->bias) v = _mm256_add_ps(v, p->bias);
+    if (e->mean) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, p->mean), p->scale), p->shift);
     /* MAXPS/MINPS return the second operand when one is NaN: NaN passes, as in epi_one. */
     if (e->clamp)
         v = _mm256_min_ps(_mm256_set1_ps(e->hi), _mm256_max_ps(_mm256_set1_ps(e->lo), v));
@@ -137,12 +154,16 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
             if (NV > 1) acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
         }
     }
+    epi_v256 p[2];
+    PW_UNROLL(2)
+    for (int v = 0; v < NV; v++) p[v] = epi_load256(e, n0 + 8 * v);
     PW_UNROLL(12)
     for (int i = 0; i < MR; i++) {
         const float *res = R ? R + (size_t)i * ldr : NULL;
         PW_UNROLL(2)
         for (int v = 0; v < NV; v++)
-            _mm256_storeu_ps(C + (size_t)i * ldc + n0 + 8 * v, epi256(e, n0 + 8 * v, acc[i][v], res));
+            _mm256_storeu_ps(C + (size_t)i * ldc + n0 + 8 * v,
+                             epi256(e, &p[v], n0 + 8 * v, acc[i][v], res));
     }
 }
 
@@ -197,14 +218,27 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
 
 /* ------------------------------------------------------------ AVX-512: 12 rows x 32 columns */
 
-INLINE T512 __m512 epi512(const graft_kernel_epi *e, int n, __m512 v, const float *res,
-                          __mmask16 mk)
+typedef struct {
+    __m512 bias, mean, scale, shift;
+} epi_v512;
+
+INLINE T512 epi_v512 epi_load512(const graft_kernel_epi *e, int n, __mmask16 mk)
 {
-    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + n));
-    if (e->mean)
-        v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(mk, e->mean + n)),
-                                        _mm512_maskz_loadu_ps(mk, e->scale + n)),
-                          _mm512_maskz_loadu_ps(mk, e->shift + n));
+    epi_v512 p = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    if (e->bias) p.bias = _mm512_maskz_loadu_ps(mk, e->bias + n);
+    if (e->mean) {
+        p.mean = _mm512_maskz_loadu_ps(mk, e->mean + n);
+        p.scale = _mm512_maskz_loadu_ps(mk, e->scale + n);
+        p.shift = _mm512_maskz_loadu_ps(mk, e->shift + n);
+    }
+    return p;
+}
+
+INLINE T512 __m512 epi512(const graft_kernel_epi *e, const epi_v512 *p, int n, __m512 v,
+                          const float *res, __mmask16 mk)
+{
+    if (e->bias) v = _mm512_add_ps(v, p->bias);
+    if (e->mean) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, p->mean), p->scale), p->shift);
     if (e->clamp)
         v = _mm512_min_ps(_mm512_set1_ps(e->hi), _mm512_max_ps(_mm512_set1_ps(e->lo), v));
     if (res) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, res + n), v);
@@ -245,15 +279,17 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
             if (NV > 1) acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
     }
+    const epi_v512 p0 = epi_load512(e, n0, m0);
+    const epi_v512 p1 = NV > 1 ? epi_load512(e, n0 + 16, mk) : p0;
     PW_UNROLL(12)
     for (int i = 0; i < MR; i++) {
         const float *res = R ? R + (size_t)i * ldr : NULL;
         float *c = C + (size_t)i * ldc + n0;
         if (NV > 1) {
-            _mm512_storeu_ps(c, epi512(e, n0, acc[i][0], res, 0xffff));
-            _mm512_mask_storeu_ps(c + 16, mk, epi512(e, n0 + 16, acc[i][1], res, mk));
+            _mm512_storeu_ps(c, epi512(e, &p0, n0, acc[i][0], res, 0xffff));
+            _mm512_mask_storeu_ps(c + 16, mk, epi512(e, &p1, n0 + 16, acc[i][1], res, mk));
         } else {
-            _mm512_mask_storeu_ps(c, mk, epi512(e, n0, acc[i][0], res, mk));
+            _mm512_mask_storeu_ps(c, mk, epi512(e, &p0, n0, acc[i][0], res, mk));
         }
     }
 }
