@@ -126,7 +126,7 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
 }
 
 /* Output rows a thread's prologue buffer holds: a stride-1 block, or a
- * strided band's rows. */
+ * strided band's rows (which are gathered there with or without a prologue). */
 static size_t prologue_rows(const graft_conv_geom *g)
 {
     if (g->sh == 1 && g->sw == 1) return BLOCK_PIXELS;
@@ -148,7 +148,8 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
     graft_activation a;
     graft_conv2d_args(m->layers[b->project], &g, &F, &k, &bias, &a);
     size_t n = graft_pw_pack_floats(g.c, F, true);
-    if (b->pre_bn >= 0 || b->pre_clamp) n += (size_t)graft_threads() * prologue_floats(&g);
+    if (b->pre_bn >= 0 || b->pre_clamp || g.sh != 1 || g.sw != 1)
+        n += (size_t)graft_threads() * prologue_floats(&g);
     return n;
 }
 
@@ -239,7 +240,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         W = f->scratch;
         ldb = 0;
     }
-    /* Each thread's prologue buffer, after the packed kernel. */
+    /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
     const float *x = f->in[0], *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
@@ -279,21 +280,18 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         }
         const int img = (int)(ri / bands), oy0 = (int)(ri % bands) * band;
         const int oy1 = oy0 + band < g.oh ? oy0 + band : g.oh;
-        /* A strided row's input pixels, sw apart; through the prologue, packed. */
-        const size_t lda = prologue ? (size_t)K : (size_t)g.sw * C;
-        if (prologue)
-            for (int oy = oy0; oy < oy1; oy++)
-                graft_pw_prologue(g.ow, K, x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C,
-                                  (size_t)g.sw * C, &pre, buf + (size_t)(oy - oy0) * g.ow * K);
+        /* The band's input pixels, sw apart in rows sh apart, gathered
+         * (through the prologue, if any) into rows in a row: one GEMM over
+         * the band, which gives the kernel's copying to L1 (graft_pw_gemm)
+         * rows enough to pay, instead of one per output row. */
+        for (int oy = oy0; oy < oy1; oy++)
+            graft_pw_prologue(g.ow, K, x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C,
+                              (size_t)g.sw * C, &pre, buf + (size_t)(oy - oy0) * g.ow * K);
+        const size_t p0 = ((size_t)img * g.oh + oy0) * g.ow;
         for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
             const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;
-            for (int oy = oy0; oy < oy1; oy++) {
-                const size_t p0 = ((size_t)img * g.oh + oy) * g.ow;
-                const float *arow = prologue ? buf + (size_t)(oy - oy0) * g.ow * K
-                                             : x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C;
-                gemm_cols(g.ow, cc, w, K, arow, lda, W, ldb, F, out + p0 * F, &e,
-                          res ? res + p0 * F : NULL, wide, s->epi.act);
-            }
+            gemm_cols((oy1 - oy0) * g.ow, cc, w, K, buf, (size_t)K, W, ldb, F, out + p0 * F, &e,
+                      res ? res + p0 * F : NULL, wide, s->epi.act);
         }
     }
 }

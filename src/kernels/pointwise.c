@@ -64,6 +64,10 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
 
 #ifdef __AVX2__
 
+#define INLINE static inline __attribute__((always_inline))
+#define T256 __attribute__((target("avx2,fma")))
+#define T512 __attribute__((target("avx512f,avx2,fma")))
+
 /* Rows of B a multiple of 1024 floats apart map to few cache sets (a 4 KiB
  * stride puts them all in one L1 set), so that a row tile reading a column
  * panel down them finds little of it left from the tile before: such a B is
@@ -75,13 +79,24 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
 static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 1024 == 0 && M > MR; }
 
 /* Columns [n0, n0 + w) of B's rows [k0, k0 + kc) into buf as one panel of
- * pw columns, zeros past w. */
-static void copy_block(const float *B, size_t ldb, int k0, int kc, int n0, int w, int pw,
-                       float *buf)
+ * 16 columns (w 8 or 16), or of 32 (w up to 32), zeros past w. */
+static T256 void copy_block16(const float *B, size_t ldb, int k0, int kc, int n0, int w, float *buf)
 {
     for (int k = 0; k < kc; k++) {
-        memcpy(buf + (size_t)k * pw, B + (size_t)(k0 + k) * ldb + n0, (size_t)w * sizeof(float));
-        if (w < pw) memset(buf + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
+        const float *b = B + (size_t)(k0 + k) * ldb + n0;
+        _mm256_store_ps(buf + 16 * k, _mm256_loadu_ps(b));
+        _mm256_store_ps(buf + 16 * k + 8, w > 8 ? _mm256_loadu_ps(b + 8) : _mm256_setzero_ps());
+    }
+}
+
+static T512 void copy_block32(const float *B, size_t ldb, int k0, int kc, int n0, int w, float *buf)
+{
+    const __mmask16 lo = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+    const __mmask16 hi = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+    for (int k = 0; k < kc; k++) {
+        const float *b = B + (size_t)(k0 + k) * ldb + n0;
+        _mm512_store_ps(buf + 32 * k, _mm512_maskz_loadu_ps(lo, b));
+        _mm512_store_ps(buf + 32 * k + 16, _mm512_maskz_loadu_ps(hi, b + 16));
     }
 }
 
@@ -95,9 +110,6 @@ static void copy_block(const float *B, size_t ldb, int k0, int kc, int n0, int w
 #define PW_UNROLL(n)
 #endif
 
-#define INLINE static inline __attribute__((always_inline))
-#define T256 __attribute__((target("avx2,fma")))
-#define T512 __attribute__((target("avx512f,avx2,fma")))
 
 /* ------------------------------------------------------------ AVX2: 6 rows x 16 columns */
 
@@ -195,7 +207,7 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
             const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 16) * K * 16;
             size_t kst = ldb ? ldb : 16;
             if (copy) {
-                copy_block(B, ldb, k0, kc, n0, two ? 16 : 8, 16, buf);
+                copy_block16(B, ldb, k0, kc, n0, two ? 16 : 8, buf);
                 bp = buf, kst = 16;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
@@ -333,7 +345,7 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
             const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
             size_t kst = ldb ? ldb : 32;
             if (copy) {
-                copy_block(B, ldb, k0, kc, n0, w, 32, buf);
+                copy_block32(B, ldb, k0, kc, n0, w, buf);
                 bp = buf, kst = 32;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
