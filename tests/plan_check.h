@@ -2,8 +2,10 @@
 #ifndef GRAFT_TEST_PLAN_CHECK_H
 #define GRAFT_TEST_PLAN_CHECK_H
 
+#include "check.h"
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Whether layer l runs in a step of this kind ("conv_pool", ...). */
@@ -43,6 +45,44 @@ static inline void set_random(graft_model *m, unsigned seed)
                 w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
         }
     }
+}
+
+/* The same bits from m for the n images at x, the planned steps' promise:
+ * the batch on two threads = each image alone (the threads then split one
+ * image's work) = the batch on one thread = the batch with AVX2 where the
+ * kernels would take AVX-512. Layer `layer` must be in a step of kind `kind`,
+ * so that the fused path is the one compared. */
+static inline void check_same_bits(graft_model *m, const float *x, int n, const char *layer,
+                                   const char *kind)
+{
+    graft_shape is = graft_layer_output_shape(graft_model_layer(m, 0));
+    graft_shape os = graft_layer_output_shape(graft_model_output(m));
+    const size_t in_sz = graft_shape_size(&is), out_sz = graft_shape_size(&os);
+    const size_t bytes = (size_t)n * out_sz * sizeof(float);
+    float *batch = malloc(bytes), *one = malloc(bytes), *other = malloc(bytes);
+    CHECK(batch && one && other);
+    if (!batch || !one || !other) goto done;
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
+    CHECK_OK(graft_model_predict(m, x, n, batch));
+    CHECK_MSG(in_step(m, graft_model_find(m, layer), kind), "%s not in a %s step", layer, kind);
+    for (int i = 0; i < n; i++)
+        CHECK_OK(graft_model_predict(m, x + (size_t)i * in_sz, 1, one + (size_t)i * out_sz));
+    CHECK(memcmp(batch, one, bytes) == 0);
+    graft_threads_set(1);
+    CHECK_OK(graft_model_predict(m, x, n, other));
+    CHECK(memcmp(batch, other, bytes) == 0);
+    graft_threads_set(2);
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    m->capacity = 0; /* replan */
+    CHECK_OK(graft_model_predict(m, x, n, other));
+    CHECK(memcmp(batch, other, bytes) == 0);
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    graft_threads_set(threads);
+done:
+    free(batch);
+    free(one);
+    free(other);
 }
 
 #endif
