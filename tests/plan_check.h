@@ -30,11 +30,10 @@ static inline bool masks_relu_below(const graft_model *m, const graft_layer *poo
 }
 
 /* Random weights for the plan tests (BatchNormalization's variances kept
- * positive), from one seeded stream in layer order. */
-static inline void set_random(graft_model *m, unsigned seed)
+ * positive), drawn from r in layer order; r goes on from there (a test's
+ * inputs may follow from the same stream). */
+static inline void set_random_from(graft_model *m, graft_rng *r)
 {
-    graft_rng r;
-    graft_rng_seed(&r, seed);
     for (int i = 0; i < graft_model_num_layers(m); i++) {
         graft_layer *l = graft_model_layer(m, i);
         for (int k = 0; k < graft_layer_num_weights(l); k++) {
@@ -42,9 +41,17 @@ static inline void set_random(graft_model *m, unsigned seed)
             float *w = graft_layer_weight_data(l, k);
             bool var = strcmp(graft_layer_weight_name(l, k), "moving_variance") == 0;
             for (size_t e = 0; e < graft_shape_size(&s); e++)
-                w[e] = var ? 0.2f + graft_rng_uniform(&r) : 0.5f * graft_rng_normal(&r);
+                w[e] = var ? 0.2f + graft_rng_uniform(r) : 0.5f * graft_rng_normal(r);
         }
     }
+}
+
+/* The same from a stream of its own, seeded with seed. */
+static inline void set_random(graft_model *m, unsigned seed)
+{
+    graft_rng r;
+    graft_rng_seed(&r, seed);
+    set_random_from(m, &r);
 }
 
 /* The same bits from m for the n images at x, the planned steps' promise:
