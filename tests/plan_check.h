@@ -81,15 +81,15 @@ static inline void check_same_bits(graft_model *m, const float *x, int n, const 
     CHECK_MSG(in_step(m, graft_model_find(m, layer), kind), "%s not in a %s step", layer, kind);
     for (int i = 0; i < n; i++)
         CHECK_OK(graft_model_predict(m, x + (size_t)i * in_sz, 1, one + (size_t)i * out_sz));
-    CHECK(bits_equal(batch, one, floats));
+    CHECK_MSG(bits_equal(batch, one, floats), "%dx%d images alone", is.dim[0], is.dim[1]);
     graft_threads_set(1);
     CHECK_OK(graft_model_predict(m, x, n, other));
-    CHECK(bits_equal(batch, other, floats));
+    CHECK_MSG(bits_equal(batch, other, floats), "%dx%d images, one thread", is.dim[0], is.dim[1]);
     graft_threads_set(2);
     setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
     m->capacity = 0; /* replan */
     CHECK_OK(graft_model_predict(m, x, n, other));
-    CHECK(bits_equal(batch, other, floats));
+    CHECK_MSG(bits_equal(batch, other, floats), "%dx%d images, AVX2", is.dim[0], is.dim[1]);
     unsetenv("ONEDNN_MAX_CPU_ISA");
     graft_threads_set(threads);
 done:
