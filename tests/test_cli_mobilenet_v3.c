@@ -11,27 +11,14 @@
 #include "test_util.h"
 
 #include <graft.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmp[64] = "/tmp/graft_cli_v3_XXXXXX", out_path[128], err_path[128];
+static char tmp[64] = "/tmp/graft_cli_v3_XXXXXX";
 static char out[1 << 18], err[1 << 16];
 static const char *bin;
-
-static int graft(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int graft(const char *fmt, ...)
-{
-    char args[2048], cmd[2600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
-    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
-}
 
 static bool one_line(const char *s) { return s[0] && strchr(s, '\n') == s + strlen(s) - 1; }
 
@@ -234,15 +221,13 @@ static void test_run_records_variant(void)
 
 int main(void)
 {
-    bin = getenv("GRAFT_BIN");
-    if (!bin) bin = "build/graft";
+    bin = tool_bin();
     if (access(bin, X_OK) != 0) {
         fprintf(stderr, "test_cli_mobilenet_v3 needs %s\n", bin);
         return 1;
     }
     if (make_tmpdir(tmp) != 0) return 1;
-    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
-    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    tool_output(tmp, out, sizeof out, err, sizeof err);
     RUN(test_summary_variants);
     RUN(test_summary_matches_variant);
     if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0)

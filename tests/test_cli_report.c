@@ -9,7 +9,6 @@
 
 #include "graft.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,21 +16,9 @@
 #define H5_025 "../shared/models/mobilenet_2_5_224_tf_no_top.h5"
 #define TM "../shared/models/teachable_machine_mobilenet_v2_0.35/model.json"
 
-static char tmp[64] = "/tmp/graft_cli_report_XXXXXX", out_path[128], err_path[128];
+static char tmp[64] = "/tmp/graft_cli_report_XXXXXX";
 static char out[1 << 18], err[1 << 18];
 static const char *bin;
-
-static int graft(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int graft(const char *fmt, ...)
-{
-    char args[2048], cmd[2600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
-    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
-}
 
 static int make_data(void)
 {
@@ -197,7 +184,7 @@ static void test_report_in_browser(void)
              "cd %s && timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir=%s/chrome "
              "--window-size=1200,1600 --screenshot=%s/shot.png file://%s/rep/report.html",
              tmp, tmp, tmp, tmp);
-    CHECK(run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err) == 0);
+    CHECK(run_captured(cmd, test_tool.out_path, test_tool.err_path, out, sizeof out, err, sizeof err) == 0);
     /* Not blank: the screenshot's PNG, decoded by graft's own reader, holds
      * dark pixels (text, table borders, curves) as well as the white page. */
     snprintf(cmd, sizeof cmd, "%s/shot.png", tmp);
@@ -216,15 +203,13 @@ static void test_report_in_browser(void)
 
 int main(void)
 {
-    bin = getenv("GRAFT_BIN");
-    if (!bin) bin = "build/graft";
+    bin = tool_bin();
     if (access(bin, X_OK) != 0 || access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
         printf("test_cli_report: skipped (needs %s and ../shared)\n0 passed, 0 failed\n", bin);
         return 0;
     }
     if (make_tmpdir(tmp) != 0) return 1;
-    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
-    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    tool_output(tmp, out, sizeof out, err, sizeof err);
     mkdir(path_in(tmp, "data"), 0755);
     if (make_data() != 0) {
         fprintf(stderr, "cannot lay out test data in %s\n", tmp);

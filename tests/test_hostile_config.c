@@ -14,17 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmp[64], out_path[128], err_path[128];
+static char tmp[64];
 static char out[1 << 16], err[1 << 16];
 static const char *bin;
-
-/* Runs `graft ARGS`; returns its exit status (-1: killed by a signal). */
-static int graft(const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
-    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
-}
 
 static bool one_line(const char *s) { return *s && strchr(s, '\n') == s + strlen(s) - 1; }
 
@@ -80,7 +72,7 @@ static int make_run(void)
     char a[512];
     snprintf(a, sizeof a, "train --data %s/data --base scratch --input-size 32 --epochs 1 --batch 4 "
                           "--out %s --verbose 0", tmp, run_dir);
-    int rc = graft(a);
+    int rc = graft("%s", a);
     if (rc != 0) fprintf(stderr, "graft train failed (%d): %s", rc, err);
     return rc;
 }
@@ -125,17 +117,17 @@ static void test_resume_refuses_out_of_range_config(void)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         CHECK(hostile_config(dir, cases[i][0], cases[i][1]) == 0);
         snprintf(a, sizeof a, "resume %s", dir);
-        int rc = graft(a);
+        int rc = graft("%s", a);
         CHECK_MSG(rc == 1 && one_line(err) && strstr(err, "config.json") && strstr(err, cases[i][0]),
                   "\"%s\": %s gave exit %d: %s", cases[i][0], cases[i][1], rc, err);
     }
     /* Within range but not what this base has: refused once the model is built. */
     CHECK(hostile_config(dir, "n_base_layers", "5") == 0);
     snprintf(a, sizeof a, "resume %s", dir);
-    CHECK_MSG(graft(a) == 1 && one_line(err) && strstr(err, "config.json: \"n_base_layers\" is 5"), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && one_line(err) && strstr(err, "config.json: \"n_base_layers\" is 5"), "%s", err);
     /* The run's own config passes every check (the resume stops later, without a checkpoint). */
     CHECK(hostile_config(dir, "seed", "1") == 0);
-    CHECK_MSG(graft(a) == 1 && !strstr(err, "config.json") && strstr(err, "checkpoint"), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && !strstr(err, "config.json") && strstr(err, "checkpoint"), "%s", err);
     remove_tree(dir);
     rmdir(dir);
 }
@@ -152,7 +144,7 @@ static void test_resume_refuses_hostile_history_and_state(void)
         CHECK_MSG(copy_file(p, q) == 0, "copying %s", p);
     }
     snprintf(a, sizeof a, "resume %s", dir);
-    CHECK_MSG(graft(a) == 0, "the copied run does not resume: %s", err); /* a finished stage */
+    CHECK_MSG(graft("%s", a) == 0, "the copied run does not resume: %s", err); /* a finished stage */
 
     static const char *histories[] = {
         "{\"history\": {\"loss\": [1]}, \"stages\": [{\"name\": \"bogus\", \"first_epoch\": 0}]}",
@@ -172,7 +164,7 @@ static void test_resume_refuses_hostile_history_and_state(void)
     slurp(p, good, sizeof good);
     for (int i = 0; i < 3; i++) {
         CHECK(write_text(p, histories[i] ? histories[i] : many) == 0);
-        int rc = graft(a);
+        int rc = graft("%s", a);
         CHECK_MSG(rc == 1 && one_line(err) && strstr(err, "history.json") && strstr(err, "stages"),
                   "history %d: exit %d: %s", i, rc, err);
     }
@@ -196,7 +188,7 @@ static void test_resume_refuses_hostile_history_and_state(void)
     bad[1].epoch = 1000;
     for (int i = 0; i < 2; i++) {
         CHECK_OK(graft_train_state_save(m, &h, &bad[i], q));
-        int rc = graft(a);
+        int rc = graft("%s", a);
         CHECK_MSG(rc == 1 && one_line(err) && strstr(err, "checkpoint.graft") &&
                       strstr(err, i ? "epoch 1000" : "batches drawn"),
                   "state %d: exit %d: %s", i, rc, err);
@@ -420,16 +412,14 @@ static void make_run_failed(void) { CHECK(!"graft train could not make a run fol
 
 int main(void)
 {
-    bin = getenv("GRAFT_BIN");
-    if (!bin) bin = "build/graft";
+    bin = tool_bin();
     if (access(bin, X_OK) != 0) {
         fprintf(stderr, "test_hostile_config needs %s\n", bin);
         return 1;
     }
     snprintf(tmp, sizeof tmp, "/tmp/graft_hostile_XXXXXX");
     if (!mkdtemp(tmp)) return 1;
-    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
-    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    tool_output(tmp, out, sizeof out, err, sizeof err);
     if (make_run() == 0) {
         RUN(test_resume_refuses_out_of_range_config);
         RUN(test_resume_refuses_hostile_history_and_state);

@@ -187,18 +187,6 @@ static void test_checkpoint_nonfinite(void)
 static const char *bin;
 static char tmp[64], out[1 << 16], err[1 << 16];
 
-static int graft(const char *args)
-{
-    char cmd[4096], op[128], ep[128];
-    snprintf(op, sizeof op, "%s/out.txt", tmp);
-    snprintf(ep, sizeof ep, "%s/err.txt", tmp);
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin, args, op, ep);
-    int st = system(cmd);
-    slurp(op, out, sizeof out);
-    slurp(ep, err, sizeof err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static bool exists(const char *fmt, const char *a)
 {
     char p[512];
@@ -249,7 +237,7 @@ static void test_config_utf8(void)
     /* a doubled slash in the path too: it is stored as one */
     snprintf(a, sizeof a, "train --data '%s//dat\xff' --base scratch --input-size 32 --epochs 1 --batch 4 "
                           "--out %s/utf --verbose 0", tmp, tmp);
-    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 0, "%s", err);
     snprintf(cfg, sizeof cfg, "%s/utf/config.json", tmp);
     static char text[1 << 14];
     slurp(cfg, text, sizeof text);
@@ -271,11 +259,11 @@ static void test_config_utf8(void)
     }
     /* predictions name the folder as it is on disk, and the folders are found again */
     snprintf(a, sizeof a, "predict --model %s/utf --top 2 '%s/dogs/0.jpg'", tmp, data);
-    CHECK_MSG(graft(a) == 0 && strstr(out, "caf\xe9 "), "%s%s", out, err);
+    CHECK_MSG(graft("%s", a) == 0 && strstr(out, "caf\xe9 "), "%s%s", out, err);
     snprintf(a, sizeof a, "evaluate --model %s/utf --data '%s'", tmp, data);
-    CHECK_MSG(graft(a) == 0 && strstr(out, "caf\xe9"), "%s%s", out, err);
+    CHECK_MSG(graft("%s", a) == 0 && strstr(out, "caf\xe9"), "%s%s", out, err);
     snprintf(a, sizeof a, "resume %s/utf", tmp); /* reopens the data from train_dir */
-    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 0, "%s", err);
 }
 
 static void hold_lock(const char *run, int *fd)
@@ -315,7 +303,7 @@ static void test_run_lock(void)
     const char *train = "train --data %s --base scratch --input-size 32 --batch 4 --out %s --verbose 0 --force --epochs ";
     snprintf(a, sizeof a, train, data, run);
     strcat(a, "1");
-    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 0, "%s", err);
 
     /* held by another process (this one): every writer is refused, one line */
     int fd;
@@ -323,16 +311,16 @@ static void test_run_lock(void)
     char want[256];
     snprintf(want, sizeof want, "%s is in use by another graft process (pid %ld)\n", run, (long)getpid());
     snprintf(a, sizeof a, "finetune %s", run);
-    CHECK_MSG(graft(a) == 1 && strncmp(err, "graft finetune: ", 16) == 0 && strcmp(err + 16, want) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strncmp(err, "graft finetune: ", 16) == 0 && strcmp(err + 16, want) == 0, "%s", err);
     snprintf(a, sizeof a, "resume %s", run);
-    CHECK_MSG(graft(a) == 1 && strncmp(err, "graft resume: ", 14) == 0 && strcmp(err + 14, want) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strncmp(err, "graft resume: ", 14) == 0 && strcmp(err + 14, want) == 0, "%s", err);
     snprintf(a, sizeof a, train, data, run);
     strcat(a, "1");
-    CHECK_MSG(graft(a) == 1 && strstr(err, "graft train: ") && strstr(err, want), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strstr(err, "graft train: ") && strstr(err, want), "%s", err);
     CHECK(exists("%s/model.h5", run)); /* the holder's run is untouched */
     close(fd);
     snprintf(a, sizeof a, "resume %s", run);
-    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 0, "%s", err);
 
     /* a graft training in it: refused with its pid; SIGKILLed: the lock is gone */
     snprintf(a, sizeof a, train, data, run);
@@ -350,7 +338,7 @@ static void test_run_lock(void)
     CHECK(child > 0 && wait_for_holder(run, child));
     snprintf(want, sizeof want, "%s is in use by another graft process (pid %ld)\n", run, (long)child);
     snprintf(a, sizeof a, "finetune %s", run);
-    CHECK_MSG(graft(a) == 1 && strstr(err, want), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strstr(err, want), "%s", err);
     if (child > 0) {
         kill(child, SIGKILL);
         int st;
@@ -358,7 +346,7 @@ static void test_run_lock(void)
     }
     snprintf(a, sizeof a, train, data, run);
     strcat(a, "1");
-    CHECK_MSG(graft(a) == 0, "%s", err);
+    CHECK_MSG(graft("%s", a) == 0, "%s", err);
 }
 
 /* `graft predict` on a model with a NaN weight: an error, not "nan" and 0. */
@@ -375,11 +363,11 @@ static void test_predict_refuses_nan(void)
     char a[512];
     snprintf(a, sizeof a, "predict --model %s " DATA "/cats/cat.0.jpg", path);
     CHECK_OK(graft_model_save(m, path));
-    CHECK_MSG(graft(a) == 0 && !strstr(out, "nan"), "%s%s", out, err); /* the good file first */
+    CHECK_MSG(graft("%s", a) == 0 && !strstr(out, "nan"), "%s%s", out, err); /* the good file first */
     k[17] = NAN;
     CHECK_OK(graft_model_save(m, path));
     graft_model_free(m);
-    CHECK_MSG(graft(a) == 1 && !strstr(out, "nan") &&
+    CHECK_MSG(graft("%s", a) == 1 && !strstr(out, "nan") &&
                   strstr(err, "nan_cli.h5: weight 'conv1/kernel:0' of layer 'conv1' holds NaN at index 17\n"),
               "%s%s", out, err);
 }
@@ -397,7 +385,7 @@ static void test_failed_train_cleans_up(void)
     snprintf(run, sizeof run, "%s/new", tmp);
     snprintf(a, sizeof a, "train --data %s --base mobilenet --alpha 0.25 --weights %s --input-size 32 "
                           "--out %s/deeper/run", data, bad, run);
-    CHECK_MSG(graft(a) == 1 && strstr(err, "garbage.h5"), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strstr(err, "garbage.h5"), "%s", err);
     CHECK(!exists("%s", run));
     /* unreadable images: fails in the first epoch, after config and checkpoint were written */
     snprintf(bad, sizeof bad, "%s/baddata", tmp);
@@ -412,23 +400,20 @@ static void test_failed_train_cleans_up(void)
         }
     }
     snprintf(a, sizeof a, "train --data %s --base scratch --input-size 32 --epochs 1 --out %s --verbose 0", bad, run);
-    CHECK_MSG(graft(a) == 1 && strstr(err, "unreadable"), "%s", err);
+    CHECK_MSG(graft("%s", a) == 1 && strstr(err, "unreadable"), "%s", err);
     CHECK(!exists("%s", run));
     /* the same into a folder of the user's */
     CHECK(mkdir(run, 0755) == 0);
     char notes[300];
     snprintf(notes, sizeof notes, "%s/notes.txt", run);
     CHECK(io_write_file(notes, "mine", 4) == 0);
-    CHECK(graft(a) == 1);
-    int n = 0;
-    DIR *d = opendir(run);
-    for (struct dirent *e; d && (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    if (d) closedir(d);
+    CHECK(graft("%s", a) == 1);
+    int n = dir_entries(run);
     CHECK_MSG(n == 1 && exists("%s/notes.txt", run), "%d entries", n);
     /* one that succeeds keeps its folder */
     snprintf(a, sizeof a, "train --data %s --base scratch --input-size 32 --epochs 1 --out %s/kept --verbose 0",
              data, tmp);
-    CHECK_MSG(graft(a) == 0 && exists("%s/kept/model.h5", tmp), "%s", err);
+    CHECK_MSG(graft("%s", a) == 0 && exists("%s/kept/model.h5", tmp), "%s", err);
 }
 
 int main(void)
@@ -438,14 +423,14 @@ int main(void)
     RUN(test_h5_nonfinite);
     RUN(test_tfjs_nonfinite);
     RUN(test_checkpoint_nonfinite);
-    bin = getenv("GRAFT_BIN");
-    if (!bin) bin = "build/graft";
+    bin = tool_bin();
     if (access(bin, X_OK) != 0 || access(DATA "/cats/cat.0.jpg", R_OK) != 0) {
         printf("skipping the tests of the tool: no %s or ../shared\n", bin);
         return CHECK_SUMMARY();
     }
     snprintf(tmp, sizeof tmp, "/tmp/graft_hostile_XXXXXX");
     if (!mkdtemp(tmp)) return 1;
+    tool_output(tmp, out, sizeof out, err, sizeof err);
     RUN(test_predict_refuses_nan);
     RUN(test_config_utf8);
     RUN(test_run_lock);

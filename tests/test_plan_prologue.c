@@ -112,40 +112,17 @@ static void test_prologue_equals_layers(void)
     free(plain);
 }
 
-/* Bits: an image alone = the same image in a batch; 1 thread = 2 threads;
- * AVX2 = AVX-512. */
+/* Bits: an image alone (its columns split between the threads) = the same
+ * image in a batch; 1 thread = 2 threads; AVX2 = AVX-512. */
 static void test_bits_reproducible(void)
 {
     for (int stride = 1; stride <= 2; stride++) {
         graft_model *m = chain(PRE_BN_RELU, stride, true, true);
         set_random(m, 5);
-        const size_t os = out_size(m);
-        float *x = random_input(N, 6), *batch = malloc(N * os * sizeof(float));
-        float *one = malloc(N * os * sizeof(float)), *other = malloc(N * os * sizeof(float));
-        CHECK(x && batch && one && other);
-        if (!x || !batch || !one || !other) goto next;
-        const int threads = graft_threads_get();
-        graft_threads_set(2);
-        CHECK_OK(graft_model_predict(m, x, N, batch));
-        CHECK(in_step(m, graft_model_find(m, "pre_bn"), "pointwise"));
-        for (int i = 0; i < N; i++) /* alone: the columns split between the threads */
-            CHECK_OK(graft_model_predict(m, x + (size_t)i * H * W * C, 1, one + i * os));
-        CHECK(memcmp(batch, one, N * os * sizeof(float)) == 0);
-        graft_threads_set(1);
-        CHECK_OK(graft_model_predict(m, x, N, other));
-        CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
-        graft_threads_set(2);
-        setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
-        m->capacity = 0;
-        CHECK_OK(graft_model_predict(m, x, N, other));
-        CHECK(memcmp(batch, other, N * os * sizeof(float)) == 0);
-        unsetenv("ONEDNN_MAX_CPU_ISA");
-        graft_threads_set(threads);
-    next:
+        float *x = random_input(N, 6);
+        CHECK(x != NULL);
+        if (x) check_same_bits(m, x, N, "pre_bn", "pointwise");
         free(x);
-        free(batch);
-        free(one);
-        free(other);
         graft_model_free(m);
     }
 }

@@ -4,6 +4,7 @@
 #define GRAFT_TEST_UTIL_H
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,12 +106,56 @@ static inline const char *path_in(const char *dir, const char *name)
 static inline int run_captured(const char *cmd, const char *out_path, const char *err_path,
                                char *out, size_t out_cap, char *err, size_t err_cap)
 {
-    char line[4096];
+    char line[8192];
     snprintf(line, sizeof line, "%s >%s 2>%s", cmd, out_path, err_path);
     int st = system(line);
     slurp(out_path, out, out_cap);
     slurp(err_path, err, err_cap);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The graft tool as the CLI tests run it: graft(FMT, ...) runs `TOOL ARGS`
+ * through the shell, TOOL being tool_bin()'s and the output going where
+ * tool_output says. */
+static struct {
+    const char *bin;
+    char out_path[512], err_path[512];
+    char *out, *err;
+    size_t out_cap, err_cap;
+} test_tool;
+
+/* The tool's path: GRAFT_BIN (tests/run.sh sets it), else build/graft. */
+static inline const char *tool_bin(void)
+{
+    test_tool.bin = getenv("GRAFT_BIN");
+    if (!test_tool.bin) test_tool.bin = "build/graft";
+    return test_tool.bin;
+}
+
+/* graft()'s stdout and stderr go to dir/out.txt and dir/err.txt and are read
+ * back into out and err. */
+static inline void tool_output(const char *dir, char *out, size_t out_cap, char *err,
+                               size_t err_cap)
+{
+    snprintf(test_tool.out_path, sizeof test_tool.out_path, "%s/out.txt", dir);
+    snprintf(test_tool.err_path, sizeof test_tool.err_path, "%s/err.txt", dir);
+    test_tool.out = out, test_tool.out_cap = out_cap;
+    test_tool.err = err, test_tool.err_cap = err_cap;
+}
+
+/* Runs `graft ARGS`, ARGS printf'd from fmt; its exit status (-1: killed by
+ * a signal), its output in the buffers tool_output named. */
+static inline int graft(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int graft(const char *fmt, ...)
+{
+    char args[4096], cmd[4600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", test_tool.bin ? test_tool.bin : tool_bin(), args);
+    return run_captured(cmd, test_tool.out_path, test_tool.err_path, test_tool.out,
+                        test_tool.out_cap, test_tool.err, test_tool.err_cap);
 }
 
 /* A fresh folder from a mkdtemp template ("/tmp/graft_x_XXXXXX", changed in

@@ -16,16 +16,9 @@
 #include <unistd.h>
 
 
-static char tmp[64] = "/tmp/graft_zoo_cli_XXXXXX", out_path[128], err_path[128];
+static char tmp[64] = "/tmp/graft_zoo_cli_XXXXXX";
 static char out[1 << 20], err[1 << 16];
 static const char *bin;
-
-static int graft(const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s", bin, args);
-    return run_captured(cmd, out_path, err_path, out, sizeof out, err, sizeof err);
-}
 
 /* The new bases, with the light ones the suite trains by default. */
 static const struct {
@@ -80,7 +73,7 @@ static void test_summary_base(void)
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char a[256];
         snprintf(a, sizeof a, "summary %s", want[i].args);
-        CHECK_MSG(graft(a) == 0 && strstr(out, want[i].line), "%s: %s%s", a, err,
+        CHECK_MSG(graft("%s", a) == 0 && strstr(out, want[i].line), "%s: %s%s", a, err,
                   strstr(out, "Total params") ? strstr(out, "Total params") : "");
     }
     CHECK(graft("summary --base ResNet50V2 --include-top") == 0 &&
@@ -119,7 +112,7 @@ static void test_summary_weights(void)
     if (m) CHECK_OK(graft_model_save_weights(m, path));
     graft_model_free(m);
     snprintf(a, sizeof a, "summary %s", path);
-    CHECK_MSG(graft(a) == 0 && strstr(out, "fit the zoo's efficientnetb1 base (include_top=False): "
+    CHECK_MSG(graft("%s", a) == 0 && strstr(out, "fit the zoo's efficientnetb1 base (include_top=False): "
                                             "--base efficientnetb1"),
               "%s%s", out, err);
     unlink(path);
@@ -152,9 +145,9 @@ static void test_train_finetune(void)
                  "--batch 4 --out %s --json",
                  tmp, bases[i].name, arch->min_size, run);
         /* --json: the epoch lines on stderr, JSON alone on stdout */
-        CHECK_MSG(graft(a) == 0 && strstr(err, "Epoch 1/1") && out[0] == '{', "%s: %s", a, err);
+        CHECK_MSG(graft("%s", a) == 0 && strstr(err, "Epoch 1/1") && out[0] == '{', "%s: %s", a, err);
         snprintf(a, sizeof a, "finetune %s --unfreeze 4 --epochs 1 --json", run);
-        CHECK_MSG(graft(a) == 0 && strstr(err, "Epoch 2/2") && out[0] == '{', "%s: %s", a, err);
+        CHECK_MSG(graft("%s", a) == 0 && strstr(err, "Epoch 2/2") && out[0] == '{', "%s: %s", a, err);
         remove_tree(run);
         rmdir(run);
         ran++;
@@ -176,9 +169,9 @@ static void test_train_finetune(void)
              "train --data %s/data --base EfficientNetB0 --weights %s --input-size 32 --epochs 1 "
              "--batch 4 --out %s --json",
              tmp, w, run);
-    CHECK_MSG(graft(a) == 0, "%s: %s", a, err);
+    CHECK_MSG(graft("%s", a) == 0, "%s: %s", a, err);
     snprintf(a, sizeof a, "summary %s", run);
-    CHECK_MSG(graft(a) == 0 && strstr(out, "rescaling_1 (Rescaling)"), "%s: %s%s", a, out, err);
+    CHECK_MSG(graft("%s", a) == 0 && strstr(out, "rescaling_1 (Rescaling)"), "%s: %s%s", a, out, err);
     remove_tree(run);
     rmdir(run);
     unlink(w);
@@ -186,15 +179,13 @@ static void test_train_finetune(void)
 
 int main(void)
 {
-    bin = getenv("GRAFT_BIN");
-    if (!bin) bin = "build/graft";
+    bin = tool_bin();
     if (access(bin, X_OK) != 0) {
         fprintf(stderr, "test_zoo_cli needs %s\n", bin);
         return 1;
     }
     if (make_tmpdir(tmp) != 0) return 1;
-    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
-    snprintf(err_path, sizeof err_path, "%s/err.txt", tmp);
+    tool_output(tmp, out, sizeof out, err, sizeof err);
     RUN(test_summary_base);
     RUN(test_summary_weights);
     char d[128];

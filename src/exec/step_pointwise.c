@@ -139,14 +139,24 @@ static size_t prologue_floats(const graft_conv_geom *g)
     return (prologue_rows(g) * g->c + 15) & ~(size_t)15;
 }
 
+/* The step's 1x1 convolution (matched by one_by_one): its geometry and
+ * filters, and its kernel and bias (NULL: none) where W and bias are not NULL. */
+static void project_geom(const graft_model *m, const graft_step *s, graft_conv_geom *g, int *F,
+                         const float **W, const float **bias)
+{
+    const float *k, *b;
+    graft_activation a;
+    graft_conv2d_args(m->layers[s->blk.project], g, F, &k, &b, &a);
+    if (W) *W = k;
+    if (bias) *bias = b;
+}
+
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
 {
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
     int F;
-    const float *k, *bias;
-    graft_activation a;
-    graft_conv2d_args(m->layers[b->project], &g, &F, &k, &bias, &a);
+    project_geom(m, s, &g, &F, NULL, NULL);
     size_t n = graft_pw_pack_floats(g.c, F, true);
     if (b->pre_bn >= 0 || b->pre_clamp || g.sh != 1 || g.sw != 1)
         n += (size_t)graft_threads() * prologue_floats(&g);
@@ -165,9 +175,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
     int F;
-    const float *k, *bias;
-    graft_activation a;
-    graft_conv2d_args(m->layers[b->project], &g, &F, &k, &bias, &a);
+    project_geom(m, s, &g, &F, NULL, NULL);
     char bands[64] = "", pre[32] = "";
     if (g.sh != 1 || g.sw != 1)
         snprintf(bands, sizeof bands, ", bands of %d output rows, %d columns a pass",
@@ -205,8 +213,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     graft_conv_geom g;
     int F;
     const float *W, *bias;
-    graft_activation a;
-    graft_conv2d_args(m->layers[b->project], &g, &F, &W, &bias, &a);
+    project_geom(m, s, &g, &F, &W, &bias);
     const int K = g.c;
     graft_kernel_epi e = {.bias = bias,
                           .clamp = b->project_clamp,

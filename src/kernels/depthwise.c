@@ -71,6 +71,26 @@ static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *o
 /* Outputs finished together by the blocked loops. */
 #define OB 8
 
+/* The step's epilogue (bias, BatchNormalization, clamp) on one vector of
+ * outputs V, then its store at DST; reads e and the channel block's bias,
+ * mean, scale, shift, lo and hi (and AVX-512's mask mk) in scope. */
+#define FINISH256(V, DST)                                                                          \
+    do {                                                                                           \
+        __m256 v_ = (V);                                                                           \
+        if (e->bias) v_ = _mm256_add_ps(v_, bias);                                                 \
+        if (e->mean) v_ = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v_, mean), scale), shift);     \
+        if (e->clamp) v_ = _mm256_min_ps(hi, _mm256_max_ps(lo, v_));                               \
+        _mm256_storeu_ps(DST, v_);                                                                 \
+    } while (0)
+#define FINISH512(V, DST)                                                                          \
+    do {                                                                                           \
+        __m512 v_ = (V);                                                                           \
+        if (e->bias) v_ = _mm512_add_ps(v_, bias);                                                 \
+        if (e->mean) v_ = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v_, mean), scale), shift);     \
+        if (e->clamp) v_ = _mm512_min_ps(hi, _mm512_max_ps(lo, v_));                               \
+        _mm512_mask_storeu_ps(DST, mk, v_);                                                        \
+    } while (0)
+
 static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
                        int ow, const float *kernel, const graft_kernel_epi *e, float *out)
 {
@@ -101,13 +121,7 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
                     }
                 }
 #pragma GCC unroll 8
-                for (int o = 0; o < OB; o++) {
-                    __m256 v = a[o];
-                    if (e->bias) v = _mm256_add_ps(v, bias);
-                    if (e->mean) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean), scale), shift);
-                    if (e->clamp) v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
-                    _mm256_storeu_ps(out + (size_t)(ox + o) * C + c, v);
-                }
+                for (int o = 0; o < OB; o++) FINISH256(a[o], out + (size_t)(ox + o) * C + c);
                 ox += OB;
                 continue;
             }
@@ -124,10 +138,7 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
                                           _mm256_loadu_ps(k + (size_t)kx * C), acc);
                 }
             }
-            if (e->bias) acc = _mm256_add_ps(acc, bias);
-            if (e->mean) acc = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(acc, mean), scale), shift);
-            if (e->clamp) acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
-            _mm256_storeu_ps(out + (size_t)ox * C + c, acc);
+            FINISH256(acc, out + (size_t)ox * C + c);
             ox++;
         }
     }
@@ -200,13 +211,7 @@ static T512 void row512(const float *const *in, int w, int C, int kh, int kw, in
                     }
                 }
 #pragma GCC unroll 8
-                for (int o = 0; o < OB; o++) {
-                    __m512 v = a[o];
-                    if (e->bias) v = _mm512_add_ps(v, bias);
-                    if (e->mean) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean), scale), shift);
-                    if (e->clamp) v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
-                    _mm512_mask_storeu_ps(out + (size_t)(ox + o) * C + c, mk, v);
-                }
+                for (int o = 0; o < OB; o++) FINISH512(a[o], out + (size_t)(ox + o) * C + c);
                 ox += OB;
                 continue;
             }
@@ -228,10 +233,7 @@ static T512 void row512(const float *const *in, int w, int C, int kh, int kw, in
                     }
                 }
             }
-            if (e->bias) acc = _mm512_add_ps(acc, bias);
-            if (e->mean) acc = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(acc, mean), scale), shift);
-            if (e->clamp) acc = _mm512_min_ps(hi, _mm512_max_ps(lo, acc));
-            _mm512_mask_storeu_ps(out + (size_t)ox * C + c, mk, acc);
+            FINISH512(acc, out + (size_t)ox * C + c);
             ox++;
         }
     }
