@@ -479,14 +479,19 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
         return;
     }
     if (g.G > 1) {
-        const long groups = (f->n + g.G - 1) / g.G;
+        /* Each thread its even share of the images, in as few groups of at
+         * most G as hold them: whole groups of G dealt out to the threads
+         * left one thread 20 images of 32 and the other 12. */
 #pragma omp parallel num_threads(th)
         {
-            float *scratch = threads_scratch + (size_t)omp_get_thread_num() * g.per_thread;
-#pragma omp for schedule(static)
-            for (long k = 0; k < groups; k++) {
-                const int img = (int)k * g.G, count = f->n - img < g.G ? f->n - img : g.G;
-                run_group(&g, &w, x + (size_t)img * in_img, out + (size_t)img * out_img, count,
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int i0 = (int)((long)f->n * t / nt), count = (int)((long)f->n * (t + 1) / nt) - i0;
+            const int groups = (count + g.G - 1) / g.G;
+            float *scratch = threads_scratch + (size_t)t * g.per_thread;
+            for (int q = 0; q < groups; q++) {
+                const int lo = i0 + (int)((long)count * q / groups);
+                const int hi = i0 + (int)((long)count * (q + 1) / groups);
+                run_group(&g, &w, x + (size_t)lo * in_img, out + (size_t)lo * out_img, hi - lo,
                           scratch);
             }
         }
