@@ -387,9 +387,14 @@ size_t graft_pw_pack_floats(int K, int N, bool wide)
 void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide)
 {
     const int pw = panel(wide);
-    for (int n0 = 0; n0 < N; n0 += pw) {
-        const int w = N - n0 < pw ? N - n0 : pw;
-        float *p = packed + (size_t)(n0 / pw) * K * pw;
+    const int panels = (N + pw - 1) / pw;
+    /* On all threads: the steps pack before their parallel part, which the
+     * other threads would otherwise wait for. */
+#pragma omp parallel for schedule(static) num_threads(graft_threads()) \
+    if (panels > 1 && (size_t)K * N >= 65536)
+    for (int j = 0; j < panels; j++) {
+        const int n0 = j * pw, w = N - n0 < pw ? N - n0 : pw;
+        float *p = packed + (size_t)j * K * pw;
         for (int k = 0; k < K; k++) {
             memcpy(p + (size_t)k * pw, B + (size_t)k * ldb + n0, (size_t)w * sizeof(float));
             if (w < pw) memset(p + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
