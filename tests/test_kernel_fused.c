@@ -180,19 +180,19 @@ static void test_pointwise_rows_4k_apart(void)
     free(C1);
 }
 
-/* Rows of B 4 KiB apart (ldb a multiple of 1024 floats: a 1x1 kernel of
- * 1024 or 2048 filters read in place at batch 1, or a share of its columns):
- * the kernels copy B a block of k at a time and carry the partial sums in C
- * between blocks. K = 600 spans three blocks, the last one short; the
- * values are the reference's, and the bits those of the kernel packed (no
- * copying), of AVX2, and of the rows one at a time (no copying either),
+/* Rows of B 2 or 4 KiB apart (ldb a multiple of 512 floats: a 1x1 kernel
+ * of 512 to 2048 filters read in place at batch 1, or a share of its
+ * columns): the kernels copy B a block of k at a time and carry the partial
+ * sums in C between blocks. K = 600 spans three blocks, the last one short;
+ * the values are the reference's, and the bits those of the kernel packed
+ * (no copying), of AVX2, and of the rows one at a time (no copying either),
  * with the epilogue's every part and the residual. */
-static void test_pointwise_b_rows_4k_apart(void)
+static void b_rows_apart(size_t ldb)
+
 {
     graft_rng r;
     graft_rng_seed(&r, 15);
     const int M = 30, N = 45, K = 600;
-    const size_t ldb = 1024;
     float *A = rnd((size_t)M * K, &r, 1), *B = rnd((size_t)K * ldb, &r, 1);
     float *R = rnd((size_t)M * N, &r, 1);
     float *C0 = malloc((size_t)M * N * sizeof(float)), *C1 = malloc((size_t)M * N * sizeof(float));
@@ -229,6 +229,12 @@ static void test_pointwise_b_rows_4k_apart(void)
     free(R);
     free(C0);
     free(C1);
+}
+
+static void test_pointwise_b_rows_apart(void)
+{
+    b_rows_apart(512);
+    b_rows_apart(1024);
 }
 
 /* A depthwise output row against the direct definition. */
@@ -295,7 +301,7 @@ int main(void)
     RUN(test_pointwise_against_reference);
     RUN(test_pointwise_bits);
     RUN(test_pointwise_rows_4k_apart);
-    RUN(test_pointwise_b_rows_4k_apart);
+    RUN(test_pointwise_b_rows_apart);
     RUN(test_depthwise_against_reference);
     return CHECK_SUMMARY();
 }

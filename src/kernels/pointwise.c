@@ -68,15 +68,16 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
 #define T256 __attribute__((target("avx2,fma")))
 #define T512 __attribute__((target("avx512f,avx2,fma")))
 
-/* Rows of B a multiple of 1024 floats apart map to few cache sets (a 4 KiB
- * stride puts them all in one L1 set), so that a row tile reading a column
- * panel down them finds little of it left from the tile before: such a B is
- * copied PW_KC rows at a time into a panel on the stack, which every row
- * tile then reads from L1. The chains go on from the partial sums in C
- * between these blocks of k: the same FMAs in the same order, the same bits. */
+/* Rows of B a multiple of 512 floats apart map to few cache sets (a 2 KiB
+ * stride puts them in 2 of L1's 64 sets and 32 of L2's 1024), so that a
+ * row tile reading a column panel down them finds little of it left from
+ * the tile before: such a B is copied PW_KC rows at a time into a panel on
+ * the stack, which every row tile then reads from L1. The chains go on from
+ * the partial sums in C between these blocks of k: the same FMAs in the
+ * same order, the same bits. */
 #define PW_KC 256
 
-static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 1024 == 0 && M > MR; }
+static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 512 == 0 && M > MR; }
 
 /* Columns [n0, n0 + w) of B's rows [k0, k0 + kc) into buf as one panel of
  * 16 columns (w 8 or 16), or of 32 (w up to 32), zeros past w. */
