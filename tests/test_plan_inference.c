@@ -7,6 +7,7 @@
  * ResNet50 and DenseNet121; and their bits: the same for an image alone or in a batch, on one
  * thread or two, with AVX-512 or AVX2. */
 #include "check.h"
+#include "exec/plan.h"
 #include "internal.h"
 #include "plan_check.h"
 
@@ -252,6 +253,50 @@ static void test_bits_reproducible(void)
     bits_reproducible(21, 19);
 }
 
+/* The scratch a plan reserves for its batch covers any smaller batch: below
+ * the thread count each small image is shared by the threads, and its
+ * buffers (the whole image's depthwise output) can be larger than those of
+ * the bands of rows the batch took (15 x 15: 225 pixels against two bands
+ * of 105). One image after a plan for four, on two threads. */
+static void test_scratch_covers_smaller_batches(void)
+{
+    graft_model *m = graft_model_new("v1_15");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(15, 15, 32));
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                              .padding = GRAFT_SAME, .no_bias = 1});
+    bn(m, "dw_bn");
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "dw_relu", .max_value = 6});
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "pw", .filters = 40, .kernel_size = {1, 1},
+                                             .no_bias = 1});
+    bn(m, "pw_bn");
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "pw_relu", .max_value = 6});
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 9);
+    enum { N = 4 };
+    const size_t os = out_size(m);
+    float *in = random_input(m, N, 10);
+    float *y = malloc(N * os * sizeof(float)), *y1 = malloc(os * sizeof(float));
+    CHECK(in && y && y1);
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
+    if (in && y && y1) {
+        CHECK_OK(graft_model_predict(m, in, N, y));
+        const graft_layer *dw = graft_model_find(m, "dw");
+        CHECK(in_step(m, dw, "dw_block"));
+        const struct graft_plan *p = m->plan;
+        const graft_step *s = &p->steps[p->step_of[dw->index]];
+        CHECK(graft_step_dw_block_scratch_floats(m, s, N) >=
+              graft_step_dw_block_scratch_floats(m, s, 1));
+        CHECK_OK(graft_model_predict(m, in, 1, y1));
+        CHECK(bits_equal(y, y1, os));
+    }
+    graft_threads_set(threads);
+    free(in);
+    free(y);
+    free(y1);
+    graft_model_free(m);
+}
+
 static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
 {
     graft_zoo_cfg c = graft_zoo_default_cfg();
@@ -302,6 +347,7 @@ int main(void)
     RUN(test_plan_refuses_shared_outputs);
     RUN(test_fused_matches_unfused);
     RUN(test_bits_reproducible);
+    RUN(test_scratch_covers_smaller_batches);
     RUN(test_zoo_bases);
     return CHECK_SUMMARY();
 }

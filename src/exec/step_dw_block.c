@@ -232,11 +232,24 @@ size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *
     return 3 * ((size_t)2 * g.Ce + (size_t)g.Cout);
 }
 
-size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n)
+static size_t scratch_at(const graft_model *m, const graft_step *s, int n)
 {
     geom g;
     block_geom(m, s, n, &g);
     return g.pack_e + g.pack_p + g.shared_e + g.shared_d + (size_t)graft_threads() * g.per_thread;
+}
+
+/* The plan sizes the scratch for its capacity n, and a call may bring
+ * fewer images: a batch smaller than the threads then shares each small
+ * image, whose buffers can be larger than the bands' or groups' for n. */
+size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n)
+{
+    size_t need = scratch_at(m, s, n);
+    if (n > 1 && graft_threads() > 1) {
+        size_t one = scratch_at(m, s, 1);
+        if (one > need) need = one;
+    }
+    return need;
 }
 
 /* Bands per image: one when the batch keeps every thread busy; a batch
