@@ -297,6 +297,61 @@ static void test_scratch_covers_smaller_batches(void)
     graft_model_free(m);
 }
 
+/* A 1x1 kernel too large for L2 (512 x 512 floats) over an image too small
+ * to pack it each call: the step reads the layer's kept packed copy
+ * (graft_conv2d_packed_kernel). Its bits are the batch's, which packs the
+ * kernel each call, on AVX2 too (a copy in the other panel width); and a
+ * kernel changed through graft_layer_weight_data is packed again: the next
+ * call gives the unfused layers' output for the new weights. */
+static void test_kept_packed_kernel(void)
+{
+    graft_model *m = graft_model_new("kept");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(12, 12, 512));
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                              .padding = GRAFT_SAME,
+                                                              .activation = GRAFT_RELU});
+    graft_layer *pw = graft_conv2d(
+        m, NULL, (graft_conv2d_cfg){.name = "pw", .filters = 512, .kernel_size = {1, 1}, .no_bias = 1});
+    bn(m, "pw_bn");
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "pw_relu", .max_value = 6});
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 11);
+    enum { N = 4, PX = 12 * 12 }; /* N images: 576 rows, packed each call */
+    CHECK(graft_step_pw_kept(pw, PX, true) && !graft_step_pw_kept(pw, N * PX, true));
+    const size_t os = out_size(m);
+    float *in = random_input(m, N, 12);
+    float *batch = malloc(N * os * sizeof(float)), *one = malloc(os * sizeof(float));
+    float *plain = malloc(os * sizeof(float));
+    CHECK(in && batch && one && plain);
+    if (!in || !batch || !one || !plain) goto done;
+    check_same_bits(m, in, N, "dw", "dw_block");
+    CHECK_OK(graft_model_predict(m, in, N, batch));
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, in, 1, one));
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    CHECK_MSG(bits_equal(batch, one, os), "an image alone on AVX2");
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, in, 1, one));
+    CHECK_MSG(bits_equal(batch, one, os), "an image alone");
+
+    float *w = graft_layer_weight_data(pw, 0);
+    w[300 * 512 + 77] += 0.5f; /* input channel 300 -> filter 77 */
+    float *fused = batch;      /* its first image's place */
+    predict_both(m, in, 1, plain, fused);
+    CHECK_MSG(!bits_equal(fused, one, os), "the changed kernel changes the output");
+    size_t worst = 0;
+    double r = check_close_ratio(fused, plain, os, 1e-5, 1e-4, &worst);
+    CHECK_MSG(r <= 1, "changed kernel: ratio %g at %zu: %g vs %g", r, worst, fused[worst],
+              plain[worst]);
+done:
+    free(in);
+    free(batch);
+    free(one);
+    free(plain);
+    graft_model_free(m);
+}
+
 static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
 {
     graft_zoo_cfg c = graft_zoo_default_cfg();
@@ -348,6 +403,7 @@ int main(void)
     RUN(test_fused_matches_unfused);
     RUN(test_bits_reproducible);
     RUN(test_scratch_covers_smaller_batches);
+    RUN(test_kept_packed_kernel);
     RUN(test_zoo_bases);
     return CHECK_SUMMARY();
 }

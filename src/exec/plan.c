@@ -215,7 +215,8 @@ static void plan_print(const graft_model *m, int cap, bool training)
         if (s->kind == GRAFT_STEP_LAYER) continue;
         char what[256] = "";
         if (s->kind == GRAFT_STEP_DW_BLOCK) graft_step_dw_block_describe(m, s, cap, what, sizeof what);
-        if (s->kind == GRAFT_STEP_POINTWISE) graft_step_pointwise_describe(m, s, what, sizeof what);
+        if (s->kind == GRAFT_STEP_POINTWISE)
+            graft_step_pointwise_describe(m, s, cap, what, sizeof what);
         const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]]);
         if (s->kind == GRAFT_STEP_CONV_EPILOGUE)
             snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",

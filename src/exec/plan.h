@@ -115,7 +115,8 @@ size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *
 size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n);
 void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd *f);
 /* One line on what the step computes and how (GRAFT_PROFILE's plan). */
-void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, char *buf, size_t size);
+void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, int n, char *buf,
+                                   size_t size);
 void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
                                   size_t size);
 
@@ -126,6 +127,20 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
 size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step *s);
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s);
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+
+/* The kernel of the 1x1 Conv2D l as the fused steps' GEMMs read it over
+ * `rows` rows in all (step_pointwise.c): packed into `scratch`
+ * (graft_pw_pack_floats) where so many rows pay for the copy; else, where
+ * graft_step_pw_kept, the layer's kept packed copy; else in place. *ldb:
+ * its row stride, 0 when packed. */
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep, float *scratch,
+                                  size_t *ldb);
+/* Whether a step that may keep packed kernels (`keep`) keeps l's for a
+ * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
+ * at least GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading
+ * them in place costs little: docs/PERFORMANCE.md). */
+#define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
+bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
 
 /* Shared by the inference steps' matches (step_dw_block.c): after the
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional

@@ -262,6 +262,13 @@ static int bands_per_image(const geom *g)
     return nb > g->OH ? g->OH : nb;
 }
 
+/* How the step's GEMM over `rows` rows reads the 1x1 kernel of l (graft_step_pw_kernel). */
+static const char *pw_how(const graft_layer *l, size_t rows)
+{
+    if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
+    return graft_step_pw_kept(l, rows, true) ? "kept packed" : "read in place";
+}
+
 void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
                                   size_t size)
 {
@@ -276,9 +283,16 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
         snprintf(how, sizeof how, "%s%d output rows (%d px) at a time, %d band(s) per image",
                  g.G > 1 ? "groups of images, " : "", g.G > 1 ? g.G * g.OH : g.R,
                  g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g));
-    snprintf(buf, size, "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s",
+    char kernels[80] = "";
+    if (b->expand >= 0)
+        snprintf(kernels, sizeof kernels, "expand kernel %s, ",
+                 pw_how(m->layers[b->expand], (size_t)n * g.H * g.W));
+    const size_t k = strlen(kernels);
+    snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
+             pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW));
+    snprintf(buf, size, "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
              b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
-             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how,
+             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how, kernels,
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
 
@@ -457,21 +471,18 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
     w.residual = b->add >= 0;
 
-    /* The 1x1 kernels in the GEMM's panels, shared by the threads, where the
-     * batch is large enough for it to pay. */
+    /* The 1x1 kernels in the GEMM's panels: packed into the scratch, shared
+     * by the threads, where the batch is large enough for it to pay, else
+     * the layers' kept packed copies (the kernel read in place where there
+     * is none). */
     float *packed = f->scratch;
     w.lde = (size_t)g.Ce;
     w.ldp = (size_t)g.Cout;
-    if (b->expand >= 0 && (size_t)f->n * g.H * g.W >= GRAFT_PW_PACK_MIN_ROWS) {
-        graft_pw_pack(g.Cin, g.Ce, w.We, (size_t)g.Ce, packed, w.wide);
-        w.We = packed;
-        w.lde = 0;
-    }
-    if ((size_t)f->n * g.OH * g.OW >= GRAFT_PW_PACK_MIN_ROWS) {
-        graft_pw_pack(g.Ce, g.Cout, w.Wp, (size_t)g.Cout, packed + g.pack_e, w.wide);
-        w.Wp = packed + g.pack_e;
-        w.ldp = 0;
-    }
+    if (b->expand >= 0)
+        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
+                                    packed, &w.lde);
+    w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
+                                packed + g.pack_e, &w.ldp);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];

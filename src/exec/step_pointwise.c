@@ -151,6 +151,37 @@ static void project_geom(const graft_model *m, const graft_step *s, graft_conv_g
     if (bias) *bias = b;
 }
 
+bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
+{
+    graft_conv_geom g;
+    int F;
+    const float *W, *bias;
+    graft_activation a;
+    graft_conv2d_args(l, &g, &F, &W, &bias, &a);
+    return keep && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)g.c * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+}
+
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep, float *scratch,
+                                  size_t *ldb)
+{
+    graft_conv_geom g;
+    int F;
+    const float *W, *bias;
+    graft_activation a;
+    graft_conv2d_args(l, &g, &F, &W, &bias, &a);
+    *ldb = 0;
+    /* K * F copies against `rows` times as many multiply-adds. */
+    if (rows >= GRAFT_PW_PACK_MIN_ROWS) {
+        graft_pw_pack(g.c, F, W, (size_t)F, scratch, wide);
+        return scratch;
+    }
+    const float *kept =
+        graft_step_pw_kept(l, rows, keep) ? graft_conv2d_packed_kernel(l, wide) : NULL;
+    if (kept) return kept;
+    *ldb = (size_t)F;
+    return W;
+}
+
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
 {
     const graft_dw_block *b = &s->blk;
@@ -170,7 +201,8 @@ size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step 
     return 3 * (size_t)l->out_shape.dim[2] + (s->blk.pre_bn >= 0 ? 3 * (size_t)K : 0);
 }
 
-void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, char *buf, size_t size)
+void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, int n, char *buf,
+                                   size_t size)
 {
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
@@ -183,9 +215,11 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, ch
     if (b->pre_bn >= 0 || b->pre_clamp)
         snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
                  b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
-    snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, %s", pre, g.sh, g.c, F,
+    snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
              b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
+             (size_t)n * g.oh * g.ow >= GRAFT_PW_PACK_MIN_ROWS ? "packed each call"
+                                                                : "read in place",
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -238,15 +272,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     }
     const bool prologue = b->pre_bn >= 0 || b->pre_clamp;
     const bool wide = graft_kernels_avx512();
-    /* The kernel in the GEMM's panels: K * F copies, against n * oh * ow
-     * times as many multiply-adds. ldb 0 marks it packed. */
-    size_t ldb = (size_t)F;
+    size_t ldb;
     const size_t P = (size_t)f->n * g.oh * g.ow;
-    if (P >= GRAFT_PW_PACK_MIN_ROWS) {
-        graft_pw_pack(K, F, W, (size_t)F, f->scratch, wide);
-        W = f->scratch;
-        ldb = 0;
-    }
+    W = graft_step_pw_kernel(m->layers[b->project], P, wide, false, f->scratch, &ldb);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);

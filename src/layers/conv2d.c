@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A kernel's fingerprint (kernel_print): 16 words for each of its parts. */
+#define PRINT_PARTS 4
+#define PRINT_WORDS (16 * PRINT_PARTS)
+
 typedef struct {
     graft_conv2d_cfg cfg;
     graft_conv_geom g;
@@ -21,8 +25,14 @@ typedef struct {
      * the fingerprint of the kernel it was made from: remade when the
      * weights change. */
     float *wino_u;
-    uint32_t wino_print[16];
+    uint32_t wino_print[PRINT_WORDS];
     bool wino_valid;
+    /* A 1x1 layer's kernel in graft_pw_gemm's panels, kept the same way
+     * for the fused steps that run it on batches too small to pack it each
+     * call; packed_wide: the panel width it was made for. */
+    float *packed;
+    uint32_t packed_print[PRINT_WORDS];
+    bool packed_valid, packed_wide;
     bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything, */
     bool dw;                /* but kernels/depthwise.c for groups = channels = filters */
     graft_plain_conv pc;
@@ -267,27 +277,36 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
     }
 }
 
-/* A fingerprint of the kernel's bytes: 16 lanes, each folding every 16th
- * 32-bit word in as h = (h ^ w) * odd. Each fold is one-to-one in h and in
- * w, so changing any one word always changes its lane's result (a changed
+/* A fingerprint of the kernel's bytes: PRINT_PARTS parts of the kernel,
+ * each folded into 16 lanes, each lane folding every 16th 32-bit word of
+ * its part in as h = (h ^ w) * odd. Each fold is one-to-one in h and in w,
+ * so changing any one word always changes its lane's result (a changed
  * kernel slipping through needs several changed words in one lane that
  * cancel, about one chance in 2^32); a copy of the kernel would be exact
- * but costs its size again. One read of the kernel, no copy. */
-static void kernel_print(const float *W, size_t n, uint32_t h[16])
+ * but costs its size again. One read of the kernel, no copy, the parts on
+ * all threads: at a batch of one the read is a large part of the call. */
+static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
 {
-    for (int j = 0; j < 16; j++)
-        h[j] = 2u * (uint32_t)j + 1u;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        uint32_t w[16];
-        memcpy(w, W + i, sizeof w);
+    const size_t part = (n / PRINT_PARTS + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(graft_threads()) if (n >= 65536)
+    for (int p = 0; p < PRINT_PARTS; p++) {
+        uint32_t *hp = h + 16 * p;
         for (int j = 0; j < 16; j++)
-            h[j] = (h[j] ^ w[j]) * 0x9E3779B1u;
-    }
-    for (; i < n; i++) {
-        uint32_t w;
-        memcpy(&w, W + i, sizeof w);
-        h[i % 16] = (h[i % 16] ^ w) * 0x9E3779B1u;
+            hp[j] = 2u * (uint32_t)(j + 16 * p) + 1u;
+        const size_t lo = (size_t)p * part, hi = lo + part;
+        const size_t end = p == PRINT_PARTS - 1 || hi > n ? n : hi;
+        size_t i = lo < n ? lo : n;
+        for (; i + 16 <= end; i += 16) {
+            uint32_t w[16];
+            memcpy(w, W + i, sizeof w);
+            for (int j = 0; j < 16; j++)
+                hp[j] = (hp[j] ^ w[j]) * 0x9E3779B1u;
+        }
+        for (; i < end; i++) {
+            uint32_t w;
+            memcpy(&w, W + i, sizeof w);
+            hp[i % 16] = (hp[i % 16] ^ w) * 0x9E3779B1u;
+        }
     }
 }
 
@@ -300,7 +319,7 @@ static const float *winograd_u(conv2d *c, const float *W)
         c->wino_valid = false;
         if (!c->wino_u) return NULL;
     }
-    uint32_t print[16];
+    uint32_t print[PRINT_WORDS];
     kernel_print(W, (size_t)9 * c->g.c * c->cfg.filters, print);
     if (!c->wino_valid || memcmp(print, c->wino_print, sizeof print) != 0) {
         graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino_u);
@@ -308,6 +327,33 @@ static const float *winograd_u(conv2d *c, const float *W)
         c->wino_valid = true;
     }
     return c->wino_u;
+}
+
+const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
+{
+    conv2d *c = l->cfg;
+    const graft_conv_geom *g = &c->g;
+    if (g->kh != 1 || g->kw != 1 || c->plain) return NULL;
+    const size_t floats = graft_pw_pack_floats(g->c, c->cfg.filters, wide);
+    if (c->packed && c->packed_wide != wide) {
+        free(c->packed);
+        c->packed = NULL;
+    }
+    if (!c->packed) {
+        c->packed = malloc(floats * sizeof(float));
+        c->packed_valid = false;
+        c->packed_wide = wide;
+        if (!c->packed) return NULL;
+    }
+    const float *W = l->weights[0].data;
+    uint32_t print[PRINT_WORDS];
+    kernel_print(W, (size_t)g->c * c->cfg.filters, print);
+    if (!c->packed_valid || memcmp(print, c->packed_print, sizeof print) != 0) {
+        graft_pw_pack(g->c, c->cfg.filters, W, (size_t)c->cfg.filters, c->packed, wide);
+        memcpy(c->packed_print, print, sizeof print);
+        c->packed_valid = true;
+    }
+    return c->packed;
 }
 
 static void forward(graft_layer *l, const graft_fwd *f)
@@ -499,6 +545,8 @@ static void destroy(graft_layer *l)
     c->dnn = NULL;
     free(c->wino_u);
     c->wino_u = NULL;
+    free(c->packed);
+    c->packed = NULL;
 }
 
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)

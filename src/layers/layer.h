@@ -207,6 +207,12 @@ void graft_conv2d_backward_dz(graft_layer *l, const graft_bwd *b);
  * compute it with kernels of their own; false for other layers. */
 bool graft_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
                        const float **kernel, const float **bias, graft_activation *act);
+/* A 1x1 Conv2D's kernel in graft_pw_gemm's panels for `wide`
+ * (graft_pw_pack), kept between calls like the Winograd transform and made
+ * again when the kernel's bytes change: for the fused steps, which need no
+ * gradient, at batches too small to pack it each call. NULL: not 1x1, or
+ * no memory. */
+const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide);
 bool graft_depthwise_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
                                  const float **kernel, const float **bias, graft_activation *act);
 /* A ZeroPadding2D's pads; false for other layers. */
