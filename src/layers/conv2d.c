@@ -278,34 +278,45 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
 }
 
 /* A fingerprint of the kernel's bytes: PRINT_PARTS parts of the kernel,
- * each folded into 16 lanes, each lane folding every 16th 32-bit word of
- * its part in as h = (h ^ w) * odd. Each fold is one-to-one in h and in w,
- * so changing any one word always changes its lane's result (a changed
- * kernel slipping through needs several changed words in one lane that
- * cancel, about one chance in 2^32); a copy of the kernel would be exact
- * but costs its size again. One read of the kernel, no copy, the parts on
- * all threads: at a batch of one the read is a large part of the call. */
+ * each folded into 16 lanes: each of 4 x 16 lanes folds every 64th 32-bit
+ * word of the part in as h = (h ^ w) * odd, and the 4 fold into the part's
+ * 16 the same way. Each fold is one-to-one in h and in w, so changing any
+ * one word always changes its lane's result (a changed kernel slipping
+ * through needs several changed words in one lane that cancel, about one
+ * chance in 2^32); a copy of the kernel would be exact but costs its size
+ * again. One read of the kernel, no copy; the parts on all threads and 4
+ * chains in each, since a single chain of multiplies read 10 GB/s, which
+ * at a batch of one was a large part of the call. */
 static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
 {
-    const size_t part = (n / PRINT_PARTS + 15) / 16 * 16;
+    const size_t part = (n / PRINT_PARTS + 63) / 64 * 64;
 #pragma omp parallel for schedule(static) num_threads(graft_threads()) if (n >= 65536)
     for (int p = 0; p < PRINT_PARTS; p++) {
-        uint32_t *hp = h + 16 * p;
-        for (int j = 0; j < 16; j++)
-            hp[j] = 2u * (uint32_t)(j + 16 * p) + 1u;
+        uint32_t a[4][16];
+        for (int c = 0; c < 4; c++)
+            for (int j = 0; j < 16; j++)
+                a[c][j] = 2u * (uint32_t)(j + 16 * (c + 4 * p)) + 1u;
         const size_t lo = (size_t)p * part, hi = lo + part;
         const size_t end = p == PRINT_PARTS - 1 || hi > n ? n : hi;
         size_t i = lo < n ? lo : n;
-        for (; i + 16 <= end; i += 16) {
-            uint32_t w[16];
+        for (; i + 64 <= end; i += 64) {
+            uint32_t w[4][16];
             memcpy(w, W + i, sizeof w);
-            for (int j = 0; j < 16; j++)
-                hp[j] = (hp[j] ^ w[j]) * 0x9E3779B1u;
+            for (int c = 0; c < 4; c++)
+                for (int j = 0; j < 16; j++)
+                    a[c][j] = (a[c][j] ^ w[c][j]) * 0x9E3779B1u;
         }
         for (; i < end; i++) {
             uint32_t w;
             memcpy(&w, W + i, sizeof w);
-            hp[i % 16] = (hp[i % 16] ^ w) * 0x9E3779B1u;
+            a[0][i % 16] = (a[0][i % 16] ^ w) * 0x9E3779B1u;
+        }
+        uint32_t *hp = h + 16 * p;
+        for (int j = 0; j < 16; j++) {
+            uint32_t v = a[0][j];
+            for (int c = 1; c < 4; c++)
+                v = (v ^ a[c][j]) * 0x9E3779B1u;
+            hp[j] = v;
         }
     }
 }
