@@ -385,15 +385,6 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
                   (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
 }
 
-/* The epilogue's parameters from column c0 on. */
-static graft_kernel_epi epi_from(const graft_kernel_epi *e, int c0)
-{
-    graft_kernel_epi o = *e;
-    if (o.bias) o.bias += c0;
-    if (o.mean) o.mean += c0, o.scale += c0, o.shift += c0;
-    return o;
-}
-
 /* Columns [c0, c1) of thread t's share among nt: whole panels of 32. */
 static void share(int N, int t, int nt, int *c0, int *c1)
 {
@@ -414,11 +405,9 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     int c0, c1;
     if (g->NR) {
         share(g->Ce, t, nt, &c0, &c1);
-        graft_kernel_epi e = epi_from(&w->ee, c0);
         if (c1 > c0)
-            graft_pw_gemm(g->H * g->W, c1 - c0, g->Cin, x, (size_t)g->Cin,
-                          w->lde ? w->We + c0 : w->We + (size_t)c0 * g->Cin, w->lde, E + c0,
-                          (size_t)g->Ce, &e, NULL, 0, w->wide);
+            graft_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We, w->lde,
+                               E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
         src = E;
 #pragma omp barrier
     }
@@ -433,11 +422,9 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     }
 #pragma omp barrier
     share(g->Cout, t, nt, &c0, &c1);
-    graft_kernel_epi e = epi_from(&w->ep, c0);
     if (c1 > c0)
-        graft_pw_gemm(g->OH * g->OW, c1 - c0, g->Ce, D, (size_t)g->Ce,
-                      w->ldp ? w->Wp + c0 : w->Wp + (size_t)c0 * g->Ce, w->ldp, out + c0,
-                      (size_t)g->Cout, &e, w->residual ? x + c0 : NULL, (size_t)g->Cin, w->wide);
+        graft_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
+                           (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
     /* E and D are the next image's: everyone done with them first */
 #pragma omp barrier
 }

@@ -233,11 +233,7 @@ static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, 
                       size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide,
                       graft_activation act)
 {
-    graft_kernel_epi ec = *e;
-    if (ec.bias) ec.bias += c0;
-    if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
-    graft_pw_gemm(M, nc, K, A, lda, ldb ? W + c0 : W + (size_t)c0 * K, ldb, C + c0, (size_t)F, &ec,
-                  R ? R + c0 : NULL, (size_t)F, wide);
+    graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
 

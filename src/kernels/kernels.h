@@ -155,6 +155,12 @@ typedef struct graft_kernel_epi {
 void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide);
+/* Columns [c0, c0 + nc) of graft_pw_gemm's C[M,N] (B packed when ldb is 0,
+ * c0 then a multiple of the panel width): B's, C's, R's and the epilogue's
+ * parameters from column c0 on. Same bits as those columns of the whole. */
+void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
+                        size_t ldr, bool wide);
 /* B (K x N, row stride ldb) in the panels graft_pw_gemm reads fastest (the
  * columns in blocks of the tile's width, each block's K rows contiguous,
  * the last one padded with zeros): graft_pw_gemm then takes ldb = 0 and the

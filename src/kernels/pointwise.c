@@ -367,6 +367,17 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
 
 #endif /* __AVX2__ */
 
+void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
+                        size_t ldr, bool wide)
+{
+    graft_kernel_epi ec = *e;
+    if (ec.bias) ec.bias += c0;
+    if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
+    graft_pw_gemm(M, nc, K, A, lda, ldb ? B + c0 : B + (size_t)c0 * K, ldb, C + c0, ldc, &ec,
+                  R ? R + c0 : NULL, ldr, wide);
+}
+
 /* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the
  * AVX2 tile's 16 (and the scalar path's, which reads either). */
 static int panel(bool wide)
