@@ -141,6 +141,8 @@ const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool k
  * them in place costs little: docs/PERFORMANCE.md). */
 #define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
 bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
+/* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep);
 
 /* Shared by the inference steps' matches (step_dw_block.c): after the
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional

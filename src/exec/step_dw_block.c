@@ -262,13 +262,6 @@ static int bands_per_image(const geom *g)
     return nb > g->OH ? g->OH : nb;
 }
 
-/* How the step's GEMM over `rows` rows reads the 1x1 kernel of l (graft_step_pw_kernel). */
-static const char *pw_how(const graft_layer *l, size_t rows)
-{
-    if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
-    return graft_step_pw_kept(l, rows, true) ? "kept packed" : "read in place";
-}
-
 void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int n, char *buf,
                                   size_t size)
 {
@@ -286,10 +279,10 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     char kernels[80] = "";
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s, ",
-                 pw_how(m->layers[b->expand], (size_t)n * g.H * g.W));
+                 graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true));
     const size_t k = strlen(kernels);
     snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
-             pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW));
+             graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true));
     snprintf(buf, size, "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
              b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
              g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how, kernels,
@@ -463,8 +456,6 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
      * the layers' kept packed copies (the kernel read in place where there
      * is none). */
     float *packed = f->scratch;
-    w.lde = (size_t)g.Ce;
-    w.ldp = (size_t)g.Cout;
     if (b->expand >= 0)
         w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
                                     packed, &w.lde);

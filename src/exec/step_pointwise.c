@@ -151,28 +151,39 @@ static void project_geom(const graft_model *m, const graft_step *s, graft_conv_g
     if (bias) *bias = b;
 }
 
-bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
+/* The 1x1 Conv2D l's kernel (K x F). */
+static const float *pw_shape(const graft_layer *l, int *K, int *F)
 {
     graft_conv_geom g;
-    int F;
     const float *W, *bias;
     graft_activation a;
-    graft_conv2d_args(l, &g, &F, &W, &bias, &a);
-    return keep && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)g.c * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+    graft_conv2d_args(l, &g, F, &W, &bias, &a);
+    *K = g.c;
+    return W;
+}
+
+bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
+{
+    int K, F;
+    pw_shape(l, &K, &F);
+    return keep && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+}
+
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep)
+{
+    if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
+    return graft_step_pw_kept(l, rows, keep) ? "kept packed" : "read in place";
 }
 
 const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep, float *scratch,
                                   size_t *ldb)
 {
-    graft_conv_geom g;
-    int F;
-    const float *W, *bias;
-    graft_activation a;
-    graft_conv2d_args(l, &g, &F, &W, &bias, &a);
+    int K, F;
+    const float *W = pw_shape(l, &K, &F);
     *ldb = 0;
     /* K * F copies against `rows` times as many multiply-adds. */
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) {
-        graft_pw_pack(g.c, F, W, (size_t)F, scratch, wide);
+        graft_pw_pack(K, F, W, (size_t)F, scratch, wide);
         return scratch;
     }
     const float *kept =
@@ -218,8 +229,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
              b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
-             (size_t)n * g.oh * g.ow >= GRAFT_PW_PACK_MIN_ROWS ? "packed each call"
-                                                                : "read in place",
+             graft_step_pw_how(m->layers[b->project], (size_t)n * g.oh * g.ow, false),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));

@@ -15,24 +15,26 @@
 #define PRINT_PARTS 4
 #define PRINT_WORDS (16 * PRINT_PARTS)
 
+/* A frozen kernel in another form, kept between calls with the fingerprint
+ * of the kernel it was made from (kept_stale). */
+typedef struct {
+    float *data;
+    uint32_t print[PRINT_WORDS];
+    bool valid;
+} kept_form;
+
 typedef struct {
     graft_conv2d_cfg cfg;
     graft_conv_geom g;
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
-    /* A frozen layer's Winograd kernel transform, kept between calls, and
-     * the fingerprint of the kernel it was made from: remade when the
-     * weights change. */
-    float *wino_u;
-    uint32_t wino_print[PRINT_WORDS];
-    bool wino_valid;
-    /* A 1x1 layer's kernel in graft_pw_gemm's panels, kept the same way
-     * for the fused steps that run it on batches too small to pack it each
-     * call; packed_wide: the panel width it was made for. */
-    float *packed;
-    uint32_t packed_print[PRINT_WORDS];
-    bool packed_valid, packed_wide;
+    /* A frozen layer's Winograd kernel transform, remade when the weights
+     * change; a 1x1 layer's kernel in graft_pw_gemm's panels, kept the same
+     * way for the fused steps that run it on batches too small to pack it
+     * each call (packed_wide: the panel width it was made for). */
+    kept_form wino, packed;
+    bool packed_wide;
     bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything, */
     bool dw;                /* but kernels/depthwise.c for groups = channels = filters */
     graft_plain_conv pc;
@@ -321,23 +323,42 @@ static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
     }
 }
 
+/* Whether k must be made (again) from the n floats of W: k->data is to be
+ * allocated (floats; false when there is no memory, k->data then NULL), or
+ * W's fingerprint differs from the one k was made from (then recorded: the
+ * caller remakes k->data before using it). */
+static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, bool *ok)
+{
+    if (!k->data) {
+        k->data = malloc(floats * sizeof(float));
+        k->valid = false;
+    }
+    *ok = k->data != NULL;
+    if (!*ok) return false;
+    uint32_t print[PRINT_WORDS];
+    kernel_print(W, n, print);
+    if (k->valid && memcmp(print, k->print, sizeof print) == 0) return false;
+    memcpy(k->print, print, sizeof print);
+    k->valid = true;
+    return true;
+}
+
+static void kept_free(kept_form *k)
+{
+    free(k->data);
+    k->data = NULL;
+    k->valid = false;
+}
+
 /* The transformed kernel of a frozen Winograd layer (NULL: no room; the
  * forward pass then transforms into its scratch, with the same bits). */
 static const float *winograd_u(conv2d *c, const float *W)
 {
-    if (!c->wino_u) {
-        c->wino_u = malloc(graft_winograd_u_floats(&c->g, c->cfg.filters) * sizeof(float));
-        c->wino_valid = false;
-        if (!c->wino_u) return NULL;
-    }
-    uint32_t print[PRINT_WORDS];
-    kernel_print(W, (size_t)9 * c->g.c * c->cfg.filters, print);
-    if (!c->wino_valid || memcmp(print, c->wino_print, sizeof print) != 0) {
-        graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino_u);
-        memcpy(c->wino_print, print, sizeof print);
-        c->wino_valid = true;
-    }
-    return c->wino_u;
+    bool ok;
+    if (kept_stale(&c->wino, W, (size_t)9 * c->g.c * c->cfg.filters,
+                   graft_winograd_u_floats(&c->g, c->cfg.filters), &ok))
+        graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino.data);
+    return ok ? c->wino.data : NULL;
 }
 
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
@@ -345,26 +366,14 @@ const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
     conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
     if (g->kh != 1 || g->kw != 1 || c->plain) return NULL;
-    const size_t floats = graft_pw_pack_floats(g->c, c->cfg.filters, wide);
-    if (c->packed && c->packed_wide != wide) {
-        free(c->packed);
-        c->packed = NULL;
-    }
-    if (!c->packed) {
-        c->packed = malloc(floats * sizeof(float));
-        c->packed_valid = false;
-        c->packed_wide = wide;
-        if (!c->packed) return NULL;
-    }
+    if (c->packed_wide != wide) kept_free(&c->packed);
+    c->packed_wide = wide;
     const float *W = l->weights[0].data;
-    uint32_t print[PRINT_WORDS];
-    kernel_print(W, (size_t)g->c * c->cfg.filters, print);
-    if (!c->packed_valid || memcmp(print, c->packed_print, sizeof print) != 0) {
-        graft_pw_pack(g->c, c->cfg.filters, W, (size_t)c->cfg.filters, c->packed, wide);
-        memcpy(c->packed_print, print, sizeof print);
-        c->packed_valid = true;
-    }
-    return c->packed;
+    bool ok;
+    if (kept_stale(&c->packed, W, (size_t)g->c * c->cfg.filters,
+                   graft_pw_pack_floats(g->c, c->cfg.filters, wide), &ok))
+        graft_pw_pack(g->c, c->cfg.filters, W, (size_t)c->cfg.filters, c->packed.data, wide);
+    return ok ? c->packed.data : NULL;
 }
 
 static void forward(graft_layer *l, const graft_fwd *f)
@@ -554,10 +563,8 @@ static void destroy(graft_layer *l)
     conv2d *c = l->cfg;
     graft_onednn_conv_free(c->dnn);
     c->dnn = NULL;
-    free(c->wino_u);
-    c->wino_u = NULL;
-    free(c->packed);
-    c->packed = NULL;
+    kept_free(&c->wino);
+    kept_free(&c->packed);
 }
 
 static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graft_layer **out)
