@@ -33,6 +33,7 @@
 /* Output pixels per block of a stride-1 GEMM: a multiple of the AVX-512
  * tile's 12 rows, a few blocks per thread on the smallest images. */
 #define BLOCK_PIXELS 96
+#define TILE_ROWS 12
 /* Columns per pass of a strided band (a multiple of both tiles' widths). */
 #define STRIDED_COLS 64
 
@@ -221,7 +222,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     project_geom(m, s, &g, &F, NULL, NULL);
     char bands[64] = "", pre[32] = "";
     if (g.sh != 1 || g.sw != 1)
-        snprintf(bands, sizeof bands, ", bands of %d output rows, %d columns a pass",
+        snprintf(bands, sizeof bands, ", bands of up to %d output rows, %d columns a pass",
                  g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow, STRIDED_COLS);
     if (b->pre_bn >= 0 || b->pre_clamp)
         snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
@@ -297,9 +298,17 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * from memory for each output row (7 pixels in ResNet50's last stage). */
     const bool unit = g.sh == 1 && g.sw == 1;
     const int band = unit || g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow;
-    const long bands = (g.oh + band - 1) / band;
-    const long row_items = unit ? (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS) : (long)f->n * bands;
     const int th = graft_threads(), panels = (F + 31) / 32;
+    /* Blocks and bands cut evenly, as many as a multiple of the threads
+     * where there is one for each (196 pixels went 96 + 96 + 4 and 14 rows
+     * 6 + 6 + 2, one of two threads doing twice the other's work); fewer
+     * share their columns instead (below), each thread reading only its
+     * part of the kernel. */
+    long blocks = (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS);
+    if (blocks >= th) blocks = (blocks + th - 1) / th * th;
+    long bands = (g.oh + band - 1) / band;
+    if (bands >= th && (bands + th - 1) / th * th <= g.oh) bands = (bands + th - 1) / th * th;
+    const long row_items = unit ? blocks : (long)f->n * bands;
     int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
     if (groups > panels) groups = panels;
     const long items = row_items * groups;
@@ -311,16 +320,21 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         const int nc = (c1 < F ? c1 : F) - c0;
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
-            const size_t p0 = (size_t)ri * BLOCK_PIXELS;
-            const int rows = P - p0 < BLOCK_PIXELS ? (int)(P - p0) : BLOCK_PIXELS;
+            /* whole tiles of TILE_ROWS (the last one partial), at most
+             * BLOCK_PIXELS / TILE_ROWS of them a block */
+            const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
+            const size_t p0 = tiles * (size_t)ri / (size_t)blocks * TILE_ROWS;
+            size_t p1 = tiles * (size_t)(ri + 1) / (size_t)blocks * TILE_ROWS;
+            if (p1 > P) p1 = P;
+            const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
             if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
             gemm_cols(rows, c0, nc, K, prologue ? buf : A, (size_t)C, W, ldb, F, out + p0 * F, &e,
                       res ? res + p0 * F : NULL, wide, s->epi.act);
             continue;
         }
-        const int img = (int)(ri / bands), oy0 = (int)(ri % bands) * band;
-        const int oy1 = oy0 + band < g.oh ? oy0 + band : g.oh;
+        const int img = (int)(ri / bands), bi = (int)(ri % bands);
+        const int oy0 = (int)(g.oh * (long)bi / bands), oy1 = (int)(g.oh * (long)(bi + 1) / bands);
         /* The band's input pixels, sw apart in rows sh apart, gathered
          * (through the prologue, if any) into rows in a row: one GEMM over
          * the band, which gives the kernel's copying to L1 (graft_pw_gemm)
