@@ -10,6 +10,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 /* A kernel's fingerprint (kernel_print): 16 words for each of its parts. */
 #define PRINT_PARTS 4
@@ -301,6 +304,18 @@ static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
         const size_t lo = (size_t)p * part, hi = lo + part;
         const size_t end = p == PRINT_PARTS - 1 || hi > n ? n : hi;
         size_t i = lo < n ? lo : n;
+#ifdef __AVX512F__
+        /* the same folds with the chains in registers: through the array
+         * on the stack each step waited for a store to come back */
+        __m512i chain[4];
+        const __m512i odd = _mm512_set1_epi32((int)0x9E3779B1u);
+        for (int c = 0; c < 4; c++) chain[c] = _mm512_loadu_si512(a[c]);
+        for (; i + 64 <= end; i += 64)
+            for (int c = 0; c < 4; c++)
+                chain[c] = _mm512_mullo_epi32(
+                    _mm512_xor_si512(chain[c], _mm512_loadu_si512(W + i + 16 * c)), odd);
+        for (int c = 0; c < 4; c++) _mm512_storeu_si512(a[c], chain[c]);
+#endif
         for (; i + 64 <= end; i += 64) {
             uint32_t w[4][16];
             memcpy(w, W + i, sizeof w);
