@@ -30,10 +30,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Output pixels per block of a stride-1 GEMM: a multiple of the AVX-512
- * tile's 12 rows, a few blocks per thread on the smallest images. */
-#define BLOCK_PIXELS 96
+/* The AVX-512 tile's rows (kernels/pointwise.c), and output pixels per
+ * block of a stride-1 GEMM: a multiple of them, a few blocks per thread on
+ * the smallest images. */
 #define TILE_ROWS 12
+#define BLOCK_PIXELS (8 * TILE_ROWS)
 /* Columns per pass of a strided band (a multiple of both tiles' widths). */
 #define STRIDED_COLS 64
 
@@ -126,12 +127,18 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     return true;
 }
 
+/* Output rows of a strided band at most: about BLOCK_PIXELS pixels. */
+static int band_rows(const graft_conv_geom *g)
+{
+    return g->ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g->ow;
+}
+
 /* Output rows a thread's prologue buffer holds: a stride-1 block, or a
  * strided band's rows (which are gathered there with or without a prologue). */
 static size_t prologue_rows(const graft_conv_geom *g)
 {
     if (g->sh == 1 && g->sw == 1) return BLOCK_PIXELS;
-    return (size_t)(g->ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g->ow) * g->ow;
+    return (size_t)band_rows(g) * g->ow;
 }
 
 /* Floats of one thread's prologue buffer, a multiple of 16 (64-byte aligned). */
@@ -223,7 +230,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     char bands[64] = "", pre[32] = "";
     if (g.sh != 1 || g.sw != 1)
         snprintf(bands, sizeof bands, ", bands of up to %d output rows, %d columns a pass",
-                 g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow, STRIDED_COLS);
+                 band_rows(&g), STRIDED_COLS);
     if (b->pre_bn >= 0 || b->pre_clamp)
         snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
                  b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
@@ -247,6 +254,9 @@ static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, 
     graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
+
+/* v rounded up to a multiple of m. */
+static long round_up(long v, int m) { return (v + m - 1) / m * m; }
 
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
 {
@@ -297,7 +307,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * stride-1 block's does, instead of the whole kernel being read again
      * from memory for each output row (7 pixels in ResNet50's last stage). */
     const bool unit = g.sh == 1 && g.sw == 1;
-    const int band = unit || g.ow >= BLOCK_PIXELS ? 1 : BLOCK_PIXELS / g.ow;
+    const int band = unit ? 1 : band_rows(&g);
     const int th = graft_threads(), panels = (F + 31) / 32;
     /* Blocks and bands cut evenly, as many as a multiple of the threads
      * where there is one for each (196 pixels went 96 + 96 + 4 and 14 rows
@@ -305,9 +315,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * share their columns instead (below), each thread reading only its
      * part of the kernel. */
     long blocks = (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS);
-    if (blocks >= th) blocks = (blocks + th - 1) / th * th;
+    if (blocks >= th) blocks = round_up(blocks, th);
     long bands = (g.oh + band - 1) / band;
-    if (bands >= th && (bands + th - 1) / th * th <= g.oh) bands = (bands + th - 1) / th * th;
+    if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
+    /* stride 1: blocks of whole tiles (the last one partial), at most
+     * BLOCK_PIXELS / TILE_ROWS of them a block */
+    const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
     const long row_items = unit ? blocks : (long)f->n * bands;
     int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
     if (groups > panels) groups = panels;
@@ -320,9 +333,6 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         const int nc = (c1 < F ? c1 : F) - c0;
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
-            /* whole tiles of TILE_ROWS (the last one partial), at most
-             * BLOCK_PIXELS / TILE_ROWS of them a block */
-            const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
             const size_t p0 = tiles * (size_t)ri / (size_t)blocks * TILE_ROWS;
             size_t p1 = tiles * (size_t)(ri + 1) / (size_t)blocks * TILE_ROWS;
             if (p1 > P) p1 = P;
