@@ -40,6 +40,13 @@ void *graft_alloc(size_t bytes);
 void *graft_calloc(size_t bytes);
 void graft_free(void *p);
 
+/* A large array that grows: mapped pages, zero until written, which the
+ * kernel moves to a larger mapping (mremap) instead of their being copied
+ * and faulted in again. p is NULL or from graft_pages_grow, old_bytes the
+ * size it was last given; NULL on failure, p then still valid. */
+void *graft_pages_grow(void *p, size_t old_bytes, size_t new_bytes);
+void graft_pages_free(void *p, size_t bytes);
+
 /* The index of the first NaN or Inf among the n floats at p (any alignment),
  * or n when all are finite; "NaN", "Inf" or "-Inf" for the float at index i. */
 size_t graft_first_nonfinite(const void *p, size_t n);
@@ -66,6 +73,9 @@ static inline float graft_rng_uniform_at(uint64_t key, uint64_t i)
 }
 /* N(0, 1) from draws 2i and 2i + 1 (Box-Muller, as graft_rng_normal). */
 float graft_rng_normal_at(uint64_t key, uint64_t i);
+
+/* n draws of (2u - 1) * limit, u as graft_rng_uniform's, in its order. */
+void graft_rng_fill_symmetric(graft_rng *rng, float *dst, size_t n, float limit);
 
 /* ------------------------------------------------------------- threads, clock */
 

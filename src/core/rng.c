@@ -18,9 +18,11 @@ void graft_rng_seed(graft_rng *rng, uint64_t seed)
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t graft_rng_next(graft_rng *rng)
+/* One xoshiro256** step; static, so that loops over draws can inline it
+ * (the library is built position-independent, where the exported function
+ * may be interposed and is not inlined). */
+static inline uint64_t next(uint64_t *s)
 {
-    uint64_t *s = rng->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
     s[2] ^= s[0];
@@ -32,9 +34,21 @@ uint64_t graft_rng_next(graft_rng *rng)
     return result;
 }
 
+uint64_t graft_rng_next(graft_rng *rng) { return next(rng->s); }
+
 float graft_rng_uniform(graft_rng *rng)
 {
     return (float)(graft_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
+}
+
+void graft_rng_fill_symmetric(graft_rng *rng, float *dst, size_t n, float limit)
+{
+    graft_rng r = *rng; /* a local copy: the state stays in registers */
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)(next(r.s) >> 40) * (1.0f / 16777216.0f);
+        dst[i] = (2.0f * u - 1.0f) * limit;
+    }
+    *rng = r;
 }
 
 float graft_rng_normal(graft_rng *rng)

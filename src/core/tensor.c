@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 graft_shape graft_shape1(int a)
 {
@@ -47,3 +49,42 @@ void *graft_calloc(size_t bytes)
 }
 
 void graft_free(void *p) { free(p); }
+
+static size_t whole_pages(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (bytes == 0) bytes = 1;
+    if (bytes > SIZE_MAX - page) return 0;
+    return (bytes + page - 1) / page * page;
+}
+
+void *graft_pages_grow(void *p, size_t old_bytes, size_t new_bytes)
+{
+    size_t new_len = whole_pages(new_bytes), old_len = p ? whole_pages(old_bytes) : 0;
+    if (new_len == 0) return NULL;
+    if (p && new_len <= old_len) return p;
+    void *q;
+#ifdef MREMAP_MAYMOVE
+    if (p) {
+        q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
+        return q == MAP_FAILED ? NULL : q;
+    }
+#endif
+    q = mmap(NULL, new_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    /* Where transparent huge pages are on request, a fault fills 2 MiB, not
+     * 4 KiB (the mapping keeps this through mremap); a failure is harmless. */
+    (void)madvise(q, new_len, MADV_HUGEPAGE);
+#endif
+    if (p) {
+        memcpy(q, p, old_bytes);
+        munmap(p, old_len);
+    }
+    return q;
+}
+
+void graft_pages_free(void *p, size_t bytes)
+{
+    if (p) munmap(p, whole_pages(bytes));
+}

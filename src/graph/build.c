@@ -80,7 +80,7 @@ void graft_model_free(graft_model *m)
     }
     free(m->layers);
     graft_names_free(&m->names);
-    graft_free(m->weights);
+    graft_pages_free(m->weights, m->cap_weight_floats * sizeof(float));
     graft_free(m->grads);
     graft_free(m->opt_m);
     graft_free(m->opt_v);

@@ -48,7 +48,7 @@ static void init_weight(graft_weight *w, graft_rng *rng)
             fan_in = fan_out = s->rank == 1 ? s->dim[0] : 1;
         }
         float limit = (float)sqrt(6.0 / (fan_in + fan_out));
-        for (size_t i = 0; i < n; i++) w->data[i] = (2.0f * graft_rng_uniform(rng) - 1.0f) * limit;
+        graft_rng_fill_symmetric(rng, w->data, n, limit);
         break;
     }
     }
@@ -91,10 +91,9 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
         size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
         if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
         if (cap < need) cap = need;
-        float *grown = graft_alloc(cap * sizeof(float));
+        float *grown = graft_pages_grow(m->weights, m->cap_weight_floats * sizeof(float),
+                                        cap * sizeof(float));
         if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
-        if (m->weights) memcpy(grown, m->weights, m->n_weight_floats * sizeof(float));
-        graft_free(m->weights);
         m->weights = grown;
         m->cap_weight_floats = cap;
         graft_free(m->grads); /* re-made at the next training step */
