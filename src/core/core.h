@@ -40,12 +40,14 @@ void *graft_alloc(size_t bytes);
 void *graft_calloc(size_t bytes);
 void graft_free(void *p);
 
-/* A large array that grows: mapped pages, zero until written, which the
- * kernel moves to a larger mapping (mremap) instead of their being copied
- * and faulted in again. p is NULL or from graft_pages_grow, old_bytes the
- * size it was last given; NULL on failure, p then still valid. */
-void *graft_pages_grow(void *p, size_t old_bytes, size_t new_bytes);
-void graft_pages_free(void *p, size_t bytes);
+/* Model-sized arrays (weights, their gradients, optimizer state): mapped
+ * pages, 64-byte aligned and zero until written, so that the parts never
+ * written (a frozen base's gradients) cost neither time nor memory; growing
+ * one moves its pages (mremap) instead of copying them. NULL on failure,
+ * where a grown array stays valid at its old size. */
+void *graft_pages_alloc(size_t bytes);
+void *graft_pages_grow(void *p, size_t bytes);
+void graft_pages_free(void *p);
 
 /* The index of the first NaN or Inf among the n floats at p (any alignment),
  * or n when all are finite; "NaN", "Inf" or "-Inf" for the float at index i. */

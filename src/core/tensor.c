@@ -50,41 +50,104 @@ void *graft_calloc(size_t bytes)
 
 void graft_free(void *p) { free(p); }
 
+/* The array's allocated length sits in the 64 bytes before it, which keeps
+ * the array 64-byte aligned. */
+#define PAGES_HEAD ((size_t)64)
+
+/* Under AddressSanitizer the arrays come from malloc, so that a read or
+ * write past a model's weights is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PAGES_FROM_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PAGES_FROM_MALLOC 1
+#endif
+#endif
+
 static size_t whole_pages(size_t bytes)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (bytes == 0) bytes = 1;
-    if (bytes > SIZE_MAX - page) return 0;
-    return (bytes + page - 1) / page * page;
+    if (bytes > SIZE_MAX - PAGES_HEAD - page) return 0;
+    return (bytes + PAGES_HEAD + page - 1) / page * page;
 }
 
-void *graft_pages_grow(void *p, size_t old_bytes, size_t new_bytes)
+#ifdef PAGES_FROM_MALLOC
+
+void *graft_pages_alloc(size_t bytes)
 {
-    size_t new_len = whole_pages(new_bytes), old_len = p ? whole_pages(old_bytes) : 0;
-    if (new_len == 0) return NULL;
-    if (p && new_len <= old_len) return p;
-    void *q;
-#ifdef MREMAP_MAYMOVE
-    if (p) {
-        q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
-        return q == MAP_FAILED ? NULL : q;
-    }
-#endif
-    q = mmap(NULL, new_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = whole_pages(bytes);
+    char *q = len ? aligned_alloc(64, len) : NULL;
+    if (!q) return NULL;
+    memset(q, 0, len);
+    *(size_t *)q = len;
+    return q + PAGES_HEAD;
+}
+
+void *graft_pages_grow(void *p, size_t bytes)
+{
+    if (!p) return graft_pages_alloc(bytes);
+    char *base = (char *)p - PAGES_HEAD;
+    size_t old_len = *(size_t *)base;
+    if (whole_pages(bytes) <= old_len) return p;
+    char *q = graft_pages_alloc(bytes);
+    if (!q) return NULL;
+    memcpy(q, p, old_len - PAGES_HEAD);
+    free(base);
+    return q;
+}
+
+void graft_pages_free(void *p)
+{
+    if (p) free((char *)p - PAGES_HEAD);
+}
+
+#else
+
+static void *pages_map(size_t len)
+{
+    void *q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (q == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
     /* Where transparent huge pages are on request, a fault fills 2 MiB, not
      * 4 KiB (the mapping keeps this through mremap); a failure is harmless. */
-    (void)madvise(q, new_len, MADV_HUGEPAGE);
+    (void)madvise(q, len, MADV_HUGEPAGE);
 #endif
-    if (p) {
-        memcpy(q, p, old_bytes);
-        munmap(p, old_len);
-    }
-    return q;
+    *(size_t *)q = len;
+    return (char *)q + PAGES_HEAD;
 }
 
-void graft_pages_free(void *p, size_t bytes)
+void *graft_pages_alloc(size_t bytes)
 {
-    if (p) munmap(p, whole_pages(bytes));
+    size_t len = whole_pages(bytes);
+    return len ? pages_map(len) : NULL;
 }
+
+void *graft_pages_grow(void *p, size_t bytes)
+{
+    if (!p) return graft_pages_alloc(bytes);
+    char *base = (char *)p - PAGES_HEAD;
+    size_t old_len = *(size_t *)base, len = whole_pages(bytes);
+    if (len == 0) return NULL;
+    if (len <= old_len) return p;
+#ifdef MREMAP_MAYMOVE
+    void *q = mremap(base, old_len, len, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) return NULL;
+    *(size_t *)q = len;
+    return (char *)q + PAGES_HEAD;
+#else
+    char *q = pages_map(len);
+    if (!q) return NULL;
+    memcpy(q, p, old_len - PAGES_HEAD);
+    munmap(base, old_len);
+    return q;
+#endif
+}
+
+void graft_pages_free(void *p)
+{
+    if (!p) return;
+    char *base = (char *)p - PAGES_HEAD;
+    munmap(base, *(size_t *)base);
+}
+
+#endif

@@ -416,7 +416,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         if (!m->scratch) st = graft_fail(GRAFT_ENOMEM, "out of memory for %zu scratch floats", scratch);
     }
     if (st == GRAFT_OK && training && !m->grads) {
-        m->grads = graft_calloc((m->n_weight_floats ? m->n_weight_floats : 1) * sizeof(float));
+        m->grads = graft_pages_alloc(m->n_weight_floats * sizeof(float));
         if (!m->grads) st = graft_fail(GRAFT_ENOMEM, "out of memory for weight gradients");
         else graft_model_bind_weights(m);
     }

@@ -80,10 +80,10 @@ void graft_model_free(graft_model *m)
     }
     free(m->layers);
     graft_names_free(&m->names);
-    graft_pages_free(m->weights, m->cap_weight_floats * sizeof(float));
-    graft_free(m->grads);
-    graft_free(m->opt_m);
-    graft_free(m->opt_v);
+    graft_pages_free(m->weights);
+    graft_pages_free(m->grads);
+    graft_pages_free(m->opt_m);
+    graft_pages_free(m->opt_v);
     if (m->plan_free) m->plan_free(m->plan);
     graft_free(m->arena);
     graft_free(m->scratch);

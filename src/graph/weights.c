@@ -91,17 +91,16 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
         size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
         if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
         if (cap < need) cap = need;
-        float *grown = graft_pages_grow(m->weights, m->cap_weight_floats * sizeof(float),
-                                        cap * sizeof(float));
+        float *grown = graft_pages_grow(m->weights, cap * sizeof(float));
         if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
         m->weights = grown;
         m->cap_weight_floats = cap;
-        graft_free(m->grads); /* re-made at the next training step */
+        graft_pages_free(m->grads); /* re-made at the next training step */
         m->grads = NULL;
         m->n_weight_floats = need;
         graft_model_bind_weights(m);
     } else {
-        graft_free(m->grads);
+        graft_pages_free(m->grads);
         m->grads = NULL;
         m->n_weight_floats = need;
         bind_layer(m, l);

@@ -63,14 +63,18 @@ static void get(reader *r, void *out, size_t n)
 #define GET(r, v) get((r), &(v), sizeof(v))
 
 /* zlib's crc32 takes uInt lengths: feed it in pieces. */
-static uint32_t crc_of(const unsigned char *p, size_t len)
+static uLong crc_add(uLong crc, const unsigned char *p, size_t len)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t off = 0; off < len; off += 1u << 30) {
         size_t n = len - off < (1u << 30) ? len - off : (1u << 30);
         crc = crc32(crc, p + off, (uInt)n);
     }
-    return (uint32_t)crc;
+    return crc;
+}
+
+static uint32_t crc_of(const unsigned char *p, size_t len)
+{
+    return (uint32_t)crc_add(crc32(0L, Z_NULL, 0), p, len);
 }
 
 /* FNV-1a over the layer names, classes and weight shapes: the model's identity. */
@@ -89,17 +93,35 @@ static uint64_t model_signature(const graft_model *m)
     return h;
 }
 
+/* The file: the header and history from the buffer, then the weight and
+ * optimizer arrays straight from the model (a model-sized copy would cost as
+ * much as the write), then the CRC of all of it. */
 typedef struct {
-    const buf *b;
+    const buf *head;
+    const float *arrays[3]; /* weights, then the optimizer's moments where it has them */
+    size_t array_bytes;
     const char *path;
 } write_ctx;
 
-static graft_status write_buf(FILE *f, void *vctx)
+static graft_status write_part(FILE *f, const write_ctx *c, const void *p, size_t n, uLong *crc)
+{
+    if (fwrite(p, 1, n, f) != n)
+        return graft_fail(GRAFT_EIO, "cannot write checkpoint '%s': %s", c->path, strerror(errno));
+    *crc = crc_add(*crc, p, n);
+    return GRAFT_OK;
+}
+
+static graft_status write_checkpoint(FILE *f, void *vctx)
 {
     const write_ctx *c = vctx;
-    if (fwrite(c->b->p, 1, c->b->len, f) != c->b->len)
-        return graft_fail(GRAFT_EIO, "cannot write checkpoint '%s': %s", c->path, strerror(errno));
-    return GRAFT_OK;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    graft_status s = write_part(f, c, c->head->p, c->head->len, &crc);
+    for (int i = 0; i < 3 && s == GRAFT_OK; i++)
+        if (c->arrays[i]) s = write_part(f, c, c->arrays[i], c->array_bytes, &crc);
+    uint32_t sum = (uint32_t)crc;
+    if (s == GRAFT_OK && fwrite(&sum, 1, sizeof sum, f) != sizeof sum)
+        s = graft_fail(GRAFT_EIO, "cannot write checkpoint '%s': %s", c->path, strerror(errno));
+    return s;
 }
 
 graft_status graft_train_state_save(const graft_model *m, const graft_history *h,
@@ -135,14 +157,11 @@ graft_status graft_train_state_save(const graft_model *m, const graft_history *h
         PUT(&b, e);
         put(&b, row, sizeof row);
     }
-    put(&b, m->weights, nw * sizeof(float));
-    if (has_m) put(&b, m->opt_m, nw * sizeof(float));
-    if (has_v) put(&b, m->opt_v, nw * sizeof(float));
-    uint32_t crc = b.failed ? 0 : crc_of(b.p, b.len);
-    PUT(&b, crc);
+    write_ctx c = {&b, {m->weights, has_m ? m->opt_m : NULL, has_v ? m->opt_v : NULL},
+                   nw * sizeof(float), path};
     /* The atomic file's messages name the path. */
     graft_status s = b.failed ? graft_fail(GRAFT_ENOMEM, "checkpoint %s: out of memory", path)
-                              : graft_file_write_atomic(path, write_buf, &(write_ctx){&b, path});
+                              : graft_file_write_atomic(path, write_checkpoint, &c);
     free(b.p);
     return s;
 }

@@ -65,17 +65,17 @@ graft_status graft_model_compile(graft_model *m, const graft_compile_cfg *cfg)
                           o->name, o->out_shape.rank);
     m->compile = *cfg;
     /* New optimizer state, as a fresh Keras optimizer at compile. */
-    graft_free(m->opt_m);
-    graft_free(m->opt_v);
+    graft_pages_free(m->opt_m);
+    graft_pages_free(m->opt_v);
     m->opt_m = m->opt_v = NULL;
-    size_t bytes = (m->n_weight_floats ? m->n_weight_floats : 1) * sizeof(float);
+    size_t bytes = m->n_weight_floats * sizeof(float);
     bool two_slots = cfg->optimizer.kind == GRAFT_ADAM ||
                      (cfg->optimizer.kind == GRAFT_RMSPROP && cfg->optimizer.momentum > 0);
     bool one_slot = two_slots || cfg->optimizer.kind == GRAFT_RMSPROP || cfg->optimizer.momentum > 0;
-    if (one_slot && !(m->opt_m = graft_calloc(bytes)))
+    if (one_slot && !(m->opt_m = graft_pages_alloc(bytes)))
         return graft_fail(GRAFT_ENOMEM, "compile: out of memory for optimizer state");
-    if (two_slots && !(m->opt_v = graft_calloc(bytes))) {
-        graft_free(m->opt_m);
+    if (two_slots && !(m->opt_v = graft_pages_alloc(bytes))) {
+        graft_pages_free(m->opt_m);
         m->opt_m = NULL;
         return graft_fail(GRAFT_ENOMEM, "compile: out of memory for optimizer state");
     }
