@@ -1,33 +1,85 @@
 #!/usr/bin/env bash
 # Runs every test binary from the repository root and adds up their summary
 # lines into one closing "N passed, N failed".
+#
+# Most suites spend their time in one thread (building models, writing files,
+# waiting on the oracles' processes), so up to GRAFT_TEST_JOBS of them (the
+# machine's cores by default) run at once; their outputs are printed whole and
+# in the order given. A suite whose source says "Runs alone (tests/run.sh)"
+# asserts on wall-clock time (a Ctrl-C or a hang ended within seconds) and
+# runs with nothing beside it.
 set -u
 build=$1
 shift
 export GRAFT_BIN="$build/graft" # for the tests of the command-line tool
-passed=0 failed=0 crashed=0
-for t in "$@"; do
-    name=$(basename "$t")
-    echo "== $name"
-    out=$("$t" 2>&1)
-    rc=$?
-    printf '%s\n' "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-    if [ -z "$line" ]; then
-        echo "not ok - $name exited with status $rc before its summary"
-        failed=$((failed + 1))
-        crashed=1
+jobs=${GRAFT_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $jobs in '' | *[!0-9]* | 0) echo "tests/run.sh: GRAFT_TEST_JOBS='$jobs' is not a count" >&2; exit 2 ;; esac
+# Several suites at once each keeping OpenMP threads spinning between
+# parallel regions would take the cores from each other.
+[ "$jobs" -gt 1 ] && export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
+out_dir=$(mktemp -d "${TMPDIR:-/tmp}/graft_tests_XXXXXX") || exit 2
+trap 'rm -rf "$out_dir"' EXIT
+
+passed=0 failed=0 tests=("$@") next=0 running=0
+
+alone() {
+    local src="tests/$(basename "$1").c"
+    [ -f "$src" ] && grep -q "Runs alone (tests/run.sh)" "$src"
+}
+
+start() {
+    local i=$1
+    ("${tests[$i]}" >"$out_dir/$i.out" 2>&1; echo $? >"$out_dir/$i.rc.tmp"; mv "$out_dir/$i.rc.tmp" "$out_dir/$i.rc") &
+    running=$((running + 1))
+}
+
+# Prints and counts the finished suites that are next in order.
+report() {
+    while [ "$next" -lt "${#tests[@]}" ] && [ -f "$out_dir/$next.rc" ]; do
+        local name out rc line p f
+        name=$(basename "${tests[$next]}")
+        out=$(cat "$out_dir/$next.out")
+        rc=$(cat "$out_dir/$next.rc")
+        echo "== $name"
+        printf '%s\n' "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
+        line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+        next=$((next + 1))
+        if [ -z "$line" ]; then
+            echo "not ok - $name exited with status $rc before its summary"
+            failed=$((failed + 1))
+            continue
+        fi
+        p=${line%% passed*}
+        f=${line#*passed, }
+        f=${f%% failed*}
+        passed=$((passed + p))
+        failed=$((failed + f))
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "not ok - $name exited with status $rc"
+            failed=$((failed + 1))
+        fi
+    done
+}
+
+# Waits for one running suite to end.
+reap() {
+    wait -n
+    running=$((running - 1))
+    report
+}
+
+for i in "${!tests[@]}"; do
+    if alone "${tests[$i]}"; then
+        while [ "$running" -gt 0 ]; do reap; done
+        start "$i"
+        reap
         continue
     fi
-    p=${line%% passed*}
-    f=${line#*passed, }
-    f=${f%% failed*}
-    passed=$((passed + p))
-    failed=$((failed + f))
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "not ok - $name exited with status $rc"
-        failed=$((failed + 1))
-    fi
+    while [ "$running" -ge "$jobs" ]; do reap; done
+    start "$i"
 done
+while [ "$running" -gt 0 ]; do reap; done
+report
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,6 +3,7 @@
  * status 130 and a message saying how to resume; `graft resume RUN_DIR`
  * then finishes it with the same weights and history as a run that was
  * never interrupted. GRAFT_BIN (set by tests/run.sh) names the tool.
+ * Runs alone (tests/run.sh): a Ctrl-C must end the run within seconds.
  */
 #include "check.h"
 #include "test_util.h"

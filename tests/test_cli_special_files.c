@@ -7,6 +7,7 @@
  *
  * The Ctrl-C handler itself is tested here in-process: the tool's run.c is
  * compiled into this test (the Makefile rebuilds it when run.c changes).
+ * Runs alone (tests/run.sh): a Ctrl-C must end a blocked predict within seconds.
  */
 #include "../tools/run.c"
 

@@ -5,6 +5,7 @@
  * within GRAFT_H5_TIMEOUT, and leave no process behind; good files load the
  * same as in-process (GRAFT_H5_CHILD=0), large weights included; the graft
  * tool ends on them with a message, and at once on Ctrl-C.
+ * Runs alone (tests/run.sh): readers must be stopped within GRAFT_H5_TIMEOUT.
  */
 #include "check.h"
 #include "test_util.h"

@@ -5,6 +5,7 @@
  * and the object, and leave the model's weights as they were; the same
  * file without tricks loads. A FIFO given as a model file is refused at
  * once instead of blocking.
+ * Runs alone (tests/run.sh): a FIFO must be refused within an alarm.
  */
 #include "check.h"
 #include "test_util.h"

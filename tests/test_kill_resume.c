@@ -5,6 +5,7 @@
  * checksum covers every byte) and hold complete epochs; the next child
  * resumes from it. Each run that reaches its end must finish with exactly
  * the weights and history of an uninterrupted run with the same seed.
+ * Runs alone (tests/run.sh): runs are killed at chosen moments.
  */
 #include "check.h"
 #include "graft.h"

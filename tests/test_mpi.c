@@ -10,6 +10,7 @@
  * sample lost or counted twice moves weights by about lr per step. The same
  * N twice gives the same bits. Skips without mpirun, without an MPI build,
  * or without ../shared.
+ * Runs alone (tests/run.sh): a killed rank must end the job within seconds, and ranks oversubscribe the cores.
  */
 #include "check.h"
 #include "graft.h"

@@ -5,6 +5,7 @@
  * refused at once with a message naming it; none is waited on. Also: an
  * error message that quotes the error before it keeps it, more than 1024
  * class folders, and temporary files in $TMPDIR.
+ * Runs alone (tests/run.sh): blocking files must be refused within an alarm.
  */
 #include "check.h"
 #include "core/file_open.h"
