@@ -37,7 +37,6 @@ static inline bool graft_mul_ok(size_t a, size_t b, size_t *out)
 
 /* 64-byte aligned allocation (AVX loads, no false sharing); NULL on failure. */
 void *graft_alloc(size_t bytes);
-void *graft_calloc(size_t bytes);
 void graft_free(void *p);
 
 /* Model-sized arrays (weights, their gradients, optimizer state): mapped

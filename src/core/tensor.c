@@ -41,13 +41,6 @@ void *graft_alloc(size_t bytes)
     return aligned_alloc(64, rounded);
 }
 
-void *graft_calloc(size_t bytes)
-{
-    void *p = graft_alloc(bytes);
-    if (p) memset(p, 0, bytes);
-    return p;
-}
-
 void graft_free(void *p) { free(p); }
 
 /* The array's allocated length sits in the 64 bytes before it, which keeps
@@ -64,44 +57,52 @@ void graft_free(void *p) { free(p); }
 #endif
 #endif
 
+#ifdef PAGES_FROM_MALLOC
+
+/* Before the array: its length and the block calloc gave (calloc, not
+ * malloc and memset: the sanitizer's allocator knows fresh pages are zero). */
+typedef struct {
+    size_t bytes;
+    void *block;
+} pages_head;
+
+void *graft_pages_alloc(size_t bytes)
+{
+    if (bytes > SIZE_MAX - 2 * PAGES_HEAD) return NULL;
+    char *block = calloc(1, bytes + 2 * PAGES_HEAD);
+    if (!block) return NULL;
+    char *p = block + PAGES_HEAD + (PAGES_HEAD - (uintptr_t)block % PAGES_HEAD) % PAGES_HEAD;
+    pages_head *h = (pages_head *)(void *)(p - PAGES_HEAD);
+    h->bytes = bytes;
+    h->block = block;
+    return p;
+}
+
+void *graft_pages_grow(void *p, size_t bytes)
+{
+    if (!p) return graft_pages_alloc(bytes);
+    const pages_head *h = (const pages_head *)(void *)((char *)p - PAGES_HEAD);
+    if (bytes <= h->bytes) return p;
+    char *q = graft_pages_alloc(bytes);
+    if (!q) return NULL;
+    memcpy(q, p, h->bytes);
+    free(h->block);
+    return q;
+}
+
+void graft_pages_free(void *p)
+{
+    if (p) free(((pages_head *)(void *)((char *)p - PAGES_HEAD))->block);
+}
+
+#else
+
 static size_t whole_pages(size_t bytes)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (bytes > SIZE_MAX - PAGES_HEAD - page) return 0;
     return (bytes + PAGES_HEAD + page - 1) / page * page;
 }
-
-#ifdef PAGES_FROM_MALLOC
-
-void *graft_pages_alloc(size_t bytes)
-{
-    size_t len = whole_pages(bytes);
-    char *q = len ? aligned_alloc(64, len) : NULL;
-    if (!q) return NULL;
-    memset(q, 0, len);
-    *(size_t *)q = len;
-    return q + PAGES_HEAD;
-}
-
-void *graft_pages_grow(void *p, size_t bytes)
-{
-    if (!p) return graft_pages_alloc(bytes);
-    char *base = (char *)p - PAGES_HEAD;
-    size_t old_len = *(size_t *)base;
-    if (whole_pages(bytes) <= old_len) return p;
-    char *q = graft_pages_alloc(bytes);
-    if (!q) return NULL;
-    memcpy(q, p, old_len - PAGES_HEAD);
-    free(base);
-    return q;
-}
-
-void graft_pages_free(void *p)
-{
-    if (p) free((char *)p - PAGES_HEAD);
-}
-
-#else
 
 static void *pages_map(size_t len)
 {

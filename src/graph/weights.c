@@ -88,7 +88,9 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
     }
     if (need == m->n_weight_floats) return GRAFT_OK;
     if (need > m->cap_weight_floats) {
-        size_t cap = m->cap_weight_floats + m->cap_weight_floats / 4;
+        /* Doubling: the pages past the weights are never written, so they
+         * cost address space only. */
+        size_t cap = 2 * m->cap_weight_floats;
         if (cap > GRAFT_MAX_PARAMS) cap = GRAFT_MAX_PARAMS;
         if (cap < need) cap = need;
         float *grown = graft_pages_grow(m->weights, cap * sizeof(float));
