@@ -38,15 +38,14 @@ uint64_t graft_rng_next(graft_rng *rng) { return next(rng->s); }
 
 float graft_rng_uniform(graft_rng *rng)
 {
-    return (float)(graft_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
+    return graft_unit_float(next(rng->s));
 }
 
 void graft_rng_fill_symmetric(graft_rng *rng, float *dst, size_t n, float limit)
 {
     graft_rng r = *rng; /* a local copy: the state stays in registers */
     for (size_t i = 0; i < n; i++) {
-        float u = (float)(next(r.s) >> 40) * (1.0f / 16777216.0f);
-        dst[i] = (2.0f * u - 1.0f) * limit;
+        dst[i] = (2.0f * graft_unit_float(next(r.s)) - 1.0f) * limit;
     }
     *rng = r;
 }

@@ -48,8 +48,9 @@ void graft_free(void *p) { free(p); }
 #define PAGES_HEAD ((size_t)64)
 
 /* Under AddressSanitizer the arrays come from malloc, so that a read or
- * write past a model's weights is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
+ * write past a model's weights is still caught; so too where there is no
+ * mremap (outside Linux). */
+#if defined(__SANITIZE_ADDRESS__) || !defined(MREMAP_MAYMOVE)
 #define PAGES_FROM_MALLOC 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -130,18 +131,10 @@ void *graft_pages_grow(void *p, size_t bytes)
     size_t old_len = *(size_t *)base, len = whole_pages(bytes);
     if (len == 0) return NULL;
     if (len <= old_len) return p;
-#ifdef MREMAP_MAYMOVE
     void *q = mremap(base, old_len, len, MREMAP_MAYMOVE);
     if (q == MAP_FAILED) return NULL;
     *(size_t *)q = len;
     return (char *)q + PAGES_HEAD;
-#else
-    char *q = pages_map(len);
-    if (!q) return NULL;
-    memcpy(q, p, old_len - PAGES_HEAD);
-    munmap(base, old_len);
-    return q;
-#endif
 }
 
 void graft_pages_free(void *p)

@@ -157,8 +157,7 @@ graft_status graft_train_state_save(const graft_model *m, const graft_history *h
         PUT(&b, e);
         put(&b, row, sizeof row);
     }
-    write_ctx c = {&b, {m->weights, has_m ? m->opt_m : NULL, has_v ? m->opt_v : NULL},
-                   nw * sizeof(float), path};
+    write_ctx c = {&b, {m->weights, m->opt_m, m->opt_v}, nw * sizeof(float), path};
     /* The atomic file's messages name the path. */
     graft_status s = b.failed ? graft_fail(GRAFT_ENOMEM, "checkpoint %s: out of memory", path)
                               : graft_file_write_atomic(path, write_checkpoint, &c);
