@@ -68,9 +68,15 @@ static inline uint64_t graft_rng_at(uint64_t key, uint64_t i)
     return z ^ (z >> 31);
 }
 /* [0, 1) from a draw's top 24 bits: every uniform float in graft. */
-static inline float graft_unit_float(uint64_t draw) { return (float)(draw >> 40) * (1.0f / 16777216.0f); }
+static inline float graft_unit_float(uint64_t draw)
+{
+    return (float)(draw >> 40) * (1.0f / 16777216.0f);
+}
 /* [0, 1) from draw i (as graft_rng_uniform). */
-static inline float graft_rng_uniform_at(uint64_t key, uint64_t i) { return graft_unit_float(graft_rng_at(key, i)); }
+static inline float graft_rng_uniform_at(uint64_t key, uint64_t i)
+{
+    return graft_unit_float(graft_rng_at(key, i));
+}
 /* N(0, 1) from draws 2i and 2i + 1 (Box-Muller, as graft_rng_normal). */
 float graft_rng_normal_at(uint64_t key, uint64_t i);
 
