@@ -1,12 +1,14 @@
 /* What the ONNX export tests share (tests/test_export_onnx*.c): the oracles
- * (the ONNX checker from python3-onnx, ONNX Runtime and TF.js under Node,
- * each skipped with a note where absent), weights moved off their initial
- * values, and check_model, which exports a model, has the checker accept it
- * and compares ONNX Runtime's outputs with graft's. Included once per test. */
+ * (the ONNX checker from python3-onnx, ONNX Runtime and TF.js under Node;
+ * one process each for the suite, tests/oracle.h; each skipped with a note
+ * where absent), weights moved off their initial values, and check_model,
+ * which exports a model, has the checker accept it and compares ONNX
+ * Runtime's outputs with graft's. Included once per test. */
 #ifndef GRAFT_TESTS_ONNX_CHECK_H
 #define GRAFT_TESTS_ONNX_CHECK_H
 
 #include "check.h"
+#include "oracle.h"
 #include "test_util.h"
 
 #include "graft.h"
@@ -21,14 +23,27 @@ static double worst_err, worst_tfjs __attribute__((unused));
 
 #define TOL 1e-4
 
+static oracle checker, ort, tfjs __attribute__((unused));
+
+static void stop_oracles(void)
+{
+    oracle_stop(&checker);
+    oracle_stop(&ort);
+    oracle_stop(&tfjs);
+}
+
+/* Starts the oracles this build's machine has, once for the suite; each one
+ * absent is skipped, with a note naming why. */
 static void probe_oracles(void)
 {
-    have_checker = system("/usr/bin/python3 -c 'import onnx' >/dev/null 2>&1") == 0;
-    have_ort = system("node -e \"require('./js/node_modules/onnxruntime-node')\" >/dev/null 2>&1") == 0;
-    have_tfjs = system("node -e \"require('./js/node_modules/@tensorflow/tfjs')\" >/dev/null 2>&1") == 0;
-    if (!have_tfjs) printf("# skip: js/node_modules/@tensorflow/tfjs is absent: TF.js is not run\n");
-    if (!have_checker) printf("# skip: python3-onnx is not installed: the ONNX checker is not run\n");
-    if (!have_ort) printf("# skip: node or js/node_modules/onnxruntime-node is absent: ONNX Runtime is not run\n");
+    char why[512];
+    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL}, why, sizeof why);
+    if (!have_tfjs) printf("# skip: TF.js is not run (@tensorflow/tfjs in js/node_modules: %s)\n", why[0] ? why : "no node");
+    have_checker = oracle_start(&checker, (char *[]){"/usr/bin/python3", "tests/onnx_checker.py", NULL}, why, sizeof why);
+    if (!have_checker) printf("# skip: the ONNX checker is not run (python3-onnx: %s)\n", why[0] ? why : "no python3");
+    have_ort = oracle_start(&ort, (char *[]){"node", "tests/js/ort_run.js", "--serve", NULL}, why, sizeof why);
+    if (!have_ort) printf("# skip: ONNX Runtime is not run (onnxruntime-node in js/node_modules: %s)\n", why[0] ? why : "no node");
+    atexit(stop_oracles);
 }
 
 /* BatchNormalization statistics and biases away from their initial values,
@@ -53,14 +68,13 @@ static void perturb(graft_model *m, uint64_t seed)
     }
 }
 
+/* Whether the ONNX checker accepts the file (its message printed where not). */
 static bool checker_accepts(const char *path)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), "
-             "full_check=True)\" %s",
-             path);
-    return system(cmd) == 0;
+    char reply[2048];
+    bool ok = oracle_ask(&checker, reply, sizeof reply, "%s", path) && oracle_ok(reply);
+    if (!ok) printf("# the ONNX checker on %s: %s\n", path, reply);
+    return ok;
 }
 
 /* Exports m with o, checks it and compares ONNX Runtime with graft on n
@@ -88,7 +102,7 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
     }
     CHECK_OK(graft_model_predict(m, x, n, y));
 
-    char path[256], in[256], out[256], cmd[2048];
+    char path[256], in[256], out[256];
     snprintf(path, sizeof path, "%s/%s.onnx", tmp, label);
     snprintf(in, sizeof in, "%s/%s.in", tmp, label);
     snprintf(out, sizeof out, "%s/%s.out", tmp, label);
@@ -120,8 +134,9 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
     char shape[64] = "";
     for (int d = 0; d < rank; d++)
         snprintf(shape + strlen(shape), sizeof shape - strlen(shape), d ? ",%d" : "%d", dims[d]);
-    snprintf(cmd, sizeof cmd, "node tests/js/ort_run.js %s %s %s %s >/dev/null", path, in, out, shape);
-    CHECK_MSG(system(cmd) == 0, "%s: ONNX Runtime failed on the export", label);
+    char reply[2048];
+    bool ran = oracle_ask(&ort, reply, sizeof reply, "%s %s %s %s", path, in, out, shape) && oracle_ok(reply);
+    CHECK_MSG(ran, "%s: ONNX Runtime failed on the export: %s", label, reply);
     size_t got_bytes = 0;
     float *got = (float *)read_bytes(out, &got_bytes);
     CHECK_MSG(got && got_bytes == (size_t)n * ys * sizeof(float), "%s: %zu output bytes, wanted %zu",

@@ -4,7 +4,9 @@
  * (tests/js/ort_run.js) gives graft's outputs to 1e-4 of the output's range,
  * at opsets 11, 13 and 17 (the decompositions and the operators). TF.js
  * (tests/js/tfjs_run.js) loads the same models and agrees where it has the
- * kinds. Each oracle is skipped, with a note, where it is not installed. */
+ * kinds. Each oracle is skipped, with a note, where it is not installed.
+ * Starts early (tests/run.sh): one of the longest suites.
+ */
 #include "onnx_check.h"
 
 enum { TFJS_REFUSES, TFJS_AGREES, TFJS_DIFFERS, TFJS_ABSENT };
@@ -18,7 +20,7 @@ static int tfjs_agrees(graft_model *m, const char *label, int n, bool lax)
     graft_shape os = graft_layer_output_shape(graft_model_output(m));
     size_t xs = graft_shape_size(&is), ys = graft_shape_size(&os);
     float *x = malloc((size_t)n * xs * sizeof *x), *y = malloc((size_t)n * ys * sizeof *y), *got = NULL;
-    char dir[256], in[256], out[256], cmd[2048];
+    char dir[256], in[256], out[256];
     int ok = TFJS_REFUSES;
     snprintf(dir, sizeof dir, "%s/%s_tfjs", tmp, label);
     snprintf(in, sizeof in, "%s/%s_tfjs.in", tmp, label);
@@ -34,16 +36,9 @@ static int tfjs_agrees(graft_model *m, const char *label, int n, bool lax)
     char shape[64];
     snprintf(shape, sizeof shape, "%d", n);
     for (int d = 0; d < is.rank; d++) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), ",%d", is.dim[d]);
-    snprintf(cmd, sizeof cmd, "node tests/js/tfjs_run.js %s %s %s %s >/dev/null 2>%s/%s_tfjs.err", dir, in, out,
-             shape, tmp, label);
-    if (system(cmd) != 0) {
-        char err[256];
-        snprintf(err, sizeof err, "%s/%s_tfjs.err", tmp, label);
-        size_t len = 0;
-        char *msg = (char *)read_bytes(err, &len);
-        printf("# TF.js refuses %s: %.*s\n", label, msg ? (int)strcspn(msg, "\n") : 0, msg ? msg : "");
-        free(msg);
-        remove(err);
+    char reply[2048];
+    if (!oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %s", dir, in, out, shape) || !oracle_ok(reply)) {
+        printf("# TF.js refuses %s: %s\n", label, reply + (strncmp(reply, "error ", 6) ? 0 : 6));
         goto done;
     }
     size_t got_bytes = 0;
@@ -60,9 +55,6 @@ static int tfjs_agrees(graft_model *m, const char *label, int n, bool lax)
         if (!lax) CHECK_MSG(err <= TOL, "%s: TF.js differs from graft by %.3g of the output range", label, err);
         ok = err <= TOL ? TFJS_AGREES : TFJS_DIFFERS;
     }
-    char e2[256];
-    snprintf(e2, sizeof e2, "%s/%s_tfjs.err", tmp, label);
-    remove(e2);
 done:
     remove(in);
     remove(out);

@@ -2,9 +2,11 @@
  * (tests/js/tfjs_run.js, tf.loadLayersModel through a file IO handler) gives
  * graft's outputs to 1e-4 of their range (float16: 1e-3; uint8: 1e-2), graft
  * reads its own export back, shards stay under their size, metadata.json
- * holds the classes and preprocessing. TF.js is skipped where node or
- * js/node_modules/@tensorflow/tfjs is absent. */
+ * holds the classes and preprocessing. TF.js (one process for the suite,
+ * tests/oracle.h) is skipped where node or js/node_modules/@tensorflow/tfjs
+ * is absent. */
 #include "check.h"
+#include "oracle.h"
 #include "test_util.h"
 
 #include "graft.h"
@@ -14,6 +16,7 @@
 
 static char tmp[64];
 static bool have_tfjs;
+static oracle tfjs;
 static double worst[3];
 
 static graft_model *scratch_cnn(void)
@@ -74,7 +77,7 @@ static void max_err(const float *a, const float *b, size_t n, double *err)
 /* Exports m into tmp/label, checks the files, graft's reading back and TF.js. */
 static void check_tfjs(graft_model *m, const char *label, graft_quantization q, size_t shard, double tol)
 {
-    char dir[256], cmd[2048];
+    char dir[256];
     snprintf(dir, sizeof dir, "%s/%s", tmp, label);
     const char *classes[] = {"ant", "bee", "cicada"};
     graft_tfjs_opts o = {.quantize = q, .shard_bytes = shard,
@@ -140,9 +143,11 @@ static void check_tfjs(graft_model *m, const char *label, graft_quantization q, 
         snprintf(in, sizeof in, "%s.in", dir);
         snprintf(out, sizeof out, "%s.out", dir);
         CHECK(write_bytes(in, x, n * xs * sizeof *x) == 0);
-        snprintf(cmd, sizeof cmd, "node tests/js/tfjs_run.js %s %s %s %d,%d,%d,%d >/dev/null", dir, in, out, n,
-                 is.dim[0], is.dim[1], is.dim[2]);
-        CHECK_MSG(system(cmd) == 0, "%s: TF.js could not load or run the export", label);
+        char reply[2048];
+        bool ran = oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %d,%d,%d,%d", dir, in, out, n, is.dim[0],
+                              is.dim[1], is.dim[2]) &&
+                   oracle_ok(reply);
+        CHECK_MSG(ran, "%s: TF.js could not load or run the export: %s", label, reply);
         size_t got_n = 0;
         float *got = (float *)read_bytes(out, &got_n);
         CHECK(got && got_n == n * ys * sizeof(float));
@@ -215,8 +220,10 @@ int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/graft_tfjs_XXXXXX");
     if (make_tmpdir(tmp) != 0) return 1;
-    have_tfjs = system("node -e \"require('./js/node_modules/@tensorflow/tfjs')\" >/dev/null 2>&1") == 0;
-    if (!have_tfjs) printf("# skip: node or js/node_modules/@tensorflow/tfjs is absent: TF.js is not run\n");
+    char why[512];
+    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL}, why, sizeof why);
+    if (!have_tfjs)
+        printf("# skip: TF.js is not run (@tensorflow/tfjs in js/node_modules: %s)\n", why[0] ? why : "no node");
     graft_threads_set(2);
     RUN(test_errors);
     RUN(test_scratch_cnn);
@@ -224,5 +231,6 @@ int main(void)
     RUN(test_round_trip_file);
     printf("# worst TF.js difference: float32 %.2e, float16 %.2e, uint8 %.2e of the output range\n", worst[0],
            worst[2], worst[1]);
+    oracle_stop(&tfjs);
     return CHECK_SUMMARY();
 }

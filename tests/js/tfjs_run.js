@@ -4,14 +4,21 @@
 // loads MODEL_DIR/model.json with tf.loadLayersModel through a file IO
 // handler (model.json and its shards read from disk), predicts on IN.f32 (raw
 // little-endian float32 of shape DIMS, "2,32,32,3") and writes the output to
-// OUT.f32 the same way. Modules come from js/node_modules.
+// OUT.f32 the same way, and prints its shape. `node tests/js/tfjs_run.js
+// --serve` takes the same arguments as lines of stdin (tests/js/serve.js).
+// Modules come from js/node_modules.
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const serve = require('./serve');
 const modules = path.join(__dirname, '..', '..', 'js', 'node_modules');
-// tfjs suggests its native backend on the console when it starts: not here.
+// tfjs suggests its native backend on the console when it starts: not here
+// (the replies go to stdout directly).
 console.log = console.warn = () => {};
-const tf = require(path.join(modules, '@tensorflow', 'tfjs'));
+
+function load() {
+    return require(path.join(modules, '@tensorflow', 'tfjs'));
+}
 
 function fileHandler(dir) {
     return {
@@ -32,8 +39,7 @@ function fileHandler(dir) {
     };
 }
 
-async function main() {
-    const [dir, inPath, outPath, dimsArg] = process.argv.slice(2);
+async function run(tf, [dir, inPath, outPath, dimsArg]) {
     if (!dimsArg) throw new Error('usage: tfjs_run.js MODEL_DIR IN.f32 OUT.f32 DIMS');
     await tf.setBackend('cpu');
     const model = await tf.loadLayersModel(fileHandler(dir));
@@ -43,10 +49,17 @@ async function main() {
     const y = model.predict(x);
     const data = await y.data();
     fs.writeFileSync(outPath, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    process.stdout.write(y.shape.join(',') + '\n');
+    const shape = y.shape.join(',');
+    tf.dispose([x, y]);
+    model.dispose();
+    return shape;
 }
 
-main().catch((e) => {
-    console.error('tfjs_run.js: ' + (e && e.message ? e.message : e));
-    process.exit(1);
-});
+if (process.argv[2] === '--serve') {
+    serve(load, run);
+} else {
+    run(load(), process.argv.slice(2)).then((shape) => process.stdout.write(shape + '\n'), (e) => {
+        console.error('tfjs_run.js: ' + (e && e.message ? e.message : e));
+        process.exit(1);
+    });
+}
