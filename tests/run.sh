@@ -5,9 +5,13 @@
 # Most suites spend their time in one thread (building models, writing files,
 # waiting on the oracles' processes), so up to GRAFT_TEST_JOBS of them (the
 # machine's cores by default) run at once; their outputs are printed whole and
-# in the order given. A suite whose source says "Runs alone (tests/run.sh)"
-# asserts on wall-clock time (a Ctrl-C or a hang ended within seconds) and
-# runs with nothing beside it.
+# in the order given, each under its name and its own wall time. A suite whose
+# source says "Runs alone (tests/run.sh)" asserts on wall-clock time (a Ctrl-C
+# or a hang ended within seconds) and runs with nothing beside it. They start
+# in this order: the ones that run alone (while nothing else has started),
+# then the long ones, whose source says "Starts early (tests/run.sh)", then the
+# rest in the order given, so that the run does not end on one long suite
+# with the other cores idle.
 set -u
 build=$1
 shift
@@ -23,25 +27,35 @@ trap 'rm -rf "$out_dir"' EXIT
 
 passed=0 failed=0 tests=("$@") next=0 running=0
 
-alone() {
+# Whether suite $1's source carries the mark $2.
+marked() {
     local src="tests/$(basename "$1").c"
-    [ -f "$src" ] && grep -q "Runs alone (tests/run.sh)" "$src"
+    [ -f "$src" ] && grep -q "$2 (tests/run.sh)" "$src"
 }
 
 start() {
     local i=$1
-    ("${tests[$i]}" >"$out_dir/$i.out" 2>&1; echo $? >"$out_dir/$i.rc.tmp"; mv "$out_dir/$i.rc.tmp" "$out_dir/$i.rc") &
+    (
+        t0=$(date +%s%N)
+        "${tests[$i]}" >"$out_dir/$i.out" 2>&1
+        rc=$?
+        echo $((($(date +%s%N) - t0) / 1000000)) >"$out_dir/$i.ms"
+        echo $rc >"$out_dir/$i.rc.tmp"
+        mv "$out_dir/$i.rc.tmp" "$out_dir/$i.rc"
+    ) &
     running=$((running + 1))
 }
 
 # Prints and counts the finished suites that are next in order.
 report() {
     while [ "$next" -lt "${#tests[@]}" ] && [ -f "$out_dir/$next.rc" ]; do
-        local name out rc line p f
+        local name out rc line p f ms
         name=$(basename "${tests[$next]}")
         out=$(cat "$out_dir/$next.out")
         rc=$(cat "$out_dir/$next.rc")
-        echo "== $name"
+        ms=$(cat "$out_dir/$next.ms")
+        # the suite's own wall time, to find where the suite's minutes go
+        echo "== $name ($((ms / 1000)).$(printf %03d $((ms % 1000))) s)"
         printf '%s\n' "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
         line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
         next=$((next + 1))
@@ -69,13 +83,18 @@ reap() {
     report
 }
 
+early=() rest=()
 for i in "${!tests[@]}"; do
-    if alone "${tests[$i]}"; then
-        while [ "$running" -gt 0 ]; do reap; done
+    if marked "${tests[$i]}" "Runs alone"; then
         start "$i"
         reap
-        continue
+    elif marked "${tests[$i]}" "Starts early"; then
+        early+=("$i")
+    else
+        rest+=("$i")
     fi
+done
+for i in "${early[@]}" "${rest[@]}"; do
     while [ "$running" -ge "$jobs" ]; do reap; done
     start "$i"
 done

@@ -3,7 +3,9 @@
  * headless Chromium when installed), plot --label, usage errors, --force,
  * model_frozen.h5, resume of a finished run, predict on unreadable images
  * and with a bare graft .h5, Teachable Machine labels, summary of a
- * weights-only .h5, graft models and --weights' alpha. Tiny images, few steps. */
+ * weights-only .h5, graft models and --weights' alpha. Tiny images, few steps.
+ * Starts early (tests/run.sh): one of the longest suites.
+ */
 #include "check.h"
 #include "test_util.h"
 

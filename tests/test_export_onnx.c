@@ -2,7 +2,9 @@
  * checker (Debian's python3-onnx, full_check with shape inference) accepts
  * every file, and ONNX Runtime (onnxruntime-node, tests/js/ort_run.js) gives
  * graft's outputs to 1e-4 of the output's range on fixed random inputs. Each
- * oracle is skipped, with a note, where it is not installed. */
+ * oracle is skipped, with a note, where it is not installed.
+ * Starts early (tests/run.sh): one of the longest suites.
+ */
 #include "onnx_check.h"
 
 

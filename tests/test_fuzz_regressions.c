@@ -10,6 +10,7 @@
  * (BUILD/fuzz-replay/<target>, see fuzz/replay.c): the checks the targets
  * make (the archive extractor's sandbox, the run-folder round trip, ...)
  * hold for every input the fuzzers kept.
+ * Starts early (tests/run.sh): one of the longest suites.
  */
 #include "check.h"
 #include "graft.h"

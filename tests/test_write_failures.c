@@ -9,6 +9,7 @@
  * temporary file may be left, the exit status must be non-zero with the
  * cause on stderr whenever a call failed, and the process must never die of
  * a signal.
+ * Starts early (tests/run.sh): one of the longest suites.
  */
 #include "check.h"
 #include "graft.h"

@@ -1,6 +1,8 @@
 /* The zoo's architectures against Keras's own figures: layer counts and names
  * in model.layers order, parameter counts (total and non-trainable, as
- * model.summary() prints them), output shapes, arguments refused. */
+ * model.summary() prints them), output shapes, arguments refused.
+ * Starts early (tests/run.sh): one of the longest suites.
+ */
 #include "check.h"
 #include "test_util.h"
 

@@ -6,6 +6,7 @@
  * by default one light member of each family trains;
  * GRAFT_ZOO_CLI_BASES="NAME ..." trains those, "all" every new base.
  * GRAFT_BIN (set by tests/run.sh) names the tool; ../shared has the photos.
+ * Starts early (tests/run.sh): one of the longest suites.
  */
 #include "check.h"
 #include "test_util.h"

@@ -9,6 +9,7 @@
  * The files are too big to commit (ResNet152 230 MB), so this test needs
  * Debian's /usr/bin/python3 with torch, torchvision and h5py, and skips
  * without them. GRAFT_ZOO_REF_CASES="case ..." runs those cases, "all" every one.
+ * Starts early (tests/run.sh): one of the longest suites.
  */
 #include "zoo_ref.h"
 

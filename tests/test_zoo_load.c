@@ -9,6 +9,7 @@
  * checks every weighted layer received its own (this part needs Debian's
  * python3 with h5py and numpy, and skips without them). And a TF.js weights
  * manifest without a topology, loaded by the weights' names.
+ * Starts early (tests/run.sh): one of the longest suites.
  */
 #include "test_util.h"
 #include "zoo_ref.h"
