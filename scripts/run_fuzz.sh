@@ -4,7 +4,8 @@
 # (BUILD/corpus/<target>). A crash, leak, sanitizer report, timeout or
 # out-of-memory leaves its input in BUILD/findings/ and fails the run, unless
 # it is inside libhdf5 (reported as external).
-# Prints executions and coverage per target.
+# Prints executions and coverage per target. Targets run FUZZ_JOBS at a time
+# (the machine's cores by default; each is one thread), reported in order.
 # Usage: scripts/run_fuzz.sh BUILD SECONDS [TARGET...]
 set -u
 cd "$(dirname "$0")/.."
@@ -37,10 +38,15 @@ fault_in_libhdf5() {
          }
          END { exit found ? 0 : 1 }' "$1"
 }
-printf '%-20s %12s %8s %10s %s\n' target executions seconds coverage result
-for t in "${targets[@]}"; do
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $jobs in '' | *[!0-9]* | 0) echo "run_fuzz.sh: FUZZ_JOBS='$jobs' is not a count" >&2; exit 2 ;; esac
+
+# Fuzzes target $1; its line of the table (and, on failure, the log's first
+# errors) goes to $build/logs/$1.result; exits 1 on a finding in graft.
+fuzz_one() {
+    local t=$1
     mkdir -p "$build/corpus/$t"
-    log="$build/logs/$t.log"
+    local log="$build/logs/$t.log" start rc external took execs cov result
     start=$(date +%s)
     # One thread: the OpenMP pool would only add noise. Slow inputs (a
     # MobileNet config) are scheduled less often, not left out.
@@ -96,9 +102,27 @@ for t in "${targets[@]}"; do
         result="stopped in libhdf5 (external; input kept in $build/findings/)"
     elif [ "$rc" -ne 0 ]; then
         result="FAILED (exit $rc; see $log and $build/findings/)"
-        failed=1
     fi
-    printf '%-20s %12s %8s %10s %s\n' "$t" "${execs:-?}" "$took" "${cov:-?}" "$result"
-    if [ "$rc" -ne 0 ]; then grep -m 5 -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log"; fi
+    {
+        printf '%-20s %12s %8s %10s %s\n' "$t" "${execs:-?}" "$took" "${cov:-?}" "$result"
+        if [ "$rc" -ne 0 ]; then grep -m 5 -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log"; fi
+    } >"$build/logs/$t.result"
+    [ "$rc" -eq 0 ] || [ "$external" -eq 1 ]
+}
+
+printf '%-20s %12s %8s %10s %s\n' target executions seconds coverage result
+running=0
+for t in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || failed=1
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+for t in "${targets[@]}"; do cat "$build/logs/$t.result"; done
 exit $failed
