@@ -10,7 +10,8 @@ set -eu
 dir=${1:-../shared/data/cats_and_dogs_filtered/train}
 make -s build/bench/bench_data
 bin=build/bench/bench_data
-py=/usr/bin/python3
+. bench/peer_env.sh
+py=$torch_py
 images=$(ls "$dir"/*/* | wc -l)
 # Warm the page cache so neither side pays for the disk.
 cat "$dir"/*/* > /dev/null

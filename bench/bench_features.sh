@@ -14,6 +14,7 @@
 # convolutions do fewer, so its figure can pass the FMA peak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/peer_env.sh
 secs=${SECONDS_PER_RUN:-3}
 threads=${THREADS:-2}
 archs=${ARCHS:-mobilenet mobilenet_v2 resnet50 vgg16}
@@ -43,7 +44,7 @@ for arch in $archs; do
     best=0 how=""
     for core in $coretypes; do
         [ "$core" = auto ] && core=""
-        out=$(OPENBLAS_CORETYPE=$core /usr/bin/python3 bench/features_peer.py "$arch" "$secs" "$threads" 2>/dev/null | tail -n 1) || continue
+        out=$(OPENBLAS_CORETYPE=$core $torch_py bench/features_peer.py "$arch" "$secs" "$threads" 2>/dev/null | tail -n 1) || continue
         ips=$(echo "$out" | awk '{print $3}')
         if awk -v a="$ips" -v b="$best" 'BEGIN{exit !(a>b)}'; then best=$ips how="${core:-auto}/$(echo "$out" | awk '{print $5}')"; fi
     done

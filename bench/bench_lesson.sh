@@ -32,7 +32,8 @@
 #                    AVX2+FMA only, while some machines this runs on have AVX-512
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=/usr/bin/python3
+. bench/peer_env.sh
+py=$torch_py
 build=build arch=()
 if [ "${ISA:-native}" = avx2 ]; then build=build/avx2 arch=(ARCH="-mavx2 -mfma"); fi
 make -s -j2 BUILD=$build "${arch[@]}" $build/graft

@@ -9,6 +9,7 @@
 # AVX2, graft built for AVX2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/peer_env.sh
 steps=${STEPS:-10}
 coretypes="auto Haswell SkylakeX"
 build=build arch=()
@@ -25,7 +26,7 @@ echo "$g"
 best=0 best_mem=0
 for core in $coretypes; do
     [ "$core" = auto ] && core=""
-    out=$(OPENBLAS_CORETYPE=$core /usr/bin/python3 bench/scratch_cnn_peer.py "$steps" 2 2>/dev/null | tail -n 1) || continue
+    out=$(OPENBLAS_CORETYPE=$core $torch_py bench/scratch_cnn_peer.py "$steps" 2 2>/dev/null | tail -n 1) || continue
     echo "OPENBLAS_CORETYPE=${core:-auto}: $out"
     ips=$(echo "$out" | awk '{print $4}')
     mem=$(echo "$out" | awk '{print $6}')
