@@ -17,6 +17,7 @@ has none (ResNetV2). Weights go from Keras layouts to PyTorch's (HWIO ->
 OIHW, Dense IO -> OI).
 
 usage: gen_zoo_ref.py OUTDIR [CASE ...]
+       gen_zoo_ref.py OUTDIR --serve   (cases named on stdin, tests/oracle.h)
 """
 import math
 import os
@@ -705,26 +706,45 @@ def build(arch, kw, size):
     raise ValueError(arch)
 
 
+def make_case(out, case):
+    arch, size, seed = CASES[case]
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    kw = Keras(rng)
+    run = build(arch, kw, size)
+    # ConvNeXt normalises pixels itself: give it pixels.
+    hi = 255.0 if arch.startswith("convnext") else 1.0
+    x = rng.uniform(-1.0 if hi == 1.0 else 0.0, hi, (N, size, size, 3)).astype(np.float32)
+    with torch.no_grad():
+        feats, top = run(torch.from_numpy(x).double().permute(0, 3, 1, 2))
+    kw.write(os.path.join(out, "ref_%s.h5" % case))
+    write_fixture(os.path.join(out, "ref_%s.bin" % case),
+                  {"input": x, "features": nhwc(feats), "top": top.numpy()})
+
+
+def serve(out):
+    """tests/oracle.h's protocol: "ready", then "ok" or "error MESSAGE" for
+    each case named on stdin (one process for the suite: importing torch costs
+    about as much as a small case)."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        try:
+            make_case(out, line.strip())
+            print("ok", flush=True)
+        except Exception as e:  # an unknown case, a failed write: the test names it
+            print("error", repr(e).replace("\n", " "), flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    cases = sys.argv[2:] or list(CASES)
     torch.set_num_threads(2)
-    for case in cases:
-        arch, size, seed = CASES[case]
-        torch.manual_seed(seed)
-        rng = np.random.RandomState(seed)
-        kw = Keras(rng)
-        run = build(arch, kw, size)
-        # ConvNeXt normalises pixels itself: give it pixels.
-        hi = 255.0 if arch.startswith("convnext") else 1.0
-        x = rng.uniform(-1.0 if hi == 1.0 else 0.0, hi, (N, size, size, 3)).astype(np.float32)
-        with torch.no_grad():
-            feats, top = run(torch.from_numpy(x).double().permute(0, 3, 1, 2))
-        kw.write(os.path.join(out, "ref_%s.h5" % case))
-        write_fixture(os.path.join(out, "ref_%s.bin" % case),
-                      {"input": x, "features": nhwc(feats), "top": top.numpy()})
+    if sys.argv[2:] == ["--serve"]:
+        serve(out)
+        return
+    for case in sys.argv[2:] or list(CASES):
+        make_case(out, case)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
  * without them. GRAFT_ZOO_REF_CASES="case ..." runs those cases, "all" every one.
  * Starts early (tests/run.sh): one of the longest suites.
  */
+#include "oracle.h"
 #include "zoo_ref.h"
 
 #include <math.h>
@@ -101,15 +102,20 @@ static int wanted(int c)
     return 0;
 }
 
-/* One case at a time, its files removed after: the largest are hundreds of MB. */
+/* One case at a time, its files removed after: the largest are hundreds of
+ * MB. One Python process makes them all (tests/oracle.h). */
 static void test_against_pytorch(void)
 {
-    for (int c = 0; c < (int)(sizeof cases / sizeof *cases); c++) {
+    oracle py;
+    char why[512];
+    bool up = oracle_start(&py, (char *[]){PYTHON, "scripts/gen_zoo_ref.py", dir, "--serve", NULL}, why,
+                           sizeof why);
+    CHECK_MSG(up, "scripts/gen_zoo_ref.py did not start: %s", why);
+    for (int c = 0; up && c < (int)(sizeof cases / sizeof *cases); c++) {
         if (!wanted(c)) continue;
-        char cmd[256], path[128];
-        snprintf(cmd, sizeof cmd, PYTHON " scripts/gen_zoo_ref.py %s %s", dir, cases[c].name);
-        if (system(cmd) != 0) {
-            CHECK_MSG(0, "%s failed", cmd);
+        char reply[1024], path[128];
+        if (!oracle_ask(&py, reply, sizeof reply, "%s", cases[c].name) || !oracle_ok(reply)) {
+            CHECK_MSG(0, "scripts/gen_zoo_ref.py on %s: %s", cases[c].name, reply);
             continue;
         }
         snprintf(path, sizeof path, "%s/ref_%s.bin", dir, cases[c].name);
@@ -125,6 +131,7 @@ static void test_against_pytorch(void)
         snprintf(path, sizeof path, "%s/ref_%s.h5", dir, cases[c].name);
         unlink(path);
     }
+    oracle_stop(&py);
 }
 
 int main(void)
