@@ -32,17 +32,25 @@ static void stop_oracles(void)
     oracle_stop(&tfjs);
 }
 
-/* Starts the oracles this build's machine has, once for the suite; each one
- * absent is skipped, with a note naming why. */
-static void probe_oracles(void)
+/* Starts one oracle; where it cannot start, a note naming what is missing. */
+static bool start_oracle(oracle *o, char *const argv[], const char *what)
 {
     char why[512];
-    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL}, why, sizeof why);
-    if (!have_tfjs) printf("# skip: TF.js is not run (@tensorflow/tfjs in js/node_modules: %s)\n", why[0] ? why : "no node");
-    have_checker = oracle_start(&checker, (char *[]){"/usr/bin/python3", "tests/onnx_checker.py", NULL}, why, sizeof why);
-    if (!have_checker) printf("# skip: the ONNX checker is not run (python3-onnx: %s)\n", why[0] ? why : "no python3");
-    have_ort = oracle_start(&ort, (char *[]){"node", "tests/js/ort_run.js", "--serve", NULL}, why, sizeof why);
-    if (!have_ort) printf("# skip: ONNX Runtime is not run (onnxruntime-node in js/node_modules: %s)\n", why[0] ? why : "no node");
+    bool up = oracle_start(o, argv, why, sizeof why);
+    if (!up) printf("# skip: %s is not run (%s)\n", what, why[0] ? why : "cannot start it");
+    return up;
+}
+
+/* Starts the oracles this machine has, once for the suite. */
+static void probe_oracles(void)
+{
+    have_tfjs = start_oracle(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
+                             "TF.js (node, js/node_modules/@tensorflow/tfjs)");
+    have_checker =
+        start_oracle(&checker, (char *[]){"/usr/bin/python3", "tests/onnx_checker.py", NULL},
+                     "the ONNX checker (python3-onnx)");
+    have_ort = start_oracle(&ort, (char *[]){"node", "tests/js/ort_run.js", "--serve", NULL},
+                            "ONNX Runtime (node, js/node_modules/onnxruntime-node)");
     atexit(stop_oracles);
 }
 
@@ -135,7 +143,8 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
     for (int d = 0; d < rank; d++)
         snprintf(shape + strlen(shape), sizeof shape - strlen(shape), d ? ",%d" : "%d", dims[d]);
     char reply[2048];
-    bool ran = oracle_ask(&ort, reply, sizeof reply, "%s %s %s %s", path, in, out, shape) && oracle_ok(reply);
+    bool ran = oracle_ask(&ort, reply, sizeof reply, "%s %s %s %s", path, in, out, shape) &&
+               oracle_ok(reply);
     CHECK_MSG(ran, "%s: ONNX Runtime failed on the export: %s", label, reply);
     size_t got_bytes = 0;
     float *got = (float *)read_bytes(out, &got_bytes);

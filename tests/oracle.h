@@ -65,7 +65,8 @@ static inline bool oracle_start(oracle *o, char *const argv[], char *why, size_t
     o->to = fdopen(in[1], "w");
     o->from = fdopen(out[0], "r");
     char line[512] = "";
-    if (o->to && o->from && fgets(line, sizeof line, o->from) && !strcmp(line, "ready\n")) return true;
+    if (o->to && o->from && fgets(line, sizeof line, o->from) && !strcmp(line, "ready\n"))
+        return true;
     line[strcspn(line, "\n")] = 0;
     snprintf(why, why_cap, "%s", line);
     oracle_stop(o);
@@ -97,6 +98,9 @@ static inline bool oracle_ask(oracle *o, char *reply, size_t cap, const char *fm
 }
 
 /* Whether a reply says the request succeeded. */
-static inline bool oracle_ok(const char *reply) { return !strncmp(reply, "ok", 2) && (!reply[2] || reply[2] == ' '); }
+static inline bool oracle_ok(const char *reply)
+{
+    return !strncmp(reply, "ok", 2) && (!reply[2] || reply[2] == ' ');
+}
 
 #endif

@@ -37,7 +37,9 @@ static int tfjs_agrees(graft_model *m, const char *label, int n, bool lax)
     snprintf(shape, sizeof shape, "%d", n);
     for (int d = 0; d < is.rank; d++) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), ",%d", is.dim[d]);
     char reply[2048];
-    if (!oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %s", dir, in, out, shape) || !oracle_ok(reply)) {
+    bool ran = oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %s", dir, in, out, shape) &&
+               oracle_ok(reply);
+    if (!ran) {
         printf("# TF.js refuses %s: %s\n", label, reply + (strncmp(reply, "error ", 6) ? 0 : 6));
         goto done;
     }

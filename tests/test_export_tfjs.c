@@ -144,8 +144,8 @@ static void check_tfjs(graft_model *m, const char *label, graft_quantization q, 
         snprintf(out, sizeof out, "%s.out", dir);
         CHECK(write_bytes(in, x, n * xs * sizeof *x) == 0);
         char reply[2048];
-        bool ran = oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %d,%d,%d,%d", dir, in, out, n, is.dim[0],
-                              is.dim[1], is.dim[2]) &&
+        bool ran = oracle_ask(&tfjs, reply, sizeof reply, "%s %s %s %d,%d,%d,%d", dir, in, out,
+                              n, is.dim[0], is.dim[1], is.dim[2]) &&
                    oracle_ok(reply);
         CHECK_MSG(ran, "%s: TF.js could not load or run the export: %s", label, reply);
         size_t got_n = 0;
@@ -221,9 +221,11 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/graft_tfjs_XXXXXX");
     if (make_tmpdir(tmp) != 0) return 1;
     char why[512];
-    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL}, why, sizeof why);
+    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
+                             why, sizeof why);
     if (!have_tfjs)
-        printf("# skip: TF.js is not run (@tensorflow/tfjs in js/node_modules: %s)\n", why[0] ? why : "no node");
+        printf("# skip: TF.js is not run (node, js/node_modules/@tensorflow/tfjs: %s)\n",
+               why[0] ? why : "cannot start it");
     graft_threads_set(2);
     RUN(test_errors);
     RUN(test_scratch_cnn);

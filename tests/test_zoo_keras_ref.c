@@ -108,8 +108,8 @@ static void test_against_pytorch(void)
 {
     oracle py;
     char why[512];
-    bool up = oracle_start(&py, (char *[]){PYTHON, "scripts/gen_zoo_ref.py", dir, "--serve", NULL}, why,
-                           sizeof why);
+    bool up = oracle_start(&py, (char *[]){PYTHON, "scripts/gen_zoo_ref.py", dir, "--serve", NULL},
+                           why, sizeof why);
     CHECK_MSG(up, "scripts/gen_zoo_ref.py did not start: %s", why);
     for (int c = 0; up && c < (int)(sizeof cases / sizeof *cases); c++) {
         if (!wanted(c)) continue;
