@@ -354,6 +354,7 @@ static void test_keras_counts(void)
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         graft_zoo_cfg c = graft_zoo_default_cfg();
         c.include_top = want[i].top;
+        c.skip_init = 1; /* counts and names only */
         graft_model *m = NULL;
         CHECK_OK(graft_zoo_build(want[i].name, &c, &m));
         if (!m) continue;
@@ -527,9 +528,58 @@ done:
     graft_model_free(m);
 }
 
+/* skip_init lays the weights out without drawing them: all zero, the same
+ * counts, and graft_model_init_weights with the build's seed (42) then draws
+ * what a plain build holds, bit for bit; a head added after the base is
+ * drawn as usual. */
+static void test_skip_init(void)
+{
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    c.input_shape[0] = c.input_shape[1] = 32;
+    graft_model *plain = build("EfficientNetB0", c);
+    c.skip_init = 1;
+    graft_model *bare = build("EfficientNetB0", c);
+    if (!plain || !bare) goto done;
+    CHECK(graft_model_count_params(bare).total == graft_model_count_params(plain).total);
+    size_t nonzero = 0, differ = 0, total = 0;
+    for (int i = 0; i < graft_model_num_layers(bare); i++) {
+        graft_layer *l = graft_model_layer(bare, i);
+        for (int k = 0; k < graft_layer_num_weights(l); k++) {
+            graft_shape s = graft_layer_weight_shape(l, k);
+            const float *w = graft_layer_weight_data(l, k);
+            for (size_t j = 0; j < graft_shape_size(&s); j++) nonzero += w[j] != 0.0f;
+            total += graft_shape_size(&s);
+        }
+    }
+    CHECK_MSG(total > 4000000 && nonzero == 0, "%zu of %zu weights drawn", nonzero, total);
+    CHECK_OK(graft_model_init_weights(bare, 42));
+    for (int i = 0; i < graft_model_num_layers(bare); i++) {
+        graft_layer *a = graft_model_layer(bare, i), *b = graft_model_layer(plain, i);
+        for (int k = 0; k < graft_layer_num_weights(a); k++) {
+            graft_shape s = graft_layer_weight_shape(a, k);
+            differ += memcmp(graft_layer_weight_data(a, k), graft_layer_weight_data(b, k),
+                             graft_shape_size(&s) * sizeof(float)) != 0;
+        }
+    }
+    CHECK_MSG(differ == 0, "%zu weights differ from a plain build's after drawing", differ);
+    graft_layer *head = graft_dense(bare, NULL, (graft_dense_cfg){.name = "head", .units = 4});
+    CHECK(head != NULL);
+    if (head) {
+        const float *k = graft_layer_weight_data(head, 0);
+        int drawn = 0;
+        for (int j = 0; j < 1280 * 4; j++) drawn += k[j] != 0.0f;
+        CHECK_MSG(drawn > 5000, "the head's kernel: %d of 5120 drawn", drawn);
+    }
+done:
+    graft_model_free(plain);
+    graft_model_free(bare);
+}
+
 int main(void)
 {
     RUN(test_names);
+    RUN(test_skip_init);
     RUN(test_convnext);
     RUN(test_keras_counts);
     RUN(test_resnet_v2);

@@ -485,6 +485,7 @@ static int summary_base(const char *name, int top, const char *size, float alpha
             return cli_fail("--input-size: '%s' is not a size in pixels", size);
         z.input_shape[0] = z.input_shape[1] = (int)n;
     }
+    z.skip_init = 1; /* a table needs no weight values */
     graft_model *m;
     graft_status s = graft_zoo_build(name, &z, &m);
     if (s != GRAFT_OK) return cli_fail_status(s, "--base");

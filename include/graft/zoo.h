@@ -40,6 +40,11 @@ typedef struct {
      * after its Normalization (graft_zoo_load_imagenet refuses an
      * EfficientNet built without it); the others are the same either way. */
     int imagenet_weights;
+    /* The layers and weight shapes only: the weights are laid out but not
+     * drawn (they read zero) until graft_model_init_weights. For summaries,
+     * parameter counts and layer names, which it makes far faster on the
+     * largest bases (VGG19's 143M draws and their pages). */
+    int skip_init;
 } graft_zoo_cfg;
 
 /* One architecture of the zoo. */

@@ -66,6 +66,7 @@ struct graft_model {
     bool want_input_grad;   /* tests: also compute dL/d(input) */
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
+    bool skip_init; /* layers placed now are not drawn (graft_zoo_cfg.skip_init) */
     volatile sig_atomic_t stop_requested;
     /* Data parallelism (dist/): called by backward after each step, when the
      * weight gradients of every layer >= `layer` are final. NULL: none. */

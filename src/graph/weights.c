@@ -107,6 +107,7 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
         m->n_weight_floats = need;
         bind_layer(m, l);
     }
+    if (m->skip_init) return GRAFT_OK; /* fresh pages: zero until drawn */
     graft_rng rng;
     graft_rng_seed(&rng, m->init_seed ^ ((uint64_t)l->index * 0x9e3779b97f4a7c15ULL));
     for (int k = 0; k < l->n_weights; k++) init_weight(&l->weights[k], &rng);

@@ -262,9 +262,11 @@ graft_status graft_zoo_build(const char *arch, const graft_zoo_cfg *cfg, graft_m
         snprintf(name, sizeof name, "%s", a->model_name);
     graft_model *m = graft_model_new(name);
     if (!m) return GRAFT_ENOMEM;
+    m->skip_init = s.cfg.skip_init != 0;
     graft_layer *in = graft_input(
         m, "input_1", graft_shape3(s.cfg.input_shape[0], s.cfg.input_shape[1], s.cfg.input_shape[2]));
     if (in) a->build(m, in, &s);
+    m->skip_init = false; /* a head added after the base is drawn as usual */
     st = graft_model_status(m);
     if (st == GRAFT_OK) st = graft_zoo_keras_order(m);
     if (st != GRAFT_OK) {
