@@ -93,7 +93,10 @@ static inline bool oracle_ask(oracle *o, char *reply, size_t cap, const char *fm
         oracle_stop(o);
         return false;
     }
-    reply[strcspn(reply, "\n")] = 0;
+    size_t len = strcspn(reply, "\n");
+    if (!reply[len]) /* longer than reply: the rest of its line is not the next reply */
+        for (int c = 0; c != '\n' && c != EOF;) c = fgetc(o->from);
+    reply[len] = 0;
     return true;
 }
 
