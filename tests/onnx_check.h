@@ -32,25 +32,18 @@ static void stop_oracles(void)
     oracle_stop(&tfjs);
 }
 
-/* Starts one oracle; where it cannot start, a note naming what is missing. */
-static bool start_oracle(oracle *o, char *const argv[], const char *what)
-{
-    char why[512];
-    bool up = oracle_start(o, argv, why, sizeof why);
-    if (!up) printf("# skip: %s is not run (%s)\n", what, why[0] ? why : "cannot start it");
-    return up;
-}
-
 /* Starts the oracles this machine has, once for the suite. */
 static void probe_oracles(void)
 {
-    have_tfjs = start_oracle(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
+    have_tfjs =
+        oracle_start_or_skip(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
                              "TF.js (node, js/node_modules/@tensorflow/tfjs)");
-    have_checker =
-        start_oracle(&checker, (char *[]){"/usr/bin/python3", "tests/onnx_checker.py", NULL},
-                     "the ONNX checker (python3-onnx)");
-    have_ort = start_oracle(&ort, (char *[]){"node", "tests/js/ort_run.js", "--serve", NULL},
-                            "ONNX Runtime (node, js/node_modules/onnxruntime-node)");
+    have_checker = oracle_start_or_skip(
+        &checker, (char *[]){"/usr/bin/python3", "tests/onnx_checker.py", NULL},
+        "the ONNX checker (python3-onnx)");
+    have_ort =
+        oracle_start_or_skip(&ort, (char *[]){"node", "tests/js/ort_run.js", "--serve", NULL},
+                             "ONNX Runtime (node, js/node_modules/onnxruntime-node)");
     atexit(stop_oracles);
 }
 
@@ -67,7 +60,8 @@ static void perturb(graft_model *m, uint64_t seed)
             graft_shape s = graft_layer_weight_shape(l, k);
             float *d = graft_layer_weight_data(l, k);
             size_t n = graft_shape_size(&s);
-            bool var = !strcmp(w, "moving_variance") || !strcmp(w, "gamma") || !strcmp(w, "variance");
+            bool var =
+                !strcmp(w, "moving_variance") || !strcmp(w, "gamma") || !strcmp(w, "variance");
             bool shift = !strcmp(w, "moving_mean") || !strcmp(w, "beta") || !strcmp(w, "bias") ||
                          !strcmp(w, "alpha") || !strcmp(w, "mean");
             for (size_t j = 0; j < n && (var || shift); j++)
@@ -104,7 +98,8 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
     memcpy(xin, x, (size_t)n * xs * sizeof *x);
     if (o->include_preprocessing) {
         if (!strcmp(o->meta.preprocess, "rescale"))
-            for (size_t i = 0; i < (size_t)n * xs; i++) x[i] /= 255.0f;
+            for (size_t i = 0; i < (size_t)n * xs; i++)
+                x[i] /= 255.0f;
         else
             CHECK_OK(graft_preprocess_input(o->meta.preprocess, x, (size_t)n * xs / 3));
     }
@@ -131,7 +126,8 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
             for (int h = 0; h < H; h++)
                 for (int w = 0; w < W; w++)
                     for (int c = 0; c < C; c++)
-                        t[(((size_t)b * C + c) * H + h) * W + w] = xin[(((size_t)b * H + h) * W + w) * C + c];
+                        t[(((size_t)b * C + c) * H + h) * W + w] =
+                            xin[(((size_t)b * H + h) * W + w) * C + c];
         memcpy(xin, t, (size_t)n * xs * sizeof *t);
         free(t);
         dims[1] = C;
@@ -148,16 +144,19 @@ static void check_model(graft_model *m, const char *label, const graft_onnx_opts
     CHECK_MSG(ran, "%s: ONNX Runtime failed on the export: %s", label, reply);
     size_t got_bytes = 0;
     float *got = (float *)read_bytes(out, &got_bytes);
-    CHECK_MSG(got && got_bytes == (size_t)n * ys * sizeof(float), "%s: %zu output bytes, wanted %zu",
-              label, got_bytes, (size_t)n * ys * sizeof(float));
+    CHECK_MSG(got && got_bytes == (size_t)n * ys * sizeof(float),
+              "%s: %zu output bytes, wanted %zu", label, got_bytes, (size_t)n * ys * sizeof(float));
     if (got && got_bytes == (size_t)n * ys * sizeof(float)) {
         double range = 0, err = 0;
-        for (size_t i = 0; i < (size_t)n * ys; i++) range = fmax(range, fabs(y[i]));
-        for (size_t i = 0; i < (size_t)n * ys; i++) err = fmax(err, fabs(got[i] - y[i]));
+        for (size_t i = 0; i < (size_t)n * ys; i++)
+            range = fmax(range, fabs(y[i]));
+        for (size_t i = 0; i < (size_t)n * ys; i++)
+            err = fmax(err, fabs(got[i] - y[i]));
         err /= range > 0 ? range : 1;
         printf("# %-28s max |ORT - graft| / max |graft| = %.2e\n", label, err);
         worst_err = fmax(worst_err, err);
-        CHECK_MSG(err <= TOL, "%s: ONNX Runtime differs from graft by %.3g of the output range", label, err);
+        CHECK_MSG(err <= TOL, "%s: ONNX Runtime differs from graft by %.3g of the output range",
+                  label, err);
     }
     free(got);
     remove(in);

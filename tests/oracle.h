@@ -73,6 +73,16 @@ static inline bool oracle_start(oracle *o, char *const argv[], char *why, size_t
     return false;
 }
 
+/* oracle_start, with a note where it cannot start: "# skip: WHAT is not run
+ * (why)". */
+static inline bool oracle_start_or_skip(oracle *o, char *const argv[], const char *what)
+{
+    char why[512];
+    bool up = oracle_start(o, argv, why, sizeof why);
+    if (!up) printf("# skip: %s is not run (%s)\n", what, why[0] ? why : "cannot start it");
+    return up;
+}
+
 /* Sends one request (printf'd from fmt, without its newline) and reads the
  * reply's line into reply; false (and the reason in reply) when the oracle
  * is not running or has gone. */
@@ -95,7 +105,8 @@ static inline bool oracle_ask(oracle *o, char *reply, size_t cap, const char *fm
     }
     size_t len = strcspn(reply, "\n");
     if (!reply[len]) /* longer than reply: the rest of its line is not the next reply */
-        for (int c = 0; c != '\n' && c != EOF;) c = fgetc(o->from);
+        for (int c = 0; c != '\n' && c != EOF;)
+            c = fgetc(o->from);
     reply[len] = 0;
     return true;
 }

@@ -220,12 +220,9 @@ int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/graft_tfjs_XXXXXX");
     if (make_tmpdir(tmp) != 0) return 1;
-    char why[512];
-    have_tfjs = oracle_start(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
-                             why, sizeof why);
-    if (!have_tfjs)
-        printf("# skip: TF.js is not run (node, js/node_modules/@tensorflow/tfjs: %s)\n",
-               why[0] ? why : "cannot start it");
+    have_tfjs =
+        oracle_start_or_skip(&tfjs, (char *[]){"node", "tests/js/tfjs_run.js", "--serve", NULL},
+                             "TF.js (node, js/node_modules/@tensorflow/tfjs)");
     graft_threads_set(2);
     RUN(test_errors);
     RUN(test_scratch_cnn);
