@@ -262,10 +262,25 @@ static void act_span(graft_activation a, float *x, size_t n)
         for (size_t i = 0; i < n; i++) stmt;                                                    \
     } while (0)
 
+/* Softmax over one row of cols floats, in place. */
+static void softmax_row(float *row, size_t cols)
+{
+    float mx = row[0];
+    for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd
+    for (size_t j = 0; j < cols; j++) row[j] = exp_f(row[j] - mx);
+    double sum = 0;
+    for (size_t j = 0; j < cols; j++) sum += row[j];
+    float inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < cols; j++) row[j] *= inv;
+}
+
 void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld)
 {
-    if (a == GRAFT_SOFTMAX) return;
-    for (size_t r = 0; r < rows; r++) act_span(a, x + r * ld, cols);
+    for (size_t r = 0; r < rows; r++) {
+        if (a == GRAFT_SOFTMAX) softmax_row(x + r * ld, cols);
+        else act_span(a, x + r * ld, cols);
+    }
 }
 
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols)
@@ -277,17 +292,7 @@ void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t 
         return;
     }
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t r = 0; r < rows; r++) {
-        float *row = x + r * cols;
-        float mx = row[0];
-        for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-#pragma omp simd
-        for (size_t j = 0; j < cols; j++) row[j] = exp_f(row[j] - mx);
-        double sum = 0;
-        for (size_t j = 0; j < cols; j++) sum += row[j];
-        float inv = (float)(1.0 / sum);
-        for (size_t j = 0; j < cols; j++) row[j] *= inv;
-    }
+    for (size_t r = 0; r < rows; r++) softmax_row(x + r * cols, cols);
 }
 
 void graft_activation_backward(graft_activation a, const float *y, const float *dy, float *dx,

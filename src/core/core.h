@@ -100,8 +100,9 @@ bool graft_env_on(graft_env_var v);
 /* ------------------------------------------------------------- activations */
 
 void graft_activation_forward(graft_activation a, float *x, size_t rows, size_t cols);
-/* An element-wise activation (not softmax) over rows of cols floats ld apart,
- * in place: the same bits per element as graft_activation_forward. */
+/* An activation over rows of cols floats ld apart, in place, on the calling
+ * thread (softmax: over each row's cols): the same bits per element as
+ * graft_activation_forward. */
 void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld);
 /* Whether act'(x) needs the input x (swish, gelu, hard_swish), not only the output y. */
 bool graft_activation_needs_input(graft_activation a);

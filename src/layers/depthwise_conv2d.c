@@ -187,7 +187,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
         else forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
         /* swish, gelu, ...: backward needs the pre-activation. */
         if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
-        graft_activation_forward(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd);
+        graft_activation_rows(d->cfg.activation, orow, (size_t)g->ow, (size_t)cd, (size_t)cd);
         if (epi) graft_epilogue_rows(f->epi, orow, (size_t)g->ow, cd);
     }
 }
