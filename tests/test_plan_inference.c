@@ -4,14 +4,17 @@
  * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
  * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
  * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
- * ResNet50 and DenseNet121; and their bits: the same for an image alone or in a batch, on one
+ * ResNet50, DenseNet121 and EfficientNetB0 (ZeroPadding2D -> depthwise,
+ * step_pad_dw.c); and their bits: the same for an image alone or in a batch, on one
  * thread or two, with AVX-512 or AVX2. */
 #include "check.h"
 #include "exec/plan.h"
 #include "internal.h"
 #include "plan_check.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static graft_layer *bn(graft_model *m, const char *name)
 {
@@ -352,6 +355,141 @@ done:
     graft_model_free(m);
 }
 
+/* EfficientNet's and MobileNetV3's strided depthwise convolutions: a
+ * ZeroPadding2D read only by a 'valid' DepthwiseConv2D (here also 'same'
+ * after a pad, a bias, the convolution's own ReLU and lopsided pads), then
+ * BN and swish or nothing. The padded tensor is never written; the bits are
+ * the unfused layers'. */
+static graft_model *padded_depthwise(void)
+{
+    graft_model *m = graft_model_new("padded_depthwise");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(13, 11, 20));
+    graft_conv2d(m, x, (graft_conv2d_cfg){.name = "expand", .filters = 40, .kernel_size = {1, 1},
+                                          .no_bias = 1});
+    bn(m, "expand_bn");
+    x = graft_activation_layer(m, NULL, "expand_swish", GRAFT_SWISH);
+    x = graft_zero_padding2d(m, x, "a_pad", 1, 2, 1, 2);
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "a_dw", .kernel_size = {5, 5},
+                                                              .strides = {2, 2},
+                                                              .padding = GRAFT_VALID,
+                                                              .no_bias = 1});
+    bn(m, "a_bn");
+    x = graft_activation_layer(m, NULL, "a_swish", GRAFT_SWISH);
+    x = graft_zero_padding2d(m, x, "b_pad", 1, 1, 1, 1);
+    x = graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "b_dw",
+                                                                  .kernel_size = {3, 3},
+                                                                  .padding = GRAFT_SAME,
+                                                                  .activation = GRAFT_RELU});
+    x = graft_zero_padding2d(m, x, "c_pad", 2, 0, 1, 3);
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "c_dw", .kernel_size = {3, 3},
+                                                              .strides = {2, 2},
+                                                              .padding = GRAFT_VALID});
+    bn(m, "c_bn");
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 11);
+    return m;
+}
+
+static void test_pad_depthwise(void)
+{
+    graft_model *m = padded_depthwise();
+    enum { N = 3 };
+    const size_t os = out_size(m);
+    float *x = random_input(m, N, 12);
+    float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));
+    predict_both(m, x, N, plain, fused);
+    const char *in_step_[] = {"a_pad", "a_dw", "a_bn", "a_swish", "b_pad", "b_dw", "c_pad", "c_dw",
+                              "c_bn"};
+    for (size_t i = 0; i < sizeof in_step_ / sizeof *in_step_; i++)
+        CHECK_MSG(in_step(m, graft_model_find(m, in_step_[i]), "pad_dw"), "%s", in_step_[i]);
+    CHECK_MSG(graft_model_find(m, "a_pad")->out == NULL, "the padded tensor has no buffer");
+    CHECK_MSG(bits_equal(fused, plain, N * os), "fused and unfused differ");
+    check_same_bits(m, x, N, "c_dw", "pad_dw");
+    /* Read by two layers, the padding is written and the layers run apart. */
+    graft_model *t = graft_model_new("pad_twice");
+    graft_layer *in = graft_input(t, NULL, graft_shape3(6, 6, 8));
+    graft_layer *p = graft_zero_padding2d(t, in, "pad", 0, 1, 0, 1);
+    graft_layer *d = graft_depthwise_conv2d(t, p, (graft_depthwise_conv2d_cfg){
+                                                      .name = "dw", .kernel_size = {3, 3},
+                                                      .strides = {2, 2}, .padding = GRAFT_VALID});
+    graft_layer *q =
+        graft_max_pooling2d(t, p, (graft_pool2d_cfg){.name = "pool", .pool_size = {2, 2}});
+    graft_layer *pair[2] = {d, q};
+    graft_add(t, "add", 2, pair);
+    CHECK_OK(graft_model_status(t));
+    float y[3 * 3 * 8], xin[6 * 6 * 8] = {0};
+    CHECK_OK(graft_model_predict(t, xin, 1, y));
+    CHECK(in_step(t, p, "layer") && in_step(t, d, "layer"));
+    graft_model_free(t);
+    free(x);
+    free(plain);
+    free(fused);
+    graft_model_free(m);
+}
+
+/* Layers that hand their input on (Dropout and GaussianNoise at inference,
+ * Flatten and Reshape) run nothing: their output is their input's buffer.
+ * The prediction against the convolution's output through the Dense layer,
+ * by hand; in training the Dropout runs (and masks). */
+static void test_pass_through(void)
+{
+    graft_model *m = graft_model_new("pass_through");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(5, 4, 3));
+    graft_layer *conv = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "conv", .filters = 6,
+                                                              .kernel_size = {3, 3},
+                                                              .padding = GRAFT_SAME,
+                                                              .activation = GRAFT_RELU});
+    graft_layer *drop = graft_dropout(m, conv, "drop", 0.5f);
+    graft_layer *noise = graft_gaussian_noise(m, drop, "noise", 1.0f);
+    graft_layer *flat = graft_flatten(m, noise, "flat");
+    graft_layer *dense = graft_dense(m, flat, (graft_dense_cfg){.name = "dense", .units = 3});
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 21);
+    enum { N = 2, F = 5 * 4 * 6 };
+    float *in = random_input(m, N, 22), y[N * 3];
+    CHECK_OK(graft_model_predict(m, in, N, y));
+    const graft_layer *alias[] = {drop, noise, flat};
+    for (int i = 0; i < 3; i++) {
+        CHECK_MSG(in_step(m, alias[i], "alias"), "%s", alias[i]->name);
+        CHECK_MSG(alias[i]->out == conv->out, "%s has its own buffer", alias[i]->name);
+    }
+    CHECK(in_step(m, dense, "layer"));
+    const float *W = graft_layer_weight_data(dense, 0), *b = graft_layer_weight_data(dense, 1);
+    for (int s = 0; s < N; s++)
+        for (int u = 0; u < 3; u++) {
+            double want = b[u];
+            for (int k = 0; k < F; k++) want += (double)conv->out[s * F + k] * W[k * 3 + u];
+            CHECK_MSG(fabs(y[s * 3 + u] - want) <= 1e-5 * (1 + fabs(want)),
+                      "sample %d unit %d: %g vs %g", s, u, y[s * 3 + u], want);
+        }
+    /* Training, nothing trainable (no gradient anywhere): Dropout and
+     * GaussianNoise run, each with a buffer of its own; Flatten does not. */
+    CHECK_OK(graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0));
+    CHECK_OK(graft_model_forward(m, in, N, true));
+    CHECK(in_step(m, flat, "alias"));
+    CHECK(in_step(m, drop, "layer") && in_step(m, noise, "layer"));
+    CHECK(drop->out != conv->out);
+    int zeros = 0;
+    for (int k = 0; k < N * F; k++) zeros += drop->out[k] == 0 && conv->out[k] != 0;
+    CHECK_MSG(zeros > 0, "no unit dropped in training");
+    /* The model's output itself handed on: the caller gets the copy. */
+    graft_model *t = graft_model_new("flat_out");
+    graft_layer *tin = graft_input(t, NULL, graft_shape3(2, 2, 2));
+    graft_layer *tc = graft_conv2d(t, tin, (graft_conv2d_cfg){.name = "c", .filters = 2,
+                                                             .kernel_size = {1, 1}});
+    graft_reshape(t, tc, "r", graft_shape1(8));
+    CHECK_OK(graft_model_status(t));
+    set_random(t, 23);
+    float tx[8] = {1, 2, 3, 4, 5, 6, 7, 8}, ty[8] = {0}, tz[8];
+    CHECK_OK(graft_model_predict(t, tx, 1, ty));
+    CHECK_OK(graft_model_forward_range(t, tx, 1, false, 1, 2)); /* the convolution alone */
+    memcpy(tz, tc->out, sizeof tz);
+    CHECK(bits_equal(ty, tz, 8));
+    graft_model_free(t);
+    free(in);
+    graft_model_free(m);
+}
+
 static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
 {
     graft_zoo_cfg c = graft_zoo_default_cfg();
@@ -394,6 +532,8 @@ static void test_zoo_bases(void)
     /* 58 conv blocks and 3 transitions: BN -> ReLU -> 1x1 [-> BN -> ReLU],
      * the pre-activation as the GEMM's prologue */
     zoo_case("densenet121", 32, 1.0f, "pointwise", 61);
+    /* the strided blocks 2a, 3a, 4a and 6a (5a is not strided) */
+    zoo_case("efficientnetb0", 64, 1.0f, "pad_dw", 4);
 }
 
 int main(void)
@@ -404,6 +544,8 @@ int main(void)
     RUN(test_bits_reproducible);
     RUN(test_scratch_covers_smaller_batches);
     RUN(test_kept_packed_kernel);
+    RUN(test_pad_depthwise);
+    RUN(test_pass_through);
     RUN(test_zoo_bases);
     return CHECK_SUMMARY();
 }

@@ -99,6 +99,19 @@ static void plan_free(struct graft_plan *p)
 static bool splittable(const graft_step *s);
 static bool spans_kept_split(const graft_model *m, const graft_step *s);
 
+/* Whether layer i runs as an ALIAS step: it hands its input on unchanged in
+ * this pass, nothing needs its gradient, and its input has a buffer of the
+ * plan's (the model's input is the caller's array). */
+static bool passes_through(const graft_model *m, const struct graft_plan *p, int i, bool training)
+{
+    const graft_layer *l = m->layers[i];
+    if (l->requires_grad || l->n_inputs != 1 || !l->ops->passes_through ||
+        !l->ops->passes_through(l, training))
+        return false;
+    const int src = l->inputs[0];
+    return p->buf_of[src] > 0 && p->has_out[src];
+}
+
 /* The steps, in graph order of their first layers. Each layer not yet in a
  * step starts one: the first fusion whose match takes it, else its own. */
 static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training)
@@ -114,10 +127,13 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
         graft_step s = {.kind = GRAFT_STEP_LAYER, .n = 1, .layer = {i}, .bn = -1};
         /* The pools' fusions before POINTWISE: a 1x1 ReLU convolution read
          * by a max pool runs the same kernel in training and inference. */
-        if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
+        if (i > 0 && passes_through(m, p, i, training))
+            s.kind = GRAFT_STEP_ALIAS;
+        else if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
             !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
             !(wino_pool && graft_step_winograd_pool_match(m, i, &s)) &&
             !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
+            !graft_step_pad_dw_match(m, i, training, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
         if (splittable(&s) && spans_kept_split(m, &s))
@@ -140,25 +156,31 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             int j = s.layer[k];
             p->step_of[j] = p->n_steps;
             p->has_out[j] = true;
-            p->buf_of[j] = s.kind == GRAFT_STEP_CONV_EPILOGUE ? i : j;
+            p->buf_of[j] = s.kind == GRAFT_STEP_CONV_EPILOGUE ? i
+                           : s.kind == GRAFT_STEP_PAD_DW && k > 0 ? s.layer[1]
+                           : s.kind == GRAFT_STEP_ALIAS ? p->buf_of[m->layers[j]->inputs[0]]
+                                                        : j;
             /* Only the output of a DW_BLOCK or POINTWISE step exists: its inner
              * tensors live in cache or in registers. */
             if (s.kind == GRAFT_STEP_DW_BLOCK || s.kind == GRAFT_STEP_POINTWISE)
                 p->has_out[j] = k == s.n - 1;
         }
-        /* The fused convolution's output never exists: the pool's pass computes it. */
-        if (s.kind == GRAFT_STEP_CONV_POOL || s.kind == GRAFT_STEP_WINOGRAD_POOL)
+        /* The fused convolution's output never exists: the pool's pass
+         * computes it; nor does the padded tensor of a PAD_DW step. */
+        if (s.kind == GRAFT_STEP_CONV_POOL || s.kind == GRAFT_STEP_WINOGRAD_POOL ||
+            s.kind == GRAFT_STEP_PAD_DW)
             p->has_out[i] = false;
         p->steps[p->n_steps++] = s;
     }
     return GRAFT_OK;
 }
 
-/* DW_BLOCK and POINTWISE steps keep no inner tensors, so a feature cache's
- * boundary (a kept split) inside one breaks the step there instead. */
+/* DW_BLOCK, POINTWISE and PAD_DW steps keep no inner tensors, so a feature
+ * cache's boundary (a kept split) inside one breaks the step there instead. */
 static bool splittable(const graft_step *s)
 {
-    return s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE;
+    return s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE ||
+           s->kind == GRAFT_STEP_PAD_DW;
 }
 
 static bool step_spans(const graft_step *s, int k)
@@ -207,7 +229,8 @@ static void plan_print(const graft_model *m, int cap, bool training)
 {
     const struct graft_plan *p = m->plan;
     int fused = 0;
-    for (int k = 0; k < p->n_steps; k++) fused += p->steps[k].kind != GRAFT_STEP_LAYER;
+    for (int k = 0; k < p->n_steps; k++)
+        fused += p->steps[k].kind != GRAFT_STEP_LAYER && p->steps[k].kind != GRAFT_STEP_ALIAS;
     fprintf(stderr, "GRAFT_PROFILE %s: plan for batches of %d, %s, %d threads: %d steps, %d fused\n",
             m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
     for (int k = 0; k < p->n_steps; k++) {
@@ -218,7 +241,8 @@ static void plan_print(const graft_model *m, int cap, bool training)
         if (s->kind == GRAFT_STEP_POINTWISE)
             graft_step_pointwise_describe(m, s, cap, what, sizeof what);
         const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]]);
-        if (s->kind == GRAFT_STEP_CONV_EPILOGUE)
+        if (s->kind == GRAFT_STEP_PAD_DW) algo = "pad skipped by the depthwise kernel";
+        if (s->kind == GRAFT_STEP_CONV_EPILOGUE || s->kind == GRAFT_STEP_PAD_DW)
             snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",
                      s->epi.bn ? "+ BN" : "",
                      s->epi.clamp ? " + clamp" : "", s->epi.act != GRAFT_LINEAR ? " + " : "",
@@ -232,7 +256,9 @@ static void plan_print(const graft_model *m, int cap, bool training)
 /* A fused pool's aux holds one code byte per output; its scratch is its pass's. */
 static size_t aux_floats(const graft_model *m, const graft_step *s, const graft_layer *l, int cap)
 {
-    if (s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE) return 0;
+    if (s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE ||
+        s->kind == GRAFT_STEP_ALIAS)
+        return 0;
     if ((s->kind == GRAFT_STEP_CONV_POOL || s->kind == GRAFT_STEP_WINOGRAD_POOL) &&
         l->index == s->layer[1])
         return graft_max_pool_code_floats(l, cap);
@@ -245,6 +271,7 @@ static size_t scratch_floats(const graft_model *m, const graft_step *s, const gr
         return l->index == s->layer[0] ? graft_step_dw_block_scratch_floats(m, s, cap) : 0;
     if (s->kind == GRAFT_STEP_POINTWISE)
         return l->index == s->layer[0] ? graft_step_pointwise_scratch_floats(m, s) : 0;
+    if (s->kind == GRAFT_STEP_ALIAS) return 0;
     if (s->kind == GRAFT_STEP_CONV_POOL && l->index == s->layer[1])
         return graft_step_conv_pool_scratch_floats(m, s);
     if (s->kind == GRAFT_STEP_WINOGRAD_POOL && l->index == s->layer[1])
@@ -445,7 +472,7 @@ const char *graft_plan_step_kind(const graft_model *m, int layer, int *root)
 {
     static const char *const names[] = {"layer",     "conv_epilogue", "conv_pool",
                                         "winograd_pool", "relu_pool",   "dw_block",
-                                        "pointwise"};
+                                        "pointwise", "pad_dw", "alias"};
     const struct graft_plan *p = m->plan;
     if (root) *root = layer;
     if (!p || p->n_layers != m->n_layers || layer < 0 || layer >= p->n_layers) return "none";

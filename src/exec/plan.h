@@ -7,6 +7,13 @@
  *   CONV_EPILOGUE  Conv2D/DepthwiseConv2D -> inference BatchNormalization ->
  *                  ReLU, nothing needing a gradient: the convolution's output
  *                  pass applies the normalisation and clamp (step_conv_epilogue.c)
+ *   PAD_DW         ZeroPadding2D -> DepthwiseConv2D [-> BN] [-> activation],
+ *                  nothing needing a gradient: the depthwise kernel skips the
+ *                  padding's taps; the padded tensor never exists (step_pad_dw.c)
+ *   ALIAS          a layer whose forward hands its input on unchanged
+ *                  (layer ops' passes_through: Dropout at inference, Flatten),
+ *                  nothing needing its gradient: its output is its input's
+ *                  buffer, and nothing runs
  *   CONV_POOL      a ReLU Conv2D of the image -> 2x2 max pool, nothing below
  *                  needing a gradient: kernels/conv_pool.c computes both, both
  *                  ways; the convolution's output never exists (step_conv_pool.c)
@@ -48,6 +55,8 @@ typedef enum {
     GRAFT_STEP_RELU_POOL,
     GRAFT_STEP_DW_BLOCK,
     GRAFT_STEP_POINTWISE,
+    GRAFT_STEP_PAD_DW,
+    GRAFT_STEP_ALIAS,
 } graft_step_kind;
 
 #define GRAFT_STEP_MAX_LAYERS 12
@@ -71,7 +80,7 @@ typedef struct graft_step {
     graft_step_kind kind;
     int n;                           /* layers in the step */
     int layer[GRAFT_STEP_MAX_LAYERS]; /* in graph order; the last one's output is the step's */
-    /* CONV_EPILOGUE: what the convolution's output pass applies, and the
+    /* CONV_EPILOGUE, PAD_DW: what the convolution's output pass applies, and the
      * BatchNormalization it folds (-1: none) with room for its transform. */
     graft_epilogue epi;
     int bn;
@@ -96,6 +105,12 @@ int graft_plan_sole_reader(const graft_model *m, int i);
  * step files hold the rest of what their fusion needs. */
 bool graft_step_conv_epilogue_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_conv_epilogue_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+/* After the convolution at j (in f): an optional inference BatchNormalization,
+ * then an optional clamp or element-wise activation, into f's epilogue. */
+void graft_step_take_epilogue(const graft_model *m, graft_step *f, int j, bool training);
+
+bool graft_step_pad_dw_match(const graft_model *m, int i, bool training, graft_step *s);
+void graft_step_pad_dw_forward(graft_model *m, graft_step *s, const graft_fwd *f);
 
 bool graft_step_conv_pool_match(const graft_model *m, int i, graft_step *s);
 size_t graft_step_conv_pool_scratch_floats(const graft_model *m, const graft_step *s);

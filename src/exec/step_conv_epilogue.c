@@ -10,6 +10,30 @@
 
 #include <string.h>
 
+void graft_step_take_epilogue(const graft_model *m, graft_step *f, int j, bool training)
+{
+    j = graft_plan_sole_reader(m, j);
+    const graft_layer *r = j > 0 ? m->layers[j] : NULL;
+    if (r && !r->requires_grad && strcmp(r->ops->class_name, "BatchNormalization") == 0 &&
+        (!training || !r->trains)) {
+        f->bn = j;
+        f->epi.bn = true;
+        f->layer[f->n++] = j;
+        j = graft_plan_sole_reader(m, j);
+        r = j > 0 ? m->layers[j] : NULL;
+    }
+    float lo, hi;
+    if (r && !r->requires_grad &&
+        (graft_relu_clamp(r, &lo, &hi) || graft_activation_clamp(r, &lo, &hi))) {
+        f->epi.clamp = true;
+        f->epi.lo = lo;
+        f->epi.hi = hi;
+        f->layer[f->n++] = j;
+    } else if (r && !r->requires_grad && graft_activation_elementwise(r, &f->epi.act)) {
+        f->layer[f->n++] = j;
+    }
+}
+
 bool graft_step_conv_epilogue_match(const graft_model *m, int i, bool training, graft_step *s)
 {
     const graft_layer *l = m->layers[i];
@@ -18,25 +42,7 @@ bool graft_step_conv_epilogue_match(const graft_model *m, int i, bool training, 
         return false;
     if (l->out_shape.dim[l->out_shape.rank - 1] > GRAFT_EPILOGUE_MAX_C) return false;
     graft_step f = {.kind = GRAFT_STEP_CONV_EPILOGUE, .n = 1, .layer = {i}, .bn = -1};
-    int j = graft_plan_sole_reader(m, i);
-    const graft_layer *r = j > 0 ? m->layers[j] : NULL;
-    if (r && !r->requires_grad && strcmp(r->ops->class_name, "BatchNormalization") == 0 &&
-        (!training || !r->trains)) {
-        f.bn = j;
-        f.epi.bn = true;
-        f.layer[f.n++] = j;
-        j = graft_plan_sole_reader(m, j);
-        r = j > 0 ? m->layers[j] : NULL;
-    }
-    float lo, hi;
-    if (r && !r->requires_grad && (graft_relu_clamp(r, &lo, &hi) || graft_activation_clamp(r, &lo, &hi))) {
-        f.epi.clamp = true;
-        f.epi.lo = lo;
-        f.epi.hi = hi;
-        f.layer[f.n++] = j;
-    } else if (r && !r->requires_grad && graft_activation_elementwise(r, &f.epi.act)) {
-        f.layer[f.n++] = j;
-    }
+    graft_step_take_epilogue(m, &f, i, training);
     if (f.n == 1) return false;
     *s = f;
     return true;

@@ -33,6 +33,12 @@ static bool stochastic(const graft_layer *l)
     return true;
 }
 
+static bool passes_through(const graft_layer *l, bool training)
+{
+    (void)l;
+    return !training;
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const dropout *d = l->cfg;
@@ -99,6 +105,7 @@ const graft_layer_ops graft_dropout_ops = {
     .backward = backward,
     .aux_floats = aux_floats,
     .stochastic = stochastic,
+    .passes_through = passes_through,
     .get_config = get_config,
     .from_config = from_config,
 };

@@ -76,6 +76,13 @@ static void copy(float *dst, const float *src, size_t n)
     }
 }
 
+static bool passes_through(const graft_layer *l, bool training)
+{
+    (void)l;
+    (void)training;
+    return true;
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     copy(f->out, f->in[0], (size_t)f->n * graft_shape_size(&l->out_shape));
@@ -121,6 +128,7 @@ const graft_layer_ops graft_flatten_ops = {
     .class_name = "Flatten",
     .build = build_flatten,
     .forward = forward,
+    .passes_through = passes_through,
     .backward = backward,
     .get_config = flatten_config,
     .from_config = flatten_from_config,
@@ -155,6 +163,7 @@ const graft_layer_ops graft_reshape_ops = {
     .class_name = "Reshape",
     .build = build_reshape,
     .forward = forward,
+    .passes_through = passes_through,
     .backward = backward,
     .get_config = reshape_config,
     .from_config = reshape_from_config,

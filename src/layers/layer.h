@@ -103,6 +103,12 @@ typedef struct graft_layer_ops {
     /* Optional: true when the forward pass differs between training and inference
      * or uses randomness (so its output can not be cached). */
     bool (*stochastic)(const graft_layer *l);
+    /* Optional: true when the forward pass in this mode hands its input on
+     * unchanged (Dropout and the noise layers at inference; Flatten and
+     * Reshape, whose memory order is their input's): where nothing needs
+     * its gradient the plan gives the output its input's buffer and runs
+     * nothing. */
+    bool (*passes_through)(const graft_layer *l, bool training);
     /* Optional: adds the layer's Keras config options (beyond name, trainable
      * and dtype) to `config`, a cJSON object, for saving Keras model files. */
     graft_status (*get_config)(const graft_layer *l, struct cJSON *config);

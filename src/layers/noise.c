@@ -55,6 +55,12 @@ static bool stochastic(const graft_layer *l)
     return true;
 }
 
+static bool passes_through(const graft_layer *l, bool training)
+{
+    (void)l;
+    return !training;
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const noise *z = l->cfg;
@@ -167,6 +173,7 @@ static graft_status gdropout_from_config(const graft_config_in *c, const cJSON *
         .backward = backward,                                                                      \
         .aux_floats = aux_floats,                                                                  \
         .stochastic = stochastic,                                                                  \
+        .passes_through = passes_through,                                                          \
         .get_config = get_config,                                                                  \
         .from_config = fc,                                                                         \
     };
