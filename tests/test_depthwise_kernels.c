@@ -19,6 +19,8 @@ static const struct {
     {10, 17, 33, {5, 5}, {2, 2}, GRAFT_SAME},  /* MobileNetV3's */
     {8, 20, 5, {3, 3}, {1, 1}, GRAFT_SAME},    /* fewer channels than a vector */
     {7, 30, 48, {1, 7}, {1, 1}, GRAFT_SAME},   /* not square */
+    {6, 6, 100, {5, 5}, {1, 1}, GRAFT_SAME},   /* rows too short for a block: outputs alone, */
+    {9, 13, 80, {3, 3}, {2, 2}, GRAFT_SAME},   /* their channels 64 at a time, the last part */
 };
 #define N_CASES (sizeof CASES / sizeof *CASES)
 

@@ -277,6 +277,13 @@ static void softmax_row(float *row, size_t cols)
 
 void graft_activation_rows(graft_activation a, float *x, size_t rows, size_t cols, size_t ld)
 {
+    if (a == GRAFT_LINEAR) return;
+    /* One span over contiguous rows: a call per row of a few channels cost
+     * more than the row's work (element-wise, so the same bits). */
+    if (a != GRAFT_SOFTMAX && ld == cols) {
+        act_span(a, x, rows * cols);
+        return;
+    }
     for (size_t r = 0; r < rows; r++) {
         if (a == GRAFT_SOFTMAX) softmax_row(x + r * ld, cols);
         else act_span(a, x + r * ld, cols);
@@ -379,8 +386,8 @@ void graft_epilogue_rows(const graft_epilogue *e, float *out, size_t rows, int C
 #pragma omp simd
             for (int c = 0; c < C; c++) o[c] = o[c] < lo ? lo : (o[c] > hi ? hi : o[c]); /* NaN passes */
         }
-        if (e->act != GRAFT_LINEAR) act_span(e->act, o, (size_t)C);
     }
+    if (e->act != GRAFT_LINEAR) act_span(e->act, out, rows * (size_t)C);
 }
 
 bool graft_epilogue_apply(const graft_epilogue *e, float *out, size_t rows, int C)

@@ -2,9 +2,11 @@
  * The depthwise convolution (depth multiplier 1) of fused inference steps,
  * one output row at a time over rows the caller holds in cache, each output
  * finished by the step's epilogue in its register. Channels are the vector
- * lanes: one channel block's kernel taps stay in registers along the row
- * (3x3), or eight outputs' sums do while each tap's kernel vector is loaded
- * once for all eight (any other size: ConvNeXt's 7x7, 5x5).
+ * lanes. Eight outputs' sums stay in registers while each tap's kernel
+ * vector is loaded once for all eight (eight FMA chains in flight, not one
+ * waiting on the last's latency), each block of outputs through all channel
+ * blocks before the next, so that the input is read in memory order; an
+ * output near the row's edges goes alone, four channel blocks at a time.
  *
  * The whole-tensor passes below (graft_dw_forward, graft_dw_backward) are
  * what DepthwiseConv2D and a Conv2D with groups = channels = filters run.
@@ -145,98 +147,92 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
     return c;
 }
 
-/* 3x3 with all taps inside: the nine kernel vectors in registers. */
-#define TAPS9(X0, X1, X2, OFF)                                                               \
-    do {                                                                                     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF)), k0, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + C), k1, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X0 + (OFF) + 2 * C), k2, acc);     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF)), k3, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + C), k4, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X1 + (OFF) + 2 * C), k5, acc);     \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF)), k6, acc);             \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + C), k7, acc);         \
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, X2 + (OFF) + 2 * C), k8, acc);     \
-    } while (0)
+/* The epilogue of channel block c (mask mk) on v, stored at dst. */
+static T512 inline void finish512(const graft_kernel_epi *e, int c, __mmask16 mk, __m512 v,
+                                  float *dst)
+{
+    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + c));
+    if (e->mean)
+        v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(mk, e->mean + c)),
+                                        _mm512_maskz_loadu_ps(mk, e->scale + c)),
+                          _mm512_maskz_loadu_ps(mk, e->shift + c));
+    if (e->clamp) v = _mm512_min_ps(_mm512_set1_ps(e->hi), _mm512_max_ps(_mm512_set1_ps(e->lo), v));
+    _mm512_mask_storeu_ps(dst, mk, v);
+}
 
+static inline __mmask16 mask16(int C, int c)
+{
+    return C - c >= 16 ? 0xffff : C - c > 0 ? (__mmask16)((1u << (C - c)) - 1) : 0;
+}
+
+/* Output ox alone (near the row's edges): its taps inside the row, four
+ * channel blocks at a time (four FMA chains in flight). */
+static T512 void one512(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
+                        int ox, const float *kernel, const graft_kernel_epi *e, float *out)
+{
+    const int ix0 = ox * sw - pad_left;
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < kw ? w - ix0 : kw;
+    for (int c = 0; c < C; c += 64) {
+        const __mmask16 m0 = mask16(C, c), m1 = mask16(C, c + 16), m2 = mask16(C, c + 32),
+                        m3 = mask16(C, c + 48);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int ky = 0; ky < kh; ky++) {
+            if (!in[ky]) continue;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *x = in[ky] + (size_t)(ix0 + kx) * C + c;
+                const float *k = kernel + (size_t)(ky * kw + kx) * C + c;
+                a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m0, k), a0);
+                a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, x + 16),
+                                     _mm512_maskz_loadu_ps(m1, k + 16), a1);
+                a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m2, x + 32),
+                                     _mm512_maskz_loadu_ps(m2, k + 32), a2);
+                a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m3, x + 48),
+                                     _mm512_maskz_loadu_ps(m3, k + 48), a3);
+            }
+        }
+        float *o = out + (size_t)ox * C;
+        finish512(e, c, m0, a0, o + c);
+        if (m1) finish512(e, c + 16, m1, a1, o + c + 16);
+        if (m2) finish512(e, c + 32, m2, a2, o + c + 32);
+        if (m3) finish512(e, c + 48, m3, a3, o + c + 48);
+    }
+}
+
+/* The row by blocks of OB outputs whose taps all lie inside it, each block
+ * through all channel blocks before the next (the input is read in memory
+ * order), OB FMA chains in flight with each tap's kernel vector loaded once
+ * for all of them; the outputs near the edges and the last few alone. */
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
                         float *out)
 {
-    const bool full3 = kh == 3 && kw == 3 && in[0] && in[1] && in[2];
     int bx0, bx1;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
-    for (int c = 0; c < C; c += 16) {
-        const __mmask16 mk = C - c >= 16 ? 0xffff : (__mmask16)((1u << (C - c)) - 1);
-        __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
-        __m512 mean = e->mean ? _mm512_maskz_loadu_ps(mk, e->mean + c) : bias;
-        __m512 scale = e->mean ? _mm512_maskz_loadu_ps(mk, e->scale + c) : bias;
-        __m512 shift = e->mean ? _mm512_maskz_loadu_ps(mk, e->shift + c) : bias;
-        const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
-        /* Outputs whose window lies inside the row: [ox_in0, ox_in1). */
-        int ox_in0 = 0, ox_in1 = 0;
-        __m512 k0, k1, k2, k3, k4, k5, k6, k7, k8;
-        k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = _mm512_setzero_ps();
-        if (full3) {
-            ox_in0 = (pad_left + sw - 1) / sw;
-            ox_in1 = w - 3 + pad_left >= 0 ? (w - 3 + pad_left) / sw + 1 : 0;
-            if (ox_in1 > ow) ox_in1 = ow;
-            if (ox_in0 > ox_in1) ox_in0 = ox_in1;
-            const float *k = kernel + c;
-            k0 = _mm512_maskz_loadu_ps(mk, k), k1 = _mm512_maskz_loadu_ps(mk, k + C);
-            k2 = _mm512_maskz_loadu_ps(mk, k + 2 * (size_t)C);
-            k3 = _mm512_maskz_loadu_ps(mk, k + 3 * (size_t)C);
-            k4 = _mm512_maskz_loadu_ps(mk, k + 4 * (size_t)C);
-            k5 = _mm512_maskz_loadu_ps(mk, k + 5 * (size_t)C);
-            k6 = _mm512_maskz_loadu_ps(mk, k + 6 * (size_t)C);
-            k7 = _mm512_maskz_loadu_ps(mk, k + 7 * (size_t)C);
-            k8 = _mm512_maskz_loadu_ps(mk, k + 8 * (size_t)C);
-        }
-        for (int ox = 0; ox < ow;) {
-            if (!full3 && ox >= bx0 && ox + OB <= bx1) {
-                /* OB outputs, every tap's kernel vector loaded once for all. */
-                __m512 a[OB];
-                for (int o = 0; o < OB; o++) a[o] = _mm512_setzero_ps();
-                const size_t step = (size_t)sw * C;
-                for (int ky = 0; ky < kh; ky++) {
-                    if (!in[ky]) continue;
-                    const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
-                    const float *k = kernel + (size_t)ky * kw * C + c;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const __m512 kv = _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C);
-                        const float *xk = x + (size_t)kx * C;
+    const size_t step = (size_t)sw * C;
+    int ox = 0;
+    for (; ox < bx0; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
+    for (; ox + OB <= bx1; ox += OB) {
+        for (int c = 0; c < C; c += 16) {
+            const __mmask16 mk = mask16(C, c);
+            __m512 a[OB];
+            for (int o = 0; o < OB; o++) a[o] = _mm512_setzero_ps();
+            for (int ky = 0; ky < kh; ky++) {
+                if (!in[ky]) continue;
+                const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+                const float *k = kernel + (size_t)ky * kw * C + c;
+                for (int kx = 0; kx < kw; kx++) {
+                    const __m512 kv = _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C);
+                    const float *xk = x + (size_t)kx * C;
 #pragma GCC unroll 8
-                        for (int o = 0; o < OB; o++)
-                            a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
-                    }
-                }
-#pragma GCC unroll 8
-                for (int o = 0; o < OB; o++) FINISH512(a[o], out + (size_t)(ox + o) * C + c);
-                ox += OB;
-                continue;
-            }
-            const int ix0 = ox * sw - pad_left;
-            __m512 acc = _mm512_setzero_ps();
-            if (ox >= ox_in0 && ox < ox_in1) {
-                const size_t off = (size_t)ix0 * C + c;
-                TAPS9(in[0], in[1], in[2], off);
-            } else {
-                for (int ky = 0; ky < kh; ky++) {
-                    if (!in[ky]) continue;
-                    const float *x = in[ky] + c;
-                    const float *k = kernel + (size_t)ky * kw * C + c;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx;
-                        if (ix < 0 || ix >= w) continue;
-                        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + (size_t)ix * C),
-                                              _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C), acc);
-                    }
+                    for (int o = 0; o < OB; o++)
+                        a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
                 }
             }
-            FINISH512(acc, out + (size_t)ox * C + c);
-            ox++;
+#pragma GCC unroll 8
+            for (int o = 0; o < OB; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
         }
     }
+    for (; ox < ow; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
 }
 
 #endif /* __AVX2__ */
