@@ -73,78 +73,92 @@ static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *o
 /* Outputs finished together by the blocked loops. */
 #define OB 8
 
-/* The step's epilogue (bias, BatchNormalization, clamp) on one vector of
- * outputs V, then its store at DST; reads e and the channel block's bias,
- * mean, scale, shift, lo and hi (and AVX-512's mask mk) in scope. */
-#define FINISH256(V, DST)                                                                          \
-    do {                                                                                           \
-        __m256 v_ = (V);                                                                           \
-        if (e->bias) v_ = _mm256_add_ps(v_, bias);                                                 \
-        if (e->mean) v_ = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v_, mean), scale), shift);     \
-        if (e->clamp) v_ = _mm256_min_ps(hi, _mm256_max_ps(lo, v_));                               \
-        _mm256_storeu_ps(DST, v_);                                                                 \
-    } while (0)
-#define FINISH512(V, DST)                                                                          \
-    do {                                                                                           \
-        __m512 v_ = (V);                                                                           \
-        if (e->bias) v_ = _mm512_add_ps(v_, bias);                                                 \
-        if (e->mean) v_ = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v_, mean), scale), shift);     \
-        if (e->clamp) v_ = _mm512_min_ps(hi, _mm512_max_ps(lo, v_));                               \
-        _mm512_mask_storeu_ps(DST, mk, v_);                                                        \
-    } while (0)
+/* The epilogue of channels [c, c + 8) on v, stored at dst. */
+static T256 inline void finish256(const graft_kernel_epi *e, int c, __m256 v, float *dst)
+{
+    if (e->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias + c));
+    if (e->mean)
+        v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_loadu_ps(e->mean + c)),
+                                        _mm256_loadu_ps(e->scale + c)),
+                          _mm256_loadu_ps(e->shift + c));
+    if (e->clamp) v = _mm256_min_ps(_mm256_set1_ps(e->hi), _mm256_max_ps(_mm256_set1_ps(e->lo), v));
+    _mm256_storeu_ps(dst, v);
+}
 
+/* Output ox alone over channels [0, C8): its taps inside the row, four
+ * channel blocks at a time where there are four. */
+static T256 void one256(const float *const *in, int w, int C, int C8, int kh, int kw, int sw,
+                        int pad_left, int ox, const float *kernel, const graft_kernel_epi *e,
+                        float *out)
+{
+    const int ix0 = ox * sw - pad_left;
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < kw ? w - ix0 : kw;
+    float *o = out + (size_t)ox * C;
+    int c = 0;
+    for (; c + 32 <= C8; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int ky = 0; ky < kh; ky++) {
+            if (!in[ky]) continue;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *x = in[ky] + (size_t)(ix0 + kx) * C + c;
+                const float *k = kernel + (size_t)(ky * kw + kx) * C + c;
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(k), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_loadu_ps(k + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(k + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_loadu_ps(k + 24), a3);
+            }
+        }
+        finish256(e, c, a0, o + c);
+        finish256(e, c + 8, a1, o + c + 8);
+        finish256(e, c + 16, a2, o + c + 16);
+        finish256(e, c + 24, a3, o + c + 24);
+    }
+    for (; c < C8; c += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int ky = 0; ky < kh; ky++) {
+            if (!in[ky]) continue;
+            for (int kx = kx0; kx < kx1; kx++)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(in[ky] + (size_t)(ix0 + kx) * C + c),
+                                    _mm256_loadu_ps(kernel + (size_t)(ky * kw + kx) * C + c), a);
+        }
+        finish256(e, c, a, o + c);
+    }
+}
+
+/* Channels [0, C8) (C8: the multiple of 8 below C, returned) as row512 does
+ * them, eight channels a vector; the caller does the rest. */
 static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
                        int ow, const float *kernel, const graft_kernel_epi *e, float *out)
 {
-    int c = 0, ox_in0, ox_in1;
-    inside(w, kw, sw, pad_left, ow, &ox_in0, &ox_in1);
-    for (; c + 8 <= C; c += 8) {
-        __m256 bias = e->bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
-        __m256 mean = e->mean ? _mm256_loadu_ps(e->mean + c) : bias;
-        __m256 scale = e->mean ? _mm256_loadu_ps(e->scale + c) : bias;
-        __m256 shift = e->mean ? _mm256_loadu_ps(e->shift + c) : bias;
-        const __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);
-        for (int ox = 0; ox < ow;) {
-            if (ox >= ox_in0 && ox + OB <= ox_in1) {
-                /* OB outputs, every tap's kernel vector loaded once for all. */
-                __m256 a[OB];
-                for (int o = 0; o < OB; o++) a[o] = _mm256_setzero_ps();
-                const size_t step = (size_t)sw * C;
-                for (int ky = 0; ky < kh; ky++) {
-                    if (!in[ky]) continue;
-                    const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
-                    const float *k = kernel + (size_t)ky * kw * C + c;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const __m256 kv = _mm256_loadu_ps(k + (size_t)kx * C);
-                        const float *xk = x + (size_t)kx * C;
-#pragma GCC unroll 8
-                        for (int o = 0; o < OB; o++)
-                            a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
-                    }
-                }
-#pragma GCC unroll 8
-                for (int o = 0; o < OB; o++) FINISH256(a[o], out + (size_t)(ox + o) * C + c);
-                ox += OB;
-                continue;
-            }
-            const int ix0 = ox * sw - pad_left;
-            __m256 acc = _mm256_setzero_ps();
+    const int C8 = C & ~7;
+    if (C8 == 0) return 0;
+    int bx0, bx1;
+    inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
+    const size_t step = (size_t)sw * C;
+    int ox = 0;
+    for (; ox < bx0; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
+    for (; ox + OB <= bx1; ox += OB) {
+        for (int c = 0; c < C8; c += 8) {
+            __m256 a[OB];
+            for (int o = 0; o < OB; o++) a[o] = _mm256_setzero_ps();
             for (int ky = 0; ky < kh; ky++) {
                 if (!in[ky]) continue;
-                const float *x = in[ky] + c;
+                const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
                 const float *k = kernel + (size_t)ky * kw * C + c;
                 for (int kx = 0; kx < kw; kx++) {
-                    const int ix = ix0 + kx;
-                    if (ix < 0 || ix >= w) continue;
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)ix * C),
-                                          _mm256_loadu_ps(k + (size_t)kx * C), acc);
+                    const __m256 kv = _mm256_loadu_ps(k + (size_t)kx * C);
+                    const float *xk = x + (size_t)kx * C;
+#pragma GCC unroll 8
+                    for (int o = 0; o < OB; o++)
+                        a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
                 }
             }
-            FINISH256(acc, out + (size_t)ox * C + c);
-            ox++;
+#pragma GCC unroll 8
+            for (int o = 0; o < OB; o++) finish256(e, c, a[o], out + (size_t)(ox + o) * C + c);
         }
     }
-    return c;
+    for (; ox < ow; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
+    return C8;
 }
 
 /* The epilogue of channel block c (mask mk) on v, stored at dst. */
