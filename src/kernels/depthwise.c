@@ -73,6 +73,16 @@ static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *o
 /* Outputs finished together by the blocked loops. */
 #define OB 8
 
+/* Asks for the lines of channels [c, c + 64 bytes) of pixels [ix, ix + n)
+ * of row `row`: the next block's, in the input row no earlier output row read
+ * (the others are in L2 from it; this one comes from memory, and the
+ * prefetchers do not see a stride of C floats coming). */
+static inline void prefetch_block(const float *row, int C, int c, int ix, int n)
+{
+    const float *p = row + (size_t)ix * C + c;
+    for (int o = 0; o < n; o++) _mm_prefetch((const char *)(p + (size_t)o * C), _MM_HINT_T0);
+}
+
 /* The epilogue of channels [c, c + 8) on v, stored at dst. */
 static T256 inline void finish256(const graft_kernel_epi *e, int c, __m256 v, float *dst)
 {
@@ -195,7 +205,8 @@ static T512 void one512(const float *const *in, int w, int C, int kh, int kw, in
             for (int kx = kx0; kx < kx1; kx++) {
                 const float *x = in[ky] + (size_t)(ix0 + kx) * C + c;
                 const float *k = kernel + (size_t)(ky * kw + kx) * C + c;
-                a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m0, k), a0);
+                a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m0, k),
+                                     a0);
                 a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, x + 16),
                                      _mm512_maskz_loadu_ps(m1, k + 16), a1);
                 a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m2, x + 32),
@@ -218,7 +229,7 @@ static T512 void one512(const float *const *in, int w, int C, int kh, int kw, in
  * for all of them; the outputs near the edges and the last few alone. */
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
-                        float *out)
+                        float *out, const float *ahead)
 {
     int bx0, bx1;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
@@ -228,6 +239,8 @@ static T512 void row512(const float *const *in, int w, int C, int kh, int kw, in
     for (; ox + OB <= bx1; ox += OB) {
         for (int c = 0; c < C; c += 16) {
             const __mmask16 mk = mask16(C, c);
+            if (ahead && ox + 2 * OB <= bx1)
+                prefetch_block(ahead, C, c, (ox + OB) * sw - pad_left, OB * sw);
             __m512 a[OB];
             for (int o = 0; o < OB; o++) a[o] = _mm512_setzero_ps();
             for (int ky = 0; ky < kh; ky++) {
@@ -251,22 +264,32 @@ static T512 void row512(const float *const *in, int w, int C, int kh, int kw, in
 
 #endif /* __AVX2__ */
 
-void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
-                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide)
+/* ahead: the input row AVX-512's rows ask for ahead of its use (NULL: none;
+ * the rows are in cache). At AVX2's width the rows are bound by the FMAs,
+ * and asking changed nothing (docs/PERFORMANCE.md). */
+static void dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
+                   int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide,
+                   const float *ahead)
 {
     static const graft_kernel_epi none = {0};
     if (!e) e = &none;
 #ifdef __AVX2__
     if (wide && __builtin_cpu_supports("avx512f")) {
-        row512(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out);
+        row512(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out, ahead);
         return;
     }
     int c0 = row256(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out);
     if (c0 < C) row_scalar(in, w, C, c0, kh, kw, sw, pad_left, ow, kernel, e, out);
 #else
-    (void)wide;
+    (void)wide, (void)ahead;
     row_scalar(in, w, C, 0, kh, kw, sw, pad_left, ow, kernel, e, out);
 #endif
+}
+
+void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
+                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide)
+{
+    dw_row(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out, wide, NULL);
 }
 
 /* ------------------------------------------------------------ whole tensors */
@@ -280,7 +303,8 @@ void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const floa
         const int iy = oy * g->sh - g->pad_top + ky;
         in[ky] = iy < 0 || iy >= g->h ? NULL : img + (size_t)iy * g->w * g->c;
     }
-    graft_dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide);
+    dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide,
+           in[g->kh - 1]);
 }
 
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
