@@ -25,11 +25,6 @@ static const char *bin;
 
 /* The new bases, with the light ones the suite trains by default (quick 1)
  * and the two it trains under ASan (quick 2). */
-#ifdef __SANITIZE_ADDRESS__
-#define QUICK 2
-#else
-#define QUICK 1
-#endif
 static const struct {
     const char *name;
     int quick;
@@ -47,7 +42,7 @@ static const struct {
 static int wanted(int i)
 {
     const char *only = getenv("GRAFT_ZOO_CLI_BASES");
-    if (!only || !*only) return bases[i].quick >= QUICK;
+    if (!only || !*only) return bases[i].quick >= SUITE_QUICK;
     if (strcmp(only, "all") == 0) return 1;
     size_t n = strlen(bases[i].name);
     for (const char *p = strstr(only, bases[i].name); p; p = strstr(p + 1, bases[i].name))

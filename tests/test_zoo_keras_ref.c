@@ -24,11 +24,6 @@
  * by default (quick 2): most of the suite's time is the reference's, in
  * Python, and every family's forward pass runs under ASan in
  * test_export_onnx_kinds (test_zoo_families) as well. */
-#ifdef __SANITIZE_ADDRESS__
-#define QUICK 2
-#else
-#define QUICK 1
-#endif
 static const struct {
     const char *name, *arch;
     int size, quick;
@@ -102,7 +97,7 @@ static void compare(int c, int top, const fixture *fx)
 static int wanted(int c)
 {
     const char *name = cases[c].name, *only = getenv("GRAFT_ZOO_REF_CASES");
-    if (!only || !*only) return cases[c].quick >= QUICK;
+    if (!only || !*only) return cases[c].quick >= SUITE_QUICK;
     if (strcmp(only, "all") == 0) return 1;
     size_t n = strlen(name);
     for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))

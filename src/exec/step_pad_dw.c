@@ -54,16 +54,6 @@ void graft_step_pad_dw_forward(graft_model *m, graft_step *s, const graft_fwd *f
     g.w -= le + ri;
     g.pad_top += t;
     g.pad_left += le;
-    const size_t in_sz = (size_t)g.h * g.w * g.c, row_sz = (size_t)g.ow * g.c;
-    const long rows = (long)f->n * g.oh;
-    const bool wide = graft_kernels_avx512(), epi = graft_epilogue_active(&s->epi);
-    float *out = m->layers[s->layer[1]]->out;
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        float *orow = out + (size_t)r * row_sz;
-        graft_dw_forward_row(&g, f->in[0] + (size_t)(r / g.oh) * in_sz, kernel, bias,
-                             (int)(r % g.oh), orow, wide);
-        graft_activation_rows(act, orow, (size_t)g.ow, (size_t)g.c, (size_t)g.c);
-        if (epi) graft_epilogue_rows(&s->epi, orow, (size_t)g.ow, g.c);
-    }
+    graft_dw_forward_act(&g, f->n, f->in[0], kernel, bias, act, &s->epi,
+                         m->layers[s->layer[1]]->out);
 }

@@ -319,6 +319,23 @@ void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const flo
                              y + (size_t)r * row_sz, wide);
 }
 
+void graft_dw_forward_act(const graft_conv_geom *g, int n, const float *x, const float *kernel,
+                          const float *bias, graft_activation act, const graft_epilogue *epi,
+                          float *y)
+{
+    const bool wide = graft_kernels_avx512(), finish = graft_epilogue_active(epi);
+    const size_t in_sz = (size_t)g->h * g->w * g->c, row_sz = (size_t)g->ow * g->c;
+    const long rows = (long)n * g->oh;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float *orow = y + (size_t)r * row_sz;
+        graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, (int)(r % g->oh),
+                             orow, wide);
+        graft_activation_rows(act, orow, (size_t)g->ow, (size_t)g->c, (size_t)g->c);
+        if (finish) graft_epilogue_rows(epi, orow, (size_t)g->ow, g->c);
+    }
+}
+
 /* Backward splits the output rows into at most this many blocks, each with
  * its own partial kernel gradient, summed in block order: the result does
  * not depend on the number of threads. */

@@ -196,6 +196,12 @@ void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, 
  * threads: each output's bits depend on neither the batch nor the threads. */
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
                       const float *bias, float *y);
+/* The same, each output row then through the activation act and the
+ * epilogue epi (may be NULL) while in cache: DepthwiseConv2D's forward
+ * without a pre-activation to keep, and the PAD_DW step's. */
+void graft_dw_forward_act(const graft_conv_geom *g, int n, const float *x, const float *kernel,
+                          const float *bias, graft_activation act, const graft_epilogue *epi,
+                          float *y);
 /* Its output row oy of one sample (img: that sample's input), on the calling thread. */
 void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
                           const float *bias, int oy, float *out, bool wide);

@@ -178,7 +178,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
         graft_epilogue_apply(f->epi, f->out, all, cd);
         return;
     }
-    const bool dw = d->dm == 1 && g->kh <= GRAFT_DW_MAX_KH, wide = graft_kernels_avx512();
+    const bool dw = d->dm == 1 && g->kh <= GRAFT_DW_MAX_KH;
+    if (dw && !f->aux) {
+        graft_dw_forward_act(g, f->n, f->in[0], kernel, bias, d->cfg.activation, f->epi, f->out);
+        return;
+    }
+    const bool wide = graft_kernels_avx512();
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
