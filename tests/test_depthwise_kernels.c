@@ -12,15 +12,18 @@ static const struct {
     int h, w, c, k[2], s[2];
     graft_padding pad;
 } CASES[] = {
-    {9, 21, 16, {7, 7}, {1, 1}, GRAFT_SAME},   /* ConvNeXt's, blocks of eight outputs inside */
+    {9, 21, 16, {7, 7}, {1, 1}, GRAFT_SAME},   /* ConvNeXt's: 15 outputs inside, blocks of 8 and 7 */
     {12, 19, 40, {7, 7}, {1, 1}, GRAFT_SAME},  /* channels not a multiple of 16 or 32 */
     {11, 26, 19, {7, 7}, {2, 2}, GRAFT_VALID}, /* strided blocks */
     {5, 4, 24, {7, 7}, {1, 1}, GRAFT_SAME},    /* every window touches the padding */
     {10, 17, 33, {5, 5}, {2, 2}, GRAFT_SAME},  /* MobileNetV3's */
     {8, 20, 5, {3, 3}, {1, 1}, GRAFT_SAME},    /* fewer channels than a vector */
     {7, 30, 48, {1, 7}, {1, 1}, GRAFT_SAME},   /* not square */
-    {6, 6, 100, {5, 5}, {1, 1}, GRAFT_SAME},   /* rows too short for a block: outputs alone, */
-    {9, 13, 80, {3, 3}, {2, 2}, GRAFT_SAME},   /* their channels 64 at a time, the last part */
+    {6, 6, 100, {5, 5}, {1, 1}, GRAFT_SAME},   /* a block of 2 inside; outputs alone, their */
+    {9, 13, 80, {3, 3}, {2, 2}, GRAFT_SAME},   /* channels 64 at a time, the last part */
+    {4, 11, 32, {3, 3}, {1, 1}, GRAFT_SAME},   /* MobileNet's 3x3: 9 inside, blocks of 5 and 4 */
+    {3, 3, 16, {3, 3}, {1, 1}, GRAFT_SAME},    /* a block of one output */
+    {5, 5, 24, {3, 3}, {1, 1}, GRAFT_SAME},    /* a block of three */
 };
 #define N_CASES (sizeof CASES / sizeof *CASES)
 

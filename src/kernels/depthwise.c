@@ -2,11 +2,13 @@
  * The depthwise convolution (depth multiplier 1) of fused inference steps,
  * one output row at a time over rows the caller holds in cache, each output
  * finished by the step's epilogue in its register. Channels are the vector
- * lanes. Eight outputs' sums stay in registers while each tap's kernel
- * vector is loaded once for all eight (eight FMA chains in flight, not one
- * waiting on the last's latency), each block of outputs through all channel
- * blocks before the next, so that the input is read in memory order; an
- * output near the row's edges goes alone, four channel blocks at a time.
+ * lanes. The outputs whose taps all lie inside the row go in blocks of up
+ * to eight, as even as they come, whose sums stay in registers while each
+ * tap's kernel vector is loaded once for all of them (one FMA chain per
+ * output in flight, not one waiting on the last's latency), each block
+ * through all channel blocks before the next, so that the input is read in
+ * memory order; an output near the row's edges goes alone, four channel
+ * blocks at a time.
  *
  * The whole-tensor passes below (graft_dw_forward, graft_dw_backward) are
  * what DepthwiseConv2D and a Conv2D with groups = channels = filters run.
@@ -70,15 +72,27 @@ static void inside(int w, int kw, int sw, int pad_left, int ow, int *ox0, int *o
     *ox0 = a, *ox1 = b;
 }
 
-/* Outputs finished together by the blocked loops. */
+/* Outputs finished together by the blocked loops (at most). */
 #define OB 8
 
-/* Asks for the lines of channels [c, c + 64 bytes) of pixels [ix, ix + n)
- * of row `row`: the next block's, in the input row no earlier output row read
- * (the others are in L2 from it; this one comes from memory, and the
- * prefetchers do not see a stride of C floats coming). */
-static inline void prefetch_block(const float *row, int C, int c, int ix, int n)
+/* Output block b of the row's nblk: as even as they come (a row of 9 goes
+ * as 5 and 4, not 8 and 1), so that short rows keep several chains. */
+static inline void block_of(int ow, int nblk, int b, int *ox, int *nb)
 {
+    *ox = (int)((long)ow * b / nblk);
+    *nb = (int)((long)ow * (b + 1) / nblk) - *ox;
+}
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Asks for the lines of channels [c, c + 64 bytes) of pixels [ix, ix + n)
+ * of row `row` (clipped to [0, w)): the next block's, in the input row no
+ * earlier output row read (the others are in L2 from it; this one comes
+ * from memory, and the prefetchers do not see a stride of C floats coming). */
+static inline void prefetch_block(const float *row, int w, int C, int c, int ix, int n)
+{
+    if (ix < 0) n += ix, ix = 0;
+    if (ix + n > w) n = w - ix;
     const float *p = row + (size_t)ix * C + c;
     for (int o = 0; o < n; o++) _mm_prefetch((const char *)(p + (size_t)o * C), _MM_HINT_T0);
 }
@@ -95,8 +109,8 @@ static T256 inline void finish256(const graft_kernel_epi *e, int c, __m256 v, fl
     _mm256_storeu_ps(dst, v);
 }
 
-/* Output ox alone over channels [0, C8): its taps inside the row, four
- * channel blocks at a time where there are four. */
+/* Output ox alone (near the row's edges) over channels [0, C8): its taps
+ * inside the row, four channel blocks at a time where there are four. */
 static T256 void one256(const float *const *in, int w, int C, int C8, int kh, int kw, int sw,
                         int pad_left, int ox, const float *kernel, const graft_kernel_epi *e,
                         float *out)
@@ -135,6 +149,45 @@ static T256 void one256(const float *const *in, int w, int C, int C8, int kh, in
     }
 }
 
+/* The nb outputs from ox, all of whose taps lie inside the row, over
+ * channels [0, C8) eight at a time (nb FMA chains in flight), each tap's
+ * kernel vector loaded once for all nb. */
+static T256 ALWAYS_INLINE void block256(const float *const *in, int C, int C8, int kh, int kw,
+                                        int sw, int pad_left, int ox, const int nb,
+                                        const float *kernel, const graft_kernel_epi *e, float *out)
+{
+    const size_t step = (size_t)sw * C;
+    for (int c = 0; c < C8; c += 8) {
+        __m256 a[OB];
+        for (int o = 0; o < nb; o++) a[o] = _mm256_setzero_ps();
+        for (int ky = 0; ky < kh; ky++) {
+            if (!in[ky]) continue;
+            const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+            const float *k = kernel + (size_t)ky * kw * C + c;
+            for (int kx = 0; kx < kw; kx++) {
+                const __m256 kv = _mm256_loadu_ps(k + (size_t)kx * C);
+                const float *xk = x + (size_t)kx * C;
+#pragma GCC unroll 8
+                for (int o = 0; o < nb; o++)
+                    a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int o = 0; o < nb; o++) finish256(e, c, a[o], out + (size_t)(ox + o) * C + c);
+    }
+}
+
+/* block256 with nb a constant, so that the sums stay in registers. */
+static T256 void blocks256(const float *const *in, int C, int C8, int kh, int kw, int sw,
+                           int pad_left, int ox, int nb, const float *kernel,
+                           const graft_kernel_epi *e, float *out)
+{
+#define B256(N)                                                                                    \
+    case N: block256(in, C, C8, kh, kw, sw, pad_left, ox, N, kernel, e, out); break;
+    switch (nb) { B256(1) B256(2) B256(3) B256(4) B256(5) B256(6) B256(7) B256(8) default: break; }
+#undef B256
+}
+
 /* Channels [0, C8) (C8: the multiple of 8 below C, returned) as row512 does
  * them, eight channels a vector; the caller does the rest. */
 static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
@@ -142,32 +195,15 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
 {
     const int C8 = C & ~7;
     if (C8 == 0) return 0;
-    int bx0, bx1;
+    int bx0, bx1, ox, nb;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
-    const size_t step = (size_t)sw * C;
-    int ox = 0;
-    for (; ox < bx0; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
-    for (; ox + OB <= bx1; ox += OB) {
-        for (int c = 0; c < C8; c += 8) {
-            __m256 a[OB];
-            for (int o = 0; o < OB; o++) a[o] = _mm256_setzero_ps();
-            for (int ky = 0; ky < kh; ky++) {
-                if (!in[ky]) continue;
-                const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
-                const float *k = kernel + (size_t)ky * kw * C + c;
-                for (int kx = 0; kx < kw; kx++) {
-                    const __m256 kv = _mm256_loadu_ps(k + (size_t)kx * C);
-                    const float *xk = x + (size_t)kx * C;
-#pragma GCC unroll 8
-                    for (int o = 0; o < OB; o++)
-                        a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
-                }
-            }
-#pragma GCC unroll 8
-            for (int o = 0; o < OB; o++) finish256(e, c, a[o], out + (size_t)(ox + o) * C + c);
-        }
+    for (ox = 0; ox < bx0; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
+    const int nblk = (bx1 - bx0 + OB - 1) / OB;
+    for (int b = 0; b < nblk; b++) {
+        block_of(bx1 - bx0, nblk, b, &ox, &nb);
+        blocks256(in, C, C8, kh, kw, sw, pad_left, bx0 + ox, nb, kernel, e, out);
     }
-    for (; ox < ow; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
+    for (ox = bx1; ox < ow; ox++) one256(in, w, C, C8, kh, kw, sw, pad_left, ox, kernel, e, out);
     return C8;
 }
 
@@ -223,43 +259,67 @@ static T512 void one512(const float *const *in, int w, int C, int kh, int kw, in
     }
 }
 
-/* The row by blocks of OB outputs whose taps all lie inside it, each block
- * through all channel blocks before the next (the input is read in memory
- * order), OB FMA chains in flight with each tap's kernel vector loaded once
- * for all of them; the outputs near the edges and the last few alone. */
+/* block256 at AVX-512's width, the channel tail masked. ahead: see
+ * prefetch_block (NULL: none). */
+static T512 ALWAYS_INLINE void block512(const float *const *in, int w, int C, int kh, int kw,
+                                        int sw, int pad_left, int ox, const int nb,
+                                        const float *kernel, const graft_kernel_epi *e,
+                                        float *out, const float *ahead, int next_ix, int next_n)
+{
+    const size_t step = (size_t)sw * C;
+    for (int c = 0; c < C; c += 16) {
+        const __mmask16 mk = mask16(C, c);
+        if (ahead) prefetch_block(ahead, w, C, c, next_ix, next_n);
+        __m512 a[OB];
+        for (int o = 0; o < nb; o++) a[o] = _mm512_setzero_ps();
+        for (int ky = 0; ky < kh; ky++) {
+            if (!in[ky]) continue;
+            const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+            const float *k = kernel + (size_t)ky * kw * C + c;
+            for (int kx = 0; kx < kw; kx++) {
+                const __m512 kv = _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C);
+                const float *xk = x + (size_t)kx * C;
+#pragma GCC unroll 8
+                for (int o = 0; o < nb; o++)
+                    a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int o = 0; o < nb; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
+    }
+}
+
+static T512 void blocks512(const float *const *in, int w, int C, int kh, int kw, int sw,
+                           int pad_left, int ox, int nb, const float *kernel,
+                           const graft_kernel_epi *e, float *out, const float *ahead, int next_ix,
+                           int next_n)
+{
+#define B512(N)                                                                                    \
+    case N:                                                                                        \
+        block512(in, w, C, kh, kw, sw, pad_left, ox, N, kernel, e, out, ahead, next_ix, next_n);   \
+        break;
+    switch (nb) { B512(1) B512(2) B512(3) B512(4) B512(5) B512(6) B512(7) B512(8) default: break; }
+#undef B512
+}
+
+/* The row: the outputs near its edges alone, the others by blocks of at
+ * most OB, each block through all channel blocks before the next (the
+ * input is read in memory order). */
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
                         float *out, const float *ahead)
 {
-    int bx0, bx1;
+    int bx0, bx1, ox, nb, nx = 0, nn = 0;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
-    const size_t step = (size_t)sw * C;
-    int ox = 0;
-    for (; ox < bx0; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
-    for (; ox + OB <= bx1; ox += OB) {
-        for (int c = 0; c < C; c += 16) {
-            const __mmask16 mk = mask16(C, c);
-            if (ahead && ox + 2 * OB <= bx1)
-                prefetch_block(ahead, C, c, (ox + OB) * sw - pad_left, OB * sw);
-            __m512 a[OB];
-            for (int o = 0; o < OB; o++) a[o] = _mm512_setzero_ps();
-            for (int ky = 0; ky < kh; ky++) {
-                if (!in[ky]) continue;
-                const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
-                const float *k = kernel + (size_t)ky * kw * C + c;
-                for (int kx = 0; kx < kw; kx++) {
-                    const __m512 kv = _mm512_maskz_loadu_ps(mk, k + (size_t)kx * C);
-                    const float *xk = x + (size_t)kx * C;
-#pragma GCC unroll 8
-                    for (int o = 0; o < OB; o++)
-                        a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
-                }
-            }
-#pragma GCC unroll 8
-            for (int o = 0; o < OB; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
-        }
+    for (ox = 0; ox < bx0; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
+    const int nblk = (bx1 - bx0 + OB - 1) / OB;
+    for (int b = 0; b < nblk; b++) {
+        block_of(bx1 - bx0, nblk, b, &ox, &nb);
+        if (b + 1 < nblk) block_of(bx1 - bx0, nblk, b + 1, &nx, &nn);
+        blocks512(in, w, C, kh, kw, sw, pad_left, bx0 + ox, nb, kernel, e, out,
+                  b + 1 < nblk ? ahead : NULL, (bx0 + nx) * sw - pad_left, nn * sw + kw - sw);
     }
-    for (; ox < ow; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
+    for (ox = bx1; ox < ow; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
 }
 
 #endif /* __AVX2__ */
