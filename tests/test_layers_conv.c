@@ -3,7 +3,10 @@
  * dilation, SeparableConv2D, MaxPooling2D/AveragePooling2D with 'same'
  * padding, GlobalAveragePooling2D(keepdims=True): forward against torch,
  * central-difference gradients, Keras config in and out, .h5 round trip. */
+#include "exec/exec.h"
 #include "layers_util.h"
+
+#include <math.h>
 
 static fixture fx;
 
@@ -142,6 +145,82 @@ static void test_separable(void)
     graft_model_free(m);
 }
 
+/* Depth multiplier 1 without dilation (Xception's) runs kernels/depthwise.c's
+ * passes: against a direct loop over the taps, in inference and in a
+ * training pass, with 20 channels (off the vector widths): 3x3 'same'
+ * stride 1, linear (in inference a DW_BLOCK step), and 5x5 'same' stride 2
+ * with swish (the layer, its pre-activation kept); and its gradients. */
+static void test_separable_depthwise_kernels(void)
+{
+    enum { H = 9, W = 8, C = 20, F = 7, N = 2 };
+    for (int v = 0; v < 2; v++) {
+        const int k = v ? 5 : 3, st = v ? 2 : 1;
+        graft_model *m = graft_model_new("t");
+        graft_input(m, NULL, graft_shape3(H, W, C));
+        graft_layer *c = graft_separable_conv2d(
+            m, NULL,
+            (graft_separable_conv2d_cfg){.filters = F, .kernel_size = {k, k}, .strides = {st, st},
+                                         .padding = GRAFT_SAME,
+                                         .activation = v ? GRAFT_SWISH : GRAFT_LINEAR});
+        CHECK_OK(graft_model_status(m));
+        CHECK_OK(graft_model_init_weights(m, 11 + v));
+        if (!c || graft_model_status(m) != GRAFT_OK) {
+            graft_model_free(m);
+            continue;
+        }
+        float *dk = graft_layer_weight_data(c, 0), *pk = graft_layer_weight_data(c, 1);
+        float *bias = graft_layer_weight_data(c, 2);
+        for (int j = 0; j < F; j++) bias[j] = 0.05f * (float)(j - 3);
+        const int OH = (H + st - 1) / st, OW = (W + st - 1) / st;
+        const int pt = ((OH - 1) * st + k - H) / 2, pl = ((OW - 1) * st + k - W) / 2;
+        float *x = malloc(sizeof(float) * N * H * W * C);
+        float *ref = malloc(sizeof(float) * N * OH * OW * F);
+        float *got = malloc(sizeof(float) * N * OH * OW * F);
+        if (!x || !ref || !got) {
+            CHECK_MSG(0, "out of memory");
+            free(x), free(ref), free(got);
+            graft_model_free(m);
+            continue;
+        }
+        for (int i = 0; i < N * H * W * C; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+        for (int b = 0; b < N; b++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    double mid[C];
+                    for (int ch = 0; ch < C; ch++) {
+                        mid[ch] = 0;
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy * st - pt + ky, ix = ox * st - pl + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                mid[ch] += (double)x[((b * H + iy) * W + ix) * C + ch] *
+                                           dk[(ky * k + kx) * C + ch];
+                            }
+                    }
+                    for (int j = 0; j < F; j++) {
+                        double y = bias[j];
+                        for (int ch = 0; ch < C; ch++) y += mid[ch] * pk[ch * F + j];
+                        if (v) y = y / (1 + exp(-y));
+                        ref[((b * OH + oy) * OW + ox) * F + j] = (float)y;
+                    }
+                }
+        const size_t n_out = (size_t)N * OH * OW * F;
+        size_t worst = 0;
+        CHECK_OK(graft_model_predict(m, x, N, got));
+        CHECK(strcmp(graft_plan_step_kind(m, 1, NULL), v ? "layer" : "dw_block") == 0);
+        double r = check_close_ratio(got, ref, n_out, 1e-5, 1e-5, &worst);
+        CHECK_MSG(r <= 1, "%dx%d/%d inference: [%zu] %g vs %g", k, k, st, worst, got[worst],
+                  ref[worst]);
+        CHECK_OK(graft_model_forward(m, x, N, true));
+        r = check_close_ratio(graft_model_output(m)->out, ref, n_out, 1e-5, 1e-5, &worst);
+        CHECK_MSG(r <= 1, "%dx%d/%d training pass: [%zu] %g vs %g", k, k, st, worst,
+                  graft_model_output(m)->out[worst], ref[worst]);
+        CHECK(gradcheck_spaced(m, N, 0.01f, 98 + v, 40) == 0);
+        free(x), free(ref), free(got);
+        graft_model_free(m);
+    }
+}
+
 static void test_pooling_same_and_keepdims(void)
 {
     static const struct {
@@ -217,6 +296,7 @@ int main(void)
     RUN(test_conv2d_dilation_groups);
     RUN(test_depthwise_multiplier_dilation);
     RUN(test_separable);
+    RUN(test_separable_depthwise_kernels);
     RUN(test_pooling_same_and_keepdims);
     RUN(test_config_in_and_out);
     fixture_free(&fx);

@@ -4,8 +4,8 @@
  * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
  * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
  * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
- * ResNet50, DenseNet121 and EfficientNetB0 (ZeroPadding2D -> depthwise,
- * step_pad_dw.c); and their bits: the same for an image alone or in a batch, on one
+ * ResNet50, DenseNet121, EfficientNetB0 (ZeroPadding2D -> depthwise,
+ * step_pad_dw.c) and Xception (SeparableConv2D as a DW_BLOCK); and their bits: the same for an image alone or in a batch, on one
  * thread or two, with AVX-512 or AVX2. */
 #include "check.h"
 #include "exec/plan.h"
@@ -534,6 +534,9 @@ static void test_zoo_bases(void)
     zoo_case("densenet121", 32, 1.0f, "pointwise", 61);
     /* the strided blocks 2a, 3a, 4a and 6a (5a is not strided) */
     zoo_case("efficientnetb0", 64, 1.0f, "pad_dw", 4);
+    /* every SeparableConv2D -> BN [-> ReLU]: 2 + 2 + 2 in the entry flow,
+     * 8 x 3 in the middle, 2 in the exit flow */
+    zoo_case("xception", 71, 1.0f, "dw_block", 34);
 }
 
 int main(void)

@@ -27,8 +27,9 @@
  *                  layers below a training pass's first trained one): a MobileNet block, [1x1 expand -> BN ->
  *                  clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp ->
  *                  1x1 project -> BN [-> clamp] [-> Add of the block's
- *                  input], computed a few rows at a time with the expanded
- *                  and depthwise tensors in cache (step_dw_block.c)
+ *                  input], or an Xception one, SeparableConv2D [-> BN]
+ *                  [-> clamp], computed a few rows at a time with the
+ *                  expanded and depthwise tensors in cache (step_dw_block.c)
  *   POINTWISE      nothing needing a gradient: [BN ->] [clamp ->] a 1x1
  *                  Conv2D of any stride -> [BN] -> [clamp] -> [Add of a
  *                  tensor an earlier step computed] -> [clamp] (ResNet50's
@@ -66,6 +67,7 @@ typedef enum {
  * with (a ReLU/Activation layer, or the convolution's own ReLU). */
 typedef struct graft_dw_block {
     int expand, expand_bn, pad, dw, dw_bn, project, project_bn, add;
+    int sep; /* a SeparableConv2D that is both the depthwise and the 1x1 (dw = project) */
     int residual; /* the layer whose output the Add adds */
     bool expand_clamp, dw_clamp, project_clamp, add_clamp;
     float expand_lo, expand_hi, dw_lo, dw_hi, project_lo, project_hi, add_lo, add_hi;

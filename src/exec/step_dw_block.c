@@ -3,7 +3,8 @@
  * clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp -> 1x1 project ->
  * BN [-> clamp] [-> Add of the block's input] (MobileNetV2's inverted
  * residual blocks; MobileNet's depthwise + pointwise pairs without the
- * expansion). Unfused, each layer is a pass over a tensor that does not fit
+ * expansion; Xception's SeparableConv2D -> BN [-> ReLU], whose layer is
+ * the depthwise and the 1x1 at once). Unfused, each layer is a pass over a tensor that does not fit
  * in cache (the expanded one is six times the block's input); here each
  * image goes a few output rows at a time: the expanded rows they read are
  * computed into a ring that keeps the rows the next chunk shares, the
@@ -100,7 +101,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
     graft_step f = {.kind = GRAFT_STEP_DW_BLOCK, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project = b->project_bn = b->add = -1;
-    b->residual = -1;
+    b->residual = b->sep = -1;
     int j = i;
     const int x_in = m->layers[i]->n_inputs == 1 ? m->layers[i]->inputs[0] : -1;
     if (x_in < 0) return false;
@@ -121,21 +122,30 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
     }
     graft_conv_geom g;
     int filters;
-    const float *k, *bias;
+    const float *k, *pk, *bias;
     graft_activation a;
-    if (m->layers[j]->requires_grad ||
-        !graft_depthwise_conv2d_args(m->layers[j], &g, &filters, &k, &bias, &a) ||
-        filters != g.c || filters > GRAFT_EPILOGUE_MAX_C || g.kh > 16 ||
-        !graft_step_conv_act(a, &b->dw_clamp, &b->dw_lo, &b->dw_hi))
-        return false;
-    b->dw = j;
-    f.layer[f.n++] = j;
-    j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp, &b->dw_lo, &b->dw_hi);
-    j = graft_plan_sole_reader(m, j);
-    if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
-        return false;
-    b->project = j;
-    f.layer[f.n++] = j;
+    if (m->layers[j]->requires_grad) return false;
+    if (graft_separable_conv2d_args(m->layers[j], &g, &filters, &k, &pk, &bias, &a)) {
+        if (g.c > GRAFT_EPILOGUE_MAX_C || filters > GRAFT_EPILOGUE_MAX_C || g.kh > 16 ||
+            !graft_step_conv_act(a, &b->project_clamp, &b->project_lo, &b->project_hi))
+            return false;
+        b->sep = b->dw = b->project = j;
+        f.layer[f.n++] = j;
+    } else {
+        if (!graft_depthwise_conv2d_args(m->layers[j], &g, &filters, &k, &bias, &a) ||
+            filters != g.c || filters > GRAFT_EPILOGUE_MAX_C || g.kh > 16 ||
+            !graft_step_conv_act(a, &b->dw_clamp, &b->dw_lo, &b->dw_hi))
+            return false;
+        b->dw = j;
+        f.layer[f.n++] = j;
+        j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp,
+                                     &b->dw_lo, &b->dw_hi);
+        j = graft_plan_sole_reader(m, j);
+        if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
+            return false;
+        b->project = j;
+        f.layer[f.n++] = j;
+    }
     j = graft_step_take_bn_clamp(m, &f, j, training, b->project_clamp, &b->project_bn, &b->project_clamp,
                       &b->project_lo, &b->project_hi);
     /* The residual: Add(block input, this), same shapes (stride 1). */
@@ -180,14 +190,30 @@ typedef struct {
 
 static size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* The depthwise part's geometry, kernel and bias (NULL: none), and the 1x1's
+ * kernel, bias and activation. */
+static void block_args(const graft_model *m, const graft_dw_block *b, graft_conv_geom *g,
+                       const float **Wd, const float **dw_bias, const float **Wp,
+                       const float **pw_bias)
+{
+    int filters;
+    graft_activation a;
+    graft_conv_geom pg;
+    if (b->sep >= 0) {
+        graft_separable_conv2d_args(m->layers[b->sep], g, &filters, Wd, Wp, pw_bias, &a);
+        *dw_bias = NULL;
+        return;
+    }
+    graft_depthwise_conv2d_args(m->layers[b->dw], g, &filters, Wd, dw_bias, &a);
+    graft_conv2d_args(m->layers[b->project], &pg, &filters, Wp, pw_bias, &a);
+}
+
 static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o)
 {
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
-    int filters;
-    const float *k, *bias;
-    graft_activation a;
-    graft_depthwise_conv2d_args(m->layers[b->dw], &g, &filters, &k, &bias, &a);
+    const float *k, *bias, *pk, *pb;
+    block_args(m, b, &g, &k, &bias, &pk, &pb);
     const graft_layer *first = m->layers[s->layer[0]];
     const graft_shape *in = &m->layers[first->inputs[0]]->out_shape;
     const graft_shape *out = &m->layers[s->layer[s->n - 1]]->out_shape;
@@ -283,9 +309,9 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     const size_t k = strlen(kernels);
     snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
              graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true));
-    snprintf(buf, size, "%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
-             b->expand >= 0 ? "1x1 expand -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw,
-             g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how, kernels,
+    snprintf(buf, size, "%s%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
+             b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand -> " : "",
+             b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how, kernels,
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
 
@@ -440,13 +466,13 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
         w.ee.clamp = b->expand_clamp, w.ee.lo = b->expand_lo, w.ee.hi = b->expand_hi;
     }
     params += 3 * (size_t)g.Ce;
-    graft_depthwise_conv2d_args(m->layers[b->dw], &cg, &filters, &w.Wd, &bias, &a);
-    w.ed.bias = bias;
+    const float *dw_bias, *pw_bias;
+    block_args(m, b, &cg, &w.Wd, &dw_bias, &w.Wp, &pw_bias);
+    w.ed.bias = dw_bias;
     bn_epi(m, b->dw_bn, params, g.Ce, &w.ed);
     w.ed.clamp = b->dw_clamp, w.ed.lo = b->dw_lo, w.ed.hi = b->dw_hi;
     params += 3 * (size_t)g.Ce;
-    graft_conv2d_args(m->layers[b->project], &cg, &filters, &w.Wp, &bias, &a);
-    w.ep.bias = bias;
+    w.ep.bias = pw_bias;
     bn_epi(m, b->project_bn, params, g.Cout, &w.ep);
     w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
     w.residual = b->add >= 0;

@@ -160,21 +160,24 @@ static void project_geom(const graft_model *m, const graft_step *s, graft_conv_g
 }
 
 /* The 1x1 Conv2D l's kernel (K x F). */
+/* A 1x1 Conv2D's kernel, or a SeparableConv2D's 1x1 part's (DW_BLOCK). */
 static const float *pw_shape(const graft_layer *l, int *K, int *F)
 {
     graft_conv_geom g;
-    const float *W, *bias;
+    const float *W, *bias, *dw;
     graft_activation a;
-    graft_conv2d_args(l, &g, F, &W, &bias, &a);
+    if (!graft_conv2d_args(l, &g, F, &W, &bias, &a))
+        graft_separable_conv2d_args(l, &g, F, &dw, &W, &bias, &a);
     *K = g.c;
     return W;
 }
 
+/* Only a Conv2D keeps a packed copy (graft_conv2d_packed_kernel). */
 bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
 {
     int K, F;
     pw_shape(l, &K, &F);
-    return keep && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+    return keep && strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
 const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep)

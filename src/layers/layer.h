@@ -221,6 +221,12 @@ bool graft_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *fil
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide);
 bool graft_depthwise_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
                                  const float **kernel, const float **bias, graft_activation *act);
+/* A SeparableConv2D's depthwise geometry and weights (dw_kernel (kh, kw, C),
+ * pw_kernel (C, filters), bias or NULL) where its depthwise stage is
+ * kernels/depthwise.c's (depth multiplier 1, no dilation); else false. */
+bool graft_separable_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
+                                 const float **dw_kernel, const float **pw_kernel,
+                                 const float **bias, graft_activation *act);
 /* A ZeroPadding2D's pads; false for other layers. */
 bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int *left, int *right);
 

@@ -3,9 +3,12 @@
  * without bias, then a 1x1 convolution to `filters` with the bias and the
  * activation, as Keras computes it (Xception's blocks). Weights
  * depthwise_kernel (kh, kw, C, dm), pointwise_kernel (1, 1, C * dm, F), bias.
- * The depthwise stage is layers/conv_plain.c's; the pointwise stage one GEMM.
- * aux keeps the depthwise output (and the pre-activation where the
- * activation's derivative needs it) for backward.
+ * The depthwise stage is kernels/depthwise.c's passes (depth multiplier 1,
+ * no dilation: Xception's) or else layers/conv_plain.c's; the pointwise
+ * stage one GEMM. aux keeps the depthwise output (and the pre-activation
+ * where the activation's derivative needs it) for backward. Where nothing
+ * needs a gradient, the plan runs the layer as a DW_BLOCK step's depthwise
+ * and 1x1 (exec/step_dw_block.c, graft_separable_conv2d_args).
  */
 #include "kernels/kernels.h"
 #include "layers/config_json.h"
@@ -17,6 +20,8 @@
 typedef struct {
     graft_separable_conv2d_cfg cfg;
     graft_plain_conv pc; /* the depthwise stage: groups C, C * dm outputs */
+    bool dw;             /* ... or kernels/depthwise.c's, over g */
+    graft_conv_geom g;
 } sepconv;
 
 static graft_status build(graft_layer *l, const graft_shape *in)
@@ -40,6 +45,9 @@ static graft_status build(graft_layer *l, const graft_shape *in)
                                            k->kernel_size, k->strides, k->dilation_rate,
                                            k->padding, in[0].dim[2], (int)cd);
     if (s != GRAFT_OK) return s;
+    z->dw = k->depth_multiplier == 1 && k->dilation_rate[0] == 1 && k->dilation_rate[1] == 1 &&
+            k->kernel_size[0] <= GRAFT_DW_MAX_KH;
+    if (z->dw) graft_conv_geom_init(&z->g, &in[0], k->kernel_size, k->strides, k->padding);
     l->out_shape = graft_shape3(z->pc.oh, z->pc.ow, k->filters);
     graft_shape dks = {4, {k->kernel_size[0], k->kernel_size[1], in[0].dim[2], k->depth_multiplier}};
     graft_shape pks = {4, {1, 1, (int)cd, k->filters}};
@@ -62,7 +70,29 @@ static size_t aux_floats(const graft_layer *l, int n)
     return a;
 }
 
-static size_t scratch_floats(const graft_layer *l, int n) { return mid_floats(l->cfg, n); }
+/* Backward's dL/d(depthwise output), then the depthwise kernels' partial sums. */
+static size_t scratch_floats(const graft_layer *l, int n)
+{
+    const sepconv *z = l->cfg;
+    const size_t mid = (mid_floats(z, n) + 15) & ~(size_t)15;
+    return mid + (z->dw ? graft_dw_backward_scratch_floats(&z->g, 1, n) : 0);
+}
+
+bool graft_separable_conv2d_args(const graft_layer *l, graft_conv_geom *g, int *filters,
+                                 const float **dw_kernel, const float **pw_kernel,
+                                 const float **bias, graft_activation *act)
+{
+    if (strcmp(l->ops->class_name, "SeparableConv2D") != 0) return false;
+    const sepconv *z = l->cfg;
+    if (!z->dw) return false;
+    *g = z->g;
+    *filters = z->cfg.filters;
+    *dw_kernel = l->weights[0].data;
+    *pw_kernel = l->weights[1].data;
+    *bias = z->cfg.no_bias ? NULL : l->weights[2].data;
+    *act = z->cfg.activation;
+    return true;
+}
 
 static void forward(graft_layer *l, const graft_fwd *f)
 {
@@ -70,7 +100,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const int F = z->cfg.filters, CD = z->pc.f;
     const size_t rows = (size_t)f->n * z->pc.oh * z->pc.ow;
     float *mid = f->aux ? f->aux : f->scratch;
-    graft_plain_conv_forward(&z->pc, f->n, f->in[0], l->weights[0].data, NULL, mid);
+    if (z->dw) graft_dw_forward(&z->g, f->n, f->in[0], l->weights[0].data, NULL, mid);
+    else graft_plain_conv_forward(&z->pc, f->n, f->in[0], l->weights[0].data, NULL, mid);
     graft_gemm(false, false, (int)rows, F, CD, 1.0f, mid, CD, l->weights[1].data, F, 0.0f, f->out, F);
     if (!z->cfg.no_bias) {
         const float *bias = l->weights[2].data;
@@ -104,6 +135,13 @@ static void backward(graft_layer *l, const graft_bwd *b)
         }
     }
     graft_gemm(false, true, (int)rows, CD, F, 1.0f, dz, F, l->weights[1].data, F, 0.0f, dmid, CD);
+    if (z->dw) {
+        float *partial = b->scratch + ((mid_floats(z, b->n) + 15) & ~(size_t)15);
+        graft_dw_backward(&z->g, 1, b->n, b->in[0], dmid, l->weights[0].data,
+                          b->param_grads ? l->weights[0].grad : NULL, NULL, b->din[0],
+                          b->din[0] && b->din_accumulate[0], partial);
+        return;
+    }
     if (b->param_grads)
         graft_plain_conv_backward_weights(&z->pc, b->n, b->in[0], dmid, l->weights[0].grad, NULL);
     if (b->din[0])
