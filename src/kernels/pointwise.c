@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include <strings.h>
 
@@ -396,21 +397,45 @@ size_t graft_pw_pack_floats(int K, int N, bool wide)
     return ((size_t)N + pw - 1) / pw * pw * (size_t)K;
 }
 
+/* Rows [k0, k1) of B into every panel. B is read row by row, in memory
+ * order: by panels, each row's few floats lie a row apart, and a kernel
+ * larger than L2 went at memory latency (docs/PERFORMANCE.md). */
+static void pack_rows(int K, int N, int pw, int k0, int k1, const float *B, size_t ldb,
+                      float *packed)
+{
+    const int panels = (N + pw - 1) / pw;
+    for (int k = k0; k < k1; k++) {
+        const float *restrict b = B + (size_t)k * ldb;
+        const int full = N / pw;
+        float *restrict p = packed + (size_t)k * pw;
+        const size_t next = (size_t)K * pw; /* from a panel's row k to the next panel's */
+        if (pw == 32)
+            for (int j = 0; j < full; j++) memcpy(p + (size_t)j * next, b + j * 32, 32 * sizeof(float));
+        else
+            for (int j = 0; j < full; j++) memcpy(p + (size_t)j * next, b + j * 16, 16 * sizeof(float));
+        if (full < panels) {
+            const int w = N - full * pw;
+            float *q = p + (size_t)full * next;
+            memcpy(q, b + full * pw, (size_t)w * sizeof(float));
+            memset(q + w, 0, (size_t)(pw - w) * sizeof(float));
+        }
+    }
+}
+
 void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool wide)
 {
     const int pw = panel(wide);
-    const int panels = (N + pw - 1) / pw;
     /* On all threads: the steps pack before their parallel part, which the
      * other threads would otherwise wait for. */
-#pragma omp parallel for schedule(static) num_threads(graft_threads()) \
-    if (panels > 1 && (size_t)K * N >= 65536)
-    for (int j = 0; j < panels; j++) {
-        const int n0 = j * pw, w = N - n0 < pw ? N - n0 : pw;
-        float *p = packed + (size_t)j * K * pw;
-        for (int k = 0; k < K; k++) {
-            memcpy(p + (size_t)k * pw, B + (size_t)k * ldb + n0, (size_t)w * sizeof(float));
-            if (w < pw) memset(p + (size_t)k * pw + w, 0, (size_t)(pw - w) * sizeof(float));
-        }
+    if ((size_t)K * N < 65536 || K < 2) {
+        pack_rows(K, N, pw, 0, K, B, ldb, packed);
+        return;
+    }
+#pragma omp parallel num_threads(graft_threads())
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        pack_rows(K, N, pw, (int)((long)K * t / nt), (int)((long)K * (t + 1) / nt), B, ldb,
+                  packed);
     }
 }
 
