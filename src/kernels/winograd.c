@@ -35,8 +35,15 @@
 
 bool graft_winograd_fits(const graft_conv_geom *g, int filters)
 {
-    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->c >= GRAFT_WINOGRAD_MIN_C &&
-           filters >= GRAFT_WINOGRAD_MIN_C && g->oh > 0 && g->ow > 0;
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->c < GRAFT_WINOGRAD_MIN_C ||
+        filters < GRAFT_WINOGRAD_MIN_C || g->oh <= 0 || g->ow <= 0)
+        return false;
+    /* The tiles cover the image in whole 4x4 blocks: where less than half of
+     * what they compute is output (a 5x5 image takes 2x2 tiles, 39% of
+     * them), direct convolution is faster (docs/PERFORMANCE.md). */
+    const size_t covered = (size_t)((g->oh + M_OUT - 1) / M_OUT * M_OUT) *
+                           (size_t)((g->ow + M_OUT - 1) / M_OUT * M_OUT);
+    return 2 * (size_t)g->oh * (size_t)g->ow >= covered;
 }
 
 /* Tiles per chunk: V and M of a chunk (36 * tiles * (C + F) floats) within a
