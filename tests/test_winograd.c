@@ -150,7 +150,7 @@ static void test_matches_reference(void)
         {3, 23, 23, 17, 33, GRAFT_VALID, true, true, false}, /* off the vector width */
         {2, 9, 9, 64, 40, GRAFT_SAME, false, false, true},   /* fused BN + ReLU6 */
         {4, 30, 26, 24, 20, GRAFT_SAME, true, true, false},  /* many chunks of tiles */
-        {1, 5, 6, 16, 16, GRAFT_VALID, true, false, false},  /* one partial tile, 3x4 outputs */
+        {1, 5, 32, 16, 16, GRAFT_VALID, true, false, false}, /* one row of partial tiles */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         check_case(&cases[i], 11 + (unsigned)i);
@@ -271,19 +271,20 @@ static void test_where_it_applies(void)
     in = graft_shape3(10, 10, 3);
     graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
     CHECK(!graft_winograd_fits(&g, 32)); /* an RGB input */
-    /* Images whose 4x4 tiles would be more than half padding: 5x5 (2x2
-     * tiles, 39% output) and 2x2 (25%) go direct; 3x3 and 6x6 (56%) and
-     * 7x7 (77%) keep Winograd. */
+    /* Images of fewer than 8 tiles (5x5, 7x7, 8x8: 4) or whose 4x4 tiles
+     * would be more than half padding (1x32: 8 tiles, 25% output) go
+     * direct; 9x9 (9 tiles, 56%) and 5x13 (8 tiles, 51%) keep Winograd. */
     static const struct {
-        int side;
+        int h, w;
         bool fits;
-    } S[] = {{5, false}, {2, false}, {1, false}, {3, true}, {6, true}, {7, true}, {9, true}};
+    } S[] = {{5, 5, false}, {7, 7, false}, {8, 8, false}, {3, 3, false}, {1, 32, false},
+             {9, 9, true},  {5, 13, true}, {5, 30, true}};
     for (size_t i = 0; i < sizeof S / sizeof *S; i++) {
-        in = graft_shape3(S[i].side, S[i].side, 32);
+        in = graft_shape3(S[i].h, S[i].w, 32);
         graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
-        CHECK_MSG(graft_winograd_fits(&g, 32) == S[i].fits, "%dx%d", S[i].side, S[i].side);
+        CHECK_MSG(graft_winograd_fits(&g, 32) == S[i].fits, "%dx%d", S[i].h, S[i].w);
     }
-    in = graft_shape3(5, 12, 32); /* 2 x 3 tiles: 60 of 96 outputs */
+    in = graft_shape3(10, 10, 32);
     graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
     CHECK(graft_winograd_fits(&g, 32));
 }

@@ -96,8 +96,8 @@ static void test_matches_separate_layers(void)
         {5, 18, 17, 16, 24, 3, GRAFT_VALID, true}, /* 16x15: odd width, 16 + 8 filters */
         {1, 13, 14, 20, 17, 3, GRAFT_SAME, true},  /* 13x14: odd height, 17 filters */
         {2, 11, 11, 16, 16, 3, GRAFT_SAME, false}, /* 11x11: partial tiles of 3, no bias */
-        {5, 7, 9, 19, 33, 3, GRAFT_SAME, true},    /* 7x9: a last tile one column wide */
-        {1, 4, 6, 16, 16, 3, GRAFT_VALID, true},   /* 2x4: one partial tile row */
+        {5, 7, 13, 19, 33, 3, GRAFT_SAME, true},   /* 7x13: a last tile one column wide */
+        {1, 4, 34, 16, 16, 3, GRAFT_VALID, true},  /* 2x32: one row of partial tiles */
         {2, 26, 26, 32, 64, 3, GRAFT_VALID, true}, /* the lesson's channels, 24x24 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -421,7 +421,7 @@ static void test_where_it_applies(void)
  * again without it pools in the convolution's pass, with the same bits. */
 static void test_switch_between_plans(void)
 {
-    const pcase k = {2, 10, 10, 16, 16, 3, GRAFT_VALID, true};
+    const pcase k = {2, 12, 12, 16, 16, 3, GRAFT_VALID, true};
     graft_model *m = build(&k, 5);
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
     float *x = malloc(xs * sizeof(float)),
