@@ -41,9 +41,10 @@ void graft_free(void *p);
 
 /* Model-sized arrays (weights, their gradients, optimizer state): mapped
  * pages, 64-byte aligned and zero until written, so that the parts never
- * written (a frozen base's gradients) cost neither time nor memory; growing
- * one moves its pages (mremap) instead of copying them. NULL on failure,
- * where a grown array stays valid at its old size. */
+ * written (a frozen base's gradients) cost neither time nor memory, and huge
+ * where the system gives them on request. A growing one (the weights)
+ * reserves address space and grows where it lies: it does not move below
+ * 1 GiB. NULL on failure, where a grown array stays valid at its old size. */
 void *graft_pages_alloc(size_t bytes);
 void *graft_pages_grow(void *p, size_t bytes);
 void graft_pages_free(void *p);

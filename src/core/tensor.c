@@ -48,9 +48,8 @@ void graft_free(void *p) { free(p); }
 #define PAGES_HEAD ((size_t)64)
 
 /* Under AddressSanitizer the arrays come from malloc, so that a read or
- * write past a model's weights is still caught; so too where there is no
- * mremap (outside Linux). */
-#if defined(__SANITIZE_ADDRESS__) || !defined(MREMAP_MAYMOVE)
+ * write past a model's weights is still caught; so too outside Linux. */
+#if defined(__SANITIZE_ADDRESS__) || !defined(__linux__)
 #define PAGES_FROM_MALLOC 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -105,16 +104,27 @@ static size_t whole_pages(size_t bytes)
     return (bytes + PAGES_HEAD + page - 1) / page * page;
 }
 
+/* Before the array: the bytes mapped readable and writable, and the
+ * address space the mapping holds (more, for a growing array). */
+typedef struct {
+    size_t len, reserved;
+} map_head;
+
+#define HUGE_PAGE ((size_t)2 << 20)
+/* Address space a growing array (the weights) reserves: it grows in place,
+ * without moving, up to this much (every zoo model's weights fit). */
+#define GROW_RESERVE ((size_t)1 << 30)
+
 static void *pages_map(size_t len)
 {
     void *q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (q == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
     /* Where transparent huge pages are on request, a fault fills 2 MiB, not
-     * 4 KiB (the mapping keeps this through mremap); a failure is harmless. */
+     * 4 KiB; a failure is harmless. */
     (void)madvise(q, len, MADV_HUGEPAGE);
 #endif
-    *(size_t *)q = len;
+    *(map_head *)q = (map_head){len, len};
     return (char *)q + PAGES_HEAD;
 }
 
@@ -124,24 +134,63 @@ void *graft_pages_alloc(size_t bytes)
     return len ? pages_map(len) : NULL;
 }
 
+/* A growing array's first mapping: `reserve` bytes of address space from a
+ * 2 MiB boundary, the first len of them usable. Growing makes more of it
+ * usable where it lies (graft_pages_grow): moving the pages (mremap) to an
+ * address off a 2 MiB boundary split the huge ones, and a model's weights,
+ * each read once per pass far apart in time, then cost a TLB miss every
+ * 4 KiB (docs/PERFORMANCE.md). NULL where the space can not be had (a
+ * limit on address space): the caller maps just what it needs. */
+static void *pages_reserve(size_t len, size_t reserve)
+{
+    if (reserve > SIZE_MAX - HUGE_PAGE) return NULL;
+    char *r = mmap(NULL, reserve + HUGE_PAGE, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return NULL;
+    char *base = (char *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (base > r) munmap(r, (size_t)(base - r));
+    const size_t tail = (size_t)(r + reserve + HUGE_PAGE - (base + reserve));
+    if (tail) munmap(base + reserve, tail);
+    if (mprotect(base, len, PROT_READ | PROT_WRITE) != 0) {
+        munmap(base, reserve);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(base, reserve, MADV_HUGEPAGE);
+#endif
+    *(map_head *)(void *)base = (map_head){len, reserve};
+    return base + PAGES_HEAD;
+}
+
 void *graft_pages_grow(void *p, size_t bytes)
 {
-    if (!p) return graft_pages_alloc(bytes);
-    char *base = (char *)p - PAGES_HEAD;
-    size_t old_len = *(size_t *)base, len = whole_pages(bytes);
+    size_t len = whole_pages(bytes);
     if (len == 0) return NULL;
-    if (len <= old_len) return p;
-    void *q = mremap(base, old_len, len, MREMAP_MAYMOVE);
-    if (q == MAP_FAILED) return NULL;
-    *(size_t *)q = len;
-    return (char *)q + PAGES_HEAD;
+    if (!p) {
+        void *q = len <= GROW_RESERVE ? pages_reserve(len, GROW_RESERVE) : NULL;
+        return q ? q : pages_map(len);
+    }
+    char *base = (char *)p - PAGES_HEAD;
+    map_head *h = (map_head *)(void *)base;
+    if (len <= h->len) return p;
+    if (len <= h->reserved) {
+        if (mprotect(base + h->len, len - h->len, PROT_READ | PROT_WRITE) != 0) return NULL;
+        h->len = len;
+        return p;
+    }
+    /* Past the reservation: a new place, the array copied there. */
+    char *q = graft_pages_alloc(bytes);
+    if (!q) return NULL;
+    memcpy(q, p, h->len - PAGES_HEAD);
+    graft_pages_free(p);
+    return q;
 }
 
 void graft_pages_free(void *p)
 {
     if (!p) return;
     char *base = (char *)p - PAGES_HEAD;
-    munmap(base, *(size_t *)base);
+    munmap(base, ((map_head *)(void *)base)->reserved);
 }
 
 #endif
