@@ -30,7 +30,7 @@
 
 #define T 6     /* input tile side: m + r - 1 */
 #define M_OUT 4 /* output tile side */
-#define WINOGRAD_MIN_TILES 8 /* per image */
+#define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
 
@@ -41,11 +41,13 @@ bool graft_winograd_fits(const graft_conv_geom *g, int filters)
         return false;
     /* The tiles cover the image in whole 4x4 blocks: where less than half of
      * what they compute is output (a 5x5 image takes 2x2 tiles, 39% of
-     * them), or an image has so few tiles that the kernel's transform (4x
-     * the kernel) is read for little work (7x7: 4 tiles), direct
-     * convolution is faster (docs/PERFORMANCE.md). */
+     * them), direct convolution is faster; so it is with AVX-512 where an
+     * image has so few tiles that the kernel's transform (4x the kernel) is
+     * read for little work (7x7: 4 tiles), but not at AVX2's width, where
+     * the direct convolution's 2.25x the multiply-adds cost more
+     * (docs/PERFORMANCE.md). */
     const size_t th = (size_t)(g->oh + M_OUT - 1) / M_OUT, tw = (size_t)(g->ow + M_OUT - 1) / M_OUT;
-    return th * tw >= WINOGRAD_MIN_TILES &&
+    return (th * tw >= WINOGRAD_MIN_TILES || !graft_kernels_avx512()) &&
            2 * (size_t)g->oh * (size_t)g->ow >= th * tw * M_OUT * M_OUT;
 }
 
