@@ -12,7 +12,7 @@ static const struct {
     int h, w, c, k[2], s[2];
     graft_padding pad;
 } CASES[] = {
-    {9, 21, 16, {7, 7}, {1, 1}, GRAFT_SAME},   /* ConvNeXt's: 15 outputs inside, blocks of 8 and 7 */
+    {9, 21, 16, {7, 7}, {1, 1}, GRAFT_SAME},   /* ConvNeXt's: 15 inside, blocks of 8 and 7 */
     {12, 19, 40, {7, 7}, {1, 1}, GRAFT_SAME},  /* channels not a multiple of 16 or 32 */
     {11, 26, 19, {7, 7}, {2, 2}, GRAFT_VALID}, /* strided blocks */
     {5, 4, 24, {7, 7}, {1, 1}, GRAFT_SAME},    /* every window touches the padding */

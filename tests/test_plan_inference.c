@@ -5,8 +5,9 @@
  * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
  * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
  * ResNet50, DenseNet121, EfficientNetB0 (ZeroPadding2D -> depthwise,
- * step_pad_dw.c) and Xception (SeparableConv2D as a DW_BLOCK); and their bits: the same for an image alone or in a batch, on one
- * thread or two, with AVX-512 or AVX2. */
+ * step_pad_dw.c) and Xception (SeparableConv2D as a DW_BLOCK); and their
+ * bits: the same for an image alone or in a batch, on one thread or two,
+ * with AVX-512 or AVX2. */
 #include "check.h"
 #include "exec/plan.h"
 #include "internal.h"

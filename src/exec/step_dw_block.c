@@ -4,8 +4,9 @@
  * BN [-> clamp] [-> Add of the block's input] (MobileNetV2's inverted
  * residual blocks; MobileNet's depthwise + pointwise pairs without the
  * expansion; Xception's SeparableConv2D -> BN [-> ReLU], whose layer is
- * the depthwise and the 1x1 at once). Unfused, each layer is a pass over a tensor that does not fit
- * in cache (the expanded one is six times the block's input); here each
+ * the depthwise and the 1x1 at once). Unfused, each layer is a pass over a
+ * tensor that does not fit in cache (the expanded one is six times the
+ * block's input); here each
  * image goes a few output rows at a time: the expanded rows they read are
  * computed into a ring that keeps the rows the next chunk shares, the
  * depthwise rows into a small buffer, and the project GEMM writes the
@@ -311,7 +312,8 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
              graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true));
     snprintf(buf, size, "%s%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
              b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand -> " : "",
-             b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout, b->add >= 0 ? " + residual" : "", how, kernels,
+             b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout,
+             b->add >= 0 ? " + residual" : "", how, kernels,
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
 

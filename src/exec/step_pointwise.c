@@ -177,7 +177,8 @@ bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
 {
     int K, F;
     pw_shape(l, &K, &F);
-    return keep && strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+    return keep && strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS &&
+           (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
 const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep)

@@ -409,10 +409,13 @@ static void pack_rows(int K, int N, int pw, int k0, int k1, const float *B, size
         const int full = N / pw;
         float *restrict p = packed + (size_t)k * pw;
         const size_t next = (size_t)K * pw; /* from a panel's row k to the next panel's */
+        /* a copy of a constant size: a few vector moves, not a call */
         if (pw == 32)
-            for (int j = 0; j < full; j++) memcpy(p + (size_t)j * next, b + j * 32, 32 * sizeof(float));
+            for (int j = 0; j < full; j++)
+                memcpy(p + (size_t)j * next, b + j * 32, 32 * sizeof(float));
         else
-            for (int j = 0; j < full; j++) memcpy(p + (size_t)j * next, b + j * 16, 16 * sizeof(float));
+            for (int j = 0; j < full; j++)
+                memcpy(p + (size_t)j * next, b + j * 16, 16 * sizeof(float));
         if (full < panels) {
             const int w = N - full * pw;
             float *q = p + (size_t)full * next;
