@@ -115,33 +115,15 @@ typedef struct {
  * without moving, up to this much (every zoo model's weights fit). */
 #define GROW_RESERVE ((size_t)1 << 30)
 
-static void *pages_map(size_t len)
-{
-    void *q = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    /* Where transparent huge pages are on request, a fault fills 2 MiB, not
-     * 4 KiB; a failure is harmless. */
-    (void)madvise(q, len, MADV_HUGEPAGE);
-#endif
-    *(map_head *)q = (map_head){len, len};
-    return (char *)q + PAGES_HEAD;
-}
-
-void *graft_pages_alloc(size_t bytes)
-{
-    size_t len = whole_pages(bytes);
-    return len ? pages_map(len) : NULL;
-}
-
-/* A growing array's first mapping: `reserve` bytes of address space from a
- * 2 MiB boundary, the first len of them usable. Growing makes more of it
- * usable where it lies (graft_pages_grow): moving the pages (mremap) to an
- * address off a 2 MiB boundary split the huge ones, and a model's weights,
- * each read once per pass far apart in time, then cost a TLB miss every
- * 4 KiB (docs/PERFORMANCE.md). NULL where the space can not be had (a
- * limit on address space): the caller maps just what it needs. */
-static void *pages_reserve(size_t len, size_t reserve)
+/* `reserve` bytes of address space from a 2 MiB boundary, the first len of
+ * them usable, huge pages asked for (where transparent huge pages are on
+ * request a fault fills 2 MiB, not 4 KiB; a refusal is harmless). A growing
+ * array reserves more than it uses and grows where it lies
+ * (graft_pages_grow): moving the pages (mremap) to an address off a 2 MiB
+ * boundary split the huge ones, and a model's weights, each read once per
+ * pass far apart in time, then cost a TLB miss every 4 KiB
+ * (docs/PERFORMANCE.md). NULL where the space can not be had. */
+static void *pages_map(size_t len, size_t reserve)
 {
     if (reserve > SIZE_MAX - HUGE_PAGE) return NULL;
     char *r = mmap(NULL, reserve + HUGE_PAGE, PROT_NONE,
@@ -149,7 +131,7 @@ static void *pages_reserve(size_t len, size_t reserve)
     if (r == MAP_FAILED) return NULL;
     char *base = (char *)(((uintptr_t)r + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     if (base > r) munmap(r, (size_t)(base - r));
-    const size_t tail = (size_t)(r + reserve + HUGE_PAGE - (base + reserve));
+    const size_t tail = (size_t)(r + HUGE_PAGE - base);
     if (tail) munmap(base + reserve, tail);
     if (mprotect(base, len, PROT_READ | PROT_WRITE) != 0) {
         munmap(base, reserve);
@@ -162,13 +144,20 @@ static void *pages_reserve(size_t len, size_t reserve)
     return base + PAGES_HEAD;
 }
 
+void *graft_pages_alloc(size_t bytes)
+{
+    size_t len = whole_pages(bytes);
+    return len ? pages_map(len, len) : NULL;
+}
+
 void *graft_pages_grow(void *p, size_t bytes)
 {
     size_t len = whole_pages(bytes);
     if (len == 0) return NULL;
     if (!p) {
-        void *q = len <= GROW_RESERVE ? pages_reserve(len, GROW_RESERVE) : NULL;
-        return q ? q : pages_map(len);
+        /* where the address space is limited, just what it needs */
+        void *q = len <= GROW_RESERVE ? pages_map(len, GROW_RESERVE) : NULL;
+        return q ? q : pages_map(len, len);
     }
     char *base = (char *)p - PAGES_HEAD;
     map_head *h = (map_head *)(void *)base;

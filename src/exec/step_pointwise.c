@@ -159,8 +159,7 @@ static void project_geom(const graft_model *m, const graft_step *s, graft_conv_g
     if (bias) *bias = b;
 }
 
-/* The 1x1 Conv2D l's kernel (K x F). */
-/* A 1x1 Conv2D's kernel, or a SeparableConv2D's 1x1 part's (DW_BLOCK). */
+/* A 1x1 Conv2D's kernel (K x F), or a SeparableConv2D's 1x1 part's (DW_BLOCK). */
 static const float *pw_shape(const graft_layer *l, int *K, int *F)
 {
     graft_conv_geom g;

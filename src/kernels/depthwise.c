@@ -309,15 +309,17 @@ static T512 void row512(const float *const *in, int w, int C, int kh, int kw, in
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
                         float *out, const float *ahead)
 {
-    int bx0, bx1, ox, nb, nx = 0, nn = 0;
+    int bx0, bx1, ox, nb, nx, nn;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
     for (ox = 0; ox < bx0; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
     const int nblk = (bx1 - bx0 + OB - 1) / OB;
+    if (nblk > 0) block_of(bx1 - bx0, nblk, 0, &nx, &nn);
     for (int b = 0; b < nblk; b++) {
-        block_of(bx1 - bx0, nblk, b, &ox, &nb);
-        if (b + 1 < nblk) block_of(bx1 - bx0, nblk, b + 1, &nx, &nn);
+        ox = nx, nb = nn;
+        const bool next = b + 1 < nblk;
+        if (next) block_of(bx1 - bx0, nblk, b + 1, &nx, &nn);
         blocks512(in, w, C, kh, kw, sw, pad_left, bx0 + ox, nb, kernel, e, out,
-                  b + 1 < nblk ? ahead : NULL, (bx0 + nx) * sw - pad_left, nn * sw + kw - sw);
+                  next ? ahead : NULL, (bx0 + nx) * sw - pad_left, nn * sw + kw - sw);
     }
     for (ox = bx1; ox < ow; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
 }
@@ -370,13 +372,7 @@ void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const floa
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
                       const float *bias, float *y)
 {
-    const bool wide = graft_kernels_avx512();
-    const size_t in_sz = (size_t)g->h * g->w * g->c, row_sz = (size_t)g->ow * g->c;
-    const long rows = (long)n * g->oh;
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++)
-        graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, (int)(r % g->oh),
-                             y + (size_t)r * row_sz, wide);
+    graft_dw_forward_act(g, n, x, kernel, bias, GRAFT_LINEAR, NULL, y);
 }
 
 void graft_dw_forward_act(const graft_conv_geom *g, int n, const float *x, const float *kernel,

@@ -403,12 +403,11 @@ size_t graft_pw_pack_floats(int K, int N, bool wide)
 static void pack_rows(int K, int N, int pw, int k0, int k1, const float *B, size_t ldb,
                       float *packed)
 {
-    const int panels = (N + pw - 1) / pw;
+    const int full = N / pw, w = N - full * pw; /* whole panels; columns past them */
+    const size_t next = (size_t)K * pw;          /* from a panel's row k to the next panel's */
     for (int k = k0; k < k1; k++) {
         const float *restrict b = B + (size_t)k * ldb;
-        const int full = N / pw;
         float *restrict p = packed + (size_t)k * pw;
-        const size_t next = (size_t)K * pw; /* from a panel's row k to the next panel's */
         /* a copy of a constant size: a few vector moves, not a call */
         if (pw == 32)
             for (int j = 0; j < full; j++)
@@ -416,8 +415,7 @@ static void pack_rows(int K, int N, int pw, int k0, int k1, const float *B, size
         else
             for (int j = 0; j < full; j++)
                 memcpy(p + (size_t)j * next, b + j * 16, 16 * sizeof(float));
-        if (full < panels) {
-            const int w = N - full * pw;
+        if (w > 0) {
             float *q = p + (size_t)full * next;
             memcpy(q, b + full * pw, (size_t)w * sizeof(float));
             memset(q + w, 0, (size_t)(pw - w) * sizeof(float));
@@ -430,7 +428,7 @@ void graft_pw_pack(int K, int N, const float *B, size_t ldb, float *packed, bool
     const int pw = panel(wide);
     /* On all threads: the steps pack before their parallel part, which the
      * other threads would otherwise wait for. */
-    if ((size_t)K * N < 65536 || K < 2) {
+    if ((size_t)K * N < 65536) {
         pack_rows(K, N, pw, 0, K, B, ldb, packed);
         return;
     }

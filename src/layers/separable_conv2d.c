@@ -70,12 +70,14 @@ static size_t aux_floats(const graft_layer *l, int n)
     return a;
 }
 
-/* Backward's dL/d(depthwise output), then the depthwise kernels' partial sums. */
+/* Backward's scratch: dL/d(depthwise output) in the first mid_room floats,
+ * then the depthwise kernels' partial sums. */
+static size_t mid_room(const sepconv *z, int n) { return (mid_floats(z, n) + 15) & ~(size_t)15; }
+
 static size_t scratch_floats(const graft_layer *l, int n)
 {
     const sepconv *z = l->cfg;
-    const size_t mid = (mid_floats(z, n) + 15) & ~(size_t)15;
-    return mid + (z->dw ? graft_dw_backward_scratch_floats(&z->g, 1, n) : 0);
+    return mid_room(z, n) + (z->dw ? graft_dw_backward_scratch_floats(&z->g, 1, n) : 0);
 }
 
 bool graft_separable_conv2d_args(const graft_layer *l, graft_conv_geom *g, int *filters,
@@ -136,7 +138,7 @@ static void backward(graft_layer *l, const graft_bwd *b)
     }
     graft_gemm(false, true, (int)rows, CD, F, 1.0f, dz, F, l->weights[1].data, F, 0.0f, dmid, CD);
     if (z->dw) {
-        float *partial = b->scratch + ((mid_floats(z, b->n) + 15) & ~(size_t)15);
+        float *partial = b->scratch + mid_room(z, b->n);
         graft_dw_backward(&z->g, 1, b->n, b->in[0], dmid, l->weights[0].data,
                           b->param_grads ? l->weights[0].grad : NULL, NULL, b->din[0],
                           b->din[0] && b->din_accumulate[0], partial);
