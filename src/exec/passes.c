@@ -131,7 +131,11 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
         case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;
         case GRAFT_STEP_RELU_POOL: graft_step_relu_pool_backward(m, s, n); break;
         }
-        if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, i);
+        if (m->grads_ready) {
+            double t0 = m->profiling ? graft_now() : 0;
+            m->grads_ready(m->grads_ready_ctx, i);
+            if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_ALLREDUCE, graft_now() - t0);
+        }
     }
     return GRAFT_OK;
 }
