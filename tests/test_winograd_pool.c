@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef pool_case pcase; /* k = 3 */
 
@@ -94,10 +95,10 @@ static void test_matches_separate_layers(void)
 {
     const pcase cases[] = {
         {5, 18, 17, 16, 24, 3, GRAFT_VALID, true}, /* 16x15: odd width, 16 + 8 filters */
-        {1, 13, 14, 20, 17, 3, GRAFT_SAME, true},  /* 13x14: odd height, 17 filters */
-        {2, 11, 11, 16, 16, 3, GRAFT_SAME, false}, /* 11x11: partial tiles of 3, no bias */
+        {2, 13, 14, 20, 17, 3, GRAFT_SAME, true},  /* 13x14: odd height, 17 filters */
+        {4, 11, 11, 16, 16, 3, GRAFT_SAME, false}, /* 11x11: partial tiles of 3, no bias */
         {5, 7, 13, 19, 33, 3, GRAFT_SAME, true},   /* 7x13: a last tile one column wide */
-        {1, 4, 34, 16, 16, 3, GRAFT_VALID, true},  /* 2x32: one row of partial tiles */
+        {4, 4, 34, 16, 16, 3, GRAFT_VALID, true},  /* 2x32: one row of partial tiles */
         {2, 26, 26, 32, 64, 3, GRAFT_VALID, true}, /* the lesson's channels, 24x24 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -188,26 +189,28 @@ static void test_central_differences(void)
  * the ReLU. Ties above zero (zero weights, bias 1): the first cell wins. */
 static void test_nan_and_ties(void)
 {
-    const pcase k = {1, 14, 14, 16, 16, 3, GRAFT_SAME, true};
+    /* Two images (the NaN in the first): inference takes Winograd from 32
+     * tiles a call (graft_winograd_pays), and a 14x14 image has 16. */
+    const pcase k = {1, 14, 14, 16, 16, 3, GRAFT_SAME, true}, k2 = {2, 14, 14, 16, 16, 3, GRAFT_SAME, true};
     const size_t xs = 14 * 14 * 16, ys = 7 * 7 * 16, zs = 14 * 14 * 16;
-    float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
+    float *x = malloc(2 * xs * sizeof(float)), *r = malloc(2 * ys * sizeof(float));
     graft_rng g;
     graft_rng_seed(&g, 3);
-    fill_normal(x, xs, 1, &g);
-    fill_normal(r, ys, 1, &g);
+    fill_normal(x, 2 * xs, 1, &g);
+    fill_normal(r, 2 * ys, 1, &g);
     x[(5 * 14 + 6) * 16 + 2] = NAN;
     /* The convolution's output, from the layers run apart. */
     separate_layers(true);
-    graft_model *m = build(&k, 7);
-    CHECK_OK(graft_model_forward(m, x, 1, false));
-    float *z = malloc(zs * sizeof(float));
-    memcpy(z, graft_model_find(m, "conv")->out, zs * sizeof(float));
+    graft_model *m = build(&k2, 7);
+    CHECK_OK(graft_model_forward(m, x, 2, false));
+    float *z = malloc(2 * zs * sizeof(float));
+    memcpy(z, graft_model_find(m, "conv")->out, 2 * zs * sizeof(float));
     graft_model_free(m);
     separate_layers(false);
-    result a = step(&k, x, r, true), b = step(&k, x, r, false);
-    same_bits("pooled output with a NaN", a.y, b.y, ys);
-    same_bits("convolution's dout with a NaN", a.dz, b.dz, zs);
-    same_bits("input gradient with a NaN", a.dx, b.dx, xs);
+    result a = step(&k2, x, r, true), b = step(&k2, x, r, false);
+    same_bits("pooled output with a NaN", a.y, b.y, 2 * ys);
+    same_bits("convolution's dout with a NaN", a.dz, b.dz, 2 * zs);
+    same_bits("input gradient with a NaN", a.dx, b.dx, 2 * xs);
     size_t nans = 0, first_nan_only = 0;
     for (int py = 0; py < 7; py++)
         for (int px = 0; px < 7; px++)
@@ -355,8 +358,9 @@ static bool pooled(graft_model *m, const char *conv, bool training)
 {
     CHECK_OK(graft_model_status(m));
     const graft_layer *in = graft_model_layer(m, 0);
-    float *x = calloc((size_t)2 * graft_shape_size(&in->out_shape), sizeof(float));
-    CHECK_OK(graft_model_forward(m, x, 2, training));
+    /* Four 12x12 images: 36 tiles, enough for Winograd in inference. */
+    float *x = calloc((size_t)4 * graft_shape_size(&in->out_shape), sizeof(float));
+    CHECK_OK(graft_model_forward(m, x, 4, training));
     free(x);
     const graft_layer *c = graft_model_find(m, conv);
     bool on = in_step(m, c, "winograd_pool");
@@ -381,6 +385,21 @@ static void test_where_it_applies(void)
         m->capacity = 0;
         CHECK(!pooled(m, "c", training));
         separate_layers(false);
+        graft_model_free(m);
+    }
+    /* A plan for one 12x12 image (9 tiles): with AVX-512, inference takes
+     * direct convolution and the pool apart; training keeps the pair. */
+    for (int training = 0; training < 2; training++) {
+        graft_model *m = graft_model_new("one");
+        graft_input(m, NULL, graft_shape3(12, 12, 16));
+        graft_layer *c = graft_conv2d(m, NULL, relu32);
+        graft_max_pooling2d(m, NULL, (graft_pool2d_cfg){0});
+        float *x = calloc((size_t)12 * 12 * 16, sizeof(float));
+        CHECK_OK(graft_model_forward(m, x, 1, training));
+        free(x);
+        const bool wino = training || !graft_kernels_avx512();
+        CHECK(in_step(m, c, "winograd_pool") == wino);
+        CHECK(strstr(graft_conv2d_algorithm(c, training, 1), wino ? "Winograd" : "direct"));
         graft_model_free(m);
     }
     /* No: not ReLU; a pool that is not 2x2 stride 2 'valid' (stride 1, 'same'
@@ -421,7 +440,7 @@ static void test_where_it_applies(void)
  * again without it pools in the convolution's pass, with the same bits. */
 static void test_switch_between_plans(void)
 {
-    const pcase k = {2, 12, 12, 16, 16, 3, GRAFT_VALID, true};
+    const pcase k = {4, 12, 12, 16, 16, 3, GRAFT_VALID, true};
     graft_model *m = build(&k, 5);
     size_t xs = (size_t)k.n * k.h * k.w * k.c, ys = out_floats(m, k.n);
     float *x = malloc(xs * sizeof(float)),

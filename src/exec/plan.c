@@ -114,7 +114,7 @@ static bool passes_through(const graft_model *m, const struct graft_plan *p, int
 
 /* The steps, in graph order of their first layers. Each layer not yet in a
  * step starts one: the first fusion whose match takes it, else its own. */
-static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training)
+static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool training, int cap)
 {
     const int L = m->n_layers;
     /* GRAFT_NO_CONV_POOL=1, GRAFT_NO_WINOGRAD_POOL=1 keep those pairs apart
@@ -131,7 +131,7 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             s.kind = GRAFT_STEP_ALIAS;
         else if (i > 0 && !graft_step_dw_block_match(m, i, training, &s) &&
             !(conv_pool && graft_step_conv_pool_match(m, i, &s)) &&
-            !(wino_pool && graft_step_winograd_pool_match(m, i, &s)) &&
+            !(wino_pool && graft_step_winograd_pool_match(m, i, training, cap, &s)) &&
             !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
             !graft_step_pad_dw_match(m, i, training, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
@@ -235,12 +235,18 @@ static void plan_print(const graft_model *m, int cap, bool training)
             m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
     for (int k = 0; k < p->n_steps; k++) {
         const graft_step *s = &p->steps[k];
-        if (s->kind == GRAFT_STEP_LAYER) continue;
+        if (s->kind == GRAFT_STEP_LAYER) {
+            /* A convolution's algorithm is chosen per pass (graft_conv2d_algorithm). */
+            const graft_layer *l = m->layers[s->layer[0]];
+            const char *algo = graft_conv2d_algorithm(l, training, cap);
+            if (algo) fprintf(stderr, "  step %-3d %-13s %s: %s\n", k, "layer", l->name, algo);
+            continue;
+        }
         char what[256] = "";
         if (s->kind == GRAFT_STEP_DW_BLOCK) graft_step_dw_block_describe(m, s, cap, what, sizeof what);
         if (s->kind == GRAFT_STEP_POINTWISE)
             graft_step_pointwise_describe(m, s, cap, what, sizeof what);
-        const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]]);
+        const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]], training, cap);
         if (s->kind == GRAFT_STEP_PAD_DW) algo = "pad skipped by the depthwise kernel";
         if (s->kind == GRAFT_STEP_CONV_EPILOGUE || s->kind == GRAFT_STEP_PAD_DW)
             snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",
@@ -333,7 +339,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         goto done;
     }
     for (int i = 0; i < L; i++) offs[i] = dout_off[i] = aux_off[i] = SIZE_MAX;
-    if ((st = plan_steps(m, p, training)) != GRAFT_OK) goto done;
+    if ((st = plan_steps(m, p, training, cap)) != GRAFT_OK) goto done;
     const int S = p->n_steps;
 #define BUF(i) (p->buf_of[i])
 

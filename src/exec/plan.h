@@ -119,7 +119,10 @@ size_t graft_step_conv_pool_scratch_floats(const graft_model *m, const graft_ste
 void graft_step_conv_pool_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
 void graft_step_conv_pool_backward(graft_model *m, const graft_step *s, int n);
 
-bool graft_step_winograd_pool_match(const graft_model *m, int i, graft_step *s);
+/* In inference, where the plan's batch (cap) gives Winograd enough tiles; a
+ * plan's step then runs Winograd at smaller batches too. */
+bool graft_step_winograd_pool_match(const graft_model *m, int i, bool training, int cap,
+                                    graft_step *s);
 void graft_step_winograd_pool_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
 void graft_step_winograd_pool_backward(graft_model *m, const graft_step *s, int n);
 

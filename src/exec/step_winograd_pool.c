@@ -12,10 +12,12 @@
 
 #include <stdint.h>
 
-bool graft_step_winograd_pool_match(const graft_model *m, int i, graft_step *s)
+bool graft_step_winograd_pool_match(const graft_model *m, int i, bool training, int cap,
+                                    graft_step *s)
 {
     if (i + 1 >= m->n_layers || graft_plan_sole_reader(m, i) != i + 1 ||
-        !graft_max_pool_2x2(m->layers[i + 1]) || !graft_conv2d_winograd_relu(m->layers[i]))
+        !graft_max_pool_2x2(m->layers[i + 1]) ||
+        !graft_conv2d_winograd_relu(m->layers[i], training, cap))
         return false;
     *s = (graft_step){.kind = GRAFT_STEP_WINOGRAD_POOL, .n = 2, .layer = {i, i + 1}, .bn = -1};
     return true;

@@ -72,6 +72,12 @@ bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float
  * graft_winograd_scratch_floats floats. Off with GRAFT_NO_WINOGRAD=1. */
 #define GRAFT_WINOGRAD_MIN_C 16 /* fewer channels: the GEMMs are too short to pay */
 bool graft_winograd_fits(const graft_conv_geom *g, int filters);
+/* Whether a call over n images has enough tiles for Winograd to beat direct
+ * convolution, which reads 1/4 of the kernel bytes: with AVX-512, at least
+ * 32 tiles a call (VGG16's 14x14 layers at batch 1 have 16); always at
+ * AVX2's width. Inference only: training passes take Winograd whatever the
+ * batch, so that cached features equal recomputed ones. */
+bool graft_winograd_pays(const graft_conv_geom *g, int n);
 /* backward: room for graft_winograd_backward_data too. */
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward);
 /* rowwise: each image's outputs independent of the rest of the batch, the

@@ -31,6 +31,7 @@
 #define T 6     /* input tile side: m + r - 1 */
 #define M_OUT 4 /* output tile side */
 #define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
+#define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
 
@@ -71,6 +72,11 @@ static size_t tiles_of(const graft_conv_geom *g, int n)
 {
     return (size_t)n * (size_t)((g->oh + M_OUT - 1) / M_OUT) *
            (size_t)((g->ow + M_OUT - 1) / M_OUT);
+}
+
+bool graft_winograd_pays(const graft_conv_geom *g, int n)
+{
+    return !graft_kernels_avx512() || tiles_of(g, n) >= WINOGRAD_MIN_CALL_TILES;
 }
 
 /* Columns of U's rows as stored: packed into panels of up to 32 columns

@@ -413,7 +413,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
-    if (c->winograd && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+    if (c->winograd && (f->training || graft_winograd_pays(g, f->n)) &&
+        (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         const float *u = l->trains ? NULL : winograd_u(c, W);
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, !l->trains, f->scratch);
@@ -511,20 +512,22 @@ bool graft_conv2d_has_relu(const graft_layer *l)
            ((const conv2d *)l->cfg)->cfg.activation == GRAFT_RELU;
 }
 
-const char *graft_conv2d_algorithm(const graft_layer *l)
+const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
 {
     if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
     const conv2d *c = l->cfg;
     if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
-    if (c->winograd)
+    if (c->winograd && (training || graft_winograd_pays(&c->g, n)))
         return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
+    if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";
 }
 
-bool graft_conv2d_winograd_relu(const graft_layer *l)
+bool graft_conv2d_winograd_relu(const graft_layer *l, bool training, int n)
 {
-    return graft_conv2d_has_relu(l) && ((const conv2d *)l->cfg)->winograd;
+    return graft_conv2d_has_relu(l) && ((const conv2d *)l->cfg)->winograd &&
+           (training || graft_winograd_pays(&((const conv2d *)l->cfg)->g, n));
 }
 
 bool graft_conv2d_pool_geom(const graft_layer *l, graft_conv_geom *g, int *filters)

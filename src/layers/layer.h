@@ -194,12 +194,15 @@ bool graft_conv2d_has_relu(const graft_layer *l);
  * pool reading it (ReLU, stride 1, few input channels): its geometry and
  * filters (either may be NULL). */
 bool graft_conv2d_pool_geom(const graft_layer *l, struct graft_conv_geom *g, int *filters);
-/* A Conv2D with activation='relu' that runs forward by Winograd (kernels/winograd.c). */
-bool graft_conv2d_winograd_relu(const graft_layer *l);
-/* How a Conv2D's forward pass runs, for GRAFT_PROFILE (NULL: not a Conv2D).
- * Per layer geometry only, never per batch: a frozen layer's bits do not
- * depend on the batch it comes in. */
-const char *graft_conv2d_algorithm(const graft_layer *l);
+/* A Conv2D with activation='relu' that runs forward by Winograd
+ * (kernels/winograd.c) in a pass of n images. */
+bool graft_conv2d_winograd_relu(const graft_layer *l, bool training, int n);
+/* How a Conv2D's forward pass runs over n images, for GRAFT_PROFILE (NULL:
+ * not a Conv2D). In training passes per layer geometry only, never per batch:
+ * a frozen layer's bits, which the feature cache keeps, do not depend on the
+ * batch a sample comes in. Inference takes direct convolution where a call
+ * has too few Winograd tiles (graft_winograd_pays). */
+const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n);
 /* Such a convolution's forward pass with the 2x2 max pool above it taken in
  * its output transform: `pooled` and `codes` (NULL in inference) are the
  * pool's output and code bytes (graft_winograd_forward_pool); f->out is unused. */
