@@ -191,7 +191,8 @@ static void test_nan_and_ties(void)
 {
     /* Two images (the NaN in the first): inference takes Winograd from 32
      * tiles a call (graft_winograd_pays), and a 14x14 image has 16. */
-    const pcase k = {1, 14, 14, 16, 16, 3, GRAFT_SAME, true}, k2 = {2, 14, 14, 16, 16, 3, GRAFT_SAME, true};
+    const pcase k = {1, 14, 14, 16, 16, 3, GRAFT_SAME, true};
+    const pcase k2 = {2, 14, 14, 16, 16, 3, GRAFT_SAME, true};
     const size_t xs = 14 * 14 * 16, ys = 7 * 7 * 16, zs = 14 * 14 * 16;
     float *x = malloc(2 * xs * sizeof(float)), *r = malloc(2 * ys * sizeof(float));
     graft_rng g;
