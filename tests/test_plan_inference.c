@@ -302,18 +302,21 @@ static void test_scratch_covers_smaller_batches(void)
 }
 
 /* A 1x1 kernel too large for L2 (512 x 512 floats) over an image too small
- * to pack it each call: the step reads the layer's kept packed copy
+ * to pack it each call: the step, DW_BLOCK after a depthwise convolution or
+ * POINTWISE alone, reads the layer's kept packed copy
  * (graft_conv2d_packed_kernel). Its bits are the batch's, which packs the
  * kernel each call, on AVX2 too (a copy in the other panel width); and a
  * kernel changed through graft_layer_weight_data is packed again: the next
  * call gives the unfused layers' output for the new weights. */
-static void test_kept_packed_kernel(void)
+static void kept_packed_kernel(bool after_depthwise)
 {
     graft_model *m = graft_model_new("kept");
     graft_layer *x = graft_input(m, NULL, graft_shape3(12, 12, 512));
-    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
-                                                              .padding = GRAFT_SAME,
-                                                              .activation = GRAFT_RELU});
+    if (after_depthwise)
+        graft_depthwise_conv2d(m, x,
+                               (graft_depthwise_conv2d_cfg){.name = "dw", .kernel_size = {3, 3},
+                                                            .padding = GRAFT_SAME,
+                                                            .activation = GRAFT_RELU});
     graft_layer *pw = graft_conv2d(
         m, NULL, (graft_conv2d_cfg){.name = "pw", .filters = 512, .kernel_size = {1, 1}, .no_bias = 1});
     bn(m, "pw_bn");
@@ -321,14 +324,15 @@ static void test_kept_packed_kernel(void)
     CHECK_OK(graft_model_status(m));
     set_random(m, 11);
     enum { N = 4, PX = 12 * 12 }; /* N images: 576 rows, packed each call */
-    CHECK(graft_step_pw_kept(pw, PX, true) && !graft_step_pw_kept(pw, N * PX, true));
+    CHECK(graft_step_pw_kept(pw, PX) && !graft_step_pw_kept(pw, N * PX));
     const size_t os = out_size(m);
     float *in = random_input(m, N, 12);
     float *batch = malloc(N * os * sizeof(float)), *one = malloc(os * sizeof(float));
     float *plain = malloc(os * sizeof(float));
     CHECK(in && batch && one && plain);
     if (!in || !batch || !one || !plain) goto done;
-    check_same_bits(m, in, N, "dw", "dw_block");
+    check_same_bits(m, in, N, after_depthwise ? "dw" : "pw",
+                    after_depthwise ? "dw_block" : "pointwise");
     CHECK_OK(graft_model_predict(m, in, N, batch));
     setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
     m->capacity = 0;
@@ -338,6 +342,12 @@ static void test_kept_packed_kernel(void)
     m->capacity = 0;
     CHECK_OK(graft_model_predict(m, in, 1, one));
     CHECK_MSG(bits_equal(batch, one, os), "an image alone");
+    /* The plan for one image says so. */
+    const graft_step *st = &m->plan->steps[m->plan->step_of[pw->index]];
+    char what[512] = "";
+    if (after_depthwise) graft_step_dw_block_describe(m, st, 1, what, sizeof what);
+    else graft_step_pointwise_describe(m, st, 1, what, sizeof what);
+    CHECK_MSG(strstr(what, "kernel kept packed"), "%s", what);
 
     float *w = graft_layer_weight_data(pw, 0);
     w[300 * 512 + 77] += 0.5f; /* input channel 300 -> filter 77 */
@@ -354,6 +364,12 @@ done:
     free(one);
     free(plain);
     graft_model_free(m);
+}
+
+static void test_kept_packed_kernel(void)
+{
+    kept_packed_kernel(true);
+    kept_packed_kernel(false);
 }
 
 /* EfficientNet's and MobileNetV3's strided depthwise convolutions: a
