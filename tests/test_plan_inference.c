@@ -10,6 +10,7 @@
  * with AVX-512 or AVX2. */
 #include "check.h"
 #include "exec/plan.h"
+#include "kernels/kernels.h"
 #include "internal.h"
 #include "plan_check.h"
 
@@ -303,8 +304,8 @@ static void test_scratch_covers_smaller_batches(void)
 
 /* A 1x1 kernel too large for L2 (512 x 512 floats) over an image too small
  * to pack it each call: the step, DW_BLOCK after a depthwise convolution or
- * POINTWISE alone, reads the layer's kept packed copy
- * (graft_conv2d_packed_kernel). Its bits are the batch's, which packs the
+ * POINTWISE alone (with AVX-512; with AVX2 it reads the kernel in place),
+ * reads the layer's kept packed copy (graft_conv2d_packed_kernel). Its bits are the batch's, which packs the
  * kernel each call, on AVX2 too (a copy in the other panel width); and a
  * kernel changed through graft_layer_weight_data is packed again: the next
  * call gives the unfused layers' output for the new weights. */
@@ -324,7 +325,9 @@ static void kept_packed_kernel(bool after_depthwise)
     CHECK_OK(graft_model_status(m));
     set_random(m, 11);
     enum { N = 4, PX = 12 * 12 }; /* N images: 576 rows, packed each call */
-    CHECK(graft_step_pw_kept(pw, PX) && !graft_step_pw_kept(pw, N * PX));
+    const bool keeps = after_depthwise || graft_step_pointwise_keeps();
+    CHECK(graft_step_pw_kept(pw, PX, true) && !graft_step_pw_kept(pw, N * PX, true));
+    CHECK(graft_step_pointwise_keeps() == graft_kernels_avx512());
     const size_t os = out_size(m);
     float *in = random_input(m, N, 12);
     float *batch = malloc(N * os * sizeof(float)), *one = malloc(os * sizeof(float));
@@ -347,7 +350,7 @@ static void kept_packed_kernel(bool after_depthwise)
     char what[512] = "";
     if (after_depthwise) graft_step_dw_block_describe(m, st, 1, what, sizeof what);
     else graft_step_pointwise_describe(m, st, 1, what, sizeof what);
-    CHECK_MSG(strstr(what, "kernel kept packed"), "%s", what);
+    CHECK_MSG(strstr(what, keeps ? "kernel kept packed" : "kernel read in place"), "%s", what);
 
     float *w = graft_layer_weight_data(pw, 0);
     w[300 * 512 + 77] += 0.5f; /* input channel 300 -> filter 77 */

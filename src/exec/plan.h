@@ -153,16 +153,21 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
  * (graft_pw_pack_floats) where so many rows pay for the copy; else, where
  * graft_step_pw_kept, the layer's kept packed copy; else in place. *ldb:
  * its row stride, 0 when packed. */
-const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, float *scratch,
-                                  size_t *ldb);
-/* Whether the steps keep l's packed kernel for a GEMM of `rows` rows: too
- * few rows to pack it each call, and a kernel of at least
- * GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading them in
- * place costs little: docs/PERFORMANCE.md). */
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep,
+                                  float *scratch, size_t *ldb);
+/* Whether a step that may keep packed kernels (`keep`) keeps l's for a
+ * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
+ * at least GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading
+ * them in place costs little: docs/PERFORMANCE.md). */
 #define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
-bool graft_step_pw_kept(const graft_layer *l, size_t rows);
+bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
-const char *graft_step_pw_how(const graft_layer *l, size_t rows);
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep);
+/* DW_BLOCK steps keep; POINTWISE steps (ResNet50's, DenseNet's) only with
+ * AVX-512, where the frozen Winograd layers keep no transform at batch 1
+ * (graft_winograd_pays): with AVX2 they do, and ResNet50's peak at batch 1
+ * would pass ONNX Runtime's (341 against 327 MiB; docs/PERFORMANCE.md). */
+bool graft_step_pointwise_keeps(void);
 
 /* Shared by the inference steps' matches (step_dw_block.c): after the
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional

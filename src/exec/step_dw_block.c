@@ -306,10 +306,10 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     char kernels[80] = "";
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s, ",
-                 graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W));
+                 graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true));
     const size_t k = strlen(kernels);
     snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
-             graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW));
+             graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true));
     snprintf(buf, size, "%s%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
              b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand -> " : "",
              b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout,
@@ -485,9 +485,9 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
      * is none). */
     float *packed = f->scratch;
     if (b->expand >= 0)
-        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
+        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
                                     packed, &w.lde);
-    w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
+    w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
                                 packed + g.pack_e, &w.ldp);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;

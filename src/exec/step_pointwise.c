@@ -172,22 +172,24 @@ static const float *pw_shape(const graft_layer *l, int *K, int *F)
 }
 
 /* Only a Conv2D keeps a packed copy (graft_conv2d_packed_kernel). */
-bool graft_step_pw_kept(const graft_layer *l, size_t rows)
+bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
 {
     int K, F;
     pw_shape(l, &K, &F);
-    return strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS &&
+    return keep && strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS &&
            (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
-const char *graft_step_pw_how(const graft_layer *l, size_t rows)
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep)
 {
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
-    return graft_step_pw_kept(l, rows) ? "kept packed" : "read in place";
+    return graft_step_pw_kept(l, rows, keep) ? "kept packed" : "read in place";
 }
 
-const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, float *scratch,
-                                  size_t *ldb)
+bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
+
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep,
+                                  float *scratch, size_t *ldb)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
@@ -197,7 +199,8 @@ const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, float 
         graft_pw_pack(K, F, W, (size_t)F, scratch, wide);
         return scratch;
     }
-    const float *kept = graft_step_pw_kept(l, rows) ? graft_conv2d_packed_kernel(l, wide) : NULL;
+    const float *kept =
+        graft_step_pw_kept(l, rows, keep) ? graft_conv2d_packed_kernel(l, wide) : NULL;
     if (kept) return kept;
     *ldb = (size_t)F;
     return W;
@@ -239,7 +242,8 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
              b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
-             graft_step_pw_how(m->layers[b->project], (size_t)n * g.oh * g.ow),
+             graft_step_pw_how(m->layers[b->project], (size_t)n * g.oh * g.ow,
+                               graft_step_pointwise_keeps()),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -293,7 +297,8 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const bool wide = graft_kernels_avx512();
     size_t ldb;
     const size_t P = (size_t)f->n * g.oh * g.ow;
-    W = graft_step_pw_kernel(m->layers[b->project], P, wide, f->scratch, &ldb);
+    W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
+                             f->scratch, &ldb);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
