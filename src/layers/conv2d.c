@@ -251,20 +251,22 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
     size_t block = (size_t)16384 / (size_t)F;
     size_t per_thread = rows / (4 * (size_t)graft_threads());
     const bool frozen = !l->trains;
-    if (block > per_thread && !frozen) block = per_thread;
+    if (block > per_thread) block = per_thread;
     if (block < 64) block = 64;
-    /* Frozen: one block size whatever the batch, a multiple of
-     * GRAFT_GEMM_ROWS, so that a row's bits do not depend on the batch. */
-    if (frozen) block = (block + GRAFT_GEMM_ROWS - 1) / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS;
     const long n_blocks = (long)((rows + block - 1) / block);
 #pragma omp parallel for schedule(static)
     for (long k = 0; k < n_blocks; k++) {
         const size_t r0 = (size_t)k * block, nr = rows - r0 < block ? rows - r0 : block;
         float *y = f->out + r0 * F;
-        /* dnnl_sgemm runs on this thread alone inside a parallel region. A
-         * frozen layer's rows must not depend on the batch (gemm.c). */
-        if (frozen)
-            graft_gemm_rows_here((int)nr, (int)block, F, C, f->in[0] + r0 * C, C, W, F, y, F);
+        /* dnnl_sgemm runs on this thread alone inside a parallel region.
+         * A frozen layer's rows must not depend on the batch, and inference
+         * must give the fused steps' bits (POINTWISE, DW_BLOCK): those of
+         * graft_pw_gemm, whose every output is one FMA chain over the
+         * channels on either ISA (dnnl_sgemm's AVX2 kernels sum in another
+         * order). */
+        if (frozen || !f->training)
+            graft_pw_gemm((int)nr, F, C, f->in[0] + r0 * C, (size_t)C, W, (size_t)F, y, (size_t)F,
+                          NULL, NULL, 0, graft_kernels_avx512());
         else
             graft_gemm(false, false, (int)nr, F, C, 1.0f, f->in[0] + r0 * C, C, W, F, 0.0f, y, F);
         for (size_t r = 0; r < nr; r++) {
