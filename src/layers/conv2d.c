@@ -378,6 +378,14 @@ static const float *winograd_u(conv2d *c, const float *W)
     return ok ? c->wino.data : NULL;
 }
 
+/* Whether a pass of n images runs by Winograd: training passes wherever the
+ * geometry fits (their bits must not depend on the batch), inference where
+ * the call has enough tiles as well (graft_winograd_pays). */
+static bool winograd_for(const conv2d *c, bool training, int n)
+{
+    return c->winograd && (training || graft_winograd_pays(&c->g, n));
+}
+
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
 {
     conv2d *c = l->cfg;
@@ -415,8 +423,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
-    if (c->winograd && (f->training || graft_winograd_pays(g, f->n)) &&
-        (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+    if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         const float *u = l->trains ? NULL : winograd_u(c, W);
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, !l->trains, f->scratch);
@@ -520,7 +527,7 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
     const conv2d *c = l->cfg;
     if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
-    if (c->winograd && (training || graft_winograd_pays(&c->g, n)))
+    if (winograd_for(c, training, n))
         return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
     if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";
@@ -528,8 +535,7 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
 
 bool graft_conv2d_winograd_relu(const graft_layer *l, bool training, int n)
 {
-    return graft_conv2d_has_relu(l) && ((const conv2d *)l->cfg)->winograd &&
-           (training || graft_winograd_pays(&((const conv2d *)l->cfg)->g, n));
+    return graft_conv2d_has_relu(l) && winograd_for(l->cfg, training, n);
 }
 
 bool graft_conv2d_pool_geom(const graft_layer *l, graft_conv_geom *g, int *filters)
