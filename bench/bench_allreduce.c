@@ -5,9 +5,12 @@
  * For each base: the lesson's fine-tuning (the last 20 base layers and the
  * head GAP -> Dense(1024) -> Dense(1)) and the whole model with that head.
  * Prints one line per case from rank 0: floats sent, median milliseconds of
- * an MPI_Allreduce of that many floats (graft sends the same bytes in 2 MiB
- * buckets), and the bus bandwidth 2(N-1)/N x bytes / time that the ring
- * model of docs/SCALING.md uses.
+ * an MPI_Allreduce of that many floats (GRAFT_ALLREDUCE=buckets sends the
+ * same bytes in 2 MiB buckets), the bus bandwidth 2(N-1)/N x bytes / time
+ * that the ring model of docs/SCALING.md uses, and the median milliseconds
+ * of the same sum in an MPI-3 shared window as GRAFT_ALLREDUCE=shared does
+ * it without the optimizer step (each rank sums its 1/N of the ranks'
+ * arrays into its own between two barriers, then copies the others' sums).
  */
 #include "graft.h"
 
@@ -68,6 +71,30 @@ static long trainable_floats(const char *arch, float alpha, int size, int unfree
     return n;
 }
 
+/* One sum of n floats per rank in the shared window `slot` (see the top). */
+static double shared_sum(MPI_Win win, float *const *slot, int rank, int size, long n)
+{
+    MPI_Win_sync(win);
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    MPI_Win_sync(win);
+    long lo = n * rank / size, hi = n * (rank + 1) / size;
+    float *restrict mine = slot[rank];
+    for (int r = 0; r < size; r++) {
+        if (r == rank) continue;
+        const float *restrict other = slot[r];
+        for (long i = lo; i < hi; i++) mine[i] += other[i];
+    }
+    MPI_Win_sync(win);
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Win_sync(win);
+    for (int r = 0; r < size; r++) {
+        long a = n * r / size, b = n * (r + 1) / size;
+        if (r != rank) memcpy(mine + a, slot[r] + a, (size_t)(b - a) * sizeof(float));
+    }
+    return MPI_Wtime() - t0;
+}
+
 int main(int argc, char **argv)
 {
     setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0); /* as graft does under mpirun */
@@ -85,8 +112,8 @@ int main(int argc, char **argv)
     } bases[] = {{"scratch", 0, 150},      {"mobilenet", 0.75f, 150}, {"mobilenet", 1.0f, 224},
                  {"mobilenet_v2", 1.0f, 224}, {"resnet50", 0, 224},    {"vgg16", 0, 224}};
     if (rank == 0)
-        printf("%-14s %5s %-10s %12s %10s %10s %10s %12s\n", "model", "alpha", "trainable", "floats", "MB",
-               "ms (med)", "busbw GB/s", "step s/image");
+        printf("%-14s %5s %-10s %12s %10s %10s %10s %12s %10s\n", "model", "alpha", "trainable", "floats",
+               "MB", "ms (med)", "busbw GB/s", "step s/image", "shared ms");
     for (size_t b = 0; b < sizeof bases / sizeof *bases; b++) {
         for (int all = 0; all < 2; all++) {
             long n;
@@ -101,9 +128,20 @@ int main(int argc, char **argv)
                                      rank == 0 && !all ? step_images : 0, &spi);
             }
             if (n <= 0) continue;
-            float *g = malloc((size_t)n * sizeof(float));
-            double *t = malloc((size_t)reps * sizeof(double));
-            if (!g || !t) MPI_Abort(MPI_COMM_WORLD, 1);
+            float *g = malloc((size_t)n * sizeof(float)), *mine = NULL, **slot = calloc((size_t)size, sizeof *slot);
+            double *t = malloc((size_t)reps * sizeof(double)), *ts = malloc((size_t)reps * sizeof(double));
+            MPI_Win win;
+            if (!g || !t || !ts || !slot ||
+                MPI_Win_allocate_shared((MPI_Aint)n * (MPI_Aint)sizeof(float), sizeof(float), MPI_INFO_NULL,
+                                        MPI_COMM_WORLD, &mine, &win) != MPI_SUCCESS)
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            for (int r = 0; r < size; r++) {
+                MPI_Aint bytes;
+                int unit;
+                MPI_Win_shared_query(win, r, &bytes, &unit, &slot[r]);
+            }
+            MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
+            for (long i = 0; i < n; i++) mine[i] = 1e-3f * (float)(i % 7);
             for (long i = 0; i < n; i++) g[i] = 1e-3f * (float)(i % 7);
             for (int r = 0; r < reps; r++) {
                 MPI_Barrier(MPI_COMM_WORLD);
@@ -112,15 +150,23 @@ int main(int argc, char **argv)
                 double dt = MPI_Wtime() - t0;
                 MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
                 t[r] = dt;
+                dt = shared_sum(win, slot, rank, size, n);
+                MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                ts[r] = dt;
             }
             qsort(t, (size_t)reps, sizeof *t, cmp);
+            qsort(ts, (size_t)reps, sizeof *ts, cmp);
             double med = t[reps / 2], bytes = (double)n * sizeof(float);
             if (rank == 0)
-                printf("%-14s %5.2f %-10s %12ld %10.1f %10.3f %10.2f %12.4f\n", bases[b].arch,
+                printf("%-14s %5.2f %-10s %12ld %10.1f %10.3f %10.2f %12.4f %10.3f\n", bases[b].arch,
                        bases[b].alpha, all ? "all" : "top20+head", n, bytes / 1e6, med * 1e3,
-                       2.0 * (size - 1) / size * bytes / med / 1e9, spi);
+                       2.0 * (size - 1) / size * bytes / med / 1e9, spi, ts[reps / 2] * 1e3);
+            MPI_Win_unlock_all(win);
+            MPI_Win_free(&win);
+            free(slot);
             free(g);
             free(t);
+            free(ts);
         }
     }
     MPI_Finalize();

@@ -18,6 +18,11 @@
 
 /* One optimizer step on the trainable weights (train/optimizer.c). */
 void graft_optimizer_step(graft_model *m);
+/* The same in parts (ranks that each step a share of the weights): counts
+ * the step and returns its step size, then steps weights [off, off + n) of
+ * the model's arrays with gradients g[0, n). */
+float graft_optimizer_begin_step(graft_model *m);
+void graft_optimizer_step_part(graft_model *m, float lr_t, size_t off, size_t n, const float *g);
 /* dL/d(pred) for the mean loss over n samples; returns the mean loss (train/loss.c). */
 double graft_loss_grad(graft_loss_kind kind, int from_logits, const float *pred, const float *y,
                        int n, int dim, float *dpred);

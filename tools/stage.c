@@ -176,6 +176,14 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
         rc = cli_fail_status(s, "checkpoint");
         goto done;
     }
+    graft_allreduce allreduce = GRAFT_ALLREDUCE_AUTO;
+    const char *how = graft_env(GRAFT_ENV_ALLREDUCE);
+    if (how && strcmp(how, "shared") == 0) allreduce = GRAFT_ALLREDUCE_SHARED;
+    else if (how && strcmp(how, "buckets") == 0) allreduce = GRAFT_ALLREDUCE_BUCKETS;
+    else if (how && *how && strcmp(how, "auto") != 0) {
+        rc = cli_fail("GRAFT_ALLREDUCE='%s': expected auto, shared or buckets", how);
+        goto done;
+    }
     graft_fit_cfg fc = {.epochs = c->target_epochs,
                         .initial_epoch = first_epoch,
                         .steps_per_epoch = c->steps_per_epoch,
@@ -188,7 +196,8 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
                         .feature_store = rs->store ? rs->store : rs->share ? rs->share->store : NULL,
                         .comm = cli_comm,
                         .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&
-                                           strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0};
+                                           strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0,
+                        .allreduce = allreduce};
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
     if (fc.feature_store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));

@@ -383,6 +383,7 @@ typedef enum {
     GRAFT_ENV_SYNC_BN,           /* GRAFT_SYNC_BN=1: mpirun graft: synchronized BatchNormalization */
     GRAFT_ENV_H5_TIMEOUT,        /* GRAFT_H5_TIMEOUT: seconds libhdf5 may go without answering */
     GRAFT_ENV_H5_CHILD,          /* GRAFT_H5_CHILD=0: read .h5 files in-process, not in a child */
+    GRAFT_ENV_ALLREDUCE,         /* GRAFT_ALLREDUCE=auto|shared|buckets: mpirun graft's gradient sums */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

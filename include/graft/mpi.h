@@ -15,7 +15,9 @@ extern "C" {
 #endif
 
 /* Duplicates comm (graft's messages never mix with the caller's). MPI must
- * be initialised; free the result before MPI_Finalize. */
+ * be initialised; free the result before MPI_Finalize. Collective, both:
+ * every rank of comm calls them (graft_comm_free also frees the shared
+ * window that GRAFT_ALLREDUCE_SHARED fits keep from one fit to the next). */
 graft_status graft_comm_from_mpi(MPI_Comm comm, graft_comm **out);
 void graft_comm_free(graft_comm *c);
 

@@ -200,6 +200,23 @@ typedef struct graft_feature_store graft_feature_store;
 graft_feature_store *graft_feature_store_new(void);
 void graft_feature_store_free(graft_feature_store *store);
 
+/* How data-parallel training sums the gradients over the ranks. */
+typedef enum {
+    /* SHARED where every rank runs on one machine, else BUCKETS. */
+    GRAFT_ALLREDUCE_AUTO = 0,
+    /* Non-blocking MPI allreduces, a bucket of layers (about 2 MiB) at a
+     * time, started as the backward pass finishes each (Horovod's and
+     * PyTorch DDP's way): on a network the transfers overlap the backward
+     * pass. */
+    GRAFT_ALLREDUCE_BUCKETS,
+    /* One machine: each rank's backward pass writes its gradients into an
+     * MPI-3 shared window; after it, each rank sums its 1/N of every rank's
+     * gradients, in rank order, and writes the sums back to all of them.
+     * Each gradient is read and written once per rank, with no copies
+     * through MPI's buffers and no progress calls inside the backward pass. */
+    GRAFT_ALLREDUCE_SHARED,
+} graft_allreduce;
+
 typedef struct {
     int epochs;          /* train until this epoch (Keras's `epochs`) */
     int initial_epoch;   /* start from this epoch (continue a run) */
@@ -232,8 +249,8 @@ typedef struct {
      * (checked at the start: the data's file lists too); rank 0's weights and
      * optimizer state are broadcast; each batch of train->batch_size (the
      * global batch) is split over the ranks, each decoding only its share;
-     * the gradients are summed with non-blocking allreduces as the backward
-     * pass finishes each bucket of layers; every rank takes the same step;
+     * the gradients are summed over the ranks (as `allreduce` says); every
+     * rank takes the same step;
      * the logs and the history are the whole batch's, and only rank 0
      * prints. Trainable BatchNormalization uses each rank's own batch
      * statistics (Keras's MirroredStrategy), and the moving statistics are
@@ -243,6 +260,7 @@ typedef struct {
      * that N ranks compute what one process would, up to summation order. */
     graft_comm *comm;
     int sync_batch_norm;
+    graft_allreduce allreduce;
 } graft_fit_cfg;
 
 /*

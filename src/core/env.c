@@ -66,6 +66,12 @@ static const struct {
                             "0: read .h5 files in graft's own process instead of a watchdogged "
                             "child (for the fuzzer and debuggers; no time bound, a crash in "
                             "libhdf5 is graft's)"},
+    [GRAFT_ENV_ALLREDUCE] = {"GRAFT_ALLREDUCE",
+                             "under mpirun, how the ranks sum the gradients: 'shared' (one "
+                             "machine: in shared memory, each rank stepping a share of the "
+                             "weights), 'buckets' (non-blocking MPI allreduces during the "
+                             "backward pass), 'auto' (the default: shared where every rank is "
+                             "on one machine)"},
 };
 
 const char *graft_env_name(graft_env_var v)

@@ -17,6 +17,13 @@ struct graft_comm {
     MPI_Comm comm;
     MPI_Comm bn; /* synchronized BatchNormalization's sums, ordered apart from the gradients' */
     int rank, size;
+    bool one_machine; /* every rank shares this one's memory (MPI_COMM_TYPE_SHARED) */
+    /* GRAFT_ALLREDUCE_SHARED's window, made by the first fit that needs it
+     * and grown by a larger model's: each rank's gradient array of
+     * win_floats, as this rank maps it. */
+    MPI_Win win;
+    float **slot;
+    size_t win_floats;
 };
 
 int graft_mpi_built(void) { return 1; }
@@ -40,8 +47,27 @@ graft_status graft_comm_from_mpi(MPI_Comm comm, graft_comm **out)
     }
     MPI_Comm_rank(c->comm, &c->rank);
     MPI_Comm_size(c->comm, &c->size);
+    c->win = MPI_WIN_NULL;
+    MPI_Comm node;
+    if (MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        int n = 0;
+        MPI_Comm_size(node, &n);
+        c->one_machine = n == c->size;
+        MPI_Comm_free(&node);
+    }
     *out = c;
     return GRAFT_OK;
+}
+
+static void window_free(graft_comm *c)
+{
+    if (c->win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(c->win);
+        MPI_Win_free(&c->win);
+    }
+    free(c->slot);
+    c->slot = NULL;
+    c->win_floats = 0;
 }
 
 void graft_comm_free(graft_comm *c)
@@ -50,9 +76,11 @@ void graft_comm_free(graft_comm *c)
     int fin = 0;
     MPI_Finalized(&fin);
     if (!fin) {
+        window_free(c);
         MPI_Comm_free(&c->comm);
         MPI_Comm_free(&c->bn);
     }
+    free(c->slot);
     free(c);
 }
 
@@ -66,6 +94,61 @@ static graft_status mpi_failed(int rc, const char *what)
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "error %d", rc);
     return graft_fail(GRAFT_EIO, "%s: %s", what, msg);
+}
+
+/* A shared window of at least `floats` per rank (collective). Each rank's
+ * part starts on its own pages (alloc_shared_noncontig), near the core that
+ * writes it; the window stays locked for passive access until it is freed,
+ * and each exchange orders its reads and writes with MPI_Win_sync and a
+ * barrier (the unified memory model's way). */
+static graft_status comm_window(graft_comm *c, size_t floats)
+{
+    if (c->win_floats >= floats) return GRAFT_OK;
+    window_free(c);
+    c->slot = calloc((size_t)c->size, sizeof *c->slot);
+    if (!c->slot) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    float *mine = NULL;
+    /* No room for the window (Open MPI keeps it in /dev/shm) is the
+     * caller's to report, not a reason to end the job. */
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(floats * sizeof(float)), sizeof(float), info, c->comm,
+                                     &mine, &c->win);
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_ARE_FATAL);
+    MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS) {
+        c->win = MPI_WIN_NULL;
+        window_free(c);
+        graft_status st = mpi_failed(rc, "MPI_Win_allocate_shared");
+        return graft_fail(st, "gradients in shared memory: %.0f MiB a rank: %s (GRAFT_ALLREDUCE=buckets "
+                              "sums them without it)",
+                          (double)floats * sizeof(float) / 1048576.0, graft_last_error());
+    }
+    for (int r = 0; r < c->size && rc == MPI_SUCCESS; r++) {
+        MPI_Aint bytes;
+        int unit;
+        rc = MPI_Win_shared_query(c->win, r, &bytes, &unit, &c->slot[r]);
+    }
+    if (rc == MPI_SUCCESS) rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win);
+    if (rc != MPI_SUCCESS) {
+        MPI_Win_free(&c->win);
+        window_free(c);
+        return mpi_failed(rc, "the gradients' shared window");
+    }
+    c->win_floats = floats;
+    return GRAFT_OK;
+}
+
+/* Every rank's writes to the window before it, visible to every rank's
+ * reads after it. */
+static int window_fence(graft_comm *c)
+{
+    int rc = MPI_Win_sync(c->win);
+    if (rc == MPI_SUCCESS) rc = MPI_Barrier(c->comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Win_sync(c->win);
+    return rc;
 }
 
 graft_status graft_comm_barrier(graft_comm *c)
@@ -130,6 +213,39 @@ graft_status dist_sum_floats(graft_comm *c, float *v, size_t n)
     return GRAFT_OK;
 }
 
+graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
+                                float *recv, const int *recv_rows)
+{
+    graft_comm *c = ctx;
+    const int R = c->size;
+    int *v = malloc(sizeof(int) * 3 * (size_t)R);
+    int bad = !v || row_floats > INT_MAX, rc = MPI_SUCCESS;
+    if (v) {
+        /* v: the counts the others send here, then displacements. */
+        rc = MPI_Alltoall(send_rows, 1, MPI_INT, v, 1, MPI_INT, c->comm);
+        for (int q = 0; q < R && rc == MPI_SUCCESS; q++) bad |= v[q] != recv_rows[q];
+    }
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, c->comm);
+    if (rc == MPI_SUCCESS && !bad) {
+        int *sd = v + R, *rd = v + 2 * R;
+        for (int q = 0, a = 0, b = 0; q < R; q++) {
+            sd[q] = a, a += send_rows[q];
+            rd[q] = b, b += recv_rows[q];
+        }
+        MPI_Datatype row;
+        rc = MPI_Type_contiguous((int)row_floats, MPI_FLOAT, &row);
+        if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&row);
+        if (rc == MPI_SUCCESS) {
+            rc = MPI_Alltoallv(send, send_rows, sd, row, recv, recv_rows, rd, row, c->comm);
+            MPI_Type_free(&row);
+        }
+    }
+    free(v);
+    if (rc != MPI_SUCCESS) return mpi_failed(rc, "MPI_Alltoallv of cached features");
+    if (bad) return graft_fail(GRAFT_EIO, "the ranks disagree on the cached features to exchange (another rank failed)");
+    return GRAFT_OK;
+}
+
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes)
 {
     char *p = buf;
@@ -161,6 +277,13 @@ typedef struct {
 struct dist_grads {
     graft_comm *comm;
     graft_model *m;
+    /* GRAFT_ALLREDUCE_SHARED: m->grads is this rank's slot of comm's
+     * window, followed there by the weights it publishes (model_floats
+     * each); rank r sums and steps pieces [share[r], share[r + 1]). */
+    bool shared;
+    size_t model_floats;
+    segment *pieces;
+    int *share;
     segment *segs;
     int n_segs;
     bucket *buckets;
@@ -200,9 +323,38 @@ static void on_grads_ready(void *ctx, int layer)
     }
 }
 
-graft_status dist_grads_new(graft_comm *c, graft_model *m, size_t bucket_bytes, dist_grads **out)
+/* Each rank's share for GRAFT_ALLREDUCE_SHARED: the r-th of N equal parts
+ * of the trainable gradients (the segments end to end), as pieces of
+ * segments. */
+static graft_status shared_pieces(dist_grads *g)
+{
+    const int R = g->comm->size;
+    g->pieces = calloc((size_t)(g->n_segs + R), sizeof *g->pieces);
+    g->share = calloc((size_t)R + 1, sizeof *g->share);
+    if (!g->pieces || !g->share) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
+    int k = 0;
+    for (int r = 0; r < R; r++) {
+        const size_t lo = g->floats * (size_t)r / (size_t)R, hi = g->floats * (size_t)(r + 1) / (size_t)R;
+        g->share[r] = k;
+        size_t at = 0;
+        for (int i = 0; i < g->n_segs && at < hi; i++) {
+            const segment *sg = &g->segs[i];
+            size_t a = lo > at ? lo : at, b = hi < at + sg->n ? hi : at + sg->n;
+            if (a < b) g->pieces[k++] = (segment){sg->offset + (a - at), b - a, sg->layer};
+            at += sg->n;
+        }
+    }
+    g->share[R] = k;
+    return GRAFT_OK;
+}
+
+graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
+                            dist_grads **out)
 {
     *out = NULL;
+    if (how == GRAFT_ALLREDUCE_SHARED && !c->one_machine)
+        return graft_fail(GRAFT_EINVAL, "fit: allreduce 'shared' needs every rank on one machine; these "
+                                        "%d ranks are not (use 'buckets' or 'auto')", c->size);
     dist_grads *g = calloc(1, sizeof *g);
     if (!g) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
     g->comm = c;
@@ -232,6 +384,19 @@ graft_status dist_grads_new(graft_comm *c, graft_model *m, size_t bucket_bytes, 
             g->floats += n;
         }
     }
+    if (how != GRAFT_ALLREDUCE_BUCKETS && c->one_machine) {
+        graft_status st = shared_pieces(g);
+        if (st == GRAFT_OK) st = comm_window(c, 2 * m->n_weight_floats);
+        if (st != GRAFT_OK) {
+            dist_grads_free(g);
+            return st;
+        }
+        g->shared = true;
+        g->model_floats = m->n_weight_floats;
+        graft_model_lend_grads(m, c->slot[c->rank]);
+        *out = g;
+        return GRAFT_OK;
+    }
     for (int s = 0; s < g->n_segs;) {
         bucket *b = &g->buckets[g->n_buckets++];
         b->first_seg = s;
@@ -256,11 +421,76 @@ nomem:
 
 void dist_grads_arm(dist_grads *g)
 {
+    if (g->shared) return;
     g->next = 0;
     g->rc = MPI_SUCCESS;
     for (int i = 0; i < g->n_buckets; i++) g->buckets[i].sent = false;
     g->m->grads_ready = on_grads_ready;
     g->m->grads_ready_ctx = g;
+}
+
+/* Rank `me`'s share of one piece: the ranks' gradients summed in rank
+ * order into this rank's slot, the optimizer step over them (on this rank's
+ * weights), and the stepped weights published in the slot for the others. */
+static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_step_part *step)
+{
+    enum { BLOCK = 2048 };
+    float *const *slot = g->comm->slot;
+    const int ranks = g->comm->size, me = g->comm->rank;
+    float *mine = slot[me];
+    const long blocks = (long)((n + BLOCK - 1) / BLOCK);
+#pragma omp parallel for schedule(static) num_threads(graft_threads()) if (blocks > 16)
+    for (long b = 0; b < blocks; b++) {
+        float sum[BLOCK];
+        size_t at = off + (size_t)b * BLOCK, k = n - (size_t)b * BLOCK < BLOCK ? n - (size_t)b * BLOCK : BLOCK;
+        memcpy(sum, slot[0] + at, k * sizeof(float));
+        for (int r = 1; r < ranks; r++) {
+            const float *restrict src = slot[r] + at;
+            for (size_t i = 0; i < k; i++) sum[i] += src[i];
+        }
+        memcpy(mine + at, sum, k * sizeof(float));
+    }
+    step->step(step->ctx, off, n, mine + off);
+    memcpy(mine + g->model_floats + off, g->m->weights + off, n * sizeof(float));
+}
+
+/* Copies rank q's share of `dst` from q's published slot (q != this rank),
+ * or publishes this rank's share of `src`. */
+static void copy_share(const dist_grads *g, int q, float *dst, const float *src)
+{
+    for (int i = g->share[q]; i < g->share[q + 1]; i++) {
+        const segment *p = &g->pieces[i];
+        if (dst) memcpy(dst + p->offset, g->comm->slot[q] + g->model_floats + p->offset, p->n * sizeof(float));
+        else memcpy(g->comm->slot[q] + g->model_floats + p->offset, src + p->offset, p->n * sizeof(float));
+    }
+}
+
+/* GRAFT_ALLREDUCE_SHARED (see dist_grads_finish). */
+static graft_status shared_step(dist_grads *g, const dist_step_part *step)
+{
+    graft_comm *c = g->comm;
+    int rc = window_fence(c);
+    for (int i = g->share[c->rank]; i < g->share[c->rank + 1] && rc == MPI_SUCCESS; i++)
+        step_piece(g, g->pieces[i].offset, g->pieces[i].n, step);
+    if (rc == MPI_SUCCESS) rc = window_fence(c);
+    for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
+        if (q != c->rank) copy_share(g, q, g->m->weights, NULL);
+    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "summing the gradients in the shared window");
+}
+
+bool dist_grads_steps(const dist_grads *g) { return g && g->shared; }
+
+graft_status dist_grads_gather(dist_grads *g, float *state)
+{
+    if (!dist_grads_steps(g) || !state) return GRAFT_OK;
+    graft_comm *c = g->comm;
+    /* The fence first: the others may still be reading this slot's weights. */
+    int rc = window_fence(c);
+    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, state);
+    if (rc == MPI_SUCCESS) rc = window_fence(c);
+    for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
+        if (q != c->rank) copy_share(g, q, state, NULL);
+    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "gathering the optimizer state");
 }
 
 void dist_grads_zero(dist_grads *g)
@@ -273,8 +503,9 @@ void dist_grads_zero(dist_grads *g)
  * and waited for once; the analyzer's MPI checker does not follow the
  * requests through the bucket array. */
 // NOLINTBEGIN(clang-analyzer-optin.mpi.MPI-Checker)
-graft_status dist_grads_finish(dist_grads *g)
+graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step)
 {
+    if (g->shared) return shared_step(g, step);
     g->m->grads_ready = NULL;
     g->m->grads_ready_ctx = NULL;
     while (g->next < g->n_buckets) send_bucket(g, &g->buckets[g->next++]);
@@ -301,7 +532,10 @@ void dist_grads_free(dist_grads *g)
         g->m->grads_ready = NULL;
         g->m->grads_ready_ctx = NULL;
     }
+    if (g->shared) graft_model_lend_grads(g->m, NULL);
     for (int i = 0; i < g->n_buckets; i++) free(g->buckets[i].pack);
+    free(g->pieces);
+    free(g->share);
     free(g->buckets);
     free(g->segs);
     free(g);
@@ -331,14 +565,22 @@ graft_status dist_sum(graft_comm *c, double *v, int n) { return no_mpi(); }
 void dist_bn_sum(void *ctx, double *v, int n) {}
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n) { return no_mpi(); }
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes) { return no_mpi(); }
-graft_status dist_grads_new(graft_comm *c, graft_model *m, size_t bucket_bytes, dist_grads **out)
+graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
+                                float *recv, const int *recv_rows)
+{
+    return no_mpi();
+}
+graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
+                            dist_grads **out)
 {
     *out = NULL;
     return no_mpi();
 }
 void dist_grads_arm(dist_grads *g) {}
 void dist_grads_zero(dist_grads *g) {}
-graft_status dist_grads_finish(dist_grads *g) { return no_mpi(); }
+graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step) { return no_mpi(); }
+bool dist_grads_steps(const dist_grads *g) { return false; }
+graft_status dist_grads_gather(dist_grads *g, float *state) { return GRAFT_OK; }
 void dist_grads_free(dist_grads *g) {}
 size_t dist_grads_bytes(const dist_grads *g) { return 0; }
 

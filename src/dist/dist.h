@@ -18,24 +18,51 @@ graft_status dist_sum(graft_comm *c, double *v, int n);
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n);
 /* graft_allsum.sum for synchronized BatchNormalization (ctx: the graft_comm). */
 void dist_bn_sum(void *ctx, double *v, int n);
+/* graft_cache_balance.exchange (ctx: the graft_comm). The ranks first
+ * compare their counts: a rank whose step failed sends none, and then every
+ * rank fails the step instead of waiting. */
+graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
+                                float *recv, const int *recv_rows);
 /* Rank 0's bytes to every rank. */
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes);
 
-/* Sums the model's trainable gradients over the ranks. Buckets of about
- * bucket_bytes of consecutive trainable weights, top layer first, each sent
- * (MPI_Iallreduce) as soon as the backward pass has passed below its lowest
- * layer; frozen weights are never sent. Its order of buckets and their
- * bounds depend only on the model, so the same ranks give the same bits. */
+/* Sums the model's trainable gradients over the ranks, `how`
+ * (graft_allreduce); frozen weights are never summed. BUCKETS: buckets of
+ * about bucket_bytes of consecutive trainable weights, top layer first, each
+ * sent (MPI_Iallreduce) as soon as the backward pass has passed below its
+ * lowest layer. SHARED: the model's gradient array is this rank's slot of
+ * the communicator's shared window until dist_grads_free, and each rank
+ * sums and steps a share of the weights (dist_grads_finish). Either way the
+ * order of the sums depends only on the model and the number of ranks, so
+ * the same ranks give the same bits. */
 typedef struct dist_grads dist_grads;
-graft_status dist_grads_new(graft_comm *c, graft_model *m, size_t bucket_bytes, dist_grads **out);
+graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
+                            dist_grads **out);
 /* Installs the backward hook on the model (graft_model.grads_ready) for the
  * next backward pass. */
 void dist_grads_arm(dist_grads *g);
 /* This rank had no samples: its trainable gradients are zeros. */
 void dist_grads_zero(dist_grads *g);
-/* Sends what is left, waits for every bucket and removes the hook; the
- * gradients are then the sums. */
-graft_status dist_grads_finish(dist_grads *g);
+/* The optimizer step over weights [off, off + n) of the model's arrays,
+ * with the summed gradients g[0, n). */
+typedef struct {
+    void (*step)(void *ctx, size_t off, size_t n, const float *g);
+    void *ctx;
+} dist_step_part;
+/* BUCKETS: sends what is left, waits for every bucket and removes the hook;
+ * the gradients are then the sums, and the caller takes the optimizer step.
+ * SHARED (dist_grads_steps): once every rank's backward pass is done, each
+ * sums its 1/N of the gradients over the ranks and takes `step` over it,
+ * then copies the others' stepped weights: every rank ends with the same
+ * weights, but the optimizer state (Adam's moments) of the others' shares
+ * only after dist_grads_gather. One pass over each gradient and weight per
+ * rank, instead of N optimizer steps over all of them. */
+graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step);
+bool dist_grads_steps(const dist_grads *g);
+/* SHARED: the other ranks' shares of `state` (optimizer state parallel to
+ * the weights; NULL: none) copied here. Collective: at the end of an epoch
+ * (before a checkpoint) and of the fit. */
+graft_status dist_grads_gather(dist_grads *g, float *state);
 void dist_grads_free(dist_grads *g);
 /* Bytes of trainable gradient one step sends (each rank's contribution). */
 size_t dist_grads_bytes(const dist_grads *g);

@@ -81,7 +81,7 @@ void graft_model_free(graft_model *m)
     free(m->layers);
     graft_names_free(&m->names);
     graft_pages_free(m->weights);
-    graft_pages_free(m->grads);
+    if (!m->grads_lent) graft_pages_free(m->grads);
     graft_pages_free(m->opt_m);
     graft_pages_free(m->opt_v);
     if (m->plan_free) m->plan_free(m->plan);

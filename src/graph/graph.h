@@ -33,6 +33,7 @@ struct graft_model {
     /* All weights in one array (kann): saving, loading and optimizing are loops. */
     size_t n_weight_floats, cap_weight_floats; /* weights grow geometrically while building */
     float *weights, *grads;
+    bool grads_lent; /* grads is another owner's memory (dist/: the ranks' shared window) */
 
     /* Compiled state. */
     bool compiled;
@@ -88,6 +89,10 @@ const char *graft_model_layer_name_at(const void *m, int i);
 int graft_model_output_index(const graft_model *m);
 /* Points every weight view at the current weight and gradient arrays. */
 void graft_model_bind_weights(graft_model *m);
+/* Makes `grads` (n_weight_floats, owned by the caller, who gives it back
+ * with NULL before freeing it) the gradient array; NULL: none, made again at
+ * the next training step. The model's own array is freed. */
+void graft_model_lend_grads(graft_model *m, float *grads);
 /* Grows the weight array for a newly built layer's weights and draws them (graph/weights.c). */
 graft_status graft_model_place_weights(graft_model *m, graft_layer *l);
 /* GRAFT_PROFILE: adds seconds to a slot of m->profile: 2i and 2i+1 are layer

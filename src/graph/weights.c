@@ -25,6 +25,22 @@ void graft_model_bind_weights(graft_model *m)
     for (int i = 0; i < m->n_layers; i++) bind_layer(m, m->layers[i]);
 }
 
+/* Forgets the gradient array, freeing it if it is the model's own. */
+static void drop_grads(graft_model *m)
+{
+    if (!m->grads_lent) graft_pages_free(m->grads);
+    m->grads = NULL;
+    m->grads_lent = false;
+}
+
+void graft_model_lend_grads(graft_model *m, float *grads)
+{
+    drop_grads(m);
+    m->grads = grads;
+    m->grads_lent = grads != NULL;
+    graft_model_bind_weights(m);
+}
+
 static void init_weight(graft_weight *w, graft_rng *rng)
 {
     size_t n = graft_shape_size(&w->shape);
@@ -97,13 +113,11 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
         if (!grown) return graft_fail(GRAFT_ENOMEM, "out of memory for %zu weights", need);
         m->weights = grown;
         m->cap_weight_floats = cap;
-        graft_pages_free(m->grads); /* re-made at the next training step */
-        m->grads = NULL;
+        drop_grads(m); /* re-made at the next training step */
         m->n_weight_floats = need;
         graft_model_bind_weights(m);
     } else {
-        graft_pages_free(m->grads);
-        m->grads = NULL;
+        drop_grads(m);
         m->n_weight_floats = need;
         bind_layer(m, l);
     }

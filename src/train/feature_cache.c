@@ -40,6 +40,10 @@ struct graft_feature_cache {
     size_t mem_bytes;    /* counted in mem_in_use */
     FILE *spill;
     float *row;          /* one sample's features, for the spill file */
+    const graft_cache_balance *balance; /* NULL: shares by id only */
+    int *counts;         /* balancing: rows sent to, received from and read of each rank */
+    float *xfer;         /* balancing: the rows sent and received */
+    size_t xfer_floats;
 };
 
 struct graft_feature_store {
@@ -67,6 +71,13 @@ bool graft_cache_in_memory(const graft_feature_cache *c) { return c && c->mem; }
 long graft_cache_capacity(const graft_feature_cache *c) { return c ? c->n_mine : 0; }
 
 long graft_cache_count(const graft_feature_cache *c) { return c ? c->count : 0; }
+
+bool graft_cache_full(const graft_feature_cache *c) { return c && c->count == c->n_mine; }
+
+void graft_cache_set_balance(graft_feature_cache *c, const graft_cache_balance *b)
+{
+    if (c) c->balance = b;
+}
 
 graft_feature_store *graft_feature_store_new(void)
 {
@@ -101,6 +112,8 @@ static void cache_free(graft_feature_cache *c)
     atomic_fetch_sub(&mem_in_use, c->mem_bytes);
     if (c->spill) fclose(c->spill);
     free(c->row);
+    free(c->counts);
+    free(c->xfer);
     free(c);
 }
 
@@ -170,6 +183,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     c->front = malloc((size_t)first * sizeof(int));
     c->front_floats = malloc((size_t)first * sizeof(size_t));
     if (!c->front || !c->front_floats) goto nomem;
+    if (c->ranks > 1 && !(c->counts = malloc(3 * (size_t)c->ranks * sizeof(int)))) goto nomem;
     int out_idx = graft_model_output(m)->index;
     for (int j = 0; j < first; j++) {
         bool read_above = j == out_idx;
@@ -253,6 +267,18 @@ nomem:
     return graft_fail(GRAFT_ENOMEM, "out of memory for the feature cache");
 }
 
+/* Copies one sample's row to (store: from) sample `s` of the frontier
+ * buffers. */
+static void row_buffers(const graft_feature_cache *c, graft_model *m, int s, float *row, bool store)
+{
+    for (int k = 0; k < c->n_front; k++) {
+        float *buf = m->layers[c->front[k]]->out + (size_t)s * c->front_floats[k];
+        if (store) memcpy(row, buf, c->front_floats[k] * sizeof(float));
+        else memcpy(buf, row, c->front_floats[k] * sizeof(float));
+        row += c->front_floats[k];
+    }
+}
+
 /* Copies sample `s` of the batch between the frontier buffers and the cache's
  * slot for it. */
 static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long slot, bool store)
@@ -262,13 +288,7 @@ static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long
     size_t row_bytes = c->sample_floats * sizeof(float);
     if (!c->mem && !store && pread(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
         return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
-    float *p = row;
-    for (int k = 0; k < c->n_front; k++) {
-        float *buf = m->layers[c->front[k]]->out + (size_t)s * c->front_floats[k];
-        if (store) memcpy(p, buf, c->front_floats[k] * sizeof(float));
-        else memcpy(buf, p, c->front_floats[k] * sizeof(float));
-        p += c->front_floats[k];
-    }
+    row_buffers(c, m, s, row, store);
     if (!c->mem && store && pwrite(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
         return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
     return GRAFT_OK;
@@ -296,10 +316,106 @@ bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
     return k >= 1 && k < first && graft_plan_splits_at(m, k);
 }
 
+/* The cached row of this rank's slot, copied to dst. */
+static graft_status read_row(const graft_feature_cache *c, long slot, float *dst)
+{
+    size_t row_bytes = c->sample_floats * sizeof(float);
+    if (c->mem) {
+        memcpy(dst, c->mem + (size_t)slot * c->sample_floats, row_bytes);
+        return GRAFT_OK;
+    }
+    if (pread(fileno(c->spill), dst, row_bytes, (off_t)slot * (off_t)row_bytes) != (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
+    return GRAFT_OK;
+}
+
+/* The rank whose even share of a batch of `count` holds position p:
+ * shares are [count r / R, count (r + 1) / R). */
+static int taker_of(int count, int R, int p)
+{
+    int r = 0;
+    while ((long)count * (r + 1) / R <= p) r++;
+    return r;
+}
+
+static graft_status bad_id(const graft_feature_cache *c, long id)
+{
+    return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld", id, c->n_samples);
+}
+
+/* graft_cache_balance: the whole batch's ids and labels; this rank's even
+ * share of its positions, with the rows of that share that other ranks hold
+ * received from them (and theirs sent); then the layers above. The ranks'
+ * row counts follow from the ids alone, which every rank draws alike. */
+static graft_status fetch_balanced(graft_feature_cache *c, graft_model *m, graft_source *src,
+                                   float *x, float *y, long *ids, int *n, bool training)
+{
+    const int R = c->ranks, me = c->rank;
+    const size_t sf = c->sample_floats;
+    graft_source_book *sb = graft_source_book_of(src);
+    int count = 0;
+    sb->shard_whole = 1;
+    graft_status s = src->next_ids(src, NULL, y, &count, ids);
+    sb->shard_whole = 0;
+    *n = 0;
+    if (s == GRAFT_OK && (count < 0 || count > src->batch_size))
+        s = graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", count);
+    for (int i = 0; s == GRAFT_OK && i < count; i++)
+        if (ids[i] < 0 || ids[i] >= c->n_samples) s = bad_id(c, ids[i]);
+    if (s != GRAFT_OK) count = 0; /* sends nothing: the others fail this step too */
+    int *send_rows = c->counts, *recv_rows = c->counts + R, *at = c->counts + 2 * R;
+    memset(c->counts, 0, 2 * (size_t)R * sizeof(int));
+    const int lo = (int)((long)count * me / R), hi = (int)((long)count * (me + 1) / R);
+    size_t sent = 0;
+    for (int p = 0; p < count; p++) {
+        int owner = (int)(ids[p] % R), taker = taker_of(count, R, p);
+        if (owner == me && taker != me) send_rows[taker]++, sent++;
+        if (taker == me && owner != me) recv_rows[owner]++;
+    }
+    size_t got = 0, need = 0;
+    for (int q = 0; q < R; q++) got += (size_t)recv_rows[q];
+    if (s == GRAFT_OK && !graft_mul_ok(sent + got, sf, &need))
+        s = graft_fail(GRAFT_ENOMEM, "feature cache: %zu rows to exchange do not fit in memory", sent + got);
+    if (s == GRAFT_OK && need > c->xfer_floats) {
+        float *grown = realloc(c->xfer, need * sizeof(float));
+        if (grown) {
+            c->xfer = grown;
+            c->xfer_floats = need;
+        } else {
+            s = graft_fail(GRAFT_ENOMEM, "feature cache: out of memory for %zu rows to exchange", sent + got);
+        }
+    }
+    if (s != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R);
+    /* Rows to send in the batch's order: by taking rank, as takers' shares
+     * follow each other. */
+    float *send = c->xfer, *recv = c->xfer ? c->xfer + sent * sf : NULL;
+    for (int p = 0, k = 0; p < count && s == GRAFT_OK && send; p++)
+        if (ids[p] % R == me && taker_of(count, R, p) != me) s = read_row(c, ids[p] / R, send + (size_t)k++ * sf);
+    graft_status xs = c->balance->exchange(c->balance->ctx, sf, send, send_rows, recv, recv_rows);
+    if (s == GRAFT_OK) s = xs;
+    if (s == GRAFT_OK && hi > lo) {
+        memmove(y, y + (size_t)lo * (size_t)src->y_dim, (size_t)(hi - lo) * (size_t)src->y_dim * sizeof(float));
+        memmove(ids, ids + lo, (size_t)(hi - lo) * sizeof(long));
+        *n = hi - lo;
+        s = graft_model_prepare(m, *n, training);
+        if (s == GRAFT_OK) graft_model_bind_input(m, x);
+        for (int q = 0, k = 0; q < R; q++) at[q] = k, k += recv_rows[q];
+        for (int i = 0; i < *n && s == GRAFT_OK; i++) {
+            int owner = (int)(ids[i] % R);
+            if (owner == me) s = transfer(c, m, i, ids[i] / R, false);
+            else row_buffers(c, m, i, recv + (size_t)at[owner]++ * sf, false);
+        }
+        if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
+    }
+    return s;
+}
+
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
                                        graft_model *m, graft_source *src, float *x, float *y,
                                        long *ids, int *n, bool training)
 {
+    if (c->balance && c->balance->on && c->ranks > 1 && c->count == c->n_mine)
+        return fetch_balanced(c, m, src, x, y, ids, n, training);
     /* Until every sample is cached, decode and run the whole model (a batch
      * can mix cached and new samples when a fit starts in the middle of a
      * pass); after that, decode nothing and run only the layers above. */
@@ -307,9 +423,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
     graft_status s = src->next_ids(src, full ? NULL : x, y, n, ids);
     if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
     for (int i = 0; i < *n; i++) {
-        if (ids[i] < 0 || ids[i] >= c->n_samples)
-            return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld",
-                              ids[i], c->n_samples);
+        if (ids[i] < 0 || ids[i] >= c->n_samples) return bad_id(c, ids[i]);
         if (ids[i] % c->ranks != c->rank)
             return graft_fail(GRAFT_EINVAL,
                               "the data source gave sample id %ld to rank %d of %d (not its shard)",

@@ -451,16 +451,29 @@ static graft_status open_below(graft_model *m, graft_source *train, const graft_
 #define CALL(cb, hook, ...) \
     ((cb).hook && (!(cb).root_only || rank == 0) ? (cb).hook((cb).ctx, __VA_ARGS__) : GRAFT_OK)
 
+/* dist_step_part: the step graft_optimizer_begin_step sized, over a share. */
+typedef struct {
+    graft_model *m;
+    float lr_t;
+} share_step;
+
+static void step_share(void *ctx, size_t off, size_t n, const float *g)
+{
+    const share_step *p = ctx;
+    graft_optimizer_step_part(p->m, p->lr_t, off, n, g);
+}
+
 /* One data-parallel step: this rank's share forward, the whole batch's
  * sample count, loss and accuracy summed over the ranks (with whether any
  * rank asked to stop or failed), the share's gradient of the whole batch's
  * mean loss, summed over the ranks in buckets while backward runs. */
 static graft_status dist_step(graft_model *m, graft_source *train, graft_feature_cache *cache,
                               graft_feature_cache *below, batch_bufs *b, graft_comm *comm,
-                              dist_grads *g, graft_allsum *sync, double sums[3], bool *stop)
+                              dist_grads *g, graft_allsum *sync, graft_cache_balance *bal,
+                              double sums[3], bool *stop)
 {
     int n = 0;
-    double part[3] = {0, 0, 0}, flags[2] = {0, 0}; /* stop, failed */
+    double part[3] = {0, 0, 0}, flags[3] = {0, 0, 0}; /* stop, failed, caches full */
     graft_status s = GRAFT_OK;
     /* A batch whose every image was unreadable, on every rank: take the next. */
     for (int tries = 0; tries <= train->length; tries++) {
@@ -483,9 +496,12 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         part[2] = n ? graft_accuracy_value(m->compile.loss, pred, b->y, n, b->out_dim) * n : 0;
         flags[0] = m->stop_requested;
         flags[1] = s != GRAFT_OK;
+        flags[2] = graft_cache_full(cache);
         double t_sum = m->profiling ? graft_now() : 0;
         graft_status rs = dist_sum(comm, part, 3);
-        if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 2);
+        if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 3);
+        /* Caches only fill: from the next step on, shares stay even. */
+        bal->on = rs == GRAFT_OK && flags[2] == graft_comm_size(comm);
         if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_RANK_SUMS, graft_now() - t_sum);
         if (sync && part[0] == 0) sync->empty = false;
         if (rs != GRAFT_OK) return rs;
@@ -514,8 +530,10 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         dist_grads_arm(g);
         dist_grads_zero(g);
     }
+    share_step ss = {m, dist_grads_steps(g) ? graft_optimizer_begin_step(m) : 0};
+    const dist_step_part step = {step_share, &ss};
     double t_ar = m->profiling ? graft_now() : 0;
-    graft_status fs = dist_grads_finish(g);
+    graft_status fs = dist_grads_finish(g, &step);
     if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_ALLREDUCE, graft_now() - t_ar);
     return s != GRAFT_OK ? s : fs;
 }
@@ -545,7 +563,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_flush_denormals();
     if (comm) {
         s = dist_start(m, train, cfg, steps);
-        if (s == GRAFT_OK) s = dist_grads_new(comm, m, DIST_BUCKET_BYTES, &grads);
+        if (s == GRAFT_OK) s = dist_grads_new(comm, m, cfg->allreduce, DIST_BUCKET_BYTES, &grads);
         if (s != GRAFT_OK) {
             free_bufs(&b);
             free_bufs(&vb);
@@ -584,6 +602,9 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     /* Without a cache to keep each rank's samples, even shares. */
     if (comm && !cache) graft_source_book_of(train)->shard_by_id = 0;
+    graft_cache_balance balance = {dist_exchange_rows, comm, false};
+    bool balance_said = false;
+    if (comm && graft_source_book_get(train)->shard_by_id) graft_cache_set_balance(cache, &balance);
     if (comm && cfg->validation_data && !val_cache)
         graft_source_book_of(cfg->validation_data)->shard_by_id = 0;
     bool stop = false;
@@ -606,7 +627,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
             if (comm) {
                 double sums[3] = {0, 0, 0};
                 s = dist_step(m, train, cache, below, &b, comm, grads, m->allsum ? &sync : NULL,
-                              sums, &stop_now);
+                              &balance, sums, &stop_now);
                 if (s != GRAFT_OK) break;
                 n = (int)sums[0];
                 l = sums[1] / sums[0];
@@ -631,9 +652,11 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
                 if (s != GRAFT_OK) break;
                 stop_now = m->stop_requested;
             }
-            double t_opt = m->profiling ? graft_now() : 0;
-            graft_optimizer_step(m);
-            if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_OPTIMIZER, graft_now() - t_opt);
+            if (!dist_grads_steps(grads)) {
+                double t_opt = m->profiling ? graft_now() : 0;
+                graft_optimizer_step(m);
+                if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_OPTIMIZER, graft_now() - t_opt);
+            }
             lsum += l * n;
             asum += a * n;
             seen += n;
@@ -648,6 +671,9 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         }
         if (s != GRAFT_OK) break;
         if (comm && !m->allsum && (s = dist_average_moving_stats(m, comm)) != GRAFT_OK) break;
+        /* The whole optimizer state on every rank, for a checkpoint. */
+        if ((s = dist_grads_gather(grads, m->opt_m)) != GRAFT_OK) break;
+        if ((s = dist_grads_gather(grads, m->opt_v)) != GRAFT_OK) break;
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
@@ -658,6 +684,11 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         double elapsed = graft_now() - t0;
         if (cfg->verbose == 1) progress(steps, steps, elapsed, logs.loss, logs.accuracy, true, &logs);
         if (cfg->verbose == 2) epoch_line(steps, elapsed, &logs);
+        if (cfg->verbose && balance.on && !balance_said) {
+            printf("Feature cache (training): every rank's shard is full; from here on each rank "
+                   "takes an even share of each batch, sent the cached features it lacks\n");
+            balance_said = true;
+        }
         if (history)
             s = graft_history_append(history, epoch, logs.loss, logs.accuracy, logs.val_loss,
                                      logs.val_accuracy, logs.lr, elapsed);
@@ -682,6 +713,15 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         graft_status cs = CALL(cfg->callbacks[c], on_train_end, m);
         if (s == GRAFT_OK) s = cs;
     }
+    /* Ended mid-epoch on every rank alike (a stop all agreed to, an invalid
+     * loss): the whole optimizer state, as one process would leave it. A
+     * failure of one rank alone does not wait on the others here. */
+    if (s == GRAFT_EINTERRUPTED || s == GRAFT_ENAN) {
+        graft_status gs = dist_grads_gather(grads, m->opt_m);
+        if (gs == GRAFT_OK) gs = dist_grads_gather(grads, m->opt_v);
+        if (gs != GRAFT_OK) s = gs;
+    }
+    graft_cache_set_balance(cache, NULL);
     graft_cache_close(cache);
     graft_cache_close(val_cache);
     graft_cache_close(below);

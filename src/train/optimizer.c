@@ -158,15 +158,25 @@ static void step_range(const graft_optimizer *o, float *w, const float *g, float
     // NOLINTEND(clang-analyzer-core.NullDereference)
 }
 
-void graft_optimizer_step(graft_model *m)
+float graft_optimizer_begin_step(graft_model *m)
 {
     const graft_optimizer *o = &m->compile.optimizer;
     m->opt_iterations++;
-    float lr_t = o->learning_rate;
-    if (o->kind == GRAFT_ADAM) {
-        double t = (double)m->opt_iterations;
-        lr_t = (float)(o->learning_rate * sqrt(1 - pow(o->beta_2, t)) / (1 - pow(o->beta_1, t)));
-    }
+    if (o->kind != GRAFT_ADAM) return o->learning_rate;
+    double t = (double)m->opt_iterations;
+    return (float)(o->learning_rate * sqrt(1 - pow(o->beta_2, t)) / (1 - pow(o->beta_1, t)));
+}
+
+void graft_optimizer_step_part(graft_model *m, float lr_t, size_t off, size_t n, const float *g)
+{
+    step_range(&m->compile.optimizer, m->weights + off, g, m->opt_m ? m->opt_m + off : NULL,
+               m->opt_v ? m->opt_v + off : NULL, n, lr_t);
+}
+
+void graft_optimizer_step(graft_model *m)
+{
+    const graft_optimizer *o = &m->compile.optimizer;
+    const float lr_t = graft_optimizer_begin_step(m);
     for (int i = 0; i < m->n_layers; i++) {
         graft_layer *l = m->layers[i];
         if (!l->trains) continue;

@@ -30,7 +30,7 @@ typedef struct {
 int graft_source_keeps(const graft_source *s, int k, int count, long id)
 {
     const graft_source_book *b = graft_source_book_get(s);
-    if (b->shard_count <= 1) return 1;
+    if (b->shard_count <= 1 || b->shard_whole) return 1;
     if (b->shard_by_id) return id % b->shard_count == b->shard_rank;
     long lo = (long)count * b->shard_rank / b->shard_count;
     long hi = (long)count * (b->shard_rank + 1) / b->shard_count;

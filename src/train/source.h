@@ -22,9 +22,11 @@ typedef struct __attribute__((may_alias)) {
      * sources graft makes honour (can_shard); the stream of batches, and
      * `drawn`, stay those of one process. By position, a batch of n splits
      * as [n*r/N, n*(r+1)/N); by id (shard_by_id, where a feature cache keeps
-     * each rank's samples), sample i goes to rank i mod N. */
+     * each rank's samples), sample i goes to rank i mod N. shard_whole:
+     * the whole batch for the next draw (a feature cache drawing a batch's
+     * ids and labels to split it evenly, graft_cache_balance). */
     int can_shard;
-    int shard_rank, shard_count, shard_by_id;
+    int shard_rank, shard_count, shard_by_id, shard_whole;
 } graft_source_book;
 
 _Static_assert(sizeof(graft_source_book) <= sizeof(((graft_source *)0)->graft_internal),

@@ -26,6 +26,28 @@ bool graft_cache_can_fill_below(const graft_model *m, int k, int first);
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
                                        graft_model *m, graft_source *src, float *x, float *y,
                                        long *ids, int *n, bool training);
+/* Even shares for a cache sharded by id (data parallelism). Each rank's
+ * cache holds the samples i = rank (mod ranks), so the share of a shuffled
+ * batch that one rank holds varies from batch to batch (binomially: 16 +- 3
+ * of 32 with 2 ranks), and every step waits for the rank with the most.
+ * Once every rank's cache is full (`on`, set by the caller for the step),
+ * each rank takes the batch's positions [n*r/N, n*(r+1)/N) instead, and the
+ * ranks send each other the cached rows of the samples they hold for
+ * another rank's positions. */
+typedef struct {
+    /* Sends send_rows[q] rows of row_floats to each rank q (in rank order
+     * from send) and receives recv_rows[q] from each into recv (in rank
+     * order); collective. */
+    graft_status (*exchange)(void *ctx, size_t row_floats, const float *send, const int *send_rows,
+                             float *recv, const int *recv_rows);
+    void *ctx;
+    bool on;
+} graft_cache_balance;
+/* The cache balances its shares as `b` says (NULL: never); b outlives the
+ * cache's use in the fit. */
+void graft_cache_set_balance(graft_feature_cache *c, const graft_cache_balance *b);
+/* Every sample of this rank's shard is cached. */
+bool graft_cache_full(const graft_feature_cache *c);
 /* Frees a cache unless a store owns it. */
 void graft_cache_close(graft_feature_cache *c);
 /* Bytes of memory held by all open caches (max_bytes bounds this sum), and
