@@ -473,7 +473,9 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
                               double sums[3], bool *stop)
 {
     int n = 0;
-    double part[3] = {0, 0, 0}, flags[3] = {0, 0, 0}; /* stop, failed, caches full */
+    /* Summed over the ranks in one allreduce: samples, loss, hits; then
+     * whether any rank asked to stop, failed, and how many caches are full. */
+    double sum6[6] = {0, 0, 0, 0, 0, 0}, *part = sum6, *flags = sum6 + 3;
     graft_status s = GRAFT_OK;
     /* A batch whose every image was unreadable, on every rank: take the next. */
     for (int tries = 0; tries <= train->length; tries++) {
@@ -498,8 +500,7 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         flags[1] = s != GRAFT_OK;
         flags[2] = graft_cache_full(cache);
         double t_sum = m->profiling ? graft_now() : 0;
-        graft_status rs = dist_sum(comm, part, 3);
-        if (rs == GRAFT_OK) rs = dist_sum(comm, flags, 3);
+        graft_status rs = dist_sum(comm, sum6, 6);
         /* Caches only fill: from the next step on, shares stay even. */
         bal->on = rs == GRAFT_OK && flags[2] == graft_comm_size(comm);
         if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_RANK_SUMS, graft_now() - t_sum);
