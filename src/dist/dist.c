@@ -384,7 +384,7 @@ graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, 
             g->floats += n;
         }
     }
-    if (how != GRAFT_ALLREDUCE_BUCKETS && c->one_machine) {
+    if (how != GRAFT_ALLREDUCE_BUCKETS && c->one_machine && m->n_weight_floats > 0) {
         graft_status st = shared_pieces(g);
         if (st == GRAFT_OK) st = comm_window(c, 2 * m->n_weight_floats);
         if (st != GRAFT_OK) {

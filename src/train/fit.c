@@ -465,8 +465,10 @@ static void step_share(void *ctx, size_t off, size_t n, const float *g)
 
 /* One data-parallel step: this rank's share forward, the whole batch's
  * sample count, loss and accuracy summed over the ranks (with whether any
- * rank asked to stop or failed), the share's gradient of the whole batch's
- * mean loss, summed over the ranks in buckets while backward runs. */
+ * rank asked to stop or failed, and whose cache is full), the share's
+ * gradient of the whole batch's mean loss, summed over the ranks (dist_grads:
+ * in buckets while backward runs, or after it in shared memory, where each
+ * rank also takes the optimizer step over its part). */
 static graft_status dist_step(graft_model *m, graft_source *train, graft_feature_cache *cache,
                               graft_feature_cache *below, batch_bufs *b, graft_comm *comm,
                               dist_grads *g, graft_allsum *sync, graft_cache_balance *bal,
