@@ -430,8 +430,8 @@ void dist_grads_arm(dist_grads *g)
 }
 
 /* Rank `me`'s share of one piece: the ranks' gradients summed in rank
- * order into this rank's slot, the optimizer step over them (on this rank's
- * weights), and the stepped weights published in the slot for the others. */
+ * order into this rank's slot, and the optimizer step over them (on this
+ * rank's weights). */
 static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_step_part *step)
 {
     enum { BLOCK = 2048 };
@@ -451,7 +451,6 @@ static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_ste
         memcpy(mine + at, sum, k * sizeof(float));
     }
     step->step(step->ctx, off, n, mine + off);
-    memcpy(mine + g->model_floats + off, g->m->weights + off, n * sizeof(float));
 }
 
 /* Copies rank q's share of `dst` from q's published slot (q != this rank),
@@ -472,6 +471,7 @@ static graft_status shared_step(dist_grads *g, const dist_step_part *step)
     int rc = window_fence(c);
     for (int i = g->share[c->rank]; i < g->share[c->rank + 1] && rc == MPI_SUCCESS; i++)
         step_piece(g, g->pieces[i].offset, g->pieces[i].n, step);
+    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, g->m->weights); /* published for the others */
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
         if (q != c->rank) copy_share(g, q, g->m->weights, NULL);

@@ -279,6 +279,28 @@ static void row_buffers(const graft_feature_cache *c, graft_model *m, int s, flo
     }
 }
 
+/* The cached row of this rank's slot, copied to dst. */
+static graft_status read_row(const graft_feature_cache *c, long slot, float *dst)
+{
+    size_t row_bytes = c->sample_floats * sizeof(float);
+    if (c->mem) {
+        memcpy(dst, c->mem + (size_t)slot * c->sample_floats, row_bytes);
+        return GRAFT_OK;
+    }
+    if (pread(fileno(c->spill), dst, row_bytes, (off_t)slot * (off_t)row_bytes) != (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
+    return GRAFT_OK;
+}
+
+/* The rank whose even share of a batch of `count` holds position p:
+ * shares are [count r / R, count (r + 1) / R). */
+static int taker_of(int count, int R, int p)
+{
+    int r = 0;
+    while ((long)count * (r + 1) / R <= p) r++;
+    return r;
+}
+
 /* Copies sample `s` of the batch between the frontier buffers and the cache's
  * slot for it. */
 static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long slot, bool store)
@@ -286,8 +308,8 @@ static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long
     float *row = c->mem ? c->mem + (size_t)slot * c->sample_floats : c->row;
     off_t off = (off_t)slot * (off_t)(c->sample_floats * sizeof(float));
     size_t row_bytes = c->sample_floats * sizeof(float);
-    if (!c->mem && !store && pread(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
-        return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
+    graft_status st = c->mem || store ? GRAFT_OK : read_row(c, slot, row);
+    if (st != GRAFT_OK) return st;
     row_buffers(c, m, s, row, store);
     if (!c->mem && store && pwrite(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
         return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
@@ -314,28 +336,6 @@ bool graft_cache_can_fill_below(const graft_model *m, int k, int first)
      * above it (a fused pool, BatchNormalization or ReLU): the buffer below
      * would hold its output, or none would exist. */
     return k >= 1 && k < first && graft_plan_splits_at(m, k);
-}
-
-/* The cached row of this rank's slot, copied to dst. */
-static graft_status read_row(const graft_feature_cache *c, long slot, float *dst)
-{
-    size_t row_bytes = c->sample_floats * sizeof(float);
-    if (c->mem) {
-        memcpy(dst, c->mem + (size_t)slot * c->sample_floats, row_bytes);
-        return GRAFT_OK;
-    }
-    if (pread(fileno(c->spill), dst, row_bytes, (off_t)slot * (off_t)row_bytes) != (ssize_t)row_bytes)
-        return graft_fail(GRAFT_EIO, "feature cache: reading the temporary file failed");
-    return GRAFT_OK;
-}
-
-/* The rank whose even share of a batch of `count` holds position p:
- * shares are [count r / R, count (r + 1) / R). */
-static int taker_of(int count, int R, int p)
-{
-    int r = 0;
-    while ((long)count * (r + 1) / R <= p) r++;
-    return r;
 }
 
 static graft_status bad_id(const graft_feature_cache *c, long id)
