@@ -186,7 +186,9 @@ static void test_pointwise_rows_4k_apart(void)
  * sums in C between blocks. K = 600 spans three blocks, the last one short;
  * the values are the reference's, and the bits those of the kernel packed
  * (no copying), of AVX2, and of the rows one at a time (no copying either),
- * with the epilogue's every part and the residual. */
+ * with the epilogue's every part and the residual; so are those of a packed
+ * kernel read ahead and of B streamed k-block by k-block (also with B's
+ * rows dense, ldb = N). */
 static void b_rows_apart(size_t ldb)
 
 {
@@ -221,8 +223,24 @@ static void b_rows_apart(size_t ldb)
         memset(C1, 0, (size_t)M * N * sizeof(float));
         graft_pw_gemm(M, N, K, A, K, P, 0, C1, N, &e, R, N, wide);
         CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
+        /* a kept kernel read ahead of the tiles (k in blocks, partial sums in C) */
+        memset(C1, 0, (size_t)M * N * sizeof(float));
+        graft_pw_gemm_cols(M, 0, N, K, A, K, P, 0, C1, N, &e, R, N, wide, true);
+        CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "read ahead, wide %d", wide);
         free(P);
     }
+    /* Streamed, k outermost (graft_pw_gemm_stream): all columns, a share of
+     * them at a time, and the first 7 rows alone. */
+    memset(C1, 0, (size_t)M * N * sizeof(float));
+    graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
+    CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed, ldb %zu", ldb);
+    memset(C1, 0, (size_t)M * N * sizeof(float));
+    graft_pw_gemm_stream(M, 0, 32, K, A, K, B, ldb, C1, N, &e, R, N);
+    graft_pw_gemm_stream(M, 32, N - 32, K, A, K, B, ldb, C1, N, &e, R, N);
+    CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed in two shares");
+    memset(C1, 0, (size_t)M * N * sizeof(float));
+    graft_pw_gemm_stream(7, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
+    CHECK(memcmp(C0, C1, (size_t)7 * N * sizeof(float)) == 0);
     free_epi(&a);
     free(A);
     free(B);
@@ -235,6 +253,7 @@ static void test_pointwise_b_rows_apart(void)
 {
     b_rows_apart(512);
     b_rows_apart(1024);
+    b_rows_apart(45); /* dense */
 }
 
 /* A depthwise output row against the direct definition. */

@@ -7,6 +7,7 @@
 #include "gradcheck.h"
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "layers/layer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -377,6 +378,64 @@ static void test_frozen_batch_independent(void)
     free(big[1]);
 }
 
+/* Few output rows and a kernel from memory (a batch of one at 7x7, 1 MiB
+ * and more), on one thread with AVX-512: patch rows, the kernel streamed in
+ * place (layers/conv2d.c). Against the definition, with and without the
+ * fused BatchNormalization and clamp, 'same' and 'valid', filters off the
+ * panel width; against the two-thread run (oneDNN's direct convolution)
+ * within the same error; a changed kernel takes effect. */
+static void test_patch_rows(void)
+{
+    const wcase cases[] = {{1, 7, 7, 128, 256, GRAFT_SAME, true, true, true},
+                           {1, 6, 6, 160, 300, GRAFT_VALID, false, false, true},
+                           {1, 7, 7, 144, 208, GRAFT_SAME, true, false, false}};
+    const int before = graft_threads_get();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const wcase *k = &cases[i];
+        const int pt = k->pad == GRAFT_SAME ? 1 : 0;
+        const int oh = k->h - 2 + 2 * pt - 1 + 1, ow = k->w - 2 + 2 * pt - 1 + 1;
+        const size_t in_n = (size_t)k->h * k->w * k->c, out_n = (size_t)oh * ow * k->f;
+        float *x = malloc(in_n * sizeof(float)), *y1 = malloc(out_n * sizeof(float));
+        float *y2 = malloc(out_n * sizeof(float));
+        double *want = malloc(out_n * sizeof(double));
+        graft_rng r;
+        graft_rng_seed(&r, 40 + (unsigned)i);
+        for (size_t j = 0; j < in_n; j++) x[j] = graft_rng_normal(&r);
+        graft_model *m = build(k, 41 + (unsigned)i);
+        CHECK_OK(graft_model_status(m));
+        graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+        graft_layer *conv = graft_model_find(m, "conv");
+        for (int round = 0; round < 2; round++) {
+            graft_threads_set(1);
+            CHECK_OK(graft_model_predict(m, x, 1, y1));
+            const char *how = graft_conv2d_algorithm(conv, false, 1);
+            CHECK_MSG((strncmp(how, "patch rows", 10) == 0) == graft_kernels_avx512(),
+                      "case %zu: %s", i, how);
+            graft_threads_set(2);
+            CHECK(strncmp(graft_conv2d_algorithm(conv, false, 1), "patch rows", 10) != 0);
+            CHECK_OK(graft_model_predict(m, x, 1, y2));
+            reference(k, m, x, want, oh, ow, pt, pt);
+            double peak = 0, worst = 0, apart = 0;
+            for (size_t j = 0; j < out_n; j++) {
+                if (fabs(want[j]) > peak) peak = fabs(want[j]);
+                if (fabs(y1[j] - want[j]) > worst) worst = fabs(y1[j] - want[j]);
+                if (fabs(y1[j] - y2[j]) > apart) apart = fabs(y1[j] - y2[j]);
+            }
+            CHECK_MSG(peak > 0.5 && worst <= 2e-5 * peak && apart <= 2e-5 * peak,
+                      "case %zu round %d: %.3g and %.3g (1 and 2 threads) of peak %.3g", i, round,
+                      worst, apart, peak);
+            /* a changed kernel: the next call follows it */
+            graft_layer_weight_data(conv, 0)[7 * k->f + 3] += 0.5f;
+        }
+        graft_model_free(m);
+        free(x);
+        free(y1);
+        free(y2);
+        free(want);
+    }
+    graft_threads_set(before);
+}
+
 int main(void)
 {
     RUN(test_matches_reference);
@@ -385,5 +444,6 @@ int main(void)
     RUN(test_nan_propagates);
     RUN(test_where_it_applies);
     RUN(test_frozen_batch_independent);
+    RUN(test_patch_rows);
     return CHECK_SUMMARY();
 }

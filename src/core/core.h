@@ -88,6 +88,8 @@ void graft_rng_fill_symmetric(graft_rng *rng, float *dst, size_t n, float limit)
 
 /* Threads for graft's own loops. */
 int graft_threads(void);
+/* The last-level cache's size (the system's figure; 32 MiB where it gives none). */
+size_t graft_last_cache_bytes(void);
 /* Flush-to-zero and denormals-are-zero on the calling thread and the OpenMP team. */
 void graft_flush_denormals(void);
 /* CLOCK_MONOTONIC seconds. */

@@ -24,6 +24,18 @@ int graft_threads_get(void) { return n_threads ? n_threads : omp_get_max_threads
 
 int graft_threads(void) { return graft_threads_get(); }
 
+size_t graft_last_cache_bytes(void)
+{
+    long l3 = -1, l2 = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return l3 > 0 ? (size_t)l3 : l2 > 0 ? (size_t)l2 : (size_t)32 << 20;
+}
+
 void graft_flush_denormals(void)
 {
     /* Gradients of a model that has (over)fit its data shrink into the

@@ -97,6 +97,10 @@ struct graft_plan {
     bool *has_out;   /* per layer: its output has a buffer of its own or its step root's */
     int *buf_of;     /* per layer: the layer whose buffer holds its output */
     bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
+    /* The weights outgrow the last-level cache, so that a pass finds each
+     * kernel in memory, not in cache: the kept packed 1x1 kernels are then
+     * read ahead of their GEMM's tiles (graft_pw_gemm_cols). */
+    bool weights_from_memory;
 };
 
 /* The one layer that reads layer i's output, or -1 (none, several, or i is
@@ -162,7 +166,7 @@ const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool k
 #define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
 bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
-const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep);
+const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep);
 /* DW_BLOCK steps keep; POINTWISE steps (ResNet50's, DenseNet's) only with
  * AVX-512, where the frozen Winograd layers keep no transform at batch 1
  * (graft_winograd_pays): with AVX2 they do, and ResNet50's peak at batch 1

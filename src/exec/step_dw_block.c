@@ -306,10 +306,10 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     char kernels[80] = "";
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s, ",
-                 graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true));
+                 graft_step_pw_how(m, m->layers[b->expand], (size_t)n * g.H * g.W, true));
     const size_t k = strlen(kernels);
     snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
-             graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true));
+             graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true));
     snprintf(buf, size, "%s%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
              b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand -> " : "",
              b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout,
@@ -322,6 +322,7 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
 typedef struct {
     const float *We, *Wd, *Wp; /* expand (Cin x Ce), depthwise (kh x kw x Ce), project (Ce x Cout) */
     size_t lde, ldp;           /* their row strides; 0: packed (graft_pw_pack) */
+    bool ahead_e, ahead_p;     /* kept packed copies, from memory: read ahead */
     graft_kernel_epi ee, ed, ep;
     bool residual; /* the project's epilogue adds the block input */
     bool wide;     /* AVX-512 kernels */
@@ -428,7 +429,7 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
         share(g->Ce, t, nt, &c0, &c1);
         if (c1 > c0)
             graft_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We, w->lde,
-                               E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+                               E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->ahead_e);
         src = E;
 #pragma omp barrier
     }
@@ -445,7 +446,8 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     share(g->Cout, t, nt, &c0, &c1);
     if (c1 > c0)
         graft_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
-                           (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
+                           (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide,
+                           w->ahead_p);
     /* E and D are the next image's: everyone done with them first */
 #pragma omp barrier
 }
@@ -489,6 +491,9 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
                                     packed, &w.lde);
     w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
                                 packed + g.pack_e, &w.ldp);
+    const bool cold = m->plan->weights_from_memory;
+    w.ahead_e = cold && b->expand >= 0 && w.lde == 0 && w.We != packed;
+    w.ahead_p = cold && w.ldp == 0 && w.Wp != packed + g.pack_e;
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];

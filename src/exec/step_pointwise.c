@@ -180,10 +180,11 @@ bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
            (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
-const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool keep)
+const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep)
 {
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
-    return graft_step_pw_kept(l, rows, keep) ? "kept packed" : "read in place";
+    if (!graft_step_pw_kept(l, rows, keep)) return "read in place";
+    return m->plan->weights_from_memory ? "kept packed, read ahead" : "kept packed";
 }
 
 bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
@@ -242,7 +243,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
              b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
-             graft_step_pw_how(m->layers[b->project], (size_t)n * g.oh * g.ow,
+             graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.oh * g.ow,
                                graft_step_pointwise_keeps()),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
@@ -255,9 +256,9 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
  * the block while it is in cache. */
 static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *W,
                       size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide,
-                      graft_activation act)
+                      bool ahead, graft_activation act)
 {
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide);
+    graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide, ahead);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
 
@@ -299,6 +300,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const size_t P = (size_t)f->n * g.oh * g.ow;
     W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
                              f->scratch, &ldb);
+    const bool ahead = ldb == 0 && W != f->scratch && m->plan->weights_from_memory;
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
@@ -347,7 +349,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             const float *A = x + p0 * C;
             if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
             gemm_cols(rows, c0, nc, K, prologue ? buf : A, (size_t)C, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide, s->epi.act);
+                      res ? res + p0 * F : NULL, wide, ahead, s->epi.act);
             continue;
         }
         const int img = (int)(ri / bands), bi = (int)(ri % bands);
@@ -363,7 +365,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
             const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;
             gemm_cols((oy1 - oy0) * g.ow, cc, w, K, buf, (size_t)K, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide, s->epi.act);
+                      res ? res + p0 * F : NULL, wide, ahead, s->epi.act);
         }
     }
 }

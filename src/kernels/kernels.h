@@ -163,10 +163,18 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
                    bool wide);
 /* Columns [c0, c0 + nc) of graft_pw_gemm's C[M,N] (B packed when ldb is 0,
  * c0 then a multiple of the panel width): B's, C's, R's and the epilogue's
- * parameters from column c0 on. Same bits as those columns of the whole. */
+ * parameters from column c0 on. Same bits as those columns of the whole.
+ * ahead: B is packed and comes from memory, not cache (a kept kernel of a
+ * model larger than the cache): its lines are asked for ahead of the tiles. */
 void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
-                        size_t ldr, bool wide);
+                        size_t ldr, bool wide, bool ahead);
+/* graft_pw_gemm_cols with B read in place (ldb > 0) once, in memory order,
+ * ahead of its use: for few rows (a batch of one) and a B from memory, not
+ * cache. AVX-512 where there is (graft_kernels_avx512); the same bits. */
+void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                          const float *R, size_t ldr);
 /* B (K x N, row stride ldb) in the panels graft_pw_gemm reads fastest (the
  * columns in blocks of the tile's width, each block's K rows contiguous,
  * the last one padded with zeros): graft_pw_gemm then takes ldb = 0 and the

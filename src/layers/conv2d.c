@@ -8,6 +8,7 @@
 #include "layers/layer.h"
 #include "layers/conv_plain.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __AVX512F__
@@ -386,6 +387,39 @@ static bool winograd_for(const conv2d *c, bool training, int n)
     return c->winograd && (training || graft_winograd_pays(&c->g, n));
 }
 
+/* Patch rows: an inference call of at most ROWS_MAX output pixels (a batch
+ * of one at 7x7) with a kernel of at least ROWS_MIN_FLOATS (1 MiB, more
+ * than L2 holds: it comes from memory each call), where Winograd does not
+ * run, with AVX-512 (as graft_winograd_pays, whose choice it follows), on
+ * one thread: on two, oneDNN's direct convolution was as fast or faster. */
+#define ROWS_MAX 64
+#define ROWS_MIN_FLOATS (256u * 1024u)
+
+static bool rows_for(const conv2d *c, bool training, int n)
+{
+    const graft_conv_geom *g = &c->g;
+    return !training && !c->plain && !pointwise(c) && n <= c->chunk &&
+           (size_t)n * g->oh * g->ow <= ROWS_MAX &&
+           (size_t)g->kh * g->kw * g->c * c->cfg.filters >= ROWS_MIN_FLOATS &&
+           !winograd_for(c, training, n) && graft_threads() == 1 && graft_kernels_avx512();
+}
+
+/* One GEMM of the call's patch rows (im2col into `col`) with the kernel
+ * (HWIO: kh kw c rows of F) read in place, once, in memory order, ahead of
+ * use (graft_pw_gemm_stream). On one thread oneDNN's direct convolution
+ * read ResNet50's 9.4 MB 7x7 kernels far below the memory's speed
+ * (docs/PERFORMANCE.md). Each output is one FMA chain over the patch in
+ * kernel order. */
+static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
+                         const float *bias, bool relu, float *y, float *col)
+{
+    const graft_conv_geom *g = &c->g;
+    const int M = n * g->oh * g->ow, K = g->kh * g->kw * g->c, F = c->cfg.filters;
+    graft_im2col(g, x, n, col);
+    const graft_kernel_epi e = {.bias = bias, .clamp = relu, .lo = 0, .hi = INFINITY};
+    graft_pw_gemm_stream(M, 0, F, K, col, (size_t)K, W, (size_t)F, y, (size_t)F, &e, NULL, 0);
+}
+
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
 {
     conv2d *c = l->cfg;
@@ -429,8 +463,11 @@ static void forward(graft_layer *l, const graft_fwd *f)
                                f->epi, f->out, !l->trains, f->scratch);
         return;
     }
-    if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out, f->scratch,
-                                            c->scratch_lent)) {
+    if (rows_for(c, f->training, f->n)) {
+        rows_forward(c, f->n, f->in[0], W, bias, act == GRAFT_RELU, f->out, f->scratch);
+        if (act == GRAFT_RELU) act = GRAFT_LINEAR; /* fused */
+    } else if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out,
+                                                   f->scratch, c->scratch_lent)) {
         if (act == GRAFT_RELU) act = GRAFT_LINEAR; /* fused */
     } else {
         gemm_forward(c, f->n, f->in[0], W, bias, f->out, f->scratch);
@@ -529,6 +566,7 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
     if (pointwise(c)) return "1x1 GEMM";
     if (winograd_for(c, training, n))
         return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
+    if (rows_for(c, training, n)) return "patch rows, kernel streamed in place";
     if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";
 }
