@@ -186,9 +186,8 @@ static void test_pointwise_rows_4k_apart(void)
  * sums in C between blocks. K = 600 spans three blocks, the last one short;
  * the values are the reference's, and the bits those of the kernel packed
  * (no copying), of AVX2, and of the rows one at a time (no copying either),
- * with the epilogue's every part and the residual; so are those of a packed
- * kernel read ahead and of B streamed k-block by k-block (also with B's
- * rows dense, ldb = N). */
+ * with the epilogue's every part and the residual; so are those of B
+ * streamed k-block by k-block (also with B's rows dense, ldb = N). */
 static void b_rows_apart(size_t ldb)
 
 {
@@ -223,10 +222,6 @@ static void b_rows_apart(size_t ldb)
         memset(C1, 0, (size_t)M * N * sizeof(float));
         graft_pw_gemm(M, N, K, A, K, P, 0, C1, N, &e, R, N, wide);
         CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
-        /* a kept kernel read ahead of the tiles (k in blocks, partial sums in C) */
-        memset(C1, 0, (size_t)M * N * sizeof(float));
-        graft_pw_gemm_cols(M, 0, N, K, A, K, P, 0, C1, N, &e, R, N, wide, true);
-        CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "read ahead, wide %d", wide);
         free(P);
     }
     /* Streamed, k outermost (graft_pw_gemm_stream): all columns, a share of

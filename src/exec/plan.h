@@ -98,8 +98,8 @@ struct graft_plan {
     int *buf_of;     /* per layer: the layer whose buffer holds its output */
     bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
     /* The weights outgrow the last-level cache, so that a pass finds each
-     * kernel in memory, not in cache: the kept packed 1x1 kernels are then
-     * read ahead of their GEMM's tiles (graft_pw_gemm_cols). */
+     * kernel in memory, not in cache: the 1x1 kernels that would be kept
+     * packed are streamed in place instead (graft_step_pw_kernel). */
     bool weights_from_memory;
 };
 
@@ -155,10 +155,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
 /* The kernel of the 1x1 Conv2D l as the fused steps' GEMMs read it over
  * `rows` rows in all (step_pointwise.c): packed into `scratch`
  * (graft_pw_pack_floats) where so many rows pay for the copy; else, where
- * graft_step_pw_kept, the layer's kept packed copy; else in place. *ldb:
- * its row stride, 0 when packed. */
-const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep,
-                                  float *scratch, size_t *ldb);
+ * graft_step_pw_kept, the layer's kept packed copy, or, where the model's
+ * weights come from memory (the plan's weights_from_memory), in place with
+ * *stream set (graft_pw_gemm_stream reads it); else in place. *ldb: its row
+ * stride, 0 when packed. */
+const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
+                                  bool keep, float *scratch, size_t *ldb, bool *stream);
 /* Whether a step that may keep packed kernels (`keep`) keeps l's for a
  * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
  * at least GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading

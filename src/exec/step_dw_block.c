@@ -322,7 +322,7 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
 typedef struct {
     const float *We, *Wd, *Wp; /* expand (Cin x Ce), depthwise (kh x kw x Ce), project (Ce x Cout) */
     size_t lde, ldp;           /* their row strides; 0: packed (graft_pw_pack) */
-    bool ahead_e, ahead_p;     /* kept packed copies, from memory: read ahead */
+    bool stream_e, stream_p;   /* in place, streamed (graft_step_pw_kernel) */
     graft_kernel_epi ee, ed, ep;
     bool residual; /* the project's epilogue adds the block input */
     bool wide;     /* AVX-512 kernels */
@@ -416,6 +416,17 @@ static void share(int N, int t, int nt, int *c0, int *c1)
     if (*c1 > N) *c1 = N;
 }
 
+/* Columns [c0, c0 + nc) of a 1x1 GEMM, its kernel streamed or not. */
+static void pw_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
+                    size_t ldr, bool wide, bool stream)
+{
+    if (stream)
+        graft_pw_gemm_stream(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr);
+    else
+        graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, wide);
+}
+
 /* One image x into out by thread t of the nt in the calling parallel
  * region (all of them call it): the expand GEMM's columns, the depthwise's
  * rows and the project GEMM's columns split among them, E and D (the
@@ -428,8 +439,8 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     if (g->NR) {
         share(g->Ce, t, nt, &c0, &c1);
         if (c1 > c0)
-            graft_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We, w->lde,
-                               E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->ahead_e);
+            pw_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
+                    (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->stream_e);
         src = E;
 #pragma omp barrier
     }
@@ -445,9 +456,9 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
 #pragma omp barrier
     share(g->Cout, t, nt, &c0, &c1);
     if (c1 > c0)
-        graft_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
-                           (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide,
-                           w->ahead_p);
+        pw_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
+                (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide,
+                w->stream_p);
     /* E and D are the next image's: everyone done with them first */
 #pragma omp barrier
 }
@@ -487,13 +498,10 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
      * is none). */
     float *packed = f->scratch;
     if (b->expand >= 0)
-        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
-                                    packed, &w.lde);
-    w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
-                                packed + g.pack_e, &w.ldp);
-    const bool cold = m->plan->weights_from_memory;
-    w.ahead_e = cold && b->expand >= 0 && w.lde == 0 && w.We != packed;
-    w.ahead_p = cold && w.ldp == 0 && w.Wp != packed + g.pack_e;
+        w.We = graft_step_pw_kernel(m, m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
+                                    true, packed, &w.lde, &w.stream_e);
+    w.Wp = graft_step_pw_kernel(m, m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
+                                packed + g.pack_e, &w.ldp, &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];

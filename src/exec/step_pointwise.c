@@ -184,25 +184,33 @@ const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t
 {
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
     if (!graft_step_pw_kept(l, rows, keep)) return "read in place";
-    return m->plan->weights_from_memory ? "kept packed, read ahead" : "kept packed";
+    return m->plan->weights_from_memory ? "streamed in place" : "kept packed";
 }
 
 bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
 
-const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool keep,
-                                  float *scratch, size_t *ldb)
+const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
+                                  bool keep, float *scratch, size_t *ldb, bool *stream)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
     *ldb = 0;
+    *stream = false;
     /* K * F copies against `rows` times as many multiply-adds. */
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) {
         graft_pw_pack(K, F, W, (size_t)F, scratch, wide);
         return scratch;
     }
-    const float *kept =
-        graft_step_pw_kept(l, rows, keep) ? graft_conv2d_packed_kernel(l, wide) : NULL;
-    if (kept) return kept;
+    if (graft_step_pw_kept(l, rows, keep)) {
+        /* From memory either way: once, not the copy and the kernel to check it. */
+        if (m->plan->weights_from_memory) {
+            *ldb = (size_t)F;
+            *stream = true;
+            return W;
+        }
+        const float *kept = graft_conv2d_packed_kernel(l, wide);
+        if (kept) return kept;
+    }
     *ldb = (size_t)F;
     return W;
 }
@@ -256,9 +264,12 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
  * the block while it is in cache. */
 static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *W,
                       size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide,
-                      bool ahead, graft_activation act)
+                      bool stream, graft_activation act)
 {
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide, ahead);
+    if (stream)
+        graft_pw_gemm_stream(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F);
+    else
+        graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
 
@@ -298,9 +309,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const bool wide = graft_kernels_avx512();
     size_t ldb;
     const size_t P = (size_t)f->n * g.oh * g.ow;
-    W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
-                             f->scratch, &ldb);
-    const bool ahead = ldb == 0 && W != f->scratch && m->plan->weights_from_memory;
+    bool stream;
+    W = graft_step_pw_kernel(m, m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
+                             f->scratch, &ldb, &stream);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
@@ -349,7 +360,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             const float *A = x + p0 * C;
             if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
             gemm_cols(rows, c0, nc, K, prologue ? buf : A, (size_t)C, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide, ahead, s->epi.act);
+                      res ? res + p0 * F : NULL, wide, stream, s->epi.act);
             continue;
         }
         const int img = (int)(ri / bands), bi = (int)(ri % bands);
@@ -365,7 +376,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
             const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;
             gemm_cols((oy1 - oy0) * g.ow, cc, w, K, buf, (size_t)K, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide, ahead, s->epi.act);
+                      res ? res + p0 * F : NULL, wide, stream, s->epi.act);
         }
     }
 }

@@ -163,15 +163,15 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
                    bool wide);
 /* Columns [c0, c0 + nc) of graft_pw_gemm's C[M,N] (B packed when ldb is 0,
  * c0 then a multiple of the panel width): B's, C's, R's and the epilogue's
- * parameters from column c0 on. Same bits as those columns of the whole.
- * ahead: B is packed and comes from memory, not cache (a kept kernel of a
- * model larger than the cache): its lines are asked for ahead of the tiles. */
+ * parameters from column c0 on. Same bits as those columns of the whole. */
 void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
-                        size_t ldr, bool wide, bool ahead);
+                        size_t ldr, bool wide);
 /* graft_pw_gemm_cols with B read in place (ldb > 0) once, in memory order,
  * ahead of its use: for few rows (a batch of one) and a B from memory, not
- * cache. AVX-512 where there is (graft_kernels_avx512); the same bits. */
+ * cache (a packed copy kept between calls costs a second read of B, to
+ * check it, and B's size again). AVX-512 where there is
+ * (graft_kernels_avx512); the same bits. */
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                           size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                           const float *R, size_t ldr);

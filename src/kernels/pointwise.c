@@ -78,14 +78,6 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
  * same order, the same bits. */
 #define PW_KC 256
 
-/* A packed B read `ahead` (a kept kernel, which comes from memory at batch
- * 1) goes PW_PKC rows at a time, and while the row tiles of one block run,
- * the next block's lines are asked for, a few after each tile: otherwise
- * the first tile waited for every line that the other tiles then found in
- * cache. A B in cache (packed this call) is faster without
- * (docs/PERFORMANCE.md). Partial sums go through C, as above. */
-#define PW_PKC 128
-
 static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 512 == 0 && M > MR; }
 
 /* Columns [n0, n0 + w) of B's rows [k0, k0 + kc) into buf as one panel of
@@ -334,7 +326,7 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
 
 static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
-                         const float *R, size_t ldr, bool read_ahead)
+                         const float *R, size_t ldr)
 {
     static const graft_kernel_epi none = {0};
     /* Rows of A 4 KiB apart share their L1 set: a tile's 12 rows then
@@ -347,31 +339,20 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
         const bool two = w > 16;
         const int last = two ? w - 16 : w;
         const __mmask16 mk = (__mmask16)((1u << last) - 1);
-        const bool ahead = read_ahead && !ldb && M > MR;
-        const int kb = copy ? PW_KC : ahead ? PW_PKC : K;
+        const int kb = copy ? PW_KC : K;
         for (int k0 = 0; k0 < K; k0 += kb) {
             const int kc = K - k0 < kb ? K - k0 : kb;
             const bool load = k0 > 0, fin = k0 + kc == K;
             /* ldb 0: B is packed (graft_pw_pack), panels of 32 columns */
-            const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32 + (size_t)k0 * 32;
+            const float *bp = ldb ? B + n0 : B + (size_t)(n0 / 32) * K * 32;
             size_t kst = ldb ? ldb : 32;
             if (copy) {
                 copy_block32(B, ldb, k0, kc, n0, w, buf);
                 bp = buf, kst = 32;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
-            /* the packed rows after this block (the next panel's first
-             * after the last block): 2 lines each, spread over the tiles */
-            const char *next = (const char *)(bp + (size_t)kc * 32);
-            int rows_next = !ahead ? 0 : !fin ? K - k0 - kc : n0 + 32 < N ? K : 0;
-            if (rows_next > kb) rows_next = kb;
-            const int tiles = (M + MR - 1) / MR, lines = 2 * rows_next;
-            const int per = (lines + tiles - 1) / tiles;
-            int asked = 0;
             for (int m0 = 0; m0 < M; m0 += MR) {
                 const int mr = M - m0 < MR ? M - m0 : MR;
-                for (int q = 0; q < per && asked < lines; q++, asked++)
-                    _mm_prefetch(next + 64 * asked, _MM_HINT_T1);
                 const float *a = A + (size_t)m0 * lda + k0;
                 const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
                 float *c = C + (size_t)m0 * ldc;
@@ -527,42 +508,35 @@ void graft_pw_prologue(int M, int K, const float *A, size_t lda, const graft_ker
     }
 }
 
-static void pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
-                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
-                    bool wide, bool ahead)
+void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
+                   float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
+                   bool wide)
 {
     static const graft_kernel_epi none = {0};
     if (M <= 0 || N <= 0) return;
     if (!e) e = &none;
 #ifdef __AVX2__
     if (wide && __builtin_cpu_supports("avx512f")) {
-        gemm512(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr, ahead);
+        gemm512(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
         return;
     }
     int done = gemm256(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
     if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
 #else
-    (void)wide, (void)ahead;
+    (void)wide;
     gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
 #endif
 }
 
-void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
-                   float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
-                   bool wide)
-{
-    pw_gemm(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr, wide, false);
-}
-
 void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
-                        size_t ldr, bool wide, bool ahead)
+                        size_t ldr, bool wide)
 {
     graft_kernel_epi ec = *e;
     if (ec.bias) ec.bias += c0;
     if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
-    pw_gemm(M, nc, K, A, lda, ldb ? B + c0 : B + (size_t)c0 * K, ldb, C + c0, ldc, &ec,
-            R ? R + c0 : NULL, ldr, wide, ahead);
+    graft_pw_gemm(M, nc, K, A, lda, ldb ? B + c0 : B + (size_t)c0 * K, ldb, C + c0, ldc, &ec,
+                  R ? R + c0 : NULL, ldr, wide);
 }
 
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
@@ -578,5 +552,5 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
         return;
     }
 #endif
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, true, false);
+    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, true);
 }
