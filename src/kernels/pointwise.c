@@ -552,5 +552,5 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
         return;
     }
 #endif
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, true);
+    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, false);
 }
