@@ -324,6 +324,25 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
     default: tile512(1, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;               \
     }
 
+/* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
+ * columns from n0 (bp: its rows, kst apart; two: 32 columns, else 16 or
+ * fewer, masked by mk); the epilogue ek and the residual R at the last
+ * block (fin). */
+INLINE T512 void rows512(int m0, int mr, bool two, int k0, int kc, const float *A, size_t lda,
+                         const float *bp, size_t kst, float *C, size_t ldc, __mmask16 mk,
+                         const graft_kernel_epi *ek, int n0, const float *R, size_t ldr, bool fin,
+                         bool load)
+{
+    const float *a = A + (size_t)m0 * lda + k0;
+    const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
+    float *c = C + (size_t)m0 * ldc;
+    if (two) {
+        ROWS512(2)
+    } else {
+        ROWS512(1)
+    }
+}
+
 static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                          const float *R, size_t ldr)
@@ -351,17 +370,9 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                 bp = buf, kst = 32;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
-            for (int m0 = 0; m0 < M; m0 += MR) {
-                const int mr = M - m0 < MR ? M - m0 : MR;
-                const float *a = A + (size_t)m0 * lda + k0;
-                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
-                float *c = C + (size_t)m0 * ldc;
-                if (two) {
-                    ROWS512(2)
-                } else {
-                    ROWS512(1)
-                }
-            }
+            for (int m0 = 0; m0 < M; m0 += MR)
+                rows512(m0, M - m0 < MR ? M - m0 : MR, two, k0, kc, A, lda, bp, kst, C, ldc, mk, ek,
+                        n0, R, ldr, fin, load);
         }
     }
 }
@@ -406,14 +417,7 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
                 for (int q = 0; q < per && asked < lines; q++, asked++)
                     _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (w - 1)),
                                  _MM_HINT_T1);
-                const float *a = A + (size_t)m0 * lda + k0;
-                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
-                float *c = C + (size_t)m0 * ldc;
-                if (two) {
-                    ROWS512(2)
-                } else {
-                    ROWS512(1)
-                }
+                rows512(m0, mr, two, k0, kc, A, lda, bp, kst, C, ldc, mk, ek, n0, R, ldr, fin, load);
             }
         }
     }
