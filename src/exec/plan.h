@@ -161,6 +161,13 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
  * stride, 0 when packed. */
 const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
                                   bool keep, float *scratch, size_t *ldb, bool *stream);
+/* Columns [c0, c0 + nc) of a GEMM over such a kernel: graft_pw_gemm_stream
+ * where graft_step_pw_kernel set `stream`, else graft_pw_gemm_cols. */
+struct graft_kernel_epi;
+void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda,
+                             const float *W, size_t ldb, float *C, size_t ldc,
+                             const struct graft_kernel_epi *e, const float *R, size_t ldr, bool wide,
+                             bool stream);
 /* Whether a step that may keep packed kernels (`keep`) keeps l's for a
  * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
  * at least GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading

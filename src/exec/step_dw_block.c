@@ -416,17 +416,6 @@ static void share(int N, int t, int nt, int *c0, int *c1)
     if (*c1 > N) *c1 = N;
 }
 
-/* Columns [c0, c0 + nc) of a 1x1 GEMM, its kernel streamed or not. */
-static void pw_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
-                    size_t ldr, bool wide, bool stream)
-{
-    if (stream)
-        graft_pw_gemm_stream(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr);
-    else
-        graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, wide);
-}
-
 /* One image x into out by thread t of the nt in the calling parallel
  * region (all of them call it): the expand GEMM's columns, the depthwise's
  * rows and the project GEMM's columns split among them, E and D (the
@@ -439,8 +428,9 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     if (g->NR) {
         share(g->Ce, t, nt, &c0, &c1);
         if (c1 > c0)
-            pw_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
-                    (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->stream_e);
+            graft_step_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We,
+                                    w->lde, E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide,
+                                    w->stream_e);
         src = E;
 #pragma omp barrier
     }
@@ -456,9 +446,9 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
 #pragma omp barrier
     share(g->Cout, t, nt, &c0, &c1);
     if (c1 > c0)
-        pw_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
-                (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide,
-                w->stream_p);
+        graft_step_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp,
+                                out, (size_t)g->Cout, &w->ep, w->residual ? x : NULL,
+                                (size_t)g->Cin, w->wide, w->stream_p);
     /* E and D are the next image's: everyone done with them first */
 #pragma omp barrier
 }

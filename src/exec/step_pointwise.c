@@ -215,6 +215,17 @@ const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t r
     return W;
 }
 
+void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda,
+                             const float *W, size_t ldb, float *C, size_t ldc,
+                             const graft_kernel_epi *e, const float *R, size_t ldr, bool wide,
+                             bool stream)
+{
+    if (stream)
+        graft_pw_gemm_stream(M, c0, nc, K, A, lda, W, ldb, C, ldc, e, R, ldr);
+    else
+        graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, ldc, e, R, ldr, wide);
+}
+
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
 {
     const graft_dw_block *b = &s->blk;
@@ -266,10 +277,8 @@ static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, 
                       size_t ldb, int F, float *C, const graft_kernel_epi *e, const float *R, bool wide,
                       bool stream, graft_activation act)
 {
-    if (stream)
-        graft_pw_gemm_stream(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F);
-    else
-        graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide);
+    graft_step_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide,
+                            stream);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
 }
 

@@ -325,14 +325,15 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
     }
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
- * columns from n0 (bp: its rows, kst apart; two: 32 columns, else 16 or
- * fewer, masked by mk); the epilogue ek and the residual R at the last
- * block (fin). */
-INLINE T512 void rows512(int m0, int mr, bool two, int k0, int kc, const float *A, size_t lda,
-                         const float *bp, size_t kst, float *C, size_t ldc, __mmask16 mk,
+ * w <= 32 columns from n0 (bp: its rows, kst apart); the epilogue ek and
+ * the residual R at the last block (fin). */
+INLINE T512 void rows512(int m0, int mr, int w, int k0, int kc, const float *A, size_t lda,
+                         const float *bp, size_t kst, float *C, size_t ldc,
                          const graft_kernel_epi *ek, int n0, const float *R, size_t ldr, bool fin,
                          bool load)
 {
+    const bool two = w > 16;
+    const __mmask16 mk = (__mmask16)((1u << (two ? w - 16 : w)) - 1); /* the last vector's */
     const float *a = A + (size_t)m0 * lda + k0;
     const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
     float *c = C + (size_t)m0 * ldc;
@@ -355,9 +356,6 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
-        const bool two = w > 16;
-        const int last = two ? w - 16 : w;
-        const __mmask16 mk = (__mmask16)((1u << last) - 1);
         const int kb = copy ? PW_KC : K;
         for (int k0 = 0; k0 < K; k0 += kb) {
             const int kc = K - k0 < kb ? K - k0 : kb;
@@ -371,12 +369,11 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
             }
             const graft_kernel_epi *ek = fin ? e : &none;
             for (int m0 = 0; m0 < M; m0 += MR)
-                rows512(m0, M - m0 < MR ? M - m0 : MR, two, k0, kc, A, lda, bp, kst, C, ldc, mk, ek,
-                        n0, R, ldr, fin, load);
+                rows512(m0, M - m0 < MR ? M - m0 : MR, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R,
+                        ldr, fin, load);
         }
     }
 }
-
 
 /* ------------------------------------------------------------ few rows, B streamed */
 
@@ -402,9 +399,6 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
         const graft_kernel_epi *ek = fin ? e : &none;
         for (int n0 = 0; n0 < N; n0 += 32) {
             const int w = N - n0 < 32 ? N - n0 : 32;
-            const bool two = w > 16;
-            const int last = two ? w - 16 : w;
-            const __mmask16 mk = (__mmask16)((1u << last) - 1);
             copy_block32(B, ldb, k0, kc, n0, w, buf);
             const float *bp = buf;
             const size_t kst = 32;
@@ -417,13 +411,45 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
                 for (int q = 0; q < per && asked < lines; q++, asked++)
                     _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (w - 1)),
                                  _MM_HINT_T1);
-                rows512(m0, mr, two, k0, kc, A, lda, bp, kst, C, ldc, mk, ek, n0, R, ldr, fin, load);
+                rows512(m0, mr, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R, ldr, fin, load);
             }
         }
     }
 }
 
 #endif /* __AVX2__ */
+
+/* The epilogue's parameters from column c0 on. */
+static graft_kernel_epi epi_from(const graft_kernel_epi *e, int c0)
+{
+    graft_kernel_epi ec = *e;
+    if (ec.bias) ec.bias += c0;
+    if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
+    return ec;
+}
+
+void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
+                        size_t ldr, bool wide)
+{
+    const graft_kernel_epi ec = epi_from(e, c0);
+    graft_pw_gemm(M, nc, K, A, lda, ldb ? B + c0 : B + (size_t)c0 * K, ldb, C + c0, ldc, &ec,
+                  R ? R + c0 : NULL, ldr, wide);
+}
+
+void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
+                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                          const float *R, size_t ldr)
+{
+#ifdef __AVX2__
+    if (M > 0 && nc > 0 && graft_kernels_avx512()) {
+        const graft_kernel_epi ec = epi_from(e, c0);
+        gemm512_stream(M, nc, K, A, lda, B + c0, ldb, C + c0, ldc, &ec, R ? R + c0 : NULL, ldr);
+        return;
+    }
+#endif
+    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, false);
+}
 
 /* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the
  * AVX2 tile's 16 (and the scalar path's, which reads either). */
@@ -530,31 +556,4 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
     (void)wide;
     gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
 #endif
-}
-
-void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
-                        size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
-                        size_t ldr, bool wide)
-{
-    graft_kernel_epi ec = *e;
-    if (ec.bias) ec.bias += c0;
-    if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
-    graft_pw_gemm(M, nc, K, A, lda, ldb ? B + c0 : B + (size_t)c0 * K, ldb, C + c0, ldc, &ec,
-                  R ? R + c0 : NULL, ldr, wide);
-}
-
-void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
-                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
-                          const float *R, size_t ldr)
-{
-#ifdef __AVX2__
-    if (M > 0 && nc > 0 && graft_kernels_avx512()) {
-        graft_kernel_epi ec = *e;
-        if (ec.bias) ec.bias += c0;
-        if (ec.mean) ec.mean += c0, ec.scale += c0, ec.shift += c0;
-        gemm512_stream(M, nc, K, A, lda, B + c0, ldb, C + c0, ldc, &ec, R ? R + c0 : NULL, ldr);
-        return;
-    }
-#endif
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, false);
 }
