@@ -24,7 +24,8 @@
 # it, a "1x1" process's decoding threads use the second core as well.
 #
 #   bench/bench_mpi.sh [BUILD] [REPEATS] [STEPS] [PARTS]
-# (defaults build 3 63 "stages allreduce grid"). 63 steps of 32 are one pass
+# (defaults build 3 63 "stages allreduce grid"; STAGES="finetune scratch"
+# by default, either alone to run one). 63 steps of 32 are one pass
 # over the lesson's 2000 images, so that epoch 2 reads every image from the
 # cache; fewer steps make epoch 2 decode too.
 set -euo pipefail
@@ -99,11 +100,13 @@ run() {
     fi
 }
 
+stages=${STAGES:-finetune scratch}
 if has stages; then
 # One frozen stage for every fine-tuning to start from.
-OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
-    --out "$tmp/frozen" >/dev/null
-for stage in finetune scratch; do
+[[ " $stages " == *" finetune "* ]] &&
+    OMP_NUM_THREADS=2 "$graft" train --data "$data" --base mobilenet --epochs 1 $common \
+        --out "$tmp/frozen" >/dev/null
+for stage in $stages; do
     declare -A e1=() e2=()
     for r in $(seq "$reps"); do
         for cfg in $configs; do

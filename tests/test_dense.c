@@ -1,6 +1,7 @@
 /* Dense with a kernel far taller than wide, whose forward pass splits the
- * inputs among the threads: output and gradients against a reference loop in
- * double (batches 1, 7 and 32, 1 to 3 threads, a second consumer of the input
+ * inputs among the threads and whose input gradient is made transposed at
+ * up to 64 rows: output and gradients against a reference loop in
+ * double (batches 1, 7, 32 and 65, 1 to 3 threads, a second consumer of the input
  * so that the input gradient adds up, a frozen layer), a gradient check, and
  * which kernels take the split. Dense on the last axis of a rank-2 or rank-3
  * input (Keras's rule, ConvNeXt's pointwise convolutions): output against the
@@ -167,6 +168,7 @@ static void test_split(void)
     check_case(&(dcase){30841, 17, 3, 7, false, false}); /* two partial sums */
     check_case(&(dcase){30841, 17, 1, 7, false, false}); /* one thread: no split */
     check_case(&(dcase){16411, 64, 2, 32, false, false});
+    check_case(&(dcase){30841, 17, 2, 65, false, false}); /* past the transposed gradient */
 }
 
 /* The input feeds two Dense layers: the second backward adds into dL/dx. */
@@ -215,12 +217,17 @@ static size_t scratch_of(int in, int units, int n, int threads)
     return s;
 }
 
-/* The split holds a partial sum (n x units) per thread but the first. */
+/* The split holds a partial sum (n x units) per thread but the first; the
+ * transposed input gradient (at most 64 rows) a chunk of 4096 kernel rows
+ * per thread; the scratch is the larger. */
 static void test_which_kernels_split(void)
 {
-    CHECK(scratch_of(30841, 17, 32, 2) == (size_t)32 * 17);
-    CHECK(scratch_of(30841, 17, 8, 3) == (size_t)2 * 8 * 17);
-    CHECK(scratch_of(30841, 17, 8, 1) == 0);
+    const size_t chunk = 4096;
+    CHECK(scratch_of(30841, 17, 32, 2) == 2 * chunk * 32);
+    CHECK(scratch_of(30841, 17, 8, 3) == 3 * chunk * 8);
+    CHECK(scratch_of(30841, 17, 8, 1) == chunk * 8);
+    CHECK(scratch_of(30841, 17, 65, 2) == (size_t)65 * 17);  /* too many rows: split only */
+    CHECK(scratch_of(30841, 17, 65, 1) == 0);
     CHECK(scratch_of(30841, 16, 8, 2) == 0);  /* 493456 weights */
     CHECK(scratch_of(768, 1024, 8, 2) == 0);  /* not 32 times taller than wide */
     CHECK(scratch_of(8192, 512, 8, 2) == 0);

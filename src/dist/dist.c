@@ -430,14 +430,17 @@ void dist_grads_arm(dist_grads *g)
 }
 
 /* Rank `me`'s share of one piece: the ranks' gradients summed in rank
- * order into this rank's slot, and the optimizer step over them (on this
- * rank's weights). */
+ * order, block by block, the optimizer step over each block (on this
+ * rank's weights) while its sums are still in L1, and the stepped weights
+ * published for the others (after the gradients, in this rank's slot); the
+ * sums are not kept. */
 static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_step_part *step)
 {
     enum { BLOCK = 2048 };
     float *const *slot = g->comm->slot;
-    const int ranks = g->comm->size, me = g->comm->rank;
-    float *mine = slot[me];
+    const int ranks = g->comm->size;
+    float *publish = slot[g->comm->rank] + g->model_floats;
+    const float *weights = g->m->weights;
     const long blocks = (long)((n + BLOCK - 1) / BLOCK);
 #pragma omp parallel for schedule(static) num_threads(graft_threads()) if (blocks > 16)
     for (long b = 0; b < blocks; b++) {
@@ -448,9 +451,9 @@ static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_ste
             const float *restrict src = slot[r] + at;
             for (size_t i = 0; i < k; i++) sum[i] += src[i];
         }
-        memcpy(mine + at, sum, k * sizeof(float));
+        step->step(step->ctx, at, k, sum);
+        memcpy(publish + at, weights + at, k * sizeof(float));
     }
-    step->step(step->ctx, off, n, mine + off);
 }
 
 /* Copies rank q's share of `dst` from q's published slot (q != this rank),
@@ -471,7 +474,6 @@ static graft_status shared_step(dist_grads *g, const dist_step_part *step)
     int rc = window_fence(c);
     for (int i = g->share[c->rank]; i < g->share[c->rank + 1] && rc == MPI_SUCCESS; i++)
         step_piece(g, g->pieces[i].offset, g->pieces[i].n, step);
-    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, g->m->weights); /* published for the others */
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
         if (q != c->rank) copy_share(g, q, g->m->weights, NULL);

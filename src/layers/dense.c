@@ -15,6 +15,7 @@ typedef struct {
     /* Chosen by scratch_floats at each plan (the scratch is sized for them): */
     int threads; /* graft_threads() then */
     bool split;  /* the inputs shared among the threads in forward */
+    bool tall;   /* the input gradient made transposed (TALL_CHUNK) */
 } dense;
 
 /*
@@ -29,6 +30,16 @@ typedef struct {
  */
 #define SPLIT_MIN_WEIGHTS ((size_t)1 << 19)
 #define SPLIT_MIN_RATIO 32
+
+/*
+ * The same tall kernel's input gradient, dz W^T, at a few rows: dnnl_sgemm
+ * with W transposed runs at a third of its speed there, but W dz^T (W read
+ * row by row) at full speed. So the gradient is made as (dx)^T, TALL_CHUNK
+ * kernel rows at a time (a chunk a thread, kept in cache), and transposed
+ * into dx. It pays up to TALL_MAX_ROWS rows (docs/PERFORMANCE.md).
+ */
+#define TALL_CHUNK 4096
+#define TALL_MAX_ROWS 64
 
 static graft_status build(graft_layer *l, const graft_shape *in)
 {
@@ -60,11 +71,14 @@ static size_t scratch_floats(const graft_layer *l, int n)
 {
     dense *d = l->cfg; /* the layer's own state, not its description */
     const size_t weights = (size_t)d->in_dim * (size_t)d->cfg.units;
+    const size_t M = (size_t)n * (size_t)d->rows;
+    const bool tall = weights >= SPLIT_MIN_WEIGHTS && d->in_dim >= SPLIT_MIN_RATIO * d->cfg.units;
     d->threads = graft_threads();
-    d->split = d->threads > 1 && weights >= SPLIT_MIN_WEIGHTS &&
-               d->in_dim >= SPLIT_MIN_RATIO * d->cfg.units;
-    return d->split ? (size_t)(d->threads - 1) * (size_t)n * (size_t)d->rows * (size_t)d->cfg.units
-                    : 0;
+    d->split = d->threads > 1 && tall;
+    d->tall = tall && M <= TALL_MAX_ROWS;
+    const size_t split = d->split ? (size_t)(d->threads - 1) * M * (size_t)d->cfg.units : 0,
+                 chunks = d->tall ? (size_t)d->threads * TALL_CHUNK * M : 0;
+    return split > chunks ? split : chunks;
 }
 
 /* y = x W with the inputs split among nth threads; part holds the partial
@@ -121,6 +135,37 @@ static size_t aux_floats(const graft_layer *l, int n)
                : 0;
 }
 
+/* dx (+)= dz W^T for M rows of dz, as (W dz^T)^T in chunks of kernel rows:
+ * each chunk's product (rows x M) in a thread's part of scratch
+ * (TALL_CHUNK x M floats), then written across into dx's columns. Each
+ * chunk is computed alike whatever thread takes it. */
+static void input_grad_tall(int nth, int M, int U, int I, const float *dz, const float *W,
+                            float *dx, bool accumulate, float *scratch)
+{
+    const int per = (I + TALL_CHUNK - 1) / TALL_CHUNK;
+    const int chunks = (per + nth - 1) / nth * nth, rows = (I + chunks - 1) / chunks;
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int c = 0; c < chunks; c++) {
+        const int i0 = c * rows, k = I - i0 < rows ? I - i0 : rows;
+        if (k <= 0) continue;
+        float *t = scratch + (size_t)omp_get_thread_num() * TALL_CHUNK * (size_t)M;
+        /* dnnl_sgemm runs on this thread alone inside a parallel region. */
+        graft_gemm(false, true, k, M, U, 1.0f, W + (size_t)i0 * U, U, dz, U, 0.0f, t, M);
+        /* Blocks of 64 columns, so that the reads across t stay in L1. */
+        for (int b0 = 0; b0 < k; b0 += 64) {
+            const int e = k - b0 < 64 ? k - b0 : 64;
+            for (int r = 0; r < M; r++) {
+                float *dst = dx + (size_t)r * I + i0 + b0;
+                const float *src = t + (size_t)b0 * M + r;
+                if (accumulate)
+                    for (int j = 0; j < e; j++) dst[j] += src[(size_t)j * M];
+                else
+                    for (int j = 0; j < e; j++) dst[j] = src[(size_t)j * M];
+            }
+        }
+    }
+}
+
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     dense *d = l->cfg;
@@ -137,7 +182,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
                 for (int j = 0; j < U; j++) db[j] += dz[(size_t)r * U + j];
         }
     }
-    if (b->din[0])
+    if (b->din[0] && d->tall && b->scratch && M <= TALL_MAX_ROWS)
+        input_grad_tall(d->threads, M, U, I, dz, l->weights[0].data, b->din[0],
+                        b->din_accumulate[0], b->scratch);
+    else if (b->din[0])
         graft_gemm(false, true, M, I, U, 1.0f, dz, U, l->weights[0].data, U,
                    b->din_accumulate[0] ? 1.0f : 0.0f, b->din[0], I);
 }

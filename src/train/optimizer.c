@@ -102,11 +102,18 @@ float graft_model_learning_rate(const graft_model *m) { return m->compile.optimi
 #define PAR_MIN 32768
 
 /* Each weight's update reads only its own gradient and slots, so a static split
- * over threads gives the same bits as one thread. Loops over i < n. */
+ * over threads gives the same bits as one thread. Loops over i < n. Below
+ * PAR_MIN no parallel region at all: an `if` clause still costs a call into
+ * the runtime, and the sharded step calls this per block of 2048. */
 #define EACH_WEIGHT(body)                                                                       \
     do {                                                                                        \
-        _Pragma("omp parallel for simd schedule(static) if (n >= PAR_MIN)")                     \
-        for (size_t i = 0; i < n; i++) body                                                     \
+        if (n >= PAR_MIN) {                                                                     \
+            _Pragma("omp parallel for simd schedule(static)")                                   \
+            for (size_t i = 0; i < n; i++) body                                                 \
+        } else {                                                                                \
+            _Pragma("omp simd")                                                                 \
+            for (size_t i = 0; i < n; i++) body                                                 \
+        }                                                                                       \
     } while (0)
 
 static void step_range(const graft_optimizer *o, float *w, const float *g, float *s1, float *s2,
