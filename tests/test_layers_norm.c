@@ -2,7 +2,8 @@
  * Rescaling, Normalization (weights or constants, any one axis, invert),
  * LayerNormalization (channels, or trailing axes), ConvNeXt's LayerScale:
  * forward against numpy/torch, central-difference gradients, Keras config
- * in and out, .h5 round trip. */
+ * in and out, .h5 round trip; Rescaling and Normalization over an RGB
+ * tensor against their formula, bit for bit. */
 #include "layers_util.h"
 
 static fixture fx;
@@ -71,6 +72,52 @@ static void test_normalization(void)
     check_forward(m, fixture_get(&fx, "norm/x"), fixture_get(&fx, "norm/norm_w_y"), false, 1e-5,
                   1e-6);
     graft_model_free(m);
+}
+
+/* An image tensor (RGB, channels last), as in EfficientNet's stem: many
+ * stretches of the periodic map and a partial last one, on two threads;
+ * each float is the one expression of Keras's formula, so the bits are
+ * those of a plain loop here. Then Normalization inverted. */
+static void test_rgb_tensor(void)
+{
+    enum { N = 3, H = 37, W = 41, C = 3 };
+    const size_t n = (size_t)N * H * W * C;
+    graft_threads_set(2);
+    for (int invert = 0; invert < 2; invert++) {
+        graft_model *m = graft_model_new("t");
+        graft_input(m, NULL, graft_shape3(H, W, C));
+        graft_rescaling_cfg rk = {.n_scale = 3, .n_offset = 3, .scale = {0.5f, 0.25f, 2.0f},
+                                  .offset = {-1.0f, 0.125f, 3.0f}};
+        graft_layer *r = graft_rescaling(m, NULL, rk);
+        graft_layer *z = graft_normalization(m, NULL, (graft_normalization_cfg){.invert = invert});
+        CHECK_OK(graft_model_status(m));
+        if (!r || !z) {
+            graft_model_free(m);
+            return;
+        }
+        const float mean[C] = {0.485f, -0.456f, 0.406f}, var[C] = {0.052f, 0.0501f, 0.0f};
+        memcpy(graft_layer_weight_data(z, 0), mean, sizeof mean);
+        memcpy(graft_layer_weight_data(z, 1), var, sizeof var);
+        float *x = malloc(n * sizeof(float));
+        graft_rng rng;
+        graft_rng_seed(&rng, 130 + (uint64_t)invert);
+        for (size_t i = 0; x && i < n; i++) x[i] = graft_rng_normal(&rng);
+        if (x) CHECK_OK(graft_model_forward(m, x, N, false));
+        size_t bad_r = 0, bad_z = 0;
+        for (size_t i = 0; x && i < n; i++) {
+            const size_t c = i % C;
+            const float y = x[i] * rk.scale[c] + rk.offset[c];
+            const float s = sqrtf(var[c]) > 1e-7f ? sqrtf(var[c]) : 1e-7f;
+            const float want = invert ? y * s + mean[c] : (y - mean[c]) / s;
+            bad_r += memcmp(&r->out[i], &y, sizeof y) != 0;
+            bad_z += memcmp(&z->out[i], &want, sizeof want) != 0;
+        }
+        CHECK_MSG(bad_r == 0, "Rescaling: %zu of %zu floats differ", bad_r, n);
+        CHECK_MSG(bad_z == 0, "Normalization (invert %d): %zu of %zu floats differ", invert, bad_z,
+                  n);
+        free(x);
+        graft_model_free(m);
+    }
 }
 
 static void test_layer_norm(void)
@@ -179,6 +226,7 @@ int main(void)
     if (!fx.n) return CHECK_SUMMARY();
     RUN(test_rescaling);
     RUN(test_normalization);
+    RUN(test_rgb_tensor);
     RUN(test_layer_norm);
     RUN(test_layer_scale);
     RUN(test_config_in_and_out);

@@ -229,4 +229,12 @@ void graft_dw_backward(const graft_conv_geom *g, int dm, int n, const float *x, 
                        const float *kernel, float *dkernel, float *dbias, float *dx,
                        bool accumulate, float *scratch);
 
+/* y = (x - a) / b (sub_div) or y = x * a + b over n floats (y may be x),
+ * where a float's a and b are a[i % period], b[i % period]: a per-channel
+ * affine map over a tensor whose channels repeat every `period` floats.
+ * Each float as that one expression alone (no fused multiply-add), so the
+ * bits are those of the plain loop; the threads share the floats. */
+void graft_affine_periodic(const float *x, float *y, size_t n, const float *a, const float *b,
+                           size_t period, bool sub_div);
+
 #endif

@@ -6,6 +6,7 @@
  * "count" (Keras's adapt state; count is kept only to match Keras's files),
  * as in EfficientNet's stem.
  */
+#include "kernels/kernels.h"
 #include "layers/config_json.h"
 #include "layers/layer.h"
 
@@ -64,10 +65,23 @@ static void stats(const graft_layer *l, size_t c, float *mean, float *sd)
     *sd = s > EPSILON ? s : EPSILON;
 }
 
+/* Channels repeat every PERIODIC_MAX floats or fewer: one affine map over
+ * the whole tensor (graft_affine_periodic), as EfficientNet's stem has it. */
+#define PERIODIC_MAX 4096
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const normalization *z = l->cfg;
     const size_t blocks = (size_t)f->n * graft_shape_size(&l->out_shape) / (z->dim * z->inner);
+    if (z->inner == 1 && z->dim <= PERIODIC_MAX) {
+        float mean[PERIODIC_MAX], sd[PERIODIC_MAX];
+        for (size_t c = 0; c < z->dim; c++) stats(l, c, &mean[c], &sd[c]);
+        if (z->invert)
+            graft_affine_periodic(f->in[0], f->out, blocks * z->dim, sd, mean, z->dim, false);
+        else
+            graft_affine_periodic(f->in[0], f->out, blocks * z->dim, mean, sd, z->dim, true);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (blocks * z->dim * z->inner > 32768)
     for (size_t b = 0; b < blocks; b++)
         for (size_t c = 0; c < z->dim; c++) {

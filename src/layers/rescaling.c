@@ -3,6 +3,7 @@
  * or one per channel (the last axis), as Keras Applications' EfficientNet
  * divides by the ImageNet deviations with a list.
  */
+#include "kernels/kernels.h"
 #include "layers/config_json.h"
 #include "layers/layer.h"
 
@@ -36,11 +37,24 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
+/* Up to this many channels, one affine map over the whole tensor
+ * (graft_affine_periodic). */
+#define PERIODIC_MAX 4096
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const rescaling *r = l->cfg;
     const size_t C = r->channels, rows = (size_t)f->n * graft_shape_size(&l->out_shape) / C;
     const bool cs = r->cfg.n_scale > 1, co = r->cfg.n_offset > 1;
+    if (C <= PERIODIC_MAX) {
+        float scale[PERIODIC_MAX], offset[PERIODIC_MAX];
+        for (size_t c = 0; c < C; c++) {
+            scale[c] = r->cfg.scale[cs ? c : 0];
+            offset[c] = r->cfg.offset[co ? c : 0];
+        }
+        graft_affine_periodic(f->in[0], f->out, rows * C, scale, offset, C, false);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
     for (size_t i = 0; i < rows; i++) {
         const float *x = f->in[0] + i * C;
