@@ -4,7 +4,8 @@
  * for the frozen layers of a training pass, and their bits: those of the
  * BatchNormalization and ReLU layers run apart followed by the step without
  * a prologue, the same for an image alone or in a batch, on one thread or
- * two, with AVX-512 or AVX2. */
+ * two, with AVX-512 or AVX2. Squeeze-and-excitation's Multiply as the
+ * prologue, the same way. */
 #include "check.h"
 #include "internal.h"
 #include "plan_check.h"
@@ -108,6 +109,69 @@ static void test_prologue_equals_layers(void)
         }
     free(x);
     free(mid);
+    free(fused);
+    free(plain);
+}
+
+/* Squeeze and excitation in front of a 1x1 (EfficientNet's projection):
+ * x -> GAP (keepdims) -> 1x1 sigmoid = gate; Multiply(x, gate) (or the gate
+ * first) -> 1x1 -> BN. The Multiply is the step's prologue, whose blocks of
+ * rows span images (143 pixels an image, 96 a block); the outputs are those
+ * of the layers run apart (GRAFT_NO_FUSED_INFERENCE), bit for bit, alone or
+ * in a batch, on one thread or two, AVX2 or AVX-512. A strided 1x1 does not
+ * take it. */
+static graft_model *excite_chain(bool gate_first, int stride)
+{
+    graft_model *m = graft_model_new("excite");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(H, W, C));
+    graft_layer *p = graft_global_average_pooling2d_keepdims(m, x, "squeeze");
+    graft_layer *g = graft_conv2d(m, p, (graft_conv2d_cfg){.name = "gate", .filters = C,
+                                                           .kernel_size = {1, 1},
+                                                           .activation = GRAFT_SIGMOID});
+    graft_layer *pair[2] = {gate_first ? g : x, gate_first ? x : g};
+    graft_layer *e = graft_multiply(m, "excite", 2, pair);
+    graft_layer *c = graft_conv2d(m, e, (graft_conv2d_cfg){.name = "conv", .filters = F,
+                                                           .kernel_size = {1, 1},
+                                                           .strides = {stride, stride},
+                                                           .no_bias = 1});
+    graft_batch_norm(m, c, (graft_batch_norm_cfg){.name = "conv_bn", .epsilon = 1e-3f});
+    CHECK_OK(graft_model_status(m));
+    return m;
+}
+
+static void test_excite_prologue(void)
+{
+    float *x = random_input(N, 21);
+    float *fused = malloc((size_t)N * H * W * F * sizeof(float));
+    float *plain = malloc((size_t)N * H * W * F * sizeof(float));
+    CHECK(x && fused && plain);
+    for (int first = 0; first < 2 && x && fused && plain; first++) {
+        graft_model *m = excite_chain(first, 1);
+        set_random(m, 22 + (unsigned)first);
+        CHECK_OK(graft_model_predict(m, x, N, fused));
+        const graft_layer *e = graft_model_find(m, "excite");
+        int root = -1;
+        CHECK_MSG(!strcmp(graft_plan_step_kind(m, e->index, &root), "pointwise") &&
+                      root == e->index,
+                  "gate first %d", first);
+        CHECK(e->out == NULL);
+        setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+        m->capacity = 0;
+        CHECK_OK(graft_model_predict(m, x, N, plain));
+        CHECK(in_step(m, e, "layer"));
+        unsetenv("GRAFT_NO_FUSED_INFERENCE");
+        CHECK_MSG(memcmp(fused, plain, N * out_size(m) * sizeof(float)) == 0, "gate first %d",
+                  first);
+        m->capacity = 0;
+        check_same_bits(m, x, N, "excite", "pointwise");
+        graft_model_free(m);
+    }
+    graft_model *m = excite_chain(false, 2);
+    set_random(m, 24);
+    CHECK_OK(graft_model_predict(m, x, N, fused));
+    CHECK(in_step(m, graft_model_find(m, "excite"), "layer"));
+    graft_model_free(m);
+    free(x);
     free(fused);
     free(plain);
 }
@@ -222,6 +286,7 @@ int main(void)
     RUN(test_prologue_equals_layers);
     RUN(test_weightless_trainable_bn_not_folded);
     RUN(test_bits_reproducible);
+    RUN(test_excite_prologue);
     RUN(test_plan_takes_only_gradient_free_chains);
     return CHECK_SUMMARY();
 }

@@ -76,6 +76,9 @@ typedef struct graft_dw_block {
     int pre_bn;
     bool pre_clamp;
     float pre_lo, pre_hi;
+    /* POINTWISE: instead, a squeeze-and-excitation Multiply (-1: none)
+     * whose input `excite_gate` (0 or 1) is each image's channel scale. */
+    int excite, excite_gate;
 } graft_dw_block;
 
 typedef struct graft_step {

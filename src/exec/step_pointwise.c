@@ -13,7 +13,10 @@
  * ResNetV2's preact), becomes the GEMM's prologue: each block of input rows
  * is normalised and clamped into a per-thread buffer in cache, which the
  * GEMM then reads once per panel of columns; unfused these are two passes
- * that each read and write the whole input.
+ * that each read and write the whole input. Squeeze-and-excitation's
+ * Multiply of the map by each image's channel gate, read only by a stride-1
+ * 1x1 (EfficientNet's projections), is a prologue the same way: unfused, a
+ * pass that reads the block's expanded map and writes it again.
  *
  * The step runs wherever none of its layers needs a gradient: inference,
  * and the frozen layers below a training pass's first trained one (where a
@@ -86,14 +89,24 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     graft_step f = {.kind = GRAFT_STEP_POINTWISE, .n = 0, .bn = -1};
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
-    b->residual = b->pre_bn = -1;
-    const int conv = take_prologue(m, i, training, &f);
+    b->residual = b->pre_bn = b->excite = -1;
+    const graft_layer *first = m->layers[i];
+    int conv;
+    if (!first->requires_grad && first->out_shape.rank == 3 &&
+        graft_multiply_gate(first, &b->excite_gate)) {
+        b->excite = i;
+        f.layer[f.n++] = i;
+        conv = graft_plan_sole_reader(m, i);
+    } else {
+        conv = take_prologue(m, i, training, &f);
+    }
     if (conv <= 0) return false;
     b->project = conv;
     f.layer[f.n++] = conv;
     graft_conv_geom g;
     int F;
     if (!one_by_one(m, conv, &g, &F, &b->project_clamp, &b->project_lo, &b->project_hi)) return false;
+    if (b->excite >= 0 && (g.sh != 1 || g.sw != 1)) return false;
     int j = graft_step_take_bn_clamp(m, &f, conv, training, b->project_clamp, &b->project_bn,
                                      &b->project_clamp, &b->project_lo, &b->project_hi);
     int r = graft_plan_sole_reader(m, j);
@@ -233,7 +246,7 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
     int F;
     project_geom(m, s, &g, &F, NULL, NULL);
     size_t n = graft_pw_pack_floats(g.c, F, true);
-    if (b->pre_bn >= 0 || b->pre_clamp || g.sh != 1 || g.sw != 1)
+    if (b->pre_bn >= 0 || b->pre_clamp || b->excite >= 0 || g.sh != 1 || g.sw != 1)
         n += (size_t)graft_threads() * prologue_floats(&g);
     return n;
 }
@@ -256,7 +269,9 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     if (g.sh != 1 || g.sw != 1)
         snprintf(bands, sizeof bands, ", bands of up to %d output rows, %d columns a pass",
                  band_rows(&g), STRIDED_COLS);
-    if (b->pre_bn >= 0 || b->pre_clamp)
+    if (b->excite >= 0)
+        snprintf(pre, sizeof pre, "excite -> ");
+    else if (b->pre_bn >= 0 || b->pre_clamp)
         snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
                  b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
@@ -280,6 +295,20 @@ static void gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, 
     graft_step_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, (size_t)F, e, R, (size_t)F, wide,
                             stream);
     graft_activation_rows(act, C + c0, (size_t)M, (size_t)nc, (size_t)F);
+}
+
+/* Rows p0.. of the map A (K channels) times their image's gate (K per
+ * image; `image` pixels an image) into buf: the Multiply's products. */
+static void excite_rows(int rows, int K, const float *A, size_t p0, size_t image,
+                        const float *gate, float *buf)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *restrict a = A + (size_t)r * K,
+                              *restrict s = gate + (p0 + (size_t)r) / image * (size_t)K;
+        float *restrict o = buf + (size_t)r * K;
+#pragma omp simd
+        for (int k = 0; k < K; k++) o[k] = a[k] * s[k];
+    }
 }
 
 /* v rounded up to a multiple of m. */
@@ -314,7 +343,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         pre.scale = pp + K;
         pre.shift = pp + 2 * K;
     }
-    const bool prologue = b->pre_bn >= 0 || b->pre_clamp;
+    const bool prologue = b->pre_bn >= 0 || b->pre_clamp, excite = b->excite >= 0;
     const bool wide = graft_kernels_avx512();
     size_t ldb;
     const size_t P = (size_t)f->n * g.oh * g.ow;
@@ -324,7 +353,10 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
-    const float *x = f->in[0], *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
+    const float *x = f->in[excite ? 1 - b->excite_gate : 0],
+                *gate = excite ? f->in[b->excite_gate] : NULL,
+                *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
+    const size_t image = (size_t)g.h * g.w; /* pixels; stride 1 where there is a gate */
     float *out = m->layers[s->layer[s->n - 1]]->out;
     const int C = g.c;
     /* Work items: blocks of output pixels (stride 1: any run of them, the
@@ -368,8 +400,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
             if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
-            gemm_cols(rows, c0, nc, K, prologue ? buf : A, (size_t)C, W, ldb, F, out + p0 * F, &e,
-                      res ? res + p0 * F : NULL, wide, stream, s->epi.act);
+            if (excite) excite_rows(rows, K, A, p0, image, gate, buf);
+            gemm_cols(rows, c0, nc, K, prologue || excite ? buf : A, (size_t)C, W, ldb, F,
+                      out + p0 * F, &e, res ? res + p0 * F : NULL, wide, stream, s->epi.act);
             continue;
         }
         const int img = (int)(ri / bands), bi = (int)(ri % bands);

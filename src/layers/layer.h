@@ -222,6 +222,10 @@ bool graft_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *fil
  * gradient, at batches too small to pack it each call. NULL: not 1x1, or
  * no memory. */
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide);
+/* A Multiply of a (H, W, C) map by a (1, 1, C) gate, squeeze-and-excitation's
+ * scaling (y = map * gate, channel by channel): which input is the gate;
+ * false for other layers. */
+bool graft_multiply_gate(const graft_layer *l, int *gate);
 bool graft_depthwise_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
                                  const float **kernel, const float **bias, graft_activation *act);
 /* A SeparableConv2D's depthwise geometry and weights (dw_kernel (kh, kw, C),

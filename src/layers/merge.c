@@ -124,6 +124,13 @@ static void forward(graft_layer *l, const graft_fwd *f)
     }
 }
 
+bool graft_multiply_gate(const graft_layer *l, int *gate)
+{
+    if (l->ops->forward != forward || ((const merge *)l->cfg)->gate < 0) return false;
+    *gate = ((const merge *)l->cfg)->gate;
+    return true;
+}
+
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     const merge *g = l->cfg;
