@@ -236,5 +236,7 @@ void graft_dw_backward(const graft_conv_geom *g, int dm, int n, const float *x, 
  * bits are those of the plain loop; the threads share the floats. */
 void graft_affine_periodic(const float *x, float *y, size_t n, const float *a, const float *b,
                            size_t period, bool sub_div);
+/* The longest period its callers lay out per-channel values for on the stack. */
+#define GRAFT_AFFINE_MAX_PERIOD 4096
 
 #endif

@@ -15,7 +15,7 @@ typedef struct {
     /* Chosen by scratch_floats at each plan (the scratch is sized for them): */
     int threads; /* graft_threads() then */
     bool split;  /* the inputs shared among the threads in forward */
-    bool tall;   /* the input gradient made transposed (TALL_CHUNK) */
+    bool dx_chunks; /* the input gradient made transposed (TALL_CHUNK) */
 } dense;
 
 /*
@@ -75,9 +75,9 @@ static size_t scratch_floats(const graft_layer *l, int n)
     const bool tall = weights >= SPLIT_MIN_WEIGHTS && d->in_dim >= SPLIT_MIN_RATIO * d->cfg.units;
     d->threads = graft_threads();
     d->split = d->threads > 1 && tall;
-    d->tall = tall && M <= TALL_MAX_ROWS;
+    d->dx_chunks = tall && M <= TALL_MAX_ROWS; /* then so is every smaller batch */
     const size_t split = d->split ? (size_t)(d->threads - 1) * M * (size_t)d->cfg.units : 0,
-                 chunks = d->tall ? (size_t)d->threads * TALL_CHUNK * M : 0;
+                 chunks = d->dx_chunks ? (size_t)d->threads * TALL_CHUNK * M : 0;
     return split > chunks ? split : chunks;
 }
 
@@ -182,7 +182,7 @@ static void backward(graft_layer *l, const graft_bwd *b)
                 for (int j = 0; j < U; j++) db[j] += dz[(size_t)r * U + j];
         }
     }
-    if (b->din[0] && d->tall && b->scratch && M <= TALL_MAX_ROWS)
+    if (b->din[0] && d->dx_chunks && b->scratch)
         input_grad_tall(d->threads, M, U, I, dz, l->weights[0].data, b->din[0],
                         b->din_accumulate[0], b->scratch);
     else if (b->din[0])

@@ -65,16 +65,13 @@ static void stats(const graft_layer *l, size_t c, float *mean, float *sd)
     *sd = s > EPSILON ? s : EPSILON;
 }
 
-/* Channels repeat every PERIODIC_MAX floats or fewer: one affine map over
- * the whole tensor (graft_affine_periodic), as EfficientNet's stem has it. */
-#define PERIODIC_MAX 4096
-
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const normalization *z = l->cfg;
     const size_t blocks = (size_t)f->n * graft_shape_size(&l->out_shape) / (z->dim * z->inner);
-    if (z->inner == 1 && z->dim <= PERIODIC_MAX) {
-        float mean[PERIODIC_MAX], sd[PERIODIC_MAX];
+    /* Channels last (EfficientNet's stem): one affine map over the tensor. */
+    if (z->inner == 1 && z->dim <= GRAFT_AFFINE_MAX_PERIOD) {
+        float mean[GRAFT_AFFINE_MAX_PERIOD], sd[GRAFT_AFFINE_MAX_PERIOD];
         for (size_t c = 0; c < z->dim; c++) stats(l, c, &mean[c], &sd[c]);
         if (z->invert)
             graft_affine_periodic(f->in[0], f->out, blocks * z->dim, sd, mean, z->dim, false);

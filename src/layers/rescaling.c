@@ -37,17 +37,13 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     return GRAFT_OK;
 }
 
-/* Up to this many channels, one affine map over the whole tensor
- * (graft_affine_periodic). */
-#define PERIODIC_MAX 4096
-
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     const rescaling *r = l->cfg;
     const size_t C = r->channels, rows = (size_t)f->n * graft_shape_size(&l->out_shape) / C;
     const bool cs = r->cfg.n_scale > 1, co = r->cfg.n_offset > 1;
-    if (C <= PERIODIC_MAX) {
-        float scale[PERIODIC_MAX], offset[PERIODIC_MAX];
+    if (C <= GRAFT_AFFINE_MAX_PERIOD) { /* one affine map over the tensor */
+        float scale[GRAFT_AFFINE_MAX_PERIOD], offset[GRAFT_AFFINE_MAX_PERIOD];
         for (size_t c = 0; c < C; c++) {
             scale[c] = r->cfg.scale[cs ? c : 0];
             offset[c] = r->cfg.offset[co ? c : 0];
