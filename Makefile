@@ -85,8 +85,11 @@ $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h &: src/export/onnx.proto
 	protoc-c --proto_path=src/export --c_out=$(BUILD)/gen src/export/onnx.proto
 $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c $(FLAGS_STAMP)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-$(BUILD)/src/export/%.o: ALL_CFLAGS += -I$(BUILD)/gen
-$(BUILD)/src/export/%.o: $(BUILD)/gen/onnx.pb-c.h
+# (Named, not a pattern: a pattern rule without a recipe adds no
+# prerequisite, and a serial build compiled onnx.c before the header existed.)
+EXPORT_OBJ := $(filter $(BUILD)/src/export/%.o,$(LIB_OBJ))
+$(EXPORT_OBJ): ALL_CFLAGS += -I$(BUILD)/gen
+$(EXPORT_OBJ): $(BUILD)/gen/onnx.pb-c.h
 
 $(BUILD)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@
