@@ -4,8 +4,9 @@
  * unfused layers (GRAFT_NO_FUSED_INFERENCE=1) over expansion, ZeroPadding2D
  * + stride 2, 'same' stride 1 with a residual, the MobileNet v1 pair without
  * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
- * ResNet50, DenseNet121, EfficientNetB0 (ZeroPadding2D -> depthwise,
- * step_pad_dw.c) and Xception (SeparableConv2D as a DW_BLOCK); and their
+ * ResNet50, DenseNet121, EfficientNetB0 (expand -> depthwise as a DW_BLOCK
+ * that ends at the depthwise output), ZeroPadding2D -> depthwise
+ * (step_pad_dw.c), Xception (SeparableConv2D as a DW_BLOCK); and their
  * bits: the same for an image alone or in a batch, on one thread or two,
  * with AVX-512 or AVX2. */
 #include "check.h"
@@ -383,11 +384,8 @@ static void test_kept_packed_kernel(void)
 static graft_model *padded_depthwise(void)
 {
     graft_model *m = graft_model_new("padded_depthwise");
-    graft_layer *x = graft_input(m, NULL, graft_shape3(13, 11, 20));
-    graft_conv2d(m, x, (graft_conv2d_cfg){.name = "expand", .filters = 40, .kernel_size = {1, 1},
-                                          .no_bias = 1});
-    bn(m, "expand_bn");
-    x = graft_activation_layer(m, NULL, "expand_swish", GRAFT_SWISH);
+    /* (an expansion in front would make the first chain a DW_BLOCK) */
+    graft_layer *x = graft_input(m, NULL, graft_shape3(13, 11, 40));
     x = graft_zero_padding2d(m, x, "a_pad", 1, 2, 1, 2);
     graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){.name = "a_dw", .kernel_size = {5, 5},
                                                               .strides = {2, 2},
@@ -445,6 +443,129 @@ static void test_pad_depthwise(void)
     free(plain);
     free(fused);
     graft_model_free(m);
+}
+
+/* An EfficientNet block as the zoo builds it: 1x1 expand -> BN -> swish ->
+ * [pad ->] depthwise -> BN -> swish -> squeeze-and-excitation -> Multiply
+ * -> 1x1 project -> BN [-> Add]. */
+static graft_layer *se_block(graft_model *m, graft_layer *in, const char *p, int expand, int k,
+                             int stride, int out_c)
+{
+    char name[64];
+    const int c = graft_layer_output_shape(in).dim[2], e = c * expand;
+    snprintf(name, sizeof name, "%s_expand", p);
+    graft_conv2d(m, in, (graft_conv2d_cfg){.name = name, .filters = e, .kernel_size = {1, 1},
+                                           .no_bias = 1});
+    snprintf(name, sizeof name, "%s_expand_bn", p);
+    bn(m, name);
+    snprintf(name, sizeof name, "%s_expand_swish", p);
+    graft_layer *x = graft_activation_layer(m, NULL, name, GRAFT_SWISH);
+    if (stride == 2) {
+        snprintf(name, sizeof name, "%s_pad", p);
+        graft_shape s = graft_layer_output_shape(x);
+        x = graft_zero_padding2d(m, x, name, k / 2 - 1 + s.dim[0] % 2, k / 2,
+                                 k / 2 - 1 + s.dim[1] % 2, k / 2);
+    }
+    snprintf(name, sizeof name, "%s_dw", p);
+    graft_depthwise_conv2d(m, x, (graft_depthwise_conv2d_cfg){
+                                     .name = name, .kernel_size = {k, k}, .strides = {stride, stride},
+                                     .padding = stride == 1 ? GRAFT_SAME : GRAFT_VALID, .no_bias = 1});
+    snprintf(name, sizeof name, "%s_dw_bn", p);
+    bn(m, name);
+    snprintf(name, sizeof name, "%s_dw_swish", p);
+    x = graft_activation_layer(m, NULL, name, GRAFT_SWISH);
+    snprintf(name, sizeof name, "%s_squeeze", p);
+    graft_layer *se = graft_global_average_pooling2d(m, x, name);
+    snprintf(name, sizeof name, "%s_reshape", p);
+    se = graft_reshape(m, se, name, graft_shape3(1, 1, e));
+    snprintf(name, sizeof name, "%s_reduce", p);
+    se = graft_conv2d(m, se, (graft_conv2d_cfg){.name = name, .filters = 4, .kernel_size = {1, 1},
+                                                .activation = GRAFT_SWISH});
+    snprintf(name, sizeof name, "%s_gate", p);
+    se = graft_conv2d(m, se, (graft_conv2d_cfg){.name = name, .filters = e, .kernel_size = {1, 1},
+                                                .activation = GRAFT_SIGMOID});
+    snprintf(name, sizeof name, "%s_excite", p);
+    graft_layer *pair[2] = {x, se};
+    x = graft_multiply(m, name, 2, pair);
+    snprintf(name, sizeof name, "%s_project", p);
+    graft_conv2d(m, x, (graft_conv2d_cfg){.name = name, .filters = out_c, .kernel_size = {1, 1},
+                                          .no_bias = 1});
+    snprintf(name, sizeof name, "%s_project_bn", p);
+    x = bn(m, name);
+    if (stride == 1 && c == out_c) {
+        snprintf(name, sizeof name, "%s_add", p);
+        graft_layer *sum[2] = {x, in};
+        x = graft_add(m, name, 2, sum);
+    }
+    return x;
+}
+
+/* Two EfficientNet blocks over h x w x 16 (strided 5x5 with 60 expanded
+ * channels, then 'same' 3x3 with 144, not multiples of 16 where it counts),
+ * and a MobileNetV3-style block without squeeze-and-excitation whose
+ * activations are swish: a whole DW_BLOCK with its projection. */
+static graft_model *se_blocks(int h, int w)
+{
+    graft_model *m = graft_model_new("se_blocks");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(h, w, 16));
+    x = se_block(m, x, "a", 4, 5, 2, 24);
+    x = se_block(m, x, "b", 6, 3, 1, 24);
+    graft_conv2d(m, x, (graft_conv2d_cfg){.name = "c_expand", .filters = 72, .kernel_size = {1, 1},
+                                          .no_bias = 1});
+    bn(m, "c_expand_bn");
+    graft_activation_layer(m, NULL, "c_expand_swish", GRAFT_SWISH);
+    graft_depthwise_conv2d(m, NULL, (graft_depthwise_conv2d_cfg){.name = "c_dw", .kernel_size = {3, 3},
+                                                                 .padding = GRAFT_SAME, .no_bias = 1});
+    bn(m, "c_dw_bn");
+    graft_activation_layer(m, NULL, "c_dw_swish", GRAFT_SWISH);
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "c_project", .filters = 24,
+                                             .kernel_size = {1, 1}, .no_bias = 1});
+    bn(m, "c_project_bn");
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 17);
+    return m;
+}
+
+/* The expansion and depthwise of a block whose depthwise output squeeze-
+ * and-excitation reads are one DW_BLOCK step that ends there (the expanded
+ * tensor has no buffer); swish runs over each part's rows. Against the
+ * unfused layers, and the same bits alone, in a batch, on one thread or two
+ * and with AVX2 (41 x 37: a batch in bands of rows, an image alone in two
+ * bands; 9 x 9: a batch in groups of images, an image alone shared by the
+ * threads). */
+static void test_expand_depthwise(void)
+{
+    static const int sizes[][2] = {{41, 37}, {9, 9}};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        graft_model *m = se_blocks(sizes[t][0], sizes[t][1]);
+        enum { N = 5 };
+        const size_t os = out_size(m);
+        float *x = random_input(m, N, 21);
+        float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));
+        predict_both(m, x, N, plain, fused);
+        const char *fused_[] = {"a_expand", "a_expand_bn", "a_expand_swish", "a_pad", "a_dw",
+                                "a_dw_bn", "a_dw_swish", "b_expand", "b_dw_swish", "c_expand",
+                                "c_expand_swish", "c_dw_swish", "c_project", "c_project_bn"};
+        for (size_t i = 0; i < sizeof fused_ / sizeof *fused_; i++)
+            CHECK_MSG(in_step(m, graft_model_find(m, fused_[i]), "dw_block"), "%s", fused_[i]);
+        int root;
+        graft_plan_step_kind(m, graft_model_find(m, "a_dw_swish")->index, &root);
+        CHECK(root == graft_model_find(m, "a_expand")->index);
+        CHECK(in_step(m, graft_model_find(m, "a_squeeze"), "layer"));
+        CHECK(in_step(m, graft_model_find(m, "a_excite"), "pointwise"));
+        CHECK_MSG(graft_model_find(m, "a_expand_swish")->out == NULL &&
+                      graft_model_find(m, "b_expand")->out == NULL,
+                  "the expanded tensors have no buffer");
+        size_t worst = 0;
+        double r = check_close_ratio(fused, plain, N * os, 1e-4, 1e-4, &worst);
+        CHECK_MSG(r <= 1, "%dx%d: ratio %g at %zu: %g vs %g", sizes[t][0], sizes[t][1], r, worst,
+                  fused[worst], plain[worst]);
+        check_same_bits(m, x, N, "a_dw", "dw_block");
+        free(x);
+        free(plain);
+        free(fused);
+        graft_model_free(m);
+    }
 }
 
 /* Layers that hand their input on (Dropout and GaussianNoise at inference,
@@ -552,8 +673,9 @@ static void test_zoo_bases(void)
     /* 58 conv blocks and 3 transitions: BN -> ReLU -> 1x1 [-> BN -> ReLU],
      * the pre-activation as the GEMM's prologue */
     zoo_case("densenet121", 32, 1.0f, "pointwise", 61);
-    /* the strided blocks 2a, 3a, 4a and 6a (5a is not strided) */
-    zoo_case("efficientnetb0", 64, 1.0f, "pad_dw", 4);
+    /* every block but 1a (no expansion): expand -> depthwise, ending
+     * where squeeze-and-excitation reads the depthwise output */
+    zoo_case("efficientnetb0", 64, 1.0f, "dw_block", 15);
     /* every SeparableConv2D -> BN [-> ReLU]: 2 + 2 + 2 in the entry flow,
      * 8 x 3 in the middle, 2 in the exit flow */
     zoo_case("xception", 71, 1.0f, "dw_block", 34);
@@ -568,6 +690,7 @@ int main(void)
     RUN(test_scratch_covers_smaller_batches);
     RUN(test_kept_packed_kernel);
     RUN(test_pad_depthwise);
+    RUN(test_expand_depthwise);
     RUN(test_pass_through);
     RUN(test_zoo_bases);
     return CHECK_SUMMARY();

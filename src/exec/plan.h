@@ -24,12 +24,17 @@
  *                  backward applies the ReLU's derivative and writes the
  *                  convolution's bias gradient (step_relu_pool.c)
  *   DW_BLOCK       nothing needing a gradient (inference, or the frozen
- *                  layers below a training pass's first trained one): a MobileNet block, [1x1 expand -> BN ->
- *                  clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp ->
+ *                  layers below a training pass's first trained one): a
+ *                  MobileNet block, [1x1 expand -> BN -> activation ->]
+ *                  [ZeroPadding2D ->] depthwise -> BN -> activation ->
  *                  1x1 project -> BN [-> clamp] [-> Add of the block's
  *                  input], or an Xception one, SeparableConv2D [-> BN]
  *                  [-> clamp], computed a few rows at a time with the
- *                  expanded and depthwise tensors in cache (step_dw_block.c)
+ *                  expanded and depthwise tensors in cache; or an
+ *                  EfficientNet block's first half, 1x1 expand -> BN ->
+ *                  swish -> [ZeroPadding2D ->] depthwise -> BN -> swish,
+ *                  ending at the depthwise output that squeeze-and-
+ *                  excitation reads (step_dw_block.c)
  *   POINTWISE      nothing needing a gradient: [BN ->] [clamp ->] a 1x1
  *                  Conv2D of any stride -> [BN] -> [clamp] -> [Add of a
  *                  tensor an earlier step computed] -> [clamp] (ResNet50's
@@ -71,6 +76,10 @@ typedef struct graft_dw_block {
     int residual; /* the layer whose output the Add adds */
     bool expand_clamp, dw_clamp, project_clamp, add_clamp;
     float expand_lo, expand_hi, dw_lo, dw_hi, project_lo, project_hi, add_lo, add_hi;
+    /* DW_BLOCK: an element-wise activation that is not a clamp (swish)
+     * after the expansion's or the depthwise's epilogue, over its rows in
+     * cache (GRAFT_LINEAR: none). */
+    graft_activation expand_act, dw_act;
     /* POINTWISE: the inference BatchNormalization (-1: none) and clamp
      * applied to the 1x1's input rows (pre-activation, as DenseNet's). */
     int pre_bn;

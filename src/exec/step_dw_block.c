@@ -1,18 +1,25 @@
 /*
  * Inference through a MobileNet block as one step: [1x1 expand -> BN ->
- * clamp ->] [ZeroPadding2D ->] depthwise -> BN -> clamp -> 1x1 project ->
- * BN [-> clamp] [-> Add of the block's input] (MobileNetV2's inverted
- * residual blocks; MobileNet's depthwise + pointwise pairs without the
- * expansion; Xception's SeparableConv2D -> BN [-> ReLU], whose layer is
+ * activation ->] [ZeroPadding2D ->] depthwise -> BN -> activation -> 1x1
+ * project -> BN [-> clamp] [-> Add of the block's input] (MobileNetV2's
+ * inverted residual blocks; MobileNet's depthwise + pointwise pairs without
+ * the expansion; Xception's SeparableConv2D -> BN [-> ReLU], whose layer is
  * the depthwise and the 1x1 at once). Unfused, each layer is a pass over a
  * tensor that does not fit in cache (the expanded one is six times the
- * block's input); here each
- * image goes a few output rows at a time: the expanded rows they read are
- * computed into a ring that keeps the rows the next chunk shares, the
- * depthwise rows into a small buffer, and the project GEMM writes the
- * block's output with the normalisation and residual in its epilogue. The
- * padding is never written: the depthwise kernel skips taps outside the
- * image.
+ * block's input); here each image goes a few output rows at a time: the
+ * expanded rows they read are computed into a ring that keeps the rows the
+ * next chunk shares, the depthwise rows into a small buffer, and the
+ * project GEMM writes the block's output with the normalisation and
+ * residual in its epilogue. The padding is never written: the depthwise
+ * kernel skips taps outside the image.
+ *
+ * Where the depthwise output is not read by a 1x1 alone (EfficientNet's
+ * and MobileNetV3's squeeze-and-excitation average it before the
+ * projection can start), the step ends there: the depthwise rows go
+ * straight to the step's output, and only the expanded tensor, the block's
+ * largest, stays in cache. The activations are clamps (ReLU, ReLU6), done
+ * in the kernels' epilogues, or any other element-wise one (swish), run
+ * over each part's rows right after them.
  *
  * Bits: the kernels compute every output as one FMA chain in a fixed order
  * (kernels/pointwise.c, depthwise.c), so the result does not depend on the
@@ -96,6 +103,18 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
+/* After a part's [BN ->] [clamp]: an element-wise activation that is not a
+ * clamp (swish), read only from there. Returns the part's last layer. */
+static int take_act(const graft_model *m, graft_step *f, int j, bool clamped, graft_activation *act)
+{
+    const int r = graft_plan_sole_reader(m, j);
+    if (clamped || r <= 0 || m->layers[r]->requires_grad ||
+        !graft_activation_elementwise(m->layers[r], act))
+        return j;
+    f->layer[f->n++] = r;
+    return r;
+}
+
 bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft_step *s)
 {
     if (graft_env_on(GRAFT_ENV_NO_FUSED_INFERENCE)) return false;
@@ -111,6 +130,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         f.layer[f.n++] = j;
         j = graft_step_take_bn_clamp(m, &f, j, training, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
                           &b->expand_lo, &b->expand_hi);
+        j = take_act(m, &f, j, b->expand_clamp, &b->expand_act);
         j = graft_plan_sole_reader(m, j);
         if (j <= 0) return false;
     }
@@ -141,10 +161,17 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         f.layer[f.n++] = j;
         j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp,
                                      &b->dw_lo, &b->dw_hi);
-        j = graft_plan_sole_reader(m, j);
-        if (j <= 0 || !pointwise_at(m, j, &b->project_clamp, &b->project_lo, &b->project_hi))
-            return false;
-        b->project = j;
+        j = take_act(m, &f, j, b->dw_clamp, &b->dw_act);
+        const int p = graft_plan_sole_reader(m, j);
+        if (p <= 0 || !pointwise_at(m, p, &b->project_clamp, &b->project_lo, &b->project_hi)) {
+            /* The step ends at the depthwise output: worth it for the
+             * expanded tensor it keeps in cache, not otherwise. */
+            b->project_clamp = false;
+            if (b->expand < 0) return false;
+            *s = f;
+            return true;
+        }
+        b->project = j = p;
         f.layer[f.n++] = j;
     }
     j = graft_step_take_bn_clamp(m, &f, j, training, b->project_clamp, &b->project_bn, &b->project_clamp,
@@ -185,6 +212,7 @@ typedef struct {
     size_t shared_e, shared_d; /* then its expanded and depthwise tensors */
     size_t group_e, group_d; /* a group's expanded and depthwise tensors */
     int NR;                /* ring rows of the expanded tensor (0: no expansion) */
+    bool project;          /* else the step ends at the depthwise output */
     size_t ring_floats, dbuf_floats, per_thread;
     size_t pack_e, pack_p; /* the packed expand and project kernels, ahead of the threads' parts */
 } geom;
@@ -192,7 +220,7 @@ typedef struct {
 static size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* The depthwise part's geometry, kernel and bias (NULL: none), and the 1x1's
- * kernel, bias and activation. */
+ * kernel and bias (NULL where there is no 1x1). */
 static void block_args(const graft_model *m, const graft_dw_block *b, graft_conv_geom *g,
                        const float **Wd, const float **dw_bias, const float **Wp,
                        const float **pw_bias)
@@ -206,7 +234,8 @@ static void block_args(const graft_model *m, const graft_dw_block *b, graft_conv
         return;
     }
     graft_depthwise_conv2d_args(m->layers[b->dw], g, &filters, Wd, dw_bias, &a);
-    graft_conv2d_args(m->layers[b->project], &pg, &filters, Wp, pw_bias, &a);
+    *Wp = *pw_bias = NULL;
+    if (b->project >= 0) graft_conv2d_args(m->layers[b->project], &pg, &filters, Wp, pw_bias, &a);
 }
 
 static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o)
@@ -230,8 +259,9 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
     o->R = (CHUNK_PIXELS + o->OW - 1) / o->OW;
     if (o->R > o->OH) o->R = o->OH;
     o->NR = b->expand >= 0 ? (o->R - 1) * o->sh + o->kh : 0;
+    o->project = b->project >= 0;
     o->ring_floats = r16((size_t)o->NR * o->W * o->Ce);
-    o->dbuf_floats = r16((size_t)o->R * o->OW * o->Ce);
+    o->dbuf_floats = o->project ? r16((size_t)o->R * o->OW * o->Ce) : 0;
     o->per_thread = o->ring_floats + o->dbuf_floats;
     o->G = 1;
     o->group_e = o->group_d = 0;
@@ -241,15 +271,15 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
         if (G > n / th) G = n / th; /* every thread keeps work */
         o->G = G;
         o->group_e = b->expand >= 0 ? r16((size_t)G * o->H * o->W * o->Ce) : 0;
-        o->group_d = r16((size_t)G * px * o->Ce);
+        o->group_d = o->project ? r16((size_t)G * px * o->Ce) : 0;
         if (o->group_e + o->group_d > o->per_thread) o->per_thread = o->group_e + o->group_d;
     }
     o->shared = n < th && px <= SHARED_PIXELS;
     o->shared_e = o->shared && b->expand >= 0 ? r16((size_t)o->H * o->W * o->Ce) : 0;
-    o->shared_d = o->shared ? r16((size_t)px * o->Ce) : 0;
+    o->shared_d = o->shared && o->project ? r16((size_t)px * o->Ce) : 0;
     if (o->shared) o->per_thread = 0;
     o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
-    o->pack_p = r16(graft_pw_pack_floats(o->Ce, o->Cout, true));
+    o->pack_p = o->project ? r16(graft_pw_pack_floats(o->Ce, o->Cout, true)) : 0;
 }
 
 size_t graft_step_dw_block_param_floats(const graft_model *m, const graft_step *s)
@@ -305,14 +335,25 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
                  g.G > 1 ? g.G * g.OH * g.OW : g.R * g.OW, g.G > 1 ? 1 : bands_per_image(&g));
     char kernels[80] = "";
     if (b->expand >= 0)
-        snprintf(kernels, sizeof kernels, "expand kernel %s, ",
+        snprintf(kernels, sizeof kernels, "expand kernel %s",
                  graft_step_pw_how(m, m->layers[b->expand], (size_t)n * g.H * g.W, true));
-    const size_t k = strlen(kernels);
-    snprintf(kernels + k, sizeof kernels - k, "%s kernel %s", b->expand >= 0 ? "project" : "1x1",
-             graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true));
-    snprintf(buf, size, "%s%s%s%dx%d/%d depthwise %d ch -> 1x1 %d%s; %s, %s, %s",
-             b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand -> " : "",
-             b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce, g.Cout,
+    char project[24] = " (the step's output)";
+    if (b->project >= 0) {
+        const size_t k = strlen(kernels);
+        snprintf(kernels + k, sizeof kernels - k, "%s%s kernel %s", k ? ", " : "",
+                 b->expand >= 0 ? "project" : "1x1",
+                 graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true));
+        snprintf(project, sizeof project, " -> 1x1 %d", g.Cout);
+    }
+    char ea[24] = "", da[24] = "";
+    if (b->expand_act != GRAFT_LINEAR)
+        snprintf(ea, sizeof ea, " + %s", graft_activation_name(b->expand_act));
+    if (b->dw_act != GRAFT_LINEAR)
+        snprintf(da, sizeof da, " + %s", graft_activation_name(b->dw_act));
+    snprintf(buf, size, "%s%s%s%s%s%dx%d/%d depthwise %d ch%s%s%s; %s, %s, %s",
+             b->sep >= 0 ? "separable: " : "", b->expand >= 0 ? "1x1 expand" : "", ea,
+             b->expand >= 0 ? " -> " : "", b->pad >= 0 ? "pad -> " : "", g.kh, g.kw, g.sh, g.Ce,
+             da, project,
              b->add >= 0 ? " + residual" : "", how, kernels,
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
 }
@@ -324,6 +365,7 @@ typedef struct {
     size_t lde, ldp;           /* their row strides; 0: packed (graft_pw_pack) */
     bool stream_e, stream_p;   /* in place, streamed (graft_step_pw_kernel) */
     graft_kernel_epi ee, ed, ep;
+    graft_activation ea, da; /* after the expansion's and the depthwise's epilogues */
     bool residual; /* the project's epilogue adds the block input */
     bool wide;     /* AVX-512 kernels */
 } weights;
@@ -356,13 +398,16 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
             while (lo < hi) { /* runs of rows up to the ring's wrap */
                 const int slot = lo % g->NR;
                 const int run = hi - lo < g->NR - slot ? hi - lo : g->NR - slot;
+                float *e = ring + (size_t)slot * erow;
                 graft_pw_gemm(run * g->W, g->Ce, g->Cin, x + (size_t)lo * xrow, (size_t)g->Cin,
-                              w->We, w->lde, ring + (size_t)slot * erow, (size_t)g->Ce,
-                              &w->ee, NULL, 0, w->wide);
+                              w->We, w->lde, e, (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+                graft_activation_rows(w->ea, e, (size_t)run * g->W, (size_t)g->Ce, (size_t)g->Ce);
                 lo += run;
             }
             if (hi > have) have = hi;
         }
+        /* the depthwise rows: for the project GEMM, or the step's output */
+        float *d = g->project ? dbuf : out + (size_t)oy * drow;
         for (int q = 0; q < r; q++) {
             for (int ky = 0; ky < g->kh; ky++) {
                 const int row = (oy + q) * g->sh - g->pt + ky;
@@ -371,8 +416,11 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                                  : x + (size_t)row * xrow;
             }
             graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
-                         dbuf + (size_t)q * drow, w->wide);
+                         d + (size_t)q * drow, w->wide);
+            graft_activation_rows(w->da, d + (size_t)q * drow, (size_t)g->OW, (size_t)g->Ce,
+                                  (size_t)g->Ce);
         }
+        if (!g->project) continue;
         /* The residual (stride 1, same shape): the block input's same pixels. */
         graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, w->ldp,
                       out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
@@ -385,12 +433,13 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
 static void run_group(const geom *g, const weights *w, const float *x, float *out, int count,
                       float *scratch)
 {
-    float *E = scratch, *D = scratch + g->group_e;
+    float *E = scratch, *D = g->project ? scratch + g->group_e : out;
     const size_t hw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     const float *src = x; /* the depthwise's input: expanded, or the block's input */
     if (g->NR) {
         graft_pw_gemm(count * (int)hw, g->Ce, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
                       (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+        graft_activation_rows(w->ea, E, (size_t)count * hw, (size_t)g->Ce, (size_t)g->Ce);
         src = E;
     }
     const float *in[16];
@@ -400,9 +449,12 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
                 const int row = oy * g->sh - g->pt + ky;
                 in[ky] = row < 0 || row >= g->H ? NULL : src + ((size_t)q * hw + (size_t)row * g->W) * g->Ce;
             }
-            graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
-                         D + ((size_t)q * ohw + (size_t)oy * g->OW) * g->Ce, w->wide);
+            float *d = D + ((size_t)q * ohw + (size_t)oy * g->OW) * g->Ce;
+            graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed, d,
+                         w->wide);
+            graft_activation_rows(w->da, d, (size_t)g->OW, (size_t)g->Ce, (size_t)g->Ce);
         }
+    if (!g->project) return;
     graft_pw_gemm(count * (int)ohw, g->Cout, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
                   (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
 }
@@ -427,10 +479,13 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     int c0, c1;
     if (g->NR) {
         share(g->Ce, t, nt, &c0, &c1);
-        if (c1 > c0)
+        if (c1 > c0) {
             graft_step_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We,
                                     w->lde, E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide,
                                     w->stream_e);
+            graft_activation_rows(w->ea, E + c0, (size_t)g->H * g->W, (size_t)(c1 - c0),
+                                  (size_t)g->Ce);
+        }
         src = E;
 #pragma omp barrier
     }
@@ -440,10 +495,12 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
             const int row = oy * g->sh - g->pt + ky;
             in[ky] = row < 0 || row >= g->H ? NULL : src + (size_t)row * g->W * g->Ce;
         }
-        graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
-                     D + (size_t)oy * g->OW * g->Ce, w->wide);
+        float *d = (g->project ? D : out) + (size_t)oy * g->OW * g->Ce;
+        graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed, d, w->wide);
+        graft_activation_rows(w->da, d, (size_t)g->OW, (size_t)g->Ce, (size_t)g->Ce);
     }
 #pragma omp barrier
+    if (!g->project) return; /* that barrier frees E for the next image */
     share(g->Cout, t, nt, &c0, &c1);
     if (c1 > c0)
         graft_step_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp,
@@ -469,6 +526,7 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
         w.ee.bias = bias;
         bn_epi(m, b->expand_bn, params, g.Ce, &w.ee);
         w.ee.clamp = b->expand_clamp, w.ee.lo = b->expand_lo, w.ee.hi = b->expand_hi;
+        w.ea = b->expand_act;
     }
     params += 3 * (size_t)g.Ce;
     const float *dw_bias, *pw_bias;
@@ -476,6 +534,7 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     w.ed.bias = dw_bias;
     bn_epi(m, b->dw_bn, params, g.Ce, &w.ed);
     w.ed.clamp = b->dw_clamp, w.ed.lo = b->dw_lo, w.ed.hi = b->dw_hi;
+    w.da = b->dw_act;
     params += 3 * (size_t)g.Ce;
     w.ep.bias = pw_bias;
     bn_epi(m, b->project_bn, params, g.Cout, &w.ep);
@@ -490,8 +549,9 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     if (b->expand >= 0)
         w.We = graft_step_pw_kernel(m, m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
                                     true, packed, &w.lde, &w.stream_e);
-    w.Wp = graft_step_pw_kernel(m, m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
-                                packed + g.pack_e, &w.ldp, &w.stream_p);
+    if (b->project >= 0)
+        w.Wp = graft_step_pw_kernel(m, m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
+                                    true, packed + g.pack_e, &w.ldp, &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];
