@@ -43,12 +43,14 @@ void *graft_alloc(size_t bytes)
 
 void graft_free(void *p) { free(p); }
 
-/* The array's allocated length sits in the 64 bytes before it, which keeps
- * the array 64-byte aligned. */
+/* The array's header sits in the 64 bytes before it, which keeps the array
+ * 64-byte aligned; its first field says which allocator made it. */
 #define PAGES_HEAD ((size_t)64)
+enum { PAGES_MAPPED = 1, PAGES_HEAP };
 
-/* Under AddressSanitizer the arrays come from malloc, so that a read or
- * write past a model's weights is still caught; so too outside Linux. */
+/* Under AddressSanitizer the fixed-size arrays (gradients, the optimizer's
+ * slots) come from malloc, so that a read or write past one is caught to
+ * the byte; so do all arrays outside Linux. */
 #if defined(__SANITIZE_ADDRESS__) || !defined(__linux__)
 #define PAGES_FROM_MALLOC 1
 #elif defined(__has_feature)
@@ -62,40 +64,44 @@ void graft_free(void *p) { free(p); }
 /* Before the array: its length and the block calloc gave (calloc, not
  * malloc and memset: the sanitizer's allocator knows fresh pages are zero). */
 typedef struct {
+    int kind; /* PAGES_HEAP */
     size_t bytes;
     void *block;
 } pages_head;
 
-void *graft_pages_alloc(size_t bytes)
+static void *heap_alloc(size_t bytes)
 {
     if (bytes > SIZE_MAX - 2 * PAGES_HEAD) return NULL;
     char *block = calloc(1, bytes + 2 * PAGES_HEAD);
     if (!block) return NULL;
     char *p = block + PAGES_HEAD + (PAGES_HEAD - (uintptr_t)block % PAGES_HEAD) % PAGES_HEAD;
     pages_head *h = (pages_head *)(void *)(p - PAGES_HEAD);
-    h->bytes = bytes;
-    h->block = block;
+    *h = (pages_head){PAGES_HEAP, bytes, block};
     return p;
 }
 
-void *graft_pages_grow(void *p, size_t bytes)
+#ifndef __linux__
+static void *heap_grow(void *p, size_t bytes)
 {
-    if (!p) return graft_pages_alloc(bytes);
+    if (!p) return heap_alloc(bytes);
     const pages_head *h = (const pages_head *)(void *)((char *)p - PAGES_HEAD);
     if (bytes <= h->bytes) return p;
-    char *q = graft_pages_alloc(bytes);
+    char *q = heap_alloc(bytes);
     if (!q) return NULL;
     memcpy(q, p, h->bytes);
     free(h->block);
     return q;
 }
+#endif
 
-void graft_pages_free(void *p)
+static void heap_free(void *p)
 {
-    if (p) free(((pages_head *)(void *)((char *)p - PAGES_HEAD))->block);
+    free(((pages_head *)(void *)((char *)p - PAGES_HEAD))->block);
 }
 
-#else
+#endif
+
+#ifdef __linux__
 
 static size_t whole_pages(size_t bytes)
 {
@@ -107,6 +113,7 @@ static size_t whole_pages(size_t bytes)
 /* Before the array: the bytes mapped readable and writable, and the
  * address space the mapping holds (more, for a growing array). */
 typedef struct {
+    int kind; /* PAGES_MAPPED */
     size_t len, reserved;
 } map_head;
 
@@ -118,11 +125,11 @@ typedef struct {
 /* `reserve` bytes of address space from a 2 MiB boundary, the first len of
  * them usable, huge pages asked for (where transparent huge pages are on
  * request a fault fills 2 MiB, not 4 KiB; a refusal is harmless). A growing
- * array reserves more than it uses and grows where it lies
- * (graft_pages_grow): moving the pages (mremap) to an address off a 2 MiB
- * boundary split the huge ones, and a model's weights, each read once per
- * pass far apart in time, then cost a TLB miss every 4 KiB
- * (docs/PERFORMANCE.md). NULL where the space can not be had. */
+ * array reserves more than it uses and grows where it lies (map_grow):
+ * moving the pages (mremap) to an address off a 2 MiB boundary split the
+ * huge ones, and a model's weights, each read once per pass far apart in
+ * time, then cost a TLB miss every 4 KiB (docs/PERFORMANCE.md). NULL where
+ * the space can not be had. */
 static void *pages_map(size_t len, size_t reserve)
 {
     if (reserve > SIZE_MAX - HUGE_PAGE) return NULL;
@@ -140,17 +147,23 @@ static void *pages_map(size_t len, size_t reserve)
 #ifdef MADV_HUGEPAGE
     (void)madvise(base, reserve, MADV_HUGEPAGE);
 #endif
-    *(map_head *)(void *)base = (map_head){len, reserve};
+    *(map_head *)(void *)base = (map_head){PAGES_MAPPED, len, reserve};
     return base + PAGES_HEAD;
 }
 
-void *graft_pages_alloc(size_t bytes)
+static void *map_alloc(size_t bytes)
 {
     size_t len = whole_pages(bytes);
     return len ? pages_map(len, len) : NULL;
 }
 
-void *graft_pages_grow(void *p, size_t bytes)
+static void map_free(void *p)
+{
+    char *base = (char *)p - PAGES_HEAD;
+    munmap(base, ((map_head *)(void *)base)->reserved);
+}
+
+static void *map_grow(void *p, size_t bytes)
 {
     size_t len = whole_pages(bytes);
     if (len == 0) return NULL;
@@ -168,18 +181,49 @@ void *graft_pages_grow(void *p, size_t bytes)
         return p;
     }
     /* Past the reservation: a new place, the array copied there. */
-    char *q = graft_pages_alloc(bytes);
+    char *q = map_alloc(bytes);
     if (!q) return NULL;
     memcpy(q, p, h->len - PAGES_HEAD);
-    graft_pages_free(p);
+    map_free(p);
     return q;
+}
+
+#endif
+
+/* The growing array (a model's weights) is mapped even under the sanitizer,
+ * where Linux has mappings: through the heap each doubling copied it, and
+ * every zoo model built in a test paid for the copies and their page faults
+ * (a summary of VGG19 with its top took 5-7 s). Past its mapped pages the
+ * reservation faults, so a stray access beyond it is still caught; the slack
+ * of the doubling (graph/weights.c) was never checked either way. */
+void *graft_pages_alloc(size_t bytes)
+{
+#ifdef PAGES_FROM_MALLOC
+    return heap_alloc(bytes);
+#else
+    return map_alloc(bytes);
+#endif
+}
+
+void *graft_pages_grow(void *p, size_t bytes)
+{
+#ifdef __linux__
+    return map_grow(p, bytes);
+#else
+    return heap_grow(p, bytes);
+#endif
 }
 
 void graft_pages_free(void *p)
 {
     if (!p) return;
-    char *base = (char *)p - PAGES_HEAD;
-    munmap(base, ((map_head *)(void *)base)->reserved);
-}
-
+#ifdef PAGES_FROM_MALLOC
+    if (*(const int *)(const void *)((char *)p - PAGES_HEAD) == PAGES_HEAP) {
+        heap_free(p);
+        return;
+    }
 #endif
+#ifdef __linux__
+    map_free(p);
+#endif
+}
