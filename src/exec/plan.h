@@ -194,6 +194,11 @@ const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t
  * would pass ONNX Runtime's (341 against 327 MiB; docs/PERFORMANCE.md). */
 bool graft_step_pointwise_keeps(void);
 
+/* Shared by the inference steps' matches (step_dw_block.c): an element-wise
+ * Activation (swish, hard_swish, ...) that alone reads layer j, added to s
+ * with its function in *act; returns the last layer taken (j: none). The
+ * step runs it over rows after its epilogue. */
+int graft_step_take_act(const graft_model *m, graft_step *s, int j, graft_activation *act);
 /* Shared by the inference steps' matches (step_dw_block.c): after the
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional
  * inference BatchNormalization, then an optional clamp, added to s; returns

@@ -103,15 +103,12 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
            graft_step_conv_act(a, clamp, lo, hi);
 }
 
-/* After a part's [BN ->] [clamp]: an element-wise activation that is not a
- * clamp (swish), read only from there. Returns the part's last layer. */
-static int take_act(const graft_model *m, graft_step *f, int j, bool clamped, graft_activation *act)
+int graft_step_take_act(const graft_model *m, graft_step *s, int j, graft_activation *act)
 {
     const int r = graft_plan_sole_reader(m, j);
-    if (clamped || r <= 0 || m->layers[r]->requires_grad ||
-        !graft_activation_elementwise(m->layers[r], act))
+    if (r <= 0 || m->layers[r]->requires_grad || !graft_activation_elementwise(m->layers[r], act))
         return j;
-    f->layer[f->n++] = r;
+    s->layer[s->n++] = r;
     return r;
 }
 
@@ -130,7 +127,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         f.layer[f.n++] = j;
         j = graft_step_take_bn_clamp(m, &f, j, training, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
                           &b->expand_lo, &b->expand_hi);
-        j = take_act(m, &f, j, b->expand_clamp, &b->expand_act);
+        j = graft_step_take_act(m, &f, j, &b->expand_act);
         j = graft_plan_sole_reader(m, j);
         if (j <= 0) return false;
     }
@@ -161,7 +158,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         f.layer[f.n++] = j;
         j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp,
                                      &b->dw_lo, &b->dw_hi);
-        j = take_act(m, &f, j, b->dw_clamp, &b->dw_act);
+        j = graft_step_take_act(m, &f, j, &b->dw_act);
         const int p = graft_plan_sole_reader(m, j);
         if (p <= 0 || !pointwise_at(m, p, &b->project_clamp, &b->project_lo, &b->project_hi)) {
             /* The step ends at the depthwise output: worth it for the

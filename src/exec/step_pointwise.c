@@ -109,12 +109,9 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     if (b->excite >= 0 && (g.sh != 1 || g.sw != 1)) return false;
     int j = graft_step_take_bn_clamp(m, &f, conv, training, b->project_clamp, &b->project_bn,
                                      &b->project_clamp, &b->project_lo, &b->project_hi);
-    int r = graft_plan_sole_reader(m, j);
     /* An activation runs on each block after the GEMM's epilogue: no residual then. */
-    if (r > 0 && !m->layers[r]->requires_grad && graft_activation_elementwise(m->layers[r], &f.epi.act)) {
-        f.layer[f.n++] = r;
-        r = -1;
-    }
+    const int a = graft_step_take_act(m, &f, j, &f.epi.act);
+    int r = a == j ? graft_plan_sole_reader(m, j) : -1;
     if (r > 0) {
         const graft_layer *add = m->layers[r];
         if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
