@@ -8,7 +8,8 @@
  * that ends at the depthwise output), ZeroPadding2D -> depthwise
  * (step_pad_dw.c), Xception (SeparableConv2D as a DW_BLOCK); and their
  * bits: the same for an image alone or in a batch, on one thread or two,
- * with AVX-512 or AVX2. */
+ * with AVX-512 or AVX2, and in depth-first runs of steps (plan.h's
+ * graft_segment) as over the whole batch. */
 #include "check.h"
 #include "exec/plan.h"
 #include "kernels/kernels.h"
@@ -681,6 +682,127 @@ static void test_zoo_bases(void)
     zoo_case("xception", 71, 1.0f, "dw_block", 34);
 }
 
+/* Predictions with the depth-first runs off (GRAFT_DEPTH_FIRST=0) and
+ * wherever a run can go (=1). */
+static void predict_depth_first(graft_model *m, const float *x, int n, float *whole, float *chunked)
+{
+    setenv("GRAFT_DEPTH_FIRST", "0", 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, x, n, whole));
+    setenv("GRAFT_DEPTH_FIRST", "1", 1);
+    m->capacity = 0;
+    CHECK_OK(graft_model_predict(m, x, n, chunked));
+}
+
+/* The layers in depth-first runs, and those whose buffers hold a chunk. */
+static void count_depth_first(graft_model *m, int *in_runs, int *chunked)
+{
+    *in_runs = *chunked = 0;
+    for (int i = 0; i < graft_model_num_layers(m); i++) {
+        *in_runs += graft_plan_depth_first(m, i) > 0;
+        *chunked += m->plan->chunk[i] > 0;
+    }
+}
+
+static void depth_first_case(const char *arch, int side, float alpha)
+{
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    c.alpha = alpha;
+    c.input_shape[0] = c.input_shape[1] = side;
+    graft_model *m = NULL;
+    CHECK_OK(graft_zoo_build(arch, &c, &m));
+    if (!m) return;
+    set_random_bn(m, 31);
+    enum { N = 5 }; /* two chunks of 2 and one of 1 */
+    const size_t os = out_size(m);
+    float *x = random_input(m, N, 32);
+    float *whole = malloc(N * os * sizeof(float)), *chunked = malloc(N * os * sizeof(float));
+    predict_depth_first(m, x, N, whole, chunked);
+    int in_runs, bufs;
+    count_depth_first(m, &in_runs, &bufs);
+    CHECK_MSG(in_runs > 0 && bufs > 0, "%s: %d layers in depth-first runs, %d chunk buffers", arch,
+              in_runs, bufs);
+    CHECK_MSG(bits_equal(whole, chunked, N * os), "%s: depth first changed the bits", arch);
+    unsetenv("GRAFT_DEPTH_FIRST");
+    free(x);
+    free(whole);
+    free(chunked);
+    graft_model_free(m);
+}
+
+/* Depth-first runs (plan.h's graft_segment): the same bits as the steps
+ * over the whole batch, batches not a multiple of the chunk, where the
+ * planner takes them by default (MobileNet's early steps at batch 32, 224,
+ * when their tensors outgrow the last-level cache), and feature caches'
+ * boundaries inside a run. */
+static void test_depth_first(void)
+{
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
+    depth_first_case("mobilenet", 64, 0.25f);
+    depth_first_case("mobilenet_v2", 64, 0.35f);
+    depth_first_case("resnet50", 64, 1.0f);
+    depth_first_case("efficientnetb0", 64, 1.0f);
+    depth_first_case("densenet121", 32, 1.0f);
+
+    /* The default: only where the batch's tensors outgrow the cache. */
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.include_top = 0;
+    graft_model *m = NULL;
+    CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
+    if (m) {
+        int in_runs, bufs;
+        CHECK_OK(graft_model_prepare(m, 2, false));
+        count_depth_first(m, &in_runs, &bufs);
+        CHECK_MSG(in_runs == 0, "%d layers depth first at batch 2", in_runs);
+        m->capacity = 0;
+        CHECK_OK(graft_model_prepare(m, 32, false));
+        count_depth_first(m, &in_runs, &bufs);
+        /* conv1's output, 112x112x32 floats an image */
+        const bool outgrows = 32u * 112 * 112 * 32 * sizeof(float) > graft_last_cache_bytes() / 2;
+        const int conv1 = graft_model_find(m, "conv1")->index;
+        const int last = graft_model_find(m, "conv_pw_13_relu")->index;
+        CHECK_MSG((graft_plan_depth_first(m, conv1) == 2) == outgrows,
+                  "conv1 depth first: %d (the batch's tensor outgrows the cache: %d)",
+                  graft_plan_depth_first(m, conv1), outgrows);
+        CHECK(graft_plan_depth_first(m, last) == 0);
+        CHECK_OK(graft_model_prepare(m, 32, true));
+        count_depth_first(m, &in_runs, &bufs);
+        CHECK_MSG(in_runs == 0, "%d layers depth first in training", in_runs);
+        graft_model_free(m);
+    }
+
+    /* A range cutting a run fails naming it; a kept boundary splits it. */
+    c.alpha = 0.25f;
+    c.input_shape[0] = c.input_shape[1] = 64;
+    m = NULL;
+    CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
+    if (m) {
+        set_random_bn(m, 33);
+        enum { N = 5 };
+        const size_t os = out_size(m);
+        float *x = random_input(m, N, 34), *y = malloc(N * os * sizeof(float));
+        setenv("GRAFT_DEPTH_FIRST", "1", 1);
+        CHECK_OK(graft_model_predict(m, x, N, y));
+        const int k = graft_model_find(m, "conv_dw_3")->index;
+        CHECK(graft_plan_depth_first(m, k) == 2 && graft_plan_depth_first(m, k - 1) == 2);
+        graft_status st = graft_model_forward_range(m, x, N, false, 1, k);
+        CHECK(st == GRAFT_ESTATE);
+        CHECK_MSG(strstr(graft_last_error(), "depth-first run"), "%s", graft_last_error());
+        CHECK(graft_plan_keep_split(m, k));
+        CHECK_OK(graft_model_forward_range(m, x, N, false, 1, k));
+        CHECK(graft_plan_depth_first(m, k) == 2 && graft_plan_depth_first(m, k - 1) == 2);
+        CHECK_OK(graft_model_forward_range(m, x, N, false, k, graft_model_num_layers(m)));
+        CHECK_MSG(bits_equal(y, graft_model_output(m)->out, N * os), "split run changed the bits");
+        unsetenv("GRAFT_DEPTH_FIRST");
+        free(x);
+        free(y);
+        graft_model_free(m);
+    }
+    graft_threads_set(threads);
+}
+
 int main(void)
 {
     RUN(test_plan_takes_blocks);
@@ -693,5 +815,6 @@ int main(void)
     RUN(test_expand_depthwise);
     RUN(test_pass_through);
     RUN(test_zoo_bases);
+    RUN(test_depth_first);
     return CHECK_SUMMARY();
 }

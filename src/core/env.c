@@ -72,6 +72,11 @@ static const struct {
                              "weights), 'buckets' (non-blocking MPI allreduces during the "
                              "backward pass), 'auto' (the default: shared where every rank is "
                              "on one machine)"},
+    [GRAFT_ENV_DEPTH_FIRST] = {"GRAFT_DEPTH_FIRST",
+                               "0: inference runs every step over the whole batch; 1: it runs "
+                               "every run of steps that can go a few images at a time that way; "
+                               "unset: only where the batch's tensors outgrow the last-level "
+                               "cache"},
 };
 
 const char *graft_env_name(graft_env_var v)

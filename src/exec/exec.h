@@ -39,4 +39,8 @@ bool graft_plan_keep_split(graft_model *m, int k);
  * "none" without a plan) and, in *root (may be NULL), the step's first layer. */
 const char *graft_plan_step_kind(const graft_model *m, int i, int *root);
 
+/* Images at a time of the depth-first run of steps (plan.h's graft_segment)
+ * that computes layer i in the prepared plan; 0 where none does. */
+int graft_plan_depth_first(const graft_model *m, int i);
+
 #endif

@@ -49,6 +49,32 @@ static void step_forward(graft_model *m, graft_step *s, int n, bool training)
     }
 }
 
+/* Steps [k0, k1) of a depth-first run over images [c0, c0 + nc): the
+ * buffers it keeps whole are entered at the chunk's first image, the
+ * chunk-sized ones at their start. */
+static void chunk_forward(graft_model *m, const graft_segment *g, int c0, int nc, bool training)
+{
+    struct graft_plan *p = m->plan;
+    for (int i = 0; i < p->n_layers; i++)
+        if (p->whole[i] && !p->chunk[p->buf_of[i]])
+            m->layers[i]->out = p->whole[i] + (size_t)c0 * graft_shape_size(&m->layers[i]->out_shape);
+    for (int k = g->first; k < g->end; k++) {
+        graft_step *s = &p->steps[k];
+        double t0 = m->profiling ? graft_now() : 0;
+        step_forward(m, s, nc, training);
+        if (m->profiling) graft_profile_add(m, 2 * s->layer[s->n - 1], graft_now() - t0);
+    }
+}
+
+static void segment_forward(graft_model *m, const graft_segment *g, int n, bool training)
+{
+    struct graft_plan *p = m->plan;
+    for (int i = 0; i < p->n_layers; i++) p->whole[i] = m->layers[i]->out;
+    for (int c0 = 0; c0 < n; c0 += g->images)
+        chunk_forward(m, g, c0, n - c0 < g->images ? n - c0 : g->images, training);
+    for (int i = 0; i < p->n_layers; i++) m->layers[i]->out = p->whole[i];
+}
+
 graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bool training,
                                        int first, int last)
 {
@@ -59,14 +85,30 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
     if (first < 1) first = 1;
     if (last > m->n_layers) last = m->n_layers;
     struct graft_plan *p = m->plan;
+    for (int k = 0; k < p->n_steps; k++)
+        for (int q = 0; q < p->steps[k].n; q++)
+            if (m->layers[p->steps[k].layer[q]]->n_inputs > MAX_FANIN)
+                return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs",
+                                  m->layers[p->steps[k].layer[q]]->name, MAX_FANIN);
+    int g = 0; /* the next depth-first run */
     for (int k = 0; k < p->n_steps; k++) {
         graft_step *s = &p->steps[k];
         const int i = s->layer[0];
+        while (g < p->n_segments && p->segments[g].end <= k) g++;
+        const graft_segment *sg = g < p->n_segments && p->segments[g].first <= k ? &p->segments[g] : NULL;
         if (i < first || i >= last) continue;
-        for (int q = 0; q < s->n; q++)
-            if (m->layers[s->layer[q]]->n_inputs > MAX_FANIN)
-                return graft_fail(GRAFT_EUNSUPPORTED, "layer '%s' has more than %d inputs",
-                                  m->layers[s->layer[q]]->name, MAX_FANIN);
+        if (sg) {
+            /* Its inner buffers hold a chunk: the run goes whole or not at all. */
+            const int lo = p->steps[sg->first].layer[0], hi = p->steps[sg->end - 1].layer[0];
+            if (k != sg->first || lo < first || hi >= last)
+                return graft_fail(GRAFT_ESTATE,
+                                  "model '%s': layers %d..%d split a depth-first run of steps "
+                                  "(layers '%s' .. '%s') the plan did not keep a boundary in",
+                                  m->name, first, last, m->layers[lo]->name, m->layers[hi]->name);
+            segment_forward(m, sg, n, training);
+            k = sg->end - 1;
+            continue;
+        }
         double t0 = m->profiling ? graft_now() : 0;
         step_forward(m, s, n, training);
         if (m->profiling) graft_profile_add(m, 2 * s->layer[s->n - 1], graft_now() - t0);

@@ -93,11 +93,15 @@ static void plan_free(struct graft_plan *p)
     free(p->has_out);
     free(p->buf_of);
     free(p->grad_written);
+    free(p->segments);
+    free(p->chunk);
+    free(p->whole);
     free(p);
 }
 
 static bool splittable(const graft_step *s);
 static bool spans_kept_split(const graft_model *m, const graft_step *s);
+static bool kept_split_between(const graft_model *m, const graft_step *a, const graft_step *b);
 
 /* Whether layer i runs as an ALIAS step: it hands its input on unchanged in
  * this pass, nothing needs its gradient, and its input has a buffer of the
@@ -209,9 +213,14 @@ bool graft_plan_keep_split(graft_model *m, int k)
     if (m->n_kept_splits == GRAFT_MAX_KEPT_SPLITS) return false;
     m->kept_split[m->n_kept_splits++] = k;
     const struct graft_plan *p = m->plan;
-    if (p && p->n_layers == m->n_layers && m->capacity > 0)
+    if (p && p->n_layers == m->n_layers && m->capacity > 0) {
         for (int s = 0; s < p->n_steps; s++)
             if (step_spans(&p->steps[s], k)) m->capacity = 0; /* plan again */
+        for (int g = 0; g < p->n_segments; g++)
+            if (kept_split_between(m, &p->steps[p->segments[g].first],
+                                   &p->steps[p->segments[g].end - 1]))
+                m->capacity = 0;
+    }
     return true;
 }
 
@@ -220,6 +229,137 @@ static bool spans_kept_split(const graft_model *m, const graft_step *s)
     for (int i = 0; i < m->n_kept_splits; i++)
         if (step_spans(s, m->kept_split[i])) return true;
     return false;
+}
+
+/* ------------------------------------------------------------ depth-first runs */
+
+/* A step a depth-first run may take (plan.h's graft_segment): one that
+ * treats each image alone (every inference step but the fused pools, whose
+ * code bytes are for training), whose convolution runs the same algorithm
+ * over `images` images as over the plan's batch (so the bits do not depend
+ * on the run) and not by Winograd, and whose weights, read again for every
+ * chunk, weigh no more than the output the chunk keeps in cache. */
+static bool chunkable(const graft_model *m, const graft_step *s, int images, int cap)
+{
+    if (s->layer[0] == 0) return false; /* the input is the caller's array */
+    switch (s->kind) {
+    case GRAFT_STEP_LAYER:
+    case GRAFT_STEP_CONV_EPILOGUE:
+    case GRAFT_STEP_PAD_DW:
+    case GRAFT_STEP_DW_BLOCK:
+    case GRAFT_STEP_POINTWISE:
+    case GRAFT_STEP_ALIAS: break;
+    default: return false;
+    }
+    size_t weights = 0;
+    for (int q = 0; q < s->n; q++) {
+        const graft_layer *l = m->layers[s->layer[q]];
+        const char *algo = graft_conv2d_algorithm(l, false, images);
+        if (algo != graft_conv2d_algorithm(l, false, cap)) return false;
+        /* Winograd's 36 small GEMMs run 1.2-2.7x slower an image over two
+         * images than over 32 (ResNet50's 3x3s: docs/PERFORMANCE.md). */
+        if (algo && strstr(algo, "Winograd")) return false;
+        for (int k = 0; k < l->n_weights; k++) weights += graft_shape_size(&l->weights[k].shape);
+    }
+    return weights <= (size_t)images * graft_shape_size(&m->layers[s->layer[s->n - 1]]->out_shape);
+}
+
+/* Floats an image of step k reads from earlier steps and writes. */
+static size_t step_floats(const graft_model *m, const struct graft_plan *p, int k)
+{
+    const graft_step *s = &p->steps[k];
+    size_t n = graft_shape_size(&m->layers[s->layer[s->n - 1]]->out_shape);
+    for (int q = 0; q < s->n; q++) {
+        const graft_layer *l = m->layers[s->layer[q]];
+        for (int j = 0; j < l->n_inputs; j++)
+            if (p->step_of[l->inputs[j]] != k) n += graft_shape_size(&m->layers[l->inputs[j]]->out_shape);
+    }
+    return n;
+}
+
+/* Whether a kept split (a feature cache's boundary) falls between steps a and b. */
+static bool kept_split_between(const graft_model *m, const graft_step *a, const graft_step *b)
+{
+    for (int i = 0; i < m->n_kept_splits; i++)
+        if (a->layer[0] < m->kept_split[i] && b->layer[0] >= m->kept_split[i]) return true;
+    return false;
+}
+
+/* The depth-first runs of an inference plan: the longest runs of two or
+ * more chunkable steps, each one's inputs and output for the whole batch
+ * more than half the last-level cache and for `images` images at most
+ * 3/8 of it (ResNet50's 56x56x256 residual steps, 14 MB for two images,
+ * ran slower depth first) (GRAFT_DEPTH_FIRST=1: any size; =0: none),
+ * `images` the threads (one image each), and which buffers need only a
+ * chunk's images: those read only inside their run. */
+static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bool training,
+                                  int cap, int *last_use, int out)
+{
+    const char *env = graft_env(GRAFT_ENV_DEPTH_FIRST);
+    const bool off = env && strcmp(env, "0") == 0, any = env && strcmp(env, "1") == 0;
+    const int images = graft_threads();
+    const size_t llc = graft_last_cache_bytes(), half_llc = llc / 2;
+    if (training || off || cap < 2 * images) return GRAFT_OK;
+    p->segments = calloc((size_t)p->n_steps / 2 + 1, sizeof *p->segments);
+    if (!p->segments) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
+    int run = -1;
+    for (int k = 0; k <= p->n_steps; k++) {
+        const graft_step *s = k < p->n_steps ? &p->steps[k] : NULL;
+        bool take = s && chunkable(m, s, images, cap);
+        if (take && !any) {
+            const size_t bytes = step_floats(m, p, k) * sizeof(float);
+            take = cap * bytes > half_llc && images * bytes <= llc / 8 * 3;
+        }
+        if (run >= 0 && (!take || kept_split_between(m, &p->steps[run], s))) {
+            if (k - run >= 2) p->segments[p->n_segments++] = (graft_segment){run, k, images};
+            run = -1;
+        }
+        if (take && run < 0) run = k;
+    }
+    /* A run none of whose tensors it can hold for a chunk alone (each read
+     * after it) is left out: ResNet50's were no faster. */
+    int kept = 0;
+    for (int g = 0; g < p->n_segments; g++) {
+        const graft_segment sg = p->segments[g];
+        int chunked = 0;
+        for (int k = sg.first; k < sg.end; k++)
+            for (int q = 0; q < p->steps[k].n; q++) {
+                const int i = p->steps[k].layer[q];
+                chunked += p->has_out[i] && p->buf_of[i] == i && i != out && last_use[i] < sg.end;
+            }
+        if (!chunked) continue;
+        p->segments[kept++] = sg;
+        for (int k = sg.first; k < sg.end; k++) {
+            p->steps[k].in_run = true;
+            for (int q = 0; q < p->steps[k].n; q++) {
+                const graft_layer *l = m->layers[p->steps[k].layer[q]];
+                if (p->has_out[l->index] && p->buf_of[l->index] == l->index &&
+                    l->index != out && last_use[l->index] < sg.end)
+                    p->chunk[l->index] = sg.images;
+                /* The next chunk runs the run's first steps again: nothing
+                 * it reads or writes may give its memory to a later step
+                 * of the run. */
+                if (last_use[l->index] < sg.end - 1) last_use[l->index] = sg.end - 1;
+                for (int j = 0; j < l->n_inputs; j++) {
+                    const int src = p->buf_of[l->inputs[j]];
+                    if (last_use[src] < sg.end - 1) last_use[src] = sg.end - 1;
+                }
+            }
+        }
+    }
+    p->n_segments = kept;
+    return GRAFT_OK;
+}
+
+int graft_plan_depth_first(const graft_model *m, int i)
+{
+    const struct graft_plan *p = m->plan;
+    if (!p || p->n_layers != m->n_layers || m->capacity == 0 || i < 0 || i >= p->n_layers)
+        return 0;
+    for (int g = 0; g < p->n_segments; g++)
+        if (p->step_of[i] >= p->segments[g].first && p->step_of[i] < p->segments[g].end)
+            return p->segments[g].images;
+    return 0;
 }
 
 /* ------------------------------------------------------------ prepare */
@@ -256,6 +396,16 @@ static void plan_print(const graft_model *m, int cap, bool training)
         fprintf(stderr, "  step %-3d %-13s %s .. %s (%d layers)%s%s\n", k,
                 graft_plan_step_kind(m, s->layer[0], NULL), m->layers[s->layer[0]]->name,
                 m->layers[s->layer[s->n - 1]]->name, s->n, *what ? ": " : "", what);
+    }
+    for (int g = 0; g < p->n_segments; g++) {
+        const graft_segment *sg = &p->segments[g];
+        size_t kept = 0;
+        for (int i = 0; i < p->n_layers; i++)
+            if (p->chunk[i] && p->step_of[i] >= sg->first && p->step_of[i] < sg->end)
+                kept += (size_t)(cap - sg->images) * graft_shape_size(&m->layers[i]->out_shape);
+        fprintf(stderr, "  steps %d-%d depth first, %d images at a time: %.1f MiB of their "
+                "tensors never exist for the whole batch\n",
+                sg->first, sg->end - 1, sg->images, (double)kept * sizeof(float) / 1048576.0);
     }
 }
 
@@ -324,6 +474,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         p->has_out = calloc((size_t)L, sizeof(bool));
         p->buf_of = calloc((size_t)L, sizeof(int));
         p->grad_written = calloc((size_t)L, sizeof(bool));
+        p->chunk = calloc((size_t)L, sizeof(int));
+        p->whole = calloc((size_t)L, sizeof(float *));
     }
     m->plan = p;
     m->plan_free = plan_free;
@@ -334,7 +486,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     size_t *aux_off = malloc((size_t)L * sizeof(size_t));
     graft_status st = GRAFT_OK;
     if (!p || !p->steps || !p->step_of || !p->has_out || !p->buf_of || !p->grad_written ||
-        !last_use || !fl || !offs || !dout_off || !aux_off) {
+        !p->chunk || !p->whole || !last_use || !fl || !offs || !dout_off || !aux_off) {
         st = graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
         goto done;
     }
@@ -357,6 +509,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         if (l->requires_grad) last_use[i] = S;
     }
     last_use[BUF(out)] = S;
+    if ((st = plan_segments(m, p, training, cap, last_use, BUF(out))) != GRAFT_OK) goto done;
+    /* An output's floats: the batch's, or a depth-first run's chunk's. */
+#define OUT_FLOATS(i) \
+    ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * graft_shape_size(&m->layers[i]->out_shape))
 
     planner pl = {fl, 0, 0, 0};
     size_t scratch = 0;
@@ -376,7 +532,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
                 if (s->kind == GRAFT_STEP_CONV_POOL) continue; /* the pool's pass is all of it */
             } else {
                 /* The input is the caller's array. */
-                offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&pl, (size_t)cap * graft_shape_size(&l->out_shape));
+                offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&pl, OUT_FLOATS(i));
             }
             size_t a = aux_floats(m, s, l, cap);
             if (a) aux_off[i] = plan_alloc(&pl, a);
@@ -397,15 +553,16 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
                         seen = BUF(lr->inputs[t]) == src;
                 }
                 if (!seen && src > 0 && last_use[src] == k)
-                    plan_release(&pl, offs[src], (size_t)cap * graft_shape_size(&m->layers[src]->out_shape));
+                    plan_release(&pl, offs[src], OUT_FLOATS(src));
             }
         }
         for (int q = 0; q < s->n; q++) {
             const int i = s->layer[q];
             if (i > 0 && BUF(i) == i && p->has_out[i] && last_use[i] == k) /* read by nobody */
-                plan_release(&pl, offs[i], (size_t)cap * graft_shape_size(&m->layers[i]->out_shape));
+                plan_release(&pl, offs[i], OUT_FLOATS(i));
         }
     }
+#undef OUT_FLOATS
 #undef BUF
     /* Gradients, in backward's order: dL/d(out) of a layer lives from the
      * backward of its last consumer (which writes it first) to its own. A

@@ -100,11 +100,32 @@ typedef struct graft_step {
     int bn;
     float *bn_params; /* 3 * channels: mean, scale, shift (DW_BLOCK: for each of its BNs) */
     graft_dw_block blk; /* DW_BLOCK */
+    /* In a depth-first run (graft_segment), which calls it once per chunk of
+     * images: its 1x1 kernels come from the layers' kept packed copies,
+     * packed once, not packed again for each chunk. */
+    bool in_run;
 } graft_step;
+
+/* A run of consecutive inference steps that forward runs a few images at
+ * a time, all of its steps over `images` images before the next ones (depth
+ * first). At large batches the early layers' tensors (MobileNet's 112x112
+ * and 56x56 ones: 1.6-3.2 MB an image) outgrow the last-level cache, and a
+ * step-by-step pass writes each to memory for the next step to read back;
+ * a few images' worth stays in cache. The tensors read only inside the run
+ * have buffers for `images` images; the others stay whole, and each chunk
+ * reads and writes its images' part. */
+typedef struct graft_segment {
+    int first, end; /* steps [first, end) */
+    int images;
+} graft_segment;
 
 struct graft_plan {
     int n_layers, n_steps;
     graft_step *steps;
+    int n_segments;
+    graft_segment *segments; /* in step order; none in training plans */
+    int *chunk;      /* per layer: its buffer holds this many images, its segment's (0: the batch) */
+    float **whole;   /* per layer: its `out` while a segment runs (forward's scratch) */
     int *step_of;    /* per layer: the step that computes it */
     bool *has_out;   /* per layer: its output has a buffer of its own or its step root's */
     int *buf_of;     /* per layer: the layer whose buffer holds its output */
@@ -167,12 +188,14 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
 /* The kernel of the 1x1 Conv2D l as the fused steps' GEMMs read it over
  * `rows` rows in all (step_pointwise.c): packed into `scratch`
  * (graft_pw_pack_floats) where so many rows pay for the copy; else, where
- * graft_step_pw_kept, the layer's kept packed copy, or, where the model's
+ * graft_step_pw_kept or the step is in a depth-first run (in_run), the
+ * layer's kept packed copy, or, where the model's
  * weights come from memory (the plan's weights_from_memory), in place with
  * *stream set (graft_pw_gemm_stream reads it); else in place. *ldb: its row
  * stride, 0 when packed. */
 const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
-                                  bool keep, float *scratch, size_t *ldb, bool *stream);
+                                  bool keep, bool in_run, float *scratch, size_t *ldb,
+                                  bool *stream);
 /* Columns [c0, c0 + nc) of a GEMM over such a kernel: graft_pw_gemm_stream
  * where graft_step_pw_kernel set `stream`, else graft_pw_gemm_cols. */
 struct graft_kernel_epi;
@@ -187,7 +210,8 @@ void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_
 #define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
 bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
-const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep);
+const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep,
+                              bool in_run);
 /* DW_BLOCK steps keep; POINTWISE steps (ResNet50's, DenseNet's) only with
  * AVX-512, where the frozen Winograd layers keep no transform at batch 1
  * (graft_winograd_pays): with AVX2 they do, and ResNet50's peak at batch 1

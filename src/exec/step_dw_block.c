@@ -333,13 +333,15 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     char kernels[80] = "";
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s",
-                 graft_step_pw_how(m, m->layers[b->expand], (size_t)n * g.H * g.W, true));
+                 graft_step_pw_how(m, m->layers[b->expand], (size_t)n * g.H * g.W, true,
+                                   s->in_run));
     char project[24] = " (the step's output)";
     if (b->project >= 0) {
         const size_t k = strlen(kernels);
         snprintf(kernels + k, sizeof kernels - k, "%s%s kernel %s", k ? ", " : "",
                  b->expand >= 0 ? "project" : "1x1",
-                 graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true));
+                 graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true,
+                                   s->in_run));
         snprintf(project, sizeof project, " -> 1x1 %d", g.Cout);
     }
     char ea[24] = "", da[24] = "";
@@ -545,10 +547,10 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     float *packed = f->scratch;
     if (b->expand >= 0)
         w.We = graft_step_pw_kernel(m, m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
-                                    true, packed, &w.lde, &w.stream_e);
+                                    true, s->in_run, packed, &w.lde, &w.stream_e);
     if (b->project >= 0)
         w.Wp = graft_step_pw_kernel(m, m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
-                                    true, packed + g.pack_e, &w.ldp, &w.stream_p);
+                                    true, s->in_run, packed + g.pack_e, &w.ldp, &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];

@@ -190,8 +190,10 @@ bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
            (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
-const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep)
+const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep,
+                              bool in_run)
 {
+    if (in_run && strcmp(l->ops->class_name, "Conv2D") == 0) return "kept packed (depth first)";
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
     if (!graft_step_pw_kept(l, rows, keep)) return "read in place";
     return m->plan->weights_from_memory ? "streamed in place" : "kept packed";
@@ -200,12 +202,17 @@ const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t
 bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
 
 const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
-                                  bool keep, float *scratch, size_t *ldb, bool *stream)
+                                  bool keep, bool in_run, float *scratch, size_t *ldb,
+                                  bool *stream)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
     *ldb = 0;
     *stream = false;
+    if (in_run) {
+        const float *kept = graft_conv2d_packed_kernel(l, wide);
+        if (kept) return kept;
+    }
     /* K * F copies against `rows` times as many multiply-adds. */
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) {
         graft_pw_pack(K, F, W, (size_t)F, scratch, wide);
@@ -275,7 +282,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
              b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
              graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.oh * g.ow,
-                               graft_step_pointwise_keeps()),
+                               graft_step_pointwise_keeps(), s->in_run),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -346,7 +353,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const size_t P = (size_t)f->n * g.oh * g.ow;
     bool stream;
     W = graft_step_pw_kernel(m, m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
-                             f->scratch, &ldb, &stream);
+                             s->in_run, f->scratch, &ldb, &stream);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);

@@ -422,6 +422,7 @@ static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
 
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
 {
+    if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
     conv2d *c = l->cfg;
     const graft_conv_geom *g = &c->g;
     if (g->kh != 1 || g->kw != 1 || c->plain) return NULL;
