@@ -234,16 +234,29 @@ static bool spans_kept_split(const graft_model *m, const graft_step *s)
 /* ------------------------------------------------------------ depth-first runs */
 
 /* A step a depth-first run may take (plan.h's graft_segment): one that
- * treats each image alone (every inference step but the fused pools, whose
- * code bytes are for training), whose convolution runs the same algorithm
- * over `images` images as over the plan's batch (so the bits do not depend
- * on the run) and not by Winograd, and whose weights, read again for every
- * chunk, weigh no more than the output the chunk keeps in cache. */
-static bool chunkable(const graft_model *m, const graft_step *s, int images, int cap)
+ * needs no gradient and treats each image alone (every inference step but
+ * the fused pools, whose code bytes are for training; in a training pass
+ * the frozen layers' steps but those of layers that draw noise or
+ * normalise by the batch), whose
+ * convolution runs the same algorithm over `images` images as over the
+ * plan's batch (so the bits do not depend on the run) and not by Winograd,
+ * and whose weights, read again for every chunk, weigh no more than the
+ * output the chunk keeps in cache. */
+static bool chunkable(const graft_model *m, const graft_step *s, bool training, int images,
+                      int cap)
 {
     if (s->layer[0] == 0) return false; /* the input is the caller's array */
+    for (int q = 0; q < s->n; q++)
+        if (m->layers[s->layer[q]]->requires_grad) return false;
     switch (s->kind) {
-    case GRAFT_STEP_LAYER:
+    case GRAFT_STEP_LAYER: {
+        /* In training a layer may draw noise (Dropout), or normalise by the
+         * batch (a BatchNormalization that trains): what a feature cache
+         * may not keep either. */
+        const graft_layer *l = m->layers[s->layer[0]];
+        if (training && l->ops->stochastic && l->ops->stochastic(l)) return false;
+        break;
+    }
     case GRAFT_STEP_CONV_EPILOGUE:
     case GRAFT_STEP_PAD_DW:
     case GRAFT_STEP_DW_BLOCK:
@@ -254,8 +267,8 @@ static bool chunkable(const graft_model *m, const graft_step *s, int images, int
     size_t weights = 0;
     for (int q = 0; q < s->n; q++) {
         const graft_layer *l = m->layers[s->layer[q]];
-        const char *algo = graft_conv2d_algorithm(l, false, images);
-        if (algo != graft_conv2d_algorithm(l, false, cap)) return false;
+        const char *algo = graft_conv2d_algorithm(l, training, images);
+        if (algo != graft_conv2d_algorithm(l, training, cap)) return false;
         /* Winograd's 36 small GEMMs run 1.2-2.7x slower an image over two
          * images than over 32 (ResNet50's 3x3s: docs/PERFORMANCE.md). */
         if (algo && strstr(algo, "Winograd")) return false;
@@ -285,7 +298,7 @@ static bool kept_split_between(const graft_model *m, const graft_step *a, const 
     return false;
 }
 
-/* The depth-first runs of an inference plan: the longest runs of two or
+/* The depth-first runs of a plan: the longest runs of two or
  * more chunkable steps, each one's inputs and output for the whole batch
  * more than half the last-level cache and for `images` images at most
  * 3/8 of it (ResNet50's 56x56x256 residual steps, 14 MB for two images,
@@ -299,13 +312,13 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
     const bool off = env && strcmp(env, "0") == 0, any = env && strcmp(env, "1") == 0;
     const int images = graft_threads();
     const size_t llc = graft_last_cache_bytes(), half_llc = llc / 2;
-    if (training || off || cap < 2 * images) return GRAFT_OK;
+    if (off || cap < 2 * images) return GRAFT_OK;
     p->segments = calloc((size_t)p->n_steps / 2 + 1, sizeof *p->segments);
     if (!p->segments) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
     int run = -1;
     for (int k = 0; k <= p->n_steps; k++) {
         const graft_step *s = k < p->n_steps ? &p->steps[k] : NULL;
-        bool take = s && chunkable(m, s, images, cap);
+        bool take = s && chunkable(m, s, training, images, cap);
         if (take && !any) {
             const size_t bytes = step_floats(m, p, k) * sizeof(float);
             take = cap * bytes > half_llc && images * bytes <= llc / 8 * 3;

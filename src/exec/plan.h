@@ -106,8 +106,8 @@ typedef struct graft_step {
     bool in_run;
 } graft_step;
 
-/* A run of consecutive inference steps that forward runs a few images at
- * a time, all of its steps over `images` images before the next ones (depth
+/* A run of consecutive gradient-free steps (inference, or a training
+ * pass's frozen layers) that forward runs a few images at a time, all of its steps over `images` images before the next ones (depth
  * first). At large batches the early layers' tensors (MobileNet's 112x112
  * and 56x56 ones: 1.6-3.2 MB an image) outgrow the last-level cache, and a
  * step-by-step pass writes each to memory for the next step to read back;
@@ -123,7 +123,7 @@ struct graft_plan {
     int n_layers, n_steps;
     graft_step *steps;
     int n_segments;
-    graft_segment *segments; /* in step order; none in training plans */
+    graft_segment *segments; /* in step order */
     int *chunk;      /* per layer: its buffer holds this many images, its segment's (0: the batch) */
     float **whole;   /* per layer: its `out` while a segment runs (forward's scratch) */
     int *step_of;    /* per layer: the step that computes it */
