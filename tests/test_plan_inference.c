@@ -632,7 +632,8 @@ static void test_pass_through(void)
     graft_model_free(m);
 }
 
-static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
+/* A zoo base without its top, side x side, random BatchNormalization statistics. */
+static graft_model *zoo_base(const char *arch, int side, float alpha, unsigned seed)
 {
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.include_top = 0;
@@ -640,8 +641,14 @@ static void zoo_case(const char *arch, int side, float alpha, const char *kind, 
     c.input_shape[0] = c.input_shape[1] = side;
     graft_model *m = NULL;
     CHECK_OK(graft_zoo_build(arch, &c, &m));
+    if (m) set_random_bn(m, seed);
+    return m;
+}
+
+static void zoo_case(const char *arch, int side, float alpha, const char *kind, int steps)
+{
+    graft_model *m = zoo_base(arch, side, alpha, 7);
     if (!m) return;
-    set_random_bn(m, 7);
     enum { N = 2 };
     const size_t os = out_size(m);
     float *x = random_input(m, N, 8);
@@ -706,14 +713,8 @@ static void count_depth_first(graft_model *m, int *in_runs, int *chunked)
 
 static void depth_first_case(const char *arch, int side, float alpha)
 {
-    graft_zoo_cfg c = graft_zoo_default_cfg();
-    c.include_top = 0;
-    c.alpha = alpha;
-    c.input_shape[0] = c.input_shape[1] = side;
-    graft_model *m = NULL;
-    CHECK_OK(graft_zoo_build(arch, &c, &m));
+    graft_model *m = zoo_base(arch, side, alpha, 31);
     if (!m) return;
-    set_random_bn(m, 31);
     enum { N = 5 }; /* two chunks of 2 and one of 1 */
     const size_t os = out_size(m);
     float *x = random_input(m, N, 32);
@@ -817,12 +818,8 @@ static void test_depth_first(void)
     }
 
     /* A range cutting a run fails naming it; a kept boundary splits it. */
-    c.alpha = 0.25f;
-    c.input_shape[0] = c.input_shape[1] = 64;
-    m = NULL;
-    CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
+    m = zoo_base("mobilenet", 64, 0.25f, 33);
     if (m) {
-        set_random_bn(m, 33);
         enum { N = 5 };
         const size_t os = out_size(m);
         float *x = random_input(m, N, 34), *y = malloc(N * os * sizeof(float));

@@ -333,7 +333,7 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
      * What it costs: every buffer it reads or writes lives to its end (the
      * next chunk runs its first steps again), so a whole one that would have
      * died inside it keeps later steps from reusing its memory
-     * (EfficientNetB0's runs through squeeze-and-excitation: 172 -> 252 MiB
+     * (EfficientNetB0's runs through squeeze-and-excitation: 168 -> 246 MiB
      * at batch 32, 224). A run that saves no more than it costs is left
      * out (but with GRAFT_DEPTH_FIRST=1); so were ResNet50's later ones,
      * which ran no faster. */
