@@ -6,7 +6,8 @@
  * expansion, strided 1x1 convolutions, the zoo's MobileNetV2, MobileNet,
  * ResNet50, DenseNet121, EfficientNetB0 (expand -> depthwise as a DW_BLOCK
  * that ends at the depthwise output), ZeroPadding2D -> depthwise
- * (step_pad_dw.c), Xception (SeparableConv2D as a DW_BLOCK); and their
+ * (step_pad_dw.c), ZeroPadding2D -> MaxPooling2D (step_pad_pool.c),
+ * Xception (SeparableConv2D as a DW_BLOCK); and their
  * bits: the same for an image alone or in a batch, on one thread or two,
  * with AVX-512 or AVX2, and in depth-first runs of steps (plan.h's
  * graft_segment) as over the whole batch. */
@@ -527,6 +528,78 @@ static graft_model *se_blocks(int h, int w)
     return m;
 }
 
+/* ZeroPadding2D -> MaxPooling2D as one PAD_POOL step (step_pad_pool.c):
+ * ResNet's stem (1 all round, 3x3/2 'valid'), and an uneven padding (0
+ * above, 1 below, 2 left, 0 right) before a 2x2/2 'same' pool. The padded
+ * tensor has no buffer, and the bits are those of the layers apart: the
+ * inputs hold negatives (a padding zero wins at the border), a -0.0 first
+ * in a window of negatives (it stays), a NaN first in a window (it stays)
+ * and inside others (never taken). Read by another layer too, the padding
+ * runs apart. */
+static void test_pad_pool(void)
+{
+    graft_model *m = graft_model_new("pad_pool");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(9, 8, 6));
+    x = graft_zero_padding2d(m, x, "a_pad", 1, 1, 1, 1);
+    x = graft_max_pooling2d(m, x, (graft_pool2d_cfg){.name = "a_pool", .pool_size = {3, 3},
+                                                      .strides = {2, 2}});
+    x = graft_zero_padding2d(m, x, "b_pad", 0, 1, 2, 0);
+    graft_max_pooling2d(m, x, (graft_pool2d_cfg){.name = "b_pool", .pool_size = {2, 2},
+                                                 .strides = {2, 2}, .padding = GRAFT_SAME});
+    CHECK_OK(graft_model_status(m));
+    enum { N = 3 };
+    const size_t os = out_size(m);
+    float *in = random_input(m, N, 21);
+    /* Image 0, channel 2: a_pool's window (1, 1) covers cells (1..3, 1..3),
+     * (1, 1) first; window (2, 2) starts at (3, 3). */
+    for (int y = 1; y <= 3; y++)
+        for (int c = 1; c <= 3; c++) in[6 * (8 * y + c) + 2] = -0.25f * (float)(y + c);
+    in[6 * (8 * 1 + 1) + 2] = -0.0f;
+    in[6 * (8 * 3 + 3) + 2] = NAN;
+    in[6 * (8 * 4 + 5) + 1] = NAN; /* inside windows, never first */
+    /* Image 2 all negative: every window with a padding cell gives 0, but
+     * a_pool's (4, 1) (rows 7, 8 and a padding row), whose first cell
+     * (7, 1) is -0.0 in channel 0: 0.0f does not replace it. */
+    float *img2 = in + 2 * 9 * 8 * 6;
+    for (int i = 0; i < 9 * 8 * 6; i++) img2[i] = -0.125f - fabsf(img2[i]);
+    img2[6 * (8 * 7 + 1)] = -0.0f;
+    float *plain = malloc(N * os * sizeof(float)), *fused = malloc(N * os * sizeof(float));
+    predict_both(m, in, N, plain, fused);
+    const float *a = graft_model_find(m, "a_pool")->out; /* 5 x 4 x 6 an image */
+    CHECK_MSG(a[6 * (4 * 1 + 1) + 2] == 0.0f && signbit(a[6 * (4 * 1 + 1) + 2]),
+              "a padding zero replaced -0.0: %g", a[6 * (4 * 1 + 1) + 2]);
+    CHECK_MSG(isnan(a[6 * (4 * 2 + 2) + 2]), "a window's first NaN is kept: %g", a[6 * (4 * 2 + 2) + 2]);
+    const float *a2 = a + 2 * 5 * 4 * 6;
+    CHECK_MSG(a2[6 * (4 * 4 + 1)] == 0.0f && signbit(a2[6 * (4 * 4 + 1)]),
+              "a padding zero replaced -0.0 at the border: %g", a2[6 * (4 * 4 + 1)]);
+    CHECK_MSG(a2[6 * (4 * 4 + 2) + 1] == 0.0f && !signbit(a2[6 * (4 * 4 + 2) + 1]),
+              "a padding zero wins over negatives: %g", a2[6 * (4 * 4 + 2) + 1]);
+    const char *names[] = {"a_pad", "a_pool", "b_pad", "b_pool"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        CHECK_MSG(in_step(m, graft_model_find(m, names[i]), "pad_pool"), "%s", names[i]);
+    CHECK_MSG(graft_model_find(m, "a_pad")->out == NULL, "the padded tensor has no buffer");
+    CHECK_MSG(bits_equal(fused, plain, N * os), "fused and unfused differ");
+    check_same_bits(m, in, N, "a_pool", "pad_pool");
+    free(in);
+    free(plain);
+    free(fused);
+    graft_model_free(m);
+    /* The padding also read by an Add: written, and the pool runs alone. */
+    graft_model *t = graft_model_new("pad_shared");
+    graft_layer *i0 = graft_input(t, NULL, graft_shape3(6, 6, 4));
+    graft_layer *p = graft_zero_padding2d(t, i0, "pad", 1, 1, 1, 1);
+    graft_layer *q = graft_max_pooling2d(t, p, (graft_pool2d_cfg){.name = "pool", .pool_size = {3, 3},
+                                                                  .strides = {1, 1}});
+    graft_layer *c = graft_cropping2d(t, p, "crop", 1, 1, 1, 1);
+    graft_layer *pair[2] = {q, c};
+    graft_add(t, "add", 2, pair);
+    CHECK_OK(graft_model_status(t));
+    float y[6 * 6 * 4], xin[6 * 6 * 4] = {0};
+    CHECK_OK(graft_model_predict(t, xin, 1, y));
+    CHECK_MSG(!in_step(t, graft_model_find(t, "pool"), "pad_pool"), "a shared padding is not fused");
+    graft_model_free(t);
+}
+
 /* The expansion and depthwise of a block whose depthwise output squeeze-
  * and-excitation reads are one DW_BLOCK step that ends there (the expanded
  * tensor has no buffer); swish runs over each part's rows. Against the
@@ -678,9 +751,11 @@ static void test_zoo_bases(void)
     /* 16 blocks of two 1x1 convolutions, and four projection shortcuts;
      * three stages start strided */
     zoo_case("resnet50", 64, 1.0f, "pointwise", 36);
+    zoo_case("resnet50", 64, 1.0f, "pad_pool", 1); /* the stem's pool1_pad -> pool1_pool */
     /* 58 conv blocks and 3 transitions: BN -> ReLU -> 1x1 [-> BN -> ReLU],
      * the pre-activation as the GEMM's prologue */
     zoo_case("densenet121", 32, 1.0f, "pointwise", 61);
+    zoo_case("densenet121", 32, 1.0f, "pad_pool", 1);
     /* every block but 1a (no expansion): expand -> depthwise, ending
      * where squeeze-and-excitation reads the depthwise output */
     zoo_case("efficientnetb0", 64, 1.0f, "dw_block", 15);
@@ -854,6 +929,7 @@ int main(void)
     RUN(test_pad_depthwise);
     RUN(test_expand_depthwise);
     RUN(test_pass_through);
+    RUN(test_pad_pool);
     RUN(test_zoo_bases);
     RUN(test_depth_first);
     return CHECK_SUMMARY();

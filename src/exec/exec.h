@@ -30,12 +30,12 @@ void graft_model_bind_input(graft_model *m, const float *x);
 bool graft_plan_splits_at(const graft_model *m, int k);
 /* Makes k a boundary every later plan keeps, training or inference (a
  * feature cache stores or reads the outputs below it): the steps of layers
- * without gradients (DW_BLOCK, POINTWISE, PAD_DW) then stop short of it. Plans again if the
+ * without gradients (DW_BLOCK, POINTWISE, PAD_DW, PAD_POOL) then stop short of it. Plans again if the
  * prepared plan spans it. False when too many boundaries are kept already. */
 bool graft_plan_keep_split(graft_model *m, int k);
 /* What the prepared plan made of layer i, for tests and profiles: the kind
  * of its step ("layer" when it runs alone, "conv_epilogue", "conv_pool",
- * "winograd_pool", "relu_pool", "dw_block", "pointwise", "pad_dw", "alias";
+ * "winograd_pool", "relu_pool", "dw_block", "pointwise", "pad_dw", "pad_pool", "alias";
  * "none" without a plan) and, in *root (may be NULL), the step's first layer. */
 const char *graft_plan_step_kind(const graft_model *m, int i, int *root);
 

@@ -138,6 +138,7 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             !(wino_pool && graft_step_winograd_pool_match(m, i, training, cap, &s)) &&
             !graft_step_pointwise_match(m, i, training, p->step_of, &s) &&
             !graft_step_pad_dw_match(m, i, training, &s) &&
+            !graft_step_pad_pool_match(m, i, &s) &&
             !graft_step_conv_epilogue_match(m, i, training, &s))
             graft_step_relu_pool_match(m, i, training, &s);
         if (splittable(&s) && spans_kept_split(m, &s))
@@ -161,7 +162,8 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             p->step_of[j] = p->n_steps;
             p->has_out[j] = true;
             p->buf_of[j] = s.kind == GRAFT_STEP_CONV_EPILOGUE ? i
-                           : s.kind == GRAFT_STEP_PAD_DW && k > 0 ? s.layer[1]
+                           : (s.kind == GRAFT_STEP_PAD_DW || s.kind == GRAFT_STEP_PAD_POOL) && k > 0
+                               ? s.layer[1]
                            : s.kind == GRAFT_STEP_ALIAS ? p->buf_of[m->layers[j]->inputs[0]]
                                                         : j;
             /* Only the output of a DW_BLOCK or POINTWISE step exists: its inner
@@ -170,21 +172,22 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
                 p->has_out[j] = k == s.n - 1;
         }
         /* The fused convolution's output never exists: the pool's pass
-         * computes it; nor does the padded tensor of a PAD_DW step. */
+         * computes it; nor does the padded tensor of a PAD_DW or PAD_POOL step. */
         if (s.kind == GRAFT_STEP_CONV_POOL || s.kind == GRAFT_STEP_WINOGRAD_POOL ||
-            s.kind == GRAFT_STEP_PAD_DW)
+            s.kind == GRAFT_STEP_PAD_DW || s.kind == GRAFT_STEP_PAD_POOL)
             p->has_out[i] = false;
         p->steps[p->n_steps++] = s;
     }
     return GRAFT_OK;
 }
 
-/* DW_BLOCK, POINTWISE and PAD_DW steps keep no inner tensors, so a feature
- * cache's boundary (a kept split) inside one breaks the step there instead. */
+/* DW_BLOCK, POINTWISE, PAD_DW and PAD_POOL steps keep no inner tensors, so
+ * a feature cache's boundary (a kept split) inside one breaks the step
+ * there instead. */
 static bool splittable(const graft_step *s)
 {
     return s->kind == GRAFT_STEP_DW_BLOCK || s->kind == GRAFT_STEP_POINTWISE ||
-           s->kind == GRAFT_STEP_PAD_DW;
+           s->kind == GRAFT_STEP_PAD_DW || s->kind == GRAFT_STEP_PAD_POOL;
 }
 
 static bool step_spans(const graft_step *s, int k)
@@ -259,6 +262,7 @@ static bool chunkable(const graft_model *m, const graft_step *s, bool training, 
     }
     case GRAFT_STEP_CONV_EPILOGUE:
     case GRAFT_STEP_PAD_DW:
+    case GRAFT_STEP_PAD_POOL:
     case GRAFT_STEP_DW_BLOCK:
     case GRAFT_STEP_POINTWISE:
     case GRAFT_STEP_ALIAS: break;
@@ -426,6 +430,8 @@ static void plan_print(const graft_model *m, int cap, bool training)
             graft_step_pointwise_describe(m, s, cap, what, sizeof what);
         const char *algo = graft_conv2d_algorithm(m->layers[s->layer[0]], training, cap);
         if (s->kind == GRAFT_STEP_PAD_DW) algo = "pad skipped by the depthwise kernel";
+        if (s->kind == GRAFT_STEP_PAD_POOL)
+            snprintf(what, sizeof what, "the pool reads the padding as zeros");
         if (s->kind == GRAFT_STEP_CONV_EPILOGUE || s->kind == GRAFT_STEP_PAD_DW)
             snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",
                      s->epi.bn ? "+ BN" : "",
@@ -674,7 +680,7 @@ const char *graft_plan_step_kind(const graft_model *m, int layer, int *root)
 {
     static const char *const names[] = {"layer",     "conv_epilogue", "conv_pool",
                                         "winograd_pool", "relu_pool",   "dw_block",
-                                        "pointwise", "pad_dw", "alias"};
+                                        "pointwise", "pad_dw", "pad_pool", "alias"};
     const struct graft_plan *p = m->plan;
     if (root) *root = layer;
     if (!p || p->n_layers != m->n_layers || layer < 0 || layer >= p->n_layers) return "none";

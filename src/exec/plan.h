@@ -10,6 +10,9 @@
  *   PAD_DW         ZeroPadding2D -> DepthwiseConv2D [-> BN] [-> activation],
  *                  nothing needing a gradient: the depthwise kernel skips the
  *                  padding's taps; the padded tensor never exists (step_pad_dw.c)
+ *   PAD_POOL       ZeroPadding2D -> MaxPooling2D, nothing needing a gradient:
+ *                  the pool reads the padding's cells as zeros; the padded
+ *                  tensor never exists (step_pad_pool.c)
  *   ALIAS          a layer whose forward hands its input on unchanged
  *                  (layer ops' passes_through: Dropout at inference, Flatten),
  *                  nothing needing its gradient: its output is its input's
@@ -62,6 +65,7 @@ typedef enum {
     GRAFT_STEP_DW_BLOCK,
     GRAFT_STEP_POINTWISE,
     GRAFT_STEP_PAD_DW,
+    GRAFT_STEP_PAD_POOL,
     GRAFT_STEP_ALIAS,
 } graft_step_kind;
 
@@ -150,6 +154,8 @@ void graft_step_take_epilogue(const graft_model *m, graft_step *f, int j, bool t
 
 bool graft_step_pad_dw_match(const graft_model *m, int i, bool training, graft_step *s);
 void graft_step_pad_dw_forward(graft_model *m, graft_step *s, const graft_fwd *f);
+bool graft_step_pad_pool_match(const graft_model *m, int i, graft_step *s);
+void graft_step_pad_pool_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
 
 bool graft_step_conv_pool_match(const graft_model *m, int i, graft_step *s);
 size_t graft_step_conv_pool_scratch_floats(const graft_model *m, const graft_step *s);

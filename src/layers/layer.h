@@ -239,6 +239,13 @@ bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int 
 
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
 bool graft_max_pool_2x2(const graft_layer *l);
+/* A MaxPooling2D whose input is a ZeroPadding2D's output with these pads
+ * (top, bottom, left, right) around a non-empty inner part. */
+bool graft_max_pool_over_padding(const graft_layer *l, const int pad[4]);
+/* Its inference forward from the inner part x (n samples) alone: the
+ * padding's cells read as zeros; the bits of the two layers apart. */
+void graft_max_pool_forward_padded(const graft_layer *l, const int pad[4], int n, const float *x,
+                                   float *out);
 /* Floats for one code byte per output of a batch of n (a fused pool's aux). */
 size_t graft_max_pool_code_floats(const graft_layer *l, int n);
 /* Scratch for graft_max_pool_backward_codes. */

@@ -153,38 +153,52 @@ static void max_window_2x2(const float *x, size_t row, int C, int32_t cell, int 
     }
 }
 
-static void max_forward(const pool2d *p, const graft_fwd *f)
+/* The max pool over x, or over x as ZeroPadding2D would have padded it
+ * (pad: its top, bottom, left and right; the pool's input is the padded
+ * tensor, x its inner part): a padding cell reads as 0.0f, in the same
+ * comparisons in the same order as over the padded tensor, so the bits are
+ * those of the two layers apart. arg (NULL: none) gets the winning cells
+ * of the pool's input plane. */
+static void max_forward_over(const pool2d *p, const int pad[4], int n, const float *x_in,
+                             float *out, int32_t *arg)
 {
     const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
-    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
-    int32_t *arg = f->training ? (int32_t *)f->aux : NULL;
-    const long rows = (long)f->n * OH;
+    const int t = pad[0], le = pad[2], h = H - pad[0] - pad[1], w = W - pad[2] - pad[3];
+    const long rows = (long)n * OH;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
-        const float *x = f->in[0] + (size_t)(r / OH) * H * W * C;
+        const float *x = x_in + (size_t)(r / OH) * h * w * C;
         int y0, y1;
         window((int)(r % OH), p->sh, p->pt, p->kh, H, &y0, &y1);
         for (int ox = 0; ox < OW; ox++) {
             int x0, x1;
             window(ox, p->sw, p->pl, p->kw, W, &x0, &x1);
             size_t o_off = ((size_t)r * OW + ox) * C;
-            float *o = f->out + o_off;
+            float *o = out + o_off;
             int32_t *a = arg ? arg + o_off : NULL;
-            if (y1 - y0 == 2 && x1 - x0 == 2) {
-                max_window_2x2(x + ((size_t)y0 * W + x0) * C, (size_t)W * C, C, y0 * W + x0, W, o,
-                               a);
+            const bool inside = y0 >= t && y1 <= t + h && x0 >= le && x1 <= le + w;
+            if (inside && y1 - y0 == 2 && x1 - x0 == 2) {
+                max_window_2x2(x + ((size_t)(y0 - t) * w + (x0 - le)) * C, (size_t)w * C, C,
+                               y0 * W + x0, W, o, a);
                 continue;
             }
-            memcpy(o, x + ((size_t)y0 * W + x0) * C, (size_t)C * sizeof(float));
-            if (a)
-                for (int c = 0; c < C; c++)
-                    a[c] = y0 * W + x0;
             for (int y = y0; y < y1; y++) {
                 for (int xx = x0; xx < x1; xx++) {
-                    if (y == y0 && xx == x0) continue;
-                    const float *v = x + ((size_t)y * W + xx) * C;
+                    const bool real = y >= t && y < t + h && xx >= le && xx < le + w;
+                    const float *v = real ? x + ((size_t)(y - t) * w + (xx - le)) * C : NULL;
                     const int32_t cell = y * W + xx;
-                    if (a) {
+                    if (y == y0 && xx == x0) {
+                        if (v) memcpy(o, v, (size_t)C * sizeof(float));
+                        else memset(o, 0, (size_t)C * sizeof(float));
+                        if (a)
+                            for (int c = 0; c < C; c++) a[c] = cell;
+                    } else if (!v) {
+                        for (int c = 0; c < C; c++) {
+                            bool gt = 0.0f > o[c];
+                            o[c] = gt ? 0.0f : o[c];
+                            if (a) a[c] = gt ? cell : a[c];
+                        }
+                    } else if (a) {
 #pragma omp simd
                         for (int c = 0; c < C; c++) {
                             bool gt = v[c] > o[c];
@@ -200,6 +214,27 @@ static void max_forward(const pool2d *p, const graft_fwd *f)
             }
         }
     }
+}
+
+static void max_forward(const pool2d *p, const graft_fwd *f)
+{
+    static const int none[4] = {0, 0, 0, 0};
+    /* cppcheck-suppress invalidPointerCast ; aux is untyped memory: int32 in, int32 out */
+    max_forward_over(p, none, f->n, f->in[0], f->out, f->training ? (int32_t *)f->aux : NULL);
+}
+
+bool graft_max_pool_over_padding(const graft_layer *l, const int pad[4])
+{
+    if (strcmp(l->ops->class_name, "MaxPooling2D") != 0) return false;
+    const pool2d *p = l->cfg;
+    return pad[0] >= 0 && pad[1] >= 0 && pad[2] >= 0 && pad[3] >= 0 &&
+           p->h - pad[0] - pad[1] > 0 && p->w - pad[2] - pad[3] > 0;
+}
+
+void graft_max_pool_forward_padded(const graft_layer *l, const int pad[4], int n, const float *x,
+                                   float *out)
+{
+    max_forward_over(l->cfg, pad, n, x, out, NULL);
 }
 
 static void avg_forward(const pool2d *p, const graft_fwd *f)
