@@ -302,6 +302,13 @@ static bool kept_split_between(const graft_model *m, const graft_step *a, const 
     return false;
 }
 
+/* Layer i's output has a buffer of its own (not the model's output, which
+ * the caller's array holds): a run may hold it for a chunk. */
+static bool own_buffer(const struct graft_plan *p, int i, int out)
+{
+    return p->has_out[i] && p->buf_of[i] == i && i != out;
+}
+
 /* The depth-first runs of a plan: the longest runs of two or
  * more chunkable steps, each one's inputs and output for the whole batch
  * more than half the last-level cache and for `images` images at most
@@ -351,7 +358,7 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
             for (int q = 0; q < p->steps[k].n; q++) {
                 const graft_layer *l = m->layers[p->steps[k].layer[q]];
                 const size_t floats = graft_shape_size(&l->out_shape);
-                if (p->has_out[l->index] && p->buf_of[l->index] == l->index && l->index != out) {
+                if (own_buffer(p, l->index, out)) {
                     if (last_use[l->index] < sg.end)
                         saved += (size_t)(cap - images) * floats;
                     else if (last_use[l->index] < sg.end - 1 && seen[l->index] != g + 1) {
@@ -374,8 +381,7 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
             p->steps[k].in_run = true;
             for (int q = 0; q < p->steps[k].n; q++) {
                 const graft_layer *l = m->layers[p->steps[k].layer[q]];
-                if (p->has_out[l->index] && p->buf_of[l->index] == l->index &&
-                    l->index != out && last_use[l->index] < sg.end)
+                if (own_buffer(p, l->index, out) && last_use[l->index] < sg.end)
                     p->chunk[l->index] = sg.images;
                 /* The next chunk runs the run's first steps again: nothing
                  * it reads or writes may give its memory to a later step
