@@ -436,6 +436,64 @@ static void test_patch_rows(void)
     graft_threads_set(before);
 }
 
+/* A frozen layer whose transformed kernel is several MiB (192 -> 200
+ * channels: 6.2 MB, the last panel of columns padded) takes a large batch in
+ * rounds the threads share (winograd.c, round_tiles): 60 images of 9 tiles,
+ * two rounds of 270. Each image has the bits it has in a batch of 4 (chunks
+ * of tiles, one thread each), on one thread or two, and the first and last
+ * images (one in each round) are within Winograd's error of the double
+ * reference. */
+static void test_frozen_rounds(void)
+{
+    const wcase k = {60, 9, 9, 192, 200, GRAFT_SAME, true, true, false};
+    const size_t in1 = 9 * 9 * 192, out1 = 9 * 9 * 200;
+    float *x = malloc(k.n * in1 * sizeof(float)), *big[2], *four = malloc(4 * out1 * sizeof(float));
+    double *ref = malloc(2 * out1 * sizeof(double));
+    graft_rng r;
+    graft_rng_seed(&r, 8);
+    for (size_t i = 0; i < k.n * in1; i++)
+        x[i] = graft_rng_normal(&r);
+    const int before = graft_threads_get();
+    graft_model *m = build(&k, 11);
+    CHECK_OK(graft_model_status(m));
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    for (int t = 0; t < 2; t++) {
+        graft_threads_set(t + 1);
+        big[t] = malloc(k.n * out1 * sizeof(float));
+        /* one pass of 60 (predict would take them 32 at a time) */
+        CHECK_OK(graft_model_forward(m, x, k.n, false));
+        memcpy(big[t], graft_model_output(m)->out, k.n * out1 * sizeof(float));
+    }
+    CHECK(memcmp(big[0], big[1], k.n * out1 * sizeof(float)) == 0);
+    for (int t = 1; t <= 2; t++) {
+        graft_threads_set(t);
+        for (int s = 0; s + 4 <= k.n; s += 28) {
+            CHECK_OK(graft_model_predict(m, x + s * in1, 4, four));
+            CHECK_MSG(memcmp(four, big[0] + s * out1, 4 * out1 * sizeof(float)) == 0,
+                      "images %d-%d in a batch of 4 on %d threads", s, s + 3, t);
+        }
+    }
+    const wcase one = {1, 9, 9, 192, 200, GRAFT_SAME, true, true, false};
+    double peak = 0, worst = 0;
+    for (int q = 0; q < 2; q++) {
+        const int s = q ? k.n - 1 : 0;
+        reference(&one, m, x + s * in1, ref, 9, 9, 1, 1);
+        for (size_t i = 0; i < out1; i++) {
+            double d = fabs(big[0][s * out1 + i] - ref[i]);
+            if (fabs(ref[i]) > peak) peak = fabs(ref[i]);
+            if (d > worst) worst = d;
+        }
+    }
+    CHECK_MSG(peak > 0.5 && worst <= 2e-5 * peak, "rounds: %.3g of peak %.3g", worst, peak);
+    graft_threads_set(before);
+    graft_model_free(m);
+    free(x);
+    free(four);
+    free(ref);
+    free(big[0]);
+    free(big[1]);
+}
+
 int main(void)
 {
     RUN(test_matches_reference);
@@ -444,6 +502,7 @@ int main(void)
     RUN(test_nan_propagates);
     RUN(test_where_it_applies);
     RUN(test_frozen_batch_independent);
+    RUN(test_frozen_rounds);
     RUN(test_patch_rows);
     return CHECK_SUMMARY();
 }

@@ -463,6 +463,54 @@ static void test_switch_between_plans(void)
     graft_model_free(m);
 }
 
+/* A frozen pair whose transformed kernel is several MiB (192 -> 200
+ * channels) takes a batch of 60 (540 tiles) in rounds the threads share
+ * (winograd.c, round_tiles), the pool taken in each round's output
+ * transform: the same bits as the layers apart, and as batches of 4 (chunks
+ * of tiles, one thread each), on one thread or two. */
+static void test_frozen_rounds(void)
+{
+    const pcase k = {60, 10, 10, 192, 200, 3, GRAFT_SAME, true};
+    const int before = graft_threads_get();
+    const size_t xs = (size_t)k.n * k.h * k.w * k.c, x1 = xs / k.n;
+    float *x = malloc(xs * sizeof(float)), *y[2] = {NULL, NULL};
+    graft_rng g;
+    graft_rng_seed(&g, 61);
+    fill_normal(x, xs, 1, &g);
+    size_t ys = 0;
+    for (int apart = 0; apart < 2; apart++) {
+        separate_layers(apart);
+        graft_model *m = build(&k, 9);
+        CHECK_OK(graft_model_status(m));
+        graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+        ys = out_floats(m, k.n);
+        y[apart] = malloc(ys * sizeof(float));
+        CHECK_OK(graft_model_forward(m, x, k.n, false)); /* one pass of 60 */
+        CHECK_MSG(in_step(m, graft_model_find(m, "pool"), "winograd_pool") == !apart,
+                  "fused: %d", !apart);
+        separate_layers(false);
+        memcpy(y[apart], graft_model_output(m)->out, ys * sizeof(float));
+        if (!apart) {
+            const size_t y1 = ys / k.n;
+            float *four = malloc(4 * y1 * sizeof(float));
+            for (int t = 1; t <= 2; t++) {
+                graft_threads_set(t);
+                for (int s = 0; s + 4 <= k.n; s += 28) {
+                    CHECK_OK(graft_model_predict(m, x + s * x1, 4, four));
+                    same_bits("images in a batch of 4", four, y[0] + s * y1, 4 * y1);
+                }
+            }
+            graft_threads_set(before);
+            free(four);
+        }
+        graft_model_free(m);
+    }
+    same_bits("pooled output in rounds", y[0], y[1], ys);
+    free(x);
+    free(y[0]);
+    free(y[1]);
+}
+
 int main(void)
 {
     RUN(test_matches_separate_layers);
@@ -471,5 +519,6 @@ int main(void)
     RUN(test_lesson_stack_and_threads);
     RUN(test_where_it_applies);
     RUN(test_switch_between_plans);
+    RUN(test_frozen_rounds);
     return CHECK_SUMMARY();
 }

@@ -32,6 +32,8 @@
 #define M_OUT 4 /* output tile side */
 #define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
 #define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
+#define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: round_tiles */
+#define WINOGRAD_ROUND_BYTES ((size_t)24 << 20) /* V and M of a round, at most */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
 
@@ -83,13 +85,47 @@ bool graft_winograd_pays(const graft_conv_geom *g, int n)
  * for graft_pw_gemm (the last panel padded with zeros). */
 static size_t u_cols(int filters) { return ((size_t)filters + 31) / 32 * 32; }
 
+/* Where a frozen layer's U, 36 * C * F floats, is more than a few MiB (9.4 MB
+ * for ResNet's 256 x 256 channels), each thread's chunk reading all of it
+ * reads it from memory again and again: 6 times a call for ResNet101's
+ * 10x10 layers at a batch of 32, 12 for VGG16's 14x14 x 512 at 224. Such a
+ * layer's tiles go in rounds instead, shared by the threads: the round's
+ * input transforms, then its 36 GEMMs over all of its tiles, a thread taking
+ * whole GEMMs and so reading each part of U once a round, then its output
+ * transforms. V and M then go through memory, up to WINOGRAD_ROUND_BYTES a
+ * round (docs/PERFORMANCE.md, December 6). */
+static size_t round_most(const graft_conv_geom *g, int filters)
+{
+    size_t most = WINOGRAD_ROUND_BYTES / ((size_t)NXI * (size_t)(g->c + filters) * sizeof(float));
+    return most < 1 ? 1 : most;
+}
+
+/* Tiles a round of a frozen layer's batch of n takes (0: no rounds, each
+ * thread takes chunks of its own), as even as they come. */
+static size_t round_tiles(const graft_conv_geom *g, int filters, int n)
+{
+    const size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
+    const size_t u_bytes = (size_t)NXI * g->c * u_cols(filters) * sizeof(float);
+    if (u_bytes < WINOGRAD_ROUND_MIN_U || tiles <= (size_t)graft_threads() * chunk) return 0;
+    const size_t most = round_most(g, filters), rounds = (tiles + most - 1) / most;
+    return (tiles + rounds - 1) / rounds;
+}
+
+/* The most tiles a round takes in a batch of up to n images. */
+static size_t round_room(const graft_conv_geom *g, int filters, int n)
+{
+    const size_t most = round_most(g, filters), tiles = tiles_of(g, n);
+    return !round_tiles(g, filters, n) ? 0 : most < tiles ? most : tiles;
+}
+
 static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
 {
     size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
     if (chunk > tiles) chunk = tiles;
     size_t u = (size_t)NXI * g->c * u_cols(filters);
-    size_t per_thread = (size_t)NXI * chunk * (size_t)(g->c + filters);
-    return u + (size_t)graft_threads() * per_thread + (size_t)filters; /* + a zero bias */
+    size_t work = (size_t)graft_threads() * (size_t)NXI * chunk * (size_t)(g->c + filters);
+    size_t shared = (size_t)NXI * round_room(g, filters, n) * (size_t)(g->c + filters);
+    return u + (shared > work ? shared : work) + (size_t)filters; /* + a zero bias */
 }
 
 /* The input gradient of a 3x3 stride-1 convolution is itself one: dy padded
@@ -446,8 +482,9 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
  * the thread count or the ISA; U is stored in its panels. That frees the
  * chunks to be cut evenly among the threads, and where there are fewer
  * chunks than threads (batch 1: ResNet50's 7x7 layers have 4 tiles) the
- * one chunk runs in three phases, the 36 products shared among the threads
- * instead of one thread doing them all. Otherwise (training) dnnl_sgemm. */
+ * one chunk runs as a round (round_tiles), in three phases, the 36 products
+ * shared among the threads instead of one thread doing them all; so do the
+ * tiles of a layer whose U is large. Otherwise (training) dnnl_sgemm. */
 static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
                         const float *u, const float *bias, bool relu, const graft_epilogue *epi,
                         float *y, bool pooled, uint8_t *code, bool rowwise, float *scratch)
@@ -466,10 +503,15 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
         chunk = (tiles + (size_t)n_chunks - 1) / (size_t)n_chunks;
         n_chunks = (long)((tiles + chunk - 1) / chunk);
     }
-    const bool phased = rowwise && n_chunks == 1 && nth > 1;
+    /* Shared rounds: one chunk too few for the threads (a batch of one:
+     * ResNet50's 7x7 layers have 4 tiles), or a U too large to read again
+     * for every chunk (round_tiles). */
+    size_t round = rowwise ? round_tiles(g, F, n) : 0;
+    if (rowwise && n_chunks == 1 && nth > 1) round = tiles;
     const float *U = u;
     float *work = scratch + (size_t)NXI * C * u_cols(F);
     const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F);
+    const size_t shared = (size_t)NXI * round * (size_t)(C + F);
     if (!u || !rowwise) {
         transform_kernel(kernel, C, F, scratch, pw);
         U = scratch;
@@ -477,29 +519,32 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
 
     finish fin = {bias, relu, NULL};
     if (!bias) { /* a zero bias keeps the output loop branch-free */
-        float *zb = work + (size_t)nth * per_thread;
+        float *zb = work + (shared > nth * per_thread ? shared : nth * per_thread);
         memset(zb, 0, (size_t)F * sizeof(float));
         fin.bias = zb;
     }
     if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
-    if (phased) {
-        const int nk = (int)tiles;
-        float *V = work, *Mx = V + (size_t)NXI * chunk * C;
+    if (round) {
+        float *V = work;
+        for (size_t t0 = 0; t0 < tiles; t0 += round) {
+            const int nk = (int)(tiles - t0 < round ? tiles - t0 : round);
+            float *Mx = V + (size_t)NXI * nk * C;
 #pragma omp parallel num_threads(nth)
-        {
+            {
 #pragma omp for schedule(static)
-            for (int k = 0; k < nk; k++)
-                transform_input(&tl, x, 0, k, k + 1, nk, V);
+                for (int k = 0; k < nk; k++)
+                    transform_input(&tl, x, t0, k, k + 1, nk, V);
 #pragma omp for schedule(static)
-            for (int xi = 0; xi < NXI; xi++)
-                graft_pw_gemm(nk, F, C, V + (size_t)xi * nk * C, (size_t)C, U + xi * slab, 0,
-                              Mx + (size_t)xi * nk * F, (size_t)F, NULL, NULL, 0, wide);
+                for (int xi = 0; xi < NXI; xi++)
+                    graft_pw_gemm(nk, F, C, V + (size_t)xi * nk * C, (size_t)C, U + xi * slab, 0,
+                                  Mx + (size_t)xi * nk * F, (size_t)F, NULL, NULL, 0, wide);
 #pragma omp for schedule(static)
-            for (int k = 0; k < nk; k++) {
-                if (pooled)
-                    transform_output_pool(&tl, Mx, 0, k, k + 1, nk, fin.bias, y, code);
-                else
-                    transform_output(&tl, Mx, 0, k, k + 1, nk, &fin, y);
+                for (int k = 0; k < nk; k++) {
+                    if (pooled)
+                        transform_output_pool(&tl, Mx, t0, k, k + 1, nk, fin.bias, y, code);
+                    else
+                        transform_output(&tl, Mx, t0, k, k + 1, nk, &fin, y);
+                }
             }
         }
         return;
