@@ -368,9 +368,23 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                 bp = buf, kst = 32;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
-            for (int m0 = 0; m0 < M; m0 += MR)
-                rows512(m0, M - m0 < MR ? M - m0 : MR, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R,
-                        ldr, fin, load);
+            for (int m0 = 0; m0 < M; m0 += MR) {
+                const int mr = M - m0 < MR ? M - m0 : MR;
+                /* The residual's and the output's lines of this tile's rows
+                 * in the next panel, asked for into L2 while this panel's
+                 * tile runs: they lie a row (F floats) apart, and without
+                 * this the epilogue waited on memory for each of them. */
+                if (R && fin && n0 + 32 < N)
+                    for (int i = 0; i < mr; i++) {
+                        const float *r = R + (size_t)(m0 + i) * ldr + n0 + 32;
+                        float *c = C + (size_t)(m0 + i) * ldc + n0 + 32;
+                        __builtin_prefetch(r, 0, 2);
+                        __builtin_prefetch(r + 16, 0, 2);
+                        __builtin_prefetch(c, 1, 2);
+                        __builtin_prefetch(c + 16, 1, 2);
+                    }
+                rows512(m0, mr, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R, ldr, fin, load);
+            }
         }
     }
 }
