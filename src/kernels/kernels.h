@@ -78,6 +78,10 @@ bool graft_winograd_fits(const graft_conv_geom *g, int filters);
  * AVX2's width. Inference only: training passes take Winograd whatever the
  * batch, so that cached features equal recomputed ones. */
 bool graft_winograd_pays(const graft_conv_geom *g, int n);
+/* Tiles a round of a frozen layer's forward pass over n images takes, the
+ * threads sharing each round (0: none, the threads take chunks of their own;
+ * winograd.c). */
+size_t graft_winograd_round_tiles(const graft_conv_geom *g, int filters, int n);
 /* backward: room for graft_winograd_backward_data too. */
 size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int n, bool backward);
 /* rowwise: each image's outputs independent of the rest of the batch, the

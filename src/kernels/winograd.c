@@ -33,7 +33,7 @@
 #define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
 #define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
 #define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: round_tiles */
-#define WINOGRAD_ROUND_BYTES ((size_t)24 << 20) /* V and M of a round, at most */
+#define WINOGRAD_ROUND_BYTES ((size_t)48 << 20) /* V and M of a round, at most */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
 
@@ -109,6 +109,11 @@ static size_t round_tiles(const graft_conv_geom *g, int filters, int n)
     if (u_bytes < WINOGRAD_ROUND_MIN_U || tiles <= (size_t)graft_threads() * chunk) return 0;
     const size_t most = round_most(g, filters), rounds = (tiles + most - 1) / most;
     return (tiles + rounds - 1) / rounds;
+}
+
+size_t graft_winograd_round_tiles(const graft_conv_geom *g, int filters, int n)
+{
+    return round_tiles(g, filters, n);
 }
 
 /* The most tiles a round takes in a batch of up to n images. */
