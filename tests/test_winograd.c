@@ -307,6 +307,22 @@ static void test_where_it_applies(void)
     CHECK(graft_winograd_pays(&g, 1));
 }
 
+/* k's model with seed's weights, frozen, and k->n images of normal noise
+ * (xseed) into *x. */
+static graft_model *frozen_with_input(const wcase *k, unsigned seed, unsigned xseed, float **x)
+{
+    const size_t n = (size_t)k->n * k->h * k->w * k->c;
+    *x = malloc(n * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, xseed);
+    for (size_t i = 0; i < n; i++)
+        (*x)[i] = graft_rng_normal(&r);
+    graft_model *m = build(k, seed);
+    CHECK_OK(graft_model_status(m));
+    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    return m;
+}
+
 /* A frozen layer's products go through graft_pw_gemm: an image's outputs
  * have the same bits in a batch of 4 (one chunk, shared by the threads in
  * phases) as in a batch of 40 (several chunks, one thread each), on one
@@ -319,15 +335,9 @@ static void test_frozen_batch_independent(void)
 {
     const wcase k = {40, 9, 9, 64, 48, GRAFT_SAME, true, true, false};
     const size_t in1 = 9 * 9 * 64, out1 = 9 * 9 * 48;
-    float *x = malloc(k.n * in1 * sizeof(float)), *big[2], *one = malloc(out1 * sizeof(float));
-    graft_rng r;
-    graft_rng_seed(&r, 5);
-    for (size_t i = 0; i < k.n * in1; i++)
-        x[i] = graft_rng_normal(&r);
+    float *x, *big[2], *one = malloc(out1 * sizeof(float));
     const int before = graft_threads_get();
-    graft_model *m = build(&k, 9);
-    CHECK_OK(graft_model_status(m));
-    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    graft_model *m = frozen_with_input(&k, 9, 5, &x);
     for (int t = 0; t < 2; t++) {
         graft_threads_set(t + 1);
         big[t] = malloc(k.n * out1 * sizeof(float));
@@ -452,16 +462,10 @@ static void test_frozen_rounds(void)
     const size_t round = graft_winograd_round_tiles(&g, 200, k.n);
     CHECK_MSG(round > 0 && round < (size_t)k.n * 9, "%zu tiles a round of %d", round, k.n * 9);
     const size_t in1 = 9 * 9 * 192, out1 = 9 * 9 * 200;
-    float *x = malloc(k.n * in1 * sizeof(float)), *big[2], *four = malloc(4 * out1 * sizeof(float));
+    float *x, *big[2], *four = malloc(4 * out1 * sizeof(float));
     double *ref = malloc(2 * out1 * sizeof(double));
-    graft_rng r;
-    graft_rng_seed(&r, 8);
-    for (size_t i = 0; i < k.n * in1; i++)
-        x[i] = graft_rng_normal(&r);
     const int before = graft_threads_get();
-    graft_model *m = build(&k, 11);
-    CHECK_OK(graft_model_status(m));
-    graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    graft_model *m = frozen_with_input(&k, 11, 8, &x);
     for (int t = 0; t < 2; t++) {
         graft_threads_set(t + 1);
         big[t] = malloc(k.n * out1 * sizeof(float));

@@ -32,7 +32,7 @@
 #define M_OUT 4 /* output tile side */
 #define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
 #define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
-#define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: round_tiles */
+#define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: graft_winograd_round_tiles */
 #define WINOGRAD_ROUND_BYTES ((size_t)48 << 20) /* V and M of a round, at most */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
@@ -93,7 +93,7 @@ static size_t u_cols(int filters) { return ((size_t)filters + 31) / 32 * 32; }
  * input transforms, then its 36 GEMMs over all of its tiles, a thread taking
  * whole GEMMs and so reading each part of U once a round, then its output
  * transforms. V and M then go through memory, up to WINOGRAD_ROUND_BYTES a
- * round (docs/PERFORMANCE.md, December 6). */
+ * round (docs/PERFORMANCE.md, "December 5, late night"). */
 static size_t round_most(const graft_conv_geom *g, int filters)
 {
     size_t most = WINOGRAD_ROUND_BYTES / ((size_t)NXI * (size_t)(g->c + filters) * sizeof(float));
@@ -101,26 +101,29 @@ static size_t round_most(const graft_conv_geom *g, int filters)
 }
 
 /* Tiles a round of a frozen layer's batch of n takes (0: no rounds, each
- * thread takes chunks of its own), as even as they come. */
-static size_t round_tiles(const graft_conv_geom *g, int filters, int n)
-{
-    const size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
-    const size_t u_bytes = (size_t)NXI * g->c * u_cols(filters) * sizeof(float);
-    if (u_bytes < WINOGRAD_ROUND_MIN_U || tiles <= (size_t)graft_threads() * chunk) return 0;
-    const size_t most = round_most(g, filters), rounds = (tiles + most - 1) / most;
-    return (tiles + rounds - 1) / rounds;
-}
-
+ * thread takes chunks of its own): all of them where one chunk would leave
+ * the other threads idle (a batch of one: ResNet50's 7x7 layers have 4
+ * tiles), or, where U is large, as many as the budget takes, as even as
+ * they come. */
 size_t graft_winograd_round_tiles(const graft_conv_geom *g, int filters, int n)
 {
-    return round_tiles(g, filters, n);
+    const size_t tiles = tiles_of(g, n), chunk = (size_t)chunk_tiles(g->c, filters);
+    const int nth = graft_threads();
+    if (tiles <= chunk) return nth > 1 ? tiles : 0;
+    const size_t u_bytes = (size_t)NXI * g->c * u_cols(filters) * sizeof(float);
+    if (u_bytes < WINOGRAD_ROUND_MIN_U || tiles <= (size_t)nth * chunk) return 0;
+    const size_t most = round_most(g, filters), rounds = (tiles + most - 1) / most;
+    return (tiles + rounds - 1) / rounds;
 }
 
 /* The most tiles a round takes in a batch of up to n images. */
 static size_t round_room(const graft_conv_geom *g, int filters, int n)
 {
-    const size_t most = round_most(g, filters), tiles = tiles_of(g, n);
-    return !round_tiles(g, filters, n) ? 0 : most < tiles ? most : tiles;
+    const size_t round = graft_winograd_round_tiles(g, filters, n);
+    if (!round) return 0;
+    size_t room = round_most(g, filters);
+    if (room > tiles_of(g, n)) room = tiles_of(g, n);
+    return room > round ? room : round; /* a batch of one's round is all of its tiles */
 }
 
 static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
@@ -487,9 +490,10 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
  * the thread count or the ISA; U is stored in its panels. That frees the
  * chunks to be cut evenly among the threads, and where there are fewer
  * chunks than threads (batch 1: ResNet50's 7x7 layers have 4 tiles) the
- * one chunk runs as a round (round_tiles), in three phases, the 36 products
- * shared among the threads instead of one thread doing them all; so do the
- * tiles of a layer whose U is large. Otherwise (training) dnnl_sgemm. */
+ * one chunk runs as a round (graft_winograd_round_tiles), in three phases,
+ * the 36 products shared among the threads instead of one thread doing them
+ * all; so do the tiles of a layer whose U is large. Otherwise (training)
+ * dnnl_sgemm. */
 static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
                         const float *u, const float *bias, bool relu, const graft_epilogue *epi,
                         float *y, bool pooled, uint8_t *code, bool rowwise, float *scratch)
@@ -508,11 +512,7 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
         chunk = (tiles + (size_t)n_chunks - 1) / (size_t)n_chunks;
         n_chunks = (long)((tiles + chunk - 1) / chunk);
     }
-    /* Shared rounds: one chunk too few for the threads (a batch of one:
-     * ResNet50's 7x7 layers have 4 tiles), or a U too large to read again
-     * for every chunk (round_tiles). */
-    size_t round = rowwise ? round_tiles(g, F, n) : 0;
-    if (rowwise && n_chunks == 1 && nth > 1) round = tiles;
+    const size_t round = rowwise ? graft_winograd_round_tiles(g, F, n) : 0;
     const float *U = u;
     float *work = scratch + (size_t)NXI * C * u_cols(F);
     const size_t per_thread = (size_t)NXI * chunk * (size_t)(C + F);
