@@ -39,6 +39,7 @@ static void step_forward(graft_model *m, graft_step *s, int n, bool training)
     case GRAFT_STEP_PAD_DW: graft_step_pad_dw_forward(m, s, &f); break;
     case GRAFT_STEP_PAD_POOL: graft_step_pad_pool_forward(m, s, &f); break;
     case GRAFT_STEP_ALIAS: break; /* its output is its input's buffer */
+    case GRAFT_STEP_CONCAT_APPEND: graft_step_concat_append_forward(m, s, &f); break;
     case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_forward(m, s, &f); break;
     case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_forward(m, s, &f); break;
     case GRAFT_STEP_DW_BLOCK: graft_step_dw_block_forward(m, s, &f); break;
@@ -170,6 +171,7 @@ graft_status graft_model_backward(graft_model *m, const float *dout, int n)
         case GRAFT_STEP_PAD_DW:
         case GRAFT_STEP_PAD_POOL:
         case GRAFT_STEP_ALIAS:
+        case GRAFT_STEP_CONCAT_APPEND:
         case GRAFT_STEP_POINTWISE: break;
         case GRAFT_STEP_CONV_POOL: graft_step_conv_pool_backward(m, s, n); break;
         case GRAFT_STEP_WINOGRAD_POOL: graft_step_winograd_pool_backward(m, s, n); break;

@@ -92,6 +92,7 @@ static void plan_free(struct graft_plan *p)
     free(p->step_of);
     free(p->has_out);
     free(p->buf_of);
+    free(p->row_floats);
     free(p->grad_written);
     free(p->segments);
     free(p->chunk);
@@ -178,7 +179,15 @@ static graft_status plan_steps(graft_model *m, struct graft_plan *p, bool traini
             p->has_out[i] = false;
         p->steps[p->n_steps++] = s;
     }
-    return GRAFT_OK;
+    graft_status st = graft_step_concat_chains(m, p);
+    /* A chain's last member now lives in its first member's buffer, and so
+     * does an ALIAS of it. */
+    for (int k = 0; k < p->n_steps && st == GRAFT_OK; k++)
+        if (p->steps[k].kind == GRAFT_STEP_ALIAS) {
+            const int j = p->steps[k].layer[0];
+            p->buf_of[j] = p->buf_of[m->layers[j]->inputs[0]];
+        }
+    return st;
 }
 
 /* DW_BLOCK, POINTWISE, PAD_DW and PAD_POOL steps keep no inner tensors, so
@@ -219,6 +228,7 @@ bool graft_plan_keep_split(graft_model *m, int k)
     if (p && p->n_layers == m->n_layers && m->capacity > 0) {
         for (int s = 0; s < p->n_steps; s++)
             if (step_spans(&p->steps[s], k)) m->capacity = 0; /* plan again */
+        if (graft_step_concat_crosses(m, p, k)) m->capacity = 0;
         for (int g = 0; g < p->n_segments; g++)
             if (kept_split_between(m, &p->steps[p->segments[g].first],
                                    &p->steps[p->segments[g].end - 1]))
@@ -245,12 +255,18 @@ static bool spans_kept_split(const graft_model *m, const graft_step *s)
  * plan's batch (so the bits do not depend on the run) and not by Winograd,
  * and whose weights, read again for every chunk, weigh no more than the
  * output the chunk keeps in cache. */
-static bool chunkable(const graft_model *m, const graft_step *s, bool training, int images,
-                      int cap)
+static bool chunkable(const graft_model *m, const struct graft_plan *p, const graft_step *s,
+                      bool training, int images, int cap)
 {
     if (s->layer[0] == 0) return false; /* the input is the caller's array */
-    for (int q = 0; q < s->n; q++)
-        if (m->layers[s->layer[q]]->requires_grad) return false;
+    for (int q = 0; q < s->n; q++) {
+        const graft_layer *l = m->layers[s->layer[q]];
+        if (l->requires_grad) return false;
+        /* A run enters its whole buffers at a chunk's first image by the
+         * layer's own image size; a CONCAT_APPEND chain's prefix has another. */
+        for (int j = 0; j < l->n_inputs; j++)
+            if (graft_step_concat_view(m, p, l->inputs[j])) return false;
+    }
     switch (s->kind) {
     case GRAFT_STEP_LAYER: {
         /* In training a layer may draw noise (Dropout), or normalise by the
@@ -329,7 +345,7 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
     int run = -1;
     for (int k = 0; k <= p->n_steps; k++) {
         const graft_step *s = k < p->n_steps ? &p->steps[k] : NULL;
-        bool take = s && chunkable(m, s, training, images, cap);
+        bool take = s && chunkable(m, p, s, training, images, cap);
         if (take && !any) {
             const size_t bytes = step_floats(m, p, k) * sizeof(float);
             take = cap * bytes > half_llc && images * bytes <= llc / 8 * 3;
@@ -412,6 +428,22 @@ int graft_plan_depth_first(const graft_model *m, int i)
 
 /* ------------------------------------------------------------ prepare */
 
+/* Floats an image of layer i's buffer holds: its output's, or a
+ * CONCAT_APPEND chain's width of rows. */
+static size_t image_floats(const graft_model *m, const struct graft_plan *p, int i)
+{
+    const graft_shape *s = &m->layers[i]->out_shape;
+    const size_t n = graft_shape_size(s);
+    return p->row_floats[i] ? n / (size_t)s->dim[s->rank - 1] * (size_t)p->row_floats[i] : n;
+}
+
+size_t graft_plan_row_floats(const graft_model *m, int i)
+{
+    const struct graft_plan *p = m->plan;
+    const graft_shape *s = &m->layers[i]->out_shape;
+    return p && p->row_floats[i] ? (size_t)p->row_floats[i] : (size_t)s->dim[s->rank - 1];
+}
+
 /* GRAFT_PROFILE=1: what the planner chose, on stderr, once per plan. */
 static void plan_print(const graft_model *m, int cap, bool training)
 {
@@ -438,6 +470,14 @@ static void plan_print(const graft_model *m, int cap, bool training)
         if (s->kind == GRAFT_STEP_PAD_DW) algo = "pad skipped by the depthwise kernel";
         if (s->kind == GRAFT_STEP_PAD_POOL)
             snprintf(what, sizeof what, "the pool reads the padding as zeros");
+        if (s->kind == GRAFT_STEP_CONCAT_APPEND) {
+            const int i = s->layer[0], f = p->buf_of[i];
+            const graft_layer *l = m->layers[i];
+            const int c = l->out_shape.dim[2];
+            const int from = f == i ? 0 : m->layers[l->inputs[0]]->out_shape.dim[2];
+            snprintf(what, sizeof what, "channels %d..%d of a %d-wide buffer in place (%s's)", from,
+                     c - 1, p->row_floats[i], m->layers[f]->name);
+        }
         if (s->kind == GRAFT_STEP_CONV_EPILOGUE || s->kind == GRAFT_STEP_PAD_DW)
             snprintf(what, sizeof what, "%s%s%s%s%s%s", algo ? algo : "", algo ? " " : "",
                      s->epi.bn ? "+ BN" : "",
@@ -523,6 +563,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         p->step_of = calloc((size_t)L, sizeof(int));
         p->has_out = calloc((size_t)L, sizeof(bool));
         p->buf_of = calloc((size_t)L, sizeof(int));
+        p->row_floats = calloc((size_t)L, sizeof(int));
         p->grad_written = calloc((size_t)L, sizeof(bool));
         p->chunk = calloc((size_t)L, sizeof(int));
         p->whole = calloc((size_t)L, sizeof(float *));
@@ -535,7 +576,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     size_t *dout_off = malloc((size_t)L * sizeof(size_t));
     size_t *aux_off = malloc((size_t)L * sizeof(size_t));
     graft_status st = GRAFT_OK;
-    if (!p || !p->steps || !p->step_of || !p->has_out || !p->buf_of || !p->grad_written ||
+    if (!p || !p->steps || !p->step_of || !p->has_out || !p->buf_of || !p->row_floats || !p->grad_written ||
         !p->chunk || !p->whole || !last_use || !fl || !offs || !dout_off || !aux_off) {
         st = graft_fail(GRAFT_ENOMEM, "out of memory planning buffers");
         goto done;
@@ -561,8 +602,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     last_use[BUF(out)] = S;
     if ((st = plan_segments(m, p, training, cap, last_use, BUF(out))) != GRAFT_OK) goto done;
     /* An output's floats: the batch's, or a depth-first run's chunk's. */
-#define OUT_FLOATS(i) \
-    ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * graft_shape_size(&m->layers[i]->out_shape))
+#define OUT_FLOATS(i) ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * image_floats(m, p, i))
 
     planner pl = {fl, 0, 0, 0};
     size_t scratch = 0;
@@ -686,7 +726,8 @@ const char *graft_plan_step_kind(const graft_model *m, int layer, int *root)
 {
     static const char *const names[] = {"layer",     "conv_epilogue", "conv_pool",
                                         "winograd_pool", "relu_pool",   "dw_block",
-                                        "pointwise", "pad_dw", "pad_pool", "alias"};
+                                        "pointwise", "pad_dw", "pad_pool", "alias",
+                                        "concat_append"};
     const struct graft_plan *p = m->plan;
     if (root) *root = layer;
     if (!p || p->n_layers != m->n_layers || layer < 0 || layer >= p->n_layers) return "none";

@@ -45,6 +45,14 @@
  *                  -> 1x1): one GEMM whose input rows go through the first BN
  *                  and clamp as they are copied to cache, and whose epilogue
  *                  does the rest (step_pointwise.c)
+ *   CONCAT_APPEND  a chain of channel Concatenates, each the first input of
+ *                  the next (DenseNet's dense blocks: x = Concatenate([x,
+ *                  conv(x)]) over and over), none needing a gradient, each
+ *                  but the last read otherwise only by POINTWISE steps: one
+ *                  buffer as wide as the last holds them all, each a prefix
+ *                  of its channels, and each Concatenate copies only its new
+ *                  inputs into place instead of the whole growing tensor
+ *                  (step_concat_append.c)
  *
  * A step runs at the place of its first layer; its later layers read only
  * what the step computes, so nothing in between needs them earlier.
@@ -67,6 +75,7 @@ typedef enum {
     GRAFT_STEP_PAD_DW,
     GRAFT_STEP_PAD_POOL,
     GRAFT_STEP_ALIAS,
+    GRAFT_STEP_CONCAT_APPEND,
 } graft_step_kind;
 
 #define GRAFT_STEP_MAX_LAYERS 12
@@ -133,6 +142,10 @@ struct graft_plan {
     int *step_of;    /* per layer: the step that computes it */
     bool *has_out;   /* per layer: its output has a buffer of its own or its step root's */
     int *buf_of;     /* per layer: the layer whose buffer holds its output */
+    /* per layer: floats from one pixel's row of its output to the next in
+     * its buffer, where that is not its own channel count (a CONCAT_APPEND
+     * chain's members: the chain's buffer is as wide as its last); else 0 */
+    int *row_floats;
     bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
     /* The weights outgrow the last-level cache, so that a pass finds each
      * kernel in memory, not in cache: the 1x1 kernels that would be kept
@@ -244,6 +257,18 @@ bool graft_step_bn_frozen(const graft_layer *l, bool training);
 bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi);
 /* A ReLU or Activation layer as a clamp. */
 bool graft_step_act_clamp(const graft_layer *l, float *lo, float *hi);
+
+/* After the other steps are planned (plan_steps): turns chains of channel
+ * Concatenates into CONCAT_APPEND steps sharing their last member's width
+ * in the first member's buffer (buf_of, row_floats); chains stop at a kept
+ * split (graft_plan_keep_split). */
+graft_status graft_step_concat_chains(const graft_model *m, struct graft_plan *p);
+/* Whether layer i's output is a strided view (a chain's member short of its
+ * last), which only the chain's next member and POINTWISE steps read. */
+bool graft_step_concat_view(const graft_model *m, const struct graft_plan *p, int i);
+/* Whether such a view below layer k is read at or above it. */
+bool graft_step_concat_crosses(const graft_model *m, const struct graft_plan *p, int k);
+void graft_step_concat_append_forward(graft_model *m, const graft_step *s, const graft_fwd *f);
 
 /* The passes' view of one layer (exec/passes.c): runs its backward with the
  * inputs, gradients and accumulation flags of the plan, by fn(l, b, ctx), or

@@ -357,12 +357,14 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
-    const float *x = f->in[excite ? 1 - b->excite_gate : 0],
-                *gate = excite ? f->in[b->excite_gate] : NULL,
+    const int xi = excite ? 1 - b->excite_gate : 0;
+    const float *x = f->in[xi], *gate = excite ? f->in[b->excite_gate] : NULL,
                 *res = b->add >= 0 ? m->layers[b->residual]->out : NULL;
     const size_t image = (size_t)g.h * g.w; /* pixels; stride 1 where there is a gate */
     float *out = m->layers[s->layer[s->n - 1]]->out;
-    const int C = g.c;
+    /* Floats from one input pixel to the next: K, or a CONCAT_APPEND
+     * chain's width where the input is a prefix of its rows. */
+    const size_t C = graft_plan_row_floats(m, m->layers[s->layer[0]]->inputs[xi]);
     /* Work items: blocks of output pixels (stride 1: any run of them, the
      * input's pixels being the output's; strided: a band of output rows,
      * each reading every sw-th pixel of input row oy * sh) times groups of
@@ -403,9 +405,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             if (p1 > P) p1 = P;
             const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
-            if (prologue) graft_pw_prologue(rows, K, A, (size_t)C, &pre, buf);
+            if (prologue) graft_pw_prologue(rows, K, A, C, &pre, buf);
             if (excite) excite_rows(rows, K, A, p0, image, gate, buf);
-            gemm_cols(rows, c0, nc, K, prologue || excite ? buf : A, (size_t)C, W, ldb, F,
+            gemm_cols(rows, c0, nc, K, prologue || excite ? buf : A, prologue || excite ? (size_t)K : C, W, ldb, F,
                       out + p0 * F, &e, res ? res + p0 * F : NULL, wide, stream, s->epi.act);
             continue;
         }
@@ -417,7 +419,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
          * rows enough to pay, instead of one per output row. */
         for (int oy = oy0; oy < oy1; oy++)
             graft_pw_prologue(g.ow, K, x + (((size_t)img * g.h + (size_t)oy * g.sh) * g.w) * C,
-                              (size_t)g.sw * C, &pre, buf + (size_t)(oy - oy0) * g.ow * K);
+                              g.sw * C, &pre, buf + (size_t)(oy - oy0) * g.ow * K);
         const size_t p0 = ((size_t)img * g.oh + oy0) * g.ow;
         for (int cc = c0; cc < c0 + nc; cc += STRIDED_COLS) {
             const int w = c0 + nc - cc < STRIDED_COLS ? c0 + nc - cc : STRIDED_COLS;

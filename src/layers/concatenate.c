@@ -115,6 +115,13 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
     return GRAFT_OK;
 }
 
+bool graft_concatenate_channels(const graft_layer *l)
+{
+    if (strcmp(l->ops->class_name, "Concatenate") != 0) return false;
+    const concat *c = l->cfg;
+    return l->out_shape.rank == 3 && (c->axis == -1 || c->axis == 3);
+}
+
 const graft_layer_ops graft_concatenate_ops = {
     .class_name = "Concatenate",
     .build = build,

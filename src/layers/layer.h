@@ -234,6 +234,9 @@ bool graft_depthwise_conv2d_args(const graft_layer *l, struct graft_conv_geom *g
 bool graft_separable_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *filters,
                                  const float **dw_kernel, const float **pw_kernel,
                                  const float **bias, graft_activation *act);
+/* A Concatenate of (H, W, C) maps along their channels (the last axis),
+ * each pixel's row the inputs' rows in turn; false for other layers. */
+bool graft_concatenate_channels(const graft_layer *l);
 /* A ZeroPadding2D's pads; false for other layers. */
 bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int *left, int *right);
 
