@@ -31,9 +31,10 @@
 #define T 6     /* input tile side: m + r - 1 */
 #define M_OUT 4 /* output tile side */
 #define WINOGRAD_MIN_TILES 8 /* per image, with AVX-512 */
-/* per image, with AVX-512, for a bottleneck's narrow 3x3: at most
- * WINOGRAD_NARROW filters, from at least twice as many channels */
+/* per image for a bottleneck's narrow 3x3 (at most WINOGRAD_NARROW
+ * filters, from at least twice as many channels), with AVX-512 and AVX2 */
 #define WINOGRAD_NARROW_MIN_TILES 25
+#define WINOGRAD_NARROW_MIN_TILES_AVX2 16
 #define WINOGRAD_NARROW 64
 #define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
 #define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: graft_winograd_round_tiles */
@@ -52,16 +53,17 @@ bool graft_winograd_fits(const graft_conv_geom *g, int filters)
      * image has so few tiles that the kernel's transform (4x the kernel) is
      * read for little work (7x7: 4 tiles), but not at AVX2's width, where
      * the direct convolution's 2.25x the multiply-adds cost more
-     * (docs/PERFORMANCE.md). With AVX-512 a bottleneck's narrow 3x3
-     * (DenseNet's, 128 channels to 32) needs more tiles still: below 17x17
-     * its transforms and short GEMMs cost more than the multiply-adds they
-     * save (9x9 to 14x14 ran 1.3-2.2x slower than oneDNN's direct
-     * convolution, 19x19 about as fast; docs/PERFORMANCE.md, "December 6"). */
+     * (docs/PERFORMANCE.md). A bottleneck's narrow 3x3 (DenseNet's, 128
+     * channels to 32) needs more tiles still: its transforms and short GEMMs
+     * cost more than the multiply-adds they save below 17x17 with AVX-512
+     * (9x9 to 14x14 ran 1.3-2.2x slower than oneDNN's direct convolution,
+     * 19x19 about as fast) and below 13x13 with AVX2 (9x9 1.3x slower, 14x14
+     * 1.1x faster; docs/PERFORMANCE.md, "December 6"). */
     const size_t th = (size_t)(g->oh + M_OUT - 1) / M_OUT, tw = (size_t)(g->ow + M_OUT - 1) / M_OUT;
-    const bool narrow = filters <= WINOGRAD_NARROW && g->c >= 2 * filters;
-    const size_t least = narrow ? WINOGRAD_NARROW_MIN_TILES : WINOGRAD_MIN_TILES;
-    return (th * tw >= least || !graft_kernels_avx512()) &&
-           2 * (size_t)g->oh * (size_t)g->ow >= th * tw * M_OUT * M_OUT;
+    const bool wide = graft_kernels_avx512(), narrow = filters <= WINOGRAD_NARROW && g->c >= 2 * filters;
+    const size_t least = narrow ? (wide ? WINOGRAD_NARROW_MIN_TILES : WINOGRAD_NARROW_MIN_TILES_AVX2)
+                                : (wide ? WINOGRAD_MIN_TILES : 0);
+    return th * tw >= least && 2 * (size_t)g->oh * (size_t)g->ow >= th * tw * M_OUT * M_OUT;
 }
 
 /* Tiles per chunk: V and M of a chunk (36 * tiles * (C + F) floats) within a
