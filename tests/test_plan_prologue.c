@@ -281,6 +281,73 @@ static void test_weightless_trainable_bn_not_folded(void)
     }
 }
 
+/* A transition (BN -> ReLU -> linear 1x1 -> 2x2/2 average pool, DenseNet's,
+ * with and without the 1x1's bias; odd sides, whose last row and column the
+ * pool drops): the pool goes first, inside the step, over the prologue's
+ * rows; the 1x1's output never exists. Linear both, so the outputs are the
+ * layers' apart within the rounding of the other order (2e-6 of the peak),
+ * and the same bits alone or in a batch, on one thread or two, with AVX2.
+ * Not taken: a 3x3 pool, a 1x1 with a ReLU. */
+static graft_model *transition(bool bias, int pool, bool relu)
+{
+    graft_model *m = graft_model_new("transition");
+    graft_input(m, NULL, graft_shape3(H, W, C));
+    pre_layers(m, PRE_BN_RELU);
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = F, .kernel_size = {1, 1},
+                                             .no_bias = !bias,
+                                             .activation = relu ? GRAFT_RELU : GRAFT_LINEAR});
+    graft_average_pooling2d(m, NULL, (graft_pool2d_cfg){.name = "pool", .pool_size = {pool, pool},
+                                                        .strides = {2, 2}});
+    CHECK_OK(graft_model_status(m));
+    return m;
+}
+
+static void test_transition_pools_first(void)
+{
+    float *x = random_input(N, 21);
+    const size_t out_n = (size_t)N * (H / 2) * (W / 2) * F;
+    float *fused = malloc(out_n * sizeof(float)), *apart = malloc(out_n * sizeof(float));
+    CHECK(x && fused && apart);
+    for (int bias = 0; bias <= 1 && x && fused && apart; bias++) {
+        graft_model *m = transition(bias, 2, false);
+        set_random(m, 22 + (unsigned)bias);
+        CHECK_OK(graft_model_predict(m, x, N, fused));
+        const graft_layer *conv = graft_model_find(m, "conv"), *pool = graft_model_find(m, "pool");
+        int root = -1;
+        CHECK_MSG(!strcmp(graft_plan_step_kind(m, pool->index, &root), "pointwise") &&
+                      root == graft_model_find(m, "pre_bn")->index,
+                  "bias %d: the pool is not in the step", bias);
+        CHECK(conv->out == NULL);
+        setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+        m->capacity = 0;
+        CHECK_OK(graft_model_predict(m, x, N, apart));
+        unsetenv("GRAFT_NO_FUSED_INFERENCE");
+        CHECK(in_step(m, pool, "layer"));
+        double peak = 0, worst = 0;
+        for (size_t i = 0; i < out_n; i++) {
+            peak = fmax(peak, fabs(apart[i]));
+            worst = fmax(worst, fabs((double)fused[i] - apart[i]));
+        }
+        printf("  bias %d: %.3g of the peak\n", bias, worst / peak);
+        CHECK_MSG(peak > 0.5 && worst <= 2e-6 * peak, "bias %d: %.3g of peak %.3g", bias, worst,
+                  peak);
+        m->capacity = 0;
+        check_same_bits(m, x, N, "pool", "pointwise");
+        graft_model_free(m);
+    }
+    for (int k = 0; k < 2; k++) {
+        graft_model *m = transition(false, k ? 2 : 3, k == 1);
+        set_random(m, 24);
+        CHECK_OK(graft_model_predict(m, x, 1, fused));
+        CHECK_MSG(in_step(m, graft_model_find(m, "pool"), "layer"), "%s: the pool was taken",
+                  k ? "a ReLU 1x1" : "a 3x3 pool");
+        graft_model_free(m);
+    }
+    free(x);
+    free(fused);
+    free(apart);
+}
+
 int main(void)
 {
     RUN(test_prologue_equals_layers);
@@ -288,5 +355,6 @@ int main(void)
     RUN(test_bits_reproducible);
     RUN(test_excite_prologue);
     RUN(test_plan_takes_only_gradient_free_chains);
+    RUN(test_transition_pools_first);
     return CHECK_SUMMARY();
 }

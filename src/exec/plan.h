@@ -101,6 +101,9 @@ typedef struct graft_dw_block {
     /* POINTWISE: instead, a squeeze-and-excitation Multiply (-1: none)
      * whose input `excite_gate` (0 or 1) is each image's channel scale. */
     int excite, excite_gate;
+    /* POINTWISE: a 2x2/2 AveragePooling2D that alone reads a linear 1x1/1
+     * (DenseNet's transitions), taken before the 1x1 (0: none). */
+    int avg_pool;
 } graft_dw_block;
 
 typedef struct graft_step {

@@ -112,6 +112,16 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     /* An activation runs on each block after the GEMM's epilogue: no residual then. */
     const int a = graft_step_take_act(m, &f, j, &f.epi.act);
     int r = a == j ? graft_plan_sole_reader(m, j) : -1;
+    /* A linear 1x1/1 whose only reader is a 2x2/2 average pool (DenseNet's
+     * transitions): the pool is linear too, so it goes first, over the
+     * prologue's rows, and the GEMM runs over a quarter of the pixels. */
+    if (r > 0 && j == conv && !b->project_clamp && b->excite < 0 && g.sh == 1 && g.sw == 1 &&
+        !m->layers[r]->requires_grad && graft_avg_pool_2x2(m->layers[r])) {
+        b->avg_pool = r;
+        f.layer[f.n++] = r;
+        *s = f;
+        return true;
+    }
     if (r > 0) {
         const graft_layer *add = m->layers[r];
         if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
@@ -155,6 +165,15 @@ static size_t prologue_rows(const graft_conv_geom *g)
 static size_t prologue_floats(const graft_conv_geom *g)
 {
     return (prologue_rows(g) * g->c + 15) & ~(size_t)15;
+}
+
+/* Rows of the step's GEMM for n images: the 1x1's output pixels, or the
+ * average pool's where it is taken first. */
+static size_t gemm_rows(const graft_model *m, const graft_step *s, const graft_conv_geom *g, int n)
+{
+    if (s->blk.avg_pool <= 0) return (size_t)n * g->oh * g->ow;
+    const graft_shape *o = &m->layers[s->blk.avg_pool]->out_shape;
+    return (size_t)n * o->dim[0] * o->dim[1];
 }
 
 /* The step's 1x1 convolution (matched by one_by_one): its geometry and
@@ -250,7 +269,8 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
     int F;
     project_geom(m, s, &g, &F, NULL, NULL);
     size_t n = graft_pw_pack_floats(g.c, F, true);
-    if (b->pre_bn >= 0 || b->pre_clamp || b->excite >= 0 || g.sh != 1 || g.sw != 1)
+    if (b->pre_bn >= 0 || b->pre_clamp || b->excite >= 0 || b->avg_pool > 0 || g.sh != 1 ||
+        g.sw != 1)
         n += (size_t)graft_threads() * prologue_floats(&g);
     return n;
 }
@@ -280,8 +300,9 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
                  b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
-             b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "", bands,
-             graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.oh * g.ow,
+             b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "",
+             b->avg_pool > 0 ? ", 2x2 average pool taken first" : bands,
+             graft_step_pw_how(m, m->layers[b->project], gemm_rows(m, s, &g, n),
                                graft_step_pointwise_keeps(), s->in_run),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
@@ -318,6 +339,61 @@ static void excite_rows(int rows, int K, const float *A, size_t p0, size_t image
 /* v rounded up to a multiple of m. */
 static long round_up(long v, int m) { return (v + m - 1) / m * m; }
 
+/* Output pixels of a block of a pooled step: seven tiles, and the window's
+ * four prologue rows after them in the thread's buffer (BLOCK_PIXELS rows). */
+#define POOL_BLOCK (7 * TILE_ROWS)
+
+/* A step whose 2x2/2 average pool goes first (b->avg_pool): each output
+ * pixel's window of prologue rows (input rows C floats apart) averaged as
+ * the pool layer does (the four summed in row order from 0, times 1/4) into
+ * a row of the thread's buffer, then the GEMM over those rows. Blocks of
+ * output pixels go to the threads, their columns shared where there are
+ * too few blocks, as in the stride-1 path. */
+static void pooled_forward(const graft_model *m, const graft_step *s, int n, const float *x,
+                           size_t C, const graft_kernel_epi *pre, const float *W, size_t ldb,
+                           const graft_kernel_epi *e, float *bufs, size_t buf_floats, float *out,
+                           bool wide, bool stream)
+{
+    graft_conv_geom g;
+    int F;
+    project_geom(m, s, &g, &F, NULL, NULL);
+    const int K = g.c;
+    const graft_shape *o = &m->layers[s->blk.avg_pool]->out_shape;
+    const int oh = o->dim[0], ow = o->dim[1];
+    const size_t P = (size_t)n * oh * ow;
+    const int th = graft_threads(), panels = (F + 31) / 32;
+    long blocks = (long)((P + POOL_BLOCK - 1) / POOL_BLOCK);
+    if (blocks >= th) blocks = round_up(blocks, th);
+    int groups = blocks >= 2 * th ? 1 : (int)((2 * th + blocks - 1) / blocks);
+    if (groups > panels) groups = panels;
+    const long items = blocks * groups;
+#pragma omp parallel for schedule(static) num_threads(th)
+    for (long it = 0; it < items; it++) {
+        const long bi = it / groups;
+        const int gi = (int)(it % groups);
+        const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
+        const int nc = (c1 < F ? c1 : F) - c0;
+        const size_t q0 = P * (size_t)bi / (size_t)blocks, q1 = P * (size_t)(bi + 1) / (size_t)blocks;
+        float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
+        float *win = buf + (size_t)POOL_BLOCK * K; /* the window's four rows */
+        for (size_t q = q0; q < q1; q++) {
+            const size_t img = q / ((size_t)oh * ow), r = q % ((size_t)oh * ow);
+            const size_t top = (img * g.h + 2 * (r / ow)) * g.w + 2 * (r % ow);
+            graft_pw_prologue(2, K, x + top * C, C, pre, win);
+            graft_pw_prologue(2, K, x + (top + g.w) * C, C, pre, win + 2 * (size_t)K);
+            float *restrict y = buf + (q - q0) * K;
+            const float *restrict w = win;
+#pragma omp simd
+            for (int k = 0; k < K; k++)
+                y[k] = (((0.0f + w[k]) + w[K + k]) + w[2 * K + k]) + w[3 * K + k];
+#pragma omp simd
+            for (int k = 0; k < K; k++) y[k] *= 0.25f;
+        }
+        gemm_cols((int)(q1 - q0), c0, nc, K, buf, (size_t)K, W, ldb, F, out + q0 * F, e, NULL, wide,
+                  stream, s->epi.act);
+    }
+}
+
 void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd *f)
 {
     const graft_dw_block *b = &s->blk;
@@ -350,7 +426,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const bool prologue = b->pre_bn >= 0 || b->pre_clamp, excite = b->excite >= 0;
     const bool wide = graft_kernels_avx512();
     size_t ldb;
-    const size_t P = (size_t)f->n * g.oh * g.ow;
+    const size_t P = gemm_rows(m, s, &g, f->n);
     bool stream;
     W = graft_step_pw_kernel(m, m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
                              s->in_run, f->scratch, &ldb, &stream);
@@ -373,6 +449,10 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * that this part of the kernel serves the band's pixels from L2, as a
      * stride-1 block's does, instead of the whole kernel being read again
      * from memory for each output row (7 pixels in ResNet50's last stage). */
+    if (b->avg_pool > 0) {
+        pooled_forward(m, s, f->n, x, C, &pre, W, ldb, &e, bufs, buf_floats, out, wide, stream);
+        return;
+    }
     const bool unit = g.sh == 1 && g.sw == 1;
     const int band = unit ? 1 : band_rows(&g);
     const int th = graft_threads(), panels = (F + 31) / 32;

@@ -242,6 +242,10 @@ bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int 
 
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
 bool graft_max_pool_2x2(const graft_layer *l);
+/* An AveragePooling2D with 2x2 windows, strides 2 and 'valid' padding: each
+ * output the sum of its window's four inputs in row order, from 0, times
+ * 1/4 (avg_forward's arithmetic). */
+bool graft_avg_pool_2x2(const graft_layer *l);
 /* A MaxPooling2D whose input is a ZeroPadding2D's output with these pads
  * (top, bottom, left, right) around a non-empty inner part. */
 bool graft_max_pool_over_padding(const graft_layer *l, const int pad[4]);

@@ -104,6 +104,13 @@ bool graft_max_pool_2x2(const graft_layer *l)
     return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
 }
 
+bool graft_avg_pool_2x2(const graft_layer *l)
+{
+    if (strcmp(l->ops->class_name, "AveragePooling2D") != 0) return false;
+    const pool2d *p = l->cfg;
+    return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
+}
+
 /* The real cells [lo, hi) of window o along one axis. */
 static void window(int o, int stride, int pad, int k, int size, int *lo, int *hi)
 {
