@@ -339,6 +339,27 @@ static void excite_rows(int rows, int K, const float *A, size_t p0, size_t image
 /* v rounded up to a multiple of m. */
 static long round_up(long v, int m) { return (v + m - 1) / m * m; }
 
+/* Groups of 32-column panels each of `row_items` items of rows is split
+ * into: one where there are two items a thread or more, else enough for
+ * every thread to have work (a batch of one), each thread then reading only
+ * its part of the kernel. */
+static int column_groups(long row_items, int th, int panels)
+{
+    int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
+    return groups > panels ? panels : groups;
+}
+
+/* Work item `it` of rows x column groups: its rows' item, and its columns
+ * [*c0, *c0 + *nc) of F. */
+static long item_cols(long it, int groups, int panels, int F, int *c0, int *nc)
+{
+    const int gi = (int)(it % groups);
+    const int a = panels * gi / groups * 32, b = panels * (gi + 1) / groups * 32;
+    *c0 = a;
+    *nc = (b < F ? b : F) - a;
+    return it / groups;
+}
+
 /* Output pixels of a block of a pooled step: seven tiles, and the window's
  * four prologue rows after them in the thread's buffer (BLOCK_PIXELS rows). */
 #define POOL_BLOCK (7 * TILE_ROWS)
@@ -364,15 +385,12 @@ static void pooled_forward(const graft_model *m, const graft_step *s, int n, con
     const int th = graft_threads(), panels = (F + 31) / 32;
     long blocks = (long)((P + POOL_BLOCK - 1) / POOL_BLOCK);
     if (blocks >= th) blocks = round_up(blocks, th);
-    int groups = blocks >= 2 * th ? 1 : (int)((2 * th + blocks - 1) / blocks);
-    if (groups > panels) groups = panels;
+    const int groups = column_groups(blocks, th, panels);
     const long items = blocks * groups;
 #pragma omp parallel for schedule(static) num_threads(th)
     for (long it = 0; it < items; it++) {
-        const long bi = it / groups;
-        const int gi = (int)(it % groups);
-        const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
-        const int nc = (c1 < F ? c1 : F) - c0;
+        int c0, nc;
+        const long bi = item_cols(it, groups, panels, F, &c0, &nc);
         const size_t q0 = P * (size_t)bi / (size_t)blocks, q1 = P * (size_t)(bi + 1) / (size_t)blocks;
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         float *win = buf + (size_t)POOL_BLOCK * K; /* the window's four rows */
@@ -469,15 +487,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * BLOCK_PIXELS / TILE_ROWS of them a block */
     const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
     const long row_items = unit ? blocks : (long)f->n * bands;
-    int groups = row_items >= 2 * th ? 1 : (int)((2 * th + row_items - 1) / row_items);
-    if (groups > panels) groups = panels;
+    const int groups = column_groups(row_items, th, panels);
     const long items = row_items * groups;
 #pragma omp parallel for schedule(static) num_threads(th)
     for (long it = 0; it < items; it++) {
-        const long ri = it / groups;
-        const int gi = (int)(it % groups);
-        const int c0 = panels * gi / groups * 32, c1 = panels * (gi + 1) / groups * 32;
-        const int nc = (c1 < F ? c1 : F) - c0;
+        int c0, nc;
+        const long ri = item_cols(it, groups, panels, F, &c0, &nc);
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
             const size_t p0 = tiles * (size_t)ri / (size_t)blocks * TILE_ROWS;
