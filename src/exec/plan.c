@@ -310,12 +310,17 @@ static size_t step_floats(const graft_model *m, const struct graft_plan *p, int 
     return n;
 }
 
-/* Whether a kept split (a feature cache's boundary) falls between steps a and b. */
-static bool kept_split_between(const graft_model *m, const graft_step *a, const graft_step *b)
+bool graft_plan_split_between(const graft_model *m, int a, int b)
 {
     for (int i = 0; i < m->n_kept_splits; i++)
-        if (a->layer[0] < m->kept_split[i] && b->layer[0] >= m->kept_split[i]) return true;
+        if (a < m->kept_split[i] && b >= m->kept_split[i]) return true;
     return false;
+}
+
+/* Whether a kept split falls between steps a and b. */
+static bool kept_split_between(const graft_model *m, const graft_step *a, const graft_step *b)
+{
+    return graft_plan_split_between(m, a->layer[0], b->layer[0]);
 }
 
 /* Layer i's output has a buffer of its own (not the model's output, which

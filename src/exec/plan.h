@@ -261,6 +261,10 @@ bool graft_step_conv_act(graft_activation a, bool *clamp, float *lo, float *hi);
 /* A ReLU or Activation layer as a clamp. */
 bool graft_step_act_clamp(const graft_layer *l, float *lo, float *hi);
 
+/* Whether a kept split (a feature cache's boundary, whose stored outputs
+ * are whole tensors) falls between layers a < b. */
+bool graft_plan_split_between(const graft_model *m, int a, int b);
+
 /* After the other steps are planned (plan_steps): turns chains of channel
  * Concatenates into CONCAT_APPEND steps sharing their last member's width
  * in the first member's buffer (buf_of, row_floats); chains stop at a kept

@@ -34,15 +34,6 @@ static bool candidate(const graft_model *m, const struct graft_plan *p, int i)
            l->n_inputs >= 2 && graft_concatenate_channels(l);
 }
 
-/* Whether a kept split (a feature cache's boundary, whose stored outputs
- * are whole tensors) falls between layers a < b. */
-static bool split_between(const graft_model *m, int a, int b)
-{
-    for (int i = 0; i < m->n_kept_splits; i++)
-        if (a < m->kept_split[i] && b >= m->kept_split[i]) return true;
-    return false;
-}
-
 /* Whether member v may be a prefix of the chain's buffer with `next` after
  * it: not the model's output; next reads it as its first input only; its
  * other readers are one-input layers that start a POINTWISE step (not a
@@ -60,7 +51,7 @@ static bool may_continue(const graft_model *m, const struct graft_plan *p, int v
         for (int j = 0; j < l->n_inputs; j++)
             reads = reads || l->inputs[j] == v;
         if (!reads) continue;
-        if (split_between(m, v, r)) return false;
+        if (graft_plan_split_between(m, v, r)) return false;
         if (r == next) continue;
         const graft_step *s = &p->steps[p->step_of[r]];
         if (s->kind != GRAFT_STEP_POINTWISE || s->layer[0] != r || l->n_inputs != 1 ||

@@ -370,18 +370,15 @@ static long item_cols(long it, int groups, int panels, int F, int *c0, int *nc)
  * a row of the thread's buffer, then the GEMM over those rows. Blocks of
  * output pixels go to the threads, their columns shared where there are
  * too few blocks, as in the stride-1 path. */
-static void pooled_forward(const graft_model *m, const graft_step *s, int n, const float *x,
-                           size_t C, const graft_kernel_epi *pre, const float *W, size_t ldb,
-                           const graft_kernel_epi *e, float *bufs, size_t buf_floats, float *out,
-                           bool wide, bool stream)
+static void pooled_forward(const graft_model *m, const graft_step *s, const graft_conv_geom *g,
+                           int F, int n, const float *x, size_t C, const graft_kernel_epi *pre,
+                           const float *W, size_t ldb, const graft_kernel_epi *e, float *bufs,
+                           size_t buf_floats, float *out, bool wide, bool stream)
 {
-    graft_conv_geom g;
-    int F;
-    project_geom(m, s, &g, &F, NULL, NULL);
-    const int K = g.c;
+    const int K = g->c;
     const graft_shape *o = &m->layers[s->blk.avg_pool]->out_shape;
     const int oh = o->dim[0], ow = o->dim[1];
-    const size_t P = (size_t)n * oh * ow;
+    const size_t P = gemm_rows(m, s, g, n);
     const int th = graft_threads(), panels = (F + 31) / 32;
     long blocks = (long)((P + POOL_BLOCK - 1) / POOL_BLOCK);
     if (blocks >= th) blocks = round_up(blocks, th);
@@ -396,9 +393,9 @@ static void pooled_forward(const graft_model *m, const graft_step *s, int n, con
         float *win = buf + (size_t)POOL_BLOCK * K; /* the window's four rows */
         for (size_t q = q0; q < q1; q++) {
             const size_t img = q / ((size_t)oh * ow), r = q % ((size_t)oh * ow);
-            const size_t top = (img * g.h + 2 * (r / ow)) * g.w + 2 * (r % ow);
+            const size_t top = (img * g->h + 2 * (r / ow)) * g->w + 2 * (r % ow);
             graft_pw_prologue(2, K, x + top * C, C, pre, win);
-            graft_pw_prologue(2, K, x + (top + g.w) * C, C, pre, win + 2 * (size_t)K);
+            graft_pw_prologue(2, K, x + (top + g->w) * C, C, pre, win + 2 * (size_t)K);
             float *restrict y = buf + (q - q0) * K;
             const float *restrict w = win;
 #pragma omp simd
@@ -459,6 +456,11 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     /* Floats from one input pixel to the next: K, or a CONCAT_APPEND
      * chain's width where the input is a prefix of its rows. */
     const size_t C = graft_plan_row_floats(m, m->layers[s->layer[0]]->inputs[xi]);
+    if (b->avg_pool > 0) {
+        pooled_forward(m, s, &g, F, f->n, x, C, &pre, W, ldb, &e, bufs, buf_floats, out, wide,
+                       stream);
+        return;
+    }
     /* Work items: blocks of output pixels (stride 1: any run of them, the
      * input's pixels being the output's; strided: a band of output rows,
      * each reading every sw-th pixel of input row oy * sh) times groups of
@@ -467,10 +469,6 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * that this part of the kernel serves the band's pixels from L2, as a
      * stride-1 block's does, instead of the whole kernel being read again
      * from memory for each output row (7 pixels in ResNet50's last stage). */
-    if (b->avg_pool > 0) {
-        pooled_forward(m, s, f->n, x, C, &pre, W, ldb, &e, bufs, buf_floats, out, wide, stream);
-        return;
-    }
     const bool unit = g.sh == 1 && g.sw == 1;
     const int band = unit ? 1 : band_rows(&g);
     const int th = graft_threads(), panels = (F + 31) / 32;
