@@ -40,9 +40,11 @@
  *                  excitation reads (step_dw_block.c)
  *   POINTWISE      nothing needing a gradient: [BN ->] [clamp ->] a 1x1
  *                  Conv2D of any stride -> [BN] -> [clamp] -> [Add of a
- *                  tensor an earlier step computed] -> [clamp] (ResNet50's
- *                  1x1 convolutions and residual adds; DenseNet's BN -> ReLU
- *                  -> 1x1): one GEMM whose input rows go through the first BN
+ *                  tensor an earlier step computed, or of a linear 1x1 of
+ *                  any stride -> [BN] (a projection shortcut) the step
+ *                  computes a block at a time] -> [clamp] (ResNet's 1x1
+ *                  convolutions and residual adds; DenseNet's BN -> ReLU ->
+ *                  1x1): one GEMM whose input rows go through the first BN
  *                  and clamp as they are copied to cache, and whose epilogue
  *                  does the rest (step_pointwise.c)
  *   CONCAT_APPEND  a chain of channel Concatenates, each the first input of
@@ -55,7 +57,8 @@
  *                  (step_concat_append.c)
  *
  * A step runs at the place of its first layer; its later layers read only
- * what the step computes, so nothing in between needs them earlier.
+ * what the step computes or what layers before its first computed, so
+ * nothing in between needs them earlier.
  * Adding a fusion: a kind here, a step file with its match, sizes, forward
  * and backward, and a line in plan.c's planner.
  */
@@ -104,6 +107,11 @@ typedef struct graft_dw_block {
     /* POINTWISE: a 2x2/2 AveragePooling2D that alone reads a linear 1x1/1
      * (DenseNet's transitions), taken before the 1x1 (0: none). */
     int avg_pool;
+    /* POINTWISE: the Add's other input as a linear 1x1 of any stride (a
+     * ResNet stage's projection shortcut) [-> its inference BN,
+     * shortcut_bn], computed in the step a block of rows at a time (0:
+     * none; the Add's input is then `residual`, an earlier step's). */
+    int shortcut, shortcut_bn;
 } graft_dw_block;
 
 typedef struct graft_step {

@@ -18,6 +18,13 @@
  * 1x1 (EfficientNet's projections), is a prologue the same way: unfused, a
  * pass that reads the block's expanded map and writes it again.
  *
+ * The first block of a ResNet stage adds a projection shortcut, a linear
+ * 1x1 (strided in all stages but the first) -> BN, to its last 1x1 -> BN.
+ * The step takes both: for each block of output pixels the shortcut's
+ * columns go to a buffer in cache, and the last 1x1's epilogue adds them
+ * from there; unfused, the shortcut's whole output went to memory for the
+ * next step to read back.
+ *
  * The step runs wherever none of its layers needs a gradient: inference,
  * and the frozen layers below a training pass's first trained one (where a
  * BatchNormalization normalises with its moving statistics too).
@@ -82,6 +89,87 @@ static int take_prologue(const graft_model *m, int i, bool training, graft_step 
     return j;
 }
 
+/* Layer r as an Add of two different tensors that nothing needs the gradient of. */
+static bool two_input_add(const graft_model *m, int r)
+{
+    const graft_layer *add = m->layers[r];
+    return strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
+           add->inputs[0] != add->inputs[1];
+}
+
+/* A linear 1x1 at j (any stride; without one_by_one's clamp) [-> inference
+ * BN], each read only by the next and the last only by layer `add`: the
+ * convolution's geometry and filters, and its BN in *bn (-1: none). */
+static bool linear_branch(const graft_model *m, int j, int add, bool training, graft_conv_geom *g,
+                          int *F, int *bn)
+{
+    bool clamp = false;
+    float lo, hi;
+    int c = j;
+    *bn = -1;
+    if (is_bn(m->layers[j])) {
+        if (!frozen_bn(m->layers[j], training)) return false;
+        *bn = j;
+        c = m->layers[j]->inputs[0];
+    }
+    return c > 0 && one_by_one(m, c, g, F, &clamp, &lo, &hi) && !clamp &&
+           graft_plan_sole_reader(m, c) == (*bn >= 0 ? *bn : add) &&
+           (*bn < 0 || graft_plan_sole_reader(m, *bn) == add);
+}
+
+/* The first block of a ResNet stage: its projection shortcut, a linear 1x1
+ * of any stride at i [-> BN], and the block's last 1x1, linear and stride 1
+ * after i [-> BN], both read only by an Add [-> clamp]. One step computes
+ * both a block of output pixels at a time, the shortcut's columns first
+ * into the thread's buffer, where the last 1x1's epilogue adds them: unfused,
+ * the shortcut's output went to memory (102 MB for ResNet50's conv2 at
+ * 224, batch 32) only for the next step to read it back. The last 1x1's
+ * input must be computed before i (the step runs at i's place). */
+static bool shortcut_match(const graft_model *m, int i, bool training, graft_step *f)
+{
+    graft_dw_block *b = &f->blk;
+    graft_conv_geom g0, g;
+    int F0, F, bn0, bn;
+    int end = i, j = graft_plan_sole_reader(m, i); /* end: the shortcut's last layer */
+    if (j > 0 && is_bn(m->layers[j])) {
+        end = j;
+        j = graft_plan_sole_reader(m, j);
+    }
+    if (j <= 0 || !two_input_add(m, j)) return false;
+    const int add = j, *in = m->layers[add]->inputs, other = in[0] == end ? in[1] : in[0];
+    if (!linear_branch(m, end, add, training, &g0, &F0, &bn0) ||
+        !linear_branch(m, other, add, training, &g, &F, &bn))
+        return false;
+    const int conv = bn >= 0 ? m->layers[bn]->inputs[0] : other;
+    if (conv <= i || m->layers[conv]->inputs[0] >= i || g.sh != 1 || g.sw != 1 || F != F0 ||
+        g.oh != g0.oh || g.ow != g0.ow)
+        return false;
+    b->shortcut = i;
+    b->shortcut_bn = bn0;
+    b->project = conv;
+    b->project_bn = bn;
+    b->add = add;
+    b->residual = end;
+    int taken[6] = {i, bn0, conv, bn, add, -1}, n = 5;
+    const int c = graft_plan_sole_reader(m, add);
+    if (c > 0 && !m->layers[c]->requires_grad &&
+        graft_step_act_clamp(m->layers[c], &b->add_lo, &b->add_hi)) {
+        b->add_clamp = true;
+        taken[n++] = c;
+    }
+    /* in graph order, the absent BNs (-1) dropped: i first, the step's place */
+    for (int k = 0; k < n; k++)
+        for (int q = k + 1; q < n; q++)
+            if (taken[q] < taken[k]) {
+                const int t = taken[k];
+                taken[k] = taken[q];
+                taken[q] = t;
+            }
+    for (int k = 0; k < n; k++)
+        if (taken[k] >= 0) f->layer[f->n++] = taken[k];
+    return true;
+}
+
 bool graft_step_pointwise_match(const graft_model *m, int i, bool training, const int *step_of,
                                 graft_step *s)
 {
@@ -90,6 +178,10 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     graft_dw_block *b = &f.blk;
     b->expand = b->expand_bn = b->pad = b->dw = b->dw_bn = b->project_bn = b->add = -1;
     b->residual = b->pre_bn = b->excite = -1;
+    if (shortcut_match(m, i, training, &f)) {
+        *s = f;
+        return true;
+    }
     const graft_layer *first = m->layers[i];
     int conv;
     if (!first->requires_grad && first->out_shape.rank == 3 &&
@@ -124,8 +216,7 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
     }
     if (r > 0) {
         const graft_layer *add = m->layers[r];
-        if (strcmp(add->ops->class_name, "Add") == 0 && !add->requires_grad && add->n_inputs == 2 &&
-            add->inputs[0] != add->inputs[1]) {
+        if (two_input_add(m, r)) {
             int other = add->inputs[0] == j ? add->inputs[1] : add->inputs[0];
             const graft_shape *os = &m->layers[other]->out_shape;
             if (step_of[other] >= 0 && m->layers[other]->out_shape.rank == 3 &&
@@ -167,6 +258,15 @@ static size_t prologue_floats(const graft_conv_geom *g)
     return (prologue_rows(g) * g->c + 15) & ~(size_t)15;
 }
 
+/* Floats of a thread's buffer in a step that takes a shortcut: the block's
+ * shortcut outputs (a row of F each), then its input rows, gathered where
+ * the shortcut is strided. */
+static size_t shortcut_floats(const graft_conv_geom *g0, int F)
+{
+    const size_t gather = g0->sh == 1 && g0->sw == 1 ? 0 : (size_t)BLOCK_PIXELS * g0->c;
+    return ((size_t)BLOCK_PIXELS * F + gather + 15) & ~(size_t)15;
+}
+
 /* Rows of the step's GEMM for n images: the 1x1's output pixels, or the
  * average pool's where it is taken first. */
 static size_t gemm_rows(const graft_model *m, const graft_step *s, const graft_conv_geom *g, int n)
@@ -185,6 +285,18 @@ static void project_geom(const graft_model *m, const graft_step *s, graft_conv_g
     graft_activation a;
     graft_conv2d_args(m->layers[s->blk.project], g, F, &k, &b, &a);
     if (W) *W = k;
+    if (bias) *bias = b;
+}
+
+/* The step's projection shortcut (shortcut_match): its geometry, and its
+ * bias (NULL: none) where bias is not NULL. */
+static void shortcut_geom(const graft_model *m, const graft_step *s, graft_conv_geom *g,
+                          const float **bias)
+{
+    const float *k, *b;
+    graft_activation a;
+    int F;
+    graft_conv2d_args(m->layers[s->blk.shortcut], g, &F, &k, &b, &a);
     if (bias) *bias = b;
 }
 
@@ -269,6 +381,12 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
     int F;
     project_geom(m, s, &g, &F, NULL, NULL);
     size_t n = graft_pw_pack_floats(g.c, F, true);
+    if (b->shortcut > 0) {
+        graft_conv_geom g0;
+        shortcut_geom(m, s, &g0, NULL);
+        return n + graft_pw_pack_floats(g0.c, F, true) +
+               (size_t)graft_threads() * shortcut_floats(&g0, F);
+    }
     if (b->pre_bn >= 0 || b->pre_clamp || b->excite >= 0 || b->avg_pool > 0 || g.sh != 1 ||
         g.sw != 1)
         n += (size_t)graft_threads() * prologue_floats(&g);
@@ -279,7 +397,8 @@ size_t graft_step_pointwise_param_floats(const graft_model *m, const graft_step 
 {
     const graft_layer *l = m->layers[s->blk.project];
     const int K = m->layers[l->inputs[0]]->out_shape.dim[2];
-    return 3 * (size_t)l->out_shape.dim[2] + (s->blk.pre_bn >= 0 ? 3 * (size_t)K : 0);
+    const size_t F = (size_t)l->out_shape.dim[2];
+    return 3 * F + (s->blk.pre_bn >= 0 ? 3 * (size_t)K : 0) + (s->blk.shortcut > 0 ? 3 * F : 0);
 }
 
 void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, int n, char *buf,
@@ -298,9 +417,18 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     else if (b->pre_bn >= 0 || b->pre_clamp)
         snprintf(pre, sizeof pre, "%s%s%s -> ", b->pre_bn >= 0 ? "BN" : "",
                  b->pre_bn >= 0 && b->pre_clamp ? " + " : "", b->pre_clamp ? "clamp" : "");
+    char res[96] = "";
+    if (b->shortcut > 0) {
+        graft_conv_geom g0;
+        shortcut_geom(m, s, &g0, NULL);
+        snprintf(res, sizeof res, " + shortcut 1x1/%d %d -> %d%s (its output never exists)", g0.sh,
+                 g0.c, F, b->shortcut_bn >= 0 ? " + BN" : "");
+    } else if (b->add >= 0) {
+        snprintf(res, sizeof res, " + residual");
+    }
     snprintf(buf, size, "%s1x1/%d %d -> %d%s%s%s%s%s, kernel %s, %s", pre, g.sh, g.c, F,
-             b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "",
-             b->add >= 0 ? " + residual" : "", b->add_clamp ? " + clamp" : "",
+             b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "", res,
+             b->add_clamp ? " + clamp" : "",
              b->avg_pool > 0 ? ", 2x2 average pool taken first" : bands,
              graft_step_pw_how(m, m->layers[b->project], gemm_rows(m, s, &g, n),
                                graft_step_pointwise_keeps(), s->in_run),
@@ -360,6 +488,26 @@ static long item_cols(long it, int groups, int panels, int F, int *c0, int *nc)
     return it / groups;
 }
 
+/* Blocks of a GEMM over P rows: about `per` rows each, as many as a
+ * multiple of the threads where there is one for each (196 pixels went 96 +
+ * 96 + 4, one of two threads doing twice the other's work); fewer share
+ * their columns instead (column_groups). */
+static long even_blocks(size_t P, int th, int per)
+{
+    long blocks = (long)((P + per - 1) / per);
+    return blocks >= th ? round_up(blocks, th) : blocks;
+}
+
+/* Rows [*p0, *p1) of block bi of `blocks` over P rows: whole tiles, the
+ * last one partial. */
+static void unit_rows(size_t P, long blocks, long bi, size_t *p0, size_t *p1)
+{
+    const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
+    *p0 = tiles * (size_t)bi / (size_t)blocks * TILE_ROWS;
+    *p1 = tiles * (size_t)(bi + 1) / (size_t)blocks * TILE_ROWS;
+    if (*p1 > P) *p1 = P;
+}
+
 /* Output pixels of a block of a pooled step: seven tiles, and the window's
  * four prologue rows after them in the thread's buffer (BLOCK_PIXELS rows). */
 #define POOL_BLOCK (7 * TILE_ROWS)
@@ -380,8 +528,7 @@ static void pooled_forward(const graft_model *m, const graft_step *s, const graf
     const int oh = o->dim[0], ow = o->dim[1];
     const size_t P = gemm_rows(m, s, g, n);
     const int th = graft_threads(), panels = (F + 31) / 32;
-    long blocks = (long)((P + POOL_BLOCK - 1) / POOL_BLOCK);
-    if (blocks >= th) blocks = round_up(blocks, th);
+    const long blocks = even_blocks(P, th, POOL_BLOCK);
     const int groups = column_groups(blocks, th, panels);
     const long items = blocks * groups;
 #pragma omp parallel for schedule(static) num_threads(th)
@@ -406,6 +553,79 @@ static void pooled_forward(const graft_model *m, const graft_step *s, const graf
         }
         gemm_cols((int)(q1 - q0), c0, nc, K, buf, (size_t)K, W, ldb, F, out + q0 * F, e, NULL, wide,
                   stream, s->epi.act);
+    }
+}
+
+/* Columns of the shortcut computed at a time before the last 1x1 adds
+ * them: its outputs and the 1x1's input rows of a block stay in L2. */
+#define SHORTCUT_COLS 256
+
+/* A step that takes the projection shortcut (shortcut_match): for each
+ * block of output pixels, the shortcut's 1x1 [-> BN] over the block's input
+ * pixels into the thread's buffer, SHORTCUT_COLS columns at a time, then
+ * the step's 1x1 over those columns, whose epilogue adds them as its
+ * residual. The bits are those of the two 1x1 steps apart: each output one
+ * FMA chain of the same kernel, the Add the sum of the same two floats. The
+ * step's own 1x1 is stride 1: its input rows are A's from p0 on (lda apart). */
+static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, const float *A,
+                             size_t lda, int K, const float *W, size_t ldb, bool stream, int F,
+                             const graft_kernel_epi *e, float *scratch, float *out, bool wide,
+                             const float *x)
+{
+    const graft_dw_block *b = &s->blk;
+    graft_layer *sl = m->layers[b->shortcut];
+    graft_conv_geom g;
+    const float *bias;
+    shortcut_geom(m, s, &g, &bias);
+    const int K0 = g.c;
+    graft_kernel_epi e0 = {.bias = bias};
+    float *sp = s->bn_params + 3 * (size_t)F;
+    if (b->shortcut_bn >= 0 &&
+        graft_batch_norm_inference(m->layers[b->shortcut_bn], sp, sp + F, sp + 2 * (size_t)F)) {
+        e0.mean = sp;
+        e0.scale = sp + F;
+        e0.shift = sp + 2 * (size_t)F;
+    }
+    size_t ldb0;
+    bool stream0;
+    /* scratch: the shortcut's packed kernel, then the threads' buffers */
+    const float *W0 = graft_step_pw_kernel(m, sl, P, wide, graft_step_pointwise_keeps(), s->in_run,
+                                           scratch, &ldb0, &stream0);
+    float *const bufs = scratch + graft_pw_pack_floats(K0, F, true);
+    const size_t buf_floats = shortcut_floats(&g, F);
+    const size_t Cx = graft_plan_row_floats(m, sl->inputs[0]); /* floats from pixel to pixel */
+    const bool strided = g.sh != 1 || g.sw != 1;
+    const size_t image = (size_t)g.oh * g.ow;
+    const int th = graft_threads(), panels = (F + 31) / 32;
+    const long blocks = even_blocks(P, th, BLOCK_PIXELS);
+    const int groups = column_groups(blocks, th, panels);
+    const long items = blocks * groups;
+#pragma omp parallel for schedule(static) num_threads(th)
+    for (long it = 0; it < items; it++) {
+        int c0, nc;
+        const long bi = item_cols(it, groups, panels, F, &c0, &nc);
+        size_t p0, p1;
+        unit_rows(P, blocks, bi, &p0, &p1);
+        const int rows = (int)(p1 - p0);
+        float *S = bufs + (size_t)omp_get_thread_num() * buf_floats, *X = S + (size_t)BLOCK_PIXELS * F;
+        const float *x0 = x + p0 * Cx;
+        size_t ldx = Cx;
+        if (strided) {
+            for (int r = 0; r < rows; r++) {
+                const size_t p = p0 + (size_t)r, img = p / image, q = p % image;
+                const size_t src = (img * g.h + q / g.ow * g.sh) * g.w + q % g.ow * g.sw;
+                memcpy(X + (size_t)r * K0, x + src * Cx, (size_t)K0 * sizeof(float));
+            }
+            x0 = X;
+            ldx = (size_t)K0;
+        }
+        for (int cc = c0; cc < c0 + nc; cc += SHORTCUT_COLS) {
+            const int w = c0 + nc - cc < SHORTCUT_COLS ? c0 + nc - cc : SHORTCUT_COLS;
+            graft_step_pw_gemm_cols(rows, cc, w, K0, x0, ldx, W0, ldb0, S, (size_t)F, &e0, NULL, 0,
+                                    wide, stream0);
+            graft_step_pw_gemm_cols(rows, cc, w, K, A + p0 * lda, lda, W, ldb, out + p0 * F,
+                                    (size_t)F, e, S, (size_t)F, wide, stream);
+        }
     }
 }
 
@@ -461,6 +681,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
                        stream);
         return;
     }
+    if (b->shortcut > 0) {
+        const int a = m->layers[b->project]->inputs[0];
+        shortcut_forward(m, s, P, m->layers[a]->out, graft_plan_row_floats(m, a), K, W, ldb, stream,
+                         F, &e, bufs, out, wide, x);
+        return;
+    }
     /* Work items: blocks of output pixels (stride 1: any run of them, the
      * input's pixels being the output's; strided: a band of output rows,
      * each reading every sw-th pixel of input row oy * sh) times groups of
@@ -472,18 +698,13 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const bool unit = g.sh == 1 && g.sw == 1;
     const int band = unit ? 1 : band_rows(&g);
     const int th = graft_threads(), panels = (F + 31) / 32;
-    /* Blocks and bands cut evenly, as many as a multiple of the threads
-     * where there is one for each (196 pixels went 96 + 96 + 4 and 14 rows
-     * 6 + 6 + 2, one of two threads doing twice the other's work); fewer
-     * share their columns instead (below), each thread reading only its
-     * part of the kernel. */
-    long blocks = (long)((P + BLOCK_PIXELS - 1) / BLOCK_PIXELS);
-    if (blocks >= th) blocks = round_up(blocks, th);
+    /* Blocks (even_blocks) and bands cut evenly, as many as a multiple of
+     * the threads where there is one for each (14 rows went 6 + 6 + 2);
+     * fewer share their columns instead, each thread reading only its part
+     * of the kernel. */
+    const long blocks = even_blocks(P, th, BLOCK_PIXELS);
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
-    /* stride 1: blocks of whole tiles (the last one partial), at most
-     * BLOCK_PIXELS / TILE_ROWS of them a block */
-    const size_t tiles = (P + TILE_ROWS - 1) / TILE_ROWS;
     const long row_items = unit ? blocks : (long)f->n * bands;
     const int groups = column_groups(row_items, th, panels);
     const long items = row_items * groups;
@@ -493,9 +714,8 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
         const long ri = item_cols(it, groups, panels, F, &c0, &nc);
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
-            const size_t p0 = tiles * (size_t)ri / (size_t)blocks * TILE_ROWS;
-            size_t p1 = tiles * (size_t)(ri + 1) / (size_t)blocks * TILE_ROWS;
-            if (p1 > P) p1 = P;
+            size_t p0, p1;
+            unit_rows(P, blocks, ri, &p0, &p1);
             const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
             if (prologue) graft_pw_prologue(rows, K, A, C, &pre, buf);
