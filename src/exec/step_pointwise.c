@@ -477,15 +477,27 @@ static int column_groups(long row_items, int th, int panels)
     return groups > panels ? panels : groups;
 }
 
-/* Work item `it` of rows x column groups: its rows' item, and its columns
- * [*c0, *c0 + *nc) of F. */
-static long item_cols(long it, int groups, int panels, int F, int *c0, int *nc)
+/* A step's work items: items of rows times groups of 32-column panels of
+ * its F columns (column_groups). */
+typedef struct {
+    long items;
+    int groups, panels, F;
+} col_work;
+
+static col_work split_cols(long row_items, int F)
 {
-    const int gi = (int)(it % groups);
-    const int a = panels * gi / groups * 32, b = panels * (gi + 1) / groups * 32;
+    const int panels = (F + 31) / 32, groups = column_groups(row_items, graft_threads(), panels);
+    return (col_work){row_items * groups, groups, panels, F};
+}
+
+/* Work item `it`: its rows' item, and its columns [*c0, *c0 + *nc). */
+static long item_cols(long it, const col_work *w, int *c0, int *nc)
+{
+    const int gi = (int)(it % w->groups);
+    const int a = w->panels * gi / w->groups * 32, b = w->panels * (gi + 1) / w->groups * 32;
     *c0 = a;
-    *nc = (b < F ? b : F) - a;
-    return it / groups;
+    *nc = (b < w->F ? b : w->F) - a;
+    return it / w->groups;
 }
 
 /* Blocks of a GEMM over P rows: about `per` rows each, as many as a
@@ -527,14 +539,13 @@ static void pooled_forward(const graft_model *m, const graft_step *s, const graf
     const graft_shape *o = &m->layers[s->blk.avg_pool]->out_shape;
     const int oh = o->dim[0], ow = o->dim[1];
     const size_t P = gemm_rows(m, s, g, n);
-    const int th = graft_threads(), panels = (F + 31) / 32;
+    const int th = graft_threads();
     const long blocks = even_blocks(P, th, POOL_BLOCK);
-    const int groups = column_groups(blocks, th, panels);
-    const long items = blocks * groups;
+    const col_work cw = split_cols(blocks, F);
 #pragma omp parallel for schedule(static) num_threads(th)
-    for (long it = 0; it < items; it++) {
+    for (long it = 0; it < cw.items; it++) {
         int c0, nc;
-        const long bi = item_cols(it, groups, panels, F, &c0, &nc);
+        const long bi = item_cols(it, &cw, &c0, &nc);
         const size_t q0 = P * (size_t)bi / (size_t)blocks, q1 = P * (size_t)(bi + 1) / (size_t)blocks;
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         float *win = buf + (size_t)POOL_BLOCK * K; /* the window's four rows */
@@ -596,14 +607,13 @@ static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, cons
     const size_t Cx = graft_plan_row_floats(m, sl->inputs[0]); /* floats from pixel to pixel */
     const bool strided = g.sh != 1 || g.sw != 1;
     const size_t image = (size_t)g.oh * g.ow;
-    const int th = graft_threads(), panels = (F + 31) / 32;
+    const int th = graft_threads();
     const long blocks = even_blocks(P, th, BLOCK_PIXELS);
-    const int groups = column_groups(blocks, th, panels);
-    const long items = blocks * groups;
+    const col_work cw = split_cols(blocks, F);
 #pragma omp parallel for schedule(static) num_threads(th)
-    for (long it = 0; it < items; it++) {
+    for (long it = 0; it < cw.items; it++) {
         int c0, nc;
-        const long bi = item_cols(it, groups, panels, F, &c0, &nc);
+        const long bi = item_cols(it, &cw, &c0, &nc);
         size_t p0, p1;
         unit_rows(P, blocks, bi, &p0, &p1);
         const int rows = (int)(p1 - p0);
@@ -697,7 +707,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * from memory for each output row (7 pixels in ResNet50's last stage). */
     const bool unit = g.sh == 1 && g.sw == 1;
     const int band = unit ? 1 : band_rows(&g);
-    const int th = graft_threads(), panels = (F + 31) / 32;
+    const int th = graft_threads();
     /* Blocks (even_blocks) and bands cut evenly, as many as a multiple of
      * the threads where there is one for each (14 rows went 6 + 6 + 2);
      * fewer share their columns instead, each thread reading only its part
@@ -705,13 +715,11 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const long blocks = even_blocks(P, th, BLOCK_PIXELS);
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
-    const long row_items = unit ? blocks : (long)f->n * bands;
-    const int groups = column_groups(row_items, th, panels);
-    const long items = row_items * groups;
+    const col_work cw = split_cols(unit ? blocks : (long)f->n * bands, F);
 #pragma omp parallel for schedule(static) num_threads(th)
-    for (long it = 0; it < items; it++) {
+    for (long it = 0; it < cw.items; it++) {
         int c0, nc;
-        const long ri = item_cols(it, groups, panels, F, &c0, &nc);
+        const long ri = item_cols(it, &cw, &c0, &nc);
         float *buf = bufs + (size_t)omp_get_thread_num() * buf_floats;
         if (unit) {
             size_t p0, p1;
