@@ -97,24 +97,26 @@ static bool two_input_add(const graft_model *m, int r)
            add->inputs[0] != add->inputs[1];
 }
 
-/* A linear 1x1 at j (any stride; without one_by_one's clamp) [-> inference
- * BN], each read only by the next and the last only by layer `add`: the
- * convolution's geometry and filters, and its BN in *bn (-1: none). */
-static bool linear_branch(const graft_model *m, int j, int add, bool training, graft_conv_geom *g,
-                          int *F, int *bn)
+/* The branch ending at j: a linear 1x1 (any stride; without one_by_one's
+ * clamp) [-> inference BN], each read only by the next and the last only by
+ * layer `add`. Returns the convolution (-1: not such a branch), with its
+ * geometry and filters, and its BN in *bn (-1: none). */
+static int linear_branch(const graft_model *m, int j, int add, bool training, graft_conv_geom *g,
+                         int *F, int *bn)
 {
     bool clamp = false;
     float lo, hi;
     int c = j;
     *bn = -1;
     if (is_bn(m->layers[j])) {
-        if (!frozen_bn(m->layers[j], training)) return false;
+        if (!frozen_bn(m->layers[j], training)) return -1;
         *bn = j;
         c = m->layers[j]->inputs[0];
     }
-    return c > 0 && one_by_one(m, c, g, F, &clamp, &lo, &hi) && !clamp &&
-           graft_plan_sole_reader(m, c) == (*bn >= 0 ? *bn : add) &&
-           (*bn < 0 || graft_plan_sole_reader(m, *bn) == add);
+    const bool ok = c > 0 && one_by_one(m, c, g, F, &clamp, &lo, &hi) && !clamp &&
+                    graft_plan_sole_reader(m, c) == (*bn >= 0 ? *bn : add) &&
+                    (*bn < 0 || graft_plan_sole_reader(m, *bn) == add);
+    return ok ? c : -1;
 }
 
 /* The first block of a ResNet stage: its projection shortcut, a linear 1x1
@@ -137,10 +139,8 @@ static bool shortcut_match(const graft_model *m, int i, bool training, graft_ste
     }
     if (j <= 0 || !two_input_add(m, j)) return false;
     const int add = j, *in = m->layers[add]->inputs, other = in[0] == end ? in[1] : in[0];
-    if (!linear_branch(m, end, add, training, &g0, &F0, &bn0) ||
-        !linear_branch(m, other, add, training, &g, &F, &bn))
-        return false;
-    const int conv = bn >= 0 ? m->layers[bn]->inputs[0] : other;
+    if (linear_branch(m, end, add, training, &g0, &F0, &bn0) != i) return false;
+    const int conv = linear_branch(m, other, add, training, &g, &F, &bn);
     if (conv <= i || m->layers[conv]->inputs[0] >= i || g.sh != 1 || g.sw != 1 || F != F0 ||
         g.oh != g0.oh || g.ow != g0.ow)
         return false;
