@@ -130,8 +130,8 @@ static int linear_branch(const graft_model *m, int j, int add, bool training, gr
 static bool shortcut_match(const graft_model *m, int i, bool training, graft_step *f)
 {
     graft_dw_block *b = &f->blk;
-    graft_conv_geom g0, g;
-    int F0, F, bn0, bn;
+    graft_conv_geom g0 = {0}, g = {0};
+    int F0 = 0, F = 0, bn0 = -1, bn = -1;
     int end = i, j = graft_plan_sole_reader(m, i); /* end: the shortcut's last layer */
     if (j > 0 && is_bn(m->layers[j])) {
         end = j;
