@@ -253,6 +253,12 @@ bool graft_step_pointwise_keeps(void);
  * with its function in *act; returns the last layer taken (j: none). The
  * step runs it over rows after its epilogue. */
 int graft_step_take_act(const graft_model *m, graft_step *s, int j, graft_activation *act);
+/* An inference BatchNormalization (bn; -1: none) as an epilogue's or a
+ * prologue's normalisation: its C means, scales and shifts computed into
+ * params (3 * C floats) and pointed to by e. */
+struct graft_kernel_epi;
+void graft_step_bn_epi(const graft_model *m, int bn, float *params, int C,
+                       struct graft_kernel_epi *e);
 /* Shared by the inference steps' matches (step_dw_block.c): after the
  * convolution at j (whose own ReLU, conv_relu, ends the chain) an optional
  * inference BatchNormalization, then an optional clamp, added to s; returns

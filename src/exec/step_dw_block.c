@@ -369,7 +369,7 @@ typedef struct {
     bool wide;     /* AVX-512 kernels */
 } weights;
 
-static void bn_epi(graft_model *m, int bn, float *params, int C, graft_kernel_epi *e)
+void graft_step_bn_epi(const graft_model *m, int bn, float *params, int C, graft_kernel_epi *e)
 {
     if (bn < 0) return;
     if (!graft_batch_norm_inference(m->layers[bn], params, params + C, params + 2 * C)) return;
@@ -523,7 +523,7 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     if (b->expand >= 0) {
         graft_conv2d_args(m->layers[b->expand], &cg, &filters, &w.We, &bias, &a);
         w.ee.bias = bias;
-        bn_epi(m, b->expand_bn, params, g.Ce, &w.ee);
+        graft_step_bn_epi(m, b->expand_bn, params, g.Ce, &w.ee);
         w.ee.clamp = b->expand_clamp, w.ee.lo = b->expand_lo, w.ee.hi = b->expand_hi;
         w.ea = b->expand_act;
     }
@@ -531,12 +531,12 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     const float *dw_bias, *pw_bias;
     block_args(m, b, &cg, &w.Wd, &dw_bias, &w.Wp, &pw_bias);
     w.ed.bias = dw_bias;
-    bn_epi(m, b->dw_bn, params, g.Ce, &w.ed);
+    graft_step_bn_epi(m, b->dw_bn, params, g.Ce, &w.ed);
     w.ed.clamp = b->dw_clamp, w.ed.lo = b->dw_lo, w.ed.hi = b->dw_hi;
     w.da = b->dw_act;
     params += 3 * (size_t)g.Ce;
     w.ep.bias = pw_bias;
-    bn_epi(m, b->project_bn, params, g.Cout, &w.ep);
+    graft_step_bn_epi(m, b->project_bn, params, g.Cout, &w.ep);
     w.ep.clamp = b->project_clamp, w.ep.lo = b->project_lo, w.ep.hi = b->project_hi;
     w.residual = b->add >= 0;
 

@@ -276,27 +276,16 @@ static size_t gemm_rows(const graft_model *m, const graft_step *s, const graft_c
     return (size_t)n * o->dim[0] * o->dim[1];
 }
 
-/* The step's 1x1 convolution (matched by one_by_one): its geometry and
- * filters, and its kernel and bias (NULL: none) where W and bias are not NULL. */
-static void project_geom(const graft_model *m, const graft_step *s, graft_conv_geom *g, int *F,
-                         const float **W, const float **bias)
+/* The 1x1 convolution at layer l (matched by one_by_one: the step's, or its
+ * shortcut's): its geometry and filters, and its kernel and bias (NULL:
+ * none) where W and bias are not NULL. */
+static void conv_geom(const graft_model *m, int l, graft_conv_geom *g, int *F, const float **W,
+                      const float **bias)
 {
     const float *k, *b;
     graft_activation a;
-    graft_conv2d_args(m->layers[s->blk.project], g, F, &k, &b, &a);
+    graft_conv2d_args(m->layers[l], g, F, &k, &b, &a);
     if (W) *W = k;
-    if (bias) *bias = b;
-}
-
-/* The step's projection shortcut (shortcut_match): its geometry, and its
- * bias (NULL: none) where bias is not NULL. */
-static void shortcut_geom(const graft_model *m, const graft_step *s, graft_conv_geom *g,
-                          const float **bias)
-{
-    const float *k, *b;
-    graft_activation a;
-    int F;
-    graft_conv2d_args(m->layers[s->blk.shortcut], g, &F, &k, &b, &a);
     if (bias) *bias = b;
 }
 
@@ -379,11 +368,12 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
     int F;
-    project_geom(m, s, &g, &F, NULL, NULL);
+    conv_geom(m, s->blk.project, &g, &F, NULL, NULL);
     size_t n = graft_pw_pack_floats(g.c, F, true);
     if (b->shortcut > 0) {
         graft_conv_geom g0;
-        shortcut_geom(m, s, &g0, NULL);
+        int f0;
+        conv_geom(m, b->shortcut, &g0, &f0, NULL, NULL);
         return n + graft_pw_pack_floats(g0.c, F, true) +
                (size_t)graft_threads() * shortcut_floats(&g0, F);
     }
@@ -407,7 +397,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     const graft_dw_block *b = &s->blk;
     graft_conv_geom g;
     int F;
-    project_geom(m, s, &g, &F, NULL, NULL);
+    conv_geom(m, s->blk.project, &g, &F, NULL, NULL);
     char bands[64] = "", pre[32] = "";
     if (g.sh != 1 || g.sw != 1)
         snprintf(bands, sizeof bands, ", bands of up to %d output rows, %d columns a pass",
@@ -420,7 +410,8 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
     char res[96] = "";
     if (b->shortcut > 0) {
         graft_conv_geom g0;
-        shortcut_geom(m, s, &g0, NULL);
+        int f0;
+        conv_geom(m, b->shortcut, &g0, &f0, NULL, NULL);
         snprintf(res, sizeof res, " + shortcut 1x1/%d %d -> %d%s (its output never exists)", g0.sh,
                  g0.c, F, b->shortcut_bn >= 0 ? " + BN" : "");
     } else if (b->add >= 0) {
@@ -586,17 +577,12 @@ static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, cons
     const graft_dw_block *b = &s->blk;
     graft_layer *sl = m->layers[b->shortcut];
     graft_conv_geom g;
+    int f0;
     const float *bias;
-    shortcut_geom(m, s, &g, &bias);
+    conv_geom(m, b->shortcut, &g, &f0, NULL, &bias);
     const int K0 = g.c;
     graft_kernel_epi e0 = {.bias = bias};
-    float *sp = s->bn_params + 3 * (size_t)F;
-    if (b->shortcut_bn >= 0 &&
-        graft_batch_norm_inference(m->layers[b->shortcut_bn], sp, sp + F, sp + 2 * (size_t)F)) {
-        e0.mean = sp;
-        e0.scale = sp + F;
-        e0.shift = sp + 2 * (size_t)F;
-    }
+    graft_step_bn_epi(m, b->shortcut_bn, s->bn_params + 3 * (size_t)F, F, &e0);
     size_t ldb0;
     bool stream0;
     /* scratch: the shortcut's packed kernel, then the threads' buffers */
@@ -645,7 +631,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     graft_conv_geom g;
     int F;
     const float *W, *bias;
-    project_geom(m, s, &g, &F, &W, &bias);
+    conv_geom(m, s->blk.project, &g, &F, &W, &bias);
     const int K = g.c;
     graft_kernel_epi e = {.bias = bias,
                           .clamp = b->project_clamp,
@@ -654,20 +640,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
                           .res_clamp = b->add_clamp,
                           .res_lo = b->add_lo,
                           .res_hi = b->add_hi};
-    if (b->project_bn >= 0 &&
-        graft_batch_norm_inference(m->layers[b->project_bn], s->bn_params, s->bn_params + F,
-                                   s->bn_params + 2 * F)) {
-        e.mean = s->bn_params;
-        e.scale = s->bn_params + F;
-        e.shift = s->bn_params + 2 * F;
-    }
+    graft_step_bn_epi(m, b->project_bn, s->bn_params, F, &e);
     graft_kernel_epi pre = {.clamp = b->pre_clamp, .lo = b->pre_lo, .hi = b->pre_hi};
-    float *pp = s->bn_params + 3 * (size_t)F;
-    if (b->pre_bn >= 0 && graft_batch_norm_inference(m->layers[b->pre_bn], pp, pp + K, pp + 2 * K)) {
-        pre.mean = pp;
-        pre.scale = pp + K;
-        pre.shift = pp + 2 * K;
-    }
+    graft_step_bn_epi(m, b->pre_bn, s->bn_params + 3 * (size_t)F, K, &pre);
     const bool prologue = b->pre_bn >= 0 || b->pre_clamp, excite = b->excite >= 0;
     const bool wide = graft_kernels_avx512();
     size_t ldb;
