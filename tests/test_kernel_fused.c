@@ -187,7 +187,7 @@ static void test_pointwise_rows_4k_apart(void)
  * the values are the reference's, and the bits those of the kernel packed
  * (no copying), of AVX2, and of the rows one at a time (no copying either),
  * with the epilogue's every part and the residual; so are those of B
- * streamed k-block by k-block (also with B's rows dense, ldb = N). */
+ * streamed panel by panel (also with B's rows dense, ldb = N). */
 static void b_rows_apart(size_t ldb)
 
 {
@@ -224,8 +224,9 @@ static void b_rows_apart(size_t ldb)
         CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
         free(P);
     }
-    /* Streamed, k outermost (graft_pw_gemm_stream): all columns, a share of
-     * them at a time, and the first 7 rows alone. */
+    /* Streamed (graft_pw_gemm_stream, a panel at a time, the next one's
+     * first rows asked for during the last block of this one): all columns,
+     * a share of them at a time, and the first 7 rows alone. */
     memset(C1, 0, (size_t)M * N * sizeof(float));
     graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
     CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed, ldb %zu", ldb);

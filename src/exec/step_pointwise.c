@@ -47,6 +47,8 @@
 #define BLOCK_PIXELS (8 * TILE_ROWS)
 /* Columns per pass of a strided band (a multiple of both tiles' widths). */
 #define STRIDED_COLS 64
+/* Rows a call may have for a streamed kernel to go in one block of rows. */
+#define STREAM_ROWS 256
 
 static bool one_by_one(const graft_model *m, int i, graft_conv_geom *g, int *F, bool *clamp,
                        float *lo, float *hi)
@@ -686,8 +688,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     /* Blocks (even_blocks) and bands cut evenly, as many as a multiple of
      * the threads where there is one for each (14 rows went 6 + 6 + 2);
      * fewer share their columns instead, each thread reading only its part
-     * of the kernel. */
-    const long blocks = even_blocks(P, th, BLOCK_PIXELS);
+     * of the kernel. A kernel streamed from memory takes a small call's rows
+     * in one block, so that it is read once in all, not once a block. */
+    const long blocks = stream && P <= STREAM_ROWS ? 1 : even_blocks(P, th, BLOCK_PIXELS);
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
     const col_work cw = split_cols(unit ? blocks : (long)f->n * bands, F);

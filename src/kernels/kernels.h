@@ -171,8 +171,9 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
 void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
                         size_t ldr, bool wide);
-/* graft_pw_gemm_cols with B read in place (ldb > 0) once, in memory order,
- * ahead of its use: for few rows (a batch of one) and a B from memory, not
+/* graft_pw_gemm_cols with B read in place (ldb > 0) once, a panel of
+ * columns at a time, ahead of its use: for few rows (a batch of one) and a
+ * B from memory, not
  * cache (a packed copy kept between calls costs a second read of B, to
  * check it, and B's size again). AVX-512 where there is
  * (graft_kernels_avx512); the same bits. */

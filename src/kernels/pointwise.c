@@ -391,13 +391,14 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
 
 /* ------------------------------------------------------------ few rows, B streamed */
 
-/* graft_pw_gemm_stream: k outermost, PW_SKC rows of B at a time (in place,
- * copied to L1 a panel at a time as above), each block's products for all
- * rows and columns before the next block: B is read once, in memory order,
- * and while one block's tiles run, the next block's lines are asked for, a
- * few after each tile. */
-#define PW_SKC 64
-
+/* graft_pw_gemm_stream: a 32-column panel at a time, PW_KC of its rows
+ * copied from B in place to L1 and every row tile run over them, then the
+ * panel's next rows, then the next panel's; while one block's tiles run,
+ * the next block's lines are asked for, a few after each tile (asked for
+ * in one burst they held up the copy). Each element of B is read once.
+ * Against the k-outermost order this replaced (blocks of 64 rows of B
+ * across all columns, the partial sums stored and loaded between them),
+ * ResNet50 at batch 1 took 3-5% less time (docs/PERFORMANCE.md). */
 static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda, const float *B,
                                 size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                                 const float *R, size_t ldr)
@@ -405,27 +406,27 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
     static const graft_kernel_epi none = {0};
     const int MX = lda % 1024 == 0 && K >= 256 ? 8 : 12;
     const int tiles = (M + MX - 1) / MX, MR = (M + tiles - 1) / tiles; /* tiles as even as they come */
-    float buf[PW_SKC * 32] __attribute__((aligned(64)));
-    for (int k0 = 0; k0 < K; k0 += PW_SKC) {
-        const int kc = K - k0 < PW_SKC ? K - k0 : PW_SKC;
-        const int kn = K - k0 - kc < PW_SKC ? K - k0 - kc : PW_SKC; /* the next block's rows */
-        const bool load = k0 > 0, fin = k0 + kc == K;
-        const graft_kernel_epi *ek = fin ? e : &none;
-        for (int n0 = 0; n0 < N; n0 += 32) {
-            const int w = N - n0 < 32 ? N - n0 : 32;
+    float buf[PW_KC * 32] __attribute__((aligned(64)));
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        const int w = N - n0 < 32 ? N - n0 : 32;
+        for (int k0 = 0; k0 < K; k0 += PW_KC) {
+            const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
+            const bool load = k0 > 0, fin = k0 + kc == K;
+            const graft_kernel_epi *ek = fin ? e : &none;
             copy_block32(B, ldb, k0, kc, n0, w, buf);
-            const float *bp = buf;
-            const size_t kst = 32;
-            /* this panel's part of the next block: each row's first and last column */
-            const float *nb = B + (size_t)(k0 + kc) * ldb + n0;
-            const int lines = 2 * kn, per = (lines + tiles - 1) / tiles;
+            /* the next block: this panel's next rows, or the next panel's first */
+            const int nk0 = k0 + kc < K ? k0 + kc : 0, nn0 = k0 + kc < K ? n0 : n0 + 32;
+            const int nkc = nn0 >= N ? 0 : K - nk0 < PW_KC ? K - nk0 : PW_KC;
+            const int nw = nn0 >= N ? 0 : N - nn0 < 32 ? N - nn0 : 32;
+            const float *nb = B + (size_t)nk0 * ldb + nn0;
+            const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles; /* a row's first and last column */
             int asked = 0;
             for (int m0 = 0; m0 < M; m0 += MR) {
                 const int mr = M - m0 < MR ? M - m0 : MR;
                 for (int q = 0; q < per && asked < lines; q++, asked++)
-                    _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (w - 1)),
-                                 _MM_HINT_T1);
-                rows512(m0, mr, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R, ldr, fin, load);
+                    _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (nw - 1)),
+                                 _MM_HINT_T0);
+                rows512(m0, mr, w, k0, kc, A, lda, buf, 32, C, ldc, ek, n0, R, ldr, fin, load);
             }
         }
     }
