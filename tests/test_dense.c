@@ -2,7 +2,8 @@
  * inputs among the threads and whose input gradient is made transposed at
  * up to 64 rows: output and gradients against a reference loop in
  * double (batches 1, 7, 32 and 65, 1 to 3 threads, a second consumer of the input
- * so that the input gradient adds up, a frozen layer), a gradient check, and
+ * so that the input gradient adds up, a frozen layer; a frozen layer's bits
+ * across batches, threads and ISA), a gradient check, and
  * which kernels take the split. Dense on the last axis of a rank-2 or rank-3
  * input (Keras's rule, ConvNeXt's pointwise convolutions): output against the
  * reference loop, gradients, Keras config and .h5 round trip. */
@@ -185,6 +186,69 @@ static void test_frozen(void)
     check_case(&(dcase){16411, 64, 2, 5, true, true});
 }
 
+/* A frozen Dense's output row by row is the same whatever rows share its
+ * call (outputs cached per sample must equal recomputed ones), on one or
+ * two threads, with AVX2 or AVX-512: a batch of 150 (two blocks of rows),
+ * each row alone (the threads sharing the columns), one thread, AVX2. An
+ * ImageNet top's shape (2048 -> 1000 at a batch of one) against the
+ * reference too. */
+static void frozen_bits(int I, int U, int n)
+{
+    graft_model *m = graft_model_new("t");
+    graft_layer *d = graft_dense(m, graft_input(m, NULL, graft_shape1(I)),
+                                 (graft_dense_cfg){.units = U, .activation = GRAFT_RELU});
+    CHECK_OK(graft_model_status(m));
+    if (graft_model_status(m) != GRAFT_OK) {
+        graft_model_free(m);
+        return;
+    }
+    graft_layer_set_trainable(d, 0);
+    float *W = d->weights[0].data, *b = d->weights[1].data;
+    graft_rng r;
+    graft_rng_seed(&r, 31);
+    for (size_t i = 0; i < (size_t)I * U; i++) W[i] = graft_rng_normal(&r) * 0.05f;
+    for (int j = 0; j < U; j++) b[j] = (float)(j % 3) - 1.0f;
+    float *x = random_floats((size_t)n * I, 1.0f, 7);
+    const size_t ys = (size_t)n * U;
+    float *batch = malloc(ys * sizeof(float)), *other = malloc(ys * sizeof(float));
+    graft_threads_set(2);
+    CHECK_OK(graft_model_predict(m, x, n, batch));
+    double *y = malloc(ys * sizeof(double)), *ym = malloc(ys * sizeof(double));
+    ref_matmul(n, I, U, x, I, 1, W, NULL, y, ym);
+    for (size_t i = 0; i < ys; i++) {
+        y[i] += b[i % U];
+        ym[i] += fabs(b[i % U]);
+        if (y[i] < 0) y[i] = 0;
+    }
+    size_t at = 0;
+    double worst = worst_ratio(batch, y, ym, ys, &at);
+    CHECK_MSG(worst <= 1, "%d x %d, n %d: out[%zu] %.9g, reference %.9g", I, U, n, at,
+              (double)batch[at], y[at]);
+    for (int i = 0; i < n; i++)
+        CHECK_OK(graft_model_predict(m, x + (size_t)i * I, 1, other + (size_t)i * U));
+    CHECK_MSG(memcmp(batch, other, ys * sizeof(float)) == 0, "%d x %d: rows alone", I, U);
+    graft_threads_set(1);
+    CHECK_OK(graft_model_predict(m, x, n, other));
+    CHECK_MSG(memcmp(batch, other, ys * sizeof(float)) == 0, "%d x %d: one thread", I, U);
+    graft_threads_set(2);
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    CHECK_OK(graft_model_predict(m, x, n, other));
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    CHECK_MSG(memcmp(batch, other, ys * sizeof(float)) == 0, "%d x %d: AVX2", I, U);
+    free(y);
+    free(ym);
+    free(x);
+    free(batch);
+    free(other);
+    graft_model_free(m);
+}
+
+static void test_frozen_same_bits(void)
+{
+    frozen_bits(1100, 45, 150); /* 45: a last panel of 13 columns, 5 past AVX2's 8 */
+    frozen_bits(2048, 1000, 2);
+}
+
 static void gradcheck_dense(int in, int units, int n, uint64_t seed)
 {
     graft_model *m = graft_model_new("t");
@@ -312,6 +376,7 @@ int main(void)
     RUN(test_split);
     RUN(test_accumulated_input_gradient);
     RUN(test_frozen);
+    RUN(test_frozen_same_bits);
     RUN(test_gradcheck);
     RUN(test_which_kernels_split);
     RUN(test_last_axis);

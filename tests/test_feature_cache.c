@@ -358,8 +358,8 @@ static void test_one_budget_for_all_caches(void)
  * under a trained head: cached and uncached fits give the same bits. The
  * batches cross pass boundaries and the last one is short, so a sample's
  * features are computed in batches of other sizes and neighbours than in
- * the pass that cached them; the kernels must not let that show (see
- * graft_gemm_rows). test_feature_cache_avx2 runs this at AVX2 too. */
+ * the pass that cached them; the kernels must not let that show.
+ * test_feature_cache_avx2 runs this at AVX2 too. */
 static void run_conv_base(int no_cache, float *w, size_t cap, double *val_loss)
 {
     enum { S = 14, NS = 45 };

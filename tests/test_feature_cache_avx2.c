@@ -1,7 +1,8 @@
 /* The feature-cache tests with oneDNN capped at AVX2, whatever this CPU has:
- * the reference machine's kernels, where dnnl_sgemm rounds a row differently
- * with the other rows of its call (see graft_gemm_rows). oneDNN reads the
- * variable at its first use, which comes after main() starts. */
+ * the reference machine's kernels (graft's fused kernels follow the cap),
+ * where dnnl_sgemm rounds a row differently with the other rows of its call.
+ * oneDNN reads the variable at its first use, which comes after main()
+ * starts. */
 #include <stdlib.h>
 
 int feature_cache_main(void);

@@ -237,6 +237,12 @@ static void b_rows_apart(size_t ldb)
     memset(C1, 0, (size_t)M * N * sizeof(float));
     graft_pw_gemm_stream(7, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
     CHECK(memcmp(C0, C1, (size_t)7 * N * sizeof(float)) == 0);
+    /* and at AVX2's width (panels of 16, then 8, then 5 columns alone) */
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    memset(C1, 0, (size_t)M * N * sizeof(float));
+    graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed at AVX2, ldb %zu", ldb);
     free_epi(&a);
     free(A);
     free(B);

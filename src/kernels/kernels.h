@@ -12,18 +12,6 @@
 void graft_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* C[M,N] = A B with every row's bits independent of the other rows (of M and
- * of where the row lies): for layers whose outputs are cached per sample.
- * graft_gemm_rows runs blocks of GRAFT_GEMM_ROWS on the thread team;
- * graft_gemm_rows_here runs calls of `block` rows (a multiple of
- * GRAFT_GEMM_ROWS, the same for every call of a layer) on the calling
- * thread, inside a parallel region (see gemm.c). */
-#define GRAFT_GEMM_ROWS 48
-void graft_gemm_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                     float *C, int ldc);
-void graft_gemm_rows_here(int M, int block, int N, int K, const float *A, int lda, const float *B,
-                          int ldb, float *C, int ldc);
-
 /* A convolution's geometry, NHWC input, HWIO kernel. */
 typedef struct graft_conv_geom {
     int h, w, c;         /* input */

@@ -230,6 +230,52 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
     return n0;
 }
 
+/* graft_pw_gemm_stream at AVX2's width (gemm512_stream below has the
+ * order): panels of 16 columns, or 8 at the end; returns the columns done,
+ * the caller does the rest (fewer than 8). */
+static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, const float *B,
+                               size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                               const float *R, size_t ldr)
+{
+    static const graft_kernel_epi none = {0};
+    const int tiles = (M + 5) / 6, MR = (M + tiles - 1) / tiles;
+    float buf[PW_KC * 16] __attribute__((aligned(32)));
+    int n0 = 0;
+    for (; n0 + 8 <= N; n0 += 16) {
+        const bool two = n0 + 16 <= N;
+        for (int k0 = 0; k0 < K; k0 += PW_KC) {
+            const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
+            const bool load = k0 > 0, fin = k0 + kc == K;
+            const graft_kernel_epi *ek = fin ? e : &none;
+            copy_block16(B, ldb, k0, kc, n0, two ? 16 : 8, buf);
+            const int nk0 = k0 + kc < K ? k0 + kc : 0, nn0 = k0 + kc < K ? n0 : n0 + 16;
+            const int nkc = nn0 + 8 > N ? 0 : K - nk0 < PW_KC ? K - nk0 : PW_KC;
+            const int nw = nn0 + 16 <= N ? 16 : 8;
+            const float *nb = B + (size_t)nk0 * ldb + nn0;
+            const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles;
+            int asked = 0;
+            const float *bp = buf;
+            const size_t kst = 16;
+            for (int m0 = 0; m0 < M; m0 += MR) {
+                const int mr = M - m0 < MR ? M - m0 : MR;
+                for (int q = 0; q < per && asked < lines; q++, asked++)
+                    _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (nw - 1)),
+                                 _MM_HINT_T0);
+                const float *a = A + (size_t)m0 * lda + k0;
+                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
+                float *c = C + (size_t)m0 * ldc;
+                if (two) {
+                    ROWS256(2)
+                } else {
+                    ROWS256(1)
+                }
+            }
+        }
+        if (!two) n0 -= 8;
+    }
+    return n0;
+}
+
 /* ------------------------------------------------------------ AVX-512: 12 rows x 32 columns */
 
 typedef struct {
@@ -456,14 +502,20 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
                           size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                           const float *R, size_t ldr)
 {
+    static const graft_kernel_epi none = {0};
+    if (M <= 0 || nc <= 0) return;
+    const graft_kernel_epi ec = epi_from(e ? e : &none, c0);
+    const float *Bc = B + c0, *Rc = R ? R + c0 : NULL;
+    float *Cc = C + c0;
+    int done = 0;
 #ifdef __AVX2__
-    if (M > 0 && nc > 0 && graft_kernels_avx512()) {
-        const graft_kernel_epi ec = epi_from(e, c0);
-        gemm512_stream(M, nc, K, A, lda, B + c0, ldb, C + c0, ldc, &ec, R ? R + c0 : NULL, ldr);
+    if (graft_kernels_avx512()) {
+        gemm512_stream(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
         return;
     }
+    done = gemm256_stream(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
 #endif
-    graft_pw_gemm_cols(M, c0, nc, K, A, lda, B, ldb, C, ldc, e, R, ldr, false);
+    if (done < nc) gemm_scalar(M, done, nc, K, A, lda, Bc, ldb, 16, Cc, ldc, &ec, Rc, ldr);
 }
 
 /* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the

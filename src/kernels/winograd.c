@@ -77,9 +77,9 @@ static int chunk_tiles(int c, int filters)
     size_t t = budget / per_tile;
     if (t < 64) t = 64;
     if (t > 256) t = 256;
-    /* Rounded down to a multiple of GRAFT_GEMM_ROWS, as when it was
-     * measured (frozen layers' products then ran in blocks of this many). */
-    return (int)(t / GRAFT_GEMM_ROWS * GRAFT_GEMM_ROWS);
+    /* Rounded down to a multiple of 48, as when it was measured (frozen
+     * layers' products then ran in blocks of 48 rows). */
+    return (int)(t / 48 * 48);
 }
 
 static size_t tiles_of(const graft_conv_geom *g, int n)

@@ -19,8 +19,8 @@
 #define PRINT_PARTS 4
 #define PRINT_WORDS (16 * PRINT_PARTS)
 
-/* A frozen kernel in another form, kept between calls with the fingerprint
- * of the kernel it was made from (kept_stale). */
+/* A kernel in another form, kept between inference calls with the
+ * fingerprint of the kernel it was made from (kept_stale). */
 typedef struct {
     float *data;
     uint32_t print[PRINT_WORDS];
@@ -33,8 +33,8 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
-    /* A frozen layer's Winograd kernel transform, remade when the weights
-     * change; a 1x1 layer's kernel in graft_pw_gemm's panels, kept the same
+    /* The Winograd kernel transform of rowwise passes (rowwise_pass),
+     * remade when the weights change; a 1x1 layer's kernel in graft_pw_gemm's panels, kept the same
      * way for the fused steps that run it on batches too small to pack it
      * each call (packed_wide: the panel width it was made for). */
     kept_form wino, packed;
@@ -49,6 +49,15 @@ typedef struct {
 
 /* Patch matrices stay under this many floats (32 MiB) per block. */
 #define COL_BUDGET (8u << 20)
+
+/* Whether a pass computes each image's outputs apart from the rest of the
+ * batch, by graft_pw_gemm's FMA chains, from the kernel's kept forms: a
+ * frozen layer's every pass (its outputs may be cached per sample), and
+ * every layer's inference, so that predict on a model that can still train
+ * runs as fast as on a frozen one and gives the fused steps' bits. A
+ * layer's training pass instead drops those forms: the step that follows
+ * changes its weights, and they would hold memory for a stale kernel. */
+static bool rowwise_pass(const graft_layer *l, bool training) { return !l->trains || !training; }
 
 static bool pointwise(const conv2d *c)
 {
@@ -251,7 +260,7 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
      * never so few rows that the GEMM runs short. */
     size_t block = (size_t)16384 / (size_t)F;
     size_t per_thread = rows / (4 * (size_t)graft_threads());
-    const bool frozen = !l->trains;
+    const bool rowwise = rowwise_pass(l, f->training);
     if (block > per_thread) block = per_thread;
     if (block < 64) block = 64;
     const long n_blocks = (long)((rows + block - 1) / block);
@@ -265,7 +274,7 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
          * graft_pw_gemm, whose every output is one FMA chain over the
          * channels on either ISA (dnnl_sgemm's AVX2 kernels sum in another
          * order). */
-        if (frozen || !f->training)
+        if (rowwise)
             graft_pw_gemm((int)nr, F, C, f->in[0] + r0 * C, (size_t)C, W, (size_t)F, y, (size_t)F,
                           NULL, NULL, 0, graft_kernels_avx512());
         else
@@ -368,8 +377,8 @@ static void kept_free(kept_form *k)
     k->valid = false;
 }
 
-/* The transformed kernel of a frozen Winograd layer (NULL: no room; the
- * forward pass then transforms into its scratch, with the same bits). */
+/* The transformed kernel of a rowwise pass (NULL: no room; the forward
+ * pass then transforms into its scratch, with the same bits). */
 static const float *winograd_u(conv2d *c, const float *W)
 {
     bool ok;
@@ -458,10 +467,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
+    if (!rowwise_pass(l, f->training)) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        const float *u = l->trains ? NULL : winograd_u(c, W);
+        const bool rowwise = rowwise_pass(l, f->training);
+        const float *u = rowwise ? winograd_u(c, W) : NULL;
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
-                               f->epi, f->out, !l->trains, f->scratch);
+                               f->epi, f->out, rowwise, f->scratch);
         return;
     }
     if (rows_for(c, f->training, f->n)) {
@@ -483,9 +494,10 @@ void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled
 {
     conv2d *c = l->cfg;
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
-    const float *u = l->trains ? NULL : winograd_u(c, W);
+    const bool rowwise = rowwise_pass(l, f->training);
+    const float *u = rowwise ? winograd_u(c, W) : NULL;
     graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
-                                !l->trains, f->scratch);
+                                rowwise, f->scratch);
 }
 
 static void backward(graft_layer *l, const graft_bwd *b)
@@ -566,7 +578,8 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
     if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
     if (winograd_for(c, training, n))
-        return l->trains ? "Winograd F(4x4,3x3)" : "Winograd F(4x4,3x3), kernel transform kept";
+        return rowwise_pass(l, training) ? "Winograd F(4x4,3x3), kernel transform kept"
+                                          : "Winograd F(4x4,3x3)";
     if (rows_for(c, training, n)) return "patch rows, kernel streamed in place";
     if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";

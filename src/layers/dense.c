@@ -106,22 +106,59 @@ static void forward_split(int nth, int n, int U, int I, const float *x, const fl
     }
 }
 
+/* A frozen layer's x W + b, and any layer's at inference: graft_pw_gemm_stream's
+ * FMA chains, so that a row's bits do not depend on the rows beside it in the
+ * call (a frozen layer's outputs may be cached per sample), on the threads or
+ * on the ISA. The kernel is
+ * read in place once per block of rows: a call of at most FROZEN_ROWS
+ * rows (a batch of one at deployment) is one block, the threads sharing its
+ * columns, each reading only its part of the kernel. */
+#define FROZEN_ROWS 96
+
+static void frozen_forward(int M, int U, int I, const float *x, const float *W, const float *bias,
+                           float *y)
+{
+    const graft_kernel_epi e = {.bias = bias};
+    const int th = graft_threads(), panels = (U + 31) / 32;
+    if (M <= FROZEN_ROWS) {
+#pragma omp parallel num_threads(th)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int c0 = panels * t / nt * 32, c1 = panels * (t + 1) / nt * 32;
+            if (c1 > c0)
+                graft_pw_gemm_stream(M, c0, (c1 < U ? c1 : U) - c0, I, x, (size_t)I, W, (size_t)U,
+                                     y, (size_t)U, &e, NULL, 0);
+        }
+        return;
+    }
+    const long blocks = (M + FROZEN_ROWS - 1) / FROZEN_ROWS;
+#pragma omp parallel for schedule(static) num_threads(th)
+    for (long b = 0; b < blocks; b++) {
+        const long r0 = (long)M * b / blocks, r1 = (long)M * (b + 1) / blocks;
+        graft_pw_gemm_stream((int)(r1 - r0), 0, U, I, x + (size_t)r0 * I, (size_t)I, W, (size_t)U,
+                             y + (size_t)r0 * U, (size_t)U, &e, NULL, 0);
+    }
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
     const int U = d->cfg.units, I = d->in_dim, M = f->n * d->rows;
-    if (!l->trains) /* frozen: its outputs may be cached per sample */
-        graft_gemm_rows(M, U, I, f->in[0], I, l->weights[0].data, U, f->out, U);
-    else if (d->split && f->scratch)
+    const float *bias = d->cfg.no_bias ? NULL : l->weights[1].data;
+    /* Frozen (its outputs may be cached per sample), or inference: the
+     * rows apart, as conv2d.c's rowwise passes. */
+    if (!l->trains || !f->training) {
+        frozen_forward(M, U, I, f->in[0], l->weights[0].data, bias, f->out);
+        bias = NULL; /* added in the GEMM's epilogue */
+    } else if (d->split && f->scratch) {
         forward_split(d->threads, M, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
-    else
+    } else {
         graft_gemm(false, false, M, U, I, 1.0f, f->in[0], I, l->weights[0].data, U, 0.0f,
                    f->out, U);
-    if (!d->cfg.no_bias) {
-        const float *bias = l->weights[1].data;
+    }
+    if (bias)
         for (int r = 0; r < M; r++)
             for (int j = 0; j < U; j++) f->out[(size_t)r * U + j] += bias[j];
-    }
     /* swish, gelu, ...: backward needs the pre-activation. */
     if (f->aux) memcpy(f->aux, f->out, (size_t)M * U * sizeof(float));
     graft_activation_forward(d->cfg.activation, f->out, (size_t)M, (size_t)U);
