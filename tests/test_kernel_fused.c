@@ -237,12 +237,22 @@ static void b_rows_apart(size_t ldb)
     memset(C1, 0, (size_t)M * N * sizeof(float));
     graft_pw_gemm_stream(7, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
     CHECK(memcmp(C0, C1, (size_t)7 * N * sizeof(float)) == 0);
-    /* and at AVX2's width (panels of 16, then 8, then 5 columns alone) */
-    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
-    memset(C1, 0, (size_t)M * N * sizeof(float));
-    graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
-    unsetenv("ONEDNN_MAX_CPU_ISA");
-    CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed at AVX2, ldb %zu", ldb);
+    /* and at AVX2's width (panels of 16, then 8, then 5 columns alone);
+     * with at most 4 rows (3, then 1: B's rows in order), at both widths */
+    for (int avx2 = 0; avx2 < 2; avx2++) {
+        if (avx2) setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+        memset(C1, 0, (size_t)M * N * sizeof(float));
+        graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
+        CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed, AVX2 %d", avx2);
+        memset(C1, 0, (size_t)M * N * sizeof(float));
+        graft_pw_gemm_stream(3, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
+        graft_pw_gemm_stream(1, 0, 29, K, A + 3 * (size_t)K, K, B, ldb, C1 + 3 * (size_t)N, N, &e,
+                             R + 3 * (size_t)N, N);
+        graft_pw_gemm_stream(1, 29, N - 29, K, A + 3 * (size_t)K, K, B, ldb, C1 + 3 * (size_t)N,
+                             N, &e, R + 3 * (size_t)N, N);
+        CHECK_MSG(memcmp(C0, C1, (size_t)4 * N * sizeof(float)) == 0, "few rows, AVX2 %d", avx2);
+        unsetenv("ONEDNN_MAX_CPU_ISA");
+    }
     free_epi(&a);
     free(A);
     free(B);

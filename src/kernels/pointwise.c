@@ -478,6 +478,89 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
     }
 }
 
+/* ------------------------------------------------------------ a few rows: rows of B in order */
+
+/* graft_pw_gemm_stream for at most GEMV_ROWS rows (a Dense layer at a
+ * batch of one), where each element of B serves so few products that B's
+ * reading is the whole cost: k outermost over whole rows of B, GEMV_COLS of
+ * a row's columns read in order (what the prefetchers follow best; a panel
+ * at a time, B's rows 16 KB apart in VGG16's 25088 x 4096 fc1, left them
+ * far behind), the partial sums in C, in L1, between rows; the epilogue in
+ * a pass of its own at the end. The same FMA chains from zero. Rows
+ * GEMV_AHEAD ahead are asked for as each row is read. */
+#define GEMV_ROWS 4
+#define GEMV_COLS 2048
+#define GEMV_AHEAD 4
+
+static T512 void gemv512(int M, int N, int K, const float *A, size_t lda, const float *B,
+                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                         const float *R, size_t ldr)
+{
+    for (int n0 = 0; n0 < N; n0 += GEMV_COLS) {
+        const int w = N - n0 < GEMV_COLS ? N - n0 : GEMV_COLS;
+        for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc + n0, 0, (size_t)w * sizeof(float));
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (size_t)k * ldb + n0;
+            if (k + GEMV_AHEAD < K)
+                for (int j = 0; j < w; j += 16)
+                    _mm_prefetch((const char *)(b + GEMV_AHEAD * ldb + j), _MM_HINT_T0);
+            __m512 a[GEMV_ROWS];
+            for (int m = 0; m < M; m++) a[m] = _mm512_set1_ps(A[(size_t)m * lda + k]);
+            for (int j = 0; j < w; j += 16) {
+                const __mmask16 mk = (__mmask16)(w - j >= 16 ? 0xffff : (1u << (w - j)) - 1);
+                const __m512 bv = _mm512_maskz_loadu_ps(mk, b + j);
+                for (int m = 0; m < M; m++) {
+                    float *c = C + (size_t)m * ldc + n0 + j;
+                    _mm512_mask_storeu_ps(c, mk, _mm512_fmadd_ps(a[m], bv, _mm512_maskz_loadu_ps(mk, c)));
+                }
+            }
+        }
+        for (int j = 0; j < w; j += 16) {
+            const __mmask16 mk = (__mmask16)(w - j >= 16 ? 0xffff : (1u << (w - j)) - 1);
+            const epi_v512 p = epi_load512(e, n0 + j, mk);
+            for (int m = 0; m < M; m++) {
+                float *c = C + (size_t)m * ldc + n0 + j;
+                _mm512_mask_storeu_ps(c, mk, epi512(e, &p, n0 + j, _mm512_maskz_loadu_ps(mk, c),
+                                                    R ? R + (size_t)m * ldr : NULL, mk));
+            }
+        }
+    }
+}
+
+/* gemv512 at AVX2's width; the columns past the last 8 by scalar FMAs. */
+static T256 void gemv256(int M, int N, int K, const float *A, size_t lda, const float *B,
+                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
+                         const float *R, size_t ldr)
+{
+    for (int n0 = 0; n0 < N; n0 += GEMV_COLS) {
+        const int w = N - n0 < GEMV_COLS ? N - n0 : GEMV_COLS, w8 = w & ~7;
+        for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc + n0, 0, (size_t)w * sizeof(float));
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (size_t)k * ldb + n0;
+            if (k + GEMV_AHEAD < K)
+                for (int j = 0; j < w; j += 16)
+                    _mm_prefetch((const char *)(b + GEMV_AHEAD * ldb + j), _MM_HINT_T0);
+            for (int m = 0; m < M; m++) {
+                const float am = A[(size_t)m * lda + k];
+                const __m256 a = _mm256_set1_ps(am);
+                float *c = C + (size_t)m * ldc + n0;
+                for (int j = 0; j < w8; j += 8)
+                    _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(b + j), _mm256_loadu_ps(c + j)));
+                for (int j = w8; j < w; j++) c[j] = fmaf(am, b[j], c[j]);
+            }
+        }
+        for (int m = 0; m < M; m++) {
+            float *c = C + (size_t)m * ldc + n0;
+            const float *res = R ? R + (size_t)m * ldr : NULL;
+            for (int j = 0; j < w8; j += 8) {
+                const epi_v256 p = epi_load256(e, n0 + j);
+                _mm256_storeu_ps(c + j, epi256(e, &p, n0 + j, _mm256_loadu_ps(c + j), res));
+            }
+            for (int j = w8; j < w; j++) c[j] = epi_one(e, n0 + j, c[j], res);
+        }
+    }
+}
+
 #endif /* __AVX2__ */
 
 /* The epilogue's parameters from column c0 on. */
@@ -509,6 +592,11 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
     float *Cc = C + c0;
     int done = 0;
 #ifdef __AVX2__
+    if (M <= GEMV_ROWS) {
+        if (graft_kernels_avx512()) gemv512(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
+        else gemv256(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
+        return;
+    }
     if (graft_kernels_avx512()) {
         gemm512_stream(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
         return;
