@@ -1,9 +1,12 @@
 /* A 1x1 convolution -> BatchNormalization -> swish (EfficientNet's expand,
  * MobileNetV3's hard_swish) as one POINTWISE step: the activation runs on
- * each GEMM block, with the bits of the activation applied afterwards. */
+ * each GEMM block, with the bits of the activation applied afterwards. A
+ * classifier's 1x1 top (MobileNet's conv_preds) at a batch of one, whose
+ * kernel is streamed in place, not kept packed: the bits of larger batches. */
 #include "check.h"
 #include "plan_check.h"
 #include "internal.h"
+#include "exec/plan.h"
 
 #include <stdlib.h>
 
@@ -52,8 +55,42 @@ done:
     free(plain);
 }
 
+/* 1x1 maps of 1024 channels -> 1x1 to 300 (a kernel large enough to be
+ * kept packed) -> BN -> ReLU: six images in one call (the copy kept packed),
+ * each alone (one row: streamed, B's rows in order), one thread, AVX2. */
+static void test_top_alone_streamed(void)
+{
+    graft_model *m = graft_model_new("top");
+    graft_input(m, NULL, graft_shape3(1, 1, 1024));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "preds", .filters = 300, .kernel_size = {1, 1},
+                                             .no_bias = 1});
+    graft_batch_norm(m, NULL, (graft_batch_norm_cfg){.name = "preds_bn"});
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "preds_relu"});
+    set_random(m, 5);
+    CHECK_OK(graft_model_status(m));
+    enum { N = 6 };
+    float *x = malloc(N * 1024 * sizeof(float));
+    graft_rng r;
+    graft_rng_seed(&r, 6);
+    for (size_t i = 0; x && i < N * 1024; i++) x[i] = graft_rng_normal(&r);
+    if (x && graft_model_status(m) == GRAFT_OK) {
+        check_same_bits(m, x, N, "preds_relu", "pointwise");
+        /* The plan for one image says so (AVX-512 keeps kernels; AVX2 reads them in place). */
+        float y[300];
+        CHECK_OK(graft_model_predict(m, x, 1, y)); /* planned for one image */
+        const graft_step *st = &m->plan->steps[m->plan->step_of[graft_model_find(m, "preds")->index]];
+        char how[512] = "";
+        graft_step_pointwise_describe(m, st, 1, how, sizeof how);
+        const char *want = graft_step_pointwise_keeps() ? "streamed in place" : "read in place";
+        CHECK_MSG(strstr(how, want) != NULL, "%s", how);
+    }
+    free(x);
+    graft_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_pointwise_activation_equals_separate);
+    RUN(test_top_alone_streamed);
     return CHECK_SUMMARY();
 }

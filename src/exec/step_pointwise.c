@@ -312,13 +312,22 @@ bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
            (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
 }
 
+/* A kept kernel streamed in place instead: from memory either way (the
+ * model's weights outgrow the last-level cache), read once, not the copy and
+ * the kernel to check it; or so few rows that the copy and its check would
+ * read the kernel twice for one product of each weight. */
+static bool streamed(const graft_model *m, size_t rows)
+{
+    return m->plan->weights_from_memory || rows <= GRAFT_PW_FEW_ROWS;
+}
+
 const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep,
                               bool in_run)
 {
     if (in_run && strcmp(l->ops->class_name, "Conv2D") == 0) return "kept packed (depth first)";
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
     if (!graft_step_pw_kept(l, rows, keep)) return "read in place";
-    return m->plan->weights_from_memory ? "streamed in place" : "kept packed";
+    return streamed(m, rows) ? "streamed in place" : "kept packed";
 }
 
 bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
@@ -341,8 +350,7 @@ const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t r
         return scratch;
     }
     if (graft_step_pw_kept(l, rows, keep)) {
-        /* From memory either way: once, not the copy and the kernel to check it. */
-        if (m->plan->weights_from_memory) {
+        if (streamed(m, rows)) {
             *ldb = (size_t)F;
             *stream = true;
             return W;

@@ -165,6 +165,8 @@ void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda
  * cache (a packed copy kept between calls costs a second read of B, to
  * check it, and B's size again). AVX-512 where there is
  * (graft_kernels_avx512); the same bits. */
+/* Rows a call may have for graft_pw_gemm_stream to read B's rows in order. */
+#define GRAFT_PW_FEW_ROWS 4
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
                           size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                           const float *R, size_t ldr);

@@ -488,7 +488,7 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
  * far behind), the partial sums in C, in L1, between rows; the epilogue in
  * a pass of its own at the end. The same FMA chains from zero. Rows
  * GEMV_AHEAD ahead are asked for as each row is read. */
-#define GEMV_ROWS 4
+#define GEMV_ROWS GRAFT_PW_FEW_ROWS
 #define GEMV_COLS 2048
 #define GEMV_AHEAD 4
 
