@@ -308,11 +308,13 @@ static void test_scratch_covers_smaller_batches(void)
 /* A 1x1 kernel too large for L2 (512 x 512 floats) over an image too small
  * to pack it each call: the step, DW_BLOCK after a depthwise convolution or
  * POINTWISE alone (with AVX-512; with AVX2 it reads the kernel in place),
- * reads the layer's kept packed copy (graft_conv2d_packed_kernel). Its bits are the batch's, which packs the
- * kernel each call, on AVX2 too (a copy in the other panel width); and a
- * kernel changed through graft_layer_weight_data is packed again: the next
- * call gives the unfused layers' output for the new weights. */
-static void kept_packed_kernel(bool after_depthwise)
+ * streams it in place (a depth-first run would read the layer's kept packed
+ * copy, graft_conv2d_packed_kernel, whose fingerprint check test_winograd's
+ * kept transform shares). Its bits are the batch's, which packs the kernel
+ * each call, on AVX2 too; and a kernel changed through
+ * graft_layer_weight_data takes effect at the next call: the unfused
+ * layers' output for the new weights. */
+static void streamed_kernel(bool after_depthwise)
 {
     graft_model *m = graft_model_new("kept");
     graft_layer *x = graft_input(m, NULL, graft_shape3(12, 12, 512));
@@ -328,9 +330,9 @@ static void kept_packed_kernel(bool after_depthwise)
     CHECK_OK(graft_model_status(m));
     set_random(m, 11);
     enum { N = 4, PX = 12 * 12 }; /* N images: 576 rows, packed each call */
-    const bool keeps = after_depthwise || graft_step_pointwise_keeps();
-    CHECK(graft_step_pw_kept(pw, PX, true) && !graft_step_pw_kept(pw, N * PX, true));
-    CHECK(graft_step_pointwise_keeps() == graft_kernels_avx512());
+    const bool streams = after_depthwise || graft_step_pointwise_streams();
+    CHECK(graft_step_pw_streamed(pw, PX, true) && !graft_step_pw_streamed(pw, N * PX, true));
+    CHECK(graft_step_pointwise_streams() == graft_kernels_avx512());
     const size_t os = out_size(m);
     float *in = random_input(m, N, 12);
     float *batch = malloc(N * os * sizeof(float)), *one = malloc(os * sizeof(float));
@@ -353,7 +355,8 @@ static void kept_packed_kernel(bool after_depthwise)
     char what[512] = "";
     if (after_depthwise) graft_step_dw_block_describe(m, st, 1, what, sizeof what);
     else graft_step_pointwise_describe(m, st, 1, what, sizeof what);
-    CHECK_MSG(strstr(what, keeps ? "kernel kept packed" : "kernel read in place"), "%s", what);
+    CHECK_MSG(strstr(what, streams ? "kernel streamed in place" : "kernel read in place"), "%s",
+              what);
 
     float *w = graft_layer_weight_data(pw, 0);
     w[300 * 512 + 77] += 0.5f; /* input channel 300 -> filter 77 */
@@ -372,10 +375,10 @@ done:
     graft_model_free(m);
 }
 
-static void test_kept_packed_kernel(void)
+static void test_streamed_kernel(void)
 {
-    kept_packed_kernel(true);
-    kept_packed_kernel(false);
+    streamed_kernel(true);
+    streamed_kernel(false);
 }
 
 /* EfficientNet's and MobileNetV3's strided depthwise convolutions: a
@@ -925,7 +928,7 @@ int main(void)
     RUN(test_fused_matches_unfused);
     RUN(test_bits_reproducible);
     RUN(test_scratch_covers_smaller_batches);
-    RUN(test_kept_packed_kernel);
+    RUN(test_streamed_kernel);
     RUN(test_pad_depthwise);
     RUN(test_expand_depthwise);
     RUN(test_pass_through);

@@ -81,7 +81,7 @@ static void test_top_alone_streamed(void)
         const graft_step *st = &m->plan->steps[m->plan->step_of[graft_model_find(m, "preds")->index]];
         char how[512] = "";
         graft_step_pointwise_describe(m, st, 1, how, sizeof how);
-        const char *want = graft_step_pointwise_keeps() ? "streamed in place" : "read in place";
+        const char *want = graft_step_pointwise_streams() ? "streamed in place" : "read in place";
         CHECK_MSG(strstr(how, want) != NULL, "%s", how);
     }
     free(x);

@@ -588,7 +588,6 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     }
     for (int i = 0; i < L; i++) offs[i] = dout_off[i] = aux_off[i] = SIZE_MAX;
     if ((st = plan_steps(m, p, training, cap)) != GRAFT_OK) goto done;
-    p->weights_from_memory = m->n_weight_floats * sizeof(float) > graft_last_cache_bytes();
     const int S = p->n_steps;
 #define BUF(i) (p->buf_of[i])
 

@@ -158,10 +158,6 @@ struct graft_plan {
      * chain's members: the chain's buffer is as wide as its last); else 0 */
     int *row_floats;
     bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
-    /* The weights outgrow the last-level cache, so that a pass finds each
-     * kernel in memory, not in cache: the 1x1 kernels that would be kept
-     * packed are streamed in place instead (graft_step_pw_kernel). */
-    bool weights_from_memory;
 };
 
 /* The one layer that reads layer i's output, or -1 (none, several, or i is
@@ -217,15 +213,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
 
 /* The kernel of the 1x1 Conv2D l as the fused steps' GEMMs read it over
  * `rows` rows in all (step_pointwise.c): packed into `scratch`
- * (graft_pw_pack_floats) where so many rows pay for the copy; else, where
- * graft_step_pw_kept or the step is in a depth-first run (in_run), the
- * layer's kept packed copy, or, where the model's
- * weights come from memory (the plan's weights_from_memory), in place with
- * *stream set (graft_pw_gemm_stream reads it); else in place. *ldb: its row
- * stride, 0 when packed. */
-const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
-                                  bool keep, bool in_run, float *scratch, size_t *ldb,
-                                  bool *stream);
+ * (graft_pw_pack_floats) where so many rows pay for the copy; the layer's
+ * kept packed copy where the step is in a depth-first run (in_run); else in
+ * place, with *stream set where graft_step_pw_streamed (graft_pw_gemm_stream
+ * reads it). *ldb: its row stride, 0 when packed. */
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
+                                  bool in_run, float *scratch, size_t *ldb, bool *stream);
 /* Columns [c0, c0 + nc) of a GEMM over such a kernel: graft_pw_gemm_stream
  * where graft_step_pw_kernel set `stream`, else graft_pw_gemm_cols. */
 struct graft_kernel_epi;
@@ -233,20 +226,20 @@ void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_
                              const float *W, size_t ldb, float *C, size_t ldc,
                              const struct graft_kernel_epi *e, const float *R, size_t ldr, bool wide,
                              bool stream);
-/* Whether a step that may keep packed kernels (`keep`) keeps l's for a
+/* Whether a step that may stream kernels (`may_stream`) streams l's for a
  * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
- * at least GRAFT_PW_KEEP_MIN_FLOATS (smaller ones stay in L2, where reading
- * them in place costs little: docs/PERFORMANCE.md). */
-#define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
-bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep);
+ * at least GRAFT_PW_STREAM_MIN_FLOATS (smaller ones stay in L2, where the
+ * tiles read them in place at little cost: docs/PERFORMANCE.md). Streamed
+ * a panel at a time, the kernel is read once, with no copy kept between
+ * calls (and no fingerprint read to check one). */
+#define GRAFT_PW_STREAM_MIN_FLOATS (256u * 1024u)
+bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
-const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep,
-                              bool in_run);
-/* DW_BLOCK steps keep; POINTWISE steps (ResNet50's, DenseNet's) only with
- * AVX-512, where the frozen Winograd layers keep no transform at batch 1
- * (graft_winograd_pays): with AVX2 they do, and ResNet50's peak at batch 1
- * would pass ONNX Runtime's (341 against 327 MiB; docs/PERFORMANCE.md). */
-bool graft_step_pointwise_keeps(void);
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run);
+/* DW_BLOCK steps stream; POINTWISE steps (ResNet50's, DenseNet's) only with
+ * AVX-512: with AVX2 they read such kernels in place, as measured when they
+ * were kept packed instead (docs/PERFORMANCE.md). */
+bool graft_step_pointwise_streams(void);
 
 /* Shared by the inference steps' matches (step_dw_block.c): an element-wise
  * Activation (swish, hard_swish, ...) that alone reads layer j, added to s

@@ -333,14 +333,14 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     char kernels[80] = "";
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s",
-                 graft_step_pw_how(m, m->layers[b->expand], (size_t)n * g.H * g.W, true,
+                 graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true,
                                    s->in_run));
     char project[24] = " (the step's output)";
     if (b->project >= 0) {
         const size_t k = strlen(kernels);
         snprintf(kernels + k, sizeof kernels - k, "%s%s kernel %s", k ? ", " : "",
                  b->expand >= 0 ? "project" : "1x1",
-                 graft_step_pw_how(m, m->layers[b->project], (size_t)n * g.OH * g.OW, true,
+                 graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true,
                                    s->in_run));
         snprintf(project, sizeof project, " -> 1x1 %d", g.Cout);
     }
@@ -398,8 +398,9 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                 const int slot = lo % g->NR;
                 const int run = hi - lo < g->NR - slot ? hi - lo : g->NR - slot;
                 float *e = ring + (size_t)slot * erow;
-                graft_pw_gemm(run * g->W, g->Ce, g->Cin, x + (size_t)lo * xrow, (size_t)g->Cin,
-                              w->We, w->lde, e, (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+                graft_step_pw_gemm_cols(run * g->W, 0, g->Ce, g->Cin, x + (size_t)lo * xrow,
+                                        (size_t)g->Cin, w->We, w->lde, e, (size_t)g->Ce, &w->ee,
+                                        NULL, 0, w->wide, w->stream_e);
                 graft_activation_rows(w->ea, e, (size_t)run * g->W, (size_t)g->Ce, (size_t)g->Ce);
                 lo += run;
             }
@@ -421,9 +422,10 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
         }
         if (!g->project) continue;
         /* The residual (stride 1, same shape): the block input's same pixels. */
-        graft_pw_gemm(r * g->OW, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, w->ldp,
-                      out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
-                      w->residual ? x + (size_t)oy * orow : NULL, (size_t)g->Cin, w->wide);
+        graft_step_pw_gemm_cols(r * g->OW, 0, g->Cout, g->Ce, dbuf, (size_t)g->Ce, w->Wp, w->ldp,
+                                out + (size_t)oy * orow, (size_t)g->Cout, &w->ep,
+                                w->residual ? x + (size_t)oy * orow : NULL, (size_t)g->Cin,
+                                w->wide, w->stream_p);
     }
 }
 
@@ -436,8 +438,8 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
     const size_t hw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     const float *src = x; /* the depthwise's input: expanded, or the block's input */
     if (g->NR) {
-        graft_pw_gemm(count * (int)hw, g->Ce, g->Cin, x, (size_t)g->Cin, w->We, w->lde, E,
-                      (size_t)g->Ce, &w->ee, NULL, 0, w->wide);
+        graft_step_pw_gemm_cols(count * (int)hw, 0, g->Ce, g->Cin, x, (size_t)g->Cin, w->We,
+                                w->lde, E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->stream_e);
         graft_activation_rows(w->ea, E, (size_t)count * hw, (size_t)g->Ce, (size_t)g->Ce);
         src = E;
     }
@@ -454,8 +456,9 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
             graft_activation_rows(w->da, d, (size_t)g->OW, (size_t)g->Ce, (size_t)g->Ce);
         }
     if (!g->project) return;
-    graft_pw_gemm(count * (int)ohw, g->Cout, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp, out,
-                  (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin, w->wide);
+    graft_step_pw_gemm_cols(count * (int)ohw, 0, g->Cout, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp,
+                            out, (size_t)g->Cout, &w->ep, w->residual ? x : NULL, (size_t)g->Cin,
+                            w->wide, w->stream_p);
 }
 
 /* Columns [c0, c1) of thread t's share among nt: whole panels of 32. */
@@ -541,15 +544,15 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     w.residual = b->add >= 0;
 
     /* The 1x1 kernels in the GEMM's panels: packed into the scratch, shared
-     * by the threads, where the batch is large enough for it to pay, else
-     * the layers' kept packed copies (the kernel read in place where there
-     * is none). */
+     * by the threads, where the batch is large enough for it to pay; the
+     * layers' kept packed copies in a depth-first run; else in place,
+     * streamed where they are large (graft_step_pw_kernel). */
     float *packed = f->scratch;
     if (b->expand >= 0)
-        w.We = graft_step_pw_kernel(m, m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
+        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
                                     true, s->in_run, packed, &w.lde, &w.stream_e);
     if (b->project >= 0)
-        w.Wp = graft_step_pw_kernel(m, m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
+        w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
                                     true, s->in_run, packed + g.pack_e, &w.ldp, &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;

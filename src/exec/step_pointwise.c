@@ -303,38 +303,24 @@ static const float *pw_shape(const graft_layer *l, int *K, int *F)
     return W;
 }
 
-/* Only a Conv2D keeps a packed copy (graft_conv2d_packed_kernel). */
-bool graft_step_pw_kept(const graft_layer *l, size_t rows, bool keep)
+bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream)
 {
     int K, F;
     pw_shape(l, &K, &F);
-    return keep && strcmp(l->ops->class_name, "Conv2D") == 0 && rows < GRAFT_PW_PACK_MIN_ROWS &&
-           (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS;
+    return may_stream && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_STREAM_MIN_FLOATS;
 }
 
-/* A kept kernel streamed in place instead: from memory either way (the
- * model's weights outgrow the last-level cache), read once, not the copy and
- * the kernel to check it; or so few rows that the copy and its check would
- * read the kernel twice for one product of each weight. */
-static bool streamed(const graft_model *m, size_t rows)
-{
-    return m->plan->weights_from_memory || rows <= GRAFT_PW_FEW_ROWS;
-}
-
-const char *graft_step_pw_how(const graft_model *m, const graft_layer *l, size_t rows, bool keep,
-                              bool in_run)
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run)
 {
     if (in_run && strcmp(l->ops->class_name, "Conv2D") == 0) return "kept packed (depth first)";
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
-    if (!graft_step_pw_kept(l, rows, keep)) return "read in place";
-    return streamed(m, rows) ? "streamed in place" : "kept packed";
+    return graft_step_pw_streamed(l, rows, may_stream) ? "streamed in place" : "read in place";
 }
 
-bool graft_step_pointwise_keeps(void) { return graft_kernels_avx512(); }
+bool graft_step_pointwise_streams(void) { return graft_kernels_avx512(); }
 
-const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t rows, bool wide,
-                                  bool keep, bool in_run, float *scratch, size_t *ldb,
-                                  bool *stream)
+const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
+                                  bool in_run, float *scratch, size_t *ldb, bool *stream)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
@@ -349,16 +335,8 @@ const float *graft_step_pw_kernel(const graft_model *m, graft_layer *l, size_t r
         graft_pw_pack(K, F, W, (size_t)F, scratch, wide);
         return scratch;
     }
-    if (graft_step_pw_kept(l, rows, keep)) {
-        if (streamed(m, rows)) {
-            *ldb = (size_t)F;
-            *stream = true;
-            return W;
-        }
-        const float *kept = graft_conv2d_packed_kernel(l, wide);
-        if (kept) return kept;
-    }
     *ldb = (size_t)F;
+    *stream = graft_step_pw_streamed(l, rows, may_stream);
     return W;
 }
 
@@ -431,8 +409,8 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
              b->project_bn >= 0 ? " + BN" : "", b->project_clamp ? " + clamp" : "", res,
              b->add_clamp ? " + clamp" : "",
              b->avg_pool > 0 ? ", 2x2 average pool taken first" : bands,
-             graft_step_pw_how(m, m->layers[b->project], gemm_rows(m, s, &g, n),
-                               graft_step_pointwise_keeps(), s->in_run),
+             graft_step_pw_how(m->layers[b->project], gemm_rows(m, s, &g, n),
+                               graft_step_pointwise_streams(), s->in_run),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -596,7 +574,7 @@ static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, cons
     size_t ldb0;
     bool stream0;
     /* scratch: the shortcut's packed kernel, then the threads' buffers */
-    const float *W0 = graft_step_pw_kernel(m, sl, P, wide, graft_step_pointwise_keeps(), s->in_run,
+    const float *W0 = graft_step_pw_kernel(sl, P, wide, graft_step_pointwise_streams(), s->in_run,
                                            scratch, &ldb0, &stream0);
     float *const bufs = scratch + graft_pw_pack_floats(K0, F, true);
     const size_t buf_floats = shortcut_floats(&g, F);
@@ -658,7 +636,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     size_t ldb;
     const size_t P = gemm_rows(m, s, &g, f->n);
     bool stream;
-    W = graft_step_pw_kernel(m, m->layers[b->project], P, wide, graft_step_pointwise_keeps(),
+    W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_streams(),
                              s->in_run, f->scratch, &ldb, &stream);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);

@@ -34,9 +34,9 @@ typedef struct {
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
     /* The Winograd kernel transform of rowwise passes (rowwise_pass),
-     * remade when the weights change; a 1x1 layer's kernel in graft_pw_gemm's panels, kept the same
-     * way for the fused steps that run it on batches too small to pack it
-     * each call (packed_wide: the panel width it was made for). */
+     * remade when the weights change; a 1x1 layer's kernel in
+     * graft_pw_gemm's panels, kept the same way for the fused steps of a
+     * depth-first run (packed_wide: the panel width it was made for). */
     kept_form wino, packed;
     bool packed_wide;
     bool plain;             /* dilation_rate or groups: layers/conv_plain.c does everything, */
