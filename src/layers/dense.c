@@ -119,7 +119,10 @@ static void frozen_forward(int M, int U, int I, const float *x, const float *W, 
                            float *y)
 {
     const graft_kernel_epi e = {.bias = bias};
-    const int th = graft_threads(), panels = (U + 31) / 32;
+    const int panels = (U + 31) / 32;
+    /* read by the omp pragmas, which the analyzer does not see */
+    // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores)
+    const int th = graft_threads();
     if (M <= FROZEN_ROWS) {
 #pragma omp parallel num_threads(th)
         {
