@@ -191,6 +191,34 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
     default: tile256(1, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                   \
     }
 
+/* The streamed GEMMs' next block of B (nb: its first row, nw columns
+ * wide): a few more of its `lines` (each row's first and last column)
+ * asked for before each of a block's tiles, `per` a tile. */
+static inline void ask_next(const float *nb, size_t ldb, int nw, int lines, int per, int *asked)
+{
+    for (int q = 0; q < per && *asked < lines; q++, (*asked)++)
+        _mm_prefetch((const char *)(nb + (size_t)(*asked / 2) * ldb + (*asked % 2) * (nw - 1)),
+                     _MM_HINT_T0);
+}
+
+/* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
+ * 16 columns from n0 (two vectors) or 8 (bp: its rows, kst apart); the
+ * epilogue ek and the residual R at the last block (fin). */
+INLINE T256 void rows256(int m0, int mr, bool two, int k0, int kc, const float *A, size_t lda,
+                         const float *bp, size_t kst, float *C, size_t ldc,
+                         const graft_kernel_epi *ek, int n0, const float *R, size_t ldr, bool fin,
+                         bool load)
+{
+    const float *a = A + (size_t)m0 * lda + k0;
+    const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
+    float *c = C + (size_t)m0 * ldc;
+    if (two) {
+        ROWS256(2)
+    } else {
+        ROWS256(1)
+    }
+}
+
 static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                         const float *R, size_t ldr)
@@ -213,17 +241,9 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
                 bp = buf, kst = 16;
             }
             const graft_kernel_epi *ek = fin ? e : &none;
-            for (int m0 = 0; m0 < M; m0 += 6) {
-                const int mr = M - m0 < 6 ? M - m0 : 6;
-                const float *a = A + (size_t)m0 * lda + k0;
-                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
-                float *c = C + (size_t)m0 * ldc;
-                if (two) {
-                    ROWS256(2)
-                } else {
-                    ROWS256(1)
-                }
-            }
+            for (int m0 = 0; m0 < M; m0 += 6)
+                rows256(m0, M - m0 < 6 ? M - m0 : 6, two, k0, kc, A, lda, bp, kst, C, ldc, ek, n0,
+                        R, ldr, fin, load);
         }
         if (!two) n0 -= 8;
     }
@@ -254,21 +274,10 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
             const float *nb = B + (size_t)nk0 * ldb + nn0;
             const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles;
             int asked = 0;
-            const float *bp = buf;
-            const size_t kst = 16;
             for (int m0 = 0; m0 < M; m0 += MR) {
-                const int mr = M - m0 < MR ? M - m0 : MR;
-                for (int q = 0; q < per && asked < lines; q++, asked++)
-                    _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (nw - 1)),
-                                 _MM_HINT_T0);
-                const float *a = A + (size_t)m0 * lda + k0;
-                const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
-                float *c = C + (size_t)m0 * ldc;
-                if (two) {
-                    ROWS256(2)
-                } else {
-                    ROWS256(1)
-                }
+                ask_next(nb, ldb, nw, lines, per, &asked);
+                rows256(m0, M - m0 < MR ? M - m0 : MR, two, k0, kc, A, lda, buf, 16, C, ldc, ek, n0,
+                        R, ldr, fin, load);
             }
         }
         if (!two) n0 -= 8;
@@ -468,11 +477,9 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
             const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles; /* a row's first and last column */
             int asked = 0;
             for (int m0 = 0; m0 < M; m0 += MR) {
-                const int mr = M - m0 < MR ? M - m0 : MR;
-                for (int q = 0; q < per && asked < lines; q++, asked++)
-                    _mm_prefetch((const char *)(nb + (size_t)(asked / 2) * ldb + (asked % 2) * (nw - 1)),
-                                 _MM_HINT_T0);
-                rows512(m0, mr, w, k0, kc, A, lda, buf, 32, C, ldc, ek, n0, R, ldr, fin, load);
+                ask_next(nb, ldb, nw, lines, per, &asked);
+                rows512(m0, M - m0 < MR ? M - m0 : MR, w, k0, kc, A, lda, buf, 32, C, ldc, ek, n0, R,
+                        ldr, fin, load);
             }
         }
     }
