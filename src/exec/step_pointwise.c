@@ -303,6 +303,7 @@ static const float *pw_shape(const graft_layer *l, int *K, int *F)
     return W;
 }
 
+/* plan.h has why and where. */
 bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream)
 {
     int K, F;
@@ -674,8 +675,8 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     /* Blocks (even_blocks) and bands cut evenly, as many as a multiple of
      * the threads where there is one for each (14 rows went 6 + 6 + 2);
      * fewer share their columns instead, each thread reading only its part
-     * of the kernel. A kernel streamed from memory takes a small call's rows
-     * in one block, so that it is read once in all, not once a block. */
+     * of the kernel. A streamed kernel takes a small call's rows in one
+     * block, so that it is read once in all, not once a block. */
     const long blocks = stream && P <= STREAM_ROWS ? 1 : even_blocks(P, th, BLOCK_PIXELS);
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);

@@ -160,11 +160,10 @@ void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e, const float *R,
                         size_t ldr, bool wide);
 /* graft_pw_gemm_cols with B read in place (ldb > 0) once, a panel of
- * columns at a time, ahead of its use: for few rows (a batch of one) and a
- * B from memory, not
- * cache (a packed copy kept between calls costs a second read of B, to
- * check it, and B's size again). AVX-512 where there is
- * (graft_kernels_avx512); the same bits. */
+ * columns at a time (B's rows in order for at most GRAFT_PW_FEW_ROWS rows),
+ * ahead of its use: for few rows (a small batch), where a packed copy kept
+ * between calls costs a second read of B to check it and B's size again,
+ * and was no faster (docs/PERFORMANCE.md). AVX-512 or AVX2; the same bits. */
 /* Rows a call may have for graft_pw_gemm_stream to read B's rows in order. */
 #define GRAFT_PW_FEW_ROWS 4
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,
