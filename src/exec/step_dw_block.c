@@ -461,15 +461,6 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
                             w->wide, w->stream_p);
 }
 
-/* Columns [c0, c1) of thread t's share among nt: whole panels of 32. */
-static void share(int N, int t, int nt, int *c0, int *c1)
-{
-    const int panels = (N + 31) / 32;
-    *c0 = panels * t / nt * 32;
-    *c1 = panels * (t + 1) / nt * 32;
-    if (*c1 > N) *c1 = N;
-}
-
 /* One image x into out by thread t of the nt in the calling parallel
  * region (all of them call it): the expand GEMM's columns, the depthwise's
  * rows and the project GEMM's columns split among them, E and D (the
@@ -480,7 +471,7 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     const float *src = x;
     int c0, c1;
     if (g->NR) {
-        share(g->Ce, t, nt, &c0, &c1);
+        graft_pw_share(g->Ce, t, nt, &c0, &c1);
         if (c1 > c0) {
             graft_step_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We,
                                     w->lde, E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide,
@@ -503,7 +494,7 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     }
 #pragma omp barrier
     if (!g->project) return; /* that barrier frees E for the next image */
-    share(g->Cout, t, nt, &c0, &c1);
+    graft_pw_share(g->Cout, t, nt, &c0, &c1);
     if (c1 > c0)
         graft_step_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp,
                                 out, (size_t)g->Cout, &w->ep, w->residual ? x : NULL,

@@ -164,6 +164,9 @@ void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda
  * ahead of its use: for few rows (a small batch), where a packed copy kept
  * between calls costs a second read of B to check it and B's size again,
  * and was no faster (docs/PERFORMANCE.md). AVX-512 or AVX2; the same bits. */
+/* Columns [*c0, *c1) of N for thread t of nt: whole panels of 32 (both
+ * tiles' widths), as even as they come. */
+void graft_pw_share(int N, int t, int nt, int *c0, int *c1);
 /* Rows a call may have for graft_pw_gemm_stream to read B's rows in order. */
 #define GRAFT_PW_FEW_ROWS 4
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,

@@ -613,6 +613,14 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
     if (done < nc) gemm_scalar(M, done, nc, K, A, lda, Bc, ldb, 16, Cc, ldc, &ec, Rc, ldr);
 }
 
+void graft_pw_share(int N, int t, int nt, int *c0, int *c1)
+{
+    const int panels = (N + 31) / 32;
+    *c0 = panels * t / nt * 32;
+    *c1 = panels * (t + 1) / nt * 32;
+    if (*c1 > N) *c1 = N;
+}
+
 /* Panel width of the packed kernel: the AVX-512 tile's 32 columns, or the
  * AVX2 tile's 16 (and the scalar path's, which reads either). */
 static int panel(bool wide)

@@ -467,9 +467,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
-    if (!rowwise_pass(l, f->training)) kept_free(&c->wino);
+    const bool rowwise = rowwise_pass(l, f->training);
+    if (!rowwise) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        const bool rowwise = rowwise_pass(l, f->training);
         const float *u = rowwise ? winograd_u(c, W) : NULL;
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, rowwise, f->scratch);

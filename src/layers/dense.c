@@ -109,28 +109,26 @@ static void forward_split(int nth, int n, int U, int I, const float *x, const fl
 /* A frozen layer's x W + b, and any layer's at inference: graft_pw_gemm_stream's
  * FMA chains, so that a row's bits do not depend on the rows beside it in the
  * call (a frozen layer's outputs may be cached per sample), on the threads or
- * on the ISA. The kernel is
- * read in place once per block of rows: a call of at most FROZEN_ROWS
- * rows (a batch of one at deployment) is one block, the threads sharing its
- * columns, each reading only its part of the kernel. */
+ * on the ISA. The kernel is read in place once per block of rows: a call of
+ * at most FROZEN_ROWS rows (a batch of one at deployment) is one block, the
+ * threads sharing its columns, each reading only its part of the kernel. */
 #define FROZEN_ROWS 96
 
 static void frozen_forward(int M, int U, int I, const float *x, const float *W, const float *bias,
                            float *y)
 {
     const graft_kernel_epi e = {.bias = bias};
-    const int panels = (U + 31) / 32;
     /* read by the omp pragmas, which the analyzer does not see */
     // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores)
     const int th = graft_threads();
     if (M <= FROZEN_ROWS) {
 #pragma omp parallel num_threads(th)
         {
-            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            const int c0 = panels * t / nt * 32, c1 = panels * (t + 1) / nt * 32;
+            int c0, c1;
+            graft_pw_share(U, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
             if (c1 > c0)
-                graft_pw_gemm_stream(M, c0, (c1 < U ? c1 : U) - c0, I, x, (size_t)I, W, (size_t)U,
-                                     y, (size_t)U, &e, NULL, 0);
+                graft_pw_gemm_stream(M, c0, c1 - c0, I, x, (size_t)I, W, (size_t)U, y, (size_t)U,
+                                     &e, NULL, 0);
         }
         return;
     }
