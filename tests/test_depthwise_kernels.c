@@ -158,8 +158,11 @@ static void test_bits(void)
                 in[ky] = iy < 0 || iy >= g->h ? NULL : s.x + (size_t)iy * g->w * C;
             }
             float *a = s.y1 + (size_t)oy * g->ow * C, *b = s.y2 + (size_t)oy * g->ow * C;
-            graft_dw_row(in, g->w, C, g->kh, g->kw, g->sw, g->pad_left, g->ow, s.k, &e, a, true);
-            graft_dw_row(in, g->w, C, g->kh, g->kw, g->sw, g->pad_left, g->ow, s.k, &e, b, false);
+            const int fresh = graft_dw_fresh(g->kh, g->sh, oy == 0);
+            graft_dw_row(in, g->w, C, g->kh, g->kw, g->sw, g->pad_left, g->ow, s.k, &e, a, true,
+                         fresh);
+            graft_dw_row(in, g->w, C, g->kh, g->kw, g->sw, g->pad_left, g->ow, s.k, &e, b, false,
+                         fresh);
             same = same && same_bits(a, b, (size_t)g->ow * C);
         }
         CHECK_MSG(same, "case %zu: AVX-512 and AVX2 rows differ", i);
@@ -221,10 +224,29 @@ done:
     graft_model_free(b);
 }
 
+/* graft_dw_fresh names the first input row that the output row before did
+ * not read: every row from it on is new, and none before it is. */
+static void test_fresh_rows(void)
+{
+    for (int kh = 1; kh <= 7; kh++)
+        for (int sh = 1; sh <= 4; sh++) {
+            CHECK_MSG(graft_dw_fresh(kh, sh, true) == 0, "kh %d sh %d: a first row asks all", kh,
+                      sh);
+            const int fresh = graft_dw_fresh(kh, sh, false), oy = 5;
+            for (int ky = 0; ky < kh; ky++) {
+                const int row = oy * sh + ky, prev_lo = (oy - 1) * sh, prev_hi = prev_lo + kh;
+                const bool read_before = row >= prev_lo && row < prev_hi;
+                CHECK_MSG(read_before == (ky < fresh), "kh %d sh %d: row %d of the taps %s", kh,
+                          sh, ky, read_before ? "was read before" : "is new");
+            }
+        }
+}
+
 int main(void)
 {
     RUN(test_against_grouped_direct);
     RUN(test_bits);
     RUN(test_conv2d_groups_route);
+    RUN(test_fresh_rows);
     return CHECK_SUMMARY();
 }

@@ -285,8 +285,8 @@ static void dw_case(int h, int w, int C, int kh, int kw, int sh, int sw, int pt,
             int iy = oy * sh - pt + ky;
             in[ky] = iy < 0 || iy >= h ? NULL : x + (size_t)iy * w * C;
         }
-        graft_dw_row(in, w, C, kh, kw, sw, pl, ow, k, &e, out, true);
-        graft_dw_row(in, w, C, kh, kw, sw, pl, ow, k, &e, out2, false);
+        graft_dw_row(in, w, C, kh, kw, sw, pl, ow, k, &e, out, true, 0);
+        graft_dw_row(in, w, C, kh, kw, sw, pl, ow, k, &e, out2, false, 0);
         same = same && memcmp(out, out2, (size_t)ow * C * sizeof(float)) == 0;
         for (int ox = 0; ox < ow; ox++)
             for (int c = 0; c < C; c++) {

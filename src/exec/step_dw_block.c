@@ -415,8 +415,11 @@ static void run_band(const geom *g, const weights *w, const float *x, float *out
                          : g->NR ? ring + (size_t)(row % g->NR) * erow
                                  : x + (size_t)row * xrow;
             }
+            /* the ring's rows were just written; the block input's come
+             * from memory, all of them after the 1x1 of the rows before */
             graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed,
-                         d + (size_t)q * drow, w->wide);
+                         d + (size_t)q * drow, w->wide,
+                         g->NR ? g->kh : graft_dw_fresh(g->kh, g->sh, q == 0));
             graft_activation_rows(w->da, d + (size_t)q * drow, (size_t)g->OW, (size_t)g->Ce,
                                   (size_t)g->Ce);
         }
@@ -452,7 +455,7 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
             }
             float *d = D + ((size_t)q * ohw + (size_t)oy * g->OW) * g->Ce;
             graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed, d,
-                         w->wide);
+                         w->wide, graft_dw_fresh(g->kh, g->sh, oy == 0));
             graft_activation_rows(w->da, d, (size_t)g->OW, (size_t)g->Ce, (size_t)g->Ce);
         }
     if (!g->project) return;
@@ -483,13 +486,15 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
 #pragma omp barrier
     }
     const float *in[16];
-    for (int oy = g->OH * t / nt; oy < g->OH * (t + 1) / nt; oy++) {
+    const int oy0 = g->OH * t / nt;
+    for (int oy = oy0; oy < g->OH * (t + 1) / nt; oy++) {
         for (int ky = 0; ky < g->kh; ky++) {
             const int row = oy * g->sh - g->pt + ky;
             in[ky] = row < 0 || row >= g->H ? NULL : src + (size_t)row * g->W * g->Ce;
         }
         float *d = (g->project ? D : out) + (size_t)oy * g->OW * g->Ce;
-        graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed, d, w->wide);
+        graft_dw_row(in, g->W, g->Ce, g->kh, g->kw, g->sw, g->pl, g->OW, w->Wd, &w->ed, d, w->wide,
+                     graft_dw_fresh(g->kh, g->sh, oy == oy0));
         graft_activation_rows(w->da, d, (size_t)g->OW, (size_t)g->Ce, (size_t)g->Ce);
     }
 #pragma omp barrier

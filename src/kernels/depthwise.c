@@ -21,6 +21,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #ifdef __AVX2__
@@ -84,18 +85,6 @@ static inline void block_of(int ow, int nblk, int b, int *ox, int *nb)
 }
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* Asks for the lines of channels [c, c + 64 bytes) of pixels [ix, ix + n)
- * of row `row` (clipped to [0, w)): the next block's, in the input row no
- * earlier output row read (the others are in L2 from it; this one comes
- * from memory, and the prefetchers do not see a stride of C floats coming). */
-static inline void prefetch_block(const float *row, int w, int C, int c, int ix, int n)
-{
-    if (ix < 0) n += ix, ix = 0;
-    if (ix + n > w) n = w - ix;
-    const float *p = row + (size_t)ix * C + c;
-    for (int o = 0; o < n; o++) _mm_prefetch((const char *)(p + (size_t)o * C), _MM_HINT_T0);
-}
 
 /* The epilogue of channels [c, c + 8) on v, stored at dst. */
 static T256 inline void finish256(const graft_kernel_epi *e, int c, __m256 v, float *dst)
@@ -259,17 +248,14 @@ static T512 void one512(const float *const *in, int w, int C, int kh, int kw, in
     }
 }
 
-/* block256 at AVX-512's width, the channel tail masked. ahead: see
- * prefetch_block (NULL: none). */
-static T512 ALWAYS_INLINE void block512(const float *const *in, int w, int C, int kh, int kw,
-                                        int sw, int pad_left, int ox, const int nb,
-                                        const float *kernel, const graft_kernel_epi *e,
-                                        float *out, const float *ahead, int next_ix, int next_n)
+/* block256 at AVX-512's width, the channel tail masked. */
+static T512 ALWAYS_INLINE void block512(const float *const *in, int C, int kh, int kw, int sw,
+                                        int pad_left, int ox, const int nb, const float *kernel,
+                                        const graft_kernel_epi *e, float *out)
 {
     const size_t step = (size_t)sw * C;
     for (int c = 0; c < C; c += 16) {
         const __mmask16 mk = mask16(C, c);
-        if (ahead) prefetch_block(ahead, w, C, c, next_ix, next_n);
         __m512 a[OB];
         for (int o = 0; o < nb; o++) a[o] = _mm512_setzero_ps();
         for (int ky = 0; ky < kh; ky++) {
@@ -289,15 +275,12 @@ static T512 ALWAYS_INLINE void block512(const float *const *in, int w, int C, in
     }
 }
 
-static T512 void blocks512(const float *const *in, int w, int C, int kh, int kw, int sw,
-                           int pad_left, int ox, int nb, const float *kernel,
-                           const graft_kernel_epi *e, float *out, const float *ahead, int next_ix,
-                           int next_n)
+static T512 void blocks512(const float *const *in, int C, int kh, int kw, int sw, int pad_left,
+                           int ox, int nb, const float *kernel, const graft_kernel_epi *e,
+                           float *out)
 {
 #define B512(N)                                                                                    \
-    case N:                                                                                        \
-        block512(in, w, C, kh, kw, sw, pad_left, ox, N, kernel, e, out, ahead, next_ix, next_n);   \
-        break;
+    case N: block512(in, C, kh, kw, sw, pad_left, ox, N, kernel, e, out); break;
     switch (nb) { B512(1) B512(2) B512(3) B512(4) B512(5) B512(6) B512(7) B512(8) default: break; }
 #undef B512
 }
@@ -307,57 +290,59 @@ static T512 void blocks512(const float *const *in, int w, int C, int kh, int kw,
  * input is read in memory order). */
 static T512 void row512(const float *const *in, int w, int C, int kh, int kw, int sw,
                         int pad_left, int ow, const float *kernel, const graft_kernel_epi *e,
-                        float *out, const float *ahead)
+                        float *out)
 {
-    int bx0, bx1, ox, nb, nx, nn;
+    int bx0, bx1, ox, nb;
     inside(w, kw, sw, pad_left, ow, &bx0, &bx1);
     for (ox = 0; ox < bx0; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
     const int nblk = (bx1 - bx0 + OB - 1) / OB;
-    if (nblk > 0) block_of(bx1 - bx0, nblk, 0, &nx, &nn);
     for (int b = 0; b < nblk; b++) {
-        ox = nx, nb = nn;
-        const bool next = b + 1 < nblk;
-        if (next) block_of(bx1 - bx0, nblk, b + 1, &nx, &nn);
-        blocks512(in, w, C, kh, kw, sw, pad_left, bx0 + ox, nb, kernel, e, out,
-                  next ? ahead : NULL, (bx0 + nx) * sw - pad_left, nn * sw + kw - sw);
+        block_of(bx1 - bx0, nblk, b, &ox, &nb);
+        blocks512(in, C, kh, kw, sw, pad_left, bx0 + ox, nb, kernel, e, out);
     }
     for (ox = bx1; ox < ow; ox++) one512(in, w, C, kh, kw, sw, pad_left, ox, kernel, e, out);
 }
 
 #endif /* __AVX2__ */
 
-/* ahead: the input row AVX-512's rows ask for ahead of its use (NULL: none;
- * the rows are in cache). At AVX2's width the rows are bound by the FMAs,
- * and asking changed nothing (docs/PERFORMANCE.md). */
-static void dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
-                   int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide,
-                   const float *ahead)
+void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
+                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide,
+                  int fresh)
 {
     static const graft_kernel_epi none = {0};
     if (!e) e = &none;
+    /* The input rows no earlier output row read, in[fresh .. kh - 1], asked
+     * for line by line before the row starts: they come from memory or the
+     * last-level cache, and the blocks read them C floats apart, a stride
+     * the prefetchers do not follow. (In a function of its own GCC dropped
+     * this loop: scripts/check_prefetch.py.) */
+    for (int ky = fresh < 0 ? 0 : fresh; ky < kh; ky++) {
+        const float *row = in[ky];
+        if (!row) continue;
+        for (size_t i = 0; i < (size_t)w * C; i += 16) __builtin_prefetch(row + i, 0, 3);
+    }
 #ifdef __AVX2__
     if (wide && __builtin_cpu_supports("avx512f")) {
-        row512(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out, ahead);
+        row512(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out);
         return;
     }
     int c0 = row256(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out);
     if (c0 < C) row_scalar(in, w, C, c0, kh, kw, sw, pad_left, ow, kernel, e, out);
 #else
-    (void)wide, (void)ahead;
+    (void)wide;
     row_scalar(in, w, C, 0, kh, kw, sw, pad_left, ow, kernel, e, out);
 #endif
 }
 
-void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
-                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide)
+int graft_dw_fresh(int kh, int sh, bool first)
 {
-    dw_row(in, w, C, kh, kw, sw, pad_left, ow, kernel, e, out, wide, NULL);
+    return first || sh >= kh ? 0 : kh - sh;
 }
 
 /* ------------------------------------------------------------ whole tensors */
 
 void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
-                          const float *bias, int oy, float *out, bool wide)
+                          const float *bias, int oy, float *out, bool wide, bool first)
 {
     const graft_kernel_epi e = {.bias = bias};
     const float *in[GRAFT_DW_MAX_KH];
@@ -365,8 +350,8 @@ void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const floa
         const int iy = oy * g->sh - g->pad_top + ky;
         in[ky] = iy < 0 || iy >= g->h ? NULL : img + (size_t)iy * g->w * g->c;
     }
-    dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide,
-           in[g->kh - 1]);
+    graft_dw_row(in, g->w, g->c, g->kh, g->kw, g->sw, g->pad_left, g->ow, kernel, &e, out, wide,
+                 graft_dw_fresh(g->kh, g->sh, first));
 }
 
 void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const float *kernel,
@@ -382,13 +367,20 @@ void graft_dw_forward_act(const graft_conv_geom *g, int n, const float *x, const
     const bool wide = graft_kernels_avx512(), finish = graft_epilogue_active(epi);
     const size_t in_sz = (size_t)g->h * g->w * g->c, row_sz = (size_t)g->ow * g->c;
     const long rows = (long)n * g->oh;
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        float *orow = y + (size_t)r * row_sz;
-        graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, (int)(r % g->oh),
-                             orow, wide);
-        graft_activation_rows(act, orow, (size_t)g->ow, (size_t)g->c, (size_t)g->c);
-        if (finish) graft_epilogue_rows(epi, orow, (size_t)g->ow, g->c);
+#pragma omp parallel
+    {
+        /* each thread a run of rows: the first of a run or of an image asks
+         * for all its input rows, the others for those new to them */
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const long r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        for (long r = r0; r < r1; r++) {
+            float *orow = y + (size_t)r * row_sz;
+            const int oy = (int)(r % g->oh);
+            graft_dw_forward_row(g, x + (size_t)(r / g->oh) * in_sz, kernel, bias, oy, orow, wide,
+                                 r == r0 || oy == 0);
+            graft_activation_rows(act, orow, (size_t)g->ow, (size_t)g->c, (size_t)g->c);
+            if (finish) graft_epilogue_rows(epi, orow, (size_t)g->ow, g->c);
+        }
     }
 }
 

@@ -195,9 +195,16 @@ void graft_pw_prologue(int M, int K, const float *A, size_t lda, const graft_ker
  * the padding; kernel kh x kw x C; ow outputs, output ox reading input
  * columns ox * sw - pad_left + kx (those outside [0, w) are padding). The
  * epilogue's residual parts are not used. Each output is one FMA chain over
- * the taps in (ky, kx) order: the same bits on every ISA. */
+ * the taps in (ky, kx) order: the same bits on every ISA. Rows in[fresh ..]
+ * are asked for from memory first (graft_dw_fresh). */
 void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, int pad_left,
-                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide);
+                  int ow, const float *kernel, const graft_kernel_epi *e, float *out, bool wide,
+                  int fresh);
+/* graft_dw_row's fresh: the first of its input rows that the output row
+ * before it in the same image did not read (first: no such row before it,
+ * so all are fresh). Those rows it asks for, line by line, before the row
+ * starts; the others are in cache from the row before (kh: all are). */
+int graft_dw_fresh(int kh, int sh, bool first);
 
 /* Kernel heights graft_dw_forward takes (its rows' pointers live on the stack). */
 #define GRAFT_DW_MAX_KH 16
@@ -213,9 +220,10 @@ void graft_dw_forward(const graft_conv_geom *g, int n, const float *x, const flo
 void graft_dw_forward_act(const graft_conv_geom *g, int n, const float *x, const float *kernel,
                           const float *bias, graft_activation act, const graft_epilogue *epi,
                           float *y);
-/* Its output row oy of one sample (img: that sample's input), on the calling thread. */
+/* Its output row oy of one sample (img: that sample's input), on the
+ * calling thread; first: as for graft_dw_fresh. */
 void graft_dw_forward_row(const graft_conv_geom *g, const float *img, const float *kernel,
-                          const float *bias, int oy, float *out, bool wide);
+                          const float *bias, int oy, float *out, bool wide, bool first);
 /* Its gradients for depth multiplier dm (kernel (kh, kw, C, dm)) from dz:
  * the kernel's and bias' written where dkernel / dbias are not NULL, summed
  * in blocks of rows whose order does not depend on the threads; dx written,

@@ -188,7 +188,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / g->oh), oy = (int)(r % g->oh);
         float *orow = f->out + (size_t)r * row_sz;
-        if (dw) graft_dw_forward_row(g, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow, wide);
+        if (dw)
+            graft_dw_forward_row(g, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow, wide,
+                                 oy == 0);
         else forward_row(d, f->in[0] + (size_t)b * in_sz, kernel, bias, oy, orow);
         /* swish, gelu, ...: backward needs the pre-activation. */
         if (f->aux) memcpy(f->aux + (size_t)r * row_sz, orow, row_sz * sizeof(float));
