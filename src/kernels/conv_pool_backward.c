@@ -162,18 +162,6 @@ static const chunk_fn chunks512[13] = {NULL,        chunk512_1,  chunk512_2, chu
                                        chunk512_5,  chunk512_6,  chunk512_7, chunk512_8, chunk512_9,
                                        chunk512_10, chunk512_11, chunk512_12};
 
-/* Into L2: the two image rows that the band of pooled row py has and the
- * one above it has not (x is read only here, each row twice). */
-static void prefetch_next_band(const graft_conv_geom *g, const float *x, int s, int py)
-{
-    for (int y = 2 * py - g->pad_top + g->kh - 1; y <= 2 * py - g->pad_top + g->kh; y++) {
-        if (y < 0 || y >= g->h) continue;
-        const float *row = x + ((size_t)s * g->h + y) * g->w * g->c;
-        for (int i = 0; i < g->w * g->c; i += 16)
-            _mm_prefetch((const char *)(row + i), _MM_HINT_T1);
-    }
-}
-
 /* Whether every float of the band is finite; copies it to `buf` (with room
  * for BAND_SLACK floats after it) where the table loads would read past the
  * end of x. */
@@ -235,7 +223,17 @@ static void row_backward(const bwd_args *a, bwd_work *wk, long r, long r1, doubl
     const int OH = g->oh / 2, OW = g->ow / 2, C = g->c, kwc = g->kw * C;
     const int F = a->F, FP = a->FP, BW = a->BW, K = a->K;
     band bd = get_band(g, a->x, (int)(r / OH), (int)(r % OH), wk->band);
-    if (r + 1 < r1) prefetch_next_band(g, a->x, (int)((r + 1) / OH), (int)((r + 1) % OH));
+    /* Into L2: the two image rows that the next band has and this one has
+     * not (x is read only here, each row twice). In a function of its own
+     * GCC dropped this loop (scripts/check_prefetch.py). */
+    if (r + 1 < r1) {
+        const int s = (int)((r + 1) / OH), y0 = 2 * (int)((r + 1) % OH) - g->pad_top + g->kh - 1;
+        for (int y = y0 < 0 ? 0 : y0; y <= y0 + 1 && y < g->h; y++) {
+            const float *row = a->x + ((size_t)s * g->h + y) * g->w * C;
+            for (int i = 0; i < g->w * C; i += 16)
+                _mm_prefetch((const char *)(row + i), _MM_HINT_T1);
+        }
+    }
     const bool sel = band_for_tables(&bd, g, a->x_end, wk->band);
     if (wk->off_rs != bd.rs) {
         for (int k = 0; k < K; k++)
