@@ -24,6 +24,10 @@ static const struct {
     {4, 11, 32, {3, 3}, {1, 1}, GRAFT_SAME},   /* MobileNet's 3x3: 9 inside, blocks of 5 and 4 */
     {3, 3, 16, {3, 3}, {1, 1}, GRAFT_SAME},    /* a block of one output */
     {5, 5, 24, {3, 3}, {1, 1}, GRAFT_SAME},    /* a block of three */
+    {6, 10, 17, {3, 3}, {1, 1}, GRAFT_SAME},   /* the 3x3 blocks (kernel in registers): */
+    {7, 9, 40, {3, 3}, {1, 1}, GRAFT_SAME},    /* of eight, of seven, of two, and */
+    {5, 4, 24, {3, 3}, {1, 1}, GRAFT_SAME},    /* strided ones of eight with padding */
+    {9, 35, 24, {3, 3}, {2, 2}, GRAFT_SAME},   /* rows top and bottom */
 };
 #define N_CASES (sizeof CASES / sizeof *CASES)
 

@@ -8,7 +8,9 @@
  * output in flight, not one waiting on the last's latency), each block
  * through all channel blocks before the next, so that the input is read in
  * memory order; an output near the row's edges goes alone, four channel
- * blocks at a time.
+ * blocks at a time. A 3x3 kernel's blocks hold its nine vectors in
+ * registers and, at stride 1, load each input vector once for the outputs
+ * that share it.
  *
  * The whole-tensor passes below (graft_dw_forward, graft_dw_backward) are
  * what DepthwiseConv2D and a Conv2D with groups = channels = filters run.
@@ -275,12 +277,63 @@ static T512 ALWAYS_INLINE void block512(const float *const *in, int C, int kh, i
     }
 }
 
+/* block512 for a 3x3 kernel: the channel block's nine kernel vectors held
+ * in registers, and at stride 1 each input vector of a kernel row loaded
+ * once for the (up to three) outputs that read it. The same chains in the
+ * same order: the same bits. */
+static T512 ALWAYS_INLINE void block512_3x3(const float *const *in, int C, int sw, int pad_left,
+                                            int ox, const int nb, const float *kernel,
+                                            const graft_kernel_epi *e, float *out)
+{
+    const size_t step = (size_t)sw * C;
+    for (int c = 0; c < C; c += 16) {
+        const __mmask16 mk = mask16(C, c);
+        __m512 k[9], a[OB];
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) k[t] = _mm512_maskz_loadu_ps(mk, kernel + (size_t)t * C + c);
+#pragma GCC unroll 8
+        for (int o = 0; o < nb; o++) a[o] = _mm512_setzero_ps();
+#pragma GCC unroll 3
+        for (int ky = 0; ky < 3; ky++) {
+            if (!in[ky]) continue;
+            const float *x = in[ky] + (size_t)(ox * sw - pad_left) * C + c;
+            if (sw == 1) {
+                __m512 v[OB + 2];
+#pragma GCC unroll 10
+                for (int i = 0; i < nb + 2; i++) v[i] = _mm512_maskz_loadu_ps(mk, x + (size_t)i * C);
+#pragma GCC unroll 3
+                for (int kx = 0; kx < 3; kx++)
+#pragma GCC unroll 8
+                    for (int o = 0; o < nb; o++)
+                        a[o] = _mm512_fmadd_ps(v[o + kx], k[ky * 3 + kx], a[o]);
+            } else {
+#pragma GCC unroll 3
+                for (int kx = 0; kx < 3; kx++)
+#pragma GCC unroll 8
+                    for (int o = 0; o < nb; o++)
+                        a[o] = _mm512_fmadd_ps(
+                            _mm512_maskz_loadu_ps(mk, x + (size_t)kx * C + o * step),
+                            k[ky * 3 + kx], a[o]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int o = 0; o < nb; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
+    }
+}
+
 static T512 void blocks512(const float *const *in, int C, int kh, int kw, int sw, int pad_left,
                            int ox, int nb, const float *kernel, const graft_kernel_epi *e,
                            float *out)
 {
 #define B512(N)                                                                                    \
     case N: block512(in, C, kh, kw, sw, pad_left, ox, N, kernel, e, out); break;
+#define B3(N)                                                                                    \
+    case N: block512_3x3(in, C, sw, pad_left, ox, N, kernel, e, out); break;
+    if (kh == 3 && kw == 3) {
+        switch (nb) { B3(1) B3(2) B3(3) B3(4) B3(5) B3(6) B3(7) B3(8) default: break; }
+        return;
+    }
+#undef B3
     switch (nb) { B512(1) B512(2) B512(3) B512(4) B512(5) B512(6) B512(7) B512(8) default: break; }
 #undef B512
 }
