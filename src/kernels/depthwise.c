@@ -369,7 +369,7 @@ void graft_dw_row(const float *const *in, int w, int C, int kh, int kw, int sw, 
      * last-level cache, and the blocks read them C floats apart, a stride
      * the prefetchers do not follow. (In a function of its own GCC dropped
      * this loop: scripts/check_prefetch.py.) */
-    for (int ky = fresh < 0 ? 0 : fresh; ky < kh; ky++) {
+    for (int ky = fresh; ky < kh; ky++) {
         const float *row = in[ky];
         if (!row) continue;
         for (size_t i = 0; i < (size_t)w * C; i += 16) __builtin_prefetch(row + i, 0, 3);
