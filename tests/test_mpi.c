@@ -206,6 +206,26 @@ static void test_scratch(void)
     CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
     bool same;
     CHECK(weight_diff("s2", "s2b", &same) >= 0 && same);
+    /* Both Dense kernels split by rows among the ranks (the default splits
+     * only kernels of a million weights): the same run to summation order,
+     * rank 0's model and checkpoint holding every rank's rows, and the same
+     * bits twice. */
+    for (int np = 2; np <= 3; np++) {
+        snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk%d", tmp, args, tmp, np);
+        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=1", a) == 0, "np %d: %s", np, err);
+        CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 2304 x 128)") &&
+                      strstr(out, "'dense_1' (Dense, 128 x 1)"),
+                  "np %d: %s", np, out);
+        char name[8];
+        snprintf(name, sizeof name, "sk%d", np);
+        check_same_run("s1", name);
+    }
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk2b", tmp, args, tmp);
+    CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=1", a) == 0, "%s", err);
+    CHECK(weight_diff("sk2", "sk2b", &same) >= 0 && same);
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/skx", tmp, args, tmp);
+    CHECK(graft_np(2, "GRAFT_SPLIT_KERNELS=-4", a) != 0);
+    CHECK_MSG(strstr(err, "GRAFT_SPLIT_KERNELS='-4': expected a positive number of weights or off"), "%s", err);
 }
 
 /* The frozen MobileNet base under a new head, then fine-tuning its top
@@ -275,6 +295,17 @@ static void test_dropout_head(void)
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/db", tmp, args, tmp);
     CHECK_MSG(graft_np(2, "GRAFT_ALLREDUCE=buckets", a) == 0, "%s", err);
     check_same_run("d1", "db");
+    /* Both Dense kernels split by rows: uneven shares from the caches in
+     * epoch 1, a rank with no sample in the last batch, and the lower
+     * Dense the lowest layer that trains (no input gradient). */
+    for (int np = 2; np <= 3; np++) {
+        snprintf(a, sizeof a, "train --data %s/data %s --out %s/dk%d", tmp, args, tmp, np);
+        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=1", a) == 0, "np %d: %s", np, err);
+        CHECK_MSG(strstr(out, "'dense' (Dense, 256 x 1024) 'predictions_new' (Dense, 1024 x 1)"), "np %d: %s", np, out);
+        char name[8];
+        snprintf(name, sizeof name, "dk%d", np);
+        check_same_run("d1", name);
+    }
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/dx", tmp, args, tmp);
     CHECK(graft_np(2, "GRAFT_ALLREDUCE=rings", a) != 0);
     CHECK_MSG(strstr(err, "GRAFT_ALLREDUCE='rings': expected auto, shared or buckets"), "%s", err);

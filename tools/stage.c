@@ -4,9 +4,11 @@
 #include "stage.h"
 #include "train/source.h" /* the sources' uids, shared by the runs of a grid */
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -184,6 +186,20 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
         rc = cli_fail("GRAFT_ALLREDUCE='%s': expected auto, shared or buckets", how);
         goto done;
     }
+    size_t split = 0;
+    const char *split_env = graft_env(GRAFT_ENV_SPLIT_KERNELS);
+    if (split_env && strcmp(split_env, "off") == 0) {
+        split = SIZE_MAX;
+    } else if (split_env && *split_env) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(split_env, &end, 10);
+        if (errno || *end || v == 0 || *split_env == '-') {
+            rc = cli_fail("GRAFT_SPLIT_KERNELS='%s': expected a positive number of weights or off", split_env);
+            goto done;
+        }
+        split = (size_t)v;
+    }
     graft_fit_cfg fc = {.epochs = c->target_epochs,
                         .initial_epoch = first_epoch,
                         .steps_per_epoch = c->steps_per_epoch,
@@ -197,7 +213,8 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
                         .comm = cli_comm,
                         .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&
                                            strcmp(graft_env(GRAFT_ENV_SYNC_BN), "1") == 0,
-                        .allreduce = allreduce};
+                        .allreduce = allreduce,
+                        .split_kernels = split};
     int nb = c->n_base_layers, from = nb - rs->next_unfreeze;
     if (fc.feature_store && rs->next_unfreeze > 0 && from > 0)
         fc.keep_features_below = graft_layer_name(graft_model_layer(m, from));

@@ -77,6 +77,10 @@ static const struct {
                                "every run of steps that can go a few images at a time that way; "
                                "unset: only where the batch's tensors outgrow the last-level "
                                "cache"},
+    [GRAFT_ENV_SPLIT_KERNELS] = {"GRAFT_SPLIT_KERNELS",
+                                 "under mpirun with 'shared' sums, a trainable Dense kernel of at "
+                                 "least N weights (default 1048576) is split by rows among the "
+                                 "ranks, each computing and stepping its rows; 'off': none"},
 };
 
 const char *graft_env_name(graft_env_var v)

@@ -263,7 +263,15 @@ graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes)
 typedef struct {
     size_t offset, n;
     int layer; /* the lowest layer it holds weights of */
+    bool own;  /* rows of a split kernel: this rank's gradient is their sum */
 } segment;
+
+/* A layer whose kernel the ranks split by rows (graft_row_split), and where
+ * its buffers start in each rank's split area (floats). */
+typedef struct {
+    const graft_layer *l;
+    size_t at[GRAFT_SPLIT_BUFFERS];
+} split_layer;
 
 typedef struct {
     int first_seg, n_segs; /* segments, top first */
@@ -290,6 +298,14 @@ struct dist_grads {
     int n_buckets, next; /* buckets sent so far, in order */
     size_t floats;
     int rc; /* the first MPI failure in the hook */
+    /* Kernels split by rows: the hook the layers see, their layers, and
+     * where the split area starts in each rank's slot (after the published
+     * weights; its first floats hold the rank's sample count). */
+    graft_row_split split;
+    split_layer *splits;
+    int n_splits;
+    size_t split_base;
+    int *count, *first;
 };
 
 static void send_bucket(dist_grads *g, bucket *b)
@@ -323,13 +339,90 @@ static void on_grads_ready(void *ctx, int layer)
     }
 }
 
+/* graft_row_split's calls; ctx: the dist_grads. */
+static const split_layer *split_of(const dist_grads *g, const graft_layer *l)
+{
+    for (int i = 0; i < g->n_splits; i++)
+        if (g->splits[i].l == l) return &g->splits[i];
+    return NULL;
+}
+
+static bool split_rows(const graft_row_split *s, const graft_layer *l) { return split_of(s->ctx, l); }
+
+static float *split_buffer(const graft_row_split *s, const graft_layer *l, int what, int q)
+{
+    const dist_grads *g = s->ctx;
+    return g->comm->slot[q] + g->split_base + split_of(g, l)->at[what];
+}
+
+static void split_sync(graft_row_split *s, int n)
+{
+    dist_grads *g = s->ctx;
+    graft_comm *c = g->comm;
+    c->slot[c->rank][g->split_base] = (float)n; /* exact: n is at most the batch size */
+    /* A failure here is fatal to the job (MPI_ERRORS_ARE_FATAL). */
+    window_fence(c);
+    int at = 0;
+    for (int q = 0; q < c->size; q++) {
+        g->count[q] = (int)c->slot[q][g->split_base];
+        g->first[q] = at;
+        at += g->count[q];
+    }
+    s->total = at;
+}
+
+/* The kernels the ranks split (graft_fit_cfg.split_kernels): a trainable
+ * layer whose kind can run that way, with at least min_weights in its (I, U)
+ * kernel and a row for every rank. Their buffers follow the published
+ * weights in each rank's slot; *floats: the slot's size. */
+static graft_status plan_splits(dist_grads *g, size_t min_weights, int batch, size_t *floats)
+{
+    const graft_model *m = g->m;
+    const int R = g->comm->size;
+    g->splits = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof *g->splits);
+    g->count = calloc((size_t)R, sizeof *g->count);
+    g->first = calloc((size_t)R, sizeof *g->first);
+    if (!g->splits || !g->count || !g->first) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
+    /* 16 floats: each buffer on a cache line of its own. */
+#define LINE(x) (((x) + 15) / 16 * 16)
+    g->split_base = LINE(2 * m->n_weight_floats);
+    size_t at = 16; /* the sample count */
+    for (int i = 0; i < m->n_layers && min_weights != SIZE_MAX; i++) {
+        const graft_layer *l = m->layers[i];
+        if (!l->trains || !l->ops->splits_rows || l->n_weights < 1 || !l->ops->splits_rows(l)) continue;
+        const graft_weight *w = &l->weights[0];
+        if (!w->trainable || w->shape.rank != 2 || graft_shape_size(&w->shape) < min_weights ||
+            w->shape.dim[0] < R)
+            continue;
+        const size_t I = (size_t)w->shape.dim[0], U = (size_t)w->shape.dim[1], B = (size_t)batch;
+        const size_t rows = (I + (size_t)R - 1) / (size_t)R; /* the most any rank gets */
+        const size_t size[GRAFT_SPLIT_BUFFERS] = {
+            [GRAFT_SPLIT_INPUT] = B * I,   [GRAFT_SPLIT_COLUMNS] = B * rows, [GRAFT_SPLIT_PARTIAL] = B * U,
+            [GRAFT_SPLIT_DOUT] = B * U,    [GRAFT_SPLIT_DOUTS] = B * U,      [GRAFT_SPLIT_DIN] = B * rows,
+        };
+        split_layer *sl = &g->splits[g->n_splits++];
+        sl->l = l;
+        for (int b = 0; b < GRAFT_SPLIT_BUFFERS; b++) {
+            sl->at[b] = at;
+            at += LINE(size[b]);
+        }
+    }
+#undef LINE
+    *floats = g->n_splits ? g->split_base + at : 2 * m->n_weight_floats;
+    g->split = (graft_row_split){.ranks = R, .rank = g->comm->rank, .count = g->count, .first = g->first,
+                                 .rows = split_rows, .buffer = split_buffer, .sync = split_sync, .ctx = g};
+    return GRAFT_OK;
+}
+
+graft_row_split *dist_grads_split(dist_grads *g) { return g && g->n_splits ? &g->split : NULL; }
+
 /* Each rank's share for GRAFT_ALLREDUCE_SHARED: the r-th of N equal parts
  * of the trainable gradients (the segments end to end), as pieces of
  * segments. */
 static graft_status shared_pieces(dist_grads *g)
 {
     const int R = g->comm->size;
-    g->pieces = calloc((size_t)(g->n_segs + R), sizeof *g->pieces);
+    g->pieces = calloc((size_t)(g->n_segs + R + R * g->n_splits), sizeof *g->pieces);
     g->share = calloc((size_t)R + 1, sizeof *g->share);
     if (!g->pieces || !g->share) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
     int k = 0;
@@ -340,8 +433,15 @@ static graft_status shared_pieces(dist_grads *g)
         for (int i = 0; i < g->n_segs && at < hi; i++) {
             const segment *sg = &g->segs[i];
             size_t a = lo > at ? lo : at, b = hi < at + sg->n ? hi : at + sg->n;
-            if (a < b) g->pieces[k++] = (segment){sg->offset + (a - at), b - a, sg->layer};
+            if (a < b) g->pieces[k++] = (segment){sg->offset + (a - at), b - a, sg->layer, false};
             at += sg->n;
+        }
+        for (int i = 0; i < g->n_splits; i++) {
+            const graft_weight *w = &g->splits[i].l->weights[0];
+            const int I = w->shape.dim[0], U = w->shape.dim[1];
+            const size_t r0 = (size_t)graft_split_row(I, R, r), r1 = (size_t)graft_split_row(I, R, r + 1);
+            if (r1 > r0)
+                g->pieces[k++] = (segment){w->offset + r0 * U, (r1 - r0) * U, g->splits[i].l->index, true};
         }
     }
     g->share[R] = k;
@@ -349,7 +449,7 @@ static graft_status shared_pieces(dist_grads *g)
 }
 
 graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
-                            dist_grads **out)
+                            size_t split_min, int batch, dist_grads **out)
 {
     *out = NULL;
     if (how == GRAFT_ALLREDUCE_SHARED && !c->one_machine)
@@ -359,6 +459,15 @@ graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, 
     if (!g) return graft_fail(GRAFT_ENOMEM, "gradient allreduce: out of memory");
     g->comm = c;
     g->m = m;
+    const bool shared = how != GRAFT_ALLREDUCE_BUCKETS && c->one_machine && m->n_weight_floats > 0;
+    size_t window = 0;
+    if (shared) {
+        graft_status st = plan_splits(g, split_min, batch, &window);
+        if (st != GRAFT_OK) {
+            dist_grads_free(g);
+            return st;
+        }
+    }
     int cap = 0;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i]->trains) cap += m->layers[i]->n_weights;
@@ -372,21 +481,21 @@ graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, 
         for (int k = l->n_weights - 1; k >= 0; k--) {
             const graft_weight *w = &l->weights[k];
             size_t n = graft_shape_size(&w->shape);
-            if (!w->trainable || n == 0) continue;
+            if (!w->trainable || n == 0 || (k == 0 && split_of(g, l))) continue;
             segment *last = g->n_segs ? &g->segs[g->n_segs - 1] : NULL;
             if (last && w->offset + n == last->offset && last->n + n <= INT_MAX) {
                 last->offset = w->offset;
                 last->n += n;
                 last->layer = i;
             } else {
-                g->segs[g->n_segs++] = (segment){w->offset, n, i};
+                g->segs[g->n_segs++] = (segment){w->offset, n, i, false};
             }
             g->floats += n;
         }
     }
-    if (how != GRAFT_ALLREDUCE_BUCKETS && c->one_machine && m->n_weight_floats > 0) {
+    if (shared) {
         graft_status st = shared_pieces(g);
-        if (st == GRAFT_OK) st = comm_window(c, 2 * m->n_weight_floats);
+        if (st == GRAFT_OK) st = comm_window(c, window);
         if (st != GRAFT_OK) {
             dist_grads_free(g);
             return st;
@@ -434,18 +543,23 @@ void dist_grads_arm(dist_grads *g)
  * rank's weights) while its sums are still in L1, and the stepped weights
  * published for the others (after the gradients, in this rank's slot); the
  * sums are not kept. */
-static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_step_part *step)
+static void step_piece(const dist_grads *g, const segment *p, const dist_step_part *step)
 {
     enum { BLOCK = 2048 };
     float *const *slot = g->comm->slot;
     const int ranks = g->comm->size;
     float *publish = slot[g->comm->rank] + g->model_floats;
     const float *weights = g->m->weights;
+    const size_t off = p->offset, n = p->n;
     const long blocks = (long)((n + BLOCK - 1) / BLOCK);
 #pragma omp parallel for schedule(static) num_threads(graft_threads()) if (blocks > 16)
     for (long b = 0; b < blocks; b++) {
         float sum[BLOCK];
         size_t at = off + (size_t)b * BLOCK, k = n - (size_t)b * BLOCK < BLOCK ? n - (size_t)b * BLOCK : BLOCK;
+        if (p->own) { /* rows only this rank reads: nothing to sum or publish */
+            step->step(step->ctx, at, k, slot[g->comm->rank] + at);
+            continue;
+        }
         memcpy(sum, slot[0] + at, k * sizeof(float));
         for (int r = 1; r < ranks; r++) {
             const float *restrict src = slot[r] + at;
@@ -457,11 +571,13 @@ static void step_piece(const dist_grads *g, size_t off, size_t n, const dist_ste
 }
 
 /* Copies rank q's share of `dst` from q's published slot (q != this rank),
- * or publishes this rank's share of `src`. */
-static void copy_share(const dist_grads *g, int q, float *dst, const float *src)
+ * or publishes this rank's share of `src`; `own`: with the rows of split
+ * kernels, which no other rank reads during an epoch. */
+static void copy_share(const dist_grads *g, int q, float *dst, const float *src, bool own)
 {
     for (int i = g->share[q]; i < g->share[q + 1]; i++) {
         const segment *p = &g->pieces[i];
+        if (p->own && !own) continue;
         if (dst) memcpy(dst + p->offset, g->comm->slot[q] + g->model_floats + p->offset, p->n * sizeof(float));
         else memcpy(g->comm->slot[q] + g->model_floats + p->offset, src + p->offset, p->n * sizeof(float));
     }
@@ -473,10 +589,10 @@ static graft_status shared_step(dist_grads *g, const dist_step_part *step)
     graft_comm *c = g->comm;
     int rc = window_fence(c);
     for (int i = g->share[c->rank]; i < g->share[c->rank + 1] && rc == MPI_SUCCESS; i++)
-        step_piece(g, g->pieces[i].offset, g->pieces[i].n, step);
+        step_piece(g, &g->pieces[i], step);
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
-        if (q != c->rank) copy_share(g, q, g->m->weights, NULL);
+        if (q != c->rank) copy_share(g, q, g->m->weights, NULL, false);
     return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "summing the gradients in the shared window");
 }
 
@@ -488,10 +604,10 @@ graft_status dist_grads_gather(dist_grads *g, float *state)
     graft_comm *c = g->comm;
     /* The fence first: the others may still be reading this slot's weights. */
     int rc = window_fence(c);
-    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, state);
+    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, state, true);
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
-        if (q != c->rank) copy_share(g, q, state, NULL);
+        if (q != c->rank) copy_share(g, q, state, NULL, true);
     return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "gathering the optimizer state");
 }
 
@@ -536,6 +652,9 @@ void dist_grads_free(dist_grads *g)
     }
     if (g->shared) graft_model_lend_grads(g->m, NULL);
     for (int i = 0; i < g->n_buckets; i++) free(g->buckets[i].pack);
+    free(g->splits);
+    free(g->count);
+    free(g->first);
     free(g->pieces);
     free(g->share);
     free(g->buckets);
@@ -573,11 +692,12 @@ graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send,
     return no_mpi();
 }
 graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
-                            dist_grads **out)
+                            size_t split_min, int batch, dist_grads **out)
 {
     *out = NULL;
     return no_mpi();
 }
+graft_row_split *dist_grads_split(dist_grads *g) { return NULL; }
 void dist_grads_arm(dist_grads *g) {}
 void dist_grads_zero(dist_grads *g) {}
 graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step) { return no_mpi(); }

@@ -36,8 +36,15 @@ graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes);
  * order of the sums depends only on the model and the number of ranks, so
  * the same ranks give the same bits. */
 typedef struct dist_grads dist_grads;
+/* SHARED also splits by rows among the ranks every trainable kernel of at
+ * least split_min weights whose layer can run that way (SIZE_MAX: none),
+ * with buffers for batches of up to `batch` samples (graft_row_split): each
+ * rank computes, sums and steps its rows alone, and its weights of the
+ * others' rows are current only after dist_grads_gather(g, weights). */
 graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
-                            dist_grads **out);
+                            size_t split_min, int batch, dist_grads **out);
+/* The hook for the layers' passes (graft_model.split); NULL: nothing split. */
+graft_row_split *dist_grads_split(dist_grads *g);
 /* Installs the backward hook on the model (graft_model.grads_ready) for the
  * next backward pass. */
 void dist_grads_arm(dist_grads *g);
@@ -60,8 +67,9 @@ typedef struct {
 graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step);
 bool dist_grads_steps(const dist_grads *g);
 /* SHARED: the other ranks' shares of `state` (optimizer state parallel to
- * the weights; NULL: none) copied here. Collective: at the end of an epoch
- * (before a checkpoint) and of the fit. */
+ * the weights, or the weights themselves for the rows of split kernels;
+ * NULL: none) copied here. Collective: at the end of an epoch (before
+ * validation and a checkpoint) and of the fit. */
 graft_status dist_grads_gather(dist_grads *g, float *state);
 void dist_grads_free(dist_grads *g);
 /* Bytes of trainable gradient one step sends (each rank's contribution). */

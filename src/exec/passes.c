@@ -18,7 +18,7 @@ void graft_model_bind_input(graft_model *m, const float *x)
 static graft_fwd fwd_of(graft_model *m, const graft_layer *l, int n, bool training, const float **in)
 {
     for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
-    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->noise, NULL, m->allsum};
+    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->noise, NULL, m->allsum, m->split};
 }
 
 static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
@@ -140,7 +140,7 @@ void graft_plan_layer_backward(graft_model *m, graft_layer *l, int n, graft_back
         if (src->requires_grad) written[src->index] = true;
     }
     graft_bwd b = {n, true, in, l->out, l->dout, din, acc, graft_layer_trains_weights(l),
-                   l->aux, m->scratch, m->allsum};
+                   l->aux, m->scratch, m->allsum, m->split};
     double t0 = m->profiling ? graft_now() : 0;
     if (fn) fn(l, &b, ctx);
     else l->ops->backward(l, &b);

@@ -75,6 +75,8 @@ struct graft_model {
     void *grads_ready_ctx;
     /* Synchronized BatchNormalization's sums over the ranks; NULL: none. */
     const graft_allsum *allsum;
+    /* Kernels split by rows among the ranks (layers/layer.h); NULL: none. */
+    graft_row_split *split;
     /* GRAFT_PROFILE=1: seconds per layer and pass, printed when the model is
      * freed (layer i's forward at [2i], backward at [2i+1]; the optimizer
      * last). NULL otherwise. */

@@ -141,6 +141,40 @@ static void frozen_forward(int M, int U, int I, const float *x, const float *W, 
     }
 }
 
+/*
+ * The kernel split by rows among the ranks (graft_row_split): this rank's
+ * rows [k0, k0 + k) of every sample's x W. The ranks' inputs go to their
+ * INPUT buffers; this rank gathers its columns of all of them (COLUMNS, kept
+ * for backward) and writes the batch's partial products (PARTIAL); each rank
+ * then adds its own samples' partial products in rank order. One pass over
+ * this rank's rows of the kernel, instead of one over the whole kernel.
+ */
+static void split_forward(graft_layer *l, const graft_fwd *f, int I, int U)
+{
+    graft_row_split *s = f->split;
+    const int me = s->rank, n = s->empty ? 0 : f->n;
+    const int k0 = graft_split_row(I, s->ranks, me), k = graft_split_row(I, s->ranks, me + 1) - k0;
+    memcpy(s->buffer(s, l, GRAFT_SPLIT_INPUT, me), f->in[0], (size_t)n * I * sizeof(float));
+    s->sync(s, n);
+    float *cols = s->buffer(s, l, GRAFT_SPLIT_COLUMNS, me);
+    for (int q = 0; q < s->ranks; q++) {
+        const float *x = s->buffer(s, l, GRAFT_SPLIT_INPUT, q) + k0;
+        for (int i = 0; i < s->count[q]; i++)
+            memcpy(cols + (size_t)(s->first[q] + i) * k, x + (size_t)i * I, (size_t)k * sizeof(float));
+    }
+    graft_gemm(false, false, s->total, U, k, 1.0f, cols, k, l->weights[0].data + (size_t)k0 * U, U,
+               0.0f, s->buffer(s, l, GRAFT_SPLIT_PARTIAL, me), U);
+    s->sync(s, n);
+    for (int i = 0; i < f->n; i++) {
+        float *y = f->out + (size_t)i * U;
+        memset(y, 0, (size_t)U * sizeof(float));
+        for (int q = 0; q < s->ranks && i < n; q++) {
+            const float *p = s->buffer(s, l, GRAFT_SPLIT_PARTIAL, q) + (size_t)(s->first[me] + i) * U;
+            for (int j = 0; j < U; j++) y[j] += p[j];
+        }
+    }
+}
+
 static void forward(graft_layer *l, const graft_fwd *f)
 {
     dense *d = l->cfg;
@@ -151,6 +185,8 @@ static void forward(graft_layer *l, const graft_fwd *f)
     if (!l->trains || !f->training) {
         frozen_forward(M, U, I, f->in[0], l->weights[0].data, bias, f->out);
         bias = NULL; /* added in the GEMM's epilogue */
+    } else if (f->split && f->split->rows(f->split, l)) {
+        split_forward(l, f, I, U);
     } else if (d->split && f->scratch) {
         forward_split(d->threads, M, U, I, f->in[0], l->weights[0].data, f->out, f->scratch);
     } else {
@@ -204,6 +240,52 @@ static void input_grad_tall(int nth, int M, int U, int I, const float *dz, const
     }
 }
 
+/* The backward pass of split_forward: the batch's output gradients
+ * gathered (DOUT, DOUTS), the gradient of this rank's kernel rows over the
+ * whole batch (complete: no rank sums it), and this rank's columns of the
+ * batch's input gradient (DIN), from which each rank takes its samples'. */
+static void split_backward(graft_layer *l, const graft_bwd *b, int I, int U, const float *dz)
+{
+    graft_row_split *s = b->split;
+    const int me = s->rank, n = s->empty ? 0 : b->n;
+    const int k0 = graft_split_row(I, s->ranks, me), k = graft_split_row(I, s->ranks, me + 1) - k0;
+    memcpy(s->buffer(s, l, GRAFT_SPLIT_DOUT, me), dz, (size_t)n * U * sizeof(float));
+    s->sync(s, n);
+    float *dzs = s->buffer(s, l, GRAFT_SPLIT_DOUTS, me);
+    for (int q = 0; q < s->ranks; q++)
+        memcpy(dzs + (size_t)s->first[q] * U, s->buffer(s, l, GRAFT_SPLIT_DOUT, q),
+               (size_t)s->count[q] * U * sizeof(float));
+    const float *cols = s->buffer(s, l, GRAFT_SPLIT_COLUMNS, me), *W = l->weights[0].data + (size_t)k0 * U;
+    if (b->param_grads)
+        graft_gemm(true, false, k, U, s->total, 1.0f, cols, k, dzs, U, 0.0f,
+                   l->weights[0].grad + (size_t)k0 * U, U);
+    if (!b->din[0]) return;
+    float *din = s->buffer(s, l, GRAFT_SPLIT_DIN, me);
+    const dense *d = l->cfg;
+    if (d->dx_chunks && b->scratch) /* scratch_floats sized it for the whole batch */
+        input_grad_tall(d->threads, s->total, U, k, dzs, W, din, false, b->scratch);
+    else
+        graft_gemm(false, true, s->total, k, U, 1.0f, dzs, U, W, U, 0.0f, din, k);
+    s->sync(s, n);
+    const bool acc = b->din_accumulate[0];
+    for (int i = 0; i < b->n; i++) {
+        float *dx = b->din[0] + (size_t)i * I;
+        if (i >= n) { /* a placeholder sample */
+            if (!acc) memset(dx, 0, (size_t)I * sizeof(float));
+            continue;
+        }
+        /* The ranks' columns are disjoint and cover the row. */
+        for (int q = 0; q < s->ranks; q++) {
+            const int q0 = graft_split_row(I, s->ranks, q), kq = graft_split_row(I, s->ranks, q + 1) - q0;
+            const float *src = s->buffer(s, l, GRAFT_SPLIT_DIN, q) + (size_t)(s->first[me] + i) * kq;
+            if (acc)
+                for (int j = 0; j < kq; j++) dx[q0 + j] += src[j];
+            else
+                memcpy(dx + q0, src, (size_t)kq * sizeof(float));
+        }
+    }
+}
+
 static void backward(graft_layer *l, const graft_bwd *b)
 {
     dense *d = l->cfg;
@@ -211,8 +293,10 @@ static void backward(graft_layer *l, const graft_bwd *b)
     float *dz = b->dout; /* dL/d(pre-activation), in place */
     graft_activation_backward_x(d->cfg.activation, b->aux, b->out, dz, dz, (size_t)M, (size_t)U,
                                 false);
+    const bool split = b->split && b->split->rows(b->split, l);
+    if (split) split_backward(l, b, I, U, dz);
     if (b->param_grads) {
-        graft_gemm(true, false, I, U, M, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
+        if (!split) graft_gemm(true, false, I, U, M, 1.0f, b->in[0], I, dz, U, 0.0f, l->weights[0].grad, U);
         if (!d->cfg.no_bias) {
             float *db = l->weights[1].grad;
             memset(db, 0, (size_t)U * sizeof(float));
@@ -220,6 +304,7 @@ static void backward(graft_layer *l, const graft_bwd *b)
                 for (int j = 0; j < U; j++) db[j] += dz[(size_t)r * U + j];
         }
     }
+    if (split) return;
     if (b->din[0] && d->dx_chunks && b->scratch)
         input_grad_tall(d->threads, M, U, I, dz, l->weights[0].data, b->din[0],
                         b->din_accumulate[0], b->scratch);
@@ -255,8 +340,12 @@ static graft_status from_config(const graft_config_in *c, const cJSON *cfg, graf
     return s;
 }
 
+/* Flat inputs: a sample's output is one row of x W. */
+static bool splits_rows(const graft_layer *l) { return ((const dense *)l->cfg)->rows == 1; }
+
 const graft_layer_ops graft_dense_ops = {
     .aux_floats = aux_floats,
+    .splits_rows = splits_rows,
     .class_name = "Dense",
     .build = build,
     .forward = forward,

@@ -39,6 +39,40 @@ typedef struct {
     bool empty;
 } graft_allsum;
 
+/* Data parallelism with a kernel split by rows among the ranks (dist/,
+ * one machine's shared memory): rank r keeps, differentiates and steps rows
+ * [graft_split_row(I, R, r), graft_split_row(I, R, r + 1)) of a layer's
+ * (I, U) kernel, and the ranks trade the batch's inputs, partial outputs
+ * and gradients through buffers every rank can read, instead of each rank
+ * streaming the whole kernel three times a step and summing its gradient.
+ * `rows` says whether layer l's kernel is split; `buffer` is rank q's
+ * buffer `what` (GRAFT_SPLIT_*) of layer l, which only q writes; `sync`
+ * publishes this rank's writes, waits for every rank's (a barrier) and
+ * fills count, first and total from every rank's n (its samples in the
+ * step). `empty`: this rank runs a placeholder sample and gives no rows. */
+enum {
+    GRAFT_SPLIT_INPUT,   /* the rank's samples' inputs (n x I) */
+    GRAFT_SPLIT_COLUMNS, /* the batch's inputs, the rank's columns (total x rows; read by the rank alone) */
+    GRAFT_SPLIT_PARTIAL, /* the batch's outputs over the rank's rows (total x U) */
+    GRAFT_SPLIT_DOUT,    /* the rank's samples' output gradients (n x U) */
+    GRAFT_SPLIT_DOUTS,   /* the batch's output gradients (total x U; read by the rank alone) */
+    GRAFT_SPLIT_DIN,     /* the batch's input gradients, the rank's columns (total x rows) */
+    GRAFT_SPLIT_BUFFERS
+};
+typedef struct graft_row_split {
+    int ranks, rank;
+    const int *count, *first; /* each rank's samples and the first one's place in the batch */
+    int total;
+    bool empty;
+    bool (*rows)(const struct graft_row_split *s, const graft_layer *l);
+    float *(*buffer)(const struct graft_row_split *s, const graft_layer *l, int what, int q);
+    void (*sync)(struct graft_row_split *s, int n);
+    void *ctx;
+} graft_row_split;
+
+/* The first kernel row of rank r's part of I rows split among R ranks. */
+static inline int graft_split_row(int I, int R, int r) { return (int)((long)I * r / R); }
+
 /* Training noise (Dropout, SpatialDropout2D, GaussianNoise, GaussianDropout).
  * Each sample draws from its own counter-based stream (graft_noise_key: the
  * batch's key, the sample's id and the layer), so that its noise is the same
@@ -73,6 +107,7 @@ typedef struct {
      * BatchNormalization and clamp, given by a fused step), or NULL. */
     const graft_epilogue *epi;
     const graft_allsum *allsum; /* NULL: the batch is all here */
+    graft_row_split *split;     /* NULL: every rank holds whole kernels */
 } graft_fwd;
 
 /* What a layer's backward pass sees. */
@@ -88,6 +123,7 @@ typedef struct {
     float *aux;
     float *scratch;
     const graft_allsum *allsum; /* as in graft_fwd */
+    graft_row_split *split;     /* as in graft_fwd */
 } graft_bwd;
 
 typedef struct graft_layer_ops {
@@ -118,6 +154,9 @@ typedef struct graft_layer_ops {
      * GRAFT_OK: the constructor's error is in the model. */
     graft_status (*from_config)(const graft_config_in *c, const struct cJSON *config,
                                 graft_layer **out);
+    /* Optional: the training passes can run with the first weight's rows
+     * split among the ranks (graft_row_split). */
+    bool (*splits_rows)(const graft_layer *l);
     /* A merge: takes two or more inputs (else exactly one). */
     bool merge;
     void (*destroy)(graft_layer *l);

@@ -179,6 +179,9 @@ static void epoch_line(int steps, double elapsed, const graft_epoch_logs *logs)
  * small enough that the first leaves while most of backward is still to run,
  * large enough that a step costs few messages. */
 #define DIST_BUCKET_BYTES ((size_t)2 << 20)
+/* graft_fit_cfg.split_kernels' default: below it the exchanges cost more
+ * than the kernel's passes save (docs/SCALING.md). */
+#define DIST_SPLIT_MIN ((size_t)1 << 20)
 
 /* This rank's share of the next global batch and the forward pass over it:
  * *n may be 0 (a share that is empty, or unreadable). A source that cannot
@@ -463,6 +466,15 @@ static void step_share(void *ctx, size_t off, size_t n, const float *g)
     graft_optimizer_step_part(p->m, p->lr_t, off, n, g);
 }
 
+/* Every rank's shares of the optimizer state, and of the split kernels. */
+static graft_status gather_all(graft_model *m, dist_grads *g)
+{
+    graft_status s = dist_grads_gather(g, m->opt_m);
+    if (s == GRAFT_OK) s = dist_grads_gather(g, m->opt_v);
+    if (s == GRAFT_OK && dist_grads_split(g)) s = dist_grads_gather(g, m->weights);
+    return s;
+}
+
 /* One data-parallel step: this rank's share forward, the whole batch's
  * sample count, loss and accuracy summed over the ranks (with whether any
  * rank asked to stop or failed, and whose cache is full), the share's
@@ -479,16 +491,19 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
      * whether any rank asked to stop, failed, and how many caches are full. */
     double sum6[6] = {0, 0, 0, 0, 0, 0}, *part = sum6, *flags = sum6 + 3;
     graft_status s = GRAFT_OK;
+    graft_row_split *split = m->split;
     /* A batch whose every image was unreadable, on every rank: take the next. */
     for (int tries = 0; tries <= train->length; tries++) {
         s = fetch_share(m, train, cache, below, b, &n, true);
         if (s != GRAFT_OK) n = 0;
-        if (sync && n == 0) {
-            /* The other ranks' synchronized BatchNormalization sums wait for
-             * this one's: a placeholder sample of zeros runs through both
-             * passes, adding nothing to the statistics and no gradient. */
+        if ((sync || split) && n == 0) {
+            /* The other ranks' synchronized BatchNormalization sums and
+             * split kernels wait for this one's: a placeholder sample of
+             * zeros runs through both passes, adding nothing to the
+             * statistics, no rows to the split layers and no gradient. */
             memset(b->x, 0, b->xs * sizeof(float));
-            sync->empty = true;
+            if (sync) sync->empty = true;
+            if (split) split->empty = true;
             graft_status ps = graft_model_forward(m, b->x, 1, true);
             if (s == GRAFT_OK) s = ps;
         }
@@ -507,6 +522,7 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
         bal->on = rs == GRAFT_OK && flags[2] == graft_comm_size(comm);
         if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_RANK_SUMS, graft_now() - t_sum);
         if (sync && part[0] == 0) sync->empty = false;
+        if (split && part[0] == 0) split->empty = false;
         if (rs != GRAFT_OK) return rs;
         if (s != GRAFT_OK) return s;
         if (flags[1] > 0) return graft_fail(GRAFT_EIO, "another rank failed to read its data");
@@ -524,11 +540,12 @@ static graft_status dist_step(graft_model *m, graft_source *train, graft_feature
                              b->out_dim, b->dpred);
         dist_grads_arm(g);
         s = graft_model_backward(m, b->dpred, n);
-    } else if (sync) {
+    } else if (sync || split) {
         memset(b->dpred, 0, (size_t)b->out_dim * sizeof(float));
         dist_grads_arm(g);
         s = graft_model_backward(m, b->dpred, 1);
-        sync->empty = false;
+        if (sync) sync->empty = false;
+        if (split) split->empty = false;
     } else {
         dist_grads_arm(g);
         dist_grads_zero(g);
@@ -566,7 +583,20 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_flush_denormals();
     if (comm) {
         s = dist_start(m, train, cfg, steps);
-        if (s == GRAFT_OK) s = dist_grads_new(comm, m, cfg->allreduce, DIST_BUCKET_BYTES, &grads);
+        const size_t split_min = cfg->split_kernels ? cfg->split_kernels : DIST_SPLIT_MIN;
+        if (s == GRAFT_OK)
+            s = dist_grads_new(comm, m, cfg->allreduce, DIST_BUCKET_BYTES, split_min, train->batch_size, &grads);
+        m->split = dist_grads_split(grads);
+        if (m->split && cfg->verbose > 0) {
+            printf("Kernels split by rows among %d ranks:", m->split->ranks);
+            for (int i = 0; i < m->n_layers; i++) {
+                const graft_layer *l = m->layers[i];
+                if (m->split->rows(m->split, l))
+                    printf(" '%s' (%s, %d x %d)", l->name, l->ops->class_name, l->weights[0].shape.dim[0],
+                           l->weights[0].shape.dim[1]);
+            }
+            printf("\n");
+        }
         if (s != GRAFT_OK) {
             free_bufs(&b);
             free_bufs(&vb);
@@ -674,9 +704,9 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         }
         if (s != GRAFT_OK) break;
         if (comm && !m->allsum && (s = dist_average_moving_stats(m, comm)) != GRAFT_OK) break;
-        /* The whole optimizer state on every rank, for a checkpoint. */
-        if ((s = dist_grads_gather(grads, m->opt_m)) != GRAFT_OK) break;
-        if ((s = dist_grads_gather(grads, m->opt_v)) != GRAFT_OK) break;
+        /* The whole optimizer state and split kernels on every rank, for
+         * validation and a checkpoint. */
+        if ((s = gather_all(m, grads)) != GRAFT_OK) break;
         graft_epoch_logs logs = {epoch, lsum / seen, asum / seen, NAN, NAN,
                                  m->compile.optimizer.learning_rate};
         if (cfg->validation_data) {
@@ -720,8 +750,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
      * loss): the whole optimizer state, as one process would leave it. A
      * failure of one rank alone does not wait on the others here. */
     if (s == GRAFT_EINTERRUPTED || s == GRAFT_ENAN) {
-        graft_status gs = dist_grads_gather(grads, m->opt_m);
-        if (gs == GRAFT_OK) gs = dist_grads_gather(grads, m->opt_v);
+        graft_status gs = gather_all(m, grads);
         if (gs != GRAFT_OK) s = gs;
     }
     graft_cache_set_balance(cache, NULL);
@@ -731,6 +760,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     graft_cache_close(val_below);
     dist_grads_free(grads);
     m->allsum = NULL;
+    m->split = NULL;
     m->noise_set = false;
     m->noise.ids = NULL;
     if (comm) {
