@@ -184,7 +184,9 @@ static void check_same_run(const char *one, const char *many)
 }
 
 /* The lesson's CNN from scratch: 1 process, 2 ranks (twice: the same bits)
- * and 3 ranks (one with an empty share of the last batch). */
+ * and 3 ranks (one with an empty share of the last batch); its Dense
+ * kernels whole on every rank, the larger one split by rows (the default),
+ * then both. */
 static void test_scratch(void)
 {
     char a[1024];
@@ -193,7 +195,8 @@ static void test_scratch(void)
     CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
     for (int np = 2; np <= 3; np++) {
         snprintf(a, sizeof a, "train --data %s/data %s --out %s/s%d", tmp, args, tmp, np);
-        CHECK_MSG(graft_np(np, "", a) == 0, "np %d: %s", np, err);
+        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=off", a) == 0, "np %d: %s", np, err);
+        CHECK_MSG(!strstr(out, "split by rows"), "np %d: %s", np, out);
         /* Only rank 0 prints: one line per epoch. */
         int lines = 0;
         for (const char *p = out; (p = strstr(p, "Epoch 2/2")); p++) lines++;
@@ -203,26 +206,29 @@ static void test_scratch(void)
         check_same_run("s1", name);
     }
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/s2b", tmp, args, tmp);
-    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=off", a) == 0, "%s", err);
     bool same;
     CHECK(weight_diff("s2", "s2b", &same) >= 0 && same);
-    /* Both Dense kernels split by rows among the ranks (the default splits
-     * only kernels of a million weights): the same run to summation order,
+    /* Dense kernels split by rows among the ranks (by default the 2304 x 128
+     * one; with 1, the 128 x 1 one too): the same run to summation order,
      * rank 0's model and checkpoint holding every rank's rows, and the same
      * bits twice. */
-    for (int np = 2; np <= 3; np++) {
-        snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk%d", tmp, args, tmp, np);
-        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=1", a) == 0, "np %d: %s", np, err);
-        CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 2304 x 128)") &&
-                      strstr(out, "'dense_1' (Dense, 128 x 1)"),
-                  "np %d: %s", np, out);
-        char name[8];
-        snprintf(name, sizeof name, "sk%d", np);
-        check_same_run("s1", name);
+    const char *const split_env[2] = {"", "GRAFT_SPLIT_KERNELS=1"};
+    for (int all = 0; all < 2; all++) {
+        for (int np = 2; np <= 3; np++) {
+            snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk%d%d", tmp, args, tmp, all, np);
+            CHECK_MSG(graft_np(np, split_env[all], a) == 0, "np %d: %s", np, err);
+            CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 2304 x 128)") &&
+                          !strstr(out, "'dense_1' (Dense, 128 x 1)") == !all,
+                      "np %d: %s", np, out);
+            char name[8];
+            snprintf(name, sizeof name, "sk%d%d", all, np);
+            check_same_run("s1", name);
+        }
     }
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk2b", tmp, args, tmp);
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk12b", tmp, args, tmp);
     CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=1", a) == 0, "%s", err);
-    CHECK(weight_diff("sk2", "sk2b", &same) >= 0 && same);
+    CHECK(weight_diff("sk12", "sk12b", &same) >= 0 && same);
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/skx", tmp, args, tmp);
     CHECK(graft_np(2, "GRAFT_SPLIT_KERNELS=-4", a) != 0);
     CHECK_MSG(strstr(err, "GRAFT_SPLIT_KERNELS='-4': expected a positive number of weights or off"), "%s", err);
@@ -281,6 +287,10 @@ static void test_dropout_head(void)
         /* Epoch 2 reads every sample from the caches: even shares (with 3
          * ranks, the last batch of 2 leaves rank 0 none). */
         CHECK_MSG(strstr(out, "each rank takes an even share of each batch"), "np %d: %s", np, out);
+        /* By default the head's 256 x 1024 kernel is split, not its 1024 x 1 one. */
+        CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 256 x 1024)") &&
+                      !strstr(out, "'predictions_new'"),
+                  "np %d: %s", np, out);
         char name[8];
         snprintf(name, sizeof name, "d%d", np);
         check_same_run("d1", name);
@@ -295,9 +305,10 @@ static void test_dropout_head(void)
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/db", tmp, args, tmp);
     CHECK_MSG(graft_np(2, "GRAFT_ALLREDUCE=buckets", a) == 0, "%s", err);
     check_same_run("d1", "db");
-    /* Both Dense kernels split by rows: uneven shares from the caches in
-     * epoch 1, a rank with no sample in the last batch, and the lower
-     * Dense the lowest layer that trains (no input gradient). */
+    /* Both Dense kernels split by rows (the upper one has an input
+     * gradient; the lower one, the lowest layer that trains, none): uneven
+     * shares from the caches in epoch 1, a rank with no sample in the last
+     * batch. */
     for (int np = 2; np <= 3; np++) {
         snprintf(a, sizeof a, "train --data %s/data %s --out %s/dk%d", tmp, args, tmp, np);
         CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=1", a) == 0, "np %d: %s", np, err);

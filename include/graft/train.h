@@ -262,7 +262,7 @@ typedef struct {
     int sync_batch_norm;
     graft_allreduce allreduce;
     /* With SHARED sums: a trainable Dense kernel on flat inputs of at least
-     * this many weights (0: 1048576, 4 MiB; SIZE_MAX: none) is split by rows
+     * this many weights (0: 65536, 256 KiB; SIZE_MAX: none) is split by rows
      * among the ranks (tensor parallelism, as Megatron-LM splits its
      * layers): rank r keeps rows [I r / N, I (r + 1) / N) of the (I, U)
      * kernel, computes its part of every sample's output, the gradient of
@@ -270,7 +270,8 @@ typedef struct {
      * trade the layer's inputs, partial outputs and gradients (a few MB)
      * through shared memory instead of each streaming the whole kernel
      * three times a step and summing its gradient. The lesson's CNN from
-     * scratch has one (10.6M weights). Each rank's copy of the others' rows
+     * scratch has one (10.6M weights), a Dense(1024) head on 768 features
+     * another. Each rank's copy of the others' rows
      * is brought up to date at the end of every epoch. */
     size_t split_kernels;
 } graft_fit_cfg;

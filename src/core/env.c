@@ -79,7 +79,7 @@ static const struct {
                                "cache"},
     [GRAFT_ENV_SPLIT_KERNELS] = {"GRAFT_SPLIT_KERNELS",
                                  "under mpirun with 'shared' sums, a trainable Dense kernel of at "
-                                 "least N weights (default 1048576) is split by rows among the "
+                                 "least N weights (default 65536) is split by rows among the "
                                  "ranks, each computing and stepping its rows; 'off': none"},
 };
 

@@ -179,9 +179,10 @@ static void epoch_line(int steps, double elapsed, const graft_epoch_logs *logs)
  * small enough that the first leaves while most of backward is still to run,
  * large enough that a step costs few messages. */
 #define DIST_BUCKET_BYTES ((size_t)2 << 20)
-/* graft_fit_cfg.split_kernels' default: below it the exchanges cost more
- * than the kernel's passes save (docs/SCALING.md). */
-#define DIST_SPLIT_MIN ((size_t)1 << 20)
+/* graft_fit_cfg.split_kernels' default (docs/SCALING.md: from a Dense(1024)
+ * head's 786k weights up, splitting was measured faster; below it, left
+ * alone for want of a measured reason). */
+#define DIST_SPLIT_MIN ((size_t)1 << 16)
 
 /* This rank's share of the next global batch and the forward pass over it:
  * *n may be 0 (a share that is empty, or unreadable). A source that cannot
