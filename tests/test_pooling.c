@@ -293,7 +293,7 @@ static void test_max_matches_naive(void)
             const float *in[1] = {x};
             float *din[1] = {dx};
             bool accumulate = acc;
-            graft_bwd b = {n, true, in, l->out, dy, din, &accumulate, false, l->aux, m->scratch, NULL};
+            graft_bwd b = {n, true, in, l->out, dy, din, &accumulate, false, l->aux, m->scratch, NULL, NULL};
             l->ops->backward(l, &b);
             CHECK_MSG(memcmp(l->out, want_y, nout * sizeof(float)) == 0, "case %zu: forward", k);
             CHECK_MSG(memcmp(dx, want_dx, nin * sizeof(float)) == 0, "case %zu (acc %d): backward", k, acc);
