@@ -229,6 +229,22 @@ static void test_scratch(void)
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk12b", tmp, args, tmp);
     CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=1", a) == 0, "%s", err);
     CHECK(weight_diff("sk12", "sk12b", &same) >= 0 && same);
+    /* At 64x64 the kernel is 12544 x 128, tall enough for the input
+     * gradient in chunks: with the feature cache the plan holds the whole
+     * batch and the chunks run; without it, each rank's plan holds its share
+     * and the split layer takes a plain GEMM instead. */
+    const char *args64 = "--base scratch --input-size 64 --epochs 1 --batch 8";
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/t64", tmp, args64, tmp);
+    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    for (int cache = 0; cache < 2; cache++) {
+        snprintf(a, sizeof a, "train --data %s/data %s %s --out %s/t64%d", tmp, args64,
+                 cache ? "" : "--no-cache", tmp, cache);
+        CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+        CHECK_MSG(strstr(out, "'dense' (Dense, 12544 x 128)"), "%s", out);
+        char name[8];
+        snprintf(name, sizeof name, "t64%d", cache);
+        check_same_run("t64", name);
+    }
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/skx", tmp, args, tmp);
     CHECK(graft_np(2, "GRAFT_SPLIT_KERNELS=-4", a) != 0);
     CHECK_MSG(strstr(err, "GRAFT_SPLIT_KERNELS='-4': expected a positive number of weights or off"), "%s", err);

@@ -16,6 +16,7 @@ typedef struct {
     int threads; /* graft_threads() then */
     bool split;  /* the inputs shared among the threads in forward */
     bool dx_chunks; /* the input gradient made transposed (TALL_CHUNK) */
+    int chunk_rows; /* the rows of dz the scratch was sized for then */
 } dense;
 
 /*
@@ -76,6 +77,7 @@ static size_t scratch_floats(const graft_layer *l, int n)
     d->threads = graft_threads();
     d->split = d->threads > 1 && tall;
     d->dx_chunks = tall && M <= TALL_MAX_ROWS; /* then so is every smaller batch */
+    d->chunk_rows = d->dx_chunks ? (int)M : 0;
     const size_t split = d->split ? (size_t)(d->threads - 1) * M * (size_t)d->cfg.units : 0,
                  chunks = d->dx_chunks ? (size_t)d->threads * TALL_CHUNK * M : 0;
     return split > chunks ? split : chunks;
@@ -262,7 +264,8 @@ static void split_backward(graft_layer *l, const graft_bwd *b, int I, int U, con
     if (!b->din[0]) return;
     float *din = s->buffer(s, l, GRAFT_SPLIT_DIN, me);
     const dense *d = l->cfg;
-    if (d->dx_chunks && b->scratch) /* scratch_floats sized it for the whole batch */
+    /* The plan may be sized for this rank's share alone (no feature cache). */
+    if (d->dx_chunks && b->scratch && s->total <= d->chunk_rows)
         input_grad_tall(d->threads, s->total, U, k, dzs, W, din, false, b->scratch);
     else
         graft_gemm(false, true, s->total, k, U, 1.0f, dzs, U, W, U, 0.0f, din, k);
