@@ -183,30 +183,35 @@ static void check_same_run(const char *one, const char *many)
     CHECK_MSG(md >= 0 && md <= 1, "%s vs %s: Adam's moments differ (%g)", one, many, md);
 }
 
+/* `graft train` on the test data with ARGS into tmp/DIR, in one process (np
+ * 0) or on np ranks, with ENV ("NAME=VALUE ..." or ""); checked to succeed. */
+static void train_into(int np, const char *env, const char *args, const char *dir)
+{
+    char a[1024];
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/%s", tmp, args, tmp, dir);
+    CHECK_MSG(graft_np(np, env, a) == 0, "%s, np %d: %s", dir, np, err);
+}
+
 /* The lesson's CNN from scratch: 1 process, 2 ranks (twice: the same bits)
  * and 3 ranks (one with an empty share of the last batch); its Dense
  * kernels whole on every rank, the larger one split by rows (the default),
  * then both. */
 static void test_scratch(void)
 {
-    char a[1024];
+    char a[1024], dir[16];
     const char *args = "--base scratch --input-size 32 --epochs 2 --batch 8";
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/s1", tmp, args, tmp);
-    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    train_into(0, "", args, "s1");
     for (int np = 2; np <= 3; np++) {
-        snprintf(a, sizeof a, "train --data %s/data %s --out %s/s%d", tmp, args, tmp, np);
-        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=off", a) == 0, "np %d: %s", np, err);
+        snprintf(dir, sizeof dir, "s%d", np);
+        train_into(np, "GRAFT_SPLIT_KERNELS=off", args, dir);
         CHECK_MSG(!strstr(out, "split by rows"), "np %d: %s", np, out);
         /* Only rank 0 prints: one line per epoch. */
         int lines = 0;
         for (const char *p = out; (p = strstr(p, "Epoch 2/2")); p++) lines++;
         CHECK_MSG(lines == 1, "np %d printed 'Epoch 2/2' %d times", np, lines);
-        char name[8];
-        snprintf(name, sizeof name, "s%d", np);
-        check_same_run("s1", name);
+        check_same_run("s1", dir);
     }
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/s2b", tmp, args, tmp);
-    CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=off", a) == 0, "%s", err);
+    train_into(2, "GRAFT_SPLIT_KERNELS=off", args, "s2b");
     bool same;
     CHECK(weight_diff("s2", "s2b", &same) >= 0 && same);
     /* Dense kernels split by rows among the ranks (by default the 2304 x 128
@@ -216,34 +221,28 @@ static void test_scratch(void)
     const char *const split_env[2] = {"", "GRAFT_SPLIT_KERNELS=1"};
     for (int all = 0; all < 2; all++) {
         for (int np = 2; np <= 3; np++) {
-            snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk%d%d", tmp, args, tmp, all, np);
-            CHECK_MSG(graft_np(np, split_env[all], a) == 0, "np %d: %s", np, err);
+            snprintf(dir, sizeof dir, "sk%d%d", all, np);
+            train_into(np, split_env[all], args, dir);
             CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 2304 x 128)") &&
                           !strstr(out, "'dense_1' (Dense, 128 x 1)") == !all,
                       "np %d: %s", np, out);
-            char name[8];
-            snprintf(name, sizeof name, "sk%d%d", all, np);
-            check_same_run("s1", name);
+            check_same_run("s1", dir);
         }
     }
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/sk12b", tmp, args, tmp);
-    CHECK_MSG(graft_np(2, "GRAFT_SPLIT_KERNELS=1", a) == 0, "%s", err);
+    train_into(2, "GRAFT_SPLIT_KERNELS=1", args, "sk12b");
     CHECK(weight_diff("sk12", "sk12b", &same) >= 0 && same);
     /* At 64x64 the kernel is 12544 x 128, tall enough for the input
      * gradient in chunks: with the feature cache the plan holds the whole
      * batch and the chunks run; without it, each rank's plan holds its share
      * and the split layer takes a plain GEMM instead. */
-    const char *args64 = "--base scratch --input-size 64 --epochs 1 --batch 8";
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/t64", tmp, args64, tmp);
-    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    const char *const args64[2] = {"--base scratch --input-size 64 --epochs 1 --batch 8 --no-cache",
+                                   "--base scratch --input-size 64 --epochs 1 --batch 8"};
+    train_into(0, "", args64[1], "t64");
     for (int cache = 0; cache < 2; cache++) {
-        snprintf(a, sizeof a, "train --data %s/data %s %s --out %s/t64%d", tmp, args64,
-                 cache ? "" : "--no-cache", tmp, cache);
-        CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+        snprintf(dir, sizeof dir, "t64%d", cache);
+        train_into(2, "", args64[cache], dir);
         CHECK_MSG(strstr(out, "'dense' (Dense, 12544 x 128)"), "%s", out);
-        char name[8];
-        snprintf(name, sizeof name, "t64%d", cache);
-        check_same_run("t64", name);
+        check_same_run("t64", dir);
     }
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/skx", tmp, args, tmp);
     CHECK(graft_np(2, "GRAFT_SPLIT_KERNELS=-4", a) != 0);
@@ -260,10 +259,8 @@ static void test_transfer(void)
     }
     char a[1024];
     const char *args = "--base mobilenet --alpha 0.25 --weights " H5_025 " --input-size 64 --epochs 1 --batch 8";
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/t1", tmp, args, tmp);
-    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/t3", tmp, args, tmp);
-    CHECK_MSG(graft_np(3, "", a) == 0, "%s", err);
+    train_into(0, "", args, "t1");
+    train_into(3, "", args, "t3");
     check_same_run("t1", "t3");
     snprintf(a, sizeof a, "finetune %s/t1 --unfreeze 6 --epochs 2", tmp);
     CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
@@ -292,14 +289,13 @@ static void test_dropout_head(void)
         printf("skip - no %s\n", H5_025);
         return;
     }
-    char a[1024];
+    char a[1024], dir[16];
     const char *args = "--base mobilenet --alpha 0.25 --weights " H5_025
                        " --input-size 64 --epochs 2 --batch 8 --head dense1024-dropout";
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/d1", tmp, args, tmp);
-    CHECK_MSG(graft_np(0, "", a) == 0, "%s", err);
+    train_into(0, "", args, "d1");
     for (int np = 2; np <= 3; np++) {
-        snprintf(a, sizeof a, "train --data %s/data %s --out %s/d%d", tmp, args, tmp, np);
-        CHECK_MSG(graft_np(np, "", a) == 0, "np %d: %s", np, err);
+        snprintf(dir, sizeof dir, "d%d", np);
+        train_into(np, "", args, dir);
         /* Epoch 2 reads every sample from the caches: even shares (with 3
          * ranks, the last batch of 2 leaves rank 0 none). */
         CHECK_MSG(strstr(out, "each rank takes an even share of each batch"), "np %d: %s", np, out);
@@ -307,31 +303,26 @@ static void test_dropout_head(void)
         CHECK_MSG(strstr(out, "Kernels split by rows among") && strstr(out, "'dense' (Dense, 256 x 1024)") &&
                       !strstr(out, "'predictions_new'"),
                   "np %d: %s", np, out);
-        char name[8];
-        snprintf(name, sizeof name, "d%d", np);
-        check_same_run("d1", name);
+        check_same_run("d1", dir);
     }
     /* Rank 0's cache holds its shard: 9 of the 26 training images. */
     CHECK_MSG(strstr(out, "Feature cache (training): 9 of 26 samples (rank 0's shard of 3)"), "%s", out);
-    snprintf(a, sizeof a, "train --data %s/data %s --no-cache --out %s/dn", tmp, args, tmp);
-    CHECK_MSG(graft_np(2, "", a) == 0, "%s", err);
+    snprintf(a, sizeof a, "%s --no-cache", args);
+    train_into(2, "", a, "dn");
     check_same_run("d1", "dn");
     /* The gradients summed by MPI allreduces in buckets instead of in
      * shared memory: the same run. */
-    snprintf(a, sizeof a, "train --data %s/data %s --out %s/db", tmp, args, tmp);
-    CHECK_MSG(graft_np(2, "GRAFT_ALLREDUCE=buckets", a) == 0, "%s", err);
+    train_into(2, "GRAFT_ALLREDUCE=buckets", args, "db");
     check_same_run("d1", "db");
     /* Both Dense kernels split by rows (the upper one has an input
      * gradient; the lower one, the lowest layer that trains, none): uneven
      * shares from the caches in epoch 1, a rank with no sample in the last
      * batch. */
     for (int np = 2; np <= 3; np++) {
-        snprintf(a, sizeof a, "train --data %s/data %s --out %s/dk%d", tmp, args, tmp, np);
-        CHECK_MSG(graft_np(np, "GRAFT_SPLIT_KERNELS=1", a) == 0, "np %d: %s", np, err);
+        snprintf(dir, sizeof dir, "dk%d", np);
+        train_into(np, "GRAFT_SPLIT_KERNELS=1", args, dir);
         CHECK_MSG(strstr(out, "'dense' (Dense, 256 x 1024) 'predictions_new' (Dense, 1024 x 1)"), "np %d: %s", np, out);
-        char name[8];
-        snprintf(name, sizeof name, "dk%d", np);
-        check_same_run("d1", name);
+        check_same_run("d1", dir);
     }
     snprintf(a, sizeof a, "train --data %s/data %s --out %s/dx", tmp, args, tmp);
     CHECK(graft_np(2, "GRAFT_ALLREDUCE=rings", a) != 0);

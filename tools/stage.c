@@ -86,6 +86,31 @@ void stage_print_json(const graft_history *h)
     fprintf(f, ", \"epochs\": %d}\n", h->n);
 }
 
+/* GRAFT_ALLREDUCE and GRAFT_SPLIT_KERNELS, for the fit's allreduce and
+ * split_kernels; nonzero (said) when either is not understood. */
+static int dist_switches(graft_allreduce *allreduce, size_t *split)
+{
+    *allreduce = GRAFT_ALLREDUCE_AUTO;
+    *split = 0;
+    const char *how = graft_env(GRAFT_ENV_ALLREDUCE);
+    if (how && strcmp(how, "shared") == 0) *allreduce = GRAFT_ALLREDUCE_SHARED;
+    else if (how && strcmp(how, "buckets") == 0) *allreduce = GRAFT_ALLREDUCE_BUCKETS;
+    else if (how && *how && strcmp(how, "auto") != 0)
+        return cli_fail("GRAFT_ALLREDUCE='%s': expected auto, shared or buckets", how);
+    const char *min = graft_env(GRAFT_ENV_SPLIT_KERNELS);
+    if (min && strcmp(min, "off") == 0) {
+        *split = SIZE_MAX;
+    } else if (min && *min) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(min, &end, 10);
+        if (errno || *end || v == 0 || *min == '-')
+            return cli_fail("GRAFT_SPLIT_KERNELS='%s': expected a positive number of weights or off", min);
+        *split = (size_t)v;
+    }
+    return 0;
+}
+
 int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs, int verbose,
               bool resume)
 {
@@ -178,28 +203,9 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
         rc = cli_fail_status(s, "checkpoint");
         goto done;
     }
-    graft_allreduce allreduce = GRAFT_ALLREDUCE_AUTO;
-    const char *how = graft_env(GRAFT_ENV_ALLREDUCE);
-    if (how && strcmp(how, "shared") == 0) allreduce = GRAFT_ALLREDUCE_SHARED;
-    else if (how && strcmp(how, "buckets") == 0) allreduce = GRAFT_ALLREDUCE_BUCKETS;
-    else if (how && *how && strcmp(how, "auto") != 0) {
-        rc = cli_fail("GRAFT_ALLREDUCE='%s': expected auto, shared or buckets", how);
-        goto done;
-    }
-    size_t split = 0;
-    const char *split_env = graft_env(GRAFT_ENV_SPLIT_KERNELS);
-    if (split_env && strcmp(split_env, "off") == 0) {
-        split = SIZE_MAX;
-    } else if (split_env && *split_env) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(split_env, &end, 10);
-        if (errno || *end || v == 0 || *split_env == '-') {
-            rc = cli_fail("GRAFT_SPLIT_KERNELS='%s': expected a positive number of weights or off", split_env);
-            goto done;
-        }
-        split = (size_t)v;
-    }
+    graft_allreduce allreduce;
+    size_t split;
+    if ((rc = dist_switches(&allreduce, &split)) != 0) goto done;
     graft_fit_cfg fc = {.epochs = c->target_epochs,
                         .initial_epoch = first_epoch,
                         .steps_per_epoch = c->steps_per_epoch,

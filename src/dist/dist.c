@@ -570,14 +570,18 @@ static void step_piece(const dist_grads *g, const segment *p, const dist_step_pa
     }
 }
 
+/* Which pieces of a share copy_share moves: those summed every step, the
+ * rows of split kernels (which no other rank reads during an epoch), or
+ * both. */
+typedef enum { PIECES_SUMMED, PIECES_OWN, PIECES_ALL } piece_set;
+
 /* Copies rank q's share of `dst` from q's published slot (q != this rank),
- * or publishes this rank's share of `src`; `own`: with the rows of split
- * kernels, which no other rank reads during an epoch. */
-static void copy_share(const dist_grads *g, int q, float *dst, const float *src, bool own)
+ * or publishes this rank's share of `src`: the pieces of set `which`. */
+static void copy_share(const dist_grads *g, int q, float *dst, const float *src, piece_set which)
 {
     for (int i = g->share[q]; i < g->share[q + 1]; i++) {
         const segment *p = &g->pieces[i];
-        if (p->own && !own) continue;
+        if (which != PIECES_ALL && p->own != (which == PIECES_OWN)) continue;
         if (dst) memcpy(dst + p->offset, g->comm->slot[q] + g->model_floats + p->offset, p->n * sizeof(float));
         else memcpy(g->comm->slot[q] + g->model_floats + p->offset, src + p->offset, p->n * sizeof(float));
     }
@@ -592,23 +596,32 @@ static graft_status shared_step(dist_grads *g, const dist_step_part *step)
         step_piece(g, &g->pieces[i], step);
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
-        if (q != c->rank) copy_share(g, q, g->m->weights, NULL, false);
+        if (q != c->rank) copy_share(g, q, g->m->weights, NULL, PIECES_SUMMED);
     return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "summing the gradients in the shared window");
 }
 
 bool dist_grads_steps(const dist_grads *g) { return g && g->shared; }
 
-graft_status dist_grads_gather(dist_grads *g, float *state)
+static graft_status gather(dist_grads *g, float *state, piece_set which)
 {
-    if (!dist_grads_steps(g) || !state) return GRAFT_OK;
     graft_comm *c = g->comm;
     /* The fence first: the others may still be reading this slot's weights. */
     int rc = window_fence(c);
-    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, state, true);
+    if (rc == MPI_SUCCESS) copy_share(g, c->rank, NULL, state, which);
     if (rc == MPI_SUCCESS) rc = window_fence(c);
     for (int q = 0; q < c->size && rc == MPI_SUCCESS; q++)
-        if (q != c->rank) copy_share(g, q, state, NULL, true);
-    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "gathering the optimizer state");
+        if (q != c->rank) copy_share(g, q, state, NULL, which);
+    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "gathering the other ranks' shares");
+}
+
+graft_status dist_grads_gather(dist_grads *g, float *state)
+{
+    return dist_grads_steps(g) && state ? gather(g, state, PIECES_ALL) : GRAFT_OK;
+}
+
+graft_status dist_grads_gather_split(dist_grads *g)
+{
+    return dist_grads_split(g) ? gather(g, g->m->weights, PIECES_OWN) : GRAFT_OK;
 }
 
 void dist_grads_zero(dist_grads *g)
@@ -703,6 +716,7 @@ void dist_grads_zero(dist_grads *g) {}
 graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step) { return no_mpi(); }
 bool dist_grads_steps(const dist_grads *g) { return false; }
 graft_status dist_grads_gather(dist_grads *g, float *state) { return GRAFT_OK; }
+graft_status dist_grads_gather_split(dist_grads *g) { return GRAFT_OK; }
 void dist_grads_free(dist_grads *g) {}
 size_t dist_grads_bytes(const dist_grads *g) { return 0; }
 

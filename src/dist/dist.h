@@ -67,10 +67,12 @@ typedef struct {
 graft_status dist_grads_finish(dist_grads *g, const dist_step_part *step);
 bool dist_grads_steps(const dist_grads *g);
 /* SHARED: the other ranks' shares of `state` (optimizer state parallel to
- * the weights, or the weights themselves for the rows of split kernels;
- * NULL: none) copied here. Collective: at the end of an epoch (before
- * validation and a checkpoint) and of the fit. */
+ * the weights; NULL: none) copied here. Collective: at the end of an epoch
+ * (before validation and a checkpoint) and of the fit. */
 graft_status dist_grads_gather(dist_grads *g, float *state);
+/* The same for the model's weights of the other ranks' rows of split
+ * kernels (the rest of the weights is current after every step). */
+graft_status dist_grads_gather_split(dist_grads *g);
 void dist_grads_free(dist_grads *g);
 /* Bytes of trainable gradient one step sends (each rank's contribution). */
 size_t dist_grads_bytes(const dist_grads *g);

@@ -167,13 +167,12 @@ static void split_forward(graft_layer *l, const graft_fwd *f, int I, int U)
     graft_gemm(false, false, s->total, U, k, 1.0f, cols, k, l->weights[0].data + (size_t)k0 * U, U,
                0.0f, s->buffer(s, l, GRAFT_SPLIT_PARTIAL, me), U);
     s->sync(s, n);
-    for (int i = 0; i < f->n; i++) {
-        float *y = f->out + (size_t)i * U;
-        memset(y, 0, (size_t)U * sizeof(float));
-        for (int q = 0; q < s->ranks && i < n; q++) {
-            const float *p = s->buffer(s, l, GRAFT_SPLIT_PARTIAL, q) + (size_t)(s->first[me] + i) * U;
-            for (int j = 0; j < U; j++) y[j] += p[j];
-        }
+    /* A placeholder's row stays 0. */
+    memset(f->out, 0, (size_t)f->n * U * sizeof(float));
+    const size_t mine = (size_t)n * U;
+    for (int q = 0; q < s->ranks; q++) {
+        const float *p = s->buffer(s, l, GRAFT_SPLIT_PARTIAL, q) + (size_t)s->first[me] * U;
+        for (size_t e = 0; e < mine; e++) f->out[e] += p[e];
     }
 }
 
@@ -271,20 +270,19 @@ static void split_backward(graft_layer *l, const graft_bwd *b, int I, int U, con
         graft_gemm(false, true, s->total, k, U, 1.0f, dzs, U, W, U, 0.0f, din, k);
     s->sync(s, n);
     const bool acc = b->din_accumulate[0];
-    for (int i = 0; i < b->n; i++) {
-        float *dx = b->din[0] + (size_t)i * I;
-        if (i >= n) { /* a placeholder sample */
-            if (!acc) memset(dx, 0, (size_t)I * sizeof(float));
-            continue;
-        }
-        /* The ranks' columns are disjoint and cover the row. */
-        for (int q = 0; q < s->ranks; q++) {
-            const int q0 = graft_split_row(I, s->ranks, q), kq = graft_split_row(I, s->ranks, q + 1) - q0;
-            const float *src = s->buffer(s, l, GRAFT_SPLIT_DIN, q) + (size_t)(s->first[me] + i) * kq;
+    if (!acc && b->n > n) /* a placeholder sample's row */
+        memset(b->din[0] + (size_t)n * I, 0, (size_t)(b->n - n) * I * sizeof(float));
+    /* The ranks' columns are disjoint and cover each row. */
+    for (int q = 0; q < s->ranks; q++) {
+        const int q0 = graft_split_row(I, s->ranks, q), kq = graft_split_row(I, s->ranks, q + 1) - q0;
+        const float *src = s->buffer(s, l, GRAFT_SPLIT_DIN, q) + (size_t)s->first[me] * kq;
+        for (int i = 0; i < n; i++) {
+            float *dx = b->din[0] + (size_t)i * I + q0;
+            const float *from = src + (size_t)i * kq;
             if (acc)
-                for (int j = 0; j < kq; j++) dx[q0 + j] += src[j];
+                for (int j = 0; j < kq; j++) dx[j] += from[j];
             else
-                memcpy(dx + q0, src, (size_t)kq * sizeof(float));
+                memcpy(dx, from, (size_t)kq * sizeof(float));
         }
     }
 }

@@ -472,7 +472,7 @@ static graft_status gather_all(graft_model *m, dist_grads *g)
 {
     graft_status s = dist_grads_gather(g, m->opt_m);
     if (s == GRAFT_OK) s = dist_grads_gather(g, m->opt_v);
-    if (s == GRAFT_OK && dist_grads_split(g)) s = dist_grads_gather(g, m->weights);
+    if (s == GRAFT_OK) s = dist_grads_gather_split(g);
     return s;
 }
 
