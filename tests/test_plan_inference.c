@@ -844,13 +844,18 @@ static void test_depth_first(void)
     depth_first_case("efficientnetb0", 64, 1.0f);
     depth_first_case("densenet121", 32, 1.0f);
 
-    /* The default: only where the batch's tensors outgrow the cache. */
+    /* The default: only where the batch's tensors outgrow the cache, as
+     * this machine's figure says and as GRAFT_CACHE_MIB sets it (the figure
+     * of 32 MiB a run's steps were chosen for, and one no tensor outgrows). */
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.include_top = 0;
     graft_model *m = NULL;
     CHECK_OK(graft_zoo_build("mobilenet", &c, &m));
-    if (m) {
+    const char *figures[] = {NULL, "32", "4096"};
+    for (int f = 0; f < 3 && m; f++) {
+        if (figures[f]) setenv("GRAFT_CACHE_MIB", figures[f], 1);
         int in_runs, bufs;
+        m->capacity = 0;
         CHECK_OK(graft_model_prepare(m, 2, false));
         count_depth_first(m, &in_runs, &bufs);
         CHECK_MSG(in_runs == 0, "%d layers depth first at batch 2", in_runs);
@@ -858,26 +863,47 @@ static void test_depth_first(void)
         CHECK_OK(graft_model_prepare(m, 32, false));
         count_depth_first(m, &in_runs, &bufs);
         /* conv1's output, 112x112x32 floats an image */
-        const bool outgrows = 32u * 112 * 112 * 32 * sizeof(float) > graft_last_cache_bytes() / 2;
+        graft_cache cache;
+        CHECK_OK(graft_last_cache(&cache));
+        if (figures[f])
+            CHECK(cache.bytes == (size_t)atoi(figures[f]) << 20 && cache.reported == 0);
+        else
+            CHECK(cache.bytes >= ((size_t)1 << 20) && cache.bytes <= GRAFT_CACHE_CREDIBLE &&
+                  (cache.reported == 0 || cache.reported > GRAFT_CACHE_CREDIBLE));
+        const bool outgrows = 32u * 112 * 112 * 32 * sizeof(float) > cache.bytes / 2;
         const int conv1 = graft_model_find(m, "conv1")->index;
         const int last = graft_model_find(m, "conv_pw_13_relu")->index;
         CHECK_MSG((graft_plan_depth_first(m, conv1) == 2) == outgrows,
-                  "conv1 depth first: %d (the batch's tensor outgrows the cache: %d)",
-                  graft_plan_depth_first(m, conv1), outgrows);
+                  "conv1 depth first: %d (the batch's tensor outgrows %zu MiB: %d)",
+                  graft_plan_depth_first(m, conv1), cache.bytes >> 20, outgrows);
         CHECK(graft_plan_depth_first(m, last) == 0);
         CHECK_OK(graft_model_prepare(m, 32, true));
         count_depth_first(m, &in_runs, &bufs);
         CHECK_MSG(in_runs == 0, "%d layers depth first in training, every layer trained",
                   in_runs);
-        graft_model_free(m);
+        unsetenv("GRAFT_CACHE_MIB");
     }
+    /* A figure that is not one is refused, naming the switch. */
+    const char *bad[] = {"", "0", "-4", "32k", "65537", "99999999999999999999"};
+    for (int b = 0; b < 6 && m; b++) {
+        setenv("GRAFT_CACHE_MIB", bad[b], 1);
+        m->capacity = 0;
+        CHECK_MSG(graft_model_prepare(m, 32, false) == GRAFT_EINVAL, "GRAFT_CACHE_MIB='%s'", bad[b]);
+        CHECK_MSG(strstr(graft_last_error(), "GRAFT_CACHE_MIB") != NULL, "%s", graft_last_error());
+        unsetenv("GRAFT_CACHE_MIB");
+    }
+    graft_model_free(m);
 
-    /* Runs do not raise the activations' peak (but for the first-fit
-     * layout's few percent): a run keeps what it reads alive to its end,
-     * and is left out where that costs more than its chunk-sized buffers
-     * save (EfficientNetB0's squeeze-and-excitation: +46% before). */
-    const char *peak_archs[] = {"mobilenet", "efficientnetb0", "resnet50"};
-    for (int a = 0; a < 3; a++) {
+    /* Runs do not raise the activations' peak: a run keeps what it reads
+     * alive to its end, and first fit places the rest differently, so the
+     * planner keeps one only where the layout with it peaks no higher
+     * (EfficientNetB0's squeeze-and-excitation: +46% before the first
+     * rule; its stem +4% under the estimate that rule was; every candidate
+     * kept: EfficientNetB0 +95%, ResNet50 +20%, Xception +18%).
+     * GRAFT_CACHE_MIB=32 takes the runs this machine's figure might not. */
+    setenv("GRAFT_CACHE_MIB", "32", 1);
+    const char *peak_archs[] = {"mobilenet", "efficientnetb0", "resnet50", "xception"};
+    for (int a = 0; a < 4; a++) {
         size_t arena[2] = {0, 0};
         for (int df = 0; df < 2; df++) {
             graft_zoo_cfg pc = graft_zoo_default_cfg();
@@ -890,10 +916,10 @@ static void test_depth_first(void)
             unsetenv("GRAFT_DEPTH_FIRST");
             graft_model_free(pm);
         }
-        CHECK_MSG(arena[1] <= arena[0] + arena[0] / 10,
-                  "%s: %zu floats of activations depth first, %zu without",
+        CHECK_MSG(arena[1] <= arena[0], "%s: %zu floats of activations depth first, %zu without",
                   peak_archs[a], arena[1], arena[0]);
     }
+    unsetenv("GRAFT_CACHE_MIB");
 
     /* A range cutting a run fails naming it; a kept boundary splits it. */
     m = zoo_base("mobilenet", 64, 0.25f, 33);

@@ -88,8 +88,17 @@ void graft_rng_fill_symmetric(graft_rng *rng, float *dst, size_t n, float limit)
 
 /* Threads for graft's own loops. */
 int graft_threads(void);
-/* The last-level cache's size (the system's figure; 32 MiB where it gives none). */
-size_t graft_last_cache_bytes(void);
+/* The last-level cache the planner counts on: GRAFT_CACHE_MIB, else the
+ * kernel's figure (sysfs), else the C library's; GRAFT_CACHE_ASSUMED where
+ * there is none, or where it is past GRAFT_CACHE_CREDIBLE (then `reported`
+ * keeps it). `from` names the source, for GRAFT_PROFILE's plan lines. */
+#define GRAFT_CACHE_ASSUMED ((size_t)32 << 20)
+#define GRAFT_CACHE_CREDIBLE ((size_t)128 << 20)
+typedef struct {
+    size_t bytes, reported;
+    const char *from;
+} graft_cache;
+graft_status graft_last_cache(graft_cache *c);
 /* Flush-to-zero and denormals-are-zero on the calling thread and the OpenMP team. */
 void graft_flush_denormals(void);
 /* CLOCK_MONOTONIC seconds. */

@@ -81,6 +81,10 @@ static const struct {
                                  "under mpirun with 'shared' sums, a trainable Dense kernel of at "
                                  "least N weights (default 65536) is split by rows among the "
                                  "ranks, each computing and stepping its rows; 'off': none"},
+    [GRAFT_ENV_CACHE_MIB] = {"GRAFT_CACHE_MIB",
+                             "the last-level cache, in MiB, that the planner counts on for its "
+                             "depth-first runs; default: the kernel's figure, or the C library's, "
+                             "and 32 where that is none or past 128 (a whole socket's)"},
 };
 
 const char *graft_env_name(graft_env_var v)

@@ -330,21 +330,23 @@ static bool own_buffer(const struct graft_plan *p, int i, int out)
     return p->has_out[i] && p->buf_of[i] == i && i != out;
 }
 
-/* The depth-first runs of a plan: the longest runs of two or
+/* The depth-first runs a plan may take: the longest runs of two or
  * more chunkable steps, each one's inputs and output for the whole batch
  * more than half the last-level cache and for `images` images at most
  * 3/8 of it (ResNet50's 56x56x256 residual steps, 14 MB for two images,
  * ran slower depth first) (GRAFT_DEPTH_FIRST=1: any size; =0: none),
- * `images` the threads (one image each), and which buffers need only a
- * chunk's images: those read only inside their run. */
+ * `images` the threads (one image each). runs_keep picks among them. */
 static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bool training,
-                                  int cap, int *last_use, int out)
+                                  int cap)
 {
     const char *env = graft_env(GRAFT_ENV_DEPTH_FIRST);
     const bool off = env && strcmp(env, "0") == 0, any = env && strcmp(env, "1") == 0;
     const int images = graft_threads();
-    const size_t llc = graft_last_cache_bytes(), half_llc = llc / 2;
     if (off || cap < 2 * images) return GRAFT_OK;
+    graft_cache cache;
+    graft_status st = graft_last_cache(&cache);
+    if (st != GRAFT_OK) return st;
+    const size_t llc = cache.bytes, half_llc = llc / 2;
     p->segments = calloc((size_t)p->n_steps / 2 + 1, sizeof *p->segments);
     if (!p->segments) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
     int run = -1;
@@ -361,52 +363,29 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
         }
         if (take && run < 0) run = k;
     }
-    /* What a run saves: its tensors read only inside it, held for a chunk.
-     * What it costs: every buffer it reads or writes lives to its end (the
-     * next chunk runs its first steps again), so a whole one that would have
-     * died inside it keeps later steps from reusing its memory
-     * (EfficientNetB0's runs through squeeze-and-excitation: 168 -> 246 MiB
-     * at batch 32, 224). A run that saves no more than it costs is left
-     * out (but with GRAFT_DEPTH_FIRST=1); so were ResNet50's later ones,
-     * which ran no faster. */
-    int *seen = calloc((size_t)p->n_layers, sizeof(int)); /* counted in run g: g + 1 */
-    if (!seen) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
-    int kept = 0;
+    return GRAFT_OK;
+}
+
+/* The runs marked in `keep` applied to the plan: their steps in_run, the
+ * buffers read only inside a run held for a chunk's images, and every
+ * buffer a run reads or writes alive to its end (the next chunk runs its
+ * first steps again, so nothing it touches may give its memory to a later
+ * step of the run). last_use starts from `base`, the liveness without runs. */
+static void runs_apply(const graft_model *m, struct graft_plan *p, const bool *keep,
+                       const int *base, int *last_use, int out)
+{
+    memcpy(last_use, base, (size_t)p->n_layers * sizeof(int));
+    memset(p->chunk, 0, (size_t)p->n_layers * sizeof(int));
+    for (int k = 0; k < p->n_steps; k++) p->steps[k].in_run = false;
     for (int g = 0; g < p->n_segments; g++) {
+        if (!keep[g]) continue;
         const graft_segment sg = p->segments[g];
-        size_t saved = 0, cost = 0;
-        for (int k = sg.first; k < sg.end; k++)
-            for (int q = 0; q < p->steps[k].n; q++) {
-                const graft_layer *l = m->layers[p->steps[k].layer[q]];
-                const size_t floats = graft_shape_size(&l->out_shape);
-                if (own_buffer(p, l->index, out)) {
-                    if (last_use[l->index] < sg.end)
-                        saved += (size_t)(cap - images) * floats;
-                    else if (last_use[l->index] < sg.end - 1 && seen[l->index] != g + 1) {
-                        seen[l->index] = g + 1;
-                        cost += (size_t)cap * floats;
-                    }
-                }
-                for (int j = 0; j < l->n_inputs; j++) {
-                    const int src = p->buf_of[l->inputs[j]];
-                    if (src > 0 && p->step_of[src] < sg.first && last_use[src] < sg.end - 1 &&
-                        seen[src] != g + 1) {
-                        seen[src] = g + 1;
-                        cost += (size_t)cap * graft_shape_size(&m->layers[src]->out_shape);
-                    }
-                }
-            }
-        if (saved <= cost && !any) continue;
-        p->segments[kept++] = sg;
         for (int k = sg.first; k < sg.end; k++) {
             p->steps[k].in_run = true;
             for (int q = 0; q < p->steps[k].n; q++) {
                 const graft_layer *l = m->layers[p->steps[k].layer[q]];
                 if (own_buffer(p, l->index, out) && last_use[l->index] < sg.end)
                     p->chunk[l->index] = sg.images;
-                /* The next chunk runs the run's first steps again: nothing
-                 * it reads or writes may give its memory to a later step
-                 * of the run. */
                 if (last_use[l->index] < sg.end - 1) last_use[l->index] = sg.end - 1;
                 for (int j = 0; j < l->n_inputs; j++) {
                     const int src = p->buf_of[l->inputs[j]];
@@ -415,9 +394,6 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
             }
         }
     }
-    p->n_segments = kept;
-    free(seen);
-    return GRAFT_OK;
 }
 
 int graft_plan_depth_first(const graft_model *m, int i)
@@ -458,6 +434,14 @@ static void plan_print(const graft_model *m, int cap, bool training)
         fused += p->steps[k].kind != GRAFT_STEP_LAYER && p->steps[k].kind != GRAFT_STEP_ALIAS;
     fprintf(stderr, "GRAFT_PROFILE %s: plan for batches of %d, %s, %d threads: %d steps, %d fused\n",
             m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
+    graft_cache llc;
+    if (graft_last_cache(&llc) == GRAFT_OK) {
+        if (llc.reported)
+            fprintf(stderr, "  last-level cache: %zu MiB counted (%s said %zu MiB: taken as a "
+                    "whole socket's)\n", llc.bytes >> 20, llc.from, llc.reported >> 20);
+        else
+            fprintf(stderr, "  last-level cache: %zu MiB (%s)\n", llc.bytes >> 20, llc.from);
+    }
     for (int k = 0; k < p->n_steps; k++) {
         const graft_step *s = &p->steps[k];
         if (s->kind == GRAFT_STEP_LAYER) {
@@ -528,6 +512,125 @@ static size_t scratch_floats(const graft_model *m, const graft_step *s, const gr
     if (s->kind == GRAFT_STEP_WINOGRAD_POOL && l->index == s->layer[1])
         return graft_max_pool_codes_scratch_floats(l);
     return l->ops->scratch_floats ? l->ops->scratch_floats(l, cap) : 0;
+}
+
+/* The forward pass's buffers, step by step, first fit on `pl`: offsets
+ * of the outputs and aux areas, and the largest scratch a step needs. */
+static void forward_layout(const graft_model *m, const struct graft_plan *p, int cap,
+                           const int *last_use, planner *pl, size_t *offs, size_t *aux_off,
+                           size_t *dout_off, size_t *scratch)
+{
+#define BUF(i) (p->buf_of[i])
+    /* An output's floats: the batch's, or a depth-first run's chunk's. */
+#define OUT_FLOATS(i) ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * image_floats(m, p, i))
+    for (int k = 0; k < p->n_steps; k++) {
+        const graft_step *s = &p->steps[k];
+        for (int q = 0; q < s->n; q++) {
+            const int i = s->layer[q];
+            graft_layer *l = m->layers[i];
+            aux_off[i] = SIZE_MAX;
+            dout_off[i] = SIZE_MAX;
+            if (BUF(i) != i) {
+                offs[i] = offs[BUF(i)];
+                continue;
+            }
+            if (!p->has_out[i]) {
+                offs[i] = SIZE_MAX;
+                if (s->kind == GRAFT_STEP_CONV_POOL) continue; /* the pool's pass is all of it */
+            } else {
+                /* The input is the caller's array. */
+                offs[i] = i == 0 ? SIZE_MAX : plan_alloc(pl, OUT_FLOATS(i));
+            }
+            size_t a = aux_floats(m, s, l, cap);
+            if (a) aux_off[i] = plan_alloc(pl, a);
+            size_t sc = scratch_floats(m, s, l, cap);
+            if (sc > *scratch) *scratch = sc;
+        }
+        /* Release what dies here: the step's inputs from outside it, and its
+         * outputs nobody reads. */
+        for (int q = 0; q < s->n; q++) {
+            const graft_layer *l = m->layers[s->layer[q]];
+            for (int j = 0; j < l->n_inputs; j++) {
+                int src = BUF(l->inputs[j]);
+                if (p->step_of[src] == k) continue; /* inside the step */
+                bool seen = false; /* Add(x, x) reads one buffer twice, as may two layers of a step */
+                for (int r = 0; r <= q && !seen; r++) {
+                    const graft_layer *lr = m->layers[s->layer[r]];
+                    for (int t = 0; t < (r == q ? j : lr->n_inputs) && !seen; t++)
+                        seen = BUF(lr->inputs[t]) == src;
+                }
+                if (!seen && src > 0 && last_use[src] == k)
+                    plan_release(pl, offs[src], OUT_FLOATS(src));
+            }
+        }
+        for (int q = 0; q < s->n; q++) {
+            const int i = s->layer[q];
+            if (i > 0 && BUF(i) == i && p->has_out[i] && last_use[i] == k) /* read by nobody */
+                plan_release(pl, offs[i], OUT_FLOATS(i));
+        }
+    }
+#undef OUT_FLOATS
+#undef BUF
+}
+
+/* Whether run sg would hold a buffer for a chunk's images: one of its
+ * outputs read only inside it. A run that holds none saves no memory and
+ * only adds a parallel region per chunk (Xception's middle flow). */
+static bool run_holds_chunks(const graft_model *m, const struct graft_plan *p,
+                             const graft_segment *sg, const int *base, int out)
+{
+    for (int k = sg->first; k < sg->end; k++)
+        for (int q = 0; q < p->steps[k].n; q++) {
+            const int i = p->steps[k].layer[q];
+            if (own_buffer(p, i, out) && base[i] < sg->end) return true;
+        }
+    return false;
+}
+
+/* Which candidate runs the plan keeps (GRAFT_DEPTH_FIRST=1: all of them):
+ * each in turn that holds a buffer for a chunk, where adding it does not
+ * raise the forward pass's peak.
+ * A run saves its inner tensors for all but a chunk's images but keeps
+ * what it touches alive to its end, and first fit places the rest
+ * differently: an estimate of the two let EfficientNetB0's stem at 224
+ * raise its peak (docs/PERFORMANCE.md). The layouts are cheap beside the
+ * pass; `pl` is left empty for the real one. */
+static graft_status runs_choose(const graft_model *m, struct graft_plan *p, int cap,
+                                int *last_use, int out, planner *pl, size_t *offs,
+                                size_t *aux_off, size_t *dout_off)
+{
+    if (p->n_segments == 0) return GRAFT_OK;
+    const char *env = graft_env(GRAFT_ENV_DEPTH_FIRST);
+    const bool any = env && strcmp(env, "1") == 0;
+    const int L = p->n_layers;
+    int *base = malloc((size_t)L * sizeof(int));
+    bool *keep = calloc((size_t)p->n_segments, sizeof(bool));
+    if (!base || !keep) {
+        free(base);
+        free(keep);
+        return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
+    }
+    memcpy(base, last_use, (size_t)L * sizeof(int));
+    size_t scratch = 0, best = SIZE_MAX;
+    for (int g = -1; g < p->n_segments; g++) {
+        if (g >= 0) keep[g] = any || run_holds_chunks(m, p, &p->segments[g], base, out);
+        if (g >= 0 && !keep[g]) continue;
+        if (any && g + 1 < p->n_segments) continue;
+        runs_apply(m, p, keep, base, last_use, out);
+        *pl = (planner){pl->free_list, 0, 0, 0};
+        forward_layout(m, p, cap, last_use, pl, offs, aux_off, dout_off, &scratch);
+        if (any || pl->peak <= best) best = pl->peak;
+        else keep[g] = false;
+    }
+    runs_apply(m, p, keep, base, last_use, out);
+    *pl = (planner){pl->free_list, 0, 0, 0};
+    int kept = 0;
+    for (int g = 0; g < p->n_segments; g++)
+        if (keep[g]) p->segments[kept++] = p->segments[g];
+    p->n_segments = kept;
+    free(base);
+    free(keep);
+    return GRAFT_OK;
 }
 
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
@@ -604,59 +707,12 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         if (l->requires_grad) last_use[i] = S;
     }
     last_use[BUF(out)] = S;
-    if ((st = plan_segments(m, p, training, cap, last_use, BUF(out))) != GRAFT_OK) goto done;
-    /* An output's floats: the batch's, or a depth-first run's chunk's. */
-#define OUT_FLOATS(i) ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * image_floats(m, p, i))
-
+    if ((st = plan_segments(m, p, training, cap)) != GRAFT_OK) goto done;
     planner pl = {fl, 0, 0, 0};
     size_t scratch = 0;
-    for (int k = 0; k < S; k++) {
-        const graft_step *s = &p->steps[k];
-        for (int q = 0; q < s->n; q++) {
-            const int i = s->layer[q];
-            graft_layer *l = m->layers[i];
-            aux_off[i] = SIZE_MAX;
-            dout_off[i] = SIZE_MAX;
-            if (BUF(i) != i) {
-                offs[i] = offs[BUF(i)];
-                continue;
-            }
-            if (!p->has_out[i]) {
-                offs[i] = SIZE_MAX;
-                if (s->kind == GRAFT_STEP_CONV_POOL) continue; /* the pool's pass is all of it */
-            } else {
-                /* The input is the caller's array. */
-                offs[i] = i == 0 ? SIZE_MAX : plan_alloc(&pl, OUT_FLOATS(i));
-            }
-            size_t a = aux_floats(m, s, l, cap);
-            if (a) aux_off[i] = plan_alloc(&pl, a);
-            size_t sc = scratch_floats(m, s, l, cap);
-            if (sc > scratch) scratch = sc;
-        }
-        /* Release what dies here: the step's inputs from outside it, and its
-         * outputs nobody reads. */
-        for (int q = 0; q < s->n; q++) {
-            const graft_layer *l = m->layers[s->layer[q]];
-            for (int j = 0; j < l->n_inputs; j++) {
-                int src = BUF(l->inputs[j]);
-                if (p->step_of[src] == k) continue; /* inside the step */
-                bool seen = false; /* Add(x, x) reads one buffer twice, as may two layers of a step */
-                for (int r = 0; r <= q && !seen; r++) {
-                    const graft_layer *lr = m->layers[s->layer[r]];
-                    for (int t = 0; t < (r == q ? j : lr->n_inputs) && !seen; t++)
-                        seen = BUF(lr->inputs[t]) == src;
-                }
-                if (!seen && src > 0 && last_use[src] == k)
-                    plan_release(&pl, offs[src], OUT_FLOATS(src));
-            }
-        }
-        for (int q = 0; q < s->n; q++) {
-            const int i = s->layer[q];
-            if (i > 0 && BUF(i) == i && p->has_out[i] && last_use[i] == k) /* read by nobody */
-                plan_release(&pl, offs[i], OUT_FLOATS(i));
-        }
-    }
-#undef OUT_FLOATS
+    if ((st = runs_choose(m, p, cap, last_use, BUF(out), &pl, offs, aux_off, dout_off)) != GRAFT_OK)
+        goto done;
+    forward_layout(m, p, cap, last_use, &pl, offs, aux_off, dout_off, &scratch);
 #undef BUF
     /* Gradients, in backward's order: dL/d(out) of a layer lives from the
      * backward of its last consumer (which writes it first) to its own. A
