@@ -175,9 +175,27 @@ static void test_profile_table(void)
     unlink(path);
     CHECK_MSG(strstr(buf, "GRAFT_PROFILE profiled") && strstr(buf, "hidden") && strstr(buf, "Dense") &&
                   strstr(buf, "(optimizer step)") && strstr(buf, "(waiting for data)") &&
+                  strstr(buf, "first time after a plan, left out") &&
                   !strstr(buf, "(gradient allreduce)"),
               "%s", buf);
     graft_source_free(src);
+
+    /* Each slot's first time after a plan is kept apart (its buffers'
+     * first page faults): one call counts only there, the next in the
+     * table, and a new plan (another batch size) starts again. */
+    setenv("GRAFT_PROFILE", "1", 1);
+    m = graft_model_new("first");
+    unsetenv("GRAFT_PROFILE");
+    graft_input(m, NULL, graft_shape1(4));
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "d", .units = 3});
+    CHECK_OK(graft_model_forward(m, x, 2, false));
+    CHECK(m->profile && m->profile[2] == 0 && m->profile_first[2] > 0);
+    const double once = m->profile_first ? m->profile_first[2] : 0;
+    CHECK_OK(graft_model_forward(m, x, 2, false));
+    CHECK(m->profile && m->profile[2] > 0 && m->profile_first[2] == once);
+    CHECK_OK(graft_model_forward(m, x, 8, false)); /* a larger batch: planned again */
+    CHECK(m->profile && m->profile_first[2] > once);
+    graft_model_free(m);
 
     m = graft_model_new("quiet"); /* without the variable: no table, no clock */
     graft_input(m, NULL, graft_shape1(4));

@@ -15,8 +15,9 @@ static const struct {
     const char *name, *doc;
 } table[GRAFT_ENV_COUNT] = {
     [GRAFT_ENV_PROFILE] = {"GRAFT_PROFILE",
-                           "1: time every layer's passes and the optimizer; the table goes to "
-                           "stderr when the model is freed, each plan's fused steps when made"},
+                           "1: time every layer's passes and the optimizer (each one's first "
+                           "time after a plan apart); the table goes to stderr when the model is "
+                           "freed, each plan's fused steps when made"},
     [GRAFT_ENV_NO_ONEDNN] = {"GRAFT_NO_ONEDNN",
                              "1: convolutions by im2col + GEMM instead of oneDNN's primitives"},
     [GRAFT_ENV_NO_WINOGRAD] = {"GRAFT_NO_WINOGRAD", "1: no Winograd F(4x4, 3x3) convolutions"},

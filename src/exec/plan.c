@@ -771,7 +771,10 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
         m->capacity = cap;
         m->prepared_training = training;
         m->planned_threads = graft_threads();
-        if (m->profiling) plan_print(m, cap, training);
+        if (m->profiling) {
+            plan_print(m, cap, training);
+            graft_profile_replanned(m);
+        }
     }
 done:
     free(last_use);

@@ -79,10 +79,14 @@ struct graft_model {
     graft_row_split *split;
     /* GRAFT_PROFILE=1: seconds per layer and pass, printed when the model is
      * freed (layer i's forward at [2i], backward at [2i+1]; the optimizer
-     * last). NULL otherwise. */
+     * last). NULL otherwise. A slot's first time after each plan goes to
+     * profile_first instead (seen marks it): it takes the first page faults
+     * of the plan's buffers and oneDNN's JIT, which in a short run weighed
+     * as much as a large step's work (docs/PERFORMANCE.md). */
     bool profiling;
     int profile_slots;
-    double *profile;
+    double *profile, *profile_first;
+    bool *profile_seen;
 };
 
 /* Layer i's name, for the name index (core/names.h). */
@@ -107,6 +111,8 @@ typedef enum {
     GRAFT_PROFILE_N_EXTRA
 } graft_profile_extra;
 void graft_profile_add(graft_model *m, int slot, double seconds);
+/* A new plan: every slot's next time is again a first one. */
+void graft_profile_replanned(graft_model *m);
 void graft_profile_add_extra(graft_model *m, graft_profile_extra what, double seconds);
 
 #endif
