@@ -743,8 +743,8 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
     size_t total = pl.peak;
     if (total > m->arena_floats) {
-        graft_free(m->arena);
-        m->arena = graft_alloc(total * sizeof(float));
+        graft_pages_free(m->arena);
+        m->arena = graft_pages_alloc(total * sizeof(float));
         m->arena_floats = m->arena ? total : 0;
         if (!m->arena)
             st = graft_fail(GRAFT_ENOMEM, "out of memory: activations for a batch of %d need %.1f MiB",

@@ -116,7 +116,7 @@ void graft_model_free(graft_model *m)
     graft_pages_free(m->opt_m);
     graft_pages_free(m->opt_v);
     if (m->plan_free) m->plan_free(m->plan);
-    graft_free(m->arena);
+    graft_pages_free(m->arena);
     graft_free(m->scratch);
     free(m);
 }
