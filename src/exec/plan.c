@@ -633,6 +633,8 @@ static graft_status runs_choose(const graft_model *m, struct graft_plan *p, int 
     return GRAFT_OK;
 }
 
+#define ARENA_MAPPED_MIN ((size_t)8 << 20)
+
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
     if (m->status != GRAFT_OK)
@@ -743,8 +745,14 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
     size_t total = pl.peak;
     if (total > m->arena_floats) {
-        graft_pages_free(m->arena);
-        m->arena = graft_pages_alloc(total * sizeof(float));
+        graft_arena_free(m);
+        /* A large arena on huge pages, as the weights: its first pass faulted
+         * its 4 KiB pages in one by one (Xception's first call at batch 32
+         * took two calls' time). A small one from the heap: a mapping costs
+         * a 2 MiB page for a few KiB, and tests build thousands of models. */
+        m->arena_mapped = total * sizeof(float) >= ARENA_MAPPED_MIN;
+        m->arena = m->arena_mapped ? graft_pages_alloc(total * sizeof(float))
+                                   : graft_alloc(total * sizeof(float));
         m->arena_floats = m->arena ? total : 0;
         if (!m->arena)
             st = graft_fail(GRAFT_ENOMEM, "out of memory: activations for a batch of %d need %.1f MiB",

@@ -95,6 +95,15 @@ static void profile_print(const graft_model *m)
     }
 }
 
+void graft_arena_free(graft_model *m)
+{
+    if (m->arena_mapped) graft_pages_free(m->arena);
+    else graft_free(m->arena);
+    m->arena = NULL;
+    m->arena_floats = 0;
+    m->arena_mapped = false;
+}
+
 void graft_model_free(graft_model *m)
 {
     if (!m) return;
@@ -116,7 +125,7 @@ void graft_model_free(graft_model *m)
     graft_pages_free(m->opt_m);
     graft_pages_free(m->opt_v);
     if (m->plan_free) m->plan_free(m->plan);
-    graft_pages_free(m->arena);
+    graft_arena_free(m);
     graft_free(m->scratch);
     free(m);
 }

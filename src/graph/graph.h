@@ -55,6 +55,7 @@ struct graft_model {
     int capacity;
     float *arena;
     size_t arena_floats;
+    bool arena_mapped; /* from graft_pages_alloc (graft_arena_free) */
     float *scratch;
     size_t scratch_floats;
     bool prepared_training;
@@ -89,6 +90,8 @@ struct graft_model {
     bool *profile_seen;
 };
 
+/* Frees the activations' arena, whichever allocator made it. */
+void graft_arena_free(graft_model *m);
 /* Layer i's name, for the name index (core/names.h). */
 const char *graft_model_layer_name_at(const void *m, int i);
 /* The layer whose output is the model's. */
