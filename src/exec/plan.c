@@ -343,10 +343,10 @@ static graft_status plan_segments(const graft_model *m, struct graft_plan *p, bo
     const bool off = env && strcmp(env, "0") == 0, any = env && strcmp(env, "1") == 0;
     const int images = graft_threads();
     if (off || cap < 2 * images) return GRAFT_OK;
-    graft_cache cache;
-    graft_status st = graft_last_cache(&cache);
+    graft_status st = graft_last_cache(&p->cache);
     if (st != GRAFT_OK) return st;
-    const size_t llc = cache.bytes, half_llc = llc / 2;
+    p->any_run = any;
+    const size_t llc = p->cache.bytes, half_llc = llc / 2;
     p->segments = calloc((size_t)p->n_steps / 2 + 1, sizeof *p->segments);
     if (!p->segments) return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
     int run = -1;
@@ -434,8 +434,8 @@ static void plan_print(const graft_model *m, int cap, bool training)
         fused += p->steps[k].kind != GRAFT_STEP_LAYER && p->steps[k].kind != GRAFT_STEP_ALIAS;
     fprintf(stderr, "GRAFT_PROFILE %s: plan for batches of %d, %s, %d threads: %d steps, %d fused\n",
             m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
-    graft_cache llc;
-    if (graft_last_cache(&llc) == GRAFT_OK) {
+    const graft_cache llc = p->cache;
+    if (llc.bytes) {
         if (llc.reported)
             fprintf(stderr, "  last-level cache: %zu MiB counted (%s said %zu MiB: taken as a "
                     "whole socket's)\n", llc.bytes >> 20, llc.from, llc.reported >> 20);
@@ -600,8 +600,7 @@ static graft_status runs_choose(const graft_model *m, struct graft_plan *p, int 
                                 size_t *aux_off, size_t *dout_off)
 {
     if (p->n_segments == 0) return GRAFT_OK;
-    const char *env = graft_env(GRAFT_ENV_DEPTH_FIRST);
-    const bool any = env && strcmp(env, "1") == 0;
+    const bool any = p->any_run;
     const int L = p->n_layers;
     int *base = malloc((size_t)L * sizeof(int));
     bool *keep = calloc((size_t)p->n_segments, sizeof(bool));

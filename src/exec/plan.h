@@ -147,6 +147,8 @@ struct graft_plan {
     int n_layers, n_steps;
     graft_step *steps;
     int n_segments;
+    bool any_run;      /* GRAFT_DEPTH_FIRST=1: every candidate run kept */
+    graft_cache cache; /* the last-level cache the runs were chosen for (bytes 0: not read) */
     graft_segment *segments; /* in step order */
     int *chunk;      /* per layer: its buffer holds this many images, its segment's (0: the batch) */
     float **whole;   /* per layer: its `out` while a segment runs (forward's scratch) */
