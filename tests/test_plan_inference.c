@@ -381,6 +381,82 @@ static void test_streamed_kernel(void)
     streamed_kernel(false);
 }
 
+/* A 1x1 kernel streamed in place (512 x 512 floats) behind a prologue
+ * (ResNetV2's and DenseNet's BN -> ReLU) or a squeeze-and-excitation gate
+ * (EfficientNet's, its two 1x1s over the batch's pooled pixels), over one
+ * image of 144 pixels: more rows than a thread's buffer holds, in the one
+ * block a streamed kernel takes. Those rows are made once, in space sized
+ * for them; made by each work item into its thread's buffer, they ran
+ * past it into the other thread's, and the outputs changed from call to
+ * call (ResNet50V2 at batch 1, EfficientNets at batches of 2 to 4). */
+static graft_model *streamed_behind(bool excite)
+{
+    graft_model *m = graft_model_new(excite ? "excite_streamed" : "prologue_streamed");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(12, 12, 512));
+    if (excite) {
+        graft_layer *se = graft_global_average_pooling2d(m, x, "se_squeeze");
+        se = graft_reshape(m, se, "se_reshape", graft_shape3(1, 1, 512));
+        se = graft_conv2d(m, se, (graft_conv2d_cfg){.name = "se_reduce", .filters = 32,
+                                                    .kernel_size = {1, 1},
+                                                    .activation = GRAFT_SWISH});
+        se = graft_conv2d(m, se, (graft_conv2d_cfg){.name = "se_expand", .filters = 512,
+                                                    .kernel_size = {1, 1},
+                                                    .activation = GRAFT_SIGMOID});
+        graft_layer *pair[2] = {x, se};
+        graft_multiply(m, "se_excite", 2, pair);
+    } else {
+        bn(m, "pre_bn");
+        graft_relu(m, NULL, (graft_relu_cfg){.name = "pre_relu"});
+    }
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "pw", .filters = 512, .kernel_size = {1, 1},
+                                             .no_bias = 1});
+    bn(m, "pw_bn");
+    CHECK_OK(graft_model_status(m));
+    set_random(m, excite ? 41 : 42);
+    set_random_bn(m, 43);
+    return m;
+}
+
+static void streamed_behind_case(bool excite)
+{
+    graft_model *m = streamed_behind(excite);
+    enum { N = 4, PX = 12 * 12, CALLS = 5 };
+    const graft_layer *pw = graft_model_find(m, "pw");
+    CHECK(graft_step_pw_streamed(pw, PX, true) && PX > 96);
+    const size_t os = out_size(m);
+    float *in = random_input(m, N, 44);
+    float *plain = malloc(os * sizeof(float)), *fused = malloc(os * sizeof(float));
+    float *again = malloc(os * sizeof(float));
+    CHECK(in && plain && fused && again);
+    if (in && plain && fused && again) {
+        /* a batch, images alone, one thread, AVX2: the same bits */
+        check_same_bits(m, in, N, "pw", "pointwise");
+        const int threads = graft_threads_get();
+        graft_threads_set(2);
+        predict_both(m, in + (size_t)3 * PX * 512, 1, plain, fused);
+        CHECK_MSG(in_step(m, pw, "pointwise"), "pw not fused");
+        CHECK_MSG(bits_equal(plain, fused, os), "%s: one image, not the unfused layers' bits",
+                  excite ? "excitation" : "prologue");
+        for (int c = 0; c < CALLS; c++) {
+            CHECK_OK(graft_model_predict(m, in + (size_t)3 * PX * 512, 1, again));
+            CHECK_MSG(bits_equal(fused, again, os), "%s: call %d changed the bits",
+                      excite ? "excitation" : "prologue", c);
+        }
+        graft_threads_set(threads);
+    }
+    free(in);
+    free(plain);
+    free(fused);
+    free(again);
+    graft_model_free(m);
+}
+
+static void test_streamed_behind(void)
+{
+    streamed_behind_case(false);
+    streamed_behind_case(true);
+}
+
 /* EfficientNet's and MobileNetV3's strided depthwise convolutions: a
  * ZeroPadding2D read only by a 'valid' DepthwiseConv2D (here also 'same'
  * after a pad, a bias, the convolution's own ReLU and lopsided pads), then
@@ -955,6 +1031,7 @@ int main(void)
     RUN(test_bits_reproducible);
     RUN(test_scratch_covers_smaller_batches);
     RUN(test_streamed_kernel);
+    RUN(test_streamed_behind);
     RUN(test_pad_depthwise);
     RUN(test_expand_depthwise);
     RUN(test_pass_through);

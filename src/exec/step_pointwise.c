@@ -352,6 +352,12 @@ void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_
         graft_pw_gemm_cols(M, c0, nc, K, A, lda, W, ldb, C, ldc, e, R, ldr, wide);
 }
 
+/* Whether the step's 1x1 kernel streams at some call (a small one). */
+static bool streams_at_all(const graft_model *m, const graft_step *s)
+{
+    return graft_step_pw_streamed(m->layers[s->blk.project], 1, graft_step_pointwise_streams());
+}
+
 size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_step *s)
 {
     const graft_dw_block *b = &s->blk;
@@ -367,8 +373,14 @@ size_t graft_step_pointwise_scratch_floats(const graft_model *m, const graft_ste
                (size_t)graft_threads() * shortcut_floats(&g0, F);
     }
     if (b->pre_bn >= 0 || b->pre_clamp || b->excite >= 0 || b->avg_pool > 0 || g.sh != 1 ||
-        g.sw != 1)
-        n += (size_t)graft_threads() * prologue_floats(&g);
+        g.sw != 1) {
+        const size_t per = (size_t)graft_threads() * prologue_floats(&g);
+        /* a streamed kernel's single block of up to STREAM_ROWS rows, made once */
+        const size_t one = g.sh == 1 && g.sw == 1 && b->avg_pool <= 0 && streams_at_all(m, s)
+                               ? ((size_t)STREAM_ROWS * g.c + 15) & ~(size_t)15
+                               : 0;
+        n += per > one ? per : one;
+    }
     return n;
 }
 
@@ -681,6 +693,22 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
     const col_work cw = split_cols(unit ? blocks : (long)f->n * bands, F);
+    /* One block (a small call), its columns shared: its prologue's or
+     * excitation's rows, which every item reads, are made once, by all
+     * threads, in the buffers' space (sized for them by
+     * graft_step_pointwise_scratch_floats). Made by each item into its
+     * thread's buffer, a streamed kernel's block (up to STREAM_ROWS rows)
+     * ran past that buffer's BLOCK_PIXELS rows into the next one's. */
+    const bool shared = unit && blocks == 1 && (prologue || excite);
+    if (shared) {
+#pragma omp parallel for schedule(static) num_threads(th)
+        for (long r0 = 0; r0 < (long)P; r0 += TILE_ROWS) {
+            const int rows = P - (size_t)r0 < TILE_ROWS ? (int)(P - (size_t)r0) : TILE_ROWS;
+            const float *A = x + (size_t)r0 * C;
+            if (prologue) graft_pw_prologue(rows, K, A, C, &pre, bufs + (size_t)r0 * K);
+            else excite_rows(rows, K, A, (size_t)r0, image, gate, bufs + (size_t)r0 * K);
+        }
+    }
 #pragma omp parallel for schedule(static) num_threads(th)
     for (long it = 0; it < cw.items; it++) {
         int c0, nc;
@@ -691,8 +719,12 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             unit_rows(P, blocks, ri, &p0, &p1);
             const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
-            if (prologue) graft_pw_prologue(rows, K, A, C, &pre, buf);
-            if (excite) excite_rows(rows, K, A, p0, image, gate, buf);
+            if (shared) {
+                buf = bufs;
+            } else {
+                if (prologue) graft_pw_prologue(rows, K, A, C, &pre, buf);
+                if (excite) excite_rows(rows, K, A, p0, image, gate, buf);
+            }
             gemm_cols(rows, c0, nc, K, prologue || excite ? buf : A, prologue || excite ? (size_t)K : C, W, ldb, F,
                       out + p0 * F, &e, res ? res + p0 * F : NULL, wide, stream, s->epi.act);
             continue;
