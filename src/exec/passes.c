@@ -28,7 +28,36 @@ static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
     l->ops->forward(l, &f);
 }
 
+/* Under AddressSanitizer, the model's scratch past what step s declared
+ * (graft_step.scratch) is poisoned while it runs: a step that writes past
+ * its own part (the largest step's decides the allocation, so the write
+ * stayed inside it) is stopped there, naming the step's code. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void scratch_fence(const graft_model *m, const graft_step *s, bool on)
+{
+    const size_t own = (s->scratch + 1) & ~(size_t)1; /* whole 8-byte granules */
+    if (!m->scratch || own >= m->scratch_floats) return;
+    if (on) ASAN_POISON_MEMORY_REGION(m->scratch + own, (m->scratch_floats - own) * sizeof(float));
+    else ASAN_UNPOISON_MEMORY_REGION(m->scratch + own, (m->scratch_floats - own) * sizeof(float));
+}
+#else
+static void scratch_fence(const graft_model *m, const graft_step *s, bool on)
+{
+    (void)m, (void)s, (void)on;
+}
+#endif
+
+static void step_run(graft_model *m, graft_step *s, int n, bool training);
+
 static void step_forward(graft_model *m, graft_step *s, int n, bool training)
+{
+    scratch_fence(m, s, true);
+    step_run(m, s, n, training);
+    scratch_fence(m, s, false);
+}
+
+static void step_run(graft_model *m, graft_step *s, int n, bool training)
 {
     graft_layer *first = m->layers[s->layer[0]];
     const float *in[MAX_FANIN];

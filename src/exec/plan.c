@@ -714,6 +714,14 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     if ((st = runs_choose(m, p, cap, last_use, BUF(out), &pl, offs, aux_off, dout_off)) != GRAFT_OK)
         goto done;
     forward_layout(m, p, cap, last_use, &pl, offs, aux_off, dout_off, &scratch);
+    for (int k = 0; k < S; k++) {
+        graft_step *s = &p->steps[k];
+        s->scratch = 0;
+        for (int q = 0; q < s->n; q++) {
+            const size_t sc = scratch_floats(m, s, m->layers[s->layer[q]], cap);
+            if (sc > s->scratch) s->scratch = sc;
+        }
+    }
 #undef BUF
     /* Gradients, in backward's order: dL/d(out) of a layer lives from the
      * backward of its last consumer (which writes it first) to its own. A

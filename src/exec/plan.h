@@ -128,6 +128,9 @@ typedef struct graft_step {
      * images: its 1x1 kernels come from the layers' kept packed copies,
      * packed once, not packed again for each chunk. */
     bool in_run;
+    /* Floats of the model's scratch its forward may use at the plan's
+     * capacity; passes.c poisons the rest under AddressSanitizer. */
+    size_t scratch;
 } graft_step;
 
 /* A run of consecutive gradient-free steps (inference, or a training
