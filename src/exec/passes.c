@@ -7,6 +7,18 @@
 
 #include <string.h>
 
+/* AddressSanitizer's, as GCC and Clang announce it (core/tensor.c too). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SCRATCH_FENCE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCRATCH_FENCE 1
+#endif
+#endif
+#ifdef SCRATCH_FENCE
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define MAX_FANIN 64
 
 void graft_model_bind_input(graft_model *m, const float *x)
@@ -32,8 +44,7 @@ static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
  * (graft_step.scratch) is poisoned while it runs: a step that writes past
  * its own part (the largest step's decides the allocation, so the write
  * stayed inside it) is stopped there, naming the step's code. */
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
+#ifdef SCRATCH_FENCE
 static void scratch_fence(const graft_model *m, const graft_step *s, bool on)
 {
     const size_t own = (s->scratch + 1) & ~(size_t)1; /* whole 8-byte granules */
