@@ -843,6 +843,43 @@ static void test_zoo_bases(void)
     zoo_case("xception", 71, 1.0f, "dw_block", 34);
 }
 
+/* The bases at the size and batches deployment sees, where a POINTWISE
+ * step's streamed kernel takes a small call's rows in one block behind a
+ * prologue (ResNet50V2: conv4's 1024 -> 256 over 196 rows at batch 1) or an
+ * excitation (EfficientNetB0: block7a's 1152 -> 320 over 147 rows at batch
+ * 3): the unfused layers' bits, and the same bits at the next call. */
+static void small_batch_case(const char *arch, int n)
+{
+    graft_model *m = zoo_base(arch, 224, 1.0f, 51);
+    if (!m) return;
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
+    const size_t os = out_size(m);
+    float *x = random_input(m, n, 52);
+    float *plain = malloc(n * os * sizeof(float)), *fused = malloc(n * os * sizeof(float));
+    float *again = malloc(n * os * sizeof(float));
+    CHECK(x && plain && fused && again);
+    if (x && plain && fused && again) {
+        predict_both(m, x, n, plain, fused);
+        CHECK_MSG(bits_equal(plain, fused, n * os), "%s at batch %d: not the unfused bits", arch, n);
+        CHECK_OK(graft_model_predict(m, x, n, again));
+        CHECK_MSG(bits_equal(fused, again, n * os), "%s at batch %d: the next call differs", arch,
+                  n);
+    }
+    graft_threads_set(threads);
+    free(x);
+    free(plain);
+    free(fused);
+    free(again);
+    graft_model_free(m);
+}
+
+static void test_zoo_small_batches(void)
+{
+    small_batch_case("resnet50v2", 1);
+    small_batch_case("efficientnetb0", 3);
+}
+
 /* Predictions with the depth-first runs off (GRAFT_DEPTH_FIRST=0) and
  * wherever a run can go (=1). */
 static void predict_depth_first(graft_model *m, const float *x, int n, float *whole, float *chunked)
@@ -1037,6 +1074,7 @@ int main(void)
     RUN(test_pass_through);
     RUN(test_pad_pool);
     RUN(test_zoo_bases);
+    RUN(test_zoo_small_batches);
     RUN(test_depth_first);
     return CHECK_SUMMARY();
 }
