@@ -7,6 +7,16 @@
 #ifndef GRAFT_CORE_H
 #define GRAFT_CORE_H
 
+/* An AddressSanitizer build, as GCC (__SANITIZE_ADDRESS__) and Clang
+ * (__has_feature) announce it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define GRAFT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GRAFT_ASAN 1
+#endif
+#endif
+
 #include "graft.h"
 
 #include <stdarg.h>

@@ -51,12 +51,8 @@ enum { PAGES_MAPPED = 1, PAGES_HEAP };
 /* Under AddressSanitizer the fixed-size arrays (gradients, the optimizer's
  * slots) come from malloc, so that a read or write past one is caught to
  * the byte; so do all arrays outside Linux. */
-#if defined(__SANITIZE_ADDRESS__) || !defined(__linux__)
+#if defined(GRAFT_ASAN) || !defined(__linux__)
 #define PAGES_FROM_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PAGES_FROM_MALLOC 1
-#endif
 #endif
 
 #ifdef PAGES_FROM_MALLOC

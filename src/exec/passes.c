@@ -7,15 +7,7 @@
 
 #include <string.h>
 
-/* AddressSanitizer's, as GCC and Clang announce it (core/tensor.c too). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SCRATCH_FENCE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SCRATCH_FENCE 1
-#endif
-#endif
-#ifdef SCRATCH_FENCE
+#ifdef GRAFT_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -44,7 +36,7 @@ static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)
  * (graft_step.scratch) is poisoned while it runs: a step that writes past
  * its own part (the largest step's decides the allocation, so the write
  * stayed inside it) is stopped there, naming the step's code. */
-#ifdef SCRATCH_FENCE
+#ifdef GRAFT_ASAN
 static void scratch_fence(const graft_model *m, const graft_step *s, bool on)
 {
     const size_t own = (s->scratch + 1) & ~(size_t)1; /* whole 8-byte granules */
@@ -58,15 +50,6 @@ static void scratch_fence(const graft_model *m, const graft_step *s, bool on)
     (void)m, (void)s, (void)on;
 }
 #endif
-
-static void step_run(graft_model *m, graft_step *s, int n, bool training);
-
-static void step_forward(graft_model *m, graft_step *s, int n, bool training)
-{
-    scratch_fence(m, s, true);
-    step_run(m, s, n, training);
-    scratch_fence(m, s, false);
-}
 
 static void step_run(graft_model *m, graft_step *s, int n, bool training)
 {
@@ -89,6 +72,13 @@ static void step_run(graft_model *m, graft_step *s, int n, bool training)
         layer_forward(m, m->layers[s->layer[1]], n, training);
         break;
     }
+}
+
+static void step_forward(graft_model *m, graft_step *s, int n, bool training)
+{
+    scratch_fence(m, s, true);
+    step_run(m, s, n, training);
+    scratch_fence(m, s, false);
 }
 
 /* Steps [k0, k1) of a depth-first run over images [c0, c0 + nc): the

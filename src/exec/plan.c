@@ -515,16 +515,17 @@ static size_t scratch_floats(const graft_model *m, const graft_step *s, const gr
 }
 
 /* The forward pass's buffers, step by step, first fit on `pl`: offsets
- * of the outputs and aux areas, and the largest scratch a step needs. */
-static void forward_layout(const graft_model *m, const struct graft_plan *p, int cap,
+ * of the outputs and aux areas; and each step's scratch (graft_step.scratch). */
+static void forward_layout(const graft_model *m, struct graft_plan *p, int cap,
                            const int *last_use, planner *pl, size_t *offs, size_t *aux_off,
-                           size_t *dout_off, size_t *scratch)
+                           size_t *dout_off)
 {
 #define BUF(i) (p->buf_of[i])
     /* An output's floats: the batch's, or a depth-first run's chunk's. */
 #define OUT_FLOATS(i) ((size_t)(p->chunk[i] ? p->chunk[i] : cap) * image_floats(m, p, i))
     for (int k = 0; k < p->n_steps; k++) {
-        const graft_step *s = &p->steps[k];
+        graft_step *s = &p->steps[k];
+        s->scratch = 0;
         for (int q = 0; q < s->n; q++) {
             const int i = s->layer[q];
             graft_layer *l = m->layers[i];
@@ -544,7 +545,7 @@ static void forward_layout(const graft_model *m, const struct graft_plan *p, int
             size_t a = aux_floats(m, s, l, cap);
             if (a) aux_off[i] = plan_alloc(pl, a);
             size_t sc = scratch_floats(m, s, l, cap);
-            if (sc > *scratch) *scratch = sc;
+            if (sc > s->scratch) s->scratch = sc;
         }
         /* Release what dies here: the step's inputs from outside it, and its
          * outputs nobody reads. */
@@ -610,14 +611,14 @@ static graft_status runs_choose(const graft_model *m, struct graft_plan *p, int 
         return graft_fail(GRAFT_ENOMEM, "out of memory planning steps");
     }
     memcpy(base, last_use, (size_t)L * sizeof(int));
-    size_t scratch = 0, best = SIZE_MAX;
+    size_t best = SIZE_MAX;
     for (int g = -1; g < p->n_segments; g++) {
         if (g >= 0) keep[g] = any || run_holds_chunks(m, p, &p->segments[g], base, out);
         if (g >= 0 && !keep[g]) continue;
         if (any && g + 1 < p->n_segments) continue;
         runs_apply(m, p, keep, base, last_use, out);
         *pl = (planner){pl->free_list, 0, 0, 0};
-        forward_layout(m, p, cap, last_use, pl, offs, aux_off, dout_off, &scratch);
+        forward_layout(m, p, cap, last_use, pl, offs, aux_off, dout_off);
         if (any || pl->peak <= best) best = pl->peak;
         else keep[g] = false;
     }
@@ -631,8 +632,6 @@ static graft_status runs_choose(const graft_model *m, struct graft_plan *p, int 
     free(keep);
     return GRAFT_OK;
 }
-
-#define ARENA_MAPPED_MIN ((size_t)8 << 20)
 
 graft_status graft_model_prepare(graft_model *m, int n, bool training)
 {
@@ -713,15 +712,9 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
     size_t scratch = 0;
     if ((st = runs_choose(m, p, cap, last_use, BUF(out), &pl, offs, aux_off, dout_off)) != GRAFT_OK)
         goto done;
-    forward_layout(m, p, cap, last_use, &pl, offs, aux_off, dout_off, &scratch);
-    for (int k = 0; k < S; k++) {
-        graft_step *s = &p->steps[k];
-        s->scratch = 0;
-        for (int q = 0; q < s->n; q++) {
-            const size_t sc = scratch_floats(m, s, m->layers[s->layer[q]], cap);
-            if (sc > s->scratch) s->scratch = sc;
-        }
-    }
+    forward_layout(m, p, cap, last_use, &pl, offs, aux_off, dout_off);
+    for (int k = 0; k < S; k++)
+        if (p->steps[k].scratch > scratch) scratch = p->steps[k].scratch;
 #undef BUF
     /* Gradients, in backward's order: dL/d(out) of a layer lives from the
      * backward of its last consumer (which writes it first) to its own. A
@@ -752,16 +745,7 @@ graft_status graft_model_prepare(graft_model *m, int n, bool training)
 
     size_t total = pl.peak;
     if (total > m->arena_floats) {
-        graft_arena_free(m);
-        /* A large arena on huge pages, as the weights: its first pass faulted
-         * its 4 KiB pages in one by one (Xception's first call at batch 32
-         * took two calls' time). A small one from the heap: a mapping costs
-         * a 2 MiB page for a few KiB, and tests build thousands of models. */
-        m->arena_mapped = total * sizeof(float) >= ARENA_MAPPED_MIN;
-        m->arena = m->arena_mapped ? graft_pages_alloc(total * sizeof(float))
-                                   : graft_alloc(total * sizeof(float));
-        m->arena_floats = m->arena ? total : 0;
-        if (!m->arena)
+        if (!graft_arena_alloc(m, total))
             st = graft_fail(GRAFT_ENOMEM, "out of memory: activations for a batch of %d need %.1f MiB",
                             cap, (double)total * 4 / 1048576.0);
     }

@@ -700,13 +700,18 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * thread's buffer, a streamed kernel's block (up to STREAM_ROWS rows)
      * ran past that buffer's BLOCK_PIXELS rows into the next one's. */
     const bool shared = unit && blocks == 1 && (prologue || excite);
+    /* Rows [p0, p0 + rows) of the GEMM's input through the prologue or the
+     * excitation into dst. */
+#define MAKE_ROWS(rows, p0, dst)                                                                \
+    do {                                                                                    \
+        if (prologue) graft_pw_prologue(rows, K, x + (p0) * C, C, &pre, dst);               \
+        if (excite) excite_rows(rows, K, x + (p0) * C, p0, image, gate, dst);               \
+    } while (0)
     if (shared) {
 #pragma omp parallel for schedule(static) num_threads(th)
         for (long r0 = 0; r0 < (long)P; r0 += TILE_ROWS) {
             const int rows = P - (size_t)r0 < TILE_ROWS ? (int)(P - (size_t)r0) : TILE_ROWS;
-            const float *A = x + (size_t)r0 * C;
-            if (prologue) graft_pw_prologue(rows, K, A, C, &pre, bufs + (size_t)r0 * K);
-            else excite_rows(rows, K, A, (size_t)r0, image, gate, bufs + (size_t)r0 * K);
+            MAKE_ROWS(rows, (size_t)r0, bufs + (size_t)r0 * K);
         }
     }
 #pragma omp parallel for schedule(static) num_threads(th)
@@ -719,12 +724,8 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
             unit_rows(P, blocks, ri, &p0, &p1);
             const int rows = (int)(p1 - p0);
             const float *A = x + p0 * C;
-            if (shared) {
-                buf = bufs;
-            } else {
-                if (prologue) graft_pw_prologue(rows, K, A, C, &pre, buf);
-                if (excite) excite_rows(rows, K, A, p0, image, gate, buf);
-            }
+            if (shared) buf = bufs;
+            else MAKE_ROWS(rows, p0, buf);
             gemm_cols(rows, c0, nc, K, prologue || excite ? buf : A, prologue || excite ? (size_t)K : C, W, ldb, F,
                       out + p0 * F, &e, res ? res + p0 * F : NULL, wide, stream, s->epi.act);
             continue;
@@ -745,4 +746,5 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
                       res ? res + p0 * F : NULL, wide, stream, s->epi.act);
         }
     }
+#undef MAKE_ROWS
 }

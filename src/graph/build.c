@@ -95,13 +95,29 @@ static void profile_print(const graft_model *m)
     }
 }
 
+/* A large arena on huge pages, as the weights: its first pass faulted its
+ * 4 KiB pages in one by one (Xception's first call at batch 32 took two
+ * calls' time). A small one from the heap: a mapping costs a 2 MiB page for
+ * a few KiB, and tests build thousands of models. */
+#define ARENA_MAPPED_MIN ((size_t)8 << 20)
+
+static bool arena_mapped(size_t floats) { return floats * sizeof(float) >= ARENA_MAPPED_MIN; }
+
+bool graft_arena_alloc(graft_model *m, size_t floats)
+{
+    graft_arena_free(m);
+    m->arena = arena_mapped(floats) ? graft_pages_alloc(floats * sizeof(float))
+                                    : graft_alloc(floats * sizeof(float));
+    m->arena_floats = m->arena ? floats : 0;
+    return m->arena != NULL;
+}
+
 void graft_arena_free(graft_model *m)
 {
-    if (m->arena_mapped) graft_pages_free(m->arena);
+    if (arena_mapped(m->arena_floats)) graft_pages_free(m->arena);
     else graft_free(m->arena);
     m->arena = NULL;
     m->arena_floats = 0;
-    m->arena_mapped = false;
 }
 
 void graft_model_free(graft_model *m)

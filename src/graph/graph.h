@@ -55,7 +55,6 @@ struct graft_model {
     int capacity;
     float *arena;
     size_t arena_floats;
-    bool arena_mapped; /* from graft_pages_alloc (graft_arena_free) */
     float *scratch;
     size_t scratch_floats;
     bool prepared_training;
@@ -90,7 +89,9 @@ struct graft_model {
     bool *profile_seen;
 };
 
-/* Frees the activations' arena, whichever allocator made it. */
+/* The activations' arena of `floats` floats in place of the old one (false:
+ * out of memory, no arena); freed, whichever allocator made it. */
+bool graft_arena_alloc(graft_model *m, size_t floats);
 void graft_arena_free(graft_model *m);
 /* Layer i's name, for the name index (core/names.h). */
 const char *graft_model_layer_name_at(const void *m, int i);
