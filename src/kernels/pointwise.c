@@ -363,20 +363,20 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
     }
 }
 
-#define ROWS512(NV)                                                                             \
+#define ROWS512(NV, KST, MK)                                                                    \
     switch (mr) {                                                                               \
-    case 12: tile512(12, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
-    case 11: tile512(11, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
-    case 10: tile512(10, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;              \
-    case 9: tile512(9, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 8: tile512(8, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 7: tile512(7, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 6: tile512(6, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 5: tile512(5, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 4: tile512(4, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 3: tile512(3, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    case 2: tile512(2, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;                \
-    default: tile512(1, NV, kc, a, lda, bp, kst, c, ldc, mk, ek, n0, r, ldr, load); break;               \
+    case 12: tile512(12, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
+    case 11: tile512(11, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
+    case 10: tile512(10, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
+    case 9: tile512(9, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 8: tile512(8, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 7: tile512(7, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 6: tile512(6, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 5: tile512(5, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 4: tile512(4, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 3: tile512(3, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    case 2: tile512(2, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
+    default: tile512(1, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;               \
     }
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
@@ -392,10 +392,16 @@ INLINE T512 void rows512(int m0, int mr, int w, int k0, int kc, const float *A, 
     const float *a = A + (size_t)m0 * lda + k0;
     const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
     float *c = C + (size_t)m0 * ldc;
-    if (two) {
-        ROWS512(2)
+    if (two && w == 32 && kst == 32) {
+        /* A whole panel from packed or copied rows of 32: with the stride
+         * and the masks constant, the inner loop keeps all twelve rows'
+         * offsets in registers (with them variable GCC spilled two to the
+         * stack at every k). */
+        ROWS512(2, 32, (__mmask16)0xffff)
+    } else if (two) {
+        ROWS512(2, kst, mk)
     } else {
-        ROWS512(1)
+        ROWS512(1, kst, mk)
     }
 }
 
@@ -406,8 +412,9 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
     static const graft_kernel_epi none = {0};
     /* Rows of A 4 KiB apart share their L1 set: a tile's 12 rows then
      * evict each other (8 ways) at every k; 8 rows fit. */
-    const int MR = lda % 1024 == 0 && K >= 256 ? 8 : 12;
-    const bool copy = copy_b(ldb, M, MR);
+    const int MX = lda % 1024 == 0 && K >= 256 ? 8 : 12;
+    const int tiles = (M + MX - 1) / MX, MR = (M + tiles - 1) / tiles; /* tiles as even as they come */
+    const bool copy = copy_b(ldb, M, MX);
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
