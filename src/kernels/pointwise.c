@@ -405,16 +405,23 @@ INLINE T512 void rows512(int m0, int mr, int w, int k0, int kc, const float *A, 
     }
 }
 
+/* The height of an AVX-512 GEMM's row tiles over M rows, as even as they
+ * come: at most 12, or 8 where rows of A lie 4 KiB apart (they share an L1
+ * set, and a tile's 12 rows then evicted each other at every k on an 8-way
+ * L1). */
+static int tile_rows512(int M, size_t lda, int K)
+{
+    const int most = lda % 1024 == 0 && K >= 256 ? 8 : 12, tiles = (M + most - 1) / most;
+    return (M + tiles - 1) / tiles;
+}
+
 static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const float *B,
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                          const float *R, size_t ldr)
 {
     static const graft_kernel_epi none = {0};
-    /* Rows of A 4 KiB apart share their L1 set: a tile's 12 rows then
-     * evict each other (8 ways) at every k; 8 rows fit. */
-    const int MX = lda % 1024 == 0 && K >= 256 ? 8 : 12;
-    const int tiles = (M + MX - 1) / MX, MR = (M + tiles - 1) / tiles; /* tiles as even as they come */
-    const bool copy = copy_b(ldb, M, MX);
+    const int MR = tile_rows512(M, lda, K);
+    const bool copy = copy_b(ldb, M, MR);
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
@@ -466,8 +473,7 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
                                 const float *R, size_t ldr)
 {
     static const graft_kernel_epi none = {0};
-    const int MX = lda % 1024 == 0 && K >= 256 ? 8 : 12;
-    const int tiles = (M + MX - 1) / MX, MR = (M + tiles - 1) / tiles; /* tiles as even as they come */
+    const int MR = tile_rows512(M, lda, K), tiles = (M + MR - 1) / MR;
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
