@@ -36,7 +36,7 @@ struct graft_feature_cache {
     int rank, ranks;
     long n_mine;         /* the samples this rank draws: the slots */
     unsigned char *have; /* per slot */
-    float *mem;          /* n_mine * sample_floats, or NULL when spilled */
+    float *mem;          /* n_mine * sample_floats (mapped pages), or NULL when spilled */
     size_t mem_bytes;    /* counted in mem_in_use */
     FILE *spill;
     float *row;          /* one sample's features, for the spill file */
@@ -108,7 +108,7 @@ static void cache_free(graft_feature_cache *c)
     free(c->front);
     free(c->front_floats);
     free(c->have);
-    graft_free(c->mem);
+    graft_pages_free(c->mem);
     atomic_fetch_sub(&mem_in_use, c->mem_bytes);
     if (c->spill) fclose(c->spill);
     free(c->row);
@@ -228,7 +228,7 @@ graft_status graft_cache_open(graft_model *m, graft_source *src, int first, size
     if (!c->have) goto nomem;
     if (max_bytes == 0) max_bytes = (size_t)4 << 30;
     if (reserve_mem(bytes, max_bytes)) {
-        c->mem = graft_alloc(bytes);
+        c->mem = graft_pages_alloc(bytes);
         if (c->mem) c->mem_bytes = bytes;
         else atomic_fetch_sub(&mem_in_use, bytes);
     }
