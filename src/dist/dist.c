@@ -213,13 +213,13 @@ graft_status dist_sum_floats(graft_comm *c, float *v, size_t n)
     return GRAFT_OK;
 }
 
-graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
-                                float *recv, const int *recv_rows)
+graft_status dist_exchange_rows(void *ctx, size_t row_bytes, const void *send, const int *send_rows,
+                                void *recv, const int *recv_rows)
 {
     graft_comm *c = ctx;
     const int R = c->size;
     int *v = malloc(sizeof(int) * 3 * (size_t)R);
-    int bad = !v || row_floats > INT_MAX, rc = MPI_SUCCESS;
+    int bad = !v || row_bytes > INT_MAX, rc = MPI_SUCCESS;
     if (v) {
         /* v: the counts the others send here, then displacements. */
         rc = MPI_Alltoall(send_rows, 1, MPI_INT, v, 1, MPI_INT, c->comm);
@@ -233,7 +233,7 @@ graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send,
             rd[q] = b, b += recv_rows[q];
         }
         MPI_Datatype row;
-        rc = MPI_Type_contiguous((int)row_floats, MPI_FLOAT, &row);
+        rc = MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &row);
         if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&row);
         if (rc == MPI_SUCCESS) {
             rc = MPI_Alltoallv(send, send_rows, sd, row, recv, recv_rows, rd, row, c->comm);
@@ -244,6 +244,13 @@ graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send,
     if (rc != MPI_SUCCESS) return mpi_failed(rc, "MPI_Alltoallv of cached features");
     if (bad) return graft_fail(GRAFT_EIO, "the ranks disagree on the cached features to exchange (another rank failed)");
     return GRAFT_OK;
+}
+
+graft_status dist_gather_counts(void *ctx, int mine, int *all)
+{
+    graft_comm *c = ctx;
+    int rc = MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, c->comm);
+    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "MPI_Allgather of the batch's shares");
 }
 
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes)
@@ -699,11 +706,12 @@ graft_status dist_sum(graft_comm *c, double *v, int n) { return no_mpi(); }
 void dist_bn_sum(void *ctx, double *v, int n) {}
 graft_status dist_sum_floats(graft_comm *c, float *v, size_t n) { return no_mpi(); }
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes) { return no_mpi(); }
-graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
-                                float *recv, const int *recv_rows)
+graft_status dist_exchange_rows(void *ctx, size_t row_bytes, const void *send, const int *send_rows,
+                                void *recv, const int *recv_rows)
 {
     return no_mpi();
 }
+graft_status dist_gather_counts(void *ctx, int mine, int *all) { return no_mpi(); }
 graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
                             size_t split_min, int batch, dist_grads **out)
 {

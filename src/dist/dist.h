@@ -21,8 +21,10 @@ void dist_bn_sum(void *ctx, double *v, int n);
 /* graft_cache_balance.exchange (ctx: the graft_comm). The ranks first
  * compare their counts: a rank whose step failed sends none, and then every
  * rank fails the step instead of waiting. */
-graft_status dist_exchange_rows(void *ctx, size_t row_floats, const float *send, const int *send_rows,
-                                float *recv, const int *recv_rows);
+graft_status dist_exchange_rows(void *ctx, size_t row_bytes, const void *send, const int *send_rows,
+                                void *recv, const int *recv_rows);
+/* graft_cache_balance.gather (ctx: the graft_comm): every rank's `mine`. */
+graft_status dist_gather_counts(void *ctx, int mine, int *all);
 /* Rank 0's bytes to every rank. */
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes);
 

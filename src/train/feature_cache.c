@@ -42,8 +42,8 @@ struct graft_feature_cache {
     float *row;          /* one sample's features, for the spill file */
     const graft_cache_balance *balance; /* NULL: shares by id only */
     int *counts;         /* balancing: rows sent to, received from and read of each rank */
-    float *xfer;         /* balancing: the rows sent and received */
-    size_t xfer_floats;
+    unsigned char *xfer; /* balancing: the rows sent and received */
+    size_t xfer_bytes;
 };
 
 struct graft_feature_store {
@@ -343,6 +343,20 @@ static graft_status bad_id(const graft_feature_cache *c, long id)
     return graft_fail(GRAFT_EINVAL, "the data source reported sample id %ld of %ld", id, c->n_samples);
 }
 
+/* Room in c->xfer for `rows` rows of `row_bytes`. */
+static graft_status xfer_room(graft_feature_cache *c, size_t rows, size_t row_bytes)
+{
+    size_t need;
+    if (!graft_mul_ok(rows, row_bytes, &need))
+        return graft_fail(GRAFT_ENOMEM, "feature cache: %zu rows to exchange do not fit in memory", rows);
+    if (need <= c->xfer_bytes) return GRAFT_OK;
+    unsigned char *grown = realloc(c->xfer, need);
+    if (!grown) return graft_fail(GRAFT_ENOMEM, "feature cache: out of memory for %zu rows to exchange", rows);
+    c->xfer = grown;
+    c->xfer_bytes = need;
+    return GRAFT_OK;
+}
+
 /* graft_cache_balance: the whole batch's ids and labels; this rank's even
  * share of its positions, with the rows of that share that other ranks hold
  * received from them (and theirs sent); then the layers above. The ranks'
@@ -372,26 +386,16 @@ static graft_status fetch_balanced(graft_feature_cache *c, graft_model *m, graft
         if (owner == me && taker != me) send_rows[taker]++, sent++;
         if (taker == me && owner != me) recv_rows[owner]++;
     }
-    size_t got = 0, need = 0;
+    size_t got = 0;
     for (int q = 0; q < R; q++) got += (size_t)recv_rows[q];
-    if (s == GRAFT_OK && !graft_mul_ok(sent + got, sf, &need))
-        s = graft_fail(GRAFT_ENOMEM, "feature cache: %zu rows to exchange do not fit in memory", sent + got);
-    if (s == GRAFT_OK && need > c->xfer_floats) {
-        float *grown = realloc(c->xfer, need * sizeof(float));
-        if (grown) {
-            c->xfer = grown;
-            c->xfer_floats = need;
-        } else {
-            s = graft_fail(GRAFT_ENOMEM, "feature cache: out of memory for %zu rows to exchange", sent + got);
-        }
-    }
+    if (s == GRAFT_OK) s = xfer_room(c, sent + got, sf * sizeof(float));
     if (s != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R);
     /* Rows to send in the batch's order: by taking rank, as takers' shares
      * follow each other. */
-    float *send = c->xfer, *recv = c->xfer ? c->xfer + sent * sf : NULL;
+    float *send = (float *)(void *)c->xfer, *recv = c->xfer ? send + sent * sf : NULL;
     for (int p = 0, k = 0; p < count && s == GRAFT_OK && send; p++)
         if (ids[p] % R == me && taker_of(count, R, p) != me) s = read_row(c, ids[p] / R, send + (size_t)k++ * sf);
-    graft_status xs = c->balance->exchange(c->balance->ctx, sf, send, send_rows, recv, recv_rows);
+    graft_status xs = c->balance->exchange(c->balance->ctx, sf * sizeof(float), send, send_rows, recv, recv_rows);
     if (s == GRAFT_OK) s = xs;
     if (s == GRAFT_OK && hi > lo) {
         memmove(y, y + (size_t)lo * (size_t)src->y_dim, (size_t)(hi - lo) * (size_t)src->y_dim * sizeof(float));
@@ -410,37 +414,143 @@ static graft_status fetch_balanced(graft_feature_cache *c, graft_model *m, graft
     return s;
 }
 
-graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
-                                       graft_model *m, graft_source *src, float *x, float *y,
-                                       long *ids, int *n, bool training)
+/* This rank's shard of the next batch (decoded unless the cache is full):
+ * ids checked, and the time waited counted. */
+static graft_status draw_shard(const graft_feature_cache *c, graft_model *m, graft_source *src,
+                               float *x, float *y, long *ids, int *n)
 {
-    if (c->balance && c->balance->on && c->ranks > 1 && c->count == c->n_mine)
-        return fetch_balanced(c, m, src, x, y, ids, n, training);
-    /* Until every sample is cached, decode and run the whole model (a batch
-     * can mix cached and new samples when a fit starts in the middle of a
-     * pass); after that, decode nothing and run only the layers above. */
-    bool full = c->count == c->n_mine;
-    graft_status s = src->next_ids(src, full ? NULL : x, y, n, ids);
-    if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
-    for (int i = 0; i < *n; i++) {
+    double t0 = m->profiling ? graft_now() : 0;
+    graft_status s = src->next_ids(src, c->count == c->n_mine ? NULL : x, y, n, ids);
+    if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_DATA, graft_now() - t0);
+    if (s == GRAFT_OK && (*n < 0 || *n > src->batch_size))
+        return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
+    for (int i = 0; s == GRAFT_OK && i < *n; i++) {
         if (ids[i] < 0 || ids[i] >= c->n_samples) return bad_id(c, ids[i]);
         if (ids[i] % c->ranks != c->rank)
             return graft_fail(GRAFT_EINVAL,
                               "the data source gave sample id %ld to rank %d of %d (not its shard)",
                               ids[i], c->rank, c->ranks);
     }
-    if (!full) {
-        /* Store the boundary's outputs before the layers above run: once read,
-         * their buffers may be reused. The same for a lower boundary kept for
-         * a later fit, on the same samples. */
-        int lo = 1;
-        if (below && below->count < below->n_mine) {
-            s = graft_model_forward_range(m, x, *n, training, 1, below->first);
-            if (s == GRAFT_OK) s = store_new(below, m, ids, *n);
-            lo = below->first;
+    return s;
+}
+
+/* Runs the n decoded samples up to the cache's boundary and stores what it
+ * lacks, before the layers above run: once read, the boundary's buffers may
+ * be reused. The same for a lower boundary kept for a later fit. */
+static graft_status fill_to_boundary(graft_feature_cache *c, graft_feature_cache *below, graft_model *m,
+                                     const float *x, const long *ids, int n, bool training)
+{
+    graft_status s = GRAFT_OK;
+    int lo = 1;
+    if (below && below->count < below->n_mine) {
+        s = graft_model_forward_range(m, x, n, training, 1, below->first);
+        if (s == GRAFT_OK) s = store_new(below, m, ids, n);
+        lo = below->first;
+    }
+    if (s == GRAFT_OK) s = graft_model_forward_range(m, x, n, training, lo, c->first);
+    if (s == GRAFT_OK) s = store_new(c, m, ids, n);
+    return s;
+}
+
+/* graft_cache_balance while the caches fill: this rank's shard by id,
+ * decoded and stored (a full cache decodes nothing); then every rank's
+ * count, and the ranks' samples taken in rank order split as [T r/R,
+ * T (r+1)/R) of their total T. Each rank sends the rows of its samples in
+ * another's share, each with its label and id (the id keys the sample's
+ * noise); its share runs the layers above. Layers below the boundary run
+ * on the uneven shards, the layers above on even shares. */
+static graft_status fill_balanced(graft_feature_cache *c, graft_feature_cache *below, graft_model *m,
+                                  graft_source *src, float *x, float *y, long *ids, int *n, bool training)
+{
+    const int R = c->ranks, me = c->rank, yd = src->y_dim;
+    const size_t sf = c->sample_floats, fb = sf * sizeof(float), yb = (size_t)yd * sizeof(float);
+    const size_t rb = fb + yb + sizeof(long);
+    int own = 0;
+    *n = 0;
+    graft_status s = draw_shard(c, m, src, x, y, ids, &own);
+    if (s == GRAFT_OK && own > 0 && c->count < c->n_mine)
+        s = fill_to_boundary(c, below, m, x, ids, own, training);
+    /* counts: every rank's samples, then rows sent to and received from each */
+    int *all = c->counts, *send_rows = c->counts + R, *recv_rows = c->counts + 2 * R;
+    graft_status gs = c->balance->gather(c->balance->ctx, s == GRAFT_OK ? own : -1, all);
+    if (s != GRAFT_OK) return s;
+    if (gs != GRAFT_OK) return gs;
+    long total = 0, off = 0;
+    for (int q = 0; q < R; q++) {
+        if (all[q] < 0) return graft_fail(GRAFT_EIO, "another rank failed to read its data");
+        if (q < me) off += all[q];
+        total += all[q];
+    }
+    if (total > src->batch_size)
+        return graft_fail(GRAFT_EINVAL, "the ranks' shares add up to %ld samples, more than a batch", total);
+    const int lo = (int)(total * me / R), hi = (int)(total * (me + 1) / R);
+    size_t sent = 0, got = 0;
+    for (int q = 0, start = 0; q < R; start += all[q++]) {
+        /* q's samples [start, start + all[q]) and q's share [T q/R, T (q+1)/R) */
+        int q_lo = (int)(total * q / R), q_hi = (int)(total * (q + 1) / R);
+        int to_q = (int)(off < q_lo ? q_lo : off), to_q_end = (int)(off + own < q_hi ? off + own : q_hi);
+        int from_q = start > lo ? start : lo, from_q_end = start + all[q] < hi ? start + all[q] : hi;
+        send_rows[q] = q != me && to_q_end > to_q ? to_q_end - to_q : 0;
+        recv_rows[q] = q != me && from_q_end > from_q ? from_q_end - from_q : 0;
+        sent += (size_t)send_rows[q];
+        got += (size_t)recv_rows[q];
+    }
+    s = xfer_room(c, sent + got, rb);
+    if (s != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R); /* the exchange fails every rank */
+    /* This rank's samples outside its share, in order: by taking rank. */
+    unsigned char *send = c->xfer, *recv = c->xfer ? c->xfer + sent * rb : NULL;
+    for (int i = 0, k = 0; i < own && s == GRAFT_OK && send; i++) {
+        if (off + i >= lo && off + i < hi) continue;
+        unsigned char *row = send + (size_t)k++ * rb;
+        s = read_row(c, ids[i] / R, (float *)(void *)row);
+        memcpy(row + fb, y + (size_t)i * (size_t)yd, yb);
+        memcpy(row + fb + yb, &ids[i], sizeof(long));
+    }
+    graft_status xs = c->balance->exchange(c->balance->ctx, rb, send, send_rows, recv, recv_rows);
+    if (s == GRAFT_OK) s = xs;
+    if (s != GRAFT_OK || hi == lo) return s;
+    /* The share in rank order: the rows received from lower ranks, this
+     * rank's own samples in it, then those from higher ranks. */
+    const int keep_lo = (int)(off > lo ? off : lo), keep_hi = (int)(off + own < hi ? off + own : hi);
+    const int before = keep_lo - lo, kept = keep_hi > keep_lo ? keep_hi - keep_lo : 0;
+    if (kept > 0) {
+        memmove(y + (size_t)before * (size_t)yd, y + (size_t)(keep_lo - off) * (size_t)yd,
+                (size_t)kept * yb);
+        memmove(ids + before, ids + (keep_lo - off), (size_t)kept * sizeof(long));
+    }
+    *n = hi - lo;
+    s = graft_model_prepare(m, *n, training);
+    if (s == GRAFT_OK) graft_model_bind_input(m, x);
+    for (int k = 0, r = 0; k < *n && s == GRAFT_OK; k++) {
+        if (k >= before && k < before + kept) {
+            s = transfer(c, m, k, ids[k] / R, false);
+            continue;
         }
-        if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, lo, c->first);
-        if (s == GRAFT_OK) s = store_new(c, m, ids, *n);
+        unsigned char *row = recv + (size_t)r++ * rb;
+        memcpy(y + (size_t)k * (size_t)yd, row + fb, yb);
+        memcpy(&ids[k], row + fb + yb, sizeof(long));
+        row_buffers(c, m, k, (float *)(void *)row, false);
+    }
+    if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
+    return s;
+}
+
+graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
+                                       graft_model *m, graft_source *src, float *x, float *y,
+                                       long *ids, int *n, bool training)
+{
+    /* `on` is the same on every rank: all take the same collective path. */
+    if (c->balance && c->ranks > 1)
+        return c->balance->on ? fetch_balanced(c, m, src, x, y, ids, n, training)
+                              : fill_balanced(c, below, m, src, x, y, ids, n, training);
+    /* Until every sample is cached, decode and run the whole model (a batch
+     * can mix cached and new samples when a fit starts in the middle of a
+     * pass); after that, decode nothing and run only the layers above. */
+    bool full = c->count == c->n_mine;
+    graft_status s = draw_shard(c, m, src, x, y, ids, n);
+    if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
+    if (!full) {
+        s = fill_to_boundary(c, below, m, x, ids, *n, training);
         if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
         return s;
     }

@@ -636,7 +636,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     /* Without a cache to keep each rank's samples, even shares. */
     if (comm && !cache) graft_source_book_of(train)->shard_by_id = 0;
-    graft_cache_balance balance = {dist_exchange_rows, comm, false};
+    graft_cache_balance balance = {dist_exchange_rows, dist_gather_counts, comm, false};
     bool balance_said = false;
     if (comm && graft_source_book_get(train)->shard_by_id) graft_cache_set_balance(cache, &balance);
     if (comm && cfg->validation_data && !val_cache)
