@@ -282,7 +282,7 @@ static void test_transfer(void)
 /* A head with Dropout(0.5) on the frozen base: each sample's mask depends
  * on the batch and the sample, not on the rank that runs it, so 2 and 3
  * ranks train what one process trains (to summation order), through the
- * feature cache (shares by id) and without it (shares by position). */
+ * feature cache (kept by id) and without it. */
 static void test_dropout_head(void)
 {
     if (access(H5_025, R_OK) != 0) {
@@ -315,9 +315,9 @@ static void test_dropout_head(void)
     train_into(2, "GRAFT_ALLREDUCE=buckets", args, "db");
     check_same_run("d1", "db");
     /* Both Dense kernels split by rows (the upper one has an input
-     * gradient; the lower one, the lowest layer that trains, none): uneven
-     * shares from the caches in epoch 1, a rank with no sample in the last
-     * batch. */
+     * gradient; the lower one, the lowest layer that trains, none): shares
+     * by position while the caches fill in epoch 1 (each row sent to the
+     * rank that keeps it), a rank with no sample in the last batch. */
     for (int np = 2; np <= 3; np++) {
         snprintf(dir, sizeof dir, "dk%d", np);
         train_into(np, "GRAFT_SPLIT_KERNELS=1", args, dir);

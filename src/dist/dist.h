@@ -23,8 +23,9 @@ void dist_bn_sum(void *ctx, double *v, int n);
  * rank fails the step instead of waiting. */
 graft_status dist_exchange_rows(void *ctx, size_t row_bytes, const void *send, const int *send_rows,
                                 void *recv, const int *recv_rows);
-/* graft_cache_balance.gather (ctx: the graft_comm): every rank's `mine`. */
-graft_status dist_gather_counts(void *ctx, int mine, int *all);
+/* graft_cache_balance.counts (ctx: the graft_comm): send[q] from this rank
+ * to rank q; recv[q] what rank q sends here. */
+graft_status dist_alltoall_counts(void *ctx, const int *send, int *recv);
 /* Rank 0's bytes to every rank. */
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes);
 

@@ -292,6 +292,19 @@ static graft_status read_row(const graft_feature_cache *c, long slot, float *dst
     return GRAFT_OK;
 }
 
+/* Stores a row in this rank's slot. */
+static graft_status put_row(const graft_feature_cache *c, long slot, const float *row)
+{
+    size_t row_bytes = c->sample_floats * sizeof(float);
+    if (c->mem) {
+        memcpy(c->mem + (size_t)slot * c->sample_floats, row, row_bytes);
+        return GRAFT_OK;
+    }
+    if (pwrite(fileno(c->spill), row, row_bytes, (off_t)slot * (off_t)row_bytes) != (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
+    return GRAFT_OK;
+}
+
 /* The rank whose even share of a batch of `count` holds position p:
  * shares are [count r / R, count (r + 1) / R). */
 static int taker_of(int count, int R, int p)
@@ -414,19 +427,20 @@ static graft_status fetch_balanced(graft_feature_cache *c, graft_model *m, graft
     return s;
 }
 
-/* This rank's shard of the next batch (decoded unless the cache is full):
- * ids checked, and the time waited counted. */
+/* This rank's part of the next batch, ids checked and the time waited
+ * counted: by_id, its shard (not decoded once the cache is full); else its
+ * share by position (decoded). */
 static graft_status draw_shard(const graft_feature_cache *c, graft_model *m, graft_source *src,
-                               float *x, float *y, long *ids, int *n)
+                               float *x, float *y, long *ids, int *n, bool by_id)
 {
     double t0 = m->profiling ? graft_now() : 0;
-    graft_status s = src->next_ids(src, c->count == c->n_mine ? NULL : x, y, n, ids);
+    graft_status s = src->next_ids(src, by_id && c->count == c->n_mine ? NULL : x, y, n, ids);
     if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_DATA, graft_now() - t0);
     if (s == GRAFT_OK && (*n < 0 || *n > src->batch_size))
         return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
     for (int i = 0; s == GRAFT_OK && i < *n; i++) {
         if (ids[i] < 0 || ids[i] >= c->n_samples) return bad_id(c, ids[i]);
-        if (ids[i] % c->ranks != c->rank)
+        if (by_id && ids[i] % c->ranks != c->rank)
             return graft_fail(GRAFT_EINVAL,
                               "the data source gave sample id %ld to rank %d of %d (not its shard)",
                               ids[i], c->rank, c->ranks);
@@ -452,87 +466,84 @@ static graft_status fill_to_boundary(graft_feature_cache *c, graft_feature_cache
     return s;
 }
 
-/* graft_cache_balance while the caches fill: this rank's shard by id,
- * decoded and stored (a full cache decodes nothing); then every rank's
- * count, and the ranks' samples taken in rank order split as [T r/R,
- * T (r+1)/R) of their total T. Each rank sends the rows of its samples in
- * another's share, each with its label and id (the id keys the sample's
- * noise); its share runs the layers above. Layers below the boundary run
- * on the uneven shards, the layers above on even shares. */
+/* Sends the rows at cache `k`'s boundary of this rank's n samples that
+ * other ranks keep (id mod ranks) to them, and stores the rows it is sent
+ * and its own; collective. `ok` false: this rank failed its draw, and every
+ * rank fails the step (it sends counts of -1). */
+static graft_status send_to_owners(graft_feature_cache *k, const graft_cache_balance *bal, graft_model *m,
+                                   const long *ids, int n, bool ok)
+{
+    const int R = k->ranks, me = k->rank;
+    const size_t fb = k->sample_floats * sizeof(float), rb = fb + sizeof(long);
+    int *send_rows = k->counts, *recv_rows = k->counts + R;
+    size_t sent = 0, got = 0;
+    for (int q = 0; q < R; q++) send_rows[q] = ok ? 0 : -1;
+    for (int i = 0; ok && i < n; i++)
+        if (ids[i] % R != me) send_rows[ids[i] % R]++, sent++;
+    graft_status s = bal->counts(bal->ctx, send_rows, recv_rows);
+    for (int q = 0; s == GRAFT_OK && q < R; q++) {
+        if (recv_rows[q] < 0) s = graft_fail(GRAFT_EIO, "another rank failed to read its data");
+        else got += (size_t)recv_rows[q];
+    }
+    if (!ok || s != GRAFT_OK) return s; /* every rank returns here alike */
+    graft_status ss = xfer_room(k, sent + got, rb);
+    if (ss != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R); /* the exchange fails every rank */
+    unsigned char *send = k->xfer, *recv = k->xfer ? k->xfer + sent * rb : NULL;
+    for (int q = 0, r = 0; ss == GRAFT_OK && send && q < R; q++)
+        for (int i = 0; i < n && q != me; i++) {
+            if (ids[i] % R != q) continue;
+            unsigned char *row = send + (size_t)r++ * rb;
+            row_buffers(k, m, i, (float *)(void *)row, true);
+            memcpy(row + fb, &ids[i], sizeof(long));
+        }
+    s = bal->exchange(bal->ctx, rb, send, send_rows, recv, recv_rows);
+    if (ss != GRAFT_OK) return ss;
+    if (s != GRAFT_OK) return s;
+    for (int i = 0; i < n && s == GRAFT_OK; i++) {
+        long slot = ids[i] / R;
+        if (ids[i] % R != me || k->have[slot]) continue;
+        s = transfer(k, m, i, slot, true);
+        k->have[slot] = 1;
+        k->count++;
+    }
+    for (size_t r = 0; recv && r < got && s == GRAFT_OK; r++) {
+        const unsigned char *row = recv + r * rb;
+        long id;
+        memcpy(&id, row + fb, sizeof(long));
+        if (id < 0 || id >= k->n_samples || id % R != me) return bad_id(k, id);
+        if (k->have[id / R]) continue;
+        s = put_row(k, id / R, (const float *)(const void *)row);
+        k->have[id / R] = 1;
+        k->count++;
+    }
+    return s;
+}
+
+/* graft_cache_balance while the caches fill: each rank draws even shares
+ * by position, decodes them and runs the layers below the boundary (and a
+ * lower cache's) on them; the rows of samples another rank keeps (id mod
+ * ranks) go to it to store; then the share runs the layers above. Every
+ * rank decodes until all caches are full, its own full or not. */
 static graft_status fill_balanced(graft_feature_cache *c, graft_feature_cache *below, graft_model *m,
                                   graft_source *src, float *x, float *y, long *ids, int *n, bool training)
 {
-    const int R = c->ranks, me = c->rank, yd = src->y_dim;
-    const size_t sf = c->sample_floats, fb = sf * sizeof(float), yb = (size_t)yd * sizeof(float);
-    const size_t rb = fb + yb + sizeof(long);
-    int own = 0;
+    const graft_cache_balance *bal = c->balance;
     *n = 0;
-    graft_status s = draw_shard(c, m, src, x, y, ids, &own);
-    if (s == GRAFT_OK && own > 0 && c->count < c->n_mine)
-        s = fill_to_boundary(c, below, m, x, ids, own, training);
-    /* counts: every rank's samples, then rows sent to and received from each */
-    int *all = c->counts, *send_rows = c->counts + R, *recv_rows = c->counts + 2 * R;
-    graft_status gs = c->balance->gather(c->balance->ctx, s == GRAFT_OK ? own : -1, all);
-    if (s != GRAFT_OK) return s;
-    if (gs != GRAFT_OK) return gs;
-    long total = 0, off = 0;
-    for (int q = 0; q < R; q++) {
-        if (all[q] < 0) return graft_fail(GRAFT_EIO, "another rank failed to read its data");
-        if (q < me) off += all[q];
-        total += all[q];
+    int got = 0;
+    graft_status s = draw_shard(c, m, src, x, y, ids, &got, false);
+    int lo = 1;
+    if (below) {
+        if (s == GRAFT_OK && got > 0) s = graft_model_forward_range(m, x, got, training, 1, below->first);
+        graft_status bs = send_to_owners(below, bal, m, ids, got, s == GRAFT_OK);
+        if (s == GRAFT_OK) s = bs;
+        lo = below->first;
     }
-    if (total > src->batch_size)
-        return graft_fail(GRAFT_EINVAL, "the ranks' shares add up to %ld samples, more than a batch", total);
-    const int lo = (int)(total * me / R), hi = (int)(total * (me + 1) / R);
-    size_t sent = 0, got = 0;
-    for (int q = 0, start = 0; q < R; start += all[q++]) {
-        /* q's samples [start, start + all[q]) and q's share [T q/R, T (q+1)/R) */
-        int q_lo = (int)(total * q / R), q_hi = (int)(total * (q + 1) / R);
-        int to_q = (int)(off < q_lo ? q_lo : off), to_q_end = (int)(off + own < q_hi ? off + own : q_hi);
-        int from_q = start > lo ? start : lo, from_q_end = start + all[q] < hi ? start + all[q] : hi;
-        send_rows[q] = q != me && to_q_end > to_q ? to_q_end - to_q : 0;
-        recv_rows[q] = q != me && from_q_end > from_q ? from_q_end - from_q : 0;
-        sent += (size_t)send_rows[q];
-        got += (size_t)recv_rows[q];
-    }
-    s = xfer_room(c, sent + got, rb);
-    if (s != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R); /* the exchange fails every rank */
-    /* This rank's samples outside its share, in order: by taking rank. */
-    unsigned char *send = c->xfer, *recv = c->xfer ? c->xfer + sent * rb : NULL;
-    for (int i = 0, k = 0; i < own && s == GRAFT_OK && send; i++) {
-        if (off + i >= lo && off + i < hi) continue;
-        unsigned char *row = send + (size_t)k++ * rb;
-        s = read_row(c, ids[i] / R, (float *)(void *)row);
-        memcpy(row + fb, y + (size_t)i * (size_t)yd, yb);
-        memcpy(row + fb + yb, &ids[i], sizeof(long));
-    }
-    graft_status xs = c->balance->exchange(c->balance->ctx, rb, send, send_rows, recv, recv_rows);
-    if (s == GRAFT_OK) s = xs;
-    if (s != GRAFT_OK || hi == lo) return s;
-    /* The share in rank order: the rows received from lower ranks, this
-     * rank's own samples in it, then those from higher ranks. */
-    const int keep_lo = (int)(off > lo ? off : lo), keep_hi = (int)(off + own < hi ? off + own : hi);
-    const int before = keep_lo - lo, kept = keep_hi > keep_lo ? keep_hi - keep_lo : 0;
-    if (kept > 0) {
-        memmove(y + (size_t)before * (size_t)yd, y + (size_t)(keep_lo - off) * (size_t)yd,
-                (size_t)kept * yb);
-        memmove(ids + before, ids + (keep_lo - off), (size_t)kept * sizeof(long));
-    }
-    *n = hi - lo;
-    s = graft_model_prepare(m, *n, training);
-    if (s == GRAFT_OK) graft_model_bind_input(m, x);
-    for (int k = 0, r = 0; k < *n && s == GRAFT_OK; k++) {
-        if (k >= before && k < before + kept) {
-            s = transfer(c, m, k, ids[k] / R, false);
-            continue;
-        }
-        unsigned char *row = recv + (size_t)r++ * rb;
-        memcpy(y + (size_t)k * (size_t)yd, row + fb, yb);
-        memcpy(&ids[k], row + fb + yb, sizeof(long));
-        row_buffers(c, m, k, (float *)(void *)row, false);
-    }
-    if (s == GRAFT_OK) s = graft_model_forward_range(m, x, *n, training, c->first, m->n_layers);
-    return s;
+    if (s == GRAFT_OK && got > 0) s = graft_model_forward_range(m, x, got, training, lo, c->first);
+    graft_status cs = send_to_owners(c, bal, m, ids, got, s == GRAFT_OK);
+    if (s == GRAFT_OK) s = cs;
+    if (s != GRAFT_OK || got == 0) return s;
+    *n = got;
+    return graft_model_forward_range(m, x, got, training, c->first, m->n_layers);
 }
 
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
@@ -547,7 +558,7 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
      * can mix cached and new samples when a fit starts in the middle of a
      * pass); after that, decode nothing and run only the layers above. */
     bool full = c->count == c->n_mine;
-    graft_status s = draw_shard(c, m, src, x, y, ids, n);
+    graft_status s = draw_shard(c, m, src, x, y, ids, n, true);
     if (s != GRAFT_OK || *n == 0) return s; /* an empty batch: the caller takes the next */
     if (!full) {
         s = fill_to_boundary(c, below, m, x, ids, *n, training);

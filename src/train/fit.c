@@ -636,9 +636,14 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
     }
     /* Without a cache to keep each rank's samples, even shares. */
     if (comm && !cache) graft_source_book_of(train)->shard_by_id = 0;
-    graft_cache_balance balance = {dist_exchange_rows, dist_gather_counts, comm, false};
+    graft_cache_balance balance = {dist_exchange_rows, dist_alltoall_counts, comm, false};
     bool balance_said = false;
-    if (comm && graft_source_book_get(train)->shard_by_id) graft_cache_set_balance(cache, &balance);
+    if (comm && graft_source_book_get(train)->shard_by_id) {
+        graft_cache_set_balance(cache, &balance);
+        /* The caches keep samples by id from their opening on; the draws
+         * are even shares by position, each row sent to the rank keeping it. */
+        graft_source_book_of(train)->shard_by_id = 0;
+    }
     if (comm && cfg->validation_data && !val_cache)
         graft_source_book_of(cfg->validation_data)->shard_by_id = 0;
     bool stop = false;
@@ -719,8 +724,9 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
         if (cfg->verbose == 1) progress(steps, steps, elapsed, logs.loss, logs.accuracy, true, &logs);
         if (cfg->verbose == 2) epoch_line(steps, elapsed, &logs);
         if (cfg->verbose && balance.on && !balance_said) {
-            printf("Feature cache (training): every rank's shard is full; from here on each rank "
-                   "takes an even share of each batch, sent the cached features it lacks\n");
+            printf("Feature cache (training): every rank's shard is full; from here on nothing is "
+                   "decoded, and each rank takes an even share of each batch, sent the cached "
+                   "features it lacks\n");
             balance_said = true;
         }
         if (history)

@@ -21,8 +21,9 @@ typedef struct __attribute__((may_alias)) {
      * and next_ids() give only this rank's share of each batch, which the
      * sources graft makes honour (can_shard); the stream of batches, and
      * `drawn`, stay those of one process. By position, a batch of n splits
-     * as [n*r/N, n*(r+1)/N); by id (shard_by_id, where a feature cache keeps
-     * each rank's samples), sample i goes to rank i mod N. shard_whole:
+     * as [n*r/N, n*(r+1)/N); by id (shard_by_id: a validation cache keeps
+     * each rank's samples; fit's training draws, whose cache is kept by id
+     * too, clear it once the cache is open), sample i goes to rank i mod N. shard_whole:
      * the whole batch for the next draw (a feature cache drawing a batch's
      * ids and labels to split it evenly, graft_cache_balance). */
     int can_shard;

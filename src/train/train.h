@@ -33,18 +33,18 @@ graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cac
  * Once every rank's cache is full (`on`, set by the caller for the step),
  * each rank takes the batch's positions [n*r/N, n*(r+1)/N) instead, and the
  * ranks send each other the cached rows of the samples they hold for
- * another rank's positions. Before that, each rank decodes its own samples
- * and runs the layers below the cache on them (uneven), then the ranks'
- * samples, taken in rank order, are split as evenly for the layers above
- * (rows sent with their labels and ids). */
+ * another rank's positions. Until then the source draws even shares by
+ * position too (shard_by_id is cleared once the cache is open): each rank
+ * runs the layers below the boundary on its share and sends the rows of
+ * the samples another rank keeps to it, with their ids, to store. */
 typedef struct {
     /* Sends send_rows[q] rows of row_bytes to each rank q (in rank order
      * from send) and receives recv_rows[q] from each into recv (in rank
      * order); collective. */
     graft_status (*exchange)(void *ctx, size_t row_bytes, const void *send, const int *send_rows,
                              void *recv, const int *recv_rows);
-    /* Every rank's `mine` into all[rank]; collective. */
-    graft_status (*gather)(void *ctx, int mine, int *all);
+    /* send[q] to each rank q, recv[q] from each; collective. */
+    graft_status (*counts)(void *ctx, const int *send, int *recv);
     void *ctx;
     bool on;
 } graft_cache_balance;
