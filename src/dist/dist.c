@@ -250,7 +250,8 @@ graft_status dist_alltoall_counts(void *ctx, const int *send, int *recv)
 {
     graft_comm *c = ctx;
     int rc = MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, c->comm);
-    return rc == MPI_SUCCESS ? GRAFT_OK : mpi_failed(rc, "MPI_Alltoall of the cached features' counts");
+    return rc == MPI_SUCCESS ? GRAFT_OK
+                             : mpi_failed(rc, "MPI_Alltoall of the cached features' counts");
 }
 
 graft_status dist_bcast(graft_comm *c, void *buf, size_t bytes)
@@ -711,7 +712,10 @@ graft_status dist_exchange_rows(void *ctx, size_t row_bytes, const void *send, c
 {
     return no_mpi();
 }
-graft_status dist_alltoall_counts(void *ctx, const int *send, int *recv) { return no_mpi(); }
+graft_status dist_alltoall_counts(void *ctx, const int *send, int *recv)
+{
+    return no_mpi();
+}
 graft_status dist_grads_new(graft_comm *c, graft_model *m, graft_allreduce how, size_t bucket_bytes,
                             size_t split_min, int batch, dist_grads **out)
 {

@@ -300,8 +300,10 @@ static graft_status put_row(const graft_feature_cache *c, long slot, const float
         memcpy(c->mem + (size_t)slot * c->sample_floats, row, row_bytes);
         return GRAFT_OK;
     }
-    if (pwrite(fileno(c->spill), row, row_bytes, (off_t)slot * (off_t)row_bytes) != (ssize_t)row_bytes)
-        return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
+    if (pwrite(fileno(c->spill), row, row_bytes, (off_t)slot * (off_t)row_bytes) !=
+        (ssize_t)row_bytes)
+        return graft_fail(GRAFT_EIO,
+                          "feature cache: writing the temporary file failed (disk full?)");
     return GRAFT_OK;
 }
 
@@ -361,10 +363,13 @@ static graft_status xfer_room(graft_feature_cache *c, size_t rows, size_t row_by
 {
     size_t need;
     if (!graft_mul_ok(rows, row_bytes, &need))
-        return graft_fail(GRAFT_ENOMEM, "feature cache: %zu rows to exchange do not fit in memory", rows);
+        return graft_fail(GRAFT_ENOMEM, "feature cache: %zu rows to exchange do not fit in memory",
+                          rows);
     if (need <= c->xfer_bytes) return GRAFT_OK;
     unsigned char *grown = realloc(c->xfer, need);
-    if (!grown) return graft_fail(GRAFT_ENOMEM, "feature cache: out of memory for %zu rows to exchange", rows);
+    if (!grown)
+        return graft_fail(GRAFT_ENOMEM, "feature cache: out of memory for %zu rows to exchange",
+                          rows);
     c->xfer = grown;
     c->xfer_bytes = need;
     return GRAFT_OK;
@@ -408,7 +413,8 @@ static graft_status fetch_balanced(graft_feature_cache *c, graft_model *m, graft
     float *send = (float *)(void *)c->xfer, *recv = c->xfer ? send + sent * sf : NULL;
     for (int p = 0, k = 0; p < count && s == GRAFT_OK && send; p++)
         if (ids[p] % R == me && taker_of(count, R, p) != me) s = read_row(c, ids[p] / R, send + (size_t)k++ * sf);
-    graft_status xs = c->balance->exchange(c->balance->ctx, sf * sizeof(float), send, send_rows, recv, recv_rows);
+    graft_status xs =
+        c->balance->exchange(c->balance->ctx, sf * sizeof(float), send, send_rows, recv, recv_rows);
     if (s == GRAFT_OK) s = xs;
     if (s == GRAFT_OK && hi > lo) {
         memmove(y, y + (size_t)lo * (size_t)src->y_dim, (size_t)(hi - lo) * (size_t)src->y_dim * sizeof(float));
@@ -451,8 +457,9 @@ static graft_status draw_shard(const graft_feature_cache *c, graft_model *m, gra
 /* Runs the n decoded samples up to the cache's boundary and stores what it
  * lacks, before the layers above run: once read, the boundary's buffers may
  * be reused. The same for a lower boundary kept for a later fit. */
-static graft_status fill_to_boundary(graft_feature_cache *c, graft_feature_cache *below, graft_model *m,
-                                     const float *x, const long *ids, int n, bool training)
+static graft_status fill_to_boundary(graft_feature_cache *c, graft_feature_cache *below,
+                                     graft_model *m, const float *x, const long *ids, int n,
+                                     bool training)
 {
     graft_status s = GRAFT_OK;
     int lo = 1;
@@ -470,24 +477,28 @@ static graft_status fill_to_boundary(graft_feature_cache *c, graft_feature_cache
  * other ranks keep (id mod ranks) to them, and stores the rows it is sent
  * and its own; collective. `ok` false: this rank failed its draw, and every
  * rank fails the step (it sends counts of -1). */
-static graft_status send_to_owners(graft_feature_cache *k, const graft_cache_balance *bal, graft_model *m,
-                                   const long *ids, int n, bool ok)
+static graft_status send_to_owners(graft_feature_cache *k, const graft_cache_balance *bal,
+                                   graft_model *m, const long *ids, int n, bool ok)
 {
     const int R = k->ranks, me = k->rank;
     const size_t fb = k->sample_floats * sizeof(float), rb = fb + sizeof(long);
     int *send_rows = k->counts, *recv_rows = k->counts + R;
     size_t sent = 0, got = 0;
-    for (int q = 0; q < R; q++) send_rows[q] = ok ? 0 : -1;
+    for (int q = 0; q < R; q++)
+        send_rows[q] = ok ? 0 : -1;
     for (int i = 0; ok && i < n; i++)
         if (ids[i] % R != me) send_rows[ids[i] % R]++, sent++;
     graft_status s = bal->counts(bal->ctx, send_rows, recv_rows);
     for (int q = 0; s == GRAFT_OK && q < R; q++) {
-        if (recv_rows[q] < 0) s = graft_fail(GRAFT_EIO, "another rank failed to read its data");
-        else got += (size_t)recv_rows[q];
+        if (recv_rows[q] < 0)
+            s = graft_fail(GRAFT_EIO, "another rank failed to read its data");
+        else
+            got += (size_t)recv_rows[q];
     }
     if (!ok || s != GRAFT_OK) return s; /* every rank returns here alike */
     graft_status ss = xfer_room(k, sent + got, rb);
-    if (ss != GRAFT_OK) memset(send_rows, 0, sizeof(int) * (size_t)R); /* the exchange fails every rank */
+    if (ss != GRAFT_OK)
+        memset(send_rows, 0, sizeof(int) * (size_t)R); /* the exchange fails every rank */
     unsigned char *send = k->xfer, *recv = k->xfer ? k->xfer + sent * rb : NULL;
     for (int q = 0, r = 0; ss == GRAFT_OK && send && q < R; q++)
         for (int i = 0; i < n && q != me; i++) {
@@ -524,8 +535,9 @@ static graft_status send_to_owners(graft_feature_cache *k, const graft_cache_bal
  * lower cache's) on them; the rows of samples another rank keeps (id mod
  * ranks) go to it to store; then the share runs the layers above. Every
  * rank decodes until all caches are full, its own full or not. */
-static graft_status fill_balanced(graft_feature_cache *c, graft_feature_cache *below, graft_model *m,
-                                  graft_source *src, float *x, float *y, long *ids, int *n, bool training)
+static graft_status fill_balanced(graft_feature_cache *c, graft_feature_cache *below,
+                                  graft_model *m, graft_source *src, float *x, float *y, long *ids,
+                                  int *n, bool training)
 {
     const graft_cache_balance *bal = c->balance;
     *n = 0;
@@ -533,7 +545,8 @@ static graft_status fill_balanced(graft_feature_cache *c, graft_feature_cache *b
     graft_status s = draw_shard(c, m, src, x, y, ids, &got, false);
     int lo = 1;
     if (below) {
-        if (s == GRAFT_OK && got > 0) s = graft_model_forward_range(m, x, got, training, 1, below->first);
+        if (s == GRAFT_OK && got > 0)
+            s = graft_model_forward_range(m, x, got, training, 1, below->first);
         graft_status bs = send_to_owners(below, bal, m, ids, got, s == GRAFT_OK);
         if (s == GRAFT_OK) s = bs;
         lo = below->first;

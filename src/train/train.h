@@ -26,17 +26,17 @@ bool graft_cache_can_fill_below(const graft_model *m, int k, int first);
 graft_status graft_cache_fetch_forward(graft_feature_cache *c, graft_feature_cache *below,
                                        graft_model *m, graft_source *src, float *x, float *y,
                                        long *ids, int *n, bool training);
-/* Even shares for a cache sharded by id (data parallelism). Each rank's
- * cache holds the samples i = rank (mod ranks), so the share of a shuffled
- * batch that one rank holds varies from batch to batch (binomially: 16 +- 3
- * of 32 with 2 ranks), and every step waits for the rank with the most.
- * Once every rank's cache is full (`on`, set by the caller for the step),
- * each rank takes the batch's positions [n*r/N, n*(r+1)/N) instead, and the
- * ranks send each other the cached rows of the samples they hold for
- * another rank's positions. Until then the source draws even shares by
- * position too (shard_by_id is cleared once the cache is open): each rank
- * runs the layers below the boundary on its share and sends the rows of
- * the samples another rank keeps to it, with their ids, to store. */
+/* Even shares for a cache kept by id (data parallelism). Each rank's cache
+ * holds the samples i = rank (mod ranks); drawn by id, a shuffled batch of
+ * 32 would give a rank 16 +- 3 (binomially, with 2 ranks), and every step
+ * would wait for the rank with the most. So each rank takes the batch's
+ * positions [n*r/N, n*(r+1)/N). While the caches fill, the source draws
+ * them (shard_by_id is cleared once the cache is open): each rank runs the
+ * layers below the boundary on its share and sends the rows of the samples
+ * another rank keeps to it, with their ids, to store. Once every rank's
+ * cache is full (`on`, set by the caller for the step), nothing is decoded
+ * and the ranks send each other the cached rows of the samples they hold
+ * for another rank's positions. */
 typedef struct {
     /* Sends send_rows[q] rows of row_bytes to each rank q (in rank order
      * from send) and receives recv_rows[q] from each into recv (in rank
