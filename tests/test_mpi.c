@@ -310,6 +310,20 @@ static void test_dropout_head(void)
     snprintf(a, sizeof a, "%s --no-cache", args);
     train_into(2, "", a, "dn");
     check_same_run("d1", "dn");
+    /* Caches with no memory to hold them spill to temporary files: the rows
+     * other ranks send are written there and read back, and the run is the
+     * same, with one process and with 3 ranks. */
+    train_into(0, "GRAFT_FEATURE_CACHE_MIB=0", args, "ds1");
+    CHECK_MSG(strstr(out, "in a temporary file"), "%s", out);
+    check_same_run("d1", "ds1");
+    train_into(3, "GRAFT_FEATURE_CACHE_MIB=0", args, "ds3");
+    CHECK_MSG(strstr(out, "(rank 0's shard of 3)") && strstr(out, "in a temporary file") &&
+                  strstr(out, "each rank takes an even share of each batch"),
+              "%s", out);
+    check_same_run("d1", "ds3");
+    snprintf(a, sizeof a, "train --data %s/data %s --out %s/dz", tmp, args, tmp);
+    CHECK(graft_np(2, "GRAFT_FEATURE_CACHE_MIB=lots", a) != 0);
+    CHECK_MSG(strstr(err, "GRAFT_FEATURE_CACHE_MIB='lots': expected a number of MiB"), "%s", err);
     /* The gradients summed by MPI allreduces in buckets instead of in
      * shared memory: the same run. */
     train_into(2, "GRAFT_ALLREDUCE=buckets", args, "db");

@@ -111,6 +111,23 @@ static int dist_switches(graft_allreduce *allreduce, size_t *split)
     return 0;
 }
 
+/* GRAFT_FEATURE_CACHE_MIB, for the fit's cache_max_bytes (0: the library's
+ * default); nonzero (said) when it is not understood. */
+static int cache_budget(size_t *bytes)
+{
+    *bytes = 0;
+    const char *mib = graft_env(GRAFT_ENV_FEATURE_CACHE_MIB);
+    if (!mib || !*mib) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(mib, &end, 10);
+    if (errno || *end || *mib == '-' || v > SIZE_MAX / 1048576)
+        return cli_fail("GRAFT_FEATURE_CACHE_MIB='%s': expected a number of MiB", mib);
+    /* 0 MiB: one byte, which no cache fits in (0 would be the default). */
+    *bytes = v ? (size_t)v * 1048576 : 1;
+    return 0;
+}
+
 int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs, int verbose,
               bool resume)
 {
@@ -206,6 +223,8 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
     graft_allreduce allreduce;
     size_t split;
     if ((rc = dist_switches(&allreduce, &split)) != 0) goto done;
+    size_t cache_bytes;
+    if ((rc = cache_budget(&cache_bytes)) != 0) goto done;
     graft_fit_cfg fc = {.epochs = c->target_epochs,
                         .initial_epoch = first_epoch,
                         .steps_per_epoch = c->steps_per_epoch,
@@ -215,6 +234,7 @@ int run_stage(const char *run_dir, run_config *c, graft_model *m, run_state *rs,
                         .callbacks = &ckpt,
                         .n_callbacks = 1,
                         .no_feature_cache = c->no_cache,
+                        .cache_max_bytes = cache_bytes,
                         .feature_store = rs->store ? rs->store : rs->share ? rs->share->store : NULL,
                         .comm = cli_comm,
                         .sync_batch_norm = graft_env(GRAFT_ENV_SYNC_BN) &&

@@ -387,6 +387,7 @@ typedef enum {
     GRAFT_ENV_DEPTH_FIRST,       /* GRAFT_DEPTH_FIRST=0|1: inference's early steps a few images at a time */
     GRAFT_ENV_SPLIT_KERNELS,     /* GRAFT_SPLIT_KERNELS=N|off: mpirun graft: Dense kernels split by rows */
     GRAFT_ENV_CACHE_MIB,         /* GRAFT_CACHE_MIB=N: the last-level cache the planner counts on */
+    GRAFT_ENV_FEATURE_CACHE_MIB, /* GRAFT_FEATURE_CACHE_MIB=N: the graft command's feature caches' memory */
     GRAFT_ENV_COUNT
 } graft_env_var;
 

@@ -86,6 +86,10 @@ static const struct {
                              "the last-level cache, in MiB, that the planner counts on for its "
                              "depth-first runs; default: the kernel's figure, or the C library's, "
                              "and 32 where that is none or past 128 (a whole socket's)"},
+    [GRAFT_ENV_FEATURE_CACHE_MIB] = {"GRAFT_FEATURE_CACHE_MIB",
+                                     "the memory, in MiB, that the graft command's feature caches "
+                                     "may hold together (default 4096); a cache past it spills to "
+                                     "a temporary file in TMPDIR; 0: every cache does"},
 };
 
 const char *graft_env_name(graft_env_var v)
