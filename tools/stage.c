@@ -86,6 +86,15 @@ void stage_print_json(const graft_history *h)
     fprintf(f, ", \"epochs\": %d}\n", h->n);
 }
 
+/* A whole number in decimal (no sign), as the switches below take them. */
+static bool env_number(const char *v, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(v, &end, 10);
+    return !errno && !*end && *v != '-';
+}
+
 /* GRAFT_ALLREDUCE and GRAFT_SPLIT_KERNELS, for the fit's allreduce and
  * split_kernels; nonzero (said) when either is not understood. */
 static int dist_switches(graft_allreduce *allreduce, size_t *split)
@@ -101,10 +110,8 @@ static int dist_switches(graft_allreduce *allreduce, size_t *split)
     if (min && strcmp(min, "off") == 0) {
         *split = SIZE_MAX;
     } else if (min && *min) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(min, &end, 10);
-        if (errno || *end || v == 0 || *min == '-')
+        unsigned long long v;
+        if (!env_number(min, &v) || v == 0)
             return cli_fail("GRAFT_SPLIT_KERNELS='%s': expected a positive number of weights or off", min);
         *split = (size_t)v;
     }
@@ -118,10 +125,8 @@ static int cache_budget(size_t *bytes)
     *bytes = 0;
     const char *mib = graft_env(GRAFT_ENV_FEATURE_CACHE_MIB);
     if (!mib || !*mib) return 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(mib, &end, 10);
-    if (errno || *end || *mib == '-' || v > SIZE_MAX / 1048576)
+    unsigned long long v;
+    if (!env_number(mib, &v) || v > SIZE_MAX / 1048576)
         return cli_fail("GRAFT_FEATURE_CACHE_MIB='%s': expected a number of MiB", mib);
     /* 0 MiB: one byte, which no cache fits in (0 would be the default). */
     *bytes = v ? (size_t)v * 1048576 : 1;

@@ -321,23 +321,20 @@ static int taker_of(int count, int R, int p)
 static graft_status transfer(graft_feature_cache *c, graft_model *m, int s, long slot, bool store)
 {
     float *row = c->mem ? c->mem + (size_t)slot * c->sample_floats : c->row;
-    off_t off = (off_t)slot * (off_t)(c->sample_floats * sizeof(float));
-    size_t row_bytes = c->sample_floats * sizeof(float);
     graft_status st = c->mem || store ? GRAFT_OK : read_row(c, slot, row);
     if (st != GRAFT_OK) return st;
     row_buffers(c, m, s, row, store);
-    if (!c->mem && store && pwrite(fileno(c->spill), row, row_bytes, off) != (ssize_t)row_bytes)
-        return graft_fail(GRAFT_EIO, "feature cache: writing the temporary file failed (disk full?)");
-    return GRAFT_OK;
+    return !c->mem && store ? put_row(c, slot, row) : GRAFT_OK;
 }
 
-/* Stores the batch's samples that `c` lacks, from the boundary's buffers. */
+/* Stores the batch's samples that `c` keeps (this rank's, id mod ranks) and
+ * lacks, from the boundary's buffers. */
 static graft_status store_new(graft_feature_cache *c, graft_model *m, const long *ids, int n)
 {
     graft_status s = GRAFT_OK;
     for (int i = 0; i < n && s == GRAFT_OK; i++) {
         long slot = ids[i] / c->ranks;
-        if (c->have[slot]) continue;
+        if (ids[i] % c->ranks != c->rank || c->have[slot]) continue;
         s = transfer(c, m, i, slot, true);
         c->have[slot] = 1;
         c->count++;
@@ -442,8 +439,6 @@ static graft_status draw_shard(const graft_feature_cache *c, graft_model *m, gra
     double t0 = m->profiling ? graft_now() : 0;
     graft_status s = src->next_ids(src, by_id && c->count == c->n_mine ? NULL : x, y, n, ids);
     if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_DATA, graft_now() - t0);
-    if (s == GRAFT_OK && (*n < 0 || *n > src->batch_size))
-        return graft_fail(GRAFT_EINVAL, "the data source returned a batch of %d samples", *n);
     for (int i = 0; s == GRAFT_OK && i < *n; i++) {
         if (ids[i] < 0 || ids[i] >= c->n_samples) return bad_id(c, ids[i]);
         if (by_id && ids[i] % c->ranks != c->rank)
@@ -510,13 +505,7 @@ static graft_status send_to_owners(graft_feature_cache *k, const graft_cache_bal
     s = bal->exchange(bal->ctx, rb, send, send_rows, recv, recv_rows);
     if (ss != GRAFT_OK) return ss;
     if (s != GRAFT_OK) return s;
-    for (int i = 0; i < n && s == GRAFT_OK; i++) {
-        long slot = ids[i] / R;
-        if (ids[i] % R != me || k->have[slot]) continue;
-        s = transfer(k, m, i, slot, true);
-        k->have[slot] = 1;
-        k->count++;
-    }
+    s = store_new(k, m, ids, n);
     for (size_t r = 0; recv && r < got && s == GRAFT_OK; r++) {
         const unsigned char *row = recv + r * rb;
         long id;
