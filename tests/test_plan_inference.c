@@ -262,11 +262,12 @@ static void test_bits_reproducible(void)
 }
 
 /* The scratch a plan reserves for its batch covers any smaller batch: below
- * the thread count each small image is shared by the threads, and its
+ * the thread count each small image is shared by the threads (on one
+ * thread, an image alone of a block without expansion goes whole), and its
  * buffers (the whole image's depthwise output) can be larger than those of
- * the bands of rows the batch took (15 x 15: 225 pixels against two bands
- * of 105). One image after a plan for four, on two threads. */
-static void test_scratch_covers_smaller_batches(void)
+ * the bands of rows the batch took (15 x 15: 225 pixels against bands of
+ * 105). One image after a plan for four, on two threads and on one. */
+static void scratch_covers_smaller_batches(int threads_now)
 {
     graft_model *m = graft_model_new("v1_15");
     graft_layer *x = graft_input(m, NULL, graft_shape3(15, 15, 32));
@@ -286,7 +287,7 @@ static void test_scratch_covers_smaller_batches(void)
     float *y = malloc(N * os * sizeof(float)), *y1 = malloc(os * sizeof(float));
     CHECK(in && y && y1);
     const int threads = graft_threads_get();
-    graft_threads_set(2);
+    graft_threads_set(threads_now);
     if (in && y && y1) {
         CHECK_OK(graft_model_predict(m, in, N, y));
         const graft_layer *dw = graft_model_find(m, "dw");
@@ -296,13 +297,19 @@ static void test_scratch_covers_smaller_batches(void)
         CHECK(graft_step_dw_block_scratch_floats(m, s, N) >=
               graft_step_dw_block_scratch_floats(m, s, 1));
         CHECK_OK(graft_model_predict(m, in, 1, y1));
-        CHECK(bits_equal(y, y1, os));
+        CHECK_MSG(bits_equal(y, y1, os), "%d thread(s)", threads_now);
     }
     graft_threads_set(threads);
     free(in);
     free(y);
     free(y1);
     graft_model_free(m);
+}
+
+static void test_scratch_covers_smaller_batches(void)
+{
+    scratch_covers_smaller_batches(2);
+    scratch_covers_smaller_batches(1);
 }
 
 /* A 1x1 kernel too large for L2 (512 x 512 floats) over an image too small

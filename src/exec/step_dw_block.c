@@ -47,7 +47,11 @@
  * GEMMs by columns and the depthwise by rows, so that each thread reads only
  * its part of the 1x1 kernels (up to 1024 x 1024 floats, from L3) instead
  * of all of them for a band of a few rows, and the work splits evenly
- * (7 rows in two bands do not). */
+ * (7 rows in two bands do not). A single image on one thread goes the same
+ * way, whole, where the block has no expansion: its one GEMM streams the
+ * 1x1 kernel once instead of once per band (with an expansion, the bands'
+ * ring keeps the expanded rows in cache, which measured as fast or faster;
+ * docs/PERFORMANCE.md). */
 #define SHARED_PIXELS 256
 
 static bool is(const graft_layer *l, const char *cls) { return strcmp(l->ops->class_name, cls) == 0; }
@@ -271,7 +275,7 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
         o->group_d = o->project ? r16((size_t)G * px * o->Ce) : 0;
         if (o->group_e + o->group_d > o->per_thread) o->per_thread = o->group_e + o->group_d;
     }
-    o->shared = n < th && px <= SHARED_PIXELS;
+    o->shared = px <= SHARED_PIXELS && (n < th || (n == 1 && b->expand < 0));
     o->shared_e = o->shared && b->expand >= 0 ? r16((size_t)o->H * o->W * o->Ce) : 0;
     o->shared_d = o->shared && o->project ? r16((size_t)px * o->Ce) : 0;
     if (o->shared) o->per_thread = 0;
@@ -294,12 +298,13 @@ static size_t scratch_at(const graft_model *m, const graft_step *s, int n)
 }
 
 /* The plan sizes the scratch for its capacity n, and a call may bring
- * fewer images: a batch smaller than the threads then shares each small
- * image, whose buffers can be larger than the bands' or groups' for n. */
+ * fewer images: a batch smaller than the threads (or one image on one
+ * thread) then takes each small image whole, whose buffers can be larger
+ * than the bands' or groups' for n. */
 size_t graft_step_dw_block_scratch_floats(const graft_model *m, const graft_step *s, int n)
 {
     size_t need = scratch_at(m, s, n);
-    if (n > 1 && graft_threads() > 1) {
+    if (n > 1) {
         size_t one = scratch_at(m, s, 1);
         if (one > need) need = one;
     }
@@ -323,7 +328,9 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     block_geom(m, s, n, &g);
     const graft_dw_block *b = &s->blk;
     char how[96];
-    if (g.shared)
+    if (g.shared && graft_threads() == 1)
+        snprintf(how, sizeof how, "each image (%d px) whole", g.OH * g.OW);
+    else if (g.shared)
         snprintf(how, sizeof how, "each image (%d px) shared by the threads: 1x1 by columns, "
                  "depthwise by rows", g.OH * g.OW);
     else
