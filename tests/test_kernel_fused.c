@@ -236,9 +236,10 @@ static void b_rows_apart(size_t ldb)
         CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "packed, wide %d", wide);
         free(P);
     }
-    /* Streamed (graft_pw_gemm_stream, a panel at a time, the next one's
-     * first rows asked for during the last block of this one): all columns,
-     * a share of them at a time, and the first 7 rows alone. */
+    /* Streamed (graft_pw_gemm_stream, a panel at a time, its first row
+     * tile copying each block of B's rows as it reads them, a last panel
+     * of 13 columns copied before its tiles): all columns, a share of them
+     * at a time, and the first 7 rows alone (one tile). */
     memset(C1, 0, (size_t)M * N * sizeof(float));
     graft_pw_gemm_stream(M, 0, N, K, A, K, B, ldb, C1, N, &e, R, N);
     CHECK_MSG(memcmp(C0, C1, (size_t)M * N * sizeof(float)) == 0, "streamed, ldb %zu", ldb);

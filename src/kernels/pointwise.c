@@ -77,6 +77,8 @@ static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda
  * the partial sums in C between these blocks of k: the same FMAs in the
  * same order, the same bits. */
 #define PW_KC 256
+/* Rows of B ahead that the stream kernel's copying tile asks for. */
+#define PW_AHEAD 32
 
 static bool copy_b(size_t ldb, int M, int MR) { return ldb && ldb % 512 == 0 && M > MR; }
 
@@ -148,9 +150,11 @@ INLINE T256 __m256 epi256(const graft_kernel_epi *e, const epi_v256 *p, int n, _
     return v;
 }
 
+/* copy: as tile512's, rows of 16 (NV 2 only). */
 INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size_t lda,
                          const float *B, size_t ldb, float *C, size_t ldc,
-                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr, bool load)
+                         const graft_kernel_epi *e, int n0, const float *R, size_t ldr, bool load,
+                         float *copy)
 {
     __m256 acc[6][2];
     PW_UNROLL(12)
@@ -161,6 +165,11 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
+        if (copy) {
+            if (k + PW_AHEAD < K) _mm_prefetch((const char *)(b + PW_AHEAD * ldb), _MM_HINT_T0);
+            _mm256_store_ps(copy + 16 * k, b0);
+            _mm256_store_ps(copy + 16 * k + 8, b1);
+        }
         PW_UNROLL(12)
         for (int i = 0; i < MR; i++) {
             __m256 a = _mm256_broadcast_ss(A + (size_t)i * lda + k);
@@ -181,25 +190,15 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
     }
 }
 
-#define ROWS256(NV)                                                                             \
+#define ROWS256(NV, KST, CP)                                                                             \
     switch (mr) {                                                                               \
-    case 6: tile256(6, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
-    case 5: tile256(5, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
-    case 4: tile256(4, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
-    case 3: tile256(3, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
-    case 2: tile256(2, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                    \
-    default: tile256(1, NV, kc, a, lda, bp, kst, c, ldc, ek, n0, r, ldr, load); break;                   \
+    case 6: tile256(6, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
+    case 5: tile256(5, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
+    case 4: tile256(4, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
+    case 3: tile256(3, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
+    case 2: tile256(2, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
+    default: tile256(1, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                   \
     }
-
-/* The streamed GEMMs' next block of B (nb: its first row, nw columns
- * wide): a few more of its `lines` (each row's first and last column)
- * asked for before each of a block's tiles, `per` a tile. */
-static inline void ask_next(const float *nb, size_t ldb, int nw, int lines, int per, int *asked)
-{
-    for (int q = 0; q < per && *asked < lines; q++, (*asked)++)
-        _mm_prefetch((const char *)(nb + (size_t)(*asked / 2) * ldb + (*asked % 2) * (nw - 1)),
-                     _MM_HINT_T0);
-}
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
  * 16 columns from n0 (two vectors) or 8 (bp: its rows, kst apart); the
@@ -207,15 +206,17 @@ static inline void ask_next(const float *nb, size_t ldb, int nw, int lines, int 
 INLINE T256 void rows256(int m0, int mr, bool two, int k0, int kc, const float *A, size_t lda,
                          const float *bp, size_t kst, float *C, size_t ldc,
                          const graft_kernel_epi *ek, int n0, const float *R, size_t ldr, bool fin,
-                         bool load)
+                         bool load, float *copy)
 {
     const float *a = A + (size_t)m0 * lda + k0;
     const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
     float *c = C + (size_t)m0 * ldc;
-    if (two) {
-        ROWS256(2)
+    if (copy) {
+        ROWS256(2, kst, copy)
+    } else if (two) {
+        ROWS256(2, kst, NULL)
     } else {
-        ROWS256(1)
+        ROWS256(1, kst, NULL)
     }
 }
 
@@ -243,7 +244,7 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
             const graft_kernel_epi *ek = fin ? e : &none;
             for (int m0 = 0; m0 < M; m0 += 6)
                 rows256(m0, M - m0 < 6 ? M - m0 : 6, two, k0, kc, A, lda, bp, kst, C, ldc, ek, n0,
-                        R, ldr, fin, load);
+                        R, ldr, fin, load, NULL);
         }
         if (!two) n0 -= 8;
     }
@@ -267,18 +268,17 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
             const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
             const bool load = k0 > 0, fin = k0 + kc == K;
             const graft_kernel_epi *ek = fin ? e : &none;
-            copy_block16(B, ldb, k0, kc, n0, two ? 16 : 8, buf);
-            const int nk0 = k0 + kc < K ? k0 + kc : 0, nn0 = k0 + kc < K ? n0 : n0 + 16;
-            const int nkc = nn0 + 8 > N ? 0 : K - nk0 < PW_KC ? K - nk0 : PW_KC;
-            const int nw = nn0 + 16 <= N ? 16 : 8;
-            const float *nb = B + (size_t)nk0 * ldb + nn0;
-            const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles;
-            int asked = 0;
-            for (int m0 = 0; m0 < M; m0 += MR) {
-                ask_next(nb, ldb, nw, lines, per, &asked);
-                rows256(m0, M - m0 < MR ? M - m0 : MR, two, k0, kc, A, lda, buf, 16, C, ldc, ek, n0,
-                        R, ldr, fin, load);
+            int m0 = 0;
+            if (two) {
+                m0 = MR;
+                rows256(0, MR, two, k0, kc, A, lda, B + (size_t)k0 * ldb + n0, ldb, C, ldc, ek, n0,
+                        R, ldr, fin, load, buf);
+            } else {
+                copy_block16(B, ldb, k0, kc, n0, 8, buf);
             }
+            for (; m0 < M; m0 += MR)
+                rows256(m0, M - m0 < MR ? M - m0 : MR, two, k0, kc, A, lda, buf, 16, C, ldc, ek, n0,
+                        R, ldr, fin, load, NULL);
         }
         if (!two) n0 -= 8;
     }
@@ -317,11 +317,14 @@ INLINE T512 __m512 epi512(const graft_kernel_epi *e, const epi_v512 *p, int n, _
 }
 
 /* NV vectors of 16 columns, the last one masked by mk. load: the chains
- * go on from the partial sums in C (a later block of k) instead of zero. */
+ * go on from the partial sums in C (a later block of k) instead of zero.
+ * copy (a constant NULL where unused): B's rows are also stored there as
+ * they are read (rows of 32, for the stream kernel's other tiles), the row
+ * PW_AHEAD further on asked for into L1 meanwhile. */
 INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size_t lda,
                          const float *B, size_t ldb, float *C, size_t ldc, __mmask16 mk,
                          const graft_kernel_epi *e, int n0, const float *R, size_t ldr,
-                         bool load)
+                         bool load, float *copy)
 {
     __m512 acc[12][2];
     const __mmask16 m0 = NV > 1 ? 0xffff : mk;
@@ -341,6 +344,14 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
         const float *b = B + (size_t)k * ldb;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
         __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(mk, b + 16) : b0;
+        if (copy) {
+            if (k + PW_AHEAD < K) {
+                _mm_prefetch((const char *)(b + PW_AHEAD * ldb), _MM_HINT_T0);
+                _mm_prefetch((const char *)(b + PW_AHEAD * ldb + 16), _MM_HINT_T0);
+            }
+            _mm512_store_ps(copy + 32 * k, b0);
+            _mm512_store_ps(copy + 32 * k + 16, b1);
+        }
         PW_UNROLL(12)
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(A[(size_t)i * lda + k]);
@@ -363,45 +374,48 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
     }
 }
 
-#define ROWS512(NV, KST, MK)                                                                    \
+#define ROWS512(NV, KST, MK, CP)                                                                    \
     switch (mr) {                                                                               \
-    case 12: tile512(12, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
-    case 11: tile512(11, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
-    case 10: tile512(10, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;              \
-    case 9: tile512(9, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 8: tile512(8, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 7: tile512(7, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 6: tile512(6, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 5: tile512(5, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 4: tile512(4, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 3: tile512(3, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    case 2: tile512(2, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;                \
-    default: tile512(1, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load); break;               \
+    case 12: tile512(12, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
+    case 11: tile512(11, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
+    case 10: tile512(10, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
+    case 9: tile512(9, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 8: tile512(8, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 7: tile512(7, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 6: tile512(6, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 5: tile512(5, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 4: tile512(4, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 3: tile512(3, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    case 2: tile512(2, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
+    default: tile512(1, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;               \
     }
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
  * w <= 32 columns from n0 (bp: its rows, kst apart); the epilogue ek and
- * the residual R at the last block (fin). */
+ * the residual R at the last block (fin). copy: a whole panel's rows are
+ * also copied there as they are read (tile512). */
 INLINE T512 void rows512(int m0, int mr, int w, int k0, int kc, const float *A, size_t lda,
                          const float *bp, size_t kst, float *C, size_t ldc,
                          const graft_kernel_epi *ek, int n0, const float *R, size_t ldr, bool fin,
-                         bool load)
+                         bool load, float *copy)
 {
     const bool two = w > 16;
     const __mmask16 mk = (__mmask16)((1u << (two ? w - 16 : w)) - 1); /* the last vector's */
     const float *a = A + (size_t)m0 * lda + k0;
     const float *r = R && fin ? R + (size_t)m0 * ldr : NULL;
     float *c = C + (size_t)m0 * ldc;
-    if (two && w == 32 && kst == 32) {
+    if (copy) {
+        ROWS512(2, kst, (__mmask16)0xffff, copy)
+    } else if (two && w == 32 && kst == 32) {
         /* A whole panel from packed or copied rows of 32: with the stride
          * and the masks constant, the inner loop keeps all twelve rows'
          * offsets in registers (with them variable GCC spilled two to the
          * stack at every k). */
-        ROWS512(2, 32, (__mmask16)0xffff)
+        ROWS512(2, 32, (__mmask16)0xffff, NULL)
     } else if (two) {
-        ROWS512(2, kst, mk)
+        ROWS512(2, kst, mk, NULL)
     } else {
-        ROWS512(1, kst, mk)
+        ROWS512(1, kst, mk, NULL)
     }
 }
 
@@ -452,7 +466,7 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                         __builtin_prefetch(c, 1, 2);
                         __builtin_prefetch(c + 16, 1, 2);
                     }
-                rows512(m0, mr, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R, ldr, fin, load);
+                rows512(m0, mr, w, k0, kc, A, lda, bp, kst, C, ldc, ek, n0, R, ldr, fin, load, NULL);
             }
         }
     }
@@ -460,20 +474,22 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
 
 /* ------------------------------------------------------------ few rows, B streamed */
 
-/* graft_pw_gemm_stream: a 32-column panel at a time, PW_KC of its rows
- * copied from B in place to L1 and every row tile run over them, then the
- * panel's next rows, then the next panel's; while one block's tiles run,
- * the next block's lines are asked for, a few after each tile (asked for
- * in one burst they held up the copy). Each element of B is read once.
- * Against the k-outermost order this replaced (blocks of 64 rows of B
- * across all columns, the partial sums stored and loaded between them),
- * ResNet50 at batch 1 took 3-5% less time (docs/PERFORMANCE.md). */
+/* graft_pw_gemm_stream: a 32-column panel at a time, PW_KC of its rows at a
+ * time. The first row tile reads them in place and copies them to a block
+ * on the stack as it goes, asking for the rows PW_AHEAD further on; the
+ * other tiles read the block from L1; then the panel's next rows, then the
+ * next panel's. Each element of B is read once. Against the k-outermost
+ * order this replaced (blocks of 64 rows of B across all columns, the
+ * partial sums stored and loaded between them), ResNet50 at batch 1 took
+ * 3-5% less time; against copying each block before its tiles (its lines
+ * asked for during the block before), 4-5% less on one thread, 2-3% on two
+ * (docs/PERFORMANCE.md). */
 static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda, const float *B,
                                 size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                                 const float *R, size_t ldr)
 {
     static const graft_kernel_epi none = {0};
-    const int MR = tile_rows512(M, lda, K), tiles = (M + MR - 1) / MR;
+    const int MR = tile_rows512(M, lda, K);
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
@@ -481,19 +497,17 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
             const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
             const bool load = k0 > 0, fin = k0 + kc == K;
             const graft_kernel_epi *ek = fin ? e : &none;
-            copy_block32(B, ldb, k0, kc, n0, w, buf);
-            /* the next block: this panel's next rows, or the next panel's first */
-            const int nk0 = k0 + kc < K ? k0 + kc : 0, nn0 = k0 + kc < K ? n0 : n0 + 32;
-            const int nkc = nn0 >= N ? 0 : K - nk0 < PW_KC ? K - nk0 : PW_KC;
-            const int nw = nn0 >= N ? 0 : N - nn0 < 32 ? N - nn0 : 32;
-            const float *nb = B + (size_t)nk0 * ldb + nn0;
-            const int lines = 2 * nkc, per = (lines + tiles - 1) / tiles; /* a row's first and last column */
-            int asked = 0;
-            for (int m0 = 0; m0 < M; m0 += MR) {
-                ask_next(nb, ldb, nw, lines, per, &asked);
-                rows512(m0, M - m0 < MR ? M - m0 : MR, w, k0, kc, A, lda, buf, 32, C, ldc, ek, n0, R,
-                        ldr, fin, load);
+            int m0 = 0;
+            if (w == 32) {
+                m0 = M < MR ? M : MR;
+                rows512(0, m0, w, k0, kc, A, lda, B + (size_t)k0 * ldb + n0, ldb, C, ldc, ek, n0,
+                        R, ldr, fin, load, buf);
+            } else {
+                copy_block32(B, ldb, k0, kc, n0, w, buf);
             }
+            for (; m0 < M; m0 += MR)
+                rows512(m0, M - m0 < MR ? M - m0 : MR, w, k0, kc, A, lda, buf, 32, C, ldc, ek, n0, R,
+                        ldr, fin, load, NULL);
         }
     }
 }
