@@ -9,6 +9,7 @@
 #include "layers/conv_plain.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __AVX512F__
@@ -399,8 +400,9 @@ static bool winograd_for(const conv2d *c, bool training, int n)
 /* Patch rows: an inference call of at most ROWS_MAX output pixels (a batch
  * of one at 7x7) with a kernel of at least ROWS_MIN_FLOATS (1 MiB, more
  * than L2 holds: it comes from memory each call), where Winograd does not
- * run, with AVX-512 (as graft_winograd_pays, whose choice it follows), on
- * one thread: on two, oneDNN's direct convolution was as fast or faster. */
+ * run, with AVX-512 (as graft_winograd_pays, whose choice it follows). On
+ * two threads oneDNN's direct convolution was as fast until the stream
+ * kernel's first tile copied its blocks (docs/PERFORMANCE.md). */
 #define ROWS_MAX 64
 #define ROWS_MIN_FLOATS (256u * 1024u)
 
@@ -410,15 +412,15 @@ static bool rows_for(const conv2d *c, bool training, int n)
     return !training && !c->plain && !pointwise(c) && n <= c->chunk &&
            (size_t)n * g->oh * g->ow <= ROWS_MAX &&
            (size_t)g->kh * g->kw * g->c * c->cfg.filters >= ROWS_MIN_FLOATS &&
-           !winograd_for(c, training, n) && graft_threads() == 1 && graft_kernels_avx512();
+           !winograd_for(c, training, n) && graft_kernels_avx512();
 }
 
 /* One GEMM of the call's patch rows (im2col into `col`) with the kernel
- * (HWIO: kh kw c rows of F) read in place, once, in memory order, ahead of
- * use (graft_pw_gemm_stream). On one thread oneDNN's direct convolution
- * read ResNet50's 9.4 MB 7x7 kernels far below the memory's speed
- * (docs/PERFORMANCE.md). Each output is one FMA chain over the patch in
- * kernel order. */
+ * (HWIO: kh kw c rows of F) read in place, once, ahead of use
+ * (graft_pw_gemm_stream), the threads sharing its columns. On one thread
+ * oneDNN's direct convolution read ResNet50's 9.4 MB 7x7 kernels far below
+ * the memory's speed (docs/PERFORMANCE.md). Each output is one FMA chain
+ * over the patch in kernel order, on any number of threads. */
 static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
                          const float *bias, bool relu, float *y, float *col)
 {
@@ -426,7 +428,13 @@ static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
     const int M = n * g->oh * g->ow, K = g->kh * g->kw * g->c, F = c->cfg.filters;
     graft_im2col(g, x, n, col);
     const graft_kernel_epi e = {.bias = bias, .clamp = relu, .lo = 0, .hi = INFINITY};
-    graft_pw_gemm_stream(M, 0, F, K, col, (size_t)K, W, (size_t)F, y, (size_t)F, &e, NULL, 0);
+#pragma omp parallel num_threads(graft_threads())
+    {
+        int c0, c1;
+        graft_pw_share(F, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        graft_pw_gemm_stream(M, c0, c1 - c0, K, col, (size_t)K, W, (size_t)F, y, (size_t)F, &e,
+                             NULL, 0);
+    }
 }
 
 const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
