@@ -388,6 +388,42 @@ static void test_streamed_kernel(void)
     streamed_kernel(false);
 }
 
+/* Which kernels stream at a batch of one (plan.h): with AVX-512 any larger
+ * than L1 (128 -> 256: 32 Ki floats; 256 -> 32, 8 Ki, does not), with
+ * AVX2 only those larger than L2 holds beside their rows; and the streamed
+ * 128 -> 256 gives the unfused layers' bits. */
+static void test_stream_threshold(void)
+{
+    graft_model *m = graft_model_new("thresholds");
+    graft_layer *x = graft_input(m, NULL, graft_shape3(7, 7, 128));
+    graft_layer *mid = graft_conv2d(m, x, (graft_conv2d_cfg){.name = "mid", .filters = 256,
+                                                             .kernel_size = {1, 1}});
+    graft_relu(m, NULL, (graft_relu_cfg){.name = "mid_relu"});
+    graft_layer *small = graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "small", .filters = 32,
+                                                                  .kernel_size = {1, 1}});
+    CHECK_OK(graft_model_status(m));
+    set_random(m, 13);
+    CHECK(graft_step_pw_streamed(mid, 49, true) == graft_kernels_avx512());
+    CHECK(!graft_step_pw_streamed(small, 49, true));
+    CHECK(!graft_step_pw_streamed(mid, 49, false));
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    CHECK(!graft_step_pw_streamed(mid, 49, true));
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    const size_t os = out_size(m);
+    float *in = random_input(m, 1, 14);
+    float *plain = malloc(os * sizeof(float)), *fused = malloc(os * sizeof(float));
+    CHECK(in && plain && fused);
+    if (in && plain && fused) {
+        predict_both(m, in, 1, plain, fused);
+        CHECK(bits_equal(plain, fused, os));
+        CHECK(strstr(graft_plan_step_kind(m, graft_layer_index(mid), NULL), "pointwise") != NULL);
+    }
+    free(in);
+    free(plain);
+    free(fused);
+    graft_model_free(m);
+}
+
 /* A 1x1 kernel streamed in place (512 x 512 floats) behind a prologue
  * (ResNetV2's and DenseNet's BN -> ReLU) or a squeeze-and-excitation gate
  * (EfficientNet's, its two 1x1s over the batch's pooled pixels), over one
@@ -1076,6 +1112,7 @@ int main(void)
     RUN(test_bits_reproducible);
     RUN(test_scratch_covers_smaller_batches);
     RUN(test_streamed_kernel);
+    RUN(test_stream_threshold);
     RUN(test_streamed_behind);
     RUN(test_pad_depthwise);
     RUN(test_expand_depthwise);

@@ -233,12 +233,20 @@ void graft_step_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_
                              bool stream);
 /* Whether a step that may stream kernels (`may_stream`) streams l's for a
  * GEMM of `rows` rows: too few rows to pack it each call, and a kernel of
- * at least GRAFT_PW_STREAM_MIN_FLOATS (smaller ones stay in L2, where the
- * tiles read them in place at little cost: docs/PERFORMANCE.md). Streamed
- * a panel at a time, the kernel is read once, with no copy kept between
- * calls (and no fingerprint read to check one). */
-#define GRAFT_PW_STREAM_MIN_FLOATS (256u * 1024u)
+ * at least graft_step_pw_stream_min_floats(). Streamed a panel at a time,
+ * the kernel is read once, with no copy kept between calls (and no
+ * fingerprint read to check one). */
 bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream);
+/* With AVX-512, a kernel larger than L1 (GRAFT_PW_STREAM_MIN_FLOATS_512):
+ * the stream kernel's first row tile copies each block of it as it reads
+ * it, and the other tiles read the copy from L1, where reading panels in
+ * place tile after tile took them from L2 (MobileNetV2 at batch 1: 0.91 of
+ * the time). With AVX2, a kernel larger than L2 can hold beside its rows
+ * (GRAFT_PW_STREAM_MIN_FLOATS_256): lower, EfficientNetB0 lost 1.4%
+ * (docs/PERFORMANCE.md). */
+#define GRAFT_PW_STREAM_MIN_FLOATS_512 (16u * 1024u)
+#define GRAFT_PW_STREAM_MIN_FLOATS_256 (256u * 1024u)
+size_t graft_step_pw_stream_min_floats(void);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
 const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run);
 /* DW_BLOCK steps stream; POINTWISE steps (ResNet50's, DenseNet's) only with

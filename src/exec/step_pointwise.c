@@ -303,12 +303,18 @@ static const float *pw_shape(const graft_layer *l, int *K, int *F)
     return W;
 }
 
+size_t graft_step_pw_stream_min_floats(void)
+{
+    return graft_kernels_avx512() ? GRAFT_PW_STREAM_MIN_FLOATS_512 : GRAFT_PW_STREAM_MIN_FLOATS_256;
+}
+
 /* plan.h has why and where. */
 bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream)
 {
     int K, F;
     pw_shape(l, &K, &F);
-    return may_stream && rows < GRAFT_PW_PACK_MIN_ROWS && (size_t)K * F >= GRAFT_PW_STREAM_MIN_FLOATS;
+    return may_stream && rows < GRAFT_PW_PACK_MIN_ROWS &&
+           (size_t)K * F >= graft_step_pw_stream_min_floats();
 }
 
 const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run)
