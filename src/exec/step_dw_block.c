@@ -475,19 +475,33 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
  * region (all of them call it): the expand GEMM's columns, the depthwise's
  * rows and the project GEMM's columns split among them, E and D (the
  * expanded and depthwise tensors) shared. */
+/* Thread t's part of a GEMM over M rows and N columns that nt threads
+ * share: its panels of columns where they split evenly, else its rows
+ * (graft_pw_share_even). */
+static void share(int M, int N, int t, int nt, int *r0, int *r1, int *c0, int *c1)
+{
+    if (graft_pw_share_even(N, nt)) {
+        graft_pw_share(N, t, nt, c0, c1);
+        *r0 = 0, *r1 = M;
+    } else {
+        *c0 = 0, *c1 = N;
+        *r0 = (int)((long)M * t / nt), *r1 = (int)((long)M * (t + 1) / nt);
+    }
+}
+
 static void run_shared(const geom *g, const weights *w, const float *x, float *out, float *E,
                        float *D, int t, int nt)
 {
     const float *src = x;
-    int c0, c1;
+    int c0, c1, r0, r1;
     if (g->NR) {
-        graft_pw_share(g->Ce, t, nt, &c0, &c1);
-        if (c1 > c0) {
-            graft_step_pw_gemm_cols(g->H * g->W, c0, c1 - c0, g->Cin, x, (size_t)g->Cin, w->We,
-                                    w->lde, E, (size_t)g->Ce, &w->ee, NULL, 0, w->wide,
-                                    w->stream_e);
-            graft_activation_rows(w->ea, E + c0, (size_t)g->H * g->W, (size_t)(c1 - c0),
-                                  (size_t)g->Ce);
+        share(g->H * g->W, g->Ce, t, nt, &r0, &r1, &c0, &c1);
+        if (c1 > c0 && r1 > r0) {
+            graft_step_pw_gemm_cols(r1 - r0, c0, c1 - c0, g->Cin, x + (size_t)r0 * g->Cin,
+                                    (size_t)g->Cin, w->We, w->lde, E + (size_t)r0 * g->Ce,
+                                    (size_t)g->Ce, &w->ee, NULL, 0, w->wide, w->stream_e);
+            graft_activation_rows(w->ea, E + (size_t)r0 * g->Ce + c0, (size_t)(r1 - r0),
+                                  (size_t)(c1 - c0), (size_t)g->Ce);
         }
         src = E;
 #pragma omp barrier
@@ -506,11 +520,13 @@ static void run_shared(const geom *g, const weights *w, const float *x, float *o
     }
 #pragma omp barrier
     if (!g->project) return; /* that barrier frees E for the next image */
-    graft_pw_share(g->Cout, t, nt, &c0, &c1);
-    if (c1 > c0)
-        graft_step_pw_gemm_cols(g->OH * g->OW, c0, c1 - c0, g->Ce, D, (size_t)g->Ce, w->Wp, w->ldp,
-                                out, (size_t)g->Cout, &w->ep, w->residual ? x : NULL,
-                                (size_t)g->Cin, w->wide, w->stream_p);
+    share(g->OH * g->OW, g->Cout, t, nt, &r0, &r1, &c0, &c1);
+    if (c1 > c0 && r1 > r0)
+        graft_step_pw_gemm_cols(r1 - r0, c0, c1 - c0, g->Ce, D + (size_t)r0 * g->Ce,
+                                (size_t)g->Ce, w->Wp, w->ldp, out + (size_t)r0 * g->Cout,
+                                (size_t)g->Cout, &w->ep,
+                                w->residual ? x + (size_t)r0 * g->Cin : NULL, (size_t)g->Cin,
+                                w->wide, w->stream_p);
     /* E and D are the next image's: everyone done with them first */
 #pragma omp barrier
 }

@@ -695,7 +695,9 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * fewer share their columns instead, each thread reading only its part
      * of the kernel. A streamed kernel takes a small call's rows in one
      * block, so that it is read once in all, not once a block. */
-    const long blocks = stream && P <= STREAM_ROWS ? 1 : even_blocks(P, th, BLOCK_PIXELS);
+    const long blocks = stream && P <= STREAM_ROWS && graft_pw_share_even(F, th)
+                            ? 1
+                            : even_blocks(P, th, BLOCK_PIXELS);
     long bands = (g.oh + band - 1) / band;
     if (bands >= th && round_up(bands, th) <= g.oh) bands = round_up(bands, th);
     const col_work cw = split_cols(unit ? blocks : (long)f->n * bands, F);

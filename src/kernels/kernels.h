@@ -167,6 +167,11 @@ void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda
 /* Columns [*c0, *c1) of N for thread t of nt: whole panels of 32 (both
  * tiles' widths), as even as they come. */
 void graft_pw_share(int N, int t, int nt, int *c0, int *c1);
+/* Whether graft_pw_share gives nt threads the same columns each (N a
+ * multiple of 32 * nt). Where it does not (MobileNetV2's 96-, 160- and
+ * 24-column projections), a GEMM of few rows splits its rows instead,
+ * each thread reading the whole of a kernel with few columns. */
+bool graft_pw_share_even(int N, int nt);
 /* Rows a call may have for graft_pw_gemm_stream to read B's rows in order. */
 #define GRAFT_PW_FEW_ROWS 4
 void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t lda, const float *B,

@@ -640,6 +640,8 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
     if (done < nc) gemm_scalar(M, done, nc, K, A, lda, Bc, ldb, 16, Cc, ldc, &ec, Rc, ldr);
 }
 
+bool graft_pw_share_even(int N, int nt) { return N % (32 * nt) == 0; }
+
 void graft_pw_share(int N, int t, int nt, int *c0, int *c1)
 {
     const int panels = (N + 31) / 32;
