@@ -471,10 +471,6 @@ static void run_group(const geom *g, const weights *w, const float *x, float *ou
                             w->wide, w->stream_p);
 }
 
-/* One image x into out by thread t of the nt in the calling parallel
- * region (all of them call it): the expand GEMM's columns, the depthwise's
- * rows and the project GEMM's columns split among them, E and D (the
- * expanded and depthwise tensors) shared. */
 /* Thread t's part of a GEMM over M rows and N columns that nt threads
  * share: its panels of columns where they split evenly, else its rows
  * (graft_pw_share_even). */
@@ -489,6 +485,10 @@ static void share(int M, int N, int t, int nt, int *r0, int *r1, int *c0, int *c
     }
 }
 
+/* One image x into out by thread t of the nt in the calling parallel
+ * region (all of them call it): the expand and project GEMMs' columns (or
+ * rows: share) and the depthwise's rows split among them, E and D (the
+ * expanded and depthwise tensors) shared. */
 static void run_shared(const geom *g, const weights *w, const float *x, float *out, float *E,
                        float *D, int t, int nt)
 {

@@ -190,14 +190,14 @@ INLINE T256 void tile256(const int MR, const int NV, int K, const float *A, size
     }
 }
 
-#define ROWS256(NV, KST, CP)                                                                             \
-    switch (mr) {                                                                               \
-    case 6: tile256(6, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
-    case 5: tile256(5, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
-    case 4: tile256(4, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
-    case 3: tile256(3, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
-    case 2: tile256(2, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                    \
-    default: tile256(1, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;                   \
+#define ROWS256(NV, KST, CP)                                                                       \
+    switch (mr) {                                                                                  \
+    case 6: tile256(6, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;          \
+    case 5: tile256(5, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;          \
+    case 4: tile256(4, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;          \
+    case 3: tile256(3, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;          \
+    case 2: tile256(2, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;          \
+    default: tile256(1, NV, kc, a, lda, bp, KST, c, ldc, ek, n0, r, ldr, load, CP); break;         \
     }
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
@@ -374,20 +374,20 @@ INLINE T512 void tile512(const int MR, const int NV, int K, const float *A, size
     }
 }
 
-#define ROWS512(NV, KST, MK, CP)                                                                    \
-    switch (mr) {                                                                               \
-    case 12: tile512(12, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
-    case 11: tile512(11, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
-    case 10: tile512(10, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;              \
-    case 9: tile512(9, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 8: tile512(8, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 7: tile512(7, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 6: tile512(6, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 5: tile512(5, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 4: tile512(4, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 3: tile512(3, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    case 2: tile512(2, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;                \
-    default: tile512(1, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;               \
+#define ROWS512(NV, KST, MK, CP)                                                                   \
+    switch (mr) {                                                                                  \
+    case 12: tile512(12, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;    \
+    case 11: tile512(11, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;    \
+    case 10: tile512(10, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;    \
+    case 9: tile512(9, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 8: tile512(8, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 7: tile512(7, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 6: tile512(6, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 5: tile512(5, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 4: tile512(4, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 3: tile512(3, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    case 2: tile512(2, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;      \
+    default: tile512(1, NV, kc, a, lda, bp, KST, c, ldc, MK, ek, n0, r, ldr, load, CP); break;     \
     }
 
 /* The tile of rows [m0, m0 + mr) for a block of k (k0, kc) and a panel of
