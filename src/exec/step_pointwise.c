@@ -694,7 +694,10 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
      * the threads where there is one for each (14 rows went 6 + 6 + 2);
      * fewer share their columns instead, each thread reading only its part
      * of the kernel. A streamed kernel takes a small call's rows in one
-     * block, so that it is read once in all, not once a block. */
+     * block, so that it is read once in all, not once a block, unless its
+     * columns do not split evenly among the threads (graft_pw_share_even):
+     * then it takes blocks of rows as a kernel read in place does (a call of
+     * at most BLOCK_PIXELS rows is still one block, its columns shared). */
     const long blocks = stream && P <= STREAM_ROWS && graft_pw_share_even(F, th)
                             ? 1
                             : even_blocks(P, th, BLOCK_PIXELS);

@@ -169,8 +169,8 @@ void graft_pw_gemm_cols(int M, int c0, int nc, int K, const float *A, size_t lda
 void graft_pw_share(int N, int t, int nt, int *c0, int *c1);
 /* Whether graft_pw_share gives nt threads the same columns each (N a
  * multiple of 32 * nt). Where it does not (MobileNetV2's 96-, 160- and
- * 24-column projections), a GEMM of few rows splits its rows instead,
- * each thread reading the whole of a kernel with few columns. */
+ * 24-column projections), the fused steps split a small call's rows
+ * instead, each thread reading the whole of a kernel with few columns. */
 bool graft_pw_share_even(int N, int nt);
 /* Rows a call may have for graft_pw_gemm_stream to read B's rows in order. */
 #define GRAFT_PW_FEW_ROWS 4

@@ -498,9 +498,9 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
             const bool load = k0 > 0, fin = k0 + kc == K;
             const graft_kernel_epi *ek = fin ? e : &none;
             int m0 = 0;
-            if (w == 32) {
-                m0 = M < MR ? M : MR;
-                rows512(0, m0, w, k0, kc, A, lda, B + (size_t)k0 * ldb + n0, ldb, C, ldc, ek, n0,
+            if (w == 32) { /* MR <= M: tile_rows512 */
+                m0 = MR;
+                rows512(0, MR, w, k0, kc, A, lda, B + (size_t)k0 * ldb + n0, ldb, C, ldc, ek, n0,
                         R, ldr, fin, load, buf);
             } else {
                 copy_block32(B, ldb, k0, kc, n0, w, buf);
