@@ -312,16 +312,35 @@ static void test_where_it_applies(void)
         CHECK_MSG(graft_winograd_fits(&g, B[i].f) == (wide ? B[i].fits : B[i].fits_avx2),
                   "%dx%d, %d -> %d", B[i].side, B[i].side, B[i].c, B[i].f);
     }
-    /* Inference: with AVX-512, 32 tiles a call or more (VGG16's 14x14 layers,
-     * 16 tiles an image, from two images on); always at AVX2's width. */
+    /* Inference: with AVX-512, 16 tiles a call or more (VGG16's 14x14 layers
+     * at batch 1; ResNet50's 7x7 have 4 an image, from 4 images on); always
+     * at AVX2's width. Below 32 tiles a call a kernel whose transform would
+     * take 16 MiB or more (512 x 512: 38 MB) is transformed block by block
+     * (filters a multiple of 32, 32 a thread); others keep theirs (256 x
+     * 256: 9.4 MB), as every kernel does from 32 tiles on. */
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
     in = graft_shape3(14, 14, 512);
     graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
     CHECK(graft_winograd_fits(&g, 512));
-    CHECK(graft_winograd_pays(&g, 1) == !wide);
-    CHECK(graft_winograd_pays(&g, 2) && graft_winograd_pays(&g, 32));
+    CHECK(graft_winograd_pays(&g, 1) && graft_winograd_pays(&g, 2));
+    CHECK(graft_winograd_fused(&g, 512, 1) && !graft_winograd_fused(&g, 512, 2));
+    CHECK(!graft_winograd_fused(&g, 500, 1)); /* filters off 32 */
+    CHECK(graft_winograd_fused(&g, 256, 1)); /* 512 -> 256: 18.9 MB, */
+    in = graft_shape3(14, 14, 256);
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(!graft_winograd_fused(&g, 256, 1)); /* 9.4 MB kept */
+    in = graft_shape3(14, 14, 4096);
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(graft_winograd_fused(&g, 64, 1) && !graft_winograd_fused(&g, 32, 1)); /* a block a thread */
+    in = graft_shape3(7, 7, 512);
+    graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+    CHECK(graft_winograd_pays(&g, 1) == !wide && graft_winograd_pays(&g, 4));
+    CHECK(graft_winograd_fused(&g, 512, 7) && !graft_winograd_fused(&g, 512, 8));
     in = graft_shape3(28, 28, 512); /* 49 tiles */
     graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
-    CHECK(graft_winograd_pays(&g, 1));
+    CHECK(graft_winograd_pays(&g, 1) && !graft_winograd_fused(&g, 512, 1));
+    graft_threads_set(threads);
 }
 
 /* k's model with seed's weights, frozen, and k->n images of normal noise
@@ -526,6 +545,70 @@ static void test_frozen_rounds(void)
     free(big[1]);
 }
 
+/* A frozen layer's call of fewer than 32 tiles (a 14x14 image alone: 16)
+ * with a kernel whose transform would take 16 MiB or more transforms the
+ * kernel block by block as its products need it, keeping nothing
+ * (graft_winograd_fused); the channels in blocks of 32 (360: 11 x 32 + 8),
+ * the partial sums going on from block to block. Each image alone has the
+ * bits it has in a batch of two (32 tiles: the kept transform), on one
+ * thread and two, with and without the fused BatchNormalization, and
+ * (without its clamp) is within Winograd's error of the double reference;
+ * filters off a multiple of 32 keep the transform even alone, with the same
+ * bits; a changed kernel takes effect at the next call. */
+static void test_fused_few_tiles(void)
+{
+    const wcase cases[] = {{2, 14, 14, 360, 352, GRAFT_SAME, true, true, true},
+                           {2, 16, 16, 352, 384, GRAFT_VALID, false, false, false},
+                           {2, 14, 14, 384, 340, GRAFT_SAME, true, true, false}};
+    const int before = graft_threads_get();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const wcase *k = &cases[i];
+        const int pt = k->pad == GRAFT_SAME ? 1 : 0, oh = k->h - 2 + 2 * pt, ow = k->w - 2 + 2 * pt;
+        const size_t in1 = (size_t)k->h * k->w * k->c, out1 = (size_t)oh * ow * k->f;
+        const bool fused = k->f % 32 == 0;
+        float *x, *two = malloc(2 * out1 * sizeof(float)), *one = malloc(out1 * sizeof(float));
+        double *want = malloc(out1 * sizeof(double));
+        graft_model *m = frozen_with_input(k, 60 + (unsigned)i, 61 + (unsigned)i, &x);
+        graft_layer *conv = graft_model_find(m, "conv");
+        const wcase alone = {1, k->h, k->w, k->c, k->f, k->pad, k->bias, k->relu, k->bn};
+        for (int change = 0; change < 2; change++) {
+            graft_threads_set(1);
+            CHECK_OK(graft_model_predict(m, x, 2, two));
+            CHECK(strstr(graft_conv2d_algorithm(conv, false, 2), "kept") != NULL);
+            for (int t = 1; t <= 2; t++) {
+                graft_threads_set(t);
+                const char *how = graft_conv2d_algorithm(conv, false, 1);
+                CHECK_MSG(strstr(how, fused ? "block by block" : "kept") != NULL, "case %zu: %s", i,
+                          how);
+                for (int s = 0; s < 2; s++) {
+                    CHECK_OK(graft_model_predict(m, x + s * in1, 1, one));
+                    CHECK_MSG(memcmp(one, two + s * out1, out1 * sizeof(float)) == 0,
+                              "case %zu, image %d alone on %d threads, kernel changed %d", i, s, t,
+                              change);
+                }
+            }
+            /* (after a clamp at 6 the peak says nothing of the sums' size) */
+            if (!k->bn) {
+                reference(&alone, m, x, want, oh, ow, pt, pt);
+                double peak = 0, worst = 0;
+                for (size_t j = 0; j < out1; j++) {
+                    if (fabs(want[j]) > peak) peak = fabs(want[j]);
+                    if (fabs(two[j] - want[j]) > worst) worst = fabs(two[j] - want[j]);
+                }
+                CHECK_MSG(peak > 0.5 && worst <= 2e-5 * peak, "case %zu: %.3g of peak %.3g", i,
+                          worst, peak);
+            }
+            graft_layer_weight_data(conv, 0)[5 * k->f + 7] += 0.5f;
+        }
+        graft_model_free(m);
+        free(x);
+        free(two);
+        free(one);
+        free(want);
+    }
+    graft_threads_set(before);
+}
+
 int main(void)
 {
     RUN(test_matches_reference);
@@ -536,5 +619,6 @@ int main(void)
     RUN(test_frozen_batch_independent);
     RUN(test_frozen_rounds);
     RUN(test_patch_rows);
+    RUN(test_fused_few_tiles);
     return CHECK_SUMMARY();
 }

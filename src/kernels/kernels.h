@@ -61,11 +61,20 @@ bool graft_onednn_conv_backward_weights(graft_onednn_conv *c, int n, const float
 #define GRAFT_WINOGRAD_MIN_C 16 /* fewer channels: the GEMMs are too short to pay */
 bool graft_winograd_fits(const graft_conv_geom *g, int filters);
 /* Whether a call over n images has enough tiles for Winograd to beat direct
- * convolution, which reads 1/4 of the kernel bytes: with AVX-512, at least
- * 32 tiles a call (VGG16's 14x14 layers at batch 1 have 16); always at
- * AVX2's width. Inference only: training passes take Winograd whatever the
- * batch, so that cached features equal recomputed ones. */
+ * convolution, which does 4 times the multiplications: with AVX-512, at
+ * least 16 tiles a call (VGG16's and ResNet50's 14x14 layers at batch 1;
+ * their 7x7 layers, 4 tiles an image, go direct or by patch rows); always
+ * at AVX2's width. Inference only: training passes take Winograd whatever
+ * the batch, so that cached features equal recomputed ones. */
 bool graft_winograd_pays(const graft_conv_geom *g, int n);
+/* Whether a rowwise call over n images transforms the kernel block by block
+ * as its products need it, keeping nothing (u unused): fewer than 32
+ * tiles, where each element of a kept transform would serve few products
+ * and be read from memory at every call, and a transform of 16 MiB or more
+ * (512 x 512 channels: 38 MB) that would hold that much memory besides;
+ * filters a multiple of 32, at least 32 a thread. The same bits as with a
+ * kept transform. */
+bool graft_winograd_fused(const graft_conv_geom *g, int filters, int n);
 /* Tiles a round of a frozen layer's forward pass over n images takes, the
  * threads sharing each round (0: none, the threads take chunks of their own;
  * winograd.c). */
@@ -76,7 +85,8 @@ size_t graft_winograd_scratch_floats(const graft_conv_geom *g, int filters, int 
  * thread count and the ISA (a frozen layer: the products by graft_pw_gemm).
  * u (rowwise only; NULL: transformed here, into scratch): the kernel as
  * graft_winograd_transform left it, for a frozen layer to keep between
- * calls; graft_winograd_u_floats floats. */
+ * calls (not read where graft_winograd_fused); graft_winograd_u_floats
+ * floats. */
 size_t graft_winograd_u_floats(const graft_conv_geom *g, int filters);
 void graft_winograd_transform(const graft_conv_geom *g, int filters, const float *kernel,
                               float *u);
@@ -153,6 +163,14 @@ typedef struct graft_kernel_epi {
 void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide);
+/* C[M,N] = A[M,K] B[K,N] over one block of a longer K, B packed as
+ * graft_pw_pack packs K rows (panels of 32 columns with `wide` AVX-512, of
+ * 16 otherwise) and N a multiple of 32: with `more`, the chains go on from
+ * the partial sums in C (as graft_pw_gemm's own blocks of k do), else they
+ * start at zero. Called over K's blocks in order, each output has
+ * graft_pw_gemm's bits. No epilogue. */
+void graft_pw_gemm_part(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
+                        size_t ldc, bool more, bool wide);
 /* Columns [c0, c0 + nc) of graft_pw_gemm's C[M,N] (B packed when ldb is 0,
  * c0 then a multiple of the panel width): B's, C's, R's and the epilogue's
  * parameters from column c0 on. Same bits as those columns of the whole. */

@@ -285,6 +285,17 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
     return n0;
 }
 
+/* graft_pw_gemm_part at AVX2's width: whole panels of 16 columns. */
+static T256 void part256(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
+                         size_t ldc, bool more)
+{
+    static const graft_kernel_epi none = {0};
+    for (int n0 = 0; n0 < N; n0 += 16)
+        for (int m0 = 0; m0 < M; m0 += 6)
+            rows256(m0, M - m0 < 6 ? M - m0 : 6, true, 0, K, A, lda, B + (size_t)n0 * K, 16, C, ldc,
+                    &none, n0, NULL, 0, true, more, NULL);
+}
+
 /* ------------------------------------------------------------ AVX-512: 12 rows x 32 columns */
 
 typedef struct {
@@ -510,6 +521,18 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
                         ldr, fin, load, NULL);
         }
     }
+}
+
+/* graft_pw_gemm_part at AVX-512's width: whole panels of 32 columns. */
+static T512 void part512(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
+                         size_t ldc, bool more)
+{
+    static const graft_kernel_epi none = {0};
+    const int MR = tile_rows512(M, lda, K);
+    for (int n0 = 0; n0 < N; n0 += 32)
+        for (int m0 = 0; m0 < M; m0 += MR)
+            rows512(m0, M - m0 < MR ? M - m0 : MR, 32, 0, K, A, lda, B + (size_t)n0 * K, 32, C,
+                    ldc, &none, n0, NULL, 0, true, more, NULL);
 }
 
 /* ------------------------------------------------------------ a few rows: rows of B in order */
@@ -754,5 +777,27 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
 #else
     (void)wide;
     gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
+#endif
+}
+
+void graft_pw_gemm_part(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
+                        size_t ldc, bool more, bool wide)
+{
+    if (M <= 0 || N <= 0) return;
+#ifdef __AVX2__
+    if (wide && __builtin_cpu_supports("avx512f")) {
+        part512(M, N, K, A, lda, B, C, ldc, more);
+        return;
+    }
+    part256(M, N, K, A, lda, B, C, ldc, more);
+#else
+    (void)wide;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const float *b = B + (size_t)(n / 16) * K * 16 + n % 16; /* panels of 16 */
+            float acc = more ? C[(size_t)m * ldc + n] : 0.0f;
+            for (int k = 0; k < K; k++) acc = fmaf(A[(size_t)m * lda + k], b[(size_t)k * 16], acc);
+            C[(size_t)m * ldc + n] = acc;
+        }
 #endif
 }

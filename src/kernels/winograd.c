@@ -36,11 +36,24 @@
 #define WINOGRAD_NARROW_MIN_TILES 25
 #define WINOGRAD_NARROW_MIN_TILES_AVX2 16
 #define WINOGRAD_NARROW 64
-#define WINOGRAD_MIN_CALL_TILES 32 /* per inference call, with AVX-512 */
+#define WINOGRAD_MIN_CALL_TILES 16 /* per inference call, with AVX-512 */
 #define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: graft_winograd_round_tiles */
 #define WINOGRAD_ROUND_BYTES ((size_t)48 << 20) /* V and M of a round, at most */
 #define NXI (T * T)
 #define CB 16 /* channels transformed at once: two AVX2 vectors */
+/* An inference call of fewer tiles than this, whose kernel's transform
+ * would be at least WINOGRAD_FUSED_MIN_U bytes, transforms its kernel block
+ * by block as the products need it (graft_winograd_fused), keeping nothing. */
+#define WINOGRAD_KEEP_TILES 32
+#define WINOGRAD_FUSED_MIN_U ((size_t)16 << 20)
+#define FUSED_COLS 32     /* filters of such a block */
+#define FUSED_CHANNELS 32 /* channels of such a block */
+#define FUSED_PAD 16      /* floats past a copied kernel row (copy_kernel_rows) */
+#define FUSED_SPREAD ((size_t)1 << 18) /* floats between threads' blocks: 1 MiB */
+/* Floats from one xi's part of a block to the next: 192 bytes past a
+ * multiple of 4 KiB, so that the 36 parts' rows a transform writes at once
+ * do not all fall in the same L1 set. */
+#define FUSED_XI (FUSED_COLS * FUSED_CHANNELS + 48)
 
 bool graft_winograd_fits(const graft_conv_geom *g, int filters)
 {
@@ -91,6 +104,35 @@ static size_t tiles_of(const graft_conv_geom *g, int n)
 bool graft_winograd_pays(const graft_conv_geom *g, int n)
 {
     return !graft_kernels_avx512() || tiles_of(g, n) >= WINOGRAD_MIN_CALL_TILES;
+}
+
+bool graft_winograd_fused(const graft_conv_geom *g, int filters, int n)
+{
+    return tiles_of(g, n) < WINOGRAD_KEEP_TILES && filters % FUSED_COLS == 0 &&
+           filters / FUSED_COLS >= graft_threads() &&
+           (size_t)NXI * g->c * filters * sizeof(float) >= WINOGRAD_FUSED_MIN_U;
+}
+
+/* A thread's part of a fused call's scratch: its block of U, then its
+ * copy of the kernel's rows for its filters (copy_kernel_rows). */
+static size_t fused_thread_floats(int filters)
+{
+    const int nth = graft_threads(), blocks = filters / FUSED_COLS;
+    const size_t n = (size_t)NXI * FUSED_XI +
+                     (size_t)9 * FUSED_CHANNELS * (FUSED_COLS * ((blocks + nth - 1) / nth) + FUSED_PAD);
+    /* At least FUSED_SPREAD from one thread's blocks to the next's: closer,
+     * on this machine's two cores, one of them transformed at a third of
+     * the other's speed (docs/PERFORMANCE.md). The gap is address space,
+     * never touched. */
+    return n + FUSED_SPREAD;
+}
+
+/* A fused call's scratch: the threads' parts, then V and M of all the
+ * call's tiles, then a zero bias. */
+static size_t fused_floats(const graft_conv_geom *g, int filters, int n)
+{
+    return (size_t)graft_threads() * fused_thread_floats(filters) +
+           (size_t)NXI * tiles_of(g, n) * (size_t)(g->c + filters) + (size_t)filters;
 }
 
 /* Columns of U's rows as stored: packed into panels of up to 32 columns
@@ -145,7 +187,13 @@ static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
     size_t u = (size_t)NXI * g->c * u_cols(filters);
     size_t work = (size_t)graft_threads() * (size_t)NXI * chunk * (size_t)(g->c + filters);
     size_t shared = (size_t)NXI * round_room(g, filters, n) * (size_t)(g->c + filters);
-    return u + (shared > work ? shared : work) + (size_t)filters; /* + a zero bias */
+    size_t most = u + (shared > work ? shared : work) + (size_t)filters; /* + a zero bias */
+    /* a call of fewer images may be a fused one */
+    int few = n;
+    while (few > 1 && !graft_winograd_fused(g, filters, few)) few--;
+    if (graft_winograd_fused(g, filters, few) && fused_floats(g, filters, few) > most)
+        most = fused_floats(g, filters, few);
+    return most;
 }
 
 /* The input gradient of a 3x3 stride-1 convolution is itself one: dy padded
@@ -197,6 +245,90 @@ static inline size_t u_at(int xi, int c, int f, int C, int F, int pw)
     return xi * pw_slab(C, F, pw) + ((size_t)(f / pw) * C + c) * pw + f % pw;
 }
 
+/* CB floats as one value of GCC's vector extension: the kernel transform
+ * below then stays in registers (as arrays the compiler kept it on the
+ * stack, and a block cost twice as much). */
+typedef float cb_vec __attribute__((vector_size(CB * sizeof(float))));
+
+/* G x for the three values x0..x2 of a column or row of 3 into o0..o5,
+ * the last two rows sharing their three quotients; each row as the
+ * transform always computed it, so that U keeps its bits. */
+#define G_OF_3(x0, x1, x2, o0, o1, o2, o3, o4, o5)                                                 \
+    do {                                                                                           \
+        const cb_vec q0_ = (x0) / 24.0f, q1_ = (x1) / 12.0f, q2_ = (x2) / 6.0f;                    \
+        o0 = (x0) / 4.0f;                                                                          \
+        o1 = -((x0) + (x1) + (x2)) / 6.0f;                                                         \
+        o2 = -((x0) - (x1) + (x2)) / 6.0f;                                                         \
+        o3 = q0_ + q1_ + q2_;                                                                      \
+        o4 = q0_ - q1_ + q2_;                                                                      \
+        o5 = (x2);                                                                                 \
+    } while (0)
+
+/* One row i of the second pass: G along the row of t, into xi = 6i..6i+5
+ * (u + xi * us). */
+#define G_ROW(i, x0, x1, x2)                                                                       \
+    do {                                                                                           \
+        cb_vec o0_, o1_, o2_, o3_, o4_, o5_;                                                       \
+        G_OF_3(x0, x1, x2, o0_, o1_, o2_, o3_, o4_, o5_);                                          \
+        float *r_ = u + (size_t)(i) * T * us;                                                      \
+        memcpy(r_, &o0_, sizeof(cb_vec));                                                          \
+        memcpy(r_ + us, &o1_, sizeof(cb_vec));                                                     \
+        memcpy(r_ + 2 * us, &o2_, sizeof(cb_vec));                                                 \
+        memcpy(r_ + 3 * us, &o3_, sizeof(cb_vec));                                                 \
+        memcpy(r_ + 4 * us, &o4_, sizeof(cb_vec));                                                 \
+        memcpy(r_ + 5 * us, &o5_, sizeof(cb_vec));                                                 \
+    } while (0)
+
+/* G g G' for CB filters: tap k of the 3x3 kernel (row-major) at g + k *
+ * tap; the CB values of xi go to u + xi * us. In straight code that keeps
+ * the block in registers: where the transform runs at every call
+ * (forward_fused), the arrays the compiler kept on the stack, and the
+ * pointers to the 36 rows, were most of its cost. */
+static inline __attribute__((always_inline)) void kernel_cb(const float *g, size_t tap, float *u,
+                                                            size_t us)
+{
+    cb_vec g0, g1, g2, g3, g4, g5, g6, g7, g8;
+    memcpy(&g0, g, sizeof g0);
+    memcpy(&g1, g + tap, sizeof g1);
+    memcpy(&g2, g + 2 * tap, sizeof g2);
+    memcpy(&g3, g + 3 * tap, sizeof g3);
+    memcpy(&g4, g + 4 * tap, sizeof g4);
+    memcpy(&g5, g + 5 * tap, sizeof g5);
+    memcpy(&g6, g + 6 * tap, sizeof g6);
+    memcpy(&g7, g + 7 * tap, sizeof g7);
+    memcpy(&g8, g + 8 * tap, sizeof g8);
+    /* G along the kernel's columns (t[i][kx]), then along the rows. */
+    cb_vec t00, t10, t20, t30, t40, t50, t01, t11, t21, t31, t41, t51, t02, t12, t22, t32, t42, t52;
+    G_OF_3(g0, g3, g6, t00, t10, t20, t30, t40, t50);
+    G_OF_3(g1, g4, g7, t01, t11, t21, t31, t41, t51);
+    G_OF_3(g2, g5, g8, t02, t12, t22, t32, t42, t52);
+    G_ROW(0, t00, t01, t02);
+    G_ROW(1, t10, t11, t12);
+    G_ROW(2, t20, t21, t22);
+    G_ROW(3, t30, t31, t32);
+    G_ROW(4, t40, t41, t42);
+    G_ROW(5, t50, t51, t52);
+}
+
+/* G g G' for the 3x3 kernels of channel c and the nf <= CB filters from f0
+ * (HWIO, C channels of F filters): the nf values of xi go to u + xi * us. */
+static inline __attribute__((always_inline)) void kernel_block(const float *kernel, int C, int F,
+                                                               int c, int f0, int nf, float *u,
+                                                               size_t us)
+{
+    const size_t tap = (size_t)C * F;
+    const float *g = kernel + (size_t)c * F + f0;
+    if (nf == CB) {
+        kernel_cb(g, tap, u, us);
+        return;
+    }
+    /* the last filters: through a whole block, zeros past nf */
+    float in[9][CB] = {{0}}, out[NXI][CB];
+    for (int k = 0; k < 9; k++) memcpy(in[k], g + k * tap, (size_t)nf * sizeof(float));
+    kernel_cb(in[0], CB, out[0], CB);
+    for (int xi = 0; xi < NXI; xi++) memcpy(u + xi * us, out[xi], (size_t)nf * sizeof(float));
+}
+
 static void transform_kernel(const float *kernel, int C, int F, float *U, int pw)
 {
     if (pw && F % pw) memset(U, 0, NXI * pw_slab(C, F, pw) * sizeof(float));
@@ -210,42 +342,45 @@ static void transform_kernel(const float *kernel, int C, int F, float *U, int pw
         const int c = pw ? (int)(it % C) : (int)(it / nfb);
         const int f0 = CB * (pw ? (int)(it / C) : (int)(it % nfb));
         const int nf = F - f0 < CB ? F - f0 : CB;
-        float g[3][3][CB], t[T][3][CB];
-        for (int ky = 0; ky < 3; ky++)
-            for (int kx = 0; kx < 3; kx++) {
-                const float *src = kernel + ((size_t)(ky * 3 + kx) * C + c) * F + f0;
-                for (int j = 0; j < nf; j++)
-                    g[ky][kx][j] = src[j];
-            }
-        /* G along the rows of the kernel, then along its columns. */
-        for (int kx = 0; kx < 3; kx++) {
-#pragma omp simd
-            for (int j = 0; j < nf; j++) {
-                float g0 = g[0][kx][j], g1 = g[1][kx][j], g2 = g[2][kx][j];
-                t[0][kx][j] = g0 / 4;
-                t[1][kx][j] = -(g0 + g1 + g2) / 6;
-                t[2][kx][j] = -(g0 - g1 + g2) / 6;
-                t[3][kx][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                t[4][kx][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                t[5][kx][j] = g2;
-            }
-        }
-        for (int i = 0; i < T; i++) {
-            float *u[T];
-            for (int k = 0; k < T; k++)
-                u[k] = U + u_at(i * T + k, c, f0, C, F, pw);
-#pragma omp simd
-            for (int j = 0; j < nf; j++) {
-                float g0 = t[i][0][j], g1 = t[i][1][j], g2 = t[i][2][j];
-                u[0][j] = g0 / 4;
-                u[1][j] = -(g0 + g1 + g2) / 6;
-                u[2][j] = -(g0 - g1 + g2) / 6;
-                u[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
-                u[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
-                u[5][j] = g2;
-            }
-        }
+        float *u = U + u_at(0, c, f0, C, F, pw);
+        const size_t us = u_at(1, c, f0, C, F, pw) - u_at(0, c, f0, C, F, pw);
+        if (nf == CB)
+            kernel_block(kernel, C, F, c, f0, CB, u, us);
+        else
+            kernel_block(kernel, C, F, c, f0, nf, u, us);
     }
+}
+
+/* Rows [c0, c0 + cc) of the kernel's 9 taps, columns [f0, f0 + nc), into
+ * W as cc x 9 rows of nc, FUSED_PAD floats apart (a row's 9 taps then fall
+ * in different L1 sets): a row's columns are read in order, which the
+ * prefetchers follow (a block's 32 columns alone, rows F floats apart in 9
+ * streams, were read at a fraction of the memory's speed), and the row two
+ * channels on is asked for meanwhile. */
+static void copy_kernel_rows(const float *kernel, int C, int F, int c0, int cc, int f0, int nc,
+                             float *W)
+{
+    for (int kk = 0; kk < 9; kk++)
+        for (int c = c0; c < c0 + cc; c++) {
+            const float *src = kernel + ((size_t)kk * C + c) * F + f0;
+            if (c + 2 < C)
+                for (int j = 0; j < nc; j += 16) __builtin_prefetch(src + 2 * (size_t)F + j);
+            memcpy(W + ((size_t)(c - c0) * 9 + kk) * (nc + FUSED_PAD), src,
+                   (size_t)nc * sizeof(float));
+        }
+}
+
+/* The block of U for the cc channels and FUSED_COLS filters from column
+ * f0 of copy_kernel_rows' W (nc columns), into U: for each xi (FUSED_XI
+ * floats apart) cc rows in panels of pw columns, what graft_pw_gemm_part
+ * reads as a packed B of cc rows; transform_kernel's values. */
+static void transform_kernel_block(const float *W, int cc, int nc, int f0, int pw, float *U)
+{
+    const size_t row = (size_t)nc + FUSED_PAD;
+    for (int c = 0; c < cc; c++)
+        for (int b0 = 0; b0 < FUSED_COLS; b0 += CB)
+            kernel_cb(W + (size_t)c * 9 * row + f0 + b0, row,
+                      U + ((size_t)(b0 / pw) * cc + c) * pw + b0 % pw, FUSED_XI);
 }
 
 typedef struct {
@@ -493,6 +628,64 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
     }
 }
 
+/* A fused call (graft_winograd_fused): all of its tiles' input transforms;
+ * then, each thread taking whole blocks of FUSED_COLS filters, the kernel's
+ * transform for FUSED_CHANNELS channels of the block at a time, into a
+ * block of U that stays in L2, and the 36 products' partial sums over those
+ * channels (graft_pw_gemm_part: the chains go on from one block of
+ * channels to the next, so each output has the kept transform's bits);
+ * then the output transforms. The kernel is read once, and nothing of
+ * four times its size is stored: at a batch of one, a kept U (VGG16's 14x14
+ * layers: 38 MB each) was read from memory at every call, and held the
+ * memory besides (docs/PERFORMANCE.md). */
+static void forward_fused(const tiling *tl, int n, const float *x, const float *kernel,
+                          const finish *fin_in, float *y, bool pooled, uint8_t *code,
+                          float *scratch)
+{
+    const graft_conv_geom *g = tl->g;
+    const int C = g->c, F = tl->F, nth = graft_threads(), nk = (int)tiles_of(g, n);
+    const bool wide = graft_kernels_avx512();
+    const int pw = wide ? 32 : 16, blocks = F / FUSED_COLS;
+    const size_t per = fused_thread_floats(F);
+    float *V = scratch + (size_t)nth * per, *Mx = V + (size_t)NXI * nk * C;
+    finish fin = *fin_in;
+    if (!fin.bias) { /* a zero bias keeps the output loop branch-free */
+        float *zb = Mx + (size_t)NXI * nk * F;
+        memset(zb, 0, (size_t)F * sizeof(float));
+        fin.bias = zb;
+    }
+#pragma omp parallel num_threads(nth)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *U = scratch + (size_t)t * per, *W = U + (size_t)NXI * FUSED_XI;
+#pragma omp for schedule(static)
+        for (int k = 0; k < nk; k++)
+            transform_input(tl, x, 0, k, k + 1, nk, V);
+        /* this thread's blocks of filters, whole */
+        const int b0 = (int)((long)blocks * t / nt), b1 = (int)((long)blocks * (t + 1) / nt);
+        const int f0 = b0 * FUSED_COLS, nc = (b1 - b0) * FUSED_COLS;
+        for (int c0 = 0; c0 < C && nc > 0; c0 += FUSED_CHANNELS) {
+            const int cc = C - c0 < FUSED_CHANNELS ? C - c0 : FUSED_CHANNELS;
+            copy_kernel_rows(kernel, C, F, c0, cc, f0, nc, W);
+            for (int j = 0; j < nc; j += FUSED_COLS) {
+                transform_kernel_block(W, cc, nc, j, pw, U);
+                for (int xi = 0; xi < NXI; xi++)
+                    graft_pw_gemm_part(nk, FUSED_COLS, cc, V + (size_t)xi * nk * C + c0, (size_t)C,
+                                       U + (size_t)xi * FUSED_XI,
+                                       Mx + (size_t)xi * nk * F + f0 + j, (size_t)F, c0 > 0, wide);
+            }
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int k = 0; k < nk; k++) {
+            if (pooled)
+                transform_output_pool(tl, Mx, 0, k, k + 1, nk, fin.bias, y, code);
+            else
+                transform_output(tl, Mx, 0, k, k + 1, nk, &fin, y);
+        }
+    }
+}
+
 /* The forward pass; with `pooled`, the output transform pools (y and code
  * are the pool's) instead of writing the convolution's output.
  *
@@ -504,14 +697,21 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
  * chunks than threads (batch 1: ResNet50's 7x7 layers have 4 tiles) the
  * one chunk runs as a round (graft_winograd_round_tiles), in three phases,
  * the 36 products shared among the threads instead of one thread doing them
- * all; so do the tiles of a layer whose U is large. Otherwise (training)
- * dnnl_sgemm. */
+ * all; so do the tiles of a layer whose U is large. A call of few tiles
+ * transforms the kernel as it goes instead (forward_fused), u unused.
+ * Otherwise (training) dnnl_sgemm. */
 static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, const float *kernel,
                         const float *u, const float *bias, bool relu, const graft_epilogue *epi,
                         float *y, bool pooled, uint8_t *code, bool rowwise, float *scratch)
 {
     const int C = g->c, nth = graft_threads();
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
+    if (rowwise && graft_winograd_fused(g, F, n)) {
+        finish fin = {bias, relu, NULL};
+        if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
+        forward_fused(&tl, n, x, kernel, &fin, y, pooled, code, scratch);
+        return;
+    }
     const size_t tiles = tiles_of(g, n);
     size_t chunk = (size_t)chunk_tiles(C, F);
     if (chunk > tiles) chunk = tiles;

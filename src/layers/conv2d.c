@@ -478,7 +478,9 @@ static void forward(graft_layer *l, const graft_fwd *f)
     const bool rowwise = rowwise_pass(l, f->training);
     if (!rowwise) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        const float *u = rowwise ? winograd_u(c, W) : NULL;
+        const float *u = rowwise && !graft_winograd_fused(g, c->cfg.filters, f->n)
+                             ? winograd_u(c, W)
+                             : NULL;
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, rowwise, f->scratch);
         return;
@@ -503,7 +505,8 @@ void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled
     conv2d *c = l->cfg;
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     const bool rowwise = rowwise_pass(l, f->training);
-    const float *u = rowwise ? winograd_u(c, W) : NULL;
+    const float *u =
+        rowwise && !graft_winograd_fused(&c->g, c->cfg.filters, f->n) ? winograd_u(c, W) : NULL;
     graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
                                 rowwise, f->scratch);
 }
@@ -585,9 +588,12 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
     const conv2d *c = l->cfg;
     if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
-    if (winograd_for(c, training, n))
-        return rowwise_pass(l, training) ? "Winograd F(4x4,3x3), kernel transform kept"
-                                          : "Winograd F(4x4,3x3)";
+    if (winograd_for(c, training, n)) {
+        if (!rowwise_pass(l, training)) return "Winograd F(4x4,3x3)";
+        return graft_winograd_fused(&c->g, c->cfg.filters, n)
+                   ? "Winograd F(4x4,3x3), kernel transformed block by block"
+                   : "Winograd F(4x4,3x3), kernel transform kept";
+    }
     if (rows_for(c, training, n)) return "patch rows, kernel streamed in place";
     if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";
