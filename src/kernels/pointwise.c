@@ -49,11 +49,11 @@ static inline float epi_one(const graft_kernel_epi *e, int n, float v, const flo
  * columns that fill no vector. */
 static void gemm_scalar(int M, int n0, int n1, int K, const float *A, size_t lda, const float *B,
                         size_t ldb, int pw, float *C, size_t ldc, const graft_kernel_epi *e,
-                        const float *R, size_t ldr)
+                        const float *R, size_t ldr, bool load)
 {
     for (int m = 0; m < M; m++)
         for (int n = n0; n < n1; n++) {
-            float acc = 0;
+            float acc = load ? C[(size_t)m * ldc + n] : 0.0f; /* load: go on from C */
             for (int k = 0; k < K; k++) {
                 const float b = ldb ? B[(size_t)k * ldb + n]
                                     : B[(size_t)(n / pw) * K * pw + (size_t)k * pw + n % pw];
@@ -660,7 +660,7 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
     }
     done = gemm256_stream(M, nc, K, A, lda, Bc, ldb, Cc, ldc, &ec, Rc, ldr);
 #endif
-    if (done < nc) gemm_scalar(M, done, nc, K, A, lda, Bc, ldb, 16, Cc, ldc, &ec, Rc, ldr);
+    if (done < nc) gemm_scalar(M, done, nc, K, A, lda, Bc, ldb, 16, Cc, ldc, &ec, Rc, ldr, false);
 }
 
 bool graft_pw_share_even(int N, int nt) { return N % (32 * nt) == 0; }
@@ -773,10 +773,10 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
         return;
     }
     int done = gemm256(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
-    if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
+    if (done < N) gemm_scalar(M, done, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr, false);
 #else
     (void)wide;
-    gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr);
+    gemm_scalar(M, 0, N, K, A, lda, B, ldb, 16, C, ldc, e, R, ldr, false);
 #endif
 }
 
@@ -791,13 +791,8 @@ void graft_pw_gemm_part(int M, int N, int K, const float *A, size_t lda, const f
     }
     part256(M, N, K, A, lda, B, C, ldc, more);
 #else
+    static const graft_kernel_epi none = {0};
     (void)wide;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            const float *b = B + (size_t)(n / 16) * K * 16 + n % 16; /* panels of 16 */
-            float acc = more ? C[(size_t)m * ldc + n] : 0.0f;
-            for (int k = 0; k < K; k++) acc = fmaf(A[(size_t)m * lda + k], b[(size_t)k * 16], acc);
-            C[(size_t)m * ldc + n] = acc;
-        }
+    gemm_scalar(M, 0, N, K, A, lda, B, 0, 16, C, ldc, &none, NULL, 0, more);
 #endif
 }

@@ -188,11 +188,13 @@ static size_t run_scratch_floats(const graft_conv_geom *g, int filters, int n)
     size_t work = (size_t)graft_threads() * (size_t)NXI * chunk * (size_t)(g->c + filters);
     size_t shared = (size_t)NXI * round_room(g, filters, n) * (size_t)(g->c + filters);
     size_t most = u + (shared > work ? shared : work) + (size_t)filters; /* + a zero bias */
-    /* a call of fewer images may be a fused one */
-    int few = n;
-    while (few > 1 && !graft_winograd_fused(g, filters, few)) few--;
-    if (graft_winograd_fused(g, filters, few) && fused_floats(g, filters, few) > most)
-        most = fused_floats(g, filters, few);
+    /* a call of fewer images may be a fused one: at most this many */
+    const size_t per_image = tiles_of(g, 1);
+    const int few = per_image ? (int)((WINOGRAD_KEEP_TILES - 1) / per_image) : 0;
+    const int most_fused = few < n ? few : n;
+    if (most_fused > 0 && graft_winograd_fused(g, filters, most_fused) &&
+        fused_floats(g, filters, most_fused) > most)
+        most = fused_floats(g, filters, most_fused);
     return most;
 }
 
@@ -344,10 +346,7 @@ static void transform_kernel(const float *kernel, int C, int F, float *U, int pw
         const int nf = F - f0 < CB ? F - f0 : CB;
         float *u = U + u_at(0, c, f0, C, F, pw);
         const size_t us = u_at(1, c, f0, C, F, pw) - u_at(0, c, f0, C, F, pw);
-        if (nf == CB)
-            kernel_block(kernel, C, F, c, f0, CB, u, us);
-        else
-            kernel_block(kernel, C, F, c, f0, nf, u, us);
+        kernel_block(kernel, C, F, c, f0, nf, u, us);
     }
 }
 
@@ -706,9 +705,9 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
 {
     const int C = g->c, nth = graft_threads();
     tiling tl = {g, F, (g->oh + M_OUT - 1) / M_OUT, (g->ow + M_OUT - 1) / M_OUT};
+    finish fin = {bias, relu, NULL};
+    if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
     if (rowwise && graft_winograd_fused(g, F, n)) {
-        finish fin = {bias, relu, NULL};
-        if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
         forward_fused(&tl, n, x, kernel, &fin, y, pooled, code, scratch);
         return;
     }
@@ -734,13 +733,11 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
         U = scratch;
     }
 
-    finish fin = {bias, relu, NULL};
     if (!bias) { /* a zero bias keeps the output loop branch-free */
         float *zb = work + (shared > nth * per_thread ? shared : nth * per_thread);
         memset(zb, 0, (size_t)F * sizeof(float));
         fin.bias = zb;
     }
-    if (graft_epilogue_active(epi) && F <= GRAFT_EPILOGUE_MAX_C) fin.epi = epi;
     if (round) {
         float *V = work;
         for (size_t t0 = 0; t0 < tiles; t0 += round) {
