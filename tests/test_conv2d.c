@@ -1,10 +1,14 @@
 /* Conv2D: forward and gradients against PyTorch (scripts/gen_fixtures_conv2d.py)
  * through oneDNN and through im2col + GEMM, gradients by central differences,
+ * a strided 1x1 at inference against sums in double,
  * shapes of TensorFlow's padding, bitwise repeatable training. */
 #include "fixture.h"
 #include "gradcheck.h"
+#include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define FIXTURES "tests/fixtures/conv2d.bin"
 
@@ -199,6 +203,90 @@ static void test_dense_gradients(void)
     graft_model_free(m);
 }
 
+/* A strided 1x1 at inference, as a layer apart (GRAFT_NO_FUSED_INFERENCE=1:
+ * graft_pw_gemm over every sh-th row's every sw-th pixel) and in the plan's
+ * POINTWISE step: against sums in double, the same bits as each other, each
+ * image alone the same bits as in the batch, and training's forward with
+ * the layer frozen the same bits as predict. */
+static void test_strided_pointwise_inference(void)
+{
+    static const struct {
+        int h, w, c, f, sh, sw;
+        graft_padding pad;
+        graft_activation act;
+    } strided[] = {
+        {9, 7, 13, 21, 2, 1, GRAFT_VALID, GRAFT_RELU},
+        {8, 10, 40, 17, 1, 3, GRAFT_SAME, GRAFT_LINEAR},
+        {11, 12, 24, 40, 3, 2, GRAFT_SAME, GRAFT_RELU},
+    };
+    enum { N = 3 };
+    for (size_t k = 0; k < sizeof strided / sizeof *strided; k++) {
+        const int h = strided[k].h, w = strided[k].w, c = strided[k].c, f = strided[k].f;
+        const int sh = strided[k].sh, sw = strided[k].sw;
+        graft_model *m = conv_model(h, w, c,
+                                    (graft_conv2d_cfg){.filters = f,
+                                                       .kernel_size = {1, 1},
+                                                       .strides = {sh, sw},
+                                                       .padding = strided[k].pad,
+                                                       .activation = strided[k].act});
+        CHECK_OK(graft_model_status(m));
+        graft_layer *l = graft_model_output(m);
+        CHECK(strcmp(graft_conv2d_algorithm(l, false, N), "1x1 GEMM, strided rows") == 0);
+        /* A 1x1 window: 'same' and 'valid' both give ceil(side / stride). */
+        const int oh = (h + sh - 1) / sh, ow = (w + sw - 1) / sw;
+        const size_t xs = (size_t)N * h * w * c, ys = (size_t)N * oh * ow * f;
+        CHECK(graft_shape_size(&l->out_shape) * N == ys);
+        float *x = malloc(xs * sizeof(float)), *y[2] = {malloc(ys * sizeof(float)), malloc(ys * sizeof(float))};
+        float *one = malloc(ys / N * sizeof(float));
+        graft_rng r;
+        graft_rng_seed(&r, 90 + (unsigned)k);
+        for (size_t i = 0; i < xs; i++) x[i] = graft_rng_normal(&r);
+        const float *W = graft_layer_weight_data(l, 0);
+        float *b = graft_layer_weight_data(l, 1);
+        for (int j = 0; j < f; j++) b[j] = 0.1f * graft_rng_normal(&r);
+        for (int apart = 0; apart < 2; apart++) {
+            if (apart) setenv("GRAFT_NO_FUSED_INFERENCE", "1", 1);
+            graft_model_set_trainable(m, 0, graft_model_num_layers(m), 1);
+            m->capacity = 0; /* replan */
+            CHECK_OK(graft_model_predict(m, x, N, y[apart]));
+            CHECK_MSG(strcmp(graft_plan_step_kind(m, l->index, NULL), apart ? "layer" : "pointwise") == 0,
+                      "case %zu: step %s", k, graft_plan_step_kind(m, l->index, NULL));
+            double worst = 0, peak = 0;
+            for (int s = 0; s < N; s++)
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++)
+                        for (int j = 0; j < f; j++) {
+                            const float *px =
+                                x + (((size_t)s * h + (size_t)oy * sh) * w + (size_t)ox * sw) * c;
+                            double want = b[j];
+                            for (int i = 0; i < c; i++) want += (double)px[i] * W[(size_t)i * f + j];
+                            if (strided[k].act == GRAFT_RELU && want < 0) want = 0;
+                            const double got = y[apart][(((size_t)s * oh + oy) * ow + ox) * f + j];
+                            worst = fmax(worst, fabs(got - want));
+                            peak = fmax(peak, fabs(want));
+                        }
+            CHECK_MSG(peak > 1 && worst <= 1e-5 * peak, "case %zu, apart %d: %.3g of peak %.3g", k,
+                      apart, worst, peak);
+            for (int s = 0; s < N; s++) {
+                CHECK_OK(graft_model_predict(m, x + (size_t)s * (xs / N), 1, one));
+                CHECK_MSG(memcmp(one, y[apart] + (size_t)s * (ys / N), ys / N * sizeof(float)) == 0,
+                          "case %zu, apart %d: image %d alone", k, apart, s);
+            }
+            graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+            CHECK_OK(graft_model_forward(m, x, N, true));
+            CHECK_MSG(l->out && memcmp(l->out, y[apart], ys * sizeof(float)) == 0,
+                      "case %zu, apart %d: training's forward", k, apart);
+            unsetenv("GRAFT_NO_FUSED_INFERENCE");
+        }
+        CHECK_MSG(memcmp(y[0], y[1], ys * sizeof(float)) == 0, "case %zu: fused against apart", k);
+        free(x);
+        free(y[0]);
+        free(y[1]);
+        free(one);
+        graft_model_free(m);
+    }
+}
+
 static void test_too_small_input_refused(void)
 {
     graft_model *m = conv_model(2, 2, 1, (graft_conv2d_cfg){.filters = 1, .kernel_size = {3, 3}});
@@ -216,6 +304,7 @@ int main(void)
     RUN(test_gemm_path_matches_pytorch);
     RUN(test_fit_is_repeatable);
     RUN(test_dense_gradients);
+    RUN(test_strided_pointwise_inference);
     RUN(test_too_small_input_refused);
     return CHECK_SUMMARY();
 }

@@ -66,6 +66,13 @@ static bool pointwise(const conv2d *c)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
 }
 
+/* A strided 1x1 window: every sh-th row's every sw-th pixel, no padding. */
+static bool strided_pointwise(const conv2d *c)
+{
+    const graft_conv_geom *g = &c->g;
+    return g->kh == 1 && g->kw == 1 && !pointwise(c) && g->pad_top == 0 && g->pad_left == 0;
+}
+
 /* A pointwise convolution over a small image (MobileNet's last blocks: 4x4
  * at 150x150) has its gradients computed faster as two plain GEMMs over all
  * rows than by oneDNN's 1x1 backward primitives, whose setup per call does
@@ -243,27 +250,32 @@ static void gemm_backward_data(const conv2d *c, int n, const float *dz, const fl
     }
 }
 
-/* A 1x1 stride-1 convolution is a GEMM of the NHWC rows with the (C, F)
- * kernel. Blocks of rows are multiplied on one thread each and finished
- * (bias, ReLU, the step's epilogue: a folded BatchNormalization and clamp)
- * while they are in cache, instead of in passes of their own over the whole
- * output; no kernel reorder either: faster than oneDNN's 1x1 primitive
- * followed by the epilogue pass (docs/PERFORMANCE.md). */
+/* A 1x1 convolution is a GEMM of the NHWC rows with the (C, F) kernel; with
+ * a stride, of every sh-th row's every sw-th pixel (rows sw * C floats apart,
+ * no padding for a 1x1 window). Blocks of rows are multiplied on one thread
+ * each and finished (bias, ReLU, the step's epilogue: a folded
+ * BatchNormalization and clamp) while they are in cache, instead of in passes
+ * of their own over the whole output; no kernel reorder either: faster than
+ * oneDNN's 1x1 primitive followed by the epilogue pass (docs/PERFORMANCE.md).
+ * A strided layer's training pass goes to oneDNN instead (forward). */
 static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W,
                               const float *bias, bool relu)
 {
     const conv2d *c = l->cfg;
-    const int C = c->g.c, F = c->cfg.filters;
-    const size_t rows = (size_t)f->n * c->g.oh * c->g.ow;
+    const graft_conv_geom *g = &c->g;
+    const int C = g->c, F = c->cfg.filters;
+    const bool strided = !pointwise(c);
+    const size_t rows = (size_t)f->n * g->oh * g->ow;
     const graft_epilogue *e = f->epi;
     const bool epi = graft_epilogue_active(e) && F <= GRAFT_EPILOGUE_MAX_C;
     /* About 64 KiB of output per block, at least 4 blocks per thread, but
-     * never so few rows that the GEMM runs short. */
+     * never so few rows that the GEMM runs short; strided, one output row. */
     size_t block = (size_t)16384 / (size_t)F;
     size_t per_thread = rows / (4 * (size_t)graft_threads());
     const bool rowwise = rowwise_pass(l, f->training);
     if (block > per_thread) block = per_thread;
     if (block < 64) block = 64;
+    if (strided) block = (size_t)g->ow;
     const long n_blocks = (long)((rows + block - 1) / block);
 #pragma omp parallel for schedule(static)
     for (long k = 0; k < n_blocks; k++) {
@@ -273,13 +285,19 @@ static void pointwise_forward(graft_layer *l, const graft_fwd *f, const float *W
          * A frozen layer's rows must not depend on the batch, and inference
          * must give the fused steps' bits (POINTWISE, DW_BLOCK): those of
          * graft_pw_gemm, whose every output is one FMA chain over the
-         * channels on either ISA (dnnl_sgemm's AVX2 kernels sum in another
-         * order). */
-        if (rowwise)
+         * channels on either ISA (dnnl_sgemm's AVX2 kernels, and oneDNN's
+         * AVX2 strided 1x1 convolution, sum in another order). */
+        if (strided) {
+            const size_t img = (size_t)k / (size_t)g->oh, oy = (size_t)k % (size_t)g->oh;
+            const float *a = f->in[0] + ((img * g->h + oy * g->sh) * g->w) * C;
+            graft_pw_gemm((int)nr, F, C, a, (size_t)g->sw * C, W, (size_t)F, y, (size_t)F, NULL,
+                          NULL, 0, graft_kernels_avx512());
+        } else if (rowwise) {
             graft_pw_gemm((int)nr, F, C, f->in[0] + r0 * C, (size_t)C, W, (size_t)F, y, (size_t)F,
                           NULL, NULL, 0, graft_kernels_avx512());
-        else
+        } else {
             graft_gemm(false, false, (int)nr, F, C, 1.0f, f->in[0] + r0 * C, C, W, F, 0.0f, y, F);
+        }
         for (size_t r = 0; r < nr; r++) {
             float *o = y + r * F;
             if (bias) {
@@ -471,11 +489,12 @@ static void forward(graft_layer *l, const graft_fwd *f)
     }
     /* The same path in fit as in predict, so that cached features equal
      * recomputed ones. */
-    if (pointwise(c) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
+    const bool rowwise = rowwise_pass(l, f->training);
+    if ((pointwise(c) || (strided_pointwise(c) && rowwise)) &&
+        (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         pointwise_forward(l, f, W, bias, act == GRAFT_RELU);
         return;
     }
-    const bool rowwise = rowwise_pass(l, f->training);
     if (!rowwise) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
         const float *u = rowwise && !graft_winograd_fused(g, c->cfg.filters, f->n)
@@ -588,6 +607,7 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
     const conv2d *c = l->cfg;
     if (c->plain) return c->dw ? "depthwise (groups = channels)" : "direct (dilation or groups)";
     if (pointwise(c)) return "1x1 GEMM";
+    if (strided_pointwise(c) && rowwise_pass(l, training)) return "1x1 GEMM, strided rows";
     if (winograd_for(c, training, n)) {
         if (!rowwise_pass(l, training)) return "Winograd F(4x4,3x3)";
         return graft_winograd_fused(&c->g, c->cfg.filters, n)
