@@ -120,6 +120,8 @@ $(BUILD)/tests/test_write_failures: $(BUILD)/tests/shim/failwrite.so
 # The same tests at AVX2 (it includes the file).
 $(BUILD)/tests/test_feature_cache_avx2: tests/test_feature_cache.c
 $(BUILD)/tests/test_plan_inference_avx2: tests/test_plan_inference.c
+$(BUILD)/tests/test_plan_shortcut_avx2: tests/test_plan_shortcut.c
+$(BUILD)/tests/test_winograd_pool_avx2: tests/test_winograd_pool.c
 # The tool's Ctrl-C handler, tested in-process (it includes the file).
 $(BUILD)/tests/test_cli_special_files: tools/run.c tools/cli.h
 
