@@ -200,6 +200,11 @@ static void test_depth_first(void)
     float *on = malloc(n * sizeof(float)), *off = malloc(n * sizeof(float));
     CHECK(x && on && off);
     if (!x || !on || !off) goto done;
+    /* Two threads whatever the machine has: a run needs at least two
+     * images a thread (plan_segments), and the step joins one only at two
+     * images a chunk (its weights outweigh one image's output: chunkable). */
+    const int threads = graft_threads_get();
+    graft_threads_set(2);
     setenv("GRAFT_DEPTH_FIRST", "1", 1);
     CHECK_OK(graft_model_predict(m, x, N, on));
     const struct graft_plan *p = m->plan;
@@ -212,6 +217,7 @@ static void test_depth_first(void)
     m->capacity = 0;
     CHECK_OK(graft_model_predict(m, x, N, off));
     unsetenv("GRAFT_DEPTH_FIRST");
+    graft_threads_set(threads);
     CHECK(bits_equal(on, off, n));
 done:
     free(x);
