@@ -88,15 +88,33 @@ static inline void block_of(int ow, int nblk, int b, int *ox, int *nb)
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* The epilogue of channels [c, c + 8) on v, stored at dst. */
-static T256 inline void finish256(const graft_kernel_epi *e, int c, __m256 v, float *dst)
+/* The epilogue of a block of channels, its vectors loaded once for all the
+ * outputs that share them: a finish that read e's arrays itself would read
+ * them again after every store (the stores may alias them). */
+typedef struct {
+    bool bias, bn, clamp;
+    __m256 b, mean, scale, shift, lo, hi;
+} epi256;
+
+/* Channels [c, c + 8). */
+static T256 ALWAYS_INLINE epi256 epi256_at(const graft_kernel_epi *e, int c)
 {
-    if (e->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias + c));
-    if (e->mean)
-        v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_loadu_ps(e->mean + c)),
-                                        _mm256_loadu_ps(e->scale + c)),
-                          _mm256_loadu_ps(e->shift + c));
-    if (e->clamp) v = _mm256_min_ps(_mm256_set1_ps(e->hi), _mm256_max_ps(_mm256_set1_ps(e->lo), v));
+    epi256 p = {.bias = e->bias != NULL, .bn = e->mean != NULL, .clamp = e->clamp};
+    p.b = p.bias ? _mm256_loadu_ps(e->bias + c) : _mm256_setzero_ps();
+    p.mean = p.bn ? _mm256_loadu_ps(e->mean + c) : _mm256_setzero_ps();
+    p.scale = p.bn ? _mm256_loadu_ps(e->scale + c) : _mm256_setzero_ps();
+    p.shift = p.bn ? _mm256_loadu_ps(e->shift + c) : _mm256_setzero_ps();
+    p.lo = _mm256_set1_ps(e->lo);
+    p.hi = _mm256_set1_ps(e->hi);
+    return p;
+}
+
+/* The epilogue on v, stored at dst. */
+static T256 ALWAYS_INLINE void finish256(const epi256 *p, __m256 v, float *dst)
+{
+    if (p->bias) v = _mm256_add_ps(v, p->b);
+    if (p->bn) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, p->mean), p->scale), p->shift);
+    if (p->clamp) v = _mm256_min_ps(p->hi, _mm256_max_ps(p->lo, v));
     _mm256_storeu_ps(dst, v);
 }
 
@@ -123,10 +141,12 @@ static T256 void one256(const float *const *in, int w, int C, int C8, int kh, in
                 a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_loadu_ps(k + 24), a3);
             }
         }
-        finish256(e, c, a0, o + c);
-        finish256(e, c + 8, a1, o + c + 8);
-        finish256(e, c + 16, a2, o + c + 16);
-        finish256(e, c + 24, a3, o + c + 24);
+        const epi256 p0 = epi256_at(e, c), p1 = epi256_at(e, c + 8), p2 = epi256_at(e, c + 16),
+                     p3 = epi256_at(e, c + 24);
+        finish256(&p0, a0, o + c);
+        finish256(&p1, a1, o + c + 8);
+        finish256(&p2, a2, o + c + 16);
+        finish256(&p3, a3, o + c + 24);
     }
     for (; c < C8; c += 8) {
         __m256 a = _mm256_setzero_ps();
@@ -136,7 +156,8 @@ static T256 void one256(const float *const *in, int w, int C, int C8, int kh, in
                 a = _mm256_fmadd_ps(_mm256_loadu_ps(in[ky] + (size_t)(ix0 + kx) * C + c),
                                     _mm256_loadu_ps(kernel + (size_t)(ky * kw + kx) * C + c), a);
         }
-        finish256(e, c, a, o + c);
+        const epi256 p = epi256_at(e, c);
+        finish256(&p, a, o + c);
     }
 }
 
@@ -163,8 +184,9 @@ static T256 ALWAYS_INLINE void block256(const float *const *in, int C, int C8, i
                     a[o] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + o * step), kv, a[o]);
             }
         }
+        const epi256 p = epi256_at(e, c);
 #pragma GCC unroll 8
-        for (int o = 0; o < nb; o++) finish256(e, c, a[o], out + (size_t)(ox + o) * C + c);
+        for (int o = 0; o < nb; o++) finish256(&p, a[o], out + (size_t)(ox + o) * C + c);
     }
 }
 
@@ -198,17 +220,31 @@ static T256 int row256(const float *const *in, int w, int C, int kh, int kw, int
     return C8;
 }
 
-/* The epilogue of channel block c (mask mk) on v, stored at dst. */
-static T512 inline void finish512(const graft_kernel_epi *e, int c, __mmask16 mk, __m512 v,
-                                  float *dst)
+/* epi256 at AVX-512's width: channel block c, its lanes past C masked (mk). */
+typedef struct {
+    bool bias, bn, clamp;
+    __mmask16 mk;
+    __m512 b, mean, scale, shift, lo, hi;
+} epi512;
+
+static T512 ALWAYS_INLINE epi512 epi512_at(const graft_kernel_epi *e, int c, __mmask16 mk)
 {
-    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, e->bias + c));
-    if (e->mean)
-        v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(mk, e->mean + c)),
-                                        _mm512_maskz_loadu_ps(mk, e->scale + c)),
-                          _mm512_maskz_loadu_ps(mk, e->shift + c));
-    if (e->clamp) v = _mm512_min_ps(_mm512_set1_ps(e->hi), _mm512_max_ps(_mm512_set1_ps(e->lo), v));
-    _mm512_mask_storeu_ps(dst, mk, v);
+    epi512 p = {.bias = e->bias != NULL, .bn = e->mean != NULL, .clamp = e->clamp, .mk = mk};
+    p.b = p.bias ? _mm512_maskz_loadu_ps(mk, e->bias + c) : _mm512_setzero_ps();
+    p.mean = p.bn ? _mm512_maskz_loadu_ps(mk, e->mean + c) : _mm512_setzero_ps();
+    p.scale = p.bn ? _mm512_maskz_loadu_ps(mk, e->scale + c) : _mm512_setzero_ps();
+    p.shift = p.bn ? _mm512_maskz_loadu_ps(mk, e->shift + c) : _mm512_setzero_ps();
+    p.lo = _mm512_set1_ps(e->lo);
+    p.hi = _mm512_set1_ps(e->hi);
+    return p;
+}
+
+static T512 ALWAYS_INLINE void finish512(const epi512 *p, __m512 v, float *dst)
+{
+    if (p->bias) v = _mm512_add_ps(v, p->b);
+    if (p->bn) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, p->mean), p->scale), p->shift);
+    if (p->clamp) v = _mm512_min_ps(p->hi, _mm512_max_ps(p->lo, v));
+    _mm512_mask_storeu_ps(dst, p->mk, v);
 }
 
 static inline __mmask16 mask16(int C, int c)
@@ -243,10 +279,20 @@ static T512 void one512(const float *const *in, int w, int C, int kh, int kw, in
             }
         }
         float *o = out + (size_t)ox * C;
-        finish512(e, c, m0, a0, o + c);
-        if (m1) finish512(e, c + 16, m1, a1, o + c + 16);
-        if (m2) finish512(e, c + 32, m2, a2, o + c + 32);
-        if (m3) finish512(e, c + 48, m3, a3, o + c + 48);
+        const epi512 p0 = epi512_at(e, c, m0);
+        finish512(&p0, a0, o + c);
+        if (m1) {
+            const epi512 p = epi512_at(e, c + 16, m1);
+            finish512(&p, a1, o + c + 16);
+        }
+        if (m2) {
+            const epi512 p = epi512_at(e, c + 32, m2);
+            finish512(&p, a2, o + c + 32);
+        }
+        if (m3) {
+            const epi512 p = epi512_at(e, c + 48, m3);
+            finish512(&p, a3, o + c + 48);
+        }
     }
 }
 
@@ -272,8 +318,9 @@ static T512 ALWAYS_INLINE void block512(const float *const *in, int C, int kh, i
                     a[o] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, xk + o * step), kv, a[o]);
             }
         }
+        const epi512 p = epi512_at(e, c, mk);
 #pragma GCC unroll 8
-        for (int o = 0; o < nb; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
+        for (int o = 0; o < nb; o++) finish512(&p, a[o], out + (size_t)(ox + o) * C + c);
     }
 }
 
@@ -316,8 +363,9 @@ static T512 ALWAYS_INLINE void block512_3x3(const float *const *in, int C, int s
                             k[ky * 3 + kx], a[o]);
             }
         }
+        const epi512 p = epi512_at(e, c, mk);
 #pragma GCC unroll 8
-        for (int o = 0; o < nb; o++) finish512(e, c, mk, a[o], out + (size_t)(ox + o) * C + c);
+        for (int o = 0; o < nb; o++) finish512(&p, a[o], out + (size_t)(ox + o) * C + c);
     }
 }
 
