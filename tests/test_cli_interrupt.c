@@ -91,6 +91,7 @@ static bool same_model(const char *a, const char *b)
 
 static void test_sigint_then_resume(void)
 {
+    NEED_FILE(DATA "/cats/cat.0.jpg");
     char p[256], q[256], msg[8192];
     /* The uninterrupted run. */
     CHECK(finish(start_train("whole")) == 0);

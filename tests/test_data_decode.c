@@ -120,6 +120,7 @@ static const char *real_files[] = {"../shared/data/cats_and_dogs_filtered/train/
 
 static void test_lesson_jpegs_match_keras_load_img(void)
 {
+    NEED_FILE(real_files[0]);
     for (int k = 0; k < 3; k++) {
         char key[64];
         snprintf(key, sizeof key, "real%d_size", k);
@@ -148,6 +149,7 @@ static void test_lesson_jpegs_match_keras_load_img(void)
  * full-size decode that Keras would use. */
 static void test_dct_scaling(void)
 {
+    NEED_FILE(real_files[0]);
     int h, w;
     CHECK_OK(graft_image_size(real_files[0], &h, &w));
     graft_decode_opts full = {.channels = 3, .target_h = 150, .target_w = 150, .jpeg_full_decode = 1};
@@ -273,16 +275,20 @@ static void test_bad_files_fail_cleanly(void)
 
     size_t n;
     unsigned char *jpg = read_bytes(real_files[1], &n);
-    CHECK(jpg != NULL);
-    CHECK(decode_bytes(jpg, n, "whole.jpg") == GRAFT_OK);
-    CHECK(decode_bytes(jpg, n / 2, "half.jpg") == GRAFT_EFORMAT);
-    CHECK(decode_bytes(jpg, 200, "header_only.jpg") == GRAFT_EFORMAT);
-    CHECK(decode_bytes(jpg, 3, "magic_only.jpg") == GRAFT_EFORMAT);
-    /* Garbage in the entropy-coded data: decodes (as Pillow does) or fails, never crashes. */
-    for (size_t i = n / 3; i < n / 3 + 64 && i < n; i++) jpg[i] ^= 0x5A;
-    graft_status st = decode_bytes(jpg, n, "scrambled.jpg");
-    CHECK(st == GRAFT_OK || st == GRAFT_EFORMAT);
-    free(jpg);
+    if (jpg) {
+        CHECK(decode_bytes(jpg, n, "whole.jpg") == GRAFT_OK);
+        CHECK(decode_bytes(jpg, n / 2, "half.jpg") == GRAFT_EFORMAT);
+        CHECK(decode_bytes(jpg, 200, "header_only.jpg") == GRAFT_EFORMAT);
+        CHECK(decode_bytes(jpg, 3, "magic_only.jpg") == GRAFT_EFORMAT);
+        /* Garbage in the entropy-coded data: decodes (as Pillow does) or fails, never crashes. */
+        for (size_t i = n / 3; i < n / 3 + 64 && i < n; i++) jpg[i] ^= 0x5A;
+        graft_status st = decode_bytes(jpg, n, "scrambled.jpg");
+        CHECK(st == GRAFT_OK || st == GRAFT_EFORMAT);
+        free(jpg);
+    } else {
+        CHECK_MSG(access(real_files[1], R_OK) != 0, "%s is here but was not read", real_files[1]);
+        printf("  skip: the lesson's JPEG cut short and scrambled: %s is absent\n", real_files[1]);
+    }
 
     unsigned char *png = fx_bytes("file_png_rgb", &n);
     CHECK(decode_bytes(png, n, "good.png") == GRAFT_OK);

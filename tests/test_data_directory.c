@@ -88,6 +88,7 @@ static graft_source *open_flow(const char *dir, const graft_image_data_generator
 
 static void test_lesson_listing(void)
 {
+    NEED_FILE(LESSON "/train/cats/cat.0.jpg");
     graft_flow_cfg cfg = {.target_size = {150, 150}, .class_mode = GRAFT_CLASS_BINARY};
     graft_source *s = NULL;
     capture c;
@@ -126,6 +127,7 @@ static void test_lesson_listing(void)
  * every file exactly once; then the next pass is another permutation. */
 static void test_lesson_full_pass(void)
 {
+    NEED_FILE(LESSON "/train/cats/cat.0.jpg");
     graft_image_data_generator g = {.rescale = 1.0f / 255};
     graft_flow_cfg cfg = {.target_size = {150, 150}, .class_mode = GRAFT_CLASS_BINARY, .seed = 7};
     graft_source *s = open_flow(LESSON "/train", &g, cfg);
@@ -349,6 +351,7 @@ static void make_bad_tree(void)
 
 static void test_bad_files_skipped_once(void)
 {
+    NEED_FILE(LESSON "/train/cats/cat.2.jpg");
     graft_flow_cfg cfg = {.target_size = {16, 16}, .batch_size = 4, .seed = 3};
     graft_source *s = NULL;
     capture c;
@@ -420,6 +423,7 @@ static void test_plain_folder_for_predict(void)
 
 static void test_free_while_prefetching(void)
 {
+    NEED_FILE(LESSON "/validation/cats/cat.2000.jpg");
     graft_flow_cfg cfg = {.target_size = {64, 64}, .batch_size = 8, .workers = 3, .queue_depth = 4};
     graft_source *s = open_flow(LESSON "/validation", NULL, cfg);
     if (!s) return;
@@ -435,6 +439,7 @@ static void test_free_while_prefetching(void)
  * decoded ones, and decoding resumes at the right batch afterwards. */
 static void test_ids_only_batches_match(void)
 {
+    NEED_FILE(LESSON "/validation/cats/cat.2000.jpg");
     graft_flow_cfg cfg = {.target_size = {24, 24}, .class_mode = GRAFT_CLASS_BINARY,
                           .batch_size = 64, .seed = 5, .quiet = 1};
     graft_source *a = NULL, *b = NULL;

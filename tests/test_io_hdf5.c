@@ -45,6 +45,7 @@ static graft_model *mobilenet_025(int size)
 
 static void test_genuine_listing(void)
 {
+    NEED_FILE(GENUINE);
     io_file f = {.path = GENUINE};
     CHECK_OK(io_h5_list(GENUINE, &f, NULL));
     int weighted = 0;
@@ -82,6 +83,7 @@ static double sum_weight(graft_model *m, const char *layer, int k)
 
 static void test_genuine_loads_into_mobilenet(void)
 {
+    NEED_FILE(GENUINE);
     graft_model *m = mobilenet_025(128);
     CHECK_OK(graft_model_status(m));
     graft_param_counts pc = graft_model_count_params(m);
@@ -357,6 +359,7 @@ static void test_malformed_files(void)
     graft_model_free(m);
 
     /* truncated copies of the genuine file, at several lengths */
+    NEED_FILE(GENUINE);
     graft_model *mb = mobilenet_025(32);
     size_t cuts[] = {100, 2048, 40000, 300000, 800000};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
@@ -377,6 +380,7 @@ static void test_malformed_files(void)
 
 static void test_weights_only_refused_as_model(void)
 {
+    NEED_FILE(GENUINE);
     graft_model *m = NULL;
     graft_status s = graft_model_load(GENUINE, &m);
     CHECK(s == GRAFT_ENOTFOUND && m == NULL && strstr(graft_last_error(), "model_config"));

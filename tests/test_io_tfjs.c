@@ -20,6 +20,7 @@
 
 static void test_mobilenet_075(void)
 {
+    NEED_FILE(MOBILENET);
     graft_model *m = NULL;
     CHECK_OK(graft_model_load(MOBILENET, &m));
     if (!m) return;
@@ -51,6 +52,7 @@ static void test_mobilenet_075(void)
 
 static void test_teachable_machine(void)
 {
+    NEED_FILE(TM);
     graft_model *m = NULL;
     CHECK_OK(graft_model_load(TM, &m));
     if (!m) return;

@@ -120,6 +120,7 @@ static void show(const char *img, const char *interp, const graft_prediction *p)
 
 static void test_mobilenet_tfjs_predictions(void)
 {
+    NEED_FILE(TFJS);
     if (!have_darknet()) return;
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.alpha = 0.75f;
@@ -186,6 +187,7 @@ static void test_mobilenet_tfjs_predictions(void)
 
 static void test_genuine_keras_h5(void)
 {
+    NEED_FILE(H5_025);
     graft_zoo_cfg c = graft_zoo_default_cfg();
     c.alpha = 0.25f;
     c.include_top = 0;
