@@ -255,10 +255,7 @@ static void test_lesson_digest(void)
     const char *root = "../shared/data";
     char p[300];
     snprintf(p, sizeof p, "%s/cats_and_dogs_filtered/train", root);
-    if (access(p, F_OK) != 0) {
-        printf("  (skipped: no %s)\n", p);
-        return;
-    }
+    NEED_FILE(p);
     const char *dirs[] = {"cats_and_dogs_filtered/train", "cats_and_dogs_filtered/validation"};
     char hex[65];
     int n = 0;

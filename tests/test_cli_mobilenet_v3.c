@@ -128,6 +128,11 @@ static void test_summary_matches_variant(void)
  * records both, and every command that rebuilds the run gets the same base. */
 static void test_run_records_variant(void)
 {
+    NEED_FILE(LESSON_DATA "/train/cats/cat.0.jpg");
+    if (lesson_subset(path_in(tmp, "data"), 4, 2, 0) != 0) {
+        CHECK_MSG(0, "cannot lay out the photos in %s", tmp);
+        return;
+    }
     char run[128], grid[128], cfg[8192], w[128];
     snprintf(run, sizeof run, "%s/run", tmp);
     snprintf(grid, sizeof grid, "%s/grid", tmp);
@@ -230,11 +235,6 @@ int main(void)
     tool_output(tmp, out, sizeof out, err, sizeof err);
     RUN(test_summary_variants);
     RUN(test_summary_matches_variant);
-    if (access(LESSON_DATA "/train/cats/cat.0.jpg", R_OK) != 0)
-        printf("skip: test_run_records_variant needs the lesson's photos in ../shared\n");
-    else if (lesson_subset(path_in(tmp, "data"), 4, 2, 0) != 0)
-        CHECK_MSG(0, "cannot lay out the photos in %s", tmp);
-    else
-        RUN(test_run_records_variant);
+    RUN(test_run_records_variant);
     return CHECK_SUMMARY();
 }

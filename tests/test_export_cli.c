@@ -243,10 +243,7 @@ static void check_web(const char *run_dir, const image *im)
 
 static void test_finetuned_mobilenet(void)
 {
-    if (access(MOBILENET_WEIGHTS, R_OK) != 0) {
-        printf("# skip: %s is absent\n", MOBILENET_WEIGHTS);
-        return;
-    }
+    NEED_FILE(MOBILENET_WEIGHTS);
     char run_dir[256], cmd[2048], out[8192];
     snprintf(run_dir, sizeof run_dir, "%s/mobilenet", tmp);
     snprintf(cmd, sizeof cmd,

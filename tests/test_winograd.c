@@ -18,6 +18,11 @@ typedef struct {
     bool bias, relu, bn; /* bn: BatchNormalization + ReLU(max 6) after, fused */
 } wcase;
 
+/* The rows and columns of padding before the input, and an output side over
+ * input side s, of the 3x3 stride-1 convolution of k. */
+static int pad_of(const wcase *k) { return k->pad == GRAFT_SAME ? 1 : 0; }
+static int out_side(const wcase *k, int s) { return s - 2 + 2 * pad_of(k); }
+
 static graft_model *build(const wcase *k, unsigned seed)
 {
     graft_model *m = graft_model_new("wino");
@@ -106,7 +111,7 @@ static void check_case(const wcase *k, unsigned seed)
     graft_layer *conv = graft_model_find(m, "conv");
     graft_shape os = graft_layer_output_shape(conv);
     const int oh = os.dim[0], ow = os.dim[1];
-    const int pt = k->pad == GRAFT_SAME ? 1 : 0;
+    const int pt = pad_of(k);
     size_t in_n = (size_t)k->n * k->h * k->w * k->c, out_n = (size_t)k->n * oh * ow * k->f;
     float *x = malloc(in_n * sizeof(float));
     double *ref = malloc(out_n * sizeof(double));
@@ -217,8 +222,7 @@ static void test_gradients_match_direct(void)
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const wcase *k = &cases[c];
-        int oh = k->pad == GRAFT_SAME ? k->h : k->h - 2,
-            ow = k->pad == GRAFT_SAME ? k->w : k->w - 2;
+        const int oh = out_side(k, k->h), ow = out_side(k, k->w);
         size_t xs = (size_t)k->n * k->h * k->w * k->c, ys = (size_t)k->n * oh * ow * k->f;
         size_t ws = (size_t)9 * k->c * k->f;
         float *x = malloc(xs * sizeof(float)), *r = malloc(ys * sizeof(float));
@@ -440,8 +444,7 @@ static void test_patch_rows(void)
     const int before = graft_threads_get();
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const wcase *k = &cases[i];
-        const int pt = k->pad == GRAFT_SAME ? 1 : 0;
-        const int oh = k->h - 2 + 2 * pt - 1 + 1, ow = k->w - 2 + 2 * pt - 1 + 1;
+        const int pt = pad_of(k), oh = out_side(k, k->h), ow = out_side(k, k->w);
         const size_t in_n = (size_t)k->h * k->w * k->c, out_n = (size_t)oh * ow * k->f;
         float *x = malloc(in_n * sizeof(float)), *y1 = malloc(out_n * sizeof(float));
         float *y2 = malloc(out_n * sizeof(float));
@@ -563,7 +566,7 @@ static void test_fused_few_tiles(void)
     const int before = graft_threads_get();
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const wcase *k = &cases[i];
-        const int pt = k->pad == GRAFT_SAME ? 1 : 0, oh = k->h - 2 + 2 * pt, ow = k->w - 2 + 2 * pt;
+        const int pt = pad_of(k), oh = out_side(k, k->h), ow = out_side(k, k->w);
         const size_t in1 = (size_t)k->h * k->w * k->c, out1 = (size_t)oh * ow * k->f;
         const bool fused = k->f % 32 == 0;
         float *x, *two = malloc(2 * out1 * sizeof(float)), *one = malloc(out1 * sizeof(float));

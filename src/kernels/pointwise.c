@@ -34,6 +34,9 @@ bool graft_kernels_avx512(void)
 #endif
 }
 
+/* The epilogue that changes nothing, for the calls that have none. */
+static const graft_kernel_epi no_epi = {0};
+
 /* One output through the epilogue, in the order of the unfused layers. */
 static inline float epi_one(const graft_kernel_epi *e, int n, float v, const float *res)
 {
@@ -224,7 +227,6 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
                         size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                         const float *R, size_t ldr)
 {
-    static const graft_kernel_epi none = {0};
     const bool copy = copy_b(ldb, M, 6);
     float buf[PW_KC * 16] __attribute__((aligned(32)));
     int n0 = 0;
@@ -241,7 +243,7 @@ static T256 int gemm256(int M, int N, int K, const float *A, size_t lda, const f
                 copy_block16(B, ldb, k0, kc, n0, two ? 16 : 8, buf);
                 bp = buf, kst = 16;
             }
-            const graft_kernel_epi *ek = fin ? e : &none;
+            const graft_kernel_epi *ek = fin ? e : &no_epi;
             for (int m0 = 0; m0 < M; m0 += 6)
                 rows256(m0, M - m0 < 6 ? M - m0 : 6, two, k0, kc, A, lda, bp, kst, C, ldc, ek, n0,
                         R, ldr, fin, load, NULL);
@@ -258,7 +260,6 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
                                size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                                const float *R, size_t ldr)
 {
-    static const graft_kernel_epi none = {0};
     const int tiles = (M + 5) / 6, MR = (M + tiles - 1) / tiles;
     float buf[PW_KC * 16] __attribute__((aligned(32)));
     int n0 = 0;
@@ -267,7 +268,7 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
         for (int k0 = 0; k0 < K; k0 += PW_KC) {
             const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
             const bool load = k0 > 0, fin = k0 + kc == K;
-            const graft_kernel_epi *ek = fin ? e : &none;
+            const graft_kernel_epi *ek = fin ? e : &no_epi;
             int m0 = 0;
             if (two) {
                 m0 = MR;
@@ -289,11 +290,10 @@ static T256 int gemm256_stream(int M, int N, int K, const float *A, size_t lda, 
 static T256 void part256(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
                          size_t ldc, bool more)
 {
-    static const graft_kernel_epi none = {0};
     for (int n0 = 0; n0 < N; n0 += 16)
         for (int m0 = 0; m0 < M; m0 += 6)
             rows256(m0, M - m0 < 6 ? M - m0 : 6, true, 0, K, A, lda, B + (size_t)n0 * K, 16, C, ldc,
-                    &none, n0, NULL, 0, true, more, NULL);
+                    &no_epi, n0, NULL, 0, true, more, NULL);
 }
 
 /* ------------------------------------------------------------ AVX-512: 12 rows x 32 columns */
@@ -444,7 +444,6 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                          size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                          const float *R, size_t ldr)
 {
-    static const graft_kernel_epi none = {0};
     const int MR = tile_rows512(M, lda, K);
     const bool copy = copy_b(ldb, M, MR);
     float buf[PW_KC * 32] __attribute__((aligned(64)));
@@ -461,7 +460,7 @@ static T512 void gemm512(int M, int N, int K, const float *A, size_t lda, const 
                 copy_block32(B, ldb, k0, kc, n0, w, buf);
                 bp = buf, kst = 32;
             }
-            const graft_kernel_epi *ek = fin ? e : &none;
+            const graft_kernel_epi *ek = fin ? e : &no_epi;
             for (int m0 = 0; m0 < M; m0 += MR) {
                 const int mr = M - m0 < MR ? M - m0 : MR;
                 /* The residual's and the output's lines of this tile's rows
@@ -499,7 +498,6 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
                                 size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                                 const float *R, size_t ldr)
 {
-    static const graft_kernel_epi none = {0};
     const int MR = tile_rows512(M, lda, K);
     float buf[PW_KC * 32] __attribute__((aligned(64)));
     for (int n0 = 0; n0 < N; n0 += 32) {
@@ -507,7 +505,7 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
         for (int k0 = 0; k0 < K; k0 += PW_KC) {
             const int kc = K - k0 < PW_KC ? K - k0 : PW_KC;
             const bool load = k0 > 0, fin = k0 + kc == K;
-            const graft_kernel_epi *ek = fin ? e : &none;
+            const graft_kernel_epi *ek = fin ? e : &no_epi;
             int m0 = 0;
             if (w == 32) { /* MR <= M: tile_rows512 */
                 m0 = MR;
@@ -527,12 +525,11 @@ static T512 void gemm512_stream(int M, int N, int K, const float *A, size_t lda,
 static T512 void part512(int M, int N, int K, const float *A, size_t lda, const float *B, float *C,
                          size_t ldc, bool more)
 {
-    static const graft_kernel_epi none = {0};
     const int MR = tile_rows512(M, lda, K);
     for (int n0 = 0; n0 < N; n0 += 32)
         for (int m0 = 0; m0 < M; m0 += MR)
             rows512(m0, M - m0 < MR ? M - m0 : MR, 32, 0, K, A, lda, B + (size_t)n0 * K, 32, C,
-                    ldc, &none, n0, NULL, 0, true, more, NULL);
+                    ldc, &no_epi, n0, NULL, 0, true, more, NULL);
 }
 
 /* ------------------------------------------------------------ a few rows: rows of B in order */
@@ -642,9 +639,8 @@ void graft_pw_gemm_stream(int M, int c0, int nc, int K, const float *A, size_t l
                           size_t ldb, float *C, size_t ldc, const graft_kernel_epi *e,
                           const float *R, size_t ldr)
 {
-    static const graft_kernel_epi none = {0};
     if (M <= 0 || nc <= 0) return;
-    const graft_kernel_epi ec = epi_from(e ? e : &none, c0);
+    const graft_kernel_epi ec = epi_from(e ? e : &no_epi, c0);
     const float *Bc = B + c0, *Rc = R ? R + c0 : NULL;
     float *Cc = C + c0;
     int done = 0;
@@ -764,9 +760,8 @@ void graft_pw_gemm(int M, int N, int K, const float *A, size_t lda, const float 
                    float *C, size_t ldc, const graft_kernel_epi *e, const float *R, size_t ldr,
                    bool wide)
 {
-    static const graft_kernel_epi none = {0};
     if (M <= 0 || N <= 0) return;
-    if (!e) e = &none;
+    if (!e) e = &no_epi;
 #ifdef __AVX2__
     if (wide && __builtin_cpu_supports("avx512f")) {
         gemm512(M, N, K, A, lda, B, ldb, C, ldc, e, R, ldr);
@@ -791,8 +786,7 @@ void graft_pw_gemm_part(int M, int N, int K, const float *A, size_t lda, const f
     }
     part256(M, N, K, A, lda, B, C, ldc, more);
 #else
-    static const graft_kernel_epi none = {0};
     (void)wide;
-    gemm_scalar(M, 0, N, K, A, lda, B, 0, 16, C, ldc, &none, NULL, 0, more);
+    gemm_scalar(M, 0, N, K, A, lda, B, 0, 16, C, ldc, &no_epi, NULL, 0, more);
 #endif
 }

@@ -627,6 +627,15 @@ static void transform_output_pool(const tiling *tl, const float *Mx, size_t t0, 
     }
 }
 
+/* Without a bias, F zeros at zb stand in for one: the output loops stay
+ * branch-free. */
+static void bias_or_zero(finish *fin, float *zb, int F)
+{
+    if (fin->bias) return;
+    memset(zb, 0, (size_t)F * sizeof(float));
+    fin->bias = zb;
+}
+
 /* A fused call (graft_winograd_fused): all of its tiles' input transforms;
  * then, each thread taking whole blocks of FUSED_COLS filters, the kernel's
  * transform for FUSED_CHANNELS channels of the block at a time, into a
@@ -648,11 +657,7 @@ static void forward_fused(const tiling *tl, int n, const float *x, const float *
     const size_t per = fused_thread_floats(F);
     float *V = scratch + (size_t)nth * per, *Mx = V + (size_t)NXI * nk * C;
     finish fin = *fin_in;
-    if (!fin.bias) { /* a zero bias keeps the output loop branch-free */
-        float *zb = Mx + (size_t)NXI * nk * F;
-        memset(zb, 0, (size_t)F * sizeof(float));
-        fin.bias = zb;
-    }
+    bias_or_zero(&fin, Mx + (size_t)NXI * nk * F, F);
 #pragma omp parallel num_threads(nth)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -733,11 +738,7 @@ static void forward_run(const graft_conv_geom *g, int F, int n, const float *x, 
         U = scratch;
     }
 
-    if (!bias) { /* a zero bias keeps the output loop branch-free */
-        float *zb = work + (shared > nth * per_thread ? shared : nth * per_thread);
-        memset(zb, 0, (size_t)F * sizeof(float));
-        fin.bias = zb;
-    }
+    bias_or_zero(&fin, work + (shared > nth * per_thread ? shared : nth * per_thread), F);
     if (round) {
         float *V = work;
         for (size_t t0 = 0; t0 < tiles; t0 += round) {

@@ -66,11 +66,11 @@ static bool pointwise(const conv2d *c)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
 }
 
-/* A strided 1x1 window: every sh-th row's every sw-th pixel, no padding. */
+/* A strided 1x1 window: every sh-th row's every sw-th pixel (TensorFlow
+ * pads a 1x1 window with nothing, 'same' or 'valid'). */
 static bool strided_pointwise(const conv2d *c)
 {
-    const graft_conv_geom *g = &c->g;
-    return g->kh == 1 && g->kw == 1 && !pointwise(c) && g->pad_top == 0 && g->pad_left == 0;
+    return c->g.kh == 1 && c->g.kw == 1 && !pointwise(c);
 }
 
 /* A pointwise convolution over a small image (MobileNet's last blocks: 4x4
@@ -396,10 +396,13 @@ static void kept_free(kept_form *k)
     k->valid = false;
 }
 
-/* The transformed kernel of a rowwise pass (NULL: no room; the forward
- * pass then transforms into its scratch, with the same bits). */
-static const float *winograd_u(conv2d *c, const float *W)
+/* The transformed kernel a call of n images reads, kept between rowwise
+ * passes. NULL for a training pass, for a call that transforms it block by
+ * block (graft_winograd_fused), and where there is no room: the forward
+ * pass then transforms into its scratch, with the same bits. */
+static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n)
 {
+    if (!rowwise || graft_winograd_fused(&c->g, c->cfg.filters, n)) return NULL;
     bool ok;
     if (kept_stale(&c->wino, W, (size_t)9 * c->g.c * c->cfg.filters,
                    graft_winograd_u_floats(&c->g, c->cfg.filters), &ok))
@@ -497,9 +500,7 @@ static void forward(graft_layer *l, const graft_fwd *f)
     }
     if (!rowwise) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        const float *u = rowwise && !graft_winograd_fused(g, c->cfg.filters, f->n)
-                             ? winograd_u(c, W)
-                             : NULL;
+        const float *u = winograd_u(c, W, rowwise, f->n);
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, rowwise, f->scratch);
         return;
@@ -524,8 +525,7 @@ void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled
     conv2d *c = l->cfg;
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     const bool rowwise = rowwise_pass(l, f->training);
-    const float *u =
-        rowwise && !graft_winograd_fused(&c->g, c->cfg.filters, f->n) ? winograd_u(c, W) : NULL;
+    const float *u = winograd_u(c, W, rowwise, f->n);
     graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
                                 rowwise, f->scratch);
 }
