@@ -279,6 +279,7 @@ static void block_geom(const graft_model *m, const graft_step *s, int n, geom *o
     o->shared_e = o->shared && b->expand >= 0 ? r16((size_t)o->H * o->W * o->Ce) : 0;
     o->shared_d = o->shared && o->project ? r16((size_t)px * o->Ce) : 0;
     if (o->shared) o->per_thread = 0;
+    else o->per_thread = graft_thread_slot_floats(o->per_thread);
     o->pack_e = b->expand >= 0 ? r16(graft_pw_pack_floats(o->Cin, o->Ce, true)) : 0;
     o->pack_p = o->project ? r16(graft_pw_pack_floats(o->Ce, o->Cout, true)) : 0;
 }

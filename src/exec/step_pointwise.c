@@ -254,10 +254,10 @@ static size_t prologue_rows(const graft_conv_geom *g)
     return (size_t)band_rows(g) * g->ow;
 }
 
-/* Floats of one thread's prologue buffer, a multiple of 16 (64-byte aligned). */
+/* Floats of one thread's prologue buffer. */
 static size_t prologue_floats(const graft_conv_geom *g)
 {
-    return (prologue_rows(g) * g->c + 15) & ~(size_t)15;
+    return graft_thread_slot_floats(prologue_rows(g) * g->c);
 }
 
 /* Floats of a thread's buffer in a step that takes a shortcut: the block's
@@ -266,7 +266,7 @@ static size_t prologue_floats(const graft_conv_geom *g)
 static size_t shortcut_floats(const graft_conv_geom *g0, int F)
 {
     const size_t gather = g0->sh == 1 && g0->sw == 1 ? 0 : (size_t)BLOCK_PIXELS * g0->c;
-    return ((size_t)BLOCK_PIXELS * F + gather + 15) & ~(size_t)15;
+    return graft_thread_slot_floats((size_t)BLOCK_PIXELS * F + gather);
 }
 
 /* Rows of the step's GEMM for n images: the 1x1's output pixels, or the

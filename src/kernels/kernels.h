@@ -12,6 +12,15 @@
 void graft_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Floats of one thread's slot in a scratch a team shares: whole 4 KiB pages
+ * and one more, so that no page holds two threads' slots. Slots packed end
+ * to end let the prefetcher of the thread writing one slot's end pull in
+ * the lines its neighbour is writing (docs/PERFORMANCE.md). */
+static inline size_t graft_thread_slot_floats(size_t floats)
+{
+    return ((floats + 1023) & ~(size_t)1023) + 1024;
+}
+
 /* A convolution's geometry, NHWC input, HWIO kernel. */
 typedef struct graft_conv_geom {
     int h, w, c;         /* input */
