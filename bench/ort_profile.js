@@ -2,7 +2,7 @@
 // step: onnxruntime-node's profiler (enableProfiling) over RUNS calls of the
 // model, with the session options of inference_peer.js (THREADS intra-op
 // threads, all graph optimisations, sequential execution). Prints one line
-// per node in execution order: its mean milliseconds per call, its operator
+// per node in execution order: its median milliseconds over the calls, its operator
 // (after ORT's fusions: a Conv may carry its Relu, Clip or Add) and its name,
 // then the sum. The profiler's JSON goes to a temporary folder, removed after.
 // usage: node ort_profile.js MODEL.onnx SIZE BATCH [THREADS] [RUNS]
@@ -39,18 +39,19 @@ async function main() {
     const json = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
     if (json.length !== 1) throw new Error(`expected one profile in ${dir}, found ${json.length}`);
     const events = JSON.parse(fs.readFileSync(path.join(dir, json[0]), 'utf8'));
-    const nodes = new Map(); // name -> {us, calls, op}, in first-seen order
+    const nodes = new Map(); // name -> {us: [per call], op}, in first-seen order
     for (const e of events) {
       if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
       const name = e.name.slice(0, -'_kernel_time'.length);
-      const n = nodes.get(name) || {us: 0, calls: 0, op: (e.args && e.args.op_name) || '?'};
-      n.us += e.dur;
-      n.calls += 1;
+      const n = nodes.get(name) || {us: [], op: (e.args && e.args.op_name) || '?'};
+      n.us.push(e.dur);
       nodes.set(name, n);
     }
     let sum = 0;
     for (const [name, n] of nodes) {
-      const ms = n.us / n.calls / 1e3;
+      // the median call: the first one also grows ORT's arena, several times over
+      const us = n.us.slice().sort((a, b) => a - b);
+      const ms = us[Math.floor(us.length / 2)] / 1e3;
       sum += ms;
       console.log(`${ms.toFixed(3).padStart(9)} ms  ${n.op.padEnd(14)} ${name}`);
     }
