@@ -68,7 +68,7 @@ static inline size_t g_floats(const graft_conv_geom *g, int filters)
 }
 static inline size_t per_thread_floats(const graft_conv_geom *g, int filters)
 {
-    return g_floats(g, filters) + ROUND16(band_floats(g) + BAND_SLACK);
+    return graft_thread_slot_floats(g_floats(g, filters) + band_floats(g) + BAND_SLACK);
 }
 static inline size_t sums_floats(const graft_conv_geom *g, int filters)
 {
