@@ -4,6 +4,7 @@
  * 224x224x3, random weights), batch 1 and 32, alternating between the two in
  * every round. The peer is bench/ort_peer.js (onnxruntime-node, intra-op
  * threads as graft's, all graph optimisations).
+ * graft's weights are promised constant (graft_model_set_weights_constant).
  * usage: bench_export_ort ARCH ONNX_PATH [SECONDS] [THREADS] [ROUNDS]
  * prints per batch: graft and ORT median milliseconds per batch, images/s, ratio.
  */
@@ -81,6 +82,9 @@ int main(int argc, char **argv)
         graft_model_free(m);
         return 1;
     }
+    /* deployed weights are constant, as the ORT session's (CONSTANT=0: without the promise) */
+    const char *constant = getenv("CONSTANT");
+    graft_model_set_weights_constant(m, !(constant && constant[0] == '0'));
     const int batches[2] = {1, 32};
     size_t in = (size_t)SIDE * SIDE * 3, out = 1000;
     float *x = malloc(32 * in * sizeof *x), *y = malloc(32 * out * sizeof *y);

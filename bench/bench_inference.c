@@ -3,6 +3,9 @@
  * frozen), forward passes in inference mode on batches of BATCH, each call
  * timed on its own; the median call is reported (robust against a shared
  * machine's pauses).
+ * The weights are promised constant (graft_model_set_weights_constant), as
+ * `graft predict` and a deployed model promise them and as an ONNX Runtime
+ * session's are; CONSTANT=0 measures without the promise.
  * usage: bench_inference ARCH SIZE BATCH [SECONDS] [THREADS]
  * prints: graft ARCH SIZE BATCH MEDIAN_MS ms IMG_PER_S img/s CPU_MS cpu_ms
  * (CPU_MS: the process's CPU time per call, all threads: on a machine shared
@@ -68,6 +71,8 @@ int main(int argc, char **argv)
     graft_rng_seed(&rng, 1);
     for (size_t i = 0; i < in_n; i++) x[i] = 2.0f * graft_rng_uniform(&rng) - 1.0f;
     graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
+    const char *constant = getenv("CONSTANT");
+    graft_model_set_weights_constant(m, !(constant && constant[0] == '0'));
     int calls = 0;
     double t0 = now(), t = 0;
     for (int warm = 0; warm < 2; warm++) /* buffers, caches, oneDNN's JIT */

@@ -6,6 +6,9 @@
 # networks (bench/features_peer.py's, exported by torch.onnx.export from
 # Debian's PyTorch into a cache folder, offline).
 #
+# graft's weights are promised constant (graft_model_set_weights_constant), as
+# `graft predict` promises them and as ORT's session holds its own; CONSTANT=0
+# measures without the promise.
 # Per model: batch 32 at each SIZE (default "150 224") on THREADS (default 2)
 # threads, and batch-1 latency at LATENCY_SIZE (224) on 1 and on 2 threads
 # (LATENCY=0 skips it). Each measurement is a process timing its calls for

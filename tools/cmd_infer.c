@@ -166,6 +166,8 @@ int cmd_predict(int argc, char **argv)
     if (json && cli_json_begin()) return 1;
     loaded l;
     int rc = open_model(model, &l);
+    /* Nothing here writes the weights: inference may keep its packed copies. */
+    if (rc == 0) graft_model_set_weights_constant(l.m, 1);
     if (rc) {
         loaded_free(&l);
         return rc;
@@ -308,6 +310,8 @@ int cmd_evaluate(int argc, char **argv)
     if (json && cli_json_begin()) return 1;
     loaded l;
     int rc = open_model(model, &l);
+    /* Nothing here writes the weights: inference may keep its packed copies. */
+    if (rc == 0) graft_model_set_weights_constant(l.m, 1);
     if (rc) {
         loaded_free(&l);
         return rc;

@@ -219,11 +219,16 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
 /* The kernel of the 1x1 Conv2D l as the fused steps' GEMMs read it over
  * `rows` rows in all (step_pointwise.c): packed into `scratch`
  * (graft_pw_pack_floats) where so many rows pay for the copy; the layer's
- * kept packed copy where the step is in a depth-first run (in_run); else in
- * place, with *stream set where graft_step_pw_streamed (graft_pw_gemm_stream
- * reads it). *ldb: its row stride, 0 when packed. */
+ * kept packed copy where the step is in a depth-first run (in_run), or
+ * where the model's weights are constant (`constant`: m->weights_constant)
+ * and the kernel would be packed each call or is at least
+ * GRAFT_PW_KEEP_MIN_FLOATS; else in place, with *stream set where
+ * graft_step_pw_streamed (graft_pw_gemm_stream reads it). *ldb: its row
+ * stride, 0 when packed. */
+#define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
 const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
-                                  bool in_run, float *scratch, size_t *ldb, bool *stream);
+                                  bool in_run, bool constant, float *scratch, size_t *ldb,
+                                  bool *stream);
 /* Columns [c0, c0 + nc) of a GEMM over such a kernel: graft_pw_gemm_stream
  * where graft_step_pw_kernel set `stream`, else graft_pw_gemm_cols. */
 struct graft_kernel_epi;
@@ -248,7 +253,8 @@ bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream);
 #define GRAFT_PW_STREAM_MIN_FLOATS_256 (256u * 1024u)
 size_t graft_step_pw_stream_min_floats(void);
 /* How graft_step_pw_kernel reads it, in words (GRAFT_PROFILE's plan). */
-const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run);
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run,
+                              bool constant);
 /* DW_BLOCK steps stream; POINTWISE steps (ResNet50's, DenseNet's) only with
  * AVX-512: with AVX2 they read such kernels in place, as measured when they
  * were kept packed instead (docs/PERFORMANCE.md). */

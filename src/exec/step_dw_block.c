@@ -342,14 +342,14 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s",
                  graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true,
-                                   s->in_run));
+                                   s->in_run, m->weights_constant));
     char project[24] = " (the step's output)";
     if (b->project >= 0) {
         const size_t k = strlen(kernels);
         snprintf(kernels + k, sizeof kernels - k, "%s%s kernel %s", k ? ", " : "",
                  b->expand >= 0 ? "project" : "1x1",
                  graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true,
-                                   s->in_run));
+                                   s->in_run, m->weights_constant));
         snprintf(project, sizeof project, " -> 1x1 %d", g.Cout);
     }
     char ea[24] = "", da[24] = "";
@@ -565,15 +565,17 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
 
     /* The 1x1 kernels in the GEMM's panels: packed into the scratch, shared
      * by the threads, where the batch is large enough for it to pay; the
-     * layers' kept packed copies in a depth-first run; else in place,
-     * streamed where they are large (graft_step_pw_kernel). */
+     * layers' kept packed copies in a depth-first run or with constant
+     * weights; else in place, streamed where they are large
+     * (graft_step_pw_kernel). */
     float *packed = f->scratch;
     if (b->expand >= 0)
-        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide,
-                                    true, s->in_run, packed, &w.lde, &w.stream_e);
+        w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
+                                    s->in_run, m->weights_constant, packed, &w.lde, &w.stream_e);
     if (b->project >= 0)
-        w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide,
-                                    true, s->in_run, packed + g.pack_e, &w.ldp, &w.stream_p);
+        w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
+                                    s->in_run, m->weights_constant, packed + g.pack_e, &w.ldp,
+                                    &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;
     const float *x = f->in[0];

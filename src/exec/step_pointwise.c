@@ -317,9 +317,24 @@ bool graft_step_pw_streamed(const graft_layer *l, size_t rows, bool may_stream)
            (size_t)K * F >= graft_step_pw_stream_min_floats();
 }
 
-const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run)
+/* Whether the kernel's kept packed copy is read: in a depth-first run, and
+ * with constant weights wherever it would be packed each call or streamed
+ * from beyond L2 (a packed copy read in order beat the stream by 12-20% at
+ * 49 rows of a 1024 x 1024 kernel; docs/PERFORMANCE.md). */
+static bool reads_kept(const graft_layer *l, size_t rows, bool in_run, bool constant)
 {
-    if (in_run && strcmp(l->ops->class_name, "Conv2D") == 0) return "kept packed (depth first)";
+    if (strcmp(l->ops->class_name, "Conv2D") != 0) return false;
+    int K, F;
+    pw_shape(l, &K, &F);
+    return in_run || (constant && (rows >= GRAFT_PW_PACK_MIN_ROWS ||
+                                   (size_t)K * F >= GRAFT_PW_KEEP_MIN_FLOATS));
+}
+
+const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream, bool in_run,
+                              bool constant)
+{
+    if (reads_kept(l, rows, in_run, constant))
+        return in_run ? "kept packed (depth first)" : "kept packed (constant weights)";
     if (rows >= GRAFT_PW_PACK_MIN_ROWS) return "packed each call";
     return graft_step_pw_streamed(l, rows, may_stream) ? "streamed in place" : "read in place";
 }
@@ -327,14 +342,15 @@ const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream
 bool graft_step_pointwise_streams(void) { return graft_kernels_avx512(); }
 
 const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
-                                  bool in_run, float *scratch, size_t *ldb, bool *stream)
+                                  bool in_run, bool constant, float *scratch, size_t *ldb,
+                                  bool *stream)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
     *ldb = 0;
     *stream = false;
-    if (in_run) {
-        const float *kept = graft_conv2d_packed_kernel(l, wide);
+    if (reads_kept(l, rows, in_run, constant)) {
+        const float *kept = graft_conv2d_packed_kernel(l, wide, constant);
         if (kept) return kept;
     }
     /* K * F copies against `rows` times as many multiply-adds. */
@@ -429,7 +445,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
              b->add_clamp ? " + clamp" : "",
              b->avg_pool > 0 ? ", 2x2 average pool taken first" : bands,
              graft_step_pw_how(m->layers[b->project], gemm_rows(m, s, &g, n),
-                               graft_step_pointwise_streams(), s->in_run),
+                               graft_step_pointwise_streams(), s->in_run, m->weights_constant),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -594,7 +610,7 @@ static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, cons
     bool stream0;
     /* scratch: the shortcut's packed kernel, then the threads' buffers */
     const float *W0 = graft_step_pw_kernel(sl, P, wide, graft_step_pointwise_streams(), s->in_run,
-                                           scratch, &ldb0, &stream0);
+                                           m->weights_constant, scratch, &ldb0, &stream0);
     float *const bufs = scratch + graft_pw_pack_floats(K0, F, true);
     const size_t buf_floats = shortcut_floats(&g, F);
     const size_t Cx = graft_plan_row_floats(m, sl->inputs[0]); /* floats from pixel to pixel */
@@ -656,7 +672,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const size_t P = gemm_rows(m, s, &g, f->n);
     bool stream;
     W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_streams(),
-                             s->in_run, f->scratch, &ldb, &stream);
+                             s->in_run, m->weights_constant, f->scratch, &ldb, &stream);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);

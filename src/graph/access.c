@@ -48,6 +48,13 @@ graft_shape graft_layer_weight_shape(const graft_layer *l, int i)
     return i >= 0 && i < l->n_weights ? l->weights[i].shape : none;
 }
 
+graft_status graft_model_set_weights_constant(graft_model *m, int constant)
+{
+    if (!m) return graft_fail(GRAFT_EINVAL, "graft_model_set_weights_constant: no model");
+    m->weights_constant = constant != 0;
+    return GRAFT_OK;
+}
+
 float *graft_layer_weight_data(graft_layer *l, int i)
 {
     return i >= 0 && i < l->n_weights ? l->weights[i].data : NULL;

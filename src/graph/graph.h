@@ -65,6 +65,9 @@ struct graft_model {
     int n_kept_splits;
     int planned_threads;    /* graft_threads() at planning: per-thread scratch is sized by it */
     bool want_input_grad;   /* tests: also compute dL/d(input) */
+    /* graft_model_set_weights_constant's promise; graft's own writers of
+     * the weights (init, load, fit, a checkpoint's state) withdraw it. */
+    bool weights_constant;
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
     bool skip_init; /* layers placed now are not drawn (graft_zoo_cfg.skip_init) */

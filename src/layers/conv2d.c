@@ -372,15 +372,18 @@ static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
 /* Whether k must be made (again) from the n floats of W: k->data is to be
  * allocated (floats; false when there is no memory, k->data then NULL), or
  * W's fingerprint differs from the one k was made from (then recorded: the
- * caller remakes k->data before using it). */
-static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, bool *ok)
+ * caller remakes k->data before using it). `trusted`: a k already made is
+ * taken as it is (the weights are constant): the fingerprint reads the
+ * whole kernel, at a batch of one as long as reading it for the GEMM. */
+static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, bool trusted,
+                       bool *ok)
 {
     if (!k->data) {
         k->data = malloc(floats * sizeof(float));
         k->valid = false;
     }
     *ok = k->data != NULL;
-    if (!*ok) return false;
+    if (!*ok || (trusted && k->valid)) return false;
     uint32_t print[PRINT_WORDS];
     kernel_print(W, n, print);
     if (k->valid && memcmp(print, k->print, sizeof print) == 0) return false;
@@ -405,7 +408,7 @@ static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n)
     if (!rowwise || graft_winograd_fused(&c->g, c->cfg.filters, n)) return NULL;
     bool ok;
     if (kept_stale(&c->wino, W, (size_t)9 * c->g.c * c->cfg.filters,
-                   graft_winograd_u_floats(&c->g, c->cfg.filters), &ok))
+                   graft_winograd_u_floats(&c->g, c->cfg.filters), false, &ok))
         graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino.data);
     return ok ? c->wino.data : NULL;
 }
@@ -458,7 +461,7 @@ static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
     }
 }
 
-const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
+const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide, bool trusted)
 {
     if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
     conv2d *c = l->cfg;
@@ -469,7 +472,7 @@ const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide)
     const float *W = l->weights[0].data;
     bool ok;
     if (kept_stale(&c->packed, W, (size_t)g->c * c->cfg.filters,
-                   graft_pw_pack_floats(g->c, c->cfg.filters, wide), &ok))
+                   graft_pw_pack_floats(g->c, c->cfg.filters, wide), trusted, &ok))
         graft_pw_pack(g->c, c->cfg.filters, W, (size_t)c->cfg.filters, c->packed.data, wide);
     return ok ? c->packed.data : NULL;
 }
