@@ -61,16 +61,6 @@ static bool said_anything(const char *path)
     return stat(path, &st) == 0 && st.st_size > 0;
 }
 
-/* Nothing left to reap and nothing still running that was ours (the test is
- * a subreaper: a reader graft left behind would come to it). */
-static bool no_children(void)
-{
-    int st;
-    pid_t r;
-    while ((r = waitpid(-1, &st, WNOHANG)) > 0) fprintf(stderr, "  reaped a stray process %d\n", (int)r);
-    return r < 0 && errno == ECHILD;
-}
-
 static int count_of(const char *hay, const char *needle)
 {
     int n = 0;

@@ -4,7 +4,9 @@
 #define GRAFT_TEST_UTIL_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +158,16 @@ static inline int graft(const char *fmt, ...)
     snprintf(cmd, sizeof cmd, "%s %s", test_tool.bin ? test_tool.bin : tool_bin(), args);
     return run_captured(cmd, test_tool.out_path, test_tool.err_path, test_tool.out,
                         test_tool.out_cap, test_tool.err, test_tool.err_cap);
+}
+
+/* Nothing left to reap and nothing still running that was ours (for a test
+ * that is a subreaper: graft's orphans would come to it). */
+static inline bool no_children(void)
+{
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) fprintf(stderr, "  reaped a stray process %d\n", (int)r);
+    return r < 0 && errno == ECHILD;
 }
 
 /* A fresh folder from a mkdtemp template ("/tmp/graft_x_XXXXXX", changed in
