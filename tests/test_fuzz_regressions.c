@@ -16,6 +16,7 @@
 #include "graft.h"
 #include "data/data.h"
 #include "io/io.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -33,29 +34,9 @@ const char *__lsan_default_suppressions(void) { return "leak:H5C_protect\n"; }
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = malloc(1 << 22);
-    *n = buf ? fread(buf, 1, 1 << 22, f) : 0;
-    fclose(f);
-    return buf;
-}
-
 static bool refused(graft_status s)
 {
     return s != GRAFT_OK && graft_last_error()[0] != '\0';
-}
-
-static graft_model *small_model(void)
-{
-    graft_model *m = graft_model_new("small");
-    graft_input(m, "input_1", graft_shape3(8, 8, 3));
-    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = 4, .kernel_size = {3, 3}});
-    graft_global_average_pooling2d(m, NULL, "gap");
-    graft_dense(m, NULL, (graft_dense_cfg){.name = "dense", .units = 2, .activation = GRAFT_SOFTMAX});
-    return m;
 }
 
 static int replayed;
@@ -63,11 +44,11 @@ static int replayed;
 static void replay(const char *name, const char *path)
 {
     size_t n = 0;
-    unsigned char *data = slurp(path, &n);
+    unsigned char *data = read_bytes(path, &n);
     CHECK(data != NULL);
     if (!data) return;
     if (!strncmp(name, "keras_h5-", 9)) {
-        graft_model *m = NULL, *into = small_model();
+        graft_model *m = NULL, *into = tiny_conv_model();
         CHECK_MSG(refused(graft_model_load(path, &m)) && !m, "%s loaded as a model", name);
         graft_load_opts o = {.by_name = 1, .skip_mismatch = 1};
         CHECK_MSG(refused(graft_model_load_weights(into, path, &o)), "%s loaded as weights", name);

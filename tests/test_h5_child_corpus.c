@@ -26,16 +26,6 @@ static void on_alarm(int sig)
     _exit(2);
 }
 
-static graft_model *conv_model(void)
-{
-    graft_model *m = graft_model_new("small");
-    graft_input(m, "input_1", graft_shape3(8, 8, 3));
-    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = 4, .kernel_size = {3, 3}});
-    graft_global_average_pooling2d(m, NULL, "gap");
-    graft_dense(m, NULL, (graft_dense_cfg){.name = "dense", .units = 2, .activation = GRAFT_SOFTMAX});
-    return m;
-}
-
 /* One load, into `into` or as a whole model; its status, and its message. */
 static graft_status load_once(const char *path, graft_model *into, const graft_load_opts *o,
                               char *msg, size_t cap)
@@ -101,7 +91,7 @@ static void test_corpus_same_as_in_process(void)
 {
     static const char *const dirs[] = {"fuzz/corpus/fuzz_keras_h5", "tests/fuzz_regressions",
                                        "tests/fixtures/hostile_h5"};
-    graft_model *into = conv_model();
+    graft_model *into = tiny_conv_model();
     CHECK(graft_model_status(into) == GRAFT_OK && graft_model_init_weights(into, 1) == GRAFT_OK);
     graft_load_opts by_order = {0}, by_name = {.by_name = 1};
     int files = 0, loaded = 0;

@@ -4,6 +4,7 @@
 #define GRAFT_TEST_UTIL_H
 
 #include <dirent.h>
+#include <graft.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -168,6 +169,18 @@ static inline bool no_children(void)
     pid_t r;
     while ((r = waitpid(-1, &st, WNOHANG)) > 0) fprintf(stderr, "  reaped a stray process %d\n", (int)r);
     return r < 0 && errno == ECHILD;
+}
+
+/* The small model the .h5 suites load files into: 8x8x3 -> Conv2D 3x3 (4)
+ * -> GlobalAveragePooling2D -> Dense 2 (softmax). */
+static inline graft_model *tiny_conv_model(void)
+{
+    graft_model *m = graft_model_new("small");
+    graft_input(m, "input_1", graft_shape3(8, 8, 3));
+    graft_conv2d(m, NULL, (graft_conv2d_cfg){.name = "conv", .filters = 4, .kernel_size = {3, 3}});
+    graft_global_average_pooling2d(m, NULL, "gap");
+    graft_dense(m, NULL, (graft_dense_cfg){.name = "dense", .units = 2, .activation = GRAFT_SOFTMAX});
+    return m;
 }
 
 /* A fresh folder from a mkdtemp template ("/tmp/graft_x_XXXXXX", changed in
