@@ -431,11 +431,12 @@ static void test_frozen_batch_independent(void)
 /* Few output rows and a kernel from memory (a batch of one at 7x7, 1 MiB
  * and more), with AVX-512: patch rows, the kernel streamed in place
  * (layers/conv2d.c), on two threads each streaming its share of the
- * columns. Against the definition, with and without the fused
- * BatchNormalization and clamp, 'same' and 'valid', filters off the panel
- * width; the two-thread run gives the one-thread run's bits (with AVX2,
- * where oneDNN runs, within the same error); a changed kernel takes
- * effect. */
+ * columns; with constant weights (graft_model_set_weights_constant), a
+ * kept packed copy instead. Against the definition, with and without the
+ * fused BatchNormalization and clamp, 'same' and 'valid', filters off the
+ * panel width; the two-thread run and the runs under the promise give the
+ * one-thread run's bits (with AVX2, where oneDNN runs, within the same
+ * error); a changed kernel takes effect, with the promise made again. */
 static void test_patch_rows(void)
 {
     const wcase cases[] = {{1, 7, 7, 128, 256, GRAFT_SAME, true, true, true},
@@ -447,7 +448,7 @@ static void test_patch_rows(void)
         const int pt = pad_of(k), oh = out_side(k, k->h), ow = out_side(k, k->w);
         const size_t in_n = (size_t)k->h * k->w * k->c, out_n = (size_t)oh * ow * k->f;
         float *x = malloc(in_n * sizeof(float)), *y1 = malloc(out_n * sizeof(float));
-        float *y2 = malloc(out_n * sizeof(float));
+        float *y2 = malloc(out_n * sizeof(float)), *y3 = malloc(out_n * sizeof(float));
         double *want = malloc(out_n * sizeof(double));
         graft_rng r;
         graft_rng_seed(&r, 40 + (unsigned)i);
@@ -469,6 +470,16 @@ static void test_patch_rows(void)
             if (graft_kernels_avx512())
                 CHECK_MSG(memcmp(y1, y2, out_n * sizeof(float)) == 0,
                           "case %zu round %d: two threads changed the bits", i, round);
+            CHECK_OK(graft_model_set_weights_constant(m, 1));
+            for (int t = 1; t <= 2; t++)
+                for (int call = 0; call < 2; call++) { /* the copy made, then read */
+                    graft_threads_set(t);
+                    CHECK_OK(graft_model_predict(m, x, 1, y3));
+                    CHECK_MSG(memcmp(y1, y3, out_n * sizeof(float)) == 0,
+                              "case %zu round %d, %d thread(s), call %d: constant weights "
+                              "changed the bits", i, round, t, call);
+                }
+            CHECK_OK(graft_model_set_weights_constant(m, 0));
             reference(k, m, x, want, oh, ow, pt, pt);
             double peak = 0, worst = 0, apart = 0;
             for (size_t j = 0; j < out_n; j++) {
@@ -486,6 +497,7 @@ static void test_patch_rows(void)
         free(x);
         free(y1);
         free(y2);
+        free(y3);
         free(want);
     }
     graft_threads_set(before);

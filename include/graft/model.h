@@ -345,13 +345,14 @@ void graft_model_summary(const graft_model *m, FILE *out);
 graft_status graft_model_init_weights(graft_model *m, uint64_t seed);
 /* A promise (constant 1) that the model's weights stay as they are, as an
  * ONNX Runtime session's do, until it is withdrawn (constant 0): inference
- * then keeps packed copies of its large 1x1 kernels between calls without
- * reading the weights again to check them, which at a batch of one costs as
- * much as the GEMM's own read (docs/PERFORMANCE.md). Results are the same
- * bits either way. graft's own writers (graft_model_init_weights, loading
+ * then keeps forms of its large kernels between calls (packed copies,
+ * Winograd transforms) and checks each against the weights once under each
+ * promise, not at every call: at a batch of one the check costs as much as
+ * the GEMM's own read (docs/PERFORMANCE.md). Results are the same bits
+ * either way. graft's own writers (graft_model_init_weights, loading
  * weights, fit, graft_train_state_load) withdraw it; a caller writing
- * through graft_layer_weight_data must withdraw it first. `graft predict`
- * makes it. */
+ * through graft_layer_weight_data must withdraw it first, and may make it
+ * again once written. `graft predict` makes it. */
 graft_status graft_model_set_weights_constant(graft_model *m, int constant);
 
 /* ------------------------------------------------------------ files */

@@ -220,14 +220,14 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
  * `rows` rows in all (step_pointwise.c): packed into `scratch`
  * (graft_pw_pack_floats) where so many rows pay for the copy; the layer's
  * kept packed copy where the step is in a depth-first run (in_run), or
- * where the model's weights are constant (`constant`: m->weights_constant)
+ * where the model's weights are constant (`promise`: graft_fwd's, nonzero)
  * and the kernel would be packed each call or is at least
  * GRAFT_PW_KEEP_MIN_FLOATS; else in place, with *stream set where
  * graft_step_pw_streamed (graft_pw_gemm_stream reads it). *ldb: its row
  * stride, 0 when packed. */
 #define GRAFT_PW_KEEP_MIN_FLOATS (256u * 1024u)
 const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
-                                  bool in_run, bool constant, float *scratch, size_t *ldb,
+                                  bool in_run, uint64_t promise, float *scratch, size_t *ldb,
                                   bool *stream);
 /* Columns [c0, c0 + nc) of a GEMM over such a kernel: graft_pw_gemm_stream
  * where graft_step_pw_kernel set `stream`, else graft_pw_gemm_cols. */

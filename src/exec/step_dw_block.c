@@ -342,14 +342,14 @@ void graft_step_dw_block_describe(const graft_model *m, const graft_step *s, int
     if (b->expand >= 0)
         snprintf(kernels, sizeof kernels, "expand kernel %s",
                  graft_step_pw_how(m->layers[b->expand], (size_t)n * g.H * g.W, true,
-                                   s->in_run, m->weights_constant));
+                                   s->in_run, m->weights_constant != 0));
     char project[24] = " (the step's output)";
     if (b->project >= 0) {
         const size_t k = strlen(kernels);
         snprintf(kernels + k, sizeof kernels - k, "%s%s kernel %s", k ? ", " : "",
                  b->expand >= 0 ? "project" : "1x1",
                  graft_step_pw_how(m->layers[b->project], (size_t)n * g.OH * g.OW, true,
-                                   s->in_run, m->weights_constant));
+                                   s->in_run, m->weights_constant != 0));
         snprintf(project, sizeof project, " -> 1x1 %d", g.Cout);
     }
     char ea[24] = "", da[24] = "";
@@ -571,10 +571,10 @@ void graft_step_dw_block_forward(graft_model *m, graft_step *s, const graft_fwd 
     float *packed = f->scratch;
     if (b->expand >= 0)
         w.We = graft_step_pw_kernel(m->layers[b->expand], (size_t)f->n * g.H * g.W, w.wide, true,
-                                    s->in_run, m->weights_constant, packed, &w.lde, &w.stream_e);
+                                    s->in_run, f->promise, packed, &w.lde, &w.stream_e);
     if (b->project >= 0)
         w.Wp = graft_step_pw_kernel(m->layers[b->project], (size_t)f->n * g.OH * g.OW, w.wide, true,
-                                    s->in_run, m->weights_constant, packed + g.pack_e, &w.ldp,
+                                    s->in_run, f->promise, packed + g.pack_e, &w.ldp,
                                     &w.stream_p);
     float *E = f->scratch + g.pack_e + g.pack_p, *D = E + g.shared_e;
     float *threads_scratch = D + g.shared_d;

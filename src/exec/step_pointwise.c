@@ -342,15 +342,15 @@ const char *graft_step_pw_how(const graft_layer *l, size_t rows, bool may_stream
 bool graft_step_pointwise_streams(void) { return graft_kernels_avx512(); }
 
 const float *graft_step_pw_kernel(graft_layer *l, size_t rows, bool wide, bool may_stream,
-                                  bool in_run, bool constant, float *scratch, size_t *ldb,
+                                  bool in_run, uint64_t promise, float *scratch, size_t *ldb,
                                   bool *stream)
 {
     int K, F;
     const float *W = pw_shape(l, &K, &F);
     *ldb = 0;
     *stream = false;
-    if (reads_kept(l, rows, in_run, constant)) {
-        const float *kept = graft_conv2d_packed_kernel(l, wide, constant);
+    if (reads_kept(l, rows, in_run, promise != 0)) {
+        const float *kept = graft_conv2d_packed_kernel(l, wide, promise);
         if (kept) return kept;
     }
     /* K * F copies against `rows` times as many multiply-adds. */
@@ -445,7 +445,7 @@ void graft_step_pointwise_describe(const graft_model *m, const graft_step *s, in
              b->add_clamp ? " + clamp" : "",
              b->avg_pool > 0 ? ", 2x2 average pool taken first" : bands,
              graft_step_pw_how(m->layers[b->project], gemm_rows(m, s, &g, n),
-                               graft_step_pointwise_streams(), s->in_run, m->weights_constant),
+                               graft_step_pointwise_streams(), s->in_run, m->weights_constant != 0),
              graft_kernels_avx512() ? "AVX-512" : "AVX2");
     if (s->epi.act != GRAFT_LINEAR)
         snprintf(buf + strlen(buf), size - strlen(buf), " + %s", graft_activation_name(s->epi.act));
@@ -595,7 +595,7 @@ static void pooled_forward(const graft_model *m, const graft_step *s, const graf
 static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, const float *A,
                              size_t lda, int K, const float *W, size_t ldb, bool stream, int F,
                              const graft_kernel_epi *e, float *scratch, float *out, bool wide,
-                             const float *x)
+                             const float *x, uint64_t promise)
 {
     const graft_dw_block *b = &s->blk;
     graft_layer *sl = m->layers[b->shortcut];
@@ -610,7 +610,7 @@ static void shortcut_forward(graft_model *m, const graft_step *s, size_t P, cons
     bool stream0;
     /* scratch: the shortcut's packed kernel, then the threads' buffers */
     const float *W0 = graft_step_pw_kernel(sl, P, wide, graft_step_pointwise_streams(), s->in_run,
-                                           m->weights_constant, scratch, &ldb0, &stream0);
+                                           promise, scratch, &ldb0, &stream0);
     float *const bufs = scratch + graft_pw_pack_floats(K0, F, true);
     const size_t buf_floats = shortcut_floats(&g, F);
     const size_t Cx = graft_plan_row_floats(m, sl->inputs[0]); /* floats from pixel to pixel */
@@ -672,7 +672,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     const size_t P = gemm_rows(m, s, &g, f->n);
     bool stream;
     W = graft_step_pw_kernel(m->layers[b->project], P, wide, graft_step_pointwise_streams(),
-                             s->in_run, m->weights_constant, f->scratch, &ldb, &stream);
+                             s->in_run, f->promise, f->scratch, &ldb, &stream);
     /* Each thread's buffer (the prologue's rows, or a strided band's), after the packed kernel. */
     float *const bufs = f->scratch + graft_pw_pack_floats(K, F, true);
     const size_t buf_floats = prologue_floats(&g);
@@ -692,7 +692,7 @@ void graft_step_pointwise_forward(graft_model *m, graft_step *s, const graft_fwd
     if (b->shortcut > 0) {
         const int a = m->layers[b->project]->inputs[0];
         shortcut_forward(m, s, P, m->layers[a]->out, graft_plan_row_floats(m, a), K, W, ldb, stream,
-                         F, &e, bufs, out, wide, x);
+                         F, &e, bufs, out, wide, x, f->promise);
         return;
     }
     /* Work items: blocks of output pixels (stride 1: any run of them, the

@@ -51,7 +51,7 @@ graft_shape graft_layer_weight_shape(const graft_layer *l, int i)
 graft_status graft_model_set_weights_constant(graft_model *m, int constant)
 {
     if (!m) return graft_fail(GRAFT_EINVAL, "graft_model_set_weights_constant: no model");
-    m->weights_constant = constant != 0;
+    m->weights_constant = constant ? ++m->promises_made : 0;
     return GRAFT_OK;
 }
 

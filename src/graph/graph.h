@@ -65,9 +65,12 @@ struct graft_model {
     int n_kept_splits;
     int planned_threads;    /* graft_threads() at planning: per-thread scratch is sized by it */
     bool want_input_grad;   /* tests: also compute dL/d(input) */
-    /* graft_model_set_weights_constant's promise; graft's own writers of
-     * the weights (init, load, fit, a checkpoint's state) withdraw it. */
-    bool weights_constant;
+    /* graft_model_set_weights_constant's promise in force, numbered from 1
+     * (promises_made), 0 for none: a kept form of a kernel is checked once
+     * under each promise, so that weights written between two promises are
+     * seen. graft's own writers of the weights (init, load, fit, a
+     * checkpoint's state) withdraw it. */
+    uint64_t weights_constant, promises_made;
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
     bool skip_init; /* layers placed now are not drawn (graft_zoo_cfg.skip_init) */

@@ -131,7 +131,7 @@ graft_status graft_model_place_weights(graft_model *m, graft_layer *l)
 graft_status graft_model_init_weights(graft_model *m, uint64_t seed)
 {
     m->init_seed = seed;
-    m->weights_constant = false;
+    m->weights_constant = 0;
     for (int i = 0; i < m->n_layers; i++) {
         graft_layer *l = m->layers[i];
         graft_rng rng;

@@ -296,7 +296,7 @@ static graft_status open_any(const char *path, io_file *f, cJSON **topology, cha
 graft_status graft_model_load_weights(graft_model *m, const char *path, const graft_load_opts *opts)
 {
     if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_model_load_weights: no model or path");
-    m->weights_constant = false;
+    m->weights_constant = 0;
     io_file f;
     graft_status s = open_any(path, &f, NULL, NULL);
     if (s == GRAFT_OK) s = io_assign(m, &f, opts);

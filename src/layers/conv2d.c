@@ -26,6 +26,7 @@ typedef struct {
     float *data;
     uint32_t print[PRINT_WORDS];
     bool valid;
+    uint64_t promise; /* the weights' promise it was last checked under */
 } kept_form;
 
 typedef struct {
@@ -372,10 +373,11 @@ static void kernel_print(const float *W, size_t n, uint32_t h[PRINT_WORDS])
 /* Whether k must be made (again) from the n floats of W: k->data is to be
  * allocated (floats; false when there is no memory, k->data then NULL), or
  * W's fingerprint differs from the one k was made from (then recorded: the
- * caller remakes k->data before using it). `trusted`: a k already made is
- * taken as it is (the weights are constant): the fingerprint reads the
- * whole kernel, at a batch of one as long as reading it for the GEMM. */
-static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, bool trusted,
+ * caller remakes k->data before using it). `promise`: the promise in force
+ * that the weights are constant (0: none); a k checked under it is taken as
+ * it is: the fingerprint reads the whole kernel, at a batch of one as long
+ * as reading it for the GEMM. */
+static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, uint64_t promise,
                        bool *ok)
 {
     if (!k->data) {
@@ -383,7 +385,8 @@ static bool kept_stale(kept_form *k, const float *W, size_t n, size_t floats, bo
         k->valid = false;
     }
     *ok = k->data != NULL;
-    if (!*ok || (trusted && k->valid)) return false;
+    if (!*ok || (promise && k->valid && k->promise == promise)) return false;
+    k->promise = promise;
     uint32_t print[PRINT_WORDS];
     kernel_print(W, n, print);
     if (k->valid && memcmp(print, k->print, sizeof print) == 0) return false;
@@ -400,15 +403,17 @@ static void kept_free(kept_form *k)
 }
 
 /* The transformed kernel a call of n images reads, kept between rowwise
- * passes. NULL for a training pass, for a call that transforms it block by
- * block (graft_winograd_fused), and where there is no room: the forward
- * pass then transforms into its scratch, with the same bits. */
-static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n)
+ * passes (checked once under each `promise` of constant weights, at every
+ * call without one: kept_stale). NULL for a training pass, for a call
+ * that transforms it block by block (graft_winograd_fused), and where there
+ * is no room: the forward pass then transforms into its scratch, with the
+ * same bits. */
+static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n, uint64_t promise)
 {
     if (!rowwise || graft_winograd_fused(&c->g, c->cfg.filters, n)) return NULL;
     bool ok;
     if (kept_stale(&c->wino, W, (size_t)9 * c->g.c * c->cfg.filters,
-                   graft_winograd_u_floats(&c->g, c->cfg.filters), false, &ok))
+                   graft_winograd_u_floats(&c->g, c->cfg.filters), promise, &ok))
         graft_winograd_transform(&c->g, c->cfg.filters, W, c->wino.data);
     return ok ? c->wino.data : NULL;
 }
@@ -439,42 +444,57 @@ static bool rows_for(const conv2d *c, bool training, int n)
            !winograd_for(c, training, n) && graft_kernels_avx512();
 }
 
-/* One GEMM of the call's patch rows (im2col into `col`) with the kernel
- * (HWIO: kh kw c rows of F) read in place, once, ahead of use
- * (graft_pw_gemm_stream), the threads sharing its columns. On one thread
- * oneDNN's direct convolution read ResNet50's 9.4 MB 7x7 kernels far below
- * the memory's speed (docs/PERFORMANCE.md). Each output is one FMA chain
- * over the patch in kernel order, on any number of threads. */
-static void rows_forward(const conv2d *c, int n, const float *x, const float *W,
-                         const float *bias, bool relu, float *y, float *col)
+/* The kernel W (HWIO: kh kw c rows of F, the GEMM's K x F) in
+ * graft_pw_gemm's panels for `wide`, kept between calls (kept_stale). NULL
+ * where there is no memory. */
+static const float *packed_kernel(conv2d *c, const float *W, bool wide, uint64_t promise)
+{
+    const int K = c->g.kh * c->g.kw * c->g.c, F = c->cfg.filters;
+    if (c->packed_wide != wide) kept_free(&c->packed);
+    c->packed_wide = wide;
+    bool ok;
+    if (kept_stale(&c->packed, W, (size_t)K * F, graft_pw_pack_floats(K, F, wide), promise, &ok))
+        graft_pw_pack(K, F, W, (size_t)F, c->packed.data, wide);
+    return ok ? c->packed.data : NULL;
+}
+
+/* One GEMM of the call's patch rows (im2col into `col`) with the kernel,
+ * the threads sharing its columns. With constant weights (`promise`) the
+ * GEMM reads the kernel's packed copy, kept and trusted, in order: against
+ * streaming it in place, ResNet50's 7x7 3x3s (4608 x 512) took 11-13% less
+ * time (docs/PERFORMANCE.md). Without, it reads the kernel in place, once,
+ * ahead of use (graft_pw_gemm_stream): a kept copy would cost a second read
+ * of the kernel to check it. On one thread oneDNN's direct convolution read
+ * ResNet50's 9.4 MB 7x7 kernels far below the memory's speed. Each output
+ * is one FMA chain over the patch in kernel order, the same bits either
+ * way, on any number of threads. */
+static void rows_forward(conv2d *c, int n, const float *x, const float *W, const float *bias,
+                         bool relu, float *y, float *col, uint64_t promise)
 {
     const graft_conv_geom *g = &c->g;
     const int M = n * g->oh * g->ow, K = g->kh * g->kw * g->c, F = c->cfg.filters;
+    const float *packed = promise ? packed_kernel(c, W, true, promise) : NULL;
     graft_im2col(g, x, n, col);
     const graft_kernel_epi e = {.bias = bias, .clamp = relu, .lo = 0, .hi = INFINITY};
 #pragma omp parallel num_threads(graft_threads())
     {
         int c0, c1;
         graft_pw_share(F, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
-        graft_pw_gemm_stream(M, c0, c1 - c0, K, col, (size_t)K, W, (size_t)F, y, (size_t)F, &e,
-                             NULL, 0);
+        if (packed)
+            graft_pw_gemm_cols(M, c0, c1 - c0, K, col, (size_t)K, packed, 0, y, (size_t)F, &e,
+                               NULL, 0, true);
+        else
+            graft_pw_gemm_stream(M, c0, c1 - c0, K, col, (size_t)K, W, (size_t)F, y, (size_t)F,
+                                 &e, NULL, 0);
     }
 }
 
-const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide, bool trusted)
+const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide, uint64_t promise)
 {
     if (strcmp(l->ops->class_name, "Conv2D") != 0) return NULL;
     conv2d *c = l->cfg;
-    const graft_conv_geom *g = &c->g;
-    if (g->kh != 1 || g->kw != 1 || c->plain) return NULL;
-    if (c->packed_wide != wide) kept_free(&c->packed);
-    c->packed_wide = wide;
-    const float *W = l->weights[0].data;
-    bool ok;
-    if (kept_stale(&c->packed, W, (size_t)g->c * c->cfg.filters,
-                   graft_pw_pack_floats(g->c, c->cfg.filters, wide), trusted, &ok))
-        graft_pw_pack(g->c, c->cfg.filters, W, (size_t)c->cfg.filters, c->packed.data, wide);
-    return ok ? c->packed.data : NULL;
+    if (c->g.kh != 1 || c->g.kw != 1 || c->plain) return NULL;
+    return packed_kernel(c, l->weights[0].data, wide, promise);
 }
 
 static void forward(graft_layer *l, const graft_fwd *f)
@@ -503,13 +523,13 @@ static void forward(graft_layer *l, const graft_fwd *f)
     }
     if (!rowwise) kept_free(&c->wino);
     if (winograd_for(c, f->training, f->n) && (act == GRAFT_RELU || act == GRAFT_LINEAR)) {
-        const float *u = winograd_u(c, W, rowwise, f->n);
+        const float *u = winograd_u(c, W, rowwise, f->n, f->promise);
         graft_winograd_forward(g, c->cfg.filters, f->n, f->in[0], W, u, bias, act == GRAFT_RELU,
                                f->epi, f->out, rowwise, f->scratch);
         return;
     }
     if (rows_for(c, f->training, f->n)) {
-        rows_forward(c, f->n, f->in[0], W, bias, act == GRAFT_RELU, f->out, f->scratch);
+        rows_forward(c, f->n, f->in[0], W, bias, act == GRAFT_RELU, f->out, f->scratch, f->promise);
         if (act == GRAFT_RELU) act = GRAFT_LINEAR; /* fused */
     } else if (c->dnn && graft_onednn_conv_forward(c->dnn, f->n, f->in[0], W, bias, f->out,
                                                    f->scratch, c->scratch_lent)) {
@@ -528,7 +548,7 @@ void graft_conv2d_forward_pool(graft_layer *l, const graft_fwd *f, float *pooled
     conv2d *c = l->cfg;
     const float *W = l->weights[0].data, *bias = c->cfg.no_bias ? NULL : l->weights[1].data;
     const bool rowwise = rowwise_pass(l, f->training);
-    const float *u = winograd_u(c, W, rowwise, f->n);
+    const float *u = winograd_u(c, W, rowwise, f->n, f->promise);
     graft_winograd_forward_pool(&c->g, c->cfg.filters, f->n, f->in[0], W, u, bias, pooled, codes,
                                 rowwise, f->scratch);
 }
@@ -617,7 +637,8 @@ const char *graft_conv2d_algorithm(const graft_layer *l, bool training, int n)
                    ? "Winograd F(4x4,3x3), kernel transformed block by block"
                    : "Winograd F(4x4,3x3), kernel transform kept";
     }
-    if (rows_for(c, training, n)) return "patch rows, kernel streamed in place";
+    if (rows_for(c, training, n))
+        return "patch rows, kernel kept packed with constant weights, else streamed in place";
     if (c->winograd) return c->dnn ? "oneDNN direct (too few Winograd tiles)" : "im2col + GEMM";
     return c->dnn ? "oneDNN direct" : "im2col + GEMM";
 }

@@ -108,6 +108,11 @@ typedef struct {
     const graft_epilogue *epi;
     const graft_allsum *allsum; /* NULL: the batch is all here */
     graft_row_split *split;     /* NULL: every rank holds whole kernels */
+    /* The promise in force that the model's weights are constant
+     * (graft_model_set_weights_constant), 0 for none: a form of a kernel
+     * kept from an earlier call under the same promise need not be checked
+     * against the kernel again. */
+    uint64_t promise;
 } graft_fwd;
 
 /* What a layer's backward pass sees. */
@@ -258,10 +263,11 @@ bool graft_conv2d_args(const graft_layer *l, struct graft_conv_geom *g, int *fil
 /* A 1x1 Conv2D's kernel in graft_pw_gemm's panels for `wide`
  * (graft_pw_pack), kept between calls like the Winograd transform and made
  * again when the kernel's bytes change: for the fused steps of depth-first
- * runs, which take a few images at a time. `trusted`: the model's weights
- * are constant (graft_model_set_weights_constant), so a copy made once is
- * not checked against the kernel again. NULL: not 1x1, or no memory. */
-const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide, bool trusted);
+ * runs, which take a few images at a time. `promise`: the model's promise
+ * in force that its weights are constant (graft_model_set_weights_constant,
+ * 0 for none): a copy checked once under it is not checked again. NULL: not
+ * 1x1, or no memory. */
+const float *graft_conv2d_packed_kernel(graft_layer *l, bool wide, uint64_t promise);
 /* A Multiply of a (H, W, C) map by a (1, 1, C) gate, squeeze-and-excitation's
  * scaling (y = map * gate, channel by channel): which input is the gate;
  * false for other layers. */

@@ -191,7 +191,7 @@ graft_status graft_train_state_load(graft_model *m, const char *path, graft_hist
                                    graft_train_state *st)
 {
     if (!m || !path || !st) return graft_fail(GRAFT_EINVAL, "checkpoint_load: missing argument");
-    m->weights_constant = false;
+    m->weights_constant = 0;
     if (!m->compiled)
         return graft_fail(GRAFT_ESTATE, "checkpoint_load: compile the model as it was when saved");
     FILE *f;

@@ -564,7 +564,7 @@ graft_status graft_model_fit(graft_model *m, graft_source *train, const graft_fi
 {
     if (!m || !cfg_in) return graft_fail(GRAFT_EINVAL, "fit: missing model or config");
     if (!m->compiled) return graft_fail(GRAFT_ESTATE, "fit: compile the model first (model.compile)");
-    m->weights_constant = false;
+    m->weights_constant = 0;
     if (cfg_in->epochs < cfg_in->initial_epoch || cfg_in->initial_epoch < 0)
         return graft_fail(GRAFT_EINVAL, "fit: epochs (%d) must be >= initial_epoch (%d) >= 0",
                           cfg_in->epochs, cfg_in->initial_epoch);

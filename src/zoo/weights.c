@@ -401,7 +401,7 @@ graft_status graft_zoo_load_weights(graft_model *m, const char *arch, const graf
     int loaded = 0;
     if (layers_loaded) *layers_loaded = 0;
     if (!m || !path) return graft_fail(GRAFT_EINVAL, "graft_zoo_load_weights: no model or path");
-    m->weights_constant = false; /* copy_by_name writes into m too */
+    m->weights_constant = 0; /* copy_by_name writes into m too */
     struct {
         int n;
         char last[GRAFT_NAME_MAX];
