@@ -347,6 +347,41 @@ static void test_where_it_applies(void)
     graft_threads_set(threads);
 }
 
+/* Images of fewer than 8 tiles (ResNet's 7x7 3x3s), which training passes
+ * and AVX2 take as graft_winograd_fits says, run by Winograd in inference
+ * calls of 8 tiles or more with AVX-512 where channels and filters are 256
+ * or more (graft_winograd_fits_batched); the maps of mostly padding and
+ * narrower layers stay direct. The layer picks it per call (2 images of
+ * 7x7, not 1; not in training) and matches the definition. */
+static void test_few_tiles_batched(void)
+{
+    const bool wide = graft_kernels_avx512();
+    static const struct {
+        int side, c, f;
+        bool batched;
+    } S[] = {{7, 512, 512, true},  {8, 448, 384, true},  {6, 256, 256, true},
+             {3, 256, 256, true},  {5, 256, 256, false}, {9, 256, 256, false},
+             {7, 256, 128, false}, {7, 128, 256, false}, {8, 64, 64, false}};
+    for (size_t i = 0; i < sizeof S / sizeof *S; i++) {
+        graft_shape in = graft_shape3(S[i].side, S[i].side, S[i].c);
+        graft_conv_geom g;
+        graft_conv_geom_init(&g, &in, (int[]){3, 3}, (int[]){1, 1}, GRAFT_SAME);
+        CHECK_MSG(graft_winograd_fits_batched(&g, S[i].f) == (wide && S[i].batched),
+                  "%dx%d, %d -> %d", S[i].side, S[i].side, S[i].c, S[i].f);
+        if (S[i].side == 7 && S[i].c == 512)
+            CHECK(!graft_winograd_batch_pays(&g, 1) && graft_winograd_batch_pays(&g, 2));
+    }
+    const wcase k = {2, 7, 7, 256, 256, GRAFT_SAME, true, false, false};
+    graft_model *m = build(&k, 51);
+    CHECK_OK(graft_model_status(m));
+    graft_layer *conv = graft_model_find(m, "conv");
+    CHECK((strstr(graft_conv2d_algorithm(conv, false, 2), "Winograd") != NULL) == wide);
+    CHECK(strstr(graft_conv2d_algorithm(conv, false, 1), "Winograd") == NULL);
+    CHECK(strstr(graft_conv2d_algorithm(conv, true, 2), "Winograd") == NULL);
+    graft_model_free(m);
+    check_case(&k, 51);
+}
+
 /* k's model with seed's weights, frozen, and k->n images of normal noise
  * (xseed) into *x. */
 static graft_model *frozen_with_input(const wcase *k, unsigned seed, unsigned xseed, float **x)
@@ -635,5 +670,6 @@ int main(void)
     RUN(test_frozen_rounds);
     RUN(test_patch_rows);
     RUN(test_fused_few_tiles);
+    RUN(test_few_tiles_batched);
     return CHECK_SUMMARY();
 }

@@ -37,6 +37,8 @@
 #define WINOGRAD_NARROW_MIN_TILES_AVX2 16
 #define WINOGRAD_NARROW 64
 #define WINOGRAD_MIN_CALL_TILES 16 /* per inference call, with AVX-512 */
+#define WINOGRAD_BATCHED_MIN_TILES 8 /* per call: graft_winograd_batch_pays */
+#define WINOGRAD_BATCHED_MIN_C 256   /* channels and filters: graft_winograd_fits_batched */
 #define WINOGRAD_ROUND_MIN_U ((size_t)4 << 20) /* bytes of U: graft_winograd_round_tiles */
 #define WINOGRAD_ROUND_BYTES ((size_t)48 << 20) /* V and M of a round, at most */
 #define NXI (T * T)
@@ -55,7 +57,9 @@
  * do not all fall in the same L1 set. */
 #define FUSED_XI (FUSED_COLS * FUSED_CHANNELS + 48)
 
-bool graft_winograd_fits(const graft_conv_geom *g, int filters)
+/* graft_winograd_fits, and with `batched` graft_winograd_fits_batched:
+ * without AVX-512's least tiles an image for all but narrow layers. */
+static bool fits(const graft_conv_geom *g, int filters, bool batched)
 {
     if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->c < GRAFT_WINOGRAD_MIN_C ||
         filters < GRAFT_WINOGRAD_MIN_C || g->oh <= 0 || g->ow <= 0)
@@ -75,9 +79,18 @@ bool graft_winograd_fits(const graft_conv_geom *g, int filters)
     const size_t th = (size_t)(g->oh + M_OUT - 1) / M_OUT, tw = (size_t)(g->ow + M_OUT - 1) / M_OUT;
     const bool wide = graft_kernels_avx512(), narrow = filters <= WINOGRAD_NARROW && g->c >= 2 * filters;
     const size_t least = narrow ? (wide ? WINOGRAD_NARROW_MIN_TILES : WINOGRAD_NARROW_MIN_TILES_AVX2)
-                                : (wide ? WINOGRAD_MIN_TILES : 0);
+                                : (wide && !batched ? WINOGRAD_MIN_TILES : 0);
     return th * tw >= least && 2 * (size_t)g->oh * (size_t)g->ow >= th * tw * M_OUT * M_OUT;
 }
+
+bool graft_winograd_fits(const graft_conv_geom *g, int filters) { return fits(g, filters, false); }
+
+bool graft_winograd_fits_batched(const graft_conv_geom *g, int filters)
+{
+    return graft_kernels_avx512() && g->c >= WINOGRAD_BATCHED_MIN_C &&
+           filters >= WINOGRAD_BATCHED_MIN_C && !fits(g, filters, false) && fits(g, filters, true);
+}
+
 
 /* Tiles per chunk: V and M of a chunk (36 * tiles * (C + F) floats) within a
  * few MiB, but never so few that the GEMMs get short, or that the kernel's
@@ -104,6 +117,11 @@ static size_t tiles_of(const graft_conv_geom *g, int n)
 bool graft_winograd_pays(const graft_conv_geom *g, int n)
 {
     return !graft_kernels_avx512() || tiles_of(g, n) >= WINOGRAD_MIN_CALL_TILES;
+}
+
+bool graft_winograd_batch_pays(const graft_conv_geom *g, int n)
+{
+    return tiles_of(g, n) >= WINOGRAD_BATCHED_MIN_TILES;
 }
 
 bool graft_winograd_fused(const graft_conv_geom *g, int filters, int n)

@@ -35,6 +35,7 @@ typedef struct {
     int chunk;              /* samples per im2col block, to bound the scratch */
     graft_onednn_conv *dnn; /* NULL: im2col + GEMM only */
     bool winograd;          /* forward and input gradient by Winograd F(4x4, 3x3) */
+    bool winograd_batched;  /* inference of many images too (graft_winograd_fits_batched) */
     /* The Winograd kernel transform of rowwise passes (rowwise_pass),
      * remade when the weights change; a 1x1 layer's kernel in
      * graft_pw_gemm's panels, kept the same way for the fused steps of a
@@ -129,7 +130,9 @@ static graft_status build(graft_layer *l, const graft_shape *in)
     if (s == GRAFT_OK)
         c->dnn = graft_onednn_conv_new(g, k->filters, !k->no_bias, k->activation == GRAFT_RELU);
     /* GRAFT_NO_WINOGRAD=1: direct convolution only (to compare numerics). */
-    c->winograd = graft_winograd_fits(g, k->filters) && !graft_env_on(GRAFT_ENV_NO_WINOGRAD);
+    const bool wino_on = !graft_env_on(GRAFT_ENV_NO_WINOGRAD);
+    c->winograd = graft_winograd_fits(g, k->filters) && wino_on;
+    c->winograd_batched = graft_winograd_fits_batched(g, k->filters) && wino_on;
     return s;
 }
 
@@ -159,8 +162,8 @@ static size_t scratch_floats(const graft_layer *l, int n)
         size_t d = graft_onednn_conv_scratch_floats(c->dnn, n);
         if (d > need) need = d;
     }
-    if (c->winograd) {
-        size_t w = graft_winograd_scratch_floats(&c->g, c->cfg.filters, n, true);
+    if (c->winograd || c->winograd_batched) {
+        size_t w = graft_winograd_scratch_floats(&c->g, c->cfg.filters, n, c->winograd);
         if (w > need) need = w;
     }
     c->scratch_lent = need;
@@ -420,10 +423,14 @@ static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n, u
 
 /* Whether a pass of n images runs by Winograd: training passes wherever the
  * geometry fits (their bits must not depend on the batch), inference where
- * the call has enough tiles as well (graft_winograd_pays). */
+ * the call has enough tiles as well (graft_winograd_pays), and for
+ * geometries of few tiles an image where the call has many
+ * (graft_winograd_batch_pays). */
 static bool winograd_for(const conv2d *c, bool training, int n)
 {
-    return c->winograd && (training || graft_winograd_pays(&c->g, n));
+    if (training) return c->winograd;
+    return c->winograd ? graft_winograd_pays(&c->g, n)
+                       : c->winograd_batched && graft_winograd_batch_pays(&c->g, n);
 }
 
 /* Patch rows: an inference call of at most ROWS_MAX output pixels (a batch
