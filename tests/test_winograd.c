@@ -347,12 +347,13 @@ static void test_where_it_applies(void)
     graft_threads_set(threads);
 }
 
-/* Images of fewer than 8 tiles (ResNet's 7x7 3x3s), which training passes
- * and AVX2 take as graft_winograd_fits says, run by Winograd in inference
- * calls of 8 tiles or more with AVX-512 where channels and filters are 256
- * or more (graft_winograd_fits_batched); the maps of mostly padding and
- * narrower layers stay direct. The layer picks it per call (2 images of
- * 7x7, not 1; not in training) and matches the definition. */
+/* Images of fewer than 8 tiles (ResNet's 7x7 3x3s) or of 6-8 outputs a
+ * tile (5x5), which training passes and AVX2 take as graft_winograd_fits
+ * says, run by Winograd in inference calls of 8 tiles or more with AVX-512
+ * where channels and filters are 256 or more (graft_winograd_fits_batched);
+ * maps of fewer outputs a tile (2x2) and narrower layers stay direct. The
+ * layer picks it per call (2 images of 7x7, not 1; 3 of 5x5, where 2 are
+ * patch rows; not in training) and matches the definition. */
 static void test_few_tiles_batched(void)
 {
     const bool wide = graft_kernels_avx512();
@@ -360,8 +361,9 @@ static void test_few_tiles_batched(void)
         int side, c, f;
         bool batched;
     } S[] = {{7, 512, 512, true},  {8, 448, 384, true},  {6, 256, 256, true},
-             {3, 256, 256, true},  {5, 256, 256, false}, {9, 256, 256, false},
-             {7, 256, 128, false}, {7, 128, 256, false}, {8, 64, 64, false}};
+             {3, 256, 256, true},  {5, 256, 256, true},  {4, 256, 256, true},
+             {2, 256, 256, false}, {9, 256, 256, false}, {7, 256, 128, false},
+             {7, 128, 256, false}, {8, 64, 64, false}};
     for (size_t i = 0; i < sizeof S / sizeof *S; i++) {
         graft_shape in = graft_shape3(S[i].side, S[i].side, S[i].c);
         graft_conv_geom g;
@@ -380,6 +382,14 @@ static void test_few_tiles_batched(void)
     CHECK(strstr(graft_conv2d_algorithm(conv, true, 2), "Winograd") == NULL);
     graft_model_free(m);
     check_case(&k, 51);
+    const wcase five = {3, 5, 5, 256, 256, GRAFT_SAME, true, false, false};
+    m = build(&five, 52);
+    CHECK_OK(graft_model_status(m));
+    conv = graft_model_find(m, "conv");
+    CHECK((strncmp(graft_conv2d_algorithm(conv, false, 2), "patch rows", 10) == 0) == wide);
+    CHECK((strstr(graft_conv2d_algorithm(conv, false, 3), "Winograd") != NULL) == wide);
+    graft_model_free(m);
+    check_case(&five, 52);
 }
 
 /* k's model with seed's weights, frozen, and k->n images of normal noise

@@ -77,12 +77,14 @@ bool graft_winograd_fits(const graft_conv_geom *g, int filters);
  * the batch, so that cached features equal recomputed ones. */
 bool graft_winograd_pays(const graft_conv_geom *g, int n);
 /* A geometry of at least 256 channels and filters that graft_winograd_fits
- * refuses only for AVX-512's few tiles an image (ResNet's 7x7 3x3s: 4),
- * which inference calls of several images run by Winograd all the same
- * (graft_winograd_batch_pays: at least 8 tiles a call, two such images):
- * ResNet50's 7x7 3x3s took 35-55% less time than by oneDNN's direct
- * convolution at batches 2, 4, 8 and 32, InceptionV3's 8x8 448 -> 384 47%
- * less at batch 8; at batch 1 the patch rows are faster
+ * refuses only for AVX-512's few tiles an image (ResNet's 7x7 3x3s: 4) or
+ * for outputs of 6-8 a tile (ResNet's 5x5 3x3s at 150), which inference
+ * calls of several images run by Winograd all the same
+ * (graft_winograd_batch_pays: at least 8 tiles a call) unless they run as
+ * patch rows (layers/conv2d.c: at most 64 output pixels, faster there).
+ * Against oneDNN's direct convolution, ResNet50's 7x7 3x3s took 35-55% less
+ * time at batches 2, 4, 8 and 32, its 5x5 ones 15-35% less at batches 8,
+ * 16 and 32, InceptionV3's 8x8 448 -> 384 47% less at batch 8
  * (docs/PERFORMANCE.md). Narrower layers were not measured. Training passes
  * keep to graft_winograd_fits. */
 bool graft_winograd_fits_batched(const graft_conv_geom *g, int filters);

@@ -421,34 +421,42 @@ static const float *winograd_u(conv2d *c, const float *W, bool rowwise, int n, u
     return ok ? c->wino.data : NULL;
 }
 
-/* Whether a pass of n images runs by Winograd: training passes wherever the
- * geometry fits (their bits must not depend on the batch), inference where
- * the call has enough tiles as well (graft_winograd_pays), and for
- * geometries of few tiles an image where the call has many
- * (graft_winograd_batch_pays). */
-static bool winograd_for(const conv2d *c, bool training, int n)
-{
-    if (training) return c->winograd;
-    return c->winograd ? graft_winograd_pays(&c->g, n)
-                       : c->winograd_batched && graft_winograd_batch_pays(&c->g, n);
-}
-
 /* Patch rows: an inference call of at most ROWS_MAX output pixels (a batch
  * of one at 7x7) with a kernel of at least ROWS_MIN_FLOATS (1 MiB, more
  * than L2 holds: it comes from memory each call), where Winograd does not
  * run, with AVX-512 (as graft_winograd_pays, whose choice it follows). On
  * two threads oneDNN's direct convolution was as fast until the stream
- * kernel's first tile copied its blocks (docs/PERFORMANCE.md). */
+ * kernel's first tile copied its blocks (docs/PERFORMANCE.md). rows_fit: all
+ * but the last condition. */
 #define ROWS_MAX 64
 #define ROWS_MIN_FLOATS (256u * 1024u)
 
-static bool rows_for(const conv2d *c, bool training, int n)
+static bool rows_fit(const conv2d *c, bool training, int n)
 {
     const graft_conv_geom *g = &c->g;
     return !training && !c->plain && !pointwise(c) && n <= c->chunk &&
            (size_t)n * g->oh * g->ow <= ROWS_MAX &&
            (size_t)g->kh * g->kw * g->c * c->cfg.filters >= ROWS_MIN_FLOATS &&
-           !winograd_for(c, training, n) && graft_kernels_avx512();
+           graft_kernels_avx512();
+}
+
+/* Whether a pass of n images runs by Winograd: training passes wherever the
+ * geometry fits (their bits must not depend on the batch), inference where
+ * the call has enough tiles as well (graft_winograd_pays), and for
+ * geometries of few tiles an image where the call has many
+ * (graft_winograd_batch_pays) and is not patch rows: at ResNet's 5x5 layers
+ * (150x150 input) two images ran faster as patch rows (docs/PERFORMANCE.md). */
+static bool winograd_for(const conv2d *c, bool training, int n)
+{
+    if (training) return c->winograd;
+    return c->winograd ? graft_winograd_pays(&c->g, n)
+                       : c->winograd_batched && graft_winograd_batch_pays(&c->g, n) &&
+                             !rows_fit(c, training, n);
+}
+
+static bool rows_for(const conv2d *c, bool training, int n)
+{
+    return rows_fit(c, training, n) && !winograd_for(c, training, n);
 }
 
 /* The kernel W (HWIO: kh kw c rows of F, the GEMM's K x F) in
