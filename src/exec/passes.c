@@ -22,9 +22,8 @@ void graft_model_bind_input(graft_model *m, const float *x)
 static graft_fwd fwd_of(graft_model *m, const graft_layer *l, int n, bool training, const float **in)
 {
     for (int j = 0; j < l->n_inputs; j++) in[j] = m->layers[l->inputs[j]]->out;
-    return (graft_fwd){n,        training, in,       l->out,   l->aux,
-                       m->scratch, &m->noise, NULL, m->allsum, m->split,
-                       m->weights_constant};
+    return (graft_fwd){n, training, in, l->out, l->aux, m->scratch, &m->noise, NULL, m->allsum,
+                       m->split, m->weights_constant};
 }
 
 static void layer_forward(graft_model *m, graft_layer *l, int n, bool training)

@@ -93,7 +93,6 @@ bool graft_winograd_fits_batched(const graft_conv_geom *g, int filters)
            filters >= WINOGRAD_BATCHED_MIN_C && !fits(g, filters, false) && fits(g, filters, true);
 }
 
-
 /* Tiles per chunk: V and M of a chunk (36 * tiles * (C + F) floats) within a
  * few MiB, but never so few that the GEMMs get short, or that the kernel's
  * transform U (36 * C * F floats, read whole by every chunk) dominates the
