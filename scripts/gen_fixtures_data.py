@@ -275,6 +275,23 @@ def decode_cases(out, rng):
                                                              np.float64).sum())]
 
 
+def resize_large_cases(out, rng):
+    """Sources large enough for every path of the resizer (many taps, 16+
+    rows, strips), its own seed so that the arrays above stay as they were."""
+    src = rng.randint(0, 256, (61, 83, 3)).astype(np.uint8)
+    out["src_large"] = src
+    img = Image.fromarray(src)
+    cases = [("bilinear", Image.BILINEAR, 29, 37), ("bilinear", Image.BILINEAR, 131, 97),
+             ("bilinear", Image.BILINEAR, 61, 40), ("bilinear", Image.BILINEAR, 20, 83),
+             ("bicubic", Image.BICUBIC, 29, 37), ("lanczos", Image.LANCZOS, 45, 120),
+             ("box", Image.BOX, 7, 5)]
+    for name, f, h, w in cases:
+        out["large_%s_%dx%d" % (name, h, w)] = np.asarray(img.resize((w, h), f))
+    gray = img.convert("L")
+    out["src_large_gray"] = np.asarray(gray)
+    out["large_gray_bilinear_29x37"] = np.asarray(gray.resize((37, 29), Image.BILINEAR))
+
+
 def main():
     rng = np.random.RandomState(20240527)
     out = {}
@@ -282,6 +299,7 @@ def main():
     resize_cases(out, src)
     augment_cases(out, src)
     decode_cases(out, rng)
+    resize_large_cases(out, np.random.RandomState(20261207))
     path = os.path.join("tests", "fixtures", "data.bin")
     write_fixture(path, out)
     print("wrote %s (%d arrays, %d bytes)" % (path, len(out), os.path.getsize(path)))

@@ -63,6 +63,35 @@ static void test_resize_matches_pillow(void)
     graft_img_free(&out);
     graft_img_free(&gray);
 
+    /* A larger source: many taps, blocks of rows, passes in one direction. */
+    const char *large[] = {"bilinear_29x37", "bilinear_131x97", "bilinear_61x40", "bilinear_20x83",
+                           "bicubic_29x37",  "lanczos_45x120",  "box_7x5"};
+    const fixture_array *sl = fixture_get(&fx, "src_large");
+    CHECK(sl && sl->size == 61 * 83 * 3);
+    graft_img big = {61, 83, 3, malloc(61 * 83 * 3)};
+    for (size_t i = 0; sl && i < sl->size; i++) big.px[i] = (uint8_t)sl->data[i];
+    for (int k = 0; sl && k < 7; k++) {
+        char key[64], name[16];
+        int h, w;
+        CHECK(sscanf(large[k], "%15[a-z]_%dx%d", name, &h, &w) == 3);
+        snprintf(key, sizeof key, "large_%s", large[k]);
+        graft_interpolation interp;
+        CHECK_OK(graft_interpolation_parse(name, &interp));
+        CHECK_OK(graft_img_resize(&big, h, w, interp, &out));
+        long bad = diff_count(&out, fixture_get(&fx, key), 0);
+        CHECK_MSG(bad == 0, "%s: %ld values differ from Pillow", key, bad);
+        graft_img_free(&out);
+    }
+    graft_img_free(&big);
+    const fixture_array *gl = fixture_get(&fx, "src_large_gray");
+    CHECK(gl && gl->size == 61 * 83);
+    graft_img big_gray = {61, 83, 1, malloc(61 * 83)};
+    for (size_t i = 0; gl && i < gl->size; i++) big_gray.px[i] = (uint8_t)gl->data[i];
+    CHECK_OK(graft_img_resize(&big_gray, 29, 37, GRAFT_INTERP_BILINEAR, &out));
+    CHECK(diff_count(&out, fixture_get(&fx, "large_gray_bilinear_29x37"), 0) == 0);
+    graft_img_free(&out);
+    graft_img_free(&big_gray);
+
     graft_interpolation i2;
     CHECK_OK(graft_interpolation_parse("area", &i2));
     CHECK(i2 == GRAFT_INTERP_BOX);
