@@ -279,6 +279,46 @@ static void test_huge_and_tiny_images(void)
     free(out);
 }
 
+/* Many files at once on two threads: each image as graft_image_load gives
+ * it, a bad file flagged with a message naming it, the others unharmed. */
+static void test_load_many(void)
+{
+    enum { N = 7, S = 40 };
+    char paths[N][128];
+    const char *list[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/many%d.jpg", tmpdir, i);
+        list[i] = paths[i];
+        if (i == 3) CHECK(write_bytes(paths[i], "not an image", 12) == 0);
+        else CHECK(write_jpeg(paths[i], 30 + 17 * i, 90 - 9 * i) == 0);
+    }
+    size_t each = (size_t)S * S * 3;
+    float *x = malloc(N * each * sizeof(float)), *one = malloc(each * sizeof(float));
+    int ok[N];
+    char(*why)[GRAFT_WHY_LEN] = malloc(N * sizeof *why);
+    int threads = graft_threads_get();
+    graft_threads_set(2);
+    CHECK_OK(graft_image_load_many(list, N, S, S, GRAFT_INTERP_BILINEAR, 0, x, ok, why));
+    graft_threads_set(threads);
+    for (int i = 0; i < N; i++) {
+        CHECK_MSG(ok[i] == (i != 3), "file %d: ok %d", i, ok[i]);
+        if (i == 3) {
+            CHECK_MSG(strstr(why[i], "many3.jpg"), "%s", why[i]);
+            continue;
+        }
+        CHECK_MSG(why[i][0] == '\0', "%s", why[i]);
+        CHECK_OK(graft_image_load(list[i], S, S, GRAFT_INTERP_BILINEAR, 0, one));
+        CHECK_MSG(memcmp(one, x + i * each, each * sizeof(float)) == 0, "image %d differs", i);
+    }
+    /* Nothing to load is no error; a size of 0 is. */
+    CHECK_OK(graft_image_load_many(NULL, 0, S, S, GRAFT_INTERP_BILINEAR, 0, NULL, NULL, NULL));
+    CHECK(graft_image_load_many(list, N, 0, S, GRAFT_INTERP_BILINEAR, 0, x, ok, NULL) == GRAFT_EINVAL);
+    for (int i = 0; i < N; i++) unlink(paths[i]);
+    free(x);
+    free(one);
+    free(why);
+}
+
 static graft_status decode_bytes(const void *b, size_t n, const char *name)
 {
     char path[128];
@@ -380,6 +420,7 @@ int main(void)
     RUN(test_lesson_jpegs_match_keras_load_img);
     RUN(test_dct_scaling);
     RUN(test_huge_and_tiny_images);
+    RUN(test_load_many);
     RUN(test_bad_files_fail_cleanly);
     remove_tree(tmpdir);
     fixture_free(&fx);

@@ -117,6 +117,10 @@ int cli_fail_status(graft_status s, const char *what);
 /* A usage error (a missing or malformed flag or argument): "graft CMD: ..."
  * on stderr; returns 2, the exit code of usage errors. */
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Strict number parsing: the whole argument must be a number in [lo, hi];
+ * else a usage error naming --opt (exit code 2). */
+int cli_opt_int(const char *opt, const char *v, int lo, int hi, int *out);
+int cli_opt_float(const char *opt, const char *v, float lo, float hi, float *out);
 /* --json: from here stdout is stderr (progress, "Found N images", epoch
  * lines), and cli_json() is the real stdout, where only JSON goes. */
 int cli_json_begin(void);

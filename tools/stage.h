@@ -36,11 +36,6 @@ enum {
     OPT_HOMEWORK, OPT_MINIMAL
 };
 
-/* Strict number parsing: the whole argument must be a number in [lo, hi];
- * else a usage error naming --opt (exit code 2). */
-int cli_opt_int(const char *opt, const char *v, int lo, int hi, int *out);
-int cli_opt_float(const char *opt, const char *v, float lo, float hi, float *out);
-
 /* dir/name into buf. */
 void run_path(char *buf, size_t cap, const char *dir, const char *name);
 /* history.json of a run folder into rs (its epochs and stages). */

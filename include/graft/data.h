@@ -188,6 +188,15 @@ int graft_flow_last_indices(const graft_source *s, int *idx);
  * grayscale else 3. The image's size is checked before decoding. */
 graft_status graft_image_load(const char *path, int target_h, int target_w,
                               graft_interpolation interp, int grayscale, float *out);
+/* graft_image_load for n files at once, shared among the threads
+ * (graft_threads_set): image i goes to out + i * target_h * target_w * c.
+ * ok[i] is 1 when file i was read; else 0, and why[i] (when why is not
+ * NULL) holds the one-line reason, naming the file. A file that fails does
+ * not stop the others; only bad arguments fail the call. */
+#define GRAFT_WHY_LEN 1024
+graft_status graft_image_load_many(const char *const *paths, int n, int target_h, int target_w,
+                                   graft_interpolation interp, int grayscale, float *out, int *ok,
+                                   char (*why)[GRAFT_WHY_LEN]);
 /* The size of an image file without decoding it. */
 graft_status graft_image_size(const char *path, int *h, int *w);
 

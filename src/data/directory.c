@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -664,6 +665,24 @@ graft_status graft_image_load(const char *path, int target_h, int target_w,
     size_t n = (size_t)sized.h * (size_t)sized.w * (size_t)sized.c;
     for (size_t k = 0; k < n; k++) out[k] = sized.px[k];
     graft_img_free(&sized);
+    return GRAFT_OK;
+}
+
+graft_status graft_image_load_many(const char *const *paths, int n, int target_h, int target_w,
+                                   graft_interpolation interp, int grayscale, float *out, int *ok,
+                                   char (*why)[GRAFT_WHY_LEN])
+{
+    if (n < 0 || target_h <= 0 || target_w <= 0 || (n > 0 && (!paths || !out || !ok)))
+        return graft_fail(GRAFT_EINVAL, "image_load_many: %d files at %dx%d", n, target_w, target_h);
+    size_t each = (size_t)target_h * (size_t)target_w * (grayscale ? 1u : 3u);
+    /* Images differ in size, so threads take them one at a time. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(graft_threads()) if (n > 1)
+    for (int i = 0; i < n; i++) {
+        graft_status st = graft_image_load(paths[i], target_h, target_w, interp, grayscale,
+                                           out + (size_t)i * each);
+        ok[i] = st == GRAFT_OK;
+        if (why) snprintf(why[i], GRAFT_WHY_LEN, "%s", st == GRAFT_OK ? "" : graft_last_error());
+    }
     return GRAFT_OK;
 }
 
