@@ -63,13 +63,19 @@ install_packages "${packages[@]}"
 
 # ONNX Runtime and TensorFlow.js from npm: test oracles and benchmark peers
 # for the exports (--ignore-scripts: the CPU runtime ships in the package;
-# its install script only fetches a GPU build).
+# its install script only fetches a GPU build); sharp (libvips, in npm
+# packages of its own) decodes images for the ONNX Runtime pipeline of
+# bench/bench_predict_folder.sh.
 if ! command -v npm >/dev/null; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
 fi
-[ -d js/node_modules/onnxruntime-node ] && [ -d js/node_modules/@tensorflow/tfjs ] ||
-    npm ci --ignore-scripts --no-audit --no-fund --prefix js
+for need in onnxruntime-node @tensorflow/tfjs sharp; do
+    if [ ! -d "js/node_modules/$need" ]; then
+        npm ci --ignore-scripts --no-audit --no-fund --prefix js
+        break
+    fi
+done
 
 make -j"$(nproc)" WERROR=1 all

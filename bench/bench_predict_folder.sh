@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # `graft predict` over a folder against ONNX Runtime (onnxruntime-node from
 # js/node_modules, 2 intra-op threads, all graph optimisations) on graft's own
-# ONNX export of the same model (issue 16). graft's figure is the whole
-# command's wall time: start, reading the model, decoding and resizing every
-# JPEG, preprocessing, inference and printing. ORT's is its inference alone
-# (bench/ort_peer.js: the median batch of BATCH images, times the batches the
-# folder fills), with decoding and resizing left out: a lower bound for any
-# pipeline around it, so a ratio above 1 means graft's whole command beat
-# ORT's inference by itself.
+# ONNX export of the same model (issue 16), two ways:
+#  - the same job done with ORT: bench/ort_folder_peer.js, sharp (libvips,
+#    from npm) decoding and resizing every image while ORT runs the batch
+#    before, top classes printed; the whole command timed, as graft's is;
+#  - ORT's inference alone (bench/ort_peer.js: the median batch of BATCH
+#    images, times the batches the folder fills), with no decoding at all: a
+#    lower bound for any pipeline around it.
+# graft's figure is the whole command's wall time: start, reading the model,
+# decoding and resizing every image, preprocessing, inference and printing.
 # MODEL (default the shared Keras MobileNet 0.75 in TF.js format, with its
-# ImageNet top), DIR (default the lesson's 1000 validation images), BATCH
-# (default 32), ROUNDS (default 3, alternating; medians), SECONDS_PER_RUN
-# (default 3, ORT's timing) and THREADS (default 2, both sides).
-# The last line: ratio graft/onnxruntime: R (ORT's seconds / graft's).
+# ImageNet top), PREPROCESS (the peer's: tf, the default and MobileNet's,
+# caffe or torch), DIR (default the lesson's 1000 validation images), BATCH
+# (default 32, both sides), ROUNDS (default 3, alternating; medians),
+# SECONDS_PER_RUN (default 3, ORT's inference timing) and THREADS (default
+# 2, both sides).
+# The last lines: the ratios (ORT's seconds / graft's), the pipeline's last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${MODEL:-../shared/models/mobilenet_v1_0.75_224/model.json}
@@ -20,12 +24,13 @@ dir=${DIR:-../shared/data/cats_and_dogs_filtered/validation}
 batch=${BATCH:-32}
 rounds=${ROUNDS:-3}
 secs=${SECONDS_PER_RUN:-3}
+preprocess=${PREPROCESS:-tf}
 threads=${THREADS:-2}
 for need in "$model" "$dir"; do
     [ -e "$need" ] || { echo "bench_predict_folder: $need not found (MODEL=, DIR=)" >&2; exit 1; }
 done
-if ! node -e "require('./js/node_modules/onnxruntime-node')" 2>/dev/null; then
-    echo "bench_predict_folder: node and js/node_modules/onnxruntime-node are needed (npm install --ignore-scripts in js/)" >&2
+if ! node -e "require('./js/node_modules/onnxruntime-node'); require('./js/node_modules/sharp')" 2>/dev/null; then
+    echo "bench_predict_folder: node and js/node_modules/{onnxruntime-node,sharp} are needed (npm ci --ignore-scripts --prefix js)" >&2
     exit 1
 fi
 make -s -j2 build/graft
@@ -35,9 +40,10 @@ build/graft export --format onnx "$model" "$tmp/model.onnx" --batch "$batch" > /
 images=$(find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | wc -l)
 # graft predict takes folders' images, not their subfolders': each folder that holds some
 mapfile -t folders < <(find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) -printf '%h\n' | sort -u)
+find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort > "$tmp/list"
 batches=$(( (images + batch - 1) / batch ))
 echo "model $model, $images images in $dir, batches of $batch, $threads threads, $rounds rounds"
-g=() o=()
+g=() p=() o=()
 for _ in $(seq "$rounds"); do
     t0=$(date +%s.%N)
     OMP_NUM_THREADS=$threads build/graft predict --model "$model" --top 1 --json "${folders[@]}" > "$tmp/predicted"
@@ -45,13 +51,32 @@ for _ in $(seq "$rounds"); do
     lines=$(grep -c "^{" "$tmp/predicted" || true)
     [ "$lines" -eq "$images" ] || { echo "bench_predict_folder: graft predict printed $lines lines for $images images" >&2; exit 1; }
     g+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
+    t0=$(date +%s.%N)
+    node bench/ort_folder_peer.js "$tmp/model.onnx" "$batch" "$threads" "$preprocess" "$tmp/list" > "$tmp/peer"
+    t1=$(date +%s.%N)
+    lines=$(grep -c "^{" "$tmp/peer" || true)
+    [ "$lines" -eq "$images" ] || { echo "bench_predict_folder: the ORT pipeline printed $lines lines for $images images" >&2; exit 1; }
+    p+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
     ms=$(node bench/ort_peer.js "$tmp/model.onnx" "$batch" "$secs" "$threads")
     o+=("$(awk -v ms="$ms" -v n="$batches" 'BEGIN {print ms * n / 1000}')")
 done
+# The same job: the top classes agree but for images near a tie (sharp's
+# resize is not Pillow's, which graft matches).
+# shellcheck disable=SC2016 # JavaScript, not the shell's
+node -e '
+const fs = require("fs"), top = (f) => new Map(fs.readFileSync(f, "utf8").trim().split("\n")
+    .map((l) => JSON.parse(l)).map((r) => [r.image, r.top[0].index]));
+const g = top(process.argv[1]), p = top(process.argv[2]);
+let same = 0;
+for (const [k, v] of g) same += p.get(k) === v;
+console.log(`top class: graft and the ORT pipeline agree on ${same} of ${g.size} images`);
+' "$tmp/predicted" "$tmp/peer"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
-gs=$(median "${g[@]}") os=$(median "${o[@]}")
-awk -v g="$gs" -v o="$os" -v n="$images" 'BEGIN {
-    printf "graft predict (whole command)  %8.2f s  %7.1f img/s\n", g, n / g
-    printf "ORT inference alone            %8.2f s  %7.1f img/s\n", o, n / o
-    printf "ratio graft/onnxruntime: %.2f\n", o / g
+gs=$(median "${g[@]}") ps=$(median "${p[@]}") os=$(median "${o[@]}")
+awk -v g="$gs" -v p="$ps" -v o="$os" -v n="$images" 'BEGIN {
+    printf "graft predict (whole command)         %8.2f s  %7.1f img/s\n", g, n / g
+    printf "ORT + sharp pipeline (whole command)  %8.2f s  %7.1f img/s\n", p, n / p
+    printf "ORT inference alone (no decoding)     %8.2f s  %7.1f img/s\n", o, n / o
+    printf "ratio graft/onnxruntime inference alone: %.2f\n", o / g
+    printf "ratio graft/onnxruntime pipeline: %.2f\n", p / g
 }'
