@@ -663,6 +663,7 @@ graft_status graft_image_load(const char *path, int target_h, int target_w,
         if (st != GRAFT_OK) return st;
     }
     size_t n = (size_t)sized.h * (size_t)sized.w * (size_t)sized.c;
+#pragma omp simd
     for (size_t k = 0; k < n; k++) out[k] = sized.px[k];
     graft_img_free(&sized);
     return GRAFT_OK;

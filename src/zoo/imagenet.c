@@ -19,6 +19,7 @@ graft_status graft_preprocess_input(const char *arch, float *x, size_t n_pixels)
     const graft_zoo_arch *a = graft_zoo_find(arch);
     const char *mode = a ? a->preprocess : arch;
     if (!strcmp(mode, "tf")) {
+#pragma omp simd
         for (size_t i = 0; i < 3 * n_pixels; i++) x[i] = x[i] / 127.5f - 1.0f;
         return GRAFT_OK;
     }
