@@ -15,7 +15,8 @@
 # caffe or torch), DIR (default the lesson's 1000 validation images), BATCH
 # (default 32, both sides), ROUNDS (default 3, alternating; medians),
 # SECONDS_PER_RUN (default 3, ORT's inference timing) and THREADS (default
-# 2, both sides).
+# 2, both sides). ISA=avx2 builds graft for AVX2 (build/avx2, oneDNN capped
+# at AVX2; ONNX Runtime and sharp use what the CPU has).
 # The last lines: the ratios (ORT's seconds / graft's), the pipeline's last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,20 +34,25 @@ if ! node -e "require('./js/node_modules/onnxruntime-node'); require('./js/node_
     echo "bench_predict_folder: node and js/node_modules/{onnxruntime-node,sharp} are needed (npm ci --ignore-scripts --prefix js)" >&2
     exit 1
 fi
-make -s -j2 build/graft
+build=build arch=()
+if [ "${ISA:-native}" = avx2 ]; then
+    build=build/avx2 arch=(ARCH="-mavx2 -mfma")
+    export ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2
+fi
+make -s -j2 BUILD=$build "${arch[@]}" $build/graft
 tmp=$(mktemp -d /tmp/graft_bench_folder_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-build/graft export --format onnx "$model" "$tmp/model.onnx" --batch "$batch" > /dev/null
+"$build/graft" export --format onnx "$model" "$tmp/model.onnx" --batch "$batch" > /dev/null
 images=$(find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | wc -l)
 # graft predict takes folders' images, not their subfolders': each folder that holds some
 mapfile -t folders < <(find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) -printf '%h\n' | sort -u)
 find "$dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort > "$tmp/list"
 batches=$(( (images + batch - 1) / batch ))
-echo "model $model, $images images in $dir, batches of $batch, $threads threads, $rounds rounds"
+echo "model $model, $images images in $dir, batches of $batch, $threads threads, $rounds rounds, graft built for ${ISA:-native}"
 g=() p=() o=()
 for _ in $(seq "$rounds"); do
     t0=$(date +%s.%N)
-    OMP_NUM_THREADS=$threads build/graft predict --model "$model" --top 1 --json "${folders[@]}" > "$tmp/predicted"
+    OMP_NUM_THREADS=$threads "$build/graft" predict --model "$model" --top 1 --json "${folders[@]}" > "$tmp/predicted"
     t1=$(date +%s.%N)
     lines=$(grep -c "^{" "$tmp/predicted" || true)
     [ "$lines" -eq "$images" ] || { echo "bench_predict_folder: graft predict printed $lines lines for $images images" >&2; exit 1; }
