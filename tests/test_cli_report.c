@@ -11,6 +11,7 @@
 
 #include "graft.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -150,6 +151,26 @@ static void test_predict_and_evaluate(void)
         CHECK_MSG(same_classes(one, out), "--batch %d:\n%s\nvs --batch 1:\n%s", batches[b], out, one);
         CHECK_MSG(strstr(err, "skipping") && strstr(err, "broken.jpg") && strstr(err, "1 of 10 images"), "%s", err);
     }
+    /* A run's model decodes as its training and evaluate do (JPEGs reduced
+     * by DCT scaling): predict's probabilities give evaluate's loss. */
+    CHECK(graft("evaluate --model %s --data %s/data --json", model, tmp) == 0);
+    const char *at = strstr(out, "\"loss\": ");
+    double eval_loss = at ? atof(at + 8) : -1, loss = 0;
+    int seen = 0;
+    CHECK_MSG(graft("predict --model %s --json --top 2 %s/data/validation/cats %s/data/validation/dogs", model,
+                    tmp, tmp) == 0, "%s", err);
+    for (const char *line = out; (line = strstr(line, "{\"image\": ")) != NULL; line++) {
+        bool dog = strstr(line, "/dogs/") && strstr(line, "/dogs/") < strchr(line, ',');
+        const char *cls = strstr(line, dog ? "\"class\": \"dogs\"" : "\"class\": \"cats\"");
+        const char *prob = cls ? strstr(cls, "\"probability\": ") : NULL;
+        double p = prob ? atof(prob + 15) : 0;
+        p = p < 1e-7 ? 1e-7 : p > 1 - 1e-7 ? 1 - 1e-7 : p;
+        loss -= log(p);
+        seen++;
+    }
+    loss /= seen ? seen : 1;
+    CHECK_MSG(seen == 8 && fabs(loss - eval_loss) < 1e-4 * (1 + eval_loss),
+              "%d images: loss from predict %.6f, evaluate's %.6f", seen, loss, eval_loss);
     CHECK(graft("predict --model %s --batch 0 %s", model, dir) == 2 && strstr(err, "--batch"));
     CHECK(graft("predict --model %s --top two %s", model, dir) == 2 && strstr(err, "--top"));
     /* Teachable Machine's metadata.json labels. */

@@ -298,7 +298,7 @@ static void test_load_many(void)
     char(*why)[GRAFT_WHY_LEN] = malloc(N * sizeof *why);
     int threads = graft_threads_get();
     graft_threads_set(2);
-    CHECK_OK(graft_image_load_many(list, N, S, S, GRAFT_INTERP_BILINEAR, 0, x, ok, why));
+    CHECK_OK(graft_image_load_many(list, N, S, S, GRAFT_INTERP_BILINEAR, 0, 1, x, ok, why));
     graft_threads_set(threads);
     for (int i = 0; i < N; i++) {
         CHECK_MSG(ok[i] == (i != 3), "file %d: ok %d", i, ok[i]);
@@ -310,9 +310,27 @@ static void test_load_many(void)
         CHECK_OK(graft_image_load(list[i], S, S, GRAFT_INTERP_BILINEAR, 0, one));
         CHECK_MSG(memcmp(one, x + i * each, each * sizeof(float)) == 0, "image %d differs", i);
     }
+    /* Without full decoding, a JPEG four times the size is read at 1/4, as
+     * a flow reads it: its decode at the target, then the resize. */
+    CHECK(write_jpeg(paths[0], 4 * S + 9, 4 * S + 3) == 0);
+    CHECK_OK(graft_image_load_many(list, 1, S, S, GRAFT_INTERP_BILINEAR, 0, 0, x, ok, NULL));
+    graft_decode_opts o = {.channels = 3, .target_h = S, .target_w = S};
+    graft_img img, sized;
+    CHECK_OK(graft_img_decode(paths[0], &o, &img));
+    CHECK(img.w == S + 3 && img.h == S + 1); /* 1/4, rounded up */
+    CHECK_OK(graft_img_resize(&img, S, S, GRAFT_INTERP_BILINEAR, &sized));
+    long differ = 0;
+    for (size_t i = 0; i < each; i++) differ += x[i] != (float)sized.px[i];
+    CHECK_MSG(differ == 0, "%ld values differ from the reduced decode", differ);
+    graft_img_free(&img);
+    graft_img_free(&sized);
+    /* ... and with it, at full size, as graft_image_load. */
+    CHECK_OK(graft_image_load_many(list, 1, S, S, GRAFT_INTERP_BILINEAR, 0, 1, x, ok, NULL));
+    CHECK_OK(graft_image_load(list[0], S, S, GRAFT_INTERP_BILINEAR, 0, one));
+    CHECK(memcmp(one, x, each * sizeof(float)) == 0);
     /* Nothing to load is no error; a size of 0 is. */
-    CHECK_OK(graft_image_load_many(NULL, 0, S, S, GRAFT_INTERP_BILINEAR, 0, NULL, NULL, NULL));
-    CHECK(graft_image_load_many(list, N, 0, S, GRAFT_INTERP_BILINEAR, 0, x, ok, NULL) == GRAFT_EINVAL);
+    CHECK_OK(graft_image_load_many(NULL, 0, S, S, GRAFT_INTERP_BILINEAR, 0, 1, NULL, NULL, NULL));
+    CHECK(graft_image_load_many(list, N, 0, S, GRAFT_INTERP_BILINEAR, 0, 1, x, ok, NULL) == GRAFT_EINVAL);
     for (int i = 0; i < N; i++) unlink(paths[i]);
     free(x);
     free(one);

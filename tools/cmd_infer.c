@@ -220,8 +220,9 @@ static int predict_batch(const loaded *l, char **list, int first, int n, graft_i
     graft_shape os = graft_layer_output_shape(graft_model_output(l->m));
     size_t each = graft_shape_size(&in), pixels = (size_t)in.dim[0] * in.dim[1];
     int n_out = (int)graft_shape_size(&os);
+    /* A run decodes as its training did; other models as Keras's load_img. */
     graft_status s = graft_image_load_many((const char *const *)list + first, n, in.dim[0], in.dim[1],
-                                           interp, 0, x, ok, why);
+                                           interp, 0, !l->is_run, x, ok, why);
     if (s != GRAFT_OK) return cli_fail_status(s, list[first]);
     int kept = 0;
     for (int i = 0; i < n; i++)
@@ -272,9 +273,12 @@ int cmd_predict(int argc, char **argv)
                    "Prints the top K classes of each image (default 5): the class names of a run\n"
                    "folder or of a model.h5 graft saved, a TF.js model's metadata.json \"labels\"\n"
                    "(Teachable Machine), ImageNet's for an ImageNet classifier. A run (or graft\n"
-                   "model.h5) resizes and preprocesses as it was trained; other models resize with\n"
-                   "bilinear interpolation by default: on the sample photos it classifies best\n"
-                   "(nearest, Keras's load_img default, loses detail on large photos).\n"
+                   "model.h5) decodes, resizes and preprocesses as it was trained (a JPEG reduced\n"
+                   "by libjpeg's DCT scaling where that still covers the input size, as graft's\n"
+                   "training and evaluate read it); other models decode at full size as Keras's\n"
+                   "load_img and resize with bilinear interpolation by default: on the sample\n"
+                   "photos it classifies best (nearest, load_img's default, loses detail on large\n"
+                   "photos).\n"
                    "Images go through the model N at a time (default 32, as Keras's predict),\n"
                    "decoded side by side on the threads; N changes the speed, not the classes\n"
                    "(a probability at most in its last float bits).\n"

@@ -190,13 +190,17 @@ graft_status graft_image_load(const char *path, int target_h, int target_w,
                               graft_interpolation interp, int grayscale, float *out);
 /* graft_image_load for n files at once, shared among the threads
  * (graft_threads_set): image i goes to out + i * target_h * target_w * c.
- * ok[i] is 1 when file i was read; else 0, and why[i] (when why is not
- * NULL) holds the one-line reason, naming the file. A file that fails does
- * not stop the others; only bad arguments fail the call. */
+ * full_decode 1 decodes every JPEG at full size, as Keras's load_img; 0
+ * reduces it by libjpeg's DCT scaling where that still covers the target,
+ * as graft_flow_from_directory does by default (what a model trained on
+ * such a flow saw). ok[i] is 1 when file i was read; else 0, and why[i]
+ * (when why is not NULL) holds the one-line reason, naming the file. A
+ * file that fails does not stop the others; only bad arguments fail the
+ * call. */
 #define GRAFT_WHY_LEN 1024
 graft_status graft_image_load_many(const char *const *paths, int n, int target_h, int target_w,
-                                   graft_interpolation interp, int grayscale, float *out, int *ok,
-                                   char (*why)[GRAFT_WHY_LEN]);
+                                   graft_interpolation interp, int grayscale, int full_decode,
+                                   float *out, int *ok, char (*why)[GRAFT_WHY_LEN]);
 /* The size of an image file without decoding it. */
 graft_status graft_image_size(const char *path, int *h, int *w);
 

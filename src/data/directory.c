@@ -648,10 +648,13 @@ int graft_flow_last_indices(const graft_source *s, int *idx)
 
 /* ------------------------------------------------------------- predict */
 
-graft_status graft_image_load(const char *path, int target_h, int target_w,
-                              graft_interpolation interp, int grayscale, float *out)
+/* One image at (target_h, target_w) as floats 0..255; a JPEG at full size,
+ * or reduced by DCT scaling where that still covers the target. */
+static graft_status load_img(const char *path, int target_h, int target_w, graft_interpolation interp,
+                             int grayscale, int full_decode, float *out)
 {
-    graft_decode_opts o = {.channels = grayscale ? 1 : 3, .jpeg_full_decode = 1};
+    graft_decode_opts o = {.channels = grayscale ? 1 : 3, .jpeg_full_decode = full_decode,
+                           .target_h = target_h, .target_w = target_w};
     graft_img img, sized;
     graft_status st = graft_img_decode(path, &o, &img);
     if (st != GRAFT_OK) return st;
@@ -669,9 +672,15 @@ graft_status graft_image_load(const char *path, int target_h, int target_w,
     return GRAFT_OK;
 }
 
+graft_status graft_image_load(const char *path, int target_h, int target_w,
+                              graft_interpolation interp, int grayscale, float *out)
+{
+    return load_img(path, target_h, target_w, interp, grayscale, 1, out);
+}
+
 graft_status graft_image_load_many(const char *const *paths, int n, int target_h, int target_w,
-                                   graft_interpolation interp, int grayscale, float *out, int *ok,
-                                   char (*why)[GRAFT_WHY_LEN])
+                                   graft_interpolation interp, int grayscale, int full_decode,
+                                   float *out, int *ok, char (*why)[GRAFT_WHY_LEN])
 {
     if (n < 0 || target_h <= 0 || target_w <= 0 || (n > 0 && (!paths || !out || !ok)))
         return graft_fail(GRAFT_EINVAL, "image_load_many: %d files at %dx%d", n, target_w, target_h);
@@ -679,8 +688,8 @@ graft_status graft_image_load_many(const char *const *paths, int n, int target_h
     /* Images differ in size, so threads take them one at a time. */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(graft_threads()) if (n > 1)
     for (int i = 0; i < n; i++) {
-        graft_status st = graft_image_load(paths[i], target_h, target_w, interp, grayscale,
-                                           out + (size_t)i * each);
+        graft_status st = load_img(paths[i], target_h, target_w, interp, grayscale, full_decode,
+                                   out + (size_t)i * each);
         ok[i] = st == GRAFT_OK;
         if (why) snprintf(why[i], GRAFT_WHY_LEN, "%s", st == GRAFT_OK ? "" : graft_last_error());
     }
