@@ -119,6 +119,21 @@ static graft_status preprocess(const loaded *l, float *x, size_t n_pixels)
     return GRAFT_OK;
 }
 
+/* Appends a copy of path to the list; false when out of memory. */
+static bool push_path(char ***all, int *n, int *cap, const char *path)
+{
+    if (*n == *cap) {
+        int want = *cap ? 2 * *cap : 64;
+        char **grown = realloc(*all, (size_t)want * sizeof **all);
+        if (!grown) return false;
+        *all = grown;
+        *cap = want;
+    }
+    if (!((*all)[*n] = strdup(path))) return false;
+    ++*n;
+    return true;
+}
+
 /* Every image the arguments name, in order: a file as given, a folder's
  * images sorted by name. */
 static int list_images(char **args, int n_args, char ***out, int *n_out)
@@ -126,26 +141,19 @@ static int list_images(char **args, int n_args, char ***out, int *n_out)
     char **all = NULL;
     int n = 0, cap = 0, rc = 0;
     for (int a = 0; a < n_args && rc == 0; a++) {
-        char **files = NULL, *single[1] = {args[a]};
-        int nf = 1;
-        if (cli_is_dir(args[a])) {
-            graft_status s = graft_image_list(args[a], &files, &nf);
-            if (s != GRAFT_OK) {
-                rc = cli_fail_status(s, args[a]);
-                break;
-            }
+        if (!cli_is_dir(args[a])) {
+            if (!push_path(&all, &n, &cap, args[a])) rc = cli_fail("out of memory listing %s", args[a]);
+            continue;
         }
-        if (n + nf > cap) {
-            int want = (n + nf) * 2;
-            char **grown = realloc(all, (size_t)want * sizeof *all);
-            if (!grown) rc = cli_fail("out of memory listing %s", args[a]);
-            else all = grown, cap = want;
-        }
+        char **files = NULL;
+        int nf = 0;
+        graft_status s = graft_image_list(args[a], &files, &nf);
+        if (s != GRAFT_OK) rc = cli_fail_status(s, args[a]);
         for (int i = 0; i < nf && rc == 0; i++)
-            if (!(all[n] = strdup(files ? files[i] : single[i]))) rc = cli_fail("out of memory listing %s", args[a]);
-            else n++;
-        graft_image_list_free(files, files ? nf : 0);
+            if (!push_path(&all, &n, &cap, files[i])) rc = cli_fail("out of memory listing %s", args[a]);
+        graft_image_list_free(files, nf);
     }
+    if (rc == 0 && n == 0) rc = cli_usage("no image given (see graft predict --help)");
     if (rc) {
         graft_image_list_free(all, n);
         return rc;
