@@ -118,6 +118,30 @@ static void test_grid_continues(void)
     CHECK_MSG(strstr(hist, "\"fine-tune\""), "%s", hist);
 }
 
+/* evaluate's loss on the lesson subset, and the same computed from predict's
+ * probabilities: equal when both read the images alike. */
+static void check_same_loss(const char *model, const char *predict_flags)
+{
+    CHECK_MSG(graft("evaluate --model %s --data %s/data --json", model, tmp) == 0, "%s", err);
+    const char *at = strstr(out, "\"loss\": ");
+    double eval_loss = at ? atof(at + 8) : -1, loss = 0;
+    int seen = 0;
+    CHECK_MSG(graft("predict --model %s --json --top 2 %s %s/data/validation/cats %s/data/validation/dogs", model,
+                    predict_flags, tmp, tmp) == 0, "%s", err);
+    for (const char *line = out; (line = strstr(line, "{\"image\": ")) != NULL; line++) {
+        bool dog = strstr(line, "/dogs/") && strstr(line, "/dogs/") < strchr(line, ',');
+        const char *cls = strstr(line, dog ? "\"class\": \"dogs\"" : "\"class\": \"cats\"");
+        const char *prob = cls ? strstr(cls, "\"probability\": ") : NULL;
+        double p = prob ? atof(prob + 15) : 0;
+        p = p < 1e-7 ? 1e-7 : p > 1 - 1e-7 ? 1 - 1e-7 : p;
+        loss -= log(p);
+        seen++;
+    }
+    loss /= seen ? seen : 1;
+    CHECK_MSG(seen == 8 && fabs(loss - eval_loss) < 1e-4 * (1 + eval_loss),
+              "%s: %d images, loss from predict %.6f, evaluate's %.6f\n%s%s", model, seen, loss, eval_loss, out, err);
+}
+
 static void test_predict_and_evaluate(void)
 {
     char model[256];
@@ -153,24 +177,14 @@ static void test_predict_and_evaluate(void)
     }
     /* A run's model decodes as its training and evaluate do (JPEGs reduced
      * by DCT scaling): predict's probabilities give evaluate's loss. */
-    CHECK(graft("evaluate --model %s --data %s/data --json", model, tmp) == 0);
-    const char *at = strstr(out, "\"loss\": ");
-    double eval_loss = at ? atof(at + 8) : -1, loss = 0;
-    int seen = 0;
-    CHECK_MSG(graft("predict --model %s --json --top 2 %s/data/validation/cats %s/data/validation/dogs", model,
-                    tmp, tmp) == 0, "%s", err);
-    for (const char *line = out; (line = strstr(line, "{\"image\": ")) != NULL; line++) {
-        bool dog = strstr(line, "/dogs/") && strstr(line, "/dogs/") < strchr(line, ',');
-        const char *cls = strstr(line, dog ? "\"class\": \"dogs\"" : "\"class\": \"cats\"");
-        const char *prob = cls ? strstr(cls, "\"probability\": ") : NULL;
-        double p = prob ? atof(prob + 15) : 0;
-        p = p < 1e-7 ? 1e-7 : p > 1 - 1e-7 ? 1 - 1e-7 : p;
-        loss -= log(p);
-        seen++;
-    }
-    loss /= seen ? seen : 1;
-    CHECK_MSG(seen == 8 && fabs(loss - eval_loss) < 1e-4 * (1 + eval_loss),
-              "%d images: loss from predict %.6f, evaluate's %.6f", seen, loss, eval_loss);
+    check_same_loss(model, "");
+    /* A model of other origin (the run's TF.js export) reads them as Keras
+     * would, JPEGs at full size, in both. */
+    char tfjs[256];
+    snprintf(tfjs, sizeof tfjs, "%s/tfjs", tmp);
+    CHECK_MSG(graft("export --format tfjs %s %s", model, tfjs) == 0, "%s", err);
+    snprintf(tfjs, sizeof tfjs, "%s/tfjs/model.json", tmp);
+    check_same_loss(tfjs, "--interpolation nearest"); /* flow_from_directory's default */
     CHECK(graft("predict --model %s --batch 0 %s", model, dir) == 2 && strstr(err, "--batch"));
     CHECK(graft("predict --model %s --top two %s", model, dir) == 2 && strstr(err, "--top"));
     /* Teachable Machine's metadata.json labels. */

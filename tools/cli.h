@@ -48,6 +48,10 @@ typedef struct {
     int unfreeze;       /* fine-tune: the last N base layers train */
     float lr;
     int target_epochs;
+    /* Not in config.json: decode JPEGs at full size, as Keras does (graft
+     * evaluate on a model of another origin), not reduced by DCT scaling as
+     * graft's runs are trained. */
+    int full_decode;
 } run_config;
 
 /* config.json is UTF-8, but folder names and paths are bytes. A byte that is

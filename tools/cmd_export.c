@@ -66,6 +66,10 @@ static int open_source(const char *path, source *src)
     graft_status s = graft_model_load(path, &src->m);
     if (s != GRAFT_OK) return cli_fail_status(s, path);
     src->arch = graft_zoo_detect_arch(src->m);
+    /* A model.h5 graft saved knows its run's classes and preprocessing. */
+    size_t len = strlen(path);
+    if (len > 3 && strcmp(path + len - 3, ".h5") == 0 && run_config_from_h5(path, &src->run) == 0)
+        src->is_run = true;
     return 0;
 }
 

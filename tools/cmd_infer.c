@@ -28,8 +28,9 @@ static void loaded_free(loaded *l)
     run_config_free(&l->run);
 }
 
-/* Teachable Machine's metadata.json beside a TF.js model.json: its "labels"
- * name the outputs. */
+/* Teachable Machine's metadata.json beside a TF.js model.json (and graft's
+ * TF.js export's): its "labels" name the outputs, or, two of them, the two
+ * classes a single sigmoid output scores. */
 static int read_tfjs_labels(const char *model_json, loaded *l)
 {
     char p[CLI_PATH + 32];
@@ -52,7 +53,8 @@ static int read_tfjs_labels(const char *model_json, loaded *l)
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(j, "labels"), *e;
     graft_shape os = graft_layer_output_shape(graft_model_output(l->m));
     int n = cJSON_IsArray(labels) ? cJSON_GetArraySize(labels) : 0, rc = 0;
-    if (n > 0 && n == (int)graft_shape_size(&os)) {
+    size_t n_out = graft_shape_size(&os);
+    if (n > 0 && ((size_t)n == n_out || (n_out == 1 && n == 2))) {
         l->run.classes = calloc((size_t)n, sizeof(char *));
         cJSON_ArrayForEach(e, labels)
         {
@@ -63,7 +65,7 @@ static int read_tfjs_labels(const char *model_json, loaded *l)
         if (l->run.n_classes != n) rc = cli_fail("%s: \"labels\" could not be read", p);
     } else if (j) {
         fprintf(stderr, "graft %s: %s: no \"labels\" for the model's %zu outputs; classes are numbered\n",
-                cli_cmd ? cli_cmd : "", p, graft_shape_size(&os));
+                cli_cmd ? cli_cmd : "", p, n_out);
     }
     cJSON_Delete(j);
     return rc;
@@ -371,8 +373,10 @@ int cmd_evaluate(int argc, char **argv)
             printf("usage: graft evaluate --model FILE|RUN_DIR --data DIR [--json]\n"
                    "Loss, accuracy, the confusion matrix and per-class precision, recall and F1 on\n"
                    "DIR (one subfolder per class; DIR/validation is used when it exists), with the\n"
-                   "run's (or graft .h5's) preprocessing, resizing and input size. --json: one JSON\n"
-                   "object on stdout with \"confusion_matrix\" (rows: true class) and \"per_class\".\n");
+                   "run's (or graft .h5's) decoding, preprocessing, resizing and input size; a model\n"
+                   "of other origin gets its images as Keras's flow_from_directory gives them (full\n"
+                   "size, nearest). --json: one JSON object on stdout with \"confusion_matrix\"\n"
+                   "(rows: true class) and \"per_class\".\n");
             return 0;
         default: return cli_usage("see graft evaluate --help");
         }
@@ -396,6 +400,7 @@ int cmd_evaluate(int argc, char **argv)
         snprintf(c.preprocess, sizeof c.preprocess, "%s", l.arch ? "model" : "rescale");
         c.input_size = l.size;
         c.batch = 32;
+        c.full_decode = 1; /* as Keras reads images for it; a run reads them as it was trained */
     }
     if (pre) snprintf(c.preprocess, sizeof c.preprocess, "%s", pre);
     char dir[CLI_PATH + 16];

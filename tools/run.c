@@ -647,7 +647,8 @@ int run_open_data(const run_config *c, bool training_shuffle, graft_source **tra
                          .class_mode = c->n_classes > 2 ? GRAFT_CLASS_SPARSE : GRAFT_CLASS_BINARY,
                          .batch_size = c->batch,
                          .no_shuffle = !training_shuffle,
-                         .seed = c->seed};
+                         .seed = c->seed,
+                         .jpeg_full_decode = c->full_decode};
     if (c->interpolation[0] && graft_interpolation_parse(c->interpolation, &fc.interpolation) != GRAFT_OK)
         return cli_fail_status(GRAFT_EINVAL, "interpolation");
     if (c->n_classes > 0) {
