@@ -178,6 +178,19 @@ int run_save_model(const graft_model *m, const run_config *c, const char *path);
  * when the file has none (or it is not valid), nothing printed. */
 int run_config_from_h5(const char *path, run_config *c);
 
+/* A model to use (predict, evaluate, export): a run folder, built from its
+ * config.json with its model.h5's weights, or a model file graft reads. A
+ * model.h5 graft saved brings its run's config (is_run) too. */
+typedef struct {
+    graft_model *m;
+    run_config run;   /* the run's config when is_run, else zeroed */
+    bool is_run;
+    const char *arch; /* a zoo architecture recognised in a model file, or NULL */
+} cli_model;
+/* 0, or 1 after a message naming the path; free with cli_model_free either way. */
+int cli_model_open(const char *path, cli_model *out);
+void cli_model_free(cli_model *cm);
+
 /* graft grid's steps (cmd_train.c, cmd_finetune.c, cmd_resume.c): a new run
  * trained (its frozen stage), a fine-tuning, or a resume. Each run opens its own data; share makes the
  * runs on the same images and base find each other's features in

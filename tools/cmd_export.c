@@ -27,69 +27,41 @@ static const char usage_text[] =
     "the current folder, else /usr/share/nodejs/@tensorflow/tfjs/dist/tf.min.js.\n";
 
 /* The model and what a run folder knows about it. */
+/* What is exported: a run folder or a model file (cli_model_open), and a
+ * run folder's last validation accuracy for the web page. */
 typedef struct {
-    graft_model *m;
-    run_config run;
-    bool is_run;
-    const char *arch;
+    cli_model cm;
     float val_accuracy;
 } source;
 
 static int open_source(const char *path, source *src)
 {
-    memset(src, 0, sizeof *src);
-    if (cli_is_dir(path)) {
-        if (run_config_load(path, &src->run)) return 1;
-        src->is_run = true;
-        run_config built = src->run;
-        built.weights[0] = '\0';
-        if (run_build_model(&built, &src->m)) return 1;
-        char p[CLI_PATH + 32];
-        snprintf(p, sizeof p, "%s/model.h5", path);
-        if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
-        graft_status s = graft_model_load_weights(src->m, p, &(graft_load_opts){.by_name = 1});
-        if (s != GRAFT_OK) return cli_fail_status(s, p);
-        /* The last epoch's validation accuracy, for the web page. */
-        graft_history h;
-        snprintf(p, sizeof p, "%s/history.json", path);
-        if (graft_history_load_json(p, &h, NULL, NULL) == GRAFT_OK) {
-            if (h.n > 0 && h.val_accuracy && !isnan(h.val_accuracy[h.n - 1]))
-                src->val_accuracy = (float)h.val_accuracy[h.n - 1];
-            graft_history_free(&h);
-        }
-        return 0;
+    src->val_accuracy = 0;
+    if (cli_model_open(path, &src->cm)) return 1;
+    if (!cli_is_dir(path)) return 0;
+    char p[CLI_PATH + 32];
+    graft_history h;
+    snprintf(p, sizeof p, "%s/history.json", path);
+    if (graft_history_load_json(p, &h, NULL, NULL) == GRAFT_OK) {
+        if (h.n > 0 && h.val_accuracy && !isnan(h.val_accuracy[h.n - 1]))
+            src->val_accuracy = (float)h.val_accuracy[h.n - 1];
+        graft_history_free(&h);
     }
-    if (!cli_is_file(path))
-        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
-                                                : "model %s does not exist",
-                        path);
-    graft_status s = graft_model_load(path, &src->m);
-    if (s != GRAFT_OK) return cli_fail_status(s, path);
-    src->arch = graft_zoo_detect_arch(src->m);
-    /* A model.h5 graft saved knows its run's classes and preprocessing. */
-    size_t len = strlen(path);
-    if (len > 3 && strcmp(path + len - 3, ".h5") == 0 && run_config_from_h5(path, &src->run) == 0)
-        src->is_run = true;
     return 0;
-}
-
-static void source_free(source *src)
-{
-    graft_model_free(src->m);
-    if (src->is_run) run_config_free(&src->run);
 }
 
 /* The export metadata of a source: a run's classes and preprocessing, or a zoo model's. */
 static graft_export_meta meta_of(const source *src)
 {
     graft_export_meta meta = {.val_accuracy = src->val_accuracy};
-    if (src->is_run) {
-        meta.classes = (const char *const *)src->run.classes;
-        meta.n_classes = src->run.n_classes;
-        bool model_pre = !strcmp(src->run.preprocess, "model") && strcmp(src->run.base, "scratch") != 0;
-        meta.preprocess = model_pre ? src->run.base : "rescale";
+    const cli_model *cm = &src->cm;
+    if (cm->is_run) {
+        meta.classes = (const char *const *)cm->run.classes;
+        meta.n_classes = cm->run.n_classes;
+        bool model_pre = !strcmp(cm->run.preprocess, "model") && strcmp(cm->run.base, "scratch") != 0;
+        meta.preprocess = model_pre ? cm->run.base : "rescale";
     } else {
-        meta.preprocess = src->arch;
+        meta.preprocess = cm->arch;
     }
     return meta;
 }
@@ -201,7 +173,7 @@ int cmd_export(int argc, char **argv)
     if (is_web && find_runtime(runtime_opt, runtime)) return 1;
     source src;
     if (open_source(in, &src)) {
-        source_free(&src);
+        cli_model_free(&src.cm);
         return 1;
     }
     graft_export_meta meta = meta_of(&src);
@@ -209,15 +181,15 @@ int cmd_export(int argc, char **argv)
     if (is_onnx) {
         onnx.meta = meta;
         if (onnx.include_preprocessing && !meta.preprocess) {
-            source_free(&src);
+            cli_model_free(&src.cm);
             return cli_fail("export: %s names no preprocessing to include (not a run folder or a zoo model)", in);
         }
-        s = graft_export_onnx(src.m, out, &onnx);
+        s = graft_export_onnx(src.cm.m, out, &onnx);
     } else {
         tfjs.meta = meta;
-        s = is_web ? graft_export_web(src.m, out, &tfjs, runtime) : graft_export_tfjs(src.m, out, &tfjs);
+        s = is_web ? graft_export_web(src.cm.m, out, &tfjs, runtime) : graft_export_tfjs(src.cm.m, out, &tfjs);
     }
-    source_free(&src);
+    cli_model_free(&src.cm);
     if (s != GRAFT_OK) return cli_fail_status(s, "export");
     printf("%s: %s\n", is_onnx ? "ONNX model" : is_web ? "web page" : "TF.js model", out);
     if (is_web) printf("open %s/index.html in a browser (no server needed)\n", out);

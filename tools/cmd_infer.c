@@ -13,25 +13,10 @@
 
 enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE, O_BATCH };
 
-/* A model to use: a run folder (with its classes and preprocessing) or a model file. */
-typedef struct {
-    graft_model *m;
-    run_config run; /* from config.json when a run folder */
-    bool is_run;
-    const char *arch; /* a zoo architecture recognised in a plain model file, or NULL */
-    int size;
-} loaded;
-
-static void loaded_free(loaded *l)
-{
-    graft_model_free(l->m);
-    run_config_free(&l->run);
-}
-
 /* Teachable Machine's metadata.json beside a TF.js model.json (and graft's
  * TF.js export's): its "labels" name the outputs, or, two of them, the two
  * classes a single sigmoid output scores. */
-static int read_tfjs_labels(const char *model_json, loaded *l)
+static int read_tfjs_labels(const char *model_json, cli_model *l)
 {
     char p[CLI_PATH + 32];
     snprintf(p, sizeof p, "%s", model_json);
@@ -71,49 +56,27 @@ static int read_tfjs_labels(const char *model_json, loaded *l)
     return rc;
 }
 
-static int open_model(const char *path, loaded *l)
+/* A run folder or a model file, for predict and evaluate on RGB images:
+ * the run's model trainable as in its last stage (what its model.h5
+ * records), a TF.js model's labels from its metadata.json. */
+static int open_model(const char *path, cli_model *l)
 {
-    memset(l, 0, sizeof *l);
+    if (cli_model_open(path, l)) return 1;
     if (cli_is_dir(path)) {
-        if (run_config_load(path, &l->run)) return 1;
-        l->is_run = true;
-        run_config built = l->run;
-        built.weights[0] = '\0';
-        if (run_build_model(&built, &l->m)) return 1;
-        char p[CLI_PATH + 32];
-        snprintf(p, sizeof p, "%s/model.h5", path);
-        if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
-        graft_status s = graft_model_load_weights(l->m, p, &(graft_load_opts){.by_name = 1});
-        if (s != GRAFT_OK) return cli_fail_status(s, p);
-        /* Trainable as in the run's last stage (what its model.h5 records). */
         run_set_trainable(&l->run, l->m);
-        l->size = l->run.input_size;
         return 0;
     }
-    if (!cli_is_file(path))
-        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
-                                                : "model %s does not exist",
-                        path);
-    graft_status s = graft_model_load(path, &l->m);
-    if (s != GRAFT_OK) return cli_fail_status(s, path);
-    l->arch = graft_zoo_detect_arch(l->m);
     graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
     if (in.rank != 3 || in.dim[2] != 3)
         return cli_fail("%s takes input of rank %d; graft predicts on RGB images (H, W, 3)", path, in.rank);
-    l->size = in.dim[0];
-    /* A model graft saved knows its run's classes, preprocessing and resizing. */
     size_t len = strlen(path);
-    if (len > 3 && strcmp(path + len - 3, ".h5") == 0 && run_config_from_h5(path, &l->run) == 0) {
-        l->is_run = true;
-        return 0;
-    }
     if (len > 5 && strcmp(path + len - 5, ".json") == 0) return read_tfjs_labels(path, l);
     return 0;
 }
 
 /* Pixels (0..255) prepared like the model's training: its architecture's
  * preprocess_input, or x / 255 (a scratch CNN, a model of no known base). */
-static graft_status preprocess(const loaded *l, float *x, size_t n_pixels)
+static graft_status preprocess(const cli_model *l, float *x, size_t n_pixels)
 {
     const char *arch = l->is_run ? (strcmp(l->run.preprocess, "model") == 0 ? l->run.base : NULL) : l->arch;
     if (arch && strcmp(arch, "scratch") != 0) return graft_preprocess_input(arch, x, n_pixels);
@@ -167,7 +130,7 @@ static int list_images(char **args, int n_args, char ***out, int *n_out)
 
 /* The top k of one image's outputs y as (name, probability): the run's
  * classes, ImageNet's, or class_N. Returns how many were filled. */
-static int top_classes(const loaded *l, const float *y, int n_out, int k, graft_prediction *p)
+static int top_classes(const cli_model *l, const float *y, int n_out, int k, graft_prediction *p)
 {
     const float *probs = y;
     int nc = n_out;
@@ -222,7 +185,7 @@ static void print_top(const char *image, const graft_prediction *p, int k, bool 
 
 /* Images [first, first + n) of the list: decoded side by side on the
  * threads, the readable ones predicted as one batch, printed in order. */
-static int predict_batch(const loaded *l, char **list, int first, int n, graft_interpolation interp,
+static int predict_batch(const cli_model *l, char **list, int first, int n, graft_interpolation interp,
                          int top, bool json, float *x, float *y, int *ok, char (*why)[GRAFT_WHY_LEN],
                          int *failed)
 {
@@ -305,18 +268,18 @@ int cmd_predict(int argc, char **argv)
     if (interp_name && graft_interpolation_parse(interp_name, &interp) != GRAFT_OK)
         return cli_usage("--interpolation: '%s' is not nearest, bilinear, area, ...", interp_name);
     if (json && cli_json_begin()) return 1;
-    loaded l;
+    cli_model l;
     rc = open_model(model, &l);
     /* Nothing here writes the weights: inference may keep its packed copies. */
     if (rc == 0) graft_model_set_weights_constant(l.m, 1);
     if (rc) {
-        loaded_free(&l);
+        cli_model_free(&l);
         return rc;
     }
     /* A run resizes as it was trained, unless told otherwise. */
     if (!interp_name) interp_name = l.is_run && l.run.interpolation[0] ? l.run.interpolation : "bilinear";
     if (graft_interpolation_parse(interp_name, &interp) != GRAFT_OK) {
-        loaded_free(&l);
+        cli_model_free(&l);
         return cli_fail("interpolation '%s' of %s is not one graft knows", interp_name, model);
     }
     char **list = NULL;
@@ -346,7 +309,7 @@ int cmd_predict(int argc, char **argv)
     free(ok);
     free(why);
     graft_image_list_free(list, count);
-    loaded_free(&l);
+    cli_model_free(&l);
     if (rc == 0 && failed)
         rc = cli_fail("%d of %d images could not be read (each named above)", failed, count);
     return rc;
@@ -383,12 +346,12 @@ int cmd_evaluate(int argc, char **argv)
     }
     if (!model || !data) return cli_usage("--model and --data are required (see graft evaluate --help)");
     if (json && cli_json_begin()) return 1;
-    loaded l;
+    cli_model l;
     int rc = open_model(model, &l);
     /* Nothing here writes the weights: inference may keep its packed copies. */
     if (rc == 0) graft_model_set_weights_constant(l.m, 1);
     if (rc) {
-        loaded_free(&l);
+        cli_model_free(&l);
         return rc;
     }
     run_config c;
@@ -398,7 +361,7 @@ int cmd_evaluate(int argc, char **argv)
         memset(&c, 0, sizeof c);
         snprintf(c.base, sizeof c.base, "%s", l.arch ? l.arch : "scratch");
         snprintf(c.preprocess, sizeof c.preprocess, "%s", l.arch ? "model" : "rescale");
-        c.input_size = l.size;
+        c.input_size = graft_layer_output_shape(graft_model_layer(l.m, 0)).dim[0];
         c.batch = 32;
         c.full_decode = 1; /* as Keras reads images for it; a run reads them as it was trained */
     }
@@ -418,7 +381,7 @@ int cmd_evaluate(int argc, char **argv)
         graft_flow_cfg fc = {.target_size = {32, 32}, .class_mode = GRAFT_CLASS_SPARSE, .quiet = 1};
         graft_source *p = NULL;
         if (graft_flow_from_directory(c.train_dir, NULL, &fc, &p) != GRAFT_OK) {
-            loaded_free(&l);
+            cli_model_free(&l);
             return cli_fail_status(GRAFT_EIO, c.train_dir);
         }
         probe.n_classes = graft_flow_num_classes(p);
@@ -429,7 +392,7 @@ int cmd_evaluate(int argc, char **argv)
         graft_source_free(p);
         if (!listed) {
             run_config_free(&probe);
-            loaded_free(&l);
+            cli_model_free(&l);
             return cli_fail("out of memory listing the classes of %s", c.train_dir);
         }
     }
@@ -547,7 +510,7 @@ int cmd_evaluate(int argc, char **argv)
     free(conf);
     graft_source_free(src);
     if (!l.is_run) run_config_free(&probe);
-    loaded_free(&l);
+    cli_model_free(&l);
     return rc;
 }
 
@@ -639,10 +602,10 @@ int cmd_summary(int argc, char **argv)
     size_t len = strlen(argv[optind]);
     if (len > 3 && strcmp(argv[optind] + len - 3, ".h5") == 0 && cli_is_file(argv[optind]))
         return summary_h5(argv[optind]);
-    loaded l;
+    cli_model l;
     int rc = open_model(argv[optind], &l);
     if (rc == 0) graft_model_summary(l.m, stdout);
-    loaded_free(&l);
+    cli_model_free(&l);
     return rc;
 }
 

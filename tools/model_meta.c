@@ -1,7 +1,9 @@
 /* A run's settings inside its model.h5 (the "graft_config" attribute: the
  * run's config.json), so that a bare .h5 from graft predicts with its own
  * class names, preprocessing, interpolation and input size. Keras ignores
- * root attributes it does not know, so the file stays a Keras model file. */
+ * root attributes it does not know, so the file stays a Keras model file.
+ * And opening a model for the commands that use one: a run folder, or a
+ * model file with that attribute read when it has one. */
 #include "cli.h"
 
 #include <errno.h>
@@ -69,4 +71,39 @@ int run_config_from_h5(const char *path, run_config *c)
     int rc = strlen(text) <= META_MAX && run_config_parse(text, what, c) == 0 ? 0 : -1;
     free(text);
     return rc;
+}
+
+int cli_model_open(const char *path, cli_model *out)
+{
+    memset(out, 0, sizeof *out);
+    if (cli_is_dir(path)) {
+        if (run_config_load(path, &out->run)) return 1;
+        out->is_run = true;
+        run_config built = out->run;
+        built.weights[0] = '\0';
+        if (run_build_model(&built, &out->m)) return 1;
+        char p[CLI_PATH + 32];
+        snprintf(p, sizeof p, "%s/model.h5", path);
+        if (!cli_is_file(p)) snprintf(p, sizeof p, "%s/model.weights.h5", path);
+        graft_status s = graft_model_load_weights(out->m, p, &(graft_load_opts){.by_name = 1});
+        return s == GRAFT_OK ? 0 : cli_fail_status(s, p);
+    }
+    if (!cli_is_file(path))
+        return cli_fail(access(path, F_OK) == 0 ? "model %s is neither a file nor a run folder"
+                                                : "model %s does not exist",
+                        path);
+    graft_status s = graft_model_load(path, &out->m);
+    if (s != GRAFT_OK) return cli_fail_status(s, path);
+    out->arch = graft_zoo_detect_arch(out->m);
+    size_t len = strlen(path);
+    if (len > 3 && strcmp(path + len - 3, ".h5") == 0 && run_config_from_h5(path, &out->run) == 0)
+        out->is_run = true;
+    return 0;
+}
+
+void cli_model_free(cli_model *cm)
+{
+    graft_model_free(cm->m);
+    run_config_free(&cm->run);
+    memset(cm, 0, sizeof *cm);
 }

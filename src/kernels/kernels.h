@@ -82,11 +82,9 @@ bool graft_winograd_pays(const graft_conv_geom *g, int n);
  * calls of several images run by Winograd all the same
  * (graft_winograd_batch_pays: at least 8 tiles a call) unless they run as
  * patch rows (layers/conv2d.c: at most 64 output pixels, faster there).
- * Against oneDNN's direct convolution, ResNet50's 7x7 3x3s took 35-55% less
- * time at batches 2, 4, 8 and 32, its 5x5 ones 15-35% less at batches 8,
- * 16 and 32, InceptionV3's 8x8 448 -> 384 47% less at batch 8
- * (docs/PERFORMANCE.md). Narrower layers were not measured. Training passes
- * keep to graft_winograd_fits. */
+ * Faster than oneDNN's direct convolution for ResNet50's and InceptionV3's
+ * such layers (docs/PERFORMANCE.md); narrower layers were not measured.
+ * Training passes keep to graft_winograd_fits. */
 bool graft_winograd_fits_batched(const graft_conv_geom *g, int filters);
 bool graft_winograd_batch_pays(const graft_conv_geom *g, int n);
 /* Whether a rowwise call over n images transforms the kernel block by block

@@ -475,9 +475,9 @@ static const float *packed_kernel(conv2d *c, const float *W, bool wide, uint64_t
 
 /* One GEMM of the call's patch rows (im2col into `col`) with the kernel,
  * the threads sharing its columns. With constant weights (`promise`) the
- * GEMM reads the kernel's packed copy, kept and trusted, in order: against
- * streaming it in place, ResNet50's 7x7 3x3s (4608 x 512) took 16-19% less
- * time at batch 1 (docs/PERFORMANCE.md). Without, it reads the kernel in place, once,
+ * GEMM reads the kernel's packed copy, kept and trusted, in order: faster
+ * than streaming it in place for ResNet50's 7x7 3x3s (4608 x 512) at batch
+ * 1 (docs/PERFORMANCE.md). Without, it reads the kernel in place, once,
  * ahead of use (graft_pw_gemm_stream): a kept copy would cost a second read
  * of the kernel to check it. On one thread oneDNN's direct convolution read
  * ResNet50's 9.4 MB 7x7 kernels far below the memory's speed. Each output
