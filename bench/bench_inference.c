@@ -5,7 +5,8 @@
  * machine's pauses).
  * The weights are promised constant (graft_model_set_weights_constant), as
  * `graft predict` and a deployed model promise them and as an ONNX Runtime
- * session's are; CONSTANT=0 measures without the promise.
+ * session's are; CONSTANT=0 measures without the promise. INT8=1 runs the
+ * base in 8 bits (graft_model_quantize_int8, calibrated on the batch).
  * usage: bench_inference ARCH SIZE BATCH [SECONDS] [THREADS]
  * prints: graft ARCH SIZE BATCH MEDIAN_MS ms IMG_PER_S img/s CPU_MS cpu_ms
  * (CPU_MS: the process's CPU time per call, all threads: on a machine shared
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
     graft_model_set_trainable(m, 0, graft_model_num_layers(m), 0);
     const char *constant = getenv("CONSTANT");
     graft_model_set_weights_constant(m, !(constant && constant[0] == '0'));
+    const char *int8 = getenv("INT8");
+    if (int8 && int8[0] == '1' && graft_model_quantize_int8(m, x, batch) != GRAFT_OK) goto fail;
     int calls = 0;
     double t0 = now(), t = 0;
     for (int warm = 0; warm < 2; warm++) /* buffers, caches, oneDNN's JIT */

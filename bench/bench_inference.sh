@@ -21,6 +21,11 @@
 # ARCHS picks the models; ISA=avx2 builds graft for AVX2 (build/avx2) and
 # caps its oneDNN there. ONNX Runtime has no such switch: it keeps the
 # CPU's widest kernels (AVX-512 where there is).
+# INT8=1 runs graft's base in 8 bits (graft_model_quantize_int8, oneDNN's
+# int8 primitives, calibrated on the timed batch) against ONNX Runtime in
+# float: what a deployer gains by quantizing with graft, not a like-for-like
+# comparison (ONNX Runtime's own int8 on the same quantized model is not
+# measured here).
 # ONNX_CACHE (default ~/.cache/graft/onnx) holds the exports.
 # cpu_ms: each side's CPU time per call (all its threads, spinning included),
 # which a machine shared with other work inflates less than the wall clock.
@@ -116,4 +121,8 @@ for a in $archs; do
     fi
 done
 echo "speed: ONNX Runtime's median call time / graft's; MiB: peak RSS of the process (ORT's includes Node's); cpu: CPU ms per call, medians"
-echo "min ratio graft/onnxruntime: $min_ratio"
+if [ "${INT8:-0}" = 1 ]; then
+    echo "min ratio graft int8/onnxruntime float: $min_ratio"
+else
+    echo "min ratio graft/onnxruntime: $min_ratio"
+fi

@@ -3,7 +3,7 @@
 and the same between folders of src/. Fails (exit 1) on a cycle between files,
 a cycle between folders, or an arrow up the layering
 
-    core < kernels < layers < graph < exec < everything else (train, io, zoo,
+    core < kernels < layers < graph < quant < exec < everything else (train, io, zoo,
     data, report, and src/internal.h, their umbrella)
 
 so that core/ and kernels/ never reach into layers, the graph or the plan,
@@ -17,8 +17,8 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RANK = {"core": 0, "kernels": 1, "layers": 2, "graph": 3, "exec": 4}
-UPPER = 5  # train, io, zoo, data, report, src/internal.h
+RANK = {"core": 0, "kernels": 1, "layers": 2, "graph": 3, "quant": 4, "exec": 5}
+UPPER = 6  # train, io, zoo, data, report, src/internal.h
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 

@@ -3,6 +3,7 @@
 #include "train/source.h" /* each rank's share of the batches */
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -11,7 +12,19 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE, O_BATCH };
+enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE, O_BATCH, O_INT8,
+       O_CALIB };
+
+/* --int8's calibration set: how many images by default (ONNX Runtime's and
+ * TensorFlow Lite's guides calibrate on a hundred or a few hundred), and at
+ * most. */
+#define CLI_CALIBRATION_IMAGES 200
+#define CLI_MAX_CALIBRATION 100000
+#define INT8_HELP                                                                              \
+    "--int8 DIR: run the base in 8 bits (oneDNN int8, VNNI where the CPU has it), calibrated\n" \
+    "on --calibration-images N (default 200) images spread over DIR (its images, or its\n"     \
+    "subfolders' ones), read as predict reads them; the head stays in float. The layers it\n"  \
+    "takes and the first in float are printed on stderr.\n"
 
 /* Teachable Machine's metadata.json beside a TF.js model.json (and graft's
  * TF.js export's): its "labels" name the outputs, or, two of them, the two
@@ -183,6 +196,90 @@ static void print_top(const char *image, const graft_prediction *p, int k, bool 
     }
 }
 
+/* The calibration images of --int8 DIR: DIR's own images, else those of
+ * its subfolders (a dataset's classes) in turn, sorted by name. */
+static int calibration_list(const char *dir, char ***out, int *n_out)
+{
+    char **all = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent **sub = NULL;
+    int ns = scandir(dir, &sub, NULL, alphasort);
+    if (ns < 0) return cli_fail("--int8: cannot read folder %s", dir);
+    for (int i = 0; i < ns; i++) {
+        char path[CLI_PATH];
+        int len = snprintf(path, sizeof path, "%s/%s", dir, sub[i]->d_name);
+        char **files = NULL;
+        int nf = 0;
+        if (rc == 0 && sub[i]->d_name[0] != '.' && len < (int)sizeof path && cli_is_dir(path) &&
+            graft_image_list(path, &files, &nf) == GRAFT_OK)
+            for (int j = 0; j < nf && rc == 0; j++)
+                if (!push_path(&all, &n, &cap, files[j])) rc = cli_fail("out of memory listing %s", dir);
+        graft_image_list_free(files, nf);
+        free(sub[i]);
+    }
+    free(sub);
+    if (rc == 0 && n == 0) { /* no class subfolders: the folder's own images */
+        graft_status s = graft_image_list(dir, &all, &n);
+        if (s != GRAFT_OK) rc = cli_fail("--int8: no image in %s or its subfolders to calibrate on", dir);
+    }
+    if (rc) {
+        graft_image_list_free(all, n);
+        return rc;
+    }
+    *out = all;
+    *n_out = n;
+    return 0;
+}
+
+/* --int8 DIR: count images spread evenly over DIR's list, decoded and
+ * preprocessed as predict reads images, calibrate the model's int8 run. */
+static int quantize_on(const cli_model *l, const char *dir, int count, graft_interpolation interp)
+{
+    char **list = NULL;
+    int n = 0;
+    int rc = calibration_list(dir, &list, &n);
+    if (rc) return rc;
+    if (count > n) count = n;
+    graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
+    size_t each = graft_shape_size(&in), pixels = (size_t)in.dim[0] * in.dim[1];
+    const char **pick = malloc((size_t)count * sizeof *pick);
+    float *x = malloc((size_t)count * each * sizeof *x);
+    int *ok = malloc((size_t)count * sizeof *ok);
+    char(*why)[GRAFT_WHY_LEN] = malloc((size_t)count * sizeof *why);
+    if (!pick || !x || !ok || !why) rc = cli_fail("out of memory for %d calibration images", count);
+    graft_status s = GRAFT_OK;
+    int kept = 0;
+    if (rc == 0) {
+        for (int i = 0; i < count; i++) pick[i] = list[(size_t)i * (size_t)n / (size_t)count];
+        s = graft_image_load_many(pick, count, in.dim[0], in.dim[1], interp, 0, !l->is_run, x, ok, why);
+        for (int i = 0; s == GRAFT_OK && i < count; i++) {
+            if (!ok[i]) {
+                cli_fail("--int8: skipping %s", why[i]);
+                continue;
+            }
+            if (kept != i) memmove(x + (size_t)kept * each, x + (size_t)i * each, each * sizeof *x);
+            kept++;
+        }
+        if (s == GRAFT_OK && kept == 0) rc = cli_fail("--int8: no readable image in %s", dir);
+    }
+    if (rc == 0 && s == GRAFT_OK) s = preprocess(l, x, (size_t)kept * pixels);
+    if (rc == 0 && s == GRAFT_OK) s = graft_model_quantize_int8(l->m, x, kept);
+    if (rc == 0 && s != GRAFT_OK) rc = cli_fail_status(s, "--int8");
+    if (rc == 0) {
+        const char *first_float;
+        int layers = graft_model_int8_layers(l->m, &first_float);
+        fprintf(stderr, "int8: %d layers in 8 bits%s%s%s, calibrated on %d images of %s\n", layers,
+                first_float ? ", float from '" : "", first_float ? first_float : "",
+                first_float ? "'" : "", kept, dir);
+    }
+    free(pick);
+    free(x);
+    free(ok);
+    free(why);
+    graft_image_list_free(list, n);
+    return rc;
+}
+
 /* Images [first, first + n) of the list: decoded side by side on the
  * threads, the readable ones predicted as one batch, printed in order. */
 static int predict_batch(const cli_model *l, char **list, int first, int n, graft_interpolation interp,
@@ -228,10 +325,12 @@ int cmd_predict(int argc, char **argv)
                                          {"batch", required_argument, 0, O_BATCH},
                                          {"json", no_argument, 0, O_JSON},
                                          {"interpolation", required_argument, 0, O_INTERP},
+                                         {"int8", required_argument, 0, O_INT8},
+                                         {"calibration-images", required_argument, 0, O_CALIB},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *model = NULL, *interp_name = NULL;
-    int top = 5, json = 0, batch = 32, o, rc = 0;
+    const char *model = NULL, *interp_name = NULL, *int8_dir = NULL;
+    int top = 5, json = 0, batch = 32, calib = CLI_CALIBRATION_IMAGES, o, rc = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -240,9 +339,12 @@ int cmd_predict(int argc, char **argv)
         case O_BATCH: rc = cli_opt_int("batch", optarg, 1, CLI_MAX_BATCH, &batch); break;
         case O_JSON: json = 1; break;
         case O_INTERP: interp_name = optarg; break;
+        case O_INT8: int8_dir = optarg; break;
+        case O_CALIB: rc = cli_opt_int("calibration-images", optarg, 1, CLI_MAX_CALIBRATION, &calib); break;
         case O_HELP:
             printf("usage: graft predict --model FILE|RUN_DIR [--top K] [--batch N] [--json]\n"
-                   "                     [--interpolation nearest|bilinear|area] IMAGE|DIR...\n"
+                   "                     [--interpolation nearest|bilinear|area]\n"
+                   "                     [--int8 DIR [--calibration-images N]] IMAGE|DIR...\n"
                    "Prints the top K classes of each image (default 5): the class names of a run\n"
                    "folder or of a model.h5 graft saved, a TF.js model's metadata.json \"labels\"\n"
                    "(Teachable Machine), ImageNet's for an ImageNet classifier. A run (or graft\n"
@@ -256,7 +358,8 @@ int cmd_predict(int argc, char **argv)
                    "decoded side by side on the threads; N changes the speed, not the classes\n"
                    "(a probability at most in its last float bits).\n"
                    "Unreadable images are skipped, each named on stderr, and the exit status is 1\n"
-                   "at the end if any was. --json: one JSON object per image on stdout.\n");
+                   "at the end if any was. --json: one JSON object per image on stdout.\n"
+                   INT8_HELP);
             return 0;
         default: return cli_usage("see graft predict --help");
         }
@@ -282,9 +385,10 @@ int cmd_predict(int argc, char **argv)
         cli_model_free(&l);
         return cli_fail("interpolation '%s' of %s is not one graft knows", interp_name, model);
     }
+    if (int8_dir) rc = quantize_on(&l, int8_dir, calib, interp);
     char **list = NULL;
     int count = 0, failed = 0;
-    rc = list_images(argv + optind, argc - optind, &list, &count);
+    if (rc == 0) rc = list_images(argv + optind, argc - optind, &list, &count);
     if (rc == 0 && batch > count) batch = count;
     graft_shape in = graft_layer_output_shape(graft_model_layer(l.m, 0));
     graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
@@ -321,10 +425,12 @@ int cmd_evaluate(int argc, char **argv)
                                          {"data", required_argument, 0, O_DATA},
                                          {"json", no_argument, 0, O_JSON},
                                          {"preprocess", required_argument, 0, O_PRE},
+                                         {"int8", required_argument, 0, O_INT8},
+                                         {"calibration-images", required_argument, 0, O_CALIB},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL, *pre = NULL;
-    int json = 0, o;
+    const char *model = NULL, *data = NULL, *pre = NULL, *int8_dir = NULL;
+    int json = 0, o, calib = CLI_CALIBRATION_IMAGES;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -332,14 +438,21 @@ int cmd_evaluate(int argc, char **argv)
         case O_DATA: data = optarg; break;
         case O_JSON: json = 1; break;
         case O_PRE: pre = optarg; break;
+        case O_INT8: int8_dir = optarg; break;
+        case O_CALIB:
+            o = cli_opt_int("calibration-images", optarg, 1, CLI_MAX_CALIBRATION, &calib);
+            if (o) return o;
+            break;
         case O_HELP:
             printf("usage: graft evaluate --model FILE|RUN_DIR --data DIR [--json]\n"
+                   "                      [--int8 DIR [--calibration-images N]]\n"
                    "Loss, accuracy, the confusion matrix and per-class precision, recall and F1 on\n"
                    "DIR (one subfolder per class; DIR/validation is used when it exists), with the\n"
                    "run's (or graft .h5's) decoding, preprocessing, resizing and input size; a model\n"
                    "of other origin gets its images as Keras's flow_from_directory gives them (full\n"
                    "size, nearest). --json: one JSON object on stdout with \"confusion_matrix\"\n"
-                   "(rows: true class) and \"per_class\".\n");
+                   "(rows: true class) and \"per_class\".\n"
+                   INT8_HELP);
             return 0;
         default: return cli_usage("see graft evaluate --help");
         }
@@ -397,6 +510,12 @@ int cmd_evaluate(int argc, char **argv)
         }
     }
     rc = run_open_data(&probe, false, &src, NULL);
+    if (rc == 0 && int8_dir) {
+        graft_interpolation ci;
+        if (graft_interpolation_parse(c.interpolation[0] ? c.interpolation : "nearest", &ci) != GRAFT_OK)
+            rc = cli_fail("interpolation '%s' of %s is not one graft knows", c.interpolation, model);
+        if (rc == 0) rc = quantize_on(&l, int8_dir, calib, ci);
+    }
     graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
     int n_out = (int)graft_shape_size(&os), nc = probe.n_classes;
     if (rc == 0 && !((n_out == 1 && nc == 2) || n_out == nc))

@@ -355,6 +355,31 @@ graft_status graft_model_init_weights(graft_model *m, uint64_t seed);
  * again once written. `graft predict` makes it. */
 graft_status graft_model_set_weights_constant(graft_model *m, int constant);
 
+/* ------------------------------------------------------------ int8 inference */
+
+/* Quantizes the model's inference to 8 bits, calibrated on n images (n *
+ * input floats, preprocessed as for predict; a few hundred of the data the
+ * model will see). The longest run of layers from the input made of
+ * Conv2D, DepthwiseConv2D (depth multiplier 1), their BatchNormalization,
+ * ReLU / relu6, Add, ZeroPadding2D and MaxPooling2D (a Keras
+ * Applications base: MobileNet, MobileNetV2, ResNet50, VGG16/19) runs as
+ * oneDNN int8 primitives (VNNI where the CPU has it): kernels s8 with one
+ * scale per output channel, BatchNormalization folded in first; each
+ * tensor 8-bit at one scale from the largest magnitude it takes over the
+ * images, u8 where it is never negative. The layers after the run (the
+ * head) stay in float. Predict, evaluate and feature extraction use it,
+ * training never. It makes the promise that the weights are constant
+ * (graft_model_set_weights_constant) and lasts as long as that promise:
+ * anything that writes the weights drops it. GRAFT_EUNSUPPORTED where not
+ * even the first layer after the input can be quantized (its name in the
+ * message). */
+graft_status graft_model_quantize_int8(graft_model *m, const float *images, int n);
+/* Layers the int8 run takes (0: not quantized) and, in *first_float (may
+ * be NULL), the first layer after it (NULL: none). */
+int graft_model_int8_layers(const graft_model *m, const char **first_float);
+/* Back to float inference. */
+void graft_model_drop_int8(graft_model *m);
+
 /* ------------------------------------------------------------ files */
 
 /* Writes the whole content of a file; returns GRAFT_OK or a graft_fail status. */

@@ -4,6 +4,7 @@
  * tensors; a fused step calls its step file.
  */
 #include "exec/plan.h"
+#include "quant/int8.h"
 
 #include <string.h>
 
@@ -117,6 +118,19 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
     if (training && !m->noise_set) m->noise = (graft_noise){graft_rng_next(&m->rng), NULL, 0};
     if (first < 1) first = 1;
     if (last > m->n_layers) last = m->n_layers;
+    /* graft_model_quantize_int8's run takes the layers below its boundary,
+     * while its promise of constant weights is in force. */
+    if (m->int8 && m->weights_constant != m->int8_promise) graft_model_drop_int8(m);
+    if (m->int8 && !training && first == 1 && x) {
+        const int b = graft_int8_boundary(m->int8);
+        float *out = m->layers[b - 1]->out;
+        if (!out)
+            return graft_fail(GRAFT_ESTATE, "model '%s': the plan gave layer '%s', where the "
+                              "int8 run ends, no buffer", m->name, m->layers[b - 1]->name);
+        st = graft_int8_forward(m->int8, x, n, out);
+        if (st != GRAFT_OK) return st;
+        first = b;
+    }
     struct graft_plan *p = m->plan;
     for (int k = 0; k < p->n_steps; k++)
         for (int q = 0; q < p->steps[k].n; q++)

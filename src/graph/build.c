@@ -141,6 +141,7 @@ void graft_model_free(graft_model *m)
     graft_pages_free(m->opt_m);
     graft_pages_free(m->opt_v);
     if (m->plan_free) m->plan_free(m->plan);
+    if (m->int8_free) m->int8_free(m->int8);
     graft_arena_free(m);
     graft_free(m->scratch);
     free(m);

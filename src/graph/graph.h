@@ -71,6 +71,12 @@ struct graft_model {
      * seen. graft's own writers of the weights (init, load, fit, a
      * checkpoint's state) withdraw it. */
     uint64_t weights_constant, promises_made;
+    /* graft_model_quantize_int8's run (quant/int8.h), valid while the
+     * promise it made (int8_promise) is the one in force; NULL: none.
+     * Freed through int8_free, as the plan through plan_free. */
+    struct graft_int8 *int8;
+    void (*int8_free)(struct graft_int8 *q);
+    uint64_t int8_promise;
     int lowest_grad_layer;  /* first layer whose backward runs; n_layers when none */
     uint64_t init_seed;
     bool skip_init; /* layers placed now are not drawn (graft_zoo_cfg.skip_init) */

@@ -288,6 +288,10 @@ bool graft_zero_padding2d_pads(const graft_layer *l, int *top, int *bottom, int 
 
 /* A MaxPooling2D with 2x2 windows, strides 2 and 'valid' padding. */
 bool graft_max_pool_2x2(const graft_layer *l);
+/* A MaxPooling2D's geometry (input, window, strides, TensorFlow padding,
+ * output) in a convolution's terms; false for other layers. */
+struct graft_conv_geom;
+bool graft_max_pool_geom(const graft_layer *l, struct graft_conv_geom *g);
 /* An AveragePooling2D with 2x2 windows, strides 2 and 'valid' padding: each
  * output the sum of its window's four inputs in row order, from 0, times
  * 1/4 (avg_forward's arithmetic). */

@@ -104,6 +104,16 @@ bool graft_max_pool_2x2(const graft_layer *l)
     return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->padding == GRAFT_VALID;
 }
 
+bool graft_max_pool_geom(const graft_layer *l, graft_conv_geom *g)
+{
+    if (strcmp(l->ops->class_name, "MaxPooling2D") != 0) return false;
+    const pool2d *p = l->cfg;
+    *g = (graft_conv_geom){.h = p->h, .w = p->w, .c = p->c, .kh = p->kh, .kw = p->kw,
+                           .sh = p->sh, .sw = p->sw, .pad_top = p->pt, .pad_left = p->pl,
+                           .oh = p->oh, .ow = p->ow};
+    return true;
+}
+
 bool graft_avg_pool_2x2(const graft_layer *l)
 {
     if (strcmp(l->ops->class_name, "AveragePooling2D") != 0) return false;

@@ -1,0 +1,37 @@
+/*
+ * int8 inference (graft_model_quantize_int8, include/graft/model.h): the
+ * longest run of layers from the input that 8-bit arithmetic can take
+ * (convolutions with their folded BatchNormalization and clamp, zero
+ * paddings, max pools, adds) runs as oneDNN int8 primitives over 8-bit
+ * tensors; the float plan runs the rest from the run's one output tensor,
+ * which the plan keeps as a boundary (graft_plan_keep_split).
+ *
+ * Every tensor inside the run has one scale (x = scale * q, no zero point):
+ * u8 where calibration saw no negative value, else s8. Kernels are s8 with
+ * one scale per output channel, BatchNormalization folded in first.
+ * Calibration runs the same steps in float (oneDNN f32 primitives over the
+ * same folded kernels) and takes each tensor's range over the images.
+ */
+#ifndef GRAFT_QUANT_INT8_H
+#define GRAFT_QUANT_INT8_H
+
+#include "graph/graph.h"
+
+typedef struct graft_int8 graft_int8;
+
+/* The run for model m calibrated on n images (n * input floats) into
+ * *out; fails where no layer can be taken or oneDNN refuses. */
+graft_status graft_int8_new(graft_model *m, const float *images, int n, graft_int8 **out);
+void graft_int8_free(graft_int8 *q);
+/* The first layer the float plan runs (the model's layer count: none). */
+int graft_int8_boundary(const graft_int8 *q);
+/* The run over n images of x, its output tensor in float into out (n
+ * times the boundary tensor's size). */
+graft_status graft_int8_forward(graft_int8 *q, const float *x, int n, float *out);
+/* The same in float arithmetic over the same folded kernels (tests: the
+ * translation of the layers, apart from the rounding to 8 bits). */
+graft_status graft_int8_forward_float(graft_int8 *q, const float *x, int n, float *out);
+/* Layer index of the run's output tensor. */
+int graft_int8_output_layer(const graft_int8 *q);
+
+#endif
