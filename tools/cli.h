@@ -190,6 +190,28 @@ typedef struct {
 /* 0, or 1 after a message naming the path; free with cli_model_free either way. */
 int cli_model_open(const char *path, cli_model *out);
 void cli_model_free(cli_model *cm);
+/* The model's preprocessing over n_pixels RGB pixels in place: a run's
+ * (its base's preprocess_input, or x / 255), else the recognised
+ * architecture's, else x / 255. */
+graft_status cli_model_preprocess(const cli_model *l, float *x, size_t n_pixels);
+/* Appends a copy of path to the list; false when out of memory. */
+bool cli_push_path(char ***all, int *n, int *cap, const char *path);
+
+/* --int8's calibration set: how many images by default (ONNX Runtime's and
+ * TensorFlow Lite's guides calibrate on a hundred or a few hundred), and at
+ * most. */
+#define CLI_CALIBRATION_IMAGES 200
+#define CLI_MAX_CALIBRATION 100000
+#define INT8_HELP                                                                              \
+    "--int8 DIR: run the base in 8 bits (oneDNN int8, VNNI where the CPU has it), calibrated\n" \
+    "on --calibration-images N (default 200) images spread over DIR (its images, or its\n"     \
+    "subfolders' ones), read as predict reads them; the head stays in float. The layers it\n"  \
+    "takes and the first in float are printed on stderr.\n"
+/* --int8 DIR: `count` images spread evenly over DIR's (its own, else its
+ * subfolders'), decoded as predict decodes them for this model with
+ * `interp` and preprocessed, calibrate graft_model_quantize_int8; prints on
+ * stderr how far the 8-bit run goes. 0, or 1 after a message. */
+int cli_quantize(const cli_model *l, const char *dir, int count, graft_interpolation interp);
 
 /* graft grid's steps (cmd_train.c, cmd_finetune.c, cmd_resume.c): a new run
  * trained (its frozen stage), a fine-tuning, or a resume. Each run opens its own data; share makes the

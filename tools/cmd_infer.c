@@ -3,7 +3,6 @@
 #include "train/source.h" /* each rank's share of the batches */
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -15,16 +14,6 @@
 enum { O_MODEL = 300, O_TOP, O_JSON, O_INTERP, O_DATA, O_SIZE, O_HELP, O_OUT, O_PRE, O_BATCH, O_INT8,
        O_CALIB };
 
-/* --int8's calibration set: how many images by default (ONNX Runtime's and
- * TensorFlow Lite's guides calibrate on a hundred or a few hundred), and at
- * most. */
-#define CLI_CALIBRATION_IMAGES 200
-#define CLI_MAX_CALIBRATION 100000
-#define INT8_HELP                                                                              \
-    "--int8 DIR: run the base in 8 bits (oneDNN int8, VNNI where the CPU has it), calibrated\n" \
-    "on --calibration-images N (default 200) images spread over DIR (its images, or its\n"     \
-    "subfolders' ones), read as predict reads them; the head stays in float. The layers it\n"  \
-    "takes and the first in float are printed on stderr.\n"
 
 /* Teachable Machine's metadata.json beside a TF.js model.json (and graft's
  * TF.js export's): its "labels" name the outputs, or, two of them, the two
@@ -87,31 +76,6 @@ static int open_model(const char *path, cli_model *l)
     return 0;
 }
 
-/* Pixels (0..255) prepared like the model's training: its architecture's
- * preprocess_input, or x / 255 (a scratch CNN, a model of no known base). */
-static graft_status preprocess(const cli_model *l, float *x, size_t n_pixels)
-{
-    const char *arch = l->is_run ? (strcmp(l->run.preprocess, "model") == 0 ? l->run.base : NULL) : l->arch;
-    if (arch && strcmp(arch, "scratch") != 0) return graft_preprocess_input(arch, x, n_pixels);
-    for (size_t i = 0; i < n_pixels * 3; i++) x[i] /= 255.0f;
-    return GRAFT_OK;
-}
-
-/* Appends a copy of path to the list; false when out of memory. */
-static bool push_path(char ***all, int *n, int *cap, const char *path)
-{
-    if (*n == *cap) {
-        int want = *cap ? 2 * *cap : 64;
-        char **grown = realloc(*all, (size_t)want * sizeof **all);
-        if (!grown) return false;
-        *all = grown;
-        *cap = want;
-    }
-    if (!((*all)[*n] = strdup(path))) return false;
-    ++*n;
-    return true;
-}
-
 /* Every image the arguments name, in order: a file as given, a folder's
  * images sorted by name. */
 static int list_images(char **args, int n_args, char ***out, int *n_out)
@@ -120,7 +84,7 @@ static int list_images(char **args, int n_args, char ***out, int *n_out)
     int n = 0, cap = 0, rc = 0;
     for (int a = 0; a < n_args && rc == 0; a++) {
         if (!cli_is_dir(args[a])) {
-            if (!push_path(&all, &n, &cap, args[a])) rc = cli_fail("out of memory listing %s", args[a]);
+            if (!cli_push_path(&all, &n, &cap, args[a])) rc = cli_fail("out of memory listing %s", args[a]);
             continue;
         }
         char **files = NULL;
@@ -128,7 +92,7 @@ static int list_images(char **args, int n_args, char ***out, int *n_out)
         graft_status s = graft_image_list(args[a], &files, &nf);
         if (s != GRAFT_OK) rc = cli_fail_status(s, args[a]);
         for (int i = 0; i < nf && rc == 0; i++)
-            if (!push_path(&all, &n, &cap, files[i])) rc = cli_fail("out of memory listing %s", args[a]);
+            if (!cli_push_path(&all, &n, &cap, files[i])) rc = cli_fail("out of memory listing %s", args[a]);
         graft_image_list_free(files, nf);
     }
     if (rc == 0 && n == 0) rc = cli_usage("no image given (see graft predict --help)");
@@ -196,90 +160,6 @@ static void print_top(const char *image, const graft_prediction *p, int k, bool 
     }
 }
 
-/* The calibration images of --int8 DIR: DIR's own images, else those of
- * its subfolders (a dataset's classes) in turn, sorted by name. */
-static int calibration_list(const char *dir, char ***out, int *n_out)
-{
-    char **all = NULL;
-    int n = 0, cap = 0, rc = 0;
-    struct dirent **sub = NULL;
-    int ns = scandir(dir, &sub, NULL, alphasort);
-    if (ns < 0) return cli_fail("--int8: cannot read folder %s", dir);
-    for (int i = 0; i < ns; i++) {
-        char path[CLI_PATH];
-        int len = snprintf(path, sizeof path, "%s/%s", dir, sub[i]->d_name);
-        char **files = NULL;
-        int nf = 0;
-        if (rc == 0 && sub[i]->d_name[0] != '.' && len < (int)sizeof path && cli_is_dir(path) &&
-            graft_image_list(path, &files, &nf) == GRAFT_OK)
-            for (int j = 0; j < nf && rc == 0; j++)
-                if (!push_path(&all, &n, &cap, files[j])) rc = cli_fail("out of memory listing %s", dir);
-        graft_image_list_free(files, nf);
-        free(sub[i]);
-    }
-    free(sub);
-    if (rc == 0 && n == 0) { /* no class subfolders: the folder's own images */
-        graft_status s = graft_image_list(dir, &all, &n);
-        if (s != GRAFT_OK) rc = cli_fail("--int8: no image in %s or its subfolders to calibrate on", dir);
-    }
-    if (rc) {
-        graft_image_list_free(all, n);
-        return rc;
-    }
-    *out = all;
-    *n_out = n;
-    return 0;
-}
-
-/* --int8 DIR: count images spread evenly over DIR's list, decoded and
- * preprocessed as predict reads images, calibrate the model's int8 run. */
-static int quantize_on(const cli_model *l, const char *dir, int count, graft_interpolation interp)
-{
-    char **list = NULL;
-    int n = 0;
-    int rc = calibration_list(dir, &list, &n);
-    if (rc) return rc;
-    if (count > n) count = n;
-    graft_shape in = graft_layer_output_shape(graft_model_layer(l->m, 0));
-    size_t each = graft_shape_size(&in), pixels = (size_t)in.dim[0] * in.dim[1];
-    const char **pick = malloc((size_t)count * sizeof *pick);
-    float *x = malloc((size_t)count * each * sizeof *x);
-    int *ok = malloc((size_t)count * sizeof *ok);
-    char(*why)[GRAFT_WHY_LEN] = malloc((size_t)count * sizeof *why);
-    if (!pick || !x || !ok || !why) rc = cli_fail("out of memory for %d calibration images", count);
-    graft_status s = GRAFT_OK;
-    int kept = 0;
-    if (rc == 0) {
-        for (int i = 0; i < count; i++) pick[i] = list[(size_t)i * (size_t)n / (size_t)count];
-        s = graft_image_load_many(pick, count, in.dim[0], in.dim[1], interp, 0, !l->is_run, x, ok, why);
-        for (int i = 0; s == GRAFT_OK && i < count; i++) {
-            if (!ok[i]) {
-                cli_fail("--int8: skipping %s", why[i]);
-                continue;
-            }
-            if (kept != i) memmove(x + (size_t)kept * each, x + (size_t)i * each, each * sizeof *x);
-            kept++;
-        }
-        if (s == GRAFT_OK && kept == 0) rc = cli_fail("--int8: no readable image in %s", dir);
-    }
-    if (rc == 0 && s == GRAFT_OK) s = preprocess(l, x, (size_t)kept * pixels);
-    if (rc == 0 && s == GRAFT_OK) s = graft_model_quantize_int8(l->m, x, kept);
-    if (rc == 0 && s != GRAFT_OK) rc = cli_fail_status(s, "--int8");
-    if (rc == 0) {
-        const char *first_float;
-        int layers = graft_model_int8_layers(l->m, &first_float);
-        fprintf(stderr, "int8: %d layers in 8 bits%s%s%s, calibrated on %d images of %s\n", layers,
-                first_float ? ", float from '" : "", first_float ? first_float : "",
-                first_float ? "'" : "", kept, dir);
-    }
-    free(pick);
-    free(x);
-    free(ok);
-    free(why);
-    graft_image_list_free(list, n);
-    return rc;
-}
-
 /* Images [first, first + n) of the list: decoded side by side on the
  * threads, the readable ones predicted as one batch, printed in order. */
 static int predict_batch(const cli_model *l, char **list, int first, int n, graft_interpolation interp,
@@ -300,7 +180,7 @@ static int predict_batch(const cli_model *l, char **list, int first, int n, graf
             if (kept != i) memmove(x + (size_t)kept * each, x + (size_t)i * each, each * sizeof *x);
             kept++;
         }
-    s = preprocess(l, x, (size_t)kept * pixels);
+    s = cli_model_preprocess(l, x, (size_t)kept * pixels);
     if (s == GRAFT_OK && kept) s = graft_model_predict(l->m, x, kept, y);
     if (s != GRAFT_OK) return cli_fail_status(s, list[first]);
     graft_prediction p[1000];
@@ -385,7 +265,7 @@ int cmd_predict(int argc, char **argv)
         cli_model_free(&l);
         return cli_fail("interpolation '%s' of %s is not one graft knows", interp_name, model);
     }
-    if (int8_dir) rc = quantize_on(&l, int8_dir, calib, interp);
+    if (int8_dir) rc = cli_quantize(&l, int8_dir, calib, interp);
     char **list = NULL;
     int count = 0, failed = 0;
     if (rc == 0) rc = list_images(argv + optind, argc - optind, &list, &count);
@@ -514,7 +394,7 @@ int cmd_evaluate(int argc, char **argv)
         graft_interpolation ci;
         if (graft_interpolation_parse(c.interpolation[0] ? c.interpolation : "nearest", &ci) != GRAFT_OK)
             rc = cli_fail("interpolation '%s' of %s is not one graft knows", c.interpolation, model);
-        if (rc == 0) rc = quantize_on(&l, int8_dir, calib, ci);
+        if (rc == 0) rc = cli_quantize(&l, int8_dir, calib, ci);
     }
     graft_shape os = graft_layer_output_shape(graft_model_output(l.m));
     int n_out = (int)graft_shape_size(&os), nc = probe.n_classes;

@@ -107,3 +107,26 @@ void cli_model_free(cli_model *cm)
     run_config_free(&cm->run);
     memset(cm, 0, sizeof *cm);
 }
+
+graft_status cli_model_preprocess(const cli_model *l, float *x, size_t n_pixels)
+{
+    const char *arch = l->is_run ? (strcmp(l->run.preprocess, "model") == 0 ? l->run.base : NULL) : l->arch;
+    if (arch && strcmp(arch, "scratch") != 0) return graft_preprocess_input(arch, x, n_pixels);
+    for (size_t i = 0; i < n_pixels * 3; i++) x[i] /= 255.0f;
+    return GRAFT_OK;
+}
+
+/* Appends a copy of path to the list; false when out of memory. */
+bool cli_push_path(char ***all, int *n, int *cap, const char *path)
+{
+    if (*n == *cap) {
+        int want = *cap ? 2 * *cap : 64;
+        char **grown = realloc(*all, (size_t)want * sizeof **all);
+        if (!grown) return false;
+        *all = grown;
+        *cap = want;
+    }
+    if (!((*all)[*n] = strdup(path))) return false;
+    ++*n;
+    return true;
+}

@@ -71,17 +71,6 @@ static void plan_release(planner *p, size_t off, size_t len)
 
 /* ------------------------------------------------------------ steps */
 
-int graft_plan_sole_reader(const graft_model *m, int i)
-{
-    int reader = -1, count = 0;
-    for (int k = i + 1; k < m->n_layers; k++)
-        for (int j = 0; j < m->layers[k]->n_inputs; j++)
-            if (m->layers[k]->inputs[j] == i) {
-                reader = k;
-                count++;
-            }
-    return count == 1 && i != graft_model_output_index(m) ? reader : -1;
-}
 
 static void plan_free(struct graft_plan *p)
 {

@@ -165,9 +165,6 @@ struct graft_plan {
     bool *grad_written; /* per layer, during backward: its dL/d(out) has a value */
 };
 
-/* The one layer that reads layer i's output, or -1 (none, several, or i is
- * the model's output). */
-int graft_plan_sole_reader(const graft_model *m, int i);
 
 /* Each fused step: does it start at layer i (filling s), and its passes. The
  * step files hold the rest of what their fusion needs. */

@@ -12,14 +12,14 @@
 
 void graft_step_take_epilogue(const graft_model *m, graft_step *f, int j, bool training)
 {
-    j = graft_plan_sole_reader(m, j);
+    j = graft_model_sole_reader(m, j);
     const graft_layer *r = j > 0 ? m->layers[j] : NULL;
     if (r && !r->requires_grad && strcmp(r->ops->class_name, "BatchNormalization") == 0 &&
         (!training || !r->trains)) {
         f->bn = j;
         f->epi.bn = true;
         f->layer[f->n++] = j;
-        j = graft_plan_sole_reader(m, j);
+        j = graft_model_sole_reader(m, j);
         r = j > 0 ? m->layers[j] : NULL;
     }
     float lo, hi;

@@ -14,7 +14,7 @@ bool graft_step_conv_pool_match(const graft_model *m, int i, graft_step *s)
 {
     const graft_layer *l = m->layers[i];
     if (i + 1 >= m->n_layers || !graft_conv2d_pool_geom(l, NULL, NULL) ||
-        m->layers[l->inputs[0]]->requires_grad || graft_plan_sole_reader(m, i) != i + 1 ||
+        m->layers[l->inputs[0]]->requires_grad || graft_model_sole_reader(m, i) != i + 1 ||
         !graft_max_pool_2x2(m->layers[i + 1]))
         return false;
     *s = (graft_step){.kind = GRAFT_STEP_CONV_POOL, .n = 2, .layer = {i, i + 1}, .bn = -1};

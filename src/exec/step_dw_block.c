@@ -79,12 +79,12 @@ int graft_step_take_bn_clamp(const graft_model *m, graft_step *s, int j, bool tr
 {
     *bn = -1;
     if (conv_relu) return j;
-    int r = graft_plan_sole_reader(m, j);
+    int r = graft_model_sole_reader(m, j);
     if (r > 0 && graft_step_bn_frozen(m->layers[r], training)) {
         *bn = r;
         s->layer[s->n++] = r;
         j = r;
-        r = graft_plan_sole_reader(m, j);
+        r = graft_model_sole_reader(m, j);
     }
     if (r > 0 && !m->layers[r]->requires_grad && graft_step_act_clamp(m->layers[r], lo, hi)) {
         *clamp = true;
@@ -109,7 +109,7 @@ static bool pointwise_at(const graft_model *m, int j, bool *clamp, float *lo, fl
 
 int graft_step_take_act(const graft_model *m, graft_step *s, int j, graft_activation *act)
 {
-    const int r = graft_plan_sole_reader(m, j);
+    const int r = graft_model_sole_reader(m, j);
     if (r <= 0 || m->layers[r]->requires_grad || !graft_activation_elementwise(m->layers[r], act))
         return j;
     s->layer[s->n++] = r;
@@ -132,14 +132,14 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         j = graft_step_take_bn_clamp(m, &f, j, training, b->expand_clamp, &b->expand_bn, &b->expand_clamp,
                           &b->expand_lo, &b->expand_hi);
         j = graft_step_take_act(m, &f, j, &b->expand_act);
-        j = graft_plan_sole_reader(m, j);
+        j = graft_model_sole_reader(m, j);
         if (j <= 0) return false;
     }
     int t, bo, le, ri;
     if (!m->layers[j]->requires_grad && graft_zero_padding2d_pads(m->layers[j], &t, &bo, &le, &ri)) {
         b->pad = j;
         f.layer[f.n++] = j;
-        j = graft_plan_sole_reader(m, j);
+        j = graft_model_sole_reader(m, j);
         if (j <= 0) return false;
     }
     graft_conv_geom g;
@@ -163,7 +163,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
         j = graft_step_take_bn_clamp(m, &f, j, training, b->dw_clamp, &b->dw_bn, &b->dw_clamp,
                                      &b->dw_lo, &b->dw_hi);
         j = graft_step_take_act(m, &f, j, &b->dw_act);
-        const int p = graft_plan_sole_reader(m, j);
+        const int p = graft_model_sole_reader(m, j);
         if (p <= 0 || !pointwise_at(m, p, &b->project_clamp, &b->project_lo, &b->project_hi)) {
             /* The step ends at the depthwise output: worth it for the
              * expanded tensor it keeps in cache, not otherwise. */
@@ -178,7 +178,7 @@ bool graft_step_dw_block_match(const graft_model *m, int i, bool training, graft
     j = graft_step_take_bn_clamp(m, &f, j, training, b->project_clamp, &b->project_bn, &b->project_clamp,
                       &b->project_lo, &b->project_hi);
     /* The residual: Add(block input, this), same shapes (stride 1). */
-    int r = graft_plan_sole_reader(m, j);
+    int r = graft_model_sole_reader(m, j);
     if (r > 0) {
         const graft_layer *add = m->layers[r];
         if (is(add, "Add") && !add->requires_grad && add->n_inputs == 2) {

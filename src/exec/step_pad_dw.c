@@ -20,7 +20,7 @@ bool graft_step_pad_dw_match(const graft_model *m, int i, bool training, graft_s
     const graft_layer *pad = m->layers[i];
     int t, b, le, ri;
     if (pad->requires_grad || !graft_zero_padding2d_pads(pad, &t, &b, &le, &ri)) return false;
-    const int j = graft_plan_sole_reader(m, i);
+    const int j = graft_model_sole_reader(m, i);
     graft_conv_geom g;
     int filters;
     const float *k, *bias;

@@ -17,7 +17,7 @@ bool graft_step_pad_pool_match(const graft_model *m, int i, graft_step *s)
     int p[4];
     if (pad->requires_grad || !graft_zero_padding2d_pads(pad, &p[0], &p[1], &p[2], &p[3]))
         return false;
-    const int j = graft_plan_sole_reader(m, i);
+    const int j = graft_model_sole_reader(m, i);
     if (j <= 0 || m->layers[j]->requires_grad || !graft_max_pool_over_padding(m->layers[j], p))
         return false;
     *s = (graft_step){.kind = GRAFT_STEP_PAD_POOL, .n = 2, .layer = {i, j}, .bn = -1};

@@ -80,13 +80,13 @@ static int take_prologue(const graft_model *m, int i, bool training, graft_step 
         if (!frozen_bn(m->layers[i], training)) return -1;
         b->pre_bn = i;
         f->layer[f->n++] = i;
-        if ((j = graft_plan_sole_reader(m, i)) <= 0) return -1;
+        if ((j = graft_model_sole_reader(m, i)) <= 0) return -1;
     }
     const graft_layer *a = m->layers[j];
     if (!a->requires_grad && a->out_shape.rank == 3 && graft_step_act_clamp(a, &b->pre_lo, &b->pre_hi)) {
         b->pre_clamp = true;
         f->layer[f->n++] = j;
-        if ((j = graft_plan_sole_reader(m, j)) <= 0) return -1;
+        if ((j = graft_model_sole_reader(m, j)) <= 0) return -1;
     }
     return j;
 }
@@ -116,8 +116,8 @@ static int linear_branch(const graft_model *m, int j, int add, bool training, gr
         c = m->layers[j]->inputs[0];
     }
     const bool ok = c > 0 && one_by_one(m, c, g, F, &clamp, &lo, &hi) && !clamp &&
-                    graft_plan_sole_reader(m, c) == (*bn >= 0 ? *bn : add) &&
-                    (*bn < 0 || graft_plan_sole_reader(m, *bn) == add);
+                    graft_model_sole_reader(m, c) == (*bn >= 0 ? *bn : add) &&
+                    (*bn < 0 || graft_model_sole_reader(m, *bn) == add);
     return ok ? c : -1;
 }
 
@@ -134,10 +134,10 @@ static bool shortcut_match(const graft_model *m, int i, bool training, graft_ste
     graft_dw_block *b = &f->blk;
     graft_conv_geom g0 = {0}, g = {0};
     int F0 = 0, F = 0, bn0 = -1, bn = -1;
-    int end = i, j = graft_plan_sole_reader(m, i); /* end: the shortcut's last layer */
+    int end = i, j = graft_model_sole_reader(m, i); /* end: the shortcut's last layer */
     if (j > 0 && is_bn(m->layers[j])) {
         end = j;
-        j = graft_plan_sole_reader(m, j);
+        j = graft_model_sole_reader(m, j);
     }
     if (j <= 0 || !two_input_add(m, j)) return false;
     const int add = j, *in = m->layers[add]->inputs, other = in[0] == end ? in[1] : in[0];
@@ -153,7 +153,7 @@ static bool shortcut_match(const graft_model *m, int i, bool training, graft_ste
     b->add = add;
     b->residual = end;
     int taken[6] = {i, bn0, conv, bn, add, -1}, n = 5;
-    const int c = graft_plan_sole_reader(m, add);
+    const int c = graft_model_sole_reader(m, add);
     if (c > 0 && !m->layers[c]->requires_grad &&
         graft_step_act_clamp(m->layers[c], &b->add_lo, &b->add_hi)) {
         b->add_clamp = true;
@@ -190,7 +190,7 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
         graft_multiply_gate(first, &b->excite_gate)) {
         b->excite = i;
         f.layer[f.n++] = i;
-        conv = graft_plan_sole_reader(m, i);
+        conv = graft_model_sole_reader(m, i);
     } else {
         conv = take_prologue(m, i, training, &f);
     }
@@ -205,7 +205,7 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
                                      &b->project_clamp, &b->project_lo, &b->project_hi);
     /* An activation runs on each block after the GEMM's epilogue: no residual then. */
     const int a = graft_step_take_act(m, &f, j, &f.epi.act);
-    int r = a == j ? graft_plan_sole_reader(m, j) : -1;
+    int r = a == j ? graft_model_sole_reader(m, j) : -1;
     /* A linear 1x1/1 whose only reader is a 2x2/2 average pool (DenseNet's
      * transitions): the pool is linear too, so it goes first, over the
      * prologue's rows, and the GEMM runs over a quarter of the pixels. */
@@ -227,7 +227,7 @@ bool graft_step_pointwise_match(const graft_model *m, int i, bool training, cons
                 b->add = r;
                 b->residual = other;
                 f.layer[f.n++] = r;
-                int c = graft_plan_sole_reader(m, r);
+                int c = graft_model_sole_reader(m, r);
                 if (c > 0 && !m->layers[c]->requires_grad &&
                     graft_step_act_clamp(m->layers[c], &b->add_lo, &b->add_hi)) {
                     b->add_clamp = true;

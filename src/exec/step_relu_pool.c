@@ -13,7 +13,7 @@ bool graft_step_relu_pool_match(const graft_model *m, int i, bool training, graf
 {
     if (!training) return false;
     const graft_layer *l = m->layers[i];
-    int j = graft_plan_sole_reader(m, i);
+    int j = graft_model_sole_reader(m, i);
     const graft_layer *r = j > 0 ? m->layers[j] : NULL;
     if (!l->requires_grad || !r || !r->requires_grad || !graft_conv2d_has_relu(l) ||
         strcmp(r->ops->class_name, "MaxPooling2D") != 0)

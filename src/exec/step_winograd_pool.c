@@ -15,7 +15,7 @@
 bool graft_step_winograd_pool_match(const graft_model *m, int i, bool training, int cap,
                                     graft_step *s)
 {
-    if (i + 1 >= m->n_layers || graft_plan_sole_reader(m, i) != i + 1 ||
+    if (i + 1 >= m->n_layers || graft_model_sole_reader(m, i) != i + 1 ||
         !graft_max_pool_2x2(m->layers[i + 1]) ||
         !graft_conv2d_winograd_relu(m->layers[i], training, cap))
         return false;

@@ -82,3 +82,15 @@ graft_param_counts graft_model_count_params(const graft_model *m)
     return c;
 }
 
+
+int graft_model_sole_reader(const graft_model *m, int i)
+{
+    int reader = -1, count = 0;
+    for (int k = i + 1; k < m->n_layers; k++)
+        for (int j = 0; j < m->layers[k]->n_inputs; j++)
+            if (m->layers[k]->inputs[j] == i) {
+                reader = k;
+                count++;
+            }
+    return count == 1 && i != graft_model_output_index(m) ? reader : -1;
+}

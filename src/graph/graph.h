@@ -109,6 +109,9 @@ void graft_arena_free(graft_model *m);
 const char *graft_model_layer_name_at(const void *m, int i);
 /* The layer whose output is the model's. */
 int graft_model_output_index(const graft_model *m);
+/* The one layer that reads layer i's output, or -1 (none, several, or i is
+ * the model's output). */
+int graft_model_sole_reader(const graft_model *m, int i);
 /* Points every weight view at the current weight and gradient arrays. */
 void graft_model_bind_weights(graft_model *m);
 /* Makes `grads` (n_weight_floats, owned by the caller, who gives it back

@@ -37,6 +37,7 @@ typedef struct {
     int n;             /* its layers, in graph order */
     int layer[8];
     int in;            /* the tensor it reads (a layer index; 0: the input) */
+    int conv;          /* CONV, DW: the convolution's layer */
     int residual;      /* the Add's other tensor (-1: none) */
     int c, h, w;       /* input */
     int oc, oh, ow;    /* output */
@@ -44,6 +45,7 @@ typedef struct {
     float *kernel;     /* folded: HWIO (Q_DW: HWC) */
     float *bias;       /* folded, one per output channel */
     float *wscale;     /* the s8 kernel's scale per output channel */
+    int8_t *qkernel;   /* the s8 kernel, laid out as `kernel` */
     bool clamp;
     float lo, hi;
 } qstep;
@@ -97,19 +99,7 @@ struct graft_int8 {
 
 /* ------------------------------------------------------------- the run's steps */
 
-/* The one layer that reads layer j's output (-1: none, several, or j is
- * the model's output). */
-static int next_reader(const graft_model *m, int j)
-{
-    int reader = -1, count = 0;
-    for (int k = j + 1; k < m->n_layers; k++)
-        for (int i = 0; i < m->layers[k]->n_inputs; i++)
-            if (m->layers[k]->inputs[i] == j) {
-                reader = k;
-                count++;
-            }
-    return count == 1 && j != graft_model_output_index(m) ? reader : -1;
-}
+static int next_reader(const graft_model *m, int j) { return graft_model_sole_reader(m, j); }
 
 static bool is_class(const graft_layer *l, const char *cls)
 {
@@ -133,6 +123,7 @@ static void step_free(qstep *s)
     free(s->kernel);
     free(s->bias);
     free(s->wscale);
+    free(s->qkernel);
 }
 
 static bool take_clamp(const graft_model *m, qstep *s, int *j)
@@ -148,6 +139,28 @@ static bool take_clamp(const graft_model *m, qstep *s, int *j)
     *j = r;
     s->layer[s->n++] = r;
     return true;
+}
+
+/* The window geometry g over an input padded by `pad` (top, bottom, left,
+ * right; a ZeroPadding2D's) in oneDNN's terms: the unpadded input, the
+ * padding before it, and after it what the last window reaches past it. */
+static void set_window(qstep *s, const graft_conv_geom *g, const int pad[4])
+{
+    s->c = g->c;
+    s->h = g->h - pad[0] - pad[1];
+    s->w = g->w - pad[2] - pad[3];
+    s->oh = g->oh;
+    s->ow = g->ow;
+    s->kh = g->kh;
+    s->kw = g->kw;
+    s->sh = g->sh;
+    s->sw = g->sw;
+    s->pt = pad[0] + g->pad_top;
+    s->pl = pad[2] + g->pad_left;
+    s->pb = (s->oh - 1) * s->sh + s->kh - s->h - s->pt;
+    s->pr = (s->ow - 1) * s->sw + s->kw - s->w - s->pl;
+    if (s->pb < 0) s->pb = 0;
+    if (s->pr < 0) s->pr = 0;
 }
 
 /* [pad ->] conv [-> BN] [-> Add] [-> clamp] from layer i. */
@@ -172,28 +185,14 @@ static graft_status take_conv(graft_int8 *q, int i, qstep *s, bool *taken)
         return GRAFT_OK;
     if (act != GRAFT_LINEAR && act != GRAFT_RELU) return GRAFT_OK;
     s->first = i;
+    s->conv = c;
     s->n = 0;
     s->layer[s->n++] = i;
     if (c != i) s->layer[s->n++] = c;
     s->in = q->tensor_of[L(i)->inputs[0]];
     s->residual = -1;
-    s->c = g.c;
-    s->h = g.h - pad[0] - pad[1];
-    s->w = g.w - pad[2] - pad[3];
+    set_window(s, &g, pad);
     s->oc = filters;
-    s->oh = g.oh;
-    s->ow = g.ow;
-    s->kh = g.kh;
-    s->kw = g.kw;
-    s->sh = g.sh;
-    s->sw = g.sw;
-    s->pt = pad[0] + g.pad_top;
-    s->pl = pad[2] + g.pad_left;
-    /* oneDNN's right padding: what the last window reaches past the input. */
-    s->pb = (s->oh - 1) * s->sh + s->kh - s->h - s->pt;
-    s->pr = (s->ow - 1) * s->sw + s->kw - s->w - s->pl;
-    if (s->pb < 0) s->pb = 0;
-    if (s->pr < 0) s->pr = 0;
     size_t kn = (size_t)g.kh * g.kw * g.c * (s->kind == Q_CONV ? (size_t)filters : 1);
     s->kernel = malloc(kn * sizeof(float));
     s->bias = calloc((size_t)filters, sizeof(float));
@@ -266,21 +265,8 @@ static bool take_pool(graft_int8 *q, int i, qstep *s)
     *s = (qstep){.kind = Q_POOL, .first = i, .last = p, .in = in, .residual = -1, .n = 1,
                  .layer = {i, p}};
     s->n = p == i ? 1 : 2;
-    s->c = s->oc = g.c;
-    s->h = g.h - pad[0] - pad[1];
-    s->w = g.w - pad[2] - pad[3];
-    s->oh = g.oh;
-    s->ow = g.ow;
-    s->kh = g.kh;
-    s->kw = g.kw;
-    s->sh = g.sh;
-    s->sw = g.sw;
-    s->pt = pad[0] + g.pad_top;
-    s->pl = pad[2] + g.pad_left;
-    s->pb = (s->oh - 1) * s->sh + s->kh - s->h - s->pt;
-    s->pr = (s->ow - 1) * s->sw + s->kw - s->w - s->pl;
-    if (s->pb < 0) s->pb = 0;
-    if (s->pr < 0) s->pr = 0;
+    set_window(s, &g, pad);
+    s->oc = g.c;
     return true;
 }
 
@@ -423,7 +409,7 @@ static void scales_from_ranges(graft_int8 *q)
 /* s8 kernel per output channel: symmetric, 127 levels each way with VNNI;
  * 63 without, where oneDNN's u8 x s8 pairs add in 16 bits and could
  * saturate (its documentation asks for 7-bit kernels there). */
-static void kernel_scales(graft_int8 *q, qstep *s)
+static bool quantize_kernel(graft_int8 *q, qstep *s)
 {
     size_t per = (size_t)s->kh * s->kw * (s->kind == Q_CONV ? (size_t)s->c : 1);
     size_t stride = (size_t)s->oc;
@@ -433,6 +419,13 @@ static void kernel_scales(graft_int8 *q, qstep *s)
         for (size_t e = 0; e < per; e++) mag = fmaxf(mag, fabsf(s->kernel[e * stride + f]));
         s->wscale[f] = mag > 0 ? mag / levels : 1.0f;
     }
+    s->qkernel = malloc(per * stride);
+    if (!s->qkernel) return false;
+    for (size_t i = 0; i < per * stride; i++) {
+        float v = nearbyintf(s->kernel[i] / s->wscale[i % stride]);
+        s->qkernel[i] = (int8_t)(v > levels ? levels : v < -levels ? -levels : v);
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------- oneDNN primitives */
@@ -553,13 +546,8 @@ static graft_status build_conv(graft_int8 *q, qset *S, int k)
         dnnl_primitive_desc_destroy(pd);
         return graft_fail(GRAFT_ENOMEM, "int8: out of memory for layer '%s'", L(layer)->name);
     }
-    if (S->f32)
-        memcpy(user, s->kernel, kn * sizeof(float));
-    else
-        for (size_t i = 0; i < kn; i++) {
-            float v = nearbyintf(s->kernel[i] / s->wscale[i % (size_t)s->oc]);
-            ((int8_t *)user)[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-        }
+    memcpy(user, S->f32 ? (const void *)s->kernel : (const void *)s->qkernel,
+           kn * (S->f32 ? sizeof(float) : 1));
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_memory_t mu = NULL;
     dnnl_primitive_desc_t rpd = NULL;
@@ -848,6 +836,30 @@ graft_status graft_int8_forward_float(graft_int8 *q, const float *x, int n, floa
     return forward(q, x, n, out, true);
 }
 
+bool graft_int8_tensor(const graft_int8 *q, int layer, float *scale, bool *u8)
+{
+    if (layer < 0 || layer >= q->boundary) return false;
+    const qtensor *t = &q->t[q->tensor_of[layer]];
+    if (t->made < -1) return false;
+    *scale = t->scale;
+    *u8 = t->u8;
+    return true;
+}
+
+bool graft_int8_conv_of(const graft_int8 *q, int conv, graft_int8_conv *out)
+{
+    for (int k = 0; k < q->n_steps; k++) {
+        const qstep *s = &q->steps[k];
+        if (s->kind == Q_POOL || s->conv != conv) continue;
+        *out = (graft_int8_conv){.kernel = s->qkernel, .scale = s->wscale, .bias = s->bias,
+                                 .filters = s->oc, .n_layers = s->n, .residual = s->residual,
+                                 .clamp = s->clamp, .lo = s->lo, .hi = s->hi};
+        memcpy(out->layers, s->layer, sizeof s->layer);
+        return true;
+    }
+    return false;
+}
+
 int graft_int8_boundary(const graft_int8 *q) { return q->boundary; }
 int graft_int8_output_layer(const graft_int8 *q) { return q->out; }
 
@@ -921,7 +933,10 @@ graft_status graft_int8_new(graft_model *m, const float *images, int n, graft_in
     scales_from_ranges(q);
     q->chunk = INT8_CHUNK;
     for (int k = 0; k < q->n_steps; k++)
-        if (q->steps[k].kind != Q_POOL) kernel_scales(q, &q->steps[k]);
+        if (q->steps[k].kind != Q_POOL && !quantize_kernel(q, &q->steps[k])) {
+            graft_int8_free(q);
+            return graft_fail(GRAFT_ENOMEM, "int8: out of memory for model '%s'", m->name);
+        }
     *out = q;
     return GRAFT_OK;
 }

@@ -34,4 +34,26 @@ graft_status graft_int8_forward_float(graft_int8 *q, const float *x, int n, floa
 /* Layer index of the run's output tensor. */
 int graft_int8_output_layer(const graft_int8 *q);
 
+/* What the run made of the model, for exporters (a QDQ ONNX model of the
+ * same quantization). */
+/* Layer i's output where the run holds it in 8 bits (a step's output, the
+ * input, or a layer that hands one of those on): x = scale * q, q u8 or s8
+ * (no zero point). false: the run does not hold it. */
+bool graft_int8_tensor(const graft_int8 *q, int layer, float *scale, bool *u8);
+/* The step of the Conv2D or DepthwiseConv2D at layer `conv`. */
+typedef struct {
+    const int8_t *kernel; /* s8, HWIO (DepthwiseConv2D: HWC), BatchNormalization folded in */
+    const float *scale;   /* per output channel: the folded kernel ~ scale * kernel */
+    const float *bias;    /* per output channel, float, BatchNormalization folded in */
+    int filters;
+    /* Its layers in graph order: [ZeroPadding2D,] the convolution
+     * [, BatchNormalization] [, Add] [, ReLU or Activation]; the last one's
+     * output is the step's. */
+    int layers[8], n_layers;
+    int residual; /* the Add's other input, a layer (-1: no Add) */
+    bool clamp;   /* max(lo, min(hi, .)) last (hi may be INFINITY) */
+    float lo, hi;
+} graft_int8_conv;
+bool graft_int8_conv_of(const graft_int8 *q, int conv, graft_int8_conv *out);
+
 #endif
