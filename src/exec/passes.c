@@ -127,8 +127,10 @@ graft_status graft_model_forward_range(graft_model *m, const float *x, int n, bo
         if (!out)
             return graft_fail(GRAFT_ESTATE, "model '%s': the plan gave layer '%s', where the "
                               "int8 run ends, no buffer", m->name, m->layers[b - 1]->name);
+        double t0 = m->profiling ? graft_now() : 0;
         st = graft_int8_forward(m->int8, x, n, out);
         if (st != GRAFT_OK) return st;
+        if (m->profiling) graft_profile_add_extra(m, GRAFT_PROFILE_INT8, graft_now() - t0);
         first = b;
     }
     struct graft_plan *p = m->plan;

@@ -5,6 +5,7 @@
  * buffers whose lives do not overlap share memory.
  */
 #include "exec/plan.h"
+#include "quant/int8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +424,7 @@ static void plan_print(const graft_model *m, int cap, bool training)
         fused += p->steps[k].kind != GRAFT_STEP_LAYER && p->steps[k].kind != GRAFT_STEP_ALIAS;
     fprintf(stderr, "GRAFT_PROFILE %s: plan for batches of %d, %s, %d threads: %d steps, %d fused\n",
             m->name, cap, training ? "training" : "inference", graft_threads(), p->n_steps, fused);
+    if (m->int8 && !training) graft_int8_describe(m->int8, stderr);
     const graft_cache llc = p->cache;
     if (llc.bytes) {
         if (llc.reported)

@@ -87,10 +87,13 @@ static void profile_print(const graft_model *m)
                 m->layers[i]->ops->class_name, f, b, 100.0 * (f + b) / total);
     }
     static const char *const extra[GRAFT_PROFILE_N_EXTRA] = {
-        "(optimizer step)", "(waiting for data)", "(ranks' sums)", "(gradient allreduce)"};
+        "(optimizer step)", "(waiting for data)", "(ranks' sums)", "(gradient allreduce)",
+        "(int8 run)"};
     for (int k = 0; k < GRAFT_PROFILE_N_EXTRA; k++) {
         double o = t[2 * m->n_layers + k];
-        if (k == GRAFT_PROFILE_OPTIMIZER || o > 0)
+        if (k == GRAFT_PROFILE_INT8 && o > 0) /* a forward pass */
+            fprintf(stderr, "  %-32s %-22s %10.3f %10s %5.1f%%\n", extra[k], "", o, "", 100.0 * o / total);
+        else if (k == GRAFT_PROFILE_OPTIMIZER || o > 0)
             fprintf(stderr, "  %-32s %-22s %10s %10.3f %5.1f%%\n", extra[k], "", "", o, 100.0 * o / total);
     }
 }

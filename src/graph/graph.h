@@ -127,6 +127,7 @@ typedef enum {
     GRAFT_PROFILE_DATA,      /* waiting for a decoded batch */
     GRAFT_PROFILE_RANK_SUMS, /* ranks' per-step sums: waiting for the slowest rank */
     GRAFT_PROFILE_ALLREDUCE, /* gradient allreduce left after backward */
+    GRAFT_PROFILE_INT8,      /* graft_model_quantize_int8's run, all its layers */
     GRAFT_PROFILE_N_EXTRA
 } graft_profile_extra;
 void graft_profile_add(graft_model *m, int slot, double seconds);

@@ -860,6 +860,26 @@ bool graft_int8_conv_of(const graft_int8 *q, int conv, graft_int8_conv *out)
     return false;
 }
 
+static const char *type_name(const qtensor *t) { return t->u8 ? "u8" : "s8"; }
+
+void graft_int8_describe(const graft_int8 *q, FILE *f)
+{
+    static const char *const kind[] = {"conv", "depthwise", "max pool"};
+    fprintf(f, "  int8 run: layers '%s' .. '%s' as %d oneDNN int8 steps, %d images at a time;%s%s%s\n",
+            L(1)->name, L(q->boundary - 1)->name, q->n_steps, q->chunk,
+            q->boundary < q->m->n_layers ? " the plan's steps from '" : " the whole model",
+            q->boundary < q->m->n_layers ? L(q->boundary)->name : "",
+            q->boundary < q->m->n_layers ? "'" : "");
+    for (int k = 0; k < q->n_steps; k++) {
+        const qstep *s = &q->steps[k];
+        const qtensor *ti = &q->t[s->in], *to = &q->t[s->last];
+        fprintf(f, "    int8 %-3d %-9s %s .. %s (%d layers): %dx%d/%d, %s x %.3g -> %s x %.3g%s%s\n", k,
+                kind[s->kind], L(s->first)->name, L(s->last)->name, s->n, s->kh, s->kw, s->sh,
+                type_name(ti), (double)ti->scale, type_name(to), (double)to->scale,
+                s->residual >= 0 ? ", + " : "", s->residual >= 0 ? L(s->residual)->name : "");
+    }
+}
+
 int graft_int8_boundary(const graft_int8 *q) { return q->boundary; }
 int graft_int8_output_layer(const graft_int8 *q) { return q->out; }
 

@@ -17,6 +17,8 @@
 
 #include "graph/graph.h"
 
+#include <stdio.h>
+
 typedef struct graft_int8 graft_int8;
 
 /* The run for model m calibrated on n images (n * input floats) into
@@ -31,6 +33,8 @@ graft_status graft_int8_forward(graft_int8 *q, const float *x, int n, float *out
 /* The same in float arithmetic over the same folded kernels (tests: the
  * translation of the layers, apart from the rounding to 8 bits). */
 graft_status graft_int8_forward_float(graft_int8 *q, const float *x, int n, float *out);
+/* GRAFT_PROFILE's lines on the run: its steps, their layers and tensors. */
+void graft_int8_describe(const graft_int8 *q, FILE *f);
 /* Layer index of the run's output tensor. */
 int graft_int8_output_layer(const graft_int8 *q);
 
