@@ -2,7 +2,8 @@
  * skipped when complete, resumable), graft report (its HTML rendered by
  * headless Chromium when installed), plot --label, usage errors, --force,
  * model_frozen.h5, resume of a finished run, predict on unreadable images
- * and with a bare graft .h5, Teachable Machine labels, summary of a
+ * and with a bare graft .h5, --int8 (predict and evaluate calibrated
+ * alike), Teachable Machine labels, summary of a
  * weights-only .h5, graft models and --weights' alpha. Tiny images, few steps.
  * Starts early (tests/run.sh): one of the longest suites.
  */
@@ -120,9 +121,9 @@ static void test_grid_continues(void)
 
 /* evaluate's loss on the lesson subset, and the same computed from predict's
  * probabilities: equal when both read the images alike. */
-static void check_same_loss(const char *model, const char *predict_flags)
+static double check_same_loss(const char *model, const char *predict_flags, const char *evaluate_flags)
 {
-    CHECK_MSG(graft("evaluate --model %s --data %s/data --json", model, tmp) == 0, "%s", err);
+    CHECK_MSG(graft("evaluate --model %s --data %s/data --json %s", model, tmp, evaluate_flags) == 0, "%s", err);
     const char *at = strstr(out, "\"loss\": ");
     double eval_loss = at ? atof(at + 8) : -1, loss = 0;
     int seen = 0;
@@ -140,6 +141,7 @@ static void check_same_loss(const char *model, const char *predict_flags)
     loss /= seen ? seen : 1;
     CHECK_MSG(seen == 8 && fabs(loss - eval_loss) < 1e-4 * (1 + eval_loss),
               "%s: %d images, loss from predict %.6f, evaluate's %.6f\n%s%s", model, seen, loss, eval_loss, out, err);
+    return eval_loss;
 }
 
 static void test_predict_and_evaluate(void)
@@ -177,14 +179,27 @@ static void test_predict_and_evaluate(void)
     }
     /* A run's model decodes as its training and evaluate do (JPEGs reduced
      * by DCT scaling): predict's probabilities give evaluate's loss. */
-    check_same_loss(model, "");
+    double float_loss = check_same_loss(model, "", "");
     /* A model of other origin (the run's TF.js export) reads them as Keras
      * would, JPEGs at full size, in both. */
     char tfjs[256];
     snprintf(tfjs, sizeof tfjs, "%s/tfjs", tmp);
     CHECK_MSG(graft("export --format tfjs %s %s", model, tfjs) == 0, "%s", err);
     snprintf(tfjs, sizeof tfjs, "%s/tfjs/model.json", tmp);
-    check_same_loss(tfjs, "--interpolation nearest"); /* flow_from_directory's default */
+    check_same_loss(tfjs, "--interpolation nearest", ""); /* flow_from_directory's default */
+    /* --int8: the same calibration images read alike give predict and
+     * evaluate the same 8-bit model. */
+    char int8[300];
+    snprintf(int8, sizeof int8, "--int8 %s/data/train --calibration-images 6", tmp);
+    double int8_loss = check_same_loss(model, int8, int8);
+    CHECK_MSG(int8_loss != float_loss && fabs(int8_loss - float_loss) < 0.1 * (1 + float_loss),
+              "loss %.6f in float, %.6f in int8", float_loss, int8_loss);
+    CHECK_MSG(strstr(err, "int8: ") && strstr(err, "layers in 8 bits, float from 'global_average_pooling2d") &&
+              strstr(err, "calibrated on 6 images"), "%s", err);
+    CHECK(graft("evaluate --model %s --data %s/data --int8 %s/data --calibration-images 0", model, tmp, tmp) == 2 &&
+          strstr(err, "--calibration-images"));
+    CHECK(graft("predict --model %s --int8 %s/no-such-folder %s", model, tmp, dir) == 1 &&
+          strstr(err, "no-such-folder"));
     CHECK(graft("predict --model %s --batch 0 %s", model, dir) == 2 && strstr(err, "--batch"));
     CHECK(graft("predict --model %s --top two %s", model, dir) == 2 && strstr(err, "--top"));
     /* Teachable Machine's metadata.json labels. */
