@@ -19,6 +19,10 @@
 # medians), SECONDS_PER_RUN (default 3, ORT's inference timing) and THREADS
 # (default 2, both sides). ISA=avx2 builds graft for AVX2 (build/avx2,
 # oneDNN capped at AVX2; ONNX Runtime and sharp use what the CPU has).
+# INT8=DIR runs graft predict with --int8 DIR (the base in 8 bits, calibrated
+# on 200 images of DIR, the calibration inside the timed command), against
+# ONNX Runtime in float as before: not like for like (ORT's own int8 is not
+# run here).
 # Each model ends with two ratios (ORT's seconds / graft's), the pipeline's
 # last; the last line is the smallest pipeline ratio over the models.
 set -euo pipefail
@@ -32,6 +36,12 @@ threads=${THREADS:-2}
 if ! node -e "require('./js/node_modules/onnxruntime-node'); require('./js/node_modules/sharp')" 2>/dev/null; then
     echo "bench_predict_folder: node and js/node_modules/{onnxruntime-node,sharp} are needed (npm ci --ignore-scripts --prefix js)" >&2
     exit 1
+fi
+int8=()
+if [ -n "${INT8:-}" ]; then
+    [ -d "$INT8" ] || { echo "bench_predict_folder: INT8=$INT8 is not a folder" >&2; exit 1; }
+    int8=(--int8 "$INT8")
+    echo "graft predict --int8 $INT8 (8-bit base, calibration included); ONNX Runtime in float"
 fi
 build=build arch=()
 if [ "${ISA:-native}" = avx2 ]; then
@@ -58,7 +68,7 @@ bench() {
     "$build/graft" export --format onnx "$model" "$tmp/model.onnx" --batch "$batch" > /dev/null
     for _ in $(seq "$rounds"); do
         t0=$(date +%s.%N)
-        OMP_NUM_THREADS=$threads "$build/graft" predict --model "$model" --top 1 --json "${folders[@]}" > "$tmp/predicted"
+        OMP_NUM_THREADS=$threads "$build/graft" predict --model "$model" --top 1 --json "${int8[@]}" "${folders[@]}" > "$tmp/predicted"
         t1=$(date +%s.%N)
         lines=$(grep -c "^{" "$tmp/predicted" || true)
         [ "$lines" -eq "$images" ] || { echo "bench_predict_folder: graft predict printed $lines lines for $images images" >&2; exit 1; }
