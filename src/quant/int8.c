@@ -1,7 +1,8 @@
 /*
- * int8 inference: which layers the 8-bit run takes (take_step), their
- * calibration (float primitives over the folded kernels), and the run
- * itself, a oneDNN primitive per step over one arena of 8-bit tensors.
+ * int8 inference: which layers the 8-bit run takes (plan_run, take_conv,
+ * take_pool), their calibration (float primitives over the folded
+ * kernels), and the run itself, a oneDNN primitive per step over one arena
+ * of 8-bit tensors.
  *
  * A step is one of
  *   CONV  [ZeroPadding2D ->] Conv2D or DepthwiseConv2D (depth multiplier 1)
@@ -14,9 +15,9 @@
  *   POOL  [ZeroPadding2D ->] MaxPooling2D: 8-bit in and out at one scale;
  *         a padding only over a clamped (non-negative) tensor, where its
  *         zeros never win a max.
- * Layers that hand their input on (Dropout) take no step. The chain's
- * layers must follow one another in the graph and each be read only by
- * the next, as in Keras Applications' bases.
+ * Layers that hand their input on (Dropout) take no step. Each layer of a
+ * chain is the sole reader of the one before, as in Keras Applications'
+ * bases; steps run in the order of their first layers.
  */
 #include "quant/int8.h"
 
