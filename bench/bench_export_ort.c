@@ -5,7 +5,11 @@
  * every round. The peer is bench/ort_peer.js (onnxruntime-node, intra-op
  * threads as graft's, all graph optimisations).
  * graft's weights are promised constant (graft_model_set_weights_constant).
+ * INT8=1: graft's base in 8 bits (graft_model_quantize_int8, calibrated on
+ * the 32 timed images) against ORT on the QDQ export of that same quantized
+ * model (graft_onnx_opts.int8: graft's scales and s8 kernels).
  * usage: bench_export_ort ARCH ONNX_PATH [SECONDS] [THREADS] [ROUNDS]
+ * (ROUNDS 0: the export alone)
  * prints per batch: graft and ORT median milliseconds per batch, images/s, ratio.
  */
 #include <graft.h>
@@ -71,26 +75,31 @@ int main(int argc, char **argv)
     const char *arch = argv[1], *onnx = argv[2];
     double seconds = argc > 3 ? atof(argv[3]) : 3.0;
     int threads = argc > 4 ? atoi(argv[4]) : 2, rounds = argc > 5 ? atoi(argv[5]) : 3;
-    if (rounds < 1 || rounds > 99) rounds = 3;
+    if (rounds < 0 || rounds > 99) rounds = 3;
     graft_threads_set(threads);
-    graft_zoo_cfg c = graft_zoo_default_cfg();
-    c.input_shape[0] = c.input_shape[1] = SIDE;
-    graft_model *m = NULL;
-    if (graft_zoo_build(arch, &c, &m) != GRAFT_OK ||
-        graft_export_onnx(m, onnx, &(graft_onnx_opts){0}) != GRAFT_OK) {
-        fprintf(stderr, "%s: %s\n", arch, graft_last_error());
-        graft_model_free(m);
-        return 1;
-    }
-    /* deployed weights are constant, as the ORT session's (CONSTANT=0: without the promise) */
-    const char *constant = getenv("CONSTANT");
-    graft_model_set_weights_constant(m, !(constant && constant[0] == '0'));
+    const char *int8_env = getenv("INT8");
+    int int8 = int8_env && int8_env[0] == '1';
     const int batches[2] = {1, 32};
     size_t in = (size_t)SIDE * SIDE * 3, out = 1000;
     float *x = malloc(32 * in * sizeof *x), *y = malloc(32 * out * sizeof *y);
     if (!x || !y) return 1;
     for (size_t i = 0; i < 32 * in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    for (int b = 0; b < 2; b++) {
+    graft_zoo_cfg c = graft_zoo_default_cfg();
+    c.input_shape[0] = c.input_shape[1] = SIDE;
+    graft_model *m = NULL;
+    if (graft_zoo_build(arch, &c, &m) != GRAFT_OK ||
+        (int8 && graft_model_quantize_int8(m, x, 32) != GRAFT_OK) ||
+        graft_export_onnx(m, onnx, &(graft_onnx_opts){.int8 = int8}) != GRAFT_OK) {
+        fprintf(stderr, "%s: %s\n", arch, graft_last_error());
+        graft_model_free(m);
+        return 1;
+    }
+    /* deployed weights are constant, as the ORT session's (CONSTANT=0: without
+     * the promise); the int8 run made it already and lasts as long as it */
+    const char *constant = getenv("CONSTANT");
+    if (!int8) graft_model_set_weights_constant(m, !(constant && constant[0] == '0'));
+    const char *tag = int8 ? " int8" : "";
+    for (int b = 0; b < 2 && rounds > 0; b++) {
         double g[99], o[99];
         for (int r = 0; r < rounds; r++) {
             g[r] = time_graft(m, x, y, batches[b], seconds);
@@ -101,8 +110,8 @@ int main(int argc, char **argv)
             }
         }
         double gm = median(g, rounds), om = median(o, rounds);
-        printf("%-13s batch %2d  graft %9.2f ms %8.1f img/s   ORT %9.2f ms %8.1f img/s   graft/ORT speed %5.2fx\n",
-               arch, batches[b], gm, 1e3 * batches[b] / gm, om, 1e3 * batches[b] / om, om / gm);
+        printf("%-13s batch %2d  graft%s %9.2f ms %8.1f img/s   ORT%s %9.2f ms %8.1f img/s   graft/ORT speed %5.2fx\n",
+               arch, batches[b], tag, gm, 1e3 * batches[b] / gm, tag, om, 1e3 * batches[b] / om, om / gm);
         fflush(stdout);
     }
     free(x);

@@ -24,8 +24,8 @@
 # INT8=1 runs graft's base in 8 bits (graft_model_quantize_int8, oneDNN's
 # int8 primitives, calibrated on the timed batch) against ONNX Runtime in
 # float: what a deployer gains by quantizing with graft, not a like-for-like
-# comparison (ONNX Runtime's own int8 on the same quantized model is not
-# measured here).
+# comparison (ONNX Runtime's own int8 on the same quantized model:
+# INT8=1 bench/bench_export_ort.sh).
 # ONNX_CACHE (default ~/.cache/graft/onnx) holds the exports.
 # cpu_ms: each side's CPU time per call (all its threads, spinning included),
 # which a machine shared with other work inflates less than the wall clock.

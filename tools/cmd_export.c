@@ -8,11 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { O_FORMAT = 400, O_BATCH, O_OPSET, O_LAYOUT, O_PRE, O_QUANT, O_RUNTIME, O_HELP };
+enum { O_FORMAT = 400, O_BATCH, O_OPSET, O_LAYOUT, O_PRE, O_QUANT, O_RUNTIME, O_INT8, O_CALIB, O_HELP };
 
 static const char usage_text[] =
     "usage: graft export --format onnx RUN_DIR|MODEL_FILE OUT.onnx [--batch N|dynamic] [--opset K]\n"
     "                    [--layout nhwc|nchw] [--include-preprocessing]\n"
+    "                    [--int8 DIR [--calibration-images N]]\n"
     "       graft export --format tfjs RUN_DIR|MODEL_FILE OUT_DIR [--quantize uint8|float16]\n"
     "       graft export --format web RUN_DIR|MODEL_FILE OUT_DIR [--quantize uint8|float16]\n"
     "                    [--tfjs-runtime tf.min.js]\n\n"
@@ -24,7 +25,13 @@ static const char usage_text[] =
     "TF.js, opened from disk. The page's tf.min.js is copied from the\n"
     "@tensorflow/tfjs npm package: --tfjs-runtime, else\n"
     "js/node_modules/@tensorflow/tfjs/dist/tf.min.js in graft's repository or\n"
-    "the current folder, else /usr/share/nodejs/@tensorflow/tfjs/dist/tf.min.js.\n";
+    "the current folder, else /usr/share/nodejs/@tensorflow/tfjs/dist/tf.min.js.\n\n"
+    "ONNX with --int8 DIR: the base quantized as graft predict --int8 runs it, in\n"
+    "ONNX's QDQ form with graft's scales (QuantizeLinear/DequantizeLinear around\n"
+    "each 8-bit tensor, int8 kernels with per-channel scales, int32 biases), which\n"
+    "ONNX Runtime runs with its int8 kernels (QLinearConv); the head stays float.\n"
+    "Opset 13 or later.\n"
+    INT8_HELP;
 
 /* The model and what a run folder knows about it. */
 /* What is exported: a run folder or a model file (cli_model_open), and a
@@ -111,9 +118,12 @@ int cmd_export(int argc, char **argv)
                                          {"include-preprocessing", no_argument, 0, O_PRE},
                                          {"quantize", required_argument, 0, O_QUANT},
                                          {"tfjs-runtime", required_argument, 0, O_RUNTIME},
+                                         {"int8", required_argument, 0, O_INT8},
+                                         {"calibration-images", required_argument, 0, O_CALIB},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *format = NULL, *runtime_opt = NULL;
+    const char *format = NULL, *runtime_opt = NULL, *int8_dir = NULL;
+    int calib = CLI_CALIBRATION_IMAGES;
     graft_onnx_opts onnx = {0};
     graft_tfjs_opts tfjs = {0};
     bool onnx_flags = false, tfjs_flags = false;
@@ -153,6 +163,11 @@ int cmd_export(int argc, char **argv)
             else return cli_fail("export: --quantize %s: uint8 or float16", optarg);
             break;
         case O_RUNTIME: runtime_opt = optarg; break;
+        case O_INT8: onnx_flags = true; int8_dir = optarg; break;
+        case O_CALIB:
+            onnx_flags = true;
+            if (cli_opt_int("calibration-images", optarg, 1, CLI_MAX_CALIBRATION, &calib)) return 2;
+            break;
         case O_HELP: fputs(usage_text, stdout); return 0;
         default: fputs(usage_text, stderr); return 2;
         }
@@ -165,8 +180,10 @@ int cmd_export(int argc, char **argv)
     if (!is_onnx && !is_tfjs && !is_web) return cli_fail("export: --format %s: onnx, tfjs or web", format);
     if (is_onnx && tfjs_flags) return cli_fail("export: --quantize is for --format tfjs or web");
     if (!is_onnx && onnx_flags)
-        return cli_fail("export: --batch, --opset, --layout and --include-preprocessing are for --format onnx");
+        return cli_fail("export: --batch, --opset, --layout, --include-preprocessing and --int8 are for --format onnx");
     if (!is_web && runtime_opt) return cli_fail("export: --tfjs-runtime is for --format web");
+    if (int8_dir && onnx.opset && onnx.opset < 13)
+        return cli_fail("export: --int8 needs --opset 13 or later (per-channel DequantizeLinear)");
 
     const char *in = argv[optind], *out = argv[optind + 1];
     char runtime[CLI_PATH];
@@ -183,6 +200,20 @@ int cmd_export(int argc, char **argv)
         if (onnx.include_preprocessing && !meta.preprocess) {
             cli_model_free(&src.cm);
             return cli_fail("export: %s names no preprocessing to include (not a run folder or a zoo model)", in);
+        }
+        if (int8_dir) {
+            /* Resized for calibration as graft predict reads images for this model. */
+            const char *interp_name =
+                src.cm.is_run && src.cm.run.interpolation[0] ? src.cm.run.interpolation : "bilinear";
+            graft_interpolation interp;
+            int rc = graft_interpolation_parse(interp_name, &interp) != GRAFT_OK
+                         ? cli_fail("interpolation '%s' of %s is not one graft knows", interp_name, in)
+                         : cli_quantize(&src.cm, int8_dir, calib, interp);
+            if (rc) {
+                cli_model_free(&src.cm);
+                return rc;
+            }
+            onnx.int8 = 1;
         }
         s = graft_export_onnx(src.cm.m, out, &onnx);
     } else {

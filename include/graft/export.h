@@ -30,6 +30,16 @@ typedef struct {
     int opset;                 /* ONNX opset, 11..17; 0 -> 13 */
     int nchw;                  /* input (N, C, H, W) instead of graft's (N, H, W, C) */
     int include_preprocessing; /* meta.preprocess as the graph's first nodes: input is 0..255 */
+    /* The model's int8 run (graft_model_quantize_int8; GRAFT_ESTATE without
+     * one) in ONNX's QDQ form, with graft's own scales: QuantizeLinear /
+     * DequantizeLinear pairs (zero point 0, uint8 or int8 as graft holds the
+     * tensor) on the input and on every step's output, graft's s8 kernels
+     * (BatchNormalization folded in) as int8 initializers with per-channel
+     * scales, biases as int32 at the input's scale times the kernel's, Add
+     * and clamps in float between them, which ONNX Runtime fuses into
+     * QLinearConv and friends. The layers after the run as without it.
+     * Needs opset 13 or later. */
+    int int8;
     graft_export_meta meta;
 } graft_onnx_opts;
 

@@ -206,8 +206,8 @@ void onnx_attr_ints(onnx_ctx *x, onnx_node *n, const char *key, const int64_t *v
     a->ints = copy;
 }
 
-static const char *add_const(onnx_ctx *x, const char *name, const void *data, size_t elem_bytes,
-                             int dtype, const int64_t *dims, int rank)
+const char *onnx_const_raw(onnx_ctx *x, const char *name, const void *data, size_t elem_bytes,
+                           int dtype, const int64_t *dims, int rank)
 {
     Onnx__TensorProto *t = ar_alloc(x, sizeof *t);
     int64_t *d = ar_alloc(x, (size_t)(rank ? rank : 1) * sizeof *d);
@@ -233,19 +233,19 @@ static const char *add_const(onnx_ctx *x, const char *name, const void *data, si
 const char *onnx_const_f32(onnx_ctx *x, const char *name, const float *data, const int64_t *dims,
                            int rank)
 {
-    return add_const(x, name, data, sizeof(float), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, dims, rank);
+    return onnx_const_raw(x, name, data, sizeof(float), ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, dims, rank);
 }
 
 const char *onnx_const_i64(onnx_ctx *x, const char *name, const int64_t *data, const int64_t *dims,
                            int rank)
 {
-    return add_const(x, name, data, sizeof(int64_t), ONNX__TENSOR_PROTO__DATA_TYPE__INT64, dims,
+    return onnx_const_raw(x, name, data, sizeof(int64_t), ONNX__TENSOR_PROTO__DATA_TYPE__INT64, dims,
                      rank);
 }
 
 const char *onnx_scalar(onnx_ctx *x, const char *name, float v)
 {
-    return add_const(x, name, &v, sizeof v, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0);
+    return onnx_const_raw(x, name, &v, sizeof v, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, NULL, 0);
 }
 
 /* ------------------------------------------------------------ layouts */
@@ -267,6 +267,8 @@ static const char *tensor_of(onnx_ctx *x, int i, onnx_layout want)
     r->name[want] = n ? out : NULL;
     return r->name[want];
 }
+
+const char *onnx_layer_output(onnx_ctx *x, int i, onnx_layout want) { return tensor_of(x, i, want); }
 
 const char *onnx_input(onnx_ctx *x, const graft_layer *l, int i, onnx_layout want)
 {
@@ -631,7 +633,7 @@ static void plan_folds(onnx_ctx *x)
     }
 }
 
-static graft_status convert_layer(onnx_ctx *x, const graft_layer *l)
+graft_status onnx_convert_layer(onnx_ctx *x, const graft_layer *l)
 {
     x->cur = l->index;
     if (x->skip[l->index]) { /* a folded BatchNormalization: its input already is its output */
@@ -723,7 +725,9 @@ graft_status graft_export_onnx(const graft_model *m, const char *path, const gra
         goto fail;
     }
     plan_folds(&x);
-    for (int i = 0; i < n && s == GRAFT_OK; i++) s = convert_layer(&x, m->layers[i]);
+    int first = 0;
+    if (o->int8) s = onnx_int8_run(&x, m, &first);
+    for (int i = first; i < n && s == GRAFT_OK; i++) s = onnx_convert_layer(&x, m->layers[i]);
     if (s != GRAFT_OK) goto fail;
     if (!x.input) {
         s = graft_fail(GRAFT_EUNSUPPORTED, "model '%s' has no InputLayer to export", m->name);
@@ -766,6 +770,9 @@ graft_status graft_export_onnx(const graft_model *m, const char *path, const gra
     snprintf(pre, sizeof pre, "%s%s", o->meta.preprocess ? o->meta.preprocess : "none",
              o->include_preprocessing ? ", in the graph: feed RGB 0..255" : "");
     props[n_props++] = prop(&x, "preprocessing", pre);
+    if (o->int8)
+        props[n_props++] = prop(&x, "quantization",
+                                "int8 QDQ: graft_model_quantize_int8's scales and s8 kernels");
     free(classes);
 
     Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;

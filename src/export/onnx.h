@@ -79,7 +79,24 @@ const char *onnx_const_i64(onnx_ctx *x, const char *name, const int64_t *data, c
                            int rank);
 /* A float32 scalar initializer. */
 const char *onnx_scalar(onnx_ctx *x, const char *name, float v);
+/* An initializer of ONNX data type `dtype` (TensorProto.DataType) whose
+ * elements are elem_bytes each, little-endian. */
+const char *onnx_const_raw(onnx_ctx *x, const char *name, const void *data, size_t elem_bytes,
+                           int dtype, const int64_t *dims, int rank);
 int onnx_opset(const onnx_ctx *x);
+
+/* --------------------------------------------------------- the int8 run (onnx_int8.c) */
+
+/* Layer i's output in `want` layout (a Transpose made once where it is held
+ * in the other). */
+const char *onnx_layer_output(onnx_ctx *x, int i, onnx_layout want);
+/* Layer l by its kind's converter (as the driver's walk does). */
+graft_status onnx_convert_layer(onnx_ctx *x, const graft_layer *l);
+/* graft_onnx_opts.int8: converts the layers of m's int8 run (from the
+ * input) in QDQ form and sets *first_float to the first layer after it,
+ * which the driver's walk converts as usual. GRAFT_ESTATE where m holds no
+ * int8 run. */
+graft_status onnx_int8_run(onnx_ctx *x, const graft_model *m, int *first_float);
 
 /* --------------------------------------------------------- helpers for converters */
 

@@ -420,7 +420,7 @@ static bool quantize_kernel(graft_int8 *q, qstep *s)
         for (size_t e = 0; e < per; e++) mag = fmaxf(mag, fabsf(s->kernel[e * stride + f]));
         s->wscale[f] = mag > 0 ? mag / levels : 1.0f;
     }
-    s->qkernel = malloc(per * stride);
+    s->qkernel = malloc(per * stride > 0 ? per * stride : 1);
     if (!s->qkernel) return false;
     for (size_t i = 0; i < per * stride; i++) {
         float v = nearbyintf(s->kernel[i] / s->wscale[i % stride]);
