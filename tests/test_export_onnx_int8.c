@@ -95,18 +95,18 @@ static double rms_diff(const float *a, const float *b, size_t n)
 }
 
 /* Puts every bias of m's int8 run on the int32 grid the export rounds it
- * to. graft_int8_conv_of hands out the run's own arrays, which the 8-bit
+ * to. graft_int8_step_at hands out the run's own arrays, which the 8-bit
  * primitives read when a first 8-bit forward builds them: call this right
  * after graft_model_quantize_int8. */
 static void biases_on_grid(graft_model *m)
 {
-    int b = graft_int8_boundary(m->int8);
-    graft_int8_conv c;
-    for (int i = 1; i < b; i++) {
-        if (!graft_int8_conv_of(m->int8, i, &c)) continue;
+    graft_int8_step c;
+    for (int k = 0; k < graft_int8_steps(m->int8); k++) {
+        graft_int8_step_at(m->int8, k, &c);
+        if (c.kind == GRAFT_INT8_MAX_POOL) continue;
         float s_in;
         bool u8;
-        CHECK(graft_int8_tensor(m->int8, m->layers[c.layers[0]]->inputs[0], &s_in, &u8));
+        CHECK(graft_int8_tensor(m->int8, c.in, &s_in, &u8));
         float *bias = (float *)c.bias;
         for (int o = 0; o < c.filters; o++) {
             float unit = s_in * c.scale[o];

@@ -166,7 +166,7 @@ int cmd_export(int argc, char **argv)
         case O_INT8: onnx_flags = true; int8_dir = optarg; break;
         case O_CALIB:
             onnx_flags = true;
-            if (cli_opt_int("calibration-images", optarg, 1, CLI_MAX_CALIBRATION, &calib)) return 2;
+            if ((o = cli_opt_int("calibration-images", optarg, 1, CLI_MAX_CALIBRATION, &calib))) return o;
             break;
         case O_HELP: fputs(usage_text, stdout); return 0;
         default: fputs(usage_text, stderr); return 2;

@@ -29,7 +29,6 @@
  * tensors as uint8 with zero point 128, the same values, fuse).
  */
 #include "export/onnx.h"
-#include "kernels/kernels.h"
 #include "quant/int8.h"
 
 #include "onnx.pb-c.h"
@@ -74,21 +73,6 @@ static const char *dq_channels(onnx_ctx *x, const graft_layer *l, const char *q,
     return node ? out : NULL;
 }
 
-/* A window (a convolution's or a pool's geometry g) over an input padded
- * by a ZeroPadding2D's pad[4] (top, bottom, left, right): ONNX's pads
- * (top, left, bottom, right) over the unpadded input. The far pads are
- * what the last window reaches past the input (none where it stops short). */
-static void window_pads(const graft_conv_geom *g, const int pad[4], int64_t out[4])
-{
-    int h = g->h - pad[0] - pad[1], w = g->w - pad[2] - pad[3];
-    int pt = pad[0] + g->pad_top, pl = pad[2] + g->pad_left;
-    int pb = (g->oh - 1) * g->sh + g->kh - h - pt, pr = (g->ow - 1) * g->sw + g->kw - w - pl;
-    out[0] = pt;
-    out[1] = pl;
-    out[2] = pb > 0 ? pb : 0;
-    out[3] = pr > 0 ? pr : 0;
-}
-
 static graft_status missing(const graft_model *m, int layer, const char *what)
 {
     return graft_fail(GRAFT_EUNSUPPORTED, "int8 ONNX export of model '%s': layer '%s' (%s): %s",
@@ -100,30 +84,29 @@ static bool is_class(const graft_layer *l, const char *cls)
     return strcmp(l->ops->class_name, cls) == 0;
 }
 
-/* The step of the convolution at layer `conv`. */
-static graft_status conv_step(onnx_ctx *x, const graft_model *m, const graft_int8 *q, int conv,
-                              const graft_int8_conv *c)
+/* The kernel shape, strides and pads of a step's window on node n. */
+static void window_attrs(onnx_ctx *x, onnx_node *n, const graft_int8_step *st)
 {
-    const graft_layer *first = m->layers[c->layers[0]], *cl = m->layers[conv];
-    int last = c->layers[c->n_layers - 1], in_layer = first->inputs[0];
+    const int64_t pads[4] = {st->pads[0], st->pads[1], st->pads[2], st->pads[3]};
+    onnx_attr_ints(x, n, "kernel_shape", (const int64_t[]){st->kh, st->kw}, 2);
+    onnx_attr_ints(x, n, "strides", (const int64_t[]){st->sh, st->sw}, 2);
+    onnx_attr_ints(x, n, "pads", pads, 4);
+}
+
+/* A convolution step: its layers' outputs are set as they are made. */
+static graft_status conv_step(onnx_ctx *x, const graft_model *m, const graft_int8 *q,
+                              const graft_int8_step *c)
+{
+    const int last = c->layers[c->n_layers - 1];
+    const graft_layer *ll = m->layers[last];
+    /* The convolution: the step's first layer, or second after a padding. */
+    const graft_layer *cl = m->layers[c->layers[is_class(m->layers[c->layers[0]], "ZeroPadding2D")]];
     float s_in, s_out;
     bool u8_in, u8_out;
-    if (!graft_int8_tensor(q, in_layer, &s_in, &u8_in) ||
-        !graft_int8_tensor(q, last, &s_out, &u8_out))
-        return missing(m, conv, "the int8 run holds no scale for its input or output");
-    int pad[4] = {0, 0, 0, 0};
-    graft_zero_padding2d_pads(first, &pad[0], &pad[1], &pad[2], &pad[3]);
-    graft_conv_geom g;
-    int filters;
-    const float *kernel, *bias;
-    graft_activation act;
-    bool dw = false;
-    if (!graft_conv2d_args(cl, &g, &filters, &kernel, &bias, &act)) {
-        if (!graft_depthwise_conv2d_args(cl, &g, &filters, &kernel, &bias, &act))
-            return missing(m, conv, "not a convolution the int8 run takes");
-        dw = true;
-    }
-    int co = c->filters, cig = dw ? 1 : g.c, kh = g.kh, kw = g.kw;
+    if (!graft_int8_tensor(q, c->in, &s_in, &u8_in) || !graft_int8_tensor(q, last, &s_out, &u8_out))
+        return missing(m, cl->index, "the int8 run holds no scale for its input or output");
+    const bool dw = c->kind == GRAFT_INT8_DEPTHWISE;
+    const int co = c->filters, cig = dw ? 1 : c->c, kh = c->kh, kw = c->kw;
     size_t per = (size_t)cig * kh * kw;
     int8_t *w = malloc((size_t)co * per);
     int32_t *bq = malloc((size_t)co * sizeof *bq);
@@ -154,25 +137,20 @@ static graft_status conv_step(onnx_ctx *x, const graft_model *m, const graft_int
     const char *bqn = onnx_const_raw(x, onnx_name(x, cl, "B_int32"), bq, sizeof *bq,
                                      ONNX__TENSOR_PROTO__DATA_TYPE__INT32, &bd, 1);
     const char *ins[3] = {
-        onnx_layer_output(x, in_layer, ONNX_NCHW),
+        onnx_layer_output(x, c->in, ONNX_NCHW),
         dq_channels(x, cl, wq, c->scale, co, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, "W"),
         dq_channels(x, cl, bqn, bs, co, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, sizeof(int32_t),
                     "B")};
     free(w);
     free(bq);
     free(bs);
-    int64_t pads[4];
-    window_pads(&g, pad, pads);
     const char *y = onnx_name(x, cl, "conv");
     onnx_node *n = onnx_add_node(x, "Conv", ins, 3, y);
-    onnx_attr_ints(x, n, "kernel_shape", (const int64_t[]){kh, kw}, 2);
-    onnx_attr_ints(x, n, "strides", (const int64_t[]){g.sh, g.sw}, 2);
-    onnx_attr_ints(x, n, "pads", pads, 4);
+    window_attrs(x, n, c);
     onnx_attr_int(x, n, "group", dw ? co : 1);
     /* [pad,] conv [, BN] [, Add] [, clamp]: the Add as a float Add, the
      * clamp (the last layer's, or the convolution's own ReLU) after it;
      * each layer holds what has been made when it is reached. */
-    const graft_layer *ll = m->layers[last];
     for (int k = 0; k < c->n_layers; k++) {
         const graft_layer *l = m->layers[c->layers[k]];
         if (is_class(l, "Add") && c->residual >= 0) {
@@ -199,27 +177,19 @@ static graft_status conv_step(onnx_ctx *x, const graft_model *m, const graft_int
     return onnx_status(x);
 }
 
-/* [ZeroPadding2D ->] MaxPooling2D at layer p: one MaxPool over the DQ'd
- * input, quantized again at the same scale. */
-static graft_status pool_step(onnx_ctx *x, const graft_model *m, const graft_int8 *q, int first,
-                              int p)
+/* [ZeroPadding2D ->] MaxPooling2D: one MaxPool over the DQ'd input,
+ * quantized again at the same scale. */
+static graft_status pool_step(onnx_ctx *x, const graft_model *m, const graft_int8 *q,
+                              const graft_int8_step *st)
 {
-    const graft_layer *pl = m->layers[p], *fl = m->layers[first];
-    int in_layer = fl->inputs[0];
+    const int p = st->layers[st->n_layers - 1];
+    const graft_layer *pl = m->layers[p];
     float scale;
     bool u8;
-    graft_conv_geom g;
-    if (!graft_int8_tensor(q, p, &scale, &u8) || !graft_max_pool_geom(pl, &g))
+    if (!graft_int8_tensor(q, p, &scale, &u8))
         return missing(m, p, "the int8 run holds no scale for its output");
-    int pad[4] = {0, 0, 0, 0};
-    graft_zero_padding2d_pads(fl, &pad[0], &pad[1], &pad[2], &pad[3]);
-    int64_t pads[4];
-    window_pads(&g, pad, pads);
-    const char *in = onnx_layer_output(x, in_layer, ONNX_NCHW), *out = onnx_name(x, pl, "pool");
-    onnx_node *n = onnx_add_node(x, "MaxPool", &in, 1, out);
-    onnx_attr_ints(x, n, "kernel_shape", (const int64_t[]){g.kh, g.kw}, 2);
-    onnx_attr_ints(x, n, "strides", (const int64_t[]){g.sh, g.sw}, 2);
-    onnx_attr_ints(x, n, "pads", pads, 4);
+    const char *in = onnx_layer_output(x, st->in, ONNX_NCHW), *out = onnx_name(x, pl, "pool");
+    window_attrs(x, onnx_add_node(x, "MaxPool", &in, 1, out), st);
     onnx_set_output(x, pl, qdq(x, pl, out, scale, u8), ONNX_NCHW);
     return onnx_status(x);
 }
@@ -237,19 +207,17 @@ graft_status onnx_int8_run(onnx_ctx *x, const graft_model *m, int *first_float)
             "int8 ONNX export: opset %d; per-channel DequantizeLinear needs 13 or later",
             onnx_opset(x));
     const graft_int8 *q = m->int8;
-    const int n = m->n_layers;
-    int b = graft_int8_boundary(q);
-    if (b > n) b = n; /* never: the run's layers are the model's */
-    /* Per layer: 1 + the convolution whose step takes it, or 0. */
-    int *step_of = calloc((size_t)n, sizeof *step_of);
-    if (!step_of)
+    const int b = graft_int8_boundary(q), n_steps = graft_int8_steps(q);
+    /* Per layer below the boundary: 1 + the step that starts at it, -1 for
+     * a step's later layers, 0 for a layer that hands its input on. */
+    int *step_at = calloc((size_t)b, sizeof *step_at);
+    if (!step_at)
         return graft_fail(GRAFT_ENOMEM, "out of memory exporting model '%s' to ONNX", m->name);
-    graft_int8_conv c;
-    for (int i = 1; i < b; i++)
-        if (graft_int8_conv_of(q, i, &c))
-            for (int k = 0; k < c.n_layers; k++)
-                if (c.layers[k] >= 0 && c.layers[k] < n) step_of[c.layers[k]] = i + 1;
-
+    graft_int8_step st;
+    for (int k = 0; k < n_steps; k++) {
+        graft_int8_step_at(q, k, &st);
+        for (int j = 0; j < st.n_layers; j++) step_at[st.layers[j]] = j ? -1 : k + 1;
+    }
     graft_status s = onnx_convert_layer(x, m->layers[0]);
     float scale;
     bool u8;
@@ -260,26 +228,17 @@ graft_status onnx_int8_run(onnx_ctx *x, const graft_model *m, int *first_float)
         onnx_set_output(x, m->layers[0], qdq(x, m->layers[0], in, scale, u8), ONNX_NCHW);
         s = onnx_status(x);
     }
+    /* In graph order, as the float walk goes: a step at its first layer. */
     for (int i = 1; i < b && s == GRAFT_OK; i++) {
-        const graft_layer *l = m->layers[i];
-        if (step_of[i]) {
-            graft_int8_conv_of(q, step_of[i] - 1, &c);
-            if (c.layers[0] == i) s = conv_step(x, m, q, step_of[i] - 1, &c);
+        if (step_at[i] < 0) continue;
+        if (step_at[i] == 0) {
+            s = onnx_convert_layer(x, m->layers[i]); /* Dropout and the like */
             continue;
         }
-        int r = graft_model_sole_reader(m, i);
-        if (is_class(l, "ZeroPadding2D") && r > 0 && r < b &&
-            is_class(m->layers[r], "MaxPooling2D"))
-            continue; /* the pool's step takes it */
-        if (is_class(l, "MaxPooling2D")) {
-            int from = l->inputs[0];
-            bool padded = is_class(m->layers[from], "ZeroPadding2D") && !step_of[from];
-            s = pool_step(x, m, q, padded ? from : i, i);
-            continue;
-        }
-        s = onnx_convert_layer(x, l); /* a layer that hands its input on (Dropout) */
+        graft_int8_step_at(q, step_at[i] - 1, &st);
+        s = st.kind == GRAFT_INT8_MAX_POOL ? pool_step(x, m, q, &st) : conv_step(x, m, q, &st);
     }
-    free(step_of);
+    free(step_at);
     *first_float = b;
     return s;
 }

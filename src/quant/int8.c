@@ -38,7 +38,6 @@ typedef struct {
     int n;             /* its layers, in graph order */
     int layer[8];
     int in;            /* the tensor it reads (a layer index; 0: the input) */
-    int conv;          /* CONV, DW: the convolution's layer */
     int residual;      /* the Add's other tensor (-1: none) */
     int c, h, w;       /* input */
     int oc, oh, ow;    /* output */
@@ -186,7 +185,6 @@ static graft_status take_conv(graft_int8 *q, int i, qstep *s, bool *taken)
         return GRAFT_OK;
     if (act != GRAFT_LINEAR && act != GRAFT_RELU) return GRAFT_OK;
     s->first = i;
-    s->conv = c;
     s->n = 0;
     s->layer[s->n++] = i;
     if (c != i) s->layer[s->n++] = c;
@@ -847,18 +845,21 @@ bool graft_int8_tensor(const graft_int8 *q, int layer, float *scale, bool *u8)
     return true;
 }
 
-bool graft_int8_conv_of(const graft_int8 *q, int conv, graft_int8_conv *out)
+int graft_int8_steps(const graft_int8 *q) { return q->n_steps; }
+
+void graft_int8_step_at(const graft_int8 *q, int k, graft_int8_step *out)
 {
-    for (int k = 0; k < q->n_steps; k++) {
-        const qstep *s = &q->steps[k];
-        if (s->kind == Q_POOL || s->conv != conv) continue;
-        *out = (graft_int8_conv){.kernel = s->qkernel, .scale = s->wscale, .bias = s->bias,
-                                 .filters = s->oc, .n_layers = s->n, .residual = s->residual,
-                                 .clamp = s->clamp, .lo = s->lo, .hi = s->hi};
-        memcpy(out->layers, s->layer, sizeof s->layer);
-        return true;
-    }
-    return false;
+    static const graft_int8_kind kind[] = {[Q_CONV] = GRAFT_INT8_CONV,
+                                           [Q_DW] = GRAFT_INT8_DEPTHWISE,
+                                           [Q_POOL] = GRAFT_INT8_MAX_POOL};
+    const qstep *s = &q->steps[k];
+    *out = (graft_int8_step){.kind = kind[s->kind], .n_layers = s->n, .in = s->in, .kh = s->kh,
+                             .kw = s->kw, .sh = s->sh, .sw = s->sw,
+                             .pads = {s->pt, s->pl, s->pb, s->pr}, .kernel = s->qkernel,
+                             .scale = s->wscale, .bias = s->bias, .c = s->c, .filters = s->oc,
+                             .residual = s->residual, .clamp = s->clamp, .lo = s->lo,
+                             .hi = s->hi};
+    memcpy(out->layers, s->layer, sizeof s->layer);
 }
 
 static const char *type_name(const qtensor *t) { return t->u8 ? "u8" : "s8"; }

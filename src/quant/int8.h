@@ -44,20 +44,28 @@ int graft_int8_output_layer(const graft_int8 *q);
  * input, or a layer that hands one of those on): x = scale * q, q u8 or s8
  * (no zero point). false: the run does not hold it. */
 bool graft_int8_tensor(const graft_int8 *q, int layer, float *scale, bool *u8);
-/* The step of the Conv2D or DepthwiseConv2D at layer `conv`. */
+/* The run's steps, in the order they run. */
+typedef enum { GRAFT_INT8_CONV, GRAFT_INT8_DEPTHWISE, GRAFT_INT8_MAX_POOL } graft_int8_kind;
 typedef struct {
+    graft_int8_kind kind;
+    /* Its layers in graph order: [ZeroPadding2D,] the convolution
+     * [, BatchNormalization] [, Add] [, ReLU or Activation], or
+     * [ZeroPadding2D,] MaxPooling2D; the last one's output is the step's. */
+    int layers[8], n_layers;
+    int in;       /* the layer whose output it reads */
+    int kh, kw, sh, sw;
+    int pads[4];  /* top, left, bottom, right around the unpadded input (the
+                   * ZeroPadding2D's and the layer's own; ONNX's order) */
+    /* Convolutions: */
     const int8_t *kernel; /* s8, HWIO (DepthwiseConv2D: HWC), BatchNormalization folded in */
     const float *scale;   /* per output channel: the folded kernel ~ scale * kernel */
     const float *bias;    /* per output channel, float, BatchNormalization folded in */
-    int filters;
-    /* Its layers in graph order: [ZeroPadding2D,] the convolution
-     * [, BatchNormalization] [, Add] [, ReLU or Activation]; the last one's
-     * output is the step's. */
-    int layers[8], n_layers;
+    int c, filters;       /* input channels, output channels */
     int residual; /* the Add's other input, a layer (-1: no Add) */
     bool clamp;   /* max(lo, min(hi, .)) last (hi may be INFINITY) */
     float lo, hi;
-} graft_int8_conv;
-bool graft_int8_conv_of(const graft_int8 *q, int conv, graft_int8_conv *out);
+} graft_int8_step;
+int graft_int8_steps(const graft_int8 *q);
+void graft_int8_step_at(const graft_int8 *q, int k, graft_int8_step *out);
 
 #endif
